@@ -1,0 +1,53 @@
+"""fluentfn: addressable, stateful, GPU-schedulable functions on Ray.
+
+See ``README.md`` for the concepts; the public names are exactly those in ``__all__``.
+"""
+
+from ._context import Context, context
+from ._ref import ActorRef, Future, MethodProxy, ref
+from .api import ActorType, FunctionType, actor, function
+from .client import Client
+from .errors import (
+    ActorError,
+    CallTimeout,
+    FluentError,
+    FunctionTimeout,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    Unauthenticated,
+    Unavailable,
+)
+from .runtime._cluster import Cluster, init, shutdown, stats
+from .transport._tls import TlsConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorError",
+    "ActorRef",
+    "ActorType",
+    "CallTimeout",
+    "Client",
+    "Cluster",
+    "Context",
+    "FluentError",
+    "FunctionTimeout",
+    "FunctionType",
+    "Future",
+    "InvalidRequest",
+    "MethodProxy",
+    "NotFound",
+    "Overloaded",
+    "TlsConfig",
+    "Unauthenticated",
+    "Unavailable",
+    "__version__",
+    "actor",
+    "context",
+    "function",
+    "init",
+    "ref",
+    "shutdown",
+    "stats",
+]

@@ -1,0 +1,83 @@
+"""An actor type as the runtime sees it: class, options, callable methods, state."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidRequest, NotFound
+from .placement import ActorOptions
+
+HOOKS = frozenset({"on_activate", "on_deactivate"})
+
+
+@dataclass(frozen=True, slots=True)
+class MethodInfo:
+    """A callable method: the function, whether it is async, and its signature."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    signature: inspect.Signature | None
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """InvalidRequest unless the arguments fit the method's parameters."""
+        if self.signature is None:
+            return
+        try:
+            self.signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise InvalidRequest(f"{self.name}(): {exc}") from None
+
+
+class ActorDef:
+    """The runtime view of a user class decorated with ``@ff.actor``."""
+
+    def __init__(self, cls: type, options: ActorOptions) -> None:
+        self.cls = cls
+        self.options = options
+        self.name = options.name
+        self._methods: dict[str, MethodInfo] = {}
+        for attr in dir(cls):
+            if attr.startswith("_") or attr in HOOKS:
+                continue
+            fn = inspect.getattr_static(cls, attr)
+            if isinstance(fn, staticmethod | classmethod) or not inspect.isfunction(fn):
+                continue
+            try:
+                sig: inspect.Signature | None = inspect.signature(fn)
+            except (TypeError, ValueError):
+                sig = None
+            self._methods[attr] = MethodInfo(attr, fn, inspect.iscoroutinefunction(fn), sig)
+        self.on_activate = getattr(cls, "on_activate", None)
+        self.on_deactivate = getattr(cls, "on_deactivate", None)
+
+    @property
+    def method_names(self) -> list[str]:
+        return sorted(self._methods)
+
+    def method(self, name: str) -> MethodInfo:
+        """The public method ``name``; NotFound for anything else (private names, hooks)."""
+        info = self._methods.get(name)
+        if info is None:
+            raise NotFound(f"{self.name} has no method {name!r}")
+        return info
+
+    def new_instance(self) -> Any:
+        """Create an instance and run ``__init__`` (once per identity)."""
+        inst = self.cls.__new__(self.cls)
+        inst.__init__()
+        return inst
+
+    def restore(self, state: dict[str, Any]) -> Any:
+        """An instance from persisted public state, without running ``__init__``."""
+        inst = self.cls.__new__(self.cls)
+        inst.__dict__.update(state)
+        return inst
+
+
+def public_state(instance: Any) -> dict[str, Any]:
+    """The persisted part of an instance: its public attributes."""
+    return {k: v for k, v in vars(instance).items() if not k.startswith("_")}

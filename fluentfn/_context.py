@@ -1,0 +1,56 @@
+"""``ff.context()``: who and where the running actor or function is."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .errors import FluentError
+
+
+class Scheduler(Protocol):
+    """Durable reminders for one identity (provided by the host)."""
+
+    def schedule(self, address: str, delay_s: float, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str: ...
+
+    def cancel(self, address: str, reminder_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where the current turn runs. Outside any actor or function, ``address`` is None."""
+
+    address: str | None = None
+    key: str | None = None
+    type_name: str | None = None
+    node_id: str = ""
+    gpu_ids: tuple[int, ...] = ()
+    mode: str = "stateful"
+    chain: tuple[str, ...] = ()
+    chain_id: str = ""
+    deadline: float = 0.0
+    _scheduler: Scheduler | None = field(default=None, repr=False, compare=False)
+
+    def schedule(self, delay_s: float, method: str, *args: Any, **kwargs: Any) -> str:
+        """Call ``method(*args, **kwargs)`` on this identity after ``delay_s``; durable. Returns an id."""
+        if self._scheduler is None or self.address is None:
+            raise FluentError("reminders can be scheduled only from inside an actor")
+        if delay_s < 0:
+            raise FluentError("delay_s must be >= 0")
+        return self._scheduler.schedule(self.address, float(delay_s), method, args, kwargs)
+
+    def cancel(self, reminder_id: str) -> bool:
+        """Cancel a reminder of this identity; True if it was still pending."""
+        if self._scheduler is None or self.address is None:
+            raise FluentError("reminders can be cancelled only from inside an actor")
+        return self._scheduler.cancel(self.address, reminder_id)
+
+
+CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar("fluentfn_context", default=None)
+_outside = Context()
+
+
+def context() -> Context:
+    """The context of the running actor turn or function (an empty one outside)."""
+    return CURRENT.get() or _outside

@@ -1,0 +1,55 @@
+"""The process's I/O event loop, on a daemon thread: gRPC servers, streams, host turns."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class IoLoop:
+    """An asyncio loop running forever on its own thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self.thread = threading.Thread(target=self._main, name="fluentfn-io", daemon=True)
+        self.thread.start()
+        self._started.wait()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._started.set)
+        self.loop.run_forever()
+
+    def in_loop(self) -> bool:
+        """True when called from the loop's own thread."""
+        return threading.current_thread() is self.thread
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Schedule ``coro`` on the loop from any thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for it (never call this from the loop)."""
+        if self.in_loop():
+            coro.close()
+            raise RuntimeError("IoLoop.run called from the I/O loop itself")
+        return self.submit(coro).result(timeout)
+
+
+_shared: IoLoop | None = None
+_lock = threading.Lock()
+
+
+def io_loop() -> IoLoop:
+    """The process-wide I/O loop, started on first use."""
+    global _shared
+    with _lock:
+        if _shared is None or not _shared.thread.is_alive():
+            _shared = IoLoop()
+        return _shared

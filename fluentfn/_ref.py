@@ -1,0 +1,177 @@
+"""Actor references, method proxies and futures: the caller-side surface of a call.
+
+This module sits low in the import order (the wire codec builds ``ActorRef`` values),
+so it reaches the runtime only through the ``Invoker`` protocol registered at run time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Generator
+from typing import Any, Protocol, TypeVar
+
+from . import _config
+from .errors import CallTimeout, FluentError, InvalidRequest
+
+T = TypeVar("T")
+
+
+class Invoker(Protocol):
+    """What a runtime (stateful or FaaS) offers to references and function handles."""
+
+    def submit(
+        self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]: ...
+
+    async def call_async(
+        self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
+
+    def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+
+    def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+
+    def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]: ...
+
+
+_invoker: Invoker | None = None
+_lazy_connect: Callable[[], Invoker | None] | None = None
+
+
+def set_invoker(invoker: Invoker | None) -> None:
+    """Install (or clear) the process's runtime."""
+    global _invoker
+    _invoker = invoker
+
+
+def set_lazy_connect(factory: Callable[[], Invoker | None]) -> None:
+    """Register how a worker process connects on first use (inside Ray tasks)."""
+    global _lazy_connect
+    _lazy_connect = factory
+
+
+def current_invoker() -> Invoker:
+    """The process's runtime; connects lazily inside cluster workers."""
+    if _invoker is None and _lazy_connect is not None:
+        set_invoker(_lazy_connect())
+    if _invoker is None:
+        raise FluentError("fluentfn is not initialised in this process: call ff.init() first")
+    return _invoker
+
+
+class Future(concurrent.futures.Future[T]):
+    """The result of a ``.future`` call: ``.result(timeout)``, ``.done()``, awaitable.
+
+    A ``result`` that times out raises ``ff.CallTimeout`` (also a ``TimeoutError``); the
+    call itself goes on.
+    """
+
+    def result(self, timeout: float | None = None) -> T:
+        try:
+            return super().result(timeout)
+        except concurrent.futures.TimeoutError:
+            if self.done():
+                raise
+            raise CallTimeout(f"no reply within {timeout} s") from None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        import asyncio
+
+        return asyncio.wrap_future(self).__await__()
+
+
+def check_key(key: object) -> str:
+    """Validate and normalise an identity key (a non-empty str, or an int)."""
+    if isinstance(key, bool) or not isinstance(key, str | int):
+        raise InvalidRequest(f"actor keys are str or int, not {type(key).__name__}")
+    text = str(key)
+    if not text or len(text.encode("utf-8", "surrogatepass")) > _config.MAX_KEY_BYTES:
+        raise InvalidRequest(f"actor keys are 1 to {_config.MAX_KEY_BYTES} bytes long")
+    return text
+
+
+class ActorRef:
+    """A reference to the identity ``type_name/key``; nothing runs until it is called.
+
+    Refs are hashable, compare by address, and can be passed as arguments, returned
+    and kept in actor state.
+    """
+
+    __slots__ = ("_type_name", "_key")
+
+    def __init__(self, type_name: str, key: str | int) -> None:
+        if not type_name or "/" in type_name or len(type_name) > _config.MAX_NAME_BYTES:
+            raise InvalidRequest(f"invalid actor type name {type_name!r}")
+        self._type_name = type_name
+        self._key = check_key(key)
+
+    @property
+    def type_name(self) -> str:
+        return self._type_name
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def address(self) -> str:
+        """``"Type/key"``, accepted by ``ff.ref``."""
+        return f"{self._type_name}/{self._key}"
+
+    def __getattr__(self, name: str) -> MethodProxy:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return MethodProxy(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ActorRef)
+            and other._type_name == self._type_name
+            and other._key == self._key
+        )
+
+    def __hash__(self) -> int:
+        return hash(("fluentfn.ActorRef", self._type_name, self._key))
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.address!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ActorRef, (self._type_name, self._key))
+
+
+def ref(address: str) -> ActorRef:
+    """The reference for an address string ``"Type/key"`` (the key may contain ``/``)."""
+    if not isinstance(address, str) or "/" not in address:
+        raise InvalidRequest(f"an address is 'Type/key', got {address!r}")
+    type_name, key = address.split("/", 1)
+    return ActorRef(type_name, key)
+
+
+class MethodProxy:
+    """``ref.method``: call it, or use ``.future``, ``.aio``, ``.tell``."""
+
+    __slots__ = ("_ref", "_name")
+
+    def __init__(self, target: ActorRef, name: str) -> None:
+        self._ref = target
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Blocking call: returns the method's result or raises its error."""
+        return current_invoker().call(self._ref, self._name, args, kwargs)
+
+    def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Start the call and return an ``ff.Future``; many futures pipeline."""
+        return current_invoker().submit(self._ref, self._name, args, kwargs)
+
+    async def aio(self, *args: Any, **kwargs: Any) -> Any:
+        """Awaitable call, for async code."""
+        return await current_invoker().call_async(self._ref, self._name, args, kwargs)
+
+    def tell(self, *args: Any, **kwargs: Any) -> None:
+        """One-way message: no reply, errors are logged by the host."""
+        current_invoker().tell(self._ref, self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<method {self._name} of {self._ref!r}>"

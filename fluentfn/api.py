@@ -1,0 +1,195 @@
+"""The decorator API: ``@ff.actor``, ``@ff.function`` and the handles they return."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from . import _ref
+from ._ref import ActorRef, Future
+from .errors import FluentError
+from .placement import ActorOptions, ResourceSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C", bound=type)
+
+_KNOWN_TYPES: dict[str, ActorType] = {}
+"""Actor types defined in this process, by name: registered with the cluster on first use."""
+
+
+def known_type(name: str) -> ActorType | None:
+    """The locally defined actor type called ``name``, if any."""
+    return _KNOWN_TYPES.get(name)
+
+
+class ActorType:
+    """What ``@ff.actor`` returns: ``Type[key]`` gives an ``ff.ActorRef``.
+
+    The decorated class stays reachable as ``.cls`` (handy for unit tests of its logic).
+    """
+
+    def __init__(self, cls: type, options: ActorOptions) -> None:
+        options.validate()
+        if not isinstance(cls, type):
+            raise FluentError("@ff.actor decorates a class")
+        self.cls = cls
+        self.options = options
+        self.colocate_target: ActorType | None = None
+        self.__doc__ = cls.__doc__
+        self.__wrapped__ = cls
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def __getitem__(self, key: str | int) -> ActorRef:
+        return ActorRef(self.options.name, key)
+
+    def ref(self, key: str | int) -> ActorRef:
+        """Same as ``Type[key]``."""
+        return ActorRef(self.options.name, key)
+
+    def __repr__(self) -> str:
+        return f"<fluentfn actor type {self.options.name}>"
+
+
+def _resolve_colocate(target: Any) -> tuple[str | None, ActorType | None]:
+    if target is None:
+        return None, None
+    if isinstance(target, ActorType):
+        return target.options.group, target
+    if isinstance(target, str):
+        return target, _KNOWN_TYPES.get(target)
+    raise FluentError("colocate_with takes an @ff.actor type or its name")
+
+
+@overload
+def actor(cls: C, /) -> ActorType: ...
+
+
+@overload
+def actor(
+    *,
+    name: str | None = None,
+    shards: int = 4,
+    persist: str = "call",
+    idle_timeout_s: float = 900.0,
+    num_cpus: float | None = None,
+    num_gpus: float = 0,
+    resources: dict[str, float] | None = None,
+    accelerator_type: str | None = None,
+    colocate_with: ActorType | str | None = None,
+    reentrant: bool = False,
+) -> Callable[[type], ActorType]: ...
+
+
+def actor(
+    cls: type | None = None,
+    /,
+    *,
+    name: str | None = None,
+    shards: int = 4,
+    persist: str = "call",
+    idle_timeout_s: float = 900.0,
+    num_cpus: float | None = None,
+    num_gpus: float = 0,
+    resources: dict[str, float] | None = None,
+    accelerator_type: str | None = None,
+    colocate_with: ActorType | str | None = None,
+    reentrant: bool = False,
+) -> ActorType | Callable[[type], ActorType]:
+    """Make a class an addressable, stateful actor type (bare, or with options).
+
+    Public attributes are the persisted state; ``_private`` ones are transient.
+    ``colocate_with`` gives the type the shard mapping and hosts of another type.
+    """
+
+    def wrap(target: type) -> ActorType:
+        group, colocated = _resolve_colocate(colocate_with)
+        n_shards = colocated.options.shards if colocated is not None else shards
+        options = ActorOptions(
+            name=name or target.__name__,
+            shards=n_shards,
+            persist=persist,
+            idle_timeout_s=idle_timeout_s,
+            spec=ResourceSpec(num_cpus, num_gpus, dict(resources or {}), accelerator_type),
+            colocate_with=group,
+            reentrant=reentrant,
+        )
+        at = ActorType(target, options)
+        at.colocate_target = colocated
+        _KNOWN_TYPES[options.name] = at
+        return at
+
+    if cls is not None:
+        return wrap(cls)
+    return wrap
+
+
+class FunctionType(Generic[P, R]):
+    """What ``@ff.function`` returns: call it, or use ``.future``, ``.aio``, ``.map``."""
+
+    def __init__(
+        self, fn: Callable[P, R], *, num_cpus: float | None, num_gpus: float, max_duration_s: float | None
+    ) -> None:
+        if not callable(fn):
+            raise FluentError("@ff.function decorates a function")
+        self.fn = fn
+        self.name = getattr(fn, "__qualname__", repr(fn))
+        self.spec = ResourceSpec(num_cpus=num_cpus, num_gpus=num_gpus)
+        self.spec.validate()
+        if max_duration_s is not None and max_duration_s <= 0:
+            raise FluentError("max_duration_s must be positive")
+        self.max_duration_s = max_duration_s
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.future(*args, **kwargs).result()
+        return result
+
+    def future(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Start a run; returns an ``ff.Future``."""
+        return _ref.current_invoker().run_function(self, args, kwargs)
+
+    async def aio(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Awaitable run, for async code."""
+        return await asyncio.wrap_future(self.future(*args, **kwargs))
+
+    def map(self, *iterables: Iterable[Any]) -> list[R]:
+        """Run over zipped iterables in parallel; results in order."""
+        futures = [self.future(*args) for args in zip(*iterables, strict=False)]  # type: ignore[call-arg]
+        return [f.result() for f in futures]
+
+    def __repr__(self) -> str:
+        return f"<fluentfn function {self.name}>"
+
+
+@overload
+def function(fn: Callable[P, R], /) -> FunctionType[P, R]: ...
+
+
+@overload
+def function(
+    *, num_cpus: float | None = None, num_gpus: float = 0, max_duration_s: float | None = None
+) -> Callable[[Callable[P, R]], FunctionType[P, R]]: ...
+
+
+def function(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float = 0,
+    max_duration_s: float | None = None,
+) -> FunctionType[P, R] | Callable[[Callable[P, R]], FunctionType[P, R]]:
+    """Make a stateless function that runs as a Ray task (bare, or with options)."""
+
+    def wrap(target: Callable[P, R]) -> FunctionType[P, R]:
+        return FunctionType(target, num_cpus=num_cpus, num_gpus=num_gpus, max_duration_s=max_duration_s)
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap

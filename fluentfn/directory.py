@@ -1,0 +1,160 @@
+"""The directory: a named Ray actor holding the type registry and shard -> host map.
+
+Each (group, shard) has one host actor and an epoch that grows every time a host
+(re)announces itself, so a stale host can be told apart from the current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import NotFound, Unavailable
+from .placement import ActorOptions, ray_options
+
+DIRECTORY_NAME = "fluentfn-directory"
+RESOLVE_TIMEOUT_S = 120.0
+
+
+def ray_namespace(namespace: str) -> str:
+    """The Ray namespace that holds a fluentfn namespace's actors."""
+    return f"fluentfn-{namespace}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a shard lives now."""
+
+    endpoint: str
+    epoch: int
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TypeInfo:
+    """What a caller needs to place a call: the type's group and shard count."""
+
+    group: str
+    shards: int
+
+
+@dataclass
+class _Shard:
+    handle: Any = None
+    route: Route | None = None
+    epoch: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Group:
+    options: ActorOptions
+    shards: list[_Shard]
+
+
+class Directory:
+    """Registry and placement authority (runs as an async Ray actor)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = config
+        self._types: dict[str, tuple[bytes, ActorOptions]] = {}
+        self._groups: dict[str, _Group] = {}
+
+    async def config(self) -> dict[str, Any]:
+        """Cluster settings every process needs: token, bind address, TLS, store, mode."""
+        return self._config
+
+    async def register(self, name: str, blob: bytes, options: ActorOptions) -> TypeInfo:
+        """Register (or re-register) an actor type; starts its group's hosts if new."""
+        group = options.group
+        if options.colocate_with is not None and group not in self._groups:
+            raise NotFound(f"{name} is co-located with {group!r}, which is not registered")
+        self._types[name] = (blob, options)
+        if group not in self._groups:
+            self._groups[group] = _Group(options, [_Shard() for _ in range(options.shards)])
+            self._start_hosts(group)
+        return TypeInfo(group, len(self._groups[group].shards))
+
+    def _start_hosts(self, group: str) -> None:
+        import ray
+
+        from .runtime._hostactor import ShardHost
+
+        g = self._groups[group]
+        cls = ray.remote(ShardHost)
+        for shard, slot in enumerate(g.shards):
+            slot.handle = cls.options(  # type: ignore[attr-defined]
+                max_restarts=-1,
+                max_task_retries=0,
+                max_concurrency=16,
+                **ray_options(g.options.spec),
+            ).remote(group, shard, self._config["namespace"])
+
+    async def lookup(self, name: str) -> TypeInfo:
+        """Placement of a registered type; NotFound otherwise."""
+        entry = self._types.get(name)
+        if entry is None:
+            raise NotFound(f"no actor type {name!r} is registered in this cluster")
+        group = self._groups[entry[1].group]
+        return TypeInfo(entry[1].group, len(group.shards))
+
+    async def type_blob(self, name: str) -> bytes | None:
+        """The pickled (class, options) of a type, for hosts that must load it."""
+        entry = self._types.get(name)
+        return entry[0] if entry else None
+
+    async def type_names(self) -> list[str]:
+        return sorted(self._types)
+
+    async def host_ready(self, group: str, shard: int, endpoint: str, node_id: str) -> int:
+        """A host (re)started and serves ``endpoint``; returns its epoch."""
+        slot = self._groups[group].shards[shard]
+        slot.epoch += 1
+        slot.route = Route(endpoint, slot.epoch, node_id)
+        slot.ready.set()
+        return slot.epoch
+
+    async def resolve(self, group: str, shard: int) -> Route:
+        """The current route of a shard, waiting (bounded) while its host starts."""
+        g = self._groups.get(group)
+        if g is None:
+            raise NotFound(f"no group {group!r}")
+        slot = g.shards[shard]
+        try:
+            await asyncio.wait_for(slot.ready.wait(), RESOLVE_TIMEOUT_S)
+        except TimeoutError:
+            raise Unavailable(f"host {group}/{shard} did not start within {RESOLVE_TIMEOUT_S} s") from None
+        assert slot.route is not None
+        return slot.route
+
+    async def report_down(self, group: str, shard: int, endpoint: str) -> None:
+        """A caller could not reach ``endpoint``: wait for the host to announce again."""
+        slot = self._groups[group].shards[shard]
+        if slot.route is not None and slot.route.endpoint == endpoint:
+            slot.ready.clear()
+
+    async def hosts(self) -> list[tuple[str, int, Any]]:
+        """Every host: (group, shard, actor handle)."""
+        return [(name, i, s.handle) for name, g in self._groups.items() for i, s in enumerate(g.shards)]
+
+    async def stats(self) -> dict[str, int]:
+        """Counters summed over all hosts."""
+        totals: dict[str, int] = {}
+        handles = [s.handle for g in self._groups.values() for s in g.shards]
+        results = await asyncio.gather(*(h.stats.remote() for h in handles), return_exceptions=True)
+        for counters in results:
+            if isinstance(counters, BaseException):
+                continue
+            for k, v in counters.items():
+                totals[k] = totals.get(k, 0) + v
+        return totals
+
+    async def shutdown_hosts(self) -> None:
+        """Passivate every identity on every host (runs on_deactivate, flushes state)."""
+        handles = [s.handle for g in self._groups.values() for s in g.shards]
+        await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
+
+    async def ping(self) -> bool:
+        return True
+

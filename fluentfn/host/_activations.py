@@ -1,0 +1,84 @@
+"""The activation table: which identities are live in a host, in least-recently-used order.
+
+Pure bookkeeping (no I/O, no clocks of its own): the host asks it which identities to
+passivate, then does the passivating.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._mailbox import Mailbox
+
+
+class Activation:
+    """A live (or activating) identity: its instance, mailbox and bookkeeping."""
+
+    __slots__ = ("address", "type_name", "key", "mailbox", "instance", "last_used", "ready", "version", "snapshot")
+
+    def __init__(self, type_name: str, key: str, mailbox_limit: int) -> None:
+        self.address = f"{type_name}/{key}"
+        self.type_name = type_name
+        self.key = key
+        self.mailbox = Mailbox(self.address, mailbox_limit)
+        self.instance: Any = None
+        self.last_used = 0.0
+        self.ready = False  # instance built and on_activate done
+        self.version = 0  # store version of the state last loaded or written
+        self.snapshot: bytes | None = None  # encoded state as last persisted
+
+
+class ActivationTable:
+    """Live identities by address, oldest use first."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, Activation] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Activation]:
+        return iter(list(self._items.values()))
+
+    def get(self, address: str) -> Activation | None:
+        return self._items.get(address)
+
+    def add(self, act: Activation, now: float) -> None:
+        act.last_used = now
+        self._items[act.address] = act
+
+    def touch(self, act: Activation, now: float) -> None:
+        """Record a use: ``act`` becomes the most recently used."""
+        act.last_used = now
+        if act.address in self._items:
+            self._items.move_to_end(act.address)
+
+    def remove(self, act: Activation) -> None:
+        if self._items.get(act.address) is act:
+            del self._items[act.address]
+
+    def idle(self, now: float, timeout_of: Callable[[str], float], min_timeout: float) -> list[Activation]:
+        """Ready identities with empty mailboxes unused for longer than their type's timeout."""
+        out: list[Activation] = []
+        for act in self._items.values():
+            age = now - act.last_used
+            if age < min_timeout:
+                break  # everything after this one was used more recently
+            if act.ready and act.mailbox.idle and age >= timeout_of(act.type_name):
+                out.append(act)
+        return out
+
+    def over_cap(self, cap: int) -> list[Activation]:
+        """The least recently used idle identities beyond ``cap`` live ones."""
+        excess = len(self._items) - cap
+        out: list[Activation] = []
+        if excess <= 0:
+            return out
+        for act in self._items.values():
+            if len(out) >= excess:
+                break
+            if act.ready and act.mailbox.idle:
+                out.append(act)
+        return out

@@ -1,0 +1,94 @@
+"""Pure placement logic: key -> shard, co-location groups, Ray options from resource specs."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FluentError
+
+PERSIST_MODES = ("call", "interval", "never")
+
+
+def key_hash(key: str) -> int:
+    """A 64-bit hash of a key that is the same in every process and Python version."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def jump_hash(h: int, buckets: int) -> int:
+    """Lamping & Veach's jump consistent hash: growing ``buckets`` moves few keys."""
+    if buckets <= 0:
+        raise ValueError("buckets must be positive")
+    b, j = -1, 0
+    h &= 0xFFFFFFFFFFFFFFFF
+    while j < buckets:
+        b = j
+        h = (h * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        j = int((b + 1) * (float(1 << 31) / float((h >> 33) + 1)))
+    return b
+
+
+def shard_for(key: str, shards: int) -> int:
+    """The shard that owns ``key`` among ``shards``: stable and uniform."""
+    return jump_hash(key_hash(key), shards)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSpec:
+    """What each host of a type asks Ray for."""
+
+    num_cpus: float | None = None
+    num_gpus: float = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    accelerator_type: str | None = None
+
+    def validate(self) -> None:
+        if self.num_cpus is not None and self.num_cpus < 0:
+            raise FluentError("num_cpus must be >= 0")
+        if self.num_gpus < 0 or (self.num_gpus > 1 and self.num_gpus != int(self.num_gpus)):
+            raise FluentError("num_gpus must be >= 0, and a whole number when above 1")
+        for name, amount in self.resources.items():
+            if not isinstance(name, str) or amount < 0:
+                raise FluentError(f"bad resource request {name!r}: {amount!r}")
+
+
+def ray_options(spec: ResourceSpec) -> dict[str, Any]:
+    """The Ray actor options for a host with ``spec`` (hosts reserve no CPU by default)."""
+    opts: dict[str, Any] = {"num_cpus": 0 if spec.num_cpus is None else spec.num_cpus}
+    if spec.num_gpus:
+        opts["num_gpus"] = spec.num_gpus
+    if spec.resources:
+        opts["resources"] = dict(spec.resources)
+    if spec.accelerator_type:
+        opts["accelerator_type"] = spec.accelerator_type
+    return opts
+
+
+@dataclass(frozen=True, slots=True)
+class ActorOptions:
+    """The options of an actor type, as given to ``@ff.actor``."""
+
+    name: str
+    shards: int = 4
+    persist: str = "call"
+    idle_timeout_s: float = 900.0
+    spec: ResourceSpec = field(default_factory=ResourceSpec)
+    colocate_with: str | None = None
+    reentrant: bool = False
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name:
+            raise FluentError(f"invalid actor type name {self.name!r} (non-empty, no '/')")
+        if not isinstance(self.shards, int) or not 1 <= self.shards <= 4096:
+            raise FluentError("shards must be an int from 1 to 4096")
+        if self.persist not in PERSIST_MODES:
+            raise FluentError(f"persist must be one of {PERSIST_MODES}, not {self.persist!r}")
+        if self.idle_timeout_s <= 0:
+            raise FluentError("idle_timeout_s must be positive")
+        self.spec.validate()
+
+    @property
+    def group(self) -> str:
+        """The co-location group: types in one group share shard mapping and hosts."""
+        return self.colocate_with or self.name

@@ -1,0 +1,1 @@
+"""Runtimes (stateful and FaaS) behind the ``Invoker`` interface, and cluster start-up."""

@@ -1,0 +1,243 @@
+"""``ff.init`` / ``ff.shutdown`` / ``ff.Cluster``: starting or joining a cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from types import TracebackType
+from typing import Any
+
+from .. import _ref
+from .._ioloop import io_loop
+from ..directory import DIRECTORY_NAME, Directory, ray_namespace
+from ..errors import FluentError
+from ..transport._auth import new_token
+from ..transport._server import start_server
+from ..transport._tls import TlsConfig
+from ..wire._gen import actorhost_pb2 as pb
+from ._raycall import get_ray
+from ._stateful import StatefulRuntime
+
+MODES = ("stateful", "faas")
+_lock = threading.Lock()
+_current: Cluster | None = None
+
+
+def log_level() -> str:
+    """FLUENTFN_LOG, or ERROR: quiet by default."""
+    return os.environ.get("FLUENTFN_LOG", "ERROR").upper()
+
+
+def quiet_logs() -> None:
+    """Keep Ray's and gRPC's chatter off the user's terminal unless FLUENTFN_LOG asks."""
+    level = log_level()
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if level not in ("DEBUG", "INFO") else "INFO")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    logging.getLogger("ray").setLevel(level)
+    logging.getLogger("fluentfn").setLevel(level)
+
+
+class _Gateway:
+    """Dispatcher of the driver's gRPC endpoint: forwards each call to its host."""
+
+    def __init__(self, runtime: StatefulRuntime) -> None:
+        self._runtime = runtime
+
+    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
+        return await self._runtime.forward(call)
+
+    async def accept(self, call: pb.Call) -> None:
+        await self._runtime.check_type(call.type_name)
+
+    def status(self) -> pb.StatusReply:
+        return pb.StatusReply(host_id="gateway", group="", shard=0)
+
+
+class Cluster:
+    """A handle on the cluster this process started or joined (a context manager)."""
+
+    def __init__(
+        self,
+        *,
+        runtime: StatefulRuntime,
+        directory: Any,
+        gateway: str,
+        mode: str,
+        owns_ray: bool,
+        server: Any,
+    ) -> None:
+        self.runtime = runtime
+        self.directory = directory
+        self.gateway = gateway
+        self.token: str = runtime.token
+        self.mode = mode
+        self._owns_ray = owns_ray
+        self._server = server
+        self.closed = False
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<fluentfn Cluster mode={self.mode} gateway={self.gateway}>"
+
+    def stats(self) -> dict[str, int]:
+        """Cluster-wide counters (see ``ff.stats``)."""
+        totals: dict[str, int] = get_ray(self.directory.stats.remote())
+        return totals
+
+    def shutdown(self) -> None:
+        """Passivate all identities, stop the gateway, and stop Ray if this process started it."""
+        global _current
+        if self.closed:
+            return
+        self.closed = True
+        import ray
+
+        io = io_loop()
+        try:
+            if self._owns_ray:
+                get_ray(self.directory.shutdown_hosts.remote(), timeout=60)
+        except Exception:
+            pass
+        try:
+            io.run(self._server.stop(0.5), timeout=5)
+            io.run(self.runtime.close(), timeout=5)
+        except Exception:
+            pass
+        _ref.set_invoker(None)
+        with _lock:
+            if _current is self:
+                _current = None
+        if self._owns_ray:
+            ray.shutdown()
+
+
+def init(
+    *,
+    address: str | None = None,
+    mode: str = "stateful",
+    store: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    faas: Any = None,
+    token: str | None = None,
+    bind: str = "127.0.0.1",
+    tls: TlsConfig | None = None,
+    namespace: str = "default",
+) -> Cluster:
+    """Start an embedded local cluster (``address=None``) or join one (``"auto"``, ``"host:port"``).
+
+    Returns an ``ff.Cluster``; use it as a context manager or call ``ff.shutdown()``.
+    """
+    global _current
+    import ray
+
+    if mode not in MODES:
+        raise FluentError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode == "faas":
+        raise FluentError("mode='faas' is not available in this build yet")
+    with _lock:
+        if _current is not None and not _current.closed:
+            raise FluentError("fluentfn is already initialised in this process: call ff.shutdown() first")
+    quiet_logs()
+    level = logging.getLevelName(log_level())
+    owns_ray = False
+    ns = ray_namespace(namespace)
+    if not ray.is_initialized():
+        if address is None:
+            ray.init(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                namespace=ns,
+                include_dashboard=False,
+                logging_level=level,
+                configure_logging=True,
+            )
+            owns_ray = True
+        else:
+            ray.init(address=address, namespace=ns, logging_level=level)
+    config = {
+        "token": token or new_token(),
+        "bind": bind,
+        "tls": None if tls is None else {"cert_file": tls.cert_file, "key_file": tls.key_file, "ca_file": tls.ca_file},
+        "store": store,
+        "mode": mode,
+        "namespace": namespace,
+    }
+    actor_cls = ray.remote(Directory)
+    directory = actor_cls.options(  # type: ignore[attr-defined]
+        name=DIRECTORY_NAME,
+        namespace=ns,
+        get_if_exists=True,
+        lifetime=None if owns_ray else "detached",
+        max_restarts=0,
+        num_cpus=0,
+        max_concurrency=1000,
+    ).remote(config)
+    config = get_ray(directory.config.remote())
+    if token is not None and config["token"] != token:
+        raise FluentError("the running cluster has a different token")
+    io = io_loop()
+    runtime = StatefulRuntime(directory=directory, config=config, io=io)
+    cluster_tls = TlsConfig(**config["tls"]) if config.get("tls") else None
+    server, port = io.run(start_server(_Gateway(runtime), config["token"], config["bind"], cluster_tls))
+    host = "127.0.0.1" if config["bind"] in ("0.0.0.0", "::", "") else config["bind"]
+    cluster = Cluster(
+        runtime=runtime,
+        directory=directory,
+        gateway=f"{host}:{port}",
+        mode=config["mode"],
+        owns_ray=owns_ray,
+        server=server,
+    )
+    _ref.set_invoker(runtime)
+    with _lock:
+        _current = cluster
+    return cluster
+
+
+def current() -> Cluster:
+    """The cluster of this process; FluentError when there is none."""
+    if _current is None or _current.closed:
+        raise FluentError("fluentfn is not initialised in this process: call ff.init() first")
+    return _current
+
+
+def shutdown() -> None:
+    """Shut down the current cluster handle (no-op when there is none)."""
+    if _current is not None:
+        _current.shutdown()
+
+
+def stats() -> dict[str, int]:
+    """Cluster-wide counters: calls, direct_messages, local_calls, storage traffic, ..."""
+    from ..host._engine import COUNTERS
+
+    totals = dict.fromkeys(COUNTERS, 0)
+    totals.update(current().stats())
+    return totals
+
+
+def _connect_worker() -> _ref.Invoker | None:
+    """Connect a Ray worker process (a function task) to its namespace's cluster."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    ns = ray.get_runtime_context().namespace
+    try:
+        directory = ray.get_actor(DIRECTORY_NAME, namespace=ns)
+    except ValueError:
+        return None
+    config = get_ray(directory.config.remote())
+    return StatefulRuntime(directory=directory, config=config, io=io_loop())
+
+
+def install_lazy_connect() -> None:
+    """Let ``ActorRef`` calls inside Ray tasks connect on first use."""
+    _ref.set_lazy_connect(_connect_worker)

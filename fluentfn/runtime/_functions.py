@@ -1,0 +1,116 @@
+"""``@ff.function`` runs: each call is a Ray task; errors and results use the wire codec."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+from .._context import CURRENT, Context
+from .._ioloop import IoLoop
+from .._ref import Future
+from ..errors import FunctionTimeout, NotFound
+from ..wire import codec
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import error_to_pb, pb_to_error
+from ._raycall import await_ray
+
+
+def run_in_task(fn: Any, args_blob: bytes, mode: str) -> tuple[bool, bytes]:
+    """The body of a function's Ray task: (True, result) or (False, wire Error)."""
+    import ray
+
+    from . import _cluster
+
+    _cluster.install_lazy_connect()
+    ctx = ray.get_runtime_context()
+    context = Context(
+        node_id=ctx.get_node_id(),
+        gpu_ids=tuple(int(g) for g in ray.get_gpu_ids()),
+        mode=mode,
+        chain_id=ctx.get_task_id() or "",
+    )
+    token = CURRENT.set(context)
+    try:
+        args, kwargs = codec.decode_args(args_blob)
+        result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return True, codec.encode(result)
+    except BaseException as exc:
+        return False, error_to_pb(exc, getattr(fn, "__qualname__", "function"), user=True).SerializeToString()
+    finally:
+        CURRENT.reset(token)
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+def _make_task(fn: Any, mode: str) -> Any:
+    def fluentfn_task(args_blob: bytes) -> tuple[bool, bytes]:
+        from fluentfn.runtime._functions import run_in_task
+
+        return run_in_task(fn, args_blob, mode)
+
+    fluentfn_task.__qualname__ = f"fluentfn:{getattr(fn, '__qualname__', 'function')}"
+    return fluentfn_task
+
+
+class FunctionRunner:
+    """Submits function calls as Ray tasks and turns their outcomes into ``ff.Future``s."""
+
+    def __init__(self, *, mode: str, io: IoLoop, allow_gpus: bool = True, ray_extra: dict[str, Any] | None = None) -> None:
+        self._mode = mode
+        self._io = io
+        self._allow_gpus = allow_gpus
+        self._ray_extra = ray_extra or {}
+        self._remotes: dict[int, tuple[Any, Any]] = {}
+
+    def _remote(self, fn: Any) -> Any:
+        import ray
+
+        from ..placement import ray_options
+        from ._stateful import pickle_by_value_if_local
+
+        cached = self._remotes.get(id(fn))
+        if cached is not None and cached[0] is fn:
+            return cached[1]
+        if getattr(fn, "spec", None) is None:
+            raise NotFound(f"{fn!r} is not an @ff.function")
+        pickle_by_value_if_local(fn.fn)
+        opts = ray_options(fn.spec)
+        opts["num_cpus"] = 1 if fn.spec.num_cpus is None else fn.spec.num_cpus
+        remote = ray.remote(_make_task(fn.fn, self._mode)).options(max_retries=0, **opts, **self._ray_extra)
+        self._remotes[id(fn)] = (fn, remote)
+        return remote
+
+    def submit(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        blob = codec.encode_args(args, kwargs)
+        objref = self._remote(fn).remote(blob)
+        out: Future[Any] = Future()
+        self._io.submit(self._collect(objref, fn, out))
+        return out
+
+    async def _collect(self, objref: Any, fn: Any, out: Future[Any]) -> None:
+        import ray
+
+        try:
+            if fn.max_duration_s:
+                ok, data = await asyncio.wait_for(await_ray(objref), fn.max_duration_s)
+            else:
+                ok, data = await await_ray(objref)
+        except TimeoutError:
+            ray.cancel(objref, force=True)
+            out.set_exception(FunctionTimeout(f"{fn.name} ran past its {fn.max_duration_s} s limit and was killed"))
+            return
+        except BaseException as exc:
+            out.set_exception(exc)
+            return
+        try:
+            if ok:
+                out.set_result(codec.decode(data))
+            else:
+                out.set_exception(pb_to_error(pb.Error.FromString(data)))
+        except BaseException as exc:
+            out.set_exception(exc)

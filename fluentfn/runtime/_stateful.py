@@ -1,0 +1,270 @@
+"""The stateful runtime: places calls on hosts and sends them over peer streams.
+
+Placement: key -> shard (stable hash) -> route (from the directory, cached). A call to
+a shard this very process hosts is dispatched in-process. A host that cannot be reached
+is reported to the directory and the call is retried, with the same request id, once
+the host is back (bounded attempts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from .. import _config
+from .._context import CURRENT
+from .._ioloop import IoLoop
+from .._ref import ActorRef, Future
+from ..api import ActorType, known_type
+from ..directory import Route, TypeInfo
+from ..errors import FluentError, InvalidRequest, Redirect, Unavailable, code_value, status_for
+from ..host._engine import HostEngine
+from ..placement import shard_for
+from ..transport._client import PeerPool
+from ..transport._tls import TlsConfig
+from ..wire import codec
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import pb_to_error
+from ._functions import FunctionRunner
+from ._raycall import await_ray
+
+_REDIRECT = code_value(status_for(Redirect("")))
+_UNAVAILABLE = code_value(status_for(Unavailable("")))
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    route: Route
+    local: bool
+
+
+def pickle_by_value_if_local(cls: type) -> None:
+    """Ship user code by value unless it is installed (workers may not import it)."""
+    import sys
+
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None) or ""
+    if module is not None and cls.__module__ != "__main__" and "site-packages" not in path:
+        root = cls.__module__.split(".")[0]
+        if root not in ("fluentfn",):
+            try:
+                cloudpickle.register_pickle_by_value(sys.modules[root])
+            except (ValueError, KeyError):
+                pass
+
+
+class StatefulRuntime:
+    """The ``Invoker`` of a process in a stateful cluster (driver, host or task)."""
+
+    mode = "stateful"
+
+    def __init__(
+        self,
+        *,
+        directory: Any,
+        config: dict[str, Any],
+        io: IoLoop,
+        engine: HostEngine | None = None,
+    ) -> None:
+        self._directory = directory
+        self.config = config
+        self.token: str = config["token"]
+        tls = config.get("tls")
+        self._tls: TlsConfig | None = TlsConfig(**tls) if tls else None
+        self._io = io
+        self._engine = engine
+        self._pool = PeerPool(self.token, self._tls)
+        self._types: dict[str, TypeInfo] = {}
+        self._targets: dict[tuple[str, int], _Target] = {}
+        self._registering: dict[str, asyncio.Future[TypeInfo]] = {}
+        self.functions = FunctionRunner(mode="stateful", io=io)
+
+    # -- Invoker -----------------------------------------------------------------------
+
+    def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self._io.in_loop():
+            raise FluentError(
+                f"blocking call to {ref.address}.{method} from async code: use `await ref.{method}.aio(...)`"
+            )
+        call = self._make_call(ref, method, args, kwargs)
+        reply = self._try_inline(call)
+        if reply is None:
+            reply = self._io.run(self._send(call))
+        return self._result(reply)
+
+    def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        call = self._make_call(ref, method, args, kwargs)
+        out: Future[Any] = Future()
+        inner = self._io.submit(self._send(call))
+
+        def done(f: Any) -> None:
+            try:
+                out.set_result(self._result(f.result()))
+            except BaseException as exc:
+                out.set_exception(exc)
+
+        inner.add_done_callback(done)
+        return out
+
+    async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = self._make_call(ref, method, args, kwargs)
+        if self._io.in_loop():
+            reply = await self._send(call)
+        else:
+            reply = await asyncio.wrap_future(self._io.submit(self._send(call)))
+        return self._result(reply)
+
+    def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        call = self._make_call(ref, method, args, kwargs)
+        call.one_way = True
+        if self._io.in_loop():
+            asyncio.get_running_loop().create_task(self._send_quietly(call))
+        else:
+            self._io.submit(self._send_quietly(call))
+
+    def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        return self.functions.submit(fn, args, kwargs)
+
+    # -- calls -------------------------------------------------------------------------
+
+    def _make_call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> pb.Call:
+        if not isinstance(ref, ActorRef):
+            raise InvalidRequest(f"not an actor reference: {ref!r}")
+        ctx = CURRENT.get()
+        request_id = os.urandom(12).hex()
+        deadline = time.time() + _config.DEFAULT_CALL_TIMEOUT_S
+        if ctx is not None and ctx.deadline:
+            deadline = min(deadline, ctx.deadline)
+        return pb.Call(
+            type_name=ref.type_name,
+            key=ref.key,
+            method=method,
+            args=codec.encode_args(args, kwargs),
+            request_id=request_id,
+            deadline=deadline,
+            call_chain=ctx.chain if ctx is not None else (),
+            chain_id=ctx.chain_id if ctx is not None and ctx.chain_id else request_id,
+        )
+
+    @staticmethod
+    def _result(reply: pb.Reply | None) -> Any:
+        if reply is None:
+            return None
+        if reply.HasField("error"):
+            raise pb_to_error(reply.error)
+        return codec.decode(reply.value)
+
+    def _try_inline(self, call: pb.Call) -> pb.Reply | None:
+        """Co-located sync -> sync calls run in the calling thread."""
+        if self._engine is None:
+            return None
+        info = self._types.get(call.type_name)
+        if info is None:
+            return None
+        target = self._targets.get((info.group, shard_for(call.key, info.shards)))
+        if target is None or not target.local:
+            return None
+        return self._engine.dispatch_inline(call)
+
+    async def _send_quietly(self, call: pb.Call) -> None:
+        try:
+            await self._send(call)
+        except FluentError:
+            pass  # a tell has no one to report to; the host counts its errors
+
+    async def forward(self, call: pb.Call) -> pb.Reply | None:
+        """Route a call that arrived at the gateway (errors become replies)."""
+        try:
+            return await self._send(call)
+        except FluentError as exc:
+            from ..wire.errors import error_to_pb
+
+            return pb.Reply(seq=call.seq, error=error_to_pb(exc))
+
+    async def _send(self, call: pb.Call) -> pb.Reply | None:
+        info = self._types.get(call.type_name) or await self._type_info(call.type_name)
+        shard = shard_for(call.key, info.shards)
+        last: FluentError = Unavailable(f"no host for {call.type_name}/{call.key}")
+        for attempt in range(_config.RETRY_ATTEMPTS):
+            target = self._targets.get((info.group, shard)) or await self._resolve(info.group, shard)
+            try:
+                if target.local:
+                    assert self._engine is not None
+                    reply = await self._engine.dispatch(call, local=True)
+                else:
+                    reply = await self._pool.invoke(target.route.endpoint, call)
+            except Unavailable as exc:
+                last = exc
+                await self._forget(info.group, shard, target, report=True)
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                continue
+            if reply is not None and reply.HasField("error") and reply.error.code in (_REDIRECT, _UNAVAILABLE):
+                last = pb_to_error(reply.error)
+                await self._forget(info.group, shard, target, report=reply.error.code == _UNAVAILABLE)
+                continue
+            return reply
+        raise last
+
+    async def _forget(self, group: str, shard: int, target: _Target, *, report: bool) -> None:
+        if self._targets.get((group, shard)) is target:
+            del self._targets[(group, shard)]
+        if report:
+            try:
+                await await_ray(self._directory.report_down.remote(group, shard, target.route.endpoint))
+            except FluentError:
+                pass
+
+    async def _resolve(self, group: str, shard: int) -> _Target:
+        route: Route = await await_ray(self._directory.resolve.remote(group, shard))
+        engine = self._engine
+        local = engine is not None and engine.group == group and engine.shard == shard
+        target = _Target(route, local)
+        self._targets[(group, shard)] = target
+        return target
+
+    async def _type_info(self, name: str) -> TypeInfo:
+        pending = self._registering.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[TypeInfo] = asyncio.get_running_loop().create_future()
+        self._registering[name] = fut
+        try:
+            local = known_type(name)
+            if local is not None:
+                info = await self._register(local)
+            else:
+                info = await await_ray(self._directory.lookup.remote(name))
+            self._types[name] = info
+            fut.set_result(info)
+            return info
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: concurrent waiters get it from await
+            raise
+        finally:
+            del self._registering[name]
+
+    async def _register(self, at: ActorType) -> TypeInfo:
+        if at.colocate_target is not None and at.colocate_target.name not in self._types:
+            self._types[at.colocate_target.name] = await self._register(at.colocate_target)
+        pickle_by_value_if_local(at.cls)
+        blob = cloudpickle.dumps((at.cls, at.options))
+        info: TypeInfo = await await_ray(self._directory.register.remote(at.name, blob, at.options))
+        return info
+
+    def ensure_registered(self, at: ActorType) -> TypeInfo:
+        """Register ``at`` now (blocking) instead of on its first call."""
+        return self._io.run(self._type_info(at.name))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def check_type(self, name: str) -> None:
+        """NotFound unless ``name`` is a registered (or local) actor type."""
+        if name not in self._types:
+            await self._type_info(name)

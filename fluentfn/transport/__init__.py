@@ -1,0 +1,1 @@
+"""gRPC transport: the authenticated ActorHost server and pipelined peer streams."""

@@ -1,0 +1,66 @@
+"""Cluster-token authentication: every RPC carries ``authorization: Bearer <token>``."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+METADATA_KEY = "authorization"
+_STREAMING = frozenset({"InvokeStream"})
+
+
+def new_token() -> str:
+    """A fresh cluster token (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying ``token``."""
+    return ((METADATA_KEY, f"Bearer {token}"),)
+
+
+def token_matches(presented: str | bytes | None, token: str) -> bool:
+    """Constant-time check of an ``authorization`` header value."""
+    if presented is None:
+        return False
+    if isinstance(presented, bytes):
+        presented = presented.decode("latin-1")
+    return hmac.compare_digest(presented.encode("utf-8", "replace"), f"Bearer {token}".encode())
+
+
+async def _deny_unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid cluster token")
+
+
+async def _deny_stream(request_iterator: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid cluster token")
+    yield  # pragma: no cover - makes this an async generator, as stream handlers are
+
+
+class TokenInterceptor(aio.ServerInterceptor):
+    """Refuses every RPC whose metadata lacks the cluster token."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+        self._deny_unary = grpc.unary_unary_rpc_method_handler(_deny_unary)
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(_deny_stream)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        presented = None
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == METADATA_KEY:
+                presented = value
+                break
+        if token_matches(presented, self._token):
+            return await continuation(handler_call_details)
+        method = (handler_call_details.method or "").rsplit("/", 1)[-1]
+        return self._deny_stream if method in _STREAMING else self._deny_unary

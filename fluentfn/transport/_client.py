@@ -1,0 +1,156 @@
+"""Pipelined calls to peers: one long-lived bidirectional stream per endpoint.
+
+Calls queued while a write is in flight go out together in one ``CallBatch``; replies
+come back by ``seq`` in any order. A broken stream fails its pending calls with
+``Unavailable`` and the next call opens a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from .. import _config
+from ..errors import FluentError, Unavailable, error_for
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire._gen import actorhost_pb2_grpc as pb_grpc
+from ._auth import metadata
+from ._server import channel_options
+from ._tls import TlsConfig
+
+
+def rpc_error(exc: aio.AioRpcError | grpc.RpcError, endpoint: str) -> FluentError:
+    """The fluentfn exception for a failed RPC."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNAVAILABLE
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return error_for(code, f"{endpoint}: {details}")
+
+
+def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
+    """An aio channel to ``endpoint`` with fluentfn's limits."""
+    if tls is None:
+        return aio.insecure_channel(endpoint, options=channel_options())
+    return aio.secure_channel(endpoint, tls.channel_credentials(), options=channel_options())
+
+
+class PeerStream:
+    """One endpoint's stream; ``invoke`` may be called concurrently from the loop."""
+
+    def __init__(self, endpoint: str, token: str, tls: TlsConfig | None) -> None:
+        self.endpoint = endpoint
+        self._token = token
+        self._channel = open_channel(endpoint, tls)
+        self._stub = pb_grpc.ActorHostStub(self._channel)
+        self._seq = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[pb.Reply]] = {}
+        self._outbox: list[pb.Call] = []
+        self._wakeup = asyncio.Event()
+        self._call: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.broken: FluentError | None = None
+
+    def _start(self) -> None:
+        self._call = self._stub.InvokeStream(metadata=metadata(self._token))
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._write()), loop.create_task(self._read())]
+
+    async def invoke(self, call: pb.Call) -> pb.Reply | None:
+        """Send ``call``; its reply (None for one-way calls)."""
+        if self.broken is not None:
+            raise self.broken
+        if self._call is None:
+            self._start()
+        fut: asyncio.Future[pb.Reply] | None = None
+        if not call.one_way:
+            call.seq = next(self._seq)
+            fut = asyncio.get_running_loop().create_future()
+            self._pending[call.seq] = fut
+        self._outbox.append(call)
+        self._wakeup.set()
+        if fut is None:
+            return None
+        try:
+            return await fut
+        finally:
+            self._pending.pop(call.seq, None)
+
+    async def _write(self) -> None:
+        limit = _config.MAX_MESSAGE_BYTES
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._outbox:
+                    calls, self._outbox = self._outbox, []
+                    batch: list[pb.Call] = []
+                    size = 0
+                    for call in calls:
+                        n = call.ByteSize()
+                        if batch and size + n > limit:
+                            await self._call.write(pb.CallBatch(calls=batch))
+                            batch, size = [], 0
+                        batch.append(call)
+                        size += n
+                    await self._call.write(pb.CallBatch(calls=batch))
+        except asyncio.CancelledError:
+            raise
+        except aio.AioRpcError as exc:
+            self._fail(rpc_error(exc, self.endpoint))
+        except Exception as exc:  # the stream is gone (closed channel, ...)
+            self._fail(Unavailable(f"{self.endpoint}: {exc}"))
+
+    async def _read(self) -> None:
+        try:
+            async for batch in self._call:
+                for reply in batch.replies:
+                    fut = self._pending.get(reply.seq)
+                    if fut is not None and not fut.done():
+                        fut.set_result(reply)
+            self._fail(Unavailable(f"{self.endpoint}: stream closed by peer"))
+        except asyncio.CancelledError:
+            raise
+        except aio.AioRpcError as exc:
+            self._fail(rpc_error(exc, self.endpoint))
+        except Exception as exc:
+            self._fail(Unavailable(f"{self.endpoint}: {exc}"))
+
+    def _fail(self, error: FluentError) -> None:
+        if self.broken is None:
+            self.broken = error
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._pending.clear()
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def close(self) -> None:
+        self._fail(Unavailable(f"{self.endpoint}: closed"))
+        await self._channel.close()
+
+
+class PeerPool:
+    """Streams by endpoint, reopened after a failure."""
+
+    def __init__(self, token: str, tls: TlsConfig | None = None) -> None:
+        self._token = token
+        self._tls = tls
+        self._streams: dict[str, PeerStream] = {}
+
+    async def invoke(self, endpoint: str, call: pb.Call) -> pb.Reply | None:
+        stream = self._streams.get(endpoint)
+        if stream is None or stream.broken is not None:
+            if stream is not None:
+                asyncio.get_running_loop().create_task(stream.close())
+            stream = self._streams[endpoint] = PeerStream(endpoint, self._token, self._tls)
+        return await stream.invoke(call)
+
+    async def close(self) -> None:
+        streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            await stream.close()

@@ -1,0 +1,133 @@
+"""The ActorHost gRPC service, over any dispatcher (a host engine or the gateway router)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import grpc
+from grpc import aio
+
+from .. import _config
+from ..errors import FluentError, code_value, status_for
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire._gen import actorhost_pb2_grpc as pb_grpc
+from ._auth import TokenInterceptor
+from ._tls import TlsConfig
+
+# Room for the protobuf envelope around a payload of the maximum size.
+_ENVELOPE = 64 * 1024
+_CODES = {code_value(c): c for c in grpc.StatusCode}
+
+
+class Dispatcher(Protocol):
+    """What serves calls: the host engine, or the gateway that forwards them."""
+
+    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None: ...
+
+    async def accept(self, call: pb.Call) -> None:
+        """Raise (NotFound, InvalidRequest, ...) if a one-way call cannot be taken."""
+
+    def status(self) -> pb.StatusReply: ...
+
+
+def channel_options() -> list[tuple[str, Any]]:
+    """gRPC options shared by servers and channels."""
+    limit = 2 * _config.MAX_MESSAGE_BYTES + _ENVELOPE
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class ActorHostServicer(pb_grpc.ActorHostServicer):
+    """Maps the four RPCs onto a dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._d = dispatcher
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def Invoke(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Reply]) -> pb.Reply:
+        request.one_way = False
+        reply = await self._d.dispatch(request)
+        assert reply is not None
+        if reply.HasField("error") and reply.error.code != 0:
+            await context.abort(_CODES.get(reply.error.code, grpc.StatusCode.INTERNAL), reply.error.message)
+        return reply
+
+    async def Tell(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Ack]) -> pb.Ack:
+        request.one_way = True
+        try:
+            await self._d.accept(request)
+        except FluentError as exc:
+            await context.abort(status_for(exc), str(exc))
+        self._spawn(self._d.dispatch(request))
+        return pb.Ack()
+
+    async def InvokeStream(
+        self, request_iterator: AsyncIterator[pb.CallBatch], context: aio.ServicerContext[pb.CallBatch, pb.ReplyBatch]
+    ) -> AsyncIterator[pb.ReplyBatch]:
+        outbox: list[pb.Reply] = []
+        ready = asyncio.Event()
+        pending = 0
+        reading = True
+
+        async def run(call: pb.Call) -> None:
+            nonlocal pending
+            try:
+                reply = await self._d.dispatch(call)
+                if reply is not None:
+                    outbox.append(reply)
+            finally:
+                pending -= 1
+                ready.set()
+
+        async def read() -> None:
+            nonlocal pending, reading
+            try:
+                async for batch in request_iterator:
+                    for call in batch.calls:
+                        pending += 1
+                        self._spawn(run(call))
+            finally:
+                reading = False
+                ready.set()
+
+        reader = self._spawn(read())
+        try:
+            while reading or pending or outbox:
+                await ready.wait()
+                ready.clear()
+                if outbox:
+                    replies, outbox[:] = list(outbox), []
+                    yield pb.ReplyBatch(replies=replies)
+        finally:
+            reader.cancel()
+
+    async def Status(self, request: pb.StatusRequest, context: aio.ServicerContext[pb.StatusRequest, pb.StatusReply]) -> pb.StatusReply:
+        return self._d.status()
+
+
+async def start_server(
+    dispatcher: Dispatcher, token: str, bind: str = "127.0.0.1", tls: TlsConfig | None = None
+) -> tuple[aio.Server, int]:
+    """Serve ``dispatcher`` on ``bind`` (an ephemeral port); returns the server and port."""
+    server = aio.server(interceptors=[TokenInterceptor(token)], options=channel_options())
+    pb_grpc.add_ActorHostServicer_to_server(ActorHostServicer(dispatcher), server)
+    address = f"[{bind}]:0" if ":" in bind else f"{bind}:0"
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.server_credentials())
+    if not port:
+        raise FluentError(f"cannot listen on {bind}")
+    await server.start()
+    return server, port

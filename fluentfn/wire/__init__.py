@@ -1,0 +1,1 @@
+"""Wire format: the msgpack codec, error conversion and the generated gRPC stubs."""

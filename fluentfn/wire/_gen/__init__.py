@@ -1,0 +1,1 @@
+"""Generated gRPC stubs (python -m fluentfn.wire.regen)."""

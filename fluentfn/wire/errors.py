@@ -1,0 +1,104 @@
+"""Exceptions <-> the wire ``Error`` message.
+
+A user exception travels as its module, type name, args and traceback. The receiver
+rebuilds an exception that is both ``ff.ActorError`` and the original type, looking the
+type up only among modules it has already imported (a peer never makes us import code).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+from ..errors import ActorError, FluentError, InvalidRequest, code_value, error_for, status_for
+from . import codec
+from ._gen import actorhost_pb2 as pb
+
+_MAX_TRACEBACK = 32 * 1024
+_HYBRIDS: dict[type[BaseException], type[ActorError]] = {}
+
+
+def _origin(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, ActorError) and exc.remote_type:
+        module, _, qualname = exc.remote_type.rpartition(":")
+        return module, qualname
+    cls = type(exc)
+    return cls.__module__, cls.__qualname__
+
+
+def error_to_pb(exc: BaseException, where: str = "", *, user: bool = False) -> pb.Error:
+    """Describe an exception for the wire.
+
+    fluentfn's own errors keep their status code, unless ``user`` says the exception
+    escaped user code (a nested call's ``NotFound``, say): then it travels as a user
+    exception, so the caller neither retries nor mistakes it for its own call's status.
+    """
+    if not user and isinstance(exc, FluentError) and not isinstance(exc, ActorError):
+        return pb.Error(code=code_value(status_for(exc)), message=str(exc))
+    module, qualname = _origin(exc)
+    try:
+        args = codec.encode(list(exc.args), limit=64 * 1024)
+    except InvalidRequest:
+        args = codec.encode([str(exc)])
+    local_tb = "".join(traceback.format_exception(exc))
+    if isinstance(exc, ActorError) and exc.remote_traceback:
+        local_tb = exc.remote_traceback + "\nre-raised by\n" + local_tb
+    header = f"in {where}:\n" if where else ""
+    return pb.Error(
+        code=0,
+        message=str(exc),
+        exc_module=module,
+        exc_type=qualname,
+        exc_args=args,
+        traceback=(header + local_tb)[-_MAX_TRACEBACK:],
+    )
+
+
+def _lookup(module: str, qualname: str) -> type[BaseException] | None:
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        if obj is None or part.startswith("<"):
+            return None
+        obj = getattr(obj, part, None)
+    if isinstance(obj, type) and issubclass(obj, Exception):
+        return obj
+    return None
+
+
+def _hybrid(orig: type[BaseException] | None) -> type[ActorError]:
+    if orig is None or issubclass(orig, ActorError):
+        return ActorError
+    cls = _HYBRIDS.get(orig)
+    if cls is None:
+        try:
+            cls = type(orig.__name__, (ActorError, orig), {"__module__": "fluentfn.remote"})
+        except TypeError:  # incompatible layouts (OSError and friends)
+            cls = ActorError
+        _HYBRIDS[orig] = cls
+    return cls
+
+
+def pb_to_error(err: pb.Error) -> FluentError:
+    """The exception a caller raises for a wire ``Error``."""
+    if err.code != 0:
+        return error_for(err.code, err.message)
+    try:
+        args = codec.decode(err.exc_args) if err.exc_args else [err.message]
+    except InvalidRequest:
+        args = [err.message]
+    if not isinstance(args, list):
+        args = [err.message]
+    cls = _hybrid(_lookup(err.exc_module, err.exc_type))
+    try:
+        exc = cls.__new__(cls)
+        exc.args = tuple(args)
+        str(exc)
+    except Exception:
+        exc = ActorError(err.message)
+    if cls is ActorError:
+        exc.args = (f"{err.exc_type}: {err.message}" if err.exc_type else err.message,)
+    exc.remote_type = f"{err.exc_module}:{err.exc_type}"
+    exc.remote_traceback = err.traceback
+    exc.add_note(f"remote traceback:\n{err.traceback}")
+    return exc
