@@ -12,7 +12,9 @@ from .errors import FluentError
 class Scheduler(Protocol):
     """Durable reminders for one identity (provided by the host)."""
 
-    def schedule(self, address: str, delay_s: float, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str: ...
+    def schedule(
+        self, address: str, delay_s: float, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str: ...
 
     def cancel(self, address: str, reminder_id: str) -> bool: ...
 

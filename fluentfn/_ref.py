@@ -19,13 +19,9 @@ T = TypeVar("T")
 class Invoker(Protocol):
     """What a runtime (stateful or FaaS) offers to references and function handles."""
 
-    def submit(
-        self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Future[Any]: ...
+    def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]: ...
 
-    async def call_async(
-        self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any: ...
+    async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
 
     def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
 
@@ -97,7 +93,7 @@ class ActorRef:
     and kept in actor state.
     """
 
-    __slots__ = ("_type_name", "_key")
+    __slots__ = ("_key", "_type_name")
 
     def __init__(self, type_name: str, key: str | int) -> None:
         if not type_name or "/" in type_name or len(type_name) > _config.MAX_NAME_BYTES:
@@ -124,11 +120,7 @@ class ActorRef:
         return MethodProxy(self, name)
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ActorRef)
-            and other._type_name == self._type_name
-            and other._key == self._key
-        )
+        return isinstance(other, ActorRef) and other._type_name == self._type_name and other._key == self._key
 
     def __hash__(self) -> int:
         return hash(("fluentfn.ActorRef", self._type_name, self._key))
@@ -151,7 +143,7 @@ def ref(address: str) -> ActorRef:
 class MethodProxy:
     """``ref.method``: call it, or use ``.future``, ``.aio``, ``.tell``."""
 
-    __slots__ = ("_ref", "_name")
+    __slots__ = ("_name", "_ref")
 
     def __init__(self, target: ActorRef, name: str) -> None:
         self._ref = target

@@ -27,7 +27,9 @@ class Client:
     ``Client(target, token=...).call("Counter/alice", "add", 2)``.
     """
 
-    def __init__(self, target: str, *, token: str, tls: TlsConfig | None = None, timeout_s: float | None = None) -> None:
+    def __init__(
+        self, target: str, *, token: str, tls: TlsConfig | None = None, timeout_s: float | None = None
+    ) -> None:
         self.target = target
         self._metadata = metadata(token)
         self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else timeout_s

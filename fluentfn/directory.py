@@ -37,6 +37,7 @@ class TypeInfo:
 
     group: str
     shards: int
+    methods: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -58,23 +59,23 @@ class Directory:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._config = config
-        self._types: dict[str, tuple[bytes, ActorOptions]] = {}
+        self._types: dict[str, tuple[bytes, ActorOptions, frozenset[str]]] = {}
         self._groups: dict[str, _Group] = {}
 
     async def config(self) -> dict[str, Any]:
         """Cluster settings every process needs: token, bind address, TLS, store, mode."""
         return self._config
 
-    async def register(self, name: str, blob: bytes, options: ActorOptions) -> TypeInfo:
+    async def register(self, name: str, blob: bytes, options: ActorOptions, methods: frozenset[str]) -> TypeInfo:
         """Register (or re-register) an actor type; starts its group's hosts if new."""
         group = options.group
         if options.colocate_with is not None and group not in self._groups:
             raise NotFound(f"{name} is co-located with {group!r}, which is not registered")
-        self._types[name] = (blob, options)
+        self._types[name] = (blob, options, methods)
         if group not in self._groups:
             self._groups[group] = _Group(options, [_Shard() for _ in range(options.shards)])
             self._start_hosts(group)
-        return TypeInfo(group, len(self._groups[group].shards))
+        return TypeInfo(group, len(self._groups[group].shards), methods)
 
     def _start_hosts(self, group: str) -> None:
         import ray
@@ -96,8 +97,8 @@ class Directory:
         entry = self._types.get(name)
         if entry is None:
             raise NotFound(f"no actor type {name!r} is registered in this cluster")
-        group = self._groups[entry[1].group]
-        return TypeInfo(entry[1].group, len(group.shards))
+        _, options, methods = entry
+        return TypeInfo(options.group, len(self._groups[options.group].shards), methods)
 
     async def type_blob(self, name: str) -> bytes | None:
         """The pickled (class, options) of a type, for hosts that must load it."""
@@ -157,4 +158,3 @@ class Directory:
 
     async def ping(self) -> bool:
         return True
-

@@ -16,7 +16,7 @@ from ._mailbox import Mailbox
 class Activation:
     """A live (or activating) identity: its instance, mailbox and bookkeeping."""
 
-    __slots__ = ("address", "type_name", "key", "mailbox", "instance", "last_used", "ready", "version", "snapshot")
+    __slots__ = ("address", "instance", "key", "last_used", "mailbox", "ready", "snapshot", "type_name", "version")
 
     def __init__(self, type_name: str, key: str, mailbox_limit: int) -> None:
         self.address = f"{type_name}/{key}"

@@ -48,7 +48,7 @@ class _Gateway:
         return await self._runtime.forward(call)
 
     async def accept(self, call: pb.Call) -> None:
-        await self._runtime.check_type(call.type_name)
+        await self._runtime.check_call(call)
 
     def status(self) -> pb.StatusReply:
         return pb.StatusReply(host_id="gateway", group="", shard=0)

@@ -60,7 +60,9 @@ def _make_task(fn: Any, mode: str) -> Any:
 class FunctionRunner:
     """Submits function calls as Ray tasks and turns their outcomes into ``ff.Future``s."""
 
-    def __init__(self, *, mode: str, io: IoLoop, allow_gpus: bool = True, ray_extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, *, mode: str, io: IoLoop, allow_gpus: bool = True, ray_extra: dict[str, Any] | None = None
+    ) -> None:
         self._mode = mode
         self._io = io
         self._allow_gpus = allow_gpus

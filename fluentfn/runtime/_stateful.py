@@ -17,12 +17,13 @@ from typing import Any
 import cloudpickle
 
 from .. import _config
+from .._actordef import ActorDef
 from .._context import CURRENT
 from .._ioloop import IoLoop
 from .._ref import ActorRef, Future
 from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
-from ..errors import FluentError, InvalidRequest, Redirect, Unavailable, code_value, status_for
+from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable, code_value, status_for
 from ..host._engine import HostEngine
 from ..placement import shard_for
 from ..transport._client import PeerPool
@@ -254,7 +255,8 @@ class StatefulRuntime:
             self._types[at.colocate_target.name] = await self._register(at.colocate_target)
         pickle_by_value_if_local(at.cls)
         blob = cloudpickle.dumps((at.cls, at.options))
-        info: TypeInfo = await await_ray(self._directory.register.remote(at.name, blob, at.options))
+        methods = frozenset(ActorDef(at.cls, at.options).method_names)
+        info: TypeInfo = await await_ray(self._directory.register.remote(at.name, blob, at.options, methods))
         return info
 
     def ensure_registered(self, at: ActorType) -> TypeInfo:
@@ -264,7 +266,8 @@ class StatefulRuntime:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def check_type(self, name: str) -> None:
-        """NotFound unless ``name`` is a registered (or local) actor type."""
-        if name not in self._types:
-            await self._type_info(name)
+    async def check_call(self, call: pb.Call) -> None:
+        """NotFound unless the call names a registered type and one of its methods."""
+        info = self._types.get(call.type_name) or await self._type_info(call.type_name)
+        if call.method not in info.methods:
+            raise NotFound(f"{call.type_name} has no method {call.method!r}")

@@ -112,7 +112,9 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         finally:
             reader.cancel()
 
-    async def Status(self, request: pb.StatusRequest, context: aio.ServicerContext[pb.StatusRequest, pb.StatusReply]) -> pb.StatusReply:
+    async def Status(
+        self, request: pb.StatusRequest, context: aio.ServicerContext[pb.StatusRequest, pb.StatusReply]
+    ) -> pb.StatusReply:
         return self._d.status()
 
 

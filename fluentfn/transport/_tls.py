@@ -20,7 +20,11 @@ class TlsConfig:
 
     def _read(self) -> tuple[bytes, bytes, bytes]:
         try:
-            return (Path(self.cert_file).read_bytes(), Path(self.key_file).read_bytes(), Path(self.ca_file).read_bytes())
+            return (
+                Path(self.cert_file).read_bytes(),
+                Path(self.key_file).read_bytes(),
+                Path(self.ca_file).read_bytes(),
+            )
         except OSError as exc:
             raise FluentError(f"cannot read TLS files: {exc}") from None
 

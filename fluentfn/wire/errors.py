@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from ..errors import ActorError, FluentError, InvalidRequest, code_value, error_for, status_for
@@ -16,6 +17,7 @@ from . import codec
 from ._gen import actorhost_pb2 as pb
 
 _MAX_TRACEBACK = 32 * 1024
+_PKG_DIR = str(Path(__file__).resolve().parents[1])
 _HYBRIDS: dict[type[BaseException], type[ActorError]] = {}
 
 
@@ -41,7 +43,7 @@ def error_to_pb(exc: BaseException, where: str = "", *, user: bool = False) -> p
         args = codec.encode(list(exc.args), limit=64 * 1024)
     except InvalidRequest:
         args = codec.encode([str(exc)])
-    local_tb = "".join(traceback.format_exception(exc))
+    local_tb = _format(exc)
     if isinstance(exc, ActorError) and exc.remote_traceback:
         local_tb = exc.remote_traceback + "\nre-raised by\n" + local_tb
     header = f"in {where}:\n" if where else ""
@@ -53,6 +55,13 @@ def error_to_pb(exc: BaseException, where: str = "", *, user: bool = False) -> p
         exc_args=args,
         traceback=(header + local_tb)[-_MAX_TRACEBACK:],
     )
+
+
+def _format(exc: BaseException) -> str:
+    """The traceback, without fluentfn's own frames around the user's."""
+    te = traceback.TracebackException.from_exception(exc)
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if not f.filename.startswith(_PKG_DIR)])
+    return "".join(te.format())
 
 
 def _lookup(module: str, qualname: str) -> type[BaseException] | None:
@@ -79,6 +88,23 @@ def _hybrid(orig: type[BaseException] | None) -> type[ActorError]:
     return cls
 
 
+def _instantiate(cls: type[ActorError], args: tuple[Any, ...]) -> ActorError | None:
+    """Build the exception as its own constructor would, else bare with ``args``."""
+    try:
+        exc = cls(*args)
+        str(exc)
+        return exc
+    except Exception:
+        pass
+    try:
+        exc = cls.__new__(cls)
+        exc.args = args
+        str(exc)
+        return exc
+    except Exception:
+        return None
+
+
 def pb_to_error(err: pb.Error) -> FluentError:
     """The exception a caller raises for a wire ``Error``."""
     if err.code != 0:
@@ -90,12 +116,7 @@ def pb_to_error(err: pb.Error) -> FluentError:
     if not isinstance(args, list):
         args = [err.message]
     cls = _hybrid(_lookup(err.exc_module, err.exc_type))
-    try:
-        exc = cls.__new__(cls)
-        exc.args = tuple(args)
-        str(exc)
-    except Exception:
-        exc = ActorError(err.message)
+    exc = _instantiate(cls, tuple(args)) or ActorError(err.message)
     if cls is ActorError:
         exc.args = (f"{err.exc_type}: {err.message}" if err.exc_type else err.message,)
     exc.remote_type = f"{err.exc_module}:{err.exc_type}"

@@ -1,0 +1,74 @@
+"""Benchmark output: a JSON file, a Markdown table, a plot, and a rich table on the terminal."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+
+def summarize(system: str, samples_us: list[float], **extra: Any) -> dict[str, Any]:
+    """p50/p99/mean of round trips in microseconds, as one row."""
+    ordered = sorted(samples_us)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    row: dict[str, Any] = {
+        "system": system,
+        "p50_us": round(statistics.median(ordered), 1),
+        "p99_us": round(p99, 1),
+        "mean_us": round(statistics.fmean(ordered), 1),
+        "n": len(ordered),
+    }
+    row.update(extra)
+    return row
+
+
+def write(name: str, rows: list[dict[str, Any]], out_dir: Path, notes: list[str], metric: str = "p50_us") -> None:
+    """Write DIR/NAME.json, .md and .png, and print the table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps({"name": name, "rows": rows, "notes": notes}, indent=2))
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    (out_dir / f"{name}.md").write_text("\n".join([f"# {name}", "", *lines, "", *notes, ""]))
+    _plot(name, rows, out_dir / f"{name}.png", metric)
+    _print(name, rows, columns, notes)
+
+
+def _plot(name: str, rows: list[dict[str, Any]], path: Path, metric: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    labeled = [r for r in rows if isinstance(r.get(metric), int | float)]
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(labeled)))
+    ax.barh([r["system"] for r in labeled], [r[metric] for r in labeled], color="#4c72b0")
+    ax.set_xlabel(metric)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_title(f"fluentfn bench {name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _print(name: str, rows: list[dict[str, Any]], columns: list[str], notes: list[str]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(json.dumps(rows, indent=2))
+        print("\n".join(notes))
+        return
+    table = Table(title=f"fluentfn bench {name}")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(str(r.get(c, "")) for c in columns))
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(note)

@@ -1,0 +1,92 @@
+"""``fluentfn bench latency``: round trip of a 100-byte call, fluentfn vs its peers.
+
+Systems, all measured in this run: ``fluentfn`` (driver -> host over gRPC),
+``fluentfn-actor-to-actor`` (an actor calling an actor on another host),
+``fluentfn-colocated`` (an actor calling a co-located actor, in-process), ``ray-actor``
+(``ray.get(actor.echo.remote(x))``) and ``grpc-floor`` (a raw grpcio unary echo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import fluentfn as ff
+
+from ..placement import shard_for
+from . import _report
+from ._peers import GrpcEcho, RayEcho, time_calls
+
+PAYLOAD = b"x" * 100
+
+
+@ff.actor(name="BenchTarget", shards=2)
+class BenchTarget:
+    """Echoes its argument."""
+
+    def echo(self, x: Any) -> Any:
+        return x
+
+
+@ff.actor(name="BenchCaller", colocate_with=BenchTarget)
+class BenchCaller:
+    """Times calls from inside an actor (so the caller is a host, not the driver)."""
+
+    def loop(self, target: ff.ActorRef, n: int, payload: bytes) -> list[float]:
+        for _ in range(20):
+            target.echo(payload)
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            target.echo(payload)
+            out.append((time.perf_counter() - t0) * 1e6)
+        return out
+
+
+def _keys_on_shards() -> tuple[str, str]:
+    """Two keys of BenchTarget on different shards."""
+    first = "k0"
+    for i in range(1, 1000):
+        if shard_for(f"k{i}", 2) != shard_for(first, 2):
+            return first, f"k{i}"
+    raise RuntimeError("no second shard")
+
+
+def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    n = 1000 if quick else 5000
+    rows: list[dict[str, Any]] = []
+    with ff.init():
+        same, other = _keys_on_shards()
+        target = BenchTarget[same]
+        rows.append(_report.summarize("fluentfn", time_calls(lambda: target.echo(PAYLOAD), n)))
+        caller = BenchCaller[same]
+        rows.append(_report.summarize("fluentfn-actor-to-actor", caller.loop(BenchTarget[other], n, PAYLOAD)))
+        rows.append(_report.summarize("fluentfn-colocated", caller.loop(BenchTarget[same], n, PAYLOAD)))
+        ray_echo = RayEcho()
+        rows.append(_report.summarize("ray-actor", time_calls(lambda: ray_echo.call(PAYLOAD), n)))
+        ray_echo.close()
+    floor = GrpcEcho()
+    rows.append(_report.summarize("grpc-floor", time_calls(lambda: floor.call(PAYLOAD), n)))
+    floor.close()
+    by = {r["system"]: r for r in rows}
+    ray_p50 = by["ray-actor"]["p50_us"]
+    for r in rows:
+        r["vs_ray_actor"] = round(r["p50_us"] / ray_p50, 3)
+    notes = [
+        f"fluentfn / ray-actor p50 = {by['fluentfn']['p50_us'] / ray_p50:.2f} (target <= 0.7, later 0.5)",
+        f"fluentfn-actor-to-actor / ray-actor p50 = {by['fluentfn-actor-to-actor']['p50_us'] / ray_p50:.2f}",
+        f"fluentfn-colocated p50 = {by['fluentfn-colocated']['p50_us']} us (target <= 50, later 30)",
+    ]
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fluentfn bench latency", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples")
+    parser.add_argument("--out", default="bench-out", help="output directory")
+    args = parser.parse_args(argv)
+    rows, notes = run(args.quick)
+    _report.write("latency", rows, Path(args.out), notes)
+    return 0

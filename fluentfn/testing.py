@@ -1,0 +1,53 @@
+"""Helpers for testing fluentfn applications (and fluentfn itself)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .runtime._cluster import Cluster, init
+
+
+@contextlib.contextmanager
+def local_cluster(*, home: str | None = None, **init_kwargs: Any) -> Iterator[Cluster]:
+    """An embedded cluster with its own FLUENTFN_HOME (a temporary one by default)."""
+    with contextlib.ExitStack() as stack:
+        if home is None:
+            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="fluentfn-test-"))
+        old = os.environ.get("FLUENTFN_HOME")
+        os.environ["FLUENTFN_HOME"] = home
+        try:
+            cluster = init(**init_kwargs)
+            try:
+                yield cluster
+            finally:
+                cluster.shutdown()
+        finally:
+            if old is None:
+                os.environ.pop("FLUENTFN_HOME", None)
+            else:
+                os.environ["FLUENTFN_HOME"] = old
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def hosts(cluster: Cluster) -> list[dict[str, Any]]:
+    """Info on every host of the cluster: endpoint, pid, node, GPUs, live identities."""
+    import ray
+
+    entries = ray.get(cluster.directory.hosts.remote())
+    return list(ray.get([h.info.remote() for _, _, h in entries]))

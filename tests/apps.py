@@ -1,0 +1,157 @@
+"""Actor types and functions shared by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import fluentfn as ff
+
+
+class Boom(ValueError):
+    """A user exception type that must survive the trip."""
+
+
+@ff.actor(name="TCounter")
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.inits = 1
+
+    def add(self, k: int = 1) -> int:
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+    def fail(self, msg: str) -> None:
+        raise Boom(msg, 42)
+
+    def where(self) -> dict[str, Any]:
+        ctx = ff.context()
+        return {"address": ctx.address, "key": ctx.key, "type": ctx.type_name, "node": ctx.node_id, "mode": ctx.mode}
+
+    def echo(self, x: Any) -> Any:
+        return x
+
+    def _private(self) -> None:
+        raise AssertionError("private methods are not callable")
+
+
+@ff.actor(name="TPinger", shards=2)
+class Pinger:
+    """A -> B -> A chains and refs kept in state."""
+
+    def __init__(self) -> None:
+        self.peer: ff.ActorRef | None = None
+        self.pongs = 0
+
+    def set_peer(self, peer: ff.ActorRef) -> str:
+        self.peer = peer
+        return peer.address
+
+    def get_peer(self) -> ff.ActorRef | None:
+        return self.peer
+
+    def ping(self, depth: int) -> int:
+        """Bounce between self and peer ``depth`` times (A -> B -> A -> ...)."""
+        if depth == 0:
+            return 0
+        assert self.peer is not None
+        me = ff.ref(ff.context().address or "")
+        return 1 + self.peer.ping_back.__call__(me, depth - 1)
+
+    def ping_back(self, origin: ff.ActorRef, depth: int) -> int:
+        self.pongs += 1
+        if depth == 0:
+            return 0
+        return 1 + origin.ping(depth - 1)
+
+    async def aping(self, other: ff.ActorRef) -> int:
+        return int(await other.add.aio(1))
+
+    def bump_other(self, other: ff.ActorRef, k: int) -> int:
+        return int(other.add(k))
+
+
+@ff.actor(name="TReentrant", reentrant=True, shards=1)
+class Gate:
+    """Two async calls that each wait for the other: only reentrancy lets both finish."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def _event(self, name: str) -> asyncio.Event:
+        return self._events.setdefault(name, asyncio.Event())
+
+    async def meet(self, mine: str, theirs: str) -> str:
+        self._event(mine).set()
+        await asyncio.wait_for(self._event(theirs).wait(), 10)
+        return mine
+
+
+@ff.actor(name="TSerial", shards=1)
+class Serial:
+    """Counts overlapping turns: must never exceed one."""
+
+    def __init__(self) -> None:
+        self.max_inside = 0
+        self._inside = 0
+        self._lock = threading.Lock()
+
+    def on_activate(self) -> None:
+        self._inside = 0
+        self._lock = threading.Lock()
+
+    def work(self) -> int:
+        import time
+
+        with self._lock:
+            self._inside += 1
+            self.max_inside = max(self.max_inside, self._inside)
+        time.sleep(0.002)
+        with self._lock:
+            self._inside -= 1
+        return self.max_inside
+
+
+@ff.actor(name="TLifecycle", idle_timeout_s=0.3, shards=1)
+class Lifecycle:
+    def __init__(self) -> None:
+        self.inits = 0
+        self.inits += 1
+        self.activations = 0
+
+    def on_activate(self) -> None:
+        self.activations += 1
+
+    def on_deactivate(self) -> None:
+        ff.ref("TCounter/deactivations").add.tell(1)
+
+    def state(self) -> tuple[int, int]:
+        return self.inits, self.activations
+
+
+@ff.function
+def square(x: int) -> int:
+    return x * x
+
+
+@ff.function
+def explode(msg: str) -> None:
+    raise Boom(msg)
+
+
+@ff.function
+def call_counter(key: str, k: int) -> int:
+    return int(ff.ref(f"TCounter/{key}").add(k))
+
+
+@ff.function(max_duration_s=1.0)
+def sleepy(s: float) -> float:
+    import time
+
+    time.sleep(s)
+    return s

@@ -1,0 +1,127 @@
+"""The wire codec: round trips, and clean errors for anything malformed."""
+
+from __future__ import annotations
+
+import pickle
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fluentfn import ActorRef
+from fluentfn.errors import InvalidRequest
+from fluentfn.wire import codec
+
+keys = st.text(min_size=1, max_size=20)
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+    | st.builds(lambda k: ActorRef("Counter", k), keys)
+)
+values = st.recursive(
+    leaves,
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=10), children, max_size=5)
+        | st.frozensets(st.integers(min_value=-(2**63), max_value=2**63), max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@given(values)
+def test_round_trip(value: object) -> None:
+    assert codec.decode(codec.encode(value)) == value
+
+
+@given(values)
+def test_round_trip_keeps_container_types(value: object) -> None:
+    back = codec.decode(codec.encode(value))
+    assert type(back) is type(value)
+
+
+def test_numpy_round_trip() -> None:
+    for arr in [np.arange(12, dtype=np.float32).reshape(3, 4), np.array([True, False]), np.zeros((0, 5))]:
+        back = codec.decode(codec.encode(arr))
+        assert back.dtype == arr.dtype and back.shape == arr.shape and np.array_equal(back, arr)
+        assert back.flags.writeable
+
+
+def test_numpy_object_arrays_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        codec.encode(np.array([object()], dtype=object))
+
+
+def test_refs_round_trip_and_hash() -> None:
+    r = ActorRef("Counter", "alice")
+    back = codec.decode(codec.encode({"r": r, "s": {r}}))
+    assert back["r"] == r and hash(back["r"]) == hash(r) and r in back["s"]
+
+
+def test_unencodable_is_invalid_request() -> None:
+    with pytest.raises(InvalidRequest, match="cannot send"):
+        codec.encode(object())
+
+
+def test_size_limit() -> None:
+    with pytest.raises(InvalidRequest, match="exceeds"):
+        codec.encode(b"x" * 2000, limit=1000)
+    with pytest.raises(InvalidRequest, match="exceeds"):
+        codec.decode(b"x" * 2000, limit=1000)
+
+
+@given(st.binary(max_size=200))
+def test_garbage_never_escapes_as_other_errors(data: bytes) -> None:
+    try:
+        codec.decode(data)
+    except InvalidRequest:
+        pass
+
+
+def test_msgpack_bombs() -> None:
+    deep = b"\x91" * 100_000 + b"\xc0"
+    with pytest.raises(InvalidRequest):
+        codec.decode(deep)
+    for huge in (b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\xdb\xff\xff\xff\xff", b"\xc6\xff\xff\xff\xff"):
+        with pytest.raises(InvalidRequest):
+            codec.decode(huge)
+
+
+def test_bad_extensions() -> None:
+    for code, payload in [
+        (1, b"\x01"),
+        (2, msgpack.packb(["|O8", [1], b"x" * 8])),
+        (2, msgpack.packb(["<f8", [3], b"x"])),
+        (99, b""),
+    ]:
+        with pytest.raises(InvalidRequest):
+            codec.decode(msgpack.packb(msgpack.ExtType(code, payload)))
+
+
+def test_pickle_is_never_unpickled() -> None:
+    class Evil:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (exec, ("raise SystemExit('pwned')",))
+
+    blob = pickle.dumps(Evil())
+    with pytest.raises(InvalidRequest):
+        codec.decode_args(blob)
+
+
+def test_args_shape() -> None:
+    assert codec.decode_args(codec.encode_args((1, "a"), {"k": 2})) == ((1, "a"), {"k": 2})
+    for bad in ([1, 2, 3], [[1], {1: 2}], {"a": 1}, [{}, []]):
+        with pytest.raises(InvalidRequest):
+            codec.decode_args(codec.encode(bad))
+
+
+def test_out_of_range_int_is_invalid_request() -> None:
+    with pytest.raises(InvalidRequest):
+        codec.encode(2**70)

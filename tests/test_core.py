@@ -1,0 +1,235 @@
+"""Integration tests of the core runtime on the shared embedded cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+import fluentfn as ff
+from fluentfn.testing import hosts, wait_for
+from fluentfn.wire import codec
+from fluentfn.wire._gen import actorhost_pb2 as pb
+from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
+
+from .apps import Boom, Counter, Gate, Lifecycle, Pinger, Serial, call_counter, explode, sleepy, square
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_four_call_styles(cluster: ff.Cluster) -> None:
+    c = Counter["styles"]
+    assert c.add(2) == 2
+    f = c.add.future(3)
+    assert isinstance(f, ff.Future) and f.result(timeout=30) == 5 and f.done()
+    c.add.tell(1)
+    wait_for(lambda: c.get() == 6)
+    assert asyncio.run(c.add.aio(4)) == 10
+    assert ff.ref("TCounter/styles").get() == 10
+    assert cluster.mode == "stateful" and cluster.token and ":" in cluster.gateway
+
+
+def test_context_inside_actor(cluster: ff.Cluster) -> None:
+    info = Counter["ctx"].where()
+    assert info["address"] == "TCounter/ctx" and info["key"] == "ctx" and info["type"] == "TCounter"
+    assert info["node"] and info["mode"] == "stateful"
+
+
+def test_thousand_identities_over_four_shards(cluster: ff.Cluster) -> None:
+    futures = [Counter[f"many-{i}"].add.future(i) for i in range(1000)]
+    assert [f.result(timeout=60) for f in futures] == list(range(1000))
+    live = {h["shard"]: h["live"] for h in hosts(cluster) if h["group"] == "TCounter"}
+    assert len(live) == 4 and all(n >= 150 for n in live.values()), live
+    assert Counter["many-7"].get() == 7
+
+
+def test_concurrent_increments_lose_nothing(cluster: ff.Cluster) -> None:
+    c = Counter["hot"]
+
+    def worker() -> None:
+        for _ in range(200):
+            c.add(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert c.get() == 1600
+
+
+def test_one_turn_at_a_time(cluster: ff.Cluster) -> None:
+    s = Serial["one"]
+    futures = [s.work.future() for _ in range(40)]
+    assert max(f.result(timeout=60) for f in futures) == 1
+
+
+def test_call_chain_comes_back_without_deadlock(cluster: ff.Cluster) -> None:
+    a, b = Pinger["chain-a"], Pinger["chain-b"]
+    a.set_peer(b)
+    b.set_peer(a)
+    assert a.ping(5) == 5  # A -> B -> A -> B -> A -> B
+
+
+def test_refs_as_arguments_and_state(cluster: ff.Cluster) -> None:
+    a = Pinger["refs"]
+    target = Counter["ref-target"]
+    assert a.set_peer(target) == "TCounter/ref-target"
+    back = a.get_peer()
+    assert isinstance(back, ff.ActorRef) and back == target
+    assert back.add(3) == 3
+
+
+def test_cross_host_and_async_actor_calls(cluster: ff.Cluster) -> None:
+    p = Pinger["x"]
+    assert p.bump_other(Counter["cross"], 5) == 5
+    assert p.aping(Counter["cross"]) == 6
+
+
+def test_reentrant_async_methods_interleave(cluster: ff.Cluster) -> None:
+    g = Gate["g"]
+    f1, f2 = g.meet.future("a", "b"), g.meet.future("b", "a")
+    assert {f1.result(timeout=30), f2.result(timeout=30)} == {"a", "b"}
+
+
+def test_user_exception_keeps_type_and_identity_survives(cluster: ff.Cluster) -> None:
+    c = Counter["err"]
+    c.add(1)
+    with pytest.raises(Boom) as info:
+        c.fail("nope")
+    assert isinstance(info.value, ff.ActorError) and info.value.args == ("nope", 42)
+    assert "in fail" in info.value.remote_traceback and "Boom" in info.value.remote_traceback
+    assert "_engine.py" not in info.value.remote_traceback
+    assert c.add(1) == 2
+    with pytest.raises(Boom):
+        c.fail.future("again").result(timeout=30)
+
+
+def test_not_found_and_invalid_request(cluster: ff.Cluster) -> None:
+    with pytest.raises(ff.NotFound):
+        Counter["nf"].no_such_method()
+    with pytest.raises(ff.NotFound):
+        ff.ref("NoSuchType/x").add(1)
+    with pytest.raises(AttributeError):
+        Counter["nf"]._private  # noqa: B018
+    with pytest.raises(ff.InvalidRequest):
+        Counter["nf"].add(1, 2, 3)
+    with pytest.raises(ff.InvalidRequest):
+        Counter["nf"].add(object())
+    assert Counter["nf"].add(1) == 1
+
+
+def test_functions(cluster: ff.Cluster) -> None:
+    assert square(3) == 9
+    assert square.map([1, 2, 3]) == [1, 4, 9]
+    assert square.future(4).result(timeout=60) == 16
+    assert asyncio.run(square.aio(5)) == 25
+    with pytest.raises(Boom):
+        explode("x")
+    assert call_counter("from-fn", 4) == 4
+    with pytest.raises(ff.FunctionTimeout):
+        sleepy(5.0)
+
+
+def test_passivation_and_hooks(cluster: ff.Cluster) -> None:
+    lc = Lifecycle["lc"]
+    assert lc.state() == (1, 1)
+    wait_for(lambda: Counter["deactivations"].get() >= 1, timeout=20)
+    # the next call re-activates it (on_activate runs again; __init__ only once per identity)
+    inits, activations = lc.state()
+    assert activations >= 1
+
+
+def test_token_required_everywhere(cluster: ff.Cluster) -> None:
+    endpoints = [cluster.gateway] + [h["endpoint"] for h in hosts(cluster)]
+    call = pb.Call(type_name="TCounter", key="auth", method="add", args=codec.encode_args((1,), {}))
+    for endpoint in endpoints:
+        stub = pb_grpc.ActorHostStub(grpc.insecure_channel(endpoint))
+        for md in [(), (("authorization", "Bearer wrong"),), (("authorization", cluster.token),)]:
+            for rpc in (
+                lambda m: stub.Invoke(call, metadata=m, timeout=10),
+                lambda m: stub.Status(pb.StatusRequest(), metadata=m, timeout=10),
+            ):
+                with pytest.raises(grpc.RpcError) as info:
+                    rpc(md)
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.RpcError) as info:
+                list(stub.InvokeStream(iter([pb.CallBatch(calls=[call])]), metadata=md, timeout=10))
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(ff.Unauthenticated):
+        ff.Client(cluster.gateway, token="wrong").call("TCounter/auth", "add", 1)
+    assert Counter["auth"].get() == 0
+
+
+def test_endpoints_bind_loopback(cluster: ff.Cluster) -> None:
+    for endpoint in [cluster.gateway] + [h["endpoint"] for h in hosts(cluster)]:
+        assert endpoint.startswith("127.0.0.1:")
+
+
+def test_bad_payloads_get_clean_errors_and_host_keeps_serving(cluster: ff.Cluster) -> None:
+    md = (("authorization", f"Bearer {cluster.token}"),)
+    c = Counter["payloads"]
+    c.add(1)
+    targets = [cluster.gateway] + [h["endpoint"] for h in hosts(cluster) if h["group"] == "TCounter"]
+    oversize = b"\x92\x91\xc6" + (20 * 1024 * 1024).to_bytes(4, "big") + b"x" * (20 * 1024 * 1024) + b"\x80"
+    cases = {
+        b"\xff\x00garbage": grpc.StatusCode.INVALID_ARGUMENT,
+        codec.encode(["not", "args", "shape"]): grpc.StatusCode.INVALID_ARGUMENT,
+        codec.encode_args(("a", "b", "c"), {}): grpc.StatusCode.INVALID_ARGUMENT,
+        b"\x91" * 50_000 + b"\xc0": grpc.StatusCode.INVALID_ARGUMENT,
+        oversize: grpc.StatusCode.INVALID_ARGUMENT,
+    }
+    for endpoint in targets:
+        stub = pb_grpc.ActorHostStub(
+            grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        )
+        for args, code in cases.items():
+            call = pb.Call(type_name="TCounter", key="payloads", method="add", args=args)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Invoke(call, metadata=md, timeout=30)
+            assert info.value.code() in (code, grpc.StatusCode.RESOURCE_EXHAUSTED), (endpoint, info.value)
+        bad_key = pb.Call(type_name="TCounter", key="k" * 5000, method="add", args=codec.encode_args((1,), {}))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Invoke(bad_key, metadata=md, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert c.add(1) == 2
+
+
+def test_external_client(cluster: ff.Cluster) -> None:
+    client = ff.Client(cluster.gateway, token=cluster.token)
+    assert client.call("TCounter/client", "add", 2) == 2
+    client.tell("TCounter/client", "add", 3)
+    wait_for(lambda: client.call("TCounter/client", "get") == 5)
+    with pytest.raises(Boom):
+        client.call("TCounter/client", "fail", "x")
+    with pytest.raises(ff.NotFound):
+        client.tell("TCounter/client", "nope")
+    with pytest.raises(ff.NotFound):
+        client.call("Nope/client", "get")
+
+
+def test_second_process_calls_by_address(cluster: ff.Cluster) -> None:
+    Counter["shared"].add(1)
+    code = "import fluentfn as ff\nwith ff.init(address='auto'):\n    print(ff.ref('TCounter/shared').add(10))\n"
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "11"
+    assert Counter["shared"].get() == 11
+
+
+def test_blocking_call_inside_async_code_is_refused_clearly(cluster: ff.Cluster) -> None:
+    async def main() -> int:
+        return int(await Counter["aio"].add.aio(1))
+
+    assert asyncio.run(main()) == 1
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(lambda i: Counter[f"pool-{i}"].add(i), range(8))) == list(range(8))
+    assert time.time() > 0
