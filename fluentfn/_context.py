@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +33,16 @@ class Context:
     chain: tuple[str, ...] = ()
     chain_id: str = ""
     deadline: float = 0.0
+    request_id: str = ""
+    _calls: itertools.count[int] = field(default_factory=itertools.count, repr=False, compare=False)
     _scheduler: Scheduler | None = field(default=None, repr=False, compare=False)
+
+    def next_request_id(self) -> str | None:
+        """A request id for the next call this turn makes: derived from the turn's own,
+        so a retried turn re-sends its calls with the same ids (and they are deduplicated)."""
+        if not self.request_id:
+            return None
+        return f"{self.request_id}.{next(self._calls)}"
 
     def schedule(self, delay_s: float, method: str, *args: Any, **kwargs: Any) -> str:
         """Call ``method(*args, **kwargs)`` on this identity after ``delay_s``; durable. Returns an id."""

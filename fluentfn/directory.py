@@ -108,13 +108,18 @@ class Directory:
     async def type_names(self) -> list[str]:
         return sorted(self._types)
 
-    async def host_ready(self, group: str, shard: int, endpoint: str, node_id: str) -> int:
-        """A host (re)started and serves ``endpoint``; returns its epoch."""
+    async def host_ready(self, group: str, shard: int, endpoint: str, node_id: str, epoch: int) -> bool:
+        """A host (re)started, owns the shard at ``epoch`` (claimed in the store), serves ``endpoint``.
+
+        Returns False (and ignores it) if a newer owner has already announced itself.
+        """
         slot = self._groups[group].shards[shard]
-        slot.epoch += 1
-        slot.route = Route(endpoint, slot.epoch, node_id)
+        if epoch < slot.epoch:
+            return False
+        slot.epoch = epoch
+        slot.route = Route(endpoint, epoch, node_id)
         slot.ready.set()
-        return slot.epoch
+        return True
 
     async def resolve(self, group: str, shard: int) -> Route:
         """The current route of a shard, waiting (bounded) while its host starts."""
@@ -130,10 +135,22 @@ class Directory:
         return slot.route
 
     async def report_down(self, group: str, shard: int, endpoint: str) -> None:
-        """A caller could not reach ``endpoint``: wait for the host to announce again."""
+        """A caller could not reach ``endpoint``: hold callers until the host answers again.
+
+        Either the host is alive (a broken stream) and is re-confirmed, or Ray restarts it
+        and the new process announces itself with a new endpoint.
+        """
         slot = self._groups[group].shards[shard]
-        if slot.route is not None and slot.route.endpoint == endpoint:
-            slot.ready.clear()
+        if slot.route is None or slot.route.endpoint != endpoint or not slot.ready.is_set():
+            return
+        slot.ready.clear()
+        route = slot.route
+        try:
+            info = await asyncio.wait_for(slot.handle.info.remote(), RESOLVE_TIMEOUT_S)
+        except Exception:
+            return
+        if slot.route is route and info.get("endpoint") == endpoint:
+            slot.ready.set()
 
     async def hosts(self) -> list[tuple[str, int, Any]]:
         """Every host: (group, shard, actor handle)."""
@@ -155,6 +172,32 @@ class Directory:
         """Passivate every identity on every host (runs on_deactivate, flushes state)."""
         handles = [s.handle for g in self._groups.values() for s in g.shards]
         await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
+
+    async def move_shard(self, group: str, shard: int, resources: dict[str, float] | None = None) -> Route:
+        """Start a new host for a shard (on nodes with ``resources``) and route to it.
+
+        The new host claims a higher epoch, so the old one can no longer write; the old
+        host is told to fence itself, and refuses calls even if the message is lost
+        (its next write, or its periodic ownership check, finds the newer epoch).
+        """
+        import ray
+
+        from .runtime._hostactor import ShardHost
+
+        g = self._groups[group]
+        slot = g.shards[shard]
+        old = slot.handle
+        opts = ray_options(g.options.spec)
+        if resources:
+            opts["resources"] = {**opts.get("resources", {}), **resources}
+        slot.ready.clear()
+        slot.handle = ray.remote(ShardHost).options(max_restarts=-1, max_task_retries=0, max_concurrency=16, **opts).remote(  # type: ignore[attr-defined]
+            group, shard, self._config["namespace"]
+        )
+        route = await self.resolve(group, shard)
+        if old is not None:
+            old.fence.remote()
+        return route
 
     async def ping(self) -> bool:
         return True

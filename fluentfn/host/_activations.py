@@ -16,7 +16,19 @@ from ._mailbox import Mailbox
 class Activation:
     """A live (or activating) identity: its instance, mailbox and bookkeeping."""
 
-    __slots__ = ("address", "instance", "key", "last_used", "mailbox", "ready", "snapshot", "type_name", "version")
+    __slots__ = (
+        "address",
+        "dirty",
+        "instance",
+        "key",
+        "last_used",
+        "mailbox",
+        "ready",
+        "replies",
+        "snapshot",
+        "type_name",
+        "version",
+    )
 
     def __init__(self, type_name: str, key: str, mailbox_limit: int) -> None:
         self.address = f"{type_name}/{key}"
@@ -28,6 +40,8 @@ class Activation:
         self.ready = False  # instance built and on_activate done
         self.version = 0  # store version of the state last loaded or written
         self.snapshot: bytes | None = None  # encoded state as last persisted
+        self.replies: OrderedDict[str, bytes] | None = None  # recent request id -> reply
+        self.dirty = False  # changed since the last write (persist="interval")
 
 
 class ActivationTable:

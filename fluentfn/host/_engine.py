@@ -20,14 +20,18 @@ from typing import Any
 
 from .. import _config
 from .._actordef import ActorDef, MethodInfo
-from .._context import CURRENT, Context, Scheduler
+from .._context import CURRENT, Context
 from .._ref import check_key
-from ..errors import CallTimeout, FluentError, NotFound, Overloaded
+from ..errors import CallTimeout, FluentError, InvalidRequest, NotFound, Overloaded, Redirect, Unavailable
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
+from ..errors import code_value, status_for
+from ..state._store import Store
 from ._activations import Activation, ActivationTable
 from ._mailbox import Turn
+from ._persistence import Persistence
+from ._reminders import Reminders
 
 TypeLoader = Callable[[str], Awaitable[ActorDef | None]]
 """Fetches an actor type this host has not seen yet (from the directory)."""
@@ -48,7 +52,10 @@ COUNTERS = (
 )
 
 
-class UserFailure(Exception):
+_RETRYABLE = frozenset(code_value(status_for(e(""))) for e in (Redirect, Unavailable, Overloaded, CallTimeout))
+
+
+class _UserError(Exception):
     """Wraps an exception that escaped user code, so it is never taken for our own."""
 
     def __init__(self, exc: BaseException) -> None:
@@ -69,7 +76,7 @@ class HostEngine:
         load_type: TypeLoader,
         node_id: str = "",
         gpu_ids: tuple[int, ...] = (),
-        scheduler: Scheduler | None = None,
+        store: Store | None = None,
         mailbox_limit: int = _config.MAILBOX_LIMIT,
         inflight_limit: int = _config.HOST_INFLIGHT_LIMIT,
         sync_workers: int = _config.SYNC_WORKERS,
@@ -77,13 +84,11 @@ class HostEngine:
     ) -> None:
         self.group = group
         self.shard = shard
-        self.epoch = 0
         self.node_id = node_id
         self.gpu_ids = gpu_ids
         self.loop = loop
         self._loop_thread = loop_thread
         self._load_type = load_type
-        self._scheduler = scheduler
         self._mailbox_limit = mailbox_limit
         self._inflight_limit = inflight_limit
         self._max_live = max_live
@@ -93,16 +98,25 @@ class HostEngine:
         self._inflight = 0
         self._executor = ThreadPoolExecutor(sync_workers, thread_name_prefix=f"fluentfn-{group}-{shard}")
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._reaper: asyncio.Task[None] | None = None
+        self.persistence = Persistence(store, group, shard, self.counters)
+        self._reminder_wakeup = asyncio.Event()
+        self._reminders = Reminders(store, group, shard, self._wake_reminders)
+        self._background: list[asyncio.Task[None]] = []
+        self._firing: set[str] = set()
         self._closed = False
+
+    @property
+    def epoch(self) -> int:
+        """This host's ownership epoch of its shard (from the store)."""
+        return self.persistence.epoch
 
     # -- types ---------------------------------------------------------------------
 
     def add_type(self, definition: ActorDef) -> None:
         """Make a type callable here (replaces an older definition for new activations)."""
         self._types[definition.name] = definition
-        if self._reaper is None and not self._closed:
-            self._reaper = self.loop.create_task(self._reap_idle())
+        if not self._background and not self._closed:
+            self.start_background()
 
     @property
     def type_names(self) -> list[str]:
@@ -128,24 +142,29 @@ class HostEngine:
         """Run one call; returns its reply (None for one-way calls). Never raises."""
         self.counters["local_calls" if local else "direct_messages"] += 1
         try:
-            value = await self._run(call)
-        except UserFailure as failure:
-            self.counters["errors"] += 1
-            error = error_to_pb(failure.exc, f"{call.type_name}/{call.key}.{call.method}", user=True)
-            return None if call.one_way else pb.Reply(seq=call.seq, error=error)
+            reply = await self._run(call)
         except FluentError as exc:
             self.counters["errors"] += 1
-            return None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(exc))
-        return None if call.one_way else pb.Reply(seq=call.seq, value=value)
+            reply = pb.Reply(error=error_to_pb(exc))
+        if call.one_way:
+            return None
+        reply.seq = call.seq
+        return reply
 
-    async def _run(self, call: pb.Call) -> bytes:
-        if call.deadline and time.time() > call.deadline:
-            raise CallTimeout(f"deadline passed before {call.type_name}/{call.key}.{call.method} started")
-        definition = await self._definition(call.type_name)
+    def _prepare(self, definition: ActorDef, call: pb.Call) -> tuple[MethodInfo, str, tuple[Any, ...], dict[str, Any]]:
         method = definition.method(call.method)
         key = check_key(call.key)
         args, kwargs = codec.decode_args(call.args)
         method.bind(args, kwargs)
+        return method, key, args, kwargs
+
+    async def _run(self, call: pb.Call) -> pb.Reply:
+        if self.persistence.fenced:
+            raise Redirect(f"host {self.group}/{self.shard} no longer owns its shard")
+        if call.deadline and time.time() > call.deadline:
+            raise CallTimeout(f"deadline passed before {call.type_name}/{call.key}.{call.method} started")
+        definition = await self._definition(call.type_name)
+        method, key, args, kwargs = self._prepare(definition, call)
         if self._inflight >= self._inflight_limit:
             raise Overloaded(f"host {self.group}/{self.shard} has {self._inflight} calls in flight")
         self._inflight += 1
@@ -164,19 +183,14 @@ class HostEngine:
             try:
                 ctx = self._context(act, call)
                 if method.is_async:
-                    result = await self._run_async(definition, act, method, ctx, args, kwargs)
-                else:
-                    result = await self.loop.run_in_executor(
-                        self._executor, self._run_sync, definition, act, method, ctx, args, kwargs
-                    )
+                    return await self._turn_async(definition, act, method, ctx, call, args, kwargs)
+                return await self.loop.run_in_executor(
+                    self._executor, self._turn_sync, definition, act, method, ctx, call, args, kwargs
+                )
             finally:
                 self._release(act, turn)
         finally:
             self._inflight -= 1
-        try:
-            return codec.encode(result)
-        except FluentError as exc:
-            raise FluentError(f"the result of {call.method} cannot be sent: {exc}") from None
 
     # -- in-process fast path ----------------------------------------------------------
 
@@ -187,7 +201,7 @@ class HostEngine:
         falls back to ``dispatch`` on the loop when this returns None.
         """
         definition = self._types.get(call.type_name)
-        if definition is None:
+        if definition is None or self.persistence.fenced:
             return None
         try:
             method = definition.method(call.method)
@@ -215,18 +229,15 @@ class HostEngine:
                 self._release(act, turn)
                 return self._fallback(call)
             try:
-                args, kwargs = codec.decode_args(call.args)
-                method.bind(args, kwargs)
-                result = self._run_sync(definition, act, method, self._context(act, call), args, kwargs)
+                _, _, args, kwargs = self._prepare(definition, call)
+                reply = self._turn_sync(definition, act, method, self._context(act, call), call, args, kwargs)
             finally:
                 self._release(act, turn)
-            return pb.Reply(seq=call.seq, value=codec.encode(result))
-        except UserFailure as failure:
-            self.counters["errors"] += 1
-            return pb.Reply(seq=call.seq, error=error_to_pb(failure.exc, address + "." + call.method, user=True))
         except FluentError as exc:
             self.counters["errors"] += 1
-            return pb.Reply(seq=call.seq, error=error_to_pb(exc))
+            reply = pb.Reply(error=error_to_pb(exc))
+        reply.seq = call.seq
+        return reply
 
     def _fallback(self, call: pb.Call) -> pb.Reply | None:
         return asyncio.run_coroutine_threadsafe(self.dispatch(call, local=True), self.loop).result()
@@ -285,6 +296,13 @@ class HostEngine:
             self._table.touch(act, time.monotonic())
         self._wake(started)
 
+    def _drop(self, act: Activation) -> None:
+        """Forget an identity whose memory may differ from the store (a failed write)."""
+        with self._lock:
+            self._table.remove(act)
+        act.instance = None
+        act.ready = False
+
     def _context(self, act: Activation, call: pb.Call) -> Context:
         return Context(
             address=act.address,
@@ -296,87 +314,127 @@ class HostEngine:
             chain=(*call.call_chain, act.address),
             chain_id=call.chain_id or call.request_id,
             deadline=call.deadline,
-            _scheduler=self._scheduler,
+            request_id=call.request_id,
+            _scheduler=self._reminders,
         )
 
     def _ensure_instance(self, definition: ActorDef, act: Activation) -> None:
-        """Activate ``act`` (runs in its first turn; caller holds the turn)."""
+        """Activate ``act``: load its state, or run ``__init__``; then ``on_activate``.
+
+        Runs inside the identity's first turn, with the turn's context set.
+        """
         if act.instance is not None:
             return
         try:
-            instance = definition.new_instance()
+            instance = self.persistence.load(definition, act)
+        except FluentError:
+            self._drop(act)
+            raise
+        try:
+            if instance is None:
+                instance = definition.new_instance()
             if definition.on_activate is not None:
                 result = definition.on_activate(instance)
                 if asyncio.iscoroutine(result):
                     result.close()
                     raise FluentError("on_activate must be a plain (sync) method")
         except BaseException as exc:
-            with self._lock:
-                self._table.remove(act)
-            raise UserFailure(exc) from None
+            self._drop(act)
+            raise _UserError(exc) from None
         act.instance = instance
         act.ready = True
         self.counters["activations"] += 1
 
-    def _run_sync(
+    def _begin(self, definition: ActorDef, act: Activation, call: pb.Call) -> pb.Reply | None:
+        """Activation and dedupe at the start of a turn: a reply ends the turn early."""
+        try:
+            self._ensure_instance(definition, act)
+        except _UserError as failure:
+            return pb.Reply(error=error_to_pb(failure.exc, f"{act.address} activation", user=True))
+        recorded = self.persistence.recorded(act, call.request_id)
+        if recorded is not None:
+            return pb.Reply.FromString(recorded)
+        self.counters["calls"] += 1
+        return None
+
+    def _finish(self, definition: ActorDef, act: Activation, call: pb.Call, outcome: Any, failed: bool) -> pb.Reply:
+        """Encode the outcome, and make the turn durable before the reply leaves."""
+        if failed:
+            reply = pb.Reply(error=error_to_pb(outcome, f"{act.address}.{call.method}", user=True))
+        else:
+            try:
+                reply = pb.Reply(value=codec.encode(outcome))
+            except FluentError as exc:
+                reply = pb.Reply(error=error_to_pb(InvalidRequest(f"the result of {call.method} cannot be sent: {exc}")))
+        try:
+            self.persistence.after_turn(definition, act, call.request_id, reply.SerializeToString())
+        except FluentError:
+            self._drop(act)
+            raise
+        except Exception as exc:  # the store failed: memory is ahead of it, so forget memory
+            self._drop(act)
+            raise Unavailable(f"state store failed: {exc}") from None
+        return reply
+
+    def _turn_sync(
         self,
         definition: ActorDef,
         act: Activation,
         method: MethodInfo,
         ctx: Context,
+        call: pb.Call,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> Any:
+    ) -> pb.Reply:
         token = CURRENT.set(ctx)
         try:
-            self._ensure_instance(definition, act)
-            self.counters["calls"] += 1
+            early = self._begin(definition, act, call)
+            if early is not None:
+                return early
             try:
-                result = method.fn(act.instance, *args, **kwargs)
+                outcome, failed = method.fn(act.instance, *args, **kwargs), False
             except BaseException as exc:
-                raise UserFailure(exc) from None
-            self.persist_turn(definition, act)
-            return result
+                outcome, failed = exc, True
+            return self._finish(definition, act, call, outcome, failed)
         finally:
             CURRENT.reset(token)
 
-    async def _run_async(
+    async def _turn_async(
         self,
         definition: ActorDef,
         act: Activation,
         method: MethodInfo,
         ctx: Context,
+        call: pb.Call,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> Any:
-        if act.instance is None:
-            await self.loop.run_in_executor(self._executor, self._activate_with_context, definition, act, ctx)
+    ) -> pb.Reply:
+        if act.instance is None:  # activation may load from the store or block: not on the loop
+            early = await self.loop.run_in_executor(self._executor, self._begin_with_context, definition, act, call, ctx)
+        else:
+            early = self._begin(definition, act, call)
+        if early is not None:
+            return early
         token = CURRENT.set(ctx)
         try:
-            self.counters["calls"] += 1
             try:
-                result = await method.fn(act.instance, *args, **kwargs)
+                outcome, failed = await method.fn(act.instance, *args, **kwargs), False
+            except asyncio.CancelledError:
+                raise
             except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                raise UserFailure(exc) from None
-            self.persist_turn(definition, act)
-            return result
+                outcome, failed = exc, True
         finally:
             CURRENT.reset(token)
+        if definition.options.persist == "call" and self.persistence.store is not None:
+            return await self.loop.run_in_executor(self._executor, self._finish, definition, act, call, outcome, failed)
+        return self._finish(definition, act, call, outcome, failed)
 
-    def _activate_with_context(self, definition: ActorDef, act: Activation, ctx: Context) -> None:
+    def _begin_with_context(self, definition: ActorDef, act: Activation, call: pb.Call, ctx: Context) -> pb.Reply | None:
         token = CURRENT.set(ctx)
         try:
-            self._ensure_instance(definition, act)
+            return self._begin(definition, act, call)
         finally:
             CURRENT.reset(token)
-
-    def persist_turn(self, definition: ActorDef, act: Activation) -> None:
-        """The point where a turn's state change becomes durable (persist="call").
-
-        State lives in memory only until a store is attached; this is where it plugs in.
-        """
 
     # -- passivation -------------------------------------------------------------------
 
@@ -388,9 +446,12 @@ class HostEngine:
             if self._table.get(act.address) is not act or act.instance is None:
                 return
             definition = self._types.get(act.type_name)
-            if definition is not None and definition.on_deactivate is not None:
+            if definition is not None:
                 ctx = Context(address=act.address, key=act.key, type_name=act.type_name, node_id=self.node_id)
-                await self.loop.run_in_executor(self._executor, self._deactivate, definition, act, ctx)
+                try:
+                    await self.loop.run_in_executor(self._executor, self._deactivate, definition, act, ctx)
+                except Exception:  # the flush failed (store down, fenced): memory is dropped anyway
+                    pass
             with self._lock:
                 self._table.remove(act)
             act.instance = None
@@ -402,13 +463,13 @@ class HostEngine:
     def _deactivate(self, definition: ActorDef, act: Activation, ctx: Context) -> None:
         token = CURRENT.set(ctx)
         try:
-            assert definition.on_deactivate is not None
-            definition.on_deactivate(act.instance)
+            if definition.on_deactivate is not None:
+                definition.on_deactivate(act.instance)
         except Exception:
             pass  # a failing hook must not keep an identity alive forever
         finally:
             CURRENT.reset(token)
-        self.persist_turn(definition, act)
+        self.persistence.flush(definition, act)
 
     def _idle_timeout(self, type_name: str) -> float:
         definition = self._types.get(type_name)
@@ -429,20 +490,109 @@ class HostEngine:
             await self.passivate(act)
         return len(victims)
 
-    async def _reap_idle(self) -> None:
+    def start_background(self) -> None:
+        """Start the passivation, write-behind, reminder and ownership loops (on the loop)."""
+
+        def start() -> None:
+            if self._background or self._closed:
+                return
+            self._background = [
+                self.loop.create_task(self._every(self._reap_period, self.reap_once)),
+                self.loop.create_task(self._every(lambda: 1.0, self.flush_dirty)),
+                self.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
+                self.loop.create_task(self._reminder_loop()),
+            ]
+
+        if threading.get_ident() == self._loop_thread:
+            start()
+        else:
+            self.loop.call_soon_threadsafe(start)
+
+    def _reap_period(self) -> float:
+        timeouts = [d.options.idle_timeout_s for d in self._types.values()] or [1.0]
+        return min(1.0, max(0.05, min(timeouts) / 4))
+
+    async def _every(self, period: Callable[[], float], job: Callable[[], Awaitable[Any]]) -> None:
         while not self._closed:
-            timeouts = [d.options.idle_timeout_s for d in self._types.values()] or [1.0]
-            await asyncio.sleep(min(1.0, max(0.05, min(timeouts) / 4)))
+            await asyncio.sleep(period())
             try:
-                await self.reap_once()
-            except Exception:  # keep reaping; a failure here must not stop the host
+                await job()
+            except Exception:  # keep going; one failed round must not stop the host
                 pass
 
+    async def flush_dirty(self) -> int:
+        """Write identities changed since their last write (persist="interval")."""
+        dirty = [a for a in self._table if a.dirty]
+        for act in dirty:
+            definition = self._types.get(act.type_name)
+            if definition is None:
+                continue
+            turn = Turn(chain_id=f"flush:{act.address}")
+            await self._acquire(act, turn, 0.0)
+            try:
+                if act.instance is not None:
+                    await self.loop.run_in_executor(self._executor, self.persistence.flush, definition, act)
+            finally:
+                self._release(act, turn)
+        return len(dirty)
+
+    async def _check_owner(self) -> None:
+        if self.persistence.store is None or self.persistence.fenced:
+            return
+        owner = await self.loop.run_in_executor(self._executor, self.persistence.still_owner)
+        if not owner:
+            self.fence()
+
+    def fence(self) -> None:
+        """This host lost its shard: refuse calls (callers are redirected) and drop memory."""
+        self.persistence.fenced = True
+        for act in self._table:
+            if act.mailbox.idle:
+                self._drop(act)
+
+    def _wake_reminders(self) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._reminder_wakeup.set()
+        else:
+            self.loop.call_soon_threadsafe(self._reminder_wakeup.set)
+
+    async def _reminder_loop(self) -> None:
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._reminder_wakeup.wait(), 0.25)
+            except TimeoutError:
+                pass
+            self._reminder_wakeup.clear()
+            if self.persistence.fenced or self.persistence.store is None:
+                continue
+            try:
+                due = await self.loop.run_in_executor(self._executor, self._reminders.due)
+            except Exception:
+                continue
+            for rem, method, args in due:
+                if rem.rid not in self._firing:
+                    self._firing.add(rem.rid)
+                    self.loop.create_task(self._fire(rem.address, rem.rid, method, args))
+
+    async def _fire(self, address: str, rid: str, method: str, args: bytes) -> None:
+        type_name, key = address.split("/", 1)
+        request_id = f"rem:{rid}"
+        call = pb.Call(
+            type_name=type_name, key=key, method=method, args=args, request_id=request_id, chain_id=request_id
+        )
+        try:
+            reply = await self.dispatch(call, local=True)
+            retry = reply is not None and reply.HasField("error") and reply.error.code in _RETRYABLE
+            if not retry:
+                await self.loop.run_in_executor(self._executor, self._reminders.cancel, address, rid)
+        finally:
+            self._firing.discard(rid)
+
     async def close(self) -> None:
-        """Passivate everything (running on_deactivate) and stop."""
+        """Passivate everything (on_deactivate runs, state is flushed) and stop."""
         self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in self._background:
+            task.cancel()
         for act in self._table:
             await self.passivate(act)
         self._executor.shutdown(wait=False)
@@ -465,5 +615,5 @@ class HostEngine:
             counters=self.counters,
             group=self.group,
             shard=self.shard,
-            epoch=self.epoch,
+            epoch=self.persistence.epoch,
         )

@@ -12,6 +12,7 @@ from .. import _ref
 from .._ioloop import io_loop
 from ..directory import DIRECTORY_NAME, Directory, ray_namespace
 from ..errors import FluentError
+from ..state._store import default_url, open_store
 from ..transport._auth import new_token
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
@@ -165,7 +166,7 @@ def init(
         "token": token or new_token(),
         "bind": bind,
         "tls": None if tls is None else {"cert_file": tls.cert_file, "key_file": tls.key_file, "ca_file": tls.ca_file},
-        "store": store,
+        "store": store or default_url(namespace),
         "mode": mode,
         "namespace": namespace,
     }

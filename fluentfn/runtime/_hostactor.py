@@ -17,6 +17,7 @@ from .._ioloop import io_loop
 from .._ref import set_invoker
 from ..directory import DIRECTORY_NAME, ray_namespace
 from ..host._engine import HostEngine, TypeLoader
+from ..state._store import open_store
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ._raycall import await_ray, get_ray
@@ -49,6 +50,7 @@ class ShardHost:
         ctx = ray.get_runtime_context()
         node_id = ctx.get_node_id()
         self._io = io_loop()
+        store = open_store(config["store"])
         self.engine = HostEngine(
             group=group,
             shard=shard,
@@ -57,7 +59,9 @@ class ShardHost:
             load_type=_type_loader(self._directory),
             node_id=node_id,
             gpu_ids=tuple(int(g) for g in ray.get_gpu_ids()),
+            store=store,
         )
+        epoch = self.engine.persistence.claim()
         tls = TlsConfig(**config["tls"]) if config.get("tls") else None
         bind = config["bind"]
         self._server, port = self._io.run(start_server(self.engine, config["token"], bind, tls))
@@ -65,7 +69,9 @@ class ShardHost:
         self.endpoint = f"{host}:{port}"
         self.runtime = StatefulRuntime(directory=self._directory, config=config, io=self._io, engine=self.engine)
         set_invoker(self.runtime)
-        self.engine.epoch = get_ray(self._directory.host_ready.remote(group, shard, self.endpoint, node_id))
+        if not get_ray(self._directory.host_ready.remote(group, shard, self.endpoint, node_id, epoch)):
+            self.engine.fence()
+        self.engine.start_background()
 
     def info(self) -> dict[str, Any]:
         """Endpoint, pid, node and GPUs of this host."""
@@ -80,6 +86,10 @@ class ShardHost:
             "live": self.engine.live_identities,
             "types": self.engine.type_names,
         }
+
+    def fence(self) -> None:
+        """The shard moved to another host: stop serving it."""
+        self._io.loop.call_soon_threadsafe(self.engine.fence)
 
     def stats(self) -> dict[str, int]:
         return dict(self.engine.counters)

@@ -137,7 +137,7 @@ class StatefulRuntime:
         if not isinstance(ref, ActorRef):
             raise InvalidRequest(f"not an actor reference: {ref!r}")
         ctx = CURRENT.get()
-        request_id = os.urandom(12).hex()
+        request_id = (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
         deadline = time.time() + _config.DEFAULT_CALL_TIMEOUT_S
         if ctx is not None and ctx.deadline:
             deadline = min(deadline, ctx.deadline)

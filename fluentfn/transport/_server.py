@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from ._tls import TlsConfig
 
 # Room for the protobuf envelope around a payload of the maximum size.
 _ENVELOPE = 64 * 1024
+log = logging.getLogger("fluentfn.transport")
 _CODES = {code_value(c): c for c in grpc.StatusCode}
 
 
@@ -57,7 +59,11 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
 
     async def Invoke(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Reply]) -> pb.Reply:
         request.one_way = False
-        reply = await self._d.dispatch(request)
+        try:
+            reply = await self._d.dispatch(request)
+        except Exception:
+            log.exception("dispatch failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         assert reply is not None
         if reply.HasField("error") and reply.error.code != 0:
             await context.abort(_CODES.get(reply.error.code, grpc.StatusCode.INTERNAL), reply.error.message)
@@ -84,7 +90,13 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
             nonlocal pending
             try:
                 reply = await self._d.dispatch(call)
+            except Exception as exc:  # a bug, not a user error: the caller must not hang
+                log.exception("dispatch failed")
+                reply = pb.Reply(error=pb.Error(code=code_value(grpc.StatusCode.INTERNAL), message=repr(exc)))
+                reply = None if call.one_way else reply
+            try:
                 if reply is not None:
+                    reply.seq = call.seq
                     outbox.append(reply)
             finally:
                 pending -= 1

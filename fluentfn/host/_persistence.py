@@ -1,0 +1,116 @@
+"""Loading and writing one host's identities, per the type's persist mode.
+
+``call``: a turn that changed the public state writes it, together with its reply in the
+identity's window of recent replies, in one conditional write, before the reply is sent.
+A retry carrying a recorded request id gets the recorded reply. ``interval``: changed
+identities are written by a periodic flush, on passivation and on shutdown. ``never``:
+memory only.
+
+The replies window keeps the last ``REPLY_WINDOW`` state-changing calls per identity;
+a retry arriving later than that re-runs the call.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import msgpack
+
+from .._actordef import ActorDef, public_state
+from ..errors import Redirect
+from ..state._codec import decode_state, encode_state
+from ..state._store import StaleEpoch, Store
+from ._activations import Activation
+
+REPLY_WINDOW = 64
+
+
+class Persistence:
+    """The store side of a host: epochs, loads, conditional writes, counters."""
+
+    def __init__(self, store: Store | None, group: str, shard: int, counters: dict[str, int]) -> None:
+        self.store = store
+        self.group = group
+        self.shard = shard
+        self.epoch = 0
+        self._counters = counters
+        self.fenced = False
+
+    def claim(self) -> int:
+        """Become the shard's owner (a new, higher epoch)."""
+        if self.store is not None:
+            self.epoch = self.store.claim_shard(self.group, self.shard)
+        return self.epoch
+
+    def still_owner(self) -> bool:
+        """False once another host has claimed the shard."""
+        if self.store is None or self.fenced:
+            return not self.fenced
+        if self.store.shard_epoch(self.group, self.shard) > self.epoch:
+            self.fenced = True
+        return not self.fenced
+
+    def load(self, definition: ActorDef, act: Activation) -> Any | None:
+        """The stored instance of ``act`` (restored without ``__init__``), or None."""
+        if self.store is None or definition.options.persist == "never":
+            return None
+        record = self.store.load(act.address)
+        self._counters["storage_reads"] += 1
+        if record is None:
+            return None
+        self._counters["storage_bytes_read"] += len(record.state) + len(record.replies)
+        act.version = record.version
+        act.snapshot = record.state
+        if record.replies:
+            act.replies = OrderedDict((rid, reply) for rid, reply in msgpack.unpackb(record.replies))
+        return definition.restore(decode_state(record.state))
+
+    def after_turn(self, definition: ActorDef, act: Activation, request_id: str, reply: bytes) -> None:
+        """The durability point of a turn (raises Redirect when fenced off)."""
+        mode = definition.options.persist
+        if self.store is None or mode == "never":
+            return
+        if mode == "interval":
+            act.dirty = True
+            return
+        snapshot = encode_state(public_state(act.instance))
+        if snapshot == act.snapshot:
+            return
+        if act.replies is None:
+            act.replies = OrderedDict()
+        act.replies[request_id] = reply
+        while len(act.replies) > REPLY_WINDOW:
+            act.replies.popitem(last=False)
+        self._write(act, snapshot)
+
+    def flush(self, definition: ActorDef, act: Activation) -> None:
+        """Write a changed identity now (interval mode, passivation, shutdown)."""
+        if self.store is None or definition.options.persist == "never" or act.instance is None:
+            return
+        snapshot = encode_state(public_state(act.instance))
+        act.dirty = False
+        if snapshot != act.snapshot:
+            self._write(act, snapshot)
+
+    def _write(self, act: Activation, snapshot: bytes) -> None:
+        assert self.store is not None
+        replies = msgpack.packb(list(act.replies.items())) if act.replies else b""
+        try:
+            act.version = self.store.save(
+                act.address,
+                expected=act.version,
+                state=snapshot,
+                replies=replies,
+                fence=(self.group, self.shard, self.epoch),
+            )
+        except StaleEpoch as exc:
+            self.fenced = True
+            raise Redirect(f"{act.address}: {exc}") from None
+        act.snapshot = snapshot
+        self._counters["storage_writes"] += 1
+        self._counters["storage_bytes_written"] += len(snapshot) + len(replies)
+
+    def recorded(self, act: Activation, request_id: str) -> bytes | None:
+        """The reply recorded for ``request_id`` (a retry of a call that already ran)."""
+        return act.replies.get(request_id) if act.replies else None

@@ -1,0 +1,115 @@
+"""The Redis store (``redis://host:port/db``): for multi-node clusters.
+
+Conditional writes are Lua scripts, so the version and epoch checks and the write are
+one atomic step. Durability is Redis's: run it with ``appendonly yes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import Unavailable
+from ._store import Record, Reminder, StaleEpoch, VersionConflict
+
+_SAVE = """
+if KEYS[2] ~= '' then
+  local e = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if e > tonumber(ARGV[1]) then return {-1, e} end
+end
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[2]) then return {-2, v} end
+redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[3], 'r', ARGV[4])
+return {v + 1, 0}
+"""
+
+
+class RedisStore:
+    """A ``Store`` on a Redis server."""
+
+    def __init__(self, url: str, prefix: str = "ff") -> None:
+        import redis
+
+        self.url = url
+        self._p = prefix
+        self._r: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        self._save = self._r.register_script(_SAVE)
+        self._errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+    def _k(self, *parts: object) -> str:
+        return ":".join([self._p, *(str(p) for p in parts)])
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except self._errors as exc:
+            raise Unavailable(f"redis store {self.url}: {exc}") from None
+
+    def claim_shard(self, group: str, shard: int) -> int:
+        return int(self._call(self._r.incr, self._k("epoch", group, shard)))
+
+    def shard_epoch(self, group: str, shard: int) -> int:
+        return int(self._call(self._r.get, self._k("epoch", group, shard)) or 0)
+
+    def load(self, address: str) -> Record | None:
+        row = self._call(self._r.hmget, self._k("state", address), ["v", "s", "r"])
+        if row[0] is None:
+            return None
+        return Record(int(row[0]), row[1] or b"", row[2] or b"")
+
+    def save(
+        self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None
+    ) -> int:
+        epoch_key = self._k("epoch", fence[0], fence[1]) if fence else ""
+        epoch = fence[2] if fence else 0
+        result = self._call(self._save, keys=[self._k("state", address), epoch_key], args=[epoch, expected, state, replies])
+        status, detail = int(result[0]), int(result[1])
+        if status == -1:
+            raise StaleEpoch(f"shard moved to epoch {detail} (writer has {epoch})")
+        if status == -2:
+            raise VersionConflict(f"{address} is at version {detail}, not {expected}")
+        return status
+
+    def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
+        member = f"{reminder.address}\x00{reminder.rid}"
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(self._k("remp", group, shard), member, reminder.payload)
+        pipe.zadd(self._k("rem", group, shard), {member: reminder.due})
+        pipe.hset(self._k("remidx"), member, f"{group}\x00{shard}")
+        self._call(pipe.execute)
+
+    def cancel_reminder(self, address: str, rid: str) -> bool:
+        member = f"{address}\x00{rid}"
+        where = self._call(self._r.hget, self._k("remidx"), member)
+        if where is None:
+            return False
+        group, shard = where.decode().split("\x00")
+        pipe = self._r.pipeline(transaction=True)
+        pipe.zrem(self._k("rem", group, shard), member)
+        pipe.hdel(self._k("remp", group, shard), member)
+        pipe.hdel(self._k("remidx"), member)
+        removed = self._call(pipe.execute)
+        return bool(removed[0])
+
+    def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]:
+        members = self._call(self._r.zrangebyscore, self._k("rem", group, shard), "-inf", now, start=0, num=limit, withscores=True)
+        if not members:
+            return []
+        payloads = self._call(self._r.hmget, self._k("remp", group, shard), [m for m, _ in members])
+        out = []
+        for (member, due), payload in zip(members, payloads, strict=True):
+            address, rid = member.decode().split("\x00", 1)
+            out.append(Reminder(address, rid, float(due), payload or b""))
+        return out
+
+    def put(self, key: str, value: bytes) -> None:
+        self._call(self._r.set, self._k("kv", key), value)
+
+    def get(self, key: str) -> bytes | None:
+        value = self._call(self._r.get, self._k("kv", key))
+        return None if value is None else bytes(value)
+
+    def delete(self, key: str) -> None:
+        self._call(self._r.delete, self._k("kv", key))
+
+    def close(self) -> None:
+        self._r.close()

@@ -1,0 +1,129 @@
+"""The embedded SQLite store: one WAL-mode file shared by the processes of a machine.
+
+``synchronous=NORMAL`` in WAL mode makes a commit survive the death of any process
+(the data is in the OS) but not a power cut; set FLUENTFN_SQLITE_SYNC=FULL for that.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from ._store import Record, Reminder, StaleEpoch, VersionConflict
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (address TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB, replies BLOB);
+CREATE TABLE IF NOT EXISTS shards (grp TEXT NOT NULL, shard INTEGER NOT NULL, epoch INTEGER NOT NULL,
+                                   PRIMARY KEY (grp, shard));
+CREATE TABLE IF NOT EXISTS reminders (address TEXT NOT NULL, rid TEXT NOT NULL, grp TEXT NOT NULL,
+                                      shard INTEGER NOT NULL, due REAL NOT NULL, payload BLOB,
+                                      PRIMARY KEY (address, rid));
+CREATE INDEX IF NOT EXISTS reminders_due ON reminders (grp, shard, due);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB);
+"""
+
+
+class SqliteStore:
+    """A ``Store`` on one SQLite file; a connection per thread."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.url = url
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._sync = os.environ.get("FLUENTFN_SQLITE_SYNC", "NORMAL").upper()
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._sync}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def claim_shard(self, group: str, shard: int) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
+            epoch = (row[0] if row else 0) + 1
+            conn.execute("INSERT OR REPLACE INTO shards (grp, shard, epoch) VALUES (?, ?, ?)", (group, shard, epoch))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return epoch
+
+    def shard_epoch(self, group: str, shard: int) -> int:
+        row = self._conn().execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
+        return int(row[0]) if row else 0
+
+    def load(self, address: str) -> Record | None:
+        row = self._conn().execute("SELECT version, state, replies FROM state WHERE address=?", (address,)).fetchone()
+        if row is None:
+            return None
+        return Record(int(row[0]), bytes(row[1] or b""), bytes(row[2] or b""))
+
+    def save(
+        self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None
+    ) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if fence is not None:
+                group, shard, epoch = fence
+                row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
+                if row is not None and row[0] > epoch:
+                    raise StaleEpoch(f"shard {group}/{shard} moved to epoch {row[0]} (writer has {epoch})")
+            row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
+            current = int(row[0]) if row else 0
+            if current != expected:
+                raise VersionConflict(f"{address} is at version {current}, not {expected}")
+            conn.execute(
+                "INSERT OR REPLACE INTO state (address, version, state, replies) VALUES (?, ?, ?, ?)",
+                (address, current + 1, state, replies),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return current + 1
+
+    def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
+        self._conn().execute(
+            "INSERT OR REPLACE INTO reminders (address, rid, grp, shard, due, payload) VALUES (?, ?, ?, ?, ?, ?)",
+            (reminder.address, reminder.rid, group, shard, reminder.due, reminder.payload),
+        )
+
+    def cancel_reminder(self, address: str, rid: str) -> bool:
+        cur = self._conn().execute("DELETE FROM reminders WHERE address=? AND rid=?", (address, rid))
+        return cur.rowcount > 0
+
+    def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]:
+        rows = self._conn().execute(
+            "SELECT address, rid, due, payload FROM reminders WHERE grp=? AND shard=? AND due<=? ORDER BY due LIMIT ?",
+            (group, shard, now, limit),
+        ).fetchall()
+        return [Reminder(r[0], r[1], float(r[2]), bytes(r[3] or b"")) for r in rows]
+
+    def put(self, key: str, value: bytes) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+
+    def get(self, key: str) -> bytes | None:
+        row = self._conn().execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def delete(self, key: str) -> None:
+        self._conn().execute("DELETE FROM kv WHERE key=?", (key,))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,99 @@
+"""The store interface: versioned state records, shard epochs, reminders, and a KV area.
+
+Every write of a record is conditional: on the record's version (optimistic concurrency,
+used by the FaaS mode) and on the writer's shard epoch (single activation: a host whose
+shard has moved can no longer write).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .. import _config
+from ..errors import FluentError
+
+
+class StaleEpoch(FluentError):
+    """The writer's shard epoch is older than the store's: another host owns the shard."""
+
+
+class VersionConflict(FluentError):
+    """The record changed since it was read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored identity: state, the recent replies window, and the version of both."""
+
+    version: int
+    state: bytes
+    replies: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    address: str
+    rid: str
+    due: float
+    payload: bytes
+
+
+class Store(Protocol):
+    """What hosts and FaaS invocations need from durable storage. Thread-safe."""
+
+    url: str
+
+    def claim_shard(self, group: str, shard: int) -> int:
+        """Take ownership of a shard: returns a new epoch, higher than any before."""
+        ...
+
+    def shard_epoch(self, group: str, shard: int) -> int: ...
+
+    def load(self, address: str) -> Record | None: ...
+
+    def save(
+        self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None
+    ) -> int:
+        """Write if the version is ``expected`` and ``fence`` (group, shard, epoch) is current.
+
+        Returns the new version; raises VersionConflict or StaleEpoch.
+        """
+        ...
+
+    def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None: ...
+
+    def cancel_reminder(self, address: str, rid: str) -> bool: ...
+
+    def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]: ...
+
+    def put(self, key: str, value: bytes) -> None:
+        """KV area (FaaS results and messages)."""
+        ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def default_url(namespace: str) -> str:
+    """The embedded default: a SQLite file under FLUENTFN_HOME."""
+    path = _config.home(namespace) / "state.db"
+    return f"sqlite:///{path}"
+
+
+def open_store(url: str) -> Store:
+    """Open ``sqlite:///path`` or ``redis://host:port/db``."""
+    if url.startswith("sqlite:///"):
+        from ._sqlite import SqliteStore
+
+        path = Path(url[len("sqlite:///") - 1 :]) if url.startswith("sqlite:////") else Path(url[len("sqlite:///") :])
+        return SqliteStore(path, url)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from ._redis import RedisStore
+
+        return RedisStore(url)
+    raise FluentError(f"unknown store {url!r}: use sqlite:///path or redis://host:port/db")
