@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._ref import ActorRef
 from .runtime._cluster import Cluster, init
 
 
@@ -51,3 +53,24 @@ def hosts(cluster: Cluster) -> list[dict[str, Any]]:
 
     entries = ray.get(cluster.directory.hosts.remote())
     return list(ray.get([h.info.remote() for _, _, h in entries]))
+
+
+def host_of(cluster: Cluster, ref: ActorRef) -> dict[str, Any]:
+    """Info on the host that owns ``ref``'s shard now."""
+    import ray
+
+    from .placement import shard_for
+
+    info = ray.get(cluster.directory.lookup.remote(ref.type_name))
+    shard = shard_for(ref.key, info.shards)
+    for group, index, handle in ray.get(cluster.directory.hosts.remote()):
+        if group == info.group and index == shard:
+            return dict(ray.get(handle.info.remote()))
+    raise LookupError(f"no host for {ref.address}")
+
+
+def kill_host(cluster: Cluster, ref: ActorRef) -> int:
+    """SIGKILL the process hosting ``ref`` (Ray restarts it); returns the killed pid."""
+    pid = int(host_of(cluster, ref)["pid"])
+    os.kill(pid, signal.SIGKILL)
+    return pid

@@ -155,3 +155,65 @@ def sleepy(s: float) -> float:
 
     time.sleep(s)
     return s
+
+
+@ff.actor(name="DCounter", persist="call")
+class DurableCounter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.inits = 1
+        self.rings: list[str] = []
+
+    def add(self, k: int = 1) -> int:
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+    def info(self) -> dict[str, Any]:
+        return {"n": self.n, "inits": self.inits, "rings": self.rings}
+
+    def remind(self, delay: float, tag: str) -> str:
+        return ff.context().schedule(delay, "ring", tag)
+
+    def cancel(self, rid: str) -> bool:
+        return ff.context().cancel(rid)
+
+    def ring(self, tag: str) -> None:
+        self.rings.append(tag)
+
+
+@ff.actor(name="ICounter", persist="interval")
+class IntervalCounter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int = 1) -> int:
+        self.n += k
+        return self.n
+
+
+@ff.actor(name="NCounter", persist="never")
+class MemoryCounter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int = 1) -> int:
+        self.n += k
+        return self.n
+
+
+@ff.actor(name="IdleCounter", idle_timeout_s=0.3, shards=1)
+class IdleCounter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.inits = 1
+        self.activations = 0
+
+    def on_activate(self) -> None:
+        self.activations += 1
+
+    def add(self, k: int = 1) -> tuple[int, int, int]:
+        self.n += k
+        return self.n, self.inits, self.activations

@@ -1,20 +1,70 @@
-"""Shared fixtures: one embedded cluster for all integration tests."""
+"""Shared fixtures: one embedded cluster for the integration tests, per store.
+
+Tests use the ``cluster`` fixture (SQLite). Durability tests parametrise it indirectly
+with ``"redis"`` as well; pytest runs each store's tests together, so there is one Ray
+session at a time. Redis is a real ``redis-server`` started here on a free port.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
 
 os.environ.setdefault("FLUENTFN_CALL_TIMEOUT_S", "60")
 
-import fluentfn as ff
-from fluentfn.testing import local_cluster
+import fluentfn as ff  # noqa: E402
+from fluentfn.testing import local_cluster  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[ff.Cluster]:
-    """The shared embedded cluster (local Ray + SQLite under a temporary FLUENTFN_HOME)."""
-    with local_cluster(num_cpus=2) as c:
+def redis_url() -> Iterator[str]:
+    """A private redis-server (append-only file on) for this test session."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("FLUENTFN_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is required (FLUENTFN_REQUIRE_REDIS=1) but not installed")
+        pytest.skip("redis-server not installed")
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="fluentfn-redis-") as tmp:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp, "--appendonly", "yes", "--save", ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.05)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[ff.Cluster]:
+    """The shared embedded cluster: SQLite (default) or Redis (``indirect`` param)."""
+    store_kind = getattr(request, "param", "sqlite")
+    store = request.getfixturevalue("redis_url") if store_kind == "redis" else None
+    with local_cluster(num_cpus=2, store=store) as c:
         yield c

@@ -1,0 +1,193 @@
+"""The host engine with a real SQLite store, without Ray or sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fluentfn as ff
+from fluentfn._actordef import ActorDef
+from fluentfn._ioloop import IoLoop
+from fluentfn.errors import Redirect, status_for
+from fluentfn.host._engine import HostEngine
+from fluentfn.state import StaleEpoch, VersionConflict, open_store
+from fluentfn.state._store import Store
+from fluentfn.wire import codec
+from fluentfn.wire._gen import actorhost_pb2 as pb
+from fluentfn.wire.errors import pb_to_error
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Acc:
+    def __init__(self) -> None:
+        self.total = 0
+        self.blob: Any = None
+        self._cache = "transient"
+
+    def add(self, k: int) -> int:
+        self.total += k
+        return self.total
+
+    def read(self) -> int:
+        return self.total
+
+    def keep(self, x: Any) -> None:
+        self.blob = x
+
+    def cache(self) -> str:
+        return getattr(self, "_cache", "missing")
+
+
+def make_def(persist: str = "call", name: str = "Acc") -> ActorDef:
+    at = ff.actor(name=name, persist=persist, shards=1)(Acc)
+    return ActorDef(Acc, at.options)
+
+
+_ENGINES: list[HostEngine] = []
+
+
+@pytest.fixture
+def io() -> Iterator[IoLoop]:
+    loop = IoLoop()
+    yield loop
+    while _ENGINES:
+        loop.run(_ENGINES.pop().close())
+    loop.loop.call_soon_threadsafe(loop.loop.stop)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path}/state.db")
+
+
+def engine(io: IoLoop, store: Store | None, *defs: ActorDef, max_live: int | None = None) -> HostEngine:
+    async def load(name: str) -> ActorDef | None:
+        return None
+
+    eng = HostEngine(
+        group=defs[0].options.group, shard=0, loop=io.loop, loop_thread=io.thread.ident or 0,
+        load_type=load, store=store, max_live=max_live,
+    )
+    for d in defs:
+        eng.add_type(d)
+    eng.persistence.claim()
+    _ENGINES.append(eng)
+    return eng
+
+
+def call(io: IoLoop, eng: HostEngine, key: str, method: str, *args: Any, rid: str = "") -> Any:
+    c = pb.Call(type_name="Acc", key=key, method=method, args=codec.encode_args(args, {}), request_id=rid or f"r{id(args)}{method}{key}{threading.get_ident()}{args}")
+    reply = io.run(eng.dispatch(c))
+    assert reply is not None
+    if reply.HasField("error"):
+        raise pb_to_error(reply.error)
+    return codec.decode(reply.value)
+
+
+def test_state_survives_a_new_engine(io: IoLoop, store: Store) -> None:
+    d = make_def()
+    e1 = engine(io, store, d)
+    assert call(io, e1, "a", "add", 5, rid="1") == 5
+    call(io, e1, "a", "keep", {"t": (1, 2), "s": {3}}, rid="2")
+    e2 = engine(io, store, d)  # a restarted host: claims a newer epoch, loads from the store
+    assert call(io, e2, "a", "add", 1, rid="3") == 6
+    assert call(io, e2, "a", "cache") == "missing"  # transient attributes are not stored
+
+
+def test_retry_with_same_request_id_runs_once(io: IoLoop, store: Store) -> None:
+    d = make_def()
+    e1 = engine(io, store, d)
+    assert call(io, e1, "a", "add", 5, rid="same") == 5
+    assert call(io, e1, "a", "add", 5, rid="same") == 5
+    e2 = engine(io, store, d)  # the retry lands on a restarted host: still deduplicated
+    assert call(io, e2, "a", "add", 5, rid="same") == 5
+    assert call(io, e2, "a", "read") == 5
+
+
+def test_unchanged_state_is_not_rewritten(io: IoLoop, store: Store) -> None:
+    e = engine(io, store, make_def())
+    call(io, e, "a", "add", 1)
+    writes = e.counters["storage_writes"]
+    for _ in range(5):
+        call(io, e, "a", "read")
+    assert e.counters["storage_writes"] == writes
+
+
+def test_stale_host_is_fenced(io: IoLoop, store: Store) -> None:
+    d = make_def()
+    old = engine(io, store, d)
+    call(io, old, "a", "add", 1, rid="1")
+    new = engine(io, store, d)  # the shard moved: new epoch
+    with pytest.raises(Redirect):
+        call(io, old, "a", "add", 1, rid="2")
+    with pytest.raises(Redirect):  # and it keeps refusing, even reads
+        call(io, old, "a", "read")
+    assert call(io, new, "a", "add", 1, rid="3") == 2
+
+
+def test_store_refuses_old_epochs_and_stale_versions(store: Store) -> None:
+    e1 = store.claim_shard("G", 0)
+    e2 = store.claim_shard("G", 0)
+    assert e2 > e1
+    v = store.save("G/a", expected=0, state=b"1", replies=b"", fence=("G", 0, e2))
+    with pytest.raises(StaleEpoch):
+        store.save("G/a", expected=v, state=b"2", replies=b"", fence=("G", 0, e1))
+    with pytest.raises(VersionConflict):
+        store.save("G/a", expected=v - 1, state=b"2", replies=b"", fence=None)
+    assert store.load("G/a").state == b"1"  # type: ignore[union-attr]
+
+
+def test_interval_mode_writes_behind(io: IoLoop, store: Store) -> None:
+    d = make_def("interval")
+    e = engine(io, store, d)
+    call(io, e, "a", "add", 3)
+    assert store.load("Acc/a") is None
+    io.run(e.flush_dirty())
+    assert engine(io, store, d) and call(io, engine(io, store, d), "a", "read") == 3
+
+
+def test_never_mode_keeps_memory_only(io: IoLoop, store: Store) -> None:
+    e = engine(io, store, make_def("never"))
+    call(io, e, "a", "add", 3)
+    io.run(e.close())
+    assert store.load("Acc/a") is None and e.counters["storage_writes"] == 0
+
+
+def test_live_cap_passivates_least_recently_used(io: IoLoop, store: Store) -> None:
+    d = make_def()
+    e = engine(io, store, d, max_live=3)
+    for k in "abcde":
+        call(io, e, k, "add", 1)
+    call(io, e, "a", "add", 1)  # a is now recent
+    assert io.run(e.reap_once()) == 2
+    assert e.live_identities == 3 and e.counters["passivations"] == 2
+    assert call(io, e, "b", "add", 1) == 2  # b comes back from the store
+
+
+def test_user_errors_and_bad_calls(io: IoLoop, store: Store) -> None:
+    e = engine(io, store, make_def())
+    for bad, exc in [("nope", ff.NotFound), ("_cache", ff.NotFound)]:
+        with pytest.raises(exc):
+            call(io, e, "a", bad)
+    with pytest.raises(ff.InvalidRequest):
+        call(io, e, "a", "add", 1, 2)
+    with pytest.raises(TypeError) as info:  # a TypeError inside add is the user's, not a bad request
+        call(io, e, "a", "add", "x", rid="typed")
+    assert isinstance(info.value, ff.ActorError)
+    assert status_for(ff.NotFound("")).name == "NOT_FOUND"
+
+
+def test_many_identities_are_cheap(io: IoLoop) -> None:
+    e = engine(io, None, make_def("never"))
+
+    async def burst() -> None:
+        await asyncio.gather(*(e.dispatch(pb.Call(type_name="Acc", key=f"k{i}", method="read", request_id=str(i))) for i in range(2000)))
+
+    io.run(burst())
+    assert e.live_identities == 2000 and e.counters["activations"] == 2000
