@@ -104,3 +104,12 @@ def test_idle_and_lru() -> None:
     assert [x.key for x in table.over_cap(1)] == ["b", "a"]  # busy c is skipped, never evicted
     table.remove(b)
     assert len(table) == 2 and table.get("T/b") is None
+
+
+def test_activation_runs_alone_then_interleaving_starts() -> None:
+    mb = Mailbox("A/1", limit=10, activating=True)
+    first, second = Turn("1", interleave=True), Turn("2", interleave=True)
+    assert mb.offer(first)
+    assert not mb.offer(second)  # the first turn is activating the identity
+    assert mb.activated() == [second]
+    assert mb.running == [first, second]

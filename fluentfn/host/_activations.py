@@ -34,7 +34,7 @@ class Activation:
         self.address = f"{type_name}/{key}"
         self.type_name = type_name
         self.key = key
-        self.mailbox = Mailbox(self.address, mailbox_limit)
+        self.mailbox = Mailbox(self.address, mailbox_limit, activating=True)
         self.instance: Any = None
         self.last_used = 0.0
         self.ready = False  # instance built and on_activate done

@@ -344,6 +344,9 @@ class HostEngine:
         act.instance = instance
         act.ready = True
         self.counters["activations"] += 1
+        with self._lock:
+            started = act.mailbox.activated()
+        self._wake(started)
 
     def _begin(self, definition: ActorDef, act: Activation, call: pb.Call) -> pb.Reply | None:
         """Activation and dedupe at the start of a turn: a reply ends the turn early."""

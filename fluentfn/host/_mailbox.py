@@ -2,7 +2,8 @@
 
 Rules: one turn at a time; a call whose chain already holds this identity (A -> B -> A)
 is admitted at once, else it would wait on itself; in a reentrant type, interleavable
-turns (async methods) run together. Everything else waits in FIFO order.
+turns (async methods) run together, but never beside the turn that activates the
+identity. Everything else waits in FIFO order.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ class Turn:
 class Mailbox:
     """Admits turns for one identity (``address``); at most ``limit`` may wait."""
 
-    __slots__ = ("address", "limit", "running", "waiting")
+    __slots__ = ("activating", "address", "limit", "running", "waiting")
 
-    def __init__(self, address: str, limit: int) -> None:
+    def __init__(self, address: str, limit: int, *, activating: bool = False) -> None:
         self.address = address
         self.limit = limit
+        self.activating = activating  # while True, the first turn runs alone (it activates)
         self.running: list[Turn] = []
         self.waiting: deque[Turn] | None = None  # allocated on first wait: most never wait
 
@@ -45,7 +47,22 @@ class Mailbox:
     def _admissible(self, turn: Turn) -> bool:
         if not self.running:
             return True
+        if self.activating:
+            return False
         return turn.interleave and all(r.interleave for r in self.running)
+
+    def activated(self) -> list[Turn]:
+        """The identity is active: waiting turns that may interleave now start (returned)."""
+        self.activating = False
+        return self._start_waiting()
+
+    def _start_waiting(self) -> list[Turn]:
+        started: list[Turn] = []
+        while self.waiting and self._admissible(self.waiting[0]):
+            nxt = self.waiting.popleft()
+            self.running.append(nxt)
+            started.append(nxt)
+        return started
 
     def offer(self, turn: Turn) -> bool:
         """True: run now. False: queued, ``turn.wake`` is called when it may run."""
@@ -62,12 +79,7 @@ class Mailbox:
     def finish(self, turn: Turn) -> list[Turn]:
         """End ``turn``; return the waiting turns that may run now (already marked running)."""
         self.running.remove(turn)
-        started: list[Turn] = []
-        while self.waiting and self._admissible(self.waiting[0]):
-            nxt = self.waiting.popleft()
-            self.running.append(nxt)
-            started.append(nxt)
-        return started
+        return self._start_waiting()
 
     def cancel(self, turn: Turn) -> list[Turn]:
         """Withdraw a waiting turn (its caller gave up); returns turns that may now run."""
