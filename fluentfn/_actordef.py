@@ -67,13 +67,11 @@ class ActorDef:
 
     def new_instance(self) -> Any:
         """Create an instance and run ``__init__`` (once per identity)."""
-        inst = self.cls.__new__(self.cls)
-        inst.__init__()
-        return inst
+        return self.cls()
 
     def restore(self, state: dict[str, Any]) -> Any:
         """An instance from persisted public state, without running ``__init__``."""
-        inst = self.cls.__new__(self.cls)
+        inst: Any = object.__new__(self.cls)
         inst.__dict__.update(state)
         return inst
 

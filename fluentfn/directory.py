@@ -85,7 +85,7 @@ class Directory:
         g = self._groups[group]
         cls = ray.remote(ShardHost)
         for shard, slot in enumerate(g.shards):
-            slot.handle = cls.options(  # type: ignore[attr-defined]
+            slot.handle = cls.options(
                 max_restarts=-1,
                 max_task_retries=0,
                 max_concurrency=16,
@@ -191,8 +191,10 @@ class Directory:
         if resources:
             opts["resources"] = {**opts.get("resources", {}), **resources}
         slot.ready.clear()
-        slot.handle = ray.remote(ShardHost).options(max_restarts=-1, max_task_retries=0, max_concurrency=16, **opts).remote(  # type: ignore[attr-defined]
-            group, shard, self._config["namespace"]
+        slot.handle = (
+            ray.remote(ShardHost)
+            .options(max_restarts=-1, max_task_retries=0, max_concurrency=16, **opts)
+            .remote(group, shard, self._config["namespace"])
         )
         route = await self.resolve(group, shard)
         if old is not None:

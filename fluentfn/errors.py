@@ -80,9 +80,9 @@ _BY_VALUE: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
 def status_for(exc: FluentError) -> grpc.StatusCode:
     """The gRPC status a fluentfn error travels as (INTERNAL for anything unmapped)."""
     for cls in type(exc).__mro__:
-        code = _BY_TYPE.get(cls)  # type: ignore[call-overload]
-        if code is not None:
-            return code
+        for known, code in _BY_TYPE.items():
+            if cls is known:
+                return code
     return grpc.StatusCode.INTERNAL
 
 

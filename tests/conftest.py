@@ -19,8 +19,8 @@ import pytest
 
 os.environ.setdefault("FLUENTFN_CALL_TIMEOUT_S", "60")
 
-import fluentfn as ff  # noqa: E402
-from fluentfn.testing import local_cluster  # noqa: E402
+import fluentfn as ff
+from fluentfn.testing import local_cluster
 
 
 def _free_port() -> int:

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import pytest
@@ -144,25 +145,30 @@ def test_passivation_and_hooks(cluster: ff.Cluster) -> None:
     wait_for(lambda: Counter["deactivations"].get() >= 1, timeout=20)
     # the next call re-activates it (on_activate runs again; __init__ only once per identity)
     inits, activations = lc.state()
-    assert activations >= 1
+    assert inits == 1 and activations >= 1
+
+
+def _every_rpc(stub: pb_grpc.ActorHostStub, call: pb.Call, md: tuple[tuple[str, str], ...]) -> list[Any]:
+    return [
+        lambda: stub.Invoke(call, metadata=md, timeout=10),
+        lambda: stub.Tell(call, metadata=md, timeout=10),
+        lambda: stub.Status(pb.StatusRequest(), metadata=md, timeout=10),
+        lambda: list(stub.InvokeStream(iter([pb.CallBatch(calls=[call])]), metadata=md, timeout=10)),
+    ]
 
 
 def test_token_required_everywhere(cluster: ff.Cluster) -> None:
     endpoints = [cluster.gateway] + [h["endpoint"] for h in hosts(cluster)]
     call = pb.Call(type_name="TCounter", key="auth", method="add", args=codec.encode_args((1,), {}))
+    bad_metadata = [(), (("authorization", "Bearer wrong"),), (("authorization", cluster.token),)]
     for endpoint in endpoints:
         stub = pb_grpc.ActorHostStub(grpc.insecure_channel(endpoint))
-        for md in [(), (("authorization", "Bearer wrong"),), (("authorization", cluster.token),)]:
-            for rpc in (
-                lambda m: stub.Invoke(call, metadata=m, timeout=10),
-                lambda m: stub.Status(pb.StatusRequest(), metadata=m, timeout=10),
-            ):
+        for md in bad_metadata:
+            attempts = _every_rpc(stub, call, md)
+            for attempt in attempts:
                 with pytest.raises(grpc.RpcError) as info:
-                    rpc(md)
+                    attempt()
                 assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            with pytest.raises(grpc.RpcError) as info:
-                list(stub.InvokeStream(iter([pb.CallBatch(calls=[call])]), metadata=md, timeout=10))
-            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     with pytest.raises(ff.Unauthenticated):
         ff.Client(cluster.gateway, token="wrong").call("TCounter/auth", "add", 1)
     assert Counter["auth"].get() == 0

@@ -77,7 +77,9 @@ def test_persist_modes_across_a_host_death(cluster: ff.Cluster) -> None:
 def test_same_request_id_is_applied_once(cluster: ff.Cluster) -> None:
     stub = pb_grpc.ActorHostStub(grpc.insecure_channel(cluster.gateway))
     md = (("authorization", f"Bearer {cluster.token}"),)
-    call = pb.Call(type_name="DCounter", key="dedupe", method="add", args=codec.encode_args((7,), {}), request_id="fixed-id-1")
+    call = pb.Call(
+        type_name="DCounter", key="dedupe", method="add", args=codec.encode_args((7,), {}), request_id="fixed-id-1"
+    )
     first = stub.Invoke(call, metadata=md, timeout=30)
     kill_host(cluster, DurableCounter["dedupe"])  # the retry even lands on a new process
     second = stub.Invoke(call, metadata=md, timeout=60)
@@ -96,7 +98,9 @@ def test_single_activation_when_a_shard_moves(cluster: ff.Cluster) -> None:
     # The old host process is still alive, but it may no longer serve the shard.
     stub = pb_grpc.ActorHostStub(grpc.insecure_channel(old["endpoint"]))
     md = (("authorization", f"Bearer {cluster.token}"),)
-    call = pb.Call(type_name="DCounter", key="moving", method="add", args=codec.encode_args((1,), {}), request_id="stale-1")
+    call = pb.Call(
+        type_name="DCounter", key="moving", method="add", args=codec.encode_args((1,), {}), request_id="stale-1"
+    )
 
     def refused() -> bool:
         try:

@@ -71,8 +71,13 @@ def engine(io: IoLoop, store: Store | None, *defs: ActorDef, max_live: int | Non
         return None
 
     eng = HostEngine(
-        group=defs[0].options.group, shard=0, loop=io.loop, loop_thread=io.thread.ident or 0,
-        load_type=load, store=store, max_live=max_live,
+        group=defs[0].options.group,
+        shard=0,
+        loop=io.loop,
+        loop_thread=io.thread.ident or 0,
+        load_type=load,
+        store=store,
+        max_live=max_live,
     )
     for d in defs:
         eng.add_type(d)
@@ -82,7 +87,13 @@ def engine(io: IoLoop, store: Store | None, *defs: ActorDef, max_live: int | Non
 
 
 def call(io: IoLoop, eng: HostEngine, key: str, method: str, *args: Any, rid: str = "") -> Any:
-    c = pb.Call(type_name="Acc", key=key, method=method, args=codec.encode_args(args, {}), request_id=rid or f"r{id(args)}{method}{key}{threading.get_ident()}{args}")
+    c = pb.Call(
+        type_name="Acc",
+        key=key,
+        method=method,
+        args=codec.encode_args(args, {}),
+        request_id=rid or f"r{id(args)}{method}{key}{threading.get_ident()}{args}",
+    )
     reply = io.run(eng.dispatch(c))
     assert reply is not None
     if reply.HasField("error"):
@@ -187,7 +198,9 @@ def test_many_identities_are_cheap(io: IoLoop) -> None:
     e = engine(io, None, make_def("never"))
 
     async def burst() -> None:
-        await asyncio.gather(*(e.dispatch(pb.Call(type_name="Acc", key=f"k{i}", method="read", request_id=str(i))) for i in range(2000)))
+        await asyncio.gather(
+            *(e.dispatch(pb.Call(type_name="Acc", key=f"k{i}", method="read", request_id=str(i))) for i in range(2000))
+        )
 
     io.run(burst())
     assert e.live_identities == 2000 and e.counters["activations"] == 2000

@@ -21,7 +21,7 @@ class _Echo(pb_grpc.ActorHostServicer):
 
 def _serve_echo(port_queue: Any) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(4))
-    pb_grpc.add_ActorHostServicer_to_server(_Echo(), server)
+    pb_grpc.add_ActorHostServicer_to_server(_Echo(), server)  # type: ignore[abstract]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     port_queue.put(port)

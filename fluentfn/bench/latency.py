@@ -22,16 +22,17 @@ from ._peers import GrpcEcho, RayEcho, time_calls
 PAYLOAD = b"x" * 100
 
 
-@ff.actor(name="BenchTarget", shards=2)
-class BenchTarget:
+class _BenchTarget:
     """Echoes its argument."""
 
     def echo(self, x: Any) -> Any:
         return x
 
 
-@ff.actor(name="BenchCaller", colocate_with=BenchTarget)
-class BenchCaller:
+BenchTarget = ff.actor(name="BenchTarget", shards=2)(_BenchTarget)
+
+
+class _BenchCaller:
     """Times calls from inside an actor (so the caller is a host, not the driver)."""
 
     def loop(self, target: ff.ActorRef, n: int, payload: bytes) -> list[float]:
@@ -43,6 +44,9 @@ class BenchCaller:
             target.echo(payload)
             out.append((time.perf_counter() - t0) * 1e6)
         return out
+
+
+BenchCaller = ff.actor(name="BenchCaller", colocate_with=BenchTarget)(_BenchCaller)
 
 
 def _keys_on_shards() -> tuple[str, str]:

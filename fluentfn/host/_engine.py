@@ -22,12 +22,21 @@ from .. import _config
 from .._actordef import ActorDef, MethodInfo
 from .._context import CURRENT, Context
 from .._ref import check_key
-from ..errors import CallTimeout, FluentError, InvalidRequest, NotFound, Overloaded, Redirect, Unavailable
+from ..errors import (
+    CallTimeout,
+    FluentError,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    Redirect,
+    Unavailable,
+    code_value,
+    status_for,
+)
+from ..state._store import Store
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
-from ..errors import code_value, status_for
-from ..state._store import Store
 from ._activations import Activation, ActivationTable
 from ._mailbox import Turn
 from ._persistence import Persistence
@@ -368,7 +377,9 @@ class HostEngine:
             try:
                 reply = pb.Reply(value=codec.encode(outcome))
             except FluentError as exc:
-                reply = pb.Reply(error=error_to_pb(InvalidRequest(f"the result of {call.method} cannot be sent: {exc}")))
+                reply = pb.Reply(
+                    error=error_to_pb(InvalidRequest(f"the result of {call.method} cannot be sent: {exc}"))
+                )
         try:
             self.persistence.after_turn(definition, act, call.request_id, reply.SerializeToString())
         except FluentError:
@@ -413,7 +424,9 @@ class HostEngine:
         kwargs: dict[str, Any],
     ) -> pb.Reply:
         if act.instance is None:  # activation may load from the store or block: not on the loop
-            early = await self.loop.run_in_executor(self._executor, self._begin_with_context, definition, act, call, ctx)
+            early = await self.loop.run_in_executor(
+                self._executor, self._begin_with_context, definition, act, call, ctx
+            )
         else:
             early = self._begin(definition, act, call)
         if early is not None:
@@ -432,7 +445,9 @@ class HostEngine:
             return await self.loop.run_in_executor(self._executor, self._finish, definition, act, call, outcome, failed)
         return self._finish(definition, act, call, outcome, failed)
 
-    def _begin_with_context(self, definition: ActorDef, act: Activation, call: pb.Call, ctx: Context) -> pb.Reply | None:
+    def _begin_with_context(
+        self, definition: ActorDef, act: Activation, call: pb.Call, ctx: Context
+    ) -> pb.Reply | None:
         token = CURRENT.set(ctx)
         try:
             return self._begin(definition, act, call)

@@ -12,7 +12,7 @@ from .. import _ref
 from .._ioloop import io_loop
 from ..directory import DIRECTORY_NAME, Directory, ray_namespace
 from ..errors import FluentError
-from ..state._store import default_url, open_store
+from ..state._store import default_url
 from ..transport._auth import new_token
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
@@ -152,8 +152,8 @@ def init(
     if not ray.is_initialized():
         if address is None:
             ray.init(
-                num_cpus=num_cpus,
-                num_gpus=num_gpus,
+                num_cpus=num_cpus,  # type: ignore[arg-type]
+                num_gpus=num_gpus,  # type: ignore[arg-type]
                 namespace=ns,
                 include_dashboard=False,
                 logging_level=level,
@@ -170,8 +170,8 @@ def init(
         "mode": mode,
         "namespace": namespace,
     }
-    actor_cls = ray.remote(Directory)
-    directory = actor_cls.options(  # type: ignore[attr-defined]
+    actor_cls: Any = ray.remote(Directory)
+    directory = actor_cls.options(
         name=DIRECTORY_NAME,
         namespace=ns,
         get_if_exists=True,

@@ -13,7 +13,7 @@ from typing import Any
 import cloudpickle
 
 from .._actordef import ActorDef
-from .._ioloop import io_loop
+from .._ioloop import IoLoop, io_loop
 from .._ref import set_invoker
 from ..directory import DIRECTORY_NAME, ray_namespace
 from ..host._engine import HostEngine, TypeLoader
@@ -49,9 +49,9 @@ class ShardHost:
         config: dict[str, Any] = get_ray(self._directory.config.remote())
         ctx = ray.get_runtime_context()
         node_id = ctx.get_node_id()
-        self._io = io_loop()
+        self._io: IoLoop = io_loop()
         store = open_store(config["store"])
-        self.engine = HostEngine(
+        self.engine: HostEngine = HostEngine(
             group=group,
             shard=shard,
             loop=self._io.loop,
@@ -66,7 +66,7 @@ class ShardHost:
         bind = config["bind"]
         self._server, port = self._io.run(start_server(self.engine, config["token"], bind, tls))
         host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind
-        self.endpoint = f"{host}:{port}"
+        self.endpoint: str = f"{host}:{port}"
         self.runtime = StatefulRuntime(directory=self._directory, config=config, io=self._io, engine=self.engine)
         set_invoker(self.runtime)
         if not get_ray(self._directory.host_ready.remote(group, shard, self.endpoint, node_id, epoch)):

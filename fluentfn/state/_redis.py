@@ -61,7 +61,9 @@ class RedisStore:
     ) -> int:
         epoch_key = self._k("epoch", fence[0], fence[1]) if fence else ""
         epoch = fence[2] if fence else 0
-        result = self._call(self._save, keys=[self._k("state", address), epoch_key], args=[epoch, expected, state, replies])
+        result = self._call(
+            self._save, keys=[self._k("state", address), epoch_key], args=[epoch, expected, state, replies]
+        )
         status, detail = int(result[0]), int(result[1])
         if status == -1:
             raise StaleEpoch(f"shard moved to epoch {detail} (writer has {epoch})")
@@ -91,7 +93,9 @@ class RedisStore:
         return bool(removed[0])
 
     def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]:
-        members = self._call(self._r.zrangebyscore, self._k("rem", group, shard), "-inf", now, start=0, num=limit, withscores=True)
+        members = self._call(
+            self._r.zrangebyscore, self._k("rem", group, shard), "-inf", now, start=0, num=limit, withscores=True
+        )
         if not members:
             return []
         payloads = self._call(self._r.hmget, self._k("remp", group, shard), [m for m, _ in members])

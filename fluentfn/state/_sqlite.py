@@ -106,10 +106,15 @@ class SqliteStore:
         return cur.rowcount > 0
 
     def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]:
-        rows = self._conn().execute(
-            "SELECT address, rid, due, payload FROM reminders WHERE grp=? AND shard=? AND due<=? ORDER BY due LIMIT ?",
-            (group, shard, now, limit),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT address, rid, due, payload FROM reminders"
+                " WHERE grp=? AND shard=? AND due<=? ORDER BY due LIMIT ?",
+                (group, shard, now, limit),
+            )
+            .fetchall()
+        )
         return [Reminder(r[0], r[1], float(r[2]), bytes(r[3] or b"")) for r in rows]
 
     def put(self, key: str, value: bytes) -> None:

@@ -42,7 +42,7 @@ async def _deny_stream(request_iterator: Any, context: aio.ServicerContext[Any, 
     yield  # pragma: no cover - makes this an async generator, as stream handlers are
 
 
-class TokenInterceptor(aio.ServerInterceptor):
+class TokenInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses every RPC whose metadata lacks the cluster token."""
 
     def __init__(self, token: str) -> None:
@@ -52,9 +52,9 @@ class TokenInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         presented = None
         for key, value in handler_call_details.invocation_metadata or ():
             if key == METADATA_KEY:

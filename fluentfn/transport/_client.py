@@ -54,7 +54,7 @@ class PeerStream:
         self.broken: FluentError | None = None
 
     def _start(self) -> None:
-        self._call = self._stub.InvokeStream(metadata=metadata(self._token))
+        self._call = self._stub.InvokeStream(metadata=metadata(self._token))  # type: ignore[call-arg]
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._write()), loop.create_task(self._read())]
 
@@ -131,7 +131,7 @@ class PeerStream:
 
     async def close(self) -> None:
         self._fail(Unavailable(f"{self.endpoint}: closed"))
-        await self._channel.close()
+        await self._channel.close(None)
 
 
 class PeerPool:

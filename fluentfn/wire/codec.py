@@ -37,7 +37,7 @@ def _default(obj: Any) -> Any:
     # Subclasses of the plain types (OrderedDict, IntEnum, str enums, ...) travel as the base.
     for base in (bool, int, float, str, bytes, dict, list):
         if isinstance(obj, base):
-            return base(obj)
+            return base(obj)  # type: ignore[arg-type]
     if type(obj).__module__ == "numpy":
         return _pack_numpy(obj)
     raise TypeError(f"cannot send a {type(obj).__qualname__}: use plain data, ActorRefs or numpy arrays")
