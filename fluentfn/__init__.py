@@ -3,11 +3,17 @@
 See ``README.md`` for the concepts; the public names are exactly those in ``__all__``.
 """
 
-from ._context import Context, context
-from ._ref import ActorRef, Future, MethodProxy, ref
-from .api import ActorType, FunctionType, actor, function
-from .client import Client
-from .errors import (
+import os as _os
+
+# gRPC reads its log level when it is first imported: keep it quiet unless asked.
+_os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from ._context import Context, context  # noqa: E402
+from ._faasprofile import FaasProfile  # noqa: E402
+from ._ref import ActorRef, Future, MethodProxy, ref  # noqa: E402
+from .api import ActorType, FunctionType, actor, function  # noqa: E402
+from .client import Client  # noqa: E402
+from .errors import (  # noqa: E402
     ActorError,
     CallTimeout,
     FluentError,
@@ -18,8 +24,8 @@ from .errors import (
     Unauthenticated,
     Unavailable,
 )
-from .runtime._cluster import Cluster, init, shutdown, stats
-from .transport._tls import TlsConfig
+from .runtime._cluster import Cluster, init, shutdown, stats  # noqa: E402
+from .transport._tls import TlsConfig  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -30,6 +36,7 @@ __all__ = [
     "CallTimeout",
     "Client",
     "Cluster",
+    "FaasProfile",
     "Context",
     "FluentError",
     "FunctionTimeout",

@@ -34,7 +34,7 @@ class Context:
     chain_id: str = ""
     deadline: float = 0.0
     request_id: str = ""
-    _calls: itertools.count[int] = field(default_factory=itertools.count, repr=False, compare=False)
+    _calls: itertools.count[int] = field(default_factory=itertools.count, init=False, repr=False, compare=False)
     _scheduler: Scheduler | None = field(default=None, repr=False, compare=False)
 
     def next_request_id(self) -> str | None:

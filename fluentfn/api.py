@@ -16,12 +16,24 @@ R = TypeVar("R")
 C = TypeVar("C", bound=type)
 
 _KNOWN_TYPES: dict[str, ActorType] = {}
-"""Actor types defined in this process, by name: registered with the cluster on first use."""
+"""Actor types defined in this process, by name: registered with the cluster at ``ff.init``
+(and when defined later), so that code in other processes can call them by name."""
+
+_on_new_type: list[Callable[[ActorType], None]] = []
 
 
 def known_type(name: str) -> ActorType | None:
     """The locally defined actor type called ``name``, if any."""
     return _KNOWN_TYPES.get(name)
+
+
+def known_types() -> list[ActorType]:
+    return list(_KNOWN_TYPES.values())
+
+
+def on_new_type(hook: Callable[[ActorType], None] | None) -> None:
+    """Install (or clear) what runs when a type is defined after ``ff.init``."""
+    _on_new_type[:] = [hook] if hook else []
 
 
 class ActorType:
@@ -121,6 +133,8 @@ def actor(
         at = ActorType(target, options)
         at.colocate_target = colocated
         _KNOWN_TYPES[options.name] = at
+        for hook in _on_new_type:
+            hook(at)
         return at
 
     if cls is not None:

@@ -52,6 +52,7 @@ class _Shard:
 class _Group:
     options: ActorOptions
     shards: list[_Shard]
+    started: bool = False
 
 
 class Directory:
@@ -69,13 +70,22 @@ class Directory:
     async def register(self, name: str, blob: bytes, options: ActorOptions, methods: frozenset[str]) -> TypeInfo:
         """Register (or re-register) an actor type; starts its group's hosts if new."""
         group = options.group
-        if options.colocate_with is not None and group not in self._groups:
+        if options.colocate_with is not None and group not in self._groups and self._config.get("mode") != "faas":
             raise NotFound(f"{name} is co-located with {group!r}, which is not registered")
         self._types[name] = (blob, options, methods)
-        if group not in self._groups:
+        if self._config.get("mode") == "faas":  # invocations are tasks: no hosts
+            return TypeInfo(group, options.shards, methods)
+        if group not in self._groups:  # hosts start on the group's first resolve
             self._groups[group] = _Group(options, [_Shard() for _ in range(options.shards)])
-            self._start_hosts(group)
         return TypeInfo(group, len(self._groups[group].shards), methods)
+
+    async def register_many(self, entries: list[tuple[str, bytes, ActorOptions, frozenset[str]]]) -> None:
+        """Register several types (co-location targets first); unknown targets are skipped."""
+        for name, blob, options, methods in sorted(entries, key=lambda e: e[2].colocate_with is not None):
+            try:
+                await self.register(name, blob, options, methods)
+            except NotFound:
+                pass
 
     def _start_hosts(self, group: str) -> None:
         import ray
@@ -83,6 +93,9 @@ class Directory:
         from .runtime._hostactor import ShardHost
 
         g = self._groups[group]
+        if g.started:
+            return
+        g.started = True
         cls = ray.remote(ShardHost)
         for shard, slot in enumerate(g.shards):
             slot.handle = cls.options(
@@ -98,7 +111,8 @@ class Directory:
         if entry is None:
             raise NotFound(f"no actor type {name!r} is registered in this cluster")
         _, options, methods = entry
-        return TypeInfo(options.group, len(self._groups[options.group].shards), methods)
+        group = self._groups.get(options.group)
+        return TypeInfo(options.group, len(group.shards) if group else options.shards, methods)
 
     async def type_blob(self, name: str) -> bytes | None:
         """The pickled (class, options) of a type, for hosts that must load it."""
@@ -126,6 +140,7 @@ class Directory:
         g = self._groups.get(group)
         if g is None:
             raise NotFound(f"no group {group!r}")
+        self._start_hosts(group)
         slot = g.shards[shard]
         try:
             await asyncio.wait_for(slot.ready.wait(), RESOLVE_TIMEOUT_S)
@@ -154,12 +169,14 @@ class Directory:
 
     async def hosts(self) -> list[tuple[str, int, Any]]:
         """Every host: (group, shard, actor handle)."""
-        return [(name, i, s.handle) for name, g in self._groups.items() for i, s in enumerate(g.shards)]
+        return [
+            (name, i, s.handle) for name, g in self._groups.items() for i, s in enumerate(g.shards) if s.handle is not None
+        ]
 
     async def stats(self) -> dict[str, int]:
         """Counters summed over all hosts."""
         totals: dict[str, int] = {}
-        handles = [s.handle for g in self._groups.values() for s in g.shards]
+        handles = [s.handle for g in self._groups.values() for s in g.shards if s.handle is not None]
         results = await asyncio.gather(*(h.stats.remote() for h in handles), return_exceptions=True)
         for counters in results:
             if isinstance(counters, BaseException):
@@ -170,7 +187,7 @@ class Directory:
 
     async def shutdown_hosts(self) -> None:
         """Passivate every identity on every host (runs on_deactivate, flushes state)."""
-        handles = [s.handle for g in self._groups.values() for s in g.shards]
+        handles = [s.handle for g in self._groups.values() for s in g.shards if s.handle is not None]
         await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
 
     async def move_shard(self, group: str, shard: int, resources: dict[str, float] | None = None) -> Route:

@@ -63,8 +63,11 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[ff.Cluster]:
-    """The shared embedded cluster: SQLite (default) or Redis (``indirect`` param)."""
-    store_kind = getattr(request, "param", "sqlite")
-    store = request.getfixturevalue("redis_url") if store_kind == "redis" else None
-    with local_cluster(num_cpus=2, store=store) as c:
+    """The shared embedded cluster: stateful on SQLite (default), on Redis (param
+    ``"redis"``), or the FaaS baseline (param ``"faas"``, warm workers, a 5 s cap)."""
+    kind = getattr(request, "param", None)
+    store = request.getfixturevalue("redis_url") if kind == "redis" else None
+    mode = "faas" if kind == "faas" else "stateful"
+    faas = ff.FaasProfile(cold_start=False, max_duration_s=5.0) if kind == "faas" else None
+    with local_cluster(num_cpus=2, store=store, mode=mode, faas=faas) as c:
         yield c

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
 from .. import _ref
 from .._ioloop import io_loop
+from .._faasprofile import FaasProfile
+from ..api import ActorType, known_types, on_new_type
 from ..directory import DIRECTORY_NAME, Directory, ray_namespace
 from ..errors import FluentError
 from ..state._store import default_url
@@ -18,7 +21,10 @@ from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ..wire._gen import actorhost_pb2 as pb
 from ._raycall import get_ray
-from ._stateful import StatefulRuntime
+from ._faas import FaasRuntime
+from ._stateful import StatefulRuntime, registration
+
+Runtime = StatefulRuntime | FaasRuntime
 
 MODES = ("stateful", "faas")
 _lock = threading.Lock()
@@ -42,7 +48,7 @@ def quiet_logs() -> None:
 class _Gateway:
     """Dispatcher of the driver's gRPC endpoint: forwards each call to its host."""
 
-    def __init__(self, runtime: StatefulRuntime) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
 
     async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
@@ -61,7 +67,7 @@ class Cluster:
     def __init__(
         self,
         *,
-        runtime: StatefulRuntime,
+        runtime: Runtime,
         directory: Any,
         gateway: str,
         mode: str,
@@ -89,6 +95,8 @@ class Cluster:
     def stats(self) -> dict[str, int]:
         """Cluster-wide counters (see ``ff.stats``)."""
         totals: dict[str, int] = get_ray(self.directory.stats.remote())
+        for k, v in self.runtime.local_stats().items():
+            totals[k] = totals.get(k, 0) + v
         return totals
 
     def shutdown(self) -> None:
@@ -111,11 +119,34 @@ class Cluster:
         except Exception:
             pass
         _ref.set_invoker(None)
+        on_new_type(None)
         with _lock:
             if _current is self:
                 _current = None
         if self._owns_ray:
             ray.shutdown()
+
+
+def _start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace: str, level: int) -> None:
+    """Start an embedded Ray; one more try if its raylet was slow to come up (a busy machine)."""
+    import ray
+
+    for attempt in range(2):
+        try:
+            ray.init(
+                num_cpus=num_cpus,  # type: ignore[arg-type]
+                num_gpus=num_gpus,  # type: ignore[arg-type]
+                namespace=namespace,
+                include_dashboard=False,
+                logging_level=level,
+                configure_logging=True,
+            )
+            return
+        except Exception as exc:
+            ray.shutdown()
+            if attempt == 1 or "timed out during startup" not in str(exc):
+                raise FluentError(f"could not start a local Ray: {exc}") from None
+            time.sleep(2.0)
 
 
 def init(
@@ -140,8 +171,9 @@ def init(
 
     if mode not in MODES:
         raise FluentError(f"mode must be one of {MODES}, not {mode!r}")
-    if mode == "faas":
-        raise FluentError("mode='faas' is not available in this build yet")
+    if faas is not None and not isinstance(faas, FaasProfile):
+        raise FluentError("faas takes an ff.FaasProfile")
+    profile = faas or FaasProfile()
     with _lock:
         if _current is not None and not _current.closed:
             raise FluentError("fluentfn is already initialised in this process: call ff.shutdown() first")
@@ -151,14 +183,7 @@ def init(
     ns = ray_namespace(namespace)
     if not ray.is_initialized():
         if address is None:
-            ray.init(
-                num_cpus=num_cpus,  # type: ignore[arg-type]
-                num_gpus=num_gpus,  # type: ignore[arg-type]
-                namespace=ns,
-                include_dashboard=False,
-                logging_level=level,
-                configure_logging=True,
-            )
+            _start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus, namespace=ns, level=level)
             owns_ray = True
         else:
             ray.init(address=address, namespace=ns, logging_level=level)
@@ -169,6 +194,7 @@ def init(
         "store": store or default_url(namespace),
         "mode": mode,
         "namespace": namespace,
+        "faas": profile.to_dict(),
     }
     actor_cls: Any = ray.remote(Directory)
     directory = actor_cls.options(
@@ -184,7 +210,13 @@ def init(
     if token is not None and config["token"] != token:
         raise FluentError("the running cluster has a different token")
     io = io_loop()
-    runtime = StatefulRuntime(directory=directory, config=config, io=io)
+    runtime: Runtime
+    if config["mode"] == "faas":
+        runtime = FaasRuntime(directory=directory, config=config, io=io)
+        if owns_ray:
+            io.submit(runtime.reminder_loop())
+    else:
+        runtime = StatefulRuntime(directory=directory, config=config, io=io)
     cluster_tls = TlsConfig(**config["tls"]) if config.get("tls") else None
     server, port = io.run(start_server(_Gateway(runtime), config["token"], config["bind"], cluster_tls))
     host = "127.0.0.1" if config["bind"] in ("0.0.0.0", "::", "") else config["bind"]
@@ -197,9 +229,17 @@ def init(
         server=server,
     )
     _ref.set_invoker(runtime)
+    register_types(directory, known_types())
+    on_new_type(lambda at: register_types(directory, [at]))
     with _lock:
         _current = cluster
     return cluster
+
+
+def register_types(directory: Any, types: list[ActorType]) -> None:
+    """Register types up front, so that code in other processes can call them by name."""
+    if types:
+        get_ray(directory.register_many.remote([registration(at) for at in types]))
 
 
 def current() -> Cluster:
@@ -236,6 +276,8 @@ def _connect_worker() -> _ref.Invoker | None:
     except ValueError:
         return None
     config = get_ray(directory.config.remote())
+    if config["mode"] == "faas":
+        return FaasRuntime(directory=directory, config=config, io=io_loop())
     return StatefulRuntime(directory=directory, config=config, io=io_loop())
 
 

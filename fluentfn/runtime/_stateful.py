@@ -25,7 +25,7 @@ from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
 from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable, code_value, status_for
 from ..host._engine import HostEngine
-from ..placement import shard_for
+from ..placement import ActorOptions, shard_for
 from ..transport._client import PeerPool
 from ..transport._tls import TlsConfig
 from ..wire import codec
@@ -57,6 +57,13 @@ def pickle_by_value_if_local(cls: type) -> None:
                 cloudpickle.register_pickle_by_value(sys.modules[root])
             except (ValueError, KeyError):
                 pass
+
+
+def registration(at: ActorType) -> tuple[str, bytes, ActorOptions, frozenset[str]]:
+    """What the directory stores for a type: name, pickled (class, options), options, methods."""
+    pickle_by_value_if_local(at.cls)
+    blob = cloudpickle.dumps((at.cls, at.options))
+    return at.name, blob, at.options, frozenset(ActorDef(at.cls, at.options).method_names)
 
 
 class StatefulRuntime:
@@ -253,15 +260,17 @@ class StatefulRuntime:
     async def _register(self, at: ActorType) -> TypeInfo:
         if at.colocate_target is not None and at.colocate_target.name not in self._types:
             self._types[at.colocate_target.name] = await self._register(at.colocate_target)
-        pickle_by_value_if_local(at.cls)
-        blob = cloudpickle.dumps((at.cls, at.options))
-        methods = frozenset(ActorDef(at.cls, at.options).method_names)
-        info: TypeInfo = await await_ray(self._directory.register.remote(at.name, blob, at.options, methods))
+        info: TypeInfo = await await_ray(self._directory.register.remote(*registration(at)))
         return info
+
 
     def ensure_registered(self, at: ActorType) -> TypeInfo:
         """Register ``at`` now (blocking) instead of on its first call."""
         return self._io.run(self._type_info(at.name))
+
+    def local_stats(self) -> dict[str, int]:
+        """Counters kept by this process itself (hosts keep the rest)."""
+        return {}
 
     async def close(self) -> None:
         await self._pool.close()

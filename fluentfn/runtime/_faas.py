@@ -1,0 +1,445 @@
+"""The FaaS baseline runtime: the same application code, run the way a 2018 FaaS platform ran it.
+
+Every actor method call and function call is a stateless Ray task (a fresh worker
+process per invocation when ``cold_start``). The caller writes the request message to
+the store; the invocation reads it, loads the identity's state from the store, runs
+the method, writes the state back with a version check (a conflict re-runs the
+invocation, so concurrent calls lose no update) and writes its result to the store,
+where the caller reads it. Ray only says "done"; no data passes between functions
+directly. An invocation past ``max_duration_s`` is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import random
+import time
+from collections import OrderedDict
+from typing import Any
+
+import cloudpickle
+import msgpack
+
+from .._actordef import ActorDef, public_state
+from .._context import CURRENT, Context
+from .._faasprofile import FaasProfile
+from .._ioloop import IoLoop
+from .._ref import ActorRef, Future, set_invoker
+from ..api import known_type
+from ..errors import FluentError, FunctionTimeout, InvalidRequest, Unavailable
+from ..host._engine import COUNTERS
+from ..host._persistence import REPLY_WINDOW
+from ..host._reminders import Reminders
+from ..state._codec import decode_state, encode_state
+from ..state._emulated import MeteredStore
+from ..state._store import Store, VersionConflict, open_store
+from ..wire import codec
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import error_to_pb, pb_to_error
+from ._raycall import await_ray, unwrap
+
+REMINDER_GROUP = "__faas__"
+_CONFLICT_RETRIES = 500
+_process_warm = False  # True after this worker process ran one invocation
+
+
+def _metered(config: dict[str, Any], counters: dict[str, int]) -> MeteredStore:
+    profile = FaasProfile(**config["faas"])
+    return MeteredStore(open_store(config["store"]), counters, profile.storage_latency_ms, profile.bandwidth_mbps)
+
+
+def _run_actor(store: Store, definition: ActorDef, request: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], ctx: Context, counters: dict[str, int]) -> pb.Reply:
+    """Load, run, write back with a version check; re-run on a conflict."""
+    method = definition.method(request["method"])
+    method.bind(args, kwargs)
+    address = f"{definition.name}/{request['key']}"
+    persist = definition.options.persist != "never"
+    for _ in range(_CONFLICT_RETRIES):
+        record = store.load(address) if persist else None
+        replies: OrderedDict[str, bytes] = OrderedDict(msgpack.unpackb(record.replies)) if record and record.replies else OrderedDict()
+        recorded = replies.get(request["request_id"])
+        if recorded is not None:
+            return pb.Reply.FromString(recorded)
+        counters["activations"] += 1
+        counters["calls"] += 1
+        instance: Any = None
+        token = CURRENT.set(dataclasses.replace(ctx))  # each attempt re-derives the same nested ids
+        try:
+            try:
+                instance = definition.restore(decode_state(record.state)) if record else definition.new_instance()
+                if definition.on_activate is not None:
+                    definition.on_activate(instance)
+                outcome = method.fn(instance, *args, **kwargs)
+                if asyncio.iscoroutine(outcome):
+                    outcome = asyncio.run(outcome)
+                reply = pb.Reply(value=codec.encode(outcome))
+            except Exception as exc:
+                reply = pb.Reply(error=error_to_pb(exc, f"{address}.{request['method']}", user=True))
+        finally:
+            CURRENT.reset(token)
+        if not persist or instance is None:
+            return reply
+        snapshot = encode_state(public_state(instance))
+        if record is not None and snapshot == record.state:
+            return reply
+        replies[request["request_id"]] = reply.SerializeToString()
+        while len(replies) > REPLY_WINDOW:
+            replies.popitem(last=False)
+        try:
+            store.save(address, expected=record.version if record else 0, state=snapshot, replies=msgpack.packb(list(replies.items())), fence=None)
+            return reply
+        except VersionConflict:
+            time.sleep(random.uniform(0.0005, 0.005))
+    raise Unavailable(f"{address}: too many concurrent writers")
+
+
+def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[str, Any]) -> dict[str, int]:
+    """One stateless invocation (the body of a Ray task). Returns its traffic counters."""
+    global _process_warm
+    import ray
+
+    counters = dict.fromkeys(COUNTERS, 0)
+    if not _process_warm:
+        counters["cold_starts"] += 1
+        _process_warm = True
+    store = _metered(config, counters)
+    runtime = FaasRuntime(directory=None, config=config, io=None, counters=counters, store=store)
+    set_invoker(runtime)
+    rid = request["request_id"]
+    message = store.get(f"msg:{rid}")
+    try:
+        if message is None:
+            raise InvalidRequest(f"request message {rid} is not in the store")
+        args, kwargs = codec.decode_args(message)
+        ctx = Context(
+            address=f"{request['type_name']}/{request['key']}" if kind == "actor" else None,
+            key=request.get("key"),
+            type_name=request.get("type_name"),
+            node_id=ray.get_runtime_context().get_node_id(),
+            gpu_ids=tuple(int(g) for g in ray.get_gpu_ids()),
+            mode="faas",
+            chain=tuple(request["chain"]),
+            chain_id=request["chain_id"],
+            deadline=request["deadline"],
+            request_id=rid,
+            _scheduler=Reminders(store, REMINDER_GROUP, 0, lambda: None),
+        )
+        if kind == "actor":
+            cls, options = cloudpickle.loads(code)
+            reply = _run_actor(store, ActorDef(cls, options), request, args, kwargs, ctx, counters)
+        else:
+            counters["calls"] += 1
+            token = CURRENT.set(ctx)
+            try:
+                outcome = cloudpickle.loads(code)(*args, **kwargs)
+                if asyncio.iscoroutine(outcome):
+                    outcome = asyncio.run(outcome)
+                reply = pb.Reply(value=codec.encode(outcome))
+            except Exception as exc:
+                reply = pb.Reply(error=error_to_pb(exc, request["type_name"], user=True))
+            finally:
+                CURRENT.reset(token)
+    except FluentError as exc:
+        reply = pb.Reply(error=error_to_pb(exc))
+    if not request.get("one_way"):
+        store.put(f"res:{rid}", reply.SerializeToString())
+        counters["messages_via_storage"] += 1
+    store.delete(f"msg:{rid}")
+    runtime.close_quietly()
+    return counters
+
+
+class FaasRuntime:
+    """The ``Invoker`` of FaaS mode (in the driver and inside invocations)."""
+
+    mode = "faas"
+
+    def __init__(
+        self,
+        *,
+        directory: Any,
+        config: dict[str, Any],
+        io: IoLoop | None,
+        counters: dict[str, int] | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self._directory = directory
+        self.config = config
+        self.token: str = config["token"]
+        self.profile = FaasProfile(**config["faas"])
+        self._io = io
+        self.counters = counters if counters is not None else dict.fromkeys(COUNTERS, 0)
+        self.store = store if store is not None else _metered(config, self.counters)
+        self._code: dict[str, tuple[Any, Any]] = {}
+        self._remotes: dict[tuple[float | None, float], Any] = {}
+
+    # -- placement of an invocation --------------------------------------------------------
+
+    def _remote(self, num_cpus: float | None, num_gpus: float) -> Any:
+        import ray
+
+        key = (num_cpus, num_gpus)
+        remote = self._remotes.get(key)
+        if remote is None:
+            opts: dict[str, Any] = {"num_cpus": 1 if num_cpus is None else num_cpus, "max_retries": 0}
+            if num_gpus:
+                opts["num_gpus"] = num_gpus
+            if self.profile.cold_start:
+                opts["max_calls"] = 1  # a fresh worker process for every invocation
+            remote = self._remotes[key] = ray.remote(**opts)(faas_invoke)
+        return remote
+
+    def _actor_code(self, type_name: str) -> tuple[Any, Any]:
+        """(pickled class ref, options) of a type; registers local types with the directory."""
+        import ray
+
+        cached = self._code.get(type_name)
+        if cached is not None:
+            return cached
+        local = known_type(type_name)
+        directory = self._directory_handle()
+        if local is not None:
+            from ._stateful import pickle_by_value_if_local
+
+            if local.colocate_target is not None:
+                self._actor_code(local.colocate_target.name)
+            pickle_by_value_if_local(local.cls)
+            blob = cloudpickle.dumps((local.cls, local.options))
+            methods = frozenset(ActorDef(local.cls, local.options).method_names)
+            from ._raycall import get_ray
+
+            get_ray(directory.register.remote(type_name, blob, local.options, methods))
+            options = local.options
+        else:
+            from ._raycall import get_ray
+
+            blob = get_ray(directory.type_blob.remote(type_name))
+            if blob is None:
+                from ..errors import NotFound
+
+                raise NotFound(f"no actor type {type_name!r} is registered in this cluster")
+            _, options = cloudpickle.loads(blob)
+        entry = (ray.put(blob), options)
+        self._code[type_name] = entry
+        return entry
+
+    def _directory_handle(self) -> Any:
+        if self._directory is None:
+            import ray
+
+            from ..directory import DIRECTORY_NAME, ray_namespace
+
+            self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(self.config["namespace"]))
+        return self._directory
+
+    def _check_gpus(self, what: str, num_gpus: float, accelerator: str | None) -> None:
+        if (num_gpus or accelerator) and not self.profile.allow_gpus:
+            raise FluentError(
+                f"{what} asks for GPUs, but FaaS mode has none (the paper's FaaS platforms offered no "
+                "GPUs); pass ff.FaasProfile(allow_gpus=True) to allow them"
+            )
+
+    def _start(self, kind: str, target: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, one_way: bool = False) -> tuple[str, Any, float]:
+        ctx = CURRENT.get()
+        rid = (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
+        cap = self.profile.max_duration_s
+        if kind == "actor":
+            assert isinstance(target, ActorRef)
+            code, options = self._actor_code(target.type_name)
+            spec = options.spec
+            self._check_gpus(f"actor type {target.type_name}", spec.num_gpus, spec.accelerator_type)
+            name, key = target.type_name, target.key
+        else:
+            spec = target.spec
+            self._check_gpus(f"function {target.name}", spec.num_gpus, spec.accelerator_type)
+            code = self._function_code(target)
+            name, key = target.name, ""
+            if target.max_duration_s:
+                cap = min(cap, target.max_duration_s)
+        payload = codec.encode_args(args, kwargs)
+        self.store.put(f"msg:{rid}", payload)
+        self.counters["messages_via_storage"] += 1
+        request = {
+            "type_name": name,
+            "key": key,
+            "method": method,
+            "request_id": rid,
+            "chain": [*(ctx.chain if ctx else ())],
+            "chain_id": (ctx.chain_id if ctx and ctx.chain_id else rid),
+            "deadline": ctx.deadline if ctx and ctx.deadline else 0.0,
+            "one_way": one_way,
+        }
+        objref = self._remote(spec.num_cpus, spec.num_gpus).remote(kind, code, request, self.config)
+        return rid, objref, cap
+
+    def _function_code(self, fn: Any) -> Any:
+        import ray
+
+        cached = self._code.get(f"fn:{id(fn)}")
+        if cached is not None and cached[1] is fn:
+            return cached[0]
+        from ._stateful import pickle_by_value_if_local
+
+        pickle_by_value_if_local(fn.fn)
+        ref = ray.put(cloudpickle.dumps(fn.fn))
+        self._code[f"fn:{id(fn)}"] = (ref, fn)
+        return ref
+
+    def _merge(self, counters: dict[str, int]) -> None:
+        for k, v in counters.items():
+            self.counters[k] = self.counters.get(k, 0) + v
+
+    def _take_result(self, rid: str) -> Any:
+        data = self.store.get(f"res:{rid}")
+        if data is None:
+            raise Unavailable(f"invocation {rid} left no result in the store")
+        self.store.delete(f"res:{rid}")
+        reply = pb.Reply.FromString(data)
+        if reply.HasField("error"):
+            raise pb_to_error(reply.error)
+        return codec.decode(reply.value)
+
+    def _wait(self, rid: str, objref: Any, cap: float) -> Any:
+        import ray
+        import ray.exceptions
+
+        try:
+            self._merge(ray.get(objref, timeout=cap))
+        except ray.exceptions.GetTimeoutError:
+            ray.cancel(objref, force=True)
+            raise FunctionTimeout(f"invocation ran past its {cap} s lifetime and was killed") from None
+        except Exception as exc:
+            raise unwrap(exc) from None
+        return self._take_result(rid)
+
+    async def _await(self, rid: str, objref: Any, cap: float) -> Any:
+        import ray
+
+        try:
+            self._merge(await asyncio.wait_for(await_ray(objref), cap))
+        except TimeoutError:
+            ray.cancel(objref, force=True)
+            raise FunctionTimeout(f"invocation ran past its {cap} s lifetime and was killed") from None
+        return await asyncio.get_running_loop().run_in_executor(None, self._take_result, rid)
+
+    def _future(self, started: tuple[str, Any, float]) -> Future[Any]:
+        out: Future[Any] = Future()
+        if self._io is None:  # inside an invocation: a plain thread waits
+            import threading
+
+            def wait() -> None:
+                try:
+                    out.set_result(self._wait(*started))
+                except BaseException as exc:
+                    out.set_exception(exc)
+
+            threading.Thread(target=wait, daemon=True).start()
+            return out
+        inner = self._io.submit(self._await(*started))
+
+        def done(f: Any) -> None:
+            exc = f.exception()
+            if exc is not None:
+                out.set_exception(exc)
+            else:
+                out.set_result(f.result())
+
+        inner.add_done_callback(done)
+        return out
+
+    # -- Invoker ---------------------------------------------------------------------------
+
+    def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self._wait(*self._start("actor", ref, method, args, kwargs))
+
+    def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        return self._future(self._start("actor", ref, method, args, kwargs))
+
+    async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        started = await loop.run_in_executor(None, lambda: self._start("actor", ref, method, args, kwargs))
+        return await self._await(*started)
+
+    def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._start("actor", ref, method, args, kwargs, one_way=True)
+
+    def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        return self._future(self._start("fn", fn, "", args, kwargs))
+
+    # -- reminders (the platform's timer service) ----------------------------------------
+
+    async def reminder_loop(self) -> None:
+        """Fire due reminders as invocations (what a FaaS platform's scheduler does)."""
+        loop = asyncio.get_running_loop()
+        reminders = Reminders(self.store.inner if isinstance(self.store, MeteredStore) else self.store, REMINDER_GROUP, 0, lambda: None)
+        firing: set[str] = set()
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                due = await loop.run_in_executor(None, reminders.due)
+            except Exception:
+                continue
+            for rem, method, args in due:
+                if rem.rid in firing:
+                    continue
+                firing.add(rem.rid)
+                loop.create_task(self._fire(rem.address, rem.rid, method, args, reminders, firing))
+
+    async def _fire(self, address: str, rid: str, method: str, args: bytes, reminders: Reminders, firing: set[str]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            type_name, key = address.split("/", 1)
+            ctx = Context(request_id=f"rem:{rid}")
+            token = CURRENT.set(ctx)
+            try:
+                decoded, kwargs = codec.decode_args(args)
+                started = await loop.run_in_executor(None, lambda: self._start("actor", ActorRef(type_name, key), method, decoded, kwargs))
+            finally:
+                CURRENT.reset(token)
+            try:
+                await self._await(*started)
+            except FluentError:
+                pass
+            await loop.run_in_executor(None, reminders.cancel, address, rid)
+        finally:
+            firing.discard(rid)
+
+    async def forward(self, call: pb.Call) -> pb.Reply | None:
+        """Run a call that arrived at the gateway (errors become replies)."""
+        loop = asyncio.get_running_loop()
+        try:
+            args, kwargs = codec.decode_args(call.args)
+            ref = ActorRef(call.type_name, call.key)
+            started = await loop.run_in_executor(
+                None, lambda: self._start("actor", ref, call.method, args, kwargs, one_way=call.one_way)
+            )
+            if call.one_way:
+                return None
+            value = await self._await(*started)
+            return pb.Reply(seq=call.seq, value=codec.encode(value))
+        except FluentError as exc:
+            return pb.Reply(seq=call.seq, error=error_to_pb(exc))
+
+    async def check_call(self, call: pb.Call) -> None:
+        """NotFound unless the call names a registered type and one of its methods."""
+        from ..errors import NotFound
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._actor_code, call.type_name)
+        info = await await_ray(self._directory_handle().lookup.remote(call.type_name))
+        if call.method not in info.methods:
+            raise NotFound(f"{call.type_name} has no method {call.method!r}")
+
+    def local_stats(self) -> dict[str, int]:
+        return dict(self.counters)
+
+    def close_quietly(self) -> None:
+        try:
+            self.store.close()
+        except Exception:
+            pass
+
+    async def close(self) -> None:
+        self.close_quietly()

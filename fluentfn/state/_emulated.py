@@ -1,0 +1,80 @@
+"""A store wrapper that counts traffic and can emulate a remote store's latency and bandwidth."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ._store import Record, Reminder, Store
+
+
+class MeteredStore:
+    """Counts reads, writes and bytes; sleeps ``latency_ms`` per operation and for the
+    transfer time of each payload at ``bandwidth_mbps`` (both off by default)."""
+
+    def __init__(self, inner: Store, counters: dict[str, int], latency_ms: float = 0.0, bandwidth_mbps: float | None = None) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.counters = counters
+        self._latency = latency_ms / 1000.0
+        self._bytes_per_s = bandwidth_mbps * 1e6 / 8 if bandwidth_mbps else None
+
+    def _delay(self, nbytes: int) -> None:
+        delay = self._latency
+        if self._bytes_per_s:
+            delay += nbytes / self._bytes_per_s
+        if delay > 0:
+            time.sleep(delay)
+
+    def _read(self, nbytes: int) -> None:
+        self.counters["storage_reads"] += 1
+        self.counters["storage_bytes_read"] += nbytes
+        self._delay(nbytes)
+
+    def _wrote(self, nbytes: int) -> None:
+        self.counters["storage_writes"] += 1
+        self.counters["storage_bytes_written"] += nbytes
+        self._delay(nbytes)
+
+    def load(self, address: str) -> Record | None:
+        record = self.inner.load(address)
+        self._read(0 if record is None else len(record.state) + len(record.replies))
+        return record
+
+    def save(self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None) -> int:
+        self._wrote(len(state) + len(replies))
+        return self.inner.save(address, expected=expected, state=state, replies=replies, fence=fence)
+
+    def put(self, key: str, value: bytes) -> None:
+        self._wrote(len(value))
+        self.inner.put(key, value)
+
+    def get(self, key: str) -> bytes | None:
+        value = self.inner.get(key)
+        self._read(0 if value is None else len(value))
+        return value
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def claim_shard(self, group: str, shard: int) -> int:
+        return self.inner.claim_shard(group, shard)
+
+    def shard_epoch(self, group: str, shard: int) -> int:
+        return self.inner.shard_epoch(group, shard)
+
+    def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
+        self._wrote(len(reminder.payload))
+        self.inner.add_reminder(group, shard, reminder)
+
+    def cancel_reminder(self, address: str, rid: str) -> bool:
+        return self.inner.cancel_reminder(address, rid)
+
+    def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]:
+        return self.inner.due_reminders(group, shard, now, limit)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
