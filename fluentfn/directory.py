@@ -170,7 +170,10 @@ class Directory:
     async def hosts(self) -> list[tuple[str, int, Any]]:
         """Every host: (group, shard, actor handle)."""
         return [
-            (name, i, s.handle) for name, g in self._groups.items() for i, s in enumerate(g.shards) if s.handle is not None
+            (name, i, s.handle)
+            for name, g in self._groups.items()
+            for i, s in enumerate(g.shards)
+            if s.handle is not None
         ]
 
     async def stats(self) -> dict[str, int]:

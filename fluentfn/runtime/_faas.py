@@ -50,7 +50,15 @@ def _metered(config: dict[str, Any], counters: dict[str, int]) -> MeteredStore:
     return MeteredStore(open_store(config["store"]), counters, profile.storage_latency_ms, profile.bandwidth_mbps)
 
 
-def _run_actor(store: Store, definition: ActorDef, request: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], ctx: Context, counters: dict[str, int]) -> pb.Reply:
+def _run_actor(
+    store: Store,
+    definition: ActorDef,
+    request: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    ctx: Context,
+    counters: dict[str, int],
+) -> pb.Reply:
     """Load, run, write back with a version check; re-run on a conflict."""
     method = definition.method(request["method"])
     method.bind(args, kwargs)
@@ -58,7 +66,9 @@ def _run_actor(store: Store, definition: ActorDef, request: dict[str, Any], args
     persist = definition.options.persist != "never"
     for _ in range(_CONFLICT_RETRIES):
         record = store.load(address) if persist else None
-        replies: OrderedDict[str, bytes] = OrderedDict(msgpack.unpackb(record.replies)) if record and record.replies else OrderedDict()
+        replies: OrderedDict[str, bytes] = (
+            OrderedDict(msgpack.unpackb(record.replies)) if record and record.replies else OrderedDict()
+        )
         recorded = replies.get(request["request_id"])
         if recorded is not None:
             return pb.Reply.FromString(recorded)
@@ -88,7 +98,13 @@ def _run_actor(store: Store, definition: ActorDef, request: dict[str, Any], args
         while len(replies) > REPLY_WINDOW:
             replies.popitem(last=False)
         try:
-            store.save(address, expected=record.version if record else 0, state=snapshot, replies=msgpack.packb(list(replies.items())), fence=None)
+            store.save(
+                address,
+                expected=record.version if record else 0,
+                state=snapshot,
+                replies=msgpack.packb(list(replies.items())),
+                fence=None,
+            )
             return reply
         except VersionConflict:
             time.sleep(random.uniform(0.0005, 0.005))
@@ -241,7 +257,16 @@ class FaasRuntime:
                 "GPUs); pass ff.FaasProfile(allow_gpus=True) to allow them"
             )
 
-    def _start(self, kind: str, target: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, one_way: bool = False) -> tuple[str, Any, float]:
+    def _start(
+        self,
+        kind: str,
+        target: Any,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        one_way: bool = False,
+    ) -> tuple[str, Any, float]:
         ctx = CURRENT.get()
         rid = (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
         cap = self.profile.max_duration_s
@@ -373,7 +398,9 @@ class FaasRuntime:
     async def reminder_loop(self) -> None:
         """Fire due reminders as invocations (what a FaaS platform's scheduler does)."""
         loop = asyncio.get_running_loop()
-        reminders = Reminders(self.store.inner if isinstance(self.store, MeteredStore) else self.store, REMINDER_GROUP, 0, lambda: None)
+        reminders = Reminders(
+            self.store.inner if isinstance(self.store, MeteredStore) else self.store, REMINDER_GROUP, 0, lambda: None
+        )
         firing: set[str] = set()
         while True:
             await asyncio.sleep(0.25)
@@ -387,7 +414,9 @@ class FaasRuntime:
                 firing.add(rem.rid)
                 loop.create_task(self._fire(rem.address, rem.rid, method, args, reminders, firing))
 
-    async def _fire(self, address: str, rid: str, method: str, args: bytes, reminders: Reminders, firing: set[str]) -> None:
+    async def _fire(
+        self, address: str, rid: str, method: str, args: bytes, reminders: Reminders, firing: set[str]
+    ) -> None:
         loop = asyncio.get_running_loop()
         try:
             type_name, key = address.split("/", 1)
@@ -395,7 +424,9 @@ class FaasRuntime:
             token = CURRENT.set(ctx)
             try:
                 decoded, kwargs = codec.decode_args(args)
-                started = await loop.run_in_executor(None, lambda: self._start("actor", ActorRef(type_name, key), method, decoded, kwargs))
+                started = await loop.run_in_executor(
+                    None, lambda: self._start("actor", ActorRef(type_name, key), method, decoded, kwargs)
+                )
             finally:
                 CURRENT.reset(token)
             try:

@@ -52,10 +52,10 @@ def pickle_by_value_if_local(cls: type) -> None:
     path = getattr(module, "__file__", None) or ""
     if module is not None and cls.__module__ != "__main__" and "site-packages" not in path:
         root = cls.__module__.split(".")[0]
-        if root not in ("fluentfn",):
+        if root != "fluentfn":
             try:
-                cloudpickle.register_pickle_by_value(sys.modules[root])
-            except (ValueError, KeyError):
+                cloudpickle.register_pickle_by_value(sys.modules.get(root) or module)
+            except ValueError:
                 pass
 
 
@@ -262,7 +262,6 @@ class StatefulRuntime:
             self._types[at.colocate_target.name] = await self._register(at.colocate_target)
         info: TypeInfo = await await_ray(self._directory.register.remote(*registration(at)))
         return info
-
 
     def ensure_registered(self, at: ActorType) -> TypeInfo:
         """Register ``at`` now (blocking) instead of on its first call."""

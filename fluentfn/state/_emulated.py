@@ -12,7 +12,9 @@ class MeteredStore:
     """Counts reads, writes and bytes; sleeps ``latency_ms`` per operation and for the
     transfer time of each payload at ``bandwidth_mbps`` (both off by default)."""
 
-    def __init__(self, inner: Store, counters: dict[str, int], latency_ms: float = 0.0, bandwidth_mbps: float | None = None) -> None:
+    def __init__(
+        self, inner: Store, counters: dict[str, int], latency_ms: float = 0.0, bandwidth_mbps: float | None = None
+    ) -> None:
         self.inner = inner
         self.url = inner.url
         self.counters = counters
@@ -41,7 +43,9 @@ class MeteredStore:
         self._read(0 if record is None else len(record.state) + len(record.replies))
         return record
 
-    def save(self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None) -> int:
+    def save(
+        self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None
+    ) -> int:
         self._wrote(len(state) + len(replies))
         return self.inner.save(address, expected=expected, state=state, replies=replies, fence=fence)
 

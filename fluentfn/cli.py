@@ -1,0 +1,174 @@
+"""The ``fluentfn`` command: demo, bench, serve, status, call."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="fluentfn: addressable, stateful, GPU-schedulable functions on Ray.", no_args_is_help=True)
+
+EXIT_ACTOR_ERROR, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 1, 2, 3, 4
+
+
+def _serve_file(namespace: str) -> Path:
+    from . import _config
+
+    return _config.home(namespace) / "serve.json"
+
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option(help="where the table and plot go")] = Path("fluentfn-demo")) -> None:
+    """The main job: the paper's messaging and training case studies, stateful vs FaaS."""
+    from .bench import demo as demo_mod
+
+    demo_mod.run(out)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="latency, throughput, activation, paper, reliability")],
+) -> None:
+    """Run a benchmark: NAME [--quick] [--out DIR]."""
+    from .bench.__main__ import main as bench_main
+
+    raise typer.Exit(bench_main([name, *ctx.args]))
+
+
+@app.command()
+def serve(
+    app_module: Annotated[str, typer.Argument(metavar="APP", help="module name or .py file defining the actors")],
+    address: Annotated[str | None, typer.Option(help="join this Ray cluster instead of starting one")] = None,
+    namespace: Annotated[str, typer.Option()] = "default",
+    store: Annotated[str | None, typer.Option(help="sqlite:///path or redis://host:port/db")] = None,
+    bind: Annotated[str, typer.Option(help="address the gRPC endpoints listen on")] = "127.0.0.1",
+) -> None:
+    """Run a cluster and gateway in the foreground, serving APP's actors."""
+    import fluentfn as ff
+
+    _import_app(app_module)
+    cluster = ff.init(address=address, namespace=namespace, store=store, bind=bind)
+    path = _serve_file(namespace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"gateway": cluster.gateway, "token": cluster.token, "namespace": namespace, "pid": os.getpid()}, fh)
+    typer.echo(f"fluentfn serving {app_module} on {cluster.gateway} (token in {path}); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        path.unlink(missing_ok=True)
+        cluster.shutdown()
+
+
+def _import_app(target: str) -> None:
+    if target.endswith(".py"):
+        path = Path(target).resolve()
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise typer.BadParameter(f"cannot import {target}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        importlib.import_module(target)
+
+
+def _connection(namespace: str) -> dict[str, Any]:
+    path = _serve_file(namespace)
+    if not path.exists():
+        typer.echo(f"no running `fluentfn serve` found ({path} is missing)", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE)
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+@app.command()
+def call(
+    address: Annotated[str, typer.Argument(help="Type/key")],
+    method: Annotated[str, typer.Argument()],
+    args: Annotated[list[str] | None, typer.Argument(help="JSON arguments")] = None,
+    namespace: Annotated[str, typer.Option()] = "default",
+) -> None:
+    """Call METHOD on the actor at ADDRESS of the running `fluentfn serve`; prints JSON."""
+    import fluentfn as ff
+
+    try:
+        decoded = [json.loads(a) for a in args or []]
+    except json.JSONDecodeError as exc:
+        typer.echo(f"arguments must be JSON: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    conn = _connection(namespace)
+    try:
+        with ff.Client(conn["gateway"], token=conn["token"]) as client:
+            result = client.call(address, method, *decoded)
+    except ff.ActorError as exc:
+        typer.echo(f"{exc.remote_type.split(':')[-1] or 'error'}: {exc}", err=True)
+        raise typer.Exit(EXIT_ACTOR_ERROR) from None
+    except (ff.InvalidRequest, ff.FluentError) as exc:
+        code = {ff.NotFound: EXIT_NOT_FOUND, ff.InvalidRequest: EXIT_BAD_INPUT}.get(type(exc), EXIT_UNAVAILABLE)
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(code) from None
+    typer.echo(json.dumps(result, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return repr(obj)
+
+
+@app.command()
+def status(namespace: Annotated[str, typer.Option()] = "default") -> None:
+    """Hosts, shards, live identities and counters of the running cluster."""
+    import ray
+    from rich.console import Console
+    from rich.table import Table
+
+    import fluentfn as ff
+    from fluentfn.testing import hosts
+
+    _connection(namespace)
+    with ff.init(address="auto", namespace=namespace) as cluster:
+        table = Table(title="fluentfn hosts")
+        for col in ("group", "shard", "endpoint", "node", "pid", "epoch", "live", "gpus", "types"):
+            table.add_column(col)
+        for h in sorted(hosts(cluster), key=lambda h: (h["group"], h["shard"])):
+            table.add_row(
+                h["group"],
+                str(h["shard"]),
+                h["endpoint"],
+                h["node_id"][:8],
+                str(h["pid"]),
+                str(h["epoch"]),
+                str(h["live"]),
+                ",".join(map(str, h["gpu_ids"])) or "-",
+                ",".join(h["types"]),
+            )
+        console = Console()
+        console.print(table)
+        console.print({k: v for k, v in ff.stats().items() if v})
+        console.print(f"nodes: {len([n for n in ray.nodes() if n['Alive']])}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
