@@ -29,7 +29,7 @@ class _DataShard:
     def load(self, x: Any, y: Any) -> int:
         """Bulk-load this shard's partition (one message per shard)."""
         self.x, self.y = x, y
-        return int(len(y))
+        return len(y)
 
     def batch(self, i: int, size: int) -> tuple[Any, Any]:
         n = len(self.y)

@@ -8,12 +8,12 @@ import os as _os
 # gRPC reads its log level when it is first imported: keep it quiet unless asked.
 _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from ._context import Context, context  # noqa: E402
-from ._faasprofile import FaasProfile  # noqa: E402
-from ._ref import ActorRef, Future, MethodProxy, ref  # noqa: E402
-from .api import ActorType, FunctionType, actor, function  # noqa: E402
-from .client import Client  # noqa: E402
-from .errors import (  # noqa: E402
+from ._context import Context, context
+from ._faasprofile import FaasProfile
+from ._ref import ActorRef, Future, MethodProxy, ref
+from .api import ActorType, FunctionType, actor, function
+from .client import Client
+from .errors import (
     ActorError,
     CallTimeout,
     FluentError,
@@ -24,8 +24,8 @@ from .errors import (  # noqa: E402
     Unauthenticated,
     Unavailable,
 )
-from .runtime._cluster import Cluster, init, shutdown, stats  # noqa: E402
-from .transport._tls import TlsConfig  # noqa: E402
+from .runtime._cluster import Cluster, init, shutdown, stats
+from .transport._tls import TlsConfig
 
 __version__ = "0.1.0"
 

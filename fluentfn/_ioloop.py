@@ -66,3 +66,11 @@ def io_loop() -> IoLoop:
         if _shared is None or not _shared.thread.is_alive():
             _shared = IoLoop()
         return _shared
+
+
+def spawn(coro: Coroutine[Any, Any, T], bag: set[asyncio.Task[Any]]) -> asyncio.Task[T]:
+    """Start a task on the running loop and keep a reference in ``bag`` until it ends."""
+    task = asyncio.get_running_loop().create_task(coro)
+    bag.add(task)
+    task.add_done_callback(bag.discard)
+    return task

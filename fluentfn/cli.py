@@ -163,7 +163,7 @@ def status(namespace: Annotated[str, typer.Option()] = "default") -> None:
         console = Console()
         console.print(table)
         console.print({k: v for k, v in ff.stats().items() if v})
-        console.print(f"nodes: {len([n for n in ray.nodes() if n['Alive']])}")
+        console.print(f"nodes: {len([n for n in ray.nodes() if n['Alive']])}")  # type: ignore[no-untyped-call]
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from .. import _config
 from .._actordef import ActorDef, MethodInfo
 from .._context import CURRENT, Context
+from .._ioloop import spawn
 from .._ref import check_key
 from ..errors import (
     CallTimeout,
@@ -112,6 +113,7 @@ class HostEngine:
         self._reminders = Reminders(store, group, shard, self._wake_reminders)
         self._background: list[asyncio.Task[None]] = []
         self._firing: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     @property
@@ -590,7 +592,7 @@ class HostEngine:
             for rem, method, args in due:
                 if rem.rid not in self._firing:
                     self._firing.add(rem.rid)
-                    self.loop.create_task(self._fire(rem.address, rem.rid, method, args))
+                    spawn(self._fire(rem.address, rem.rid, method, args), self._tasks)
 
     async def _fire(self, address: str, rid: str, method: str, args: bytes) -> None:
         type_name, key = address.split("/", 1)

@@ -10,8 +10,8 @@ from types import TracebackType
 from typing import Any
 
 from .. import _ref
-from .._ioloop import io_loop
 from .._faasprofile import FaasProfile
+from .._ioloop import io_loop
 from ..api import ActorType, known_types, on_new_type
 from ..directory import DIRECTORY_NAME, Directory, ray_namespace
 from ..errors import FluentError
@@ -20,8 +20,8 @@ from ..transport._auth import new_token
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ..wire._gen import actorhost_pb2 as pb
-from ._raycall import get_ray
 from ._faas import FaasRuntime
+from ._raycall import get_ray
 from ._stateful import StatefulRuntime, registration
 
 Runtime = StatefulRuntime | FaasRuntime

@@ -25,7 +25,7 @@ import msgpack
 from .._actordef import ActorDef, public_state
 from .._context import CURRENT, Context
 from .._faasprofile import FaasProfile
-from .._ioloop import IoLoop
+from .._ioloop import IoLoop, spawn
 from .._ref import ActorRef, Future, set_invoker
 from ..api import known_type
 from ..errors import FluentError, FunctionTimeout, InvalidRequest, Unavailable
@@ -190,6 +190,7 @@ class FaasRuntime:
         self.store = store if store is not None else _metered(config, self.counters)
         self._code: dict[str, tuple[Any, Any]] = {}
         self._remotes: dict[tuple[float | None, float], Any] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- placement of an invocation --------------------------------------------------------
 
@@ -412,7 +413,7 @@ class FaasRuntime:
                 if rem.rid in firing:
                     continue
                 firing.add(rem.rid)
-                loop.create_task(self._fire(rem.address, rem.rid, method, args, reminders, firing))
+                spawn(self._fire(rem.address, rem.rid, method, args, reminders, firing), self._tasks)
 
     async def _fire(
         self, address: str, rid: str, method: str, args: bytes, reminders: Reminders, firing: set[str]

@@ -11,6 +11,7 @@ import grpc
 from grpc import aio
 
 from .. import _config
+from .._ioloop import spawn
 from ..errors import FluentError, code_value, status_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
@@ -52,10 +53,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return spawn(coro, self._tasks)
 
     async def Invoke(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Reply]) -> pb.Reply:
         request.one_way = False
