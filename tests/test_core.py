@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+import ray
 
 import fluentfn as ff
 from fluentfn.testing import hosts, wait_for
@@ -225,6 +226,7 @@ def test_second_process_calls_by_address(cluster: ff.Cluster) -> None:
     Counter["shared"].add(1)
     code = "import fluentfn as ff\nwith ff.init(address='auto'):\n    print(ff.ref('TCounter/shared').add(10))\n"
     env = dict(os.environ)
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address  # "auto" finds this cluster, not another one
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "11"

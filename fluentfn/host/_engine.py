@@ -12,6 +12,7 @@ of its own, so the mailbox alone orders everything that touches an instance.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -106,6 +107,9 @@ class HostEngine:
         self._table = ActivationTable()
         self._lock = threading.Lock()
         self._inflight = 0
+        self._thread_state = threading.local()
+        self._completed: list[Callable[[], None]] = []
+        self._drain_scheduled = False
         self._executor = ThreadPoolExecutor(sync_workers, thread_name_prefix=f"fluentfn-{group}-{shard}")
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.persistence = Persistence(store, group, shard, self.counters)
@@ -161,6 +165,109 @@ class HostEngine:
             return None
         reply.seq = call.seq
         return reply
+
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        """Callback form of ``dispatch``, called on the loop; ``done`` runs on the loop.
+
+        The common case — a sync method of a known type — goes straight to a worker
+        thread without an asyncio task, and a worker that finishes a turn runs the
+        identity's next queued sync turn itself (one thread hop for a whole pipeline).
+        """
+        if not self._submit_sync(call, done):
+            spawn(self._dispatch_then(call, done), self._tasks)
+
+    async def _dispatch_then(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        done(await self.dispatch(call))
+
+    def _submit_sync(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> bool:
+        definition = self._types.get(call.type_name)
+        if definition is None or self.persistence.fenced:
+            return False
+        try:
+            method = definition.method(call.method)
+            if method.is_async or (call.deadline and time.time() > call.deadline):
+                return False
+            _, key, args, kwargs = self._prepare(definition, call)
+            if self._inflight >= self._inflight_limit:
+                raise Overloaded(f"host {self.group}/{self.shard} has {self._inflight} calls in flight")
+            act = self._activation_for(definition, key)
+            turn = Turn(chain_id=call.chain_id or call.request_id, chain=tuple(call.call_chain))
+            job = functools.partial(self._sync_job, definition, act, method, turn, call, args, kwargs, done)
+            turn.wake = functools.partial(self._run_job, job)
+            with self._lock:
+                admitted = act.mailbox.offer(turn)
+        except FluentError as exc:
+            self.counters["errors"] += 1
+            done(None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(exc)))
+            return True
+        self.counters["direct_messages"] += 1
+        self._inflight += 1
+        if admitted:
+            self._executor.submit(self._worker, job)
+        return True
+
+    def _run_job(self, job: Callable[[], None]) -> None:
+        """Start a queued turn: in this worker thread after its current turn, else in the pool."""
+        chain: list[Callable[[], None]] | None = getattr(self._thread_state, "chain", None)
+        if chain is not None:
+            chain.append(job)
+        else:
+            self._executor.submit(self._worker, job)
+
+    def _worker(self, job: Callable[[], None]) -> None:
+        chain: list[Callable[[], None]] = [job]
+        self._thread_state.chain = chain
+        try:
+            while chain:
+                chain.pop(0)()
+        finally:
+            self._thread_state.chain = None
+
+    def _sync_job(
+        self,
+        definition: ActorDef,
+        act: Activation,
+        method: MethodInfo,
+        turn: Turn,
+        call: pb.Call,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        done: Callable[[pb.Reply | None], None],
+    ) -> None:
+        if act.instance is None and self._table.get(act.address) is not act:
+            # passivated while this turn waited: hand back to the general path on the loop
+            self._release(act, turn)
+            self._complete(functools.partial(self.submit, call, done))
+            return
+        try:
+            reply = self._turn_sync(definition, act, method, self._context(act, call), call, args, kwargs)
+        except FluentError as exc:
+            self.counters["errors"] += 1
+            reply = pb.Reply(error=error_to_pb(exc))
+        except BaseException as exc:  # a bug here must still answer the caller
+            reply = pb.Reply(error=error_to_pb(FluentError(f"internal error: {exc!r}")))
+        finally:
+            self._release(act, turn)
+        reply.seq = call.seq
+        result = None if call.one_way else reply
+        self._complete(lambda: done(result))
+
+    def _complete(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop; completions from worker threads share one wake-up."""
+        with self._lock:
+            self._completed.append(fn)
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._completed = self._completed, []
+            self._drain_scheduled = False
+        self._inflight -= len(items)
+        for fn in items:
+            fn()
 
     def _prepare(self, definition: ActorDef, call: pb.Call) -> tuple[MethodInfo, str, tuple[Any, ...], dict[str, Any]]:
         method = definition.method(call.method)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from .. import _ref
 from .._faasprofile import FaasProfile
-from .._ioloop import io_loop
+from .._ioloop import io_loop, spawn
 from ..api import ActorType, known_types, on_new_type
 from ..directory import DIRECTORY_NAME, Directory, ray_namespace
 from ..errors import FluentError
@@ -50,9 +52,16 @@ class _Gateway:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
         return await self._runtime.forward(call)
+
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        spawn(self._forward(call, done), self._tasks)
+
+    async def _forward(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        done(await self._runtime.forward(call))
 
     async def accept(self, call: pb.Call) -> None:
         await self._runtime.check_call(call)

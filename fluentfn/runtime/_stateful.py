@@ -9,8 +9,10 @@ the host is back (bounded attempts).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ import cloudpickle
 from .. import _config
 from .._actordef import ActorDef
 from .._context import CURRENT
-from .._ioloop import IoLoop
+from .._ioloop import IoLoop, spawn
 from .._ref import ActorRef, Future
 from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
@@ -66,6 +68,27 @@ def registration(at: ActorType) -> tuple[str, bytes, ActorOptions, frozenset[str
     return at.name, blob, at.options, frozenset(ActorDef(at.cls, at.options).method_names)
 
 
+ReplyDone = Callable[[pb.Reply | None, BaseException | None], None]
+
+
+def _settle(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> ReplyDone:
+    """A ReplyDone that completes ``fut``."""
+
+    def done(reply: pb.Reply | None, error: BaseException | None) -> None:
+        if fut.done():
+            return
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(reply)
+
+    return done
+
+
+def _ignore(reply: pb.Reply | None, error: BaseException | None) -> None:
+    """Outcome of a tell: no one to report to (the host counts its errors)."""
+
+
 class StatefulRuntime:
     """The ``Invoker`` of a process in a stateful cluster (driver, host or task)."""
 
@@ -90,6 +113,7 @@ class StatefulRuntime:
         self._types: dict[str, TypeInfo] = {}
         self._targets: dict[tuple[str, int], _Target] = {}
         self._registering: dict[str, asyncio.Future[TypeInfo]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.functions = FunctionRunner(mode="stateful", io=io)
 
     # -- Invoker -----------------------------------------------------------------------
@@ -102,38 +126,45 @@ class StatefulRuntime:
         call = self._make_call(ref, method, args, kwargs)
         reply = self._try_inline(call)
         if reply is None:
-            reply = self._io.run(self._send(call))
+            waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
+            self._io.loop.call_soon_threadsafe(self._send_fast, call, _settle(waiter))
+            reply = waiter.result()
         return self._result(reply)
 
     def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         call = self._make_call(ref, method, args, kwargs)
         out: Future[Any] = Future()
-        inner = self._io.submit(self._send(call))
 
-        def done(f: Any) -> None:
+        def done(reply: pb.Reply | None, error: BaseException | None) -> None:
             try:
-                out.set_result(self._result(f.result()))
+                if error is not None:
+                    raise error
+                out.set_result(self._result(reply))
             except BaseException as exc:
                 out.set_exception(exc)
 
-        inner.add_done_callback(done)
+        self._io.loop.call_soon_threadsafe(self._send_fast, call, done)
         return out
 
     async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = self._make_call(ref, method, args, kwargs)
         if self._io.in_loop():
-            reply = await self._send(call)
+            fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+            self._send_fast(call, _settle(fut))
+            reply = await fut
         else:
-            reply = await asyncio.wrap_future(self._io.submit(self._send(call)))
+            waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
+            self._io.loop.call_soon_threadsafe(self._send_fast, call, _settle(waiter))
+            reply = await asyncio.wrap_future(waiter)
         return self._result(reply)
 
     def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         call = self._make_call(ref, method, args, kwargs)
         call.one_way = True
         if self._io.in_loop():
-            asyncio.get_running_loop().create_task(self._send_quietly(call))
+            self._send_fast(call, _ignore)
         else:
-            self._io.submit(self._send_quietly(call))
+            self._io.loop.call_soon_threadsafe(self._send_fast, call, _ignore)
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         return self.functions.submit(fn, args, kwargs)
@@ -179,11 +210,41 @@ class StatefulRuntime:
             return None
         return self._engine.dispatch_inline(call)
 
-    async def _send_quietly(self, call: pb.Call) -> None:
+    def _send_fast(self, call: pb.Call, done: ReplyDone) -> None:
+        """Send from the loop without a task when the route is cached (the common case);
+        anything unusual (no route yet, a local target, a failure) takes ``_send``."""
+        info = self._types.get(call.type_name)
+        slot = (info.group, shard_for(call.key, info.shards)) if info is not None else None
+        target = self._targets.get(slot) if slot is not None else None
+        if target is None or target.local:
+            spawn(self._send_then(call, done), self._tasks)
+            return
+        stream = self._pool.stream(target.route.endpoint)
+        if call.one_way:
+            stream.send(call, None)
+            done(None, None)
+            return
+
+        def on_reply(reply: pb.Reply | None, error: FluentError | None) -> None:
+            failed = error is not None or (
+                reply is not None and reply.HasField("error") and reply.error.code in (_REDIRECT, _UNAVAILABLE)
+            )
+            if not failed:
+                done(reply, None)
+                return
+            if slot is not None and self._targets.get(slot) is target:
+                del self._targets[slot]
+            spawn(self._send_then(call, done), self._tasks)  # re-resolves and retries
+
+        stream.send(call, on_reply)
+
+    async def _send_then(self, call: pb.Call, done: ReplyDone) -> None:
         try:
-            await self._send(call)
-        except FluentError:
-            pass  # a tell has no one to report to; the host counts its errors
+            reply = await self._send(call)
+        except BaseException as exc:
+            done(None, exc)
+            return
+        done(reply, None)
 
     async def forward(self, call: pb.Call) -> pb.Reply | None:
         """Route a call that arrived at the gateway (errors become replies)."""

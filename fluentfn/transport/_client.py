@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from grpc import aio
 
 from .. import _config
+from .._ioloop import spawn
 from ..errors import FluentError, Unavailable, error_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
@@ -37,6 +39,9 @@ def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
     return aio.secure_channel(endpoint, tls.channel_credentials(), options=channel_options())
 
 
+ReplyCallback = Callable[[pb.Reply | None, FluentError | None], None]
+
+
 class PeerStream:
     """One endpoint's stream; ``invoke`` may be called concurrently from the loop."""
 
@@ -46,7 +51,7 @@ class PeerStream:
         self._channel = open_channel(endpoint, tls)
         self._stub = pb_grpc.ActorHostStub(self._channel)
         self._seq = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[pb.Reply]] = {}
+        self._pending: dict[int, ReplyCallback] = {}
         self._outbox: list[pb.Call] = []
         self._wakeup = asyncio.Event()
         self._call: Any = None
@@ -58,21 +63,40 @@ class PeerStream:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._write()), loop.create_task(self._read())]
 
-    async def invoke(self, call: pb.Call) -> pb.Reply | None:
-        """Send ``call``; its reply (None for one-way calls)."""
+    def send(self, call: pb.Call, callback: ReplyCallback | None) -> None:
+        """Queue ``call`` (on the loop); ``callback(reply, error)`` runs on the loop once.
+
+        One-way calls pass ``callback=None``.
+        """
         if self.broken is not None:
-            raise self.broken
+            if callback is not None:
+                callback(None, self.broken)
+            return
         if self._call is None:
             self._start()
-        fut: asyncio.Future[pb.Reply] | None = None
-        if not call.one_way:
+        if callback is not None:
             call.seq = next(self._seq)
-            fut = asyncio.get_running_loop().create_future()
-            self._pending[call.seq] = fut
+            self._pending[call.seq] = callback
         self._outbox.append(call)
         self._wakeup.set()
-        if fut is None:
+
+    async def invoke(self, call: pb.Call) -> pb.Reply | None:
+        """Send ``call``; its reply (None for one-way calls)."""
+        if call.one_way:
+            self.send(call, None)
             return None
+        fut: asyncio.Future[pb.Reply] = asyncio.get_running_loop().create_future()
+
+        def settle(reply: pb.Reply | None, error: FluentError | None) -> None:
+            if fut.done():
+                return
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                assert reply is not None
+                fut.set_result(reply)
+
+        self.send(call, settle)
         try:
             return await fut
         finally:
@@ -107,9 +131,9 @@ class PeerStream:
         try:
             async for batch in self._call:
                 for reply in batch.replies:
-                    fut = self._pending.get(reply.seq)
-                    if fut is not None and not fut.done():
-                        fut.set_result(reply)
+                    callback = self._pending.pop(reply.seq, None)
+                    if callback is not None:
+                        callback(reply, None)
             self._fail(Unavailable(f"{self.endpoint}: stream closed by peer"))
         except asyncio.CancelledError:
             raise
@@ -121,10 +145,9 @@ class PeerStream:
     def _fail(self, error: FluentError) -> None:
         if self.broken is None:
             self.broken = error
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(error)
-        self._pending.clear()
+        pending, self._pending = self._pending, {}
+        for callback in pending.values():
+            callback(None, error)
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -141,14 +164,19 @@ class PeerPool:
         self._token = token
         self._tls = tls
         self._streams: dict[str, PeerStream] = {}
+        self._closing: set[asyncio.Task[Any]] = set()
 
-    async def invoke(self, endpoint: str, call: pb.Call) -> pb.Reply | None:
+    def stream(self, endpoint: str) -> PeerStream:
+        """The live stream to ``endpoint`` (a new one after a failure)."""
         stream = self._streams.get(endpoint)
         if stream is None or stream.broken is not None:
             if stream is not None:
-                asyncio.get_running_loop().create_task(stream.close())
+                spawn(stream.close(), self._closing)
             stream = self._streams[endpoint] = PeerStream(endpoint, self._token, self._tls)
-        return await stream.invoke(call)
+        return stream
+
+    async def invoke(self, endpoint: str, call: pb.Call) -> pb.Reply | None:
+        return await self.stream(endpoint).invoke(call)
 
     async def close(self) -> None:
         streams, self._streams = list(self._streams.values()), {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import grpc
@@ -28,6 +28,9 @@ class Dispatcher(Protocol):
     """What serves calls: the host engine, or the gateway that forwards them."""
 
     async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None: ...
+
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        """Start ``call`` (on the loop); ``done`` gets its reply on the loop. Never raises."""
 
     async def accept(self, call: pb.Call) -> None:
         """Raise (NotFound, InvalidRequest, ...) if a one-way call cannot be taken."""
@@ -84,29 +87,29 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         pending = 0
         reading = True
 
-        async def run(call: pb.Call) -> None:
+        def done(reply: pb.Reply | None) -> None:
             nonlocal pending
+            pending -= 1
+            if reply is not None:
+                outbox.append(reply)
+            ready.set()
+
+        def start(call: pb.Call) -> None:
+            nonlocal pending
+            pending += 1
             try:
-                reply = await self._d.dispatch(call)
+                self._d.submit(call, done)
             except Exception as exc:  # a bug, not a user error: the caller must not hang
                 log.exception("dispatch failed")
-                reply = pb.Reply(error=pb.Error(code=code_value(grpc.StatusCode.INTERNAL), message=repr(exc)))
-                reply = None if call.one_way else reply
-            try:
-                if reply is not None:
-                    reply.seq = call.seq
-                    outbox.append(reply)
-            finally:
-                pending -= 1
-                ready.set()
+                error = pb.Error(code=code_value(grpc.StatusCode.INTERNAL), message=repr(exc))
+                done(None if call.one_way else pb.Reply(seq=call.seq, error=error))
 
         async def read() -> None:
-            nonlocal pending, reading
+            nonlocal reading
             try:
                 async for batch in request_iterator:
                     for call in batch.calls:
-                        pending += 1
-                        self._spawn(run(call))
+                        start(call)
             finally:
                 reading = False
                 ready.set()
