@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("latency",)
+BENCHMARKS = ("latency", "throughput", "activation")
 
 
 def main(argv: list[str]) -> int:

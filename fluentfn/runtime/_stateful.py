@@ -114,6 +114,7 @@ class StatefulRuntime:
         self._targets: dict[tuple[str, int], _Target] = {}
         self._registering: dict[str, asyncio.Future[TypeInfo]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._resolving: dict[tuple[str, int], asyncio.Future[_Target]] = {}
         self.functions = FunctionRunner(mode="stateful", io=io)
 
     # -- Invoker -----------------------------------------------------------------------
@@ -289,6 +290,15 @@ class StatefulRuntime:
                 pass
 
     async def _resolve(self, group: str, shard: int) -> _Target:
+        """The shard's route from the directory; concurrent callers share one lookup."""
+        pending = self._resolving.get((group, shard))
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup_route(group, shard))
+            self._resolving[(group, shard)] = pending
+            pending.add_done_callback(lambda _: self._resolving.pop((group, shard), None))
+        return await asyncio.shield(pending)
+
+    async def _lookup_route(self, group: str, shard: int) -> _Target:
         route: Route = await await_ray(self._directory.resolve.remote(group, shard))
         engine = self._engine
         local = engine is not None and engine.group == group and engine.shard == shard

@@ -1,0 +1,120 @@
+"""``fluentfn bench throughput``: calls per second, fluentfn vs pipelined Ray actor calls.
+
+Systems: ``fluentfn-pipelined`` (many ``.future`` calls in flight to one identity),
+``fluentfn-tell`` (one-way messages, then one call to wait for them), ``fluentfn-clients``
+(8 threads of blocking calls to 8 identities), ``fluentfn-spread`` (futures over 64
+identities on all hosts), ``ray-pipelined`` (``ray.get([a.echo.remote(x) ...])``) and
+``ray-clients`` (8 threads of blocking Ray calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import fluentfn as ff
+
+from . import _report
+from ._peers import RayEcho
+
+PAYLOAD = b"x" * 100
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def echo(self, x: Any) -> Any:
+        return x
+
+    def hit(self, x: Any) -> None:
+        self.count += 1
+
+    def total(self) -> int:
+        return self.count
+
+
+Sink = ff.actor(name="BenchSink", shards=2, persist="never")(_Sink)
+
+
+def _rate(system: str, calls: int, seconds: float) -> dict[str, Any]:
+    return {
+        "system": system,
+        "ops_per_s": round(calls / seconds),
+        "us_per_op": round(seconds / calls * 1e6, 1),
+        "n": calls,
+    }
+
+
+def _threads(n_threads: int, per_thread: int, fn: Any) -> float:
+    threads = [threading.Thread(target=lambda i=i: [fn(i) for _ in range(per_thread)]) for i in range(n_threads)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    n = 5_000 if quick else 30_000
+    rows = []
+    with ff.init():
+        sink = Sink["one"]
+        sink.echo(PAYLOAD)
+        for f in [sink.echo.future(PAYLOAD) for _ in range(500)]:
+            f.result()
+        t0 = time.perf_counter()
+        futures = [sink.echo.future(PAYLOAD) for _ in range(n)]
+        for f in futures:
+            f.result()
+        rows.append(_rate("fluentfn-pipelined", n, time.perf_counter() - t0))
+
+        counter = Sink["tells"]
+        t0 = time.perf_counter()
+        for _ in range(n):
+            counter.hit.tell(PAYLOAD)
+        while counter.total() < n:
+            time.sleep(0.001)
+        rows.append(_rate("fluentfn-tell", n, time.perf_counter() - t0))
+
+        refs = [Sink[f"spread-{i}"] for i in range(64)]
+        for r in refs:
+            r.echo(PAYLOAD)
+        t0 = time.perf_counter()
+        futures = [refs[i % 64].echo.future(PAYLOAD) for i in range(n)]
+        for f in futures:
+            f.result()
+        rows.append(_rate("fluentfn-spread", n, time.perf_counter() - t0))
+
+        per = max(100, n // 40)
+        clients = [Sink[f"client-{i}"] for i in range(8)]
+        rows.append(_rate("fluentfn-clients", 8 * per, _threads(8, per, lambda i: clients[i].echo(PAYLOAD))))
+
+        ray_echo = RayEcho()
+        ray_echo.pipelined(PAYLOAD, 500)
+        rows.append(_rate("ray-pipelined", n, ray_echo.pipelined(PAYLOAD, n)))
+        rows.append(_rate("ray-clients", 8 * per, _threads(8, per, lambda i: ray_echo.call(PAYLOAD))))
+        ray_echo.close()
+    by = {r["system"]: r for r in rows}
+    ray_rate = by["ray-pipelined"]["ops_per_s"]
+    for r in rows:
+        r["vs_ray_pipelined"] = round(r["ops_per_s"] / ray_rate, 2)
+    notes = [
+        f"fluentfn-pipelined / ray-pipelined = {by['fluentfn-pipelined']['ops_per_s'] / ray_rate:.2f}x (target >= 3x)",
+        f"fluentfn-clients / ray-clients = {by['fluentfn-clients']['ops_per_s'] / by['ray-clients']['ops_per_s']:.2f}x",
+    ]
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fluentfn bench throughput", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="bench-out")
+    args = parser.parse_args(argv)
+    rows, notes = run(args.quick)
+    _report.write("throughput", rows, Path(args.out), notes, metric="ops_per_s")
+    return 0
