@@ -61,7 +61,7 @@ def _threads(n_threads: int, per_thread: int, fn: Any) -> float:
 
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     n = 5_000 if quick else 30_000
-    rows = []
+    rows: list[dict[str, Any]] = []
     with ff.init():
         sink = Sink["one"]
         sink.echo(PAYLOAD)
@@ -82,8 +82,8 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append(_rate("fluentfn-tell", n, time.perf_counter() - t0))
 
         refs = [Sink[f"spread-{i}"] for i in range(64)]
-        for r in refs:
-            r.echo(PAYLOAD)
+        for target in refs:
+            target.echo(PAYLOAD)
         t0 = time.perf_counter()
         futures = [refs[i % 64].echo.future(PAYLOAD) for i in range(n)]
         for f in futures:
