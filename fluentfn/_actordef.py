@@ -21,11 +21,14 @@ class MethodInfo:
     fn: Callable[..., Any]
     is_async: bool
     signature: inspect.Signature | None
+    positional: tuple[int, int] | None = None  # (min, max) when only plain positional params
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """InvalidRequest unless the arguments fit the method's parameters."""
         if self.signature is None:
             return
+        if not kwargs and self.positional is not None and self.positional[0] <= len(args) <= self.positional[1]:
+            return  # the common case, without inspect's full binding
         try:
             self.signature.bind(None, *args, **kwargs)
         except TypeError as exc:
@@ -50,7 +53,7 @@ class ActorDef:
                 sig: inspect.Signature | None = inspect.signature(fn)
             except (TypeError, ValueError):
                 sig = None
-            self._methods[attr] = MethodInfo(attr, fn, inspect.iscoroutinefunction(fn), sig)
+            self._methods[attr] = MethodInfo(attr, fn, inspect.iscoroutinefunction(fn), sig, _positional(sig))
         self.on_activate = getattr(cls, "on_activate", None)
         self.on_deactivate = getattr(cls, "on_deactivate", None)
 
@@ -74,6 +77,18 @@ class ActorDef:
         inst: Any = object.__new__(self.cls)
         inst.__dict__.update(state)
         return inst
+
+
+def _positional(sig: inspect.Signature | None) -> tuple[int, int] | None:
+    """(min, max) positional arguments after ``self``, if every parameter is plain positional."""
+    if sig is None:
+        return None
+    params = list(sig.parameters.values())[1:]
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind not in plain for p in params):
+        return None
+    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+    return required, len(params)
 
 
 def public_state(instance: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ class Scheduler(Protocol):
     def cancel(self, address: str, reminder_id: str) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Context:
     """Where the current turn runs. Outside any actor or function, ``address`` is None."""
 

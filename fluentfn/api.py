@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _ref
 from ._ref import ActorRef, Future
 from .errors import FluentError
-from .placement import ActorOptions, ResourceSpec
+from .placement import ActorOptions, ResourceSpec, shard_for
+from .wire import codec
+from .wire._gen import actorhost_pb2 as pb
+from .wire.errors import pb_to_error
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,6 +65,37 @@ class ActorType:
     def ref(self, key: str | int) -> ActorRef:
         """Same as ``Type[key]``."""
         return ActorRef(self.options.name, key)
+
+    def bulk(self, method: str, calls: Mapping[str, Sequence[Any]] | Mapping[int, Sequence[Any]]) -> dict[str, Any]:
+        """Call ``method(*args)`` on many identities: ``{key: args}`` -> ``{key: result}``.
+
+        One message per shard (not per key), run inside each host: the way to load a
+        partitioned data set. The first failure is raised after all items ran.
+        """
+        invoker = _ref.current_invoker()
+        keys = {_ref.check_key(k): list(v) for k, v in calls.items()}
+        if getattr(invoker, "mode", "stateful") == "faas":  # no hosts: one invocation per key
+            futures = {k: invoker.submit(ActorRef(self.name, k), method, tuple(a), {}) for k, a in keys.items()}
+            return {k: f.result() for k, f in futures.items()}
+        by_shard: dict[int, list[list[Any]]] = {}
+        for k, a in keys.items():
+            by_shard.setdefault(shard_for(k, self.options.shards), []).append([k, a, {}])
+        shard_futures = {
+            shard: invoker.submit(ActorRef(self.name, entries[0][0]), "__bulk__", (method, entries), {})
+            for shard, entries in by_shard.items()
+        }
+        results: dict[str, Any] = {}
+        first_error: BaseException | None = None
+        for shard, fut in shard_futures.items():
+            for (key, _, _), raw in zip(by_shard[shard], fut.result(), strict=True):
+                reply = pb.Reply.FromString(raw)
+                if reply.HasField("error"):
+                    first_error = first_error or pb_to_error(reply.error)
+                else:
+                    results[key] = codec.decode(reply.value)
+        if first_error is not None:
+            raise first_error
+        return results
 
     def __repr__(self) -> str:
         return f"<fluentfn actor type {self.options.name}>"

@@ -241,3 +241,13 @@ def test_blocking_call_inside_async_code_is_refused_clearly(cluster: ff.Cluster)
     with ThreadPoolExecutor(4) as pool:
         assert sorted(pool.map(lambda i: Counter[f"pool-{i}"].add(i), range(8))) == list(range(8))
     assert time.time() > 0
+
+
+def test_bulk_calls_one_message_per_shard(cluster: ff.Cluster) -> None:
+    before = ff.stats()["direct_messages"]
+    results = Counter.bulk("add", {f"bulk-{i}": (i,) for i in range(200)})
+    assert results == {f"bulk-{i}": i for i in range(200)}
+    assert ff.stats()["direct_messages"] - before <= 4  # one per shard, not one per key
+    assert Counter["bulk-7"].get() == 7
+    with pytest.raises(ff.InvalidRequest):
+        Counter.bulk("add", {"bulk-bad": (1, 2, 3)})

@@ -63,6 +63,7 @@ COUNTERS = (
 )
 
 
+BULK_METHOD = "__bulk__"
 _RETRYABLE = frozenset(code_value(status_for(e(""))) for e in (Redirect, Unavailable, Overloaded, CallTimeout))
 
 
@@ -181,7 +182,7 @@ class HostEngine:
 
     def _submit_sync(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> bool:
         definition = self._types.get(call.type_name)
-        if definition is None or self.persistence.fenced:
+        if definition is None or self.persistence.fenced or call.method == BULK_METHOD:
             return False
         try:
             method = definition.method(call.method)
@@ -282,6 +283,8 @@ class HostEngine:
         if call.deadline and time.time() > call.deadline:
             raise CallTimeout(f"deadline passed before {call.type_name}/{call.key}.{call.method} started")
         definition = await self._definition(call.type_name)
+        if call.method == BULK_METHOD:
+            return await self._bulk(definition, call)
         method, key, args, kwargs = self._prepare(definition, call)
         if self._inflight >= self._inflight_limit:
             raise Overloaded(f"host {self.group}/{self.shard} has {self._inflight} calls in flight")
@@ -309,6 +312,72 @@ class HostEngine:
                 self._release(act, turn)
         finally:
             self._inflight -= 1
+
+    # -- bulk calls: one message per shard ----------------------------------------------
+
+    async def _bulk(self, definition: ActorDef, call: pb.Call) -> pb.Reply:
+        """Run ``method`` on many identities of this shard (``ActorType.bulk``)."""
+        args, _ = codec.decode_args(call.args)
+        if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], list):
+            raise InvalidRequest("a bulk call carries [method, [[key, args, kwargs], ...]]")
+        method = definition.method(args[0])
+        items: list[tuple[pb.Call, tuple[Any, ...], dict[str, Any]]] = []
+        for i, entry in enumerate(args[1]):
+            if not (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and isinstance(entry[1], list)
+                and isinstance(entry[2], dict)
+            ):
+                raise InvalidRequest("a bulk entry is [key, args, kwargs]")
+            sub_id = f"{call.request_id}.{i}"
+            sub = pb.Call(
+                type_name=call.type_name,
+                key=check_key(entry[0]),
+                method=method.name,
+                request_id=sub_id,
+                chain_id=sub_id,
+                deadline=call.deadline,
+            )
+            items.append((sub, tuple(entry[1]), entry[2]))
+        if method.is_async:
+            for sub, a, kw in items:
+                sub.args = codec.encode_args(a, kw)
+            replies = await asyncio.gather(*(self.dispatch(sub, local=True) for sub, _, _ in items))
+        else:
+            replies = await self.loop.run_in_executor(self._executor, self._bulk_sync, definition, method, items)
+        out = [r.SerializeToString() if r is not None else b"" for r in replies]
+        return pb.Reply(value=codec.encode(out))
+
+    def _bulk_sync(
+        self, definition: ActorDef, method: MethodInfo, items: list[tuple[pb.Call, tuple[Any, ...], dict[str, Any]]]
+    ) -> list[pb.Reply | None]:
+        """Sync bulk items in this worker thread: no hop per identity."""
+        out: list[pb.Reply | None] = []
+        self.counters["local_calls"] += len(items)
+        for sub, args, kwargs in items:
+            try:
+                method.bind(args, kwargs)
+                act = self._activation_for(definition, sub.key)
+                turn = Turn(chain_id=sub.chain_id)
+                done: threading.Event | None = None
+                with self._lock:
+                    if not act.mailbox.offer(turn):  # wake is set before any release can see it
+                        done = threading.Event()
+                        turn.wake = done.set
+                if done is not None:
+                    done.wait()
+                try:
+                    if act.instance is None and self._table.get(act.address) is not act:
+                        sub.args = codec.encode_args(args, kwargs)
+                        out.append(self._fallback(sub))
+                        continue
+                    out.append(self._turn_sync(definition, act, method, self._context(act, sub), sub, args, kwargs))
+                finally:
+                    self._release(act, turn)
+            except FluentError as exc:
+                out.append(pb.Reply(error=error_to_pb(exc)))
+        return out
 
     # -- in-process fast path ----------------------------------------------------------
 

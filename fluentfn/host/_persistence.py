@@ -12,6 +12,7 @@ a retry arriving later than that re-runs the call.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -36,6 +37,9 @@ class Persistence:
         self.epoch = 0
         self._counters = counters
         self.fenced = False
+        # Interleaved turns of a reentrant identity may finish together: their
+        # compare-and-write must not overlap. Striped locks, not one per identity.
+        self._locks = [threading.Lock() for _ in range(64)]
 
     def claim(self) -> int:
         """Become the shard's owner (a new, higher epoch)."""
@@ -74,6 +78,10 @@ class Persistence:
         if mode == "interval":
             act.dirty = True
             return
+        with self._locks[hash(act.address) % len(self._locks)]:
+            self._record(act, request_id, reply)
+
+    def _record(self, act: Activation, request_id: str, reply: bytes) -> None:
         snapshot = encode_state(public_state(act.instance))
         if snapshot == act.snapshot:
             return
@@ -88,10 +96,11 @@ class Persistence:
         """Write a changed identity now (interval mode, passivation, shutdown)."""
         if self.store is None or definition.options.persist == "never" or act.instance is None:
             return
-        snapshot = encode_state(public_state(act.instance))
-        act.dirty = False
-        if snapshot != act.snapshot:
-            self._write(act, snapshot)
+        with self._locks[hash(act.address) % len(self._locks)]:
+            snapshot = encode_state(public_state(act.instance))
+            act.dirty = False
+            if snapshot != act.snapshot:
+                self._write(act, snapshot)
 
     def _write(self, act: Activation, snapshot: bytes) -> None:
         assert self.store is not None

@@ -36,6 +36,15 @@ def _type_loader(directory: Any) -> TypeLoader:
     return load
 
 
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 class ShardHost:
     """Hosts the identities of shard ``shard`` of co-location group ``group``."""
 
@@ -85,6 +94,7 @@ class ShardHost:
             "epoch": self.engine.epoch,
             "live": self.engine.live_identities,
             "types": self.engine.type_names,
+            "rss_bytes": rss_bytes(),
         }
 
     def fence(self) -> None:

@@ -1,0 +1,116 @@
+"""``fluentfn bench activation``: how cheap a virtual actor is, vs a Ray actor.
+
+``fluentfn``: identities of a one-shard type activated by bulk calls (one message per
+shard) from a co-located actor in the same host, in batches, up to 1,000,000
+(``--quick``: 100,000); activations per second on that one host and resident memory
+per idle identity. ``ray-actor``: Ray actors created and awaited; actors per second and
+resident memory per actor (a worker process each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import fluentfn as ff
+
+from ..testing import host_of
+from . import _report
+
+
+class _Cell:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def touch(self) -> None:
+        pass
+
+
+Cell = ff.actor(name="BenchCell", shards=1, persist="never", idle_timeout_s=3600.0)(_Cell)
+
+
+class _Spawner:
+    def spawn(self, start: int, count: int) -> float:
+        """Activate cells start..start+count with one bulk call; seconds it took."""
+        keys = {f"c{i}": () for i in range(start, start + count)}
+        t0 = time.perf_counter()
+        Cell.bulk("touch", keys)
+        return time.perf_counter() - t0
+
+
+Spawner = ff.actor(name="BenchSpawner", colocate_with=Cell, persist="never")(_Spawner)
+
+
+def _ray_actors(count: int) -> dict[str, Any]:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Plain:
+        def pid(self) -> int:
+            import os
+
+            return os.getpid()
+
+        def rss(self) -> int:
+            from ..runtime._hostactor import rss_bytes
+
+            return rss_bytes()
+
+    t0 = time.perf_counter()
+    actors = [Plain.remote() for _ in range(count)]  # type: ignore[attr-defined]
+    ray.get([a.pid.remote() for a in actors])
+    elapsed = time.perf_counter() - t0
+    rss = ray.get([a.rss.remote() for a in actors])
+    for a in actors:
+        ray.kill(a)
+    return {
+        "system": "ray-actor",
+        "created": count,
+        "activations_per_s": round(count / elapsed, 1),
+        "bytes_per_identity": int(sum(rss) / len(rss)),
+    }
+
+
+def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    total = 100_000 if quick else 1_000_000
+    batch = 10_000
+    rows: list[dict[str, Any]] = []
+    with ff.init() as cluster:
+        Cell["warm"].touch()
+        before = host_of(cluster, Cell["warm"])["rss_bytes"]
+        spawner = Spawner["warm"]  # same host as the cells: the driver does not share the CPU
+        done, elapsed = 0, 0.0
+        while done < total:
+            elapsed += spawner.spawn(done, batch)
+            done += batch
+        info = host_of(cluster, Cell["warm"])
+        rows.append(
+            {
+                "system": "fluentfn",
+                "created": done,
+                "activations_per_s": round(done / elapsed),
+                "bytes_per_identity": int((info["rss_bytes"] - before) / done),
+                "live": info["live"],
+            }
+        )
+        rows.append(_ray_actors(8 if quick else 24))
+    fl, ra = rows
+    notes = [
+        f"fluentfn: {fl['activations_per_s']} activations/s on one host (target >= 50,000), "
+        f"{fl['bytes_per_identity']} B per idle identity (target <= 2 KB)",
+        f"vs ray actors: {fl['activations_per_s'] / ra['activations_per_s']:.0f}x faster to create, "
+        f"{ra['bytes_per_identity'] / max(1, fl['bytes_per_identity']):.0f}x less memory",
+    ]
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fluentfn bench activation", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="bench-out")
+    args = parser.parse_args(argv)
+    rows, notes = run(args.quick)
+    _report.write("activation", rows, Path(args.out), notes, metric="activations_per_s")
+    return 0
