@@ -7,14 +7,16 @@ Each (group, shard) has one host actor and an epoch that grows every time a host
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import NotFound, Unavailable
-from .placement import ActorOptions, ray_options
+from .errors import FluentError, NotFound, Unavailable
+from .placement import ActorOptions, missing_resources, ray_options, resource_demand
 
 DIRECTORY_NAME = "fluentfn-directory"
-RESOLVE_TIMEOUT_S = 120.0
+RESOLVE_TIMEOUT_S = float(os.environ.get("FLUENTFN_RESOLVE_TIMEOUT_S", "120"))
+PLACEMENT_WAIT_S = float(os.environ.get("FLUENTFN_PLACEMENT_WAIT_S", "10"))
 
 
 def ray_namespace(namespace: str) -> str:
@@ -102,6 +104,7 @@ class Directory:
                 max_restarts=-1,
                 max_task_retries=0,
                 max_concurrency=16,
+                scheduling_strategy="SPREAD",  # a type's shards spread over the nodes
                 **ray_options(g.options.spec),
             ).remote(group, shard, self._config["namespace"])
 
@@ -140,14 +143,38 @@ class Directory:
         g = self._groups.get(group)
         if g is None:
             raise NotFound(f"no group {group!r}")
+        if not g.started:
+            await self._check_feasible(g)
         self._start_hosts(group)
         slot = g.shards[shard]
         try:
             await asyncio.wait_for(slot.ready.wait(), RESOLVE_TIMEOUT_S)
         except TimeoutError:
-            raise Unavailable(f"host {group}/{shard} did not start within {RESOLVE_TIMEOUT_S} s") from None
+            demand = resource_demand(g.options.spec)
+            hint = f" (each host needs {demand}: are other hosts holding them?)" if demand else ""
+            raise Unavailable(f"host {group}/{shard} did not start within {RESOLVE_TIMEOUT_S} s{hint}") from None
         assert slot.route is not None
         return slot.route
+
+    async def _check_feasible(self, g: _Group) -> None:
+        """Fail clearly (after a bounded wait for nodes to join) if no node fits a host."""
+        import ray
+
+        demand = resource_demand(g.options.spec)
+        if not demand:
+            return
+        deadline = asyncio.get_running_loop().time() + PLACEMENT_WAIT_S
+        while True:
+            nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+            why = missing_resources(demand, nodes)
+            if why is None:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise FluentError(
+                    f"actor type {g.options.name} cannot be placed on this cluster ({why}); "
+                    f"waited {PLACEMENT_WAIT_S:g} s for a node that fits"
+                )
+            await asyncio.sleep(0.5)
 
     async def report_down(self, group: str, shard: int, endpoint: str) -> None:
         """A caller could not reach ``endpoint``: hold callers until the host answers again.
@@ -220,6 +247,22 @@ class Directory:
         if old is not None:
             old.fence.remote()
         return route
+
+    async def stop_group(self, group: str) -> int:
+        """Passivate and stop a group's hosts, freeing their resources (GPUs); they start
+        again on the group's next call. Returns how many hosts were stopped."""
+        import ray
+
+        g = self._groups.get(group)
+        if g is None:
+            raise NotFound(f"no group {group!r}")
+        handles = [s.handle for s in g.shards if s.handle is not None]
+        await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
+        for h in handles:
+            ray.kill(h, no_restart=True)
+        g.shards = [_Shard() for _ in g.shards]
+        g.started = False
+        return len(handles)
 
     async def ping(self) -> bool:
         return True

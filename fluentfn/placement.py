@@ -65,6 +65,30 @@ def ray_options(spec: ResourceSpec) -> dict[str, Any]:
     return opts
 
 
+def resource_demand(spec: ResourceSpec) -> dict[str, float]:
+    """The Ray resources one host of ``spec`` needs, by Ray's resource names."""
+    demand = dict(spec.resources)
+    if spec.num_cpus:
+        demand["CPU"] = spec.num_cpus
+    if spec.num_gpus:
+        demand["GPU"] = spec.num_gpus
+    if spec.accelerator_type:
+        demand[f"accelerator_type:{spec.accelerator_type}"] = 0.001
+    return demand
+
+
+def missing_resources(demand: dict[str, float], nodes: list[dict[str, float]]) -> str | None:
+    """Why no node can hold a host with ``demand`` (None if one can). Pure."""
+    if any(all(node.get(k, 0.0) >= v for k, v in demand.items()) for node in nodes):
+        return None
+    parts = []
+    for k, v in sorted(demand.items()):
+        best = max((node.get(k, 0.0) for node in nodes), default=0.0)
+        if best < v:
+            parts.append(f"{k}: needs {v:g}, largest node has {best:g}")
+    return "; ".join(parts) or "no single node has all of " + ", ".join(f"{k}={v:g}" for k, v in demand.items())
+
+
 @dataclass(frozen=True, slots=True)
 class ActorOptions:
     """The options of an actor type, as given to ``@ff.actor``."""

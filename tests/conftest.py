@@ -18,6 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 os.environ.setdefault("FLUENTFN_CALL_TIMEOUT_S", "60")
+os.environ.setdefault("FLUENTFN_PLACEMENT_WAIT_S", "2")
+os.environ.setdefault("FLUENTFN_RESOLVE_TIMEOUT_S", "60")
 
 import fluentfn as ff
 from fluentfn.testing import local_cluster
@@ -69,5 +71,5 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ff.Cluster]:
     store = request.getfixturevalue("redis_url") if kind == "redis" else None
     mode = "faas" if kind == "faas" else "stateful"
     faas = ff.FaasProfile(cold_start=False, max_duration_s=5.0) if kind == "faas" else None
-    with local_cluster(num_cpus=2, store=store, mode=mode, faas=faas) as c:
+    with local_cluster(num_cpus=2, num_gpus=2, store=store, mode=mode, faas=faas) as c:
         yield c

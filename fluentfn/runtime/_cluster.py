@@ -108,6 +108,15 @@ class Cluster:
             totals[k] = totals.get(k, 0) + v
         return totals
 
+    def stop_hosts(self, actor_type: ActorType | str) -> int:
+        """Stop the hosts of a type's group (state is flushed; resources such as GPUs are
+        freed). They start again on the next call. Returns how many were stopped."""
+        name = actor_type if isinstance(actor_type, str) else actor_type.name
+        info = get_ray(self.directory.lookup.remote(name))
+        stopped: int = get_ray(self.directory.stop_group.remote(info.group))
+        self.runtime.forget_routes(info.group)
+        return stopped
+
     def shutdown(self) -> None:
         """Passivate all identities, stop the gateway, and stop Ray if this process started it."""
         global _current

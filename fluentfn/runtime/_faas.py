@@ -464,6 +464,9 @@ class FaasRuntime:
         if call.method not in info.methods:
             raise NotFound(f"{call.type_name} has no method {call.method!r}")
 
+    def forget_routes(self, group: str) -> None:
+        """FaaS mode has no hosts, so no routes."""
+
     def local_stats(self) -> dict[str, int]:
         return dict(self.counters)
 

@@ -338,6 +338,12 @@ class StatefulRuntime:
         """Register ``at`` now (blocking) instead of on its first call."""
         return self._io.run(self._type_info(at.name))
 
+    def forget_routes(self, group: str) -> None:
+        """Drop cached routes of a group (its hosts were replaced)."""
+        self._io.loop.call_soon_threadsafe(
+            lambda: [self._targets.pop(k) for k in [k for k in self._targets if k[0] == group]]
+        )
+
     def local_stats(self) -> dict[str, int]:
         """Counters kept by this process itself (hosts keep the rest)."""
         return {}
