@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -167,6 +168,21 @@ def _start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespac
             time.sleep(2.0)
 
 
+def _join_ray(address: str, namespace: str, level: int) -> None:
+    """Connect to a running Ray. Clusters started by ``ray start`` check Ray's own token
+    (``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``), which a driver sends only in token mode."""
+    import ray
+
+    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or (Path.home() / ".ray" / "auth_token").exists()
+    if has_token and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        ray.init(address=address, namespace=namespace, logging_level=level)
+    except Exception as exc:
+        ray.shutdown()
+        raise FluentError(f"cannot join the Ray cluster at {address}: {exc}") from None
+
+
 def init(
     *,
     address: str | None = None,
@@ -204,7 +220,7 @@ def init(
             _start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus, namespace=ns, level=level)
             owns_ray = True
         else:
-            ray.init(address=address, namespace=ns, logging_level=level)
+            _join_ray(address, ns, level)
     config = {
         "token": token or new_token(),
         "bind": bind,
@@ -221,6 +237,7 @@ def init(
         get_if_exists=True,
         lifetime=None if owns_ray else "detached",
         max_restarts=0,
+        resources={"node:__internal_head__": 0.001},  # on the head node: it outlives workers
         num_cpus=0,
         max_concurrency=1000,
     ).remote(config)

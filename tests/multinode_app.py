@@ -1,0 +1,139 @@
+"""A two-node Ray cluster on this machine, driven by fluentfn (run by test_multinode.py).
+
+Usage: python -m tests.multinode_app PORT REDIS_URL WORKDIR. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ["RAY_AUTH_MODE"] = "token"  # a `ray start` cluster checks Ray's token; Ray reads this on import
+
+import grpc
+
+import fluentfn as ff
+from fluentfn.testing import hosts, wait_for
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+class _Spread:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def node(self) -> str:
+        return ff.context().node_id
+
+    def bump(self, other: ff.ActorRef, k: int) -> int:
+        return int(other.add(k))
+
+
+class _Near:
+    def node(self) -> str:
+        return ff.context().node_id
+
+
+Spread = ff.actor(name="MSpread", shards=4)(_Spread)
+Near = ff.actor(name="MNear", colocate_with=Spread)(_Near)
+
+
+def start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [RAY, "start", *args, "--block", "--disable-usage-stats"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_node(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def make_certs(workdir: Path) -> ff.TlsConfig:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fluentfn",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(workdir / "key.pem"), "-out", str(workdir / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return ff.TlsConfig(str(workdir / "cert.pem"), str(workdir / "key.pem"), str(workdir / "cert.pem"))
+
+
+def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "token"
+    temp = tempfile.mkdtemp(prefix="ffmn", dir="/tmp")  # Ray's socket paths must stay short
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={temp}"]
+    head = start_node(
+        ["--head", f"--port={port}", "--include-dashboard=false", '--resources={"head_node": 1}', *common], env
+    )
+    worker: subprocess.Popen[bytes] | None = None
+    out: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the head's GCS must listen before anyone joins
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("head node did not start") from None
+                time.sleep(0.3)
+        worker = start_node([f"--address=127.0.0.1:{port}", '--resources={"worker_node": 1}', *common], env)
+        tls = make_certs(workdir)
+        with ff.init(address=f"127.0.0.1:{port}", store=redis_url, tls=tls, namespace="multinode") as cluster:
+            import ray
+
+            wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, timeout=60)
+            keys = [f"k{i}" for i in range(12)]
+            nodes = {k: Spread[k].node() for k in keys}
+            out["host_nodes"] = len({h["node_id"] for h in hosts(cluster)})
+            out["colocated_same_node"] = all(Near[k].node() == nodes[k] for k in keys)
+            a, b = (next(k for k in keys if nodes[k] == n) for n in sorted(set(nodes.values())))
+            out["cross_node_call"] = Spread[a].bump(Spread[b], 5) == 5
+            out["endpoints"] = sorted({h["endpoint"].split(":")[0] for h in hosts(cluster)})
+            # TLS everywhere: a plaintext peer gets nowhere, a TLS client with the token works.
+            plain = grpc.insecure_channel(cluster.gateway)
+            try:
+                grpc.channel_ready_future(plain).result(timeout=3)
+                out["plaintext_refused"] = False
+            except grpc.FutureTimeoutError:
+                out["plaintext_refused"] = True
+            out["tls_client"] = ff.Client(cluster.gateway, token=cluster.token, tls=tls).call(f"MSpread/{a}", "add", 1)
+            # Stop the worker node: its shards move to the head node, state comes back from Redis.
+            worker_node = next(n for n in set(nodes.values()) if n != ray.get_runtime_context().get_node_id())
+            on_worker = [k for k in keys if nodes[k] == worker_node]
+            before = {k: Spread[k].add(10) for k in on_worker}
+            stop_node(worker)
+            worker = None
+            after = {k: Spread[k].add(1) for k in on_worker}
+            out["moved"] = len(on_worker)
+            out["state_back"] = all(after[k] == before[k] + 1 for k in on_worker)
+            out["now_on_head"] = {Spread[k].node() for k in on_worker} == {ray.get_runtime_context().get_node_id()}
+    finally:
+        if worker is not None:
+            stop_node(worker)
+        stop_node(head)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))))

@@ -1,0 +1,33 @@
+"""A real two-node Ray cluster (two `ray start` processes on this machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+
+def test_two_nodes_tls_and_node_loss(redis_url: str, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["FLUENTFN_HOME"] = str(tmp_path / "home")
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.multinode_app", str(port), redis_url.replace("/0", "/2"), str(tmp_path)],
+        capture_output=True, text=True, timeout=400, env=env, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["host_nodes"] == 2, result  # a type's shards spread over both nodes
+    assert result["colocated_same_node"] and result["cross_node_call"]
+    assert result["endpoints"] == ["127.0.0.1"]
+    assert result["plaintext_refused"] and result["tls_client"] >= 1
+    assert result["moved"] >= 1 and result["state_back"] and result["now_on_head"], result
