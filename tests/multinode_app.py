@@ -69,11 +69,10 @@ def stop_node(proc: subprocess.Popen[bytes]) -> None:
 
 
 def make_certs(workdir: Path) -> ff.TlsConfig:
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fluentfn",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(workdir / "key.pem"), "-out", str(workdir / "cert.pem")],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    key, cert = str(workdir / "key.pem"), str(workdir / "cert.pem")
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fluentfn"]
+    args += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
     return ff.TlsConfig(str(workdir / "cert.pem"), str(workdir / "key.pem"), str(workdir / "cert.pem"))
 
 
