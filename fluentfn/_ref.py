@@ -7,6 +7,7 @@ so it reaches the runtime only through the ``Invoker`` protocol registered at ru
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 from collections.abc import Callable, Generator
 from typing import Any, Protocol, TypeVar
 
@@ -140,26 +141,50 @@ def ref(address: str) -> ActorRef:
     return ActorRef(type_name, key)
 
 
+CALL_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("fluentfn_call_timeout", default=None)
+"""Seconds the call being made may take (set by ``MethodProxy.with_timeout``)."""
+
+
 class MethodProxy:
     """``ref.method``: call it, or use ``.future``, ``.aio``, ``.tell``."""
 
-    __slots__ = ("_name", "_ref")
+    __slots__ = ("_name", "_ref", "_timeout")
 
-    def __init__(self, target: ActorRef, name: str) -> None:
+    def __init__(self, target: ActorRef, name: str, timeout_s: float | None = None) -> None:
         self._ref = target
         self._name = name
+        self._timeout = timeout_s
+
+    def with_timeout(self, seconds: float) -> MethodProxy:
+        """The same method with a deadline: past it, the call fails with ``ff.CallTimeout``
+        (a call still waiting for its turn is dropped by the host)."""
+        if seconds <= 0:
+            raise InvalidRequest("a timeout must be positive")
+        return MethodProxy(self._ref, self._name, seconds)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Blocking call: returns the method's result or raises its error."""
-        return current_invoker().call(self._ref, self._name, args, kwargs)
+        token = CALL_TIMEOUT.set(self._timeout)
+        try:
+            return current_invoker().call(self._ref, self._name, args, kwargs)
+        finally:
+            CALL_TIMEOUT.reset(token)
 
     def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start the call and return an ``ff.Future``; many futures pipeline."""
-        return current_invoker().submit(self._ref, self._name, args, kwargs)
+        token = CALL_TIMEOUT.set(self._timeout)
+        try:
+            return current_invoker().submit(self._ref, self._name, args, kwargs)
+        finally:
+            CALL_TIMEOUT.reset(token)
 
     async def aio(self, *args: Any, **kwargs: Any) -> Any:
         """Awaitable call, for async code."""
-        return await current_invoker().call_async(self._ref, self._name, args, kwargs)
+        token = CALL_TIMEOUT.set(self._timeout)
+        try:
+            return await current_invoker().call_async(self._ref, self._name, args, kwargs)
+        finally:
+            CALL_TIMEOUT.reset(token)
 
     def tell(self, *args: Any, **kwargs: Any) -> None:
         """One-way message: no reply, errors are logged by the host."""

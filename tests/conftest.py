@@ -19,6 +19,7 @@ import pytest
 
 os.environ.setdefault("FLUENTFN_CALL_TIMEOUT_S", "60")
 os.environ.setdefault("FLUENTFN_PLACEMENT_WAIT_S", "2")
+os.environ.setdefault("FLUENTFN_MAILBOX_LIMIT", "200")
 os.environ.setdefault("FLUENTFN_RESOLVE_TIMEOUT_S", "60")
 
 import fluentfn as ff

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("latency", "throughput", "activation")
+BENCHMARKS = ("latency", "throughput", "activation", "reliability")
 
 
 def main(argv: list[str]) -> int:

@@ -105,6 +105,7 @@ class HostEngine:
         self._inflight_limit = inflight_limit
         self._max_live = max_live
         self._types: dict[str, ActorDef] = {}
+        self._unknown: dict[str, float] = {}  # type name -> until when it is known to be missing
         self._table = ActivationTable()
         self._lock = threading.Lock()
         self._inflight = 0
@@ -145,8 +146,16 @@ class HostEngine:
     async def _definition(self, name: str) -> ActorDef:
         definition = self._types.get(name)
         if definition is None:
+            if not name or len(name) > _config.MAX_NAME_BYTES:
+                raise InvalidRequest(f"invalid actor type name of {len(name)} characters")
+            missing_until = self._unknown.get(name)
+            if missing_until is not None and missing_until > time.monotonic():
+                raise NotFound(f"no actor type {name!r} in group {self.group!r}")
             loaded = await self._load_type(name)
             if loaded is None or loaded.options.group != self.group:
+                if len(self._unknown) > 4096:
+                    self._unknown.clear()
+                self._unknown[name] = time.monotonic() + 2.0  # spare the directory repeated misses
                 raise NotFound(f"no actor type {name!r} in group {self.group!r}")
             self.add_type(loaded)
             definition = loaded
@@ -205,7 +214,20 @@ class HostEngine:
         self._inflight += 1
         if admitted:
             self._executor.submit(self._worker, job)
+        elif call.deadline:
+            self.loop.call_later(max(0.0, call.deadline - time.time()), self._expire, act, turn, call, done)
         return True
+
+    def _expire(self, act: Activation, turn: Turn, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        """A queued turn's deadline passed: withdraw it and answer CallTimeout."""
+        with self._lock:
+            if act.mailbox.waiting is None or turn not in act.mailbox.waiting:
+                return  # it started (or finished) in time
+            self._wake(act.mailbox.cancel(turn))
+        self._inflight -= 1
+        self.counters["errors"] += 1
+        error = error_to_pb(CallTimeout(f"{act.address} stayed busy past the deadline"))
+        done(None if call.one_way else pb.Reply(seq=call.seq, error=error))
 
     def _run_job(self, job: Callable[[], None]) -> None:
         """Start a queued turn: in this worker thread after its current turn, else in the pool."""

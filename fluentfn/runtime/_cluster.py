@@ -153,6 +153,7 @@ def _start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespac
     for attempt in range(2):
         try:
             ray.init(
+                address="local",  # always a new embedded cluster, never a stale one found on disk
                 num_cpus=num_cpus,  # type: ignore[arg-type]
                 num_gpus=num_gpus,  # type: ignore[arg-type]
                 namespace=namespace,

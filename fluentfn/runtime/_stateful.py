@@ -22,10 +22,10 @@ from .. import _config
 from .._actordef import ActorDef
 from .._context import CURRENT
 from .._ioloop import IoLoop, spawn
-from .._ref import ActorRef, Future
+from .._ref import CALL_TIMEOUT, ActorRef, Future
 from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
-from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable, code_value, status_for
+from ..errors import CallTimeout, FluentError, InvalidRequest, NotFound, Redirect, Unavailable, code_value, status_for
 from ..host._engine import HostEngine
 from ..placement import ActorOptions, shard_for
 from ..transport._client import PeerPool
@@ -129,7 +129,10 @@ class StatefulRuntime:
         if reply is None:
             waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
             self._io.loop.call_soon_threadsafe(self._send_fast, call, _settle(waiter))
-            reply = waiter.result()
+            try:  # the host enforces the deadline; this guards against a reply that never comes
+                reply = waiter.result(timeout=max(0.0, call.deadline - time.time()) + 5.0)
+            except concurrent.futures.TimeoutError:
+                raise CallTimeout(f"no reply from {ref.address}.{method} by its deadline") from None
         return self._result(reply)
 
     def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
@@ -177,7 +180,7 @@ class StatefulRuntime:
             raise InvalidRequest(f"not an actor reference: {ref!r}")
         ctx = CURRENT.get()
         request_id = (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
-        deadline = time.time() + _config.DEFAULT_CALL_TIMEOUT_S
+        deadline = time.time() + (CALL_TIMEOUT.get() or _config.DEFAULT_CALL_TIMEOUT_S)
         if ctx is not None and ctx.deadline:
             deadline = min(deadline, ctx.deadline)
         return pb.Call(

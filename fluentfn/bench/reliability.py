@@ -1,0 +1,271 @@
+"""``fluentfn bench reliability``: chaos, fuzzing and overload, with the figures users get.
+
+- chaos: bank transfers from several clients while a killer SIGKILLs a random host
+  every 2 s; audits conservation and exactly-once against the accounts' ledgers, and
+  measures recovery time after each kill.
+- fuzz: malformed gRPC calls (random bytes, truncated and oversize frames, msgpack bombs,
+  unknown types and methods, wrong argument types, huge keys); counts statuses.
+- overload: 1,000 concurrent callers against one identity.
+The functions run on the current cluster; the test suite runs CI-sized versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import msgpack
+
+import fluentfn as ff
+
+from ..placement import shard_for
+from ..testing import hosts
+from ..wire import codec
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire._gen import actorhost_pb2_grpc as pb_grpc
+from . import _cases, _report
+
+
+class _FuzzTarget:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise TypeError("k must be an int")
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+
+FuzzTarget = ff.actor(name="FuzzTarget", shards=2)(_FuzzTarget)
+
+
+class _Slow:
+    def nap(self, s: float) -> float:
+        time.sleep(s)
+        return s
+
+
+Slow = ff.actor(name="OverloadSlow", shards=1, persist="never")(_Slow)
+
+
+# -- chaos ----------------------------------------------------------------------------------
+
+
+def chaos(
+    cluster: ff.Cluster, *, accounts: int = 8, transfers: int = 200, clients: int = 4, kill_every_s: float = 2.0
+) -> dict[str, Any]:
+    """Transfers under a host killer; returns the audit plus kills and recovery times."""
+    bank = _cases.load("bank")
+    names = bank.open_accounts(accounts)
+    acked: set[str] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    recoveries: list[float] = []
+    kills = 0
+    retries = 0
+    run_id = os.urandom(3).hex()
+
+    def client(c: int) -> None:
+        nonlocal retries
+        rng = random.Random(c)
+        for i in range(c, transfers, clients):
+            tid = f"{run_id}-t{i}"
+            src, dst = rng.sample(names, 2)
+            amount = rng.randint(1, 50)
+            deadline = time.monotonic() + 120
+            while True:  # a client retries until the transfer is acknowledged
+                try:
+                    bank.Teller[tid].transfer(src, dst, amount)
+                    break
+                except ff.FluentError:
+                    with lock:
+                        retries += 1
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            with lock:
+                acked.add(tid)
+
+    def killer() -> None:
+        nonlocal kills
+        rng = random.Random(99)
+        while not stop.wait(kill_every_s):
+            victims = [h for h in hosts(cluster) if h["group"] in ("BankAccount", "BankTeller")]
+            if not victims:
+                continue
+            victim = rng.choice(victims)
+            try:
+                os.kill(int(victim["pid"]), signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            kills += 1
+            t0 = time.monotonic()
+            probe = next(n for n in (f"probe-{i}" for i in range(10_000)) if shard_for(n, 4) == victim["shard"])
+            ref = bank.Account[probe] if victim["group"] == "BankAccount" else bank.Teller[probe]
+            method = "statement" if victim["group"] == "BankAccount" else "status"
+            while not stop.is_set():
+                try:
+                    getattr(ref, method)()
+                    recoveries.append(time.monotonic() - t0)
+                    break
+                except ff.FluentError:
+                    time.sleep(0.02)
+
+    killer_thread = threading.Thread(target=killer, daemon=True)
+    killer_thread.start()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    stop.set()
+    killer_thread.join(30)
+    result: dict[str, Any] = bank.audit(names, acked)
+    result.update(
+        kills=kills,
+        client_retries=retries,
+        recovery_max_s=round(max(recoveries), 2) if recoveries else None,
+        recovery_p50_s=round(sorted(recoveries)[len(recoveries) // 2], 2) if recoveries else None,
+    )
+    return result
+
+
+# -- fuzz -----------------------------------------------------------------------------------
+
+
+def _fuzz_case(rng: random.Random) -> tuple[str, pb.Call]:
+    kind = rng.choice(
+        [
+            "bytes",
+            "truncated",
+            "bomb_depth",
+            "bomb_len",
+            "unknown_type",
+            "unknown_method",
+            "wrong_type",
+            "huge_key",
+            "arity",
+            "bad_ext",
+            "private",
+        ]
+    )
+    call = pb.Call(type_name="FuzzTarget", key=f"f{rng.randint(0, 3)}", method="add", request_id=os.urandom(8).hex())
+    if kind == "bytes":
+        call.args = rng.randbytes(rng.randint(1, 200))
+    elif kind == "truncated":
+        whole = codec.encode_args((rng.randint(0, 9), "x" * rng.randint(0, 50)), {})
+        call.args = whole[: rng.randint(1, len(whole) - 1)]
+    elif kind == "bomb_depth":
+        call.args = b"\x92" + b"\x91" * rng.randint(2_000, 200_000) + b"\xc0"
+    elif kind == "bomb_len":
+        call.args = b"\x92" + rng.choice([b"\xdd", b"\xdf", b"\xdb", b"\xc6"]) + b"\xff\xff\xff\xf0" + rng.randbytes(8)
+    elif kind == "unknown_type":
+        call.type_name = "".join(rng.choice("abcXYZ_") for _ in range(rng.randint(1, 300)))
+        call.args = codec.encode_args((1,), {})
+    elif kind == "unknown_method":
+        call.method = "".join(rng.choice("abc_xyz") for _ in range(rng.randint(1, 300)))
+        call.args = codec.encode_args((1,), {})
+    elif kind == "wrong_type":
+        call.args = codec.encode_args((rng.choice(["1", 1.5, None, [1], {"a": 1}, b"x", True]),), {})
+    elif kind == "huge_key":
+        call.key = "k" * rng.randint(1_025, 100_000)
+        call.args = codec.encode_args((1,), {})
+    elif kind == "arity":
+        call.args = codec.encode_args(tuple(range(rng.choice([0, 2, 3]))), rng.choice([{}, {"nope": 1}]))
+    elif kind == "bad_ext":
+        call.args = msgpack.packb([[msgpack.ExtType(rng.choice([1, 2, 3, 7, 100]), rng.randbytes(20))], {}])
+    else:
+        call.method = rng.choice(["_FuzzTarget__x", "__init__", "__class__", "on_activate", "_private"])
+        call.args = codec.encode_args((1,), {})
+    return kind, call
+
+
+def fuzz(cluster: ff.Cluster, n: int = 10_000, seed: int = 7) -> dict[str, Any]:
+    """``n`` malformed calls at the gateway and at a host; returns statuses and whether
+    state stayed unchanged and everything kept serving."""
+    keys = [f"f{i}" for i in range(4)]
+    before = {k: FuzzTarget[k].get() for k in keys}
+    host_endpoints = [h["endpoint"] for h in hosts(cluster) if h["group"] == "FuzzTarget"]
+    endpoints = [cluster.gateway, *host_endpoints[:1]]
+    md = (("authorization", f"Bearer {cluster.token}"),)
+    options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    stubs = [pb_grpc.ActorHostStub(grpc.insecure_channel(e, options=options)) for e in endpoints]
+    rng = random.Random(seed)
+    statuses: collections.Counter[str] = collections.Counter()
+    by_kind: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for i in range(n):
+        kind, call = _fuzz_case(rng)
+        stub = stubs[i % len(stubs)]
+        try:
+            reply = stub.Invoke(call, metadata=md, timeout=30)
+            status = "OK(user error)" if reply.HasField("error") else "OK"
+        except grpc.RpcError as exc:
+            status = exc.code().name
+        statuses[status] += 1
+        by_kind[kind][status] += 1
+    after = {k: FuzzTarget[k].get() for k in keys}
+    return {
+        "cases": n,
+        "statuses": dict(statuses),
+        "by_kind": {k: dict(v) for k, v in by_kind.items()},
+        "state_unchanged": before == after,
+        "still_serving": FuzzTarget["f0"].add(0) == before["f0"],
+    }
+
+
+# -- overload -------------------------------------------------------------------------------
+
+
+def overload(callers: int = 1_000, nap_s: float = 0.005, timeout_s: float = 2.0) -> dict[str, Any]:
+    """``callers`` concurrent calls to one identity; counts each outcome."""
+    ref = Slow["hot"]
+    ref.nap(0.0)
+    outcomes: collections.Counter[str] = collections.Counter()
+    futures = [ref.nap.with_timeout(timeout_s).future(nap_s) for _ in range(callers)]
+    for f in futures:
+        try:
+            f.result(timeout=120)
+            outcomes["ok"] += 1
+        except ff.FluentError as exc:
+            outcomes[type(exc).__name__] += 1
+    outcomes["after_ok"] = int(ref.nap(0.0) == 0.0)
+    return dict(outcomes)
+
+
+def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    with ff.init() as cluster:
+        c = chaos(cluster, transfers=400 if quick else 10_000, clients=4, accounts=8)
+        rows.append({"system": "chaos (sqlite)", **{k: v for k, v in c.items()}})
+        f = fuzz(cluster, 2_000 if quick else 10_000)
+        rows.append({"system": "fuzz", "cases": f["cases"], **f["statuses"], "state_unchanged": f["state_unchanged"]})
+        o = overload()
+        rows.append({"system": "overload 1000 callers", **o})
+    notes.append(
+        f"chaos: kills survived {c['kills']}, acknowledged {c['acked']}, lost {c['lost']} (must be 0), "
+        f"duplicated {c['duplicated']} (must be 0), recovery max {c['recovery_max_s']} s (target <= 2 s)"
+    )
+    notes.append(f"fuzz statuses: {f['statuses']}")
+    notes.append(f"overload outcomes: {o}")
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fluentfn bench reliability", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="bench-out")
+    args = parser.parse_args(argv)
+    rows, notes = run(args.quick)
+    _report.write("reliability", rows, Path(args.out), notes, metric="kills")
+    return 0

@@ -1,0 +1,82 @@
+"""Reliability and security: chaos with host kills, fuzzing, overload, authentication."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+
+import grpc
+import pytest
+
+import fluentfn as ff
+from fluentfn.bench import reliability
+from fluentfn.testing import hosts
+from fluentfn.wire._gen import actorhost_pb2 as pb
+from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
+
+STORES = [pytest.param(None, id="sqlite"), pytest.param("redis", id="redis")]
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("cluster", STORES, indirect=True)
+def test_chaos_bank_transfers_keep_their_invariants(cluster: ff.Cluster) -> None:
+    result = reliability.chaos(cluster, accounts=8, transfers=300, clients=4, kill_every_s=1.0)
+    assert result["kills"] >= 1, result
+    assert result["lost"] == 0 and result["duplicated"] == 0 and result["unbalanced"] == 0, result
+    assert result["applied_not_acked"] == 0, result  # clients retry until acknowledged
+    assert result["total"] == result["expected_total"] and result["acked"] == 300, result
+
+
+@pytest.mark.timeout(400)
+def test_fuzzing_ten_thousand_malformed_calls(cluster: ff.Cluster) -> None:
+    result = reliability.fuzz(cluster, n=10_000)
+    bad = {"UNKNOWN", "INTERNAL", "DEADLINE_EXCEEDED", "CANCELLED", "UNAVAILABLE"}
+    assert not bad & set(result["statuses"]), result["statuses"]
+    assert result["state_unchanged"] and result["still_serving"], result
+    assert result["statuses"].get("INVALID_ARGUMENT", 0) > 1000 and result["statuses"].get("NOT_FOUND", 0) > 500
+    assert "OK" not in result["statuses"]  # every case is malformed by construction
+
+
+@pytest.mark.timeout(300)
+def test_overload_is_bounded_and_clear(cluster: ff.Cluster) -> None:
+    outcomes = reliability.overload(callers=1_000, nap_s=0.005, timeout_s=3.0)
+    assert outcomes.pop("after_ok") == 1
+    assert set(outcomes) <= {"ok", "Overloaded", "CallTimeout"}, outcomes
+    assert outcomes.get("Overloaded", 0) > 0 and outcomes.get("ok", 0) > 0, outcomes  # mailbox bound is 200
+
+
+@pytest.mark.timeout(120)
+def test_deadline_is_honoured(cluster: ff.Cluster) -> None:
+    slow = reliability.Slow["deadline"]
+    blocker = slow.nap.future(2.0)
+    with pytest.raises(ff.CallTimeout):
+        slow.nap.with_timeout(0.5)(0.0)  # waits behind the 2 s turn, past its deadline
+    assert blocker.result(timeout=30) == 2.0
+
+
+@pytest.mark.timeout(60)
+def test_pickled_payload_over_the_network_is_refused(cluster: ff.Cluster) -> None:
+    class Evil:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (print, ("unpickled!",))
+
+    stub = pb_grpc.ActorHostStub(grpc.insecure_channel(cluster.gateway))
+    md = (("authorization", f"Bearer {cluster.token}"),)
+    call = pb.Call(type_name="TCounter", key="pickle", method="add", args=pickle.dumps(([Evil()], {})))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Invoke(call, metadata=md, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.timeout(60)
+def test_nothing_listens_beyond_loopback(cluster: ff.Cluster) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outward interface
+        outward = s.getsockname()[0]
+    if outward.startswith("127."):
+        pytest.skip("no non-loopback interface on this machine")
+    for endpoint in [cluster.gateway] + [h["endpoint"] for h in hosts(cluster)]:
+        port = int(endpoint.rsplit(":", 1)[1])
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(2)
+            s.connect((outward, port))
