@@ -50,9 +50,17 @@ Spread = ff.actor(name="MSpread", shards=4)(_Spread)
 Near = ff.actor(name="MNear", colocate_with=Spread)(_Near)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Ray's agent listens on a fixed default port: another cluster on this machine holds it.
+    ports = [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
     return subprocess.Popen(
-        [RAY, "start", *args, "--block", "--disable-usage-stats"],
+        [RAY, "start", *args, *ports, "--block", "--disable-usage-stats"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

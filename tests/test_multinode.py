@@ -20,11 +20,14 @@ def test_two_nodes_tls_and_node_loss(redis_url: str, tmp_path: Path) -> None:
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["FLUENTFN_HOME"] = str(tmp_path / "home")
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.multinode_app", str(port), redis_url.replace("/0", "/2"), str(tmp_path)],
-        capture_output=True, text=True, timeout=400, env=env, cwd=Path(__file__).resolve().parents[1],
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-4000:]
+    command = [sys.executable, "-m", "tests.multinode_app", str(port), redis_url.replace("/0", "/2"), str(tmp_path)]
+    cwd = Path(__file__).resolve().parents[1]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=200, env=env, cwd=cwd)
+    if out.returncode != 0:  # one more try on a fresh port: two Ray clusters share this small machine
+        command[3] = str(port + 7)
+        out = subprocess.run(command, capture_output=True, text=True, timeout=200, env=env, cwd=cwd)
+    errors = [line for line in out.stderr.splitlines() if not line.startswith(("[", "I1", "\x1b"))]
+    assert out.returncode == 0, "\n".join(errors[-60:])
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["host_nodes"] == 2, result  # a type's shards spread over both nodes
     assert result["colocated_same_node"] and result["cross_node_call"]

@@ -1,6 +1,9 @@
 """``fluentfn bench latency``: round trip of a 100-byte call, fluentfn vs its peers.
 
-Systems, all measured in this run: ``fluentfn`` (driver -> host over gRPC),
+Also: persist="call" / "interval" / "never" writes on SQLite (and Redis when
+``redis-server`` is installed), and 1 KB actor->actor messages stateful vs FaaS (local
+store) vs FaaS with the paper's storage profile. Systems, all measured in this run:
+``fluentfn`` (driver -> host over gRPC),
 ``fluentfn-actor-to-actor`` (an actor calling an actor on another host),
 ``fluentfn-colocated`` (an actor calling a co-located actor, in-process), ``ray-actor``
 (``ray.get(actor.echo.remote(x))``) and ``grpc-floor`` (a raw grpcio unary echo).
@@ -9,6 +12,7 @@ Systems, all measured in this run: ``fluentfn`` (driver -> host over gRPC),
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from typing import Any
 import fluentfn as ff
 
 from ..placement import shard_for
-from . import _report
+from . import _cases, _report
 from ._peers import GrpcEcho, RayEcho, time_calls
 
 PAYLOAD = b"x" * 100
@@ -49,6 +53,61 @@ class _BenchCaller:
 BenchCaller = ff.actor(name="BenchCaller", colocate_with=BenchTarget)(_BenchCaller)
 
 
+class _Writer:
+    def __init__(self) -> None:
+        self.n = 0
+        self.blob = b""
+
+    def write(self, payload: bytes) -> int:
+        self.n += 1
+        self.blob = payload
+        return self.n
+
+
+Writers = {
+    mode: ff.actor(name=f"BenchWrite{mode.title()}", shards=1, persist=mode)(_Writer)
+    for mode in ("call", "interval", "never")
+}
+
+
+def _persist_rows(store: str, n: int) -> list[dict[str, Any]]:
+    rows = []
+    for mode, actor_type in Writers.items():
+        method = actor_type["w"].write
+        rows.append(_report.summarize(f"persist={mode} ({store})", time_calls(functools.partial(method, PAYLOAD), n)))
+    return rows
+
+
+def _faas_rows(n: int) -> list[dict[str, Any]]:
+    """1 KB actor -> actor round trips through storage: local store, then the paper's profile."""
+    from . import _cases
+
+    messaging = _cases.load("messaging")
+    rows = []
+    for system, profile in (("faas", ff.FaasProfile()), ("faas-paper", ff.FaasProfile.paper())):
+        with ff.init(mode="faas", faas=profile, namespace=f"bench-{system}"):
+            samples = messaging.Ping["a"].pingpong(messaging.Pong["b"], n, messaging.PAYLOAD)
+        rows.append(_report.summarize(system, samples, payload="1KB actor->actor"))
+    return rows
+
+
+def _redis_server() -> tuple[Any, str] | None:
+    import shutil
+    import socket
+    import subprocess
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "yes", "--dir", "/tmp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(0.5)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
 def _keys_on_shards() -> tuple[str, str]:
     """Two keys of BenchTarget on different shards."""
     first = "k0"
@@ -68,9 +127,19 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         caller = BenchCaller[same]
         rows.append(_report.summarize("fluentfn-actor-to-actor", caller.loop(BenchTarget[other], n, PAYLOAD)))
         rows.append(_report.summarize("fluentfn-colocated", caller.loop(BenchTarget[same], n, PAYLOAD)))
+        messaging = _cases.load("messaging")
+        msg = messaging.Ping["a"].pingpong(messaging.Pong["b"], n, messaging.PAYLOAD)
+        rows.append(_report.summarize("stateful-1KB-actor-to-actor", msg, payload="1KB actor->actor"))
         ray_echo = RayEcho()
         rows.append(_report.summarize("ray-actor", time_calls(lambda: ray_echo.call(PAYLOAD), n)))
         ray_echo.close()
+        rows += _persist_rows("sqlite", n)
+    redis = _redis_server()
+    if redis is not None:
+        with ff.init(store=redis[1], namespace="bench-redis"):
+            rows += _persist_rows("redis", n)
+        redis[0].terminate()
+    rows += _faas_rows(5 if quick else 20)
     floor = GrpcEcho()
     rows.append(_report.summarize("grpc-floor", time_calls(lambda: floor.call(PAYLOAD), n)))
     floor.close()
@@ -78,7 +147,12 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     ray_p50 = by["ray-actor"]["p50_us"]
     for r in rows:
         r["vs_ray_actor"] = round(r["p50_us"] / ray_p50, 3)
+    stateful_msg = by["stateful-1KB-actor-to-actor"]["p50_us"]
     notes = [
+        f"1KB actor->actor: faas / stateful = {by['faas']['p50_us'] / stateful_msg:.0f}x, "
+        f"faas-paper / stateful = {by['faas-paper']['p50_us'] / stateful_msg:.0f}x (paper: 108 ms / 290 us = 372x)",
+        "persist=call / never (sqlite) p50 = "
+        f"{by['persist=call (sqlite)']['p50_us'] / by['persist=never (sqlite)']['p50_us']:.2f} (target <= 1.5)",
         f"fluentfn / ray-actor p50 = {by['fluentfn']['p50_us'] / ray_p50:.2f} (target <= 0.7, later 0.5)",
         f"fluentfn-actor-to-actor / ray-actor p50 = {by['fluentfn-actor-to-actor']['p50_us'] / ray_p50:.2f}",
         f"fluentfn-colocated p50 = {by['fluentfn-colocated']['p50_us']} us (target <= 50, later 30)",

@@ -41,6 +41,7 @@ from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._activations import Activation, ActivationTable
 from ._mailbox import Turn
+from ._metrics import MethodTally
 from ._persistence import Persistence
 from ._reminders import Reminders
 
@@ -115,6 +116,7 @@ class HostEngine:
         self._executor = ThreadPoolExecutor(sync_workers, thread_name_prefix=f"fluentfn-{group}-{shard}")
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.persistence = Persistence(store, group, shard, self.counters)
+        self.methods = MethodTally()
         self._reminder_wakeup = asyncio.Event()
         self._reminders = Reminders(store, group, shard, self._wake_reminders)
         self._background: list[asyncio.Task[None]] = []
@@ -605,10 +607,12 @@ class HostEngine:
             early = self._begin(definition, act, call)
             if early is not None:
                 return early
+            t0 = time.perf_counter()
             try:
                 outcome, failed = method.fn(act.instance, *args, **kwargs), False
             except BaseException as exc:
                 outcome, failed = exc, True
+            self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
             return self._finish(definition, act, call, outcome, failed)
         finally:
             CURRENT.reset(token)
@@ -633,12 +637,14 @@ class HostEngine:
             return early
         token = CURRENT.set(ctx)
         try:
+            t0 = time.perf_counter()
             try:
                 outcome, failed = await method.fn(act.instance, *args, **kwargs), False
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
                 outcome, failed = exc, True
+            self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
         finally:
             CURRENT.reset(token)
         if definition.options.persist == "call" and self.persistence.store is not None:

@@ -17,6 +17,7 @@ from .._ioloop import IoLoop, io_loop
 from .._ref import set_invoker
 from ..directory import DIRECTORY_NAME, ray_namespace
 from ..host._engine import HostEngine, TypeLoader
+from ..host._metrics import serve_metrics
 from ..state._store import open_store
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
@@ -76,6 +77,7 @@ class ShardHost:
         self._server, port = self._io.run(start_server(self.engine, config["token"], bind, tls))
         host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind
         self.endpoint: str = f"{host}:{port}"
+        self.metrics: str = f"http://{host}:{serve_metrics(self.engine, bind)}/metrics"
         self.runtime = StatefulRuntime(directory=self._directory, config=config, io=self._io, engine=self.engine)
         set_invoker(self.runtime)
         if not get_ray(self._directory.host_ready.remote(group, shard, self.endpoint, node_id, epoch)):
@@ -95,6 +97,7 @@ class ShardHost:
             "live": self.engine.live_identities,
             "types": self.engine.type_names,
             "rss_bytes": rss_bytes(),
+            "metrics": self.metrics,
         }
 
     def fence(self) -> None:

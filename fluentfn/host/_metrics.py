@@ -1,0 +1,100 @@
+"""Prometheus metrics of a host: a collector over the engine's counters (no cost per call
+beyond the per-method tallies the engine keeps anyway), served over HTTP."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+@dataclass
+class MethodStats:
+    """Calls, errors and a latency histogram of one (type, method)."""
+
+    calls: int = 0
+    errors: int = 0
+    total_s: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+
+    def observe(self, seconds: float, failed: bool) -> None:
+        self.calls += 1
+        self.errors += failed
+        self.total_s += seconds
+        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+
+
+class MethodTally:
+    """Per-method stats of one host, safe to update from worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.stats: dict[tuple[str, str], MethodStats] = {}
+
+    def observe(self, type_name: str, method: str, seconds: float, failed: bool) -> None:
+        with self._lock:
+            entry = self.stats.get((type_name, method))
+            if entry is None:
+                entry = self.stats[(type_name, method)] = MethodStats()
+            entry.observe(seconds, failed)
+
+    def snapshot(self) -> dict[tuple[str, str], MethodStats]:
+        with self._lock:
+            return {k: MethodStats(v.calls, v.errors, v.total_s, list(v.buckets)) for k, v in self.stats.items()}
+
+
+class HostCollector:
+    """Exposes a host engine's figures as Prometheus metric families."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        e = self._engine
+        labels = ["group", "shard"]
+        where = [e.group, str(e.shard)]
+        live = GaugeMetricFamily("fluentfn_live_identities", "Identities active in this host", labels=labels)
+        live.add_metric(where, e.live_identities)
+        yield live
+        for name in ("activations", "passivations", "direct_messages", "local_calls"):
+            family = CounterMetricFamily(f"fluentfn_{name}", f"{name.replace('_', ' ')} in this host", labels=labels)
+            family.add_metric(where, e.counters[name])
+            yield family
+        ops = CounterMetricFamily("fluentfn_store_operations", "State store operations", labels=[*labels, "op"])
+        nbytes = CounterMetricFamily("fluentfn_store_bytes", "State store bytes moved", labels=[*labels, "op"])
+        ops.add_metric([*where, "read"], e.counters["storage_reads"])
+        ops.add_metric([*where, "write"], e.counters["storage_writes"])
+        nbytes.add_metric([*where, "read"], e.counters["storage_bytes_read"])
+        nbytes.add_metric([*where, "write"], e.counters["storage_bytes_written"])
+        yield ops
+        yield nbytes
+        calls = CounterMetricFamily("fluentfn_calls", "Method calls run", labels=["type", "method"])
+        errors = CounterMetricFamily("fluentfn_call_errors", "Method calls that raised", labels=["type", "method"])
+        latency = HistogramMetricFamily("fluentfn_call_seconds", "Method run time", labels=["type", "method"])
+        for (type_name, method), s in sorted(e.methods.snapshot().items()):
+            calls.add_metric([type_name, method], s.calls)
+            errors.add_metric([type_name, method], s.errors)
+            cumulative, running = [], 0
+            for bound, count in zip([*map(str, BUCKETS), "+Inf"], s.buckets, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            latency.add_metric([type_name, method], cumulative, s.total_s)
+        yield calls
+        yield errors
+        yield latency
+
+
+def serve_metrics(engine: Any, bind: str) -> int:
+    """Serve ``engine``'s metrics on ``bind`` (an ephemeral port); returns the port."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(HostCollector(engine))
+    server, _ = start_http_server(0, addr=bind, registry=registry)
+    return int(server.server_port)
