@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def cli(
+    name: str,
+    doc: str | None,
+    run: Callable[[bool], tuple[list[dict[str, Any]], list[str]]],
+    metric: str,
+    argv: list[str] | None,
+) -> int:
+    """The command line every benchmark shares: ``[--quick] [--out DIR]``."""
+    parser = argparse.ArgumentParser(prog=f"fluentfn bench {name}", description=doc)
+    parser.add_argument("--quick", action="store_true", help="a shorter run (a few minutes on 2 cores)")
+    parser.add_argument("--out", default="bench-out", help="where NAME.json, NAME.md and NAME.png go")
+    args = parser.parse_args(argv)
+    rows, notes = run(args.quick)
+    write(name, rows, Path(args.out), notes, metric)
+    return 0
 
 
 def summarize(system: str, samples_us: list[float], **extra: Any) -> dict[str, Any]:

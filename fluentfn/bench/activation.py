@@ -9,9 +9,7 @@ resident memory per actor (a worker process each).
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import fluentfn as ff
@@ -107,10 +105,4 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fluentfn bench activation", description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="bench-out")
-    args = parser.parse_args(argv)
-    rows, notes = run(args.quick)
-    _report.write("activation", rows, Path(args.out), notes, metric="activations_per_s")
-    return 0
+    return _report.cli("activation", __doc__, run, "activations_per_s", argv)

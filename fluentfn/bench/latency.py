@@ -11,10 +11,8 @@ store) vs FaaS with the paper's storage profile. Systems, all measured in this r
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
-from pathlib import Path
 from typing import Any
 
 import fluentfn as ff
@@ -161,10 +159,4 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fluentfn bench latency", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--out", default="bench-out", help="output directory")
-    args = parser.parse_args(argv)
-    rows, notes = run(args.quick)
-    _report.write("latency", rows, Path(args.out), notes)
-    return 0
+    return _report.cli("latency", __doc__, run, "p50_us", argv)

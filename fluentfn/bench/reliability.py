@@ -11,7 +11,6 @@ The functions run on the current cluster; the test suite runs CI-sized versions.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import random
@@ -19,7 +18,6 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -262,10 +260,4 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fluentfn bench reliability", description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="bench-out")
-    args = parser.parse_args(argv)
-    rows, notes = run(args.quick)
-    _report.write("reliability", rows, Path(args.out), notes, metric="kills")
-    return 0
+    return _report.cli("reliability", __doc__, run, "kills", argv)

@@ -9,10 +9,8 @@ identities on all hosts), ``ray-pipelined`` (``ray.get([a.echo.remote(x) ...])``
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import fluentfn as ff
@@ -111,10 +109,4 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fluentfn bench throughput", description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="bench-out")
-    args = parser.parse_args(argv)
-    rows, notes = run(args.quick)
-    _report.write("throughput", rows, Path(args.out), notes, metric="ops_per_s")
-    return 0
+    return _report.cli("throughput", __doc__, run, "ops_per_s", argv)
