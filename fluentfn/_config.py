@@ -37,6 +37,9 @@ MAILBOX_LIMIT = _int_env("FLUENTFN_MAILBOX_LIMIT", 10_000)
 HOST_INFLIGHT_LIMIT = _int_env("FLUENTFN_HOST_INFLIGHT_LIMIT", 100_000)
 """Calls admitted or queued per host beyond which callers get Overloaded."""
 
+HOST_MAX_LIVE = _int_env("FLUENTFN_HOST_MAX_LIVE", 2_000_000)
+"""Live identities per host beyond which the least recently used idle ones are passivated."""
+
 SYNC_WORKERS = _int_env("FLUENTFN_SYNC_WORKERS", 64)
 """Threads per host that run synchronous methods (a blocked nested call holds one)."""
 

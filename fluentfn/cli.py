@@ -60,8 +60,15 @@ def serve(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"gateway": cluster.gateway, "token": cluster.token, "namespace": namespace, "pid": os.getpid()}, fh)
+        import ray
+
+        info = {"gateway": cluster.gateway, "token": cluster.token, "namespace": namespace, "pid": os.getpid()}
+        info["ray_address"] = ray.get_runtime_context().gcs_address
+        json.dump(info, fh)
     typer.echo(f"fluentfn serving {app_module} on {cluster.gateway} (token in {path}); Ctrl-C stops")
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
             time.sleep(3600)
@@ -135,35 +142,31 @@ def _json_default(obj: Any) -> Any:
 
 @app.command()
 def status(namespace: Annotated[str, typer.Option()] = "default") -> None:
-    """Hosts, shards, live identities and counters of the running cluster."""
-    import ray
+    """Hosts, shards, live identities and counters of the running `fluentfn serve`."""
     from rich.console import Console
     from rich.table import Table
 
     import fluentfn as ff
-    from fluentfn.testing import hosts
 
-    _connection(namespace)
-    with ff.init(address="auto", namespace=namespace) as cluster:
-        table = Table(title="fluentfn hosts")
-        for col in ("group", "shard", "endpoint", "node", "pid", "epoch", "live", "gpus", "types"):
-            table.add_column(col)
-        for h in sorted(hosts(cluster), key=lambda h: (h["group"], h["shard"])):
-            table.add_row(
-                h["group"],
-                str(h["shard"]),
-                h["endpoint"],
-                h["node_id"][:8],
-                str(h["pid"]),
-                str(h["epoch"]),
-                str(h["live"]),
-                ",".join(map(str, h["gpu_ids"])) or "-",
-                ",".join(h["types"]),
-            )
-        console = Console()
-        console.print(table)
-        console.print({k: v for k, v in ff.stats().items() if v})
-        console.print(f"nodes: {len([n for n in ray.nodes() if n['Alive']])}")  # type: ignore[no-untyped-call]
+    conn = _connection(namespace)
+    try:
+        with ff.Client(conn["gateway"], token=conn["token"]) as client:
+            reply = client.status()
+    except ff.FluentError as exc:
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    table = Table(title=f"fluentfn hosts ({conn['gateway']})")
+    for col in ("group", "shard", "endpoint", "node", "pid", "epoch", "live", "gpus", "types", "metrics"):
+        table.add_column(col)
+    for h in sorted(reply.hosts, key=lambda h: (h.group, h.shard)):
+        table.add_row(
+            h.group, str(h.shard), h.endpoint, h.node_id[:8], str(h.pid), str(h.epoch), str(h.live_identities),
+            ",".join(map(str, h.gpu_ids)) or "-", ",".join(h.type_names), h.metrics_url,
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(f"types: {', '.join(reply.type_names)}; live identities: {reply.live_identities}")
+    console.print({k: v for k, v in sorted(reply.counters.items()) if v})
 
 
 def main() -> None:

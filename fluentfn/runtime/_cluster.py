@@ -24,7 +24,7 @@ from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ..wire._gen import actorhost_pb2 as pb
 from ._faas import FaasRuntime
-from ._raycall import get_ray
+from ._raycall import await_ray, get_ray
 from ._stateful import StatefulRuntime, registration
 
 Runtime = StatefulRuntime | FaasRuntime
@@ -51,8 +51,9 @@ def quiet_logs() -> None:
 class _Gateway:
     """Dispatcher of the driver's gRPC endpoint: forwards each call to its host."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, directory: Any) -> None:
         self._runtime = runtime
+        self._directory = directory
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
@@ -67,8 +68,28 @@ class _Gateway:
     async def accept(self, call: pb.Call) -> None:
         await self._runtime.check_call(call)
 
-    def status(self) -> pb.StatusReply:
-        return pb.StatusReply(host_id="gateway", group="", shard=0)
+    async def status(self) -> pb.StatusReply:
+        """Cluster-wide: every host, and counters summed over them."""
+        directory = self._directory
+        entries = await await_ray(directory.hosts.remote())
+        infos = await asyncio.gather(*(await_ray(h.info.remote()) for _, _, h in entries), return_exceptions=True)
+        totals = await await_ray(directory.stats.remote())
+        hosts = [
+            pb.HostInfo(
+                group=i["group"], shard=i["shard"], endpoint=i["endpoint"], node_id=i["node_id"],
+                live_identities=i["live"], epoch=i["epoch"], gpu_ids=i["gpu_ids"], type_names=i["types"],
+                metrics_url=i["metrics"], pid=i["pid"],
+            )
+            for i in infos
+            if isinstance(i, dict)
+        ]  # fmt: skip
+        return pb.StatusReply(
+            host_id="gateway",
+            type_names=await await_ray(directory.type_names.remote()),
+            live_identities=sum(h.live_identities for h in hosts),
+            counters=totals,
+            hosts=hosts,
+        )
 
 
 class Cluster:
@@ -254,7 +275,7 @@ def init(
     else:
         runtime = StatefulRuntime(directory=directory, config=config, io=io)
     cluster_tls = TlsConfig(**config["tls"]) if config.get("tls") else None
-    server, port = io.run(start_server(_Gateway(runtime), config["token"], config["bind"], cluster_tls))
+    server, port = io.run(start_server(_Gateway(runtime, directory), config["token"], config["bind"], cluster_tls))
     host = "127.0.0.1" if config["bind"] in ("0.0.0.0", "::", "") else config["bind"]
     cluster = Cluster(
         runtime=runtime,

@@ -12,6 +12,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import _config
 from .._actordef import ActorDef
 from .._ioloop import IoLoop, io_loop
 from .._ref import set_invoker
@@ -70,6 +71,7 @@ class ShardHost:
             node_id=node_id,
             gpu_ids=tuple(int(g) for g in ray.get_gpu_ids()),
             store=store,
+            max_live=_config.HOST_MAX_LIVE,
         )
         epoch = self.engine.persistence.claim()
         tls = TlsConfig(**config["tls"]) if config.get("tls") else None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import grpc
@@ -35,7 +36,7 @@ class Dispatcher(Protocol):
     async def accept(self, call: pb.Call) -> None:
         """Raise (NotFound, InvalidRequest, ...) if a one-way call cannot be taken."""
 
-    def status(self) -> pb.StatusReply: ...
+    def status(self) -> pb.StatusReply | Awaitable[pb.StatusReply]: ...
 
 
 def channel_options() -> list[tuple[str, Any]]:
@@ -128,7 +129,10 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
     async def Status(
         self, request: pb.StatusRequest, context: aio.ServicerContext[pb.StatusRequest, pb.StatusReply]
     ) -> pb.StatusReply:
-        return self._d.status()
+        reply = self._d.status()
+        if inspect.isawaitable(reply):
+            reply = await reply
+        return reply
 
 
 async def start_server(

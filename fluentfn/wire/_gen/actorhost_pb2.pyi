@@ -223,6 +223,56 @@ class StatusRequest(_message.Message):
 Global___StatusRequest: _TypeAlias = StatusRequest  # noqa: Y015
 
 @_typing.final
+class HostInfo(_message.Message):
+    """One host, as the gateway's Status reports it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    SHARD_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LIVE_IDENTITIES_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    GPU_IDS_FIELD_NUMBER: _builtins.int
+    TYPE_NAMES_FIELD_NUMBER: _builtins.int
+    METRICS_URL_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    shard: _builtins.int
+    endpoint: _builtins.str
+    node_id: _builtins.str
+    live_identities: _builtins.int
+    epoch: _builtins.int
+    metrics_url: _builtins.str
+    pid: _builtins.int
+    @_builtins.property
+    def gpu_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def type_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        shard: _builtins.int = ...,
+        endpoint: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        live_identities: _builtins.int = ...,
+        epoch: _builtins.int = ...,
+        gpu_ids: _abc.Iterable[_builtins.int] | None = ...,
+        type_names: _abc.Iterable[_builtins.str] | None = ...,
+        metrics_url: _builtins.str = ...,
+        pid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "epoch", b"epoch", "gpu_ids", b"gpu_ids", "group", b"group", "live_identities", b"live_identities", "metrics_url", b"metrics_url", "node_id", b"node_id", "pid", b"pid", "shard", b"shard", "type_names", b"type_names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HostInfo: _TypeAlias = HostInfo  # noqa: Y015
+
+@_typing.final
 class StatusReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -254,6 +304,7 @@ class StatusReply(_message.Message):
     GROUP_FIELD_NUMBER: _builtins.int
     SHARD_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
     host_id: _builtins.str
     node_id: _builtins.str
     live_identities: _builtins.int
@@ -266,6 +317,10 @@ class StatusReply(_message.Message):
     def counters(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Counter name -> value (calls, activations, ...)."""
 
+    @_builtins.property
+    def hosts(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostInfo]:
+        """From a gateway: every host of the cluster (counters are then cluster-wide)."""
+
     def __init__(
         self,
         *,
@@ -277,10 +332,11 @@ class StatusReply(_message.Message):
         group: _builtins.str = ...,
         shard: _builtins.int = ...,
         epoch: _builtins.int = ...,
+        hosts: _abc.Iterable[Global___HostInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "epoch", b"epoch", "group", b"group", "host_id", b"host_id", "live_identities", b"live_identities", "node_id", b"node_id", "shard", b"shard", "type_names", b"type_names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "epoch", b"epoch", "group", b"group", "host_id", b"host_id", "hosts", b"hosts", "live_identities", b"live_identities", "node_id", b"node_id", "shard", b"shard", "type_names", b"type_names"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

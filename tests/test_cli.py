@@ -1,0 +1,61 @@
+"""The `fluentfn` command: serve in the background, then call and status against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fluentfn(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fluentfn.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def test_serve_call_status(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["FLUENTFN_HOME"] = str(tmp_path)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "fluentfn.cli", "serve", "examples/bank.py", "--namespace", "clitest"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    conn = tmp_path / "clitest" / "serve.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not conn.exists():
+            assert serve.poll() is None, serve.stderr.read() if serve.stderr else ""
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        assert oct(conn.stat().st_mode & 0o777) == "0o600"  # the token is for this user only
+        assert "token" in json.loads(conn.read_text())
+        ok = _fluentfn("call", "BankAccount/alice", "open", "125", "--namespace", "clitest", env=env)
+        assert ok.returncode == 0, ok.stderr
+        assert json.loads(ok.stdout) == 125
+        stmt = _fluentfn("call", "BankAccount/alice", "statement", "--namespace", "clitest", env=env)
+        assert json.loads(stmt.stdout)["balance"] == 125
+        assert _fluentfn("call", "BankAccount/alice", "nope", "--namespace", "clitest", env=env).returncode == 3
+        assert _fluentfn("call", "BankAccount/alice", "open", "{bad", "--namespace", "clitest", env=env).returncode == 2
+        assert _fluentfn("call", "BankAccount/alice", "apply", "1", "--namespace", "clitest", env=env).returncode == 2
+        assert _fluentfn("call", "BankAccount/alice", "open", '"x"', "--namespace", "clitest", env=env).returncode == 0
+        status = _fluentfn("status", "--namespace", "clitest", env=env)
+        assert status.returncode == 0 and "BankAccount" in status.stdout, status.stderr[-2000:]
+        assert _fluentfn("--help", env=env).returncode == 0
+    finally:
+        serve.terminate()
+        serve.wait(60)
+    assert not conn.exists()
