@@ -278,7 +278,7 @@ class StatefulRuntime:
                 continue
             if reply is not None and reply.HasField("error") and reply.error.code in (_REDIRECT, _UNAVAILABLE):
                 last = pb_to_error(reply.error)
-                await self._forget(info.group, shard, target, report=reply.error.code == _UNAVAILABLE)
+                await self._forget(info.group, shard, target, report=True)  # a fenced host: wait for its successor
                 continue
             return reply
         raise last
