@@ -34,6 +34,7 @@ class Context:
     chain_id: str = ""
     deadline: float = 0.0
     request_id: str = ""
+    replay: bool = False  # this turn may have run before: its calls may have too
     _calls: itertools.count[int] = field(default_factory=itertools.count, init=False, repr=False, compare=False)
     _scheduler: Scheduler | None = field(default=None, repr=False, compare=False)
 

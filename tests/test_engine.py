@@ -86,13 +86,14 @@ def engine(io: IoLoop, store: Store | None, *defs: ActorDef, max_live: int | Non
     return eng
 
 
-def call(io: IoLoop, eng: HostEngine, key: str, method: str, *args: Any, rid: str = "") -> Any:
+def call(io: IoLoop, eng: HostEngine, key: str, method: str, *args: Any, rid: str = "", attempt: int = 0) -> Any:
     c = pb.Call(
         type_name="Acc",
         key=key,
         method=method,
         args=codec.encode_args(args, {}),
         request_id=rid or f"r{id(args)}{method}{key}{threading.get_ident()}{args}",
+        attempt=attempt,
     )
     reply = io.run(eng.dispatch(c))
     assert reply is not None
@@ -116,9 +117,13 @@ def test_retry_with_same_request_id_runs_once(io: IoLoop, store: Store) -> None:
     e1 = engine(io, store, d)
     assert call(io, e1, "a", "add", 5, rid="same") == 5
     assert call(io, e1, "a", "add", 5, rid="same") == 5
-    e2 = engine(io, store, d)  # the retry lands on a restarted host: still deduplicated
-    assert call(io, e2, "a", "add", 5, rid="same") == 5
+    e2 = engine(io, store, d)  # the retry lands on a restarted host: found in the store's records
+    assert call(io, e2, "a", "add", 5, rid="same", attempt=1) == 5
     assert call(io, e2, "a", "read") == 5
+    for i in range(200):  # far more calls than the in-memory window holds
+        call(io, e2, "a", "add", 1, rid=f"later-{i}")
+    assert call(io, e2, "a", "add", 5, rid="same", attempt=3) == 5  # a late retry still runs once
+    assert call(io, e2, "a", "read") == 205
 
 
 def test_unchanged_state_is_not_rewritten(io: IoLoop, store: Store) -> None:

@@ -12,9 +12,11 @@ The functions run on the current cluster; the test suite runs CI-sized versions.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import signal
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -243,8 +245,10 @@ def overload(callers: int = 1_000, nap_s: float = 0.005, timeout_s: float = 2.0)
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    with ff.init() as cluster:
-        c = chaos(cluster, transfers=400 if quick else 10_000, clients=4, accounts=8)
+    with tempfile.TemporaryDirectory(prefix="fluentfn-reliability-") as home, contextlib.ExitStack() as stack:
+        os.environ["FLUENTFN_HOME"] = home  # a fresh store: the audit covers this run only
+        cluster = stack.enter_context(ff.init(num_cpus=2))
+        c = chaos(cluster, transfers=1_000 if quick else 10_000, clients=4, accounts=8, kill_every_s=2.0)
         rows.append({"system": "chaos (sqlite)", **{k: v for k, v in c.items()}})
         f = fuzz(cluster, 2_000 if quick else 10_000)
         rows.append({"system": "fuzz", "cases": f["cases"], **f["statuses"], "state_unchanged": f["state_unchanged"]})

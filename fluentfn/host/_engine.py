@@ -526,6 +526,7 @@ class HostEngine:
             chain_id=call.chain_id or call.request_id,
             deadline=call.deadline,
             request_id=call.request_id,
+            replay=call.attempt > 0,
             _scheduler=self._reminders,
         )
 
@@ -565,7 +566,7 @@ class HostEngine:
             self._ensure_instance(definition, act)
         except _UserError as failure:
             return pb.Reply(error=error_to_pb(failure.exc, f"{act.address} activation", user=True))
-        recorded = self.persistence.recorded(act, call.request_id)
+        recorded = self.persistence.recorded(act, call.request_id, replay=call.attempt > 0)
         if recorded is not None:
             return pb.Reply.FromString(recorded)
         self.counters["calls"] += 1
@@ -724,6 +725,7 @@ class HostEngine:
                 self.loop.create_task(self._every(self._reap_period, self.reap_once)),
                 self.loop.create_task(self._every(lambda: 1.0, self.flush_dirty)),
                 self.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
+                self.loop.create_task(self._every(lambda: 60.0, self._prune_replies)),
                 self.loop.create_task(self._reminder_loop()),
             ]
 
@@ -759,6 +761,10 @@ class HostEngine:
             finally:
                 self._release(act, turn)
         return len(dirty)
+
+    async def _prune_replies(self) -> None:
+        if self.persistence.store is not None and not self.persistence.fenced:
+            await self.loop.run_in_executor(self._executor, self.persistence.prune)
 
     async def _check_owner(self) -> None:
         if self.persistence.store is None or self.persistence.fenced:
@@ -801,8 +807,14 @@ class HostEngine:
     async def _fire(self, address: str, rid: str, method: str, args: bytes) -> None:
         type_name, key = address.split("/", 1)
         request_id = f"rem:{rid}"
-        call = pb.Call(
-            type_name=type_name, key=key, method=method, args=args, request_id=request_id, chain_id=request_id
+        call = pb.Call(  # attempt=1: a reminder may have fired before a crash
+            type_name=type_name,
+            key=key,
+            method=method,
+            args=args,
+            request_id=request_id,
+            chain_id=request_id,
+            attempt=1,
         )
         try:
             reply = await self.dispatch(call, local=True)

@@ -6,13 +6,17 @@ A retry carrying a recorded request id gets the recorded reply. ``interval``: ch
 identities are written by a periodic flush, on passivation and on shutdown. ``never``:
 memory only.
 
-The replies window keeps the last ``REPLY_WINDOW`` state-changing calls per identity;
-a retry arriving later than that re-runs the call.
+Replies of state-changing calls are kept in the store for ``REPLY_TTL_S`` (an hour by
+default; hosts prune older ones). A request marked as a possible repeat (``attempt > 0``:
+a caller's retry, or a call made by a turn that is itself a repeat) is looked up there
+when the in-memory window of the last ``REPLY_WINDOW`` replies does not have it; first
+attempts cost no lookup. A retry later than the TTL runs again.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -21,7 +25,7 @@ import msgpack
 from .._actordef import ActorDef, public_state
 from ..errors import Redirect
 from ..state._codec import decode_state, encode_state
-from ..state._store import StaleEpoch, Store
+from ..state._store import REPLY_TTL_S, StaleEpoch, Store
 from ._activations import Activation
 
 REPLY_WINDOW = 64
@@ -90,7 +94,7 @@ class Persistence:
         act.replies[request_id] = reply
         while len(act.replies) > REPLY_WINDOW:
             act.replies.popitem(last=False)
-        self._write(act, snapshot)
+        self._write(act, snapshot, (request_id, reply))
 
     def flush(self, definition: ActorDef, act: Activation) -> None:
         """Write a changed identity now (interval mode, passivation, shutdown)."""
@@ -102,9 +106,9 @@ class Persistence:
             if snapshot != act.snapshot:
                 self._write(act, snapshot)
 
-    def _write(self, act: Activation, snapshot: bytes) -> None:
+    def _write(self, act: Activation, snapshot: bytes, reply: tuple[str, bytes] | None = None) -> None:
         assert self.store is not None
-        replies = msgpack.packb(list(act.replies.items())) if act.replies else b""
+        replies = b""  # replies live in the store's reply records, not in the state row
         try:
             act.version = self.store.save(
                 act.address,
@@ -112,14 +116,23 @@ class Persistence:
                 state=snapshot,
                 replies=replies,
                 fence=(self.group, self.shard, self.epoch),
+                reply=reply,
             )
         except StaleEpoch as exc:
             self.fenced = True
             raise Redirect(f"{act.address}: {exc}") from None
         act.snapshot = snapshot
         self._counters["storage_writes"] += 1
-        self._counters["storage_bytes_written"] += len(snapshot) + len(replies)
+        self._counters["storage_bytes_written"] += len(snapshot) + (len(reply[1]) if reply else 0)
 
-    def recorded(self, act: Activation, request_id: str) -> bytes | None:
+    def recorded(self, act: Activation, request_id: str, *, replay: bool = False) -> bytes | None:
         """The reply recorded for ``request_id`` (a retry of a call that already ran)."""
-        return act.replies.get(request_id) if act.replies else None
+        found = act.replies.get(request_id) if act.replies else None
+        if found is None and replay and self.store is not None:
+            found = self.store.get_reply(act.address, request_id)
+            self._counters["storage_reads"] += 1
+        return found
+
+    def prune(self) -> int:
+        """Forget reply records older than the TTL."""
+        return self.store.prune_replies(time.time() - REPLY_TTL_S) if self.store is not None else 0

@@ -192,6 +192,7 @@ class StatefulRuntime:
             deadline=deadline,
             call_chain=ctx.chain if ctx is not None else (),
             chain_id=ctx.chain_id if ctx is not None and ctx.chain_id else request_id,
+            attempt=1 if ctx is not None and ctx.replay else 0,
         )
 
     @staticmethod
@@ -238,6 +239,7 @@ class StatefulRuntime:
                 return
             if slot is not None and self._targets.get(slot) is target:
                 del self._targets[slot]
+            call.attempt = max(call.attempt, 1)  # it may have run: the host checks its records
             spawn(self._send_then(call, done), self._tasks)  # re-resolves and retries
 
         stream.send(call, on_reply)
@@ -264,6 +266,8 @@ class StatefulRuntime:
         shard = shard_for(call.key, info.shards)
         last: FluentError = Unavailable(f"no host for {call.type_name}/{call.key}")
         for attempt in range(_config.RETRY_ATTEMPTS):
+            if attempt:
+                call.attempt = max(call.attempt, attempt)  # it may have run: the host checks its records
             target = self._targets.get((info.group, shard)) or await self._resolve(info.group, shard)
             try:
                 if target.local:

@@ -44,10 +44,25 @@ class MeteredStore:
         return record
 
     def save(
-        self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None
+        self,
+        address: str,
+        *,
+        expected: int,
+        state: bytes,
+        replies: bytes,
+        fence: tuple[str, int, int] | None,
+        reply: tuple[str, bytes] | None = None,
     ) -> int:
-        self._wrote(len(state) + len(replies))
-        return self.inner.save(address, expected=expected, state=state, replies=replies, fence=fence)
+        self._wrote(len(state) + len(replies) + (len(reply[1]) if reply else 0))
+        return self.inner.save(address, expected=expected, state=state, replies=replies, fence=fence, reply=reply)
+
+    def get_reply(self, address: str, request_id: str) -> bytes | None:
+        value = self.inner.get_reply(address, request_id)
+        self._read(len(value or b""))
+        return value
+
+    def prune_replies(self, older_than: float) -> int:
+        return self.inner.prune_replies(older_than)
 
     def put(self, key: str, value: bytes) -> None:
         self._wrote(len(value))

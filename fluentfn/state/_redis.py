@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Unavailable
-from ._store import Record, Reminder, StaleEpoch, VersionConflict
+from ._store import REPLY_TTL_S, Record, Reminder, StaleEpoch, VersionConflict
 
 _SAVE = """
 if KEYS[2] ~= '' then
@@ -19,6 +19,7 @@ end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[2]) then return {-2, v} end
 redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[3], 'r', ARGV[4])
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
 return {v + 1, 0}
 """
 
@@ -57,19 +58,34 @@ class RedisStore:
         return Record(int(row[0]), row[1] or b"", row[2] or b"")
 
     def save(
-        self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None
+        self,
+        address: str,
+        *,
+        expected: int,
+        state: bytes,
+        replies: bytes,
+        fence: tuple[str, int, int] | None,
+        reply: tuple[str, bytes] | None = None,
     ) -> int:
         epoch_key = self._k("epoch", fence[0], fence[1]) if fence else ""
         epoch = fence[2] if fence else 0
-        result = self._call(
-            self._save, keys=[self._k("state", address), epoch_key], args=[epoch, expected, state, replies]
-        )
+        reply_key = self._k("reply", address, reply[0]) if reply else ""
+        keys = [self._k("state", address), epoch_key, reply_key]
+        args = [epoch, expected, state, replies, reply[1] if reply else b"", int(REPLY_TTL_S)]
+        result = self._call(self._save, keys=keys, args=args)
         status, detail = int(result[0]), int(result[1])
         if status == -1:
             raise StaleEpoch(f"shard moved to epoch {detail} (writer has {epoch})")
         if status == -2:
             raise VersionConflict(f"{address} is at version {detail}, not {expected}")
         return status
+
+    def get_reply(self, address: str, request_id: str) -> bytes | None:
+        value = self._call(self._r.get, self._k("reply", address, request_id))
+        return None if value is None else bytes(value)
+
+    def prune_replies(self, older_than: float) -> int:
+        return 0  # replies carry a Redis TTL
 
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
         member = f"{reminder.address}\x00{reminder.rid}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from ._store import Record, Reminder, StaleEpoch, VersionConflict
@@ -22,6 +23,9 @@ CREATE TABLE IF NOT EXISTS reminders (address TEXT NOT NULL, rid TEXT NOT NULL, 
                                       PRIMARY KEY (address, rid));
 CREATE INDEX IF NOT EXISTS reminders_due ON reminders (grp, shard, due);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS replies (address TEXT NOT NULL, rid TEXT NOT NULL, reply BLOB, ts REAL NOT NULL,
+                                    PRIMARY KEY (address, rid));
+CREATE INDEX IF NOT EXISTS replies_ts ON replies (ts);
 """
 
 
@@ -71,7 +75,14 @@ class SqliteStore:
         return Record(int(row[0]), bytes(row[1] or b""), bytes(row[2] or b""))
 
     def save(
-        self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None
+        self,
+        address: str,
+        *,
+        expected: int,
+        state: bytes,
+        replies: bytes,
+        fence: tuple[str, int, int] | None,
+        reply: tuple[str, bytes] | None = None,
     ) -> int:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -89,11 +100,27 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO state (address, version, state, replies) VALUES (?, ?, ?, ?)",
                 (address, current + 1, state, replies),
             )
+            if reply is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (?, ?, ?, ?)",
+                    (address, reply[0], reply[1], time.time()),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return current + 1
+
+    def get_reply(self, address: str, request_id: str) -> bytes | None:
+        row = (
+            self._conn()
+            .execute("SELECT reply FROM replies WHERE address=? AND rid=?", (address, request_id))
+            .fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
+    def prune_replies(self, older_than: float) -> int:
+        return int(self._conn().execute("DELETE FROM replies WHERE ts < ?", (older_than,)).rowcount)
 
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
         self._conn().execute(

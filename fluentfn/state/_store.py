@@ -7,12 +7,16 @@ shard has moved can no longer write).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .. import _config
 from ..errors import FluentError
+
+REPLY_TTL_S = float(os.environ.get("FLUENTFN_REPLY_TTL_S", "3600"))
+"""How long a state-changing call's reply is kept for retries (an hour by default)."""
 
 
 class StaleEpoch(FluentError):
@@ -54,12 +58,28 @@ class Store(Protocol):
     def load(self, address: str) -> Record | None: ...
 
     def save(
-        self, address: str, *, expected: int, state: bytes, replies: bytes, fence: tuple[str, int, int] | None
+        self,
+        address: str,
+        *,
+        expected: int,
+        state: bytes,
+        replies: bytes,
+        fence: tuple[str, int, int] | None,
+        reply: tuple[str, bytes] | None = None,
     ) -> int:
         """Write if the version is ``expected`` and ``fence`` (group, shard, epoch) is current.
 
-        Returns the new version; raises VersionConflict or StaleEpoch.
+        ``reply`` (request id, reply) is recorded in the same atomic write and kept for
+        ``REPLY_TTL_S``. Returns the new version; raises VersionConflict or StaleEpoch.
         """
+        ...
+
+    def get_reply(self, address: str, request_id: str) -> bytes | None:
+        """The reply recorded for a request to ``address`` (a retry's answer), if any."""
+        ...
+
+    def prune_replies(self, older_than: float) -> int:
+        """Forget replies recorded before ``older_than`` (epoch seconds); returns how many."""
         ...
 
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None: ...

@@ -39,6 +39,7 @@ class Call(_message.Message):
     CHAIN_ID_FIELD_NUMBER: _builtins.int
     SEQ_FIELD_NUMBER: _builtins.int
     ONE_WAY_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     type_name: _builtins.str
     key: _builtins.str
     method: _builtins.str
@@ -54,6 +55,10 @@ class Call(_message.Message):
     """Correlates a Reply with its Call on a stream; ignored by unary RPCs."""
     one_way: _builtins.bool
     """No reply is wanted (a `tell`)."""
+    attempt: _builtins.int
+    """0 on a first try; >0 when this request may have run before (a retry, or a call made
+    by a turn that is itself a retry): the host then looks for a recorded reply.
+    """
     @_builtins.property
     def call_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Addresses ("Type/key") of the identities whose turns are waiting on this call."""
@@ -71,10 +76,11 @@ class Call(_message.Message):
         chain_id: _builtins.str = ...,
         seq: _builtins.int = ...,
         one_way: _builtins.bool = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "call_chain", b"call_chain", "chain_id", b"chain_id", "deadline", b"deadline", "key", b"key", "method", b"method", "one_way", b"one_way", "request_id", b"request_id", "seq", b"seq", "type_name", b"type_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "call_chain", b"call_chain", "chain_id", b"chain_id", "deadline", b"deadline", "key", b"key", "method", b"method", "one_way", b"one_way", "request_id", b"request_id", "seq", b"seq", "type_name", b"type_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
