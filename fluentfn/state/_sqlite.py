@@ -25,7 +25,7 @@ CREATE INDEX IF NOT EXISTS reminders_due ON reminders (grp, shard, due);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB);
 CREATE TABLE IF NOT EXISTS replies (address TEXT NOT NULL, rid TEXT NOT NULL, reply BLOB, ts REAL NOT NULL,
                                     PRIMARY KEY (address, rid));
-CREATE INDEX IF NOT EXISTS replies_ts ON replies (ts);
+
 """
 
 
@@ -92,14 +92,22 @@ class SqliteStore:
                 row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
                 if row is not None and row[0] > epoch:
                     raise StaleEpoch(f"shard {group}/{shard} moved to epoch {row[0]} (writer has {epoch})")
-            row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
-            current = int(row[0]) if row else 0
-            if current != expected:
-                raise VersionConflict(f"{address} is at version {current}, not {expected}")
-            conn.execute(
-                "INSERT OR REPLACE INTO state (address, version, state, replies) VALUES (?, ?, ?, ?)",
-                (address, current + 1, state, replies),
-            )
+            if expected:
+                cur = conn.execute(
+                    "UPDATE state SET version=?, state=?, replies=? WHERE address=? AND version=?",
+                    (expected + 1, state, replies, address, expected),
+                )
+                written = cur.rowcount == 1
+            else:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO state (address, version, state, replies) VALUES (?, 1, ?, ?)",
+                    (address, state, replies),
+                )
+                written = cur.rowcount == 1
+            if not written:
+                row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
+                raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
+            current = expected
             if reply is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (?, ?, ?, ?)",
