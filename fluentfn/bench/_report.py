@@ -54,6 +54,33 @@ def write(name: str, rows: list[dict[str, Any]], out_dir: Path, notes: list[str]
     _print(name, rows, columns, notes)
 
 
+def plot_pairs(path: Path, title: str, cases: list[tuple[str, float, float]], unit: str) -> None:
+    """Grouped bars, stateful vs FaaS per case (log scale), each labelled with its ratio."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = range(len(cases))
+    stateful = [c[1] for c in cases]
+    faas = [c[2] for c in cases]
+    ax.bar([x - 0.2 for x in xs], stateful, width=0.4, label="stateful (fluentfn)", color="#4c72b0")
+    ax.bar([x + 0.2 for x in xs], faas, width=0.4, label="FaaS baseline (same code)", color="#dd8452")
+    for x, (_, s, f) in zip(xs, cases, strict=True):
+        ax.annotate(f"{f / s:.0f}x", (x + 0.2, f), ha="center", va="bottom", fontsize=10)
+    ax.set_xticks(list(xs), [c[0] for c in cases])
+    ax.set_yscale("log")
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _plot(name: str, rows: list[dict[str, Any]], path: Path, metric: str) -> None:
     try:
         import matplotlib

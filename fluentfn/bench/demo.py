@@ -62,4 +62,9 @@ def run(out: Path, quick: bool = True) -> list[dict[str, Any]]:
     ]
     notes = [f"plot: {out / 'demo.png'}", "columns *_us are microseconds except the last two rows (accuracy, bytes)"]
     _report.write("demo", rows, out, notes, metric="faas/stateful")
+    cases = [
+        ("1 KB message\nround trip", s["msg"]["p50_us"], f["msg"]["p50_us"]),
+        ("training step", s["train"]["s_per_step"] * 1e6, f["train"]["s_per_step"] * 1e6),
+    ]
+    _report.plot_pairs(out / "demo.png", "Same code, two ways to run it", cases, "microseconds (log scale)")
     return rows
