@@ -263,6 +263,3 @@ class Directory:
         g.shards = [_Shard() for _ in g.shards]
         g.started = False
         return len(handles)
-
-    async def ping(self) -> bool:
-        return True

@@ -218,17 +218,14 @@ class FaasRuntime:
         local = known_type(type_name)
         directory = self._directory_handle()
         if local is not None:
-            from ._stateful import pickle_by_value_if_local
+            from ._raycall import get_ray
+            from ._stateful import registration
 
             if local.colocate_target is not None:
                 self._actor_code(local.colocate_target.name)
-            pickle_by_value_if_local(local.cls)
-            blob = cloudpickle.dumps((local.cls, local.options))
-            methods = frozenset(ActorDef(local.cls, local.options).method_names)
-            from ._raycall import get_ray
-
-            get_ray(directory.register.remote(type_name, blob, local.options, methods))
-            options = local.options
+            entry_args = registration(local)
+            get_ray(directory.register.remote(*entry_args))
+            blob, options = entry_args[1], local.options
         else:
             from ._raycall import get_ray
 

@@ -341,10 +341,6 @@ class StatefulRuntime:
         info: TypeInfo = await await_ray(self._directory.register.remote(*registration(at)))
         return info
 
-    def ensure_registered(self, at: ActorType) -> TypeInfo:
-        """Register ``at`` now (blocking) instead of on its first call."""
-        return self._io.run(self._type_info(at.name))
-
     def forget_routes(self, group: str) -> None:
         """Drop cached routes of a group (its hosts were replaced)."""
         self._io.loop.call_soon_threadsafe(
