@@ -27,9 +27,12 @@ def _serve_file(namespace: str) -> Path:
 @app.command()
 def demo(out: Annotated[Path, typer.Option(help="where the table and plot go")] = Path("fluentfn-demo")) -> None:
     """The main job: the paper's messaging and training case studies, stateful vs FaaS."""
+    from .bench import _report
     from .bench import demo as demo_mod
 
-    demo_mod.run(out)
+    with _report.running("demo"):
+        rows = demo_mod.run(out, print_table=False)
+    demo_mod.show(rows, out)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

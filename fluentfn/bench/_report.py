@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,24 @@ def cli(
     parser.add_argument("--quick", action="store_true", help="a shorter run (a few minutes on 2 cores)")
     parser.add_argument("--out", default="bench-out", help="where NAME.json, NAME.md and NAME.png go")
     args = parser.parse_args(argv)
-    rows, notes = run(args.quick)
+    with running(name):
+        rows, notes = run(args.quick)
     write(name, rows, Path(args.out), notes, metric)
     return 0
+
+
+@contextlib.contextmanager
+def running(name: str) -> Iterator[None]:
+    """A progress bar (pulsing, with elapsed time) while a benchmark runs."""
+    try:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    except ImportError:
+        yield
+        return
+    columns = (SpinnerColumn(), TextColumn(f"fluentfn bench {name}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as progress:
+        progress.add_task(name, total=None)
+        yield
 
 
 def summarize(system: str, samples_us: list[float], **extra: Any) -> dict[str, Any]:
@@ -42,7 +58,9 @@ def summarize(system: str, samples_us: list[float], **extra: Any) -> dict[str, A
     return row
 
 
-def write(name: str, rows: list[dict[str, Any]], out_dir: Path, notes: list[str], metric: str = "p50_us") -> None:
+def write(
+    name: str, rows: list[dict[str, Any]], out_dir: Path, notes: list[str], metric: str = "p50_us", plot: bool = True
+) -> None:
     """Write DIR/NAME.json, .md and .png, and print the table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps({"name": name, "rows": rows, "notes": notes}, indent=2))
@@ -50,7 +68,8 @@ def write(name: str, rows: list[dict[str, Any]], out_dir: Path, notes: list[str]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
     (out_dir / f"{name}.md").write_text("\n".join([f"# {name}", "", *lines, "", *notes, ""]))
-    _plot(name, rows, out_dir / f"{name}.png", metric)
+    if plot:
+        _plot(name, rows, out_dir / f"{name}.png", metric)
     _print(name, rows, columns, notes)
 
 

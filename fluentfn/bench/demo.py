@@ -15,7 +15,7 @@ import fluentfn as ff
 from . import _cases, _report
 
 
-def run(out: Path, quick: bool = True) -> list[dict[str, Any]]:
+def run(out: Path, quick: bool = True, print_table: bool = True) -> list[dict[str, Any]]:
     messaging = _cases.load("messaging")
     training = _cases.load("training")
     results: dict[str, dict[str, Any]] = {}
@@ -60,11 +60,18 @@ def run(out: Path, quick: bool = True) -> list[dict[str, Any]]:
             "paper": "FaaS ships data to code",
         },
     ]
-    notes = [f"plot: {out / 'demo.png'}", "columns *_us are microseconds except the last two rows (accuracy, bytes)"]
-    _report.write("demo", rows, out, notes, metric="faas/stateful")
     cases = [
         ("1 KB message\nround trip", s["msg"]["p50_us"], f["msg"]["p50_us"]),
         ("training step", s["train"]["s_per_step"] * 1e6, f["train"]["s_per_step"] * 1e6),
     ]
+    out.mkdir(parents=True, exist_ok=True)
     _report.plot_pairs(out / "demo.png", "Same code, two ways to run it", cases, "microseconds (log scale)")
+    if print_table:
+        show(rows, out)
     return rows
+
+
+def show(rows: list[dict[str, Any]], out: Path) -> None:
+    """Write demo.json / demo.md and print the table (the plot is already written)."""
+    notes = [f"plot: {out / 'demo.png'}", "columns *_us are microseconds except the last two rows (accuracy, bytes)"]
+    _report.write("demo", rows, out, notes, metric="faas/stateful", plot=False)
