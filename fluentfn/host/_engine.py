@@ -384,13 +384,7 @@ class HostEngine:
                 method.bind(args, kwargs)
                 act = self._activation_for(definition, sub.key)
                 turn = Turn(chain_id=sub.chain_id)
-                done: threading.Event | None = None
-                with self._lock:
-                    if not act.mailbox.offer(turn):  # wake is set before any release can see it
-                        done = threading.Event()
-                        turn.wake = done.set
-                if done is not None:
-                    done.wait()
+                self._wait_turn(act, turn, sub.deadline)
                 try:
                     if act.instance is None and self._table.get(act.address) is not act:
                         sub.args = codec.encode_args(args, kwargs)
@@ -421,21 +415,13 @@ class HostEngine:
         if method.is_async:
             return None
         address = f"{call.type_name}/{call.key}"
-        done = threading.Event()
-        turn = Turn(chain_id=call.chain_id or call.request_id, chain=tuple(call.call_chain), wake=done.set)
-        with self._lock:
-            act = self._table.get(address)
-            if act is None or act.instance is None:
-                return None
-            admitted = act.mailbox.offer(turn)
+        act = self._table.get(address)
+        if act is None or act.instance is None:
+            return None
+        turn = Turn(chain_id=call.chain_id or call.request_id, chain=tuple(call.call_chain))
         self.counters["local_calls"] += 1
         try:
-            if not admitted:
-                timeout = max(0.0, call.deadline - time.time()) if call.deadline else None
-                if not done.wait(timeout):
-                    with self._lock:
-                        self._wake(act.mailbox.cancel(turn))
-                    raise CallTimeout(f"{address} stayed busy past the deadline")
+            self._wait_turn(act, turn, call.deadline)
             if self._table.get(address) is not act:
                 self._release(act, turn)
                 return self._fallback(call)
@@ -449,6 +435,24 @@ class HostEngine:
             reply = pb.Reply(error=error_to_pb(exc))
         reply.seq = call.seq
         return reply
+
+    def _wait_turn(self, act: Activation, turn: Turn, deadline: float) -> None:
+        """Block this worker thread (never the loop) until ``turn`` may run.
+
+        CallTimeout past ``deadline``; the event is made only when the turn has to wait.
+        """
+        done: threading.Event | None = None
+        with self._lock:
+            if not act.mailbox.offer(turn):  # wake is set before any release can see it
+                done = threading.Event()
+                turn.wake = done.set
+        if done is None:
+            return
+        if not done.wait(max(0.0, deadline - time.time()) if deadline else None):
+            with self._lock:
+                started = act.mailbox.cancel(turn)  # or, if admitted just now, hands it on
+            self._wake(started)
+            raise CallTimeout(f"{act.address} stayed busy past the deadline")
 
     def _fallback(self, call: pb.Call) -> pb.Reply | None:
         return asyncio.run_coroutine_threadsafe(self.dispatch(call, local=True), self.loop).result()

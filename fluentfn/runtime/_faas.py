@@ -16,11 +16,9 @@ import dataclasses
 import os
 import random
 import time
-from collections import OrderedDict
 from typing import Any
 
 import cloudpickle
-import msgpack
 
 from .._actordef import ActorDef, public_state
 from .._context import CURRENT, Context
@@ -30,7 +28,6 @@ from .._ref import ActorRef, Future, set_invoker
 from ..api import known_type
 from ..errors import FluentError, FunctionTimeout, InvalidRequest, Unavailable
 from ..host._engine import COUNTERS
-from ..host._persistence import REPLY_WINDOW
 from ..host._reminders import Reminders
 from ..state._codec import decode_state, encode_state
 from ..state._emulated import MeteredStore
@@ -66,10 +63,9 @@ def _run_actor(
     persist = definition.options.persist != "never"
     for _ in range(_CONFLICT_RETRIES):
         record = store.load(address) if persist else None
-        replies: OrderedDict[str, bytes] = (
-            OrderedDict(msgpack.unpackb(record.replies)) if record and record.replies else OrderedDict()
-        )
-        recorded = replies.get(request["request_id"])
+        # Replies are recorded in the store with the state, as in stateful mode, so a
+        # repeated request (a re-run invocation's nested call) is answered, not re-run.
+        recorded = store.get_reply(address, request["request_id"]) if persist else None
         if recorded is not None:
             return pb.Reply.FromString(recorded)
         counters["activations"] += 1
@@ -94,16 +90,14 @@ def _run_actor(
         snapshot = encode_state(public_state(instance))
         if record is not None and snapshot == record.state:
             return reply
-        replies[request["request_id"]] = reply.SerializeToString()
-        while len(replies) > REPLY_WINDOW:
-            replies.popitem(last=False)
         try:
             store.save(
                 address,
                 expected=record.version if record else 0,
                 state=snapshot,
-                replies=msgpack.packb(list(replies.items())),
+                replies=b"",
                 fence=None,
+                reply=(request["request_id"], reply.SerializeToString()),
             )
             return reply
         except VersionConflict:

@@ -85,6 +85,11 @@ def _settle(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> ReplyD
     return done
 
 
+def _misrouted(reply: pb.Reply | None) -> bool:
+    """The host could not take the call (moved shard, going away): resolve again and retry."""
+    return reply is not None and reply.HasField("error") and reply.error.code in (_REDIRECT, _UNAVAILABLE)
+
+
 def _ignore(reply: pb.Reply | None, error: BaseException | None) -> None:
     """Outcome of a tell: no one to report to (the host counts its errors)."""
 
@@ -231,9 +236,7 @@ class StatefulRuntime:
             return
 
         def on_reply(reply: pb.Reply | None, error: FluentError | None) -> None:
-            failed = error is not None or (
-                reply is not None and reply.HasField("error") and reply.error.code in (_REDIRECT, _UNAVAILABLE)
-            )
+            failed = error is not None or _misrouted(reply)
             if not failed:
                 done(reply, None)
                 return
@@ -280,7 +283,7 @@ class StatefulRuntime:
                 await self._forget(info.group, shard, target, report=True)
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
                 continue
-            if reply is not None and reply.HasField("error") and reply.error.code in (_REDIRECT, _UNAVAILABLE):
+            if reply is not None and _misrouted(reply):
                 last = pb_to_error(reply.error)
                 await self._forget(info.group, shard, target, report=True)  # a fenced host: wait for its successor
                 continue
