@@ -40,6 +40,32 @@ def _measure(setting: str, quick: bool) -> dict[str, float]:
     }
 
 
+CASES = [  # row label, what the paper measured, figure, decimals of the ratios
+    ("messaging 1KB round trip (us)", "290 us direct vs ~108,000 us via S3 (372x)", "msg_us", 0),
+    ("training (s per step)", "Lambda 21x slower than a server", "train_s_per_step", 1),
+    ("serving batch of 10 (us)", "467 ms Lambda+SQS vs 2.8 ms server+ZeroMQ (167x)", "serve_us", 0),
+    ("leader election: % of time electing", ">= 1.9% via DynamoDB", "electing_pct", 1),
+]
+
+
+def _row(label: str, paper: str, key: str, digits: int, *settings: dict[str, float]) -> dict[str, Any]:
+    s, f, p = settings
+    base = max(s[key], 1e-3)
+
+    def ratio(x: float) -> float:
+        return round(x / base, digits) if digits else round(x / base)
+
+    return {
+        "system": label,
+        "paper": paper,
+        "stateful": s[key],
+        "faas": f[key],
+        "faas-paper": p[key],
+        "faas/stateful": ratio(f[key]),
+        "faas-paper/stateful": ratio(p[key]),
+    }
+
+
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="fluentfn-paper-") as home:
@@ -47,37 +73,8 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         for setting in SETTINGS:
             results[setting] = _measure(setting, quick)
     s, f, p = results["stateful"], results["faas"], results["faas-paper"]
-    rows = [
-        {
-            "system": "messaging 1KB round trip (us)",
-            "paper": "290 us direct vs ~108,000 us via S3 (372x)",
-            "stateful": s["msg_us"], "faas": f["msg_us"], "faas-paper": p["msg_us"],
-            "faas/stateful": round(f["msg_us"] / s["msg_us"]),
-            "faas-paper/stateful": round(p["msg_us"] / s["msg_us"]),
-        },
-        {
-            "system": "training (s per step)",
-            "paper": "Lambda 21x slower than a server",
-            "stateful": s["train_s_per_step"], "faas": f["train_s_per_step"], "faas-paper": p["train_s_per_step"],
-            "faas/stateful": round(f["train_s_per_step"] / s["train_s_per_step"], 1),
-            "faas-paper/stateful": round(p["train_s_per_step"] / s["train_s_per_step"], 1),
-        },
-        {
-            "system": "serving batch of 10 (us)",
-            "paper": "467 ms Lambda+SQS vs 2.8 ms server+ZeroMQ (167x)",
-            "stateful": s["serve_us"], "faas": f["serve_us"], "faas-paper": p["serve_us"],
-            "faas/stateful": round(f["serve_us"] / s["serve_us"]),
-            "faas-paper/stateful": round(p["serve_us"] / s["serve_us"]),
-        },
-        {
-            "system": "leader election: % of time electing",
-            "paper": ">= 1.9% via DynamoDB",
-            "stateful": s["electing_pct"], "faas": f["electing_pct"], "faas-paper": p["electing_pct"],
-            "faas/stateful": round(f["electing_pct"] / max(s["electing_pct"], 1e-3), 1),
-            "faas-paper/stateful": round(p["electing_pct"] / max(s["electing_pct"], 1e-3), 1),
-            "leaders seen (s/f/fp)": f"{s['leaders']}/{f['leaders']}/{p['leaders']}",
-        },
-    ]  # fmt: skip
+    rows = [_row(label, paper, key, digits, s, f, p) for label, paper, key, digits in CASES]
+    rows[-1]["leaders seen (s/f/fp)"] = f"{s['leaders']}/{f['leaders']}/{p['leaders']}"
     notes = ["targets: stateful vs FaaS >= 100x on messaging, >= 10x on training, >= 50x on serving"]
     return rows, notes
 
