@@ -151,11 +151,11 @@ def test_store_refuses_old_epochs_and_stale_versions(store: Store) -> None:
     e1 = store.claim_shard("G", 0)
     e2 = store.claim_shard("G", 0)
     assert e2 > e1
-    v = store.save("G/a", expected=0, state=b"1", replies=b"", fence=("G", 0, e2))
+    v = store.save("G/a", expected=0, state=b"1", fence=("G", 0, e2))
     with pytest.raises(StaleEpoch):
-        store.save("G/a", expected=v, state=b"2", replies=b"", fence=("G", 0, e1))
+        store.save("G/a", expected=v, state=b"2", fence=("G", 0, e1))
     with pytest.raises(VersionConflict):
-        store.save("G/a", expected=v - 1, state=b"2", replies=b"", fence=None)
+        store.save("G/a", expected=v - 1, state=b"2", fence=None)
     assert store.load("G/a").state == b"1"  # type: ignore[union-attr]
 
 

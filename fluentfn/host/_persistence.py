@@ -1,7 +1,7 @@
 """Loading and writing one host's identities, per the type's persist mode.
 
-``call``: a turn that changed the public state writes it, together with its reply in the
-identity's window of recent replies, in one conditional write, before the reply is sent.
+``call``: a turn that changed the public state writes it, together with a record of its
+reply, in one conditional write, before the reply is sent.
 A retry carrying a recorded request id gets the recorded reply. ``interval``: changed
 identities are written by a periodic flush, on passivation and on shutdown. ``never``:
 memory only.
@@ -19,8 +19,6 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Any
-
-import msgpack
 
 from .._actordef import ActorDef, public_state
 from ..errors import Redirect
@@ -67,11 +65,9 @@ class Persistence:
         self._counters["storage_reads"] += 1
         if record is None:
             return None
-        self._counters["storage_bytes_read"] += len(record.state) + len(record.replies)
+        self._counters["storage_bytes_read"] += len(record.state)
         act.version = record.version
         act.snapshot = record.state
-        if record.replies:
-            act.replies = OrderedDict((rid, reply) for rid, reply in msgpack.unpackb(record.replies))
         return definition.restore(decode_state(record.state))
 
     def after_turn(self, definition: ActorDef, act: Activation, request_id: str, reply: bytes) -> None:
@@ -108,13 +104,11 @@ class Persistence:
 
     def _write(self, act: Activation, snapshot: bytes, reply: tuple[str, bytes] | None = None) -> None:
         assert self.store is not None
-        replies = b""  # replies live in the store's reply records, not in the state row
         try:
             act.version = self.store.save(
                 act.address,
                 expected=act.version,
                 state=snapshot,
-                replies=replies,
                 fence=(self.group, self.shard, self.epoch),
                 reply=reply,
             )

@@ -95,7 +95,6 @@ def _run_actor(
                 address,
                 expected=record.version if record else 0,
                 state=snapshot,
-                replies=b"",
                 fence=None,
                 reply=(request["request_id"], reply.SerializeToString()),
             )

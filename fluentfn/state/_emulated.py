@@ -40,7 +40,7 @@ class MeteredStore:
 
     def load(self, address: str) -> Record | None:
         record = self.inner.load(address)
-        self._read(0 if record is None else len(record.state) + len(record.replies))
+        self._read(0 if record is None else len(record.state))
         return record
 
     def save(
@@ -49,12 +49,11 @@ class MeteredStore:
         *,
         expected: int,
         state: bytes,
-        replies: bytes,
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
     ) -> int:
-        self._wrote(len(state) + len(replies) + (len(reply[1]) if reply else 0))
-        return self.inner.save(address, expected=expected, state=state, replies=replies, fence=fence, reply=reply)
+        self._wrote(len(state) + (len(reply[1]) if reply else 0))
+        return self.inner.save(address, expected=expected, state=state, fence=fence, reply=reply)
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         value = self.inner.get_reply(address, request_id)

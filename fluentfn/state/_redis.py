@@ -18,8 +18,8 @@ if KEYS[2] ~= '' then
 end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[2]) then return {-2, v} end
-redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[3], 'r', ARGV[4])
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
+redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[3])
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
 return {v + 1, 0}
 """
 
@@ -52,10 +52,10 @@ class RedisStore:
         return int(self._call(self._r.get, self._k("epoch", group, shard)) or 0)
 
     def load(self, address: str) -> Record | None:
-        row = self._call(self._r.hmget, self._k("state", address), ["v", "s", "r"])
+        row = self._call(self._r.hmget, self._k("state", address), ["v", "s"])
         if row[0] is None:
             return None
-        return Record(int(row[0]), row[1] or b"", row[2] or b"")
+        return Record(int(row[0]), row[1] or b"")
 
     def save(
         self,
@@ -63,7 +63,6 @@ class RedisStore:
         *,
         expected: int,
         state: bytes,
-        replies: bytes,
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
     ) -> int:
@@ -71,7 +70,7 @@ class RedisStore:
         epoch = fence[2] if fence else 0
         reply_key = self._k("reply", address, reply[0]) if reply else ""
         keys = [self._k("state", address), epoch_key, reply_key]
-        args = [epoch, expected, state, replies, reply[1] if reply else b"", int(REPLY_TTL_S)]
+        args = [epoch, expected, state, reply[1] if reply else b"", int(REPLY_TTL_S)]
         result = self._call(self._save, keys=keys, args=args)
         status, detail = int(result[0]), int(result[1])
         if status == -1:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ._store import Record, Reminder, StaleEpoch, VersionConflict
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS state (address TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB, replies BLOB);
+CREATE TABLE IF NOT EXISTS state (address TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB);
 CREATE TABLE IF NOT EXISTS shards (grp TEXT NOT NULL, shard INTEGER NOT NULL, epoch INTEGER NOT NULL,
                                    PRIMARY KEY (grp, shard));
 CREATE TABLE IF NOT EXISTS reminders (address TEXT NOT NULL, rid TEXT NOT NULL, grp TEXT NOT NULL,
@@ -69,10 +69,10 @@ class SqliteStore:
         return int(row[0]) if row else 0
 
     def load(self, address: str) -> Record | None:
-        row = self._conn().execute("SELECT version, state, replies FROM state WHERE address=?", (address,)).fetchone()
+        row = self._conn().execute("SELECT version, state FROM state WHERE address=?", (address,)).fetchone()
         if row is None:
             return None
-        return Record(int(row[0]), bytes(row[1] or b""), bytes(row[2] or b""))
+        return Record(int(row[0]), bytes(row[1] or b""))
 
     def save(
         self,
@@ -80,7 +80,6 @@ class SqliteStore:
         *,
         expected: int,
         state: bytes,
-        replies: bytes,
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
     ) -> int:
@@ -94,14 +93,14 @@ class SqliteStore:
                     raise StaleEpoch(f"shard {group}/{shard} moved to epoch {row[0]} (writer has {epoch})")
             if expected:
                 cur = conn.execute(
-                    "UPDATE state SET version=?, state=?, replies=? WHERE address=? AND version=?",
-                    (expected + 1, state, replies, address, expected),
+                    "UPDATE state SET version=?, state=? WHERE address=? AND version=?",
+                    (expected + 1, state, address, expected),
                 )
                 written = cur.rowcount == 1
             else:
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO state (address, version, state, replies) VALUES (?, 1, ?, ?)",
-                    (address, state, replies),
+                    "INSERT OR IGNORE INTO state (address, version, state) VALUES (?, 1, ?)",
+                    (address, state),
                 )
                 written = cur.rowcount == 1
             if not written:

@@ -29,11 +29,10 @@ class VersionConflict(FluentError):
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A stored identity: state, the recent replies window, and the version of both."""
+    """A stored identity: its state and the state's version."""
 
     version: int
     state: bytes
-    replies: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,6 @@ class Store(Protocol):
         *,
         expected: int,
         state: bytes,
-        replies: bytes,
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
     ) -> int:
