@@ -8,6 +8,7 @@ import os as _os
 # gRPC reads its log level when it is first imported: keep it quiet unless asked.
 _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+from ._actordef import readonly
 from ._context import Context, context
 from ._faasprofile import FaasProfile
 from ._ref import ActorRef, Future, MethodProxy, ref
@@ -54,6 +55,7 @@ __all__ = [
     "context",
     "function",
     "init",
+    "readonly",
     "ref",
     "shutdown",
     "stats",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import InvalidRequest, NotFound
 from .placement import ActorOptions
 
+F = TypeVar("F", bound=Callable[..., Any])
 HOOKS = frozenset({"on_activate", "on_deactivate"})
 
 
@@ -22,6 +23,7 @@ class MethodInfo:
     is_async: bool
     signature: inspect.Signature | None
     positional: tuple[int, int] | None = None  # (min, max) when only plain positional params
+    readonly: bool = False  # @ff.readonly: no change detection, no write
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """InvalidRequest unless the arguments fit the method's parameters."""
@@ -53,7 +55,9 @@ class ActorDef:
                 sig: inspect.Signature | None = inspect.signature(fn)
             except (TypeError, ValueError):
                 sig = None
-            self._methods[attr] = MethodInfo(attr, fn, inspect.iscoroutinefunction(fn), sig, _positional(sig))
+            self._methods[attr] = MethodInfo(
+                attr, fn, inspect.iscoroutinefunction(fn), sig, _positional(sig), is_readonly(fn)
+            )
         self.on_activate = getattr(cls, "on_activate", None)
         self.on_deactivate = getattr(cls, "on_deactivate", None)
 
@@ -77,6 +81,26 @@ class ActorDef:
         inst: Any = object.__new__(self.cls)
         inst.__dict__.update(state)
         return inst
+
+
+_READONLY = "__fluentfn_readonly__"
+
+
+def readonly(fn: F) -> F:
+    """Mark an actor method that never changes state: no change detection, no write.
+
+    A read of a large state then costs the same as a read of a small one. The method
+    must not change public attributes: a change it makes is not written (and is lost
+    when the identity is passivated or moves).
+    """
+    if not callable(fn):
+        raise InvalidRequest("@ff.readonly decorates a method")
+    setattr(fn, _READONLY, True)
+    return fn
+
+
+def is_readonly(fn: Any) -> bool:
+    return bool(getattr(fn, _READONLY, False))
 
 
 def _positional(sig: inspect.Signature | None) -> tuple[int, int] | None:

@@ -28,6 +28,9 @@ MAX_NAME_BYTES = 256
 DEFAULT_CALL_TIMEOUT_S = _float_env("FLUENTFN_CALL_TIMEOUT_S", 300.0)
 """Deadline given to calls that do not set one."""
 
+MAX_CALL_TIMEOUT_S = 86_400.0
+"""Longest timeout a call may ask for (a day); longer or non-finite ones are refused."""
+
 RETRY_ATTEMPTS = _int_env("FLUENTFN_RETRY_ATTEMPTS", 8)
 """How often a caller re-resolves and retries a call whose host is unavailable."""
 

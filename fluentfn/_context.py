@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,10 +41,14 @@ class Context:
 
     def next_request_id(self) -> str | None:
         """A request id for the next call this turn makes: derived from the turn's own,
-        so a retried turn re-sends its calls with the same ids (and they are deduplicated)."""
+        so a retried turn re-sends its calls with the same ids (and they are deduplicated).
+
+        A hash of the parent id and the call's index: 24 characters however long the
+        chain of turns that led here (a tell ring of a million hops included)."""
         if not self.request_id:
             return None
-        return f"{self.request_id}.{next(self._calls)}"
+        seed = f"{self.request_id}.{next(self._calls)}".encode("utf-8", "surrogatepass")
+        return "d" + hashlib.blake2b(seed, digest_size=12).hexdigest()
 
     def schedule(self, delay_s: float, method: str, *args: Any, **kwargs: Any) -> str:
         """Call ``method(*args, **kwargs)`` on this identity after ``delay_s``; durable. Returns an id."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import math
 from collections.abc import Callable, Generator
 from typing import Any, Protocol, TypeVar
 
@@ -33,12 +34,20 @@ class Invoker(Protocol):
 
 _invoker: Invoker | None = None
 _lazy_connect: Callable[[], Invoker | None] | None = None
+_in_cluster_worker = False
 
 
-def set_invoker(invoker: Invoker | None) -> None:
-    """Install (or clear) the process's runtime."""
-    global _invoker
+def set_invoker(invoker: Invoker | None, *, worker: bool = False) -> None:
+    """Install (or clear) the process's runtime; ``worker``: this process is one of the
+    cluster's own (a host or an invocation), where ``ff.init`` must not be called."""
+    global _invoker, _in_cluster_worker
     _invoker = invoker
+    _in_cluster_worker = _in_cluster_worker or worker
+
+
+def process_runtime_installed() -> bool:
+    """True inside a cluster's own worker process (a host, a FaaS invocation)."""
+    return _in_cluster_worker
 
 
 def set_lazy_connect(factory: Callable[[], Invoker | None]) -> None:
@@ -82,9 +91,23 @@ def check_key(key: object) -> str:
     if isinstance(key, bool) or not isinstance(key, str | int):
         raise InvalidRequest(f"actor keys are str or int, not {type(key).__name__}")
     text = str(key)
-    if not text or len(text.encode("utf-8", "surrogatepass")) > _config.MAX_KEY_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidRequest("actor keys must be valid Unicode text (no lone surrogates)") from None
+    if not text or size > _config.MAX_KEY_BYTES:
         raise InvalidRequest(f"actor keys are 1 to {_config.MAX_KEY_BYTES} bytes long")
     return text
+
+
+def check_timeout(seconds: object) -> float:
+    """Validate a call timeout: a finite number of seconds in (0, MAX_CALL_TIMEOUT_S]."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise InvalidRequest(f"a timeout is a number of seconds, not {type(seconds).__name__}")
+    value = float(seconds)
+    if not math.isfinite(value) or value <= 0 or value > _config.MAX_CALL_TIMEOUT_S:
+        raise InvalidRequest(f"a timeout must be in (0, {_config.MAX_CALL_TIMEOUT_S:g}] seconds, got {seconds!r}")
+    return value
 
 
 class ActorRef:
@@ -157,10 +180,9 @@ class MethodProxy:
 
     def with_timeout(self, seconds: float) -> MethodProxy:
         """The same method with a deadline: past it, the call fails with ``ff.CallTimeout``
-        (a call still waiting for its turn is dropped by the host)."""
-        if seconds <= 0:
-            raise InvalidRequest("a timeout must be positive")
-        return MethodProxy(self._ref, self._name, seconds)
+        (a call still waiting for its turn is dropped by the host). At most
+        ``MAX_CALL_TIMEOUT_S`` (a day); anything else is ``ff.InvalidRequest``."""
+        return MethodProxy(self._ref, self._name, check_timeout(seconds))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Blocking call: returns the method's result or raises its error."""
@@ -187,8 +209,13 @@ class MethodProxy:
             CALL_TIMEOUT.reset(token)
 
     def tell(self, *args: Any, **kwargs: Any) -> None:
-        """One-way message: no reply, errors are logged by the host."""
-        current_invoker().tell(self._ref, self._name, args, kwargs)
+        """One-way message: no reply, errors are counted by the host. Sent from inside a
+        turn it starts a new chain, with its own deadline (``with_timeout`` or the default)."""
+        token = CALL_TIMEOUT.set(self._timeout)
+        try:
+            current_invoker().tell(self._ref, self._name, args, kwargs)
+        finally:
+            CALL_TIMEOUT.reset(token)
 
     def __repr__(self) -> str:
         return f"<method {self._name} of {self._ref!r}>"

@@ -47,16 +47,31 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+def _host_info(handle: Any, timeout: float = 60.0) -> dict[str, Any]:
+    """A host's info; waits while Ray restarts the host (it is briefly unavailable)."""
+    import ray
+    import ray.exceptions
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return dict(ray.get(handle.info.remote(), timeout=max(0.1, deadline - time.monotonic())))
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def hosts(cluster: Cluster) -> list[dict[str, Any]]:
     """Info on every host of the cluster: endpoint, pid, node, GPUs, live identities."""
     import ray
 
     entries = ray.get(cluster.directory.hosts.remote())
-    return list(ray.get([h.info.remote() for _, _, h in entries]))
+    return [_host_info(h) for _, _, h in entries]
 
 
 def host_of(cluster: Cluster, ref: ActorRef) -> dict[str, Any]:
-    """Info on the host that owns ``ref``'s shard now."""
+    """Info on the host that owns ``ref``'s shard now (waiting out a restart)."""
     import ray
 
     from .placement import shard_for
@@ -65,7 +80,7 @@ def host_of(cluster: Cluster, ref: ActorRef) -> dict[str, Any]:
     shard = shard_for(ref.key, info.shards)
     for group, index, handle in ray.get(cluster.directory.hosts.remote()):
         if group == info.group and index == shard:
-            return dict(ray.get(handle.info.remote()))
+            return _host_info(handle)
     raise LookupError(f"no host for {ref.address}")
 
 

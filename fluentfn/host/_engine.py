@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from .. import _config
@@ -44,6 +45,10 @@ from ._mailbox import Turn
 from ._metrics import MethodTally
 from ._persistence import Persistence
 from ._reminders import Reminders
+from ._turn import UserFailure, instantiate, reply_for, run_sync
+from ._workers import Workers
+
+log = logging.getLogger("fluentfn.host")
 
 TypeLoader = Callable[[str], Awaitable[ActorDef | None]]
 """Fetches an actor type this host has not seen yet (from the directory)."""
@@ -61,6 +66,7 @@ COUNTERS = (
     "storage_bytes_read",
     "storage_bytes_written",
     "cold_starts",
+    "overdue_turns",
 )
 
 
@@ -68,12 +74,14 @@ BULK_METHOD = "__bulk__"
 _RETRYABLE = frozenset(code_value(status_for(e(""))) for e in (Redirect, Unavailable, Overloaded, CallTimeout))
 
 
-class _UserError(Exception):
-    """Wraps an exception that escaped user code, so it is never taken for our own."""
+@dataclass(slots=True, eq=False)
+class _Running:
+    """A sync turn running in a worker thread (watched for overrunning its deadline)."""
 
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(exc)
-        self.exc = exc
+    address: str
+    method: str
+    deadline: float
+    overdue: bool = False
 
 
 class HostEngine:
@@ -113,7 +121,8 @@ class HostEngine:
         self._thread_state = threading.local()
         self._completed: list[Callable[[], None]] = []
         self._drain_scheduled = False
-        self._executor = ThreadPoolExecutor(sync_workers, thread_name_prefix=f"fluentfn-{group}-{shard}")
+        self._executor = Workers(sync_workers, f"fluentfn-{group}-{shard}")
+        self._running: set[_Running] = set()
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.persistence = Persistence(store, group, shard, self.counters)
         self.methods = MethodTally()
@@ -173,6 +182,13 @@ class HostEngine:
         except FluentError as exc:
             self.counters["errors"] += 1
             reply = pb.Reply(error=error_to_pb(exc))
+        except asyncio.CancelledError:  # the host is stopping: the caller still gets an answer
+            self.counters["errors"] += 1
+            reply = pb.Reply(error=error_to_pb(Unavailable(f"host {self.group}/{self.shard} stopped during the call")))
+        except BaseException as exc:  # a bug of ours: answer, and say so in the log
+            log.exception("call %s/%s.%s failed inside the host", call.type_name, call.key, call.method)
+            self.counters["errors"] += 1
+            reply = pb.Reply(error=error_to_pb(FluentError(f"internal error in host: {type(exc).__name__}")))
         if call.one_way:
             return None
         reply.seq = call.seq
@@ -270,7 +286,9 @@ class HostEngine:
             self.counters["errors"] += 1
             reply = pb.Reply(error=error_to_pb(exc))
         except BaseException as exc:  # a bug here must still answer the caller
-            reply = pb.Reply(error=error_to_pb(FluentError(f"internal error: {exc!r}")))
+            log.exception("call %s.%s failed inside the host", act.address, call.method)
+            self.counters["errors"] += 1
+            reply = pb.Reply(error=error_to_pb(FluentError(f"internal error in host: {type(exc).__name__}")))
         finally:
             self._release(act, turn)
         reply.seq = call.seq
@@ -480,11 +498,11 @@ class HostEngine:
             else:
                 await fut
         except (TimeoutError, asyncio.CancelledError) as exc:
+            # wait_for cancels ``fut`` on timeout, so ``fut`` says nothing about admission:
+            # the mailbox does (withdrawn if still waiting; handed on if admitted just now).
             with self._lock:
-                if fut.done():  # admitted just as we gave up: hand the turn on
-                    self._wake(act.mailbox.finish(turn))
-                else:
-                    self._wake(act.mailbox.cancel(turn))
+                started = act.mailbox.cancel(turn)
+            self._wake(started)
             if isinstance(exc, TimeoutError):
                 raise CallTimeout(f"{act.address} stayed busy past the deadline") from None
             raise
@@ -542,21 +560,17 @@ class HostEngine:
         if act.instance is not None:
             return
         try:
-            instance = self.persistence.load(definition, act)
-        except FluentError:
+            try:
+                stored = self.persistence.load(definition, act)
+            except FluentError:
+                raise
+            except Exception as exc:
+                raise Unavailable(f"{act.address}: state store failed: {type(exc).__name__}: {exc}") from None
+            url = self.persistence.store.url if self.persistence.store is not None else ""
+            instance = instantiate(definition, stored, act.address, url)
+        except BaseException:
             self._drop(act)
             raise
-        try:
-            if instance is None:
-                instance = definition.new_instance()
-            if definition.on_activate is not None:
-                result = definition.on_activate(instance)
-                if asyncio.iscoroutine(result):
-                    result.close()
-                    raise FluentError("on_activate must be a plain (sync) method")
-        except BaseException as exc:
-            self._drop(act)
-            raise _UserError(exc) from None
         act.instance = instance
         act.ready = True
         self.counters["activations"] += 1
@@ -568,7 +582,7 @@ class HostEngine:
         """Activation and dedupe at the start of a turn: a reply ends the turn early."""
         try:
             self._ensure_instance(definition, act)
-        except _UserError as failure:
+        except UserFailure as failure:
             return pb.Reply(error=error_to_pb(failure.exc, f"{act.address} activation", user=True))
         recorded = self.persistence.recorded(act, call.request_id, replay=call.attempt > 0)
         if recorded is not None:
@@ -576,26 +590,36 @@ class HostEngine:
         self.counters["calls"] += 1
         return None
 
-    def _finish(self, definition: ActorDef, act: Activation, call: pb.Call, outcome: Any, failed: bool) -> pb.Reply:
-        """Encode the outcome, and make the turn durable before the reply leaves."""
-        if failed:
-            reply = pb.Reply(error=error_to_pb(outcome, f"{act.address}.{call.method}", user=True))
-        else:
-            try:
-                reply = pb.Reply(value=codec.encode(outcome))
-            except FluentError as exc:
-                reply = pb.Reply(
-                    error=error_to_pb(InvalidRequest(f"the result of {call.method} cannot be sent: {exc}"))
-                )
+    def _finish(
+        self, definition: ActorDef, act: Activation, call: pb.Call, method: MethodInfo, outcome: Any, failed: bool
+    ) -> pb.Reply:
+        """Encode the outcome, and make the turn durable before the reply leaves.
+
+        If the result cannot be sent or the state cannot be stored, the turn never
+        happened: the identity is rolled back to its last durable state and the caller
+        gets one clear, non-retryable error.
+        """
         try:
-            self.persistence.after_turn(definition, act, call.request_id, reply.SerializeToString())
+            reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
+            if not method.readonly:
+                self.persistence.after_turn(definition, act, call.request_id, reply.SerializeToString())
         except FluentError:
-            self._drop(act)
+            self._rollback(definition, act)
             raise
-        except Exception as exc:  # the store failed: memory is ahead of it, so forget memory
-            self._drop(act)
-            raise Unavailable(f"state store failed: {exc}") from None
+        except Exception as exc:  # the store failed: memory is ahead of it
+            self._rollback(definition, act)
+            raise Unavailable(
+                f"{act.address}.{call.method}: state store failed ({type(exc).__name__}: {exc}); "
+                "the call did not take effect"
+            ) from None
         return reply
+
+    def _rollback(self, definition: ActorDef, act: Activation) -> None:
+        """Undo a turn that cannot take effect: forget memory, so the identity comes back
+        from its last durable state. Memory-only identities (``persist="never"``) and
+        write-behind ones (``"interval"``) have no pre-turn copy and keep their memory."""
+        if definition.options.persist == "call" and self.persistence.store is not None:
+            self._drop(act)
 
     def _turn_sync(
         self,
@@ -608,18 +632,23 @@ class HostEngine:
         kwargs: dict[str, Any],
     ) -> pb.Reply:
         token = CURRENT.set(ctx)
+        running = _Running(act.address, method.name, call.deadline)
+        self._running.add(running)
         try:
             early = self._begin(definition, act, call)
             if early is not None:
                 return early
             t0 = time.perf_counter()
-            try:
-                outcome, failed = method.fn(act.instance, *args, **kwargs), False
-            except BaseException as exc:
-                outcome, failed = exc, True
+            outcome, failed = run_sync(method, act.instance, args, kwargs)
             self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
-            return self._finish(definition, act, call, outcome, failed)
+            return self._finish(definition, act, call, method, outcome, failed)
         finally:
+            self._running.discard(running)
+            if running.overdue:
+                self._executor.unstuck()
+                log.warning(
+                    "%s.%s finished %.1f s past its deadline", act.address, method.name, time.time() - running.deadline
+                )
             CURRENT.reset(token)
 
     async def _turn_async(
@@ -643,18 +672,41 @@ class HostEngine:
         token = CURRENT.set(ctx)
         try:
             t0 = time.perf_counter()
-            try:
-                outcome, failed = await method.fn(act.instance, *args, **kwargs), False
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                outcome, failed = exc, True
+            outcome, failed, expired = await self._run_async(method, act.instance, args, kwargs, call.deadline)
             self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
         finally:
             CURRENT.reset(token)
-        if definition.options.persist == "call" and self.persistence.store is not None:
-            return await self.loop.run_in_executor(self._executor, self._finish, definition, act, call, outcome, failed)
-        return self._finish(definition, act, call, outcome, failed)
+        if expired:
+            self._rollback(definition, act)
+            raise CallTimeout(
+                f"{act.address}.{method.name} ran past its deadline and was cancelled; it was rolled back"
+            )
+        if definition.options.persist == "call" and self.persistence.store is not None and not method.readonly:
+            return await self.loop.run_in_executor(
+                self._executor, self._finish, definition, act, call, method, outcome, failed
+            )
+        return self._finish(definition, act, call, method, outcome, failed)
+
+    async def _run_async(
+        self, method: MethodInfo, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float
+    ) -> tuple[Any, bool, bool]:
+        """(outcome, failed, expired): the method, cancelled at the call's deadline."""
+        when = self.loop.time() + max(0.0, deadline - time.time()) if deadline else None
+        timer = asyncio.timeout_at(when)
+        try:
+            async with timer:
+                return await method.fn(instance, *args, **kwargs), False, False
+        except TimeoutError as exc:
+            if timer.expired():
+                return None, False, True
+            return exc, True, False
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the host is stopping: dispatch answers for it
+            return exc, True, False  # user code raised CancelledError itself
+        except BaseException as exc:
+            return exc, True, False
 
     def _begin_with_context(
         self, definition: ActorDef, act: Activation, call: pb.Call, ctx: Context
@@ -679,8 +731,8 @@ class HostEngine:
                 ctx = Context(address=act.address, key=act.key, type_name=act.type_name, node_id=self.node_id)
                 try:
                     await self.loop.run_in_executor(self._executor, self._deactivate, definition, act, ctx)
-                except Exception:  # the flush failed (store down, fenced): memory is dropped anyway
-                    pass
+                except Exception as exc:  # the flush failed (store down, fenced): memory is dropped anyway
+                    log.warning("%s: state not written on passivation: %s: %s", act.address, type(exc).__name__, exc)
             with self._lock:
                 self._table.remove(act)
             act.instance = None
@@ -694,8 +746,8 @@ class HostEngine:
         try:
             if definition.on_deactivate is not None:
                 definition.on_deactivate(act.instance)
-        except Exception:
-            pass  # a failing hook must not keep an identity alive forever
+        except Exception:  # a failing hook must not keep an identity alive forever
+            log.exception("%s.on_deactivate failed", act.address)
         finally:
             CURRENT.reset(token)
         self.persistence.flush(definition, act)
@@ -730,6 +782,7 @@ class HostEngine:
                 self.loop.create_task(self._every(lambda: 1.0, self.flush_dirty)),
                 self.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
                 self.loop.create_task(self._every(lambda: 60.0, self._prune_replies)),
+                self.loop.create_task(self._every(lambda: 0.25, self._watch_overdue)),
                 self.loop.create_task(self._reminder_loop()),
             ]
 
@@ -748,7 +801,7 @@ class HostEngine:
             try:
                 await job()
             except Exception:  # keep going; one failed round must not stop the host
-                pass
+                log.exception("host %s/%s: background job %s failed", self.group, self.shard, job)
 
     async def flush_dirty(self) -> int:
         """Write identities changed since their last write (persist="interval")."""
@@ -765,6 +818,22 @@ class HostEngine:
             finally:
                 self._release(act, turn)
         return len(dirty)
+
+    async def _watch_overdue(self) -> None:
+        """Report sync turns still running past their deadline, and stop counting them
+        against the worker threads (they cannot be interrupted; others must not starve)."""
+        now = time.time()
+        for running in list(self._running):
+            if running.deadline and not running.overdue and now > running.deadline:
+                running.overdue = True
+                self.counters["overdue_turns"] += 1
+                self._executor.stuck()
+                log.warning(
+                    "%s.%s is still running %.1f s past its deadline (the caller got CallTimeout)",
+                    running.address,
+                    running.method,
+                    now - running.deadline,
+                )
 
     async def _prune_replies(self) -> None:
         if self.persistence.store is not None and not self.persistence.fenced:
@@ -801,7 +870,8 @@ class HostEngine:
                 continue
             try:
                 due = await self.loop.run_in_executor(self._executor, self._reminders.due)
-            except Exception:
+            except Exception as exc:
+                log.warning("host %s/%s: reminders not read: %s: %s", self.group, self.shard, type(exc).__name__, exc)
                 continue
             for rem, method, args in due:
                 if rem.rid not in self._firing:

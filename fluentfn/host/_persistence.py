@@ -18,13 +18,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
 
-from .._actordef import ActorDef, public_state
+from .._actordef import ActorDef
 from ..errors import Redirect
-from ..state._codec import decode_state, encode_state
 from ..state._store import REPLY_TTL_S, StaleEpoch, Store
 from ._activations import Activation
+from ._turn import snapshot as encode_snapshot
 
 REPLY_WINDOW = 64
 
@@ -57,8 +56,8 @@ class Persistence:
             self.fenced = True
         return not self.fenced
 
-    def load(self, definition: ActorDef, act: Activation) -> Any | None:
-        """The stored instance of ``act`` (restored without ``__init__``), or None."""
+    def load(self, definition: ActorDef, act: Activation) -> bytes | None:
+        """The stored state of ``act`` (encoded), or None."""
         if self.store is None or definition.options.persist == "never":
             return None
         record = self.store.load(act.address)
@@ -68,7 +67,7 @@ class Persistence:
         self._counters["storage_bytes_read"] += len(record.state)
         act.version = record.version
         act.snapshot = record.state
-        return definition.restore(decode_state(record.state))
+        return record.state
 
     def after_turn(self, definition: ActorDef, act: Activation, request_id: str, reply: bytes) -> None:
         """The durability point of a turn (raises Redirect when fenced off)."""
@@ -82,7 +81,7 @@ class Persistence:
             self._record(act, request_id, reply)
 
     def _record(self, act: Activation, request_id: str, reply: bytes) -> None:
-        snapshot = encode_state(public_state(act.instance))
+        snapshot = encode_snapshot(act.instance, act.address)
         if snapshot == act.snapshot:
             return
         if act.replies is None:
@@ -97,7 +96,7 @@ class Persistence:
         if self.store is None or definition.options.persist == "never" or act.instance is None:
             return
         with self._locks[hash(act.address) % len(self._locks)]:
-            snapshot = encode_state(public_state(act.instance))
+            snapshot = encode_snapshot(act.instance, act.address)
             act.dirty = False
             if snapshot != act.snapshot:
                 self._write(act, snapshot)

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _ref
+from .._context import CURRENT
 from .._faasprofile import FaasProfile
 from .._ioloop import io_loop, spawn
 from ..api import ActorType, known_types, on_new_type
@@ -225,6 +226,11 @@ def init(
     global _current
     import ray
 
+    if CURRENT.get() is not None or _ref.process_runtime_installed():
+        raise FluentError(
+            "ff.init() cannot be called inside an actor or function: it already runs in a cluster "
+            "(call other actors through their refs)"
+        )
     if mode not in MODES:
         raise FluentError(f"mode must be one of {MODES}, not {mode!r}")
     if faas is not None and not isinstance(faas, FaasProfile):

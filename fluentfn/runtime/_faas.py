@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import random
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 import cloudpickle
 
-from .._actordef import ActorDef, public_state
+from .._actordef import ActorDef
 from .._context import CURRENT, Context
 from .._faasprofile import FaasProfile
 from .._ioloop import IoLoop, spawn
@@ -29,7 +30,7 @@ from ..api import known_type
 from ..errors import FluentError, FunctionTimeout, InvalidRequest, Unavailable
 from ..host._engine import COUNTERS
 from ..host._reminders import Reminders
-from ..state._codec import decode_state, encode_state
+from ..host._turn import UserFailure, instantiate, reply_for, run_sync, snapshot
 from ..state._emulated import MeteredStore
 from ..state._store import Store, VersionConflict, open_store
 from ..wire import codec
@@ -39,6 +40,7 @@ from ._raycall import await_ray, unwrap
 
 REMINDER_GROUP = "__faas__"
 _CONFLICT_RETRIES = 500
+log = logging.getLogger("fluentfn.faas")
 _process_warm = False  # True after this worker process ran one invocation
 
 
@@ -56,45 +58,54 @@ def _run_actor(
     ctx: Context,
     counters: dict[str, int],
 ) -> pb.Reply:
-    """Load, run, write back with a version check; re-run on a conflict."""
+    """One turn, the FaaS way: load, run, write back with a version check; re-run on a conflict.
+
+    The steps are the hosts' own (``host._turn``), so the same code gives the same
+    results and errors in both modes. State always goes through the store here, whatever
+    ``persist`` says: nothing of an identity survives in memory between invocations.
+    A turn whose result or state cannot be encoded is not written (it never happened).
+    """
     method = definition.method(request["method"])
     method.bind(args, kwargs)
     address = f"{definition.name}/{request['key']}"
-    persist = definition.options.persist != "never"
+    where = f"{address}.{request['method']}"
     for _ in range(_CONFLICT_RETRIES):
-        record = store.load(address) if persist else None
+        record = store.load(address)
         # Replies are recorded in the store with the state, as in stateful mode, so a
         # repeated request (a re-run invocation's nested call) is answered, not re-run.
-        recorded = store.get_reply(address, request["request_id"]) if persist else None
+        recorded = store.get_reply(address, request["request_id"])
         if recorded is not None:
             return pb.Reply.FromString(recorded)
         counters["activations"] += 1
         counters["calls"] += 1
-        instance: Any = None
         token = CURRENT.set(dataclasses.replace(ctx))  # each attempt re-derives the same nested ids
         try:
             try:
-                instance = definition.restore(decode_state(record.state)) if record else definition.new_instance()
-                if definition.on_activate is not None:
-                    definition.on_activate(instance)
-                outcome = method.fn(instance, *args, **kwargs)
-                if asyncio.iscoroutine(outcome):
-                    outcome = asyncio.run(outcome)
-                reply = pb.Reply(value=codec.encode(outcome))
-            except Exception as exc:
-                reply = pb.Reply(error=error_to_pb(exc, f"{address}.{request['method']}", user=True))
+                instance = instantiate(definition, record.state if record else None, address, store.url)
+            except UserFailure as failure:
+                return pb.Reply(error=error_to_pb(failure.exc, f"{address} activation", user=True))
+            if method.is_async:
+                outcome, failed = run_sync(method, instance, args, kwargs)
+                if not failed:
+                    outcome, failed = _run_coroutine(outcome)
+            else:
+                outcome, failed = run_sync(method, instance, args, kwargs)
         finally:
             CURRENT.reset(token)
-        if not persist or instance is None:
-            return reply
-        snapshot = encode_state(public_state(instance))
-        if record is not None and snapshot == record.state:
+        try:
+            reply = reply_for(outcome, failed, where)
+            if method.readonly:
+                return reply
+            state = snapshot(instance, address)
+        except InvalidRequest as exc:  # rolled back: nothing is written
+            return pb.Reply(error=error_to_pb(exc))
+        if record is not None and state == record.state:
             return reply
         try:
             store.save(
                 address,
                 expected=record.version if record else 0,
-                state=snapshot,
+                state=state,
                 fence=None,
                 reply=(request["request_id"], reply.SerializeToString()),
             )
@@ -102,6 +113,21 @@ def _run_actor(
         except VersionConflict:
             time.sleep(random.uniform(0.0005, 0.005))
     raise Unavailable(f"{address}: too many concurrent writers")
+
+
+async def _call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A function's result, awaited if it is awaitable."""
+    result = fn(*args, **kwargs)
+    if asyncio.iscoroutine(result):
+        result = await result
+    return result
+
+
+def _run_coroutine(coro: Any) -> tuple[Any, bool]:
+    try:
+        return asyncio.run(coro), False
+    except BaseException as exc:
+        return exc, True
 
 
 def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[str, Any]) -> dict[str, int]:
@@ -115,7 +141,7 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
         _process_warm = True
     store = _metered(config, counters)
     runtime = FaasRuntime(directory=None, config=config, io=None, counters=counters, store=store)
-    set_invoker(runtime)
+    set_invoker(runtime, worker=True)
     rid = request["request_id"]
     message = store.get(f"msg:{rid}")
     try:
@@ -142,16 +168,18 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
             counters["calls"] += 1
             token = CURRENT.set(ctx)
             try:
-                outcome = cloudpickle.loads(code)(*args, **kwargs)
-                if asyncio.iscoroutine(outcome):
-                    outcome = asyncio.run(outcome)
-                reply = pb.Reply(value=codec.encode(outcome))
-            except Exception as exc:
-                reply = pb.Reply(error=error_to_pb(exc, request["type_name"], user=True))
+                outcome, failed = _run_coroutine(_call(cloudpickle.loads(code), args, kwargs))
             finally:
                 CURRENT.reset(token)
+            reply = reply_for(outcome, failed, request["type_name"])
     except FluentError as exc:
         reply = pb.Reply(error=error_to_pb(exc))
+    except Exception as exc:  # the store failed: the turn was not written
+        reply = pb.Reply(
+            error=error_to_pb(
+                Unavailable(f"state store failed ({type(exc).__name__}: {exc}); the call did not take effect")
+            )
+        )
     if not request.get("one_way"):
         store.put(f"res:{rid}", reply.SerializeToString())
         counters["messages_via_storage"] += 1
@@ -275,6 +303,7 @@ class FaasRuntime:
             if target.max_duration_s:
                 cap = min(cap, target.max_duration_s)
         payload = codec.encode_args(args, kwargs)
+        parent = ctx if ctx is not None and not one_way else None
         self.store.put(f"msg:{rid}", payload)
         self.counters["messages_via_storage"] += 1
         request = {
@@ -282,9 +311,10 @@ class FaasRuntime:
             "key": key,
             "method": method,
             "request_id": rid,
-            "chain": [*(ctx.chain if ctx else ())],
-            "chain_id": (ctx.chain_id if ctx and ctx.chain_id else rid),
-            "deadline": ctx.deadline if ctx and ctx.deadline else 0.0,
+            # a tell starts a chain of its own, with its own deadline (its sender does not wait)
+            "chain": [*(parent.chain if parent else ())],
+            "chain_id": (parent.chain_id if parent and parent.chain_id else rid),
+            "deadline": parent.deadline if parent and parent.deadline else 0.0,
             "one_way": one_way,
         }
         objref = self._remote(spec.num_cpus, spec.num_gpus).remote(kind, code, request, self.config)
@@ -325,20 +355,35 @@ class FaasRuntime:
             self._merge(ray.get(objref, timeout=cap))
         except ray.exceptions.GetTimeoutError:
             ray.cancel(objref, force=True)
+            self._discard(rid)
             raise FunctionTimeout(f"invocation ran past its {cap} s lifetime and was killed") from None
         except Exception as exc:
+            self._discard(rid)
             raise unwrap(exc) from None
         return self._take_result(rid)
+
+    def _discard(self, rid: str) -> None:
+        """Remove what a killed or crashed invocation left in the store (its messages)."""
+        for name in (f"msg:{rid}", f"res:{rid}"):
+            try:
+                self.store.delete(name)
+            except Exception as exc:  # the caller's error says more than this one
+                log.warning("invocation %s: could not delete %s: %s", rid, name, exc)
 
     async def _await(self, rid: str, objref: Any, cap: float) -> Any:
         import ray
 
+        loop = asyncio.get_running_loop()
         try:
             self._merge(await asyncio.wait_for(await_ray(objref), cap))
         except TimeoutError:
             ray.cancel(objref, force=True)
+            await loop.run_in_executor(None, self._discard, rid)
             raise FunctionTimeout(f"invocation ran past its {cap} s lifetime and was killed") from None
-        return await asyncio.get_running_loop().run_in_executor(None, self._take_result, rid)
+        except BaseException:
+            await loop.run_in_executor(None, self._discard, rid)
+            raise
+        return await loop.run_in_executor(None, self._take_result, rid)
 
     def _future(self, started: tuple[str, Any, float]) -> Future[Any]:
         out: Future[Any] = Future()

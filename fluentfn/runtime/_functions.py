@@ -9,7 +9,7 @@ from typing import Any
 from .._context import CURRENT, Context
 from .._ioloop import IoLoop
 from .._ref import Future
-from ..errors import FunctionTimeout, NotFound
+from ..errors import FluentError, FunctionTimeout, InvalidRequest, NotFound
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb, pb_to_error
@@ -36,11 +36,16 @@ def run_in_task(fn: Any, args_blob: bytes, mode: str) -> tuple[bool, bytes]:
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = asyncio.run(_await(result))
-        return True, codec.encode(result)
     except BaseException as exc:
         return False, error_to_pb(exc, getattr(fn, "__qualname__", "function"), user=True).SerializeToString()
     finally:
         CURRENT.reset(token)
+    where = getattr(fn, "__qualname__", "function")
+    try:
+        return True, codec.encode(result)
+    except FluentError as exc:
+        error = InvalidRequest(f"the result of {where} ({type(result).__name__}) cannot be sent: {exc}")
+        return False, error_to_pb(error).SerializeToString()
 
 
 async def _await(aw: Any) -> Any:

@@ -81,7 +81,7 @@ class ShardHost:
         self.endpoint: str = f"{host}:{port}"
         self.metrics: str = f"http://{host}:{serve_metrics(self.engine, bind)}/metrics"
         self.runtime = StatefulRuntime(directory=self._directory, config=config, io=self._io, engine=self.engine)
-        set_invoker(self.runtime)
+        set_invoker(self.runtime, worker=True)
         if not get_ray(self._directory.host_ready.remote(group, shard, self.endpoint, node_id, epoch)):
             self.engine.fence()
         self.engine.start_background()

@@ -37,7 +37,7 @@ from ._functions import FunctionRunner
 from ._raycall import await_ray
 
 _REDIRECT = code_value(status_for(Redirect("")))
-_UNAVAILABLE = code_value(status_for(Unavailable("")))
+_GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +86,18 @@ def _settle(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> ReplyD
 
 
 def _misrouted(reply: pb.Reply | None) -> bool:
-    """The host could not take the call (moved shard, going away): resolve again and retry."""
-    return reply is not None and reply.HasField("error") and reply.error.code in (_REDIRECT, _UNAVAILABLE)
+    """The host does not own the call's shard (it moved): resolve again and retry.
+
+    Only a redirect is retried from a reply: a host that answers anything else (its
+    store failing, say) has settled the call, and re-running it could run it twice.
+    Transport failures (no reply at all) are retried with ``attempt`` set, so the new
+    host answers from its records if the first run got as far as its durability point.
+    """
+    return reply is not None and reply.HasField("error") and reply.error.code == _REDIRECT
+
+
+def _timeout(call: pb.Call) -> CallTimeout:
+    return CallTimeout(f"no reply from {call.type_name}/{call.key}.{call.method} by its deadline")
 
 
 def _ignore(reply: pb.Reply | None, error: BaseException | None) -> None:
@@ -134,10 +144,10 @@ class StatefulRuntime:
         if reply is None:
             waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
             self._io.loop.call_soon_threadsafe(self._send_fast, call, _settle(waiter))
-            try:  # the host enforces the deadline; this guards against a reply that never comes
-                reply = waiter.result(timeout=max(0.0, call.deadline - time.time()) + 5.0)
+            try:  # the caller stops waiting at the deadline, whatever the host does
+                reply = waiter.result(timeout=max(0.0, call.deadline - time.time()) + _GRACE_S)
             except concurrent.futures.TimeoutError:
-                raise CallTimeout(f"no reply from {ref.address}.{method} by its deadline") from None
+                raise _timeout(call) from None
         return self._result(reply)
 
     def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
@@ -152,24 +162,23 @@ class StatefulRuntime:
             except BaseException as exc:
                 out.set_exception(exc)
 
-        self._io.loop.call_soon_threadsafe(self._send_fast, call, done)
+        self._io.loop.call_soon_threadsafe(self._send_timed, call, done)
         return out
 
     async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = self._make_call(ref, method, args, kwargs)
         if self._io.in_loop():
             fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
-            self._send_fast(call, _settle(fut))
+            self._send_timed(call, _settle(fut))
             reply = await fut
         else:
             waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
-            self._io.loop.call_soon_threadsafe(self._send_fast, call, _settle(waiter))
+            self._io.loop.call_soon_threadsafe(self._send_timed, call, _settle(waiter))
             reply = await asyncio.wrap_future(waiter)
         return self._result(reply)
 
     def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        call = self._make_call(ref, method, args, kwargs)
-        call.one_way = True
+        call = self._make_call(ref, method, args, kwargs, one_way=True)
         if self._io.in_loop():
             self._send_fast(call, _ignore)
         else:
@@ -180,13 +189,22 @@ class StatefulRuntime:
 
     # -- calls -------------------------------------------------------------------------
 
-    def _make_call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> pb.Call:
+    def _make_call(
+        self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, one_way: bool = False
+    ) -> pb.Call:
+        """The wire call for ``ref.method(*args, **kwargs)`` made from here, now.
+
+        A call from inside a turn joins the turn's chain (reentry along it is admitted)
+        and inherits its deadline; a tell starts a chain of its own, with its own
+        deadline, since its sender does not wait for it.
+        """
         if not isinstance(ref, ActorRef):
             raise InvalidRequest(f"not an actor reference: {ref!r}")
         ctx = CURRENT.get()
         request_id = (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
         deadline = time.time() + (CALL_TIMEOUT.get() or _config.DEFAULT_CALL_TIMEOUT_S)
-        if ctx is not None and ctx.deadline:
+        joins = ctx is not None and not one_way
+        if joins and ctx is not None and ctx.deadline:
             deadline = min(deadline, ctx.deadline)
         return pb.Call(
             type_name=ref.type_name,
@@ -195,9 +213,10 @@ class StatefulRuntime:
             args=codec.encode_args(args, kwargs),
             request_id=request_id,
             deadline=deadline,
-            call_chain=ctx.chain if ctx is not None else (),
-            chain_id=ctx.chain_id if ctx is not None and ctx.chain_id else request_id,
+            call_chain=ctx.chain if joins and ctx is not None else (),
+            chain_id=ctx.chain_id if joins and ctx is not None and ctx.chain_id else request_id,
             attempt=1 if ctx is not None and ctx.replay else 0,
+            one_way=one_way,
         )
 
     @staticmethod
@@ -219,6 +238,24 @@ class StatefulRuntime:
         if target is None or not target.local:
             return None
         return self._engine.dispatch_inline(call)
+
+    def _send_timed(self, call: pb.Call, done: ReplyDone) -> None:
+        """``_send_fast`` with a timer: the caller gets CallTimeout at the deadline at the
+        latest, even if no reply ever comes (the first outcome wins, the other is dropped)."""
+        settled = False
+
+        def once(reply: pb.Reply | None, error: BaseException | None) -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
+            timer.cancel()
+            done(reply, error)
+
+        timer = self._io.loop.call_later(
+            max(0.0, call.deadline - time.time()) + _GRACE_S, lambda: once(None, _timeout(call))
+        )
+        self._send_fast(call, once)
 
     def _send_fast(self, call: pb.Call, done: ReplyDone) -> None:
         """Send from the loop without a task when the route is cached (the common case);

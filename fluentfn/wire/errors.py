@@ -36,25 +36,34 @@ def error_to_pb(exc: BaseException, where: str = "", *, user: bool = False) -> p
     escaped user code (a nested call's ``NotFound``, say): then it travels as a user
     exception, so the caller neither retries nor mistakes it for its own call's status.
     """
+    message = _text(exc)
     if not user and isinstance(exc, FluentError) and not isinstance(exc, ActorError):
-        return pb.Error(code=code_value(status_for(exc)), message=str(exc))
+        return pb.Error(code=code_value(status_for(exc)), message=message)
     module, qualname = _origin(exc)
     try:
         args = codec.encode(list(exc.args), limit=64 * 1024)
-    except InvalidRequest:
-        args = codec.encode([str(exc)])
+    except Exception:  # args that cannot travel: the message stands in for them
+        args = codec.encode([message])
     local_tb = _format(exc)
     if isinstance(exc, ActorError) and exc.remote_traceback:
         local_tb = exc.remote_traceback + "\nre-raised by\n" + local_tb
     header = f"in {where}:\n" if where else ""
     return pb.Error(
         code=0,
-        message=str(exc),
+        message=message,
         exc_module=module,
         exc_type=qualname,
         exc_args=args,
         traceback=(header + local_tb)[-_MAX_TRACEBACK:],
     )
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, even for an exception whose ``__str__`` fails."""
+    try:
+        return str(exc)
+    except Exception as failure:
+        return f"<{type(exc).__name__}: str() failed with {type(failure).__name__}>"
 
 
 def _format(exc: BaseException) -> str:

@@ -1,0 +1,103 @@
+"""The parts of a turn that hosts and FaaS invocations share.
+
+A turn is: restore the stored state or run ``__init__``, then ``on_activate`` (on the
+identity's first turn in a host, on every invocation in FaaS mode); answer a repeated
+request from its recorded reply; run the method; encode the result; encode the state
+for the durability point. Each step here either succeeds or raises one clear error:
+
+- ``UserFailure``: user code (``__init__``, ``on_activate``) raised; it travels as an
+  ``ActorError`` of the original type.
+- ``InvalidRequest``: the result or the state cannot be encoded. The turn must not take
+  effect: the caller rolls the identity back to its pre-turn state and does not retry.
+- ``FluentError``: a stored record that cannot be decoded (names identity and store).
+
+Hosts and FaaS differ only in where the state lives between turns and how the write
+is made (hosts: fenced by epoch; FaaS: by version), never in what a turn means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .._actordef import ActorDef, MethodInfo, public_state
+from ..errors import FluentError, InvalidRequest
+from ..state._codec import decode_state, encode_state
+from ..wire import codec
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import error_to_pb
+
+
+class UserFailure(Exception):
+    """An exception escaped user code outside the method (``__init__``, ``on_activate``)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(exc)
+        self.exc = exc
+
+
+def instantiate(definition: ActorDef, stored: bytes | None, address: str, store_url: str = "") -> Any:
+    """The identity's instance: restored from ``stored`` (no ``__init__``) or new, then
+    ``on_activate``. ``on_activate`` must be a plain method, in both modes."""
+    state: dict[str, Any] | None = None
+    if stored is not None:
+        try:
+            state = decode_state(stored)
+        except Exception as exc:
+            where = f" in {store_url}" if store_url else ""
+            raise FluentError(
+                f"{address}: its stored state{where} cannot be decoded ({type(exc).__name__}: {exc}); "
+                "delete or repair the record"
+            ) from None
+    try:
+        instance = definition.new_instance() if state is None else definition.restore(state)
+        if definition.on_activate is not None:
+            result = definition.on_activate(instance)
+            if asyncio.iscoroutine(result):
+                result.close()
+                raise FluentError(f"{definition.name}.on_activate must be a plain (sync) method, not async")
+    except BaseException as exc:
+        raise UserFailure(exc) from None
+    return instance
+
+
+def run_sync(method: MethodInfo, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, bool]:
+    """Run a sync method: (result, False) or (the exception it raised, True).
+
+    Everything user code raises is its outcome, ``SystemExit`` and ``KeyboardInterrupt``
+    included: it never takes a host or an invocation down."""
+    try:
+        return method.fn(instance, *args, **kwargs), False
+    except BaseException as exc:
+        return exc, True
+
+
+def reply_for(outcome: Any, failed: bool, where: str) -> pb.Reply:
+    """The reply for a method's outcome. InvalidRequest if the result cannot be sent
+    (the turn must then be rolled back)."""
+    if failed:
+        return pb.Reply(error=error_to_pb(outcome, where, user=True))
+    try:
+        return pb.Reply(value=codec.encode(outcome))
+    except FluentError as exc:
+        raise InvalidRequest(
+            f"the result of {where} ({type(outcome).__name__}) cannot be sent: {exc}; the call was rolled back"
+        ) from None
+
+
+def snapshot(instance: Any, address: str) -> bytes:
+    """The encoded public state. InvalidRequest naming the attribute that cannot be stored."""
+    state = public_state(instance)
+    try:
+        return encode_state(state)
+    except Exception:
+        pass
+    for name, value in state.items():
+        try:
+            encode_state({name: value})
+        except Exception as exc:
+            raise InvalidRequest(
+                f"{address}: attribute {name!r} ({type(value).__name__}) cannot be stored ({exc}); "
+                "make it private (_name) or storable; the call was rolled back"
+            ) from None
+    raise InvalidRequest(f"{address}: its state cannot be stored; the call was rolled back")
