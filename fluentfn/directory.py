@@ -60,8 +60,9 @@ class _Group:
 class Directory:
     """Registry and placement authority (runs as an async Ray actor)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], host_class: type) -> None:
         self._config = config
+        self._host_class = host_class  # the ShardHost class (given, so placement never imports the runtime)
         self._types: dict[str, tuple[bytes, ActorOptions, frozenset[str]]] = {}
         self._groups: dict[str, _Group] = {}
 
@@ -92,13 +93,11 @@ class Directory:
     def _start_hosts(self, group: str) -> None:
         import ray
 
-        from .runtime._hostactor import ShardHost
-
         g = self._groups[group]
         if g.started:
             return
         g.started = True
-        cls = ray.remote(ShardHost)
+        cls: Any = ray.remote(self._host_class)
         for shard, slot in enumerate(g.shards):
             slot.handle = cls.options(
                 max_restarts=-1,
@@ -229,8 +228,6 @@ class Directory:
         """
         import ray
 
-        from .runtime._hostactor import ShardHost
-
         g = self._groups[group]
         slot = g.shards[shard]
         old = slot.handle
@@ -239,7 +236,7 @@ class Directory:
             opts["resources"] = {**opts.get("resources", {}), **resources}
         slot.ready.clear()
         slot.handle = (
-            ray.remote(ShardHost)
+            ray.remote(self._host_class)
             .options(max_restarts=-1, max_task_retries=0, max_concurrency=16, **opts)
             .remote(group, shard, self._config["namespace"])
         )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import fluentfn as ff
-from fluentfn.state._store import open_store
+from fluentfn.state import open_store
 from fluentfn.testing import wait_for
 
 pytestmark = pytest.mark.timeout(120)

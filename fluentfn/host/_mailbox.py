@@ -89,4 +89,4 @@ class Mailbox:
             self.waiting.remove(turn)
         except ValueError:
             return self.finish(turn) if turn in self.running else []
-        return []
+        return self._start_waiting()  # the withdrawn turn may have been what held the next ones back

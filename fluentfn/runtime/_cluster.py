@@ -16,37 +16,26 @@ from .. import _ref
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
 from .._ioloop import io_loop, spawn
+from .._logs import log_level, quiet_logs
 from ..api import ActorType, known_types, on_new_type
 from ..directory import DIRECTORY_NAME, Directory, ray_namespace
 from ..errors import FluentError
-from ..state._store import default_url
+from ..state import default_url
 from ..transport._auth import new_token
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ..wire._gen import actorhost_pb2 as pb
 from ._faas import FaasRuntime
+from ._hostactor import ShardHost
 from ._raycall import await_ray, get_ray
-from ._stateful import StatefulRuntime, registration
+from ._registry import registration
+from ._stateful import StatefulRuntime
 
 Runtime = StatefulRuntime | FaasRuntime
 
 MODES = ("stateful", "faas")
 _lock = threading.Lock()
 _current: Cluster | None = None
-
-
-def log_level() -> str:
-    """FLUENTFN_LOG, or ERROR: quiet by default."""
-    return os.environ.get("FLUENTFN_LOG", "ERROR").upper()
-
-
-def quiet_logs() -> None:
-    """Keep Ray's and gRPC's chatter off the user's terminal unless FLUENTFN_LOG asks."""
-    level = log_level()
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if level not in ("DEBUG", "INFO") else "INFO")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    logging.getLogger("ray").setLevel(level)
-    logging.getLogger("fluentfn").setLevel(level)
 
 
 class _Gateway:
@@ -268,7 +257,7 @@ def init(
         resources={"node:__internal_head__": 0.001},  # on the head node: it outlives workers
         num_cpus=0,
         max_concurrency=1000,
-    ).remote(config)
+    ).remote(config, ShardHost)
     config = get_ray(directory.config.remote())
     if token is not None and config["token"] != token:
         raise FluentError("the running cluster has a different token")
@@ -344,6 +333,6 @@ def _connect_worker() -> _ref.Invoker | None:
     return StatefulRuntime(directory=directory, config=config, io=io_loop())
 
 
-def install_lazy_connect() -> None:
-    """Let ``ActorRef`` calls inside Ray tasks connect on first use."""
-    _ref.set_lazy_connect(_connect_worker)
+# ``ActorRef`` calls inside Ray tasks (function runs) connect on first use. Every worker
+# that runs fluentfn code has imported this module (the package imports it).
+_ref.set_lazy_connect(_connect_worker)

@@ -31,12 +31,13 @@ from ..errors import FluentError, FunctionTimeout, InvalidRequest, Unavailable
 from ..host._engine import COUNTERS
 from ..host._reminders import Reminders
 from ..host._turn import UserFailure, instantiate, reply_for, run_sync, snapshot
+from ..state import Store, VersionConflict, open_store
 from ..state._emulated import MeteredStore
-from ..state._store import Store, VersionConflict, open_store
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb, pb_to_error
 from ._raycall import await_ray, unwrap
+from ._registry import pickle_by_value_if_local, registration
 
 REMINDER_GROUP = "__faas__"
 _CONFLICT_RETRIES = 500
@@ -240,8 +241,6 @@ class FaasRuntime:
         directory = self._directory_handle()
         if local is not None:
             from ._raycall import get_ray
-            from ._stateful import registration
-
             if local.colocate_target is not None:
                 self._actor_code(local.colocate_target.name)
             entry_args = registration(local)
@@ -326,8 +325,6 @@ class FaasRuntime:
         cached = self._code.get(f"fn:{id(fn)}")
         if cached is not None and cached[1] is fn:
             return cached[0]
-        from ._stateful import pickle_by_value_if_local
-
         pickle_by_value_if_local(fn.fn)
         ref = ray.put(cloudpickle.dumps(fn.fn))
         self._code[f"fn:{id(fn)}"] = (ref, fn)

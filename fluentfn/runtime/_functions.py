@@ -14,15 +14,13 @@ from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb, pb_to_error
 from ._raycall import await_ray
+from ._registry import pickle_by_value_if_local
 
 
 def run_in_task(fn: Any, args_blob: bytes, mode: str) -> tuple[bool, bytes]:
     """The body of a function's Ray task: (True, result) or (False, wire Error)."""
     import ray
 
-    from . import _cluster
-
-    _cluster.install_lazy_connect()
     ctx = ray.get_runtime_context()
     context = Context(
         node_id=ctx.get_node_id(),
@@ -78,8 +76,6 @@ class FunctionRunner:
         import ray
 
         from ..placement import ray_options
-        from ._stateful import pickle_by_value_if_local
-
         cached = self._remotes.get(id(fn))
         if cached is not None and cached[0] is fn:
             return cached[1]

@@ -15,11 +15,12 @@ import cloudpickle
 from .. import _config
 from .._actordef import ActorDef
 from .._ioloop import IoLoop, io_loop
+from .._logs import quiet_logs
 from .._ref import set_invoker
 from ..directory import DIRECTORY_NAME, ray_namespace
 from ..host._engine import HostEngine, TypeLoader
 from ..host._metrics import serve_metrics
-from ..state._store import open_store
+from ..state import open_store
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ._raycall import await_ray, get_ray
@@ -53,9 +54,7 @@ class ShardHost:
     def __init__(self, group: str, shard: int, namespace: str) -> None:
         import ray
 
-        from . import _cluster
-
-        _cluster.quiet_logs()
+        quiet_logs()
         self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(namespace))
         config: dict[str, Any] = get_ray(self._directory.config.remote())
         ctx = ray.get_runtime_context()

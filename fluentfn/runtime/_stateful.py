@@ -16,10 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
-
 from .. import _config
-from .._actordef import ActorDef
 from .._context import CURRENT
 from .._ioloop import IoLoop, spawn
 from .._ref import CALL_TIMEOUT, ActorRef, Future
@@ -27,7 +24,7 @@ from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
 from ..errors import CallTimeout, FluentError, InvalidRequest, NotFound, Redirect, Unavailable, code_value, status_for
 from ..host._engine import HostEngine
-from ..placement import ActorOptions, shard_for
+from ..placement import shard_for
 from ..transport._client import PeerPool
 from ..transport._tls import TlsConfig
 from ..wire import codec
@@ -35,6 +32,7 @@ from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import pb_to_error
 from ._functions import FunctionRunner
 from ._raycall import await_ray
+from ._registry import registration
 
 _REDIRECT = code_value(status_for(Redirect("")))
 _GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
@@ -44,28 +42,6 @@ _GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it sa
 class _Target:
     route: Route
     local: bool
-
-
-def pickle_by_value_if_local(cls: type) -> None:
-    """Ship user code by value unless it is installed (workers may not import it)."""
-    import sys
-
-    module = sys.modules.get(cls.__module__)
-    path = getattr(module, "__file__", None) or ""
-    if module is not None and cls.__module__ != "__main__" and "site-packages" not in path:
-        root = cls.__module__.split(".")[0]
-        if root != "fluentfn":
-            try:
-                cloudpickle.register_pickle_by_value(sys.modules.get(root) or module)
-            except ValueError:
-                pass
-
-
-def registration(at: ActorType) -> tuple[str, bytes, ActorOptions, frozenset[str]]:
-    """What the directory stores for a type: name, pickled (class, options), options, methods."""
-    pickle_by_value_if_local(at.cls)
-    blob = cloudpickle.dumps((at.cls, at.options))
-    return at.name, blob, at.options, frozenset(ActorDef(at.cls, at.options).method_names)
 
 
 ReplyDone = Callable[[pb.Reply | None, BaseException | None], None]

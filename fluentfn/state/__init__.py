@@ -1,5 +1,6 @@
 """State stores (SQLite, Redis) behind one interface, and the state codec."""
 
-from ._store import Record, StaleEpoch, Store, VersionConflict, open_store
+from ._open import default_url, open_store
+from ._store import Record, StaleEpoch, Store, VersionConflict
 
-__all__ = ["Record", "StaleEpoch", "Store", "VersionConflict", "open_store"]
+__all__ = ["Record", "StaleEpoch", "Store", "VersionConflict", "default_url", "open_store"]

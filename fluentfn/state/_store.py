@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from .. import _config
 from ..errors import FluentError
 
 REPLY_TTL_S = float(os.environ.get("FLUENTFN_REPLY_TTL_S", "3600"))
@@ -95,23 +93,3 @@ class Store(Protocol):
     def delete(self, key: str) -> None: ...
 
     def close(self) -> None: ...
-
-
-def default_url(namespace: str) -> str:
-    """The embedded default: a SQLite file under FLUENTFN_HOME."""
-    path = _config.home(namespace) / "state.db"
-    return f"sqlite:///{path}"
-
-
-def open_store(url: str) -> Store:
-    """Open ``sqlite:///path`` or ``redis://host:port/db``."""
-    if url.startswith("sqlite:///"):
-        from ._sqlite import SqliteStore
-
-        path = Path(url[len("sqlite:///") - 1 :]) if url.startswith("sqlite:////") else Path(url[len("sqlite:///") :])
-        return SqliteStore(path, url)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from ._redis import RedisStore
-
-        return RedisStore(url)
-    raise FluentError(f"unknown store {url!r}: use sqlite:///path or redis://host:port/db")

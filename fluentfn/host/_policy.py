@@ -1,0 +1,278 @@
+"""The host's admission policy as a pure state machine: events in, instructions out.
+
+No clocks, threads, sockets or Ray: the engine feeds it what happened (a call arrived,
+a turn finished, time passed, the shard was fenced, an identity should be passivated)
+and executes what it says (run this turn, reject that one and why). dask/distributed's
+``worker_state_machine`` is the model; ``tests/test_policy.py`` checks its invariants
+over random interleavings with hypothesis.
+
+Rules:
+- One turn at a time per identity (``Mailbox``); reentry only along a chain on which
+  the identity is waiting (A -> B -> A), or interleaving async turns of a reentrant type.
+- A queued turn whose deadline has passed is withdrawn (``Reject(TIMEOUT)``) and never
+  runs; one that arrives past its deadline is refused at once.
+- At most ``inflight_limit`` turns per host are running or queued, and at most
+  ``mailbox_limit`` wait per identity (``Reject(OVERLOADED)``).
+- Once fenced (the shard moved), queued and new turns are refused (``Reject(REDIRECT)``);
+  running ones finish.
+- Passivation is a turn of its own, admitted only when the identity is idle.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ..errors import Overloaded
+from ._mailbox import Mailbox, Turn
+
+
+class Why(Enum):
+    """Why a turn was refused (the engine maps each to its error)."""
+
+    TIMEOUT = "timeout"
+    OVERLOADED = "overloaded"
+    REDIRECT = "redirect"
+    BUSY = "busy"  # passivation of an identity that is in use: try later
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Arrive:
+    """A call (or a tell) for ``address`` wants a turn."""
+
+    tid: int
+    address: str
+    chain_id: str
+    now: float
+    deadline: float = 0.0  # epoch seconds; 0: none
+    chain: tuple[str, ...] = ()
+    interleave: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """A running turn ended (its reply is the engine's business)."""
+
+    tid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """The caller gave up on a turn (its own timer fired): drop it if still queued."""
+
+    tid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Activated:
+    """``address`` finished activating: interleavable waiters may join now."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: expire queued turns whose deadline is ``now`` or earlier."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The shard moved to another host."""
+
+
+@dataclass(frozen=True, slots=True)
+class Passivate:
+    """Deactivate ``address`` if it is idle (a turn of its own, ``tid``)."""
+
+    tid: int
+    address: str
+
+
+Event = Arrive | Finish | Withdraw | Activated | Tick | Fence | Passivate
+
+
+# -- instructions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Start turn ``tid`` now."""
+
+    tid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Answer turn ``tid`` with the error for ``why``; it never runs."""
+
+    tid: int
+    why: Why
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """``address`` was passivated and is idle: drop its mailbox."""
+
+    address: str
+
+
+Instruction = Run | Reject | Forget
+
+
+@dataclass(slots=True)
+class _Entry:
+    turn: Turn
+    address: str
+    deadline: float
+    running: bool = False
+    passivation: bool = False
+
+
+@dataclass(slots=True)
+class HostPolicy:
+    """Admission for every identity of one host."""
+
+    mailbox_limit: int = 10_000
+    inflight_limit: int = 100_000
+    fenced: bool = False
+    _boxes: dict[str, Mailbox] = field(default_factory=dict)
+    _entries: dict[int, _Entry] = field(default_factory=dict)
+    _deadlines: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def inflight(self) -> int:
+        """Turns running or queued."""
+        return len(self._entries)
+
+    def running_all(self) -> list[int]:
+        return [tid for tid, e in self._entries.items() if e.running]
+
+    def queued_all(self) -> list[int]:
+        return [tid for tid, e in self._entries.items() if not e.running]
+
+    def running(self, address: str) -> list[int]:
+        """Ids of the turns of ``address`` running now."""
+        return [tid for tid, e in self._entries.items() if e.address == address and e.running]
+
+    def queued(self, address: str) -> list[int]:
+        return [tid for tid, e in self._entries.items() if e.address == address and not e.running]
+
+    def handle(self, event: Event) -> list[Instruction]:
+        """Apply one event; the instructions say what the engine must do now, in order."""
+        if isinstance(event, Arrive):
+            return self._arrive(event)
+        if isinstance(event, Finish):
+            return self._finish(event.tid)
+        if isinstance(event, Withdraw):
+            return self._withdraw(event.tid, None)
+        if isinstance(event, Activated):
+            box = self._boxes.get(event.address)
+            return self._started(box.activated()) if box is not None else []
+        if isinstance(event, Tick):
+            return self._tick(event.now)
+        if isinstance(event, Fence):
+            return self._fence()
+        return self._passivate(event)
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _box(self, address: str) -> Mailbox:
+        box = self._boxes.get(address)
+        if box is None:
+            box = self._boxes[address] = Mailbox(address, self.mailbox_limit, activating=True)
+        return box
+
+    def _arrive(self, ev: Arrive) -> list[Instruction]:
+        if self.fenced:
+            return [Reject(ev.tid, Why.REDIRECT)]
+        if ev.deadline and ev.deadline <= ev.now:
+            return [Reject(ev.tid, Why.TIMEOUT)]
+        if len(self._entries) >= self.inflight_limit:
+            return [Reject(ev.tid, Why.OVERLOADED)]
+        turn = Turn(chain_id=ev.chain_id, chain=ev.chain, interleave=ev.interleave)
+        box = self._box(ev.address)
+        try:
+            admitted = box.offer(turn)
+        except Overloaded:
+            return [Reject(ev.tid, Why.OVERLOADED)]
+        entry = _Entry(turn, ev.address, ev.deadline, running=admitted)
+        turn.wake = _Tid(ev.tid)
+        self._entries[ev.tid] = entry
+        if admitted:
+            return [Run(ev.tid)]
+        if ev.deadline:
+            heapq.heappush(self._deadlines, (ev.deadline, ev.tid))
+        return []
+
+    def _started(self, turns: list[Turn]) -> list[Instruction]:
+        out: list[Instruction] = []
+        for turn in turns:
+            assert isinstance(turn.wake, _Tid)
+            self._entries[turn.wake.tid].running = True
+            out.append(Run(turn.wake.tid))
+        return out
+
+    def _finish(self, tid: int) -> list[Instruction]:
+        entry = self._entries.pop(tid, None)
+        if entry is None or not entry.running:
+            if entry is not None:  # finishing a turn that never ran is a bug of the caller
+                self._entries[tid] = entry
+                raise ValueError(f"turn {tid} finished without running")
+            return []
+        box = self._boxes[entry.address]
+        if entry.passivation:  # turns that arrived meanwhile: the first activates the identity again
+            box.activating = True
+        out = self._started(box.finish(entry.turn))
+        if entry.passivation and box.idle:
+            del self._boxes[entry.address]
+            out.append(Forget(entry.address))
+        return out
+
+    def _withdraw(self, tid: int, why: Why | None) -> list[Instruction]:
+        entry = self._entries.get(tid)
+        if entry is None or entry.running:
+            return []  # unknown, done, or already running: it will finish on its own
+        del self._entries[tid]
+        box = self._boxes[entry.address]
+        out: list[Instruction] = [Reject(tid, why)] if why is not None else []
+        return out + self._started(box.cancel(entry.turn))
+
+    def _tick(self, now: float) -> list[Instruction]:
+        out: list[Instruction] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, tid = heapq.heappop(self._deadlines)
+            out += self._withdraw(tid, Why.TIMEOUT)
+        return out
+
+    def _fence(self) -> list[Instruction]:
+        self.fenced = True
+        out: list[Instruction] = []
+        for tid in [t for t, e in self._entries.items() if not e.running]:
+            out += self._withdraw(tid, Why.REDIRECT)
+        return out
+
+    def _passivate(self, ev: Passivate) -> list[Instruction]:
+        box = self._boxes.get(ev.address)
+        if box is None or not box.idle:
+            return [Reject(ev.tid, Why.BUSY)]
+        turn = Turn(chain_id=f"passivate:{ev.tid}")
+        turn.wake = _Tid(ev.tid)
+        box.offer(turn)
+        self._entries[ev.tid] = _Entry(turn, ev.address, 0.0, running=True, passivation=True)
+        return [Run(ev.tid)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Tid:
+    """A turn's id, kept where the mailbox keeps its wake-up (the policy never calls it)."""
+
+    tid: int
+
+    def __call__(self) -> None:  # pragma: no cover - the policy reads ``tid``, nothing calls it
+        raise AssertionError("the policy's turns are started by instructions, not wake-ups")

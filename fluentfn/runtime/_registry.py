@@ -1,0 +1,32 @@
+"""How actor types and functions are shipped to the cluster: by name, with their code."""
+
+from __future__ import annotations
+
+import sys
+
+import cloudpickle
+
+from .._actordef import ActorDef
+from ..api import ActorType
+from ..placement import ActorOptions
+
+
+def pickle_by_value_if_local(cls: type) -> None:
+    """Ship user code by value unless it is installed (workers may not import it)."""
+
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None) or ""
+    if module is not None and cls.__module__ != "__main__" and "site-packages" not in path:
+        root = cls.__module__.split(".")[0]
+        if root != "fluentfn":
+            try:
+                cloudpickle.register_pickle_by_value(sys.modules.get(root) or module)
+            except ValueError:
+                pass
+
+
+def registration(at: ActorType) -> tuple[str, bytes, ActorOptions, frozenset[str]]:
+    """What the directory stores for a type: name, pickled (class, options), options, methods."""
+    pickle_by_value_if_local(at.cls)
+    blob = cloudpickle.dumps((at.cls, at.options))
+    return at.name, blob, at.options, frozenset(ActorDef(at.cls, at.options).method_names)
