@@ -38,7 +38,7 @@ def demo(out: Annotated[Path, typer.Option(help="where the table and plot go")] 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="latency, throughput, activation, paper, reliability")],
+    name: Annotated[str, typer.Argument(help="latency, throughput, activation, paper, reliability, turns")],
 ) -> None:
     """Run a benchmark: NAME [--quick] [--out DIR]."""
     from .bench.__main__ import main as bench_main

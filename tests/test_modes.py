@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -68,6 +69,12 @@ class TestFaas:
         with pytest.raises(ff.FunctionTimeout):
             sleepy(3.0)  # the function's own cap (1 s) is lower still
         assert Slow["s"].nap(0.01) == 0.01
+        # killed invocations leave no request or result rows behind in the store
+        url = cluster.runtime.config["store"]  # type: ignore[attr-defined]
+        assert url.startswith("sqlite:///")
+        with sqlite3.connect(url[len("sqlite:///") :]) as db:
+            left = db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
+        assert left == []
 
     def test_gpu_types_are_refused(self, cluster: ff.Cluster) -> None:
         with pytest.raises(ff.FluentError, match="GPU"):
