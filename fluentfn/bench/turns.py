@@ -77,7 +77,7 @@ BigState = ff.actor(name="BenchBigState", shards=1)(_BigState)
 
 def _ring(mode: str, hops: int, run: str) -> float:
     """Seconds per hop of a token passed ``hops`` times around the ring."""
-    node = RingNodes[mode][f"{run}-0"]
+    node = RingNodes[mode]["ring-0"]
     t0 = time.time()
     node.hop.tell(hops - 1, run)
     deadline = time.monotonic() + 600
@@ -115,6 +115,9 @@ def _ray_ring(hops: int) -> float:
 
     nodes = [Node.remote() for _ in range(RAY_RING)]  # type: ignore[attr-defined]
     ray.get([n.link.remote(nodes[(i + 1) % RAY_RING]) for i, n in enumerate(nodes)])
+    nodes[0].hop.remote(2 * RAY_RING)  # warm-up lap
+    while not ray.get(nodes[(2 * RAY_RING) % RAY_RING].finished.remote()):
+        time.sleep(0.01)
     last = nodes[(hops - 1) % RAY_RING]
     t0 = time.time()
     nodes[0].hop.remote(hops - 1)
@@ -146,6 +149,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     lengths = (1_000, 10_000)
     with ff.init(namespace="bench-turns"):
         for mode in ("never", "call"):
+            _ring(mode, 2 * RING, f"warm-{mode}")  # activate the ring's identities, resolve routes
             for hops in lengths:
                 cost = _ring(mode, hops, f"{mode}{hops}-{time.time_ns()}")
                 per_hop[f"{mode}/{hops}"] = cost
