@@ -88,7 +88,7 @@ def test_invariants_hold_for_any_sequence(ops: list[str]) -> None:
 
 
 def _act(key: str, table: ActivationTable, now: float) -> Activation:
-    a = Activation("T", key, 10)
+    a = Activation("T", key)
     a.ready = True
     table.add(a, now)
     return a
@@ -97,11 +97,12 @@ def _act(key: str, table: ActivationTable, now: float) -> Activation:
 def test_idle_and_lru() -> None:
     table = ActivationTable()
     a, b, c = (_act(k, table, t) for k, t in (("a", 0.0), ("b", 1.0), ("c", 2.0)))
+    busy: set[str] = set()
     table.touch(a, 5.0)  # a is now the most recent
-    assert [x.key for x in table.idle(6.0, lambda _: 4.5, 4.5)] == ["b"]
-    assert [x.key for x in table.over_cap(1)] == ["b", "c"]
-    c.mailbox.offer(Turn("busy"))
-    assert [x.key for x in table.over_cap(1)] == ["b", "a"]  # busy c is skipped, never evicted
+    assert [x.key for x in table.idle(6.0, lambda _: 4.5, 4.5, busy.__contains__)] == ["b"]
+    assert [x.key for x in table.over_cap(1, busy.__contains__)] == ["b", "c"]
+    busy.add("T/c")
+    assert [x.key for x in table.over_cap(1, busy.__contains__)] == ["b", "a"]  # busy c is skipped, never evicted
     table.remove(b)
     assert len(table) == 2 and table.get("T/b") is None
 

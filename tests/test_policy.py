@@ -27,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from fluentfn.host._policy import (
     Activated,
     Arrive,
+    Deactivated,
     Fence,
     Finish,
     Forget,
@@ -172,6 +173,10 @@ class PolicyMachine(RuleBasedStateMachine):
         self.apply(self.policy.handle(Passivate(tid, address)))
         if tid in self.outcomes:
             assert self.outcomes[tid] == f"rejected:{Why.BUSY.value}"
+
+    @rule(address=st.sampled_from(ADDRESSES))
+    def deactivated(self, address: str) -> None:
+        self.apply(self.policy.handle(Deactivated(address)))
 
     # -- invariants ----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The activation table: which identities are live in a host, in least-recently-used order.
 
 Pure bookkeeping (no I/O, no clocks of its own): the host asks it which identities to
-passivate, then does the passivating.
+passivate, then does the passivating. Whether an identity is in use is the admission
+policy's to say, so the queries take it as a predicate.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
-
-from ._mailbox import Mailbox
 
 
 class Activation:
@@ -22,7 +21,6 @@ class Activation:
         "instance",
         "key",
         "last_used",
-        "mailbox",
         "ready",
         "replies",
         "snapshot",
@@ -30,11 +28,10 @@ class Activation:
         "version",
     )
 
-    def __init__(self, type_name: str, key: str, mailbox_limit: int) -> None:
+    def __init__(self, type_name: str, key: str) -> None:
         self.address = f"{type_name}/{key}"
         self.type_name = type_name
         self.key = key
-        self.mailbox = Mailbox(self.address, mailbox_limit, activating=True)
         self.instance: Any = None
         self.last_used = 0.0
         self.ready = False  # instance built and on_activate done
@@ -73,19 +70,21 @@ class ActivationTable:
         if self._items.get(act.address) is act:
             del self._items[act.address]
 
-    def idle(self, now: float, timeout_of: Callable[[str], float], min_timeout: float) -> list[Activation]:
-        """Ready identities with empty mailboxes unused for longer than their type's timeout."""
+    def idle(
+        self, now: float, timeout_of: Callable[[str], float], min_timeout: float, in_use: Callable[[str], bool]
+    ) -> list[Activation]:
+        """Identities not in use and unused for longer than their type's timeout."""
         out: list[Activation] = []
         for act in self._items.values():
             age = now - act.last_used
             if age < min_timeout:
                 break  # everything after this one was used more recently
-            if act.ready and act.mailbox.idle and age >= timeout_of(act.type_name):
+            if age >= timeout_of(act.type_name) and not in_use(act.address):
                 out.append(act)
         return out
 
-    def over_cap(self, cap: int) -> list[Activation]:
-        """The least recently used idle identities beyond ``cap`` live ones."""
+    def over_cap(self, cap: int, in_use: Callable[[str], bool]) -> list[Activation]:
+        """The least recently used identities not in use, beyond ``cap`` live ones."""
         excess = len(self._items) - cap
         out: list[Activation] = []
         if excess <= 0:
@@ -93,6 +92,6 @@ class ActivationTable:
         for act in self._items.values():
             if len(out) >= excess:
                 break
-            if act.ready and act.mailbox.idle:
+            if not in_use(act.address):
                 out.append(act)
         return out

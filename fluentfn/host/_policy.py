@@ -75,6 +75,13 @@ class Activated:
 
 
 @dataclass(frozen=True, slots=True)
+class Deactivated:
+    """``address`` lost its instance (rolled back, fenced): its next turn activates it alone."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed: expire queued turns whose deadline is ``now`` or earlier."""
 
@@ -94,7 +101,7 @@ class Passivate:
     address: str
 
 
-Event = Arrive | Finish | Withdraw | Activated | Tick | Fence | Passivate
+Event = Arrive | Finish | Withdraw | Activated | Deactivated | Tick | Fence | Passivate
 
 
 # -- instructions ---------------------------------------------------------------------------
@@ -150,6 +157,11 @@ class HostPolicy:
         """Turns running or queued."""
         return len(self._entries)
 
+    def idle(self, address: str) -> bool:
+        """No turn of ``address`` is running or queued."""
+        box = self._boxes.get(address)
+        return box is None or box.idle
+
     def running_all(self) -> list[int]:
         return [tid for tid, e in self._entries.items() if e.running]
 
@@ -174,6 +186,11 @@ class HostPolicy:
         if isinstance(event, Activated):
             box = self._boxes.get(event.address)
             return self._started(box.activated()) if box is not None else []
+        if isinstance(event, Deactivated):
+            box = self._boxes.get(event.address)
+            if box is not None:
+                box.activating = True
+            return []
         if isinstance(event, Tick):
             return self._tick(event.now)
         if isinstance(event, Fence):
@@ -259,7 +276,9 @@ class HostPolicy:
 
     def _passivate(self, ev: Passivate) -> list[Instruction]:
         box = self._boxes.get(ev.address)
-        if box is None or not box.idle:
+        if box is None:  # nothing ever ran here (refused at the door): nothing to deactivate
+            return [Reject(ev.tid, Why.BUSY), Forget(ev.address)]
+        if not box.idle:
             return [Reject(ev.tid, Why.BUSY)]
         turn = Turn(chain_id=f"passivate:{ev.tid}")
         turn.wake = _Tid(ev.tid)

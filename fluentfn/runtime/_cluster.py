@@ -309,7 +309,7 @@ def shutdown() -> None:
 
 def stats() -> dict[str, int]:
     """Cluster-wide counters: calls, direct_messages, local_calls, storage traffic, ..."""
-    from ..host._engine import COUNTERS
+    from .._stats import COUNTERS
 
     totals = dict.fromkeys(COUNTERS, 0)
     totals.update(current().stats())

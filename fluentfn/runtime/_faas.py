@@ -26,9 +26,9 @@ from .._context import CURRENT, Context
 from .._faasprofile import FaasProfile
 from .._ioloop import IoLoop, spawn
 from .._ref import ActorRef, Future, set_invoker
+from .._stats import COUNTERS
 from ..api import known_type
 from ..errors import FluentError, FunctionTimeout, InvalidRequest, Unavailable
-from ..host._engine import COUNTERS
 from ..host._reminders import Reminders
 from ..host._turn import UserFailure, instantiate, reply_for, run_sync, snapshot
 from ..state import Store, VersionConflict, open_store

@@ -1,0 +1,24 @@
+"""The counter vocabulary that hosts, FaaS invocations, the gateway and ``ff.stats()`` share."""
+
+from __future__ import annotations
+
+COUNTERS = (
+    "calls",
+    "direct_messages",
+    "local_calls",
+    "activations",
+    "passivations",
+    "errors",
+    "messages_via_storage",
+    "storage_reads",
+    "storage_writes",
+    "storage_bytes_read",
+    "storage_bytes_written",
+    "cold_starts",
+    "overdue_turns",
+)
+
+
+def new_counters() -> dict[str, int]:
+    """A zeroed set of counters."""
+    return dict.fromkeys(COUNTERS, 0)

@@ -1,0 +1,72 @@
+"""Bulk calls: one message per shard runs a method on many identities of the host."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .._actordef import ActorDef, MethodInfo
+from .._ref import check_key
+from ..errors import FluentError, InvalidRequest
+from ..wire import codec
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import error_to_pb
+
+if TYPE_CHECKING:
+    from ._engine import HostEngine
+
+Item = tuple[pb.Call, tuple[Any, ...], dict[str, Any]]
+
+
+async def bulk(engine: HostEngine, definition: ActorDef, call: pb.Call) -> pb.Reply:
+    """Run ``method`` on many identities of this shard (``ActorType.bulk``)."""
+    args, _ = codec.decode_args(call.args)
+    if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], list):
+        raise InvalidRequest("a bulk call carries [method, [[key, args, kwargs], ...]]")
+    method = definition.method(args[0])
+    items: list[Item] = []
+    for i, entry in enumerate(args[1]):
+        if not (
+            isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], list) and isinstance(entry[2], dict)
+        ):
+            raise InvalidRequest("a bulk entry is [key, args, kwargs]")
+        sub_id = f"{call.request_id}.{i}"
+        sub = pb.Call(
+            type_name=call.type_name,
+            key=check_key(entry[0]),
+            method=method.name,
+            request_id=sub_id,
+            chain_id=sub_id,
+            deadline=call.deadline,
+        )
+        items.append((sub, tuple(entry[1]), entry[2]))
+    if method.is_async:
+        for sub, a, kw in items:
+            sub.args = codec.encode_args(a, kw)
+        replies = await asyncio.gather(*(engine.dispatch(sub, local=True) for sub, _, _ in items))
+    else:
+        replies = await engine.loop.run_in_executor(engine.workers, _bulk_sync, engine, definition, method, items)
+    out = [r.SerializeToString() if r is not None else b"" for r in replies]
+    return pb.Reply(value=codec.encode(out))
+
+
+def _bulk_sync(
+    engine: HostEngine, definition: ActorDef, method: MethodInfo, items: list[Item]
+) -> list[pb.Reply | None]:
+    """Sync bulk items in this worker thread: no hop per identity."""
+    out: list[pb.Reply | None] = []
+    engine.counters["local_calls"] += len(items)
+    for sub, args, kwargs in items:
+        try:
+            method.bind(args, kwargs)
+            job = engine.wait_turn(definition, method, sub, sub.key)
+        except FluentError as exc:
+            out.append(pb.Reply(error=error_to_pb(exc)))
+            continue
+        assert job.act is not None
+        try:
+            ctx = engine.context_for(job.act, sub)
+            out.append(engine.runner.run_sync(definition, job.act, method, ctx, sub, args, kwargs))
+        finally:
+            engine.done(job)
+    return out

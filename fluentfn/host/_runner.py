@@ -1,0 +1,249 @@
+"""Running an admitted turn in a host: activation, recorded replies, the method, the
+durability point, rollback. Every entry point returns a reply and never raises.
+
+Admission (who may run when) is the policy's business (``_policy``); this module only
+runs what it is handed, and reports back through three callbacks: the identity became
+active, it lost its instance, the shard was found to belong to another host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._actordef import ActorDef, MethodInfo
+from .._context import CURRENT, Context
+from ..errors import CallTimeout, FluentError, Redirect, Unavailable
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import error_to_pb
+from ._activations import Activation
+from ._metrics import MethodTally
+from ._persistence import Persistence
+from ._turn import UserFailure, instantiate, reply_for, run_sync
+from ._workers import Workers
+
+log = logging.getLogger("fluentfn.host")
+
+
+@dataclass(slots=True, eq=False)
+class Running:
+    """A sync turn running in a worker thread (watched for overrunning its deadline)."""
+
+    address: str
+    method: str
+    deadline: float
+    overdue: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """How the runner tells the engine what happened to an identity or the shard."""
+
+    activated: Callable[[Activation], None]
+    deactivated: Callable[[Activation], None]
+    fenced: Callable[[], None]
+
+
+class TurnRunner:
+    """Runs turns of one host's identities."""
+
+    def __init__(
+        self,
+        persistence: Persistence,
+        counters: dict[str, int],
+        workers: Workers,
+        loop: asyncio.AbstractEventLoop,
+        hooks: Hooks,
+    ) -> None:
+        self.persistence = persistence
+        self.counters = counters
+        self.methods = MethodTally()
+        self.running: set[Running] = set()
+        self._workers = workers
+        self._loop = loop
+        self._hooks = hooks
+
+    # -- entry points: a reply, always ------------------------------------------------------
+
+    def run_sync(
+        self,
+        definition: ActorDef,
+        act: Activation,
+        method: MethodInfo,
+        ctx: Context,
+        call: pb.Call,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> pb.Reply:
+        """A sync turn, in the calling (worker) thread."""
+        token = CURRENT.set(ctx)
+        running = Running(act.address, method.name, call.deadline)
+        self.running.add(running)
+        try:
+            early = self._begin(definition, act, call)
+            if early is not None:
+                return early
+            t0 = time.perf_counter()
+            outcome, failed = run_sync(method, act.instance, args, kwargs)
+            self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
+            return self._finish(definition, act, call, method, outcome, failed)
+        except BaseException as exc:
+            return self._error_reply(act, call, exc)
+        finally:
+            self.running.discard(running)
+            if running.overdue:
+                self._workers.unstuck()
+                late = time.time() - running.deadline
+                log.warning("%s.%s finished %.1f s past its deadline", act.address, method.name, late)
+            CURRENT.reset(token)
+
+    async def run_async(
+        self,
+        definition: ActorDef,
+        act: Activation,
+        method: MethodInfo,
+        ctx: Context,
+        call: pb.Call,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> pb.Reply:
+        """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
+        try:
+            if act.instance is None:  # activation may load from the store or block: not on the loop
+                early = await self._loop.run_in_executor(self._workers, self._begin_in, definition, act, call, ctx)
+            else:
+                early = self._begin(definition, act, call)
+            if early is not None:
+                return early
+            token = CURRENT.set(ctx)
+            try:
+                t0 = time.perf_counter()
+                outcome, failed, expired = await self._call_async(method, act.instance, args, kwargs, call.deadline)
+                self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
+            finally:
+                CURRENT.reset(token)
+            if expired:
+                self.rollback(definition, act)
+                raise CallTimeout(f"{act.address}.{method.name} ran past its deadline and was cancelled; rolled back")
+            if definition.options.persist == "call" and self.persistence.store is not None and not method.readonly:
+                return await self._loop.run_in_executor(
+                    self._workers, self._finish, definition, act, call, method, outcome, failed
+                )
+            return self._finish(definition, act, call, method, outcome, failed)
+        except asyncio.CancelledError:  # the host is stopping
+            return self._error_reply(act, call, Unavailable(f"{act.address}: host stopped during the call"))
+        except BaseException as exc:
+            return self._error_reply(act, call, exc)
+
+    def _error_reply(self, act: Activation, call: pb.Call, exc: BaseException) -> pb.Reply:
+        self.counters["errors"] += 1
+        if isinstance(exc, Redirect):
+            self._hooks.fenced()
+        if isinstance(exc, FluentError):
+            return pb.Reply(error=error_to_pb(exc))
+        log.error("%s.%s failed inside the host", act.address, call.method, exc_info=exc)
+        return pb.Reply(error=error_to_pb(FluentError(f"internal error in host: {type(exc).__name__}")))
+
+    # -- steps --------------------------------------------------------------------------------
+
+    async def _call_async(
+        self, method: MethodInfo, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float
+    ) -> tuple[Any, bool, bool]:
+        """(outcome, failed, expired): the method, cancelled at the call's deadline."""
+        when = self._loop.time() + max(0.0, deadline - time.time()) if deadline else None
+        timer = asyncio.timeout_at(when)
+        try:
+            async with timer:
+                return await method.fn(instance, *args, **kwargs), False, False
+        except TimeoutError as exc:
+            if timer.expired():
+                return None, False, True
+            return exc, True, False
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the host is stopping
+            return exc, True, False  # user code raised CancelledError itself
+        except BaseException as exc:
+            return exc, True, False
+
+    def _begin_in(self, definition: ActorDef, act: Activation, call: pb.Call, ctx: Context) -> pb.Reply | None:
+        token = CURRENT.set(ctx)
+        try:
+            return self._begin(definition, act, call)
+        finally:
+            CURRENT.reset(token)
+
+    def _begin(self, definition: ActorDef, act: Activation, call: pb.Call) -> pb.Reply | None:
+        """Activation and dedupe at the start of a turn: a reply ends the turn early."""
+        try:
+            self._activate(definition, act)
+        except UserFailure as failure:
+            return pb.Reply(error=error_to_pb(failure.exc, f"{act.address} activation", user=True))
+        recorded = self.persistence.recorded(act, call.request_id, replay=call.attempt > 0)
+        if recorded is not None:
+            return pb.Reply.FromString(recorded)
+        self.counters["calls"] += 1
+        return None
+
+    def _activate(self, definition: ActorDef, act: Activation) -> None:
+        """Load the identity's state, or run ``__init__``; then ``on_activate``."""
+        if act.instance is not None:
+            return
+        try:
+            try:
+                stored = self.persistence.load(definition, act)
+            except FluentError:
+                raise
+            except Exception as exc:
+                raise Unavailable(f"{act.address}: state store failed: {type(exc).__name__}: {exc}") from None
+            url = self.persistence.store.url if self.persistence.store is not None else ""
+            instance = instantiate(definition, stored, act.address, url)
+        except BaseException:
+            self.drop(act)
+            raise
+        act.instance = instance
+        act.ready = True
+        self.counters["activations"] += 1
+        self._hooks.activated(act)
+
+    def _finish(
+        self, definition: ActorDef, act: Activation, call: pb.Call, method: MethodInfo, outcome: Any, failed: bool
+    ) -> pb.Reply:
+        """Encode the outcome, and make the turn durable before the reply leaves.
+
+        If the result cannot be sent or the state cannot be stored, the turn never
+        happened: the identity is rolled back to its last durable state and the caller
+        gets one clear, non-retryable error.
+        """
+        try:
+            reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
+            if not method.readonly:
+                self.persistence.after_turn(definition, act, call.request_id, reply.SerializeToString())
+        except FluentError:
+            self.rollback(definition, act)
+            raise
+        except Exception as exc:  # the store failed: memory is ahead of it
+            self.rollback(definition, act)
+            raise Unavailable(
+                f"{act.address}.{call.method}: state store failed ({type(exc).__name__}: {exc}); "
+                "the call did not take effect"
+            ) from None
+        return reply
+
+    def rollback(self, definition: ActorDef, act: Activation) -> None:
+        """Undo a turn that cannot take effect: forget memory, so the identity comes back
+        from its last durable state. Memory-only identities (``persist="never"``) and
+        write-behind ones (``"interval"``) have no pre-turn copy and keep their memory."""
+        if definition.options.persist == "call" and self.persistence.store is not None:
+            self.drop(act)
+
+    def drop(self, act: Activation) -> None:
+        """Forget an identity's memory; its next turn activates it from the store."""
+        act.instance = None
+        act.ready = False
+        self._hooks.deactivated(act)

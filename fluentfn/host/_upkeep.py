@@ -1,0 +1,206 @@
+"""A host's background work: passivation, write-behind, ownership checks, reply pruning,
+overdue-turn reports and reminders. Each runs as a loop on the host's event loop; a
+failed round is logged and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .._actordef import ActorDef
+from .._context import CURRENT, Context
+from .._ioloop import spawn
+from ..errors import CallTimeout, Overloaded, Redirect, Unavailable, code_value, status_for
+from ..state._store import Store
+from ..wire._gen import actorhost_pb2 as pb
+from ._activations import Activation
+from ._reminders import Reminders
+
+if TYPE_CHECKING:
+    from ._engine import HostEngine
+
+log = logging.getLogger("fluentfn.host")
+# A reminder whose call got one of these is fired again later (the call did not run).
+_RETRY_REMINDER = frozenset(code_value(status_for(e(""))) for e in (Redirect, Unavailable, Overloaded, CallTimeout))
+
+
+class Upkeep:
+    """The background loops of one host engine."""
+
+    def __init__(self, engine: HostEngine, store: Store | None, max_live: int | None) -> None:
+        self._engine = engine
+        self._max_live = max_live
+        self._wakeup = asyncio.Event()
+        self.reminders = Reminders(store, engine.group, engine.shard, self._wake_reminders)
+        self._loops: list[asyncio.Task[None]] = []
+        self._firing: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the loops (once; callable from any thread)."""
+        e = self._engine
+
+        def start() -> None:
+            if self._loops or self._closed or not e.types:
+                return
+            self._loops = [
+                e.loop.create_task(self._every(self._reap_period, self.reap_once)),
+                e.loop.create_task(self._every(lambda: 1.0, self.flush_dirty)),
+                e.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
+                e.loop.create_task(self._every(lambda: 60.0, self._prune_replies)),
+                e.loop.create_task(self._every(lambda: 0.25, self._watch_overdue)),
+                e.loop.create_task(self._reminder_loop()),
+            ]
+
+        if threading.get_ident() == e.loop_thread:
+            start()
+        else:
+            e.loop.call_soon_threadsafe(start)
+
+    async def stop(self) -> None:
+        self._closed = True
+        for task in self._loops:
+            task.cancel()
+
+    async def _every(self, period: Callable[[], float], job: Callable[[], Awaitable[Any]]) -> None:
+        while not self._closed:
+            await asyncio.sleep(period())
+            try:
+                await job()
+            except Exception:
+                log.exception("host %s/%s: background job failed", self._engine.group, self._engine.shard)
+
+    # -- passivation ------------------------------------------------------------------------------
+
+    def _timeout_of(self, type_name: str) -> float:
+        definition = self._engine.types.get(type_name)
+        return definition.options.idle_timeout_s if definition else float("inf")
+
+    def _reap_period(self) -> float:
+        timeouts = [d.options.idle_timeout_s for d in self._engine.types.values()] or [1.0]
+        return min(1.0, max(0.05, min(timeouts) / 4))
+
+    async def reap_once(self) -> int:
+        """Passivate idle identities and those beyond the live cap; returns how many."""
+        e = self._engine
+        if not e.types:
+            return 0
+        now = time.monotonic()
+        min_timeout = min(d.options.idle_timeout_s for d in e.types.values())
+        with e._lock:
+            victims = e.table.idle(now, self._timeout_of, min_timeout, e.in_use)
+            if self._max_live is not None:
+                seen = {id(v) for v in victims}
+                victims += [a for a in e.table.over_cap(self._max_live, e.in_use) if id(a) not in seen]
+        count = 0
+        for act in victims:
+            count += await e.passivate(act)
+        return count
+
+    def deactivate(self, definition: ActorDef, act: Activation) -> None:
+        """``on_deactivate``, then write the state (in a worker thread, inside the passivation turn)."""
+        e = self._engine
+        ctx = Context(address=act.address, key=act.key, type_name=act.type_name, node_id=e.node_id)
+        token = CURRENT.set(ctx)
+        try:
+            if definition.on_deactivate is not None:
+                definition.on_deactivate(act.instance)
+        except Exception:  # a failing hook must not keep an identity alive forever
+            log.exception("%s.on_deactivate failed", act.address)
+        finally:
+            CURRENT.reset(token)
+        e.persistence.flush(definition, act)
+
+    # -- write-behind, ownership, records -----------------------------------------------------------
+
+    async def flush_dirty(self) -> int:
+        """Write identities changed since their last write (persist="interval")."""
+        dirty = [a for a in self._engine.table if a.dirty]
+        for act in dirty:
+            await self._engine.flush(act)
+        return len(dirty)
+
+    async def _check_owner(self) -> None:
+        e = self._engine
+        if e.persistence.store is None or e.persistence.fenced:
+            return
+        if not await e.loop.run_in_executor(e.workers, e.persistence.still_owner):
+            e.fence()
+
+    async def _prune_replies(self) -> None:
+        e = self._engine
+        if e.persistence.store is not None and not e.persistence.fenced:
+            await e.loop.run_in_executor(e.workers, e.persistence.prune)
+
+    async def _watch_overdue(self) -> None:
+        """Report sync turns still running past their deadline, and stop counting them
+        against the worker threads (they cannot be interrupted; others must not starve)."""
+        e = self._engine
+        now = time.time()
+        for running in list(e.runner.running):
+            if running.deadline and not running.overdue and now > running.deadline:
+                running.overdue = True
+                e.counters["overdue_turns"] += 1
+                e.workers.stuck()
+                log.warning(
+                    "%s.%s is still running %.1f s past its deadline (its caller got CallTimeout)",
+                    running.address,
+                    running.method,
+                    now - running.deadline,
+                )
+
+    # -- reminders --------------------------------------------------------------------------------
+
+    def _wake_reminders(self) -> None:
+        e = self._engine
+        if threading.get_ident() == e.loop_thread:
+            self._wakeup.set()
+        else:
+            e.loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def _reminder_loop(self) -> None:
+        e = self._engine
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), 0.25)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            if e.persistence.fenced or e.persistence.store is None:
+                continue
+            try:
+                due = await e.loop.run_in_executor(e.workers, self.reminders.due)
+            except Exception as exc:
+                log.warning("host %s/%s: reminders not read: %s: %s", e.group, e.shard, type(exc).__name__, exc)
+                continue
+            for rem, method, args in due:
+                if rem.rid not in self._firing:
+                    self._firing.add(rem.rid)
+                    spawn(self._fire(rem.address, rem.rid, method, args), self._tasks)
+
+    async def _fire(self, address: str, rid: str, method: str, args: bytes) -> None:
+        e = self._engine
+        type_name, key = address.split("/", 1)
+        request_id = f"rem:{rid}"
+        call = pb.Call(  # attempt=1: a reminder may have fired before a crash
+            type_name=type_name,
+            key=key,
+            method=method,
+            args=args,
+            request_id=request_id,
+            chain_id=request_id,
+            attempt=1,
+        )
+        try:
+            reply = await e.dispatch(call, local=True)
+            retry = reply is not None and reply.HasField("error") and reply.error.code in _RETRY_REMINDER
+            if not retry:
+                await e.loop.run_in_executor(e.workers, self.reminders.cancel, address, rid)
+        finally:
+            self._firing.discard(rid)
