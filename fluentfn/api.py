@@ -10,9 +10,8 @@ from . import _ref
 from ._ref import ActorRef, Future
 from .errors import FluentError
 from .placement import ActorOptions, ResourceSpec, shard_for
-from .wire import codec
 from .wire._gen import actorhost_pb2 as pb
-from .wire.errors import pb_to_error
+from .wire.errors import reply_value
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -88,11 +87,10 @@ class ActorType:
         first_error: BaseException | None = None
         for shard, fut in shard_futures.items():
             for (key, _, _), raw in zip(by_shard[shard], fut.result(), strict=True):
-                reply = pb.Reply.FromString(raw)
-                if reply.HasField("error"):
-                    first_error = first_error or pb_to_error(reply.error)
-                else:
-                    results[key] = codec.decode(reply.value)
+                try:
+                    results[key] = reply_value(pb.Reply.FromString(raw))
+                except FluentError as exc:
+                    first_error = first_error or exc
         if first_error is not None:
             raise first_error
         return results

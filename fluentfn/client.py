@@ -18,7 +18,7 @@ from .transport._tls import TlsConfig
 from .wire import codec
 from .wire._gen import actorhost_pb2 as pb
 from .wire._gen import actorhost_pb2_grpc as pb_grpc
-from .wire.errors import pb_to_error
+from .wire.errors import reply_value
 
 
 class Client:
@@ -62,9 +62,7 @@ class Client:
             )
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.target) from None
-        if reply.HasField("error"):
-            raise pb_to_error(reply.error)
-        return codec.decode(reply.value)
+        return reply_value(reply)
 
     def tell(self, address: str, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a one-way message (returns once the cluster accepted it)."""

@@ -99,3 +99,20 @@ def error_for(code: grpc.StatusCode | int, message: str) -> FluentError:
 def code_value(code: grpc.StatusCode) -> int:
     """The integer value of a status code (as carried in ``Error.code``)."""
     return int(code.value[0])
+
+
+REROUTE_CODES = frozenset({code_value(grpc.StatusCode.FAILED_PRECONDITION)})
+"""Replies a caller retries elsewhere (re-resolving the route): the host did not own the
+shard, so the call did not run there. Any other reply settles the call."""
+
+TRANSIENT_CODES = frozenset(
+    code_value(c)
+    for c in (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+)
+"""Replies after which a durable reminder fires again later (its call is deduplicated by
+request id, so a repeat never runs twice)."""

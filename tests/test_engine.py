@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,35 @@ def test_many_identities_are_cheap(io: IoLoop) -> None:
 
     io.run(burst())
     assert e.live_identities == 2000 and e.counters["activations"] == 2000
+
+
+class Napper:
+    def __init__(self) -> None:
+        self.steps = 0
+
+    async def nap(self, s: float) -> int:
+        await asyncio.sleep(s)
+        self.steps += 1
+        return self.steps
+
+
+def test_queued_async_call_past_its_deadline_leaves_the_identity_usable(io: IoLoop, store: Store) -> None:
+    at = ff.actor(name="ENapper", shards=1)(Napper)
+    e = engine(io, store, ActorDef(Napper, at.options))
+
+    def nap(s: float, rid: str, deadline: float = 0.0) -> pb.Call:
+        args = codec.encode_args((s,), {})
+        return pb.Call(type_name="ENapper", key="k", method="nap", args=args, request_id=rid, deadline=deadline)
+
+    async def scenario() -> list[pb.Reply | None]:
+        busy = asyncio.ensure_future(e.dispatch(nap(0.5, "busy")))
+        await asyncio.sleep(0.05)
+        late = await e.dispatch(nap(0.0, "late", deadline=time.time() + 0.1))  # queued, then withdrawn
+        return [late, await busy, await asyncio.wait_for(e.dispatch(nap(0.0, "after")), 5)]
+
+    late, busy, after = io.run(scenario())
+    assert late is not None and late.HasField("error")
+    with pytest.raises(ff.CallTimeout):
+        raise pb_to_error(late.error)
+    assert busy is not None and codec.decode(busy.value) == 1
+    assert after is not None and codec.decode(after.value) == 2  # the withdrawn turn never ran

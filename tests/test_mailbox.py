@@ -96,7 +96,7 @@ def _act(key: str, table: ActivationTable, now: float) -> Activation:
 
 def test_idle_and_lru() -> None:
     table = ActivationTable()
-    a, b, c = (_act(k, table, t) for k, t in (("a", 0.0), ("b", 1.0), ("c", 2.0)))
+    a, b, _ = (_act(k, table, t) for k, t in (("a", 0.0), ("b", 1.0), ("c", 2.0)))
     busy: set[str] = set()
     table.touch(a, 5.0)  # a is now the most recent
     assert [x.key for x in table.idle(6.0, lambda _: 4.5, 4.5, busy.__contains__)] == ["b"]

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 Item = tuple[pb.Call, tuple[Any, ...], dict[str, Any]]
 
+BULK_METHOD = "__bulk__"
+"""The method name that carries a bulk call (``ActorType.bulk``)."""
+
 
 async def bulk(engine: HostEngine, definition: ActorDef, call: pb.Call) -> pb.Reply:
     """Run ``method`` on many identities of this shard (``ActorType.bulk``)."""
@@ -59,7 +62,7 @@ def _bulk_sync(
     for sub, args, kwargs in items:
         try:
             method.bind(args, kwargs)
-            job = engine.wait_turn(definition, method, sub, sub.key)
+            job = engine.admission.wait_turn(definition, method, sub, sub.key)
         except FluentError as exc:
             out.append(pb.Reply(error=error_to_pb(exc)))
             continue
@@ -68,5 +71,5 @@ def _bulk_sync(
             ctx = engine.context_for(job.act, sub)
             out.append(engine.runner.run_sync(definition, job.act, method, ctx, sub, args, kwargs))
         finally:
-            engine.done(job)
+            engine.admission.done(job)
     return out

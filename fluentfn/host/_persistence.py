@@ -21,6 +21,7 @@ from collections import OrderedDict
 
 from .._actordef import ActorDef
 from ..errors import Redirect
+from ..state._emulated import MeteredStore
 from ..state._store import REPLY_TTL_S, StaleEpoch, Store
 from ._activations import Activation
 from ._turn import snapshot as encode_snapshot
@@ -32,11 +33,11 @@ class Persistence:
     """The store side of a host: epochs, loads, conditional writes, counters."""
 
     def __init__(self, store: Store | None, group: str, shard: int, counters: dict[str, int]) -> None:
-        self.store = store
+        # Every store operation of the host is counted in one place, as in FaaS mode.
+        self.store: Store | None = MeteredStore(store, counters) if store is not None else None
         self.group = group
         self.shard = shard
         self.epoch = 0
-        self._counters = counters
         self.fenced = False
         # Interleaved turns of a reentrant identity may finish together: their
         # compare-and-write must not overlap. Striped locks, not one per identity.
@@ -61,10 +62,8 @@ class Persistence:
         if self.store is None or definition.options.persist == "never":
             return None
         record = self.store.load(act.address)
-        self._counters["storage_reads"] += 1
         if record is None:
             return None
-        self._counters["storage_bytes_read"] += len(record.state)
         act.version = record.version
         act.snapshot = record.state
         return record.state
@@ -115,15 +114,12 @@ class Persistence:
             self.fenced = True
             raise Redirect(f"{act.address}: {exc}") from None
         act.snapshot = snapshot
-        self._counters["storage_writes"] += 1
-        self._counters["storage_bytes_written"] += len(snapshot) + (len(reply[1]) if reply else 0)
 
     def recorded(self, act: Activation, request_id: str, *, replay: bool = False) -> bytes | None:
         """The reply recorded for ``request_id`` (a retry of a call that already ran)."""
         found = act.replies.get(request_id) if act.replies else None
         if found is None and replay and self.store is not None:
             found = self.store.get_reply(act.address, request_id)
-            self._counters["storage_reads"] += 1
         return found
 
     def prune(self) -> int:

@@ -15,18 +15,17 @@ from typing import TYPE_CHECKING, Any
 from .._actordef import ActorDef
 from .._context import CURRENT, Context
 from .._ioloop import spawn
-from ..errors import CallTimeout, Overloaded, Redirect, Unavailable, code_value, status_for
+from ..errors import TRANSIENT_CODES
 from ..state._store import Store
 from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation
+from ._policy import Arrive, Passivate
 from ._reminders import Reminders
 
 if TYPE_CHECKING:
     from ._engine import HostEngine
 
 log = logging.getLogger("fluentfn.host")
-# A reminder whose call got one of these is fired again later (the call did not run).
-_RETRY_REMINDER = frozenset(code_value(status_for(e(""))) for e in (Redirect, Unavailable, Overloaded, CallTimeout))
 
 
 class Upkeep:
@@ -93,15 +92,53 @@ class Upkeep:
             return 0
         now = time.monotonic()
         min_timeout = min(d.options.idle_timeout_s for d in e.types.values())
-        with e._lock:
-            victims = e.table.idle(now, self._timeout_of, min_timeout, e.in_use)
+        with e.admission.lock:
+            victims = e.admission.table.idle(now, self._timeout_of, min_timeout, e.admission.in_use)
             if self._max_live is not None:
                 seen = {id(v) for v in victims}
-                victims += [a for a in e.table.over_cap(self._max_live, e.in_use) if id(a) not in seen]
+                victims += [
+                    a for a in e.admission.table.over_cap(self._max_live, e.admission.in_use) if id(a) not in seen
+                ]
         count = 0
         for act in victims:
-            count += await e.passivate(act)
+            count += await self.passivate(act)
         return count
+
+    async def passivate(self, act: Activation) -> bool:
+        """Deactivate one identity if it is idle: ``on_deactivate``, then its state is written."""
+        e = self._engine
+        job = await e.admission.internal_turn(act, lambda tid: Passivate(tid, act.address))
+        if job is None:
+            return False
+        try:
+            definition = e.types.get(act.type_name)
+            if act.instance is not None and definition is not None:
+                try:
+                    await e.loop.run_in_executor(e.workers, self.deactivate, definition, act)
+                except Exception as exc:  # the flush failed (store down, fenced): memory is dropped anyway
+                    log.warning("%s: state not written on passivation: %s: %s", act.address, type(exc).__name__, exc)
+                e.counters["passivations"] += 1
+            act.instance = None
+            act.ready = False
+        finally:
+            e.admission.done(job)
+        return True
+
+    async def flush(self, act: Activation) -> None:
+        """Write a write-behind identity now, as a turn of its own."""
+        e = self._engine
+        definition = e.types.get(act.type_name)
+        if definition is None:
+            return
+        address = act.address
+        job = await e.admission.internal_turn(act, lambda tid: Arrive(tid, address, f"flush:{tid}", time.time()))
+        if job is None:
+            return
+        try:
+            if act.instance is not None:
+                await e.loop.run_in_executor(e.workers, e.persistence.flush, definition, act)
+        finally:
+            e.admission.done(job)
 
     def deactivate(self, definition: ActorDef, act: Activation) -> None:
         """``on_deactivate``, then write the state (in a worker thread, inside the passivation turn)."""
@@ -121,9 +158,9 @@ class Upkeep:
 
     async def flush_dirty(self) -> int:
         """Write identities changed since their last write (persist="interval")."""
-        dirty = [a for a in self._engine.table if a.dirty]
+        dirty = [a for a in self._engine.admission.table if a.dirty]
         for act in dirty:
-            await self._engine.flush(act)
+            await self.flush(act)
         return len(dirty)
 
     async def _check_owner(self) -> None:
@@ -199,7 +236,7 @@ class Upkeep:
         )
         try:
             reply = await e.dispatch(call, local=True)
-            retry = reply is not None and reply.HasField("error") and reply.error.code in _RETRY_REMINDER
+            retry = reply is not None and reply.HasField("error") and reply.error.code in TRANSIENT_CODES
             if not retry:
                 await e.loop.run_in_executor(e.workers, self.reminders.cancel, address, rid)
         finally:

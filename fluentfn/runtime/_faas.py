@@ -35,7 +35,7 @@ from ..state import Store, VersionConflict, open_store
 from ..state._emulated import MeteredStore
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb, pb_to_error
+from ..wire.errors import error_to_pb, reply_value
 from ._raycall import await_ray, unwrap
 from ._registry import pickle_by_value_if_local, registration
 
@@ -340,9 +340,7 @@ class FaasRuntime:
             raise Unavailable(f"invocation {rid} left no result in the store")
         self.store.delete(f"res:{rid}")
         reply = pb.Reply.FromString(data)
-        if reply.HasField("error"):
-            raise pb_to_error(reply.error)
-        return codec.decode(reply.value)
+        return reply_value(reply)
 
     def _wait(self, rid: str, objref: Any, cap: float) -> Any:
         import ray

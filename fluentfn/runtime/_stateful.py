@@ -22,19 +22,18 @@ from .._ioloop import IoLoop, spawn
 from .._ref import CALL_TIMEOUT, ActorRef, Future
 from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
-from ..errors import CallTimeout, FluentError, InvalidRequest, NotFound, Redirect, Unavailable, code_value, status_for
+from ..errors import REROUTE_CODES, CallTimeout, FluentError, InvalidRequest, NotFound, Unavailable
 from ..host._engine import HostEngine
 from ..placement import shard_for
 from ..transport._client import PeerPool
 from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import pb_to_error
+from ..wire.errors import pb_to_error, reply_value
 from ._functions import FunctionRunner
 from ._raycall import await_ray
 from ._registry import registration
 
-_REDIRECT = code_value(status_for(Redirect("")))
 _GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
 
 
@@ -69,7 +68,7 @@ def _misrouted(reply: pb.Reply | None) -> bool:
     Transport failures (no reply at all) are retried with ``attempt`` set, so the new
     host answers from its records if the first run got as far as its durability point.
     """
-    return reply is not None and reply.HasField("error") and reply.error.code == _REDIRECT
+    return reply is not None and reply.HasField("error") and reply.error.code in REROUTE_CODES
 
 
 def _timeout(call: pb.Call) -> CallTimeout:
@@ -199,9 +198,7 @@ class StatefulRuntime:
     def _result(reply: pb.Reply | None) -> Any:
         if reply is None:
             return None
-        if reply.HasField("error"):
-            raise pb_to_error(reply.error)
-        return codec.decode(reply.value)
+        return reply_value(reply)
 
     def _try_inline(self, call: pb.Call) -> pb.Reply | None:
         """Co-located sync -> sync calls run in the calling thread."""

@@ -132,3 +132,10 @@ def pb_to_error(err: pb.Error) -> FluentError:
     exc.remote_traceback = err.traceback
     exc.add_note(f"remote traceback:\n{err.traceback}")
     return exc
+
+
+def reply_value(reply: pb.Reply) -> Any:
+    """The one place a reply becomes a value, or the exception it carries."""
+    if reply.HasField("error"):
+        raise pb_to_error(reply.error)
+    return codec.decode(reply.value)

@@ -1,0 +1,248 @@
+"""Admission: the engine's side of the policy. Keeps the turns the policy knows by id
+(``Job``), feeds it events, and carries out its instructions: start a job, refuse it,
+forget an identity. The one lock here guards the policy, the jobs and the table of
+live identities; instructions are carried out outside it.
+
+Three ways to wait for a turn: a callback (``admit_call`` with a job that starts work
+itself: the stream's sync fast path), a coroutine (``turn``, on the loop) and a blocked
+thread (``wait_turn``: co-located callers, bulk items). Deadlines are the policy's: a
+timer on the loop ticks it at each queued turn's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .._actordef import ActorDef, MethodInfo
+from ..errors import CallTimeout, FluentError, Overloaded, Redirect
+from ..wire._gen import actorhost_pb2 as pb
+from ._activations import Activation, ActivationTable
+from ._policy import (
+    Activated,
+    Arrive,
+    Deactivated,
+    Event,
+    Fence,
+    Finish,
+    Forget,
+    HostPolicy,
+    Instruction,
+    Reject,
+    Run,
+    Tick,
+    Why,
+    Withdraw,
+)
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """A turn the policy knows by ``tid``: how to start it, and how to refuse it."""
+
+    start: Callable[[Job], None]
+    reject: Callable[[Job, Why], None]
+    tid: int = 0
+    act: Activation | None = None
+
+
+class Admission:
+    """Carries out the admission policy of one host."""
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        shard: int,
+        loop: asyncio.AbstractEventLoop,
+        loop_thread: int,
+        mailbox_limit: int,
+        inflight_limit: int,
+    ) -> None:
+        self.group = group
+        self.shard = shard
+        self.loop = loop
+        self.loop_thread = loop_thread
+        self.table = ActivationTable()
+        self.lock = threading.Lock()
+        self._policy = HostPolicy(mailbox_limit=mailbox_limit, inflight_limit=inflight_limit)
+        self._jobs: dict[int, Job] = {}
+        self._tids = itertools.count(1)
+
+    def in_use(self, address: str) -> bool:
+        """A turn of ``address`` is running or queued (call with the lock held)."""
+        return not self._policy.idle(address)
+
+    def activated(self, act: Activation) -> None:
+        self.apply(Activated(act.address))
+
+    def deactivated(self, act: Activation) -> None:
+        self.apply(Deactivated(act.address))
+
+    def fence(self) -> None:
+        """Refuse queued and new turns (callers are redirected); forget idle identities."""
+        self.apply(Fence())
+        with self.lock:
+            for act in self.table:
+                if self._policy.idle(act.address):
+                    act.instance = None
+                    act.ready = False
+                    self.table.remove(act)
+
+    def admit(self, address: str, type_name: str, key: str, job: Job, event: Callable[[int], Event]) -> None:
+        """Register ``job`` (for the identity ``address``) and feed the policy ``event(tid)``."""
+        job.tid = next(self._tids)
+        with self.lock:
+            act = self.table.get(address)
+            if act is None:
+                act = Activation(type_name, key)
+                self.table.add(act, time.monotonic())
+            job.act = act
+            self._jobs[job.tid] = job
+            ev = event(job.tid)
+            actions = self._resolve(self._policy.handle(ev))
+            queued = job.tid in self._jobs
+        if queued and isinstance(ev, Arrive) and ev.deadline:
+            self._tick_at(ev.deadline)
+        for action in actions:
+            action()
+
+    def admit_call(self, definition: ActorDef, method: MethodInfo, call: pb.Call, key: str, job: Job) -> None:
+        """Ask for a turn for ``call`` (chain, reentry and deadline from the call)."""
+        address = f"{definition.name}/{key}"
+        chain_id = call.chain_id or call.request_id
+        chain = tuple(call.call_chain)
+        interleave = definition.options.reentrant and method.is_async
+        self.admit(
+            address,
+            definition.name,
+            key,
+            job,
+            lambda tid: Arrive(tid, address, chain_id, time.time(), call.deadline, chain, interleave),
+        )
+
+    def apply(self, event: Event) -> None:
+        """Feed the policy one event and carry out what it says."""
+        with self.lock:
+            actions = self._resolve(self._policy.handle(event))
+        for action in actions:
+            action()
+
+    def _resolve(self, instructions: list[Instruction]) -> list[Callable[[], None]]:
+        """Under the lock: the jobs the instructions name, as actions to run outside it."""
+        actions: list[Callable[[], None]] = []
+        for ins in instructions:
+            if isinstance(ins, Run):
+                job = self._jobs.pop(ins.tid)
+                actions.append(functools.partial(job.start, job))
+            elif isinstance(ins, Reject):
+                job = self._jobs.pop(ins.tid)
+                actions.append(functools.partial(job.reject, job, ins.why))
+            else:
+                assert isinstance(ins, Forget)
+                act = self.table.get(ins.address)
+                if act is not None and act.instance is None:
+                    self.table.remove(act)
+        return actions
+
+    def done(self, job: Job) -> None:
+        """``job``'s turn ended."""
+        with self.lock:
+            if job.act is not None:
+                self.table.touch(job.act, time.monotonic())
+            actions = self._resolve(self._policy.handle(Finish(job.tid)))
+        for action in actions:
+            action()
+
+    def withdraw(self, job: Job) -> None:
+        """The waiter of ``job`` went away: withdraw it if queued, else end its turn."""
+        with self.lock:
+            queued = self._jobs.pop(job.tid, None) is not None
+            actions = self._resolve(self._policy.handle(Withdraw(job.tid))) if queued else []
+        if not queued:
+            self.done(job)
+        for action in actions:
+            action()
+
+    def _tick_at(self, deadline: float) -> None:
+        def arm() -> None:
+            self.loop.call_later(max(0.0, deadline - time.time()), self._tick)
+
+        if threading.get_ident() == self.loop_thread:
+            arm()
+        else:
+            self.loop.call_soon_threadsafe(arm)
+
+    def _tick(self) -> None:
+        self.apply(Tick(time.time()))
+
+    def refusal(self, why: Why, address: str) -> FluentError:
+        """The error a refused turn's caller gets."""
+        if why is Why.TIMEOUT:
+            return CallTimeout(f"{address} stayed busy past the deadline")
+        if why is Why.REDIRECT:
+            return Redirect(f"host {self.group}/{self.shard} no longer owns its shard")
+        if why is Why.OVERLOADED:
+            return Overloaded(f"{address}: too many calls waiting in host {self.group}/{self.shard}")
+        return FluentError(f"{address} is busy")
+
+    async def turn(self, definition: ActorDef, method: MethodInfo, call: pb.Call, key: str) -> Job:
+        """Wait (on the loop) until ``call`` may run; the caller must ``done`` the job."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        job = Job(
+            lambda _: self._settle(fut, None),
+            lambda j, why: self._settle(fut, self.refusal(why, j.act.address if j.act else key)),
+        )
+        self.admit_call(definition, method, call, key, job)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self.withdraw(job)
+            raise
+        return job
+
+    def _settle(self, fut: asyncio.Future[None], error: BaseException | None) -> None:
+        def settle() -> None:
+            if fut.done():
+                return
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+        if threading.get_ident() == self.loop_thread:
+            settle()
+        else:
+            self.loop.call_soon_threadsafe(settle)
+
+    def wait_turn(self, definition: ActorDef, method: MethodInfo, call: pb.Call, key: str) -> Job:
+        """Block this thread (never the loop) until ``call`` may run; raises if refused."""
+        ready = threading.Event()
+        refused: list[FluentError] = []
+
+        def reject(job: Job, why: Why) -> None:
+            refused.append(self.refusal(why, f"{definition.name}/{key}"))
+            ready.set()
+
+        job = Job(lambda _: ready.set(), reject)
+        self.admit_call(definition, method, call, key, job)
+        ready.wait()  # bounded: a deadline makes the policy refuse the turn in time
+        if refused:
+            raise refused[0]
+        return job
+
+    async def internal_turn(self, act: Activation, event: Callable[[int], Event]) -> Job | None:
+        """A turn of the host's own on ``act`` (passivation, flush); None if refused."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        job = Job(lambda _: self._settle(fut, None), lambda _, why: self._settle(fut, self.refusal(why, act.address)))
+        self.admit(act.address, act.type_name, act.key, job, event)
+        try:
+            await fut
+        except FluentError:
+            return None
+        return job
