@@ -242,3 +242,57 @@ def test_queued_async_call_past_its_deadline_leaves_the_identity_usable(io: IoLo
         raise pb_to_error(late.error)
     assert busy is not None and codec.decode(busy.value) == 1
     assert after is not None and codec.decode(after.value) == 2  # the withdrawn turn never ran
+
+
+class FlakyStore:
+    """A real SQLite store whose writes fail while ``down`` (an outage, for the engine's logic)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.down = False
+
+    def save(self, *args: Any, **kwargs: Any) -> int:
+        if self.down:
+            raise ConnectionError("store unreachable")
+        return self.inner.save(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_turn_whose_write_fails_is_rolled_back_and_answered_once(io: IoLoop, store: Store) -> None:
+    flaky = FlakyStore(store)
+    e = engine(io, flaky, make_def())  # type: ignore[arg-type]
+    assert call(io, e, "a", "add", 5) == 5
+    flaky.down = True
+    with pytest.raises(ff.Unavailable, match="did not take effect"):
+        call(io, e, "a", "add", 1, rid="during-outage")
+    flaky.down = False
+    assert call(io, e, "a", "read") == 5  # the failed turn never happened
+    assert call(io, e, "a", "add", 1, rid="after") == 6
+
+
+class Unstorable:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def lock_up(self) -> int:
+        self.n += 1
+        self.lock = threading.Lock()
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+
+def test_unstorable_state_names_the_attribute_and_rolls_back(io: IoLoop, store: Store) -> None:
+    at = ff.actor(name="EUnstorable", shards=1)(Unstorable)
+    e = engine(io, store, ActorDef(Unstorable, at.options))
+    c = pb.Call(type_name="EUnstorable", key="k", method="lock_up", args=codec.encode_args((), {}), request_id="x")
+    reply = io.run(e.dispatch(c))
+    assert reply is not None and reply.HasField("error")
+    with pytest.raises(ff.InvalidRequest, match="'lock'"):
+        raise pb_to_error(reply.error)
+    g = pb.Call(type_name="EUnstorable", key="k", method="get", args=codec.encode_args((), {}), request_id="y")
+    got = io.run(e.dispatch(g))
+    assert got is not None and codec.decode(got.value) == 0

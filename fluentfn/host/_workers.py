@@ -15,45 +15,64 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_Item = tuple[concurrent.futures.Future[Any], Callable[[], Any]]
 
 
 class Workers(concurrent.futures.Executor):
-    """A thread pool whose limit grows by one for each turn reported stuck."""
+    """A thread pool whose limit grows by one for each turn reported stuck.
+
+    Threads start on demand: when more work is queued than threads wait for it, and the
+    limit allows. The counts are exact (kept under one lock), so a queued item never
+    waits while the pool could start a thread for it.
+    """
 
     def __init__(self, size: int, name: str) -> None:
         self._name = name
         self._limit = size
         self._threads = 0
-        self._idle = threading.Semaphore(0)
+        self._idle = 0  # threads waiting for work
+        self._queued = 0  # items not yet taken by a thread
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None]
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
         if self._closed:
             raise RuntimeError("workers are shut down")
-        self._queue.put((fut, functools.partial(fn, *args, **kwargs)))
-        self._start_if_needed()
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            self._queued += 1
+            self._queue.put((fut, functools.partial(fn, *args, **kwargs)))
+            start = self._wanted()
+        if start:
+            self._start()
         return fut
 
-    def _start_if_needed(self) -> None:
-        if self._idle.acquire(blocking=False):
-            return
-        with self._lock:
-            if self._threads >= self._limit:
-                return
+    def _wanted(self) -> bool:
+        """Under the lock: start a thread (and count it) if queued work has no taker."""
+        if self._queued > self._idle and self._threads < self._limit:
             self._threads += 1
-            n = self._threads
-        threading.Thread(target=self._run, name=f"{self._name}-{n}", daemon=True).start()
+            return True
+        return False
+
+    def _start(self) -> None:
+        threading.Thread(target=self._run, name=f"{self._name}-{self._threads}", daemon=True).start()
 
     def _run(self) -> None:
         while True:
+            with self._lock:
+                if self._threads > self._limit:  # a stuck turn ended: give the extra thread back
+                    self._threads -= 1
+                    return
+                self._idle += 1
             item = self._queue.get()
-            if item is None:
-                self._queue.put(None)  # wake the next thread too
-                return
+            with self._lock:
+                self._idle -= 1
+                if item is None:
+                    self._threads -= 1
+                    self._queue.put(None)  # wake the next thread too
+                    return
+                self._queued -= 1
             fut, fn = item
             if fut.set_running_or_notify_cancel():
                 try:
@@ -61,18 +80,14 @@ class Workers(concurrent.futures.Executor):
                 except BaseException as exc:
                     fut.set_exception(exc)
             del item, fut, fn
-            with self._lock:
-                if self._threads > self._limit:  # a stuck turn ended: give its extra thread back
-                    self._threads -= 1
-                    return
-            self._idle.release()
 
     def stuck(self) -> None:
         """A running turn is overdue: let one more thread run beside it."""
         with self._lock:
             self._limit += 1
-        if not self._queue.empty():
-            self._start_if_needed()
+            start = self._wanted()
+        if start:
+            self._start()
 
     def unstuck(self) -> None:
         """An overdue turn ended."""
