@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._actordef import ActorDef, MethodInfo
 from ..errors import CallTimeout, FluentError, Overloaded, Redirect
-from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation, ActivationTable
 from ._policy import (
     Activated,
@@ -39,6 +37,7 @@ from ._policy import (
     Why,
     Withdraw,
 )
+from ._turn import Request
 
 
 @dataclass(slots=True, eq=False)
@@ -112,16 +111,16 @@ class Admission:
         for action in actions:
             action()
 
-    def admit_call(self, definition: ActorDef, method: MethodInfo, call: pb.Call, key: str, job: Job) -> None:
-        """Ask for a turn for ``call`` (chain, reentry and deadline from the call)."""
-        address = f"{definition.name}/{key}"
+    def admit_call(self, req: Request, job: Job) -> None:
+        """Ask for a turn for ``req`` (chain, reentry and deadline from its call)."""
+        call, address = req.call, req.address
         chain_id = call.chain_id or call.request_id
         chain = tuple(call.call_chain)
-        interleave = definition.options.reentrant and method.is_async
+        interleave = req.definition.options.reentrant and req.method.is_async
         self.admit(
             address,
-            definition.name,
-            key,
+            req.definition.name,
+            req.key,
             job,
             lambda tid: Arrive(tid, address, chain_id, time.time(), call.deadline, chain, interleave),
         )
@@ -191,14 +190,11 @@ class Admission:
             return Overloaded(f"{address}: too many calls waiting in host {self.group}/{self.shard}")
         return FluentError(f"{address} is busy")
 
-    async def turn(self, definition: ActorDef, method: MethodInfo, call: pb.Call, key: str) -> Job:
-        """Wait (on the loop) until ``call`` may run; the caller must ``done`` the job."""
+    async def turn(self, req: Request) -> Job:
+        """Wait (on the loop) until ``req`` may run; the caller must ``done`` the job."""
         fut: asyncio.Future[None] = self.loop.create_future()
-        job = Job(
-            lambda _: self._settle(fut, None),
-            lambda j, why: self._settle(fut, self.refusal(why, j.act.address if j.act else key)),
-        )
-        self.admit_call(definition, method, call, key, job)
+        job = Job(lambda _: self._settle(fut, None), lambda _, why: self._settle(fut, self.refusal(why, req.address)))
+        self.admit_call(req, job)
         try:
             await fut
         except asyncio.CancelledError:
@@ -220,17 +216,17 @@ class Admission:
         else:
             self.loop.call_soon_threadsafe(settle)
 
-    def wait_turn(self, definition: ActorDef, method: MethodInfo, call: pb.Call, key: str) -> Job:
-        """Block this thread (never the loop) until ``call`` may run; raises if refused."""
+    def wait_turn(self, req: Request) -> Job:
+        """Block this thread (never the loop) until ``req`` may run; raises if refused."""
         ready = threading.Event()
         refused: list[FluentError] = []
 
         def reject(job: Job, why: Why) -> None:
-            refused.append(self.refusal(why, f"{definition.name}/{key}"))
+            refused.append(self.refusal(why, req.address))
             ready.set()
 
         job = Job(lambda _: ready.set(), reject)
-        self.admit_call(definition, method, call, key, job)
+        self.admit_call(req, job)
         ready.wait()  # bounded: a deadline makes the policy refuse the turn in time
         if refused:
             raise refused[0]

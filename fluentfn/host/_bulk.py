@@ -11,6 +11,7 @@ from ..errors import FluentError, InvalidRequest
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
+from ._turn import Request
 
 if TYPE_CHECKING:
     from ._engine import HostEngine
@@ -62,14 +63,14 @@ def _bulk_sync(
     for sub, args, kwargs in items:
         try:
             method.bind(args, kwargs)
-            job = engine.admission.wait_turn(definition, method, sub, sub.key)
+            req = Request(definition, method, sub, sub.key, args, kwargs)
+            job = engine.admission.wait_turn(req)
         except FluentError as exc:
             out.append(pb.Reply(error=error_to_pb(exc)))
             continue
         assert job.act is not None
         try:
-            ctx = engine.context_for(job.act, sub)
-            out.append(engine.runner.run_sync(definition, job.act, method, ctx, sub, args, kwargs))
+            out.append(engine.runner.run_sync(req, job.act, engine.context_for(job.act, sub)))
         finally:
             engine.admission.done(job)
     return out

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import _config
-from .._actordef import ActorDef, MethodInfo
+from .._actordef import ActorDef
 from .._context import Context
 from .._ioloop import spawn
 from .._ref import check_key
@@ -41,6 +41,7 @@ from ._lane import SyncLane
 from ._metrics import MethodTally
 from ._persistence import Persistence
 from ._runner import Hooks, TurnRunner
+from ._turn import Request
 from ._upkeep import Upkeep
 from ._workers import Workers
 
@@ -184,12 +185,13 @@ class HostEngine:
         reply.seq = call.seq
         return reply
 
-    def prepare(self, definition: ActorDef, call: pb.Call) -> tuple[MethodInfo, str, tuple[Any, ...], dict[str, Any]]:
+    def prepare(self, definition: ActorDef, call: pb.Call) -> Request:
+        """Decode and bind ``call``: NotFound or InvalidRequest if it cannot run."""
         method = definition.method(call.method)
         key = check_key(call.key)
         args, kwargs = codec.decode_args(call.args)
         method.bind(args, kwargs)
-        return method, key, args, kwargs
+        return Request(definition, method, call, key, args, kwargs)
 
     async def _run(self, call: pb.Call) -> pb.Reply:
         if self.persistence.fenced:
@@ -197,18 +199,16 @@ class HostEngine:
         definition = await self._definition(call.type_name)
         if call.method == BULK_METHOD:
             return await bulk(self, definition, call)
-        method, key, args, kwargs = self.prepare(definition, call)
-        job = await self.admission.turn(definition, method, call, key)
+        req = self.prepare(definition, call)
+        job = await self.admission.turn(req)
         assert job.act is not None
         ctx = self.context_for(job.act, call)
-        if method.is_async:
+        if req.method.is_async:
             try:
-                return await self.runner.run_async(definition, job.act, method, ctx, call, args, kwargs)
+                return await self.runner.run_async(req, job.act, ctx)
             finally:
                 self.admission.done(job)
-        work = self.loop.run_in_executor(
-            self.workers, self.runner.run_sync, definition, job.act, method, ctx, call, args, kwargs
-        )
+        work = self.loop.run_in_executor(self.workers, self.runner.run_sync, req, job.act, ctx)
         work.add_done_callback(lambda _: self.admission.done(job))  # when the turn ends, even if this task is cancelled
         return await asyncio.shield(work)
 
@@ -232,17 +232,15 @@ class HostEngine:
             return None
         self.counters["local_calls"] += 1
         try:
-            _, key, args, kwargs = self.prepare(definition, call)
-            job = self.admission.wait_turn(definition, method, call, key)
+            req = self.prepare(definition, call)
+            job = self.admission.wait_turn(req)
         except FluentError as exc:
             self.counters["errors"] += 1
             reply = pb.Reply(error=error_to_pb(exc))
         else:
             assert job.act is not None
             try:
-                reply = self.runner.run_sync(
-                    definition, job.act, method, self.context_for(job.act, call), call, args, kwargs
-                )
+                reply = self.runner.run_sync(req, job.act, self.context_for(job.act, call))
             finally:
                 self.admission.done(job)
         reply.seq = call.seq

@@ -11,15 +11,15 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .._actordef import ActorDef, MethodInfo
 from ..errors import FluentError
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._admission import Job
 from ._bulk import BULK_METHOD
 from ._policy import Why
+from ._turn import Request
 
 if TYPE_CHECKING:
     from ._engine import HostEngine
@@ -41,43 +41,33 @@ class SyncLane:
         if definition is None or call.method == BULK_METHOD:
             return False
         try:
-            method, key, args, kwargs = self._e.prepare(definition, call)
+            req = self._e.prepare(definition, call)
         except FluentError as exc:
             self._answer(call, done, exc)
             return True
-        if method.is_async:
+        if req.method.is_async:
             return False
         self._e.counters["direct_messages"] += 1
 
         def start(job: Job) -> None:
-            self._run_job(functools.partial(self._sync_job, job, definition, method, call, args, kwargs, done))
+            self._run_job(functools.partial(self._sync_job, job, req, done))
 
         def reject(job: Job, why: Why) -> None:
-            error = self._e.admission.refusal(why, f"{definition.name}/{key}")
+            error = self._e.admission.refusal(why, req.address)
             self._complete(functools.partial(self._answer, call, done, error))
 
-        self._e.admission.admit_call(definition, method, call, key, Job(start, reject))
+        self._e.admission.admit_call(req, Job(start, reject))
         return True
 
     def _answer(self, call: pb.Call, done: Callable[[pb.Reply | None], None], exc: FluentError) -> None:
         self._e.counters["errors"] += 1
         done(None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(exc)))
 
-    def _sync_job(
-        self,
-        job: Job,
-        definition: ActorDef,
-        method: MethodInfo,
-        call: pb.Call,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        done: Callable[[pb.Reply | None], None],
-    ) -> None:
+    def _sync_job(self, job: Job, req: Request, done: Callable[[pb.Reply | None], None]) -> None:
         assert job.act is not None
+        call = req.call
         try:
-            reply = self._e.runner.run_sync(
-                definition, job.act, method, self._e.context_for(job.act, call), call, args, kwargs
-            )
+            reply = self._e.runner.run_sync(req, job.act, self._e.context_for(job.act, call))
         finally:
             self._e.admission.done(job)
         reply.seq = call.seq

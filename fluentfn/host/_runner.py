@@ -23,7 +23,7 @@ from ..wire.errors import error_to_pb
 from ._activations import Activation
 from ._metrics import MethodTally
 from ._persistence import Persistence
-from ._turn import UserFailure, instantiate, reply_for, run_sync
+from ._turn import Request, UserFailure, instantiate, reply_for, run_sync
 from ._workers import Workers
 
 log = logging.getLogger("fluentfn.host")
@@ -69,17 +69,9 @@ class TurnRunner:
 
     # -- entry points: a reply, always ------------------------------------------------------
 
-    def run_sync(
-        self,
-        definition: ActorDef,
-        act: Activation,
-        method: MethodInfo,
-        ctx: Context,
-        call: pb.Call,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> pb.Reply:
+    def run_sync(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
         """A sync turn, in the calling (worker) thread."""
+        definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
         token = CURRENT.set(ctx)
         running = Running(act.address, method.name, call.deadline)
         self.running.add(running)
@@ -101,17 +93,9 @@ class TurnRunner:
                 log.warning("%s.%s finished %.1f s past its deadline", act.address, method.name, late)
             CURRENT.reset(token)
 
-    async def run_async(
-        self,
-        definition: ActorDef,
-        act: Activation,
-        method: MethodInfo,
-        ctx: Context,
-        call: pb.Call,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> pb.Reply:
+    async def run_async(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
         """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
+        definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
         try:
             if act.instance is None:  # activation may load from the store or block: not on the loop
                 early = await self._loop.run_in_executor(self._workers, self._begin_in, definition, act, call, ctx)

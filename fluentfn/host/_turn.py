@@ -18,6 +18,7 @@ is made (hosts: fenced by epoch; FaaS: by version), never in what a turn means.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from .._actordef import ActorDef, MethodInfo, public_state
@@ -26,6 +27,23 @@ from ..state._codec import decode_state, encode_state
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A call decoded and bound to its method: what a turn runs (protobuf stays outside,
+    except the call itself for its ids, chain and deadline)."""
+
+    definition: ActorDef
+    method: MethodInfo
+    call: pb.Call
+    key: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    @property
+    def address(self) -> str:
+        return f"{self.definition.name}/{self.key}"
 
 
 class UserFailure(Exception):
