@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -11,6 +13,14 @@ if not torch.cuda.is_available():
 import fluentfn as ff  # noqa: E402
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(autouse=True)
+def _free_gpus(cluster: ff.Cluster) -> Iterator[None]:
+    """A machine may have a single GPU: each test's GPU hosts give it back when it ends."""
+    yield
+    for gpu_type in ("GpuMatMul", "GpuServer"):
+        cluster.stop_hosts(gpu_type)
 
 
 class _MatMul:
