@@ -11,7 +11,6 @@ import grpc
 from grpc import aio
 
 METADATA_KEY = "authorization"
-_STREAMING = frozenset({"InvokeStream"})
 
 
 def new_token() -> str:
@@ -33,22 +32,21 @@ def token_matches(presented: str | bytes | None, token: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8", "replace"), f"Bearer {token}".encode())
 
 
-async def _deny_unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+async def _deny(request_iterator: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+    """Refuse without reading the request: a streaming handler never pulls the message,
+    so an unauthenticated body stays in the transport's flow-control window (64 KiB)
+    instead of being received whole and buffered in memory."""
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid cluster token")
-
-
-async def _deny_stream(request_iterator: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid cluster token")
-    yield  # pragma: no cover - makes this an async generator, as stream handlers are
 
 
 class TokenInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Refuses every RPC whose metadata lacks the cluster token."""
+    """Refuses every RPC whose metadata lacks the cluster token, on the headers alone."""
 
     def __init__(self, token: str) -> None:
         self._token = token
-        self._deny_unary = grpc.unary_unary_rpc_method_handler(_deny_unary)
-        self._deny_stream = grpc.stream_stream_rpc_method_handler(_deny_stream)
+        # One handler for every method, unary ones included: the server reads a request
+        # only when its handler asks, and this one never asks.
+        self._deny = grpc.stream_unary_rpc_method_handler(_deny)
 
     async def intercept_service(
         self,
@@ -62,5 +60,4 @@ class TokenInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                 break
         if token_matches(presented, self._token):
             return await continuation(handler_call_details)
-        method = (handler_call_details.method or "").rsplit("/", 1)[-1]
-        return self._deny_stream if method in _STREAMING else self._deny_unary
+        return self._deny
