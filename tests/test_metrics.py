@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 
 import pytest
@@ -23,7 +24,14 @@ def test_host_metrics_scrape(cluster: ff.Cluster) -> None:
         ref.fail("x")
     url = host_of(cluster, ref)["metrics"]
     assert url.startswith("http://127.0.0.1:")
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    with pytest.raises(urllib.error.HTTPError) as refused:  # no token: nothing to see
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 401
+    bad = urllib.request.Request(url, headers={"Authorization": "Bearer wrong"})
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(bad, timeout=10)
+    scrape = urllib.request.Request(url, headers={"Authorization": f"Bearer {cluster.token}"})
+    text = urllib.request.urlopen(scrape, timeout=10).read().decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

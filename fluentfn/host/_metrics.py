@@ -90,11 +90,38 @@ class HostCollector:
         yield latency
 
 
-def serve_metrics(engine: Any, bind: str) -> int:
-    """Serve ``engine``'s metrics on ``bind`` (an ephemeral port); returns the port."""
-    from prometheus_client import CollectorRegistry, start_http_server
+def serve_metrics(engine: Any, bind: str, token: str) -> int:
+    """Serve ``engine``'s metrics on ``bind`` (an ephemeral port); returns the port.
+
+    Scrapes must carry the cluster token (``Authorization: Bearer <token>``), whatever
+    address the host binds: type and method names are not for anyone who can connect.
+    """
+    import hmac
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import CollectorRegistry, make_wsgi_app
 
     registry = CollectorRegistry()
     registry.register(HostCollector(engine))
-    server, _ = start_http_server(0, addr=bind, registry=registry)
+    metrics_app = make_wsgi_app(registry)
+    expected = f"Bearer {token}".encode()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        presented = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
+        if not hmac.compare_digest(presented, expected):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+            return [b"missing or invalid cluster token\n"]
+        return metrics_app(environ, start_response)
+
+    class _Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+            pass
+
+    server = make_server(bind, 0, app, server_class=_Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="fluentfn-metrics", daemon=True).start()
     return int(server.server_port)

@@ -78,7 +78,8 @@ class ShardHost:
         self._server, port = self._io.run(start_server(self.engine, config["token"], bind, tls))
         host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind
         self.endpoint: str = f"{host}:{port}"
-        self.metrics: str = f"http://{host}:{serve_metrics(self.engine, bind)}/metrics"
+        metrics_port = serve_metrics(self.engine, bind, config["token"])
+        self.metrics: str = f"http://{host}:{metrics_port}/metrics"
         self.runtime = StatefulRuntime(directory=self._directory, config=config, io=self._io, engine=self.engine)
         set_invoker(self.runtime, worker=True)
         if not get_ray(self._directory.host_ready.remote(group, shard, self.endpoint, node_id, epoch)):
