@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from ..errors import Unavailable
 from ._store import REPLY_TTL_S, Record, Reminder, StaleEpoch, VersionConflict
 
@@ -37,7 +39,18 @@ class RedisStore:
         self._errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
 
     def _k(self, *parts: object) -> str:
+        """A key from parts of which only the last may be arbitrary text (an address)."""
         return ":".join([self._p, *(str(p) for p in parts)])
+
+    def _reply_key(self, address: str, request_id: str) -> str:
+        # Two arbitrary strings: the address's length makes the split unambiguous.
+        return self._k("reply", len(address), f"{address}:{request_id}")
+
+    @staticmethod
+    def _member(address: str, rid: str) -> bytes:
+        """A reminder's name in the sorted set: both parts, unambiguously (no separator
+        a key could contain)."""
+        return msgpack.packb([address, rid], use_bin_type=True)  # type: ignore[no-any-return]
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -68,7 +81,7 @@ class RedisStore:
     ) -> int:
         epoch_key = self._k("epoch", fence[0], fence[1]) if fence else ""
         epoch = fence[2] if fence else 0
-        reply_key = self._k("reply", address, reply[0]) if reply else ""
+        reply_key = self._reply_key(address, reply[0]) if reply else ""
         keys = [self._k("state", address), epoch_key, reply_key]
         args = [epoch, expected, state, reply[1] if reply else b"", int(REPLY_TTL_S)]
         result = self._call(self._save, keys=keys, args=args)
@@ -80,26 +93,26 @@ class RedisStore:
         return status
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
-        value = self._call(self._r.get, self._k("reply", address, request_id))
+        value = self._call(self._r.get, self._reply_key(address, request_id))
         return None if value is None else bytes(value)
 
     def prune_replies(self, older_than: float) -> int:
         return 0  # replies carry a Redis TTL
 
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
-        member = f"{reminder.address}\x00{reminder.rid}"
+        member = self._member(reminder.address, reminder.rid)
         pipe = self._r.pipeline(transaction=True)
         pipe.hset(self._k("remp", group, shard), member, reminder.payload)
         pipe.zadd(self._k("rem", group, shard), {member: reminder.due})
-        pipe.hset(self._k("remidx"), member, f"{group}\x00{shard}")
+        pipe.hset(self._k("remidx"), member, msgpack.packb([group, shard], use_bin_type=True))
         self._call(pipe.execute)
 
     def cancel_reminder(self, address: str, rid: str) -> bool:
-        member = f"{address}\x00{rid}"
+        member = self._member(address, rid)
         where = self._call(self._r.hget, self._k("remidx"), member)
         if where is None:
             return False
-        group, shard = where.decode().split("\x00")
+        group, shard = msgpack.unpackb(where, raw=False)
         pipe = self._r.pipeline(transaction=True)
         pipe.zrem(self._k("rem", group, shard), member)
         pipe.hdel(self._k("remp", group, shard), member)
@@ -116,7 +129,7 @@ class RedisStore:
         payloads = self._call(self._r.hmget, self._k("remp", group, shard), [m for m, _ in members])
         out = []
         for (member, due), payload in zip(members, payloads, strict=True):
-            address, rid = member.decode().split("\x00", 1)
+            address, rid = msgpack.unpackb(member, raw=False)
             out.append(Reminder(address, rid, float(due), payload or b""))
         return out
 

@@ -1,0 +1,67 @@
+"""Keys are opaque: no separator, NUL or prefix lets two identities share state, replies
+or reminders, on every store (a real SQLite file and a real redis-server)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fluentfn.state import Store, open_store
+from fluentfn.state._redis import RedisStore
+from fluentfn.state._store import Reminder
+
+pytestmark = pytest.mark.timeout(300)
+
+# Any text a key may hold (valid Unicode), biased towards the characters stores split on.
+tricky = st.text(alphabet=st.sampled_from(["a", ":", "\x00", "/", "|", "é", "1"]), min_size=1, max_size=6)
+anything = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+keys = st.one_of(tricky, anything)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            s = open_store(f"sqlite:///{tmp}/state.db")
+            yield s
+            s.close()
+    else:
+        url = request.getfixturevalue("redis_url")
+        s = RedisStore(url, prefix=f"keys-{os.urandom(4).hex()}")
+        yield s
+        s.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=keys, b=keys, ra=keys, rb=keys)
+def test_two_identities_never_share_anything(store: Store, a: str, b: str, ra: str, rb: str) -> None:
+    salt = os.urandom(4).hex()  # the store outlives examples: fresh names each time
+    addr_a, addr_b = f"T{salt}/{a}", f"T{salt}/{b}"
+    if (addr_a, ra) == (addr_b, rb):
+        return
+    store.save(addr_a, expected=0, state=b"A", fence=None, reply=(ra, b"reply-a"))
+    if addr_a != addr_b:
+        store.save(addr_b, expected=0, state=b"B", fence=None, reply=(rb, b"reply-b"))
+        assert store.load(addr_a).state == b"A" and store.load(addr_b).state == b"B"  # type: ignore[union-attr]
+    assert store.get_reply(addr_a, ra) == b"reply-a"
+    if (addr_a, ra) != (addr_b, rb):
+        assert store.get_reply(addr_b, rb) in (None, b"reply-b")
+        if addr_a == addr_b:
+            assert store.get_reply(addr_b, rb) is None
+
+    group = f"G{salt}"
+    now = time.time()
+    store.add_reminder(group, 0, Reminder(addr_a, ra, now - 1, b"pa"))
+    store.add_reminder(group, 0, Reminder(addr_b, rb, now - 1, b"pb"))
+    due = {(r.address, r.rid): r.payload for r in store.due_reminders(group, 0, now)}
+    assert due == {(addr_a, ra): b"pa", (addr_b, rb): b"pb"}
+    assert store.cancel_reminder(addr_b, rb) is True
+    assert {(r.address, r.rid) for r in store.due_reminders(group, 0, now)} == {(addr_a, ra)}
+    assert store.cancel_reminder(addr_b, rb) is False
+    assert store.cancel_reminder(addr_a, ra) is True
