@@ -17,7 +17,7 @@ from fluentfn._ioloop import IoLoop
 from fluentfn.errors import Redirect, status_for
 from fluentfn.host._engine import HostEngine
 from fluentfn.state import StaleEpoch, VersionConflict, open_store
-from fluentfn.state._store import Store
+from fluentfn.state._store import Store, StoreLost
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire.errors import pb_to_error
@@ -67,7 +67,9 @@ def store(tmp_path: Path) -> Store:
     return open_store(f"sqlite:///{tmp_path}/state.db")
 
 
-def engine(io: IoLoop, store: Store | None, *defs: ActorDef, max_live: int | None = None) -> HostEngine:
+def engine(
+    io: IoLoop, store: Store | None, *defs: ActorDef, max_live: int | None = None, cluster_id: str = ""
+) -> HostEngine:
     async def load(name: str) -> ActorDef | None:
         return None
 
@@ -79,6 +81,7 @@ def engine(io: IoLoop, store: Store | None, *defs: ActorDef, max_live: int | Non
         load_type=load,
         store=store,
         max_live=max_live,
+        cluster_id=cluster_id,
     )
     for d in defs:
         eng.add_type(d)
@@ -296,3 +299,40 @@ def test_unstorable_state_names_the_attribute_and_rolls_back(io: IoLoop, store: 
     g = pb.Call(type_name="EUnstorable", key="k", method="get", args=codec.encode_args((), {}), request_id="y")
     got = io.run(e.dispatch(g))
     assert got is not None and codec.decode(got.value) == 0
+
+
+def test_a_cluster_fenced_out_by_another_says_so_on_every_call(io: IoLoop, store: Store) -> None:
+    d = make_def()
+    first = engine(io, store, d, cluster_id="default@first")
+    assert call(io, first, "a", "add", 1) == 1
+    second = engine(io, store, d, cluster_id="default@second")  # another cluster, same namespace and store
+    assert call(io, second, "a", "add", 1) == 2
+    for attempt in range(3):  # the write that finds the newer epoch, then every later call
+        with pytest.raises(ff.FluentError, match="another cluster") as info:
+            call(io, first, "a", "add", 1, rid=f"late-{attempt}")
+        assert not isinstance(info.value, Redirect | ff.Unavailable)
+        assert "default@second" in str(info.value) and "namespace" in str(info.value)
+    assert call(io, second, "a", "read") == 2
+
+
+def test_a_deleted_store_is_noticed_and_calls_are_refused(io: IoLoop, tmp_path: Path) -> None:
+    path = tmp_path / "lost.db"
+    store = open_store(f"sqlite:///{path}")
+    e = engine(io, store, make_def())
+    assert call(io, e, "a", "add", 1) == 1
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    io.run(e.upkeep._check_owner())  # what the host does every second
+    for _ in range(2):
+        with pytest.raises(ff.Unavailable, match="deleted"):
+            call(io, e, "a", "add", 1)
+
+
+def test_a_replaced_store_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "swap.db"
+    store = open_store(f"sqlite:///{path}")
+    store.check()
+    path.rename(tmp_path / "old.db")
+    open_store(f"sqlite:///{path}").close()  # a fresh file where the store was
+    with pytest.raises(StoreLost, match="replaced"):
+        store.check()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fluentfn.state import Store, open_store
 from fluentfn.state._redis import RedisStore
-from fluentfn.state._store import Reminder
+from fluentfn.state._store import Reminder, StoreLost
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -65,3 +65,19 @@ def test_two_identities_never_share_anything(store: Store, a: str, b: str, ra: s
     assert {(r.address, r.rid) for r in store.due_reminders(group, 0, now)} == {(addr_a, ra)}
     assert store.cancel_reminder(addr_b, rb) is False
     assert store.cancel_reminder(addr_a, ra) is True
+
+
+def test_a_flushed_redis_is_noticed(redis_url: str) -> None:
+    import redis
+
+    prefix = f"flush-{os.urandom(4).hex()}"
+    store = RedisStore(redis_url, prefix=prefix)
+    store.check()
+    assert store.claim_shard("G", 0, "ns@a") == 1 and store.shard_owner("G", 0) == (1, "ns@a")
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*client.keys(f"{prefix}:*"))  # what FLUSHDB does to this store's keys
+    with pytest.raises(StoreLost, match="flushed"):
+        store.check()
+    with pytest.raises(StoreLost):
+        store.claim_shard("G", 0, "ns@a")
+    store.close()

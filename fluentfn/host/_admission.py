@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import CallTimeout, FluentError, Overloaded, Redirect
+from ..errors import CallTimeout, FluentError, Overloaded, Redirect, Unavailable
 from ._activations import Activation, ActivationTable
 from ._policy import (
     Activated,
@@ -72,6 +72,11 @@ class Admission:
         self._policy = HostPolicy(mailbox_limit=mailbox_limit, inflight_limit=inflight_limit)
         self._jobs: dict[int, Job] = {}
         self._tids = itertools.count(1)
+        self._fence_message = ""
+
+    def fenced_error(self) -> FluentError:
+        """What a call to a fenced host gets."""
+        return self.refusal(self._policy.fenced_why, "")
 
     def in_use(self, address: str) -> bool:
         """A turn of ``address`` is running or queued (call with the lock held)."""
@@ -83,9 +88,11 @@ class Admission:
     def deactivated(self, act: Activation) -> None:
         self.apply(Deactivated(act.address))
 
-    def fence(self) -> None:
-        """Refuse queued and new turns (callers are redirected); forget idle identities."""
-        self.apply(Fence())
+    def fence(self, why: Why = Why.REDIRECT, message: str = "") -> None:
+        """Refuse queued and new turns for ``why``; forget idle identities."""
+        if message:
+            self._fence_message = message
+        self.apply(Fence(why))
         with self.lock:
             for act in self.table:
                 if self._policy.idle(act.address):
@@ -188,6 +195,12 @@ class Admission:
             return Redirect(f"host {self.group}/{self.shard} no longer owns its shard")
         if why is Why.OVERLOADED:
             return Overloaded(f"{address}: too many calls waiting in host {self.group}/{self.shard}")
+        if why is Why.FOREIGN:
+            return FluentError(
+                self._fence_message or f"host {self.group}/{self.shard} was fenced out by another cluster"
+            )
+        if why is Why.STORE_LOST:
+            return Unavailable(self._fence_message or f"host {self.group}/{self.shard} lost its state store")
         return FluentError(f"{address} is busy")
 
     async def turn(self, req: Request) -> Job:

@@ -29,8 +29,8 @@ from .._context import Context
 from .._ioloop import spawn
 from .._ref import check_key
 from .._stats import new_counters
-from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable
-from ..state._store import Store
+from ..errors import FluentError, InvalidRequest, NotFound, Unavailable
+from ..state._store import Store, StoreLost
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
@@ -40,6 +40,7 @@ from ._bulk import BULK_METHOD, bulk
 from ._lane import SyncLane
 from ._metrics import MethodTally
 from ._persistence import Persistence
+from ._policy import Why
 from ._runner import Hooks, TurnRunner
 from ._turn import Request
 from ._upkeep import Upkeep
@@ -69,6 +70,7 @@ class HostEngine:
         inflight_limit: int = _config.HOST_INFLIGHT_LIMIT,
         sync_workers: int = _config.SYNC_WORKERS,
         max_live: int | None = None,
+        cluster_id: str = "",
     ) -> None:
         self.group = group
         self.shard = shard
@@ -89,7 +91,7 @@ class HostEngine:
         )
         self.workers = Workers(sync_workers, f"fluentfn-{group}-{shard}")
         self.counters: dict[str, int] = new_counters()
-        self.persistence = Persistence(store, group, shard, self.counters)
+        self.persistence = Persistence(store, group, shard, self.counters, cluster_id)
         hooks = Hooks(self.admission.activated, self.admission.deactivated, self.fence)
         self.runner = TurnRunner(self.persistence, self.counters, self.workers, loop, hooks)
         self.upkeep = Upkeep(self, self.persistence.store, max_live)
@@ -148,10 +150,19 @@ class HostEngine:
 
     # -- admission: events in, instructions carried out -------------------------------------------
 
-    def fence(self) -> None:
-        """This host lost its shard: refuse queued and new calls (callers are redirected)."""
+    def fence(self) -> FluentError:
+        """This host lost its shard: to a newer host of this cluster (callers are
+        redirected), or to another cluster on the same namespace and store (every call is
+        told so, and nothing is retried). Returns the error callers get from now on."""
         self.persistence.fenced = True
-        self.admission.fence()
+        why, message = self.persistence.fence_reason()
+        self.admission.fence(why, message)
+        return self.admission.fenced_error()
+
+    def lose_store(self, exc: StoreLost) -> None:
+        """The store is gone or was replaced: nothing written now would last, so refuse."""
+        self.persistence.fenced = True
+        self.admission.fence(Why.STORE_LOST, f"{exc}; calls are refused until the cluster is restarted on a store")
 
     # -- the stream: callbacks on the loop ----------------------------------------------------------
 
@@ -195,7 +206,7 @@ class HostEngine:
 
     async def _run(self, call: pb.Call) -> pb.Reply:
         if self.persistence.fenced:
-            raise Redirect(f"host {self.group}/{self.shard} no longer owns its shard")
+            raise self.admission.fenced_error()
         definition = await self._definition(call.type_name)
         if call.method == BULK_METHOD:
             return await bulk(self, definition, call)

@@ -24,6 +24,7 @@ from ..errors import Redirect
 from ..state._emulated import MeteredStore
 from ..state._store import REPLY_TTL_S, StaleEpoch, Store
 from ._activations import Activation
+from ._policy import Why
 from ._turn import snapshot as encode_snapshot
 
 REPLY_WINDOW = 64
@@ -32,7 +33,8 @@ REPLY_WINDOW = 64
 class Persistence:
     """The store side of a host: epochs, loads, conditional writes, counters."""
 
-    def __init__(self, store: Store | None, group: str, shard: int, counters: dict[str, int]) -> None:
+    def __init__(self, store: Store | None, group: str, shard: int, counters: dict[str, int], owner: str = "") -> None:
+        self.owner = owner
         # Every store operation of the host is counted in one place, as in FaaS mode.
         self.store: Store | None = MeteredStore(store, counters) if store is not None else None
         self.group = group
@@ -46,8 +48,30 @@ class Persistence:
     def claim(self) -> int:
         """Become the shard's owner (a new, higher epoch)."""
         if self.store is not None:
-            self.epoch = self.store.claim_shard(self.group, self.shard)
+            self.epoch = self.store.claim_shard(self.group, self.shard, self.owner)
         return self.epoch
+
+    def check_store(self) -> None:
+        """StoreLost if the store is gone or was replaced since it was opened."""
+        if self.store is not None:
+            self.store.check()
+
+    def fence_reason(self) -> tuple[Why, str]:
+        """Why this host was fenced: a newer host of this cluster (callers are redirected)
+        or another cluster on the same namespace and store (callers are told so)."""
+        if self.store is None:
+            return Why.REDIRECT, ""
+        try:
+            epoch, owner = self.store.shard_owner(self.group, self.shard)
+        except Exception:  # the reason is a nicety; being fenced is what matters
+            return Why.REDIRECT, ""
+        if owner and self.owner and owner != self.owner:
+            return Why.FOREIGN, (
+                f"shard {self.group}/{self.shard} was claimed by another cluster ({owner}, epoch {epoch}) on "
+                f"{self.store.url}; this cluster ({self.owner}) is fenced out. Give each cluster its own "
+                "namespace (ff.init(namespace=...)) or its own store"
+            )
+        return Why.REDIRECT, ""
 
     def still_owner(self) -> bool:
         """False once another host has claimed the shard."""

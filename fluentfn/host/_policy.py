@@ -35,6 +35,8 @@ class Why(Enum):
     OVERLOADED = "overloaded"
     REDIRECT = "redirect"
     BUSY = "busy"  # passivation of an identity that is in use: try later
+    FOREIGN = "foreign"  # another cluster on the same namespace and store took the shard
+    STORE_LOST = "store-lost"  # the store vanished or was replaced under the host
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -90,7 +92,10 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """The shard moved to another host."""
+    """The host may serve no more: its shard moved (``REDIRECT``), another cluster took
+    it (``FOREIGN``), or its store is gone (``STORE_LOST``)."""
+
+    why: Why = Why.REDIRECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,7 @@ class HostPolicy:
     mailbox_limit: int = 10_000
     inflight_limit: int = 100_000
     fenced: bool = False
+    fenced_why: Why = Why.REDIRECT
     _boxes: dict[str, Mailbox] = field(default_factory=dict)
     _entries: dict[int, _Entry] = field(default_factory=dict)
     _deadlines: list[tuple[float, int]] = field(default_factory=list)
@@ -194,7 +200,7 @@ class HostPolicy:
         if isinstance(event, Tick):
             return self._tick(event.now)
         if isinstance(event, Fence):
-            return self._fence()
+            return self._fence(event.why)
         return self._passivate(event)
 
     # -- handlers --------------------------------------------------------------------------
@@ -207,7 +213,7 @@ class HostPolicy:
 
     def _arrive(self, ev: Arrive) -> list[Instruction]:
         if self.fenced:
-            return [Reject(ev.tid, Why.REDIRECT)]
+            return [Reject(ev.tid, self.fenced_why)]
         if ev.deadline and ev.deadline <= ev.now:
             return [Reject(ev.tid, Why.TIMEOUT)]
         if len(self._entries) >= self.inflight_limit:
@@ -267,11 +273,13 @@ class HostPolicy:
             out += self._withdraw(tid, Why.TIMEOUT)
         return out
 
-    def _fence(self) -> list[Instruction]:
+    def _fence(self, why: Why) -> list[Instruction]:
+        if not self.fenced or why is not Why.REDIRECT:  # a clearer reason replaces "moved"
+            self.fenced_why = why
         self.fenced = True
         out: list[Instruction] = []
         for tid in [t for t, e in self._entries.items() if not e.running]:
-            out += self._withdraw(tid, Why.REDIRECT)
+            out += self._withdraw(tid, self.fenced_why)
         return out
 
     def _passivate(self, ev: Passivate) -> list[Instruction]:

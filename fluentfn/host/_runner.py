@@ -45,7 +45,7 @@ class Hooks:
 
     activated: Callable[[Activation], None]
     deactivated: Callable[[Activation], None]
-    fenced: Callable[[], None]
+    fenced: Callable[[], FluentError]
 
 
 class TurnRunner:
@@ -125,8 +125,8 @@ class TurnRunner:
 
     def _error_reply(self, act: Activation, call: pb.Call, exc: BaseException) -> pb.Reply:
         self.counters["errors"] += 1
-        if isinstance(exc, Redirect):
-            self._hooks.fenced()
+        if isinstance(exc, Redirect):  # our write found a newer epoch: the engine says what callers get
+            exc = self._hooks.fenced()
         if isinstance(exc, FluentError):
             return pb.Reply(error=error_to_pb(exc))
         log.error("%s.%s failed inside the host", act.address, call.method, exc_info=exc)

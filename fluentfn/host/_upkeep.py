@@ -16,7 +16,7 @@ from .._actordef import ActorDef
 from .._context import CURRENT, Context
 from .._ioloop import spawn
 from ..errors import TRANSIENT_CODES
-from ..state._store import Store
+from ..state._store import Store, StoreLost
 from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation
 from ._policy import Arrive, Passivate
@@ -66,6 +66,7 @@ class Upkeep:
         self._closed = True
         for task in self._loops:
             task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
 
     async def _every(self, period: Callable[[], float], job: Callable[[], Awaitable[Any]]) -> None:
         while not self._closed:
@@ -166,6 +167,12 @@ class Upkeep:
     async def _check_owner(self) -> None:
         e = self._engine
         if e.persistence.store is None or e.persistence.fenced:
+            return
+        try:
+            await e.loop.run_in_executor(e.workers, e.persistence.check_store)
+        except StoreLost as exc:
+            log.error("host %s/%s: %s", e.group, e.shard, exc)
+            e.lose_store(exc)
             return
         if not await e.loop.run_in_executor(e.workers, e.persistence.still_owner):
             e.fence()

@@ -246,6 +246,9 @@ def init(
         "mode": mode,
         "namespace": namespace,
         "faas": profile.to_dict(),
+        # Recorded with each shard claim, so a cluster fenced out by another one on the
+        # same namespace and store can say so (joiners get the running cluster's id).
+        "cluster_id": f"{namespace}@{os.urandom(6).hex()}",
     }
     actor_cls: Any = ray.remote(Directory)
     directory = actor_cls.options(

@@ -71,6 +71,7 @@ class ShardHost:
             gpu_ids=tuple(int(g) for g in ray.get_gpu_ids()),
             store=store,
             max_live=_config.HOST_MAX_LIVE,
+            cluster_id=config.get("cluster_id", ""),
         )
         epoch = self.engine.persistence.claim()
         tls = TlsConfig(**config["tls"]) if config.get("tls") else None

@@ -29,7 +29,7 @@ from ..transport._client import PeerPool
 from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import pb_to_error, reply_value
+from ..wire.errors import reply_value
 from ._functions import FunctionRunner
 from ._raycall import await_ray
 from ._registry import registration
@@ -294,7 +294,10 @@ class StatefulRuntime:
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
                 continue
             if reply is not None and _misrouted(reply):
-                last = pb_to_error(reply.error)
+                last = Unavailable(
+                    f"{call.type_name}/{call.key}: its shard kept moving ({reply.error.message}); "
+                    f"gave up after {attempt + 1} attempts"
+                )  # the internal Redirect never reaches users
                 await self._forget(info.group, shard, target, report=True)  # a fenced host: wait for its successor
                 continue
             return reply

@@ -75,8 +75,14 @@ class MeteredStore:
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
-    def claim_shard(self, group: str, shard: int) -> int:
-        return self.inner.claim_shard(group, shard)
+    def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
+        return self.inner.claim_shard(group, shard, owner)
+
+    def shard_owner(self, group: str, shard: int) -> tuple[int, str]:
+        return self.inner.shard_owner(group, shard)
+
+    def check(self) -> None:
+        self.inner.check()
 
     def shard_epoch(self, group: str, shard: int) -> int:
         return self.inner.shard_epoch(group, shard)

@@ -6,12 +6,13 @@ one atomic step. Durability is Redis's: run it with ``appendonly yes``.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgpack
 
 from ..errors import Unavailable
-from ._store import REPLY_TTL_S, Record, Reminder, StaleEpoch, VersionConflict
+from ._store import REPLY_TTL_S, Record, Reminder, StaleEpoch, StoreLost, VersionConflict
 
 _SAVE = """
 if KEYS[2] ~= '' then
@@ -26,6 +27,13 @@ return {v + 1, 0}
 """
 
 
+_CLAIM = """
+local e = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1])
+return e
+"""
+
+
 class RedisStore:
     """A ``Store`` on a Redis server."""
 
@@ -36,7 +44,13 @@ class RedisStore:
         self._p = prefix
         self._r: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         self._save = self._r.register_script(_SAVE)
+        self._claim = self._r.register_script(_CLAIM)
         self._errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+        # The store's identity: set once by the first process to open it. A flushed server,
+        # or a URL that now points at another one, no longer has it.
+        self._call(self._r.set, self._k("store-id"), os.urandom(12).hex(), nx=True)
+        found = self._call(self._r.get, self._k("store-id"))
+        self.store_id = found.decode() if found else ""
 
     def _k(self, *parts: object) -> str:
         """A key from parts of which only the last may be arbitrary text (an address)."""
@@ -58,8 +72,19 @@ class RedisStore:
         except self._errors as exc:
             raise Unavailable(f"redis store {self.url}: {exc}") from None
 
-    def claim_shard(self, group: str, shard: int) -> int:
-        return int(self._call(self._r.incr, self._k("epoch", group, shard)))
+    def check(self) -> None:
+        found = self._call(self._r.get, self._k("store-id"))
+        if found is None or found.decode() != self.store_id:
+            raise StoreLost(f"{self.url}: the Redis store was flushed or now points at another server")
+
+    def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
+        self.check()
+        keys = [self._k("epoch", group, shard), self._k("owner", group, shard)]
+        return int(self._call(self._claim, keys=keys, args=[owner]))
+
+    def shard_owner(self, group: str, shard: int) -> tuple[int, str]:
+        epoch, owner = self._call(self._r.mget, [self._k("epoch", group, shard), self._k("owner", group, shard)])
+        return int(epoch or 0), (owner or b"").decode()
 
     def shard_epoch(self, group: str, shard: int) -> int:
         return int(self._call(self._r.get, self._k("epoch", group, shard)) or 0)

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from ._store import Record, Reminder, StaleEpoch, VersionConflict
+from ._store import Record, Reminder, StaleEpoch, StoreLost, VersionConflict
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (address TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB);
@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS reminders (address TEXT NOT NULL, rid TEXT NOT NULL, 
                                       PRIMARY KEY (address, rid));
 CREATE INDEX IF NOT EXISTS reminders_due ON reminders (grp, shard, due);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS replies (address TEXT NOT NULL, rid TEXT NOT NULL, reply BLOB, ts REAL NOT NULL,
                                     PRIMARY KEY (address, rid));
 
@@ -40,6 +41,13 @@ class SqliteStore:
         self._sync = os.environ.get("FLUENTFN_SQLITE_SYNC", "NORMAL").upper()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(shards)")}
+            if "owner" not in columns:  # a file from before shard owners were recorded
+                conn.execute("ALTER TABLE shards ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (os.urandom(12).hex(),))
+            self.store_id = str(conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
+        st = os.stat(path)
+        self._file = (st.st_dev, st.st_ino)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -51,13 +59,25 @@ class SqliteStore:
             self._local.conn = conn
         return conn
 
-    def claim_shard(self, group: str, shard: int) -> int:
+    def check(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreLost(f"{self.url}: the database file was deleted") from None
+        if (st.st_dev, st.st_ino) != self._file:
+            raise StoreLost(f"{self.url}: the database file was replaced by another one")
+
+    def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
+        self.check()  # never claim inside a file that is no longer the store
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
             epoch = (row[0] if row else 0) + 1
-            conn.execute("INSERT OR REPLACE INTO shards (grp, shard, epoch) VALUES (?, ?, ?)", (group, shard, epoch))
+            conn.execute(
+                "INSERT OR REPLACE INTO shards (grp, shard, epoch, owner) VALUES (?, ?, ?, ?)",
+                (group, shard, epoch, owner),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -67,6 +87,11 @@ class SqliteStore:
     def shard_epoch(self, group: str, shard: int) -> int:
         row = self._conn().execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
         return int(row[0]) if row else 0
+
+    def shard_owner(self, group: str, shard: int) -> tuple[int, str]:
+        query = "SELECT epoch, owner FROM shards WHERE grp=? AND shard=?"
+        row = self._conn().execute(query, (group, shard)).fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, "")
 
     def load(self, address: str) -> Record | None:
         row = self._conn().execute("SELECT version, state FROM state WHERE address=?", (address,)).fetchone()

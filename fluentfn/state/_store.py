@@ -21,6 +21,10 @@ class StaleEpoch(FluentError):
     """The writer's shard epoch is older than the store's: another host owns the shard."""
 
 
+class StoreLost(FluentError):
+    """The store a process opened is gone or was replaced (file deleted, Redis flushed)."""
+
+
 class VersionConflict(FluentError):
     """The record changed since it was read."""
 
@@ -46,11 +50,20 @@ class Store(Protocol):
 
     url: str
 
-    def claim_shard(self, group: str, shard: int) -> int:
-        """Take ownership of a shard: returns a new epoch, higher than any before."""
+    def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
+        """Take ownership of a shard for cluster ``owner``: returns a new epoch, higher
+        than any before."""
         ...
 
     def shard_epoch(self, group: str, shard: int) -> int: ...
+
+    def shard_owner(self, group: str, shard: int) -> tuple[int, str]:
+        """The shard's current epoch and the cluster that claimed it."""
+        ...
+
+    def check(self) -> None:
+        """Raise StoreLost unless this is still the store that was opened."""
+        ...
 
     def load(self, address: str) -> Record | None: ...
 
