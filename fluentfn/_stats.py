@@ -16,6 +16,7 @@ COUNTERS = (
     "storage_bytes_written",
     "cold_starts",
     "overdue_turns",
+    "malformed_requests",
 )
 
 

@@ -154,3 +154,28 @@ def test_unauthenticated_bodies_are_never_buffered(cluster: ff.Cluster) -> None:
         assert out.stdout.strip() == "['UNAUTHENTICATED'] 200", out.stdout + out.stderr[-2000:]
         assert peak - before < 200, (endpoint, before, peak)
     assert Counter["preauth"].add(1) == 2  # and authenticated calls were served throughout
+
+
+@pytest.mark.timeout(120)
+def test_malformed_frames_are_invalid_argument_and_counted(cluster: ff.Cluster) -> None:
+    from .apps import Counter
+
+    Counter["frames"].add(1)
+    host = next(h for h in hosts(cluster) if h["types"])
+    md = (("authorization", f"Bearer {cluster.token}"),)
+    garbage = b"\xff\xff\xff\xff not a protobuf message"
+    before = cluster.stats().get("malformed_requests", 0)
+    for endpoint in (cluster.gateway, host["endpoint"]):
+        channel = grpc.insecure_channel(endpoint)
+        for method in ("Invoke", "Tell", "Status"):
+            raw = channel.unary_unary(f"/fluentfn.v1.ActorHost/{method}")
+            with pytest.raises(grpc.RpcError) as info:
+                raw(garbage, metadata=md, timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (endpoint, method)
+        stream = channel.stream_stream("/fluentfn.v1.ActorHost/InvokeStream")
+        with pytest.raises(grpc.RpcError) as info:
+            list(stream(iter([garbage]), metadata=md, timeout=10))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        channel.close()
+    assert cluster.stats()["malformed_requests"] >= before + 4  # the host's four, counted
+    assert Counter["frames"].add(1) == 2

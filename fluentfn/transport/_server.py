@@ -23,6 +23,7 @@ from ._tls import TlsConfig
 _ENVELOPE = 64 * 1024
 log = logging.getLogger("fluentfn.transport")
 _CODES = {code_value(c): c for c in grpc.StatusCode}
+SERVICE = "fluentfn.v1.ActorHost"
 
 
 class Dispatcher(Protocol):
@@ -49,17 +50,65 @@ def channel_options() -> list[tuple[str, Any]]:
     ]
 
 
+class _Malformed:
+    """What a request that is not a valid protobuf message decodes to."""
+
+
+_MALFORMED = _Malformed()
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """A deserializer that never raises: garbage becomes ``_MALFORMED``, which the handler
+    answers with INVALID_ARGUMENT (instead of grpc logging a traceback per frame)."""
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception:
+            return _MALFORMED
+
+    return deserialize
+
+
 class ActorHostServicer(pb_grpc.ActorHostServicer):
     """Maps the four RPCs onto a dispatcher."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._d = dispatcher
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.malformed = 0
+
+    async def _refuse_malformed(self, context: aio.ServicerContext[Any, Any]) -> None:
+        self.malformed += 1
+        counters: dict[str, int] | None = getattr(self._d, "counters", None)
+        if counters is not None:
+            counters["malformed_requests"] = counters.get("malformed_requests", 0) + 1
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request: not a valid protobuf message")
+
+    def register(self, server: aio.Server) -> None:
+        """Serve the four RPCs with lenient deserializers (see ``_lenient``)."""
+        handlers = {
+            "Invoke": grpc.unary_unary_rpc_method_handler(
+                self.Invoke, _lenient(pb.Call.FromString), pb.Reply.SerializeToString
+            ),
+            "Tell": grpc.unary_unary_rpc_method_handler(
+                self.Tell, _lenient(pb.Call.FromString), pb.Ack.SerializeToString
+            ),
+            "InvokeStream": grpc.stream_stream_rpc_method_handler(
+                self.InvokeStream, _lenient(pb.CallBatch.FromString), pb.ReplyBatch.SerializeToString
+            ),
+            "Status": grpc.unary_unary_rpc_method_handler(
+                self.Status, _lenient(pb.StatusRequest.FromString), pb.StatusReply.SerializeToString
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         return spawn(coro, self._tasks)
 
     async def Invoke(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Reply]) -> pb.Reply:
+        if isinstance(request, _Malformed):
+            await self._refuse_malformed(context)
         request.one_way = False
         try:
             reply = await self._d.dispatch(request)
@@ -72,6 +121,8 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         return reply
 
     async def Tell(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Ack]) -> pb.Ack:
+        if isinstance(request, _Malformed):
+            await self._refuse_malformed(context)
         request.one_way = True
         try:
             await self._d.accept(request)
@@ -105,10 +156,15 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
                 error = pb.Error(code=code_value(grpc.StatusCode.INTERNAL), message=repr(exc))
                 done(None if call.one_way else pb.Reply(seq=call.seq, error=error))
 
+        malformed = False
+
         async def read() -> None:
-            nonlocal reading
+            nonlocal reading, malformed
             try:
                 async for batch in request_iterator:
+                    if isinstance(batch, _Malformed):  # its calls cannot be answered one by one
+                        malformed = True
+                        break
                     for call in batch.calls:
                         start(call)
             finally:
@@ -123,12 +179,16 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
                 if outbox:
                     replies, outbox[:] = list(outbox), []
                     yield pb.ReplyBatch(replies=replies)
+            if malformed:
+                await self._refuse_malformed(context)
         finally:
             reader.cancel()
 
     async def Status(
         self, request: pb.StatusRequest, context: aio.ServicerContext[pb.StatusRequest, pb.StatusReply]
     ) -> pb.StatusReply:
+        if isinstance(request, _Malformed):
+            await self._refuse_malformed(context)
         reply = self._d.status()
         if inspect.isawaitable(reply):
             reply = await reply
@@ -160,7 +220,7 @@ async def start_server(
 ) -> tuple[aio.Server, int]:
     """Serve ``dispatcher`` on ``bind`` (an ephemeral port); returns the server and port."""
     server = aio.server(interceptors=[TokenInterceptor(token)], options=server_options())
-    pb_grpc.add_ActorHostServicer_to_server(ActorHostServicer(dispatcher), server)
+    ActorHostServicer(dispatcher).register(server)
     address = f"[{bind}]:0" if ":" in bind else f"{bind}:0"
     if tls is None:
         port = server.add_insecure_port(address)
