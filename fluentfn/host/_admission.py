@@ -62,6 +62,8 @@ class Admission:
         loop_thread: int,
         mailbox_limit: int,
         inflight_limit: int,
+        max_live: int | None = None,
+        over_cap: Callable[[], None] = lambda: None,
     ) -> None:
         self.group = group
         self.shard = shard
@@ -73,6 +75,11 @@ class Admission:
         self._jobs: dict[int, Job] = {}
         self._tids = itertools.count(1)
         self._fence_message = ""
+        # Live identities may exceed ``max_live`` by a margin while the reaper catches
+        # up; past it, new activations are refused (Overloaded) rather than let memory run.
+        self._hard_cap = None if max_live is None else max_live + max(16, max_live // 10)
+        self._max_live = max_live
+        self._over_cap = over_cap
 
     def fenced_error(self) -> FluentError:
         """What a call to a fenced host gets."""
@@ -106,13 +113,23 @@ class Admission:
         with self.lock:
             act = self.table.get(address)
             if act is None:
-                act = Activation(type_name, key)
-                self.table.add(act, time.monotonic())
-            job.act = act
-            self._jobs[job.tid] = job
-            ev = event(job.tid)
-            actions = self._resolve(self._policy.handle(ev))
-            queued = job.tid in self._jobs
+                live = len(self.table)
+                if self._max_live is not None and live >= self._max_live:
+                    self._over_cap()  # wake the reaper now, not at its next round
+                if self._hard_cap is not None and live >= self._hard_cap:
+                    act = None  # no room for another identity until passivation catches up
+                else:
+                    act = Activation(type_name, key)
+                    self.table.add(act, time.monotonic())
+            if act is not None:
+                job.act = act
+                self._jobs[job.tid] = job
+                ev = event(job.tid)
+                actions = self._resolve(self._policy.handle(ev))
+                queued = job.tid in self._jobs
+        if act is None:
+            job.reject(job, Why.OVERLOADED)  # refused at the door: nothing to undo
+            return
         if queued and isinstance(ev, Arrive) and ev.deadline:
             self._tick_at(ev.deadline)
         for action in actions:
@@ -194,7 +211,10 @@ class Admission:
         if why is Why.REDIRECT:
             return Redirect(f"host {self.group}/{self.shard} no longer owns its shard")
         if why is Why.OVERLOADED:
-            return Overloaded(f"{address}: too many calls waiting in host {self.group}/{self.shard}")
+            return Overloaded(
+                f"{address}: host {self.group}/{self.shard} is at capacity (calls waiting or identities live); "
+                "retry later"
+            )
         if why is Why.FOREIGN:
             return FluentError(
                 self._fence_message or f"host {self.group}/{self.shard} was fenced out by another cluster"

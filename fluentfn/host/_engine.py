@@ -88,6 +88,8 @@ class HostEngine:
             loop_thread=loop_thread,
             mailbox_limit=mailbox_limit,
             inflight_limit=inflight_limit,
+            max_live=max_live,
+            over_cap=lambda: self.upkeep.reap_soon(),
         )
         self.workers = Workers(sync_workers, f"fluentfn-{group}-{shard}")
         self.counters: dict[str, int] = new_counters()

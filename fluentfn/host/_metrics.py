@@ -62,7 +62,14 @@ class HostCollector:
         live = GaugeMetricFamily("fluentfn_live_identities", "Identities active in this host", labels=labels)
         live.add_metric(where, e.live_identities)
         yield live
-        for name in ("activations", "passivations", "direct_messages", "local_calls", "overdue_turns", "malformed_requests"):
+        for name in (
+            "activations",
+            "passivations",
+            "direct_messages",
+            "local_calls",
+            "overdue_turns",
+            "malformed_requests",
+        ):
             family = CounterMetricFamily(f"fluentfn_{name}", f"{name.replace('_', ' ')} in this host", labels=labels)
             family.add_metric(where, e.counters[name])
             yield family

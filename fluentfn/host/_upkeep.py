@@ -35,6 +35,8 @@ class Upkeep:
         self._engine = engine
         self._max_live = max_live
         self._wakeup = asyncio.Event()
+        self._reap_wakeup = asyncio.Event()
+        self._reap_requested = False
         self.reminders = Reminders(store, engine.group, engine.shard, self._wake_reminders)
         self._loops: list[asyncio.Task[None]] = []
         self._firing: set[str] = set()
@@ -49,7 +51,7 @@ class Upkeep:
             if self._loops or self._closed or not e.types:
                 return
             self._loops = [
-                e.loop.create_task(self._every(self._reap_period, self.reap_once)),
+                e.loop.create_task(self._reap_loop()),
                 e.loop.create_task(self._every(lambda: 1.0, self.flush_dirty)),
                 e.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
                 e.loop.create_task(self._every(lambda: 60.0, self._prune_replies)),
@@ -86,6 +88,30 @@ class Upkeep:
         timeouts = [d.options.idle_timeout_s for d in self._engine.types.values()] or [1.0]
         return min(1.0, max(0.05, min(timeouts) / 4))
 
+    def reap_soon(self) -> None:
+        """Live identities passed the cap: run the reaper now (callable from any thread)."""
+        if self._reap_requested:
+            return
+        self._reap_requested = True
+        e = self._engine
+        if threading.get_ident() == e.loop_thread:
+            self._reap_wakeup.set()
+        else:
+            e.loop.call_soon_threadsafe(self._reap_wakeup.set)
+
+    async def _reap_loop(self) -> None:
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._reap_wakeup.wait(), self._reap_period())
+            except TimeoutError:
+                pass
+            self._reap_wakeup.clear()
+            self._reap_requested = False
+            try:
+                await self.reap_once()
+            except Exception:
+                log.exception("host %s/%s: passivation round failed", self._engine.group, self._engine.shard)
+
     async def reap_once(self) -> int:
         """Passivate idle identities and those beyond the live cap; returns how many."""
         e = self._engine
@@ -101,8 +127,9 @@ class Upkeep:
                     a for a in e.admission.table.over_cap(self._max_live, e.admission.in_use) if id(a) not in seen
                 ]
         count = 0
-        for act in victims:
-            count += await self.passivate(act)
+        for start in range(0, len(victims), 256):  # in batches: each is a turn of its own
+            done = await asyncio.gather(*(self.passivate(act) for act in victims[start : start + 256]))
+            count += sum(done)
         return count
 
     async def passivate(self, act: Activation) -> bool:
