@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -81,3 +82,46 @@ def test_a_flushed_redis_is_noticed(redis_url: str) -> None:
     with pytest.raises(StoreLost):
         store.claim_shard("G", 0, "ns@a")
     store.close()
+
+
+def test_redis_with_a_password(tmp_path: Path) -> None:
+    """redis://:password@host:port/db works; a wrong password is a clear Unavailable that
+    never shows the password."""
+    import shutil
+    import socket
+    import subprocess
+
+    import fluentfn as ff
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret", "--save", "", "--dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        [binary, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        store = open_store(f"redis://:s3cret@127.0.0.1:{port}/0")
+        store.save("T/pw", expected=0, state=b"x", fence=None)
+        assert store.load("T/pw").state == b"x"  # type: ignore[union-attr]
+        assert "s3cret" not in store.url
+        store.close()
+        with pytest.raises(ff.Unavailable) as info:
+            open_store(f"redis://:wrong-pass@127.0.0.1:{port}/0")
+        assert "wrong-pass" not in str(info.value)
+    finally:
+        proc.terminate()
+        proc.wait(10)

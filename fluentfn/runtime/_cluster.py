@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -241,7 +242,7 @@ def init(
     config = {
         "token": token or new_token(),
         "bind": bind,
-        "tls": None if tls is None else {"cert_file": tls.cert_file, "key_file": tls.key_file, "ca_file": tls.ca_file},
+        "tls": None if tls is None else dataclasses.asdict(tls),
         "store": store or default_url(namespace),
         "mode": mode,
         "namespace": namespace,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 
@@ -34,13 +35,24 @@ return e
 """
 
 
+def redact(url: str) -> str:
+    """``url`` without its password (``redis://:***@host:port/db``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class RedisStore:
     """A ``Store`` on a Redis server."""
 
     def __init__(self, url: str, prefix: str = "ff") -> None:
         import redis
 
-        self.url = url
+        self.url = redact(url)  # for messages: never the password
         self._p = prefix
         self._r: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         self._save = self._r.register_script(_SAVE)

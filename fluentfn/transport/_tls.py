@@ -12,11 +12,16 @@ from ..errors import FluentError
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
-    """PEM files: the endpoint's certificate and key, and the CA that signed the peers'."""
+    """PEM files: the endpoint's certificate and key, and the CA that signed the peers'.
+
+    ``require_client_cert=True`` makes it mutual: servers accept only peers presenting a
+    certificate signed by the CA (clients always present theirs).
+    """
 
     cert_file: str
     key_file: str
     ca_file: str
+    require_client_cert: bool = False
 
     def _read(self) -> tuple[bytes, bytes, bytes]:
         try:
@@ -29,9 +34,11 @@ class TlsConfig:
             raise FluentError(f"cannot read TLS files: {exc}") from None
 
     def server_credentials(self) -> grpc.ServerCredentials:
-        cert, key, _ = self._read()
+        cert, key, ca = self._read()
+        if self.require_client_cert:
+            return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
         return grpc.ssl_server_credentials([(key, cert)])
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
-        _, _, ca = self._read()
-        return grpc.ssl_channel_credentials(root_certificates=ca)
+        cert, key, ca = self._read()
+        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)

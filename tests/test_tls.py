@@ -1,0 +1,64 @@
+"""Mutual TLS on a real gRPC server: a peer without a client certificate is refused."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+import fluentfn as ff
+from fluentfn._ioloop import IoLoop
+from fluentfn.transport._server import start_server
+from fluentfn.wire._gen import actorhost_pb2 as pb
+from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _Echo:
+    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
+        return pb.Reply(value=b"ok")
+
+    def submit(self, call: pb.Call, done: Any) -> None:
+        done(pb.Reply(seq=call.seq, value=b"ok"))
+
+    async def accept(self, call: pb.Call) -> None:
+        return None
+
+    def status(self) -> pb.StatusReply:
+        return pb.StatusReply(node_id="tls-test")
+
+
+def _certs(workdir: Path) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    key, cert = str(workdir / "key.pem"), str(workdir / "cert.pem")
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fluentfn"]
+    args += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    return cert, key
+
+
+def test_mutual_tls_refuses_peers_without_a_client_certificate(tmp_path: Path) -> None:
+    cert, key = _certs(tmp_path)
+    mutual = ff.TlsConfig(cert, key, cert, require_client_cert=True)
+    io = IoLoop()
+    try:
+        server, port = io.run(start_server(_Echo(), "tok", "127.0.0.1", mutual))  # type: ignore[arg-type]
+        target = f"127.0.0.1:{port}"
+        md = (("authorization", "Bearer tok"),)
+        with grpc.secure_channel(target, mutual.channel_credentials()) as ch:
+            assert pb_grpc.ActorHostStub(ch).Status(pb.StatusRequest(), metadata=md, timeout=10).node_id == "tls-test"
+        server_only = grpc.ssl_channel_credentials(root_certificates=Path(cert).read_bytes())
+        with grpc.secure_channel(target, server_only) as ch, pytest.raises(grpc.RpcError) as info:
+            pb_grpc.ActorHostStub(ch).Status(pb.StatusRequest(), metadata=md, timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        with grpc.insecure_channel(target) as ch, pytest.raises(grpc.RpcError):
+            pb_grpc.ActorHostStub(ch).Status(pb.StatusRequest(), metadata=md, timeout=10)
+        io.run(server.stop(0))
+    finally:
+        io.loop.call_soon_threadsafe(io.loop.stop)
