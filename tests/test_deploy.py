@@ -49,3 +49,42 @@ def test_dockerfile() -> None:
         if line.startswith("COPY"):
             for src in line.split()[2:-1]:
                 assert (DEPLOY.parent / src).exists(), src
+
+
+def _docs(name: str) -> list[dict[str, object]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if isinstance(d, dict)]
+
+
+def _secret_refs(node: object) -> set[str]:
+    if isinstance(node, dict):
+        found = {str(node["secretKeyRef"]["name"])} if isinstance(node.get("secretKeyRef"), dict) else set()
+        for value in node.values():
+            found |= _secret_refs(value)
+        return found
+    if isinstance(node, list):
+        return set().union(*(_secret_refs(v) for v in node)) if node else set()
+    return set()
+
+
+def test_every_secret_and_service_a_manifest_uses_exists() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    manifests = [p.name for p in DEPLOY.glob("*.yaml")]
+    services = {str(d["metadata"]["name"]) for m in manifests for d in _docs(m) if d.get("kind") == "Service"}  # type: ignore[index]
+    for m in manifests:
+        for doc in _docs(m):
+            for secret in _secret_refs(doc):
+                assert f"kubectl create secret generic {secret}" in readme, (m, secret)
+            text = yaml.safe_dump(doc)
+            for host in {h.split(":")[0] for h in text.split("@")[1:] if h.startswith("fluentfn-")}:
+                assert host in services, (m, host)
+
+
+def test_redis_is_never_open() -> None:
+    for doc in _docs("redis.yaml"):
+        if doc.get("kind") == "Deployment":
+            args = doc["spec"]["template"]["spec"]["containers"][0]["args"]  # type: ignore[index]
+            assert "--requirepass" in args and "--appendonly" in args
+        if doc.get("kind") == "Service":
+            assert doc["spec"].get("type", "ClusterIP") == "ClusterIP"  # type: ignore[union-attr]
+    launcher = (DEPLOY / "cluster-launcher.yaml").read_text()
+    assert "--requirepass" in launcher and "0.0.0.0" not in launcher and "protected-mode no" not in launcher

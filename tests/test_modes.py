@@ -131,3 +131,32 @@ def test_cold_start_gives_every_invocation_a_fresh_process(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=150, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["4", "4"]
+
+
+@pytest.mark.timeout(180)
+def test_store_and_token_come_from_the_environment(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import fluentfn as ff
+
+        @ff.actor(name="EnvCounter")
+        class EnvCounter:
+            def __init__(self):
+                self.n = 0
+            def add(self):
+                self.n += 1
+                return self.n
+
+        with ff.init(num_cpus=1) as cluster:
+            print(cluster.token, cluster.runtime.config["store"], EnvCounter["x"].add())
+        """
+    )
+    path = tmp_path / "env.py"
+    path.write_text(script)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(FLUENTFN_HOME=str(tmp_path / "home"), FLUENTFN_TOKEN="from-env-token")
+    env["FLUENTFN_STORE"] = f"sqlite:///{tmp_path}/env-store.db"
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=150, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["from-env-token", f"sqlite:///{tmp_path}/env-store.db", "1"]
+    assert (tmp_path / "env-store.db").exists()

@@ -212,6 +212,8 @@ def init(
     """Start an embedded local cluster (``address=None``) or join one (``"auto"``, ``"host:port"``).
 
     Returns an ``ff.Cluster``; use it as a context manager or call ``ff.shutdown()``.
+    ``FLUENTFN_STORE`` and ``FLUENTFN_TOKEN`` stand in for ``store`` and ``token`` when
+    those are not given (so deployments configure clusters without code changes).
     """
     global _current
     import ray
@@ -221,6 +223,8 @@ def init(
             "ff.init() cannot be called inside an actor or function: it already runs in a cluster "
             "(call other actors through their refs)"
         )
+    store = store or os.environ.get("FLUENTFN_STORE") or None
+    token = token or os.environ.get("FLUENTFN_TOKEN") or None
     if mode not in MODES:
         raise FluentError(f"mode must be one of {MODES}, not {mode!r}")
     if faas is not None and not isinstance(faas, FaasProfile):
