@@ -242,6 +242,94 @@ def overload(callers: int = 1_000, nap_s: float = 0.005, timeout_s: float = 2.0)
     return dict(outcomes)
 
 
+_ATTACK = r"""
+import sys, threading, grpc
+from fluentfn.wire._gen import actorhost_pb2 as pb, actorhost_pb2_grpc as pb_grpc
+target, n, conns, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+big = pb.Call(type_name="T", key="k", method="m", args=b"x" * size)
+opts = [("grpc.max_send_message_length", 2 * size + (1 << 20)), ("grpc.use_local_subchannel_pool", 1)]
+codes = []
+def attack():
+    stub = pb_grpc.ActorHostStub(grpc.insecure_channel(target, options=opts))
+    for _ in range(n // conns):
+        try:
+            stub.Invoke(big, timeout=30, metadata=(("authorization", "Bearer wrong"),))
+            codes.append("OK")
+        except grpc.RpcError as exc:
+            codes.append(exc.code().name)
+threads = [threading.Thread(target=attack) for _ in range(conns)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(" ".join(sorted(set(codes))), len(codes))
+"""
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def preauth(endpoint: str, pid: int, n: int = 200, conns: int = 20, size_mb: int = 30) -> dict[str, Any]:
+    """``n`` unauthenticated ``size_mb`` MB calls over ``conns`` connections at ``endpoint``
+    (from another process); how much the serving process ``pid`` grew meanwhile."""
+    import subprocess
+    import sys
+
+    before, peak, done = rss_mib(pid), [0.0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib(pid))
+            done.wait(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    t0 = time.monotonic()
+    try:
+        cmd = [sys.executable, "-c", _ATTACK, endpoint, str(n), str(conns), str(size_mb << 20)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    finally:
+        done.set()
+        watcher.join()
+    return {
+        "requests": n,
+        "connections": conns,
+        "sent_mb": n * size_mb,
+        "statuses": out.stdout.strip() or out.stderr[-500:],
+        "rss_before_mib": round(before, 1),
+        "rss_growth_mib": round(peak[0] - before, 1),
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+
+
+def malformed(endpoint: str, token: str) -> dict[str, str]:
+    """Garbage bytes sent to each of the four RPCs: the status each one gets."""
+    channel = grpc.insecure_channel(endpoint)
+    md = (("authorization", f"Bearer {token}"),)
+    garbage = b"\xff\xff\xff\xff not a protobuf message"
+    out: dict[str, str] = {}
+    try:
+        for method in ("Invoke", "Tell", "Status"):
+            try:
+                channel.unary_unary(f"/fluentfn.v1.ActorHost/{method}", None, None)(garbage, metadata=md, timeout=10)
+                out[method] = "OK"
+            except grpc.RpcError as exc:
+                out[method] = exc.code().name
+        try:
+            stream = channel.stream_stream("/fluentfn.v1.ActorHost/InvokeStream", None, None)
+            list(stream(iter([garbage]), metadata=md, timeout=10))
+            out["InvokeStream"] = "OK"
+        except grpc.RpcError as exc:
+            out["InvokeStream"] = exc.code().name
+    finally:
+        channel.close()
+    return out
+
+
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -254,12 +342,21 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append({"system": "fuzz", "cases": f["cases"], **f["statuses"], "state_unchanged": f["state_unchanged"]})
         o = overload()
         rows.append({"system": "overload 1000 callers", **o})
+        p = preauth(cluster.gateway, os.getpid(), n=200 if quick else 1_000, conns=20 if quick else 50)
+        rows.append({"system": "unauthenticated 30 MB calls at the gateway", **p})
+        m = malformed(cluster.gateway, cluster.token)
+        rows.append({"system": "malformed frames", **m})
     notes.append(
         f"chaos: kills survived {c['kills']}, acknowledged {c['acked']}, lost {c['lost']} (must be 0), "
         f"duplicated {c['duplicated']} (must be 0), recovery max {c['recovery_max_s']} s (target <= 2 s)"
     )
     notes.append(f"fuzz statuses: {f['statuses']}")
     notes.append(f"overload outcomes: {o}")
+    notes.append(
+        f"pre-authentication: {p['requests']} unauthenticated 30 MB calls over {p['connections']} connections "
+        f"({p['sent_mb']} MB offered): gateway RSS +{p['rss_growth_mib']} MiB (target < 200), {p['statuses']}"
+    )
+    notes.append(f"malformed frames (target INVALID_ARGUMENT for all four RPCs): {m}")
     return rows, notes
 
 
