@@ -8,17 +8,28 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import FluentError
+from .errors import FluentError, InvalidRequest
+
+MAX_DELAY_S = 10 * 365 * 86_400.0
+"""Longest delay or period a reminder may have (ten years)."""
 
 
 class Scheduler(Protocol):
     """Durable reminders for one identity (provided by the host)."""
 
     def schedule(
-        self, address: str, delay_s: float, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        address: str,
+        delay_s: float,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        period_s: float = 0.0,
     ) -> str: ...
 
     def cancel(self, address: str, reminder_id: str) -> bool: ...
+
+    def pending(self, address: str) -> list[dict[str, Any]]: ...
 
 
 @dataclass(slots=True)
@@ -54,9 +65,26 @@ class Context:
         """Call ``method(*args, **kwargs)`` on this identity after ``delay_s``; durable. Returns an id."""
         if self._scheduler is None or self.address is None:
             raise FluentError("reminders can be scheduled only from inside an actor")
-        if delay_s < 0:
-            raise FluentError("delay_s must be >= 0")
+        if isinstance(delay_s, bool) or not isinstance(delay_s, int | float) or not 0 <= delay_s < MAX_DELAY_S:
+            raise InvalidRequest(f"delay_s must be a number of seconds in [0, {MAX_DELAY_S:g})")
         return self._scheduler.schedule(self.address, float(delay_s), method, args, kwargs)
+
+    def every(self, period_s: float, method: str, *args: Any, **kwargs: Any) -> str:
+        """Call ``method(*args, **kwargs)`` on this identity every ``period_s`` seconds, the
+        first time one period from now; durable (it survives restarts) until cancelled.
+        Returns an id for ``cancel``. A firing that is late is not repeated to catch up."""
+        if self._scheduler is None or self.address is None:
+            raise FluentError("reminders can be scheduled only from inside an actor")
+        if isinstance(period_s, bool) or not isinstance(period_s, int | float) or not 0.01 <= period_s < MAX_DELAY_S:
+            raise InvalidRequest(f"period_s must be a number of seconds in [0.01, {MAX_DELAY_S:g})")
+        return self._scheduler.schedule(self.address, float(period_s), method, args, kwargs, float(period_s))
+
+    def reminders(self) -> list[dict[str, Any]]:
+        """This identity's pending reminders: ``{"id", "method", "due", "period_s"}``,
+        soonest first (``due`` in epoch seconds; ``period_s`` 0 for one-shot ones)."""
+        if self._scheduler is None or self.address is None:
+            raise FluentError("reminders can be listed only from inside an actor")
+        return self._scheduler.pending(self.address)
 
     def cancel(self, reminder_id: str) -> bool:
         """Cancel a reminder of this identity; True if it was still pending."""

@@ -31,6 +31,10 @@ class Invoker(Protocol):
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]: ...
 
+    def keys(self, type_name: str, prefix: str, limit: int | None) -> list[str]: ...
+
+    def delete(self, ref: ActorRef) -> None: ...
+
 
 _invoker: Invoker | None = None
 _lazy_connect: Callable[[], Invoker | None] | None = None
@@ -163,6 +167,11 @@ def ref(address: str) -> ActorRef:
     type_name, key = address.split("/", 1)
     return ActorRef(type_name, key)
 
+
+DELETE_METHOD = "__delete__"
+"""The method a host runs, as a turn of its own, to deactivate an identity and erase it."""
+KEYS_METHOD = "__keys__"
+"""The method the gateway answers with a type's stored keys (``fluentfn ls``)."""
 
 CALL_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("fluentfn_call_timeout", default=None)
 """Seconds the call being made may take (set by ``MethodProxy.with_timeout``)."""

@@ -8,7 +8,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _ref
 from ._ref import ActorRef, Future
-from .errors import FluentError
+from .errors import FluentError, InvalidRequest
 from .placement import ActorOptions, ResourceSpec, shard_for
 from .wire._gen import actorhost_pb2 as pb
 from .wire.errors import reply_value
@@ -94,6 +94,19 @@ class ActorType:
         if first_error is not None:
             raise first_error
         return results
+
+    def keys(self, prefix: str = "", limit: int | None = None) -> list[str]:
+        """Keys of this type that have stored state (starting with ``prefix``), sorted."""
+        if not isinstance(prefix, str):
+            raise InvalidRequest("prefix is a str")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidRequest("limit is a non-negative int or None")
+        return _ref.current_invoker().keys(self.name, prefix, limit)
+
+    def delete(self, key: str | int) -> None:
+        """Deactivate ``key`` (without writing its memory) and remove its state, recorded
+        replies and reminders. Its next call starts afresh with ``__init__``."""
+        _ref.current_invoker().delete(ActorRef(self.name, key))
 
     def __repr__(self) -> str:
         return f"<fluentfn actor type {self.options.name}>"

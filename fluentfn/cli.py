@@ -144,7 +144,10 @@ def _json_default(obj: Any) -> Any:
 
 
 @app.command()
-def status(namespace: Annotated[str, typer.Option()] = "default") -> None:
+def status(
+    namespace: Annotated[str, typer.Option()] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
     """Hosts, shards, live identities and counters of the running `fluentfn serve`."""
     from rich.console import Console
     from rich.table import Table
@@ -158,6 +161,13 @@ def status(namespace: Annotated[str, typer.Option()] = "default") -> None:
     except ff.FluentError as exc:
         typer.echo(f"{type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_UNAVAILABLE) from None
+    if as_json:
+        from google.protobuf.json_format import MessageToDict
+
+        out = MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        out["gateway"] = conn["gateway"]
+        typer.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
     table = Table(title=f"fluentfn hosts ({conn['gateway']})")
     for col in ("group", "shard", "endpoint", "node", "pid", "epoch", "live", "gpus", "types", "metrics"):
         table.add_column(col)
@@ -170,6 +180,45 @@ def status(namespace: Annotated[str, typer.Option()] = "default") -> None:
     console.print(table)
     console.print(f"types: {', '.join(reply.type_names)}; live identities: {reply.live_identities}")
     console.print({k: v for k, v in sorted(reply.counters.items()) if v})
+
+
+def _admin(namespace: str, address: str, method: str, *args: Any) -> Any:
+    import fluentfn as ff
+
+    conn = _connection(namespace)
+    try:
+        with ff.Client(conn["gateway"], token=conn["token"]) as client:
+            return client.call(address, method, *args)
+    except ff.FluentError as exc:
+        code = {ff.NotFound: EXIT_NOT_FOUND, ff.InvalidRequest: EXIT_BAD_INPUT}.get(type(exc), EXIT_UNAVAILABLE)
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(code) from None
+
+
+@app.command(name="ls")
+def ls_keys(
+    type_name: Annotated[str, typer.Argument(metavar="TYPE")],
+    prefix: Annotated[str, typer.Option(help="only keys starting with this")] = "",
+    limit: Annotated[int | None, typer.Option(help="at most this many")] = None,
+    namespace: Annotated[str, typer.Option()] = "default",
+) -> None:
+    """Keys of TYPE that have stored state, one a line."""
+    from ._ref import KEYS_METHOD
+
+    for key in _admin(namespace, f"{type_name}/*", KEYS_METHOD, prefix, limit):
+        typer.echo(key)
+
+
+@app.command(name="rm")
+def rm_identity(
+    address: Annotated[str, typer.Argument(help="Type/key")],
+    namespace: Annotated[str, typer.Option()] = "default",
+) -> None:
+    """Deactivate the identity at ADDRESS and remove its state, replies and reminders."""
+    from ._ref import DELETE_METHOD
+
+    _admin(namespace, address, DELETE_METHOD)
+    typer.echo(f"removed {address}")
 
 
 def main() -> None:

@@ -54,6 +54,13 @@ def test_serve_call_status(tmp_path: Path) -> None:
         assert _fluentfn("call", "BankAccount/alice", "open", '"x"', "--namespace", "clitest", env=env).returncode == 0
         status = _fluentfn("status", "--namespace", "clitest", env=env)
         assert status.returncode == 0 and "BankAccount" in status.stdout, status.stderr[-2000:]
+        as_json = _fluentfn("status", "--json", "--namespace", "clitest", env=env)
+        data = json.loads(as_json.stdout)
+        assert "BankAccount" in data["type_names"] and data["hosts"] and data["counters"]["calls"] >= 1
+        listed = _fluentfn("ls", "BankAccount", "--namespace", "clitest", env=env)
+        assert listed.returncode == 0 and "alice" in listed.stdout.split(), listed.stderr[-2000:]
+        assert _fluentfn("rm", "BankAccount/alice", "--namespace", "clitest", env=env).returncode == 0
+        assert "alice" not in _fluentfn("ls", "BankAccount", "--namespace", "clitest", env=env).stdout.split()
         assert _fluentfn("--help", env=env).returncode == 0
     finally:
         serve.terminate()

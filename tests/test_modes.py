@@ -160,3 +160,59 @@ def test_store_and_token_come_from_the_environment(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["from-env-token", f"sqlite:///{tmp_path}/env-store.db", "1"]
     assert (tmp_path / "env-store.db").exists()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("cluster", MODES, indirect=True)
+def test_keys_and_delete(cluster: ff.Cluster) -> None:
+    tag = f"kd-{cluster.mode}-"
+    for k in ("a", "b", "c"):
+        DurableCounter[tag + k].add(5)
+    assert DurableCounter.keys(prefix=tag) == [tag + "a", tag + "b", tag + "c"]
+    assert DurableCounter.keys(prefix=tag, limit=2) == [tag + "a", tag + "b"]
+    DurableCounter.delete(tag + "b")
+    assert DurableCounter.keys(prefix=tag) == [tag + "a", tag + "c"]
+    assert DurableCounter[tag + "b"].add(1) == 1  # starts afresh: __init__ runs again
+    assert DurableCounter[tag + "a"].add(1) == 6
+    with pytest.raises(ff.InvalidRequest):
+        DurableCounter.keys(limit=-1)
+
+
+@ff.actor(name="Ticker", shards=1)
+class Ticker:
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def start(self, period_s: float) -> str:
+        return ff.context().every(period_s, "tick", 1)
+
+    def tick(self, k: int) -> None:
+        self.ticks += k
+
+    def pending(self) -> list[dict[str, object]]:
+        return ff.context().reminders()
+
+    def stop(self, rid: str) -> bool:
+        return ff.context().cancel(rid)
+
+    def count(self) -> int:
+        return self.ticks
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("cluster", MODES, indirect=True)
+def test_periodic_reminders_fire_until_cancelled(cluster: ff.Cluster) -> None:
+    from fluentfn.testing import wait_for
+
+    ref = Ticker[f"t-{cluster.mode}"]
+    rid = ref.start(0.3)
+    pending = ref.pending()
+    assert [(p["id"], p["method"], p["period_s"]) for p in pending] == [(rid, "tick", 0.3)]
+    wait_for(lambda: ref.count() >= 3, timeout=60)
+    assert ref.stop(rid) is True and ref.pending() == []
+    time.sleep(1.0)  # a firing already under way may still land
+    settled = ref.count()
+    time.sleep(1.2)
+    assert ref.count() == settled  # cancelled: no more ticks
+    with pytest.raises(ff.InvalidRequest):
+        Ticker[f"t-{cluster.mode}"].start(0.0)

@@ -125,3 +125,24 @@ def test_redis_with_a_password(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(keys, min_size=1, max_size=6, unique=True), prefix=st.one_of(st.just(""), tricky))
+def test_keys_and_delete_touch_exactly_one_type_and_identity(store: Store, names: list[str], prefix: str) -> None:
+    salt = os.urandom(4).hex()
+    kind, other = f"K{salt}", f"K{salt}x"  # a type whose name extends the first one's
+    for name in names:
+        store.save(f"{kind}/{name}", expected=0, state=b"s", fence=None, reply=("r", b"reply"))
+        store.save(f"{other}/{name}", expected=0, state=b"o", fence=None)
+    assert store.keys(kind) == sorted(names)  # code point order (UTF-8 byte order) in both stores
+    assert set(store.keys(kind, prefix)) == {n for n in names if n.startswith(prefix)}
+    assert len(store.keys(kind, limit=1)) == 1
+    victim = names[0]
+    store.add_reminder(f"G{salt}", 0, Reminder(f"{kind}/{victim}", "rid", time.time() - 1, b"p"))
+    store.delete_identity(f"{kind}/{victim}")
+    assert store.load(f"{kind}/{victim}") is None and store.get_reply(f"{kind}/{victim}", "r") is None
+    assert store.due_reminders(f"G{salt}", 0, time.time()) == []
+    assert set(store.keys(kind)) == set(names[1:]) and set(store.keys(other)) == set(names)
+    for name in names[1:]:
+        assert store.get_reply(f"{kind}/{name}", "r") == b"reply"

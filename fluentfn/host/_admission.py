@@ -265,6 +265,18 @@ class Admission:
             raise refused[0]
         return job
 
+    async def erase_turn(self, address: str, type_name: str, key: str) -> Job:
+        """Wait for a turn of the host's own on ``address`` (created if not live)."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        job = Job(lambda _: self._settle(fut, None), lambda _, why: self._settle(fut, self.refusal(why, address)))
+        self.admit(address, type_name, key, job, lambda tid: Arrive(tid, address, f"erase:{tid}", time.time()))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self.withdraw(job)
+            raise
+        return job
+
     async def internal_turn(self, act: Activation, event: Callable[[int], Event]) -> Job | None:
         """A turn of the host's own on ``act`` (passivation, flush); None if refused."""
         fut: asyncio.Future[None] = self.loop.create_future()

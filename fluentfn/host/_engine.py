@@ -27,7 +27,7 @@ from .. import _config
 from .._actordef import ActorDef
 from .._context import Context
 from .._ioloop import spawn
-from .._ref import check_key
+from .._ref import DELETE_METHOD, check_key
 from .._stats import new_counters
 from ..errors import FluentError, InvalidRequest, NotFound, Unavailable
 from ..state._store import Store, StoreLost
@@ -212,6 +212,9 @@ class HostEngine:
         definition = await self._definition(call.type_name)
         if call.method == BULK_METHOD:
             return await bulk(self, definition, call)
+        if call.method == DELETE_METHOD:
+            await self.upkeep.erase(definition.name, check_key(call.key))
+            return pb.Reply(value=codec.encode(None))
         req = self.prepare(definition, call)
         job = await self.admission.turn(req)
         assert job.act is not None

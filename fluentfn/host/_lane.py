@@ -17,7 +17,6 @@ from ..errors import FluentError
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._admission import Job
-from ._bulk import BULK_METHOD
 from ._policy import Why
 from ._turn import Request
 
@@ -38,7 +37,7 @@ class SyncLane:
     def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> bool:
         """The common case — a sync method of a known type — without an asyncio task."""
         definition = self._e.types.get(call.type_name)
-        if definition is None or call.method == BULK_METHOD:
+        if definition is None or call.method.startswith("__"):  # bulk and delete take the general path
             return False
         try:
             req = self._e.prepare(definition, call)

@@ -20,7 +20,7 @@ from ..state._store import Store, StoreLost
 from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation
 from ._policy import Arrive, Passivate
-from ._reminders import Reminders
+from ._reminders import Due, Reminders
 
 if TYPE_CHECKING:
     from ._engine import HostEngine
@@ -152,6 +152,27 @@ class Upkeep:
             e.admission.done(job)
         return True
 
+    async def erase(self, type_name: str, key: str) -> None:
+        """Deactivate an identity without writing its memory, and remove its rows: a turn
+        of its own, so no call of the identity runs meanwhile (``ActorType.delete``)."""
+        e = self._engine
+        address = f"{type_name}/{key}"
+        job = await e.admission.erase_turn(address, type_name, key)
+        assert job.act is not None
+        act = job.act
+        try:
+            act.instance = None
+            act.ready = False
+            act.version = 0
+            act.snapshot = None
+            act.replies = None
+            act.dirty = False
+            if e.persistence.store is not None:
+                await e.loop.run_in_executor(e.workers, e.persistence.store.delete_identity, address)
+            e.admission.deactivated(act)
+        finally:
+            e.admission.done(job)
+
     async def flush(self, act: Activation) -> None:
         """Write a write-behind identity now, as a turn of its own."""
         e = self._engine
@@ -250,28 +271,27 @@ class Upkeep:
             except Exception as exc:
                 log.warning("host %s/%s: reminders not read: %s: %s", e.group, e.shard, type(exc).__name__, exc)
                 continue
-            for rem, method, args in due:
-                if rem.rid not in self._firing:
-                    self._firing.add(rem.rid)
-                    spawn(self._fire(rem.address, rem.rid, method, args), self._tasks)
+            for item in due:
+                if item.row.rid not in self._firing:
+                    self._firing.add(item.row.rid)
+                    spawn(self._fire(item), self._tasks)
 
-    async def _fire(self, address: str, rid: str, method: str, args: bytes) -> None:
+    async def _fire(self, due: Due) -> None:
         e = self._engine
-        type_name, key = address.split("/", 1)
-        request_id = f"rem:{rid}"
+        type_name, key = due.row.address.split("/", 1)
         call = pb.Call(  # attempt=1: a reminder may have fired before a crash
             type_name=type_name,
             key=key,
-            method=method,
-            args=args,
-            request_id=request_id,
-            chain_id=request_id,
+            method=due.method,
+            args=due.args,
+            request_id=due.request_id,
+            chain_id=due.request_id,
             attempt=1,
         )
         try:
             reply = await e.dispatch(call, local=True)
             retry = reply is not None and reply.HasField("error") and reply.error.code in TRANSIENT_CODES
             if not retry:
-                await e.loop.run_in_executor(e.workers, self.reminders.cancel, address, rid)
+                await e.loop.run_in_executor(e.workers, self.reminders.fired, due)
         finally:
-            self._firing.discard(rid)
+            self._firing.discard(due.row.rid)

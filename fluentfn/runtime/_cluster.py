@@ -20,12 +20,14 @@ from .._ioloop import io_loop, spawn
 from .._logs import log_level, quiet_logs
 from ..api import ActorType, known_types, on_new_type
 from ..directory import DIRECTORY_NAME, Directory, ray_namespace
-from ..errors import FluentError
+from ..errors import FluentError, InvalidRequest
 from ..state import default_url
 from ..transport._auth import new_token
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
+from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import error_to_pb
 from ._faas import FaasRuntime
 from ._hostactor import ShardHost
 from ._raycall import await_ray, get_ray
@@ -48,13 +50,29 @@ class _Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
+        if call.method == _ref.KEYS_METHOD:
+            return await self._keys(call)
         return await self._runtime.forward(call)
 
     def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
         spawn(self._forward(call, done), self._tasks)
 
     async def _forward(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
-        done(await self._runtime.forward(call))
+        done(await self.dispatch(call))
+
+    async def _keys(self, call: pb.Call) -> pb.Reply:
+        """``fluentfn ls``: a type's stored keys, answered here (no host is involved)."""
+        try:
+            args, _ = codec.decode_args(call.args)
+            prefix = args[0] if args else ""
+            limit = args[1] if len(args) > 1 else None
+            if not isinstance(prefix, str) or not (limit is None or (isinstance(limit, int) and limit >= 0)):
+                raise InvalidRequest("__keys__ takes (prefix: str, limit: int | None)")
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(None, self._runtime.keys, call.type_name, prefix, limit)
+            return pb.Reply(seq=call.seq, value=codec.encode(found))
+        except FluentError as exc:
+            return pb.Reply(seq=call.seq, error=error_to_pb(exc))
 
     async def accept(self, call: pb.Call) -> None:
         await self._runtime.check_call(call)
@@ -159,10 +177,11 @@ class Cluster:
 
 
 def _start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace: str, level: int) -> None:
-    """Start an embedded Ray; one more try if its raylet was slow to come up (a busy machine)."""
+    """Start an embedded Ray; up to two more tries if it was slow to come up (a busy machine)."""
     import ray
 
-    for attempt in range(2):
+    slow_start = ("timed out during startup", "Timed out waiting for file")  # raylet or GCS slow to come up
+    for attempt in range(3):
         try:
             ray.init(
                 address="local",  # always a new embedded cluster, never a stale one found on disk
@@ -176,7 +195,7 @@ def _start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespac
             return
         except Exception as exc:
             ray.shutdown()
-            if attempt == 1 or "timed out during startup" not in str(exc):
+            if attempt == 2 or not any(sign in str(exc) for sign in slow_start):
                 raise FluentError(f"could not start a local Ray: {exc}") from None
             time.sleep(2.0)
 

@@ -25,11 +25,11 @@ from .._actordef import ActorDef
 from .._context import CURRENT, Context
 from .._faasprofile import FaasProfile
 from .._ioloop import IoLoop, spawn
-from .._ref import ActorRef, Future, set_invoker
+from .._ref import DELETE_METHOD, ActorRef, Future, set_invoker
 from .._stats import COUNTERS
 from ..api import known_type
 from ..errors import FluentError, FunctionTimeout, InvalidRequest, Unavailable
-from ..host._reminders import Reminders
+from ..host._reminders import Due, Reminders
 from ..host._turn import UserFailure, instantiate, reply_for, run_sync, snapshot
 from ..state import Store, VersionConflict, open_store
 from ..state._emulated import MeteredStore
@@ -241,6 +241,7 @@ class FaasRuntime:
         directory = self._directory_handle()
         if local is not None:
             from ._raycall import get_ray
+
             if local.colocate_target is not None:
                 self._actor_code(local.colocate_target.name)
             entry_args = registration(local)
@@ -418,6 +419,13 @@ class FaasRuntime:
         started = await loop.run_in_executor(None, lambda: self._start("actor", ref, method, args, kwargs))
         return await self._await(*started)
 
+    def keys(self, type_name: str, prefix: str, limit: int | None) -> list[str]:
+        return self.store.keys(type_name, prefix, limit)
+
+    def delete(self, ref: ActorRef) -> None:
+        """Nothing lives in memory between invocations: removing the rows is all."""
+        self.store.delete_identity(ref.address)
+
     def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._start("actor", ref, method, args, kwargs, one_way=True)
 
@@ -437,36 +445,35 @@ class FaasRuntime:
             await asyncio.sleep(0.25)
             try:
                 due = await loop.run_in_executor(None, reminders.due)
-            except Exception:
+            except Exception as exc:
+                log.warning("FaaS reminders not read: %s: %s", type(exc).__name__, exc)
                 continue
-            for rem, method, args in due:
-                if rem.rid in firing:
+            for item in due:
+                if item.row.rid in firing:
                     continue
-                firing.add(rem.rid)
-                spawn(self._fire(rem.address, rem.rid, method, args, reminders, firing), self._tasks)
+                firing.add(item.row.rid)
+                spawn(self._fire(item, reminders, firing), self._tasks)
 
-    async def _fire(
-        self, address: str, rid: str, method: str, args: bytes, reminders: Reminders, firing: set[str]
-    ) -> None:
+    async def _fire(self, due: Due, reminders: Reminders, firing: set[str]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            type_name, key = address.split("/", 1)
-            ctx = Context(request_id=f"rem:{rid}")
+            type_name, key = due.row.address.split("/", 1)
+            ctx = Context(request_id=due.request_id)
             token = CURRENT.set(ctx)
             try:
-                decoded, kwargs = codec.decode_args(args)
+                decoded, kwargs = codec.decode_args(due.args)
                 started = await loop.run_in_executor(
-                    None, lambda: self._start("actor", ActorRef(type_name, key), method, decoded, kwargs)
+                    None, lambda: self._start("actor", ActorRef(type_name, key), due.method, decoded, kwargs)
                 )
             finally:
                 CURRENT.reset(token)
             try:
                 await self._await(*started)
-            except FluentError:
-                pass
-            await loop.run_in_executor(None, reminders.cancel, address, rid)
+            except FluentError as exc:  # the platform's scheduler logs and moves on, as Lambda's does
+                log.warning("reminder %s on %s failed: %s: %s", due.row.rid, due.row.address, type(exc).__name__, exc)
+            await loop.run_in_executor(None, reminders.fired, due)
         finally:
-            firing.discard(rid)
+            firing.discard(due.row.rid)
 
     async def forward(self, call: pb.Call) -> pb.Reply | None:
         """Run a call that arrived at the gateway (errors become replies)."""
@@ -474,6 +481,9 @@ class FaasRuntime:
         try:
             args, kwargs = codec.decode_args(call.args)
             ref = ActorRef(call.type_name, call.key)
+            if call.method == DELETE_METHOD:
+                await loop.run_in_executor(None, self.delete, ref)
+                return None if call.one_way else pb.Reply(seq=call.seq, value=codec.encode(None))
             started = await loop.run_in_executor(
                 None, lambda: self._start("actor", ref, call.method, args, kwargs, one_way=call.one_way)
             )

@@ -19,12 +19,13 @@ from typing import Any
 from .. import _config
 from .._context import CURRENT
 from .._ioloop import IoLoop, spawn
-from .._ref import CALL_TIMEOUT, ActorRef, Future
+from .._ref import CALL_TIMEOUT, DELETE_METHOD, ActorRef, Future
 from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
 from ..errors import REROUTE_CODES, CallTimeout, FluentError, InvalidRequest, NotFound, Unavailable
 from ..host._engine import HostEngine
 from ..placement import shard_for
+from ..state import Store, open_store
 from ..transport._client import PeerPool
 from ..transport._tls import TlsConfig
 from ..wire import codec
@@ -106,6 +107,7 @@ class StatefulRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resolving: dict[tuple[str, int], asyncio.Future[_Target]] = {}
         self.functions = FunctionRunner(mode="stateful", io=io)
+        self._store: Store | None = None
 
     # -- Invoker -----------------------------------------------------------------------
 
@@ -161,6 +163,18 @@ class StatefulRuntime:
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         return self.functions.submit(fn, args, kwargs)
+
+    def keys(self, type_name: str, prefix: str, limit: int | None) -> list[str]:
+        return self._open_store().keys(type_name, prefix, limit)
+
+    def delete(self, ref: ActorRef) -> None:
+        """A turn of its own on the identity's host: memory dropped, rows removed."""
+        self.call(ref, DELETE_METHOD, (), {})
+
+    def _open_store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.config["store"])
+        return self._store
 
     # -- calls -------------------------------------------------------------------------
 

@@ -84,6 +84,14 @@ class MeteredStore:
     def check(self) -> None:
         self.inner.check()
 
+    def keys(self, type_name: str, prefix: str = "", limit: int | None = None) -> list[str]:
+        self.counters["storage_reads"] += 1
+        return self.inner.keys(type_name, prefix, limit)
+
+    def delete_identity(self, address: str) -> None:
+        self.counters["storage_writes"] += 1
+        self.inner.delete_identity(address)
+
     def shard_epoch(self, group: str, shard: int) -> int:
         return self.inner.shard_epoch(group, shard)
 
@@ -96,6 +104,14 @@ class MeteredStore:
 
     def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]:
         return self.inner.due_reminders(group, shard, now, limit)
+
+    def reschedule_reminder(self, group: str, shard: int, address: str, rid: str, due: float) -> bool:
+        self._wrote(0)
+        return self.inner.reschedule_reminder(group, shard, address, rid, due)
+
+    def reminders_of(self, address: str) -> list[Reminder]:
+        self._read(0)
+        return self.inner.reminders_of(address)
 
     def close(self) -> None:
         self.inner.close()

@@ -35,6 +35,11 @@ return e
 """
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def redact(url: str) -> str:
     """``url`` without its password (``redis://:***@host:port/db``)."""
     parts = urlsplit(url)
@@ -93,6 +98,29 @@ class RedisStore:
         self.check()
         keys = [self._k("epoch", group, shard), self._k("owner", group, shard)]
         return int(self._call(self._claim, keys=keys, args=[owner]))
+
+    def keys(self, type_name: str, prefix: str = "", limit: int | None = None) -> list[str]:
+        head = self._k("state", f"{type_name}/")
+        pattern = _glob_escape(self._k("state", f"{type_name}/{prefix}")) + "*"
+        found = sorted(k.decode()[len(head) :] for k in self._call(lambda: list(self._r.scan_iter(match=pattern))))
+        return found if limit is None else found[:limit]
+
+    def delete_identity(self, address: str) -> None:
+        replies = _glob_escape(self._reply_key(address, "")) + "*"
+        doomed = [self._k("state", address), *self._call(lambda: list(self._r.scan_iter(match=replies)))]
+        members = [
+            (m, w)
+            for m, w in self._call(lambda: list(self._r.hscan_iter(self._k("remidx"))))
+            if msgpack.unpackb(m, raw=False)[0] == address
+        ]
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(*doomed)
+        for member, where in members:
+            group, shard = msgpack.unpackb(where, raw=False)
+            pipe.zrem(self._k("rem", group, shard), member)
+            pipe.hdel(self._k("remp", group, shard), member)
+            pipe.hdel(self._k("remidx"), member)
+        self._call(pipe.execute)
 
     def shard_owner(self, group: str, shard: int) -> tuple[int, str]:
         epoch, owner = self._call(self._r.mget, [self._k("epoch", group, shard), self._k("owner", group, shard)])
@@ -156,6 +184,24 @@ class RedisStore:
         pipe.hdel(self._k("remidx"), member)
         removed = self._call(pipe.execute)
         return bool(removed[0])
+
+    def reschedule_reminder(self, group: str, shard: int, address: str, rid: str, due: float) -> bool:
+        member = self._member(address, rid)
+        changed = self._call(self._r.zadd, self._k("rem", group, shard), {member: due}, xx=True, ch=True)
+        return bool(changed) or self._call(self._r.zscore, self._k("rem", group, shard), member) is not None
+
+    def reminders_of(self, address: str) -> list[Reminder]:
+        out = []
+        for member, where in self._call(lambda: list(self._r.hscan_iter(self._k("remidx")))):
+            owner, rid = msgpack.unpackb(member, raw=False)
+            if owner != address:
+                continue
+            group, shard = msgpack.unpackb(where, raw=False)
+            due = self._call(self._r.zscore, self._k("rem", group, shard), member)
+            payload = self._call(self._r.hget, self._k("remp", group, shard), member)
+            if due is not None:
+                out.append(Reminder(address, rid, float(due), payload or b""))
+        return sorted(out, key=lambda r: r.due)
 
     def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]:
         members = self._call(

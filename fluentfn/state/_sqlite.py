@@ -88,6 +88,25 @@ class SqliteStore:
         row = self._conn().execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
         return int(row[0]) if row else 0
 
+    def keys(self, type_name: str, prefix: str = "", limit: int | None = None) -> list[str]:
+        start = f"{type_name}/{prefix}"
+        rows = self._conn().execute(
+            "SELECT address FROM state WHERE address >= ? AND substr(address, 1, ?) = ? ORDER BY address LIMIT ?",
+            (start, len(start), start, -1 if limit is None else limit),
+        )
+        return [str(row[0])[len(type_name) + 1 :] for row in rows]
+
+    def delete_identity(self, address: str) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("state", "replies", "reminders"):
+                conn.execute(f"DELETE FROM {table} WHERE address=?", (address,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def shard_owner(self, group: str, shard: int) -> tuple[int, str]:
         query = "SELECT epoch, owner FROM shards WHERE grp=? AND shard=?"
         row = self._conn().execute(query, (group, shard)).fetchone()
@@ -163,6 +182,16 @@ class SqliteStore:
     def cancel_reminder(self, address: str, rid: str) -> bool:
         cur = self._conn().execute("DELETE FROM reminders WHERE address=? AND rid=?", (address, rid))
         return cur.rowcount > 0
+
+    def reschedule_reminder(self, group: str, shard: int, address: str, rid: str, due: float) -> bool:
+        cur = self._conn().execute("UPDATE reminders SET due=? WHERE address=? AND rid=?", (due, address, rid))
+        return cur.rowcount > 0
+
+    def reminders_of(self, address: str) -> list[Reminder]:
+        rows = self._conn().execute(
+            "SELECT address, rid, due, payload FROM reminders WHERE address=? ORDER BY due", (address,)
+        )
+        return [Reminder(str(a), str(r), float(d), bytes(p or b"")) for a, r, d, p in rows]
 
     def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]:
         rows = (

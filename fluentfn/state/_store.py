@@ -65,6 +65,14 @@ class Store(Protocol):
         """Raise StoreLost unless this is still the store that was opened."""
         ...
 
+    def keys(self, type_name: str, prefix: str = "", limit: int | None = None) -> list[str]:
+        """Keys of ``type_name`` with stored state that start with ``prefix``, sorted."""
+        ...
+
+    def delete_identity(self, address: str) -> None:
+        """Remove an identity's state, recorded replies and reminders."""
+        ...
+
     def load(self, address: str) -> Record | None: ...
 
     def save(
@@ -96,6 +104,14 @@ class Store(Protocol):
     def cancel_reminder(self, address: str, rid: str) -> bool: ...
 
     def due_reminders(self, group: str, shard: int, now: float, limit: int = 100) -> list[Reminder]: ...
+
+    def reschedule_reminder(self, group: str, shard: int, address: str, rid: str, due: float) -> bool:
+        """Move a pending reminder to ``due``; False if it was cancelled meanwhile."""
+        ...
+
+    def reminders_of(self, address: str) -> list[Reminder]:
+        """An identity's pending reminders, soonest first."""
+        ...
 
     def put(self, key: str, value: bytes) -> None:
         """KV area (FaaS results and messages)."""
