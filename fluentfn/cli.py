@@ -162,11 +162,22 @@ def status(
         typer.echo(f"{type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     if as_json:
-        from google.protobuf.json_format import MessageToDict
-
-        out = MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-        out["gateway"] = conn["gateway"]
-        typer.echo(json.dumps(out, indent=2, sort_keys=True))
+        hosts = [
+            {
+                "group": h.group, "shard": h.shard, "endpoint": h.endpoint, "node_id": h.node_id, "pid": h.pid,
+                "epoch": h.epoch, "live_identities": h.live_identities, "gpu_ids": list(h.gpu_ids),
+                "type_names": list(h.type_names), "metrics_url": h.metrics_url,
+            }
+            for h in sorted(reply.hosts, key=lambda h: (h.group, h.shard))
+        ]  # fmt: skip
+        out = {
+            "gateway": conn["gateway"],
+            "type_names": list(reply.type_names),
+            "live_identities": reply.live_identities,
+            "counters": {k: int(v) for k, v in sorted(reply.counters.items())},
+            "hosts": hosts,
+        }
+        typer.echo(json.dumps(out, indent=2))
         return
     table = Table(title=f"fluentfn hosts ({conn['gateway']})")
     for col in ("group", "shard", "endpoint", "node", "pid", "epoch", "live", "gpus", "types", "metrics"):
