@@ -137,17 +137,15 @@ class Admission:
 
     def admit_call(self, req: Request, job: Job) -> None:
         """Ask for a turn for ``req`` (chain, reentry and deadline from its call)."""
+        self.admit(req.address, req.definition.name, req.key, job, self._arrival(req))
+
+    @staticmethod
+    def _arrival(req: Request) -> Callable[[int], Event]:
         call, address = req.call, req.address
         chain_id = call.chain_id or call.request_id
         chain = tuple(call.call_chain)
         interleave = req.definition.options.reentrant and req.method.is_async
-        self.admit(
-            address,
-            req.definition.name,
-            req.key,
-            job,
-            lambda tid: Arrive(tid, address, chain_id, time.time(), call.deadline, chain, interleave),
-        )
+        return lambda tid: Arrive(tid, address, chain_id, time.time(), call.deadline, chain, interleave)
 
     def apply(self, event: Event) -> None:
         """Feed the policy one event and carry out what it says."""
@@ -225,9 +223,14 @@ class Admission:
 
     async def turn(self, req: Request) -> Job:
         """Wait (on the loop) until ``req`` may run; the caller must ``done`` the job."""
+        return await self.await_turn(req.address, req.definition.name, req.key, self._arrival(req))
+
+    async def await_turn(self, address: str, type_name: str, key: str, event: Callable[[int], Event]) -> Job:
+        """Feed ``event`` for ``address`` and wait (on the loop) until the turn may run;
+        raises the refusal if it may not. The caller must ``done`` the job."""
         fut: asyncio.Future[None] = self.loop.create_future()
-        job = Job(lambda _: self._settle(fut, None), lambda _, why: self._settle(fut, self.refusal(why, req.address)))
-        self.admit_call(req, job)
+        job = Job(lambda _: self._settle(fut, None), lambda _, why: self._settle(fut, self.refusal(why, address)))
+        self.admit(address, type_name, key, job, event)
         try:
             await fut
         except asyncio.CancelledError:
@@ -263,27 +266,4 @@ class Admission:
         ready.wait()  # bounded: a deadline makes the policy refuse the turn in time
         if refused:
             raise refused[0]
-        return job
-
-    async def erase_turn(self, address: str, type_name: str, key: str) -> Job:
-        """Wait for a turn of the host's own on ``address`` (created if not live)."""
-        fut: asyncio.Future[None] = self.loop.create_future()
-        job = Job(lambda _: self._settle(fut, None), lambda _, why: self._settle(fut, self.refusal(why, address)))
-        self.admit(address, type_name, key, job, lambda tid: Arrive(tid, address, f"erase:{tid}", time.time()))
-        try:
-            await fut
-        except asyncio.CancelledError:
-            self.withdraw(job)
-            raise
-        return job
-
-    async def internal_turn(self, act: Activation, event: Callable[[int], Event]) -> Job | None:
-        """A turn of the host's own on ``act`` (passivation, flush); None if refused."""
-        fut: asyncio.Future[None] = self.loop.create_future()
-        job = Job(lambda _: self._settle(fut, None), lambda _, why: self._settle(fut, self.refusal(why, act.address)))
-        self.admit(act.address, act.type_name, act.key, job, event)
-        try:
-            await fut
-        except FluentError:
-            return None
         return job

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .._actordef import ActorDef
 from .._context import CURRENT, Context
 from .._ioloop import spawn
-from ..errors import TRANSIENT_CODES
+from ..errors import TRANSIENT_CODES, FluentError
 from ..state._store import Store, StoreLost
 from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation
@@ -135,8 +135,9 @@ class Upkeep:
     async def passivate(self, act: Activation) -> bool:
         """Deactivate one identity if it is idle: ``on_deactivate``, then its state is written."""
         e = self._engine
-        job = await e.admission.internal_turn(act, lambda tid: Passivate(tid, act.address))
-        if job is None:
+        try:
+            job = await e.admission.await_turn(act.address, act.type_name, act.key, lambda t: Passivate(t, act.address))
+        except FluentError:  # in use (or the host is fenced): not now
             return False
         try:
             definition = e.types.get(act.type_name)
@@ -157,7 +158,9 @@ class Upkeep:
         of its own, so no call of the identity runs meanwhile (``ActorType.delete``)."""
         e = self._engine
         address = f"{type_name}/{key}"
-        job = await e.admission.erase_turn(address, type_name, key)
+        job = await e.admission.await_turn(
+            address, type_name, key, lambda tid: Arrive(tid, address, f"erase:{tid}", time.time())
+        )
         assert job.act is not None
         act = job.act
         try:
@@ -180,8 +183,11 @@ class Upkeep:
         if definition is None:
             return
         address = act.address
-        job = await e.admission.internal_turn(act, lambda tid: Arrive(tid, address, f"flush:{tid}", time.time()))
-        if job is None:
+        try:
+            job = await e.admission.await_turn(
+                address, act.type_name, act.key, lambda tid: Arrive(tid, address, f"flush:{tid}", time.time())
+            )
+        except FluentError:  # the host is fenced or full: the next round tries again
             return
         try:
             if act.instance is not None:
