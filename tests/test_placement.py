@@ -61,3 +61,17 @@ def test_ray_options() -> None:
     assert ray_options(ResourceSpec()) == {"num_cpus": 0}
     opts = ray_options(ResourceSpec(num_cpus=1, num_gpus=0.5, resources={"disk": 1}, accelerator_type="H100"))
     assert opts == {"num_cpus": 1, "num_gpus": 0.5, "resources": {"disk": 1}, "accelerator_type": "H100"}
+
+
+def test_node_local_sqlite_is_refused_on_several_nodes() -> None:
+    import pytest
+
+    from fluentfn.errors import FluentError
+    from fluentfn.runtime._cluster import check_store_fits
+
+    default = "sqlite:////home/u/.fluentfn/default/state.db"
+    check_store_fits(None, default, 1)  # one node: the embedded default is right
+    with pytest.raises(FluentError, match="2 nodes"):
+        check_store_fits(None, default, 2)
+    check_store_fits(default, default, 3)  # said explicitly: the operator's choice
+    check_store_fits(None, "redis://r:6379/0", 3)

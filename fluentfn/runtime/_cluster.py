@@ -176,6 +176,18 @@ class Cluster:
             ray.shutdown()
 
 
+def check_store_fits(given: str | None, url: str, nodes: int) -> None:
+    """Refuse the node-local SQLite default on a cluster of several nodes: each node would
+    keep its own, diverging state. An explicit ``store=`` (or ``FLUENTFN_STORE``) is taken
+    as the operator's choice (a SQLite file on a shared disk, say)."""
+    if given is None and url.startswith("sqlite:") and nodes > 1:
+        raise FluentError(
+            f"this Ray cluster has {nodes} nodes, but the store is the node-local SQLite default ({url}), "
+            "which would split state between nodes: pass store='redis://host:port/db' (or set FLUENTFN_STORE); "
+            "an explicit store='sqlite:///...' is accepted as your choice"
+        )
+
+
 def _start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace: str, level: int) -> None:
     """Start an embedded Ray; up to two more tries if it was slow to come up (a busy machine)."""
     import ray
@@ -267,6 +279,7 @@ def init(
         "bind": bind,
         "tls": None if tls is None else dataclasses.asdict(tls),
         "store": store or default_url(namespace),
+        "store_explicit": store is not None,
         "mode": mode,
         "namespace": namespace,
         "faas": profile.to_dict(),
@@ -285,7 +298,17 @@ def init(
         num_cpus=0,
         max_concurrency=1000,
     ).remote(config, ShardHost)
-    config = get_ray(directory.config.remote())
+    mine = config
+    config = get_ray(directory.config.remote())  # a running cluster's, when joining one
+    if address is not None:
+        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+        alive = len([node for node in nodes if node.get("Alive")])
+        try:
+            check_store_fits(config["store"] if config.get("store_explicit") else None, config["store"], alive)
+        except FluentError:
+            if config["cluster_id"] == mine["cluster_id"]:  # ours, just made: leave nothing behind
+                ray.kill(directory)
+            raise
     if token is not None and config["token"] != token:
         raise FluentError("the running cluster has a different token")
     io = io_loop()
