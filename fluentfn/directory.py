@@ -7,12 +7,15 @@ Each (group, shard) has one host actor and an epoch that grows every time a host
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FluentError, NotFound, Unavailable
 from .placement import ActorOptions, missing_resources, ray_options, resource_demand
+
+log = logging.getLogger("fluentfn.directory")
 
 DIRECTORY_NAME = "fluentfn-directory"
 RESOLVE_TIMEOUT_S = float(os.environ.get("FLUENTFN_RESOLVE_TIMEOUT_S", "120"))
@@ -87,8 +90,8 @@ class Directory:
         for name, blob, options, methods in sorted(entries, key=lambda e: e[2].colocate_with is not None):
             try:
                 await self.register(name, blob, options, methods)
-            except NotFound:
-                pass
+            except NotFound as exc:
+                log.warning("type %s not registered: %s", name, exc)
 
     def _start_hosts(self, group: str) -> None:
         import ray
@@ -188,7 +191,8 @@ class Directory:
         route = slot.route
         try:
             info = await asyncio.wait_for(slot.handle.info.remote(), RESOLVE_TIMEOUT_S)
-        except Exception:
+        except Exception as exc:  # callers wait until Ray's restarted host announces itself
+            log.warning("host %s/%s did not answer (%s): waiting for its successor", group, shard, type(exc).__name__)
             return
         if slot.route is route and info.get("endpoint") == endpoint:
             slot.ready.set()

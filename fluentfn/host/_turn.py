@@ -108,14 +108,18 @@ def snapshot(instance: Any, address: str) -> bytes:
     state = public_state(instance)
     try:
         return encode_state(state)
-    except Exception:
-        pass
+    except Exception as exc:
+        raise _unstorable(state, address, exc) from None
+
+
+def _unstorable(state: dict[str, Any], address: str, failure: Exception) -> InvalidRequest:
+    """The error for state that did not encode: it names the first attribute that does not."""
     for name, value in state.items():
         try:
             encode_state({name: value})
         except Exception as exc:
-            raise InvalidRequest(
+            return InvalidRequest(
                 f"{address}: attribute {name!r} ({type(value).__name__}) cannot be stored ({exc}); "
                 "make it private (_name) or storable; the call was rolled back"
-            ) from None
-    raise InvalidRequest(f"{address}: its state cannot be stored; the call was rolled back")
+            )
+    return InvalidRequest(f"{address}: its state cannot be stored ({failure}); the call was rolled back")

@@ -37,6 +37,7 @@ from ._stateful import StatefulRuntime
 Runtime = StatefulRuntime | FaasRuntime
 
 MODES = ("stateful", "faas")
+log = logging.getLogger("fluentfn")
 _lock = threading.Lock()
 _current: Cluster | None = None
 
@@ -160,13 +161,13 @@ class Cluster:
         try:
             if self._owns_ray:
                 get_ray(self.directory.shutdown_hosts.remote(), timeout=60)
-        except Exception:
-            pass
+        except Exception as exc:  # shutting down anyway: Ray takes the hosts with it
+            log.warning("hosts did not passivate cleanly on shutdown: %s: %s", type(exc).__name__, exc)
         try:
             io.run(self._server.stop(0.5), timeout=5)
             io.run(self.runtime.close(), timeout=5)
-        except Exception:
-            pass
+        except Exception as exc:
+            log.warning("gateway or peer streams did not close cleanly: %s: %s", type(exc).__name__, exc)
         _ref.set_invoker(None)
         on_new_type(None)
         with _lock:

@@ -513,8 +513,8 @@ class FaasRuntime:
     def close_quietly(self) -> None:
         try:
             self.store.close()
-        except Exception:
-            pass
+        except Exception as exc:  # closing: nothing is lost, but say so
+            log.warning("store did not close cleanly: %s: %s", type(exc).__name__, exc)
 
     async def close(self) -> None:
         self.close_quietly()

@@ -18,11 +18,9 @@ def pickle_by_value_if_local(cls: type) -> None:
     path = getattr(module, "__file__", None) or ""
     if module is not None and cls.__module__ != "__main__" and "site-packages" not in path:
         root = cls.__module__.split(".")[0]
-        if root != "fluentfn":
-            try:
-                cloudpickle.register_pickle_by_value(sys.modules.get(root) or module)
-            except ValueError:
-                pass
+        target = sys.modules.get(root) or module
+        if root != "fluentfn" and target.__name__ not in cloudpickle.list_registry_pickle_by_value():
+            cloudpickle.register_pickle_by_value(target)
 
 
 def registration(at: ActorType) -> tuple[str, bytes, ActorOptions, frozenset[str]]:

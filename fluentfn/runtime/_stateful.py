@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from ._functions import FunctionRunner
 from ._raycall import await_ray
 from ._registry import registration
 
+log = logging.getLogger("fluentfn")
 _GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
 
 
@@ -323,8 +325,8 @@ class StatefulRuntime:
         if report:
             try:
                 await await_ray(self._directory.report_down.remote(group, shard, target.route.endpoint))
-            except FluentError:
-                pass
+            except FluentError as exc:  # the retry re-resolves the route either way
+                log.warning("could not report %s/%s down to the directory: %s", group, shard, exc)
 
     async def _resolve(self, group: str, shard: int) -> _Target:
         """The shard's route from the directory; concurrent callers share one lookup."""

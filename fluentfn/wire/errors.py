@@ -98,13 +98,14 @@ def _hybrid(orig: type[BaseException] | None) -> type[ActorError]:
 
 
 def _instantiate(cls: type[ActorError], args: tuple[Any, ...]) -> ActorError | None:
-    """Build the exception as its own constructor would, else bare with ``args``."""
+    """Build the exception as its own constructor would, else bare with ``args``, else
+    None (the caller then raises a plain ActorError carrying the message)."""
     try:
         exc = cls(*args)
         str(exc)
         return exc
-    except Exception:
-        pass
+    except Exception:  # its constructor wants other arguments than it was given: build it bare
+        exc = None
     try:
         exc = cls.__new__(cls)
         exc.args = args
