@@ -104,6 +104,15 @@ def check_key(key: object) -> str:
     return text
 
 
+def check_listing(prefix: object, limit: object) -> tuple[str, int | None]:
+    """Validate a key listing's ``prefix`` (str) and ``limit`` (a non-negative int or None)."""
+    if not isinstance(prefix, str):
+        raise InvalidRequest(f"a key prefix is a str, not {type(prefix).__name__}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidRequest(f"a key limit is a non-negative int or None, not {limit!r}")
+    return prefix, limit
+
+
 def check_timeout(seconds: object) -> float:
     """Validate a call timeout: a finite number of seconds in (0, MAX_CALL_TIMEOUT_S]."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):

@@ -8,7 +8,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _ref
 from ._ref import ActorRef, Future
-from .errors import FluentError, InvalidRequest
+from .errors import FluentError
 from .placement import ActorOptions, ResourceSpec, shard_for
 from .wire._gen import actorhost_pb2 as pb
 from .wire.errors import reply_value
@@ -97,11 +97,7 @@ class ActorType:
 
     def keys(self, prefix: str = "", limit: int | None = None) -> list[str]:
         """Keys of this type that have stored state (starting with ``prefix``), sorted."""
-        if not isinstance(prefix, str):
-            raise InvalidRequest("prefix is a str")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise InvalidRequest("limit is a non-negative int or None")
-        return _ref.current_invoker().keys(self.name, prefix, limit)
+        return _ref.current_invoker().keys(self.name, *_ref.check_listing(prefix, limit))
 
     def delete(self, key: str | int) -> None:
         """Deactivate ``key`` (without writing its memory) and remove its state, recorded

@@ -40,6 +40,17 @@ class Activation:
         self.replies: OrderedDict[str, bytes] | None = None  # recent request id -> reply
         self.dirty = False  # changed since the last write (persist="interval")
 
+    def forget(self, *, erased: bool = False) -> None:
+        """Drop the instance: the next turn activates the identity again. ``erased``: its
+        stored record is gone too, so forget what is known of it (version, replies)."""
+        self.instance = None
+        self.ready = False
+        if erased:
+            self.version = 0
+            self.snapshot = None
+            self.replies = None
+            self.dirty = False
+
 
 class ActivationTable:
     """Live identities by address, oldest use first."""

@@ -103,8 +103,7 @@ class Admission:
         with self.lock:
             for act in self.table:
                 if self._policy.idle(act.address):
-                    act.instance = None
-                    act.ready = False
+                    act.forget()
                     self.table.remove(act)
 
     def admit(self, address: str, type_name: str, key: str, job: Job, event: Callable[[int], Event]) -> None:

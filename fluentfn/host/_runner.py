@@ -228,6 +228,5 @@ class TurnRunner:
 
     def drop(self, act: Activation) -> None:
         """Forget an identity's memory; its next turn activates it from the store."""
-        act.instance = None
-        act.ready = False
+        act.forget()
         self._hooks.deactivated(act)

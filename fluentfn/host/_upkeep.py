@@ -147,8 +147,7 @@ class Upkeep:
                 except Exception as exc:  # the flush failed (store down, fenced): memory is dropped anyway
                     log.warning("%s: state not written on passivation: %s: %s", act.address, type(exc).__name__, exc)
                 e.counters["passivations"] += 1
-            act.instance = None
-            act.ready = False
+            act.forget()
         finally:
             e.admission.done(job)
         return True
@@ -164,12 +163,7 @@ class Upkeep:
         assert job.act is not None
         act = job.act
         try:
-            act.instance = None
-            act.ready = False
-            act.version = 0
-            act.snapshot = None
-            act.replies = None
-            act.dirty = False
+            act.forget(erased=True)
             if e.persistence.store is not None:
                 await e.loop.run_in_executor(e.workers, e.persistence.store.delete_identity, address)
             e.admission.deactivated(act)

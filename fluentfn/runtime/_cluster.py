@@ -20,7 +20,7 @@ from .._ioloop import io_loop, spawn
 from .._logs import log_level, quiet_logs
 from ..api import ActorType, known_types, on_new_type
 from ..directory import DIRECTORY_NAME, Directory, ray_namespace
-from ..errors import FluentError, InvalidRequest
+from ..errors import FluentError
 from ..state import default_url
 from ..transport._auth import new_token
 from ..transport._server import start_server
@@ -65,10 +65,7 @@ class _Gateway:
         """``fluentfn ls``: a type's stored keys, answered here (no host is involved)."""
         try:
             args, _ = codec.decode_args(call.args)
-            prefix = args[0] if args else ""
-            limit = args[1] if len(args) > 1 else None
-            if not isinstance(prefix, str) or not (limit is None or (isinstance(limit, int) and limit >= 0)):
-                raise InvalidRequest("__keys__ takes (prefix: str, limit: int | None)")
+            prefix, limit = _ref.check_listing(args[0] if args else "", args[1] if len(args) > 1 else None)
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(None, self._runtime.keys, call.type_name, prefix, limit)
             return pb.Reply(seq=call.seq, value=codec.encode(found))

@@ -85,12 +85,9 @@ def _run_actor(
                 instance = instantiate(definition, record.state if record else None, address, store.url)
             except UserFailure as failure:
                 return pb.Reply(error=error_to_pb(failure.exc, f"{address} activation", user=True))
-            if method.is_async:
-                outcome, failed = run_sync(method, instance, args, kwargs)
-                if not failed:
-                    outcome, failed = _run_coroutine(outcome)
-            else:
-                outcome, failed = run_sync(method, instance, args, kwargs)
+            outcome, failed = run_sync(method, instance, args, kwargs)
+            if method.is_async and not failed:  # the call made the coroutine: run it to its end
+                outcome, failed = _run_coroutine(outcome)
         finally:
             CURRENT.reset(token)
         try:

@@ -385,6 +385,8 @@ class StatefulRuntime:
 
     async def close(self) -> None:
         await self._pool.close()
+        if self._store is not None:
+            self._store.close()
 
     async def check_call(self, call: pb.Call) -> None:
         """NotFound unless the call names a registered type and one of its methods."""
