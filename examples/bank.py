@@ -97,6 +97,7 @@ def audit(names: list[str], acked: set[str], opening: int = 1000) -> dict[str, A
 def main() -> None:
     for mode in ("stateful", "faas"):
         with ff.init(mode=mode, namespace=f"bank-{mode}"):
+            print(f"{mode}: running the bank case study ...", flush=True)
             names = open_accounts(10)
             rng = random.Random(1)
             acked = {f"t{i}" for i in range(200) if random_transfer(names, rng, f"t{i}")}

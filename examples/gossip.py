@@ -64,6 +64,7 @@ def run(nodes: int = 16, rounds: int = 6) -> dict[str, Any]:
 def main() -> None:
     for mode in ("stateful", "faas"):
         with ff.init(mode=mode, namespace=f"gossip-{mode}"):
+            print(f"{mode}: running the gossip case study ...", flush=True)
             print(mode, run())
 
 

@@ -101,6 +101,7 @@ def run(candidates: int = 4, interval: float = 0.25, duration: float = 4.0) -> d
 def main() -> None:
     for mode in ("stateful", "faas"):
         with ff.init(mode=mode, namespace=f"leader-{mode}"):
+            print(f"{mode}: running the leader case study ...", flush=True)
             print(mode, run())
 
 

@@ -115,6 +115,7 @@ def run(vertices: int = 2_000, edges: int = 10_000, iterations: int = 10) -> dic
 def main() -> None:
     for mode in ("stateful", "faas"):
         with ff.init(mode=mode, namespace=f"pagerank-{mode}"):
+            print(f"{mode}: running the pagerank case study ...", flush=True)
             print(mode, run(iterations=3))  # the same iterations in both modes: the same ranks
 
 

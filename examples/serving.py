@@ -53,6 +53,7 @@ def run(batches: int = 50, size: int = 10) -> dict[str, Any]:
 def main() -> None:
     for mode, n in (("stateful", 200), ("faas", 10)):
         with ff.init(mode=mode, namespace=f"serving-{mode}"):
+            print(f"{mode}: running the serving case study ...", flush=True)
             print(mode, run(n))
 
 

@@ -104,6 +104,7 @@ def run(n: int = 20_000, dim: int = 20, steps: int = 10, size: int = 2_000) -> d
 def main() -> None:
     for mode in ("stateful", "faas"):
         with ff.init(mode=mode):
+            print(f"{mode}: running the training case study ...", flush=True)
             print(mode, run())
 
 

@@ -130,10 +130,12 @@ def _print(name: str, rows: list[dict[str, Any]], columns: list[str], notes: lis
         return
     table = Table(title=f"fluentfn bench {name}")
     for c in columns:
-        table.add_column(c)
+        table.add_column(c, overflow="fold")  # wrapped, never cut
     for r in rows:
         table.add_row(*(str(r.get(c, "")) for c in columns))
     console = Console()
+    if not console.is_terminal:  # a log or a pipe: wide enough that little needs wrapping
+        console = Console(width=200)
     console.print(table)
     for note in notes:
         console.print(note)

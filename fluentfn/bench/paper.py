@@ -1,81 +1,156 @@
-"""``fluentfn bench paper``: the paper's case studies, stateful vs FaaS, beside its figures.
+"""``fluentfn bench paper``: the paper's case studies, stateful vs FaaS, beside its figures and costs.
 
-Each case study is an ``examples/`` program, run unchanged in three settings: stateful,
-``faas`` (local store, no emulation) and ``faas-paper`` (``FaasProfile.paper()``: the
-paper's storage latency and bandwidth).
+Each case study is an ``examples/`` program, run unchanged in four settings: stateful;
+``faas`` (warm environments reused, as Lambda does; local store, no emulation);
+``faas-cold`` (every invocation in a fresh environment: the worst case); and
+``faas-paper`` (warm, with ``FaasProfile.paper()``: the paper's S3 and DynamoDB
+latencies and its bandwidth). Cost is per unit of work (a message, a step, a batch, a
+second of election) at the prices of ``_prices`` (dated; ``FLUENTFN_PRICES`` overrides).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
 import fluentfn as ff
 
-from . import _cases, _report
+from . import _cases, _prices, _report
 
 SETTINGS: dict[str, tuple[str, ff.FaasProfile | None]] = {
     "stateful": ("stateful", None),
     "faas": ("faas", ff.FaasProfile()),
+    "faas-cold": ("faas", ff.FaasProfile(cold_start=True)),
     "faas-paper": ("faas", ff.FaasProfile.paper()),
 }
 
+# row label, the paper's figures, measure key, decimals of the ratios
+CASES = [
+    ("1 KB message, one way (us)", "290 us via 0MQ vs 108,000 us via S3 (372x)", "msg_us", 0),
+    ("bandwidth into a function (Mbit/s)", "538 Mbit/s per Lambda function", "mbps", 2),
+    ("training (s per step)", "Lambda 21x slower, 7.3x costlier than an m4.large", "train_s_per_step", 1),
+    ("serving batch of 10 (us)", "467 ms Lambda+SQS vs 2.8 ms server+ZeroMQ (167x)", "serve_us", 0),
+    ("leader election: % of time electing", ">= 1.9% via DynamoDB", "electing_pct", 1),
+]
+PAPER_FIGURES = {"msg_us": 108_000.0, "mbps": 538.0}
 
-def _measure(setting: str, quick: bool) -> dict[str, float]:
+
+def _sizes(setting: str, quick: bool) -> dict[str, Any]:
+    if setting == "stateful":
+        return {"msgs": 300, "steps": 10, "batches": 100, "blob_mb": 16}
+    if setting == "faas-cold":
+        return {"msgs": 3 if quick else 6, "steps": 1 if quick else 2, "batches": 2 if quick else 4, "blob_mb": 16}
+    return {"msgs": 4 if quick else 10, "steps": 2 if quick else 5, "batches": 4 if quick else 10, "blob_mb": 16}
+
+
+def _case(
+    run: Callable[[], dict[str, Any]], units: Callable[[dict[str, Any]], float]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one case; its result and what it used (wall time, counters, units of work)."""
+    before = ff.stats()
+    t0 = time.perf_counter()
+    result = run()
+    wall = time.perf_counter() - t0
+    used = _prices.delta(ff.stats(), before)
+    return result, {"wall_s": wall, "used": used, "units": max(units(result), 1e-9)}
+
+
+def _measure(setting: str, quick: bool) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
     mode, profile = SETTINGS[setting]
-    fast = setting == "stateful"
-    messaging, training, serving, leader = (_cases.load(n) for n in ("messaging", "training", "serving", "leader"))
+    n = _sizes(setting, quick)
+    messaging, training, serving, leader = (_cases.load(x) for x in ("messaging", "training", "serving", "leader"))
+    print(f"  {setting}: messaging, bandwidth, training, serving, leader election ...", flush=True)
     with ff.init(mode=mode, faas=profile, namespace=f"paper-{setting}"):
-        msg = messaging.run(300 if fast else (4 if quick else 10))
-        train = training.run(steps=10 if fast else (2 if quick else 5))
-        serve = serving.run(batches=100 if fast else (4 if quick else 10))
-        elect = leader.run(candidates=4, interval=0.25, duration=3.0 if quick else 6.0)
-    return {
-        "msg_us": msg["p50_us"],
+        msg, msg_use = _case(lambda: messaging.run(n["msgs"]), lambda r: 2 * r["n"])
+        bw = None if mode == "stateful" else messaging.bandwidth(n["blob_mb"])
+        train, train_use = _case(lambda: training.run(steps=n["steps"]), lambda r: r["steps"])
+        serve, serve_use = _case(lambda: serving.run(batches=n["batches"]), lambda r: r["batches"])
+        duration = 3.0 if quick else 6.0
+        elect, elect_use = _case(lambda: leader.run(candidates=4, interval=0.25, duration=duration), lambda r: duration)
+    figures: dict[str, float | None] = {
+        "msg_us": msg["one_way_us"],
+        "mbps": None if bw is None else bw["mbps"],
         "train_s_per_step": train["s_per_step"],
         "serve_us": serve["p50_us"],
         "electing_pct": round(elect["electing_fraction"] * 100, 2),
         "leaders": elect["leaders_seen"],
     }
+    uses = {"msg_us": msg_use, "train_s_per_step": train_use, "serve_us": serve_use, "electing_pct": elect_use}
+    return figures, uses
 
 
-CASES = [  # row label, what the paper measured, figure, decimals of the ratios
-    ("messaging 1KB round trip (us)", "290 us direct vs ~108,000 us via S3 (372x)", "msg_us", 0),
-    ("training (s per step)", "Lambda 21x slower than a server", "train_s_per_step", 1),
-    ("serving batch of 10 (us)", "467 ms Lambda+SQS vs 2.8 ms server+ZeroMQ (167x)", "serve_us", 0),
-    ("leader election: % of time electing", ">= 1.9% via DynamoDB", "electing_pct", 1),
-]
+def _cost(setting: str, use: dict[str, Any], table: dict[str, float]) -> float:
+    """Dollars per unit of work."""
+    if setting == "stateful":
+        total = _prices.stateful_cost(use["wall_s"], use["used"], table)
+    else:
+        total = _prices.faas_cost(use["used"], table)
+    return float(total / use["units"])
 
 
-def _row(label: str, paper: str, key: str, digits: int, *settings: dict[str, float]) -> dict[str, Any]:
-    s, f, p = settings
-    base = max(s[key], 1e-3)
+def _ratio(x: float | None, base: float | None, digits: int) -> float | str:
+    if x is None or base is None:
+        return "n/a"
+    value = x / max(base, 1e-9)
+    return round(value, digits) if digits else round(value)
 
-    def ratio(x: float) -> float:
-        return round(x / base, digits) if digits else round(x / base)
 
-    return {
-        "system": label,
-        "paper": paper,
-        "stateful": s[key],
-        "faas": f[key],
-        "faas-paper": p[key],
-        "faas/stateful": ratio(f[key]),
-        "faas-paper/stateful": ratio(p[key]),
-    }
+def _row(
+    label: str,
+    paper: str,
+    key: str,
+    digits: int,
+    figures: dict[str, dict[str, float | None]],
+    uses: dict[str, dict[str, dict[str, Any]]],
+    table: dict[str, float],
+) -> dict[str, Any]:
+    s, f = figures["stateful"], figures["faas"]
+    p = figures["faas-paper"]
+    row: dict[str, Any] = {"system": label, "paper": paper}
+    for setting in SETTINGS:
+        value = figures[setting][key]
+        row[setting] = "in memory" if value is None else value
+    if key == "mbps":  # higher is better: no stateful ratio (nothing moves)
+        row["faas/stateful"] = row["faas-paper/stateful"] = "n/a"
+    else:
+        row["faas/stateful"] = _ratio(f[key], s[key], digits)
+        row["faas-paper/stateful"] = _ratio(p[key], s[key], digits)
+    measured = p[key]
+    if key in PAPER_FIGURES and measured is not None:
+        row["faas-paper/paper"] = round(measured / PAPER_FIGURES[key], 2)
+    if key in uses["stateful"]:
+        stateful_usd = _cost("stateful", uses["stateful"][key], table)
+        paper_usd = _cost("faas-paper", uses["faas-paper"][key], table)
+        row["$/unit stateful"] = f"{stateful_usd:.3g}"
+        row["$/unit faas-paper"] = f"{paper_usd:.3g}"
+        row["cost faas-paper/stateful"] = round(paper_usd / max(stateful_usd, 1e-15), 1)
+    return row
 
 
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
-    results: dict[str, dict[str, float]] = {}
+    table = _prices.prices()
+    figures: dict[str, dict[str, float | None]] = {}
+    uses: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="fluentfn-paper-") as home:
         os.environ["FLUENTFN_HOME"] = home
         for setting in SETTINGS:
-            results[setting] = _measure(setting, quick)
-    s, f, p = results["stateful"], results["faas"], results["faas-paper"]
-    rows = [_row(label, paper, key, digits, s, f, p) for label, paper, key, digits in CASES]
-    rows[-1]["leaders seen (s/f/fp)"] = f"{s['leaders']}/{f['leaders']}/{p['leaders']}"
-    notes = ["targets: stateful vs FaaS >= 100x on messaging, >= 10x on training, >= 50x on serving"]
+            figures[setting], uses[setting] = _measure(setting, quick)
+    rows = [_row(label, paper, key, digits, figures, uses, table) for label, paper, key, digits in CASES]
+    leaders = "/".join(str(figures[s]["leaders"]) for s in SETTINGS)
+    rows[-1]["leaders seen"] = leaders
+    notes = [
+        "settings: stateful; faas = warm environments, local store; faas-cold = a fresh environment per "
+        "invocation; faas-paper = warm, with the paper's S3 (54 ms/op) and DynamoDB (5.5 ms/op) latencies "
+        "and 538 Mbit/s",
+        "one-way message = half a ping-pong round trip (a round trip carries two messages)",
+        f"cost per unit of work at {_prices.PRICES_AS_OF} prices (FLUENTFN_PRICES overrides): FaaS = Lambda "
+        "requests + GB-s billed (incl. waiting on nested calls) + S3/DynamoDB requests; stateful = "
+        f"{table['vms']:g} VM at ${table['vm_hour']}/h for the wall time + the same storage prices",
+        "faas-paper/paper: our paper-calibrated figure over the paper's own (1.0 = reproduced)",
+    ]
     return rows, notes
 
 

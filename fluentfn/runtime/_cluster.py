@@ -28,7 +28,7 @@ from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
-from ._faas import FaasRuntime
+from ._faas import FaasRuntime, start_platform
 from ._hostactor import ShardHost
 from ._raycall import await_ray, get_ray
 from ._registry import registration
@@ -312,6 +312,7 @@ def init(
     io = io_loop()
     runtime: Runtime
     if config["mode"] == "faas":
+        start_platform(config, detached=not owns_ray)
         runtime = FaasRuntime(directory=directory, config=config, io=io)
         if owns_ray:
             io.submit(runtime.reminder_loop())

@@ -1,12 +1,13 @@
-"""The FaaS baseline runtime: the same application code, run the way a 2018 FaaS platform ran it.
+"""The FaaS baseline runtime: the same application code, run the way a FaaS platform runs it.
 
-Every actor method call and function call is a stateless Ray task (a fresh worker
-process per invocation when ``cold_start``). The caller writes the request message to
-the store; the invocation reads it, loads the identity's state from the store, runs
-the method, writes the state back with a version check (a conflict re-runs the
-invocation, so concurrent calls lose no update) and writes its result to the store,
-where the caller reads it. Ray only says "done"; no data passes between functions
-directly. An invocation past ``max_duration_s`` is killed.
+Every actor method call and function call is an invocation, run by the platform
+(``_faasplatform``) in an execution environment of its type: a warm one when one is
+idle, a cold one otherwise. The caller writes the request message to the store; the
+invocation reads it, loads the identity's state from the store, runs the method,
+writes the state back with a version check (a conflict re-runs the invocation, so
+concurrent calls lose no update) and writes its result to the store, where the caller
+reads it. The platform only says "done"; no data passes between functions directly.
+An invocation past ``max_duration_s`` is killed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 import random
 import time
@@ -28,7 +30,7 @@ from .._ioloop import IoLoop, spawn
 from .._ref import DELETE_METHOD, ActorRef, Future, set_invoker
 from .._stats import COUNTERS
 from ..api import known_type
-from ..errors import FluentError, FunctionTimeout, InvalidRequest, Unavailable
+from ..errors import FluentError, InvalidRequest, Unavailable
 from ..host._reminders import Due, Reminders
 from ..host._turn import UserFailure, instantiate, reply_for, run_sync, snapshot
 from ..state import Store, VersionConflict, open_store
@@ -36,18 +38,66 @@ from ..state._emulated import MeteredStore
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb, reply_value
-from ._raycall import await_ray, unwrap
+from ._faasplatform import PLATFORM_NAME, START_TIMEOUT_S
+from ._raycall import await_ray, get_ray, unwrap
 from ._registry import pickle_by_value_if_local, registration
 
 REMINDER_GROUP = "__faas__"
 _CONFLICT_RETRIES = 500
+# A caller waits this long beyond an invocation's cap (and a cold start) before it says the
+# platform itself is not answering.
+_PLATFORM_GRACE_S = 30.0
 log = logging.getLogger("fluentfn.faas")
-_process_warm = False  # True after this worker process ran one invocation
+_platforms: dict[str, Any] = {}  # namespace -> this process's handle on its platform actor
 
 
 def _metered(config: dict[str, Any], counters: dict[str, int]) -> MeteredStore:
     profile = FaasProfile(**config["faas"])
-    return MeteredStore(open_store(config["store"]), counters, profile.storage_latency_ms, profile.bandwidth_mbps)
+    return MeteredStore(
+        open_store(config["store"]),
+        counters,
+        profile.storage_latency_ms,
+        profile.bandwidth_mbps,
+        profile.record_latency_ms,
+    )
+
+
+def start_platform(config: dict[str, Any], *, detached: bool) -> Any:
+    """Create the cluster's platform actor (or get the running one), on the head node."""
+    import ray
+
+    from ..directory import ray_namespace
+    from ._faasplatform import FaasPlatform
+
+    handle = _platforms[config["namespace"]] = (
+        ray.remote(FaasPlatform)
+        .options(
+            name=PLATFORM_NAME,
+            namespace=ray_namespace(config["namespace"]),
+            get_if_exists=True,
+            lifetime="detached" if detached else None,
+            max_restarts=0,
+            num_cpus=0,
+            max_concurrency=100_000,
+            resources={"node:__internal_head__": 0.001},
+        )
+        .remote(config, faas_invoke)
+    )
+    return handle
+
+
+def platform_handle(config: dict[str, Any]) -> Any:
+    """This process's handle on the cluster's platform actor."""
+    handle = _platforms.get(config["namespace"])
+    if handle is None:
+        import ray
+
+        from ..directory import ray_namespace
+
+        handle = _platforms[config["namespace"]] = ray.get_actor(
+            PLATFORM_NAME, namespace=ray_namespace(config["namespace"])
+        )
+    return handle
 
 
 def _run_actor(
@@ -128,15 +178,24 @@ def _run_coroutine(coro: Any) -> tuple[Any, bool]:
         return exc, True
 
 
+_loaded: dict[bytes, Any] = {}  # this environment's code, loaded once (Lambda's init phase)
+
+
+def _load_code(code: bytes) -> Any:
+    """The function or class of ``code``, unpickled once per environment, so module-level
+    state of user code lives as long as the environment (as on Lambda), and no longer."""
+    loaded = _loaded.get(code)
+    if loaded is None:
+        loaded = _loaded[code] = cloudpickle.loads(code)
+    return loaded
+
+
 def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[str, Any]) -> dict[str, int]:
-    """One stateless invocation (the body of a Ray task). Returns its traffic counters."""
-    global _process_warm
+    """One stateless invocation, in an execution environment. Returns its traffic counters."""
     import ray
 
+    started = time.perf_counter()
     counters = dict.fromkeys(COUNTERS, 0)
-    if not _process_warm:
-        counters["cold_starts"] += 1
-        _process_warm = True
     store = _metered(config, counters)
     runtime = FaasRuntime(directory=None, config=config, io=None, counters=counters, store=store)
     set_invoker(runtime, worker=True)
@@ -160,13 +219,13 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
             _scheduler=Reminders(store, REMINDER_GROUP, 0, lambda: None),
         )
         if kind == "actor":
-            cls, options = cloudpickle.loads(code)
+            cls, options = _load_code(code)
             reply = _run_actor(store, ActorDef(cls, options), request, args, kwargs, ctx, counters)
         else:
             counters["calls"] += 1
             token = CURRENT.set(ctx)
             try:
-                outcome, failed = _run_coroutine(_call(cloudpickle.loads(code), args, kwargs))
+                outcome, failed = _run_coroutine(_call(_load_code(code), args, kwargs))
             finally:
                 CURRENT.reset(token)
             reply = reply_for(outcome, failed, request["type_name"])
@@ -183,6 +242,7 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
         counters["messages_via_storage"] += 1
     store.delete(f"msg:{rid}")
     runtime.close_quietly()
+    counters["billed_ms"] += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills by the ms
     return counters
 
 
@@ -210,22 +270,14 @@ class FaasRuntime:
         self._code: dict[str, tuple[Any, Any]] = {}
         self._remotes: dict[tuple[float | None, float], Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._platform_ref: Any = None
 
-    # -- placement of an invocation --------------------------------------------------------
+    # -- the platform ---------------------------------------------------------------------
 
-    def _remote(self, num_cpus: float | None, num_gpus: float) -> Any:
-        import ray
-
-        key = (num_cpus, num_gpus)
-        remote = self._remotes.get(key)
-        if remote is None:
-            opts: dict[str, Any] = {"num_cpus": 1 if num_cpus is None else num_cpus, "max_retries": 0}
-            if num_gpus:
-                opts["num_gpus"] = num_gpus
-            if self.profile.cold_start:
-                opts["max_calls"] = 1  # a fresh worker process for every invocation
-            remote = self._remotes[key] = ray.remote(**opts)(faas_invoke)
-        return remote
+    def _platform(self) -> Any:
+        if self._platform_ref is None:
+            self._platform_ref = platform_handle(self.config)
+        return self._platform_ref
 
     def _actor_code(self, type_name: str) -> tuple[Any, Any]:
         """(pickled class ref, options) of a type; registers local types with the directory."""
@@ -237,16 +289,12 @@ class FaasRuntime:
         local = known_type(type_name)
         directory = self._directory_handle()
         if local is not None:
-            from ._raycall import get_ray
-
             if local.colocate_target is not None:
                 self._actor_code(local.colocate_target.name)
             entry_args = registration(local)
             get_ray(directory.register.remote(*entry_args))
             blob, options = entry_args[1], local.options
         else:
-            from ._raycall import get_ray
-
             blob = get_ray(directory.type_blob.remote(type_name))
             if blob is None:
                 from ..errors import NotFound
@@ -283,6 +331,7 @@ class FaasRuntime:
         *,
         one_way: bool = False,
     ) -> tuple[str, Any, float]:
+        """Write the request to the store and hand the invocation to the platform."""
         ctx = CURRENT.get()
         rid = (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
         cap = self.profile.max_duration_s
@@ -314,7 +363,8 @@ class FaasRuntime:
             "deadline": parent.deadline if parent and parent.deadline else 0.0,
             "one_way": one_way,
         }
-        objref = self._remote(spec.num_cpus, spec.num_gpus).remote(kind, code, request, self.config)
+        gpus = (spec.num_gpus, spec.accelerator_type) if self.profile.allow_gpus else (0.0, None)
+        objref = self._platform().invoke.remote(f"{kind}:{name}", gpus, kind, code, request, cap)
         return rid, objref, cap
 
     def _function_code(self, fn: Any) -> Any:
@@ -327,10 +377,6 @@ class FaasRuntime:
         ref = ray.put(cloudpickle.dumps(fn.fn))
         self._code[f"fn:{id(fn)}"] = (ref, fn)
         return ref
-
-    def _merge(self, counters: dict[str, int]) -> None:
-        for k, v in counters.items():
-            self.counters[k] = self.counters.get(k, 0) + v
 
     def _take_result(self, rid: str) -> Any:
         data = self.store.get(f"res:{rid}")
@@ -345,18 +391,17 @@ class FaasRuntime:
         import ray.exceptions
 
         try:
-            self._merge(ray.get(objref, timeout=cap))
+            ray.get(objref, timeout=cap + START_TIMEOUT_S + _PLATFORM_GRACE_S)
         except ray.exceptions.GetTimeoutError:
-            ray.cancel(objref, force=True)
             self._discard(rid)
-            raise FunctionTimeout(f"invocation ran past its {cap} s lifetime and was killed") from None
+            raise Unavailable(f"the FaaS platform did not answer for invocation {rid}") from None
         except Exception as exc:
             self._discard(rid)
             raise unwrap(exc) from None
         return self._take_result(rid)
 
     def _discard(self, rid: str) -> None:
-        """Remove what a killed or crashed invocation left in the store (its messages)."""
+        """Remove what a killed, crashed or refused invocation left in the store (its messages)."""
         for name in (f"msg:{rid}", f"res:{rid}"):
             try:
                 self.store.delete(name)
@@ -364,15 +409,12 @@ class FaasRuntime:
                 log.warning("invocation %s: could not delete %s: %s", rid, name, exc)
 
     async def _await(self, rid: str, objref: Any, cap: float) -> Any:
-        import ray
-
         loop = asyncio.get_running_loop()
         try:
-            self._merge(await asyncio.wait_for(await_ray(objref), cap))
+            await asyncio.wait_for(await_ray(objref), cap + START_TIMEOUT_S + _PLATFORM_GRACE_S)
         except TimeoutError:
-            ray.cancel(objref, force=True)
             await loop.run_in_executor(None, self._discard, rid)
-            raise FunctionTimeout(f"invocation ran past its {cap} s lifetime and was killed") from None
+            raise Unavailable(f"the FaaS platform did not answer for invocation {rid}") from None
         except BaseException:
             await loop.run_in_executor(None, self._discard, rid)
             raise
@@ -434,6 +476,9 @@ class FaasRuntime:
     async def reminder_loop(self) -> None:
         """Fire due reminders as invocations (what a FaaS platform's scheduler does)."""
         loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        if current is not None:
+            self._tasks.add(current)  # close() stops it with the firings it started
         reminders = Reminders(
             self.store.inner if isinstance(self.store, MeteredStore) else self.store, REMINDER_GROUP, 0, lambda: None
         )
@@ -505,7 +550,11 @@ class FaasRuntime:
         """FaaS mode has no hosts, so no routes."""
 
     def local_stats(self) -> dict[str, int]:
-        return dict(self.counters)
+        """This process's own traffic plus every ended invocation's (the platform's totals)."""
+        totals = dict(self.counters)
+        for name, value in get_ray(self._platform().stats.remote()).items():
+            totals[name] = totals.get(name, 0) + value
+        return totals
 
     def close_quietly(self) -> None:
         try:
@@ -514,4 +563,10 @@ class FaasRuntime:
             log.warning("store did not close cleanly: %s: %s", type(exc).__name__, exc)
 
     async def close(self) -> None:
+        """Stop the reminder scheduler and its firings (before Ray goes), then the store."""
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
         self.close_quietly()

@@ -76,6 +76,7 @@ class FunctionRunner:
         import ray
 
         from ..placement import ray_options
+
         cached = self._remotes.get(id(fn))
         if cached is not None and cached[0] is fn:
             return cached[1]

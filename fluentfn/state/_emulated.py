@@ -7,36 +7,67 @@ from typing import Any
 
 from ._store import Record, Reminder, Store
 
+# DynamoDB's item limit and request units: larger records live in the object store.
+ITEM_LIMIT = 400 * 1024
+WRITE_UNIT = 1024
+READ_UNIT = 4096
+
 
 class MeteredStore:
-    """Counts reads, writes and bytes; sleeps ``latency_ms`` per operation and for the
-    transfer time of each payload at ``bandwidth_mbps`` (both off by default)."""
+    """Counts reads, writes and bytes, and can emulate a remote store (off by default).
+
+    Messages and results (``put``/``get``) are objects, as in S3: ``latency_ms`` per
+    operation. State records, recorded replies and reminders are items, as in DynamoDB:
+    ``record_latency_ms`` per operation (None: ``latency_ms``), with their request units
+    counted; a record over 400 KB is an object. Every transfer also takes its time at
+    ``bandwidth_mbps``.
+    """
 
     def __init__(
-        self, inner: Store, counters: dict[str, int], latency_ms: float = 0.0, bandwidth_mbps: float | None = None
+        self,
+        inner: Store,
+        counters: dict[str, int],
+        latency_ms: float = 0.0,
+        bandwidth_mbps: float | None = None,
+        record_latency_ms: float | None = None,
     ) -> None:
         self.inner = inner
         self.url = inner.url
         self.counters = counters
         self._latency = latency_ms / 1000.0
+        self._record_latency = self._latency if record_latency_ms is None else record_latency_ms / 1000.0
         self._bytes_per_s = bandwidth_mbps * 1e6 / 8 if bandwidth_mbps else None
 
-    def _delay(self, nbytes: int) -> None:
-        delay = self._latency
+    def _delay(self, latency: float, nbytes: int) -> None:
+        delay = latency
         if self._bytes_per_s:
             delay += nbytes / self._bytes_per_s
         if delay > 0:
             time.sleep(delay)
 
-    def _read(self, nbytes: int) -> None:
-        self.counters["storage_reads"] += 1
-        self.counters["storage_bytes_read"] += nbytes
-        self._delay(nbytes)
+    def _read(self, nbytes: int, record: bool = True) -> None:
+        c = self.counters
+        c["storage_reads"] += 1
+        c["storage_bytes_read"] += nbytes
+        if record and nbytes <= ITEM_LIMIT:
+            c["record_reads"] += 1
+            c["record_read_units"] += max(1, -(-nbytes // READ_UNIT))
+            self._delay(self._record_latency, nbytes)
+        else:
+            c["object_reads"] += 1
+            self._delay(self._latency, nbytes)
 
-    def _wrote(self, nbytes: int) -> None:
-        self.counters["storage_writes"] += 1
-        self.counters["storage_bytes_written"] += nbytes
-        self._delay(nbytes)
+    def _wrote(self, nbytes: int, record: bool = True) -> None:
+        c = self.counters
+        c["storage_writes"] += 1
+        c["storage_bytes_written"] += nbytes
+        if record and nbytes <= ITEM_LIMIT:
+            c["record_writes"] += 1
+            c["record_write_units"] += max(1, -(-nbytes // WRITE_UNIT))
+            self._delay(self._record_latency, nbytes)
+        else:
+            c["object_writes"] += 1
+            self._delay(self._latency, nbytes)
 
     def load(self, address: str) -> Record | None:
         record = self.inner.load(address)
@@ -64,12 +95,12 @@ class MeteredStore:
         return self.inner.prune_replies(older_than)
 
     def put(self, key: str, value: bytes) -> None:
-        self._wrote(len(value))
+        self._wrote(len(value), record=False)
         self.inner.put(key, value)
 
     def get(self, key: str) -> bytes | None:
         value = self.inner.get(key)
-        self._read(0 if value is None else len(value))
+        self._read(0 if value is None else len(value), record=False)
         return value
 
     def delete(self, key: str) -> None:
@@ -85,11 +116,12 @@ class MeteredStore:
         self.inner.check()
 
     def keys(self, type_name: str, prefix: str = "", limit: int | None = None) -> list[str]:
-        self.counters["storage_reads"] += 1
-        return self.inner.keys(type_name, prefix, limit)
+        found = self.inner.keys(type_name, prefix, limit)
+        self._read(sum(len(k) for k in found))
+        return found
 
     def delete_identity(self, address: str) -> None:
-        self.counters["storage_writes"] += 1
+        self._wrote(0)
         self.inner.delete_identity(address)
 
     def shard_epoch(self, group: str, shard: int) -> int:

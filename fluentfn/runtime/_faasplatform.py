@@ -1,0 +1,231 @@
+"""The FaaS platform: execution environments, warm reuse, cold starts, throttling, lifetime caps.
+
+One named async Ray actor per cluster in ``mode="faas"`` plays the platform's front end
+(what Lambda's invoke service does): every invocation asks it for an environment of its
+function, and it carries out what the pure policy (``_envpool.EnvPool``) decides. An
+environment is a Ray actor of its own (a worker process) that runs one invocation at a
+time; stopping one kills its process. Data never passes through the platform: the
+request and the result travel through the store, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._faasprofile import FaasProfile
+from .._ioloop import spawn
+from .._stats import new_counters
+from ..errors import FluentError, FunctionTimeout, Overloaded, Unavailable
+from ._envpool import Done as EnvDone
+from ._envpool import EnvPool, Fail, Instruction, Lost, Request, Start, Started, StartFailed, Stop, Throttle, Tick, Use
+from ._raycall import unwrap
+
+PLATFORM_NAME = "fluentfn-faas-platform"
+START_TIMEOUT_S = 120.0  # an environment that cannot be placed in this long is a failed start
+log = logging.getLogger("fluentfn.faas")
+
+
+Body = Callable[[str, Any, dict[str, Any], dict[str, Any]], dict[str, int]]
+
+
+class Environment:
+    """One execution environment: a worker process that runs one invocation at a time.
+
+    ``body`` is what an invocation does (``_faas.faas_invoke``, handed down by whoever
+    started the platform, so this module does not import the runtime)."""
+
+    def __init__(self, config: dict[str, Any], body: Body) -> None:
+        self._config = config
+        self._body = body
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def invoke(self, kind: str, code: Any, request: dict[str, Any]) -> dict[str, int]:
+        return self._body(kind, code, request, self._config)
+
+
+class FaasPlatform:
+    """The platform's front end (a named async Ray actor): environments per function."""
+
+    def __init__(self, config: dict[str, Any], body: Body) -> None:
+        self._config = config
+        self._body = body
+        self._profile = profile = FaasProfile(**config["faas"])
+        self._pool = EnvPool(
+            keep_alive_s=profile.keep_alive_s,
+            max_concurrency=profile.max_concurrency,
+            always_cold=profile.cold_start,
+        )
+        self._envs: dict[int, Any] = {}  # env id -> Ray actor handle
+        self._gpus: dict[str, tuple[float, str | None]] = {}  # function -> (num_gpus, accelerator)
+        self._waiting: dict[int, asyncio.Future[Instruction]] = {}
+        self._totals = new_counters()
+        self._next_rid = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._store: Any = None  # opened to clean up after a failed tell
+
+    # -- the one entry point -------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        fn: str,
+        gpus: tuple[float, str | None],
+        kind: str,
+        code: Any,
+        request: dict[str, Any],
+        cap: float,
+    ) -> None:
+        """Run one invocation in an environment of ``fn``; its result is in the store.
+
+        Raises ``Overloaded`` (throttled), ``FunctionTimeout`` (killed at ``cap``) or
+        ``Unavailable`` (no environment could be started, or it crashed: the invocation
+        may have run, so it is not retried). A ``tell``'s sender does not wait: its
+        failure is logged here and its request message removed.
+        """
+        try:
+            await self._invoke(fn, gpus, kind, code, request, cap)
+        except FluentError as exc:
+            if not request.get("one_way"):
+                raise
+            log.warning("one-way invocation of %s failed: %s: %s", fn, type(exc).__name__, exc)
+            await asyncio.get_running_loop().run_in_executor(None, self._discard, request["request_id"])
+
+    def _discard(self, rid: str) -> None:
+        from ..state import open_store
+
+        if self._store is None:
+            self._store = open_store(self._config["store"])
+        self._store.delete(f"msg:{rid}")
+
+    async def _invoke(
+        self,
+        fn: str,
+        gpus: tuple[float, str | None],
+        kind: str,
+        code: Any,
+        request: dict[str, Any],
+        cap: float,
+    ) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+        if self._profile.invocation_overhead_ms:
+            await asyncio.sleep(self._profile.invocation_overhead_ms / 1000.0)
+        self._gpus[fn] = gpus
+        rid = self._next_rid
+        self._next_rid += 1
+        got: asyncio.Future[Instruction] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = got
+        self._apply(self._pool.handle(Request(rid, fn, time.monotonic(), queue=bool(request.get("one_way")))))
+        decision = await got
+        if isinstance(decision, Throttle):
+            raise Overloaded(
+                f"{fn}: {self._profile.max_concurrency} invocations are running (the concurrency limit); "
+                "the call was throttled and did not run"
+            )
+        if isinstance(decision, Fail):
+            raise Unavailable(f"{fn}: no execution environment: {decision.why}; the call did not run")
+        assert isinstance(decision, Use)
+        counters = await self._run(decision, kind, code, request, cap)
+        counters["cold_starts" if decision.cold else "warm_starts"] += 1
+        counters["invocations"] += 1
+        for name, value in counters.items():
+            self._totals[name] = self._totals.get(name, 0) + value
+
+    async def _run(self, use: Use, kind: str, code: Any, request: dict[str, Any], cap: float) -> dict[str, int]:
+        import ray
+
+        env = self._envs[use.env]
+        try:
+            counters: dict[str, int] = await asyncio.wait_for(env.invoke.remote(kind, code, request), cap)
+        except TimeoutError:
+            self._kill(use.env)
+            self._apply(self._pool.handle(Lost(use.env)))
+            raise FunctionTimeout(f"invocation ran past its {cap} s lifetime and was killed") from None
+        except (ray.exceptions.RayError, asyncio.CancelledError) as exc:
+            self._kill(use.env)  # it crashed, or its caller gave up: the environment is not reused
+            self._apply(self._pool.handle(Lost(use.env)))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            failure = unwrap(exc)
+            if isinstance(failure, FluentError):
+                raise failure from None
+            raise Unavailable(f"the invocation's environment failed: {failure}; it may have run") from None
+        self._apply(self._pool.handle(EnvDone(use.env, time.monotonic())))
+        return counters
+
+    # -- carrying out the policy -------------------------------------------------------------
+
+    def _apply(self, instructions: list[Instruction]) -> None:
+        for ins in instructions:
+            if isinstance(ins, Use | Throttle | Fail):
+                waiter = self._waiting.pop(ins.rid, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(ins)
+            elif isinstance(ins, Start):
+                spawn(self._start(ins), self._tasks)
+            elif isinstance(ins, Stop):
+                self._kill(ins.env)
+        self._wake.set()
+
+    async def _start(self, ins: Start) -> None:
+        import ray
+
+        num_gpus, accelerator = self._gpus.get(ins.fn, (0.0, None))
+        options: dict[str, Any] = {"num_cpus": 0, "max_concurrency": 1, "max_restarts": 0}
+        if num_gpus:
+            options["num_gpus"] = num_gpus
+        if accelerator:
+            options["accelerator_type"] = accelerator
+        handle: Any = ray.remote(Environment).options(**options).remote(self._config, self._body)
+        try:
+            await asyncio.wait_for(handle.ready.remote(), START_TIMEOUT_S)
+        except (TimeoutError, ray.exceptions.RayError) as exc:
+            ray.kill(handle)
+            why = "it could not be placed" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            log.warning("FaaS environment for %s did not start: %s", ins.fn, why)
+            self._apply(self._pool.handle(StartFailed(ins.env, why)))
+            return
+        self._envs[ins.env] = handle
+        self._apply(self._pool.handle(Started(ins.env, time.monotonic())))
+
+    def _kill(self, env: int) -> None:
+        import ray
+
+        handle = self._envs.pop(env, None)
+        if handle is not None:
+            ray.kill(handle)
+
+    async def _reap(self) -> None:
+        """Stop idle environments whose keep-alive has ended."""
+        while True:
+            now = time.monotonic()
+            expiry = self._pool.next_expiry()
+            if expiry is not None and expiry <= now:
+                self._apply(self._pool.handle(Tick(now)))
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), 5.0 if expiry is None else expiry - now)
+            except TimeoutError:
+                continue  # time to look again
+
+    # -- views -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counters of every invocation that ended (cold and warm starts included)."""
+        return dict(self._totals)
+
+    def environments(self) -> dict[str, dict[str, int]]:
+        """Per function: busy, idle and queued environments."""
+        return {
+            fn: {"busy": self._pool.busy(fn), "idle": self._pool.idle(fn), "queued": self._pool.queued(fn)}
+            for fn in self._gpus
+        }
