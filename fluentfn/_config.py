@@ -1,22 +1,64 @@
-"""Process-wide limits and defaults, read once from the environment."""
+"""Every ``FLUENTFN_*`` setting, read in this one module (the README's table lists ``SETTINGS``).
+
+Limits are read once, at import; the others (store, token, home, log level, prices) are
+read when used, so a process can change them between clusters. A malformed value is a
+``FluentError`` naming the variable, never a bare ``ValueError`` from deep inside.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
+from .errors import FluentError
 
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+SETTINGS: dict[str, str] = {
+    "FLUENTFN_STORE": "store URL for `ff.init()` when `store=` is not given (default: SQLite under FLUENTFN_HOME)",
+    "FLUENTFN_TOKEN": "cluster token for `ff.init()` when `token=` is not given (default: a new random token)",
+    "FLUENTFN_HOME": "where the SQLite default lives: `<home>/<namespace>/` (default `~/.fluentfn`)",
+    "FLUENTFN_LOG": "log level of fluentfn, Ray and gRPC (default ERROR: quiet)",
+    "FLUENTFN_CALL_TIMEOUT_S": "deadline of calls that set none (default 300)",
+    "FLUENTFN_RETRY_ATTEMPTS": "retries of a call whose host is unreachable or moved (default 8)",
+    "FLUENTFN_MAX_MESSAGE_BYTES": "largest encoded arguments or result on the wire (default 16 MiB)",
+    "FLUENTFN_MAILBOX_LIMIT": "queued turns per identity before `Overloaded` (default 10,000)",
+    "FLUENTFN_HOST_INFLIGHT_LIMIT": "admitted or queued calls per host before `Overloaded` (default 100,000)",
+    "FLUENTFN_HOST_MAX_LIVE": "live identities per host before idle ones are passivated (default 2,000,000)",
+    "FLUENTFN_SYNC_WORKERS": "threads per host that run sync methods (default 64)",
+    "FLUENTFN_REPLY_TTL_S": "how long recorded replies are kept for deduplicating retries (default 3600)",
+    "FLUENTFN_SQLITE_SYNC": "SQLite `synchronous` pragma: NORMAL (default; survives process crashes) or FULL "
+    "(power loss)",
+    "FLUENTFN_RESOLVE_TIMEOUT_S": "how long a caller waits for a host to start (default 120)",
+    "FLUENTFN_PLACEMENT_WAIT_S": "how long to wait for a node that fits a type's resources (default 10)",
+    "FLUENTFN_UVLOOP": "0 turns uvloop off (default on when installed)",
+    "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs: a JSON object or a JSON file's path",
+}
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+def _raw(name: str) -> str:
+    assert name in SETTINGS, name
+    return os.environ.get(name, "").strip()
 
 
-MAX_MESSAGE_BYTES = _int_env("FLUENTFN_MAX_MESSAGE_BYTES", 16 * 1024 * 1024)
+def _number(name: str, default: float, *, integer: bool = False, minimum: float = 0.0) -> float:
+    raw = _raw(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise FluentError(f"{name}={raw!r} is not {kind}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise FluentError(f"{name}={raw!r} must be finite and at least {minimum:g}")
+    return value
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    return int(_number(name, default, integer=True, minimum=minimum))
+
+
+MAX_MESSAGE_BYTES = _int("FLUENTFN_MAX_MESSAGE_BYTES", 16 * 1024 * 1024)
 """Largest encoded argument list or result accepted on the wire."""
 
 MAX_KEY_BYTES = 1024
@@ -25,30 +67,68 @@ MAX_KEY_BYTES = 1024
 MAX_NAME_BYTES = 256
 """Largest type or method name."""
 
-DEFAULT_CALL_TIMEOUT_S = _float_env("FLUENTFN_CALL_TIMEOUT_S", 300.0)
+DEFAULT_CALL_TIMEOUT_S = _number("FLUENTFN_CALL_TIMEOUT_S", 300.0, minimum=0.001)
 """Deadline given to calls that do not set one."""
 
 MAX_CALL_TIMEOUT_S = 86_400.0
 """Longest timeout a call may ask for (a day); longer or non-finite ones are refused."""
 
-RETRY_ATTEMPTS = _int_env("FLUENTFN_RETRY_ATTEMPTS", 8)
+RETRY_ATTEMPTS = _int("FLUENTFN_RETRY_ATTEMPTS", 8, minimum=0)
 """How often a caller re-resolves and retries a call whose host is unavailable."""
 
-MAILBOX_LIMIT = _int_env("FLUENTFN_MAILBOX_LIMIT", 10_000)
+MAILBOX_LIMIT = _int("FLUENTFN_MAILBOX_LIMIT", 10_000)
 """Queued turns per identity beyond which callers get Overloaded."""
 
-HOST_INFLIGHT_LIMIT = _int_env("FLUENTFN_HOST_INFLIGHT_LIMIT", 100_000)
+HOST_INFLIGHT_LIMIT = _int("FLUENTFN_HOST_INFLIGHT_LIMIT", 100_000)
 """Calls admitted or queued per host beyond which callers get Overloaded."""
 
-HOST_MAX_LIVE = _int_env("FLUENTFN_HOST_MAX_LIVE", 2_000_000)
+HOST_MAX_LIVE = _int("FLUENTFN_HOST_MAX_LIVE", 2_000_000)
 """Live identities per host beyond which the least recently used idle ones are passivated."""
 
-SYNC_WORKERS = _int_env("FLUENTFN_SYNC_WORKERS", 64)
+SYNC_WORKERS = _int("FLUENTFN_SYNC_WORKERS", 64)
 """Threads per host that run synchronous methods (a blocked nested call holds one)."""
+
+REPLY_TTL_S = _number("FLUENTFN_REPLY_TTL_S", 3600.0, minimum=1.0)
+"""How long a recorded reply is kept (a retry within it is answered, not re-run)."""
+
+RESOLVE_TIMEOUT_S = _number("FLUENTFN_RESOLVE_TIMEOUT_S", 120.0, minimum=0.1)
+"""How long a caller waits for a shard's host to start."""
+
+PLACEMENT_WAIT_S = _number("FLUENTFN_PLACEMENT_WAIT_S", 10.0)
+"""How long the directory waits for a node that fits a type's resources."""
+
+
+def sqlite_sync() -> str:
+    """SQLite's ``synchronous`` pragma for store files."""
+    value = _raw("FLUENTFN_SQLITE_SYNC").upper() or "NORMAL"
+    if value not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise FluentError(f"FLUENTFN_SQLITE_SYNC={value!r} must be NORMAL, FULL, EXTRA or OFF")
+    return value
+
+
+def uvloop_wanted() -> bool:
+    return _raw("FLUENTFN_UVLOOP") != "0"
+
+
+def log_level() -> str:
+    """FLUENTFN_LOG, or ERROR: quiet by default."""
+    return _raw("FLUENTFN_LOG").upper() or "ERROR"
+
+
+def env_store() -> str | None:
+    return _raw("FLUENTFN_STORE") or None
+
+
+def env_token() -> str | None:
+    return _raw("FLUENTFN_TOKEN") or None
+
+
+def env_prices() -> str:
+    return _raw("FLUENTFN_PRICES")
 
 
 def home(namespace: str) -> Path:
     """Where fluentfn keeps a namespace's files (FLUENTFN_HOME, default ~/.fluentfn/<ns>)."""
-    base = os.environ.get("FLUENTFN_HOME")
+    base = _raw("FLUENTFN_HOME")
     root = Path(base) if base else Path.home() / ".fluentfn"
     return root / namespace

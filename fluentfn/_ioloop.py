@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
+
+from ._config import uvloop_wanted
 
 T = TypeVar("T")
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (lower wake-up latency), else the stock loop."""
-    if os.environ.get("FLUENTFN_UVLOOP", "1") != "0":
+    if uvloop_wanted():
         try:
             import uvloop
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
+from ._config import log_level
 
-def log_level() -> str:
-    """FLUENTFN_LOG, or ERROR: quiet by default."""
-    return os.environ.get("FLUENTFN_LOG", "ERROR").upper()
+__all__ = ["log_level", "quiet_logs"]
 
 
 def quiet_logs() -> None:

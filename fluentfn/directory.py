@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._config import PLACEMENT_WAIT_S, RESOLVE_TIMEOUT_S
 from .errors import FluentError, NotFound, Unavailable
 from .placement import ActorOptions, missing_resources, ray_options, resource_demand
 
 log = logging.getLogger("fluentfn.directory")
 
 DIRECTORY_NAME = "fluentfn-directory"
-RESOLVE_TIMEOUT_S = float(os.environ.get("FLUENTFN_RESOLVE_TIMEOUT_S", "120"))
-PLACEMENT_WAIT_S = float(os.environ.get("FLUENTFN_PLACEMENT_WAIT_S", "10"))
 
 
 def ray_namespace(namespace: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -25,12 +26,19 @@ def test_raycluster() -> None:
         assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
 
 
-def test_rayjob() -> None:
+def test_rayjob_joins_the_raycluster() -> None:
     doc = _load("rayjob.yaml")
     assert doc["kind"] == "RayJob" and doc["spec"]["entrypoint"]  # type: ignore[index]
     entry = str(doc["spec"]["entrypoint"]).split()[-1]  # type: ignore[index]
     assert (DEPLOY.parent / entry).exists()
-    assert doc["spec"]["rayClusterSpec"]["headGroupSpec"]  # type: ignore[index]
+    # it runs on deploy/raycluster.yaml's cluster (its Redis store and token), not a private one
+    assert doc["spec"]["clusterSelector"] == {"ray.io/cluster": _load("raycluster.yaml")["metadata"]["name"]}  # type: ignore[index]
+    assert "rayClusterSpec" not in doc["spec"]  # type: ignore[operator]
+
+
+def test_kuberay_autoscaling_is_on() -> None:
+    spec = _load("raycluster.yaml")["spec"]
+    assert spec["enableInTreeAutoscaling"] is True  # type: ignore[index]
 
 
 def test_cluster_launcher() -> None:
@@ -88,3 +96,48 @@ def test_redis_is_never_open() -> None:
             assert doc["spec"].get("type", "ClusterIP") == "ClusterIP"  # type: ignore[union-attr]
     launcher = (DEPLOY / "cluster-launcher.yaml").read_text()
     assert "--requirepass" in launcher and "0.0.0.0" not in launcher and "protected-mode no" not in launcher
+
+
+def _pod_templates(node: object) -> list[dict[str, object]]:
+    """Every pod template (``template: {spec: {containers: ...}}``) inside a custom resource."""
+    found: list[dict[str, object]] = []
+    if isinstance(node, dict):
+        template = node.get("template")
+        if isinstance(template, dict) and isinstance(template.get("spec"), dict) and "containers" in template["spec"]:
+            found.append(template)
+        for value in node.values():
+            found += _pod_templates(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _pod_templates(value)
+    return found
+
+
+def test_manifests_validate_against_kubernetes_schemas() -> None:
+    """Standard kinds against the Kubernetes schema; the pod templates inside KubeRay's
+    custom resources (which kubernetes-validate has no schema for) as Pods."""
+    import kubernetes_validate as kv
+
+    version = kv.latest_version()
+    checked = 0
+    for manifest in sorted(DEPLOY.glob("*.yaml")):
+        for doc in _docs(manifest.name):
+            if "apiVersion" not in doc:  # the Ray cluster launcher's config is not a Kubernetes object
+                continue
+            if str(doc["apiVersion"]).startswith("ray.io/"):
+                for template in _pod_templates(doc):
+                    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t"}, "spec": template["spec"]}
+                    kv.validate(pod, version, strict=True)
+                    checked += 1
+            else:
+                kv.validate(doc, version, strict=True)
+                checked += 1
+    assert checked >= 5  # redis Deployment + Service, 3 RayCluster pod templates
+
+
+def test_validation_catches_a_broken_manifest() -> None:
+    import kubernetes_validate as kv
+
+    broken = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, kv.latest_version(), strict=True)

@@ -13,10 +13,10 @@ prices for what the hosts wrote and read (durable state).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from .._config import env_prices
 from ..errors import FluentError
 
 PRICES_AS_OF = "2024-12, AWS us-east-1, on-demand, as published"
@@ -36,7 +36,7 @@ PRICES: dict[str, float] = {
 def prices() -> dict[str, float]:
     """The price table with ``FLUENTFN_PRICES`` applied."""
     table = dict(PRICES)
-    raw = os.environ.get("FLUENTFN_PRICES", "").strip()
+    raw = env_prices()
     if not raw:
         return table
     try:

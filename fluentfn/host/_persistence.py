@@ -20,9 +20,10 @@ import time
 from collections import OrderedDict
 
 from .._actordef import ActorDef
+from .._config import REPLY_TTL_S
 from ..errors import Redirect
 from ..state._emulated import MeteredStore
-from ..state._store import REPLY_TTL_S, StaleEpoch, Store
+from ..state._store import StaleEpoch, Store
 from ._activations import Activation
 from ._policy import Why
 from ._turn import snapshot as encode_snapshot

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _ref
+from .._config import env_store, env_token
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
 from .._ioloop import io_loop, spawn
@@ -242,7 +243,9 @@ def init(
 
     Returns an ``ff.Cluster``; use it as a context manager or call ``ff.shutdown()``.
     ``FLUENTFN_STORE`` and ``FLUENTFN_TOKEN`` stand in for ``store`` and ``token`` when
-    those are not given (so deployments configure clusters without code changes).
+    those are not given, and ``RAY_ADDRESS`` (set by Ray job submission and KubeRay's
+    RayJob) for ``address``: the same program runs embedded on a laptop and joins the
+    cluster when submitted as a job, without code changes.
     """
     global _current
     import ray
@@ -252,8 +255,9 @@ def init(
             "ff.init() cannot be called inside an actor or function: it already runs in a cluster "
             "(call other actors through their refs)"
         )
-    store = store or os.environ.get("FLUENTFN_STORE") or None
-    token = token or os.environ.get("FLUENTFN_TOKEN") or None
+    store = store or env_store()
+    token = token or env_token()
+    address = address or os.environ.get("RAY_ADDRESS", "").strip() or None
     if mode not in MODES:
         raise FluentError(f"mode must be one of {MODES}, not {mode!r}")
     if faas is not None and not isinstance(faas, FaasProfile):

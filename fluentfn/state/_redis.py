@@ -12,8 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 
+from .._config import REPLY_TTL_S
 from ..errors import Unavailable
-from ._store import REPLY_TTL_S, Record, Reminder, StaleEpoch, StoreLost, VersionConflict
+from ._store import Record, Reminder, StaleEpoch, StoreLost, VersionConflict
 
 _SAVE = """
 if KEYS[2] ~= '' then

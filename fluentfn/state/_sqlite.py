@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from .._config import sqlite_sync
 from ._store import Record, Reminder, StaleEpoch, StoreLost, VersionConflict
 
 _SCHEMA = """
@@ -38,7 +39,7 @@ class SqliteStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._sync = os.environ.get("FLUENTFN_SQLITE_SYNC", "NORMAL").upper()
+        self._sync = sqlite_sync()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(shards)")}

@@ -7,13 +7,11 @@ shard has moved can no longer write).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import FluentError
 
-REPLY_TTL_S = float(os.environ.get("FLUENTFN_REPLY_TTL_S", "3600"))
 """How long a state-changing call's reply is kept for retries (an hour by default)."""
 
 
