@@ -16,6 +16,7 @@ from .errors import FluentError, NotFound, Unavailable
 from .placement import ActorOptions, missing_resources, ray_options, resource_demand
 
 log = logging.getLogger("fluentfn.directory")
+_FOREVER = 1e18  # "due by then": every pending reminder
 
 DIRECTORY_NAME = "fluentfn-directory"
 
@@ -66,6 +67,7 @@ class Directory:
         self._host_class = host_class  # the ShardHost class (given, so placement never imports the runtime)
         self._types: dict[str, tuple[bytes, ActorOptions, frozenset[str]]] = {}
         self._groups: dict[str, _Group] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def config(self) -> dict[str, Any]:
         """Cluster settings every process needs: token, bind address, TLS, store, mode."""
@@ -81,7 +83,32 @@ class Directory:
             return TypeInfo(group, options.shards, methods)
         if group not in self._groups:  # hosts start on the group's first resolve
             self._groups[group] = _Group(options, [_Shard() for _ in range(options.shards)])
+            # ... or now, if the store holds reminders of the group (a cluster restarted
+            # with reminders pending: they must fire without waiting for a call)
+            task = asyncio.get_running_loop().create_task(self._start_if_reminders(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return TypeInfo(group, len(self._groups[group].shards), methods)
+
+    async def _start_if_reminders(self, group: str) -> None:
+        g = self._groups[group]
+        loop = asyncio.get_running_loop()
+        try:
+            pending = await loop.run_in_executor(None, self._has_reminders, group, len(g.shards))
+            if pending and not g.started:
+                await self._check_feasible(g)
+                self._start_hosts(group)
+        except Exception as exc:  # the hosts still start on the group's first call
+            log.warning("pending reminders of %s not checked: %s: %s", group, type(exc).__name__, exc)
+
+    def _has_reminders(self, group: str, shards: int) -> bool:
+        from .state import open_store
+
+        store = open_store(self._config["store"])
+        try:
+            return any(store.due_reminders(group, shard, _FOREVER, limit=1) for shard in range(shards))
+        finally:
+            store.close()
 
     async def register_many(self, entries: list[tuple[str, bytes, ActorOptions, frozenset[str]]]) -> None:
         """Register several types (co-location targets first); unknown targets are skipped."""

@@ -70,6 +70,13 @@ def faas_cost(used: dict[str, int], p: dict[str, float]) -> float:
     return used.get("invocations", 0) * p["lambda_request"] + gb_s * p["lambda_gb_s"] + _storage(used, p)
 
 
+def one_function_cost(wall_s: float, used: dict[str, int], p: dict[str, float]) -> float:
+    """Dollars had the work run in one function for ``wall_s`` (the paper's training setup),
+    with the storage requests counted in ``used``."""
+    gb_s = wall_s * p["lambda_memory_mb"] / 1024.0
+    return p["lambda_request"] + gb_s * p["lambda_gb_s"] + _storage(used, p)
+
+
 def stateful_cost(wall_s: float, used: dict[str, int], p: dict[str, float]) -> float:
     """Dollars for ``vms`` VMs over ``wall_s`` seconds, plus the hosts' storage requests."""
     return wall_s / 3600.0 * p["vm_hour"] * p["vms"] + _storage(used, p)

@@ -48,7 +48,7 @@ class Upkeep:
         e = self._engine
 
         def start() -> None:
-            if self._loops or self._closed or not e.types:
+            if self._loops or self._closed:
                 return
             self._loops = [
                 e.loop.create_task(self._reap_loop()),
