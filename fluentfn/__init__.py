@@ -13,7 +13,7 @@ from ._context import Context, context
 from ._faasprofile import FaasProfile
 from ._ref import ActorRef, Future, MethodProxy, ref
 from .api import ActorType, FunctionType, actor, function
-from .client import Client
+from .client import AsyncClient, Client
 from .errors import (
     ActorError,
     CallTimeout,
@@ -35,6 +35,7 @@ __all__ = [
     "ActorRef",
     "ActorType",
     "CallTimeout",
+    "AsyncClient",
     "Client",
     "Cluster",
     "FaasProfile",

@@ -222,6 +222,39 @@ def test_external_client(cluster: ff.Cluster) -> None:
         client.call("Nope/client", "get")
 
 
+def test_idempotency_key_makes_a_client_retry_run_once(cluster: ff.Cluster) -> None:
+    client = ff.Client(cluster.gateway, token=cluster.token)
+    assert client.call("TCounter/idem", "add", 5, idempotency_key="order-1") == 5
+    # the client's own retry (say, its first reply was lost): answered from the record, not run again
+    assert client.call("TCounter/idem", "add", 5, idempotency_key="order-1") == 5
+    assert client.call("TCounter/idem", "add", 5, idempotency_key="order-2") == 10
+    assert client.call("TCounter/idem", "add", 1) == 11 and client.call("TCounter/idem", "add", 1) == 12
+    with pytest.raises(ff.InvalidRequest):
+        client.call("TCounter/idem", "add", 1, idempotency_key="")
+
+
+def test_async_client(cluster: ff.Cluster) -> None:
+    async def main() -> list[Any]:
+        async with ff.AsyncClient(cluster.gateway, token=cluster.token) as client:
+            concurrent = await asyncio.gather(*(client.call(f"TCounter/aclient-{i}", "add", i) for i in range(20)))
+            again = [await client.call("TCounter/aclient-3", "add", 1, idempotency_key="k") for _ in range(3)]
+            await client.tell("TCounter/aclient-3", "add", 100)
+            with pytest.raises(Boom):
+                await client.call("TCounter/aclient-3", "fail", "x")
+            with pytest.raises(ff.NotFound):
+                await client.call("Nope/x", "get")
+            status = await client.status()
+            return [concurrent, again, len(status.hosts) > 0]
+
+    concurrent, again, has_status = asyncio.run(main())
+    assert concurrent == list(range(20))
+    assert again == [4, 4, 4]  # one run, three identical answers
+    assert has_status
+    wait_for(lambda: Counter["aclient-3"].get() == 104)
+    with pytest.raises(ff.Unauthenticated):
+        asyncio.run(ff.AsyncClient(cluster.gateway, token="wrong").call("TCounter/x", "get"))
+
+
 def test_second_process_calls_by_address(cluster: ff.Cluster) -> None:
     Counter["shared"].add(1)
     code = "import fluentfn as ff\nwith ff.init(address='auto'):\n    print(ff.ref('TCounter/shared').add(10))\n"

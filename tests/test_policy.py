@@ -245,3 +245,19 @@ def test_a_tell_on_a_new_chain_waits_for_the_running_turn() -> None:
     assert policy.handle(Arrive(3, "T/a", "c1", now=0.0, chain=("T/a", "T/b"))) == [Run(3)]
     assert policy.handle(Finish(3)) == []
     assert policy.handle(Finish(1)) == [Run(2)]
+
+
+def test_turns_expiring_together_never_start_past_their_deadline() -> None:
+    """Regression (found by the model test): when the first of several queued turns
+    expired, the mailbox let the next one start though its deadline had passed as well."""
+    policy = HostPolicy()
+    assert policy.handle(Arrive(0, "T/a", "c1", now=0.0, interleave=True)) == [Run(0)]
+    policy.handle(Activated("T/a"))
+    assert policy.handle(Arrive(1, "T/a", "c1", now=0.0, deadline=0.5)) == []
+    assert policy.handle(Arrive(2, "T/a", "c1", now=0.0, deadline=0.5, interleave=True)) == []
+    assert policy.handle(Arrive(3, "T/a", "c1", now=0.0)) == []
+    out = policy.handle(Tick(0.6))
+    assert Reject(1, Why.TIMEOUT) in out and Reject(2, Why.TIMEOUT) in out
+    assert not [i for i in out if isinstance(i, Run) and i.tid in (1, 2)]
+    assert policy.handle(Finish(0)) == [Run(3)]  # the one without a deadline still gets its turn
+    assert policy.handle(Finish(3)) == []

@@ -92,11 +92,14 @@ def test_unauthenticated_bodies_are_never_buffered(cluster: ff.Cluster) -> None:
 
     assert Counter["preauth"].add(1) == 1
     host = next(h for h in hosts(cluster) if h["types"])
+    served = 0
     for endpoint, pid in ((cluster.gateway, os.getpid()), (host["endpoint"], int(host["pid"]))):
-        result = reliability.preauth(endpoint, pid, n=200, conns=20)
+        result = reliability.preauth(endpoint, pid, n=200, conns=20, probe=lambda: Counter["preauth"].add(1))
         assert result["statuses"] == "UNAUTHENTICATED 200", result
         assert result["rss_growth_mib"] < 200, (endpoint, result)
-    assert Counter["preauth"].add(1) == 2  # and authenticated calls were served throughout
+        assert result["auth_errors"] == 0 and result["auth_calls"] > 0, result  # served throughout the attack
+        served += 200 + result["auth_calls"]  # the quiet probes and those during the attack
+    assert Counter["preauth"].add(1) == 2 + served  # each authenticated call counted exactly once
 
 
 @pytest.mark.timeout(120)

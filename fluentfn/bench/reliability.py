@@ -16,9 +16,11 @@ import contextlib
 import os
 import random
 import signal
+import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -273,29 +275,62 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def preauth(endpoint: str, pid: int, n: int = 200, conns: int = 20, size_mb: int = 30) -> dict[str, Any]:
+def _probe_while(probe: Callable[[], Any], done: threading.Event, out: dict[str, Any]) -> None:
+    """Authenticated calls, one after another, until ``done``: their latencies and errors."""
+    samples: list[float] = []
+    errors = 0
+    while not done.is_set():
+        t0 = time.perf_counter()
+        try:
+            probe()
+        except Exception:
+            errors += 1
+        samples.append((time.perf_counter() - t0) * 1e6)
+    out["samples"], out["errors"] = samples, errors
+
+
+def preauth(
+    endpoint: str,
+    pid: int,
+    n: int = 200,
+    conns: int = 20,
+    size_mb: int = 30,
+    probe: Callable[[], Any] | None = None,
+) -> dict[str, Any]:
     """``n`` unauthenticated ``size_mb`` MB calls over ``conns`` connections at ``endpoint``
-    (from another process); how much the serving process ``pid`` grew meanwhile."""
+    (from another process); how much the serving process ``pid`` grew meanwhile, and, with
+    ``probe`` (an authenticated call), its latency when quiet and during the attack."""
     import subprocess
     import sys
 
+    quiet: list[float] = []
+    if probe is not None:
+        for _ in range(200):
+            t0 = time.perf_counter()
+            probe()
+            quiet.append((time.perf_counter() - t0) * 1e6)
     before, peak, done = rss_mib(pid), [0.0], threading.Event()
+    probed: dict[str, Any] = {"samples": [], "errors": 0}
 
     def watch() -> None:
         while not done.is_set():
             peak[0] = max(peak[0], rss_mib(pid))
             done.wait(0.05)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    threads = [threading.Thread(target=watch)]
+    if probe is not None:
+        threads.append(threading.Thread(target=_probe_while, args=(probe, done, probed)))
+    for t in threads:
+        t.start()
     t0 = time.monotonic()
     try:
         cmd = [sys.executable, "-c", _ATTACK, endpoint, str(n), str(conns), str(size_mb << 20)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     finally:
         done.set()
-        watcher.join()
-    return {
+        for t in threads:
+            t.join()
+    result: dict[str, Any] = {
         "requests": n,
         "connections": conns,
         "sent_mb": n * size_mb,
@@ -304,6 +339,16 @@ def preauth(endpoint: str, pid: int, n: int = 200, conns: int = 20, size_mb: int
         "rss_growth_mib": round(peak[0] - before, 1),
         "seconds": round(time.monotonic() - t0, 1),
     }
+    if probe is not None:
+        during = sorted(probed["samples"]) or [float("nan")]
+        result.update(
+            auth_calls=len(probed["samples"]),
+            auth_errors=probed["errors"],
+            auth_p50_quiet_us=round(statistics.median(quiet), 1),
+            auth_p50_attack_us=round(statistics.median(during), 1),
+            auth_p99_attack_us=round(during[min(len(during) - 1, int(len(during) * 0.99))], 1),
+        )
+    return result
 
 
 def malformed(endpoint: str, token: str) -> dict[str, str]:
@@ -342,7 +387,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append({"system": "fuzz", "cases": f["cases"], **f["statuses"], "state_unchanged": f["state_unchanged"]})
         o = overload()
         rows.append({"system": "overload 1000 callers", **o})
-        p = preauth(cluster.gateway, os.getpid(), n=200 if quick else 1_000, conns=20 if quick else 50)
+        probe = _cases.load("bank").Account["preauth-probe"].statement
+        probe()
+        p = preauth(cluster.gateway, os.getpid(), n=200 if quick else 1_000, conns=20 if quick else 50, probe=probe)
         rows.append({"system": "unauthenticated 30 MB calls at the gateway", **p})
         m = malformed(cluster.gateway, cluster.token)
         rows.append({"system": "malformed frames", **m})
@@ -354,7 +401,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     notes.append(f"overload outcomes: {o}")
     notes.append(
         f"pre-authentication: {p['requests']} unauthenticated 30 MB calls over {p['connections']} connections "
-        f"({p['sent_mb']} MB offered): gateway RSS +{p['rss_growth_mib']} MiB (target < 200), {p['statuses']}"
+        f"({p['sent_mb']} MB offered): gateway RSS +{p['rss_growth_mib']} MiB (target < 200), {p['statuses']}; "
+        f"authenticated calls meanwhile: {p['auth_calls']} with {p['auth_errors']} errors, p50 "
+        f"{p['auth_p50_attack_us']} us (quiet: {p['auth_p50_quiet_us']} us), p99 {p['auth_p99_attack_us']} us"
     )
     notes.append(f"malformed frames (target INVALID_ARGUMENT for all four RPCs): {m}")
     return rows, notes

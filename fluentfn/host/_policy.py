@@ -157,6 +157,7 @@ class HostPolicy:
     _boxes: dict[str, Mailbox] = field(default_factory=dict)
     _entries: dict[int, _Entry] = field(default_factory=dict)
     _deadlines: list[tuple[float, int]] = field(default_factory=list)
+    _now: float = 0.0  # the latest time an event told (arrivals and ticks carry one)
 
     @property
     def inflight(self) -> int:
@@ -212,6 +213,7 @@ class HostPolicy:
         return box
 
     def _arrive(self, ev: Arrive) -> list[Instruction]:
+        self._now = max(self._now, ev.now)
         if self.fenced:
             return [Reject(ev.tid, self.fenced_why)]
         if ev.deadline and ev.deadline <= ev.now:
@@ -234,11 +236,20 @@ class HostPolicy:
         return []
 
     def _started(self, turns: list[Turn]) -> list[Instruction]:
+        """Run the turns a mailbox let go; one whose deadline has passed meanwhile is
+        refused instead (``TIMEOUT``) and gives its place to the next."""
         out: list[Instruction] = []
         for turn in turns:
             assert isinstance(turn.wake, _Tid)
-            self._entries[turn.wake.tid].running = True
-            out.append(Run(turn.wake.tid))
+            tid = turn.wake.tid
+            entry = self._entries[tid]
+            if entry.deadline and entry.deadline <= self._now:
+                del self._entries[tid]
+                out.append(Reject(tid, Why.TIMEOUT))
+                out += self._started(self._boxes[entry.address].finish(turn))
+                continue
+            entry.running = True
+            out.append(Run(tid))
         return out
 
     def _finish(self, tid: int) -> list[Instruction]:
@@ -267,6 +278,7 @@ class HostPolicy:
         return out + self._started(box.cancel(entry.turn))
 
     def _tick(self, now: float) -> list[Instruction]:
+        self._now = max(self._now, now)
         out: list[Instruction] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             _, tid = heapq.heappop(self._deadlines)
