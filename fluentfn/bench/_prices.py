@@ -70,11 +70,13 @@ def faas_cost(used: dict[str, int], p: dict[str, float]) -> float:
     return used.get("invocations", 0) * p["lambda_request"] + gb_s * p["lambda_gb_s"] + _storage(used, p)
 
 
-def one_function_cost(wall_s: float, used: dict[str, int], p: dict[str, float]) -> float:
-    """Dollars had the work run in one function for ``wall_s`` (the paper's training setup),
-    with the storage requests counted in ``used``."""
-    gb_s = wall_s * p["lambda_memory_mb"] / 1024.0
-    return p["lambda_request"] + gb_s * p["lambda_gb_s"] + _storage(used, p)
+def paper_training_ratio(faas_s_per_step: float, vm_s_per_step: float, batches: int, p: dict[str, float]) -> float:
+    """FaaS over VM cost of one training step, priced as the paper's experiment ran: one
+    function (``lambda_memory_mb``) for the step's time, reading ``batches`` batches from
+    S3, against one VM for its step time, with no other storage traffic on either side."""
+    faas = faas_s_per_step * p["lambda_memory_mb"] / 1024.0 * p["lambda_gb_s"] + batches * p["s3_get"]
+    vm = vm_s_per_step / 3600.0 * p["vm_hour"] * p["vms"]
+    return faas / max(vm, 1e-15)
 
 
 def stateful_cost(wall_s: float, used: dict[str, int], p: dict[str, float]) -> float:

@@ -1,0 +1,46 @@
+"""The cost model of ``fluentfn bench paper``: prices in one dated table, overridable, checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import fluentfn as ff
+from fluentfn.bench import _prices
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_faas_cost_counts_requests_gb_seconds_and_storage() -> None:
+    p = dict(_prices.PRICES, lambda_memory_mb=1024.0)
+    used = {"invocations": 1_000_000, "billed_ms": 1_000_000, "object_writes": 1000, "object_reads": 1000}
+    used |= {"record_write_units": 1_000_000, "record_read_units": 1_000_000}
+    expected = 0.20 + 1000 * p["lambda_gb_s"] + 0.005 + 0.0004 + 0.625 + 0.125
+    assert _prices.faas_cost(used, p) == pytest.approx(expected)
+
+
+def test_stateful_cost_is_vm_time_plus_storage() -> None:
+    p = dict(_prices.PRICES, vm_hour=0.10, vms=2.0)
+    assert _prices.stateful_cost(3600.0, {"object_writes": 1000}, p) == pytest.approx(0.2 + 0.005)
+
+
+def test_paper_training_ratio_matches_the_papers_arithmetic() -> None:
+    """The paper: 465 min on a 640 MB Lambda ($0.29) against 22 min on an m4.large ($0.04)."""
+    p = dict(_prices.PRICES, vm_hour=0.10)
+    ratio = _prices.paper_training_ratio(465 * 60, 22 * 60, 0, p)
+    assert ratio == pytest.approx(0.29 / 0.0367, rel=0.1)
+
+
+def test_overrides_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FLUENTFN_PRICES", '{"vm_hour": 0.5}')
+    assert _prices.prices()["vm_hour"] == 0.5
+    file = tmp_path / "prices.json"
+    file.write_text(json.dumps({"s3_get": 0.0}))
+    monkeypatch.setenv("FLUENTFN_PRICES", str(file))
+    assert _prices.prices()["s3_get"] == 0.0
+    for bad in ('{"vm_hours": 1}', '{"vm_hour": -1}', "[1]", str(tmp_path / "missing.json")):
+        monkeypatch.setenv("FLUENTFN_PRICES", bad)
+        with pytest.raises(ff.FluentError, match="FLUENTFN_PRICES"):
+            _prices.prices()
