@@ -1,7 +1,15 @@
-"""``ff.Client`` and ``ff.AsyncClient``: call actors over gRPC from any process, without Ray."""
+"""``ff.Client`` and ``ff.AsyncClient``: call actors over gRPC from any process, without Ray.
+
+Both learn the cluster's placement from the gateway's ``Status`` (each type's group and
+shard count, each shard's host) and send a call straight to the host that owns its key,
+as Orleans clients and Ray's direct actor calls do; a host that is gone or no longer
+owns the shard sends the call back through the gateway (marked as a possible repeat, so
+the host answers from its records if it did run) and the placement is read again.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -12,7 +20,9 @@ import grpc
 from grpc import aio
 
 from . import _config
-from .errors import FluentError, InvalidRequest
+from ._ref import KEYS_METHOD
+from .errors import REROUTE_CODES, FluentError, InvalidRequest
+from .placement import shard_for
 from .transport._auth import metadata
 from .transport._client import open_channel, rpc_error
 from .transport._server import channel_options
@@ -55,6 +65,45 @@ def build_call(
     )
 
 
+_REFRESH_S = 1.0  # read the placement at most this often
+
+
+class Routes:
+    """What a client knows of the placement: type -> (group, shards), shard -> endpoint."""
+
+    def __init__(self, status: pb.StatusReply | None = None) -> None:
+        self.read_at = time.monotonic()
+        self.types: dict[str, tuple[str, int]] = {}
+        self.hosts: dict[tuple[str, int], str] = {}
+        if status is not None:
+            self.types = {t.type_name: (t.group, t.shards) for t in status.types if t.shards}
+            self.hosts = {(h.group, h.shard): h.endpoint for h in status.hosts}
+
+    def endpoint(self, call: pb.Call) -> str | None:
+        """The host to call directly, or None (unknown type or host, or a request only the
+        gateway answers: use the gateway)."""
+        if call.method == KEYS_METHOD:
+            return None
+        known = self.types.get(call.type_name)
+        if known is None:
+            return None
+        group, shards = known
+        return self.hosts.get((group, shard_for(call.key, shards)))
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.read_at < _REFRESH_S
+
+
+def _rerouted(reply: pb.Reply) -> bool:
+    return reply.HasField("error") and reply.error.code in REROUTE_CODES
+
+
+def _via_gateway(call: pb.Call) -> pb.Call:
+    """The call to resend through the gateway: it may have run at the host."""
+    call.attempt = max(call.attempt, 1)
+    return call
+
+
 class Client:
     """A synchronous gRPC client of a fluentfn gateway (``cluster.gateway``).
 
@@ -62,46 +111,93 @@ class Client:
     ``idempotency_key="..."`` to make a call safe to retry: the same key on the same
     identity returns the first call's recorded reply (for ``FLUENTFN_REPLY_TTL_S``)
     instead of running again. (``idempotency_key`` is therefore not passed on to the method.)
+    ``direct=False`` sends every call through the gateway.
     """
 
     def __init__(
-        self, target: str, *, token: str, tls: TlsConfig | None = None, timeout_s: float | None = None
+        self,
+        target: str,
+        *,
+        token: str,
+        tls: TlsConfig | None = None,
+        timeout_s: float | None = None,
+        direct: bool = True,
     ) -> None:
         self.target = target
         self._metadata = metadata(token)
         self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else timeout_s
-        if tls is None:
-            self._channel = grpc.insecure_channel(target, options=channel_options())
-        else:
-            self._channel = grpc.secure_channel(target, tls.channel_credentials(), options=channel_options())
-        self._stub = pb_grpc.ActorHostStub(self._channel)
+        self._tls = tls
+        self._channels: dict[str, grpc.Channel] = {}
+        self._stub = self._stub_for(target)
+        self._direct = direct
+        self._routes: Routes | None = None
+
+    def _stub_for(self, endpoint: str) -> Any:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            if self._tls is None:
+                channel = grpc.insecure_channel(endpoint, options=channel_options())
+            else:
+                channel = grpc.secure_channel(endpoint, self._tls.channel_credentials(), options=channel_options())
+            self._channels[endpoint] = channel
+        return pb_grpc.ActorHostStub(channel)
+
+    def _host(self, call: pb.Call) -> str | None:
+        if not self._direct:
+            return None
+        endpoint = None if self._routes is None else self._routes.endpoint(call)
+        if endpoint is None and (self._routes is None or not self._routes.fresh()):
+            try:  # unknown here: read the placement again (at most once a second)
+                self._routes = Routes(self.status())
+            except FluentError:
+                self._routes = Routes()  # the gateway will do; try again later
+            endpoint = self._routes.endpoint(call)
+        return endpoint
+
+    def _stale(self) -> None:
+        if self._routes is not None and not self._routes.fresh():
+            self._routes = None
+
+    def _send(self, rpc: str, call: pb.Call) -> Any:
+        host = self._host(call)
+        if host is not None:
+            try:
+                reply = getattr(self._stub_for(host), rpc)(call, metadata=self._metadata, timeout=self._timeout)
+                if rpc == "Tell" or not _rerouted(reply):
+                    return reply
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
+                    raise rpc_error(exc, host) from None
+            self._stale()
+            call = _via_gateway(call)
+        try:
+            return getattr(self._stub, rpc)(call, metadata=self._metadata, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self.target) from None
 
     def call(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> Any:
         """Call ``method`` on the identity at ``address`` and return its result."""
         message = build_call(address, method, args, kwargs, self._timeout, idempotency_key)
-        try:
-            reply = self._stub.Invoke(message, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from None
-        return reply_value(reply)
+        return reply_value(self._send("Invoke", message))
 
     def tell(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> None:
         """Send a one-way message (returns once the cluster accepted it)."""
-        message = build_call(address, method, args, kwargs, self._timeout, idempotency_key)
-        try:
-            self._stub.Tell(message, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from None
+        self._send("Tell", build_call(address, method, args, kwargs, self._timeout, idempotency_key))
 
     def status(self) -> pb.StatusReply:
         """The endpoint's status message."""
         try:
-            return self._stub.Status(pb.StatusRequest(), metadata=self._metadata, timeout=self._timeout)
+            reply: pb.StatusReply = self._stub.Status(
+                pb.StatusRequest(), metadata=self._metadata, timeout=self._timeout
+            )
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.target) from None
+        return reply
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
 
     def __enter__(self) -> Client:
         return self
@@ -113,46 +209,83 @@ class Client:
 class AsyncClient:
     """The asyncio twin of ``Client`` (grpc.aio): ``await client.call("Counter/a", "add", 2)``.
 
-    Many calls may be in flight at once on its one channel. ``idempotency_key`` works as
-    in ``Client``: retrying with the same key never runs a state change twice.
+    Many calls may be in flight at once. ``idempotency_key`` and ``direct`` work as in
+    ``Client``: retrying with the same key never runs a state change twice.
     """
 
     def __init__(
-        self, target: str, *, token: str, tls: TlsConfig | None = None, timeout_s: float | None = None
+        self,
+        target: str,
+        *,
+        token: str,
+        tls: TlsConfig | None = None,
+        timeout_s: float | None = None,
+        direct: bool = True,
     ) -> None:
         self.target = target
         self._metadata = metadata(token)
         self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else timeout_s
-        self._channel: aio.Channel | None = None
         self._tls = tls
-        self._stub: Any = None
+        self._channels: dict[str, aio.Channel] = {}  # made on first use, in the caller's loop
+        self._direct = direct
+        self._routes: Routes | None = None
+        self._reading: asyncio.Task[Routes] | None = None
 
-    def _connected(self) -> Any:
-        if self._stub is None:  # made on first use, inside the caller's event loop
-            self._channel = open_channel(self.target, self._tls)
-            self._stub = pb_grpc.ActorHostStub(self._channel)
-        return self._stub
+    def _connected(self, endpoint: str | None = None) -> Any:
+        endpoint = endpoint or self.target
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = open_channel(endpoint, self._tls)
+        return pb_grpc.ActorHostStub(channel)
+
+    async def _read_routes(self) -> Routes:
+        try:
+            return Routes(await self.status())
+        except FluentError:
+            return Routes()  # the gateway will do; try again later
+
+    async def _host(self, call: pb.Call) -> str | None:
+        if not self._direct:
+            return None
+        routes = self._routes
+        endpoint = None if routes is None else routes.endpoint(call)
+        if endpoint is None and (routes is None or not routes.fresh()):
+            if self._reading is None or self._reading.done():  # concurrent callers share one read
+                self._reading = asyncio.ensure_future(self._read_routes())
+            routes = self._routes = await asyncio.shield(self._reading)
+            endpoint = routes.endpoint(call)
+        return endpoint
+
+    async def _send(self, rpc: str, call: pb.Call) -> Any:
+        host = await self._host(call)
+        if host is not None:
+            try:
+                reply = await getattr(self._connected(host), rpc)(call, metadata=self._metadata, timeout=self._timeout)
+                if rpc == "Tell" or not _rerouted(reply):
+                    return reply
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
+                    raise rpc_error(exc, host) from None
+            if self._routes is not None and not self._routes.fresh():
+                self._routes = None
+            call = _via_gateway(call)
+        try:
+            return await getattr(self._connected(), rpc)(call, metadata=self._metadata, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self.target) from None
 
     async def call(
         self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any
     ) -> Any:
         """Call ``method`` on the identity at ``address`` and return its result."""
         message = build_call(address, method, args, kwargs, self._timeout, idempotency_key)
-        try:
-            reply = await self._connected().Invoke(message, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from None
-        return reply_value(reply)
+        return reply_value(await self._send("Invoke", message))
 
     async def tell(
         self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any
     ) -> None:
         """Send a one-way message (returns once the cluster accepted it)."""
-        message = build_call(address, method, args, kwargs, self._timeout, idempotency_key)
-        try:
-            await self._connected().Tell(message, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from None
+        await self._send("Tell", build_call(address, method, args, kwargs, self._timeout, idempotency_key))
 
     async def status(self) -> pb.StatusReply:
         """The endpoint's status message."""
@@ -165,9 +298,9 @@ class AsyncClient:
         return reply
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = self._stub = None
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close(None)
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -133,7 +133,7 @@ class Directory:
                 max_concurrency=16,
                 scheduling_strategy="SPREAD",  # a type's shards spread over the nodes
                 **ray_options(g.options.spec),
-            ).remote(group, shard, self._config["namespace"])
+            ).remote(group, shard, self._config["namespace"], len(g.shards))
 
     async def lookup(self, name: str) -> TypeInfo:
         """Placement of a registered type; NotFound otherwise."""
@@ -148,6 +148,15 @@ class Directory:
         """The pickled (class, options) of a type, for hosts that must load it."""
         entry = self._types.get(name)
         return entry[0] if entry else None
+
+    async def type_routes(self) -> list[tuple[str, str, int]]:
+        """(type, group, shards) of every registered type of a group with hosts (none in
+        FaaS mode): what a client needs to call the owning host directly."""
+        return [
+            (name, options.group, len(self._groups[options.group].shards))
+            for name, (_, options, _) in sorted(self._types.items())
+            if options.group in self._groups
+        ]
 
     async def type_names(self) -> list[str]:
         return sorted(self._types)
@@ -267,7 +276,7 @@ class Directory:
         slot.handle = (
             ray.remote(self._host_class)
             .options(max_restarts=-1, max_task_retries=0, max_concurrency=16, **opts)
-            .remote(group, shard, self._config["namespace"])
+            .remote(group, shard, self._config["namespace"], len(g.shards))
         )
         route = await self.resolve(group, shard)
         if old is not None:

@@ -233,6 +233,31 @@ def test_idempotency_key_makes_a_client_retry_run_once(cluster: ff.Cluster) -> N
         client.call("TCounter/idem", "add", 1, idempotency_key="")
 
 
+def test_client_calls_the_owning_host_directly_and_falls_back_to_the_gateway(cluster: ff.Cluster) -> None:
+    from fluentfn.client import Routes
+    from fluentfn.testing import host_of
+
+    client = ff.Client(cluster.gateway, token=cluster.token)
+    assert client.call("TCounter/direct", "add", 1) == 1  # the placement may not list its host yet
+    time.sleep(1.1)  # placement is read again at most once a second
+    assert client.call("TCounter/direct", "get") == 1
+    probe = pb.Call(type_name="TCounter", key="direct", method="add")
+    assert client._routes is not None
+    assert client._routes.endpoint(probe) == host_of(cluster, Counter["direct"])["endpoint"]
+    # a stale placement: a host that is gone, then a host that does not own the key (it
+    # answers Redirect): each call still runs exactly once, through the gateway
+    other = next(h["endpoint"] for h in hosts(cluster) if h["endpoint"] != client._routes.endpoint(probe))
+    for wrong in ("127.0.0.1:9", other):
+        stale = Routes()
+        stale.types = dict(client._routes.types)
+        stale.hosts = dict.fromkeys(client._routes.hosts, wrong)
+        client._routes = stale
+        client.call("TCounter/direct", "add", 1)
+    assert Counter["direct"].get() == 3
+    assert ff.Client(cluster.gateway, token=cluster.token, direct=False).call("TCounter/direct", "add", 1) == 4
+    client.close()
+
+
 def test_async_client(cluster: ff.Cluster) -> None:
     async def main() -> list[Any]:
         async with ff.AsyncClient(cluster.gateway, token=cluster.token) as client:

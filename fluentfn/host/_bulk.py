@@ -6,7 +6,6 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .._actordef import ActorDef, MethodInfo
-from .._ref import check_key
 from ..errors import FluentError, InvalidRequest
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
@@ -37,7 +36,7 @@ async def bulk(engine: HostEngine, definition: ActorDef, call: pb.Call) -> pb.Re
         sub_id = f"{call.request_id}.{i}"
         sub = pb.Call(
             type_name=call.type_name,
-            key=check_key(entry[0]),
+            key=engine.own(entry[0]),
             method=method.name,
             request_id=sub_id,
             chain_id=sub_id,

@@ -29,7 +29,8 @@ from .._context import Context
 from .._ioloop import spawn
 from .._ref import DELETE_METHOD, check_key
 from .._stats import new_counters
-from ..errors import FluentError, InvalidRequest, NotFound, Unavailable
+from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable
+from ..placement import shard_for
 from ..state._store import Store, StoreLost
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
@@ -71,9 +72,11 @@ class HostEngine:
         sync_workers: int = _config.SYNC_WORKERS,
         max_live: int | None = None,
         cluster_id: str = "",
+        shards: int | None = None,
     ) -> None:
         self.group = group
         self.shard = shard
+        self.shards = shards  # the group's shard count: keys of other shards are refused
         self.node_id = node_id
         self.gpu_ids = gpu_ids
         self.loop = loop
@@ -198,13 +201,23 @@ class HostEngine:
         reply.seq = call.seq
         return reply
 
+    def own(self, key: str) -> str:
+        """``key``, checked, if this shard owns it; else ``Redirect``: the caller's placement
+        is wrong or stale, and serving the key here would make a second activation of it."""
+        key = check_key(key)
+        if self.shards is not None:
+            home = shard_for(key, self.shards)
+            if home != self.shard:
+                raise Redirect(f"{self.group}/{key} belongs to shard {home}, not {self.shard}: call it there")
+        return key
+
     def prepare(self, definition: ActorDef, call: pb.Call) -> Request:
-        """Decode and bind ``call``: NotFound or InvalidRequest if it cannot run."""
+        """Decode and bind ``call``: NotFound, InvalidRequest or Redirect if it cannot run here."""
         method = definition.method(call.method)
-        key = check_key(call.key)
+        check_key(call.key)
         args, kwargs = codec.decode_args(call.args)
-        method.bind(args, kwargs)
-        return Request(definition, method, call, key, args, kwargs)
+        method.bind(args, kwargs)  # bad input is refused wherever it lands; then ownership
+        return Request(definition, method, call, self.own(call.key), args, kwargs)
 
     async def _run(self, call: pb.Call) -> pb.Reply:
         if self.persistence.fenced:
@@ -213,7 +226,7 @@ class HostEngine:
         if call.method == BULK_METHOD:
             return await bulk(self, definition, call)
         if call.method == DELETE_METHOD:
-            await self.upkeep.erase(definition.name, check_key(call.key))
+            await self.upkeep.erase(definition.name, self.own(call.key))
             return pb.Reply(value=codec.encode(None))
         req = self.prepare(definition, call)
         job = await self.admission.turn(req)

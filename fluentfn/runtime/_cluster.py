@@ -91,12 +91,14 @@ class _Gateway:
             for i in infos
             if isinstance(i, dict)
         ]  # fmt: skip
+        routes = await await_ray(directory.type_routes.remote())
         return pb.StatusReply(
             host_id="gateway",
             type_names=await await_ray(directory.type_names.remote()),
             live_identities=sum(h.live_identities for h in hosts),
             counters=totals,
             hosts=hosts,
+            types=[pb.TypeRoute(type_name=n, group=g, shards=s) for n, g, s in routes],
         )
 
 

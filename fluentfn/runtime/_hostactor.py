@@ -51,7 +51,7 @@ def rss_bytes() -> int:
 class ShardHost:
     """Hosts the identities of shard ``shard`` of co-location group ``group``."""
 
-    def __init__(self, group: str, shard: int, namespace: str) -> None:
+    def __init__(self, group: str, shard: int, namespace: str, shards: int | None = None) -> None:
         import ray
 
         quiet_logs()
@@ -72,6 +72,7 @@ class ShardHost:
             store=store,
             max_live=_config.HOST_MAX_LIVE,
             cluster_id=config.get("cluster_id", ""),
+            shards=shards,
         )
         epoch = self.engine.persistence.claim()
         tls = TlsConfig(**config["tls"]) if config.get("tls") else None

@@ -311,6 +311,7 @@ class StatusReply(_message.Message):
     SHARD_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     HOSTS_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
     host_id: _builtins.str
     node_id: _builtins.str
     live_identities: _builtins.int
@@ -327,6 +328,13 @@ class StatusReply(_message.Message):
     def hosts(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostInfo]:
         """From a gateway: every host of the cluster (counters are then cluster-wide)."""
 
+    @_builtins.property
+    def types(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeRoute]:
+        """From a gateway: how each registered type's keys map to hosts, so a client can call
+        the owning host directly (key -> shard by jump hash over `shards`; shard -> the
+        endpoint of the HostInfo with that group and shard), falling back to the gateway.
+        """
+
     def __init__(
         self,
         *,
@@ -339,11 +347,37 @@ class StatusReply(_message.Message):
         shard: _builtins.int = ...,
         epoch: _builtins.int = ...,
         hosts: _abc.Iterable[Global___HostInfo] | None = ...,
+        types: _abc.Iterable[Global___TypeRoute] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "epoch", b"epoch", "group", b"group", "host_id", b"host_id", "hosts", b"hosts", "live_identities", b"live_identities", "node_id", b"node_id", "shard", b"shard", "type_names", b"type_names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "epoch", b"epoch", "group", b"group", "host_id", b"host_id", "hosts", b"hosts", "live_identities", b"live_identities", "node_id", b"node_id", "shard", b"shard", "type_names", b"type_names", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatusReply: _TypeAlias = StatusReply  # noqa: Y015
+
+@_typing.final
+class TypeRoute(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_NAME_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    SHARDS_FIELD_NUMBER: _builtins.int
+    type_name: _builtins.str
+    group: _builtins.str
+    shards: _builtins.int
+    def __init__(
+        self,
+        *,
+        type_name: _builtins.str = ...,
+        group: _builtins.str = ...,
+        shards: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "shards", b"shards", "type_name", b"type_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypeRoute: _TypeAlias = TypeRoute  # noqa: Y015
