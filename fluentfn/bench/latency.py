@@ -118,7 +118,7 @@ def _keys_on_shards() -> tuple[str, str]:
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     n = 1000 if quick else 5000
     rows: list[dict[str, Any]] = []
-    with ff.init():
+    with ff.init() as cluster:
         same, other = _keys_on_shards()
         target = BenchTarget[same]
         rows.append(_report.summarize("fluentfn", time_calls(lambda: target.echo(PAYLOAD), n)))
@@ -128,6 +128,14 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         messaging = _cases.load("messaging")
         msg = messaging.Ping["a"].pingpong(messaging.Pong["b"], n, messaging.PAYLOAD)
         rows.append(_report.summarize("stateful-1KB-actor-to-actor", msg, payload="1KB actor->actor"))
+        for direct in (True, False):  # an external client (no Ray): straight to the host, or via the gateway
+            client = ff.Client(cluster.gateway, token=cluster.token, direct=direct)
+            address = target.address
+            client.call(address, "echo", PAYLOAD)
+            time.sleep(1.1)  # the placement is read again at most once a second: now it lists the host
+            name = "ff.Client-direct" if direct else "ff.Client-via-gateway"
+            rows.append(_report.summarize(name, time_calls(lambda c=client, a=address: c.call(a, "echo", PAYLOAD), n)))
+            client.close()
         ray_echo = RayEcho()
         rows.append(_report.summarize("ray-actor", time_calls(lambda: ray_echo.call(PAYLOAD), n)))
         ray_echo.close()
@@ -154,6 +162,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"fluentfn / ray-actor p50 = {by['fluentfn']['p50_us'] / ray_p50:.2f} (target <= 0.7, later 0.5)",
         f"fluentfn-actor-to-actor / ray-actor p50 = {by['fluentfn-actor-to-actor']['p50_us'] / ray_p50:.2f}",
         f"fluentfn-colocated p50 = {by['fluentfn-colocated']['p50_us']} us (target <= 50, later 30)",
+        f"external client / driver call p50: direct {by['ff.Client-direct']['p50_us'] / by['fluentfn']['p50_us']:.2f}, "
+        f"via the gateway {by['ff.Client-via-gateway']['p50_us'] / by['fluentfn']['p50_us']:.2f} (target <= 1.5; "
+        "the gateway runs in this benchmark's process)",
     ]
     return rows, notes
 
