@@ -134,7 +134,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
             client.call(address, "echo", PAYLOAD)
             time.sleep(1.1)  # the placement is read again at most once a second: now it lists the host
             name = "ff.Client-direct" if direct else "ff.Client-via-gateway"
-            rows.append(_report.summarize(name, time_calls(lambda c=client, a=address: c.call(a, "echo", PAYLOAD), n)))
+            rows.append(
+                _report.summarize(name, time_calls(functools.partial(client.call, address, "echo", PAYLOAD), n))
+            )
             client.close()
         ray_echo = RayEcho()
         rows.append(_report.summarize("ray-actor", time_calls(lambda: ray_echo.call(PAYLOAD), n)))
