@@ -32,6 +32,11 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_PLACEMENT_WAIT_S": "how long to wait for a node that fits a type's resources (default 10)",
     "FLUENTFN_UVLOOP": "0 turns uvloop off (default on when installed)",
     "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs: a JSON object or a JSON file's path",
+    "FLUENTFN_TLS_CERT": "with FLUENTFN_TLS_KEY and FLUENTFN_TLS_CA: mutual TLS for `ff.init()` when `tls=` is not "
+    "given (PEM files)",
+    "FLUENTFN_TLS_KEY": "the private key of FLUENTFN_TLS_CERT",
+    "FLUENTFN_TLS_CA": "the CA that signed every endpoint's certificate",
+    "FLUENTFN_TLS_SERVER_NAME": "the name in every endpoint's certificate, checked instead of the address dialled",
 }
 
 
@@ -121,6 +126,17 @@ def env_store() -> str | None:
 
 def env_token() -> str | None:
     return _raw("FLUENTFN_TOKEN") or None
+
+
+def env_tls() -> tuple[str, str, str, str | None] | None:
+    """(cert, key, CA, server name) from FLUENTFN_TLS_*, or None when unset; a partial set
+    is a FluentError (half-configured TLS must not silently become plain text)."""
+    files = [_raw(f"FLUENTFN_TLS_{part}") for part in ("CERT", "KEY", "CA")]
+    if not any(files):
+        return None
+    if not all(files):
+        raise FluentError("FLUENTFN_TLS_CERT, FLUENTFN_TLS_KEY and FLUENTFN_TLS_CA must be set together")
+    return files[0], files[1], files[2], _raw("FLUENTFN_TLS_SERVER_NAME") or None
 
 
 def env_prices() -> str:

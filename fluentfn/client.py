@@ -138,7 +138,8 @@ class Client:
             if self._tls is None:
                 channel = grpc.insecure_channel(endpoint, options=channel_options())
             else:
-                channel = grpc.secure_channel(endpoint, self._tls.channel_credentials(), options=channel_options())
+                options = channel_options() + self._tls.channel_options()
+                channel = grpc.secure_channel(endpoint, self._tls.channel_credentials(), options=options)
             self._channels[endpoint] = channel
         return pb_grpc.ActorHostStub(channel)
 

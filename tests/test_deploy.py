@@ -64,8 +64,11 @@ def _docs(name: str) -> list[dict[str, object]]:
 
 
 def _secret_refs(node: object) -> set[str]:
+    """Secrets a manifest reads: environment values (secretKeyRef) and volumes (secretName)."""
     if isinstance(node, dict):
         found = {str(node["secretKeyRef"]["name"])} if isinstance(node.get("secretKeyRef"), dict) else set()
+        if isinstance(node.get("secret"), dict) and "secretName" in node["secret"]:
+            found.add(str(node["secret"]["secretName"]))
         for value in node.values():
             found |= _secret_refs(value)
         return found
@@ -141,3 +144,12 @@ def test_validation_catches_a_broken_manifest() -> None:
     broken = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
     with pytest.raises(kv.ValidationError):
         kv.validate(broken, kv.latest_version(), strict=True)
+
+
+def test_the_cluster_uses_mutual_tls_and_redis_over_tls() -> None:
+    head = _load("raycluster.yaml")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    env = {e["name"]: e.get("value", "") for e in head["env"]}
+    assert env["FLUENTFN_STORE"].startswith("rediss://:$(REDIS_PASSWORD)@fluentfn-redis:6379/")
+    assert all(env[f"FLUENTFN_TLS_{p}"] for p in ("CERT", "KEY", "CA", "SERVER_NAME"))
+    redis = _docs("redis.yaml")[0]["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    assert "--tls-port" in redis["args"] and redis["args"][redis["args"].index("--port") + 1] == "0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,3 +63,42 @@ def test_mutual_tls_refuses_peers_without_a_client_certificate(tmp_path: Path) -
         io.run(server.stop(0))
     finally:
         io.loop.call_soon_threadsafe(io.loop.stop)
+
+
+def test_server_name_checks_the_certificate_name_instead_of_the_address(tmp_path: Path) -> None:
+    """A certificate naming "fluentfn" (no address): dialling 127.0.0.1 works only when the
+    configuration says which name to check, as pods with unforeseeable addresses need."""
+    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fluentfn"]
+    subprocess.run(
+        ["openssl", *args, "-addext", "subjectAltName=DNS:fluentfn", "-keyout", key, "-out", cert], check=True
+    )
+    named = ff.TlsConfig(cert, key, cert, require_client_cert=True, server_name="fluentfn")
+    io = IoLoop()
+    try:
+        server, port = io.run(start_server(_Echo(), "tok", "127.0.0.1", named))  # type: ignore[arg-type]
+        client = ff.Client(f"127.0.0.1:{port}", token="tok", tls=named, timeout_s=10)
+        assert client.status().node_id == "tls-test"
+        client.close()
+        unnamed = ff.Client(
+            f"127.0.0.1:{port}", token="tok", tls=dataclasses.replace(named, server_name=None), timeout_s=10
+        )
+        with pytest.raises(ff.Unavailable):
+            unnamed.status()
+        unnamed.close()
+        io.run(server.stop(0))
+    finally:
+        io.loop.call_soon_threadsafe(io.loop.stop)
+
+
+def test_tls_from_the_environment_must_be_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluentfn import _config
+
+    assert _config.env_tls() is None
+    monkeypatch.setenv("FLUENTFN_TLS_CERT", "/c.pem")
+    with pytest.raises(ff.FluentError, match="must be set together"):
+        _config.env_tls()
+    monkeypatch.setenv("FLUENTFN_TLS_KEY", "/k.pem")
+    monkeypatch.setenv("FLUENTFN_TLS_CA", "/ca.pem")
+    monkeypatch.setenv("FLUENTFN_TLS_SERVER_NAME", "fluentfn")
+    assert _config.env_tls() == ("/c.pem", "/k.pem", "/ca.pem", "fluentfn")

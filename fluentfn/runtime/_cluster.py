@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _ref
-from .._config import env_store, env_token
+from .._config import env_store, env_tls, env_token
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
 from .._ioloop import io_loop, spawn
@@ -259,6 +259,9 @@ def init(
         )
     store = store or env_store()
     token = token or env_token()
+    if tls is None and (files := env_tls()) is not None:
+        cert, key, ca, server_name = files
+        tls = TlsConfig(cert, key, ca, require_client_cert=True, server_name=server_name)
     address = address or os.environ.get("RAY_ADDRESS", "").strip() or None
     if mode not in MODES:
         raise FluentError(f"mode must be one of {MODES}, not {mode!r}")

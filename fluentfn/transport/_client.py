@@ -36,7 +36,7 @@ def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
     """An aio channel to ``endpoint`` with fluentfn's limits."""
     if tls is None:
         return aio.insecure_channel(endpoint, options=channel_options())
-    return aio.secure_channel(endpoint, tls.channel_credentials(), options=channel_options())
+    return aio.secure_channel(endpoint, tls.channel_credentials(), options=channel_options() + tls.channel_options())
 
 
 ReplyCallback = Callable[[pb.Reply | None, FluentError | None], None]
