@@ -104,7 +104,31 @@ def _via_gateway(call: pb.Call) -> pb.Call:
     return call
 
 
-class Client:
+class _Settings:
+    """What both clients hold: where to call, with which token, TLS and timeout."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str,
+        tls: TlsConfig | None = None,
+        timeout_s: float | None = None,
+        direct: bool = True,
+    ) -> None:
+        self.target = target
+        self._metadata = metadata(token)
+        self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else timeout_s
+        self._tls = tls
+        self._direct = direct
+        self._routes: Routes | None = None
+
+    def _forget_stale_routes(self) -> None:
+        if self._routes is not None and not self._routes.fresh():
+            self._routes = None
+
+
+class Client(_Settings):
     """A synchronous gRPC client of a fluentfn gateway (``cluster.gateway``).
 
     ``Client(target, token=...).call("Counter/alice", "add", 2)``. Pass
@@ -123,14 +147,9 @@ class Client:
         timeout_s: float | None = None,
         direct: bool = True,
     ) -> None:
-        self.target = target
-        self._metadata = metadata(token)
-        self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else timeout_s
-        self._tls = tls
+        super().__init__(target, token=token, tls=tls, timeout_s=timeout_s, direct=direct)
         self._channels: dict[str, grpc.Channel] = {}
         self._stub = self._stub_for(target)
-        self._direct = direct
-        self._routes: Routes | None = None
 
     def _stub_for(self, endpoint: str) -> Any:
         channel = self._channels.get(endpoint)
@@ -155,10 +174,6 @@ class Client:
             endpoint = self._routes.endpoint(call)
         return endpoint
 
-    def _stale(self) -> None:
-        if self._routes is not None and not self._routes.fresh():
-            self._routes = None
-
     def _send(self, rpc: str, call: pb.Call) -> Any:
         host = self._host(call)
         if host is not None:
@@ -169,7 +184,7 @@ class Client:
             except grpc.RpcError as exc:
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
                     raise rpc_error(exc, host) from None
-            self._stale()
+            self._forget_stale_routes()
             call = _via_gateway(call)
         try:
             return getattr(self._stub, rpc)(call, metadata=self._metadata, timeout=self._timeout)
@@ -207,7 +222,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Settings):
     """The asyncio twin of ``Client`` (grpc.aio): ``await client.call("Counter/a", "add", 2)``.
 
     Many calls may be in flight at once. ``idempotency_key`` and ``direct`` work as in
@@ -223,13 +238,8 @@ class AsyncClient:
         timeout_s: float | None = None,
         direct: bool = True,
     ) -> None:
-        self.target = target
-        self._metadata = metadata(token)
-        self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else timeout_s
-        self._tls = tls
+        super().__init__(target, token=token, tls=tls, timeout_s=timeout_s, direct=direct)
         self._channels: dict[str, aio.Channel] = {}  # made on first use, in the caller's loop
-        self._direct = direct
-        self._routes: Routes | None = None
         self._reading: asyncio.Task[Routes] | None = None
 
     def _connected(self, endpoint: str | None = None) -> Any:
@@ -267,8 +277,7 @@ class AsyncClient:
             except grpc.RpcError as exc:
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
                     raise rpc_error(exc, host) from None
-            if self._routes is not None and not self._routes.fresh():
-                self._routes = None
+            self._forget_stale_routes()
             call = _via_gateway(call)
         try:
             return await getattr(self._connected(), rpc)(call, metadata=self._metadata, timeout=self._timeout)

@@ -44,3 +44,23 @@ def test_overrides_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
         monkeypatch.setenv("FLUENTFN_PRICES", bad)
         with pytest.raises(ff.FluentError, match="FLUENTFN_PRICES"):
             _prices.prices()
+
+
+def test_the_emulated_store_counts_objects_items_and_request_units(tmp_path: Path) -> None:
+    """Messages are objects (S3); records are items (DynamoDB units: 1 KB writes, 4 KB
+    reads), except over 400 KB; each kind pays its own latency."""
+    from fluentfn._stats import new_counters
+    from fluentfn.state import open_store
+    from fluentfn.state._emulated import MeteredStore
+
+    counters = new_counters()
+    store = MeteredStore(open_store(f"sqlite:///{tmp_path / 'state.db'}"), counters, latency_ms=0.0, record_latency_ms=0.0)
+    store.put("msg:1", b"x" * 1500)
+    store.get("msg:1")
+    store.save("T/a", expected=0, state=b"s" * 2500, fence=None)
+    store.load("T/a")
+    store.save("T/big", expected=0, state=b"b" * (500 * 1024), fence=None)
+    assert (counters["object_writes"], counters["object_reads"]) == (2, 1)  # the message, and the big record
+    assert (counters["record_writes"], counters["record_write_units"]) == (1, 3)  # 2,500 B: 3 write units
+    assert (counters["record_reads"], counters["record_read_units"]) == (1, 1)  # one 4 KB read unit
+    assert counters["storage_writes"] == 3 and counters["storage_reads"] == 2

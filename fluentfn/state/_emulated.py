@@ -45,29 +45,25 @@ class MeteredStore:
         if delay > 0:
             time.sleep(delay)
 
-    def _read(self, nbytes: int, record: bool = True) -> None:
+    def _count(self, op: str, nbytes: int, record: bool) -> None:
+        """One operation (``op``: "read" or "write") of ``nbytes``: counted, and delayed as the
+        emulated store would be. A record over the item limit is an object."""
         c = self.counters
-        c["storage_reads"] += 1
-        c["storage_bytes_read"] += nbytes
+        c[f"storage_{op}s"] += 1
+        c[f"storage_bytes_{'read' if op == 'read' else 'written'}"] += nbytes
         if record and nbytes <= ITEM_LIMIT:
-            c["record_reads"] += 1
-            c["record_read_units"] += max(1, -(-nbytes // READ_UNIT))
+            c[f"record_{op}s"] += 1
+            c[f"record_{op}_units"] += max(1, -(-nbytes // (READ_UNIT if op == "read" else WRITE_UNIT)))
             self._delay(self._record_latency, nbytes)
         else:
-            c["object_reads"] += 1
+            c[f"object_{op}s"] += 1
             self._delay(self._latency, nbytes)
 
+    def _read(self, nbytes: int, record: bool = True) -> None:
+        self._count("read", nbytes, record)
+
     def _wrote(self, nbytes: int, record: bool = True) -> None:
-        c = self.counters
-        c["storage_writes"] += 1
-        c["storage_bytes_written"] += nbytes
-        if record and nbytes <= ITEM_LIMIT:
-            c["record_writes"] += 1
-            c["record_write_units"] += max(1, -(-nbytes // WRITE_UNIT))
-            self._delay(self._record_latency, nbytes)
-        else:
-            c["object_writes"] += 1
-            self._delay(self._latency, nbytes)
+        self._count("write", nbytes, record)
 
     def load(self, address: str) -> Record | None:
         record = self.inner.load(address)
