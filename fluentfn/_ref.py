@@ -94,11 +94,14 @@ def check_key(key: object) -> str:
     """Validate and normalise an identity key (a non-empty str, or an int)."""
     if isinstance(key, bool) or not isinstance(key, str | int):
         raise InvalidRequest(f"actor keys are str or int, not {type(key).__name__}")
-    text = str(key)
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidRequest("actor keys must be valid Unicode text (no lone surrogates)") from None
+    text = key if type(key) is str else str(key)
+    if text.isascii():  # the common case: one byte a character, nothing to encode
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidRequest("actor keys must be valid Unicode text (no lone surrogates)") from None
     if not text or size > _config.MAX_KEY_BYTES:
         raise InvalidRequest(f"actor keys are 1 to {_config.MAX_KEY_BYTES} bytes long")
     return text

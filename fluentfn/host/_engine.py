@@ -201,11 +201,12 @@ class HostEngine:
         reply.seq = call.seq
         return reply
 
-    def own(self, key: str) -> str:
+    def own(self, key: str, checked: bool = False) -> str:
         """``key``, checked, if this shard owns it; else ``Redirect``: the caller's placement
         is wrong or stale, and serving the key here would make a second activation of it."""
-        key = check_key(key)
-        if self.shards is not None:
+        if not checked:
+            key = check_key(key)
+        if self.shards is not None and self.shards > 1:
             home = shard_for(key, self.shards)
             if home != self.shard:
                 raise Redirect(f"{self.group}/{key} belongs to shard {home}, not {self.shard}: call it there")
@@ -214,10 +215,10 @@ class HostEngine:
     def prepare(self, definition: ActorDef, call: pb.Call) -> Request:
         """Decode and bind ``call``: NotFound, InvalidRequest or Redirect if it cannot run here."""
         method = definition.method(call.method)
-        check_key(call.key)
+        key = check_key(call.key)
         args, kwargs = codec.decode_args(call.args)
         method.bind(args, kwargs)  # bad input is refused wherever it lands; then ownership
-        return Request(definition, method, call, self.own(call.key), args, kwargs)
+        return Request(definition, method, call, self.own(key, checked=True), args, kwargs)
 
     async def _run(self, call: pb.Call) -> pb.Reply:
         if self.persistence.fenced:
