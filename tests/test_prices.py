@@ -54,7 +54,9 @@ def test_the_emulated_store_counts_objects_items_and_request_units(tmp_path: Pat
     from fluentfn.state._emulated import MeteredStore
 
     counters = new_counters()
-    store = MeteredStore(open_store(f"sqlite:///{tmp_path / 'state.db'}"), counters, latency_ms=0.0, record_latency_ms=0.0)
+    store = MeteredStore(
+        open_store(f"sqlite:///{tmp_path / 'state.db'}"), counters, latency_ms=0.0, record_latency_ms=0.0
+    )
     store.put("msg:1", b"x" * 1500)
     store.get("msg:1")
     store.save("T/a", expected=0, state=b"s" * 2500, fence=None)

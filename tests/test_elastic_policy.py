@@ -1,0 +1,89 @@
+"""Elasticity policies without Ray: partition placement and autoscaling decisions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fluentfn as ff
+from fluentfn.elastic._assign import assign, moves, quotas
+from fluentfn.elastic._autoscale import Autoscale, AutoscalePolicy, Sample
+
+pytestmark = pytest.mark.timeout(120)
+
+hosts_st = st.dictionaries(
+    st.sampled_from([f"h{i}" for i in range(10)]), st.sampled_from(["n1", "n2", "n3"]), min_size=1
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(partitions=st.integers(1, 96), before=hosts_st, after=hosts_st)
+def test_placement_is_complete_even_and_moves_little(
+    partitions: int, before: dict[str, str], after: dict[str, str]
+) -> None:
+    old = assign(partitions, before, {})
+    new = assign(partitions, after, old)
+    assert sorted(new) == list(range(partitions))  # every partition, once
+    assert set(new.values()) <= set(after)  # only on live hosts
+    counts = [list(new.values()).count(h) for h in after]
+    assert max(counts) - min(counts) <= 1  # even over hosts
+    share = quotas(after, partitions)
+    for p, host in old.items():  # a partition moves only if its host left or was over its share
+        if new[p] != host:
+            kept = sum(1 for q, h in new.items() if h == host and old.get(q) == host)
+            assert host not in after or kept == share[host]
+    assert assign(partitions, after, new) == new  # placement settles: no moves without a change
+
+
+def test_placement_spreads_onto_a_joining_node_and_says_what_moves() -> None:
+    one = {"a": "n1", "b": "n1"}
+    old = assign(64, one, {})
+    two = {**one, "c": "n2"}
+    new = assign(64, two, old)
+    # 21, 21 and 22: the odd partition goes to the node with fewer hosts (n2)
+    assert [list(new.values()).count(h) for h in ("a", "b", "c")] == [21, 21, 22]
+    changed = moves(old, new, set(one))
+    assert len(changed) == 22 and all(m.dst == "c" and m.src in one for m in changed)
+    gone = {"a": "n1", "c": "n2"}  # b left: its partitions have no host to drain
+    after = assign(64, gone, new)
+    assert all(m.src is None for m in moves(new, after, set(gone)) if new[m.partition] == "b")
+    with pytest.raises(ValueError):
+        assign(0, one, {})
+
+
+def test_autoscale_settings_are_checked() -> None:
+    for bad in ({"target_inflight": 0}, {"target_inflight": -1}, {"up_after_s": -1}, {"down_after_s": float("nan")}):
+        with pytest.raises(ff.FluentError):
+            Autoscale(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ff.FluentError):
+        AutoscalePolicy(Autoscale(), min_hosts=3, max_hosts=2)
+
+
+def test_autoscale_follows_sustained_load_only() -> None:
+    policy = AutoscalePolicy(Autoscale(target_inflight=8, up_after_s=2, down_after_s=10), min_hosts=0, max_hosts=4)
+    assert policy.handle(Sample(0.0, hosts=1, load=40)) is None  # a burst: wait
+    assert policy.handle(Sample(1.0, hosts=1, load=3)) is None  # gone already: nothing
+    assert policy.handle(Sample(2.0, hosts=1, load=30)) is None
+    assert policy.handle(Sample(4.0, hosts=1, load=25)) == 4  # sustained for 2 s: the lowest wanted, capped at 4
+    assert policy.handle(Sample(5.0, hosts=4, load=0)) is None
+    assert policy.handle(Sample(16.0, hosts=4, load=0)) == 0  # idle for 10 s with min_hosts=0: scale to zero
+    assert policy.handle(Sample(17.0, hosts=0, load=1)) is None  # a call: the mechanism cold-starts one host
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    loads=st.lists(st.floats(0, 100), min_size=1, max_size=40),
+    bounds=st.tuples(st.integers(0, 3), st.integers(1, 6)).filter(lambda b: b[0] <= b[1]),
+)
+def test_autoscale_stays_within_bounds_and_never_overshoots(loads: list[float], bounds: tuple[int, int]) -> None:
+    lo, hi = bounds
+    policy = AutoscalePolicy(Autoscale(target_inflight=4, up_after_s=1, down_after_s=3), min_hosts=lo, max_hosts=hi)
+    hosts = max(lo, 1)
+    for i, load in enumerate(loads):
+        decided = policy.handle(Sample(float(i), hosts=hosts, load=load))
+        if decided is not None:
+            assert lo <= decided <= hi and decided != hosts
+            if decided > hosts:
+                assert decided <= policy.wanted(load) or decided <= max(policy.wanted(x) for x in loads[: i + 1])
+            hosts = decided
