@@ -21,6 +21,8 @@ from . import scenario
 from .apps import Counter, DurableCounter, sleepy
 
 MODES = [pytest.param(None, id="stateful"), pytest.param("faas", id="faas")]
+# stateful on SQLite and on Redis, and FaaS
+EVERYWHERE = [*MODES, pytest.param("redis", id="stateful-redis")]
 
 
 @ff.actor(name="GpuModel", num_gpus=1, shards=1)
@@ -241,7 +243,7 @@ def test_store_and_token_come_from_the_environment(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("cluster", MODES, indirect=True)
+@pytest.mark.parametrize("cluster", EVERYWHERE, indirect=True)
 def test_keys_and_delete(cluster: ff.Cluster) -> None:
     tag = f"kd-{cluster.mode}-"
     for k in ("a", "b", "c"):
@@ -278,7 +280,7 @@ class Ticker:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("cluster", MODES, indirect=True)
+@pytest.mark.parametrize("cluster", EVERYWHERE, indirect=True)
 def test_periodic_reminders_fire_until_cancelled(cluster: ff.Cluster) -> None:
     from fluentfn.testing import wait_for
 
