@@ -96,6 +96,30 @@ class TestFaas:
     def test_context_says_faas(self, cluster: ff.Cluster) -> None:
         assert Counter["faas-ctx"].where()["mode"] == "faas"
 
+    def test_an_environment_that_dies_mid_invocation_is_one_clear_error(self, cluster: ff.Cluster) -> None:
+        ref = Crashing["c"]
+        assert ref.add(1) == 1
+        with pytest.raises(ff.Unavailable, match=r"environment died during the invocation.*may have run"):
+            ref.die()
+        assert ref.add(1) == 2  # a new environment takes over; nothing was lost
+        url = cluster.runtime.config["store"]  # type: ignore[attr-defined]
+        with sqlite3.connect(url[len("sqlite:///") :]) as db:
+            left = db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
+        assert left == []
+
+
+@ff.actor(name="Crashing", shards=1)
+class Crashing:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def die(self) -> None:
+        os._exit(1)  # the whole environment (process) goes, mid-invocation
+
 
 @pytest.mark.timeout(120)
 def test_warm_stateful_calls_touch_no_storage(cluster: ff.Cluster) -> None:

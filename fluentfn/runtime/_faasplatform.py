@@ -154,10 +154,12 @@ class FaasPlatform:
             self._apply(self._pool.handle(Lost(use.env)))
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            failure = unwrap(exc)
-            if isinstance(failure, FluentError):
-                raise failure from None
-            raise Unavailable(f"the invocation's environment failed: {failure}; it may have run") from None
+            if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, FluentError):
+                raise unwrap(exc) from None
+            raise Unavailable(
+                f"{request['type_name']}: its execution environment died during the invocation "
+                f"({type(exc).__name__}); the call may have run and is not retried"
+            ) from None
         self._apply(self._pool.handle(EnvDone(use.env, time.monotonic())))
         return counters
 
