@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._numbers import check_number
 from .errors import FluentError
 
 # Hellerstein et al., "Serverless Computing: One Step Forward, Two Steps Back", CIDR 2019,
@@ -59,18 +60,18 @@ class FaasProfile:
     state_latency_ms: float | None = None
 
     def __post_init__(self) -> None:
-        _positive("max_duration_s", self.max_duration_s)
-        _not_negative("storage_latency_ms", self.storage_latency_ms)
+        check_number("max_duration_s", self.max_duration_s, positive=True)
+        check_number("storage_latency_ms", self.storage_latency_ms, positive=False)
         if self.bandwidth_mbps is not None:
-            _positive("bandwidth_mbps", self.bandwidth_mbps)
-        _not_negative("keep_alive_s", self.keep_alive_s)
+            check_number("bandwidth_mbps", self.bandwidth_mbps, positive=True)
+        check_number("keep_alive_s", self.keep_alive_s, positive=False)
         if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
             raise FluentError(f"max_concurrency must be an int, not {self.max_concurrency!r}")
         if self.max_concurrency < 1:
             raise FluentError(f"max_concurrency must be at least 1, not {self.max_concurrency}")
-        _not_negative("invocation_overhead_ms", self.invocation_overhead_ms)
+        check_number("invocation_overhead_ms", self.invocation_overhead_ms, positive=False)
         if self.state_latency_ms is not None:
-            _not_negative("state_latency_ms", self.state_latency_ms)
+            check_number("state_latency_ms", self.state_latency_ms, positive=False)
 
     @property
     def record_latency_ms(self) -> float:
@@ -92,19 +93,3 @@ class FaasProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise FluentError(f"{name} must be a number, not {value!r}")
-    return float(value)
-
-
-def _positive(name: str, value: Any) -> None:
-    if _number(name, value) <= 0:
-        raise FluentError(f"{name} must be positive, not {value!r}")
-
-
-def _not_negative(name: str, value: Any) -> None:
-    if _number(name, value) < 0:
-        raise FluentError(f"{name} must be >= 0, not {value!r}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .._numbers import check_number
 from ..errors import FluentError
 
 
@@ -32,14 +33,9 @@ class Autoscale:
     down_after_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("target_inflight", "up_after_s", "down_after_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise FluentError(f"Autoscale.{name} must be a finite number, not {value!r}")
-        if self.target_inflight <= 0:
-            raise FluentError(f"Autoscale.target_inflight must be positive, not {self.target_inflight!r}")
-        if self.up_after_s < 0 or self.down_after_s < 0:
-            raise FluentError("Autoscale.up_after_s and down_after_s must be >= 0")
+        check_number("Autoscale.target_inflight", self.target_inflight, positive=True, finite=True)
+        check_number("Autoscale.up_after_s", self.up_after_s, positive=False, finite=True)
+        check_number("Autoscale.down_after_s", self.down_after_s, positive=False, finite=True)
 
 
 @dataclass(frozen=True, slots=True)
