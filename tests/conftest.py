@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -25,11 +22,7 @@ os.environ.setdefault("FLUENTFN_RESOLVE_TIMEOUT_S", "60")
 import fluentfn as ff
 from fluentfn.testing import local_cluster
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ._redis import free_port, start_redis
 
 
 @pytest.fixture(scope="session")
@@ -40,23 +33,10 @@ def redis_url() -> Iterator[str]:
         if os.environ.get("FLUENTFN_REQUIRE_REDIS") == "1":
             pytest.fail("redis-server is required (FLUENTFN_REQUIRE_REDIS=1) but not installed")
         pytest.skip("redis-server not installed")
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="fluentfn-redis-") as tmp:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp, "--appendonly", "yes", "--save", ""],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
+        args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", tmp, "--appendonly", "yes", "--save", ""]
+        proc = start_redis(args, port)
         try:
             yield f"redis://127.0.0.1:{port}/0"
         finally:

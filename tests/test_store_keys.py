@@ -17,6 +17,8 @@ from fluentfn.state import Store, open_store
 from fluentfn.state._redis import RedisStore
 from fluentfn.state._store import Reminder, StoreLost
 
+from ._redis import free_port, start_redis
+
 pytestmark = pytest.mark.timeout(300)
 
 # Any text a key may hold (valid Unicode), biased towards the characters stores split on.
@@ -88,32 +90,16 @@ def test_redis_with_a_password(tmp_path: Path) -> None:
     """redis://:password@host:port/db works; a wrong password is a clear Unavailable that
     never shows the password."""
     import shutil
-    import socket
-    import subprocess
 
     import fluentfn as ff
 
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     args = ["--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret", "--save", "", "--dir", str(tmp_path)]
-    proc = subprocess.Popen(
-        [binary, *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_redis(args, port)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
         store = open_store(f"redis://:s3cret@127.0.0.1:{port}/0")
         store.save("T/pw", expected=0, state=b"x", fence=None)
         assert store.load("T/pw").state == b"x"  # type: ignore[union-attr]

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,15 +15,10 @@ import pytest
 import fluentfn as ff
 from fluentfn.state import open_store
 
+from ._redis import free_port, start_redis
+
 pytestmark = pytest.mark.timeout(180)
 PASSWORD = "tls-s3cret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +33,12 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
     req = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fluentfn"]
     san = ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
     subprocess.run(["openssl", *req, *san], check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     tls = ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
     tls += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
     rest = ["--requirepass", PASSWORD, "--appendonly", "yes", "--dir", str(work), "--bind", "127.0.0.1"]
-    proc = subprocess.Popen(
-        ["redis-server", "--port", "0", *tls, *rest],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_redis(["--port", "0", *tls, *rest], port, timeout=10.0)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
         yield f"rediss://:{PASSWORD}@127.0.0.1:{port}/0", str(cert)
     finally:
         proc.terminate()
