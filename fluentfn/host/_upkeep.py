@@ -37,6 +37,7 @@ class Upkeep:
         self._wakeup = asyncio.Event()
         self._reap_wakeup = asyncio.Event()
         self._reap_requested = False
+        self._reaping = asyncio.Lock()  # one passivation round at a time (reap_once)
         self.reminders = Reminders(store, engine.group, engine.shard, self._wake_reminders)
         self._loops: list[asyncio.Task[None]] = []
         self._firing: set[str] = set()
@@ -113,7 +114,14 @@ class Upkeep:
                 log.exception("host %s/%s: passivation round failed", self._engine.group, self._engine.shard)
 
     async def reap_once(self) -> int:
-        """Passivate idle identities and those beyond the live cap; returns how many."""
+        """Passivate idle identities and those beyond the live cap; returns how many.
+
+        One round at a time: identities being passivated count as live but are in use, so
+        a round chosen while another ran would pick extra victims and undershoot the cap."""
+        async with self._reaping:
+            return await self._reap_round()
+
+    async def _reap_round(self) -> int:
         e = self._engine
         if not e.types:
             return 0
@@ -128,18 +136,21 @@ class Upkeep:
                 ]
         count = 0
         for start in range(0, len(victims), 256):  # in batches: each is a turn of its own
-            done = await asyncio.gather(*(self.passivate(act) for act in victims[start : start + 256]))
+            done = await asyncio.gather(*(self.passivate(act, now) for act in victims[start : start + 256]))
             count += sum(done)
         return count
 
-    async def passivate(self, act: Activation) -> bool:
-        """Deactivate one identity if it is idle: ``on_deactivate``, then its state is written."""
+    async def passivate(self, act: Activation, chosen_at: float | None = None) -> bool:
+        """Deactivate one identity if it is idle: ``on_deactivate``, then its state is written.
+        ``chosen_at``: when a reaper picked it; one used since then is no longer a victim."""
         e = self._engine
         try:
             job = await e.admission.await_turn(act.address, act.type_name, act.key, lambda t: Passivate(t, act.address))
         except FluentError:  # in use (or the host is fenced): not now
             return False
         try:
+            if chosen_at is not None and act.last_used > chosen_at:
+                return False  # a turn ran while this passivation waited: it is recent again
             definition = e.types.get(act.type_name)
             if act.instance is not None and definition is not None:
                 try:
