@@ -14,6 +14,7 @@ from ._faasprofile import FaasProfile
 from ._ref import ActorRef, Future, MethodProxy, ref
 from .api import ActorType, FunctionType, actor, function
 from .client import AsyncClient, Client
+from .elastic._autoscale import Autoscale
 from .errors import (
     ActorError,
     CallTimeout,
@@ -34,6 +35,7 @@ __all__ = [
     "ActorError",
     "ActorRef",
     "ActorType",
+    "Autoscale",
     "CallTimeout",
     "AsyncClient",
     "Client",

@@ -23,13 +23,20 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_MAX_MESSAGE_BYTES": "largest encoded arguments or result on the wire (default 16 MiB)",
     "FLUENTFN_MAILBOX_LIMIT": "queued turns per identity before `Overloaded` (default 10,000)",
     "FLUENTFN_HOST_INFLIGHT_LIMIT": "admitted or queued calls per host before `Overloaded` (default 100,000)",
-    "FLUENTFN_HOST_MAX_LIVE": "live identities per host before idle ones are passivated (default 2,000,000)",
+    "FLUENTFN_HOST_MAX_LIVE": "live identities per host before idle ones are passivated (default 2,000,000; each "
+    "partition gets an even share)",
     "FLUENTFN_SYNC_WORKERS": "threads per host that run sync methods (default 64)",
     "FLUENTFN_REPLY_TTL_S": "how long recorded replies are kept for deduplicating retries (default 3600)",
     "FLUENTFN_SQLITE_SYNC": "SQLite `synchronous` pragma: NORMAL (default; survives process crashes) or FULL "
     "(power loss)",
     "FLUENTFN_RESOLVE_TIMEOUT_S": "how long a caller waits for a host to start (default 120)",
     "FLUENTFN_PLACEMENT_WAIT_S": "how long to wait for a node that fits a type's resources (default 10)",
+    "FLUENTFN_DRAIN_S": "on a partition move, how long running turns get to finish (default 10)",
+    "FLUENTFN_HOST_START_S": "how long a new host of a scaled type may take to start before the scale is "
+    "undone (default 60)",
+    "FLUENTFN_AUTOSCALE_HOST_CPUS": "CPUs each host of an autoscaled type asks Ray for when the type sets no "
+    "`num_cpus` (default 0.5), so Ray's autoscaler sees the demand",
+    "FLUENTFN_AUTOSCALE_TICK_S": "how often the directory samples load for autoscaling (default 0.5)",
     "FLUENTFN_UVLOOP": "0 turns uvloop off (default on when installed)",
     "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs: a JSON object or a JSON file's path",
     "FLUENTFN_TLS_CERT": "with FLUENTFN_TLS_KEY and FLUENTFN_TLS_CA: mutual TLS for `ff.init()` when `tls=` is not "
@@ -101,6 +108,18 @@ RESOLVE_TIMEOUT_S = _number("FLUENTFN_RESOLVE_TIMEOUT_S", 120.0, minimum=0.1)
 
 PLACEMENT_WAIT_S = _number("FLUENTFN_PLACEMENT_WAIT_S", 10.0)
 """How long the directory waits for a node that fits a type's resources."""
+
+DRAIN_S = _number("FLUENTFN_DRAIN_S", 10.0)
+"""On a partition move: how long the old host lets running turns finish."""
+
+HOST_START_S = _number("FLUENTFN_HOST_START_S", 60.0, minimum=0.1)
+"""How long a new host may take to start (and be placed by Ray) before a scale-up is undone."""
+
+AUTOSCALE_HOST_CPUS = _number("FLUENTFN_AUTOSCALE_HOST_CPUS", 0.5)
+"""CPUs a host of an autoscaled type reserves when the type gives no ``num_cpus``."""
+
+AUTOSCALE_TICK_S = _number("FLUENTFN_AUTOSCALE_TICK_S", 0.5, minimum=0.01)
+"""How often load is sampled for autoscaling."""
 
 
 def sqlite_sync() -> str:

@@ -8,6 +8,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _ref
 from ._ref import ActorRef, Future
+from .elastic._autoscale import Autoscale
 from .errors import FluentError
 from .placement import ActorOptions, ResourceSpec, shard_for
 from .wire._gen import actorhost_pb2 as pb
@@ -126,7 +127,7 @@ def actor(cls: C, /) -> ActorType: ...
 def actor(
     *,
     name: str | None = None,
-    shards: int = 4,
+    shards: int | None = None,
     persist: str = "call",
     idle_timeout_s: float = 900.0,
     num_cpus: float | None = None,
@@ -135,6 +136,10 @@ def actor(
     accelerator_type: str | None = None,
     colocate_with: ActorType | str | None = None,
     reentrant: bool = False,
+    partitions: int | None = None,
+    min_hosts: int | None = None,
+    max_hosts: int | None = None,
+    autoscale: Autoscale | None = None,
 ) -> Callable[[type], ActorType]: ...
 
 
@@ -143,7 +148,7 @@ def actor(
     /,
     *,
     name: str | None = None,
-    shards: int = 4,
+    shards: int | None = None,
     persist: str = "call",
     idle_timeout_s: float = 900.0,
     num_cpus: float | None = None,
@@ -152,24 +157,39 @@ def actor(
     accelerator_type: str | None = None,
     colocate_with: ActorType | str | None = None,
     reentrant: bool = False,
+    partitions: int | None = None,
+    min_hosts: int | None = None,
+    max_hosts: int | None = None,
+    autoscale: Autoscale | None = None,
 ) -> ActorType | Callable[[type], ActorType]:
     """Make a class an addressable, stateful actor type (bare, or with options).
 
     Public attributes are the persisted state; ``_private`` ones are transient.
-    ``colocate_with`` gives the type the shard mapping and hosts of another type.
+    ``colocate_with`` gives the type the partitions and hosts of another type (they move
+    together). Keys map to ``partitions`` (default 64) served by ``min_hosts`` (default 1)
+    to ``max_hosts`` (default 8, at most ``partitions``) hosts: a fixed ``min_hosts``
+    until ``cluster.scale`` changes it, or following load with ``autoscale=``.
+    ``shards=N`` is the fixed form: N partitions on exactly N hosts.
     """
 
     def wrap(target: type) -> ActorType:
         group, colocated = _resolve_colocate(colocate_with)
-        n_shards = colocated.options.shards if colocated is not None else shards
+        if colocated is not None:  # one group, one placement: the target's
+            base = colocated.options
+            n_parts, lo, hi, scale = base.shards, base.min_hosts, base.max_hosts, base.autoscale
+        else:
+            n_parts, lo, hi, scale = elastic_options(shards, partitions, min_hosts, max_hosts, autoscale)
         options = ActorOptions(
             name=name or target.__name__,
-            shards=n_shards,
+            shards=n_parts,
             persist=persist,
             idle_timeout_s=idle_timeout_s,
             spec=ResourceSpec(num_cpus, num_gpus, dict(resources or {}), accelerator_type),
             colocate_with=group,
             reentrant=reentrant,
+            min_hosts=lo,
+            max_hosts=hi,
+            autoscale=scale,
         )
         at = ActorType(target, options)
         at.colocate_target = colocated
@@ -181,6 +201,29 @@ def actor(
     if cls is not None:
         return wrap(cls)
     return wrap
+
+
+def elastic_options(
+    shards: int | None,
+    partitions: int | None,
+    min_hosts: int | None,
+    max_hosts: int | None,
+    autoscale: Autoscale | None,
+) -> tuple[int, int, int, Autoscale | None]:
+    """(partitions, min_hosts, max_hosts, autoscale) from the decorator's arguments."""
+    if shards is not None:
+        if min_hosts is not None or max_hosts is not None or autoscale is not None:
+            raise FluentError("shards=N fixes the host count: give partitions/min_hosts/max_hosts/autoscale instead")
+        if not isinstance(shards, int) or isinstance(shards, bool):
+            raise FluentError(f"shards must be an int, not {shards!r}")
+        return (shards if partitions is None else partitions), shards, shards, None
+    n_parts = 64 if partitions is None else partitions
+    lo = 1 if min_hosts is None else min_hosts
+    if max_hosts is None:
+        hi = max(lo, min(8, n_parts)) if isinstance(n_parts, int) and isinstance(lo, int) else 8
+    else:
+        hi = max_hosts
+    return n_parts, lo, hi, autoscale
 
 
 class FunctionType(Generic[P, R]):

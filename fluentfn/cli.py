@@ -38,7 +38,7 @@ def demo(out: Annotated[Path, typer.Option(help="where the table and plot go")] 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="latency, throughput, activation, paper, reliability, turns")],
+    name: Annotated[str, typer.Argument(help="latency, throughput, activation, paper, reliability, turns, elastic")],
 ) -> None:
     """Run a benchmark: NAME [--quick] [--out DIR]."""
     from .bench.__main__ import main as bench_main
@@ -148,7 +148,7 @@ def status(
     namespace: Annotated[str, typer.Option()] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Hosts, shards, live identities and counters of the running `fluentfn serve`."""
+    """Hosts, their partitions, live identities and counters of the running `fluentfn serve`."""
     from rich.console import Console
     from rich.table import Table
 
@@ -164,11 +164,19 @@ def status(
     if as_json:
         hosts = [
             {
-                "group": h.group, "shard": h.shard, "endpoint": h.endpoint, "node_id": h.node_id, "pid": h.pid,
+                "group": h.group, "host_id": h.host_id, "partitions": list(h.partitions), "shard": h.shard,
+                "endpoint": h.endpoint, "node_id": h.node_id, "pid": h.pid,
                 "epoch": h.epoch, "live_identities": h.live_identities, "gpu_ids": list(h.gpu_ids),
                 "type_names": list(h.type_names), "metrics_url": h.metrics_url,
             }
-            for h in sorted(reply.hosts, key=lambda h: (h.group, h.shard))
+            for h in sorted(reply.hosts, key=lambda h: (h.group, h.host_id))
+        ]  # fmt: skip
+        types = [
+            {
+                "type_name": t.type_name, "group": t.group, "partitions": t.shards, "hosts": t.hosts,
+                "min_hosts": t.min_hosts, "max_hosts": t.max_hosts, "placement_problem": t.placement_problem,
+            }
+            for t in reply.types
         ]  # fmt: skip
         out = {
             "gateway": conn["gateway"],
@@ -176,21 +184,37 @@ def status(
             "live_identities": reply.live_identities,
             "counters": {k: int(v) for k, v in sorted(reply.counters.items())},
             "hosts": hosts,
+            "types": types,
         }
         typer.echo(json.dumps(out, indent=2))
         return
     table = Table(title=f"fluentfn hosts ({conn['gateway']})")
-    for col in ("group", "shard", "endpoint", "node", "pid", "epoch", "live", "gpus", "types", "metrics"):
+    for col in ("group", "host", "partitions", "endpoint", "node", "pid", "epoch", "live", "gpus", "types", "metrics"):
         table.add_column(col)
-    for h in sorted(reply.hosts, key=lambda h: (h.group, h.shard)):
+    for h in sorted(reply.hosts, key=lambda h: (h.group, h.host_id)):
         table.add_row(
-            h.group, str(h.shard), h.endpoint, h.node_id[:8], str(h.pid), str(h.epoch), str(h.live_identities),
+            h.group, h.host_id, _ranges(list(h.partitions)), h.endpoint, h.node_id[:8], str(h.pid), str(h.epoch),
+            str(h.live_identities),
             ",".join(map(str, h.gpu_ids)) or "-", ",".join(h.type_names), h.metrics_url,
         )  # fmt: skip
     console = Console()
     console.print(table)
     console.print(f"types: {', '.join(reply.type_names)}; live identities: {reply.live_identities}")
     console.print({k: v for k, v in sorted(reply.counters.items()) if v})
+    for t in reply.types:
+        if t.placement_problem:
+            console.print(f"[red]{t.type_name}[/red]: {t.placement_problem}")
+
+
+def _ranges(items: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
+    out: list[str] = []
+    for i in sorted(items):
+        if out and out[-1].split("-")[-1] == str(i - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ",".join(out) or "-"
 
 
 def _admin(namespace: str, address: str, method: str, *args: Any) -> Any:

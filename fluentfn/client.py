@@ -69,7 +69,7 @@ _REFRESH_S = 1.0  # read the placement at most this often
 
 
 class Routes:
-    """What a client knows of the placement: type -> (group, shards), shard -> endpoint."""
+    """What a client knows of the placement: type -> (group, partitions), partition -> endpoint."""
 
     def __init__(self, status: pb.StatusReply | None = None) -> None:
         self.read_at = time.monotonic()
@@ -77,7 +77,7 @@ class Routes:
         self.hosts: dict[tuple[str, int], str] = {}
         if status is not None:
             self.types = {t.type_name: (t.group, t.shards) for t in status.types if t.shards}
-            self.hosts = {(h.group, h.shard): h.endpoint for h in status.hosts}
+            self.hosts = {(h.group, p): h.endpoint for h in status.hosts for p in (h.partitions or [h.shard])}
 
     def endpoint(self, call: pb.Call) -> str | None:
         """The host to call directly, or None (unknown type or host, or a request only the

@@ -1,22 +1,32 @@
-"""The directory: a named Ray actor holding the type registry and shard -> host map.
+"""The directory: a named Ray actor holding the type registry and the placement.
 
-Each (group, shard) has one host actor and an epoch that grows every time a host
-(re)announces itself, so a stale host can be told apart from the current one.
+Keys map to a group's partitions (a fixed number), partitions to hosts (a varying set,
+between the type's ``min_hosts`` and ``max_hosts``). Each partition's owner holds an
+epoch claimed in the store, so a stale host can be told apart from the current one and
+can no longer write. The directory decides where partitions go with the pure policies of
+``fluentfn.elastic`` and carries out the moves: the old host drains the partition and
+writes its state, the new one claims the next epoch, and callers — held while the
+partition moves — are sent to the new host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._config import PLACEMENT_WAIT_S, RESOLVE_TIMEOUT_S
+from ._config import AUTOSCALE_HOST_CPUS, AUTOSCALE_TICK_S, DRAIN_S, HOST_START_S, PLACEMENT_WAIT_S, RESOLVE_TIMEOUT_S
+from .elastic._assign import assign, moves
+from .elastic._autoscale import AutoscalePolicy, Sample
 from .errors import FluentError, NotFound, Unavailable
-from .placement import ActorOptions, missing_resources, ray_options, resource_demand
+from .placement import ActorOptions, ResourceSpec, missing_resources, ray_options, resource_demand
 
 log = logging.getLogger("fluentfn.directory")
 _FOREVER = 1e18  # "due by then": every pending reminder
+_MOVES_AT_ONCE = 4  # partitions moving at the same time within one group
+_NODE_CHECK_S = 2.0  # how often Ray's node list is read (to spread hosts onto joining nodes)
 
 DIRECTORY_NAME = "fluentfn-directory"
 
@@ -28,7 +38,7 @@ def ray_namespace(namespace: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a shard lives now."""
+    """Where a partition lives now."""
 
     endpoint: str
     epoch: int
@@ -37,7 +47,7 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class TypeInfo:
-    """What a caller needs to place a call: the type's group and shard count."""
+    """What a caller needs to place a call: the type's group and partition count."""
 
     group: str
     shards: int
@@ -45,18 +55,42 @@ class TypeInfo:
 
 
 @dataclass
-class _Shard:
-    handle: Any = None
+class _Host:
+    hid: str
+    handle: Any
+    endpoint: str = ""
+    node_id: str = ""
+    up: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Part:
+    host: str | None = None  # the host id it is assigned to
     route: Route | None = None
-    epoch: int = 0
+    moving: bool = False  # a move is under way: only the move sets the route
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
 class _Group:
     options: ActorOptions
-    shards: list[_Shard]
+    parts: list[_Part]
+    hosts: dict[str, _Host] = field(default_factory=dict)
     started: bool = False
+    next_id: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    problem: str = ""  # why the group is not at the size asked for ("" when it is)
+    policy: AutoscalePolicy | None = None
+    pauses_ms: list[float] = field(default_factory=list)  # how long each moved partition was held
+
+
+def host_spec(options: ActorOptions) -> ResourceSpec:
+    """What each host of a type asks Ray for: its own needs, and for an autoscaled type
+    without ``num_cpus`` a share of a CPU, so that Ray's autoscaler sees the demand."""
+    spec = options.spec
+    if options.autoscale is not None and spec.num_cpus is None:
+        return ResourceSpec(AUTOSCALE_HOST_CPUS, spec.num_gpus, dict(spec.resources), spec.accelerator_type)
+    return spec
 
 
 class Directory:
@@ -68,13 +102,22 @@ class Directory:
         self._types: dict[str, tuple[bytes, ActorOptions, frozenset[str]]] = {}
         self._groups: dict[str, _Group] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retired: dict[str, int] = {}  # counters of hosts that were stopped
+        self._autoscaler: asyncio.Task[None] | None = None
 
     async def config(self) -> dict[str, Any]:
         """Cluster settings every process needs: token, bind address, TLS, store, mode."""
         return self._config
 
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the registry ---------------------------------------------------------------------------
+
     async def register(self, name: str, blob: bytes, options: ActorOptions, methods: frozenset[str]) -> TypeInfo:
-        """Register (or re-register) an actor type; starts its group's hosts if new."""
+        """Register (or re-register) an actor type; its group's hosts start on first use."""
         group = options.group
         if options.colocate_with is not None and group not in self._groups and self._config.get("mode") != "faas":
             raise NotFound(f"{name} is co-located with {group!r}, which is not registered")
@@ -82,31 +125,34 @@ class Directory:
         if self._config.get("mode") == "faas":  # invocations are tasks: no hosts
             return TypeInfo(group, options.shards, methods)
         if group not in self._groups:  # hosts start on the group's first resolve
-            self._groups[group] = _Group(options, [_Shard() for _ in range(options.shards)])
+            g = _Group(options, [_Part() for _ in range(options.shards)])
+            if options.autoscale is not None:
+                g.policy = AutoscalePolicy(options.autoscale, options.min_hosts, options.max_hosts)
+            if self._autoscaler is None:
+                self._autoscaler = asyncio.get_running_loop().create_task(self._elastic_loop())
+            self._groups[group] = g
             # ... or now, if the store holds reminders of the group (a cluster restarted
             # with reminders pending: they must fire without waiting for a call)
-            task = asyncio.get_running_loop().create_task(self._start_if_reminders(group))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return TypeInfo(group, len(self._groups[group].shards), methods)
+            self._spawn(self._start_if_reminders(group))
+        return TypeInfo(group, len(self._groups[group].parts), methods)
 
     async def _start_if_reminders(self, group: str) -> None:
         g = self._groups[group]
         loop = asyncio.get_running_loop()
         try:
-            pending = await loop.run_in_executor(None, self._has_reminders, group, len(g.shards))
+            pending = await loop.run_in_executor(None, self._has_reminders, group, len(g.parts))
             if pending and not g.started:
                 await self._check_feasible(g)
-                self._start_hosts(group)
+                self._start_group(group)
         except Exception as exc:  # the hosts still start on the group's first call
             log.warning("pending reminders of %s not checked: %s: %s", group, type(exc).__name__, exc)
 
-    def _has_reminders(self, group: str, shards: int) -> bool:
+    def _has_reminders(self, group: str, partitions: int) -> bool:
         from .state import open_store
 
         store = open_store(self._config["store"])
         try:
-            return any(store.due_reminders(group, shard, _FOREVER, limit=1) for shard in range(shards))
+            return any(store.due_reminders(group, p, _FOREVER, limit=1) for p in range(partitions))
         finally:
             store.close()
 
@@ -118,23 +164,6 @@ class Directory:
             except NotFound as exc:
                 log.warning("type %s not registered: %s", name, exc)
 
-    def _start_hosts(self, group: str) -> None:
-        import ray
-
-        g = self._groups[group]
-        if g.started:
-            return
-        g.started = True
-        cls: Any = ray.remote(self._host_class)
-        for shard, slot in enumerate(g.shards):
-            slot.handle = cls.options(
-                max_restarts=-1,
-                max_task_retries=0,
-                max_concurrency=16,
-                scheduling_strategy="SPREAD",  # a type's shards spread over the nodes
-                **ray_options(g.options.spec),
-            ).remote(group, shard, self._config["namespace"], len(g.shards))
-
     async def lookup(self, name: str) -> TypeInfo:
         """Placement of a registered type; NotFound otherwise."""
         entry = self._types.get(name)
@@ -142,61 +171,134 @@ class Directory:
             raise NotFound(f"no actor type {name!r} is registered in this cluster")
         _, options, methods = entry
         group = self._groups.get(options.group)
-        return TypeInfo(options.group, len(group.shards) if group else options.shards, methods)
+        return TypeInfo(options.group, len(group.parts) if group else options.shards, methods)
 
     async def type_blob(self, name: str) -> bytes | None:
         """The pickled (class, options) of a type, for hosts that must load it."""
         entry = self._types.get(name)
         return entry[0] if entry else None
 
-    async def type_routes(self) -> list[tuple[str, str, int]]:
-        """(type, group, shards) of every registered type of a group with hosts (none in
-        FaaS mode): what a client needs to call the owning host directly."""
-        return [
-            (name, options.group, len(self._groups[options.group].shards))
-            for name, (_, options, _) in sorted(self._types.items())
-            if options.group in self._groups
-        ]
+    async def type_routes(self) -> list[dict[str, Any]]:
+        """Each registered type of a group with hosts (none in FaaS mode): its partition
+        count, host count and bounds, and why it is not at the size asked for, if so."""
+        out = []
+        for name, (_, options, _) in sorted(self._types.items()):
+            g = self._groups.get(options.group)
+            if g is None:
+                continue
+            out.append(
+                {
+                    "type_name": name,
+                    "group": options.group,
+                    "shards": len(g.parts),
+                    "hosts": len(g.hosts),
+                    "min_hosts": g.options.min_hosts,
+                    "max_hosts": g.options.max_hosts,
+                    "placement_problem": g.problem,
+                }
+            )
+        return out
 
     async def type_names(self) -> list[str]:
         return sorted(self._types)
 
-    async def host_ready(self, group: str, shard: int, endpoint: str, node_id: str, epoch: int) -> bool:
-        """A host (re)started, owns the shard at ``epoch`` (claimed in the store), serves ``endpoint``.
+    def _group_of(self, name: str) -> tuple[str, _Group]:
+        entry = self._types.get(name)
+        if entry is None:
+            raise NotFound(f"no actor type {name!r} is registered in this cluster")
+        group = entry[1].group
+        g = self._groups.get(group)
+        if g is None:
+            raise FluentError(f"{name} has no hosts: it runs in FaaS mode")
+        return group, g
 
-        Returns False (and ignores it) if a newer owner has already announced itself.
-        """
-        slot = self._groups[group].shards[shard]
-        if epoch < slot.epoch:
-            return False
-        slot.epoch = epoch
-        slot.route = Route(endpoint, epoch, node_id)
-        slot.ready.set()
-        return True
+    # -- hosts --------------------------------------------------------------------------------------
+
+    def _new_host(self, group: str, g: _Group, extra: dict[str, Any] | None = None) -> _Host:
+        import ray
+
+        hid = f"h{g.next_id}"
+        g.next_id += 1
+        opts = ray_options(host_spec(g.options))
+        opts.setdefault("scheduling_strategy", "SPREAD")  # a type's hosts spread over the nodes
+        for k, v in (extra or {}).items():
+            opts[k] = {**opts.get(k, {}), **v} if k == "resources" else v
+        handle: Any = (
+            ray.remote(self._host_class)
+            .options(max_restarts=-1, max_task_retries=0, max_concurrency=16, **opts)
+            .remote(group, hid, self._config["namespace"], len(g.parts))
+        )
+        host = _Host(hid, handle)
+        g.hosts[hid] = host
+        return host
+
+    def _start_group(self, group: str, count: int | None = None) -> None:
+        """Start a group's hosts with every partition assigned (they claim them as they start)."""
+        g = self._groups[group]
+        if g.started:
+            return
+        g.started = True
+        n = max(1, g.options.min_hosts) if count is None else count
+        hosts = [self._new_host(group, g) for _ in range(n)]
+        plan = assign(len(g.parts), {h.hid: "" for h in hosts}, {})
+        for p, hid in plan.items():
+            g.parts[p].host = hid
+
+    async def host_ready(self, group: str, hid: str, endpoint: str, node_id: str) -> list[int]:
+        """A host (re)started and serves ``endpoint``: the partitions it is to take (it
+        claims them, then reports ``claimed``)."""
+        g = self._groups.get(group)
+        host = g.hosts.get(hid) if g is not None else None
+        if g is None or host is None:
+            return []  # a host that was stopped meanwhile
+        host.endpoint, host.node_id = endpoint, node_id
+        host.up.set()
+        return [p for p, part in enumerate(g.parts) if part.host == hid and not part.moving]
+
+    async def claimed(self, group: str, hid: str, epochs: dict[int, int]) -> None:
+        """A host claimed ``epochs`` (partition -> epoch) in the store: route callers to it."""
+        g = self._groups.get(group)
+        host = g.hosts.get(hid) if g is not None else None
+        if g is None or host is None:
+            return
+        for p, epoch in epochs.items():
+            part = g.parts[p]
+            if part.host == hid and not part.moving and (part.route is None or epoch >= part.route.epoch):
+                part.route = Route(host.endpoint, epoch, host.node_id)
+                part.ready.set()
 
     async def resolve(self, group: str, shard: int) -> Route:
-        """The current route of a shard, waiting (bounded) while its host starts."""
+        """The current route of a partition, waiting (bounded) while its host starts or
+        while it moves."""
         g = self._groups.get(group)
         if g is None:
             raise NotFound(f"no group {group!r}")
-        if not g.started:
-            await self._check_feasible(g)
-        self._start_hosts(group)
-        slot = g.shards[shard]
-        try:
-            await asyncio.wait_for(slot.ready.wait(), RESOLVE_TIMEOUT_S)
-        except TimeoutError:
-            demand = resource_demand(g.options.spec)
-            hint = f" (each host needs {demand}: are other hosts holding them?)" if demand else ""
-            raise Unavailable(f"host {group}/{shard} did not start within {RESOLVE_TIMEOUT_S} s{hint}") from None
-        assert slot.route is not None
-        return slot.route
+        if not 0 <= shard < len(g.parts):
+            raise NotFound(f"{group} has no partition {shard}")
+        part = g.parts[shard]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESOLVE_TIMEOUT_S
+        while not part.ready.is_set():
+            if not g.started and not g.lock.locked():  # first call, or scaled to zero
+                await self._check_feasible(g)
+                self._start_group(group)
+            left = deadline - loop.time()
+            if left <= 0:
+                demand = resource_demand(host_spec(g.options))
+                hint = f" (each host needs {demand}: are other hosts holding them?)" if demand else ""
+                raise Unavailable(f"partition {group}/{shard} has no host after {RESOLVE_TIMEOUT_S} s{hint}")
+            try:
+                await asyncio.wait_for(part.ready.wait(), min(1.0, left))
+            except TimeoutError:
+                pass
+        assert part.route is not None
+        return part.route
 
     async def _check_feasible(self, g: _Group) -> None:
         """Fail clearly (after a bounded wait for nodes to join) if no node fits a host."""
         import ray
 
-        demand = resource_demand(g.options.spec)
+        demand = resource_demand(host_spec(g.options))
         if not demand:
             return
         deadline = asyncio.get_running_loop().time() + PLACEMENT_WAIT_S
@@ -213,37 +315,39 @@ class Directory:
             await asyncio.sleep(0.5)
 
     async def report_down(self, group: str, shard: int, endpoint: str) -> None:
-        """A caller could not reach ``endpoint``: hold callers until the host answers again.
-
-        Either the host is alive (a broken stream) and is re-confirmed, or Ray restarts it
-        and the new process announces itself with a new endpoint.
-        """
-        slot = self._groups[group].shards[shard]
-        if slot.route is None or slot.route.endpoint != endpoint or not slot.ready.is_set():
+        """A caller could not reach ``endpoint``: hold callers of its partitions until the
+        host answers again (a broken stream), or Ray's restarted host claims them."""
+        g = self._groups.get(group)
+        if g is None or not 0 <= shard < len(g.parts):
             return
-        slot.ready.clear()
-        route = slot.route
+        part = g.parts[shard]
+        if part.route is None or part.route.endpoint != endpoint or not part.ready.is_set():
+            return
+        host = g.hosts.get(part.host or "")
+        if host is None:
+            return
+        held = [q for q in g.parts if q.route is not None and q.route.endpoint == endpoint and q.ready.is_set()]
+        routes = {id(q): q.route for q in held}
+        for q in held:
+            q.ready.clear()
         try:
-            info = await asyncio.wait_for(slot.handle.info.remote(), RESOLVE_TIMEOUT_S)
-        except Exception as exc:  # callers wait until Ray's restarted host announces itself
-            log.warning("host %s/%s did not answer (%s): waiting for its successor", group, shard, type(exc).__name__)
+            info = await asyncio.wait_for(host.handle.info.remote(), RESOLVE_TIMEOUT_S)
+        except Exception as exc:  # callers wait until Ray's restarted host claims them
+            log.warning("host %s/%s did not answer (%s): waiting for its successor", group, host.hid, exc)
             return
-        if slot.route is route and info.get("endpoint") == endpoint:
-            slot.ready.set()
+        if info.get("endpoint") == endpoint:
+            for q in held:
+                if q.route is routes[id(q)]:
+                    q.ready.set()
 
-    async def hosts(self) -> list[tuple[str, int, Any]]:
-        """Every host: (group, shard, actor handle)."""
-        return [
-            (name, i, s.handle)
-            for name, g in self._groups.items()
-            for i, s in enumerate(g.shards)
-            if s.handle is not None
-        ]
+    async def hosts(self) -> list[tuple[str, str, Any]]:
+        """Every host: (group, host id, actor handle)."""
+        return [(name, hid, h.handle) for name, g in self._groups.items() for hid, h in g.hosts.items()]
 
     async def stats(self) -> dict[str, int]:
-        """Counters summed over all hosts."""
-        totals: dict[str, int] = {}
-        handles = [s.handle for g in self._groups.values() for s in g.shards if s.handle is not None]
+        """Counters summed over all hosts, those stopped included."""
+        totals = dict(self._retired)
+        handles = [h.handle for g in self._groups.values() for h in g.hosts.values()]
         results = await asyncio.gather(*(h.stats.remote() for h in handles), return_exceptions=True)
         for counters in results:
             if isinstance(counters, BaseException):
@@ -254,47 +358,295 @@ class Directory:
 
     async def shutdown_hosts(self) -> None:
         """Passivate every identity on every host (runs on_deactivate, flushes state)."""
-        handles = [s.handle for g in self._groups.values() for s in g.shards if s.handle is not None]
+        if self._autoscaler is not None:
+            self._autoscaler.cancel()
+        handles = [h.handle for g in self._groups.values() for h in g.hosts.values()]
         await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
 
-    async def move_shard(self, group: str, shard: int, resources: dict[str, float] | None = None) -> Route:
-        """Start a new host for a shard (on nodes with ``resources``) and route to it.
+    # -- placement: moves, scaling, rebalancing -------------------------------------------------------
 
-        The new host claims a higher epoch, so the old one can no longer write; the old
-        host is told to fence itself, and refuses calls even if the message is lost
-        (its next write, or its periodic ownership check, finds the newer epoch).
-        """
+    async def placement(self, name: str) -> dict[str, list[int]]:
+        """``cluster.placement``: host id -> the partitions it serves ({} with no hosts)."""
+        _, g = self._group_of(name)
+        out: dict[str, list[int]] = {hid: [] for hid in g.hosts}
+        for p, part in enumerate(g.parts):
+            if part.host in out:
+                out[part.host].append(p)
+        return out
+
+    async def move_pauses(self, name: str) -> list[float]:
+        """How long (ms) each partition move of the type held its callers."""
+        _, g = self._group_of(name)
+        return list(g.pauses_ms)
+
+    async def scale(self, name: str, hosts: int) -> dict[str, list[int]]:
+        """``cluster.scale``: run ``hosts`` hosts, partitions spread evenly; returns the placement."""
+        group, g = self._group_of(name)
+        if not isinstance(hosts, int) or isinstance(hosts, bool) or not 0 <= hosts <= g.options.max_hosts:
+            raise FluentError(f"{name}: hosts must be an int from 0 to max_hosts={g.options.max_hosts}, not {hosts!r}")
+        async with g.lock:
+            await self._scale(group, g, hosts)
+        return await self.placement(name)
+
+    async def rebalance(self) -> dict[str, dict[str, list[int]]]:
+        """``cluster.rebalance``: even out every group's hosts over the nodes, and its
+        partitions over its hosts."""
+        out = {}
+        for group, g in list(self._groups.items()):
+            async with g.lock:
+                if g.hosts:
+                    await self._spread(group, g)
+                    await self._settle(group, g, list(g.hosts))
+            out[group] = {hid: [p for p, q in enumerate(g.parts) if q.host == hid] for hid in g.hosts}
+        return out
+
+    async def _scale(self, group: str, g: _Group, n: int) -> None:
+        if n == 0:
+            await self._stop_all(group, g)
+            return
+        if not g.started:
+            await self._check_feasible(g)
+            self._start_group(group, n)
+            await self._wait_hosts(g, list(g.hosts.values()))
+            await asyncio.wait_for(asyncio.gather(*(q.ready.wait() for q in g.parts)), HOST_START_S)
+            return
+        current = list(g.hosts)
+        if n > len(current):
+            new = [self._new_host(group, g) for _ in range(n - len(current))]
+            try:
+                await self._wait_hosts(g, new)
+            except FluentError as exc:
+                await self._stop_hosts(g, new)
+                g.problem = str(exc)
+                raise
+            keep = [*current, *(h.hid for h in new)]
+        else:
+            by_load = sorted(current, key=lambda hid: (sum(q.host == hid for q in g.parts), -int(hid[1:])))
+            keep = sorted(by_load[len(current) - n :], key=lambda hid: int(hid[1:]))
+        await self._settle(group, g, keep)
+        await self._stop_hosts(g, [g.hosts[hid] for hid in current if hid not in keep])
+        g.problem = ""
+
+    async def _wait_hosts(self, g: _Group, hosts: list[_Host]) -> None:
+        """Wait until ``hosts`` have started (Ray placed them); FluentError saying why not."""
+        try:
+            await asyncio.wait_for(asyncio.gather(*(h.up.wait() for h in hosts)), HOST_START_S)
+        except TimeoutError:
+            import ray
+
+            demand = resource_demand(host_spec(g.options))
+            free = ray.available_resources()  # type: ignore[no-untyped-call]
+            raise FluentError(
+                f"{g.options.name}: a new host could not be placed within {HOST_START_S:g} s (each host needs "
+                f"{demand or 'no resources'}; free now: {free}); the type stays at {len(g.hosts) - len(hosts)} hosts"
+            ) from None
+
+    async def _settle(self, group: str, g: _Group, keep: list[str]) -> None:
+        """Move partitions so that ``keep`` serve them all, evenly over hosts and nodes."""
+        live = {hid: g.hosts[hid].node_id for hid in keep}
+        current = {p: q.host for p, q in enumerate(g.parts) if q.host is not None}
+        plan = assign(len(g.parts), live, current)
+        todo = moves(current, plan, set(g.hosts))
+        gate = asyncio.Semaphore(_MOVES_AT_ONCE)
+
+        async def one(p: int, dst: str) -> None:
+            async with gate:
+                await self._move(group, g, p, g.hosts[dst])
+
+        results = await asyncio.gather(*(one(m.partition, m.dst) for m in todo), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise FluentError(f"{len(failed)} of {len(todo)} partition moves of {group} failed: {failed[0]}")
+
+    async def _move(self, group: str, g: _Group, p: int, dst: _Host) -> None:
+        """Move partition ``p`` to ``dst``: drain and write it on its host, claim it on
+        ``dst``; callers are held meanwhile. If ``dst`` cannot take it, it goes back."""
+        part = g.parts[p]
+        src = g.hosts.get(part.host or "")
+        if src is dst:
+            return
+        started = time.monotonic()
+        part.ready.clear()
+        part.moving = True
+        try:
+            await self._hand_over(group, g, p, src, dst)
+        finally:
+            part.moving = False
+        g.pauses_ms.append((time.monotonic() - started) * 1000.0)
+        del g.pauses_ms[:-10_000]
+
+    async def _hand_over(self, group: str, g: _Group, p: int, src: _Host | None, dst: _Host) -> None:
+        part = g.parts[p]
+        handoff: dict[str, bytes] = {}
+        if src is not None:
+            try:
+                released = await asyncio.wait_for(src.handle.release.remote([p], DRAIN_S), DRAIN_S + 60)
+                handoff = released.get(p, {})
+            except Exception as exc:  # the host died: its state is in the store, as after a crash
+                log.warning("partition %s/%s: its host %s did not hand it over (%s)", group, p, src.hid, exc)
+        target = dst
+        try:
+            epochs = await asyncio.wait_for(dst.handle.adopt.remote([p], {p: handoff}), HOST_START_S)
+        except Exception as exc:
+            if src is None:
+                part.host = None
+                raise FluentError(f"partition {group}/{p} could not be placed on {dst.hid}: {exc}") from exc
+            log.warning("partition %s/%s stays on %s: %s could not take it (%s)", group, p, src.hid, dst.hid, exc)
+            target = src
+            epochs = await asyncio.wait_for(src.handle.adopt.remote([p], {p: handoff}), HOST_START_S)
+        part.host = target.hid
+        part.route = Route(target.endpoint, epochs[p], target.node_id)
+        part.ready.set()
+
+    async def _stop_hosts(self, g: _Group, hosts: list[_Host]) -> None:
+        """Stop hosts that serve no partition any more, keeping their counters."""
         import ray
 
-        g = self._groups[group]
-        slot = g.shards[shard]
-        old = slot.handle
-        opts = ray_options(g.options.spec)
-        if resources:
-            opts["resources"] = {**opts.get("resources", {}), **resources}
-        slot.ready.clear()
-        slot.handle = (
-            ray.remote(self._host_class)
-            .options(max_restarts=-1, max_task_retries=0, max_concurrency=16, **opts)
-            .remote(group, shard, self._config["namespace"], len(g.shards))
-        )
-        route = await self.resolve(group, shard)
-        if old is not None:
-            old.fence.remote()
-        return route
+        for host in hosts:
+            g.hosts.pop(host.hid, None)
+        if not hosts:
+            return
+        counters = await asyncio.gather(*(h.handle.stats.remote() for h in hosts), return_exceptions=True)
+        for c in counters:
+            if isinstance(c, dict):
+                for k, v in c.items():
+                    self._retired[k] = self._retired.get(k, 0) + v
+        for host in hosts:
+            ray.kill(host.handle, no_restart=True)
+
+    async def _stop_all(self, group: str, g: _Group) -> int:
+        """Every partition written and unassigned, every host stopped (resources freed); the
+        group starts again on its next call."""
+        hosts = list(g.hosts.values())
+        for part in g.parts:
+            part.ready.clear()
+
+        async def drain(host: _Host) -> None:
+            mine = [p for p, q in enumerate(g.parts) if q.host == host.hid]
+            try:
+                await asyncio.wait_for(host.handle.release.remote(mine, DRAIN_S), DRAIN_S + 60)
+                await asyncio.wait_for(host.handle.shutdown.remote(), 60)
+            except Exception as exc:
+                log.warning("host %s/%s did not drain before stopping: %s", group, host.hid, exc)
+
+        await asyncio.gather(*(drain(h) for h in hosts))
+        await self._stop_hosts(g, hosts)
+        for part in g.parts:
+            part.host, part.route = None, None
+        g.started = False
+        return len(hosts)
 
     async def stop_group(self, group: str) -> int:
         """Passivate and stop a group's hosts, freeing their resources (GPUs); they start
         again on the group's next call. Returns how many hosts were stopped."""
-        import ray
-
         g = self._groups.get(group)
         if g is None:
             raise NotFound(f"no group {group!r}")
-        handles = [s.handle for s in g.shards if s.handle is not None]
-        await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
-        for h in handles:
-            ray.kill(h, no_restart=True)
-        g.shards = [_Shard() for _ in g.shards]
-        g.started = False
-        return len(handles)
+        async with g.lock:
+            return await self._stop_all(group, g)
+
+    async def move_shard(self, group: str, shard: int, resources: dict[str, float] | None = None) -> Route:
+        """Move one partition to a new host of its own (on nodes with ``resources``)."""
+        g = self._groups[group]
+        async with g.lock:
+            if not g.started:
+                self._start_group(group)
+            host = self._new_host(group, g, {"resources": resources} if resources else None)
+            await self._wait_hosts(g, [host])
+            await self._move(group, g, shard, host)
+        return await self.resolve(group, shard)
+
+    async def _spread(self, group: str, g: _Group) -> int:
+        """Even out the group's hosts over the nodes that fit one (a node joined): a host
+        on the fullest node is replaced by a new one on the emptiest, its partitions moved
+        live. Returns how many hosts were replaced."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        demand = resource_demand(host_spec(g.options))
+        loop = asyncio.get_running_loop()
+        nodes = await loop.run_in_executor(None, ray.nodes)
+        fit = sorted(
+            n["NodeID"] for n in nodes if n.get("Alive") and missing_resources(demand, [n["Resources"]]) is None
+        )
+        replaced = 0
+        for _ in range(len(g.hosts)):
+            count = {node: 0 for node in fit}
+            for h in g.hosts.values():
+                if h.node_id in count:
+                    count[h.node_id] += 1
+            if len(count) < 2:
+                break
+            full = max(count, key=lambda n: (count[n], n))
+            empty = min(count, key=lambda n: (count[n], n))
+            if count[full] - count[empty] <= 1:
+                break
+            old = min(
+                (h for h in g.hosts.values() if h.node_id == full),
+                key=lambda h: sum(q.host == h.hid for q in g.parts),
+            )
+            new = self._new_host(group, g, {"scheduling_strategy": NodeAffinitySchedulingStrategy(empty, soft=False)})
+            try:
+                await self._wait_hosts(g, [new])
+            except FluentError as exc:
+                await self._stop_hosts(g, [new])
+                g.problem = str(exc)
+                break
+            for p in [p for p, q in enumerate(g.parts) if q.host == old.hid]:
+                await self._move(group, g, p, new)
+            await self._stop_hosts(g, [old])
+            replaced += 1
+        return replaced
+
+    # -- autoscaling and joining nodes ------------------------------------------------------------------
+
+    async def _elastic_loop(self) -> None:
+        import ray
+
+        loop = asyncio.get_running_loop()
+        known: set[str] | None = None
+        next_nodes = 0.0
+        while True:
+            await asyncio.sleep(AUTOSCALE_TICK_S)
+            joined = False
+            if loop.time() >= next_nodes:
+                next_nodes = loop.time() + _NODE_CHECK_S
+                try:
+                    nodes = await loop.run_in_executor(None, ray.nodes)
+                except Exception as exc:
+                    log.warning("could not list Ray's nodes: %s: %s", type(exc).__name__, exc)
+                    nodes = None
+                if nodes is not None:
+                    alive = {n["NodeID"] for n in nodes if n.get("Alive")}
+                    joined = known is not None and bool(alive - known)
+                    known = alive
+            for group, g in list(self._groups.items()):
+                if g.lock.locked():
+                    continue
+                try:
+                    if joined and len(g.hosts) > 1:
+                        async with g.lock:
+                            if await self._spread(group, g):
+                                await self._settle(group, g, list(g.hosts))
+                    if g.policy is not None:
+                        await self._autoscale_once(group, g)
+                except Exception as exc:
+                    g.problem = f"autoscaling failed: {exc}"
+                    log.warning("autoscaling %s: %s: %s", group, type(exc).__name__, exc)
+
+    async def _autoscale_once(self, group: str, g: _Group) -> None:
+        assert g.policy is not None
+        hosts = list(g.hosts.values())
+        loads = await asyncio.gather(*(h.handle.load.remote() for h in hosts if h.up.is_set()), return_exceptions=True)
+        load = float(sum(x for x in loads if isinstance(x, int)))
+        want = g.policy.handle(Sample(time.monotonic(), len(hosts), load))
+        if want is None or want == len(hosts):
+            return
+        if want > len(hosts) and not g.started:
+            return  # a stopped group starts on its next call
+        async with g.lock:
+            log.info("autoscaling %s: %d -> %d hosts (load %.1f)", group, len(g.hosts), want, load)
+            try:
+                await self._scale(group, g, want)
+            except FluentError as exc:
+                g.problem = str(exc)

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from .elastic._autoscale import Autoscale
 from .errors import FluentError
 
 PERSIST_MODES = ("call", "interval", "never")
@@ -91,21 +92,46 @@ def missing_resources(demand: dict[str, float], nodes: list[dict[str, float]]) -
 
 @dataclass(frozen=True, slots=True)
 class ActorOptions:
-    """The options of an actor type, as given to ``@ff.actor``."""
+    """The options of an actor type, as given to ``@ff.actor``.
+
+    ``shards`` is the number of *partitions*: keys map to partitions by a stable hash,
+    partitions to a varying set of between ``min_hosts`` and ``max_hosts`` hosts.
+    """
 
     name: str
-    shards: int = 4
+    shards: int = 64
     persist: str = "call"
     idle_timeout_s: float = 900.0
     spec: ResourceSpec = field(default_factory=ResourceSpec)
     colocate_with: str | None = None
     reentrant: bool = False
+    min_hosts: int = 1
+    max_hosts: int = 8
+    autoscale: Autoscale | None = None
+
+    @property
+    def partitions(self) -> int:
+        return self.shards
 
     def validate(self) -> None:
         if not self.name or "/" in self.name:
             raise FluentError(f"invalid actor type name {self.name!r} (non-empty, no '/')")
-        if not isinstance(self.shards, int) or not 1 <= self.shards <= 4096:
-            raise FluentError("shards must be an int from 1 to 4096")
+        if not isinstance(self.shards, int) or isinstance(self.shards, bool) or not 1 <= self.shards <= 4096:
+            raise FluentError("partitions (or shards) must be an int from 1 to 4096")
+        for label, n in (("min_hosts", self.min_hosts), ("max_hosts", self.max_hosts)):
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise FluentError(f"{label} must be an int >= 0, not {n!r}")
+        if self.max_hosts < 1:
+            raise FluentError("max_hosts must be at least 1")
+        if self.min_hosts > self.max_hosts:
+            raise FluentError(f"min_hosts ({self.min_hosts}) must not exceed max_hosts ({self.max_hosts})")
+        if self.shards < self.max_hosts:
+            raise FluentError(
+                f"partitions ({self.shards}) must be at least max_hosts ({self.max_hosts}): a host serves "
+                "whole partitions"
+            )
+        if self.autoscale is not None and not isinstance(self.autoscale, Autoscale):
+            raise FluentError(f"autoscale takes an ff.Autoscale, not {type(self.autoscale).__name__}")
         if self.persist not in PERSIST_MODES:
             raise FluentError(f"persist must be one of {PERSIST_MODES}, not {self.persist!r}")
         if self.idle_timeout_s <= 0:

@@ -77,9 +77,10 @@ def host_of(cluster: Cluster, ref: ActorRef) -> dict[str, Any]:
     from .placement import shard_for
 
     info = ray.get(cluster.directory.lookup.remote(ref.type_name))
-    shard = shard_for(ref.key, info.shards)
-    for group, index, handle in ray.get(cluster.directory.hosts.remote()):
-        if group == info.group and index == shard:
+    partition = shard_for(ref.key, info.shards)
+    placed = ray.get(cluster.directory.placement.remote(ref.type_name))
+    for group, hid, handle in ray.get(cluster.directory.hosts.remote()):
+        if group == info.group and partition in placed.get(hid, ()):
             return _host_info(handle)
     raise LookupError(f"no host for {ref.address}")
 

@@ -44,11 +44,11 @@ def test_context_inside_actor(cluster: ff.Cluster) -> None:
     assert info["node"] and info["mode"] == "stateful"
 
 
-def test_thousand_identities_over_four_shards(cluster: ff.Cluster) -> None:
+def test_thousand_identities_over_the_partitions_of_one_host(cluster: ff.Cluster) -> None:
     futures = [Counter[f"many-{i}"].add.future(i) for i in range(1000)]
     assert [f.result(timeout=60) for f in futures] == list(range(1000))
-    live = {h["shard"]: h["live"] for h in hosts(cluster) if h["group"] == "TCounter"}
-    assert len(live) == 4 and all(n >= 150 for n in live.values()), live
+    mine = [h for h in hosts(cluster) if h["group"] == "TCounter"]  # the default: 64 partitions, one host
+    assert len(mine) == 1 and mine[0]["partitions"] == list(range(64)) and mine[0]["live"] >= 1000, mine
     assert Counter["many-7"].get() == 7
 
 
@@ -301,11 +301,11 @@ def test_blocking_call_inside_async_code_is_refused_clearly(cluster: ff.Cluster)
     assert time.time() > 0
 
 
-def test_bulk_calls_one_message_per_shard(cluster: ff.Cluster) -> None:
+def test_bulk_calls_one_message_per_partition(cluster: ff.Cluster) -> None:
     before = ff.stats()["direct_messages"]
     results = Counter.bulk("add", {f"bulk-{i}": (i,) for i in range(200)})
     assert results == {f"bulk-{i}": i for i in range(200)}
-    assert ff.stats()["direct_messages"] - before <= 4  # one per shard, not one per key
+    assert ff.stats()["direct_messages"] - before <= 64  # one per partition, not one per key
     assert Counter["bulk-7"].get() == 7
     with pytest.raises(ff.InvalidRequest):
         Counter.bulk("add", {"bulk-bad": (1, 2, 3)})

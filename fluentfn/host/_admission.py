@@ -95,6 +95,22 @@ class Admission:
     def deactivated(self, act: Activation) -> None:
         self.apply(Deactivated(act.address))
 
+    @property
+    def running(self) -> int:
+        """Turns running now (passivations included)."""
+        with self.lock:
+            return len(self._policy.running_all())
+
+    @property
+    def inflight(self) -> int:
+        """Turns running or queued: the host's load."""
+        return self._policy.inflight
+
+    def stop_admitting(self) -> None:
+        """Refuse queued and new turns with a redirect, keeping every identity in memory
+        (the partition is being handed over: its state is written next)."""
+        self.apply(Fence(Why.REDIRECT))
+
     def fence(self, why: Why = Why.REDIRECT, message: str = "") -> None:
         """Refuse queued and new turns for ``why``; forget idle identities."""
         if message:

@@ -73,6 +73,7 @@ class HostEngine:
         max_live: int | None = None,
         cluster_id: str = "",
         shards: int | None = None,
+        workers: Workers | None = None,
     ) -> None:
         self.group = group
         self.shard = shard
@@ -94,7 +95,8 @@ class HostEngine:
             max_live=max_live,
             over_cap=lambda: self.upkeep.reap_soon(),
         )
-        self.workers = Workers(sync_workers, f"fluentfn-{group}-{shard}")
+        self._own_workers = workers is None  # a host's partitions share one pool
+        self.workers = workers or Workers(sync_workers, f"fluentfn-{group}-{shard}")
         self.counters: dict[str, int] = new_counters()
         self.persistence = Persistence(store, group, shard, self.counters, cluster_id)
         hooks = Hooks(self.admission.activated, self.admission.deactivated, self.fence)
@@ -313,7 +315,27 @@ class HostEngine:
             if not len(self.admission.table) or time.monotonic() > until:
                 break
             await asyncio.sleep(0.05)
-        self.workers.shutdown(wait=False)
+        if self._own_workers:
+            self.workers.shutdown(wait=False)
+
+    async def release(self, grace_s: float) -> dict[str, bytes]:
+        """Hand this partition over to another host (a live move).
+
+        New and queued turns are refused with a redirect (callers retry at the next
+        owner); running turns get ``grace_s`` to end; then every identity is deactivated
+        (``on_deactivate``, its state written) and the in-memory state of
+        ``persist="never"`` identities is returned, for the next owner to start from.
+        The engine serves nothing afterwards.
+        """
+        self.admission.stop_admitting()
+        until = time.monotonic() + grace_s
+        while self.admission.running and time.monotonic() < until:
+            await asyncio.sleep(0.002)
+        await self.upkeep.stop()
+        handoff = await self.loop.run_in_executor(self.workers, self.upkeep.hand_over)
+        self.persistence.fenced = True
+        self.admission.fence(Why.REDIRECT)
+        return handoff
 
     # -- dispatcher extras ----------------------------------------------------------------------------
 

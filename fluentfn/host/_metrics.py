@@ -48,7 +48,8 @@ class MethodTally:
 
 
 class HostCollector:
-    """Exposes a host engine's figures as Prometheus metric families."""
+    """Exposes a host's figures (a ``PartitionSet``: summed over its partitions) as
+    Prometheus metric families."""
 
     def __init__(self, engine: Any) -> None:
         self._engine = engine
@@ -57,6 +58,7 @@ class HostCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         e = self._engine
+        counters = e.totals()
         labels = ["group", "shard"]
         where = [e.group, str(e.shard)]
         live = GaugeMetricFamily("fluentfn_live_identities", "Identities active in this host", labels=labels)
@@ -71,14 +73,14 @@ class HostCollector:
             "malformed_requests",
         ):
             family = CounterMetricFamily(f"fluentfn_{name}", f"{name.replace('_', ' ')} in this host", labels=labels)
-            family.add_metric(where, e.counters[name])
+            family.add_metric(where, counters[name])
             yield family
         ops = CounterMetricFamily("fluentfn_store_operations", "State store operations", labels=[*labels, "op"])
         nbytes = CounterMetricFamily("fluentfn_store_bytes", "State store bytes moved", labels=[*labels, "op"])
-        ops.add_metric([*where, "read"], e.counters["storage_reads"])
-        ops.add_metric([*where, "write"], e.counters["storage_writes"])
-        nbytes.add_metric([*where, "read"], e.counters["storage_bytes_read"])
-        nbytes.add_metric([*where, "write"], e.counters["storage_bytes_written"])
+        ops.add_metric([*where, "read"], counters["storage_reads"])
+        ops.add_metric([*where, "write"], counters["storage_writes"])
+        nbytes.add_metric([*where, "read"], counters["storage_bytes_read"])
+        nbytes.add_metric([*where, "write"], counters["storage_bytes_written"])
         yield ops
         yield nbytes
         calls = CounterMetricFamily("fluentfn_calls", "Method calls run", labels=["type", "method"])

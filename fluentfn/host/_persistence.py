@@ -42,6 +42,9 @@ class Persistence:
         self.shard = shard
         self.epoch = 0
         self.fenced = False
+        # In-memory state of persist="never" identities handed over by the partition's
+        # previous host (a live move): each is taken once, on its first activation here.
+        self.handoff: dict[str, bytes] = {}
         # Interleaved turns of a reentrant identity may finish together: their
         # compare-and-write must not overlap. Striped locks, not one per identity.
         self._locks = [threading.Lock() for _ in range(64)]
@@ -84,7 +87,9 @@ class Persistence:
 
     def load(self, definition: ActorDef, act: Activation) -> bytes | None:
         """The stored state of ``act`` (encoded), or None."""
-        if self.store is None or definition.options.persist == "never":
+        if definition.options.persist == "never":
+            return self.handoff.pop(act.address, None) if self.handoff else None
+        if self.store is None:
             return None
         record = self.store.load(act.address)
         if record is None:

@@ -7,6 +7,7 @@ once the call has run.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -52,6 +53,9 @@ class Reminders:
         self._group = group
         self._shard = shard
         self._wake = wake
+        # The earliest due time scheduled here and not yet seen due: a hint that lets the
+        # host poll the store rarely while nothing is pending (a host serves many partitions).
+        self.soonest = math.inf
 
     def schedule(
         self,
@@ -66,7 +70,9 @@ class Reminders:
             raise FluentError("reminders need a store")
         rid = os.urandom(8).hex()
         payload = msgpack.packb([method, codec.encode_args(args, kwargs), period_s])
-        self._store.add_reminder(self._group, self._shard, Reminder(address, rid, time.time() + delay_s, payload))
+        due = time.time() + delay_s
+        self._store.add_reminder(self._group, self._shard, Reminder(address, rid, due, payload))
+        self.soonest = min(self.soonest, due)
         self._wake()
         return rid
 
@@ -89,9 +95,12 @@ class Reminders:
         if self._store is None:
             return []
         out = []
-        for rem in self._store.due_reminders(self._group, self._shard, time.time(), limit):
+        now = time.time()
+        for rem in self._store.due_reminders(self._group, self._shard, now, limit):
             method, args, period = _decode(rem.payload)
             out.append(Due(rem, method, args, period))
+        if not out and self.soonest <= now:
+            self.soonest = math.inf
         return out
 
     def fired(self, due: Due) -> None:
@@ -104,4 +113,5 @@ class Reminders:
             self._store.cancel_reminder(rem.address, rem.rid)
             return
         next_due = max(rem.due + due.period_s, time.time())
+        self.soonest = min(self.soonest, next_due)
         self._store.reschedule_reminder(self._group, self._shard, rem.address, rem.rid, next_due)

@@ -21,11 +21,13 @@ from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation
 from ._policy import Arrive, Passivate
 from ._reminders import Due, Reminders
+from ._turn import snapshot as encode_snapshot
 
 if TYPE_CHECKING:
     from ._engine import HostEngine
 
 log = logging.getLogger("fluentfn.host")
+_IDLE_POLL_S = 2.0  # with no reminder known to be due soon: how often the store is asked anyway
 
 
 class Upkeep:
@@ -214,6 +216,29 @@ class Upkeep:
             CURRENT.reset(token)
         e.persistence.flush(definition, act)
 
+    def hand_over(self) -> dict[str, bytes]:
+        """Deactivate every identity not in a turn (in a worker thread, admission closed):
+        state written, and the memory of ``persist="never"`` ones returned by address."""
+        e = self._engine
+        handoff: dict[str, bytes] = {}
+        for act in list(e.admission.table):
+            with e.admission.lock:
+                busy = e.admission.in_use(act.address)
+            if busy:
+                continue  # a turn outlived the grace: its write is fenced off, its caller retries
+            definition = e.types.get(act.type_name)
+            if act.instance is not None and definition is not None:
+                try:
+                    self.deactivate(definition, act)
+                    if definition.options.persist == "never":
+                        handoff[act.address] = encode_snapshot(act.instance, act.address)
+                except Exception as exc:  # the store failed: this identity's unwritten change is lost
+                    log.error("%s: state not written when its partition moved: %s: %s", act.address,
+                              type(exc).__name__, exc)  # fmt: skip
+            act.forget()
+            e.admission.table.remove(act)
+        return handoff
+
     # -- write-behind, ownership, records -----------------------------------------------------------
 
     async def flush_dirty(self) -> int:
@@ -269,12 +294,15 @@ class Upkeep:
 
     async def _reminder_loop(self) -> None:
         e = self._engine
+        delay = 0.0  # poll at once on start: reminders may be pending from a previous owner
         while not self._closed:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), 0.25)
-            except TimeoutError:
-                pass
+            if delay:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), delay)
+                except TimeoutError:
+                    pass
             self._wakeup.clear()
+            delay = _IDLE_POLL_S
             if e.persistence.fenced or e.persistence.store is None:
                 continue
             try:
@@ -286,6 +314,8 @@ class Upkeep:
                 if item.row.rid not in self._firing:
                     self._firing.add(item.row.rid)
                     spawn(self._fire(item), self._tasks)
+            # Due ones come back until fired; otherwise sleep until the soonest one known.
+            delay = 0.25 if due else max(0.01, min(_IDLE_POLL_S, self.reminders.soonest - time.time()))
 
     async def _fire(self, due: Due) -> None:
         e = self._engine

@@ -86,7 +86,7 @@ class _Gateway:
             pb.HostInfo(
                 group=i["group"], shard=i["shard"], endpoint=i["endpoint"], node_id=i["node_id"],
                 live_identities=i["live"], epoch=i["epoch"], gpu_ids=i["gpu_ids"], type_names=i["types"],
-                metrics_url=i["metrics"], pid=i["pid"],
+                metrics_url=i["metrics"], pid=i["pid"], host_id=i["host_id"], partitions=i["partitions"],
             )
             for i in infos
             if isinstance(i, dict)
@@ -98,7 +98,7 @@ class _Gateway:
             live_identities=sum(h.live_identities for h in hosts),
             counters=totals,
             hosts=hosts,
-            types=[pb.TypeRoute(type_name=n, group=g, shards=s) for n, g, s in routes],
+            types=[pb.TypeRoute(**r) for r in routes],
         )
 
 
@@ -143,11 +143,38 @@ class Cluster:
     def stop_hosts(self, actor_type: ActorType | str) -> int:
         """Stop the hosts of a type's group (state is flushed; resources such as GPUs are
         freed). They start again on the next call. Returns how many were stopped."""
-        name = actor_type if isinstance(actor_type, str) else actor_type.name
+        name = self._type_name(actor_type)
         info = get_ray(self.directory.lookup.remote(name))
         stopped: int = get_ray(self.directory.stop_group.remote(info.group))
         self.runtime.forget_routes(info.group)
         return stopped
+
+    def scale(self, actor_type: ActorType | str, hosts: int) -> dict[str, list[int]]:
+        """Run ``hosts`` hosts for the type's group (0 stops them all; at most the type's
+        ``max_hosts``), moving partitions live; returns once placement has settled, with
+        the placement. A host that cannot be placed leaves the type as it was (FluentError
+        saying why)."""
+        name = self._type_name(actor_type)
+        placed: dict[str, list[int]] = get_ray(self.directory.scale.remote(name, hosts), timeout=None)
+        return placed
+
+    def rebalance(self) -> dict[str, dict[str, list[int]]]:
+        """Even out every group's partitions over its hosts and nodes; returns the placement
+        of each group."""
+        placed: dict[str, dict[str, list[int]]] = get_ray(self.directory.rebalance.remote(), timeout=None)
+        return placed
+
+    def placement(self, actor_type: ActorType | str) -> dict[str, list[int]]:
+        """Host id -> the partitions it serves; {} when the type has no host."""
+        placed: dict[str, list[int]] = get_ray(self.directory.placement.remote(self._type_name(actor_type)))
+        return placed
+
+    def _type_name(self, actor_type: ActorType | str) -> str:
+        if isinstance(actor_type, ActorType):
+            return actor_type.name
+        if isinstance(actor_type, str):
+            return actor_type
+        raise FluentError(f"expected an actor type or its name, not {type(actor_type).__name__}")
 
     def shutdown(self) -> None:
         """Passivate all identities, stop the gateway, and stop Ray if this process started it."""

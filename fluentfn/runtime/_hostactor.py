@@ -1,12 +1,13 @@
-"""ShardHost: the long-lived Ray actor that hosts one shard of a group.
+"""ShardHost: a long-lived Ray actor that serves some partitions of a group.
 
-It wires a host engine, a gRPC server and an outgoing runtime together in its process.
-Ray restarts it when it dies; the new instance announces itself to the directory and
-gets a higher epoch.
+It wires the partitions' engines, a gRPC server and an outgoing runtime together in its
+process. Ray restarts it when it dies; the new instance announces itself to the
+directory, takes back its partitions and claims their next epochs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -20,7 +21,9 @@ from .._ref import set_invoker
 from ..directory import DIRECTORY_NAME, ray_namespace
 from ..host._engine import HostEngine, TypeLoader
 from ..host._metrics import serve_metrics
-from ..state import open_store
+from ..host._partitions import PartitionSet
+from ..host._workers import Workers
+from ..state import Store, open_store
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ._raycall import await_ray, get_ray
@@ -39,6 +42,9 @@ def _type_loader(directory: Any) -> TypeLoader:
     return load
 
 
+_FOREVER = 1e18  # "due by then": any pending reminder
+
+
 def rss_bytes() -> int:
     """Resident memory of this process (Linux; 0 elsewhere)."""
     try:
@@ -49,9 +55,9 @@ def rss_bytes() -> int:
 
 
 class ShardHost:
-    """Hosts the identities of shard ``shard`` of co-location group ``group``."""
+    """One host of co-location group ``group``: serves the partitions the directory gives it."""
 
-    def __init__(self, group: str, shard: int, namespace: str, shards: int | None = None) -> None:
+    def __init__(self, group: str, host_id: str, namespace: str, partitions: int) -> None:
         import ray
 
         quiet_logs()
@@ -60,57 +66,98 @@ class ShardHost:
         ctx = ray.get_runtime_context()
         node_id = ctx.get_node_id()
         self._io: IoLoop = io_loop()
-        store = open_store(config["store"])
-        self.engine: HostEngine = HostEngine(
-            group=group,
-            shard=shard,
-            loop=self._io.loop,
-            loop_thread=self._io.thread.ident or 0,
-            load_type=_type_loader(self._directory),
-            node_id=node_id,
-            gpu_ids=tuple(int(g) for g in ray.get_gpu_ids()),
-            store=store,
-            max_live=_config.HOST_MAX_LIVE,
-            cluster_id=config.get("cluster_id", ""),
-            shards=shards,
+        self._group: str = group
+        self._cluster_id: str = config.get("cluster_id", "")
+        self._store: Store = open_store(config["store"])
+        workers = Workers(_config.SYNC_WORKERS, f"fluentfn-{group}-{host_id}")
+        load_type = _type_loader(self._directory)
+        gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
+        self._gpu_ids: tuple[int, ...] = gpu_ids
+
+        def make(partition: int, epoch: int) -> HostEngine:
+            engine = HostEngine(
+                group=group,
+                shard=partition,
+                loop=self._io.loop,
+                loop_thread=self._io.thread.ident or 0,
+                load_type=load_type,
+                node_id=node_id,
+                gpu_ids=gpu_ids,
+                store=self._store,
+                max_live=-(-_config.HOST_MAX_LIVE // partitions),  # the host's cap, shared by its partitions
+                cluster_id=self._cluster_id,
+                shards=partitions,
+                workers=workers,
+            )
+            engine.persistence.epoch = epoch
+            return engine
+
+        self.parts: PartitionSet = PartitionSet(
+            group=group, host_id=host_id, partitions=partitions, node_id=node_id, make=make
         )
-        epoch = self.engine.persistence.claim()
         tls = TlsConfig(**config["tls"]) if config.get("tls") else None
         bind = config["bind"]
-        self._server, port = self._io.run(start_server(self.engine, config["token"], bind, tls))
+        self._server, port = self._io.run(start_server(self.parts, config["token"], bind, tls))
         host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind
         self.endpoint: str = f"{host}:{port}"
-        metrics_port = serve_metrics(self.engine, bind, config["token"])
+        metrics_port = serve_metrics(self.parts, bind, config["token"])
         self.metrics: str = f"http://{host}:{metrics_port}/metrics"
-        self.runtime = StatefulRuntime(directory=self._directory, config=config, io=self._io, engine=self.engine)
+        self.runtime = StatefulRuntime(
+            directory=self._directory, config=config, io=self._io, local=self.parts, endpoint=self.endpoint
+        )
         set_invoker(self.runtime, worker=True)
-        if not get_ray(self._directory.host_ready.remote(group, shard, self.endpoint, node_id, epoch)):
-            self.engine.fence()
-        self.engine.start_background()
+        # A restarted host takes back the partitions it had; a new one gets some by moves.
+        mine: list[int] = get_ray(self._directory.host_ready.remote(group, host_id, self.endpoint, node_id))
+        epochs = self.adopt(mine, {})
+        get_ray(self._directory.claimed.remote(group, host_id, epochs))
+
+    def adopt(self, partitions: list[int], handoffs: dict[int, dict[str, bytes]]) -> dict[int, int]:
+        """Serve ``partitions``: claim each one's next epoch in the store (the previous
+        owner can no longer write) and start serving. Returns the epochs."""
+        epochs: dict[int, int] = {}
+        for p in partitions:
+            epoch = self._store.claim_shard(self._group, p, self._cluster_id)
+            pending = bool(self._store.due_reminders(self._group, p, _FOREVER, limit=1))
+            self.parts.adopt(p, epoch, handoffs.get(p), start=pending)
+            epochs[p] = epoch
+        return epochs
+
+    def release(self, partitions: list[int], grace_s: float) -> dict[int, dict[str, bytes]]:
+        """Hand ``partitions`` over: drain, write, and return ``persist="never"`` memory."""
+
+        async def run() -> dict[int, dict[str, bytes]]:
+            out = await asyncio.gather(*(self.parts.release(p, grace_s) for p in partitions))
+            return dict(zip(partitions, out, strict=True))
+
+        result: dict[int, dict[str, bytes]] = self._io.run(run(), timeout=grace_s + 60)
+        return result
+
+    def load(self) -> int:
+        """Turns running or queued here (the autoscaler's sample)."""
+        return self.parts.load
 
     def info(self) -> dict[str, Any]:
-        """Endpoint, pid, node and GPUs of this host."""
+        """Endpoint, pid, node, GPUs and partitions of this host."""
         return {
             "endpoint": self.endpoint,
             "pid": os.getpid(),
-            "node_id": self.engine.node_id,
-            "gpu_ids": list(self.engine.gpu_ids),
-            "group": self.engine.group,
-            "shard": self.engine.shard,
-            "epoch": self.engine.epoch,
-            "live": self.engine.live_identities,
-            "types": self.engine.type_names,
+            "node_id": self.parts.node_id,
+            "gpu_ids": list(self._gpu_ids),
+            "group": self._group,
+            "host_id": self.parts.host_id,
+            "shard": min(self.parts.owned, default=0),
+            "partitions": sorted(self.parts.owned),
+            "epoch": self.parts.epoch,
+            "live": self.parts.live_identities,
+            "types": self.parts.type_names,
             "rss_bytes": rss_bytes(),
             "metrics": self.metrics,
+            "load": self.parts.load,
         }
 
-    def fence(self) -> None:
-        """The shard moved to another host: stop serving it."""
-        self._io.loop.call_soon_threadsafe(self.engine.fence)
-
     def stats(self) -> dict[str, int]:
-        return dict(self.engine.counters)
+        return self.parts.totals()
 
     def shutdown(self) -> None:
         """Passivate every identity (on_deactivate runs, state is flushed)."""
-        self._io.run(self.engine.close(), timeout=60)
+        self._io.run(self.parts.close(), timeout=60)

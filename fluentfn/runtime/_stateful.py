@@ -24,7 +24,7 @@ from .._ref import CALL_TIMEOUT, DELETE_METHOD, ActorRef, Future
 from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
 from ..errors import REROUTE_CODES, CallTimeout, FluentError, InvalidRequest, NotFound, Unavailable
-from ..host._engine import HostEngine
+from ..host._partitions import PartitionSet
 from ..placement import shard_for
 from ..state import Store, open_store
 from ..transport._client import PeerPool
@@ -93,7 +93,8 @@ class StatefulRuntime:
         directory: Any,
         config: dict[str, Any],
         io: IoLoop,
-        engine: HostEngine | None = None,
+        local: PartitionSet | None = None,
+        endpoint: str = "",
     ) -> None:
         self._directory = directory
         self.config = config
@@ -101,7 +102,8 @@ class StatefulRuntime:
         tls = config.get("tls")
         self._tls: TlsConfig | None = TlsConfig(**tls) if tls else None
         self._io = io
-        self._engine = engine
+        self._local = local  # a host's own partitions, and where it listens
+        self._endpoint = endpoint
         self._pool = PeerPool(self.token, self._tls)
         self._types: dict[str, TypeInfo] = {}
         self._targets: dict[tuple[str, int], _Target] = {}
@@ -120,7 +122,7 @@ class StatefulRuntime:
             )
         call = self._make_call(ref, method, args, kwargs)
         reply = self._try_inline(call)
-        if reply is None:
+        if reply is None or _misrouted(reply):  # not here (any more): the general path
             waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
             self._io.loop.call_soon_threadsafe(self._send_fast, call, _settle(waiter))
             try:  # the caller stops waiting at the deadline, whatever the host does
@@ -218,7 +220,7 @@ class StatefulRuntime:
 
     def _try_inline(self, call: pb.Call) -> pb.Reply | None:
         """Co-located sync -> sync calls run in the calling thread."""
-        if self._engine is None:
+        if self._local is None:
             return None
         info = self._types.get(call.type_name)
         if info is None:
@@ -226,7 +228,7 @@ class StatefulRuntime:
         target = self._targets.get((info.group, shard_for(call.key, info.shards)))
         if target is None or not target.local:
             return None
-        return self._engine.dispatch_inline(call)
+        return self._local.dispatch_inline(call)
 
     def _send_timed(self, call: pb.Call, done: ReplyDone) -> None:
         """``_send_fast`` with a timer: the caller gets CallTimeout at the deadline at the
@@ -300,8 +302,8 @@ class StatefulRuntime:
             target = self._targets.get((info.group, shard)) or await self._resolve(info.group, shard)
             try:
                 if target.local:
-                    assert self._engine is not None
-                    reply = await self._engine.dispatch(call, local=True)
+                    assert self._local is not None
+                    reply = await self._local.dispatch(call, local=True)
                 else:
                     reply = await self._pool.invoke(target.route.endpoint, call)
             except Unavailable as exc:
@@ -339,8 +341,7 @@ class StatefulRuntime:
 
     async def _lookup_route(self, group: str, shard: int) -> _Target:
         route: Route = await await_ray(self._directory.resolve.remote(group, shard))
-        engine = self._engine
-        local = engine is not None and engine.group == group and engine.shard == shard
+        local = self._local is not None and self._local.group == group and route.endpoint == self._endpoint
         target = _Target(route, local)
         self._targets[(group, shard)] = target
         return target

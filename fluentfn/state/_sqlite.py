@@ -91,9 +91,11 @@ class SqliteStore:
 
     def keys(self, type_name: str, prefix: str = "", limit: int | None = None) -> list[str]:
         start = f"{type_name}/{prefix}"
+        raw = start.encode("utf-8", "surrogatepass")  # bytes: SQLite's text functions stop at a NUL
         rows = self._conn().execute(
-            "SELECT address FROM state WHERE address >= ? AND substr(address, 1, ?) = ? ORDER BY address LIMIT ?",
-            (start, len(start), start, -1 if limit is None else limit),
+            "SELECT address FROM state WHERE address >= ? AND substr(CAST(address AS BLOB), 1, ?) = ? "
+            "ORDER BY address LIMIT ?",
+            (start, len(raw), raw, -1 if limit is None else limit),
         )
         return [str(row[0])[len(type_name) + 1 :] for row in rows]
 

@@ -244,18 +244,25 @@ class HostInfo(_message.Message):
     TYPE_NAMES_FIELD_NUMBER: _builtins.int
     METRICS_URL_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
+    HOST_ID_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
     group: _builtins.str
     shard: _builtins.int
+    """The first partition the host serves (kept for older clients; see `partitions`)."""
     endpoint: _builtins.str
     node_id: _builtins.str
     live_identities: _builtins.int
     epoch: _builtins.int
     metrics_url: _builtins.str
     pid: _builtins.int
+    host_id: _builtins.str
+    """The host's id within its group, and every partition it serves now."""
     @_builtins.property
     def gpu_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
     def type_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
@@ -269,10 +276,12 @@ class HostInfo(_message.Message):
         type_names: _abc.Iterable[_builtins.str] | None = ...,
         metrics_url: _builtins.str = ...,
         pid: _builtins.int = ...,
+        host_id: _builtins.str = ...,
+        partitions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "epoch", b"epoch", "gpu_ids", b"gpu_ids", "group", b"group", "live_identities", b"live_identities", "metrics_url", b"metrics_url", "node_id", b"node_id", "pid", b"pid", "shard", b"shard", "type_names", b"type_names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "epoch", b"epoch", "gpu_ids", b"gpu_ids", "group", b"group", "host_id", b"host_id", "live_identities", b"live_identities", "metrics_url", b"metrics_url", "node_id", b"node_id", "partitions", b"partitions", "pid", b"pid", "shard", b"shard", "type_names", b"type_names"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -312,6 +321,7 @@ class StatusReply(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     HOSTS_FIELD_NUMBER: _builtins.int
     TYPES_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
     host_id: _builtins.str
     node_id: _builtins.str
     live_identities: _builtins.int
@@ -331,9 +341,14 @@ class StatusReply(_message.Message):
     @_builtins.property
     def types(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeRoute]:
         """From a gateway: how each registered type's keys map to hosts, so a client can call
-        the owning host directly (key -> shard by jump hash over `shards`; shard -> the
-        endpoint of the HostInfo with that group and shard), falling back to the gateway.
+        the owning host directly (key -> partition by jump hash over `shards`, the type's
+        partition count; partition -> the endpoint of the HostInfo of that group whose
+        `partitions` hold it), falling back to the gateway.
         """
+
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """From a host: the partitions it serves now."""
 
     def __init__(
         self,
@@ -348,10 +363,11 @@ class StatusReply(_message.Message):
         epoch: _builtins.int = ...,
         hosts: _abc.Iterable[Global___HostInfo] | None = ...,
         types: _abc.Iterable[Global___TypeRoute] | None = ...,
+        partitions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "epoch", b"epoch", "group", b"group", "host_id", b"host_id", "hosts", b"hosts", "live_identities", b"live_identities", "node_id", b"node_id", "shard", b"shard", "type_names", b"type_names", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "epoch", b"epoch", "group", b"group", "host_id", b"host_id", "hosts", b"hosts", "live_identities", b"live_identities", "node_id", b"node_id", "partitions", b"partitions", "shard", b"shard", "type_names", b"type_names", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -364,19 +380,33 @@ class TypeRoute(_message.Message):
     TYPE_NAME_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
     SHARDS_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    MIN_HOSTS_FIELD_NUMBER: _builtins.int
+    MAX_HOSTS_FIELD_NUMBER: _builtins.int
+    PLACEMENT_PROBLEM_FIELD_NUMBER: _builtins.int
     type_name: _builtins.str
     group: _builtins.str
     shards: _builtins.int
+    """The number of partitions (keys map to them by jump hash)."""
+    hosts: _builtins.int
+    """Hosts now, and the host count the type is kept at ("" reason when it is placed)."""
+    min_hosts: _builtins.int
+    max_hosts: _builtins.int
+    placement_problem: _builtins.str
     def __init__(
         self,
         *,
         type_name: _builtins.str = ...,
         group: _builtins.str = ...,
         shards: _builtins.int = ...,
+        hosts: _builtins.int = ...,
+        min_hosts: _builtins.int = ...,
+        max_hosts: _builtins.int = ...,
+        placement_problem: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "shards", b"shards", "type_name", b"type_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "hosts", b"hosts", "max_hosts", b"max_hosts", "min_hosts", b"min_hosts", "placement_problem", b"placement_problem", "shards", b"shards", "type_name", b"type_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,202 @@
+"""The partitions one host process serves: an engine each, and a router in front.
+
+A host owns a varying set of its group's partitions (the directory assigns them). Each
+owned partition has its own engine — admission, turns, persistence under the
+partition's epoch, reminders — made on the partition's first call (or at once when it
+has pending reminders), so an idle partition costs nothing. A call for a partition this
+host does not own gets a redirect: the caller resolves the partition again and retries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .._stats import new_counters
+from ..errors import Redirect
+from ..placement import shard_for
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import error_to_pb
+from ._engine import HostEngine
+from ._metrics import MethodStats
+
+EngineFactory = Callable[[int, int], HostEngine]
+"""Makes the engine of (partition, epoch)."""
+
+
+class PartitionSet:
+    """Routes each call to the engine of its key's partition (a gRPC dispatcher)."""
+
+    def __init__(self, *, group: str, host_id: str, partitions: int, node_id: str, make: EngineFactory) -> None:
+        self.group = group
+        self.shard = host_id  # the label of this host in metrics
+        self.host_id = host_id
+        self.partitions = partitions
+        self.node_id = node_id
+        self._make = make
+        self._lock = threading.Lock()
+        self.owned: dict[int, int] = {}  # partition -> epoch
+        self.engines: dict[int, HostEngine] = {}
+        self._handoffs: dict[int, dict[str, bytes]] = {}
+        # Host-level counters (malformed frames, say) and those of engines whose partition
+        # moved away; ``totals()`` adds the live engines'.
+        self.counters: dict[str, int] = new_counters()
+        self._retired_methods: dict[tuple[str, str], MethodStats] = {}
+
+    # -- ownership ------------------------------------------------------------------------------
+
+    def adopt(
+        self, partition: int, epoch: int, handoff: dict[str, bytes] | None = None, *, start: bool = False
+    ) -> None:
+        """Serve ``partition`` from now on, at ``epoch`` (already claimed in the store);
+        ``handoff``: the previous owner's in-memory state of ``persist="never"`` identities."""
+        with self._lock:
+            self.owned[partition] = epoch
+            if handoff:
+                self._handoffs[partition] = dict(handoff)
+        if start:
+            self.engine(partition)
+
+    async def release(self, partition: int, grace_s: float) -> dict[str, bytes]:
+        """Stop serving ``partition``: its engine drains and writes everything (see
+        ``HostEngine.release``); returns the memory to hand to the next owner."""
+        with self._lock:
+            self.owned.pop(partition, None)
+            engine = self.engines.pop(partition, None)
+            handoff = self._handoffs.pop(partition, {})
+        if engine is not None:
+            handoff.update(await engine.release(grace_s))
+            self._retire(engine)
+        return handoff
+
+    def _retire(self, engine: HostEngine) -> None:
+        """Keep a departed engine's counters: the host's totals never go down."""
+        for k, v in engine.counters.items():
+            self.counters[k] = self.counters.get(k, 0) + v
+        for key, s in engine.methods.snapshot().items():
+            mine = self._retired_methods.setdefault(key, MethodStats())
+            _add(mine, s)
+
+    def engine(self, partition: int) -> HostEngine | None:
+        """The engine of an owned partition (made now if it is the first call); None if
+        this host does not own it."""
+        found = self.engines.get(partition)
+        if found is not None:
+            return found
+        with self._lock:
+            epoch = self.owned.get(partition)
+            if epoch is None:
+                return None
+            found = self.engines.get(partition)
+            if found is None:
+                found = self._make(partition, epoch)
+                found.persistence.handoff = self._handoffs.pop(partition, {})
+                self.engines[partition] = found
+        found.start_background()
+        return found
+
+    def engine_of(self, key: str) -> HostEngine | None:
+        return self.engine(shard_for(key, self.partitions))
+
+    def _redirect(self, key: str) -> Redirect:
+        p = shard_for(key, self.partitions)
+        return Redirect(f"{self.group} partition {p} is not served by host {self.host_id}: resolve it again")
+
+    # -- the dispatcher ---------------------------------------------------------------------------
+
+    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
+        engine = self.engine_of(call.key)
+        if engine is None:
+            return None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key)))
+        return await engine.dispatch(call, local=local)
+
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        engine = self.engine_of(call.key)
+        if engine is None:
+            done(None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key))))
+            return
+        engine.submit(call, done)
+
+    async def accept(self, call: pb.Call) -> None:
+        engine = self.engine_of(call.key)
+        if engine is None:
+            raise self._redirect(call.key)
+        await engine.accept(call)
+
+    def dispatch_inline(self, call: pb.Call) -> pb.Reply | None:
+        """A co-located caller's sync call in its own thread; None: take the loop's path."""
+        engine = self.engines.get(shard_for(call.key, self.partitions))
+        return None if engine is None else engine.dispatch_inline(call)
+
+    # -- what the host reports --------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The highest epoch among the owned partitions."""
+        return max(self.owned.values(), default=0)
+
+    @property
+    def live_identities(self) -> int:
+        return sum(e.live_identities for e in list(self.engines.values()))
+
+    @property
+    def load(self) -> int:
+        """Turns running or queued on this host."""
+        return sum(e.admission.inflight for e in list(self.engines.values()))
+
+    @property
+    def type_names(self) -> list[str]:
+        return sorted({n for e in list(self.engines.values()) for n in e.type_names})
+
+    def totals(self) -> dict[str, int]:
+        """This host's counters: its own, and every engine's it had."""
+        totals = dict(self.counters)
+        for e in list(self.engines.values()):
+            for k, v in e.counters.items():
+                totals[k] = totals.get(k, 0) + v
+        return totals
+
+    @property
+    def methods(self) -> _Tallies:
+        return _Tallies(self)
+
+    def status(self) -> pb.StatusReply:
+        return pb.StatusReply(
+            host_id=self.host_id,
+            node_id=self.node_id,
+            type_names=self.type_names,
+            live_identities=self.live_identities,
+            counters=self.totals(),
+            group=self.group,
+            shard=min(self.owned, default=0),
+            epoch=self.epoch,
+            partitions=sorted(self.owned),
+        )
+
+    async def close(self) -> None:
+        """Passivate every identity of every partition (state written) and stop."""
+        for engine in list(self.engines.values()):
+            await engine.close()
+
+
+class _Tallies:
+    """Per-method stats summed over a host's engines (for the metrics endpoint)."""
+
+    def __init__(self, owner: PartitionSet) -> None:
+        self._owner = owner
+
+    def snapshot(self) -> dict[tuple[str, str], MethodStats]:
+        out: dict[tuple[str, str], MethodStats] = {}
+        for key, s in self._owner._retired_methods.items():
+            _add(out.setdefault(key, MethodStats()), s)
+        for e in list(self._owner.engines.values()):
+            for key, s in e.methods.snapshot().items():
+                _add(out.setdefault(key, MethodStats()), s)
+        return out
+
+
+def _add(into: MethodStats, s: MethodStats) -> None:
+    into.calls += s.calls
+    into.errors += s.errors
+    into.total_s += s.total_s
+    into.buckets = [a + b for a, b in zip(into.buckets, s.buckets, strict=True)]

@@ -1,0 +1,170 @@
+"""Partition hand-over without Ray: a host's PartitionSet routes by partition, and an
+engine that releases its partition drains, writes and hands ``never`` memory over."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fluentfn as ff
+from fluentfn._actordef import ActorDef
+from fluentfn._ioloop import IoLoop
+from fluentfn.errors import Redirect
+from fluentfn.host._engine import HostEngine
+from fluentfn.host._partitions import PartitionSet
+from fluentfn.placement import shard_for
+from fluentfn.state import open_store
+from fluentfn.state._store import Store
+from fluentfn.wire import codec
+from fluentfn.wire._gen import actorhost_pb2 as pb
+from fluentfn.wire.errors import pb_to_error
+
+pytestmark = pytest.mark.timeout(60)
+PARTS = 4
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def slow(self, seconds: float) -> int:
+        time.sleep(seconds)
+        self.n += 1
+        return self.n
+
+    def on_deactivate(self) -> None:
+        self.n += 1000  # runs before the state is written on a move
+
+
+def definition(persist: str) -> ActorDef:
+    at = ff.actor(name=f"PT{persist}", persist=persist, partitions=PARTS, max_hosts=2)(Tally)
+    return ActorDef(Tally, at.options)
+
+
+_HOSTS: list[PartitionSet] = []
+
+
+@pytest.fixture
+def io() -> Iterator[IoLoop]:
+    loop = IoLoop()
+    yield loop
+    while _HOSTS:
+        loop.run(_HOSTS.pop().close())
+    loop.loop.call_soon_threadsafe(loop.loop.stop)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path}/state.db")
+
+
+def host(io: IoLoop, store: Store, d: ActorDef, host_id: str) -> PartitionSet:
+    def make(partition: int, epoch: int) -> HostEngine:
+        async def load(name: str) -> ActorDef | None:
+            return None
+
+        eng = HostEngine(
+            group=d.options.group,
+            shard=partition,
+            loop=io.loop,
+            loop_thread=io.thread.ident or 0,
+            load_type=load,
+            store=store,
+            shards=PARTS,
+        )
+        eng.add_type(d)
+        eng.persistence.epoch = epoch
+        return eng
+
+    made = PartitionSet(group=d.options.group, host_id=host_id, partitions=PARTS, node_id="n", make=make)
+    _HOSTS.append(made)
+    return made
+
+
+def call(io: IoLoop, h: PartitionSet, d: ActorDef, key: str, method: str, *args: Any) -> Any:
+    c = pb.Call(
+        type_name=d.name,
+        key=key,
+        method=method,
+        args=codec.encode_args(args, {}),
+        request_id=f"{key}{method}{args}{time.monotonic_ns()}{threading.get_ident()}",
+    )
+    reply = io.run(h.dispatch(c))
+    assert reply is not None
+    if reply.HasField("error"):
+        raise pb_to_error(reply.error)
+    return codec.decode(reply.value)
+
+
+def key_in(partition: int) -> str:
+    return next(f"k{i}" for i in range(10_000) if shard_for(f"k{i}", PARTS) == partition)
+
+
+def move(io: IoLoop, store: Store, d: ActorDef, src: PartitionSet, dst: PartitionSet, p: int) -> None:
+    handoff = io.run(src.release(p, grace_s=5.0))
+    dst.adopt(p, store.claim_shard(d.options.group, p), handoff)
+
+
+@pytest.mark.parametrize("persist", ["call", "interval", "never"])
+def test_state_moves_with_its_partition(io: IoLoop, store: Store, persist: str) -> None:
+    d = definition(persist)
+    a, b = host(io, store, d, "a"), host(io, store, d, "b")
+    for p in range(PARTS):
+        a.adopt(p, store.claim_shard(d.options.group, p))
+    key = key_in(1)
+    assert call(io, a, d, key, "add", 5) == 5
+    move(io, store, d, a, b, 1)
+    with pytest.raises(Redirect):  # the old host refuses, the new one serves
+        call(io, a, d, key, "add", 1)
+    assert call(io, b, d, key, "add", 1) == 1006  # on_deactivate ran once, on the move
+    assert 1 not in a.owned and b.owned[1] > 0
+    assert call(io, a, d, key_in(0), "add", 1) == 1  # other partitions stay where they were
+
+
+def test_a_running_turn_finishes_before_the_state_moves(io: IoLoop, store: Store) -> None:
+    d = definition("call")
+    a, b = host(io, store, d, "a"), host(io, store, d, "b")
+    a.adopt(2, store.claim_shard(d.options.group, 2))
+    key = key_in(2)
+    slow = threading.Thread(target=call, args=(io, a, d, key, "slow", 0.3))
+    slow.start()
+    time.sleep(0.1)
+    move(io, store, d, a, b, 2)  # waits for the slow turn: its write lands before the hand-over
+    slow.join()
+    assert call(io, b, d, key, "add", 0) == 1001
+
+
+def test_the_old_owner_cannot_write_after_the_move(io: IoLoop, store: Store) -> None:
+    d = definition("call")
+    a, b = host(io, store, d, "a"), host(io, store, d, "b")
+    a.adopt(3, store.claim_shard(d.options.group, 3))
+    engine = a.engine(3)
+    assert engine is not None
+    key = key_in(3)
+    call(io, a, d, key, "add", 1)
+    b.adopt(3, store.claim_shard(d.options.group, 3))  # a newer owner without a hand-over (a crash)
+    assert call(io, b, d, key, "add", 1) == 2
+    with pytest.raises(Redirect):  # the stale engine's write is refused by epoch
+        call(io, a, d, key, "add", 1)
+    assert call(io, b, d, key, "add", 0) == 2
+
+
+def test_counters_survive_a_move(io: IoLoop, store: Store) -> None:
+    d = definition("call")
+    a, b = host(io, store, d, "a"), host(io, store, d, "b")
+    a.adopt(0, store.claim_shard(d.options.group, 0))
+    for i in range(3):
+        call(io, a, d, key_in(0), "add", i)
+    before = a.totals()["activations"]
+    move(io, store, d, a, b, 0)
+    assert a.totals()["activations"] == before >= 1
+    assert a.live_identities == 0 and not a.engines
