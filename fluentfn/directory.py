@@ -25,7 +25,7 @@ from .placement import ActorOptions, ResourceSpec, missing_resources, ray_option
 
 log = logging.getLogger("fluentfn.directory")
 _FOREVER = 1e18  # "due by then": every pending reminder
-_MOVES_AT_ONCE = 4  # partitions moving at the same time within one group
+_MOVES_AT_ONCE = 2  # partitions moving at the same time within one group
 _NODE_CHECK_S = 2.0  # how often Ray's node list is read (to spread hosts onto joining nodes)
 
 DIRECTORY_NAME = "fluentfn-directory"
@@ -209,7 +209,7 @@ class Directory:
         group = entry[1].group
         g = self._groups.get(group)
         if g is None:
-            raise FluentError(f"{name} has no hosts: it runs in FaaS mode")
+            raise FluentError(f"{name} has no hosts to scale: in FaaS mode the platform scales environments itself")
         return group, g
 
     # -- hosts --------------------------------------------------------------------------------------
@@ -366,7 +366,10 @@ class Directory:
     # -- placement: moves, scaling, rebalancing -------------------------------------------------------
 
     async def placement(self, name: str) -> dict[str, list[int]]:
-        """``cluster.placement``: host id -> the partitions it serves ({} with no hosts)."""
+        """``cluster.placement``: host id -> the partitions it serves ({} with no hosts,
+        as in FaaS mode)."""
+        if self._config.get("mode") == "faas" and name in self._types:
+            return {}
         _, g = self._group_of(name)
         out: dict[str, list[int]] = {hid: [] for hid in g.hosts}
         for p, part in enumerate(g.parts):

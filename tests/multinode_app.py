@@ -135,6 +135,17 @@ def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
             out["moved"] = len(on_worker)
             out["state_back"] = all(after[k] == before[k] + 1 for k in on_worker)
             out["now_on_head"] = {Spread[k].node() for k in on_worker} == {ray.get_runtime_context().get_node_id()}
+            # A node joins: hosts spread onto it (partitions move live), state intact.
+            values = {k: Spread[k].add(0) for k in keys}
+            worker = start_node([f"--address=127.0.0.1:{port}", '--resources={"worker_node": 1}', *common], env)
+
+            def spread() -> bool:  # settled: two nodes, four hosts with a partition each
+                nodes = {h["node_id"] for h in hosts(cluster) if h["group"] == "MSpread"}
+                return len(nodes) == 2 and sorted(map(len, cluster.placement(Spread).values())) == [1, 1, 1, 1]
+
+            wait_for(spread, timeout=90)
+            out["joined_nodes"] = len({Spread[k].node() for k in keys})
+            out["state_after_join"] = {k: Spread[k].add(0) for k in keys} == values
     finally:
         if worker is not None:
             stop_node(worker)

@@ -41,7 +41,7 @@ Loaded = ff.actor(
     min_hosts=1,
     max_hosts=3,
     num_cpus=0.1,
-    autoscale=ff.Autoscale(target_inflight=2, up_after_s=0.5, down_after_s=2.0),
+    autoscale=ff.Autoscale(target_inflight=4, up_after_s=0.5, down_after_s=2.0),
 )(_Counter)
 Gpu = ff.actor(
     name="EGpu",
@@ -172,7 +172,7 @@ def test_autoscaling_follows_load_and_comes_back(cluster: ff.Cluster) -> None:
     assert Loaded["warm"].add(1) == 1
     assert len(cluster.placement(Loaded)) == 1
     keys = [f"busy-{i}" for i in range(32)]
-    with Load(lambda k: Loaded[k].nap(0.02), keys, threads=8) as load:
+    with Load(lambda k: Loaded[k].nap(0.02), keys, threads=16) as load:
         wait_for(lambda: len(cluster.placement(Loaded)) >= 2, timeout=60)
         wait_calls(load, 50)
     assert not load.errors, load.errors[:3]

@@ -34,3 +34,4 @@ def test_two_nodes_tls_and_node_loss(redis_url: str, tmp_path: Path) -> None:
     assert result["endpoints"] == ["127.0.0.1"]
     assert result["plaintext_refused"] and result["tls_client"] >= 1
     assert result["moved"] >= 1 and result["state_back"] and result["now_on_head"], result
+    assert result["joined_nodes"] == 2 and result["state_after_join"], result  # a joining node gets hosts

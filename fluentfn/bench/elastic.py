@@ -1,8 +1,8 @@
 """``fluentfn bench elastic``: hosts following a load ramp, against a fixed host and FaaS.
 
 A ramp of concurrent callers (1 → 4 → 16 → 4 → 1; each a closed loop of blocking calls
-of a method that waits 5 ms, as an I/O-bound service does, over 64 identities) runs
-against three systems, one after the other:
+of a method that computes for 1 ms, over 64 identities) runs against three systems, one
+after the other (a host is one process, so one host computes on one core at a time):
 
 - ``stateful-autoscale``: ``@ff.actor(min_hosts=1, max_hosts=4, autoscale=...)`` — the
   directory adds hosts and moves partitions to them live, and merges them back;
@@ -18,6 +18,7 @@ callers were held). Writes elastic.json, elastic.md and a time-series elastic.pn
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -37,7 +38,9 @@ class _Service:
         self.n = 0
 
     def work(self) -> int:
-        time.sleep(0.005)  # a downstream call, say: time the host spends waiting
+        until = time.perf_counter() + 0.001  # 1 ms of computing: a host is one process (one GIL)
+        while time.perf_counter() < until:
+            pass
         self.n += 1
         return self.n
 
@@ -59,6 +62,7 @@ class _Ramp:
 
     def __init__(self, kind: ff.ActorType) -> None:
         self.kind = kind
+        self.run_id = os.urandom(4).hex()  # fresh identities: a store may hold earlier runs
         self.acked = [0] * IDENTITIES
         self.errors: list[str] = []
         self.samples: list[tuple[float, float]] = []  # (end time, latency s)
@@ -73,7 +77,7 @@ class _Ramp:
             i += 1
             t0 = time.perf_counter()
             try:
-                self.kind[f"id-{key}"].work()
+                self.kind[f"{self.run_id}-{key}"].work()
             except ff.FluentError as exc:
                 with self._lock:
                     self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -133,7 +137,7 @@ def _one(system: str, kind: ff.ActorType, steps: list[tuple[int, float]]) -> tup
 
     ramp = _Ramp(kind)
     series = ramp.run(steps, hosts)
-    stored = [kind[f"id-{i}"].count() for i in range(IDENTITIES)]
+    stored = [kind[f"{ramp.run_id}-{i}"].count() for i in range(IDENTITIES)]
     lost = sum(max(0, a - s) for a, s in zip(ramp.acked, stored, strict=True))
     duplicated = sum(max(0, s - a) for a, s in zip(ramp.acked, stored, strict=True))
     pauses: list[float] = []
@@ -187,7 +191,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     auto = rows[0]
     notes = [
         f"Ramp: callers {' -> '.join(str(c) for c, _ in steps)} (each step {hold:g}-{2 * hold:g} s), "
-        f"{IDENTITIES} identities, a 5 ms wait per call.",
+        f"{IDENTITIES} identities, 1 ms of computing per call.",
         f"Autoscaled: up to {auto['max_hosts']} hosts, {auto['hosts_at_end']} at the end; {auto['moves']} partition "
         f"moves, pause p50 {auto['pause_p50_ms']} ms, p99 {auto['pause_p99_ms']} ms; "
         f"lost {sum(r['lost'] for r in rows)}, duplicated {sum(r['duplicated'] for r in rows)} over all systems.",

@@ -18,7 +18,7 @@ from ._store import Record, Reminder, StaleEpoch, StoreLost, VersionConflict
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (address TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB);
 CREATE TABLE IF NOT EXISTS shards (grp TEXT NOT NULL, shard INTEGER NOT NULL, epoch INTEGER NOT NULL,
-                                   PRIMARY KEY (grp, shard));
+                                   owner TEXT NOT NULL DEFAULT '', PRIMARY KEY (grp, shard));
 CREATE TABLE IF NOT EXISTS reminders (address TEXT NOT NULL, rid TEXT NOT NULL, grp TEXT NOT NULL,
                                       shard INTEGER NOT NULL, due REAL NOT NULL, payload BLOB,
                                       PRIMARY KEY (address, rid));
@@ -40,13 +40,20 @@ class SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._sync = sqlite_sync()
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")  # processes opening a new file at once: one sets it up
+        try:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(shards)")}
             if "owner" not in columns:  # a file from before shard owners were recorded
                 conn.execute("ALTER TABLE shards ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (os.urandom(12).hex(),))
             self.store_id = str(conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         st = os.stat(path)
         self._file = (st.st_dev, st.st_ino)
 
