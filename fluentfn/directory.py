@@ -509,7 +509,10 @@ class Directory:
             g.hosts.pop(host.hid, None)
         if not hosts:
             return
-        counters = await asyncio.gather(*(h.handle.stats.remote() for h in hosts), return_exceptions=True)
+        started = [h for h in hosts if h.up.is_set()]  # one never placed would never answer
+        counters = await asyncio.gather(
+            *(asyncio.wait_for(h.handle.stats.remote(), 30) for h in started), return_exceptions=True
+        )
         for c in counters:
             if isinstance(c, dict):
                 for k, v in c.items():
@@ -640,7 +643,9 @@ class Directory:
     async def _autoscale_once(self, group: str, g: _Group) -> None:
         assert g.policy is not None
         hosts = list(g.hosts.values())
-        loads = await asyncio.gather(*(h.handle.load.remote() for h in hosts if h.up.is_set()), return_exceptions=True)
+        loads = await asyncio.gather(
+            *(asyncio.wait_for(h.handle.load.remote(), 5) for h in hosts if h.up.is_set()), return_exceptions=True
+        )
         load = float(sum(x for x in loads if isinstance(x, int)))
         want = g.policy.handle(Sample(time.monotonic(), len(hosts), load))
         if want is None or want == len(hosts):

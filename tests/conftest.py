@@ -18,6 +18,7 @@ os.environ.setdefault("FLUENTFN_CALL_TIMEOUT_S", "60")
 os.environ.setdefault("FLUENTFN_PLACEMENT_WAIT_S", "2")
 os.environ.setdefault("FLUENTFN_MAILBOX_LIMIT", "200")
 os.environ.setdefault("FLUENTFN_RESOLVE_TIMEOUT_S", "60")
+os.environ.setdefault("FLUENTFN_HOST_START_S", "15")
 
 import fluentfn as ff
 from fluentfn.testing import local_cluster

@@ -220,3 +220,21 @@ def test_bad_elastic_options_and_scale_requests(cluster: ff.Cluster) -> None:
     with pytest.raises(ff.NotFound):
         cluster.placement("NoSuchType")
     assert covers(cluster.placement(Elastic), 16)  # nothing moved
+
+
+Scarce = ff.actor(name="EScarce", partitions=4, max_hosts=3, num_gpus=1)(_Counter)
+
+
+def test_a_host_that_cannot_be_placed_leaves_the_type_as_it_was(cluster: ff.Cluster) -> None:
+    wait_for(lambda: ray.available_resources().get("GPU", 0) >= 2, timeout=30)
+    assert Scarce["s"].add(2) == 2
+    before = cluster.placement(Scarce)
+    with pytest.raises(ff.FluentError, match="could not be placed"):
+        cluster.scale(Scarce, 3)  # three hosts of one GPU each; the cluster has two
+    assert cluster.placement(Scarce) == before  # nothing moved, nothing lost
+    with ff.Client(cluster.gateway, token=cluster.token) as client:
+        route = next(t for t in client.status().types if t.type_name == "EScarce")
+    assert "could not be placed" in route.placement_problem and route.hosts == 1
+    assert Scarce["s"].add(1) == 3
+    cluster.stop_hosts(Scarce)
+    wait_for(lambda: ray.available_resources().get("GPU", 0) >= 2, timeout=30)

@@ -144,10 +144,13 @@ def _one(system: str, kind: ff.ActorType, steps: list[tuple[int, float]]) -> tup
     if cluster.mode == "stateful":
         pauses = sorted(get_ray(cluster.directory.move_pauses.remote(kind.name)))
     lat = sorted(lat for _, lat in ramp.samples)
+    peak = max(c for c, _ in steps)
+    at_peak = [p["calls_per_s"] for p in series if p["callers"] == peak]
     row = {
         "system": system,
         "calls": len(lat),
         "calls_per_s": round(len(lat) / sum(s for _, s in steps)),
+        f"calls_per_s_at_{peak}": round(statistics.fmean(at_peak)) if at_peak else None,
         "p50_ms": round(statistics.median(lat) * 1000, 2),
         "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2),
         "max_hosts": max(p["hosts"] for p in series),
