@@ -20,6 +20,7 @@ from fluentfn.host._partitions import PartitionSet
 from fluentfn.placement import shard_for
 from fluentfn.state import open_store
 from fluentfn.state._store import Store
+from fluentfn.testing import wait_for
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire.errors import pb_to_error
@@ -80,6 +81,7 @@ def host(io: IoLoop, store: Store, d: ActorDef, host_id: str) -> PartitionSet:
             load_type=load,
             store=store,
             shards=PARTS,
+            shared_upkeep=True,  # as in a host: the PartitionSet runs the periodic jobs
         )
         eng.add_type(d)
         eng.persistence.epoch = epoch
@@ -168,3 +170,25 @@ def test_counters_survive_a_move(io: IoLoop, store: Store) -> None:
     move(io, store, d, a, b, 0)
     assert a.totals()["activations"] == before >= 1
     assert a.live_identities == 0 and not a.engines
+
+
+def test_the_host_upkeep_fences_stale_partitions_and_writes_behind(io: IoLoop, store: Store) -> None:
+    d, behind = definition("call"), definition("interval")
+    a = host(io, store, d, "a")
+    a_behind = host(io, store, behind, "a2")
+    for h, kind in ((a, d), (a_behind, behind)):
+        h.adopt(0, store.claim_shard(kind.options.group, 0))
+    ticking = [io.submit(a.upkeep(store)), io.submit(a_behind.upkeep(store))]
+    try:
+        key = key_in(0)
+        call(io, a, d, key, "add", 1)
+        call(io, a_behind, behind, key, "add", 7)
+        store.claim_shard(d.options.group, 0)  # another host took partition 0 of the first type
+        engine = a.engines[0]
+        wait_for(lambda: engine.persistence.fenced, timeout=5)  # noticed within about a second
+        with pytest.raises(Redirect):
+            call(io, a, d, key, "add", 1)
+        wait_for(lambda: store.load(f"{behind.name}/{key}") is not None, timeout=5)  # written behind
+    finally:
+        for t in ticking:
+            t.cancel()

@@ -9,19 +9,27 @@ host does not own gets a redirect: the caller resolves the partition again and r
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from collections.abc import Callable
 
 from .._stats import new_counters
 from ..errors import Redirect
 from ..placement import shard_for
+from ..state._store import Store, StoreLost
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._engine import HostEngine
 from ._metrics import MethodStats
 
 EngineFactory = Callable[[int, int], HostEngine]
-"""Makes the engine of (partition, epoch)."""
+"""Makes the engine of (partition, epoch); engines made for a ``PartitionSet`` leave their
+periodic jobs to it (``shared_upkeep=True``)."""
+
+log = logging.getLogger("fluentfn.host")
+_TICK_S = 0.25  # how often overdue turns are looked for
+_PRUNE_EVERY = 60  # seconds between prunes of old recorded replies
 
 
 class PartitionSet:
@@ -95,6 +103,15 @@ class PartitionSet:
         found.start_background()
         return found
 
+    def _snapshot(self) -> list[HostEngine]:
+        """The engines now (other threads add and remove them)."""
+        with self._lock:
+            return list(self.engines.values())
+
+    def owned_partitions(self) -> list[int]:
+        with self._lock:
+            return sorted(self.owned)
+
     def engine_of(self, key: str) -> HostEngine | None:
         return self.engine(shard_for(key, self.partitions))
 
@@ -128,30 +145,75 @@ class PartitionSet:
         engine = self.engines.get(shard_for(call.key, self.partitions))
         return None if engine is None else engine.dispatch_inline(call)
 
+    # -- periodic jobs of every engine, from one loop -----------------------------------------------
+
+    async def upkeep(self, store: Store | None) -> None:
+        """The periodic jobs of all the host's engines: one timer for overdue turns, one
+        for write-behind and ownership checks (one thread hop for all partitions), and
+        reply pruning once a minute for the store — however many partitions it serves.
+        Two loops, so that a stalled store (or a full worker pool) never stops the
+        overdue-turn watch that frees stuck workers."""
+        await asyncio.gather(self._watch_loop(), self._store_loop(store))
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK_S)
+            try:
+                for engine in self._snapshot():
+                    engine.upkeep.watch_overdue()
+            except Exception:
+                log.exception("host %s/%s: overdue-turn watch failed", self.group, self.host_id)
+
+    async def _store_loop(self, store: Store | None) -> None:
+        loop = asyncio.get_running_loop()
+        rounds = 0
+        while True:
+            await asyncio.sleep(1.0)
+            rounds += 1
+            engines = [e for e in self._snapshot() if not e.persistence.fenced]
+            try:
+                for engine in engines:
+                    await engine.upkeep.flush_dirty()
+                if store is None or not engines:
+                    continue
+                # Not on the engines' worker pool: stuck turns may fill it.
+                stale = await loop.run_in_executor(None, _stale_engines, store, engines)
+                for engine in stale:
+                    engine.fence()
+                if rounds % _PRUNE_EVERY == 0:
+                    await loop.run_in_executor(None, engines[0].persistence.prune)
+            except StoreLost as exc:
+                log.error("host %s/%s: %s", self.group, self.host_id, exc)
+                for engine in engines:
+                    engine.lose_store(exc)
+            except Exception:
+                log.exception("host %s/%s: background job failed", self.group, self.host_id)
+
     # -- what the host reports --------------------------------------------------------------------
 
     @property
     def epoch(self) -> int:
         """The highest epoch among the owned partitions."""
-        return max(self.owned.values(), default=0)
+        with self._lock:
+            return max(self.owned.values(), default=0)
 
     @property
     def live_identities(self) -> int:
-        return sum(e.live_identities for e in list(self.engines.values()))
+        return sum(e.live_identities for e in self._snapshot())
 
     @property
     def load(self) -> int:
         """Turns running or queued on this host."""
-        return sum(e.admission.inflight for e in list(self.engines.values()))
+        return sum(e.admission.inflight for e in self._snapshot())
 
     @property
     def type_names(self) -> list[str]:
-        return sorted({n for e in list(self.engines.values()) for n in e.type_names})
+        return sorted({n for e in self._snapshot() for n in e.type_names})
 
     def totals(self) -> dict[str, int]:
         """This host's counters: its own, and every engine's it had."""
         totals = dict(self.counters)
-        for e in list(self.engines.values()):
+        for e in self._snapshot():
             for k, v in e.counters.items():
                 totals[k] = totals.get(k, 0) + v
         return totals
@@ -168,15 +230,22 @@ class PartitionSet:
             live_identities=self.live_identities,
             counters=self.totals(),
             group=self.group,
-            shard=min(self.owned, default=0),
+            shard=min(self.owned_partitions(), default=0),
             epoch=self.epoch,
-            partitions=sorted(self.owned),
+            partitions=self.owned_partitions(),
         )
 
     async def close(self) -> None:
         """Passivate every identity of every partition (state written) and stop."""
-        for engine in list(self.engines.values()):
+        for engine in self._snapshot():
             await engine.close()
+
+
+def _stale_engines(store: Store, engines: list[HostEngine]) -> list[HostEngine]:
+    """In a worker thread: StoreLost if the store was replaced; else the engines whose
+    partition another host has claimed since."""
+    store.check()
+    return [e for e in engines if not e.persistence.still_owner()]
 
 
 class _Tallies:
@@ -187,7 +256,7 @@ class _Tallies:
 
     def snapshot(self) -> dict[tuple[str, str], MethodStats]:
         out: dict[tuple[str, str], MethodStats] = {}
-        for key, s in self._owner._retired_methods.items():
+        for key, s in list(self._owner._retired_methods.items()):
             _add(out.setdefault(key, MethodStats()), s)
         for e in list(self._owner.engines.values()):
             for key, s in e.methods.snapshot().items():

@@ -33,8 +33,11 @@ _IDLE_POLL_S = 2.0  # with no reminder known to be due soon: how often the store
 class Upkeep:
     """The background loops of one host engine."""
 
-    def __init__(self, engine: HostEngine, store: Store | None, max_live: int | None) -> None:
+    def __init__(self, engine: HostEngine, store: Store | None, max_live: int | None, *, shared: bool = False) -> None:
         self._engine = engine
+        # shared: the host drives the periodic jobs of all its partitions' engines from one
+        # loop (``HostUpkeep``); this engine runs only its wake-up driven loops.
+        self._shared = shared
         self._max_live = max_live
         self._wakeup = asyncio.Event()
         self._reap_wakeup = asyncio.Event()
@@ -53,14 +56,14 @@ class Upkeep:
         def start() -> None:
             if self._loops or self._closed:
                 return
-            self._loops = [
-                e.loop.create_task(self._reap_loop()),
-                e.loop.create_task(self._every(lambda: 1.0, self.flush_dirty)),
-                e.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
-                e.loop.create_task(self._every(lambda: 60.0, self._prune_replies)),
-                e.loop.create_task(self._every(lambda: 0.25, self._watch_overdue)),
-                e.loop.create_task(self._reminder_loop()),
-            ]
+            self._loops = [e.loop.create_task(self._reap_loop()), e.loop.create_task(self._reminder_loop())]
+            if not self._shared:
+                self._loops += [
+                    e.loop.create_task(self._every(lambda: 1.0, self.flush_dirty)),
+                    e.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
+                    e.loop.create_task(self._every(lambda: 60.0, self._prune_replies)),
+                    e.loop.create_task(self._every(lambda: 0.25, self._watch_overdue)),
+                ]
 
         if threading.get_ident() == e.loop_thread:
             start()
@@ -267,6 +270,9 @@ class Upkeep:
             await e.loop.run_in_executor(e.workers, e.persistence.prune)
 
     async def _watch_overdue(self) -> None:
+        self.watch_overdue()
+
+    def watch_overdue(self) -> None:
         """Report sync turns still running past their deadline, and stop counting them
         against the worker threads (they cannot be interrupted; others must not starve)."""
         e = self._engine

@@ -8,6 +8,7 @@ directory, takes back its partitions and claims their next epochs.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 from typing import Any
 
@@ -88,6 +89,7 @@ class ShardHost:
                 cluster_id=self._cluster_id,
                 shards=partitions,
                 workers=workers,
+                shared_upkeep=True,
             )
             engine.persistence.epoch = epoch
             return engine
@@ -102,6 +104,7 @@ class ShardHost:
         self.endpoint: str = f"{host}:{port}"
         metrics_port = serve_metrics(self.parts, bind, config["token"])
         self.metrics: str = f"http://{host}:{metrics_port}/metrics"
+        self._upkeep: concurrent.futures.Future[None] = self._io.submit(self.parts.upkeep(self._store))
         self.runtime = StatefulRuntime(
             directory=self._directory, config=config, io=self._io, local=self.parts, endpoint=self.endpoint
         )
@@ -145,8 +148,8 @@ class ShardHost:
             "gpu_ids": list(self._gpu_ids),
             "group": self._group,
             "host_id": self.parts.host_id,
-            "shard": min(self.parts.owned, default=0),
-            "partitions": sorted(self.parts.owned),
+            "shard": min(self.parts.owned_partitions(), default=0),
+            "partitions": self.parts.owned_partitions(),
             "epoch": self.parts.epoch,
             "live": self.parts.live_identities,
             "types": self.parts.type_names,
@@ -160,4 +163,5 @@ class ShardHost:
 
     def shutdown(self) -> None:
         """Passivate every identity (on_deactivate runs, state is flushed)."""
+        self._upkeep.cancel()
         self._io.run(self.parts.close(), timeout=60)
