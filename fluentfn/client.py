@@ -25,7 +25,7 @@ from .errors import REROUTE_CODES, FluentError, InvalidRequest
 from .placement import shard_for
 from .transport._auth import metadata
 from .transport._client import open_channel, rpc_error
-from .transport._server import channel_options
+from .transport._server import dial_options
 from .transport._tls import TlsConfig
 from .wire import codec
 from .wire._gen import actorhost_pb2 as pb
@@ -155,9 +155,9 @@ class Client(_Settings):
         channel = self._channels.get(endpoint)
         if channel is None:
             if self._tls is None:
-                channel = grpc.insecure_channel(endpoint, options=channel_options())
+                channel = grpc.insecure_channel(endpoint, options=dial_options())
             else:
-                options = channel_options() + self._tls.channel_options()
+                options = dial_options() + self._tls.channel_options()
                 channel = grpc.secure_channel(endpoint, self._tls.channel_credentials(), options=options)
             self._channels[endpoint] = channel
         return pb_grpc.ActorHostStub(channel)

@@ -21,7 +21,7 @@ from ..errors import FluentError, Unavailable, error_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import metadata
-from ._server import channel_options
+from ._server import dial_options
 from ._tls import TlsConfig
 
 
@@ -35,8 +35,8 @@ def rpc_error(exc: aio.AioRpcError | grpc.RpcError, endpoint: str) -> FluentErro
 def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
     """An aio channel to ``endpoint`` with fluentfn's limits."""
     if tls is None:
-        return aio.insecure_channel(endpoint, options=channel_options())
-    return aio.secure_channel(endpoint, tls.channel_credentials(), options=channel_options() + tls.channel_options())
+        return aio.insecure_channel(endpoint, options=dial_options())
+    return aio.secure_channel(endpoint, tls.channel_credentials(), options=dial_options() + tls.channel_options())
 
 
 ReplyCallback = Callable[[pb.Reply | None, FluentError | None], None]

@@ -50,6 +50,15 @@ def channel_options() -> list[tuple[str, Any]]:
     ]
 
 
+def dial_options() -> list[tuple[str, Any]]:
+    """Options of the channels fluentfn opens: ``channel_options`` and a subchannel pool of
+    their own. gRPC otherwise shares connections between channels to the same address,
+    process-wide, so a channel opened after a host died would inherit the dead one's
+    reconnect backoff — and fail at once, for seconds, even when a new host now listens on
+    that port (stopped hosts free their ports, and the OS hands them out again)."""
+    return [*channel_options(), ("grpc.use_local_subchannel_pool", 1)]
+
+
 class _Malformed:
     """What a request that is not a valid protobuf message decodes to."""
 
@@ -216,12 +225,12 @@ MAX_STREAMS = 256
 
 
 async def start_server(
-    dispatcher: Dispatcher, token: str, bind: str = "127.0.0.1", tls: TlsConfig | None = None
+    dispatcher: Dispatcher, token: str, bind: str = "127.0.0.1", tls: TlsConfig | None = None, port: int = 0
 ) -> tuple[aio.Server, int]:
-    """Serve ``dispatcher`` on ``bind`` (an ephemeral port); returns the server and port."""
+    """Serve ``dispatcher`` on ``bind`` (``port``, or an ephemeral one); returns the server and port."""
     server = aio.server(interceptors=[TokenInterceptor(token)], options=server_options())
     ActorHostServicer(dispatcher).register(server)
-    address = f"[{bind}]:0" if ":" in bind else f"{bind}:0"
+    address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
     if tls is None:
         port = server.add_insecure_port(address)
     else:

@@ -1,0 +1,58 @@
+"""A peer that died and a new server on its port: the next call reaches the new one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from fluentfn._ioloop import IoLoop
+from fluentfn.errors import Unavailable
+from fluentfn.transport._client import PeerPool
+from fluentfn.transport._server import start_server
+from fluentfn.wire._gen import actorhost_pb2 as pb
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Echo:
+    """A dispatcher that answers every call with its own arguments."""
+
+    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
+        return pb.Reply(seq=call.seq, value=call.args)
+
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        done(pb.Reply(seq=call.seq, value=call.args))
+
+    async def accept(self, call: pb.Call) -> None:
+        return None
+
+    def status(self) -> pb.StatusReply:
+        return pb.StatusReply()
+
+
+def test_a_new_server_on_a_dead_peers_port_is_reached_at_once() -> None:
+    io = IoLoop()
+    pool = PeerPool("token")
+    server, port = io.run(start_server(Echo(), "token"))
+    endpoint = f"127.0.0.1:{port}"
+
+    def call() -> pb.Reply | None:
+        request = pb.Call(type_name="T", key="k", method="m", args=b"x", request_id="r")
+        return io.run(pool.invoke(endpoint, request), timeout=10)
+
+    try:
+        assert call() == pb.Reply(seq=1, value=b"x")
+        io.run(server.stop(0))
+        for _ in range(4):  # the peer is gone: each call fails, and gRPC's reconnect backoff grows
+            with pytest.raises(Unavailable):
+                call()
+            time.sleep(0.3)
+        server, _ = io.run(start_server(Echo(), "token", port=port))  # a new host, the same port
+        reply = call()  # a fresh connection, not the dead peer's backoff
+        assert reply is not None and reply.value == b"x"
+    finally:
+        io.run(server.stop(0))
+        io.run(pool.close())
+        io.loop.call_soon_threadsafe(io.loop.stop)
