@@ -24,7 +24,6 @@ from .errors import FluentError, NotFound, Unavailable
 from .placement import ActorOptions, ResourceSpec, missing_resources, ray_options, resource_demand
 
 log = logging.getLogger("fluentfn.directory")
-_FOREVER = 1e18  # "due by then": every pending reminder
 _MOVES_AT_ONCE = 2  # partitions moving at the same time within one group
 _NODE_CHECK_S = 2.0  # how often Ray's node list is read (to spread hosts onto joining nodes)
 
@@ -148,11 +147,11 @@ class Directory:
             log.warning("pending reminders of %s not checked: %s: %s", group, type(exc).__name__, exc)
 
     def _has_reminders(self, group: str, partitions: int) -> bool:
-        from .state import open_store
+        from .state import has_reminders, open_store
 
         store = open_store(self._config["store"])
         try:
-            return any(store.due_reminders(group, p, _FOREVER, limit=1) for p in range(partitions))
+            return any(has_reminders(store, group, p) for p in range(partitions))
         finally:
             store.close()
 

@@ -35,8 +35,8 @@ class Upkeep:
 
     def __init__(self, engine: HostEngine, store: Store | None, max_live: int | None, *, shared: bool = False) -> None:
         self._engine = engine
-        # shared: the host drives the periodic jobs of all its partitions' engines from one
-        # loop (``HostUpkeep``); this engine runs only its wake-up driven loops.
+        # shared: the host drives the periodic jobs of all its partitions' engines
+        # (``PartitionSet.upkeep``); this engine runs only its wake-up driven loops.
         self._shared = shared
         self._max_live = max_live
         self._wakeup = asyncio.Event()

@@ -24,7 +24,7 @@ from ..host._engine import HostEngine, TypeLoader
 from ..host._metrics import serve_metrics
 from ..host._partitions import PartitionSet
 from ..host._workers import Workers
-from ..state import Store, open_store
+from ..state import Store, has_reminders, open_store
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ._raycall import await_ray, get_ray
@@ -41,9 +41,6 @@ def _type_loader(directory: Any) -> TypeLoader:
         return ActorDef(cls, options)
 
     return load
-
-
-_FOREVER = 1e18  # "due by then": any pending reminder
 
 
 def rss_bytes() -> int:
@@ -120,7 +117,7 @@ class ShardHost:
         epochs: dict[int, int] = {}
         for p in partitions:
             epoch = self._store.claim_shard(self._group, p, self._cluster_id)
-            pending = bool(self._store.due_reminders(self._group, p, _FOREVER, limit=1))
+            pending = has_reminders(self._store, self._group, p)
             self.parts.adopt(p, epoch, handoffs.get(p), start=pending)
             epochs[p] = epoch
         return epochs

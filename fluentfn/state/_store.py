@@ -120,3 +120,8 @@ class Store(Protocol):
     def delete(self, key: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+def has_reminders(store: Store, group: str, partition: int) -> bool:
+    """Whether a partition has any pending reminder, due or not (its host must start)."""
+    return bool(store.due_reminders(group, partition, 1e18, limit=1))
