@@ -82,6 +82,14 @@ class _Group:
     policy: AutoscalePolicy | None = None
     pauses_ms: list[float] = field(default_factory=list)  # how long each moved partition was held
 
+    def placement(self) -> dict[str, list[int]]:
+        """Host id -> the partitions assigned to it (every host, even one with none)."""
+        out: dict[str, list[int]] = {hid: [] for hid in self.hosts}
+        for p, part in enumerate(self.parts):
+            if part.host in out:
+                out[part.host].append(p)
+        return out
+
 
 def host_spec(options: ActorOptions) -> ResourceSpec:
     """What each host of a type asks Ray for: its own needs, and for an autoscaled type
@@ -370,11 +378,7 @@ class Directory:
         if self._config.get("mode") == "faas" and name in self._types:
             return {}
         _, g = self._group_of(name)
-        out: dict[str, list[int]] = {hid: [] for hid in g.hosts}
-        for p, part in enumerate(g.parts):
-            if part.host in out:
-                out[part.host].append(p)
-        return out
+        return g.placement()
 
     async def move_pauses(self, name: str) -> list[float]:
         """How long (ms) each partition move of the type held its callers."""
@@ -399,7 +403,7 @@ class Directory:
                 if g.hosts:
                     await self._spread(group, g)
                     await self._settle(group, g, list(g.hosts))
-            out[group] = {hid: [p for p, q in enumerate(g.parts) if q.host == hid] for hid in g.hosts}
+            out[group] = g.placement()
         return out
 
     async def _scale(self, group: str, g: _Group, n: int) -> None:
@@ -423,7 +427,8 @@ class Directory:
                 raise
             keep = [*current, *(h.hid for h in new)]
         else:
-            by_load = sorted(current, key=lambda hid: (sum(q.host == hid for q in g.parts), -int(hid[1:])))
+            placed = g.placement()
+            by_load = sorted(current, key=lambda hid: (len(placed[hid]), -int(hid[1:])))
             keep = sorted(by_load[len(current) - n :], key=lambda hid: int(hid[1:]))
         await self._settle(group, g, keep)
         await self._stop_hosts(g, [g.hosts[hid] for hid in current if hid not in keep])
@@ -523,11 +528,12 @@ class Directory:
         """Every partition written and unassigned, every host stopped (resources freed); the
         group starts again on its next call."""
         hosts = list(g.hosts.values())
+        placed = g.placement()
         for part in g.parts:
             part.ready.clear()
 
         async def drain(host: _Host) -> None:
-            mine = [p for p, q in enumerate(g.parts) if q.host == host.hid]
+            mine = placed[host.hid]
             try:
                 await asyncio.wait_for(host.handle.release.remote(mine, DRAIN_S), DRAIN_S + 60)
                 await asyncio.wait_for(host.handle.shutdown.remote(), 60)
@@ -586,10 +592,8 @@ class Directory:
             empty = min(count, key=lambda n: (count[n], n))
             if count[full] - count[empty] <= 1:
                 break
-            old = min(
-                (h for h in g.hosts.values() if h.node_id == full),
-                key=lambda h: sum(q.host == h.hid for q in g.parts),
-            )
+            placed = g.placement()
+            old = min((h for h in g.hosts.values() if h.node_id == full), key=lambda h: len(placed[h.hid]))
             new = self._new_host(group, g, {"scheduling_strategy": NodeAffinitySchedulingStrategy(empty, soft=False)})
             try:
                 await self._wait_hosts(g, [new])
@@ -597,7 +601,7 @@ class Directory:
                 await self._stop_hosts(g, [new])
                 g.problem = str(exc)
                 break
-            for p in [p for p, q in enumerate(g.parts) if q.host == old.hid]:
+            for p in placed[old.hid]:
                 await self._move(group, g, p, new)
             await self._stop_hosts(g, [old])
             replaced += 1

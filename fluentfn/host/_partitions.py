@@ -119,18 +119,21 @@ class PartitionSet:
         p = shard_for(key, self.partitions)
         return Redirect(f"{self.group} partition {p} is not served by host {self.host_id}: resolve it again")
 
+    def _redirect_reply(self, call: pb.Call) -> pb.Reply | None:
+        return None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key)))
+
     # -- the dispatcher ---------------------------------------------------------------------------
 
     async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
         engine = self.engine_of(call.key)
         if engine is None:
-            return None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key)))
+            return self._redirect_reply(call)
         return await engine.dispatch(call, local=local)
 
     def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
         engine = self.engine_of(call.key)
         if engine is None:
-            done(None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key))))
+            done(self._redirect_reply(call))
             return
         engine.submit(call, done)
 
