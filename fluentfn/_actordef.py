@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dis
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class MethodInfo:
     signature: inspect.Signature | None
     positional: tuple[int, int] | None = None  # (min, max) when only plain positional params
     readonly: bool = False  # @ff.readonly: no change detection, no write
+    call_free: bool = False  # a sync method whose own code calls nothing (see ``makes_no_calls``)
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """InvalidRequest unless the arguments fit the method's parameters."""
@@ -55,8 +57,9 @@ class ActorDef:
                 sig: inspect.Signature | None = inspect.signature(fn)
             except (TypeError, ValueError):
                 sig = None
+            is_async = inspect.iscoroutinefunction(fn)
             self._methods[attr] = MethodInfo(
-                attr, fn, inspect.iscoroutinefunction(fn), sig, _positional(sig), is_readonly(fn)
+                attr, fn, is_async, sig, _positional(sig), is_readonly(fn), not is_async and makes_no_calls(fn)
             )
         self.on_activate = getattr(cls, "on_activate", None)
         self.on_deactivate = getattr(cls, "on_deactivate", None)
@@ -101,6 +104,32 @@ def readonly(fn: F) -> F:
 
 def is_readonly(fn: Any) -> bool:
     return bool(getattr(fn, _READONLY, False))
+
+
+# Instructions through which a method's own code could run other code that may block or
+# wait: calls, imports, context managers, iteration (a file, a generator), yields, awaits.
+_CALLING = frozenset(
+    {
+        "CALL", "PRECALL", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX", "CALL_KW",
+        "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "IMPORT_NAME", "IMPORT_FROM", "BEFORE_WITH", "SETUP_WITH",
+        "BEFORE_ASYNC_WITH", "GET_ITER", "FOR_ITER", "GET_AITER", "GET_ANEXT", "GET_AWAITABLE", "YIELD_VALUE",
+        "SEND", "LOAD_BUILD_CLASS",
+    }
+)  # fmt: skip
+_NOT_PLAIN = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
+def makes_no_calls(fn: Any) -> bool:
+    """True for a plain function whose bytecode calls nothing: attribute reads and
+    writes, arithmetic, literals, subscripts, comparisons (``return x``, ``self.n += k;
+    return self.n``). Such a turn cannot wait for another actor, a lock or I/O, so a host
+    may run it on its event loop instead of a worker thread. Conservative: any call, even
+    ``len(x)``, makes it False; operators of user classes are the one way around it, and
+    hosts time every such turn (a slow one sends its method back to worker threads)."""
+    code = getattr(fn, "__code__", None)
+    if code is None or code.co_flags & _NOT_PLAIN:
+        return False
+    return not any(ins.opname in _CALLING for ins in dis.get_instructions(code))
 
 
 def _positional(sig: inspect.Signature | None) -> tuple[int, int] | None:

@@ -38,6 +38,8 @@ SETTINGS: dict[str, str] = {
     "`num_cpus` (default 0.5), so Ray's autoscaler sees the demand",
     "FLUENTFN_AUTOSCALE_TICK_S": "how often the directory samples load for autoscaling (default 0.5)",
     "FLUENTFN_UVLOOP": "0 turns uvloop off (default on when installed)",
+    "FLUENTFN_LOOP_TURNS": "0 runs every sync turn on a worker thread (default: methods that make no calls run "
+    'on the host\'s event loop, see "Where a turn runs")',
     "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs: a JSON object or a JSON file's path",
     "FLUENTFN_TLS_CERT": "with FLUENTFN_TLS_KEY and FLUENTFN_TLS_CA: mutual TLS for `ff.init()` when `tls=` is not "
     "given (PEM files)",
@@ -132,6 +134,11 @@ def sqlite_sync() -> str:
 
 def uvloop_wanted() -> bool:
     return _raw("FLUENTFN_UVLOOP") != "0"
+
+
+def loop_turns_wanted() -> bool:
+    """Whether hosts may run turns of call-free sync methods on their event loop."""
+    return _raw("FLUENTFN_LOOP_TURNS") != "0"
 
 
 def log_level() -> str:

@@ -1,18 +1,24 @@
 """The stream's fast lane: sync methods of known types, without an asyncio task.
 
 A call from a peer stream is admitted with a callback job; when the policy starts it, it
-goes straight to a worker thread, and a worker that ends a turn runs the identity's
-next queued sync turn itself (one thread hop for a whole pipeline). Replies go back to
-the loop in batches (one wake-up for many completions).
+runs on the loop itself if its method makes no calls (``makes_no_calls``: it cannot
+block) and its identity is live — no thread hop at all, the reply leaves in the same
+loop pass — and otherwise goes straight to a worker thread, where a worker that ends a
+turn runs the identity's next queued sync turn itself (one thread hop for a whole
+pipeline). Replies from workers go back to the loop in batches (one wake-up for many
+completions).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._config import loop_turns_wanted
 from ..errors import FluentError
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
@@ -22,6 +28,9 @@ from ._turn import Request
 
 if TYPE_CHECKING:
     from ._engine import HostEngine
+
+log = logging.getLogger("fluentfn.host")
+_LOOP_TURN_BUDGET_S = 0.002  # a turn on the loop that takes longer sends its method to worker threads
 
 
 class SyncLane:
@@ -33,6 +42,9 @@ class SyncLane:
         self._thread_state = threading.local()
         self._completed: list[Callable[[], None]] = []
         self._drain_scheduled = False
+        self._loop_turns = loop_turns_wanted()
+        self._slow: set[tuple[str, str]] = set()  # (type, method) demoted to worker threads
+        self._on_loop_now = False  # a loop turn is running (its end may start the next)
 
     def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> bool:
         """The common case — a sync method of a known type — without an asyncio task."""
@@ -49,7 +61,10 @@ class SyncLane:
         self._e.counters["direct_messages"] += 1
 
         def start(job: Job) -> None:
-            self._run_job(functools.partial(self._sync_job, job, req, done))
+            if self._on_loop(req, job):
+                self._loop_job(job, req, done)
+            else:
+                self._run_job(functools.partial(self._sync_job, job, req, done))
 
         def reject(job: Job, why: Why) -> None:
             error = self._e.admission.refusal(why, req.address)
@@ -69,9 +84,74 @@ class SyncLane:
             reply = self._e.runner.run_sync(req, job.act, self._e.context_for(job.act, call))
         finally:
             self._e.admission.done(job)
+        self._complete(lambda: self._reply(call, reply, done))
+
+    def _on_loop(self, req: Request, job: Job) -> bool:
+        """Whether this turn may run right here on the event loop (see ``makes_no_calls``):
+        a call-free method of a live, non-reentrant identity, on a first attempt (a retry
+        may need the store to find its recorded reply), not demoted for being slow."""
+        return (
+            req.method.call_free
+            and self._loop_turns
+            and threading.get_ident() == self._e.loop_thread
+            and job.act is not None
+            and job.act.instance is not None
+            and not req.call.attempt
+            and not req.definition.options.reentrant
+            and (req.definition.name, req.method.name) not in self._slow
+        )
+
+    def _loop_job(self, job: Job, req: Request, done: Callable[[pb.Reply | None], None]) -> None:
+        """A turn on the loop; a state change to write goes to a worker before the reply.
+
+        Ending a turn may start the identity's next queued one: that one runs in a later
+        loop callback, not nested here (a long queue would otherwise recurse)."""
+        if self._on_loop_now:
+            self._e.loop.call_soon(self._loop_job, job, req, done)
+            return
+        self._on_loop_now = True
+        try:
+            self._run_loop_job(job, req, done)
+        finally:
+            self._on_loop_now = False
+
+    def _run_loop_job(self, job: Job, req: Request, done: Callable[[pb.Reply | None], None]) -> None:
+        assert job.act is not None
+        call = req.call
+        t0 = time.perf_counter()
+        reply, write = self._e.runner.run_on_loop(req, job.act, self._e.context_for(job.act, call))
+        took = time.perf_counter() - t0
+        if took > _LOOP_TURN_BUDGET_S:
+            self._demote(req, took)
+        if write is None:
+            self._e.admission.done(job)
+            self._reply(call, reply, done)
+            return
+
+        def durable() -> None:
+            try:
+                written = write()
+            finally:
+                self._e.admission.done(job)
+            self._complete(lambda: self._reply(call, written, done))
+
+        self._run_job(durable)
+
+    def _demote(self, req: Request, took: float) -> None:
+        """A call-free method that still took long (big data, a slow operator): its turns
+        go back to worker threads, where they cannot hold up the host's other calls."""
+        self._slow.add((req.definition.name, req.method.name))
+        log.warning(
+            "%s.%s took %.1f ms on the host's event loop; its turns run on worker threads from now on",
+            req.definition.name,
+            req.method.name,
+            took * 1e3,
+        )
+
+    @staticmethod
+    def _reply(call: pb.Call, reply: pb.Reply, done: Callable[[pb.Reply | None], None]) -> None:
         reply.seq = call.seq
-        result = None if call.one_way else reply
-        self._complete(lambda: done(result))
+        done(None if call.one_way else reply)
 
     def _run_job(self, job: Callable[[], None]) -> None:
         """Start a sync turn: in this worker thread after its current turn, else in the pool."""

@@ -107,12 +107,25 @@ class Persistence:
             act.dirty = True
             return
         with self._locks[hash(act.address) % len(self._locks)]:
-            self._record(act, request_id, reply)
+            snapshot = encode_snapshot(act.instance, act.address)
+            if snapshot != act.snapshot:
+                self._record(act, snapshot, request_id, reply)
 
-    def _record(self, act: Activation, request_id: str, reply: bytes) -> None:
+    def write_due(self, definition: ActorDef, act: Activation) -> bytes | None:
+        """For a turn run on the event loop (no blocking there): the state to write
+        before its reply, if the turn changed it under ``persist="call"``; else None.
+        InvalidRequest if the state cannot be encoded."""
+        if self.store is None or definition.options.persist != "call":
+            return None
         snapshot = encode_snapshot(act.instance, act.address)
-        if snapshot == act.snapshot:
-            return
+        return None if snapshot == act.snapshot else snapshot
+
+    def write_turn(self, act: Activation, snapshot: bytes, request_id: str, reply: bytes) -> None:
+        """The durability point of a turn whose new state ``write_due`` returned (blocking)."""
+        with self._locks[hash(act.address) % len(self._locks)]:
+            self._record(act, snapshot, request_id, reply)
+
+    def _record(self, act: Activation, snapshot: bytes, request_id: str, reply: bytes) -> None:
         if act.replies is None:
             act.replies = OrderedDict()
         act.replies[request_id] = reply

@@ -9,6 +9,7 @@ active, it lost its instance, the shard was found to belong to another host.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -92,6 +93,59 @@ class TurnRunner:
                 late = time.time() - running.deadline
                 log.warning("%s.%s finished %.1f s past its deadline", act.address, method.name, late)
             CURRENT.reset(token)
+
+    def run_on_loop(
+        self, req: Request, act: Activation, ctx: Context
+    ) -> tuple[pb.Reply, Callable[[], pb.Reply] | None]:
+        """A turn of a call-free sync method of a live identity, on the event loop.
+
+        Returns (reply, None) when the turn is complete, or (reply, write) when it changed
+        the state under ``persist="call"``: ``write()`` blocks (run it in a worker), makes
+        the turn durable and returns what to send — the reply, or the error if the write
+        failed (the turn then never happened: the identity is rolled back).
+        """
+        definition, method, call = req.definition, req.method, req.call
+        token = CURRENT.set(ctx)
+        try:
+            recorded = self.persistence.recorded(act, call.request_id)  # in memory only: a first attempt
+            if recorded is not None:
+                return pb.Reply.FromString(recorded), None
+            self.counters["calls"] += 1
+            t0 = time.perf_counter()
+            outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
+            self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
+            if method.readonly:
+                return self._encoded(definition, act, call, outcome, failed), None
+            try:
+                due = self.persistence.write_due(definition, act)
+            except FluentError:
+                self.rollback(definition, act)
+                raise
+            reply = self._encoded(definition, act, call, outcome, failed)
+            if due is not None:
+                return reply, functools.partial(self._write_turn, definition, act, call, reply, due)
+            if definition.options.persist == "interval":  # unchanged under "call"; nothing to do for "never"
+                self.persistence.after_turn(definition, act, call.request_id, b"")
+            return reply, None
+        except BaseException as exc:
+            return self._error_reply(act, call, exc), None
+        finally:
+            CURRENT.reset(token)
+
+    def _write_turn(
+        self, definition: ActorDef, act: Activation, call: pb.Call, reply: pb.Reply, snapshot: bytes
+    ) -> pb.Reply:
+        """The durability point of a turn that ran on the loop (in a worker thread)."""
+        try:
+            self._durably(
+                definition,
+                act,
+                call,
+                lambda: self.persistence.write_turn(act, snapshot, call.request_id, reply.SerializeToString()),
+            )
+        except BaseException as exc:
+            return self._error_reply(act, call, exc)
+        return reply
 
     async def run_async(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
         """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
@@ -204,10 +258,28 @@ class TurnRunner:
         happened: the identity is rolled back to its last durable state and the caller
         gets one clear, non-retryable error.
         """
+        reply = self._encoded(definition, act, call, outcome, failed)
+        if not method.readonly:
+            self._durably(
+                definition,
+                act,
+                call,
+                lambda: self.persistence.after_turn(definition, act, call.request_id, reply.SerializeToString()),
+            )
+        return reply
+
+    def _encoded(self, definition: ActorDef, act: Activation, call: pb.Call, outcome: Any, failed: bool) -> pb.Reply:
+        """The reply for an outcome; a result that cannot be sent rolls the turn back."""
         try:
-            reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
-            if not method.readonly:
-                self.persistence.after_turn(definition, act, call.request_id, reply.SerializeToString())
+            return reply_for(outcome, failed, f"{act.address}.{call.method}")
+        except FluentError:
+            self.rollback(definition, act)
+            raise
+
+    def _durably(self, definition: ActorDef, act: Activation, call: pb.Call, write: Callable[[], None]) -> None:
+        """Run a turn's durability point; if it fails, roll the turn back and raise one clear error."""
+        try:
+            write()
         except FluentError:
             self.rollback(definition, act)
             raise
@@ -217,7 +289,6 @@ class TurnRunner:
                 f"{act.address}.{call.method}: state store failed ({type(exc).__name__}: {exc}); "
                 "the call did not take effect"
             ) from None
-        return reply
 
     def rollback(self, definition: ActorDef, act: Activation) -> None:
         """Undo a turn that cannot take effect: forget memory, so the identity comes back
