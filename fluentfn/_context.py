@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,7 +46,7 @@ class Context:
     deadline: float = 0.0
     request_id: str = ""
     replay: bool = False  # this turn may have run before: its calls may have too
-    _calls: itertools.count[int] = field(default_factory=itertools.count, init=False, repr=False, compare=False)
+    _calls: int = field(default=0, init=False, repr=False, compare=False)  # calls made so far
     _scheduler: Scheduler | None = field(default=None, repr=False, compare=False)
 
     def next_request_id(self) -> str | None:
@@ -58,7 +57,9 @@ class Context:
         chain of turns that led here (a tell ring of a million hops included)."""
         if not self.request_id:
             return None
-        seed = f"{self.request_id}.{next(self._calls)}".encode("utf-8", "surrogatepass")
+        n = self._calls
+        self._calls = n + 1
+        seed = f"{self.request_id}.{n}".encode("utf-8", "surrogatepass")
         return "d" + hashlib.blake2b(seed, digest_size=12).hexdigest()
 
     def schedule(self, delay_s: float, method: str, *args: Any, **kwargs: Any) -> str:

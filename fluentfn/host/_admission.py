@@ -11,6 +11,7 @@ timer on the loop ticks it at each queued turn's deadline.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import functools
 import itertools
@@ -173,10 +174,10 @@ class Admission:
         """Under the lock: the jobs the instructions name, as actions to run outside it."""
         actions: list[Callable[[], None]] = []
         for ins in instructions:
-            if isinstance(ins, Run):
+            if type(ins) is Run:
                 job = self._jobs.pop(ins.tid)
                 actions.append(functools.partial(job.start, job))
-            elif isinstance(ins, Reject):
+            elif type(ins) is Reject:
                 job = self._jobs.pop(ins.tid)
                 actions.append(functools.partial(job.reject, job, ins.why))
             else:
@@ -269,16 +270,17 @@ class Admission:
 
     def wait_turn(self, req: Request) -> Job:
         """Block this thread (never the loop) until ``req`` may run; raises if refused."""
-        ready = threading.Event()
+        ready = _thread.allocate_lock()  # released once, when the turn may start or is refused
+        ready.acquire()
         refused: list[FluentError] = []
 
         def reject(job: Job, why: Why) -> None:
             refused.append(self.refusal(why, req.address))
-            ready.set()
+            ready.release()
 
-        job = Job(lambda _: ready.set(), reject)
+        job = Job(lambda _: ready.release(), reject)
         self.admit_call(req, job)
-        ready.wait()  # bounded: a deadline makes the policy refuse the turn in time
+        ready.acquire()  # bounded: a deadline makes the policy refuse the turn in time
         if refused:
             raise refused[0]
         return job

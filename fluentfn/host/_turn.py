@@ -90,11 +90,16 @@ def run_sync(method: MethodInfo, instance: Any, args: tuple[Any, ...], kwargs: d
         return exc, True
 
 
+_NONE = codec.encode(None)
+
+
 def reply_for(outcome: Any, failed: bool, where: str) -> pb.Reply:
     """The reply for a method's outcome. InvalidRequest if the result cannot be sent
     (the turn must then be rolled back)."""
     if failed:
         return pb.Reply(error=error_to_pb(outcome, where, user=True))
+    if outcome is None:
+        return pb.Reply(value=_NONE)
     try:
         return pb.Reply(value=codec.encode(outcome))
     except FluentError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import os
 from typing import Any
 
@@ -52,6 +53,19 @@ def rss_bytes() -> int:
         return 0
 
 
+_GC_THRESHOLDS = (20_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """A host keeps up to millions of small, long-lived objects (identities, mailboxes):
+    with Python's default thresholds (700, 10, 10), activating them costs a third of its
+    time in young-generation collections. Collect every 20,000 allocations instead (a
+    bound on how long cyclic garbage waits), and move what exists at start-up (modules,
+    Ray's and gRPC's objects) out of the collector's sight for good (``gc.freeze``)."""
+    gc.set_threshold(*_GC_THRESHOLDS)
+    gc.freeze()
+
+
 class ShardHost:
     """One host of co-location group ``group``: serves the partitions the directory gives it."""
 
@@ -59,6 +73,7 @@ class ShardHost:
         import ray
 
         quiet_logs()
+        tune_gc()
         self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(namespace))
         config: dict[str, Any] = get_ray(self._directory.config.remote())
         ctx = ray.get_runtime_context()
