@@ -258,6 +258,32 @@ def test_client_calls_the_owning_host_directly_and_falls_back_to_the_gateway(clu
     client.close()
 
 
+def test_a_stream_client_pipelines_through_the_gateway(cluster: ff.Cluster) -> None:
+    """Any gRPC client may pipeline on ``InvokeStream`` to the gateway: replies come back
+    under the client's own ``seq`` (the gateway's hop to each host numbers calls anew)."""
+    md = (("authorization", f"Bearer {cluster.token}"),)
+    with grpc.insecure_channel(cluster.gateway) as channel:
+        stub = pb_grpc.ActorHostStub(channel)
+        calls = [
+            pb.Call(
+                type_name="TCounter",
+                key=f"piped-{i % 5}",
+                method="add",
+                args=codec.encode_args((1,), {}),
+                request_id=f"piped-{i}",
+                seq=1000 + i,
+            )
+            for i in range(50)
+        ] + [pb.Call(type_name="TCounter", key="piped-0", method="fail", args=codec.encode_args(("x",), {}), seq=7)]
+        replies = [r for batch in stub.InvokeStream(iter([pb.CallBatch(calls=calls)]), metadata=md, timeout=60)
+                   for r in batch.replies]  # fmt: skip
+    by_seq = {r.seq: r for r in replies}
+    assert sorted(by_seq) == [7] + [1000 + i for i in range(50)]
+    assert by_seq[7].HasField("error") and "x" in by_seq[7].error.message
+    assert sorted(codec.decode(by_seq[1000 + i].value) for i in range(50) if i % 5 == 0) == list(range(1, 11))
+    assert [Counter[f"piped-{k}"].get() for k in range(5)] == [10] * 5
+
+
 def test_async_client(cluster: ff.Cluster) -> None:
     async def main() -> list[Any]:
         async with ff.AsyncClient(cluster.gateway, token=cluster.token) as client:

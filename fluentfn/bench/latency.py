@@ -6,13 +6,17 @@ store) vs FaaS with the paper's storage profile. Systems, all measured in this r
 ``fluentfn`` (driver -> host over gRPC),
 ``fluentfn-actor-to-actor`` (an actor calling an actor on another host),
 ``fluentfn-colocated`` (an actor calling a co-located actor, in-process), ``ray-actor``
-(``ray.get(actor.echo.remote(x))``) and ``grpc-floor`` (a raw grpcio unary echo).
+(``ray.get(actor.echo.remote(x))``), ``grpc-floor`` (a raw grpcio unary echo), and
+``ff.Client-direct`` / ``ff.Client-via-gateway``: an external client (no Ray in its
+process) against ``fluentfn serve`` running in a process of its own, straight to the
+host that owns the key or through the gateway.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Any
 
 import fluentfn as ff
@@ -106,6 +110,48 @@ def _redis_server() -> tuple[Any, str] | None:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
+    """``ff.Client`` (no Ray in its process) against ``fluentfn serve`` running this module
+    in a process of its own: straight to the owning host, and through the gateway."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "FLUENTFN_HOME": home}
+        cmd = [sys.executable, "-m", "fluentfn.cli", "serve", __name__, "--namespace", "bench-serve"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            info_file = os.path.join(home, "bench-serve", "serve.json")
+            until = time.monotonic() + 120
+            while not os.path.exists(info_file):
+                if proc.poll() is not None or time.monotonic() > until:
+                    err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                    raise RuntimeError(f"fluentfn serve did not start: {err}")
+                time.sleep(0.2)
+            time.sleep(0.2)  # the file is written in one go, but let it land
+            info = json.loads(Path(info_file).read_text())
+            address = BenchTarget[key].address
+            for direct in (True, False):
+                client = ff.Client(info["gateway"], token=info["token"], direct=direct)
+                client.call(address, "echo", PAYLOAD)
+                time.sleep(1.1)  # the placement is read again at most once a second: now it lists the host
+                name = "ff.Client-direct" if direct else "ff.Client-via-gateway"
+                call = functools.partial(client.call, address, "echo", PAYLOAD)
+                rows.append(_report.summarize(name, time_calls(call, n)))
+                client.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return rows
+
+
 def _keys_on_shards() -> tuple[str, str]:
     """Two keys of BenchTarget on different shards."""
     first = "k0"
@@ -118,7 +164,7 @@ def _keys_on_shards() -> tuple[str, str]:
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     n = 1000 if quick else 5000
     rows: list[dict[str, Any]] = []
-    with ff.init() as cluster:
+    with ff.init():
         same, other = _keys_on_shards()
         target = BenchTarget[same]
         rows.append(_report.summarize("fluentfn", time_calls(lambda: target.echo(PAYLOAD), n)))
@@ -128,16 +174,6 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         messaging = _cases.load("messaging")
         msg = messaging.Ping["a"].pingpong(messaging.Pong["b"], n, messaging.PAYLOAD)
         rows.append(_report.summarize("stateful-1KB-actor-to-actor", msg, payload="1KB actor->actor"))
-        for direct in (True, False):  # an external client (no Ray): straight to the host, or via the gateway
-            client = ff.Client(cluster.gateway, token=cluster.token, direct=direct)
-            address = target.address
-            client.call(address, "echo", PAYLOAD)
-            time.sleep(1.1)  # the placement is read again at most once a second: now it lists the host
-            name = "ff.Client-direct" if direct else "ff.Client-via-gateway"
-            rows.append(
-                _report.summarize(name, time_calls(functools.partial(client.call, address, "echo", PAYLOAD), n))
-            )
-            client.close()
         ray_echo = RayEcho()
         rows.append(_report.summarize("ray-actor", time_calls(lambda: ray_echo.call(PAYLOAD), n)))
         ray_echo.close()
@@ -147,6 +183,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         with ff.init(store=redis[1], namespace="bench-redis"):
             rows += _persist_rows("redis", n)
         redis[0].terminate()
+    rows += _external_rows(same, n)
     rows += _faas_rows(5 if quick else 20)
     floor = GrpcEcho()
     rows.append(_report.summarize("grpc-floor", time_calls(lambda: floor.call(PAYLOAD), n)))
@@ -166,7 +203,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"fluentfn-colocated p50 = {by['fluentfn-colocated']['p50_us']} us (target <= 50, later 30)",
         f"external client / driver call p50: direct {by['ff.Client-direct']['p50_us'] / by['fluentfn']['p50_us']:.2f}, "
         f"via the gateway {by['ff.Client-via-gateway']['p50_us'] / by['fluentfn']['p50_us']:.2f} (target <= 1.5; "
-        "the gateway runs in this benchmark's process)",
+        "the clients call `fluentfn serve` in a process of its own)",
     ]
     return rows, notes
 

@@ -57,7 +57,19 @@ class _Gateway:
         return await self._runtime.forward(call)
 
     def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
-        spawn(self._forward(call, done), self._tasks)
+        """Forward ``call``; its reply carries the caller's ``seq`` (the hop to the host
+        numbers calls on its own stream)."""
+        seq = call.seq
+
+        def answer(reply: pb.Reply | None) -> None:
+            if reply is not None:
+                reply.seq = seq
+            done(reply)
+
+        if call.method != _ref.KEYS_METHOD and isinstance(self._runtime, StatefulRuntime):
+            self._runtime.forward_soon(call, answer)  # no task when the route is cached
+        else:
+            spawn(self._forward(call, answer), self._tasks)
 
     async def _forward(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
         done(await self.dispatch(call))

@@ -32,7 +32,7 @@ from ..transport._client import PeerPool
 from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import reply_value
+from ..wire.errors import error_to_pb, reply_value
 from ._functions import FunctionRunner
 from ._raycall import await_ray
 from ._registry import registration
@@ -312,13 +312,29 @@ class StatefulRuntime:
             return
         done(reply, None)
 
+    def forward_soon(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        """``forward`` in callback form, on the loop: ``done`` gets the reply (an error
+        reply if the call could not be delivered; None for a one-way call), once."""
+        one_way = call.one_way
+        if not call.deadline:  # a client that set none: the default, as for calls made here
+            call.deadline = time.time() + _config.DEFAULT_CALL_TIMEOUT_S
+
+        def settled(reply: pb.Reply | None, error: BaseException | None) -> None:
+            if error is None:
+                done(None if one_way else reply)
+                return
+            if not isinstance(error, FluentError):
+                log.error("forwarding %s/%s.%s failed", call.type_name, call.key, call.method, exc_info=error)
+                error = FluentError(f"internal error in the gateway: {type(error).__name__}")
+            done(None if one_way else pb.Reply(error=error_to_pb(error)))
+
+        self._send_timed(call, settled)
+
     async def forward(self, call: pb.Call) -> pb.Reply | None:
         """Route a call that arrived at the gateway (errors become replies)."""
         try:
             return await self._send(call)
         except FluentError as exc:
-            from ..wire.errors import error_to_pb
-
             return pb.Reply(seq=call.seq, error=error_to_pb(exc))
 
     async def _send(self, call: pb.Call) -> pb.Reply | None:

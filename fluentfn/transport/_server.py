@@ -119,11 +119,18 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         if isinstance(request, _Malformed):
             await self._refuse_malformed(context)
         request.one_way = False
-        try:
-            reply = await self._d.dispatch(request)
+        answered: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+
+        def done(reply: pb.Reply | None) -> None:
+            if not answered.done():
+                answered.set_result(reply)
+
+        try:  # the stream's path: a turn that may run on the loop answers without a task or thread hop
+            self._d.submit(request, done)
         except Exception:
             log.exception("dispatch failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        reply = await answered
         assert reply is not None
         if reply.HasField("error") and reply.error.code != 0:
             await context.abort(_CODES.get(reply.error.code, grpc.StatusCode.INTERNAL), reply.error.message)
