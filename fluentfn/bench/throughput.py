@@ -5,9 +5,9 @@ Systems: ``fluentfn-pipelined`` (many ``.future`` calls in flight to one identit
 (8 threads of blocking calls to 8 identities), ``fluentfn-spread`` (futures over 64
 identities on all hosts), ``ray-pipelined`` (``ray.get([a.echo.remote(x) ...])``) and
 ``ray-clients`` (8 threads of blocking Ray calls). Messages between actors:
-``fluentfn-ring-100`` (a token passed by ``tell`` around 100 identities, 10,000 hops)
-against ``ray-ring-4-actors`` (the same ring over 4 Ray actors, each playing 25
-identities: a Ray actor is a process each), and ``fluentfn-pingpong`` (an actor's
+``fluentfn-ring-100`` (``bench turns``' ring: a token passed by ``tell`` around 100
+identities, persist="never", 10,000 hops) against ``ray-ring-8-actors`` (the same ring
+over 8 Ray actors: a Ray actor is a process here), and ``fluentfn-pingpong`` (an actor's
 blocking 1 KB calls to an actor on another host, the paper's messaging case) against
 ``ray-pingpong`` (``ray.get`` inside one Ray actor on another's method).
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import fluentfn as ff
 
-from . import _cases, _report
+from . import _cases, _report, turns
 from ._peers import RayEcho
 
 PAYLOAD = b"x" * 100
@@ -41,97 +41,6 @@ class _Sink:
 
 
 Sink = ff.actor(name="BenchSink", shards=2, persist="never")(_Sink)
-
-RING_SIZE = 100
-
-
-class _RingNode:
-    """One identity of a token ring: passes the token on with a ``tell``."""
-
-    def __init__(self) -> None:
-        self.passes = 0
-
-    def pass_token(self, hops_left: int, end: ff.ActorRef) -> None:
-        self.passes += 1
-        if hops_left <= 0:
-            end.finish.tell()
-            return
-        me = int(ff.context().key or 0)
-        RingNode[str((me + 1) % RING_SIZE)].pass_token.tell(hops_left - 1, end)
-
-
-class _RingEnd:
-    def __init__(self) -> None:
-        self.finished_at = 0.0
-
-    def finish(self) -> None:
-        self.finished_at = time.time()
-
-    def when(self) -> float:
-        return self.finished_at
-
-
-RingNode = ff.actor(name="BenchRingNode", persist="never")(_RingNode)
-RingEnd = ff.actor(name="BenchRingEnd", persist="never", colocate_with=RingNode)(_RingEnd)
-
-
-def _ring(hops: int) -> float:
-    """Seconds for ``hops`` tells around a ring of RING_SIZE identities."""
-    for i in range(RING_SIZE):  # every identity live: the ring measures messaging, not activation
-        RingNode[str(i)].pass_token.tell(-1, RingEnd["warm"])
-    while RingEnd["warm"].when() == 0.0:
-        time.sleep(0.01)
-    end = RingEnd[f"run-{time.time_ns()}"]
-    end.when()
-    t0 = time.time()
-    RingNode["0"].pass_token.tell(hops - 1, end)
-    while (finished := float(end.when())) == 0.0:
-        time.sleep(0.005)
-    return finished - t0
-
-
-def _ray_ring(hops: int, actors: int = 4) -> float:
-    """The same ring over Ray actors (each plays RING_SIZE / actors identities: a Ray
-    actor is a process, and 100 of them would not fit this machine)."""
-    import ray
-
-    @ray.remote(num_cpus=0)
-    class RayRingNode:
-        def __init__(self) -> None:
-            self.next: Any = None
-            self.finished_at = 0.0
-
-        def link(self, nxt: Any) -> None:
-            self.next = nxt
-
-        def pass_token(self, hops_left: int, end: Any) -> None:
-            if hops_left <= 0:
-                end.finish.remote()
-                return
-            self.next.pass_token.remote(hops_left - 1, end)
-
-        def finish(self) -> None:
-            self.finished_at = time.time()
-
-        def when(self) -> float:
-            return self.finished_at
-
-    nodes = [RayRingNode.remote() for _ in range(actors)]  # type: ignore[attr-defined]
-    ray.get([n.link.remote(nodes[(i + 1) % actors]) for i, n in enumerate(nodes)])
-    end = RayRingNode.remote()  # type: ignore[attr-defined]
-    ray.get(end.when.remote())
-    nodes[0].pass_token.remote(min(hops, 200), end)  # warm the paths
-    while ray.get(end.when.remote()) == 0.0:
-        time.sleep(0.005)
-    end2 = RayRingNode.remote()  # type: ignore[attr-defined]
-    ray.get(end2.when.remote())
-    t0 = time.time()
-    nodes[0].pass_token.remote(hops - 1, end2)
-    while (finished := ray.get(end2.when.remote())) == 0.0:
-        time.sleep(0.005)
-    for a in [*nodes, end, end2]:
-        ray.kill(a)
-    return float(finished - t0)
 
 
 def _ray_pingpong(n: int, payload: bytes) -> float:
@@ -220,7 +129,10 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append(_rate("fluentfn-clients", 8 * per, _threads(8, per, lambda i: clients[i].echo(PAYLOAD))))
 
         hops = 10_000
-        rows.append(_rate(f"fluentfn-ring-{RING_SIZE}", hops, _ring(hops)))
+        run_id = time.time_ns()  # RingDone is durable: each run reports under a name of its own
+        turns.ring_per_hop("never", 2 * turns.RING, f"throughput-warm-{run_id}")  # activate, resolve routes
+        per_hop = turns.ring_per_hop("never", hops, f"throughput-{run_id}")
+        rows.append(_rate(f"fluentfn-ring-{turns.RING}", hops, hops * per_hop))
         messaging = _cases.load("messaging")
         rallies = 2_000 if quick else 10_000
         samples = messaging.Ping["a"].pingpong(messaging.Pong["b"], rallies, messaging.PAYLOAD)
@@ -231,7 +143,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append(_rate("ray-pipelined", n, ray_echo.pipelined(PAYLOAD, n)))
         rows.append(_rate("ray-clients", 8 * per, _threads(8, per, lambda i: ray_echo.call(PAYLOAD))))
         ray_echo.close()
-        rows.append(_rate("ray-ring-4-actors", hops, _ray_ring(hops)))
+        rows.append(_rate(f"ray-ring-{turns.RAY_RING}-actors", hops, hops * turns.ray_ring_per_hop(hops)))
         rows.append(_rate("ray-pingpong", rallies, _ray_pingpong(rallies, messaging.PAYLOAD)))
     by = {r["system"]: r for r in rows}
     ray_rate = by["ray-pipelined"]["ops_per_s"]
@@ -240,8 +152,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     notes = [
         f"fluentfn-pipelined / ray-pipelined = {by['fluentfn-pipelined']['ops_per_s'] / ray_rate:.2f}x (target >= 3x)",
         f"fluentfn-clients / ray-clients = {by['fluentfn-clients']['ops_per_s'] / by['ray-clients']['ops_per_s']:.2f}x",
-        f"ring of {RING_SIZE} identities, tells: fluentfn / ray = "
-        f"{by[f'fluentfn-ring-{RING_SIZE}']['ops_per_s'] / by['ray-ring-4-actors']['ops_per_s']:.2f}x (target >= 3x)",
+        f"ring of {turns.RING} identities, tells: fluentfn / ray = "
+        f"{by[f'fluentfn-ring-{turns.RING}']['ops_per_s'] / by[f'ray-ring-{turns.RAY_RING}-actors']['ops_per_s']:.2f}x"
+        " (target >= 3x)",
         "actor->actor blocking ping-pong (1 KB): fluentfn / ray = "
         f"{by['fluentfn-pingpong']['ops_per_s'] / by['ray-pingpong']['ops_per_s']:.2f}x (target >= 2x)",
     ]

@@ -75,7 +75,7 @@ class _BigState:
 BigState = ff.actor(name="BenchBigState", shards=1)(_BigState)
 
 
-def _ring(mode: str, hops: int, run: str) -> float:
+def ring_per_hop(mode: str, hops: int, run: str) -> float:
     """Seconds per hop of a token passed ``hops`` times around the ring."""
     node = RingNodes[mode]["ring-0"]
     t0 = time.time()
@@ -90,7 +90,7 @@ def _ring(mode: str, hops: int, run: str) -> float:
         time.sleep(0.01)
 
 
-def _ray_ring(hops: int) -> float:
+def ray_ring_per_hop(hops: int) -> float:
     """Seconds per hop of the same ring built from Ray actors."""
     import ray
 
@@ -149,15 +149,15 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     lengths = (1_000, 10_000)
     with ff.init(namespace="bench-turns"):
         for mode in ("never", "call"):
-            _ring(mode, 2 * RING, f"warm-{mode}")  # activate the ring's identities, resolve routes
+            ring_per_hop(mode, 2 * RING, f"warm-{mode}")  # activate the ring's identities, resolve routes
             for hops in lengths:
-                cost = _ring(mode, hops, f"{mode}{hops}-{time.time_ns()}")
+                cost = ring_per_hop(mode, hops, f"{mode}{hops}-{time.time_ns()}")
                 per_hop[f"{mode}/{hops}"] = cost
                 rows.append(
                     {"system": f"fluentfn tell ring persist={mode}", "hops": hops, "us_per_hop": round(cost * 1e6, 1)}
                 )
         for hops in lengths:
-            cost = _ray_ring(hops)
+            cost = ray_ring_per_hop(hops)
             per_hop[f"ray/{hops}"] = cost
             rows.append(
                 {"system": f"ray actors ring ({RAY_RING} actors)", "hops": hops, "us_per_hop": round(cost * 1e6, 1)}

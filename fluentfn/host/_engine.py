@@ -174,13 +174,14 @@ class HostEngine:
 
     # -- the stream: callbacks on the loop ----------------------------------------------------------
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
-        """Callback form of ``dispatch``, called on the loop; ``done`` runs on the loop."""
-        if not self.lane.submit(call, done):
-            spawn(self._dispatch_then(call, done), self._tasks)
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
+        """Callback form of ``dispatch``, called on the loop; ``done`` runs on the loop.
+        ``local``: the caller is in this process (counted as a local call)."""
+        if not self.lane.submit(call, done, local=local):
+            spawn(self._dispatch_then(call, done, local), self._tasks)
 
-    async def _dispatch_then(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
-        done(await self.dispatch(call))
+    async def _dispatch_then(self, call: pb.Call, done: Callable[[pb.Reply | None], None], local: bool) -> None:
+        done(await self.dispatch(call, local=local))
 
     # -- unary calls, the gateway, async methods --------------------------------------------------
 

@@ -46,7 +46,7 @@ class SyncLane:
         self._slow: set[tuple[str, str]] = set()  # (type, method) demoted to worker threads
         self._on_loop_now = False  # a loop turn is running (its end may start the next)
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> bool:
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> bool:
         """The common case — a sync method of a known type — without an asyncio task."""
         definition = self._e.types.get(call.type_name)
         if definition is None or call.method.startswith("__"):  # bulk and delete take the general path
@@ -58,7 +58,7 @@ class SyncLane:
             return True
         if req.method.is_async:
             return False
-        self._e.counters["direct_messages"] += 1
+        self._e.counters["local_calls" if local else "direct_messages"] += 1
 
         def start(job: Job) -> None:
             if self._on_loop(req, job):

@@ -130,12 +130,12 @@ class PartitionSet:
             return self._redirect_reply(call)
         return await engine.dispatch(call, local=local)
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
         engine = self.engine_of(call.key)
         if engine is None:
             done(self._redirect_reply(call))
             return
-        engine.submit(call, done)
+        engine.submit(call, done, local=local)
 
     async def accept(self, call: pb.Call) -> None:
         engine = self.engine_of(call.key)

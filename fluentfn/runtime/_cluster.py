@@ -56,7 +56,7 @@ class _Gateway:
             return await self._keys(call)
         return await self._runtime.forward(call)
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
         """Forward ``call``; its reply carries the caller's ``seq`` (the hop to the host
         numbers calls on its own stream)."""
         seq = call.seq

@@ -105,6 +105,10 @@ def _timeout(call: pb.Call) -> CallTimeout:
     return CallTimeout(f"no reply from {call.type_name}/{call.key}.{call.method} by its deadline")
 
 
+def _drop(reply: pb.Reply | None) -> None:
+    """What a local one-way call answers: nothing (the host counts its errors)."""
+
+
 def _ignore(reply: pb.Reply | None, error: BaseException | None) -> None:
     """Outcome of a tell: no one to report to (the host counts its errors)."""
 
@@ -283,13 +287,8 @@ class StatefulRuntime:
         info = self._types.get(call.type_name)
         slot = (info.group, shard_for(call.key, info.shards)) if info is not None else None
         target = self._targets.get(slot) if slot is not None else None
-        if target is None or target.local:
+        if target is None:
             spawn(self._send_then(call, done), self._tasks)
-            return
-        stream = self._pool.stream(target.route.endpoint)
-        if call.one_way:
-            stream.send(call, None)
-            done(None, None)
             return
 
         def on_reply(reply: pb.Reply | None, error: FluentError | None) -> None:
@@ -302,6 +301,19 @@ class StatefulRuntime:
             call.attempt = max(call.attempt, 1)  # it may have run: the host checks its records
             spawn(self._send_then(call, done), self._tasks)  # re-resolves and retries
 
+        if target.local:  # this process's own partition: the stream's lane, without the network
+            assert self._local is not None
+            if call.one_way:
+                self._local.submit(call, _drop, local=True)
+                done(None, None)
+            else:
+                self._local.submit(call, lambda reply: on_reply(reply, None), local=True)
+            return
+        stream = self._pool.stream(target.route.endpoint)
+        if call.one_way:
+            stream.send(call, None)
+            done(None, None)
+            return
         stream.send(call, on_reply)
 
     async def _send_then(self, call: pb.Call, done: ReplyDone) -> None:

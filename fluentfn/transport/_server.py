@@ -31,8 +31,9 @@ class Dispatcher(Protocol):
 
     async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None: ...
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
-        """Start ``call`` (on the loop); ``done`` gets its reply on the loop. Never raises."""
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
+        """Start ``call`` (on the loop); ``done`` gets its reply on the loop. Never raises.
+        ``local``: the caller is in this process."""
 
     async def accept(self, call: pb.Call) -> None:
         """Raise (NotFound, InvalidRequest, ...) if a one-way call cannot be taken."""
