@@ -69,8 +69,8 @@ def _measure(setting: str, quick: bool) -> tuple[dict[str, float | None], dict[s
         bw = None if mode == "stateful" else messaging.bandwidth(n["blob_mb"])
         train, train_use = _case(lambda: training.run(steps=n["steps"]), lambda r: r["steps"])
         serve, serve_use = _case(lambda: serving.run(batches=n["batches"]), lambda r: r["batches"])
-        duration = 3.0 if quick else 6.0
-        elect, elect_use = _case(lambda: leader.run(candidates=4, interval=0.25, duration=duration), lambda r: duration)
+        duration = 8.0 if quick else 20.0
+        elect, elect_use = _case(lambda: leader.run(candidates=4, interval=2.0, duration=duration), lambda r: duration)
     figures: dict[str, float | None] = {
         "msg_us": msg["one_way_us"],
         "mbps": None if bw is None else bw["mbps"],

@@ -90,17 +90,22 @@ class Reminders:
             out.append({"id": rem.rid, "method": method, "due": rem.due, "period_s": period})
         return out
 
-    def due(self, limit: int = 100) -> list[Due]:
-        """Reminders due now."""
+    def due(self, limit: int = 100, lookahead_s: float = 2.0) -> list[Due]:
+        """Reminders due now; ``soonest`` becomes the first due within ``lookahead_s``
+        after them, as the store says (one query: a heartbeat's next beat, scheduled while
+        this one fired, is found here rather than at the next idle poll)."""
         if self._store is None:
             return []
         out = []
         now = time.time()
-        for rem in self._store.due_reminders(self._group, self._shard, now, limit):
+        soonest = math.inf
+        for rem in self._store.due_reminders(self._group, self._shard, now + lookahead_s, limit):
+            if rem.due > now:
+                soonest = min(soonest, rem.due)
+                continue
             method, args, period = _decode(rem.payload)
             out.append(Due(rem, method, args, period))
-        if not out and self.soonest <= now:
-            self.soonest = math.inf
+        self.soonest = soonest  # one scheduled meanwhile also wakes the loop, which asks again
         return out
 
     def fired(self, due: Due) -> None:

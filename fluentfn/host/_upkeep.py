@@ -320,7 +320,8 @@ class Upkeep:
                 if item.row.rid not in self._firing:
                     self._firing.add(item.row.rid)
                     spawn(self._fire(item), self._tasks)
-            # Due ones come back until fired; otherwise sleep until the soonest one known.
+            # Due ones come back until fired (each fired one wakes this loop: the next may be
+            # due soon, a heartbeat's say); otherwise sleep until the soonest one known.
             delay = 0.25 if due else max(0.01, min(_IDLE_POLL_S, self.reminders.soonest - time.time()))
 
     async def _fire(self, due: Due) -> None:
@@ -342,3 +343,4 @@ class Upkeep:
                 await e.loop.run_in_executor(e.workers, self.reminders.fired, due)
         finally:
             self._firing.discard(due.row.rid)
+            self._wakeup.set()
