@@ -6,8 +6,10 @@ Systems: ``fluentfn-pipelined`` (many ``.future`` calls in flight to one identit
 identities on all hosts), ``ray-pipelined`` (``ray.get([a.echo.remote(x) ...])``) and
 ``ray-clients`` (8 threads of blocking Ray calls). Messages between actors:
 ``fluentfn-ring-100`` (``bench turns``' ring: a token passed by ``tell`` around 100
-identities, persist="never", 10,000 hops) against ``ray-ring-8-actors`` (the same ring
-over 8 Ray actors: a Ray actor is a process here), and ``fluentfn-pingpong`` (an actor's
+identities, persist="never", 10,000 hops; a type with the default placement, so its
+identities share one host) and ``fluentfn-ring-100-2-hosts`` (every other hop crosses to
+another host) against ``ray-ring-8-actors`` (the same ring over 8 Ray actors: a Ray
+actor is a process here), and ``fluentfn-pingpong`` (an actor's
 blocking 1 KB calls to an actor on another host, the paper's messaging case) against
 ``ray-pingpong`` (``ray.get`` inside one Ray actor on another's method).
 """
@@ -41,6 +43,42 @@ class _Sink:
 
 
 Sink = ff.actor(name="BenchSink", shards=2, persist="never")(_Sink)
+
+
+_BURST = """
+import sys, time
+import fluentfn as ff
+from fluentfn.bench.throughput import Sink, PAYLOAD
+n = int(sys.argv[1])
+with ff.init(address="auto", namespace=sys.argv[2]):
+    out = []
+    for key in ("cold-burst", "warm-burst"):  # the first finds no route cached in this process
+        t0 = time.perf_counter()
+        for _ in range(n):
+            Sink[key].hit.tell(PAYLOAD)
+        while Sink[key].total() < n:
+            time.sleep(0.001)
+        out.append(time.perf_counter() - t0)
+    print(*out)
+"""
+
+
+def _cold_route_burst(n: int, namespace: str = "default") -> tuple[float, float]:
+    """Seconds for ``n`` tells from a new driver process whose runtime has no route
+    cached for the (running) hosts, then for ``n`` more once it has."""
+    import os
+    import subprocess
+    import sys
+
+    import ray
+
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    code = [sys.executable, "-c", _BURST, str(n), namespace]
+    out = subprocess.run(code, capture_output=True, text=True, timeout=300, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"the burst driver failed: {out.stderr[-2000:]}")
+    cold, warm = (float(x) for x in out.stdout.split()[-2:])
+    return cold, warm
 
 
 def _ray_pingpong(n: int, payload: bytes) -> float:
@@ -115,6 +153,10 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         elapsed = (last_change if seen < n else time.perf_counter()) - t0
         rows.append({**_rate("fluentfn-tell", seen, elapsed), "shed": n - seen})
 
+        cold, warm = _cold_route_burst(n)
+        rows.append(_rate("fluentfn-tell-cold-route", n, cold))
+        rows.append(_rate("fluentfn-tell-warm-route", n, warm))
+
         refs = [Sink[f"spread-{i}"] for i in range(64)]
         for target in refs:
             target.echo(PAYLOAD)
@@ -130,9 +172,12 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
 
         hops = 10_000
         run_id = time.time_ns()  # RingDone is durable: each run reports under a name of its own
-        turns.ring_per_hop("never", 2 * turns.RING, f"throughput-warm-{run_id}")  # activate, resolve routes
-        per_hop = turns.ring_per_hop("never", hops, f"throughput-{run_id}")
-        rows.append(_rate(f"fluentfn-ring-{turns.RING}", hops, hops * per_hop))
+        for ring, name in (
+            ("default", f"fluentfn-ring-{turns.RING}"),
+            ("never", f"fluentfn-ring-{turns.RING}-2-hosts"),
+        ):
+            turns.ring_per_hop(ring, 2 * turns.RING, f"throughput-warm-{ring}-{run_id}")  # activate, resolve routes
+            rows.append(_rate(name, hops, hops * turns.ring_per_hop(ring, hops, f"throughput-{ring}-{run_id}")))
         messaging = _cases.load("messaging")
         rallies = 2_000 if quick else 10_000
         samples = messaging.Ping["a"].pingpong(messaging.Pong["b"], rallies, messaging.PAYLOAD)
@@ -155,6 +200,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"ring of {turns.RING} identities, tells: fluentfn / ray = "
         f"{by[f'fluentfn-ring-{turns.RING}']['ops_per_s'] / by[f'ray-ring-{turns.RAY_RING}-actors']['ops_per_s']:.2f}x"
         " (target >= 3x)",
+        "a burst of tells from a new driver, no route cached / cached: "
+        f"{by['fluentfn-tell-warm-route']['ops_per_s'] / by['fluentfn-tell-cold-route']['ops_per_s']:.2f}x "
+        "(target <= 2x)",
         "actor->actor blocking ping-pong (1 KB): fluentfn / ray = "
         f"{by['fluentfn-pingpong']['ops_per_s'] / by['ray-pingpong']['ops_per_s']:.2f}x (target >= 2x)",
     ]

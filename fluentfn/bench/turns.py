@@ -54,6 +54,8 @@ RingDone = ff.actor(name="BenchRingDone", shards=1)(_RingDone)
 RingNodes = {
     mode: ff.actor(name=f"BenchRing{mode.title()}", shards=2, persist=mode)(_RingNode) for mode in ("never", "call")
 }
+# ``bench throughput``'s ring: a type with the default placement (its partitions on one host).
+RingNodes["default"] = ff.actor(name="BenchRingDefault", persist="never")(_RingNode)
 
 
 class _BigState:
