@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,9 @@ os.environ.setdefault("FLUENTFN_RESOLVE_TIMEOUT_S", "60")
 os.environ.setdefault("FLUENTFN_HOST_START_S", "15")
 
 import fluentfn as ff
+from fluentfn._ioloop import IoLoop
+from fluentfn.state import open_store
+from fluentfn.state._store import Store
 from fluentfn.testing import local_cluster
 
 from ._redis import free_port, start_redis
@@ -58,3 +63,23 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ff.Cluster]:
     num_gpus = None if shutil.which("nvidia-smi") else 2
     with local_cluster(num_cpus=2, num_gpus=num_gpus, store=store, mode=mode, faas=faas) as c:
         yield c
+
+
+OPEN: list[Any] = []
+"""Engines and partition sets a test made on its ``io`` loop: closed there afterwards."""
+
+
+@pytest.fixture
+def io() -> Iterator[IoLoop]:
+    """A private event loop, for tests of hosts without Ray."""
+    loop = IoLoop()
+    yield loop
+    while OPEN:
+        loop.run(OPEN.pop().close())
+    loop.loop.call_soon_threadsafe(loop.loop.stop)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """A fresh SQLite store file."""
+    return open_store(f"sqlite:///{tmp_path}/state.db")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from fluentfn.state._store import Store, StoreLost
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire.errors import pb_to_error
+
+from .conftest import OPEN
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,23 +51,6 @@ def make_def(persist: str = "call", name: str = "Acc") -> ActorDef:
     return ActorDef(Acc, at.options)
 
 
-_ENGINES: list[HostEngine] = []
-
-
-@pytest.fixture
-def io() -> Iterator[IoLoop]:
-    loop = IoLoop()
-    yield loop
-    while _ENGINES:
-        loop.run(_ENGINES.pop().close())
-    loop.loop.call_soon_threadsafe(loop.loop.stop)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path}/state.db")
-
-
 def engine(
     io: IoLoop, store: Store | None, *defs: ActorDef, max_live: int | None = None, cluster_id: str = ""
 ) -> HostEngine:
@@ -86,7 +70,7 @@ def engine(
     for d in defs:
         eng.add_type(d)
     eng.persistence.claim()
-    _ENGINES.append(eng)
+    OPEN.append(eng)
     return eng
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +18,13 @@ import fluentfn as ff
 from fluentfn._actordef import ActorDef, makes_no_calls
 from fluentfn._ioloop import IoLoop
 from fluentfn.host._engine import HostEngine
-from fluentfn.state import open_store
 from fluentfn.state._store import Store
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire.errors import pb_to_error
+
+from .conftest import OPEN
+from .test_engine import FlakyStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,23 +95,6 @@ def test_which_methods_are_call_free() -> None:
     assert not makes_no_calls(len)  # a builtin: no bytecode to vouch for
 
 
-_ENGINES: list[HostEngine] = []
-
-
-@pytest.fixture
-def io() -> Iterator[IoLoop]:
-    loop = IoLoop()
-    yield loop
-    while _ENGINES:
-        loop.run(_ENGINES.pop().close())
-    loop.loop.call_soon_threadsafe(loop.loop.stop)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path}/state.db")
-
-
 def make_engine(io: IoLoop, store: Store | None, persist: str = "call", cls: type = Box, **opts: Any) -> HostEngine:
     async def load(name: str) -> ActorDef | None:
         return None
@@ -127,7 +111,7 @@ def make_engine(io: IoLoop, store: Store | None, persist: str = "call", cls: typ
     )
     eng.add_type(ActorDef(cls, at.options))
     eng.persistence.claim()
-    _ENGINES.append(eng)
+    OPEN.append(eng)
     return eng
 
 
@@ -176,8 +160,6 @@ def test_without_durable_writes_every_call_free_turn_stays_on_the_loop(io: IoLoo
 
 
 def test_loop_turn_state_is_durable_and_a_failed_write_rolls_back(io: IoLoop, store: Store) -> None:
-    from tests.test_engine import FlakyStore
-
     flaky = FlakyStore(store)
     eng = make_engine(io, flaky)  # type: ignore[arg-type]
     submit(io, eng, new_call("add", 5))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +16,13 @@ from fluentfn.errors import Redirect
 from fluentfn.host._engine import HostEngine
 from fluentfn.host._partitions import PartitionSet
 from fluentfn.placement import shard_for
-from fluentfn.state import open_store
 from fluentfn.state._store import Store
 from fluentfn.testing import wait_for
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire.errors import pb_to_error
+
+from .conftest import OPEN
 
 pytestmark = pytest.mark.timeout(60)
 PARTS = 4
@@ -51,23 +50,6 @@ def definition(persist: str) -> ActorDef:
     return ActorDef(Tally, at.options)
 
 
-_HOSTS: list[PartitionSet] = []
-
-
-@pytest.fixture
-def io() -> Iterator[IoLoop]:
-    loop = IoLoop()
-    yield loop
-    while _HOSTS:
-        loop.run(_HOSTS.pop().close())
-    loop.loop.call_soon_threadsafe(loop.loop.stop)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path}/state.db")
-
-
 def host(io: IoLoop, store: Store, d: ActorDef, host_id: str) -> PartitionSet:
     def make(partition: int, epoch: int) -> HostEngine:
         async def load(name: str) -> ActorDef | None:
@@ -88,7 +70,7 @@ def host(io: IoLoop, store: Store, d: ActorDef, host_id: str) -> PartitionSet:
         return eng
 
     made = PartitionSet(group=d.options.group, host_id=host_id, partitions=PARTS, node_id="n", make=make)
-    _HOSTS.append(made)
+    OPEN.append(made)
     return made
 
 
