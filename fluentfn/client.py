@@ -20,11 +20,12 @@ import grpc
 from grpc import aio
 
 from . import _config
+from ._ioloop import io_loop
 from ._ref import KEYS_METHOD
-from .errors import REROUTE_CODES, FluentError, InvalidRequest
+from .errors import REROUTE_CODES, CallTimeout, FluentError, InvalidRequest, Unavailable
 from .placement import shard_for
 from .transport._auth import metadata
-from .transport._client import open_channel, rpc_error
+from .transport._client import PeerPool, Waiter, open_channel, rpc_error
 from .transport._server import dial_options
 from .transport._tls import TlsConfig
 from .wire import codec
@@ -66,6 +67,7 @@ def build_call(
 
 
 _REFRESH_S = 1.0  # read the placement at most this often
+_GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
 
 
 class Routes:
@@ -150,6 +152,10 @@ class Client(_Settings):
         super().__init__(target, token=token, tls=tls, timeout_s=timeout_s, direct=direct)
         self._channels: dict[str, grpc.Channel] = {}
         self._stub = self._stub_for(target)
+        # Calls travel on one long-lived stream per endpoint, on the process's I/O loop
+        # (as a driver's do): a unary RPC per call costs a new HTTP/2 stream each time.
+        self._io = io_loop()
+        self._pool = PeerPool(token, tls)
 
     def _stub_for(self, endpoint: str) -> Any:
         channel = self._channels.get(endpoint)
@@ -194,7 +200,30 @@ class Client(_Settings):
     def call(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> Any:
         """Call ``method`` on the identity at ``address`` and return its result."""
         message = build_call(address, method, args, kwargs, self._timeout, idempotency_key)
-        return reply_value(self._send("Invoke", message))
+        host = self._host(message)
+        if host is not None:
+            try:
+                reply = self._invoke(host, message)
+                if not _rerouted(reply):
+                    return reply_value(reply)
+            except Unavailable:  # the host is gone: the gateway knows where the key lives now
+                pass
+            self._forget_stale_routes()
+            message = _via_gateway(message)
+        return reply_value(self._invoke(self.target, message))
+
+    def _invoke(self, endpoint: str, call: pb.Call) -> pb.Reply:
+        """``call`` on ``endpoint``'s stream; its reply, or the error that ended the stream."""
+        if self._io.in_loop():
+            raise FluentError("ff.Client blocks: from async code on fluentfn's own loop, use ff.AsyncClient")
+        waiter = Waiter()
+        self._io.loop.call_soon_threadsafe(lambda: self._pool.stream(endpoint).send(call, waiter))
+        if not waiter.wait(max(0.0, call.deadline - time.time()) + _GRACE_S):
+            raise CallTimeout(f"no reply from {call.type_name}/{call.key}.{call.method} within {self._timeout} s")
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.reply is not None
+        return waiter.reply
 
     def tell(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> None:
         """Send a one-way message (returns once the cluster accepted it)."""
@@ -214,6 +243,8 @@ class Client(_Settings):
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        if not self._io.in_loop():
+            self._io.run(self._pool.close(), timeout=10)
 
     def __enter__(self) -> Client:
         return self

@@ -8,7 +8,6 @@ the host is back (bounded attempts).
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import concurrent.futures
 import logging
@@ -28,7 +27,7 @@ from ..errors import REROUTE_CODES, CallTimeout, FluentError, InvalidRequest, No
 from ..host._partitions import PartitionSet
 from ..placement import shard_for
 from ..state import Store, open_store
-from ..transport._client import PeerPool
+from ..transport._client import PeerPool, Waiter
 from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
@@ -62,32 +61,6 @@ def _settle(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> ReplyD
             fut.set_result(reply)
 
     return done
-
-
-class _Waiter:
-    """A blocked caller's ReplyDone: the first outcome wins and wakes the caller (a bare
-    lock, released once: the cheapest cross-thread wake-up Python has)."""
-
-    __slots__ = ("_lock", "_settled", "error", "reply")
-
-    def __init__(self) -> None:
-        self._lock = _thread.allocate_lock()
-        self._lock.acquire()
-        self._settled = False
-        self.reply: pb.Reply | None = None
-        self.error: BaseException | None = None
-
-    def __call__(self, reply: pb.Reply | None, error: BaseException | None) -> None:
-        """On the loop only (so the check and the set need no lock)."""
-        if self._settled:
-            return
-        self._settled = True
-        self.reply, self.error = reply, error
-        self._lock.release()
-
-    def wait(self, timeout: float) -> bool:
-        """True once settled; False if ``timeout`` seconds passed first."""
-        return self._lock.acquire(True, timeout)
 
 
 def _misrouted(reply: pb.Reply | None) -> bool:
@@ -154,7 +127,7 @@ class StatefulRuntime:
         call = self._make_call(ref, method, args, kwargs)
         reply = self._try_inline(call)
         if reply is None or _misrouted(reply):  # not here (any more): the general path
-            waiter = _Waiter()
+            waiter = Waiter()
             self._io.loop.call_soon_threadsafe(self._send_fast, call, waiter)
             # the caller stops waiting at the deadline, whatever the host does
             if not waiter.wait(max(0.0, call.deadline - time.time()) + _GRACE_S):

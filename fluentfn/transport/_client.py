@@ -7,6 +7,7 @@ come back by ``seq`` in any order. A broken stream fails its pending calls with
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import itertools
 from collections.abc import Callable
@@ -40,6 +41,32 @@ def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
 
 
 ReplyCallback = Callable[[pb.Reply | None, FluentError | None], None]
+
+
+class Waiter:
+    """A blocked thread's reply callback: the first outcome wins and wakes the thread (a
+    bare lock, released once: the cheapest cross-thread wake-up Python has)."""
+
+    __slots__ = ("_lock", "_settled", "error", "reply")
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self._settled = False
+        self.reply: pb.Reply | None = None
+        self.error: BaseException | None = None
+
+    def __call__(self, reply: pb.Reply | None, error: BaseException | None) -> None:
+        """On the loop only (so the check and the set need no lock)."""
+        if self._settled:
+            return
+        self._settled = True
+        self.reply, self.error = reply, error
+        self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        """True once settled; False if ``timeout`` seconds passed first."""
+        return self._lock.acquire(True, timeout)
 
 
 class PeerStream:
