@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from .._stats import new_counters
@@ -21,6 +22,8 @@ from ..state._store import Store, StoreLost
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._engine import HostEngine
+from ._heap import HeapPolicy
+from ._heap import apply as apply_heap
 from ._metrics import MethodStats
 
 EngineFactory = Callable[[int, int], HostEngine]
@@ -159,11 +162,14 @@ class PartitionSet:
         await asyncio.gather(self._watch_loop(), self._store_loop(store))
 
     async def _watch_loop(self) -> None:
+        heap = HeapPolicy()
         while True:
             await asyncio.sleep(_TICK_S)
             try:
-                for engine in self._snapshot():
+                engines = self._snapshot()
+                for engine in engines:
                     engine.upkeep.watch_overdue()
+                apply_heap(heap.tick(sum(e.live_identities for e in engines), time.monotonic()))
             except Exception:
                 log.exception("host %s/%s: overdue-turn watch failed", self.group, self.host_id)
 
