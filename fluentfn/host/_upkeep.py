@@ -246,6 +246,8 @@ class Upkeep:
 
     async def flush_dirty(self) -> int:
         """Write identities changed since their last write (persist="interval")."""
+        if not any(d.options.persist == "interval" for d in self._engine.types.values()):
+            return 0  # nothing here writes behind: no need to look at every live identity
         dirty = [a for a in self._engine.admission.table if a.dirty]
         for act in dirty:
             await self.flush(act)
