@@ -21,7 +21,9 @@ from typing import Any
 
 import fluentfn as ff
 
+from ..client import Routes
 from ..placement import shard_for
+from ..wire._gen import actorhost_pb2 as pb
 from . import _cases, _report
 from ._peers import GrpcEcho, RayEcho, time_calls
 
@@ -135,6 +137,7 @@ def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
             time.sleep(0.2)  # the file is written in one go, but let it land
             info = json.loads(Path(info_file).read_text())
             address = BenchTarget[key].address
+            host: str | None = None
             for direct in (True, False):
                 client = ff.Client(info["gateway"], token=info["token"], direct=direct)
                 client.call(address, "echo", PAYLOAD)
@@ -142,13 +145,52 @@ def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
                 name = "ff.Client-direct" if direct else "ff.Client-via-gateway"
                 call = functools.partial(client.call, address, "echo", PAYLOAD)
                 rows.append(_report.summarize(name, time_calls(call, n)))
+                if direct:
+                    probe = pb.Call(type_name=BenchTarget.name, key=key, method="echo")
+                    host = Routes(client.status()).endpoint(probe)
                 client.close()
+            targets = {"node-via-gateway": info["gateway"], **({"node-direct": host} if host else {})}
+            rows += _node_rows(targets, info["token"], key, n)
         finally:
             proc.terminate()
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    return rows
+
+
+_NODE_DIR = Path(__file__).parent / "node"
+_PROTO = Path(__file__).resolve().parents[2] / "proto" / "fluentfn" / "v1" / "actorhost.proto"
+
+
+def _node_rows(targets: dict[str, str], token: str, key: str, n: int) -> list[dict[str, Any]]:
+    """A second-language client built only from ``proto/`` (Node.js, grpc-js + msgpack),
+    unary and on one stream, when ``node`` and ``npm`` are installed and the proto file is
+    at hand (a checkout); its packages are installed once under FLUENTFN_HOME."""
+    import json
+    import shutil
+    import subprocess
+
+    from .. import _config
+
+    if not (shutil.which("node") and shutil.which("npm") and _PROTO.exists()):
+        return []
+    work = _config.home("bench-node-client")
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "latency.mjs"):
+        shutil.copyfile(_NODE_DIR / name, work / name)
+    if not (work / "node_modules" / "@grpc" / "grpc-js").exists():
+        cmd = ["npm", "install", "--no-audit", "--no-fund", "--silent"]
+        if subprocess.run(cmd, cwd=work, capture_output=True, timeout=300, check=False).returncode != 0:
+            return []  # no registry here: the rows are left out
+    rows = []
+    for label, endpoint in targets.items():
+        cmd = ["node", "latency.mjs", str(_PROTO), endpoint, token, BenchTarget.name, key, str(n), label]
+        out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"the Node.js client failed: {out.stderr[-2000:]}")
+        rows += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     return rows
 
 
@@ -205,6 +247,12 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"via the gateway {by['ff.Client-via-gateway']['p50_us'] / by['fluentfn']['p50_us']:.2f} (target <= 1.5; "
         "the clients call `fluentfn serve` in a process of its own)",
     ]
+    node = [r for r in rows if r["system"].startswith("node-")]
+    if node:
+        notes.append(
+            "Node.js client (grpc-js, from proto/) / driver call p50: "
+            + ", ".join(f"{r['system']} {r['p50_us'] / by['fluentfn']['p50_us']:.2f}" for r in node)
+        )
     return rows, notes
 
 
