@@ -4,15 +4,22 @@ See ``README.md`` for the concepts; the public names are exactly those in ``__al
 """
 
 import os as _os
+import sys as _sys
 
 # gRPC reads its log level when it is first imported: keep it quiet unless asked.
 _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-# ... and its experiments. With its EventEngine, every message crosses three threads of
-# gRPC's own before Python sees it (I/O thread, completion-queue poller, event loop);
-# without it, the poller reads the socket itself: a call's round trip takes 0.6x as long
-# on this project's machines. Processes started after this import (a local Ray cluster's
-# hosts) inherit the choice. A GRPC_EXPERIMENTS of the user's own, even empty, wins.
-_os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client,-event_engine_listener")
+# ... and its experiments, once, at import. With its EventEngine, every message crosses
+# three threads of gRPC's own before Python sees it (I/O thread, completion-queue poller,
+# event loop); without it, the poller reads the socket itself: a call's round trip takes
+# 0.6x as long on this project's machines. This process only: the variable is removed
+# again once grpc has read it, so that processes started later (Ray's own daemons) keep
+# gRPC's defaults; hosts are Ray workers that import fluentfn before grpc, and choose the
+# same way. A GRPC_EXPERIMENTS of the user's own, even empty, wins.
+if "GRPC_EXPERIMENTS" not in _os.environ and "grpc" not in _sys.modules:
+    _os.environ["GRPC_EXPERIMENTS"] = "-event_engine_client,-event_engine_listener"
+    import grpc as _grpc  # noqa: F401  (reads its experiments now)
+
+    del _os.environ["GRPC_EXPERIMENTS"]
 
 from ._actordef import readonly
 from ._context import Context, context

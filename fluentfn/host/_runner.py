@@ -247,7 +247,8 @@ class TurnRunner:
         act.instance = instance
         act.ready = True
         self.counters["activations"] += 1
-        self._hooks.activated(act)
+        if definition.options.reentrant:  # only interleaving turns wait for this; others wait for the turn's end
+            self._hooks.activated(act)
 
     def _finish(
         self, definition: ActorDef, act: Activation, call: pb.Call, method: MethodInfo, outcome: Any, failed: bool
