@@ -22,7 +22,7 @@ from grpc import aio
 from . import _config
 from ._ioloop import io_loop
 from ._ref import KEYS_METHOD
-from .errors import REROUTE_CODES, CallTimeout, FluentError, InvalidRequest, Unavailable
+from .errors import REROUTE_CODES, FluentError, InvalidRequest, Unavailable
 from .placement import shard_for
 from .transport._auth import metadata
 from .transport._client import PeerPool, Waiter, open_channel, rpc_error
@@ -67,7 +67,6 @@ def build_call(
 
 
 _REFRESH_S = 1.0  # read the placement at most this often
-_GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
 
 
 class Routes:
@@ -180,20 +179,20 @@ class Client(_Settings):
             endpoint = self._routes.endpoint(call)
         return endpoint
 
-    def _send(self, rpc: str, call: pb.Call) -> Any:
+    def _tell(self, call: pb.Call) -> None:
+        """A unary ``Tell`` (it returns once the call is accepted): to the host, else the gateway."""
         host = self._host(call)
         if host is not None:
             try:
-                reply = getattr(self._stub_for(host), rpc)(call, metadata=self._metadata, timeout=self._timeout)
-                if rpc == "Tell" or not _rerouted(reply):
-                    return reply
+                self._stub_for(host).Tell(call, metadata=self._metadata, timeout=self._timeout)
+                return
             except grpc.RpcError as exc:
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
                     raise rpc_error(exc, host) from None
             self._forget_stale_routes()
             call = _via_gateway(call)
         try:
-            return getattr(self._stub, rpc)(call, metadata=self._metadata, timeout=self._timeout)
+            self._stub.Tell(call, metadata=self._metadata, timeout=self._timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.target) from None
 
@@ -218,16 +217,13 @@ class Client(_Settings):
             raise FluentError("ff.Client blocks: from async code on fluentfn's own loop, use ff.AsyncClient")
         waiter = Waiter()
         self._io.loop.call_soon_threadsafe(lambda: self._pool.stream(endpoint).send(call, waiter))
-        if not waiter.wait(max(0.0, call.deadline - time.time()) + _GRACE_S):
-            raise CallTimeout(f"no reply from {call.type_name}/{call.key}.{call.method} within {self._timeout} s")
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.reply is not None
-        return waiter.reply
+        reply = waiter.reply_for(call)
+        assert reply is not None
+        return reply
 
     def tell(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> None:
         """Send a one-way message (returns once the cluster accepted it)."""
-        self._send("Tell", build_call(address, method, args, kwargs, self._timeout, idempotency_key))
+        self._tell(build_call(address, method, args, kwargs, self._timeout, idempotency_key))
 
     def status(self) -> pb.StatusReply:
         """The endpoint's status message."""

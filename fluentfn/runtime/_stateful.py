@@ -23,11 +23,11 @@ from .._ioloop import IoLoop, spawn
 from .._ref import CALL_TIMEOUT, DELETE_METHOD, ActorRef, Future
 from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
-from ..errors import REROUTE_CODES, CallTimeout, FluentError, InvalidRequest, NotFound, Unavailable
+from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound, Unavailable
 from ..host._partitions import PartitionSet
 from ..placement import shard_for
 from ..state import Store, open_store
-from ..transport._client import PeerPool, Waiter
+from ..transport._client import PeerPool, Waiter, no_reply, until_deadline
 from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
@@ -37,7 +37,6 @@ from ._raycall import await_ray
 from ._registry import registration
 
 log = logging.getLogger("fluentfn")
-_GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +71,6 @@ def _misrouted(reply: pb.Reply | None) -> bool:
     host answers from its records if the first run got as far as its durability point.
     """
     return reply is not None and reply.HasField("error") and reply.error.code in REROUTE_CODES
-
-
-def _timeout(call: pb.Call) -> CallTimeout:
-    return CallTimeout(f"no reply from {call.type_name}/{call.key}.{call.method} by its deadline")
 
 
 def _drop(reply: pb.Reply | None) -> None:
@@ -129,12 +124,7 @@ class StatefulRuntime:
         if reply is None or _misrouted(reply):  # not here (any more): the general path
             waiter = Waiter()
             self._io.loop.call_soon_threadsafe(self._send_fast, call, waiter)
-            # the caller stops waiting at the deadline, whatever the host does
-            if not waiter.wait(max(0.0, call.deadline - time.time()) + _GRACE_S):
-                raise _timeout(call)
-            if waiter.error is not None:
-                raise waiter.error
-            reply = waiter.reply
+            reply = waiter.reply_for(call)
         return self._result(reply)
 
     def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
@@ -249,9 +239,7 @@ class StatefulRuntime:
             timer.cancel()
             done(reply, error)
 
-        timer = self._io.loop.call_later(
-            max(0.0, call.deadline - time.time()) + _GRACE_S, lambda: once(None, _timeout(call))
-        )
+        timer = self._io.loop.call_later(until_deadline(call), lambda: once(None, no_reply(call)))
         self._send_fast(call, once)
 
     def _send_fast(self, call: pb.Call, done: ReplyDone) -> None:

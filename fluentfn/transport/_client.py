@@ -10,6 +10,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from grpc import aio
 
 from .. import _config
 from .._ioloop import spawn
-from ..errors import FluentError, Unavailable, error_for
+from ..errors import CallTimeout, FluentError, Unavailable, error_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import metadata
@@ -64,9 +65,27 @@ class Waiter:
         self.reply, self.error = reply, error
         self._lock.release()
 
-    def wait(self, timeout: float) -> bool:
-        """True once settled; False if ``timeout`` seconds passed first."""
-        return self._lock.acquire(True, timeout)
+    def reply_for(self, call: pb.Call) -> pb.Reply | None:
+        """Block until ``call``'s outcome: its reply (None for one-way calls), or raise its
+        error; ``CallTimeout`` once its deadline (and a grace) passed, whatever the host does."""
+        if not self._lock.acquire(True, until_deadline(call)):
+            raise no_reply(call)
+        if self.error is not None:
+            raise self.error
+        return self.reply
+
+
+REPLY_GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
+
+
+def until_deadline(call: pb.Call) -> float:
+    """Seconds a caller waits for ``call``'s reply: to its deadline, and a grace."""
+    return max(0.0, call.deadline - time.time()) + REPLY_GRACE_S
+
+
+def no_reply(call: pb.Call) -> CallTimeout:
+    """The error of a caller whose call got no reply by its deadline."""
+    return CallTimeout(f"no reply from {call.type_name}/{call.key}.{call.method} by its deadline")
 
 
 class PeerStream:
