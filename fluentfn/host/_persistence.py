@@ -100,22 +100,21 @@ class Persistence:
 
     def after_turn(self, definition: ActorDef, act: Activation, request_id: str, reply: bytes) -> None:
         """The durability point of a turn (raises Redirect when fenced off)."""
-        mode = definition.options.persist
-        if self.store is None or mode == "never":
-            return
-        if mode == "interval":
-            act.dirty = True
-            return
         with self._locks[hash(act.address) % len(self._locks)]:
-            snapshot = encode_snapshot(act.instance, act.address)
-            if snapshot != act.snapshot:
+            snapshot = self.write_due(definition, act)
+            if snapshot is not None:
                 self._record(act, snapshot, request_id, reply)
 
     def write_due(self, definition: ActorDef, act: Activation) -> bytes | None:
-        """For a turn run on the event loop (no blocking there): the state to write
-        before its reply, if the turn changed it under ``persist="call"``; else None.
-        InvalidRequest if the state cannot be encoded."""
-        if self.store is None or definition.options.persist != "call":
+        """What a turn's end owes the store, without blocking: the state to write before
+        the reply if the turn changed it under ``persist="call"``; else None (an
+        ``"interval"`` identity is marked for the next write-behind). InvalidRequest if the
+        state cannot be encoded."""
+        mode = definition.options.persist
+        if self.store is None or mode == "never":
+            return None
+        if mode == "interval":
+            act.dirty = True
             return None
         snapshot = encode_snapshot(act.instance, act.address)
         return None if snapshot == act.snapshot else snapshot

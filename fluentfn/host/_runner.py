@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .._actordef import ActorDef, MethodInfo
 from .._context import CURRENT, Context
@@ -28,6 +28,7 @@ from ._turn import Request, UserFailure, instantiate, reply_for, run_sync
 from ._workers import Workers
 
 log = logging.getLogger("fluentfn.host")
+T = TypeVar("T")
 
 
 @dataclass(slots=True, eq=False)
@@ -116,16 +117,10 @@ class TurnRunner:
             self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
             if method.readonly:
                 return self._encoded(definition, act, call, outcome, failed), None
-            try:
-                due = self.persistence.write_due(definition, act)
-            except FluentError:
-                self.rollback(definition, act)
-                raise
+            due = self._durably(definition, act, call, lambda: self.persistence.write_due(definition, act))
             reply = self._encoded(definition, act, call, outcome, failed)
             if due is not None:
                 return reply, functools.partial(self._write_turn, definition, act, call, reply, due)
-            if definition.options.persist == "interval":  # unchanged under "call"; nothing to do for "never"
-                self.persistence.after_turn(definition, act, call.request_id, b"")
             return reply, None
         except BaseException as exc:
             return self._error_reply(act, call, exc), None
@@ -277,10 +272,11 @@ class TurnRunner:
             self.rollback(definition, act)
             raise
 
-    def _durably(self, definition: ActorDef, act: Activation, call: pb.Call, write: Callable[[], None]) -> None:
-        """Run a turn's durability point; if it fails, roll the turn back and raise one clear error."""
+    def _durably(self, definition: ActorDef, act: Activation, call: pb.Call, write: Callable[[], T]) -> T:
+        """Run (part of) a turn's durability point; if it fails, roll the turn back and
+        raise one clear error."""
         try:
-            write()
+            return write()
         except FluentError:
             self.rollback(definition, act)
             raise

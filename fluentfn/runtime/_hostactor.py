@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import gc
 import os
 from typing import Any
 
@@ -22,6 +21,7 @@ from .._logs import quiet_logs
 from .._ref import set_invoker
 from ..directory import DIRECTORY_NAME, ray_namespace
 from ..host._engine import HostEngine, TypeLoader
+from ..host._heap import tune_gc
 from ..host._metrics import serve_metrics
 from ..host._partitions import PartitionSet
 from ..host._workers import Workers
@@ -51,19 +51,6 @@ def rss_bytes() -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-
-
-_GC_THRESHOLDS = (20_000, 20, 10)
-
-
-def tune_gc() -> None:
-    """A host keeps up to millions of small, long-lived objects (identities, mailboxes):
-    with Python's default thresholds (700, 10, 10), activating them costs a third of its
-    time in young-generation collections. Collect every 20,000 allocations instead (a
-    bound on how long cyclic garbage waits), and move what exists at start-up (modules,
-    Ray's and gRPC's objects) out of the collector's sight for good (``gc.freeze``)."""
-    gc.set_threshold(*_GC_THRESHOLDS)
-    gc.freeze()
 
 
 class ShardHost:
