@@ -54,7 +54,9 @@ def _raw(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
-def _number(name: str, default: float, *, integer: bool = False, minimum: float = 0.0) -> float:
+def _number(
+    name: str, default: float, *, integer: bool = False, minimum: float = 0.0, maximum: float = math.inf
+) -> float:
     raw = _raw(name)
     if not raw:
         return default
@@ -63,8 +65,9 @@ def _number(name: str, default: float, *, integer: bool = False, minimum: float 
     except ValueError:
         kind = "an integer" if integer else "a number"
         raise FluentError(f"{name}={raw!r} is not {kind}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise FluentError(f"{name}={raw!r} must be finite and at least {minimum:g}")
+    if not math.isfinite(value) or value < minimum or value > maximum:
+        top = f" and at most {maximum:g}" if math.isfinite(maximum) else ""
+        raise FluentError(f"{name}={raw!r} must be finite and at least {minimum:g}{top}")
     return value
 
 
@@ -81,11 +84,11 @@ MAX_KEY_BYTES = 1024
 MAX_NAME_BYTES = 256
 """Largest type or method name."""
 
-DEFAULT_CALL_TIMEOUT_S = _number("FLUENTFN_CALL_TIMEOUT_S", 300.0, minimum=0.001)
-"""Deadline given to calls that do not set one."""
-
 MAX_CALL_TIMEOUT_S = 86_400.0
 """Longest timeout a call may ask for (a day); longer or non-finite ones are refused."""
+
+DEFAULT_CALL_TIMEOUT_S = _number("FLUENTFN_CALL_TIMEOUT_S", 300.0, minimum=0.001, maximum=MAX_CALL_TIMEOUT_S)
+"""Deadline given to calls that do not set one."""
 
 RETRY_ATTEMPTS = _int("FLUENTFN_RETRY_ATTEMPTS", 8, minimum=0)
 """How often a caller re-resolves and retries a call whose host is unavailable."""

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import FluentError, InvalidRequest
+
+if TYPE_CHECKING:
+    from .state._store import Scheduled
 
 MAX_DELAY_S = 10 * 365 * 86_400.0
 """Longest delay or period a reminder may have (ten years)."""
@@ -16,19 +21,24 @@ MAX_DELAY_S = 10 * 365 * 86_400.0
 class Scheduler(Protocol):
     """Durable reminders for one identity (provided by the host)."""
 
-    def schedule(
+    def prepare(
         self,
         address: str,
+        rid: str,
         delay_s: float,
         method: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         period_s: float = 0.0,
-    ) -> str: ...
+    ) -> Scheduled:
+        """A checked reminder row, written later at the turn's durability point."""
+        ...
 
     def cancel(self, address: str, reminder_id: str) -> bool: ...
 
-    def pending(self, address: str) -> list[dict[str, Any]]: ...
+    def pending(self, address: str, unwritten: Sequence[Scheduled] = ()) -> list[dict[str, Any]]:
+        """``address``'s pending reminders, with those its running turn scheduled."""
+        ...
 
 
 @dataclass(slots=True)
@@ -48,6 +58,27 @@ class Context:
     replay: bool = False  # this turn may have run before: its calls may have too
     _calls: int = field(default=0, init=False, repr=False, compare=False)  # calls made so far
     _scheduler: Scheduler | None = field(default=None, repr=False, compare=False)
+    # Reminders this turn scheduled: written at its durability point, dropped if it is rolled back.
+    _scheduled: list[Scheduled] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    def take_scheduled(self) -> list[Scheduled]:
+        """The reminders this turn scheduled, for its durability point (once)."""
+        out, self._scheduled = self._scheduled, []
+        return out
+
+    def _reminder_id(self) -> str:
+        """The id of the next reminder this turn schedules: derived from the turn's request
+        id, so a turn run again (a retry, a move) schedules the same reminder, once."""
+        if not self.request_id:
+            return os.urandom(8).hex()
+        seed = f"{self.request_id}#r{len(self._scheduled)}".encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(seed, digest_size=8).hexdigest()
+
+    def _add(self, delay_s: float, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], period_s: float) -> str:
+        assert self._scheduler is not None and self.address is not None
+        rid = self._reminder_id()
+        self._scheduled.append(self._scheduler.prepare(self.address, rid, delay_s, method, args, kwargs, period_s))
+        return rid
 
     def next_request_id(self) -> str | None:
         """A request id for the next call this turn makes: derived from the turn's own,
@@ -68,7 +99,7 @@ class Context:
             raise FluentError("reminders can be scheduled only from inside an actor")
         if isinstance(delay_s, bool) or not isinstance(delay_s, int | float) or not 0 <= delay_s < MAX_DELAY_S:
             raise InvalidRequest(f"delay_s must be a number of seconds in [0, {MAX_DELAY_S:g})")
-        return self._scheduler.schedule(self.address, float(delay_s), method, args, kwargs)
+        return self._add(float(delay_s), method, args, kwargs, 0.0)
 
     def every(self, period_s: float, method: str, *args: Any, **kwargs: Any) -> str:
         """Call ``method(*args, **kwargs)`` on this identity every ``period_s`` seconds, the
@@ -78,19 +109,23 @@ class Context:
             raise FluentError("reminders can be scheduled only from inside an actor")
         if isinstance(period_s, bool) or not isinstance(period_s, int | float) or not 0.01 <= period_s < MAX_DELAY_S:
             raise InvalidRequest(f"period_s must be a number of seconds in [0.01, {MAX_DELAY_S:g})")
-        return self._scheduler.schedule(self.address, float(period_s), method, args, kwargs, float(period_s))
+        return self._add(float(period_s), method, args, kwargs, float(period_s))
 
     def reminders(self) -> list[dict[str, Any]]:
         """This identity's pending reminders: ``{"id", "method", "due", "period_s"}``,
         soonest first (``due`` in epoch seconds; ``period_s`` 0 for one-shot ones)."""
         if self._scheduler is None or self.address is None:
             raise FluentError("reminders can be listed only from inside an actor")
-        return self._scheduler.pending(self.address)
+        return self._scheduler.pending(self.address, self._scheduled)
 
     def cancel(self, reminder_id: str) -> bool:
         """Cancel a reminder of this identity; True if it was still pending."""
         if self._scheduler is None or self.address is None:
             raise FluentError("reminders can be cancelled only from inside an actor")
+        for item in self._scheduled:
+            if item.row.rid == reminder_id:  # scheduled by this very turn: never written
+                self._scheduled.remove(item)
+                return True
         return self._scheduler.cancel(self.address, reminder_id)
 
 

@@ -180,8 +180,16 @@ def ref(address: str) -> ActorRef:
     return ActorRef(type_name, key)
 
 
+BULK_METHOD = "__bulk__"
+"""The method name that carries a bulk call (``ActorType.bulk``): one batch per partition."""
 DELETE_METHOD = "__delete__"
 """The method a host runs, as a turn of its own, to deactivate an identity and erase it."""
+KEYED_PREFIX = "key:"
+"""Request ids derived from a client's idempotency key start with it (never a generated,
+hex, or a derived, ``d...``, id). Any client may send one: the host then binds the id to
+the call's method and arguments and refuses it where no reply can be recorded."""
+IDEMPOTENCY_REUSED = "idempotency key reused for a different request"
+"""How a host says a keyed request id was first recorded for another call (clients add the key)."""
 KEYS_METHOD = "__keys__"
 """The method the gateway answers with a type's stored keys (``fluentfn ls``)."""
 

@@ -26,6 +26,7 @@ COUNTERS = (
     "record_write_units",
     "overdue_turns",
     "malformed_requests",
+    "reminder_failures",
 )
 
 

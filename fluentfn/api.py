@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _ref
-from ._ref import ActorRef, Future
+from ._config import DEFAULT_CALL_TIMEOUT_S
+from ._numbers import check_number
+from ._ref import BULK_METHOD, ActorRef, Future
 from .elastic._autoscale import Autoscale
-from .errors import FluentError
+from .errors import REROUTE_CODES, FluentError, Unavailable
 from .placement import ActorOptions, ResourceSpec, shard_for
 from .wire._gen import actorhost_pb2 as pb
 from .wire.errors import reply_value
@@ -77,21 +81,45 @@ class ActorType:
         if getattr(invoker, "mode", "stateful") == "faas":  # no hosts: one invocation per key
             futures = {k: invoker.submit(ActorRef(self.name, k), method, tuple(a), {}) for k, a in keys.items()}
             return {k: f.result() for k, f in futures.items()}
-        by_shard: dict[int, list[list[Any]]] = {}
-        for k, a in keys.items():
-            by_shard.setdefault(shard_for(k, self.options.shards), []).append([k, a, {}])
-        shard_futures = {
-            shard: invoker.submit(ActorRef(self.name, entries[0][0]), "__bulk__", (method, entries), {})
-            for shard, entries in by_shard.items()
-        }
+        return self._bulk_rounds(invoker, method, keys)
+
+    def _bulk_rounds(self, invoker: Any, method: str, pending: dict[str, list[Any]]) -> dict[str, Any]:
+        """Send each partition's items as one batch; items a moving partition refused
+        (they did not run) are sent again, with the same batch id, until each has a reply.
+        A re-sent batch is marked as a possible repeat: items that ran are answered from
+        their records."""
+        batch, attempt = os.urandom(12).hex(), 0
         results: dict[str, Any] = {}
         first_error: BaseException | None = None
-        for shard, fut in shard_futures.items():
-            for (key, _, _), raw in zip(by_shard[shard], fut.result(), strict=True):
-                try:
-                    results[key] = reply_value(pb.Reply.FromString(raw))
-                except FluentError as exc:
-                    first_error = first_error or exc
+        deadline = time.monotonic() + DEFAULT_CALL_TIMEOUT_S
+        delay = 0.01
+        while pending:
+            by_shard: dict[int, list[list[Any]]] = {}
+            for k, a in pending.items():
+                by_shard.setdefault(shard_for(k, self.options.shards), []).append([k, a, {}])
+            futures = {
+                shard: invoker.submit(
+                    ActorRef(self.name, entries[0][0]), BULK_METHOD, (method, entries, batch, attempt), {}
+                )
+                for shard, entries in by_shard.items()
+            }
+            refused: dict[str, list[Any]] = {}
+            for shard, fut in futures.items():
+                for (key, args, _), raw in zip(by_shard[shard], fut.result(), strict=True):
+                    reply = pb.Reply.FromString(raw)
+                    if reply.HasField("error") and reply.error.code in REROUTE_CODES:
+                        refused[key] = args  # its partition moved before it ran
+                        continue
+                    try:
+                        results[key] = reply_value(reply)
+                    except FluentError as exc:
+                        first_error = first_error or exc
+            if refused and time.monotonic() > deadline:
+                raise Unavailable(f"{self.name}.bulk: {len(refused)} items found no owner of their partition in time")
+            pending, attempt = refused, 1
+            if pending:
+                time.sleep(delay)
+                delay = min(0.5, delay * 2)
         if first_error is not None:
             raise first_error
         return results
@@ -107,6 +135,13 @@ class ActorType:
 
     def __repr__(self) -> str:
         return f"<fluentfn actor type {self.options.name}>"
+
+
+def _resources(given: Any) -> Any:
+    """A copy of ``resources=`` ({} for None); anything else is left for validation to refuse."""
+    if given is None:
+        return {}
+    return dict(given) if isinstance(given, dict) else given
 
 
 def _resolve_colocate(target: Any) -> tuple[str | None, ActorType | None]:
@@ -184,7 +219,7 @@ def actor(
             shards=n_parts,
             persist=persist,
             idle_timeout_s=idle_timeout_s,
-            spec=ResourceSpec(num_cpus, num_gpus, dict(resources or {}), accelerator_type),
+            spec=ResourceSpec(num_cpus, num_gpus, _resources(resources), accelerator_type),
             colocate_with=group,
             reentrant=reentrant,
             min_hosts=lo,
@@ -238,8 +273,8 @@ class FunctionType(Generic[P, R]):
         self.name = getattr(fn, "__qualname__", repr(fn))
         self.spec = ResourceSpec(num_cpus=num_cpus, num_gpus=num_gpus)
         self.spec.validate()
-        if max_duration_s is not None and max_duration_s <= 0:
-            raise FluentError("max_duration_s must be positive")
+        if max_duration_s is not None:
+            check_number("max_duration_s", max_duration_s, positive=True, finite=True)
         self.max_duration_s = max_duration_s
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn

@@ -21,7 +21,7 @@ from grpc import aio
 
 from . import _config
 from ._ioloop import io_loop
-from ._ref import KEYS_METHOD
+from ._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX, KEYS_METHOD, check_timeout
 from .errors import REROUTE_CODES, FluentError, InvalidRequest, Unavailable
 from .placement import shard_for
 from .transport._auth import metadata
@@ -43,7 +43,7 @@ def request_id_for(idempotency_key: str | None) -> tuple[str, int]:
     if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key.encode("utf-8", "surrogatepass")) <= 1024:
         raise InvalidRequest("an idempotency_key is a string of 1 to 1024 bytes")
     digest = hashlib.blake2b(idempotency_key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
-    return "k" + digest, 1  # "k": never equal to a generated (hex) or derived ("d...") id
+    return KEYED_PREFIX + digest, 1
 
 
 def build_call(
@@ -64,6 +64,16 @@ def build_call(
         deadline=time.time() + timeout_s,
         attempt=attempt,
     )
+
+
+def _value(reply: pb.Reply, idempotency_key: str | None) -> Any:
+    """A reply's value or error; a reused idempotency key is named (the host knows only its hash)."""
+    try:
+        return reply_value(reply)
+    except InvalidRequest as exc:
+        if idempotency_key is not None and IDEMPOTENCY_REUSED in str(exc):
+            raise InvalidRequest(f"idempotency_key {idempotency_key!r}: {exc}") from None
+        raise
 
 
 _REFRESH_S = 1.0  # read the placement at most this often
@@ -117,9 +127,13 @@ class _Settings:
         timeout_s: float | None = None,
         direct: bool = True,
     ) -> None:
+        if not isinstance(target, str) or not target:
+            raise FluentError(f"target must be 'host:port' of a gateway, not {target!r}")
+        if not isinstance(token, str) or not token:
+            raise FluentError("token must be the cluster's token (cluster.token, FLUENTFN_TOKEN), a non-empty string")
         self.target = target
         self._metadata = metadata(token)
-        self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else timeout_s
+        self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else check_timeout(timeout_s)
         self._tls = tls
         self._direct = direct
         self._routes: Routes | None = None
@@ -204,12 +218,12 @@ class Client(_Settings):
             try:
                 reply = self._invoke(host, message)
                 if not _rerouted(reply):
-                    return reply_value(reply)
+                    return _value(reply, idempotency_key)
             except Unavailable:  # the host is gone: the gateway knows where the key lives now
                 pass
             self._forget_stale_routes()
             message = _via_gateway(message)
-        return reply_value(self._invoke(self.target, message))
+        return _value(self._invoke(self.target, message), idempotency_key)
 
     def _invoke(self, endpoint: str, call: pb.Call) -> pb.Reply:
         """``call`` on ``endpoint``'s stream; its reply, or the error that ended the stream."""
@@ -316,7 +330,7 @@ class AsyncClient(_Settings):
     ) -> Any:
         """Call ``method`` on the identity at ``address`` and return its result."""
         message = build_call(address, method, args, kwargs, self._timeout, idempotency_key)
-        return reply_value(await self._send("Invoke", message))
+        return _value(await self._send("Invoke", message), idempotency_key)
 
     async def tell(
         self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any

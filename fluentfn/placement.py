@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._numbers import check_number
 from .elastic._autoscale import Autoscale
 from .errors import FluentError
 
@@ -47,13 +48,20 @@ class ResourceSpec:
     accelerator_type: str | None = None
 
     def validate(self) -> None:
-        if self.num_cpus is not None and self.num_cpus < 0:
-            raise FluentError("num_cpus must be >= 0")
-        if self.num_gpus < 0 or (self.num_gpus > 1 and self.num_gpus != int(self.num_gpus)):
-            raise FluentError("num_gpus must be >= 0, and a whole number when above 1")
+        """One FluentError naming the first option that is not a finite number >= 0 of its kind."""
+        if self.num_cpus is not None:
+            check_number("num_cpus", self.num_cpus, positive=False, finite=True)
+        gpus = check_number("num_gpus", self.num_gpus, positive=False, finite=True)
+        if gpus > 1 and gpus != int(gpus):
+            raise FluentError(f"num_gpus must be a whole number when above 1, not {self.num_gpus!r}")
+        if not isinstance(self.resources, dict):
+            raise FluentError(f"resources must be a dict of name -> amount, not {type(self.resources).__name__}")
         for name, amount in self.resources.items():
-            if not isinstance(name, str) or amount < 0:
-                raise FluentError(f"bad resource request {name!r}: {amount!r}")
+            if not isinstance(name, str) or not name:
+                raise FluentError(f"resources: a resource name is a non-empty string, not {name!r}")
+            check_number(f"resources[{name!r}]", amount, positive=False, finite=True)
+        if self.accelerator_type is not None and not isinstance(self.accelerator_type, str):
+            raise FluentError(f"accelerator_type must be a string, not {self.accelerator_type!r}")
 
 
 def ray_options(spec: ResourceSpec) -> dict[str, Any]:
@@ -116,7 +124,7 @@ class ActorOptions:
         return self.shards
 
     def validate(self) -> None:
-        if not self.name or "/" in self.name:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise FluentError(f"invalid actor type name {self.name!r} (non-empty, no '/')")
         if not isinstance(self.shards, int) or isinstance(self.shards, bool) or not 1 <= self.shards <= 4096:
             raise FluentError("partitions (or shards) must be an int from 1 to 4096")
@@ -136,8 +144,9 @@ class ActorOptions:
             raise FluentError(f"autoscale takes an ff.Autoscale, not {type(self.autoscale).__name__}")
         if self.persist not in PERSIST_MODES:
             raise FluentError(f"persist must be one of {PERSIST_MODES}, not {self.persist!r}")
-        if self.idle_timeout_s <= 0:
-            raise FluentError("idle_timeout_s must be positive")
+        check_number("idle_timeout_s", self.idle_timeout_s, positive=True)  # inf: never passivated
+        if not isinstance(self.reentrant, bool):
+            raise FluentError(f"reentrant must be True or False, not {self.reentrant!r}")
         self.spec.validate()
 
     @property

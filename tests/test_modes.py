@@ -320,3 +320,17 @@ def test_periodic_reminders_fire_until_cancelled(cluster: ff.Cluster) -> None:
     assert ref.count() == settled  # cancelled: no more ticks
     with pytest.raises(ff.InvalidRequest):
         Ticker[f"t-{cluster.mode}"].start(0.0)
+
+
+@pytest.mark.parametrize("cluster", MODES, indirect=True)
+def test_an_idempotency_key_is_honoured_and_bound_to_its_request(cluster: ff.Cluster) -> None:
+    """In both modes: a retry with the key gets the first reply; the key reused for another
+    method or other arguments is refused, naming the key; the identity is unchanged."""
+    address = f"DCounter/idem-{cluster.mode}"
+    assert DurableCounter[f"idem-{cluster.mode}"].get() == 0  # registers the type (clients cannot)
+    with ff.Client(cluster.gateway, token=cluster.token) as client:
+        assert client.call(address, "add", 100, idempotency_key="op-1") == 100
+        assert client.call(address, "add", 100, idempotency_key="op-1") == 100
+        with pytest.raises(ff.InvalidRequest, match="'op-1'"):
+            client.call(address, "add", 30, idempotency_key="op-1")
+        assert client.call(address, "add", 1) == 101

@@ -40,6 +40,7 @@ def test_every_setting_the_code_reads_is_declared_and_documented() -> None:
         ("FLUENTFN_CALL_TIMEOUT_S", "nan", "must be finite"),
         ("FLUENTFN_HOST_MAX_LIVE", "-5", "at least 1"),
         ("FLUENTFN_SQLITE_SYNC", "sometimes", "must be NORMAL"),
+        ("FLUENTFN_CALL_TIMEOUT_S", "1e10", "at most 86400"),
     ],
 )
 def test_a_malformed_setting_is_one_clear_error(name: str, value: str, message: str) -> None:

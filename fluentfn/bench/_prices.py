@@ -13,6 +13,7 @@ prices for what the hosts wrote and read (durable state).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def prices() -> dict[str, float]:
     for name, value in given.items():
         if name not in table:
             raise FluentError(f"FLUENTFN_PRICES: unknown price {name!r} (known: {', '.join(sorted(table))})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
             raise FluentError(f"FLUENTFN_PRICES: {name} must be a number >= 0, not {value!r}")
         table[name] = float(value)
     return table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from .._actordef import ActorDef, MethodInfo
@@ -17,30 +18,44 @@ if TYPE_CHECKING:
 
 Item = tuple[pb.Call, tuple[Any, ...], dict[str, Any]]
 
-BULK_METHOD = "__bulk__"
-"""The method name that carries a bulk call (``ActorType.bulk``)."""
+
+def item_request_id(batch: str, key: str) -> str:
+    """A bulk item's request id: the same for the item in every re-sent copy of its batch
+    (whatever the other items), so an item that ran is answered from its record."""
+    seed = f"{batch}/{key}".encode("utf-8", "surrogatepass")
+    return "b" + hashlib.blake2b(seed, digest_size=12).hexdigest()
 
 
 async def bulk(engine: HostEngine, definition: ActorDef, call: pb.Call) -> pb.Reply:
     """Run ``method`` on many identities of this shard (``ActorType.bulk``)."""
     args, _ = codec.decode_args(call.args)
-    if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], list):
-        raise InvalidRequest("a bulk call carries [method, [[key, args, kwargs], ...]]")
+    if not (
+        2 <= len(args) <= 4
+        and isinstance(args[0], str)
+        and isinstance(args[1], list)
+        and all(isinstance(a, str) for a in args[2:3])
+        and all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in args[3:4])
+    ):
+        raise InvalidRequest("a bulk call carries [method, [[key, args, kwargs], ...], batch id?, attempt?]")
     method = definition.method(args[0])
+    batch = args[2] if len(args) > 2 else call.request_id
+    attempt = max(call.attempt, args[3] if len(args) > 3 else 0)
     items: list[Item] = []
-    for i, entry in enumerate(args[1]):
+    for entry in args[1]:
         if not (
             isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], list) and isinstance(entry[2], dict)
         ):
             raise InvalidRequest("a bulk entry is [key, args, kwargs]")
-        sub_id = f"{call.request_id}.{i}"
+        key = engine.own(entry[0])
+        sub_id = item_request_id(batch, key)
         sub = pb.Call(
             type_name=call.type_name,
-            key=engine.own(entry[0]),
+            key=key,
             method=method.name,
             request_id=sub_id,
             chain_id=sub_id,
             deadline=call.deadline,
+            attempt=attempt,  # a re-sent batch's items may have run: their recorded replies answer
         )
         items.append((sub, tuple(entry[1]), entry[2]))
     if method.is_async:

@@ -27,7 +27,7 @@ from .. import _config
 from .._actordef import ActorDef
 from .._context import Context
 from .._ioloop import spawn
-from .._ref import DELETE_METHOD, check_key
+from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
 from .._stats import new_counters
 from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable
 from ..placement import shard_for
@@ -37,7 +37,7 @@ from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._activations import Activation, ActivationTable
 from ._admission import Admission
-from ._bulk import BULK_METHOD, bulk
+from ._bulk import bulk
 from ._lane import SyncLane
 from ._metrics import MethodTally
 from ._persistence import Persistence
@@ -103,6 +103,7 @@ class HostEngine:
         hooks = Hooks(self.admission.activated, self.admission.deactivated, self.fence)
         self.runner = TurnRunner(self.persistence, self.counters, self.workers, loop, hooks)
         self.upkeep = Upkeep(self, self.persistence.store, max_live, shared=shared_upkeep)
+        self.persistence.on_reminders = self.upkeep.reminders.committed
         self.lane = SyncLane(self)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -186,7 +187,9 @@ class HostEngine:
     # -- unary calls, the gateway, async methods --------------------------------------------------
 
     async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
-        """Run one call; returns its reply (None for one-way calls). Never raises."""
+        """Run one call; returns its reply, for one-way calls too (a sender that wants to
+        know a tell was refused, by a move say, gets it; the server drops the others).
+        Never raises."""
         self.counters["local_calls" if local else "direct_messages"] += 1
         try:
             reply = await self._run(call)
@@ -200,8 +203,6 @@ class HostEngine:
             log.error("call %s/%s.%s failed in the host", call.type_name, call.key, call.method, exc_info=exc)
             self.counters["errors"] += 1
             reply = pb.Reply(error=error_to_pb(FluentError(f"internal error in host: {type(exc).__name__}")))
-        if call.one_way:
-            return None
         reply.seq = call.seq
         return reply
 
@@ -219,6 +220,11 @@ class HostEngine:
     def prepare(self, definition: ActorDef, call: pb.Call) -> Request:
         """Decode and bind ``call``: NotFound, InvalidRequest or Redirect if it cannot run here."""
         method = definition.method(call.method)
+        if call.request_id.startswith(KEYED_PREFIX) and definition.options.persist != "call":
+            raise InvalidRequest(
+                f"{definition.name} has persist={definition.options.persist!r}, which records no replies: an "
+                "idempotency key cannot be honoured (use persist='call', or retry without a key)"
+            )
         key = check_key(call.key)
         args, kwargs = codec.decode_args(call.args)
         method.bind(args, kwargs)  # bad input is refused wherever it lands; then ownership

@@ -75,7 +75,7 @@ class SyncLane:
 
     def _answer(self, call: pb.Call, done: Callable[[pb.Reply | None], None], exc: FluentError) -> None:
         self._e.counters["errors"] += 1
-        done(None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(exc)))
+        done(pb.Reply(seq=call.seq, error=error_to_pb(exc)))  # one-way too: the edge decides
 
     def _sync_job(self, job: Job, req: Request, done: Callable[[pb.Reply | None], None]) -> None:
         assert job.act is not None
@@ -151,7 +151,7 @@ class SyncLane:
     @staticmethod
     def _reply(call: pb.Call, reply: pb.Reply, done: Callable[[pb.Reply | None], None]) -> None:
         reply.seq = call.seq
-        done(None if call.one_way else reply)
+        done(reply)  # one-way too: the edge decides whether the sender wants it
 
     def _run_job(self, job: Callable[[], None]) -> None:
         """Start a sync turn: in this worker thread after its current turn, else in the pool."""

@@ -122,8 +122,9 @@ class PartitionSet:
         p = shard_for(key, self.partitions)
         return Redirect(f"{self.group} partition {p} is not served by host {self.host_id}: resolve it again")
 
-    def _redirect_reply(self, call: pb.Call) -> pb.Reply | None:
-        return None if call.one_way else pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key)))
+    def _redirect_reply(self, call: pb.Call) -> pb.Reply:
+        """Also for a one-way call: its sender re-sends it to the partition's owner."""
+        return pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key)))
 
     # -- the dispatcher ---------------------------------------------------------------------------
 
@@ -182,7 +183,7 @@ class PartitionSet:
             engines = [e for e in self._snapshot() if not e.persistence.fenced]
             try:
                 for engine in engines:
-                    await engine.upkeep.flush_dirty()
+                    await engine.upkeep.flush_dirty(wait=False)  # each identity's write on its own
                 if store is None or not engines:
                     continue
                 # Not on the engines' worker pool: stuck turns may fill it.

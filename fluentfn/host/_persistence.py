@@ -18,14 +18,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 from .._actordef import ActorDef
 from .._config import REPLY_TTL_S
 from ..errors import Redirect
 from ..state._emulated import MeteredStore
-from ..state._store import StaleEpoch, Store
+from ..state._store import Scheduled, StaleEpoch, Store
+from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation
 from ._policy import Why
+from ._turn import must_record, replay_of, request_digest
 from ._turn import snapshot as encode_snapshot
 
 REPLY_WINDOW = 64
@@ -48,6 +51,8 @@ class Persistence:
         # Interleaved turns of a reentrant identity may finish together: their
         # compare-and-write must not overlap. Striped locks, not one per identity.
         self._locks = [threading.Lock() for _ in range(64)]
+        # Reminders a turn wrote: the host's firing loop learns of them (set by the engine).
+        self.on_reminders: Callable[[Sequence[Scheduled]], None] = lambda _: None
 
     def claim(self) -> int:
         """Become the shard's owner (a new, higher epoch)."""
@@ -98,18 +103,28 @@ class Persistence:
         act.snapshot = record.state
         return record.state
 
-    def after_turn(self, definition: ActorDef, act: Activation, request_id: str, reply: bytes) -> None:
-        """The durability point of a turn (raises Redirect when fenced off)."""
+    def after_turn(
+        self,
+        definition: ActorDef,
+        act: Activation,
+        request_id: str,
+        reply: bytes,
+        scheduled: Sequence[Scheduled] = (),
+    ) -> None:
+        """The durability point of a turn (raises Redirect when fenced off): its state,
+        the record of its reply and the reminders it scheduled, in one write."""
         with self._locks[hash(act.address) % len(self._locks)]:
-            snapshot = self.write_due(definition, act)
+            snapshot = self.write_due(definition, act, must_record(request_id, scheduled))
             if snapshot is not None:
-                self._record(act, snapshot, request_id, reply)
+                self._record(act, snapshot, request_id, reply, scheduled)
+            elif scheduled:
+                self.add_reminders(scheduled)
 
-    def write_due(self, definition: ActorDef, act: Activation) -> bytes | None:
+    def write_due(self, definition: ActorDef, act: Activation, record: bool = False) -> bytes | None:
         """What a turn's end owes the store, without blocking: the state to write before
-        the reply if the turn changed it under ``persist="call"``; else None (an
-        ``"interval"`` identity is marked for the next write-behind). InvalidRequest if the
-        state cannot be encoded."""
+        the reply if the turn changed it, or if its reply must be recorded anyway
+        (``must_record``), under ``persist="call"``; else None (an ``"interval"`` identity
+        is marked for the next write-behind). InvalidRequest if the state cannot be encoded."""
         mode = definition.options.persist
         if self.store is None or mode == "never":
             return None
@@ -117,20 +132,33 @@ class Persistence:
             act.dirty = True
             return None
         snapshot = encode_snapshot(act.instance, act.address)
-        return None if snapshot == act.snapshot else snapshot
+        return None if snapshot == act.snapshot and not record else snapshot
 
-    def write_turn(self, act: Activation, snapshot: bytes, request_id: str, reply: bytes) -> None:
+    def write_turn(
+        self, act: Activation, snapshot: bytes, request_id: str, reply: bytes, scheduled: Sequence[Scheduled] = ()
+    ) -> None:
         """The durability point of a turn whose new state ``write_due`` returned (blocking)."""
         with self._locks[hash(act.address) % len(self._locks)]:
-            self._record(act, snapshot, request_id, reply)
+            self._record(act, snapshot, request_id, reply, scheduled)
 
-    def _record(self, act: Activation, snapshot: bytes, request_id: str, reply: bytes) -> None:
+    def add_reminders(self, scheduled: Sequence[Scheduled]) -> None:
+        """Write the reminders of a turn that writes no state (blocking)."""
+        if self.store is not None:
+            for item in scheduled:
+                self.store.add_reminder(item.group, item.shard, item.row)
+        self.on_reminders(scheduled)
+
+    def _record(
+        self, act: Activation, snapshot: bytes, request_id: str, reply: bytes, scheduled: Sequence[Scheduled] = ()
+    ) -> None:
         if act.replies is None:
             act.replies = OrderedDict()
         act.replies[request_id] = reply
         while len(act.replies) > REPLY_WINDOW:
             act.replies.popitem(last=False)
-        self._write(act, snapshot, (request_id, reply))
+        self._write(act, snapshot, (request_id, reply), scheduled)
+        if scheduled:
+            self.on_reminders(scheduled)
 
     def flush(self, definition: ActorDef, act: Activation) -> None:
         """Write a changed identity now (interval mode, passivation, shutdown)."""
@@ -142,7 +170,13 @@ class Persistence:
             if snapshot != act.snapshot:
                 self._write(act, snapshot)
 
-    def _write(self, act: Activation, snapshot: bytes, reply: tuple[str, bytes] | None = None) -> None:
+    def _write(
+        self,
+        act: Activation,
+        snapshot: bytes,
+        reply: tuple[str, bytes] | None = None,
+        scheduled: Sequence[Scheduled] = (),
+    ) -> None:
         assert self.store is not None
         try:
             act.version = self.store.save(
@@ -151,18 +185,22 @@ class Persistence:
                 state=snapshot,
                 fence=(self.group, self.shard, self.epoch),
                 reply=reply,
+                reminders=scheduled,
             )
         except StaleEpoch as exc:
             self.fenced = True
             raise Redirect(f"{act.address}: {exc}") from None
         act.snapshot = snapshot
 
-    def recorded(self, act: Activation, request_id: str, *, replay: bool = False) -> bytes | None:
-        """The reply recorded for ``request_id`` (a retry of a call that already ran)."""
-        found = act.replies.get(request_id) if act.replies else None
+    def recorded(self, act: Activation, call: pb.Call, *, replay: bool = False) -> pb.Reply | None:
+        """The reply recorded for ``call``'s request id (a retry of a call that already ran).
+        InvalidRequest if its idempotency key was used for another request."""
+        found = act.replies.get(call.request_id) if act.replies else None
         if found is None and replay and self.store is not None:
-            found = self.store.get_reply(act.address, request_id)
-        return found
+            found = self.store.get_reply(act.address, call.request_id)
+        if found is None:
+            return None
+        return replay_of(found, request_digest(call.request_id, call.method, call.args), call.request_id)
 
     def prune(self) -> int:
         """Forget reply records older than the TTL."""

@@ -2,22 +2,24 @@
 
 A reminder is a call to its identity with the request id ``rem:<id>``, so a firing that
 is repeated after a crash is deduplicated like any retried call; the row is deleted
-once the call has run.
+once the call has run. A reminder's id is derived from the request id of the turn that
+scheduled it, and its row is written at that turn's durability point: a turn rolled back
+schedules nothing, a turn run again schedules the same reminder once.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from ..errors import FluentError
-from ..state._store import Reminder, Store
+from .._actordef import ActorDef
+from ..errors import FluentError, InvalidRequest, NotFound
+from ..state._store import Reminder, Scheduled, Store
 from ..wire import codec
 
 
@@ -45,50 +47,91 @@ def _decode(payload: bytes) -> tuple[str, bytes, float]:
     return method, args, float(fields[2]) if len(fields) > 2 else 0.0
 
 
-class Reminders:
-    """The ``Scheduler`` of one host (and of FaaS mode's timer service)."""
+def describe(rem: Reminder) -> dict[str, Any]:
+    """A reminder as ``ff.context().reminders()`` lists it."""
+    method, _, period = _decode(rem.payload)
+    return {"id": rem.rid, "method": method, "due": rem.due, "period_s": period}
 
-    def __init__(self, store: Store | None, group: str, shard: int, wake: Callable[[], None]) -> None:
+
+class Reminders:
+    """The ``Scheduler`` of one host (and of FaaS mode's timer service).
+
+    A reminder scheduled in a turn is part of that turn: ``prepare`` checks it and makes
+    its row, and the row is written at the turn's durability point (with the state when
+    the turn writes it, ``add`` otherwise) or not at all if the turn is rolled back."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        group: str,
+        shard: int,
+        wake: Callable[[], None],
+        definition_of: Callable[[str], ActorDef | None] = lambda _: None,
+    ) -> None:
         self._store = store
         self._group = group
         self._shard = shard
         self._wake = wake
+        self._definition_of = definition_of
         # The earliest due time scheduled here and not yet seen due: a hint that lets the
         # host poll the store rarely while nothing is pending (a host serves many partitions).
         self.soonest = math.inf
 
-    def schedule(
+    def prepare(
         self,
         address: str,
+        rid: str,
         delay_s: float,
         method: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         period_s: float = 0.0,
-    ) -> str:
+    ) -> Scheduled:
+        """The row of a new reminder, not yet written. InvalidRequest unless ``method`` is
+        a public method of the identity's type and the arguments bind to it (a firing that
+        could never run is refused now, not logged forever)."""
         if self._store is None:
             raise FluentError("reminders need a store")
-        rid = os.urandom(8).hex()
-        payload = msgpack.packb([method, codec.encode_args(args, kwargs), period_s])
-        due = time.time() + delay_s
-        self._store.add_reminder(self._group, self._shard, Reminder(address, rid, due, payload))
-        self.soonest = min(self.soonest, due)
-        self._wake()
-        return rid
+        type_name = address.split("/", 1)[0]
+        definition = self._definition_of(type_name)
+        if definition is not None:
+            if not isinstance(method, str):
+                raise InvalidRequest(f"a reminder's method is a method name, got {type(method).__name__}")
+            try:
+                info = definition.method(method)
+            except NotFound:
+                raise InvalidRequest(
+                    f"{type_name} has no public method {method!r} to remind (known: {definition.method_names})"
+                ) from None
+            info.bind(args, kwargs)
+        try:
+            payload = msgpack.packb([method, codec.encode_args(args, kwargs), period_s])
+        except FluentError as exc:
+            raise InvalidRequest(f"the arguments of reminder {method!r} cannot be stored: {exc}") from None
+        return Scheduled(self._group, self._shard, Reminder(address, rid, time.time() + delay_s, payload))
+
+    def add(self, rows: Sequence[Scheduled]) -> None:
+        """Write reminders of a turn that writes no state (blocking), then ``committed``."""
+        if self._store is not None:
+            for item in rows:
+                self._store.add_reminder(item.group, item.shard, item.row)
+        self.committed(rows)
+
+    def committed(self, rows: Sequence[Scheduled]) -> None:
+        """Reminders were written: the firing loop learns of the soonest."""
+        if rows:
+            self.soonest = min(self.soonest, *(item.row.due for item in rows))
+            self._wake()
 
     def cancel(self, address: str, reminder_id: str) -> bool:
         if self._store is None:
             return False
         return self._store.cancel_reminder(address, reminder_id)
 
-    def pending(self, address: str) -> list[dict[str, Any]]:
-        if self._store is None:
-            return []
-        out = []
-        for rem in self._store.reminders_of(address):
-            method, _, period = _decode(rem.payload)
-            out.append({"id": rem.rid, "method": method, "due": rem.due, "period_s": period})
-        return out
+    def pending(self, address: str, unwritten: Sequence[Scheduled] = ()) -> list[dict[str, Any]]:
+        rows = self._store.reminders_of(address) if self._store is not None else []
+        rows += [item.row for item in unwritten]
+        return [describe(rem) for rem in sorted(rows, key=lambda r: r.due)]
 
     def due(self, limit: int = 100, lookahead_s: float = 2.0) -> list[Due]:
         """Reminders due now; ``soonest`` becomes the first due within ``lookahead_s``

@@ -12,19 +12,20 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._actordef import ActorDef, MethodInfo
 from .._context import CURRENT, Context
 from ..errors import CallTimeout, FluentError, Redirect, Unavailable
+from ..state._store import Scheduled
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._activations import Activation
 from ._metrics import MethodTally
 from ._persistence import Persistence
-from ._turn import Request, UserFailure, instantiate, reply_for, run_sync
+from ._turn import Request, UserFailure, instantiate, must_record, record_of, reply_for, request_digest, run_sync
 from ._workers import Workers
 
 log = logging.getLogger("fluentfn.host")
@@ -84,7 +85,7 @@ class TurnRunner:
             t0 = time.perf_counter()
             outcome, failed = run_sync(method, act.instance, args, kwargs)
             self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
-            return self._finish(definition, act, call, method, outcome, failed)
+            return self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled())
         except BaseException as exc:
             return self._error_reply(act, call, exc)
         finally:
@@ -108,19 +109,25 @@ class TurnRunner:
         definition, method, call = req.definition, req.method, req.call
         token = CURRENT.set(ctx)
         try:
-            recorded = self.persistence.recorded(act, call.request_id)  # in memory only: a first attempt
+            recorded = self.persistence.recorded(act, call)  # in memory only: a first attempt
             if recorded is not None:
-                return pb.Reply.FromString(recorded), None
+                return recorded, None
             self.counters["calls"] += 1
             t0 = time.perf_counter()
             outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
             self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
-            if method.readonly:
+            scheduled = ctx.take_scheduled()
+            if method.readonly and not scheduled:
                 return self._encoded(definition, act, call, outcome, failed), None
-            due = self._durably(definition, act, call, lambda: self.persistence.write_due(definition, act))
+            due = self._durably(
+                definition,
+                act,
+                call,
+                lambda: self.persistence.write_due(definition, act, must_record(call.request_id, scheduled)),
+            )
             reply = self._encoded(definition, act, call, outcome, failed)
-            if due is not None:
-                return reply, functools.partial(self._write_turn, definition, act, call, reply, due)
+            if due is not None or scheduled:
+                return reply, functools.partial(self._write_turn, definition, act, call, reply, due, scheduled)
             return reply, None
         except BaseException as exc:
             return self._error_reply(act, call, exc), None
@@ -128,16 +135,24 @@ class TurnRunner:
             CURRENT.reset(token)
 
     def _write_turn(
-        self, definition: ActorDef, act: Activation, call: pb.Call, reply: pb.Reply, snapshot: bytes
+        self,
+        definition: ActorDef,
+        act: Activation,
+        call: pb.Call,
+        reply: pb.Reply,
+        snapshot: bytes | None,
+        scheduled: Sequence[Scheduled] = (),
     ) -> pb.Reply:
         """The durability point of a turn that ran on the loop (in a worker thread)."""
+
+        def write() -> None:
+            if snapshot is None:
+                self.persistence.add_reminders(scheduled)
+            else:
+                self.persistence.write_turn(act, snapshot, call.request_id, _record(call, reply), scheduled)
+
         try:
-            self._durably(
-                definition,
-                act,
-                call,
-                lambda: self.persistence.write_turn(act, snapshot, call.request_id, reply.SerializeToString()),
-            )
+            self._durably(definition, act, call, write)
         except BaseException as exc:
             return self._error_reply(act, call, exc)
         return reply
@@ -159,12 +174,14 @@ class TurnRunner:
                 self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
             finally:
                 CURRENT.reset(token)
+            scheduled = ctx.take_scheduled()  # a turn rolled back schedules nothing
             if expired:
                 self.rollback(definition, act)
                 raise CallTimeout(f"{act.address}.{method.name} ran past its deadline and was cancelled; rolled back")
-            if definition.options.persist == "call" and self.persistence.store is not None and not method.readonly:
+            blocking = definition.options.persist == "call" and self.persistence.store is not None
+            if (blocking and not method.readonly) or scheduled:
                 return await self._loop.run_in_executor(
-                    self._workers, self._finish, definition, act, call, method, outcome, failed
+                    self._workers, self._finish, definition, act, call, method, outcome, failed, scheduled
                 )
             return self._finish(definition, act, call, method, outcome, failed)
         except asyncio.CancelledError:  # the host is stopping
@@ -217,9 +234,9 @@ class TurnRunner:
             self._activate(definition, act)
         except UserFailure as failure:
             return pb.Reply(error=error_to_pb(failure.exc, f"{act.address} activation", user=True))
-        recorded = self.persistence.recorded(act, call.request_id, replay=call.attempt > 0)
+        recorded = self.persistence.recorded(act, call, replay=call.attempt > 0)
         if recorded is not None:
-            return pb.Reply.FromString(recorded)
+            return recorded
         self.counters["calls"] += 1
         return None
 
@@ -246,7 +263,14 @@ class TurnRunner:
             self._hooks.activated(act)
 
     def _finish(
-        self, definition: ActorDef, act: Activation, call: pb.Call, method: MethodInfo, outcome: Any, failed: bool
+        self,
+        definition: ActorDef,
+        act: Activation,
+        call: pb.Call,
+        method: MethodInfo,
+        outcome: Any,
+        failed: bool,
+        scheduled: Sequence[Scheduled] = (),
     ) -> pb.Reply:
         """Encode the outcome, and make the turn durable before the reply leaves.
 
@@ -255,12 +279,12 @@ class TurnRunner:
         gets one clear, non-retryable error.
         """
         reply = self._encoded(definition, act, call, outcome, failed)
-        if not method.readonly:
+        if not method.readonly or scheduled:
             self._durably(
                 definition,
                 act,
                 call,
-                lambda: self.persistence.after_turn(definition, act, call.request_id, reply.SerializeToString()),
+                lambda: self.persistence.after_turn(definition, act, call.request_id, _record(call, reply), scheduled),
             )
         return reply
 
@@ -298,3 +322,8 @@ class TurnRunner:
         """Forget an identity's memory; its next turn activates it from the store."""
         act.forget()
         self._hooks.deactivated(act)
+
+
+def _record(call: pb.Call, reply: pb.Reply) -> bytes:
+    """The record of ``call``'s reply, kept for its retries."""
+    return record_of(reply, request_digest(call.request_id, call.method, call.args))

@@ -18,10 +18,13 @@ is made (hosts: fenced by epoch; FaaS: by version), never in what a turn means.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._actordef import ActorDef, MethodInfo, public_state
+from .._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX
 from ..errors import FluentError, InvalidRequest
 from ..state._codec import decode_state, encode_state
 from ..wire import codec
@@ -128,3 +131,43 @@ def _unstorable(state: dict[str, Any], address: str, failure: Exception) -> Inva
                 "make it private (_name) or storable; the call was rolled back"
             )
     return InvalidRequest(f"{address}: its state cannot be stored ({failure}); the call was rolled back")
+
+
+# -- reply records: what a retry is answered from ----------------------------------------------
+
+_BOUND = b"\x01"  # a record bound to its request (a protobuf message never starts with 0x01)
+_DIGEST = 16
+
+
+def request_digest(request_id: str, method: str, args: bytes) -> bytes:
+    """What a keyed request (an idempotency key's id) is bound to: its method and its
+    arguments; b"" for other requests (their ids are never reused for another request)."""
+    if not request_id.startswith(KEYED_PREFIX):
+        return b""
+    return hashlib.blake2b(method.encode("utf-8", "surrogatepass") + b"\0" + args, digest_size=_DIGEST).digest()
+
+
+def must_record(request_id: str, scheduled: Sequence[object]) -> bool:
+    """Whether a turn's reply is recorded even if its state did not change: it scheduled
+    reminders (a retry must not schedule them again), or it is keyed (its idempotency key
+    is bound to this request from now on)."""
+    return bool(scheduled) or request_id.startswith(KEYED_PREFIX)
+
+
+def record_of(reply: pb.Reply, digest: bytes) -> bytes:
+    """The stored record of a turn's reply (bound to its request when it is keyed)."""
+    data = reply.SerializeToString()
+    return _BOUND + digest + data if digest else data
+
+
+def replay_of(record: bytes, digest: bytes, request_id: str) -> pb.Reply:
+    """The reply a retry gets from ``record``. InvalidRequest if the record was made for
+    another request under the same idempotency key (a key reused for a different call)."""
+    if record[:1] == _BOUND:
+        bound, record = record[1 : 1 + _DIGEST], record[1 + _DIGEST :]
+        if digest and bound != digest:
+            raise InvalidRequest(
+                f"{IDEMPOTENCY_REUSED} (request {request_id}): it was first used with another method or "
+                "other arguments; use a new key for a new request"
+            )
+    return pb.Reply.FromString(record)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._actordef import ActorDef
+from .._config import DEFAULT_CALL_TIMEOUT_S
 from .._context import CURRENT, Context
 from .._ioloop import spawn
 from ..errors import TRANSIENT_CODES, FluentError
@@ -43,9 +44,10 @@ class Upkeep:
         self._reap_wakeup = asyncio.Event()
         self._reap_requested = False
         self._reaping = asyncio.Lock()  # one passivation round at a time (reap_once)
-        self.reminders = Reminders(store, engine.group, engine.shard, self._wake_reminders)
+        self.reminders = Reminders(store, engine.group, engine.shard, self._wake_reminders, engine.types.get)
         self._loops: list[asyncio.Task[None]] = []
         self._firing: set[str] = set()
+        self._flushing: dict[str, asyncio.Task[None]] = {}  # identities whose write-behind is under way
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -59,7 +61,7 @@ class Upkeep:
             self._loops = [e.loop.create_task(self._reap_loop()), e.loop.create_task(self._reminder_loop())]
             if not self._shared:
                 self._loops += [
-                    e.loop.create_task(self._every(lambda: 1.0, self.flush_dirty)),
+                    e.loop.create_task(self._every(lambda: 1.0, lambda: self.flush_dirty(wait=False))),
                     e.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
                     e.loop.create_task(self._every(lambda: 60.0, self._prune_replies)),
                     e.loop.create_task(self._every(lambda: 0.25, self._watch_overdue)),
@@ -244,14 +246,28 @@ class Upkeep:
 
     # -- write-behind, ownership, records -----------------------------------------------------------
 
-    async def flush_dirty(self) -> int:
-        """Write identities changed since their last write (persist="interval")."""
+    async def flush_dirty(self, wait: bool = True) -> int:
+        """Write identities changed since their last write (persist="interval"), each
+        as a task of its own: an identity in a long or stuck turn delays only its own
+        write. ``wait``: return once the writes started now are done (the periodic loops
+        do not wait). Returns how many were started."""
         if not any(d.options.persist == "interval" for d in self._engine.types.values()):
             return 0  # nothing here writes behind: no need to look at every live identity
-        dirty = [a for a in self._engine.admission.table if a.dirty]
+        dirty = [a for a in self._engine.admission.table if a.dirty and a.address not in self._flushing]
         for act in dirty:
-            await self.flush(act)
+            self._flushing[act.address] = spawn(self._flush_one(act), self._tasks)
+        if wait and self._flushing:  # those started now and those under way (their write may be in a worker)
+            await asyncio.gather(*self._flushing.values())
         return len(dirty)
+
+    async def _flush_one(self, act: Activation) -> None:
+        try:
+            await self.flush(act)
+        except Exception as exc:  # the store failed: the identity stays dirty, the next round tries again
+            act.dirty = True
+            log.warning("%s: write-behind failed: %s: %s", act.address, type(exc).__name__, exc)
+        finally:
+            self._flushing.pop(act.address, None)
 
     async def _check_owner(self) -> None:
         e = self._engine
@@ -337,10 +353,21 @@ class Upkeep:
             request_id=due.request_id,
             chain_id=due.request_id,
             attempt=1,
+            deadline=time.time() + DEFAULT_CALL_TIMEOUT_S,  # a hung reminder turn is reported overdue
         )
         try:
             reply = await e.dispatch(call, local=True)
             retry = reply is not None and reply.HasField("error") and reply.error.code in TRANSIENT_CODES
+            if reply is not None and reply.HasField("error"):
+                e.counters["reminder_failures"] += 1
+                log.warning(
+                    "reminder %s of %s (%s) failed%s: %s",
+                    due.row.rid,
+                    due.row.address,
+                    due.method,
+                    "; it is tried again" if retry else "",
+                    reply.error.message,
+                )
             if not retry:
                 await e.loop.run_in_executor(e.workers, self.reminders.fired, due)
         finally:

@@ -27,12 +27,22 @@ from .._actordef import ActorDef
 from .._context import CURRENT, Context
 from .._faasprofile import FaasProfile
 from .._ioloop import IoLoop, spawn
-from .._ref import DELETE_METHOD, ActorRef, Future, set_invoker
+from .._ref import DELETE_METHOD, KEYED_PREFIX, ActorRef, Future, set_invoker
 from .._stats import COUNTERS
 from ..api import known_type
 from ..errors import FluentError, InvalidRequest, Unavailable
 from ..host._reminders import Due, Reminders
-from ..host._turn import UserFailure, instantiate, reply_for, run_sync, snapshot
+from ..host._turn import (
+    UserFailure,
+    instantiate,
+    must_record,
+    record_of,
+    replay_of,
+    reply_for,
+    request_digest,
+    run_sync,
+    snapshot,
+)
 from ..state import Store, VersionConflict, open_store
 from ..state._emulated import MeteredStore
 from ..wire import codec
@@ -108,6 +118,7 @@ def _run_actor(
     kwargs: dict[str, Any],
     ctx: Context,
     counters: dict[str, int],
+    encoded_args: bytes = b"",
 ) -> pb.Reply:
     """One turn, the FaaS way: load, run, write back with a version check; re-run on a conflict.
 
@@ -120,16 +131,18 @@ def _run_actor(
     method.bind(args, kwargs)
     address = f"{definition.name}/{request['key']}"
     where = f"{address}.{request['method']}"
+    digest = request_digest(request["request_id"], request["method"], encoded_args)
     for _ in range(_CONFLICT_RETRIES):
         record = store.load(address)
         # Replies are recorded in the store with the state, as in stateful mode, so a
         # repeated request (a re-run invocation's nested call) is answered, not re-run.
         recorded = store.get_reply(address, request["request_id"])
         if recorded is not None:
-            return pb.Reply.FromString(recorded)
+            return replay_of(recorded, digest, request["request_id"])
         counters["activations"] += 1
         counters["calls"] += 1
-        token = CURRENT.set(dataclasses.replace(ctx))  # each attempt re-derives the same nested ids
+        attempt = dataclasses.replace(ctx)  # each attempt re-derives the same nested and reminder ids
+        token = CURRENT.set(attempt)
         try:
             try:
                 instance = instantiate(definition, record.state if record else None, address, store.url)
@@ -140,14 +153,15 @@ def _run_actor(
                 outcome, failed = _run_coroutine(outcome)
         finally:
             CURRENT.reset(token)
+        scheduled = attempt.take_scheduled()  # written with the state, or not at all
         try:
             reply = reply_for(outcome, failed, where)
-            if method.readonly:
+            if method.readonly and not scheduled:
                 return reply
             state = snapshot(instance, address)
         except InvalidRequest as exc:  # rolled back: nothing is written
             return pb.Reply(error=error_to_pb(exc))
-        if record is not None and state == record.state:
+        if record is not None and state == record.state and not must_record(request["request_id"], scheduled):
             return reply
         try:
             store.save(
@@ -155,7 +169,8 @@ def _run_actor(
                 expected=record.version if record else 0,
                 state=state,
                 fence=None,
-                reply=(request["request_id"], reply.SerializeToString()),
+                reply=(request["request_id"], record_of(reply, digest)),
+                reminders=scheduled,
             )
             return reply
         except VersionConflict:
@@ -205,6 +220,7 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
         if message is None:
             raise InvalidRequest(f"request message {rid} is not in the store")
         args, kwargs = codec.decode_args(message)
+        definitions: dict[str, ActorDef] = {}  # what reminders scheduled here are checked against
         ctx = Context(
             address=f"{request['type_name']}/{request['key']}" if kind == "actor" else None,
             key=request.get("key"),
@@ -216,11 +232,12 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
             chain_id=request["chain_id"],
             deadline=request["deadline"],
             request_id=rid,
-            _scheduler=Reminders(store, REMINDER_GROUP, 0, lambda: None),
+            _scheduler=Reminders(store, REMINDER_GROUP, 0, lambda: None, definitions.get),
         )
         if kind == "actor":
             cls, options = _load_code(code)
-            reply = _run_actor(store, ActorDef(cls, options), request, args, kwargs, ctx, counters)
+            definition = definitions.setdefault(options.name, ActorDef(cls, options))
+            reply = _run_actor(store, definition, request, args, kwargs, ctx, counters, message)
         else:
             counters["calls"] += 1
             token = CURRENT.set(ctx)
@@ -330,10 +347,12 @@ class FaasRuntime:
         kwargs: dict[str, Any],
         *,
         one_way: bool = False,
+        request_id: str = "",
     ) -> tuple[str, Any, float]:
-        """Write the request to the store and hand the invocation to the platform."""
+        """Write the request to the store and hand the invocation to the platform.
+        ``request_id``: a client's keyed id (kept, so its recorded reply answers a retry)."""
         ctx = CURRENT.get()
-        rid = (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
+        rid = request_id or (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
         cap = self.profile.max_duration_s
         if kind == "actor":
             assert isinstance(target, ActorRef)
@@ -523,11 +542,13 @@ class FaasRuntime:
         try:
             args, kwargs = codec.decode_args(call.args)
             ref = ActorRef(call.type_name, call.key)
+            keyed = call.request_id if call.request_id.startswith(KEYED_PREFIX) else ""
             if call.method == DELETE_METHOD:
                 await loop.run_in_executor(None, self.delete, ref)
                 return None if call.one_way else pb.Reply(seq=call.seq, value=codec.encode(None))
             started = await loop.run_in_executor(
-                None, lambda: self._start("actor", ref, call.method, args, kwargs, one_way=call.one_way)
+                None,
+                lambda: self._start("actor", ref, call.method, args, kwargs, one_way=call.one_way, request_id=keyed),
             )
             if call.one_way:
                 return None

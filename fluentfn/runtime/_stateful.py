@@ -73,10 +73,6 @@ def _misrouted(reply: pb.Reply | None) -> bool:
     return reply is not None and reply.HasField("error") and reply.error.code in REROUTE_CODES
 
 
-def _drop(reply: pb.Reply | None) -> None:
-    """What a local one-way call answers: nothing (the host counts its errors)."""
-
-
 def _ignore(reply: pb.Reply | None, error: BaseException | None) -> None:
     """Outcome of a tell: no one to report to (the host counts its errors)."""
 
@@ -252,6 +248,10 @@ class StatefulRuntime:
             spawn(self._send_then(call, done), self._tasks)
             return
 
+        if call.one_way:  # a tell is done once sent; its outcome still tells whether to re-send it
+            done(None, None)
+            done = _ignore
+
         def on_reply(reply: pb.Reply | None, error: FluentError | None) -> None:
             failed = error is not None or _misrouted(reply)
             if not failed:
@@ -259,23 +259,16 @@ class StatefulRuntime:
                 return
             if slot is not None and self._targets.get(slot) is target:
                 del self._targets[slot]
-            call.attempt = max(call.attempt, 1)  # it may have run: the host checks its records
+            # It may have run (a stream that broke after delivering it): the host checks its
+            # records. A tell refused by a moving partition or lost with a host is re-sent too.
+            call.attempt = max(call.attempt, 1)
             spawn(self._send_then(call, done), self._tasks)  # re-resolves and retries
 
         if target.local:  # this process's own partition: the stream's lane, without the network
             assert self._local is not None
-            if call.one_way:
-                self._local.submit(call, _drop, local=True)
-                done(None, None)
-            else:
-                self._local.submit(call, lambda reply: on_reply(reply, None), local=True)
+            self._local.submit(call, lambda reply: on_reply(reply, None), local=True)
             return
-        stream = self._pool.stream(target.route.endpoint)
-        if call.one_way:
-            stream.send(call, None)
-            done(None, None)
-            return
-        stream.send(call, on_reply)
+        self._pool.stream(target.route.endpoint).send(call, on_reply)
 
     async def _send_then(self, call: pb.Call, done: ReplyDone) -> None:
         try:
@@ -294,7 +287,7 @@ class StatefulRuntime:
 
         def settled(reply: pb.Reply | None, error: BaseException | None) -> None:
             if error is None:
-                done(None if one_way else reply)
+                done(reply)  # None for a tell: accepted here, and this router re-sends it if need be
                 return
             if not isinstance(error, FluentError):
                 log.error("forwarding %s/%s.%s failed", call.type_name, call.key, call.method, exc_info=error)
@@ -314,7 +307,7 @@ class StatefulRuntime:
         info = self._types.get(call.type_name) or await self._type_info(call.type_name)
         shard = shard_for(call.key, info.shards)
         last: FluentError = Unavailable(f"no host for {call.type_name}/{call.key}")
-        for attempt in range(_config.RETRY_ATTEMPTS):
+        for attempt in range(1 + _config.RETRY_ATTEMPTS):  # the first try, then the retries
             if attempt:
                 call.attempt = max(call.attempt, attempt)  # it may have run: the host checks its records
             target = self._targets.get((info.group, shard)) or await self._resolve(info.group, shard)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from ._store import Record, Reminder, Store
+from ._store import Record, Reminder, Scheduled, Store
 
 # DynamoDB's item limit and request units: larger records live in the object store.
 ITEM_LIMIT = 400 * 1024
@@ -78,9 +79,10 @@ class MeteredStore:
         state: bytes,
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
+        reminders: Sequence[Scheduled] = (),
     ) -> int:
-        self._wrote(len(state) + (len(reply[1]) if reply else 0))
-        return self.inner.save(address, expected=expected, state=state, fence=fence, reply=reply)
+        self._wrote(len(state) + (len(reply[1]) if reply else 0) + sum(len(r.row.payload) for r in reminders))
+        return self.inner.save(address, expected=expected, state=state, fence=fence, reply=reply, reminders=reminders)
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         value = self.inner.get_reply(address, request_id)

@@ -7,6 +7,7 @@ one atomic step. Durability is Redis's: run it with ``appendonly yes``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,7 +15,7 @@ import msgpack
 
 from .._config import REPLY_TTL_S
 from ..errors import Unavailable
-from ._store import Record, Reminder, StaleEpoch, StoreLost, VersionConflict
+from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict
 
 _SAVE = """
 if KEYS[2] ~= '' then
@@ -25,6 +26,14 @@ local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[2]) then return {-2, v} end
 redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[3])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
+local n = tonumber(ARGV[6] or '0')
+for i = 0, n - 1 do
+  local member, payload, due, where = ARGV[7 + 4 * i], ARGV[8 + 4 * i], ARGV[9 + 4 * i], ARGV[10 + 4 * i]
+  if redis.call('HSETNX', KEYS[4], member, where) == 1 then
+    redis.call('HSET', KEYS[5 + 2 * i], member, payload)
+    redis.call('ZADD', KEYS[6 + 2 * i], due, member)
+  end
+end
 return {v + 1, 0}
 """
 
@@ -144,12 +153,17 @@ class RedisStore:
         state: bytes,
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
+        reminders: Sequence[Scheduled] = (),
     ) -> int:
         epoch_key = self._k("epoch", fence[0], fence[1]) if fence else ""
         epoch = fence[2] if fence else 0
         reply_key = self._reply_key(address, reply[0]) if reply else ""
-        keys = [self._k("state", address), epoch_key, reply_key]
-        args = [epoch, expected, state, reply[1] if reply else b"", int(REPLY_TTL_S)]
+        keys = [self._k("state", address), epoch_key, reply_key, self._k("remidx")]
+        args: list[Any] = [epoch, expected, state, reply[1] if reply else b"", int(REPLY_TTL_S), len(reminders)]
+        for item in reminders:  # the turn's reminders: the partition's payloads and due set each
+            keys += [self._k("remp", item.group, item.shard), self._k("rem", item.group, item.shard)]
+            member = self._member(item.row.address, item.row.rid)
+            args += [member, item.row.payload, item.row.due, msgpack.packb([item.group, item.shard], use_bin_type=True)]
         result = self._call(self._save, keys=keys, args=args)
         status, detail = int(result[0]), int(result[1])
         if status == -1:
@@ -168,9 +182,10 @@ class RedisStore:
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
         member = self._member(reminder.address, reminder.rid)
         pipe = self._r.pipeline(transaction=True)
-        pipe.hset(self._k("remp", group, shard), member, reminder.payload)
-        pipe.zadd(self._k("rem", group, shard), {member: reminder.due})
-        pipe.hset(self._k("remidx"), member, msgpack.packb([group, shard], use_bin_type=True))
+        # NX: a reminder id is derived from its turn's request id; a re-run turn adds it once
+        pipe.hsetnx(self._k("remp", group, shard), member, reminder.payload)
+        pipe.zadd(self._k("rem", group, shard), {member: reminder.due}, nx=True)
+        pipe.hsetnx(self._k("remidx"), member, msgpack.packb([group, shard], use_bin_type=True))
         self._call(pipe.execute)
 
     def cancel_reminder(self, address: str, rid: str) -> bool:

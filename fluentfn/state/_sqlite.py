@@ -10,10 +10,11 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .._config import sqlite_sync
-from ._store import Record, Reminder, StaleEpoch, StoreLost, VersionConflict
+from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (address TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB);
@@ -136,6 +137,7 @@ class SqliteStore:
         state: bytes,
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
+        reminders: Sequence[Scheduled] = (),
     ) -> int:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -166,6 +168,8 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (?, ?, ?, ?)",
                     (address, reply[0], reply[1], time.time()),
                 )
+            for item in reminders:
+                self._add_reminder(conn, item)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -184,9 +188,15 @@ class SqliteStore:
         return int(self._conn().execute("DELETE FROM replies WHERE ts < ?", (older_than,)).rowcount)
 
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
-        self._conn().execute(
-            "INSERT OR REPLACE INTO reminders (address, rid, grp, shard, due, payload) VALUES (?, ?, ?, ?, ?, ?)",
-            (reminder.address, reminder.rid, group, shard, reminder.due, reminder.payload),
+        self._add_reminder(self._conn(), Scheduled(group, shard, reminder))
+
+    @staticmethod
+    def _add_reminder(conn: sqlite3.Connection, item: Scheduled) -> None:
+        rem = item.row
+        conn.execute(
+            # IGNORE: a reminder id is derived from its turn's request id; a re-run turn adds it once
+            "INSERT OR IGNORE INTO reminders (address, rid, grp, shard, due, payload) VALUES (?, ?, ?, ?, ?, ?)",
+            (rem.address, rem.rid, item.group, item.shard, rem.due, rem.payload),
         )
 
     def cancel_reminder(self, address: str, rid: str) -> bool:

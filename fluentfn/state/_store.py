@@ -7,6 +7,7 @@ shard has moved can no longer write).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +42,15 @@ class Reminder:
     rid: str
     due: float
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A reminder row to add, with the (group, partition) whose host fires it."""
+
+    group: str
+    shard: int
+    row: Reminder
 
 
 class Store(Protocol):
@@ -81,11 +91,14 @@ class Store(Protocol):
         state: bytes,
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
+        reminders: Sequence[Scheduled] = (),
     ) -> int:
         """Write if the version is ``expected`` and ``fence`` (group, shard, epoch) is current.
 
         ``reply`` (request id, reply) is recorded in the same atomic write and kept for
-        ``REPLY_TTL_S``. Returns the new version; raises VersionConflict or StaleEpoch.
+        ``REPLY_TTL_S``; ``reminders`` scheduled by the turn are added in it too (a turn's
+        reminders exist exactly when its state does). Returns the new version; raises
+        VersionConflict or StaleEpoch.
         """
         ...
 

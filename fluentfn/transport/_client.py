@@ -112,7 +112,8 @@ class PeerStream:
     def send(self, call: pb.Call, callback: ReplyCallback | None) -> None:
         """Queue ``call`` (on the loop); ``callback(reply, error)`` runs on the loop once.
 
-        One-way calls pass ``callback=None``.
+        A one-way call with a callback is acknowledged (the host sends its outcome); one
+        with ``callback=None`` is fire-and-forget, lost if the stream breaks.
         """
         if self.broken is not None:
             if callback is not None:
@@ -127,10 +128,9 @@ class PeerStream:
         self._wakeup.set()
 
     async def invoke(self, call: pb.Call) -> pb.Reply | None:
-        """Send ``call``; its reply (None for one-way calls)."""
-        if call.one_way:
-            self.send(call, None)
-            return None
+        """Send ``call``; its reply. A one-way call is acknowledged too (its reply says
+        whether it was refused, by a partition that moved, say), so nothing is lost
+        silently with a broken stream."""
         fut: asyncio.Future[pb.Reply] = asyncio.get_running_loop().create_future()
 
         def settle(reply: pb.Reply | None, error: FluentError | None) -> None:

@@ -60,6 +60,12 @@ def dial_options() -> list[tuple[str, Any]]:
     return [*channel_options(), ("grpc.use_local_subchannel_pool", 1)]
 
 
+def wants_outcome(call: pb.Call) -> bool:
+    """Whether the sender of ``call`` on a stream is owed a reply: every call, and a tell
+    sent with a ``seq`` (an acknowledged one-way message)."""
+    return not call.one_way or call.seq != 0
+
+
 class _Malformed:
     """What a request that is not a valid protobuf message decodes to."""
 
@@ -163,15 +169,21 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
                 outbox.append(reply)
             ready.set()
 
+        def done_quietly(reply: pb.Reply | None) -> None:
+            done(None)
+
         def start(call: pb.Call) -> None:
             nonlocal pending
             pending += 1
+            # A one-way call with a seq wants its outcome (its sender re-sends it if it was
+            # refused or lost with a host); one without is fire-and-forget.
+            answer = done if wants_outcome(call) else done_quietly
             try:
-                self._d.submit(call, done)
+                self._d.submit(call, answer)
             except Exception as exc:  # a bug, not a user error: the caller must not hang
                 log.exception("dispatch failed")
                 error = pb.Error(code=code_value(grpc.StatusCode.INTERNAL), message=repr(exc))
-                done(None if call.one_way else pb.Reply(seq=call.seq, error=error))
+                answer(pb.Reply(seq=call.seq, error=error))
 
         malformed = False
 

@@ -46,7 +46,9 @@ class Call(_message.Message):
     args: _builtins.bytes
     """MessagePack array [args, kwargs]."""
     request_id: _builtins.str
-    """Caller-chosen id; a retry reuses it so the host can deduplicate."""
+    """Caller-chosen id; a retry reuses it so the host can deduplicate. An id that starts
+    with "key:" is a client's idempotency key: bound to this method and these args.
+    """
     deadline: _builtins.float
     """Absolute deadline, seconds since the Unix epoch; 0 means none."""
     chain_id: _builtins.str
@@ -54,7 +56,9 @@ class Call(_message.Message):
     seq: _builtins.int
     """Correlates a Reply with its Call on a stream; ignored by unary RPCs."""
     one_way: _builtins.bool
-    """No reply is wanted (a `tell`)."""
+    """No reply is wanted (a `tell`). On InvokeStream a one-way call with a non-zero seq is
+    acknowledged: its reply (value or error, e.g. a redirect) still comes back.
+    """
     attempt: _builtins.int
     """0 on a first try; >0 when this request may have run before (a retry, or a call made
     by a turn that is itself a retry): the host then looks for a recorded reply.

@@ -1,0 +1,350 @@
+"""Exactness of what a turn does besides its state: reminders it schedules, idempotency
+keys, write-behind. Host engines on a real SQLite store, without Ray or sockets."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import fluentfn as ff
+from fluentfn import api
+from fluentfn._actordef import ActorDef
+from fluentfn._ioloop import IoLoop
+from fluentfn.errors import Redirect
+from fluentfn.placement import ActorOptions
+from fluentfn.state._codec import decode_state
+from fluentfn.state._store import Store
+from fluentfn.testing import wait_for
+from fluentfn.wire import codec
+from fluentfn.wire._gen import actorhost_pb2 as pb
+from fluentfn.wire.errors import error_to_pb, pb_to_error
+
+from .test_engine import engine
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.n = 0
+        self.rings = 0
+
+    def arm(self, delay: float) -> str:
+        self.n += 1
+        return ff.context().schedule(delay, "ring")
+
+    def arm_quietly(self, delay: float) -> str:
+        """Schedules without changing state."""
+        return ff.context().schedule(delay, "ring")
+
+    def arm_then_fail(self, delay: float) -> Any:
+        ff.context().schedule(delay, "ring")
+        self.n += 1
+        return object()  # cannot be sent: the turn is rolled back
+
+    def arm_bad(self, what: str) -> str:
+        if what == "unknown":
+            return ff.context().schedule(1, "nope")
+        if what == "private":
+            return ff.context().schedule(1, "_secret")
+        if what == "args":
+            return ff.context().schedule(1, "ring", 1, 2, 3)
+        return ff.context().every(1, "ring", unknown=1)
+
+    def arm_and_cancel(self) -> list[str]:
+        rid = ff.context().schedule(5, "ring")
+        listed = [r["id"] for r in ff.context().reminders()]
+        ff.context().cancel(rid)
+        return [rid, *listed]
+
+    def ring(self) -> None:
+        self.rings += 1
+
+    def _secret(self) -> None:
+        pass
+
+
+def local_def(cls: type, persist: str = "call") -> ActorDef:
+    """A definition named "Timer" (what ``send`` calls) that is not registered with
+    ``ff.actor``: the shared cluster of later tests never ships these classes."""
+    options = ActorOptions(name="Timer", shards=1, persist=persist, min_hosts=1, max_hosts=1)
+    options.validate()
+    return ActorDef(cls, options)
+
+
+def timer_def(persist: str = "call") -> ActorDef:
+    return local_def(Timer, persist)
+
+
+def send(io: IoLoop, eng: Any, key: str, method: str, *args: Any, rid: str, attempt: int = 0) -> Any:
+    c = pb.Call(
+        type_name="Timer",
+        key=key,
+        method=method,
+        args=codec.encode_args(args, {}),
+        request_id=rid,
+        attempt=attempt,
+        deadline=time.time() + 30,
+    )
+    reply = io.run(eng.dispatch(c))
+    assert reply is not None
+    if reply.HasField("error"):
+        raise pb_to_error(reply.error)
+    return codec.decode(reply.value)
+
+
+@pytest.mark.parametrize("persist", ["call", "interval", "never"])
+def test_a_reminder_scheduled_by_a_rolled_back_turn_does_not_exist(io: IoLoop, store: Store, persist: str) -> None:
+    eng = engine(io, store, timer_def(persist))
+    with pytest.raises(ff.InvalidRequest):
+        send(io, eng, "a", "arm_then_fail", 60.0, rid="r1")
+    assert store.reminders_of("Timer/a") == []
+
+
+@pytest.mark.parametrize("method", ["arm", "arm_quietly"])
+def test_a_retried_turn_schedules_its_reminder_once(io: IoLoop, store: Store, method: str) -> None:
+    eng = engine(io, store, timer_def("call"))
+    first = send(io, eng, "a", method, 60.0, rid="r1")
+    again = send(io, eng, "a", method, 60.0, rid="r1", attempt=1)
+    assert again == first
+    assert [r.rid for r in store.reminders_of("Timer/a")] == [first]
+
+
+def test_a_turn_run_again_on_the_next_owner_schedules_the_same_reminder(io: IoLoop, store: Store) -> None:
+    """The first owner ran the turn but its write was fenced off (the partition moved):
+    nothing of it exists; the retry at the next owner schedules one reminder, whose id
+    is the one the first attempt would have made."""
+    old = engine(io, store, timer_def("call"))
+    send(io, old, "warm", "arm", 60.0, rid="w")  # activate the partition's first owner
+    new = engine(io, store, timer_def("call"))  # claims a newer epoch
+    with pytest.raises(ff.FluentError):
+        send(io, old, "a", "arm", 60.0, rid="r1")
+    assert store.reminders_of("Timer/a") == []
+    rid = send(io, new, "a", "arm", 60.0, rid="r1", attempt=1)
+    again = send(io, new, "a", "arm", 60.0, rid="r1", attempt=1)
+    assert rid == again
+    assert [r.rid for r in store.reminders_of("Timer/a")] == [rid]
+
+
+@pytest.mark.parametrize("what", ["unknown", "private", "args", "kwargs"])
+def test_a_reminder_that_could_never_fire_is_refused_when_scheduled(io: IoLoop, store: Store, what: str) -> None:
+    eng = engine(io, store, timer_def("call"))
+    with pytest.raises(ff.ActorError) as info:
+        send(io, eng, "a", "arm_bad", what, rid=f"bad-{what}")
+    assert isinstance(info.value, ff.InvalidRequest)
+    assert store.reminders_of("Timer/a") == []
+
+
+def test_a_turn_sees_and_cancels_its_own_unwritten_reminder(io: IoLoop, store: Store) -> None:
+    eng = engine(io, store, timer_def("call"))
+    rid, *listed = send(io, eng, "a", "arm_and_cancel", rid="c1")
+    assert listed == [rid]
+    assert store.reminders_of("Timer/a") == []
+
+
+def test_a_reminder_fires_once(io: IoLoop, store: Store) -> None:
+    eng = engine(io, store, timer_def("call"))
+    send(io, eng, "a", "arm", 0.0, rid="f1")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and store.reminders_of("Timer/a"):
+        time.sleep(0.02)
+    assert store.reminders_of("Timer/a") == []
+    record = store.load("Timer/a")
+    assert record is not None
+    assert decode_state(record.state)["rings"] == 1
+    assert eng.counters["reminder_failures"] == 0
+
+
+class Wallet:
+    def __init__(self) -> None:
+        self.balance = 0
+
+    def deposit(self, k: int) -> int:
+        self.balance += k
+        return self.balance
+
+    def withdraw(self, k: int) -> int:
+        self.balance -= k
+        return self.balance
+
+    def peek(self, k: int) -> int:
+        return self.balance + k
+
+
+def wallet(io: IoLoop, store: Store, persist: str = "call") -> Any:
+    return engine(io, store, local_def(Wallet, persist))
+
+
+KEY = "key:" + "1" * 24  # a keyed request id, as ff.Client derives it from an idempotency key
+
+
+def test_an_idempotency_key_answers_its_retry_and_refuses_another_request(io: IoLoop, store: Store) -> None:
+    eng = wallet(io, store)
+    assert send(io, eng, "w", "deposit", 100, rid=KEY, attempt=1) == 100
+    assert send(io, eng, "w", "deposit", 100, rid=KEY, attempt=1) == 100  # the recorded reply
+    for method, arg in [("withdraw", 100), ("deposit", 30)]:
+        with pytest.raises(ff.InvalidRequest, match="idempotency key reused"):
+            send(io, eng, "w", method, arg, rid=KEY, attempt=1)
+    assert send(io, eng, "w", "deposit", 1, rid="fresh") == 101
+
+
+def test_a_key_is_bound_even_when_its_call_changed_nothing(io: IoLoop, store: Store) -> None:
+    eng = wallet(io, store)
+    assert send(io, eng, "w", "peek", 5, rid=KEY, attempt=1) == 5
+    with pytest.raises(ff.InvalidRequest, match="idempotency key reused"):
+        send(io, eng, "w", "deposit", 5, rid=KEY, attempt=1)
+    assert send(io, eng, "w", "peek", 0, rid="fresh") == 0
+
+
+def test_a_key_survives_a_restart_of_the_host(io: IoLoop, store: Store) -> None:
+    first = wallet(io, store)
+    assert send(io, first, "w", "deposit", 7, rid=KEY, attempt=1) == 7
+    second = wallet(io, store)  # the next owner: nothing in memory
+    assert send(io, second, "w", "deposit", 7, rid=KEY, attempt=1) == 7
+    with pytest.raises(ff.InvalidRequest, match="idempotency key reused"):
+        send(io, second, "w", "withdraw", 7, rid=KEY, attempt=1)
+
+
+@pytest.mark.parametrize("persist", ["interval", "never"])
+def test_a_mode_that_records_no_replies_refuses_an_idempotency_key(io: IoLoop, store: Store, persist: str) -> None:
+    eng = wallet(io, store, persist)
+    with pytest.raises(ff.InvalidRequest, match="idempotency key cannot be honoured"):
+        send(io, eng, "w", "deposit", 1, rid=KEY, attempt=1)
+    assert send(io, eng, "w", "deposit", 1, rid="plain") == 1  # nothing ran for the refused call
+
+
+def test_records_written_before_keys_were_bound_are_still_read(io: IoLoop, store: Store) -> None:
+    """A reply record of the older format (plain ``pb.Reply`` bytes) still answers a retry."""
+    eng = wallet(io, store)
+    reply = pb.Reply(value=codec.encode(42))
+    store.save("Timer/old", expected=0, state=b"\x80", fence=None, reply=("r-old", reply.SerializeToString()))
+    assert send(io, eng, "old", "deposit", 1, rid="r-old", attempt=1) == 42
+
+
+# -- bulk ---------------------------------------------------------------------------------------
+
+
+def bulk_call(io: IoLoop, eng: Any, items: dict[str, int], batch: str, attempt: int) -> dict[str, Any]:
+    entries = [[k, [v], {}] for k, v in items.items()]
+    c = pb.Call(
+        type_name="Timer",
+        key=next(iter(items)),
+        method="__bulk__",
+        args=codec.encode_args(("deposit", entries, batch, attempt), {}),
+        request_id=f"bulk-{batch}-{attempt}-{time.monotonic_ns()}",  # each send is a call of its own
+        deadline=time.time() + 30,
+    )
+    reply = io.run(eng.dispatch(c))
+    assert reply is not None and not reply.HasField("error"), reply
+    out = {}
+    for key, raw in zip(items, codec.decode(reply.value), strict=True):
+        item = pb.Reply.FromString(raw)
+        out[key] = pb_to_error(item.error) if item.HasField("error") else codec.decode(item.value)
+    return out
+
+
+def test_a_bulk_batch_sent_again_after_a_restart_applies_each_item_once(io: IoLoop, store: Store) -> None:
+    first = wallet(io, store)
+    items = {f"w{i}": i + 1 for i in range(20)}
+    assert bulk_call(io, first, items, "B1", 0) == items
+    second = wallet(io, store)  # the host restarted: nothing in memory, the batch is sent again
+    assert bulk_call(io, second, items, "B1", 1) == items
+    # a subset sent again (what a move leaves to re-send) is answered from the records too
+    subset = dict(list(items.items())[5:9])
+    assert bulk_call(io, second, subset, "B1", 1) == subset
+    assert bulk_call(io, second, {"w0": 5}, "B2", 0) == {"w0": 6}  # a new batch runs
+
+
+class _Invoker:
+    """Stands in for the runtime: the first send of a batch is refused for half its items,
+    as a partition that moves mid-batch refuses what it has not run."""
+
+    mode = "stateful"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, list[str]]] = []
+        self.applied: dict[str, int] = {}
+
+    def submit(self, ref: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from concurrent.futures import Future
+
+        _name, entries, batch, attempt = args
+        self.sent.append((batch, attempt, [e[0] for e in entries]))
+        out = []
+        for i, (key, a, _) in enumerate(entries):
+            if attempt == 0 and i % 2:
+                moved = error_to_pb(Redirect("partition moved"))
+                out.append(pb.Reply(error=moved).SerializeToString())
+            else:
+                self.applied[key] = self.applied.get(key, 0) + 1
+                out.append(pb.Reply(value=codec.encode(a[0] * 10)).SerializeToString())
+        fut: Future[Any] = Future()
+        fut.set_result(out)
+        return fut
+
+
+def test_bulk_items_refused_by_a_moving_partition_are_sent_again_not_raised(monkeypatch: Any) -> None:
+    from fluentfn import _ref
+
+    @ff.actor(name="BulkTarget", shards=1)
+    class BulkTarget:
+        def put(self, v: int) -> int:
+            return v
+
+    fake = _Invoker()
+    monkeypatch.setattr(_ref, "current_invoker", lambda: fake)
+    monkeypatch.delitem(api._KNOWN_TYPES, "BulkTarget")  # never shipped to a cluster
+    items = {f"k{i}": (i,) for i in range(10)}
+    assert BulkTarget.bulk("put", items) == {k: v[0] * 10 for k, v in items.items()}
+    assert all(n == 1 for n in fake.applied.values()) and len(fake.applied) == 10
+    (b1, a1, keys1), (b2, a2, keys2) = fake.sent
+    assert b1 == b2 and (a1, a2) == (0, 1)  # the same batch, marked as a possible repeat
+    assert keys2 == keys1[1::2]
+
+
+# -- write-behind ---------------------------------------------------------------------------------
+
+
+_RELEASE = threading.Event()
+
+
+class Behind:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def slow(self) -> int:
+        _RELEASE.wait(60)  # held until the test lets it end: no timing assumption
+        return self.n
+
+
+def test_a_long_turn_delays_only_its_own_write_behind(io: IoLoop, store: Store) -> None:
+    eng = engine(io, store, local_def(Behind, "interval"))
+    _RELEASE.clear()
+    send(io, eng, "a", "add", 1, rid="a1")
+    slow = pb.Call(type_name="Timer", key="a", method="slow", args=codec.encode_args((), {}), request_id="a2")
+    stuck = io.submit(eng.dispatch(slow))
+    try:
+        wait_for(lambda: any(r.address == "Timer/a" for r in eng.runner.running), 30)
+        for i in range(50):
+            send(io, eng, "b", "add", 1, rid=f"b{i}")
+        io.run(eng.upkeep.flush_dirty(wait=False))
+
+        def b_written() -> bool:
+            record = store.load("Timer/b")
+            return record is not None and decode_state(record.state)["n"] == 50
+
+        wait_for(b_written, 30)  # while "a" is still in its turn
+        assert not stuck.done()
+    finally:
+        _RELEASE.set()
+    stuck.result(30)
+    io.run(eng.flush_dirty())
+    record = store.load("Timer/a")
+    assert record is not None and decode_state(record.state)["n"] == 1
