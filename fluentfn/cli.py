@@ -102,7 +102,13 @@ def _connection(namespace: str) -> dict[str, Any]:
     if not path.exists():
         typer.echo(f"no running `fluentfn serve` found ({path} is missing)", err=True)
         raise typer.Exit(EXIT_UNAVAILABLE)
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("gateway"), str) or not data.get("token"):
+            raise ValueError("it has no gateway and token")
+    except (OSError, ValueError) as exc:
+        typer.echo(f"{path} is not a readable `fluentfn serve` record ({exc}); restart `fluentfn serve`", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     return data
 
 

@@ -51,7 +51,7 @@ def build_call(
 ) -> pb.Call:
     """The wire message of one client call."""
     if not isinstance(address, str) or "/" not in address:
-        raise FluentError(f"an address is 'Type/key', got {address!r}")
+        raise InvalidRequest(f"an address is 'Type/key', got {address!r}")
     type_name, ident = address.split("/", 1)
     request_id, attempt = request_id_for(key)
     return pb.Call(

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._config import AUTOSCALE_HOST_CPUS, AUTOSCALE_TICK_S, DRAIN_S, HOST_START_S, PLACEMENT_WAIT_S, RESOLVE_TIMEOUT_S
+from ._stats import Ledger
 from .elastic._assign import assign, moves
 from .elastic._autoscale import AutoscalePolicy, Sample
 from .errors import FluentError, NotFound, Unavailable
@@ -25,7 +27,9 @@ from .placement import ActorOptions, ResourceSpec, missing_resources, ray_option
 
 log = logging.getLogger("fluentfn.directory")
 _MOVES_AT_ONCE = 2  # partitions moving at the same time within one group
+_POLL_COUNTERS_S = 1.0  # how often host counters are read (a killed host loses what came after)
 _NODE_CHECK_S = 2.0  # how often Ray's node list is read (to spread hosts onto joining nodes)
+_REMINDER_WAKE_S = 1.0  # how often a group scaled to zero is checked for a reminder falling due
 
 DIRECTORY_NAME = "fluentfn-directory"
 
@@ -109,7 +113,8 @@ class Directory:
         self._types: dict[str, tuple[bytes, ActorOptions, frozenset[str]]] = {}
         self._groups: dict[str, _Group] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._retired: dict[str, int] = {}  # counters of hosts that were stopped
+        self._store: Any = None  # opened on first use (a directory on a store it never needs opens none)
+        self._ledger = Ledger()  # counters of every host process, those stopped or killed included
         self._autoscaler: asyncio.Task[None] | None = None
 
     async def config(self) -> dict[str, Any]:
@@ -137,31 +142,34 @@ class Directory:
                 g.policy = AutoscalePolicy(options.autoscale, options.min_hosts, options.max_hosts)
             if self._autoscaler is None:
                 self._autoscaler = asyncio.get_running_loop().create_task(self._elastic_loop())
+                self._spawn(self._counters_loop())
             self._groups[group] = g
             # ... or now, if the store holds reminders of the group (a cluster restarted
             # with reminders pending: they must fire without waiting for a call)
             self._spawn(self._start_if_reminders(group))
         return TypeInfo(group, len(self._groups[group].parts), methods)
 
-    async def _start_if_reminders(self, group: str) -> None:
+    async def _start_if_reminders(self, group: str, within_s: float = math.inf) -> None:
+        """Start a stopped group's hosts if it has a reminder due within ``within_s`` (any,
+        at registration; one due soon, for a group scaled to zero: no host fires it)."""
         g = self._groups[group]
         loop = asyncio.get_running_loop()
         try:
-            pending = await loop.run_in_executor(None, self._has_reminders, group, len(g.parts))
+            pending = await loop.run_in_executor(None, self._has_reminders, group, len(g.parts), within_s)
             if pending and not g.started:
                 await self._check_feasible(g)
                 self._start_group(group)
         except Exception as exc:  # the hosts still start on the group's first call
             log.warning("pending reminders of %s not checked: %s: %s", group, type(exc).__name__, exc)
 
-    def _has_reminders(self, group: str, partitions: int) -> bool:
-        from .state import has_reminders, open_store
+    def _has_reminders(self, group: str, partitions: int, within_s: float = math.inf) -> bool:
+        from .state import has_reminders
 
-        store = open_store(self._config["store"])
-        try:
-            return any(has_reminders(store, group, p) for p in range(partitions))
-        finally:
-            store.close()
+        if self._store is None:
+            from .state import open_store
+
+            self._store = open_store(self._config["store"])
+        return any(has_reminders(self._store, group, p, within_s) for p in range(partitions))
 
     async def register_many(self, entries: list[tuple[str, bytes, ActorOptions, frozenset[str]]]) -> None:
         """Register several types (co-location targets first); unknown targets are skipped."""
@@ -352,16 +360,28 @@ class Directory:
         return [(name, hid, h.handle) for name, g in self._groups.items() for hid, h in g.hosts.items()]
 
     async def stats(self) -> dict[str, int]:
-        """Counters summed over all hosts, those stopped included."""
-        totals = dict(self._retired)
-        handles = [h.handle for g in self._groups.values() for h in g.hosts.values()]
-        results = await asyncio.gather(*(h.stats.remote() for h in handles), return_exceptions=True)
-        for counters in results:
-            if isinstance(counters, BaseException):
-                continue
-            for k, v in counters.items():
-                totals[k] = totals.get(k, 0) + v
-        return totals
+        """Counters summed over all hosts, those stopped or killed included (a killed host
+        process's counts up to the last poll, at most ``_POLL_COUNTERS_S`` old)."""
+        await self._poll_counters()
+        return self._ledger.totals()
+
+    async def _poll_counters(self) -> None:
+        hosts = [(f"{name}/{hid}", h) for name, g in self._groups.items() for hid, h in g.hosts.items()]
+        up = [(key, h) for key, h in hosts if h.up.is_set()]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(h.handle.report.remote(), 10) for _, h in up), return_exceptions=True
+        )
+        for (key, _), result in zip(up, results, strict=True):
+            if not isinstance(result, BaseException):
+                self._ledger.seen(key, *result)
+
+    async def _counters_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_POLL_COUNTERS_S)
+            try:
+                await self._poll_counters()
+            except Exception:
+                log.exception("polling host counters failed")
 
     async def shutdown_hosts(self) -> None:
         """Passivate every identity on every host (runs on_deactivate, flushes state)."""
@@ -514,14 +534,14 @@ class Directory:
         if not hosts:
             return
         started = [h for h in hosts if h.up.is_set()]  # one never placed would never answer
-        counters = await asyncio.gather(
-            *(asyncio.wait_for(h.handle.stats.remote(), 30) for h in started), return_exceptions=True
+        reports = await asyncio.gather(
+            *(asyncio.wait_for(h.handle.report.remote(), 30) for h in started), return_exceptions=True
         )
-        for c in counters:
-            if isinstance(c, dict):
-                for k, v in c.items():
-                    self._retired[k] = self._retired.get(k, 0) + v
+        for host, report in zip(started, reports, strict=True):
+            if not isinstance(report, BaseException):
+                self._ledger.seen(f"{g.options.group}/{host.hid}", *report)
         for host in hosts:
+            self._ledger.ended(f"{g.options.group}/{host.hid}")
             ray.kill(host.handle, no_restart=True)
 
     async def _stop_all(self, group: str, g: _Group) -> int:
@@ -614,7 +634,7 @@ class Directory:
 
         loop = asyncio.get_running_loop()
         known: set[str] | None = None
-        next_nodes = 0.0
+        next_nodes = next_wake = 0.0
         while True:
             await asyncio.sleep(AUTOSCALE_TICK_S)
             joined = False
@@ -629,10 +649,15 @@ class Directory:
                     alive = {n["NodeID"] for n in nodes if n.get("Alive")}
                     joined = known is not None and bool(alive - known)
                     known = alive
+            wake = loop.time() >= next_wake
+            if wake:
+                next_wake = loop.time() + _REMINDER_WAKE_S
             for group, g in list(self._groups.items()):
                 if g.lock.locked():
                     continue
                 try:
+                    if wake and not g.started and g.hosts == {}:
+                        await self._start_if_reminders(group, within_s=2 * _REMINDER_WAKE_S)
                     if joined and len(g.hosts) > 1:
                         async with g.lock:
                             if await self._spread(group, g):

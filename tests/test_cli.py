@@ -59,6 +59,7 @@ def test_serve_call_status(tmp_path: Path) -> None:
         assert "BankAccount" in data["type_names"] and data["hosts"] and data["counters"]["calls"] >= 1
         listed = _fluentfn("ls", "BankAccount", "--namespace", "clitest", env=env)
         assert listed.returncode == 0 and "alice" in listed.stdout.split(), listed.stderr[-2000:]
+        assert _fluentfn("rm", "BankAccount", "--namespace", "clitest", env=env).returncode == 2  # no key: bad input
         assert _fluentfn("rm", "BankAccount/alice", "--namespace", "clitest", env=env).returncode == 0
         assert "alice" not in _fluentfn("ls", "BankAccount", "--namespace", "clitest", env=env).stdout.split()
         assert _fluentfn("--help", env=env).returncode == 0
@@ -66,3 +67,14 @@ def test_serve_call_status(tmp_path: Path) -> None:
         serve.terminate()
         serve.wait(60)
     assert not conn.exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"gateway": 5}'])
+def test_a_corrupt_serve_record_is_one_clear_error(tmp_path: Path, content: str) -> None:
+    env = {**os.environ, "FLUENTFN_HOME": str(tmp_path)}
+    record = tmp_path / "broken" / "serve.json"
+    record.parent.mkdir()
+    record.write_text(content)
+    out = _fluentfn("status", "--namespace", "broken", env=env, timeout=60)
+    assert out.returncode == 4, out.stderr
+    assert "not a readable `fluentfn serve` record" in out.stderr and "Traceback" not in out.stderr

@@ -67,6 +67,51 @@ class TestFaas:
             t.join()
         assert not errors and ref.get() == 180
 
+    def test_a_turn_run_again_after_a_conflict_repeats_no_nested_effect(self, cluster: ff.Cluster) -> None:
+        """Concurrent steps of one identity conflict at write-back and run again: every
+        acknowledged step made its nested call once, and only its committed attempt's
+        tell (carrying the committed value) was delivered."""
+        ref, log = Stepper["faas-steps"], "faas-steps-log"
+        acked: list[int] = []
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            for _ in range(10):
+                try:
+                    acked.append(ref.step(log))
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:3]
+        assert sorted(acked) == list(range(1, 41))
+        assert DurableCounter[log].get() == 40  # one nested call per acknowledged step
+        wait_for_value = time.monotonic() + 60
+        while len(StepLog[log].get()) < 40 and time.monotonic() < wait_for_value:
+            time.sleep(0.1)
+        assert sorted(StepLog[log].get()) == list(range(1, 41))  # each committed value once
+
+    def test_a_result_nobody_waits_for_is_not_left_in_the_store(self, cluster: ff.Cluster) -> None:
+        """The parent is killed at its cap while its nested call still runs; the nested
+        call ends later and finds nobody waiting: it leaves no result row behind."""
+        with pytest.raises(ff.FunctionTimeout):
+            Parent["p"].two_naps(3.0)  # 6 s of naps under the fixture's 5 s cap
+        url = cluster.runtime.config["store"]  # type: ignore[attr-defined]
+
+        def leftovers() -> list[Any]:
+            with sqlite3.connect(url[len("sqlite:///") :]) as db:
+                return db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
+
+        deadline = time.monotonic() + 60
+        while leftovers() and time.monotonic() < deadline:  # the second nap ends about 1 s after the cap
+            time.sleep(0.2)
+        time.sleep(2.0)  # and the nested invocation has had time to write, had it wanted to
+        assert leftovers() == []
+
     def test_lifetime_cap(self, cluster: ff.Cluster) -> None:
         with pytest.raises(ff.FunctionTimeout):
             Slow["s"].nap(8.0)  # the fixture's profile caps invocations at 5 s
@@ -106,6 +151,40 @@ class TestFaas:
         with sqlite3.connect(url[len("sqlite:///") :]) as db:
             left = db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
         assert left == []
+
+
+@ff.actor(name="FParent", shards=1)
+class Parent:
+    def two_naps(self, s: float) -> float:
+        """Two nested calls in a row: the second outlives this invocation's cap."""
+        return float(Slow["nested"].nap(s) + Slow["nested"].nap(s))
+
+
+@ff.actor(name="FStepper", shards=1)
+class Stepper:
+    """Each step calls another identity (not idempotent) and tells a third a value that
+    depends on the state: a re-run after a write conflict must not repeat either."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def step(self, log: str) -> int:
+        self.n += 1
+        DurableCounter[log].add(1)
+        StepLog[log].append.tell(self.n)
+        return self.n
+
+
+@ff.actor(name="FStepLog", shards=1)
+class StepLog:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def append(self, n: int) -> None:
+        self.seen.append(n)
+
+    def get(self) -> list[int]:
+        return self.seen
 
 
 @ff.actor(name="Crashing", shards=1)
@@ -334,3 +413,14 @@ def test_an_idempotency_key_is_honoured_and_bound_to_its_request(cluster: ff.Clu
         with pytest.raises(ff.InvalidRequest, match="'op-1'"):
             client.call(address, "add", 30, idempotency_key="op-1")
         assert client.call(address, "add", 1) == 101
+
+
+@pytest.mark.parametrize("cluster", MODES, indirect=True)
+def test_with_timeout_bounds_a_call_in_both_modes(cluster: ff.Cluster) -> None:
+    """The caller gets CallTimeout at its own deadline, long before the method (or the
+    FaaS platform's lifetime cap) ends; the identity stays usable."""
+    started = time.monotonic()
+    with pytest.raises(ff.CallTimeout):
+        Slow[f"timeout-{cluster.mode}"].nap.with_timeout(0.3)(4.5)
+    assert time.monotonic() - started < 4.0  # not the nap, nor the platform's 5 s cap
+    assert Slow[f"timeout-{cluster.mode}-other"].nap(0.01) == 0.01

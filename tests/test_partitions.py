@@ -26,6 +26,7 @@ from .conftest import OPEN
 
 pytestmark = pytest.mark.timeout(60)
 PARTS = 4
+HELD = threading.Event()
 
 
 class Tally:
@@ -38,6 +39,12 @@ class Tally:
 
     def slow(self, seconds: float) -> int:
         time.sleep(seconds)
+        self.n += 1
+        return self.n
+
+    def held(self) -> int:
+        """A turn that lasts until the test lets it end."""
+        HELD.wait(60)
         self.n += 1
         return self.n
 
@@ -174,3 +181,35 @@ def test_the_host_upkeep_fences_stale_partitions_and_writes_behind(io: IoLoop, s
     finally:
         for t in ticking:
             t.cancel()
+
+
+@pytest.mark.parametrize("persist", ["interval", "never"])
+def test_a_turn_that_outlives_the_drain_loses_no_acknowledged_change(io: IoLoop, store: Store, persist: str) -> None:
+    """Acknowledged, unwritten changes of a write-behind or memory-only identity move with
+    it even when a turn of it is still running after the drain; that late turn's caller
+    is told its outcome is unknown (CallTimeout), never a success the next owner lacks."""
+    d = definition(persist)
+    a, b = host(io, store, d, "a"), host(io, store, d, "b")
+    a.adopt(1, store.claim_shard(d.options.group, 1))
+    key = key_in(1)
+    assert call(io, a, d, key, "add", 5) == 5  # acknowledged, not written yet
+    HELD.clear()
+    outcome: list[Any] = []
+
+    def late() -> None:
+        try:
+            outcome.append(call(io, a, d, key, "held"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=late)
+    runner.start()
+    try:
+        wait_for(lambda: a.engines[1].admission.running, timeout=30)
+        handoff = io.run(a.release(1, grace_s=0.05))
+        b.adopt(1, store.claim_shard(d.options.group, 1), handoff)
+    finally:
+        HELD.set()
+    runner.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], ff.CallTimeout), outcome
+    assert call(io, b, d, key, "add", 0) in (5, 6)  # the late turn's own effect is indeterminate

@@ -102,3 +102,40 @@ def test_tls_from_the_environment_must_be_complete(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FLUENTFN_TLS_CA", "/ca.pem")
     monkeypatch.setenv("FLUENTFN_TLS_SERVER_NAME", "fluentfn")
     assert _config.env_tls() == ("/c.pem", "/k.pem", "/ca.pem", "fluentfn")
+
+
+class _NoHost:
+    """Stands in for a host's partitions: what the metrics collector reads."""
+
+    group = "tls"
+    shard = 0
+    live_identities = 0
+
+    def __init__(self) -> None:
+        from fluentfn._stats import new_counters
+        from fluentfn.host._metrics import MethodTally
+
+        self.methods = MethodTally()
+        self._counters = new_counters()
+
+    def totals(self) -> dict[str, int]:
+        return self._counters
+
+
+def test_metrics_are_https_in_a_tls_cluster(tmp_path: Path) -> None:
+    """The scrape carries the cluster token: in a TLS cluster it must not travel in clear."""
+    import ssl
+    import urllib.request
+
+    from fluentfn.host._metrics import serve_metrics
+
+    cert, key = _certs(tmp_path)
+    port = serve_metrics(_NoHost(), "127.0.0.1", "tok", ff.TlsConfig(cert, key, cert))
+    request = urllib.request.Request(f"https://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer tok"})
+    context = ssl.create_default_context(cafile=cert)
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        assert response.status == 200
+    with pytest.raises(OSError):  # plain HTTP gets no answer it can read
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:  # still serving
+        assert b"fluentfn_live_identities" in response.read()

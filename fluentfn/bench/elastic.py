@@ -1,18 +1,21 @@
 """``fluentfn bench elastic``: hosts following a load ramp, against a fixed host and FaaS.
 
 A ramp of concurrent callers (1 → 4 → 16 → 4 → 1; each a closed loop of blocking calls
-of a method that computes for 1 ms, over 64 identities) runs against three systems, one
-after the other (a host is one process, so one host computes on one core at a time):
+of a method that computes for 1 ms, over 64 identities, with every fourth message a
+tell) runs against four systems, one after the other (a host is one process, so one host
+computes on one core at a time):
 
 - ``stateful-autoscale``: ``@ff.actor(min_hosts=1, max_hosts=4, autoscale=...)`` — the
   directory adds hosts and moves partitions to them live, and merges them back;
+- ``stateful-autoscale-interval``: the same with ``persist="interval"`` (write-behind
+  state handed over on each move);
 - ``stateful-fixed``: the same type on one host;
 - ``faas``: the same code in FaaS mode (the platform scales environments itself).
 
 Every 0.5 s it records the host count, throughput and p50/p99 latency; at the end it
 compares each identity's stored count with the calls its callers saw acknowledged
 (``lost``: acknowledged but not stored; ``duplicated``: stored more often than called —
-both must be 0) and reads the migration pause of every moved partition (how long its
+both must be 0; a tell counts once accepted) and reads the migration pause of every moved partition (how long its
 callers were held). Writes elastic.json, elastic.md and a time-series elastic.png.
 """
 
@@ -52,6 +55,9 @@ def _types(name: str) -> dict[str, ff.ActorType]:
     auto = ff.Autoscale(target_inflight=4, up_after_s=1.0, down_after_s=3.0)
     return {
         "stateful-autoscale": ff.actor(name=f"{name}Auto", min_hosts=1, max_hosts=4, autoscale=auto)(_Service),
+        "stateful-autoscale-interval": ff.actor(
+            name=f"{name}AutoBehind", min_hosts=1, max_hosts=4, autoscale=auto, persist="interval"
+        )(_Service),
         "stateful-fixed": ff.actor(name=f"{name}Fixed", shards=1)(_Service),
         "faas": ff.actor(name=f"{name}Faas", shards=1)(_Service),
     }
@@ -77,6 +83,11 @@ class _Ramp:
             i += 1
             t0 = time.perf_counter()
             try:
+                if i % 4 == 0:  # a tell: acknowledged once accepted
+                    self.kind[f"{self.run_id}-{key}"].work.tell()
+                    with self._lock:
+                        self.acked[key] += 1
+                    continue
                 self.kind[f"{self.run_id}-{key}"].work()
             except ff.FluentError as exc:
                 with self._lock:
@@ -137,7 +148,15 @@ def _one(system: str, kind: ff.ActorType, steps: list[tuple[int, float]]) -> tup
 
     ramp = _Ramp(kind)
     series = ramp.run(steps, hosts)
-    stored = [kind[f"{ramp.run_id}-{i}"].count() for i in range(IDENTITIES)]
+
+    def stored_now() -> list[int]:
+        return [kind[f"{ramp.run_id}-{i}"].count() for i in range(IDENTITIES)]
+
+    stored = stored_now()
+    settle = time.monotonic() + 30  # tells accepted last may still be on their way
+    while stored != ramp.acked and time.monotonic() < settle:
+        time.sleep(0.2)
+        stored = stored_now()
     lost = sum(max(0, a - s) for a, s in zip(ramp.acked, stored, strict=True))
     duplicated = sum(max(0, s - a) for a, s in zip(ramp.acked, stored, strict=True))
     pauses: list[float] = []
@@ -182,7 +201,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     types = _types("BenchElastic")
     rows: list[dict[str, Any]] = []
     all_series: dict[str, list[Any]] = {}
-    for system in ("stateful-autoscale", "stateful-fixed", "faas"):
+    for system in ("stateful-autoscale", "stateful-autoscale-interval", "stateful-fixed", "faas"):
         print(f"  {system} ...", flush=True)
         mode = "faas" if system == "faas" else "stateful"
         with ff.init(mode=mode, namespace=f"bench-elastic-{system}"):

@@ -21,6 +21,7 @@ class Activation:
         "instance",
         "key",
         "last_used",
+        "moved",
         "ready",
         "replies",
         "snapshot",
@@ -39,6 +40,9 @@ class Activation:
         self.snapshot: bytes | None = None  # encoded state as last persisted
         self.replies: OrderedDict[str, bytes] | None = None  # recent request id -> reply
         self.dirty = False  # changed since the last write (persist="interval")
+        # Its memory was handed to the partition's next owner while a turn still ran (the
+        # turn outlived the drain): that turn's outcome is indeterminate, never a success.
+        self.moved = False
 
     def forget(self, *, erased: bool = False) -> None:
         """Drop the instance: the next turn activates the identity again. ``erased``: its

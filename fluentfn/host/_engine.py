@@ -43,7 +43,7 @@ from ._metrics import MethodTally
 from ._persistence import Persistence
 from ._policy import Why
 from ._runner import Hooks, TurnRunner
-from ._turn import Request
+from ._turn import Request, may_repeat
 from ._upkeep import Upkeep
 from ._workers import Workers
 
@@ -298,7 +298,7 @@ class HostEngine:
             chain_id=call.chain_id or call.request_id,
             deadline=call.deadline,
             request_id=call.request_id,
-            replay=call.attempt > 0,
+            replay=may_repeat(call),
             _scheduler=self.upkeep.reminders,
         )
 

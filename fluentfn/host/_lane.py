@@ -24,7 +24,7 @@ from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._admission import Job
 from ._policy import Why
-from ._turn import Request
+from ._turn import Request, may_repeat
 
 if TYPE_CHECKING:
     from ._engine import HostEngine
@@ -96,7 +96,7 @@ class SyncLane:
             and threading.get_ident() == self._e.loop_thread
             and job.act is not None
             and job.act.instance is not None
-            and not req.call.attempt
+            and not may_repeat(req.call)
             and not req.definition.options.reentrant
             and (req.definition.name, req.method.name) not in self._slow
         )

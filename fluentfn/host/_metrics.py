@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..transport._tls import TlsConfig
+
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
@@ -99,11 +101,13 @@ class HostCollector:
         yield latency
 
 
-def serve_metrics(engine: Any, bind: str, token: str) -> int:
+def serve_metrics(engine: Any, bind: str, token: str, tls: TlsConfig | None = None) -> int:
     """Serve ``engine``'s metrics on ``bind`` (an ephemeral port); returns the port.
 
     Scrapes must carry the cluster token (``Authorization: Bearer <token>``), whatever
     address the host binds: type and method names are not for anyone who can connect.
+    In a TLS cluster the endpoint is HTTPS with the cluster's certificate (and asks for a
+    client certificate when the cluster does): the token never crosses the network in clear.
     """
     import hmac
     import threading
@@ -132,5 +136,7 @@ def serve_metrics(engine: Any, bind: str, token: str) -> int:
             pass
 
     server = make_server(bind, 0, app, server_class=_Server, handler_class=_Quiet)
+    if tls is not None:
+        server.socket = tls.ssl_server_context().wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, name="fluentfn-metrics", daemon=True).start()
     return int(server.server_port)

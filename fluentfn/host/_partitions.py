@@ -65,6 +65,18 @@ class PartitionSet:
             self.owned[partition] = epoch
             if handoff:
                 self._handoffs[partition] = dict(handoff)
+            stale = self.engines.get(partition)
+            if stale is not None and stale.epoch != epoch:
+                # This host lost the partition without handing it over (another claimed it
+                # meanwhile) and now gets it back: the old engine's memory is stale; the
+                # store, at the new epoch, is what the partition starts from.
+                del self.engines[partition]
+            else:
+                stale = None
+        if stale is not None:
+            stale.fence()
+            self._retire(stale)
+            stale.loop.call_soon_threadsafe(lambda: stale.loop.create_task(stale.upkeep.stop()))
         if start:
             self.engine(partition)
 

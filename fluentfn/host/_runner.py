@@ -25,7 +25,17 @@ from ..wire.errors import error_to_pb
 from ._activations import Activation
 from ._metrics import MethodTally
 from ._persistence import Persistence
-from ._turn import Request, UserFailure, instantiate, must_record, record_of, reply_for, request_digest, run_sync
+from ._turn import (
+    Request,
+    UserFailure,
+    instantiate,
+    may_repeat,
+    must_record,
+    record_of,
+    reply_for,
+    request_digest,
+    run_sync,
+)
 from ._workers import Workers
 
 log = logging.getLogger("fluentfn.host")
@@ -74,6 +84,23 @@ class TurnRunner:
 
     def run_sync(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
         """A sync turn, in the calling (worker) thread."""
+        return self._unless_moved(act, req.call, self._run_sync(req, act, ctx))
+
+    def _unless_moved(self, act: Activation, call: pb.Call, reply: pb.Reply) -> pb.Reply:
+        """A turn whose identity was handed over while it ran has no known outcome."""
+        if not act.moved:
+            return reply
+        self.counters["errors"] += 1
+        return pb.Reply(
+            error=error_to_pb(
+                CallTimeout(
+                    f"{act.address}.{call.method}: its partition moved while the call ran past the drain; "
+                    "it may or may not have taken effect"
+                )
+            )
+        )
+
+    def _run_sync(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
         definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
         token = CURRENT.set(ctx)
         running = Running(act.address, method.name, call.deadline)
@@ -159,6 +186,9 @@ class TurnRunner:
 
     async def run_async(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
         """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
+        return self._unless_moved(act, req.call, await self._run_async(req, act, ctx))
+
+    async def _run_async(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
         definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
         try:
             if act.instance is None:  # activation may load from the store or block: not on the loop
@@ -234,7 +264,7 @@ class TurnRunner:
             self._activate(definition, act)
         except UserFailure as failure:
             return pb.Reply(error=error_to_pb(failure.exc, f"{act.address} activation", user=True))
-        recorded = self.persistence.recorded(act, call, replay=call.attempt > 0)
+        recorded = self.persistence.recorded(act, call, replay=may_repeat(call))
         if recorded is not None:
             return recorded
         self.counters["calls"] += 1

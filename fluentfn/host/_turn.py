@@ -154,6 +154,12 @@ def must_record(request_id: str, scheduled: Sequence[object]) -> bool:
     return bool(scheduled) or request_id.startswith(KEYED_PREFIX)
 
 
+def may_repeat(call: pb.Call) -> bool:
+    """Whether ``call`` may have run before, so its recorded reply must be looked for: a
+    retry (``attempt > 0``), or a keyed request (an idempotency key is meant for repeats)."""
+    return call.attempt > 0 or call.request_id.startswith(KEYED_PREFIX)
+
+
 def record_of(reply: pb.Reply, digest: bytes) -> bytes:
     """The stored record of a turn's reply (bound to its request when it is keyed)."""
     data = reply.SerializeToString()

@@ -159,7 +159,7 @@ class Upkeep:
             if chosen_at is not None and act.last_used > chosen_at:
                 return False  # a turn ran while this passivation waited: it is recent again
             definition = e.types.get(act.type_name)
-            if act.instance is not None and definition is not None:
+            if act.instance is not None and definition is not None and not act.moved:  # moved: handed over
                 try:
                     await e.loop.run_in_executor(e.workers, self.deactivate, definition, act)
                 except Exception as exc:  # the flush failed (store down, fenced): memory is dropped anyway
@@ -222,26 +222,38 @@ class Upkeep:
         e.persistence.flush(definition, act)
 
     def hand_over(self) -> dict[str, bytes]:
-        """Deactivate every identity not in a turn (in a worker thread, admission closed):
-        state written, and the memory of ``persist="never"`` ones returned by address."""
+        """Deactivate every identity (in a worker thread, admission closed): state written,
+        and the memory of ``persist="never"`` ones returned by address.
+
+        An identity whose turn outlived the drain: under ``persist="call"`` it is left
+        alone (its write is fenced off, its caller retries at the next owner with the same
+        request id). Under ``"interval"`` and ``"never"`` its memory, with every change
+        acknowledged before that turn, is written or handed over now, and the late turn
+        ends with an indeterminate ``CallTimeout``, never a success that the next owner
+        would not know of."""
         e = self._engine
         handoff: dict[str, bytes] = {}
         for act in list(e.admission.table):
             with e.admission.lock:
                 busy = e.admission.in_use(act.address)
-            if busy:
-                continue  # a turn outlived the grace: its write is fenced off, its caller retries
             definition = e.types.get(act.type_name)
+            if busy and (definition is None or definition.options.persist == "call"):
+                continue
             if act.instance is not None and definition is not None:
                 try:
-                    self.deactivate(definition, act)
+                    if busy:  # no on_deactivate: the instance is still in its turn
+                        act.moved = True
+                        e.persistence.flush(definition, act)
+                    else:
+                        self.deactivate(definition, act)
                     if definition.options.persist == "never":
                         handoff[act.address] = encode_snapshot(act.instance, act.address)
                 except Exception as exc:  # the store failed: this identity's unwritten change is lost
                     log.error("%s: state not written when its partition moved: %s: %s", act.address,
                               type(exc).__name__, exc)  # fmt: skip
-            act.forget()
-            e.admission.table.remove(act)
+            if not busy:
+                act.forget()
+                e.admission.table.remove(act)
         return handoff
 
     # -- write-behind, ownership, records -----------------------------------------------------------

@@ -13,6 +13,7 @@ An invocation past ``max_duration_s`` is killed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 import math
@@ -27,10 +28,10 @@ from .._actordef import ActorDef
 from .._context import CURRENT, Context
 from .._faasprofile import FaasProfile
 from .._ioloop import IoLoop, spawn
-from .._ref import DELETE_METHOD, KEYED_PREFIX, ActorRef, Future, set_invoker
+from .._ref import CALL_TIMEOUT, DELETE_METHOD, KEYED_PREFIX, ActorRef, Future, set_invoker
 from .._stats import COUNTERS
 from ..api import known_type
-from ..errors import FluentError, InvalidRequest, Unavailable
+from ..errors import CallTimeout, FluentError, InvalidRequest, Unavailable
 from ..host._reminders import Due, Reminders
 from ..host._turn import (
     UserFailure,
@@ -45,10 +46,12 @@ from ..host._turn import (
 )
 from ..state import Store, VersionConflict, open_store
 from ..state._emulated import MeteredStore
+from ..transport._client import REPLY_GRACE_S
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb, reply_value
 from ._faasplatform import PLATFORM_NAME, START_TIMEOUT_S
+from ._journal import Journal
 from ._raycall import await_ray, get_ray, unwrap
 from ._registry import pickle_by_value_if_local, registration
 
@@ -119,6 +122,7 @@ def _run_actor(
     ctx: Context,
     counters: dict[str, int],
     encoded_args: bytes = b"",
+    journal: Journal | None = None,
 ) -> pb.Reply:
     """One turn, the FaaS way: load, run, write back with a version check; re-run on a conflict.
 
@@ -126,7 +130,15 @@ def _run_actor(
     results and errors in both modes. State always goes through the store here, whatever
     ``persist`` says: nothing of an identity survives in memory between invocations.
     A turn whose result or state cannot be encoded is not written (it never happened).
+    A re-run sees its nested calls' first outcomes and only the committed attempt's tells
+    are sent (``journal``).
     """
+    journal = journal or Journal()
+
+    def took_effect(reply: pb.Reply) -> pb.Reply:
+        journal.commit()
+        return reply
+
     method = definition.method(request["method"])
     method.bind(args, kwargs)
     address = f"{definition.name}/{request['key']}"
@@ -141,6 +153,7 @@ def _run_actor(
             return replay_of(recorded, digest, request["request_id"])
         counters["activations"] += 1
         counters["calls"] += 1
+        journal.begin()
         attempt = dataclasses.replace(ctx)  # each attempt re-derives the same nested and reminder ids
         token = CURRENT.set(attempt)
         try:
@@ -157,12 +170,12 @@ def _run_actor(
         try:
             reply = reply_for(outcome, failed, where)
             if method.readonly and not scheduled:
-                return reply
+                return took_effect(reply)
             state = snapshot(instance, address)
         except InvalidRequest as exc:  # rolled back: nothing is written
             return pb.Reply(error=error_to_pb(exc))
         if record is not None and state == record.state and not must_record(request["request_id"], scheduled):
-            return reply
+            return took_effect(reply)
         try:
             store.save(
                 address,
@@ -172,7 +185,7 @@ def _run_actor(
                 reply=(request["request_id"], record_of(reply, digest)),
                 reminders=scheduled,
             )
-            return reply
+            return took_effect(reply)
         except VersionConflict:
             time.sleep(random.uniform(0.0005, 0.005))
     raise Unavailable(f"{address}: too many concurrent writers")
@@ -215,6 +228,7 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
     runtime = FaasRuntime(directory=None, config=config, io=None, counters=counters, store=store)
     set_invoker(runtime, worker=True)
     rid = request["request_id"]
+    runtime.invocation = rid
     message = store.get(f"msg:{rid}")
     try:
         if message is None:
@@ -237,7 +251,8 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
         if kind == "actor":
             cls, options = _load_code(code)
             definition = definitions.setdefault(options.name, ActorDef(cls, options))
-            reply = _run_actor(store, definition, request, args, kwargs, ctx, counters, message)
+            runtime.journal = Journal()
+            reply = _run_actor(store, definition, request, args, kwargs, ctx, counters, message, runtime.journal)
         else:
             counters["calls"] += 1
             token = CURRENT.set(ctx)
@@ -257,10 +272,23 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[st
     if not request.get("one_way"):
         store.put(f"res:{rid}", reply.SerializeToString())
         counters["messages_via_storage"] += 1
+        _unless_awaited(store, rid, request.get("parent", ""))
     store.delete(f"msg:{rid}")
     runtime.close_quietly()
     counters["billed_ms"] += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills by the ms
     return counters
+
+
+def _unless_awaited(store: Store, rid: str, parent: str) -> None:
+    """Remove the result just written if nobody will take it: its caller gave up (and
+    removed the request), or the invocation that called it is gone (killed at its cap:
+    its own request was removed). Checked after the write, so a caller that gives up at
+    any moment leaves nothing behind (it removes both rows itself). Platform
+    bookkeeping: not counted as the application's storage traffic."""
+    raw = store.inner if isinstance(store, MeteredStore) else store
+    waiting = [f"msg:{rid}"] + ([f"msg:{parent}"] if parent else [])
+    if any(raw.get(name) is None for name in waiting):
+        raw.delete(f"res:{rid}")
 
 
 class FaasRuntime:
@@ -288,6 +316,9 @@ class FaasRuntime:
         self._remotes: dict[tuple[float | None, float], Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._platform_ref: Any = None
+        # Inside an actor invocation: its nested outcomes across attempts, its held tells.
+        self.journal: Journal | None = None
+        self.invocation = ""  # inside an invocation: its request id (its nested calls' parent)
 
     # -- the platform ---------------------------------------------------------------------
 
@@ -348,9 +379,10 @@ class FaasRuntime:
         *,
         one_way: bool = False,
         request_id: str = "",
-    ) -> tuple[str, Any, float]:
+    ) -> tuple[str, Any, float, float]:
         """Write the request to the store and hand the invocation to the platform.
-        ``request_id``: a client's keyed id (kept, so its recorded reply answers a retry)."""
+        ``request_id``: the call's id when the caller chose it (derived from its turn, or
+        a client's keyed id: a repeat is answered from its recorded reply)."""
         ctx = CURRENT.get()
         rid = request_id or (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
         cap = self.profile.max_duration_s
@@ -369,6 +401,10 @@ class FaasRuntime:
                 cap = min(cap, target.max_duration_s)
         payload = codec.encode_args(args, kwargs)
         parent = ctx if ctx is not None and not one_way else None
+        deadline = parent.deadline if parent and parent.deadline else 0.0
+        timeout = CALL_TIMEOUT.get()  # ``with_timeout``: the caller stops waiting then, as in stateful mode
+        if timeout is not None and not one_way:
+            deadline = min(deadline or math.inf, time.time() + timeout)
         self.store.put(f"msg:{rid}", payload)
         self.counters["messages_via_storage"] += 1
         request = {
@@ -379,12 +415,15 @@ class FaasRuntime:
             # a tell starts a chain of its own, with its own deadline (its sender does not wait)
             "chain": [*(parent.chain if parent else ())],
             "chain_id": (parent.chain_id if parent and parent.chain_id else rid),
-            "deadline": parent.deadline if parent and parent.deadline else 0.0,
+            "deadline": deadline,
             "one_way": one_way,
+            # the invocation waiting for this one's result: if it is gone (killed at its
+            # cap), nobody will take the result, and it is not left in the store
+            "parent": self.invocation if not one_way else "",
         }
         gpus = (spec.num_gpus, spec.accelerator_type) if self.profile.allow_gpus else (0.0, None)
         objref = self._platform().invoke.remote(f"{kind}:{name}", gpus, kind, code, request, cap)
-        return rid, objref, cap
+        return rid, objref, cap, deadline
 
     def _function_code(self, fn: Any) -> Any:
         import ray
@@ -405,15 +444,31 @@ class FaasRuntime:
         reply = pb.Reply.FromString(data)
         return reply_value(reply)
 
-    def _wait(self, rid: str, objref: Any, cap: float) -> Any:
+    @staticmethod
+    def _patience(cap: float, deadline: float) -> tuple[float, bool]:
+        """(seconds to wait for an invocation, whether its caller's deadline ends the wait
+        before the platform's own limit)."""
+        platform = cap + START_TIMEOUT_S + _PLATFORM_GRACE_S
+        if not deadline:
+            return platform, False
+        caller = max(0.0, deadline - time.time()) + REPLY_GRACE_S
+        return min(platform, caller), caller < platform
+
+    def _gave_up(self, rid: str, by_deadline: bool) -> FluentError:
+        self._discard(rid)
+        if by_deadline:
+            return CallTimeout(f"invocation {rid} gave no result by its deadline (it may still run)")
+        return Unavailable(f"the FaaS platform did not answer for invocation {rid}")
+
+    def _wait(self, rid: str, objref: Any, cap: float, deadline: float = 0.0) -> Any:
         import ray
         import ray.exceptions
 
+        patience, by_deadline = self._patience(cap, deadline)
         try:
-            ray.get(objref, timeout=cap + START_TIMEOUT_S + _PLATFORM_GRACE_S)
+            ray.get(objref, timeout=patience)
         except ray.exceptions.GetTimeoutError:
-            self._discard(rid)
-            raise Unavailable(f"the FaaS platform did not answer for invocation {rid}") from None
+            raise self._gave_up(rid, by_deadline) from None
         except Exception as exc:
             self._discard(rid)
             raise unwrap(exc) from None
@@ -427,19 +482,19 @@ class FaasRuntime:
             except Exception as exc:  # the caller's error says more than this one
                 log.warning("invocation %s: could not delete %s: %s", rid, name, exc)
 
-    async def _await(self, rid: str, objref: Any, cap: float) -> Any:
+    async def _await(self, rid: str, objref: Any, cap: float, deadline: float = 0.0) -> Any:
         loop = asyncio.get_running_loop()
+        patience, by_deadline = self._patience(cap, deadline)
         try:
-            await asyncio.wait_for(await_ray(objref), cap + START_TIMEOUT_S + _PLATFORM_GRACE_S)
+            await asyncio.wait_for(await_ray(objref), patience)
         except TimeoutError:
-            await loop.run_in_executor(None, self._discard, rid)
-            raise Unavailable(f"the FaaS platform did not answer for invocation {rid}") from None
+            raise await loop.run_in_executor(None, self._gave_up, rid, by_deadline) from None
         except BaseException:
             await loop.run_in_executor(None, self._discard, rid)
             raise
         return await loop.run_in_executor(None, self._take_result, rid)
 
-    def _future(self, started: tuple[str, Any, float]) -> Future[Any]:
+    def _future(self, started: tuple[str, Any, float, float]) -> Future[Any]:
         out: Future[Any] = Future()
         if self._io is None:  # inside an invocation: a plain thread waits
             import threading
@@ -466,16 +521,63 @@ class FaasRuntime:
 
     # -- Invoker ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _nested_id() -> str:
+        """The request id of the next call made from here: derived from the running turn's
+        (the same in every attempt of it), or a fresh one."""
+        ctx = CURRENT.get()
+        return (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
+
     def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return self._wait(*self._start("actor", ref, method, args, kwargs))
+        rid = self._nested_id()
+
+        def run() -> Any:
+            return self._wait(*self._start("actor", ref, method, args, kwargs, request_id=rid))
+
+        return run() if self.journal is None else self.journal.run(rid, run)
 
     def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
-        return self._future(self._start("actor", ref, method, args, kwargs))
+        return self._journaled_future("actor", ref, method, args, kwargs)
+
+    def _journaled_future(
+        self, kind: str, target: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        rid = self._nested_id()
+        journal = self.journal
+        found = journal.recorded(rid) if journal is not None else None
+        if found is not None:  # an earlier attempt's outcome
+            out: Future[Any] = Future()
+            if found[0]:
+                out.set_exception(found[1])
+            else:
+                out.set_result(found[1])
+            return out
+        fut = self._future(self._start(kind, target, method, args, kwargs, request_id=rid))
+        if journal is not None:
+            fut.add_done_callback(lambda f: journal.record(rid, f.exception() is not None, f.exception() or f.result()))
+        return fut
 
     async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         loop = asyncio.get_running_loop()
-        started = await loop.run_in_executor(None, lambda: self._start("actor", ref, method, args, kwargs))
-        return await self._await(*started)
+        rid = self._nested_id()  # here: the executor thread does not see the turn's context
+        found = self.journal.recorded(rid) if self.journal is not None else None
+        if found is not None:
+            if found[0]:
+                raise found[1]
+            return found[1]
+        try:
+            context = contextvars.copy_context()  # the timeout set by with_timeout travels in it
+            started = await loop.run_in_executor(
+                None, context.run, lambda: self._start("actor", ref, method, args, kwargs, request_id=rid)
+            )
+            value = await self._await(*started)
+        except BaseException as exc:
+            if self.journal is not None:
+                self.journal.record(rid, True, exc)
+            raise
+        if self.journal is not None:
+            self.journal.record(rid, False, value)
+        return value
 
     def keys(self, type_name: str, prefix: str, limit: int | None) -> list[str]:
         return self.store.keys(type_name, prefix, limit)
@@ -485,10 +587,18 @@ class FaasRuntime:
         self.store.delete_identity(ref.address)
 
     def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self._start("actor", ref, method, args, kwargs, one_way=True)
+        rid = self._nested_id()
+
+        def send() -> object:
+            return self._start("actor", ref, method, args, kwargs, one_way=True, request_id=rid)
+
+        if self.journal is None:
+            send()
+        else:
+            self.journal.hold(send)  # sent once this attempt's write commits
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
-        return self._future(self._start("fn", fn, "", args, kwargs))
+        return self._journaled_future("fn", fn, "", args, kwargs)
 
     # -- reminders (the platform's timer service) ----------------------------------------
 
@@ -546,10 +656,16 @@ class FaasRuntime:
             if call.method == DELETE_METHOD:
                 await loop.run_in_executor(None, self.delete, ref)
                 return None if call.one_way else pb.Reply(seq=call.seq, value=codec.encode(None))
-            started = await loop.run_in_executor(
-                None,
-                lambda: self._start("actor", ref, call.method, args, kwargs, one_way=call.one_way, request_id=keyed),
-            )
+            remaining = max(0.001, call.deadline - time.time()) if call.deadline else None
+
+            def start() -> tuple[str, Any, float, float]:
+                token = CALL_TIMEOUT.set(remaining)  # the client's deadline bounds its wait here too
+                try:
+                    return self._start("actor", ref, call.method, args, kwargs, one_way=call.one_way, request_id=keyed)
+                finally:
+                    CALL_TIMEOUT.reset(token)
+
+            started = await loop.run_in_executor(None, start)
             if call.one_way:
                 return None
             value = await self._await(*started)

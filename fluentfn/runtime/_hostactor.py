@@ -67,6 +67,7 @@ class ShardHost:
         node_id = ctx.get_node_id()
         self._io: IoLoop = io_loop()
         self._group: str = group
+        self._incarnation: str = os.urandom(8).hex()  # this process: a restarted host is a new one
         self._cluster_id: str = config.get("cluster_id", "")
         self._store: Store = open_store(config["store"])
         workers = Workers(_config.SYNC_WORKERS, f"fluentfn-{group}-{host_id}")
@@ -101,8 +102,8 @@ class ShardHost:
         self._server, port = self._io.run(start_server(self.parts, config["token"], bind, tls))
         host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind
         self.endpoint: str = f"{host}:{port}"
-        metrics_port = serve_metrics(self.parts, bind, config["token"])
-        self.metrics: str = f"http://{host}:{metrics_port}/metrics"
+        metrics_port = serve_metrics(self.parts, bind, config["token"], tls)
+        self.metrics: str = f"{'https' if tls else 'http'}://{host}:{metrics_port}/metrics"
         self._upkeep: concurrent.futures.Future[None] = self._io.submit(self.parts.upkeep(self._store))
         self.runtime = StatefulRuntime(
             directory=self._directory, config=config, io=self._io, local=self.parts, endpoint=self.endpoint
@@ -159,6 +160,11 @@ class ShardHost:
 
     def stats(self) -> dict[str, int]:
         return self.parts.totals()
+
+    def report(self) -> tuple[str, dict[str, int]]:
+        """(this process's incarnation, its counters): the directory's ledger keeps what
+        an incarnation counted after it is gone."""
+        return self._incarnation, self.parts.totals()
 
     def shutdown(self) -> None:
         """Passivate every identity (on_deactivate runs, state is flushed)."""

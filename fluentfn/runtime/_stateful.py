@@ -17,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+
 from .. import _config
 from .._context import CURRENT
 from .._ioloop import IoLoop, spawn
 from .._ref import CALL_TIMEOUT, DELETE_METHOD, ActorRef, Future
 from ..api import ActorType, known_type
 from ..directory import Route, TypeInfo
-from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound, Unavailable
+from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound, Unavailable, code_value
 from ..host._partitions import PartitionSet
 from ..placement import shard_for
 from ..state import Store, open_store
@@ -60,6 +62,15 @@ def _settle(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> ReplyD
             fut.set_result(reply)
 
     return done
+
+
+_OVERLOADED = code_value(grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+def _refused_tell(call: pb.Call, reply: pb.Reply | None) -> bool:
+    """A tell the host refused for now (its mailbox was full): it did not run, and its
+    sender is not waiting to be told, so the router sends it again after a pause."""
+    return call.one_way and reply is not None and reply.HasField("error") and reply.error.code == _OVERLOADED
 
 
 def _misrouted(reply: pb.Reply | None) -> bool:
@@ -253,7 +264,7 @@ class StatefulRuntime:
             done = _ignore
 
         def on_reply(reply: pb.Reply | None, error: FluentError | None) -> None:
-            failed = error is not None or _misrouted(reply)
+            failed = error is not None or _misrouted(reply) or _refused_tell(call, reply)
             if not failed:
                 done(reply, None)
                 return
@@ -322,6 +333,9 @@ class StatefulRuntime:
                 await self._forget(info.group, shard, target, report=True)
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
                 continue
+            if _refused_tell(call, reply) and time.time() < call.deadline:
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))  # a full mailbox: not run, send it again
+                continue
             if reply is not None and _misrouted(reply):
                 last = Unavailable(
                     f"{call.type_name}/{call.key}: its shard kept moving ({reply.error.message}); "
@@ -333,8 +347,9 @@ class StatefulRuntime:
         raise last
 
     async def _forget(self, group: str, shard: int, target: _Target, *, report: bool) -> None:
-        if self._targets.get((group, shard)) is target:
-            del self._targets[(group, shard)]
+        if self._targets.get((group, shard)) is not target:
+            return  # another call noticed first (and told the directory)
+        del self._targets[(group, shard)]
         if report:
             try:
                 await await_ray(self._directory.report_down.remote(group, shard, target.route.endpoint))

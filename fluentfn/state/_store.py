@@ -7,6 +7,8 @@ shard has moved can no longer write).
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -135,6 +137,8 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def has_reminders(store: Store, group: str, partition: int) -> bool:
-    """Whether a partition has any pending reminder, due or not (its host must start)."""
-    return bool(store.due_reminders(group, partition, 1e18, limit=1))
+def has_reminders(store: Store, group: str, partition: int, within_s: float = math.inf) -> bool:
+    """Whether a partition has a pending reminder due within ``within_s`` (any, by
+    default): its host must be running to fire it."""
+    until = 1e18 if math.isinf(within_s) else time.time() + within_s
+    return bool(store.due_reminders(group, partition, until, limit=1))

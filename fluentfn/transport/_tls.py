@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,14 @@ class TlsConfig:
             )
         except OSError as exc:
             raise FluentError(f"cannot read TLS files: {exc}") from None
+
+    def ssl_server_context(self) -> ssl.SSLContext:
+        """The same server side for plain TLS sockets (the hosts' metrics endpoint)."""
+        self._read()  # one clear error for missing files
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.ca_file)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        context.verify_mode = ssl.CERT_REQUIRED if self.require_client_cert else ssl.CERT_NONE
+        return context
 
     def server_credentials(self) -> grpc.ServerCredentials:
         cert, key, ca = self._read()
