@@ -25,6 +25,7 @@ from ._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX, KEYS_METHOD, check_timeout
 from .errors import REROUTE_CODES, FluentError, InvalidRequest, Unavailable
 from .placement import shard_for
 from .transport._auth import metadata
+from .transport._budget import stamp
 from .transport._client import PeerPool, Waiter, open_channel, rpc_error
 from .transport._server import dial_options
 from .transport._tls import TlsConfig
@@ -198,6 +199,7 @@ class Client(_Settings):
         host = self._host(call)
         if host is not None:
             try:
+                stamp(call)
                 self._stub_for(host).Tell(call, metadata=self._metadata, timeout=self._timeout)
                 return
             except grpc.RpcError as exc:
@@ -206,6 +208,7 @@ class Client(_Settings):
             self._forget_stale_routes()
             call = _via_gateway(call)
         try:
+            stamp(call)
             self._stub.Tell(call, metadata=self._metadata, timeout=self._timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.target) from None
@@ -312,6 +315,7 @@ class AsyncClient(_Settings):
         host = await self._host(call)
         if host is not None:
             try:
+                stamp(call)
                 reply = await getattr(self._connected(host), rpc)(call, metadata=self._metadata, timeout=self._timeout)
                 if rpc == "Tell" or not _rerouted(reply):
                     return reply
@@ -321,6 +325,7 @@ class AsyncClient(_Settings):
             self._forget_stale_routes()
             call = _via_gateway(call)
         try:
+            stamp(call)
             return await getattr(self._connected(), rpc)(call, metadata=self._metadata, timeout=self._timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.target) from None

@@ -149,3 +149,14 @@ def test_a_type_scaled_to_zero_still_fires_its_reminders(cluster: ff.Cluster) ->
         wait_for(rang, timeout=60)  # no call to the type meanwhile: the directory woke it
     finally:
         store.close()
+
+
+Fresh = ff.actor(name="XFresh", shards=1)(_Counter)
+
+
+def test_no_retries_still_means_one_try(cluster: ff.Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLUENTFN_RETRY_ATTEMPTS=0: no retry, but the call is still made once."""
+    from fluentfn import _config
+
+    monkeypatch.setattr(_config, "RETRY_ATTEMPTS", 0)
+    assert Fresh["first"].add(1) == 1  # a type never called: no route cached, the slow path

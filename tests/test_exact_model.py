@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from typing import Any
 
 import pytest
 
+import fluentfn as ff
 from fluentfn._actordef import ActorDef
 from fluentfn._ioloop import IoLoop
 from fluentfn.errors import REROUTE_CODES
@@ -42,6 +44,10 @@ class Account:
 
     def get(self) -> int:
         return self.n
+
+    def arm(self, k: int) -> None:
+        """A reminder that adds ``k`` at once: its effect is the firing's, once."""
+        ff.context().schedule(0.0, "add", k)
 
 
 def definition(persist: str) -> ActorDef:
@@ -92,12 +98,14 @@ class Model:
     def send(self, c: pb.Call) -> pb.Reply:
         """The caller's router: a redirected call (or tell) goes to the current owner with
         the same request id, marked as a possible repeat."""
-        for _ in range(10):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             reply = self.io.run(self._owner(c.key).dispatch(c))
             assert reply is not None
             if not (reply.HasField("error") and reply.error.code in REROUTE_CODES):
                 return reply
             c.attempt = 1
+            time.sleep(0.002)  # the partition is moving: the directory would hold the caller
         raise AssertionError(f"{c.key} kept being redirected")
 
     def call(self, key: str, method: str, *args: Any, rid: str = "", one_way: bool = False) -> Any:
@@ -166,13 +174,45 @@ class Model:
             self.expected[k] += v
         return f"bulk p{p} {adds}"
 
+    def step_reminder(self) -> str:
+        key, k = self.rng.choice(KEYS), self.rng.randint(1, 9)
+        self.call(key, "arm", k)
+        self.expected[key] += k  # once it has fired
+        return f"reminder {key} +{k}"
+
     def step_move(self) -> str:
-        p = self.rng.randrange(PARTS)
+        return self.step_move_partition(self.rng.randrange(PARTS))
+
+    def step_move_partition(self, p: int) -> str:
         src, dst = self.owner[p], 1 - self.owner[p]
         handoff = self.io.run(self.hosts[src].release(p, grace_s=2.0))
         self.hosts[dst].adopt(p, self.store.claim_shard(self.d.options.group, p), handoff)
         self.owner[p] = dst
         return f"move p{p} h{src}->h{dst}"
+
+    def step_busy_move(self) -> str:
+        """A partition moves while another thread keeps calling and telling its keys."""
+        p = self.rng.randrange(PARTS)
+        keys = [k for k in KEYS if shard_for(k, PARTS) == p] or KEYS[:1]
+        plan = [(self.rng.choice(keys), self.rng.randint(1, 9), self.rng.random() < 0.5) for _ in range(30)]
+        rids = [self._rid() for _ in plan]
+        failures: list[BaseException] = []
+
+        def traffic() -> None:
+            for (key, k, one_way), rid in zip(plan, rids, strict=True):
+                try:
+                    self.call(key, "add", k, rid=rid, one_way=one_way)
+                except BaseException as exc:
+                    failures.append(exc)
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        moved = self.step_move_partition(p)
+        worker.join(60)
+        assert not failures, failures[:3]
+        for key, k, _ in plan:
+            self.expected[key] += k
+        return f"busy {moved}"
 
     def step_crash(self) -> str:
         """The partition's host dies (no hand-over) and another claims it: only for
@@ -186,6 +226,10 @@ class Model:
         return f"crash p{p} -> h{dst}"
 
     def check(self) -> None:
+        deadline = time.monotonic() + 60
+        while any(self.store.reminders_of(f"{self.d.name}/{k}") for k in KEYS):  # let them fire
+            assert time.monotonic() < deadline, "reminders did not fire"
+            time.sleep(0.005)
         for key in KEYS:
             assert self.call(key, "get") == self.expected[key], key
 
@@ -196,11 +240,11 @@ def test_every_acknowledged_effect_is_applied_once_across_moves(io: IoLoop, stor
     print(f"model seed {seed} (FLUENTFN_MODEL_SEED={seed} replays it)")
     rng = random.Random(seed)
     model = Model(io, store, persist, rng)
-    steps = [model.step_call, model.step_tell, model.step_keyed_retry, model.step_bulk, model.step_move,
-             model.step_crash]  # fmt: skip
+    steps = [model.step_call, model.step_tell, model.step_keyed_retry, model.step_bulk, model.step_reminder,
+             model.step_move, model.step_busy_move, model.step_crash]  # fmt: skip
     trail: list[str] = []
     for _ in range(STEPS):
-        trail.append(rng.choices(steps, weights=[4, 4, 2, 2, 2, 1])[0]())
+        trail.append(rng.choices(steps, weights=[4, 4, 2, 2, 2, 2, 1, 1])[0]())
         try:
             model.check()
         except AssertionError as exc:

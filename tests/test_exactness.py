@@ -348,3 +348,43 @@ def test_a_long_turn_delays_only_its_own_write_behind(io: IoLoop, store: Store) 
     io.run(eng.flush_dirty())
     record = store.load("Timer/a")
     assert record is not None and decode_state(record.state)["n"] == 1
+
+
+# -- deadlines across clocks --------------------------------------------------------------------
+
+
+def test_a_skewed_callers_deadline_is_re_based_on_the_hosts_clock(io: IoLoop, store: Store) -> None:
+    """Callers whose clocks are 5 s behind or ahead of the host's: the budget they send
+    (seconds left) is what counts, so a live call runs and an expired one does not."""
+    import grpc
+
+    from fluentfn.transport._server import start_server
+    from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
+
+    eng = engine(io, store, local_def(Behind, "call"))
+    server, port = io.run(start_server(eng, "tok", "127.0.0.1"))  # type: ignore[arg-type]
+    md = (("authorization", "Bearer tok"),)
+    _RELEASE.clear()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ActorHostStub(channel)
+
+            def invoke(method: str, deadline: float, budget: float, rid: str, *args: Any) -> pb.Reply:
+                c = pb.Call(type_name="Timer", key="s", method=method, args=codec.encode_args(args, {}),
+                            request_id=rid, deadline=deadline, budget_s=budget)  # fmt: skip
+                return stub.Invoke(c, metadata=md, timeout=30)
+
+            # 5 s behind: its absolute deadline is already past here, its budget is not
+            assert codec.decode(invoke("add", time.time() - 5 + 4, 4.0, "behind", 1).value) == 1
+            held = io.submit(eng.dispatch(pb.Call(type_name="Timer", key="s", method="slow", request_id="hold")))
+            wait_for(lambda: eng.runner.running, 30)
+            # 5 s ahead: its absolute deadline is far off here, its budget of 0.2 s is not
+            with pytest.raises(grpc.RpcError) as info:
+                invoke("add", time.time() + 5 + 0.2, 0.2, "ahead", 100)
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            _RELEASE.set()
+            held.result(30)
+            assert codec.decode(invoke("add", 0.0, 10.0, "after", 0).value) == 1  # the expired one never ran
+    finally:
+        _RELEASE.set()
+        io.run(server.stop(0))

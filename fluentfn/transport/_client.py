@@ -23,6 +23,7 @@ from ..errors import CallTimeout, FluentError, Unavailable, error_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import metadata
+from ._budget import stamp
 from ._server import dial_options
 from ._tls import TlsConfig
 
@@ -159,6 +160,7 @@ class PeerStream:
                     batch: list[pb.Call] = []
                     size = 0
                     for call in calls:
+                        stamp(call)  # the deadline leaves as seconds left, re-based by the receiver
                         n = call.ByteSize()
                         if batch and size + n > limit:
                             await self._call.write(pb.CallBatch(calls=batch))

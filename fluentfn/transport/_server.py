@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ from ..errors import FluentError, code_value, status_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import TokenInterceptor
+from ._budget import Clock, rebase
 from ._tls import TlsConfig
 
 # Room for the protobuf envelope around a payload of the maximum size.
@@ -89,8 +91,9 @@ def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 class ActorHostServicer(pb_grpc.ActorHostServicer):
     """Maps the four RPCs onto a dispatcher."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, clock: Clock = time.time) -> None:
         self._d = dispatcher
+        self._clock = clock  # what a call's budget is re-based on (a test gives a skewed one)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.malformed = 0
 
@@ -125,6 +128,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
     async def Invoke(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Reply]) -> pb.Reply:
         if isinstance(request, _Malformed):
             await self._refuse_malformed(context)
+        rebase(request, self._clock)
         request.one_way = False
         answered: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
 
@@ -146,6 +150,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
     async def Tell(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Ack]) -> pb.Ack:
         if isinstance(request, _Malformed):
             await self._refuse_malformed(context)
+        rebase(request, self._clock)
         request.one_way = True
         try:
             await self._d.accept(request)
@@ -175,6 +180,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         def start(call: pb.Call) -> None:
             nonlocal pending
             pending += 1
+            rebase(call, self._clock)
             # A one-way call with a seq wants its outcome (its sender re-sends it if it was
             # refused or lost with a host); one without is fire-and-forget.
             answer = done if wants_outcome(call) else done_quietly
@@ -245,11 +251,17 @@ MAX_STREAMS = 256
 
 
 async def start_server(
-    dispatcher: Dispatcher, token: str, bind: str = "127.0.0.1", tls: TlsConfig | None = None, port: int = 0
+    dispatcher: Dispatcher,
+    token: str,
+    bind: str = "127.0.0.1",
+    tls: TlsConfig | None = None,
+    port: int = 0,
+    clock: Clock = time.time,
 ) -> tuple[aio.Server, int]:
-    """Serve ``dispatcher`` on ``bind`` (``port``, or an ephemeral one); returns the server and port."""
+    """Serve ``dispatcher`` on ``bind`` (``port``, or an ephemeral one); returns the server
+    and port. ``clock``: this process's clock, that calls' deadlines are re-based on."""
     server = aio.server(interceptors=[TokenInterceptor(token)], options=server_options())
-    ActorHostServicer(dispatcher).register(server)
+    ActorHostServicer(dispatcher, clock).register(server)
     address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
     if tls is None:
         port = server.add_insecure_port(address)

@@ -40,6 +40,7 @@ class Call(_message.Message):
     SEQ_FIELD_NUMBER: _builtins.int
     ONE_WAY_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    BUDGET_S_FIELD_NUMBER: _builtins.int
     type_name: _builtins.str
     key: _builtins.str
     method: _builtins.str
@@ -63,6 +64,12 @@ class Call(_message.Message):
     """0 on a first try; >0 when this request may have run before (a retry, or a call made
     by a turn that is itself a retry): the host then looks for a recorded reply.
     """
+    budget_s: _builtins.float
+    """Seconds of `deadline` left when the call was sent (0: not given). The receiver
+    re-bases the deadline on its own clock from it, so clocks that differ between
+    machines neither expire live calls nor keep dead ones; `deadline` is what a sender
+    without a budget gives.
+    """
     @_builtins.property
     def call_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Addresses ("Type/key") of the identities whose turns are waiting on this call."""
@@ -81,10 +88,11 @@ class Call(_message.Message):
         seq: _builtins.int = ...,
         one_way: _builtins.bool = ...,
         attempt: _builtins.int = ...,
+        budget_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "call_chain", b"call_chain", "chain_id", b"chain_id", "deadline", b"deadline", "key", b"key", "method", b"method", "one_way", b"one_way", "request_id", b"request_id", "seq", b"seq", "type_name", b"type_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "budget_s", b"budget_s", "call_chain", b"call_chain", "chain_id", b"chain_id", "deadline", b"deadline", "key", b"key", "method", b"method", "one_way", b"one_way", "request_id", b"request_id", "seq", b"seq", "type_name", b"type_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
