@@ -14,16 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from ._config import AUTOSCALE_HOST_CPUS, AUTOSCALE_TICK_S, DRAIN_S, HOST_START_S, PLACEMENT_WAIT_S, RESOLVE_TIMEOUT_S
+from ._config import AUTOSCALE_TICK_S, DRAIN_S, HOST_START_S, PLACEMENT_WAIT_S, RESOLVE_TIMEOUT_S
+from ._recovery import recover
 from ._stats import Ledger
+from ._tables import Group, Host, Part, Route, TypeInfo, host_name, host_spec, ray_namespace
 from .elastic._assign import assign, moves
 from .elastic._autoscale import AutoscalePolicy, Sample
 from .errors import FluentError, NotFound, Unavailable
-from .placement import ActorOptions, ResourceSpec, missing_resources, ray_options, resource_demand
+from .placement import ActorOptions, missing_resources, ray_options, resource_demand
 
 log = logging.getLogger("fluentfn.directory")
 _MOVES_AT_ONCE = 2  # partitions moving at the same time within one group
@@ -31,77 +33,6 @@ _POLL_COUNTERS_S = 1.0  # how often host counters are read (a killed host loses 
 _NODE_CHECK_S = 2.0  # how often Ray's node list is read (to spread hosts onto joining nodes)
 _REMINDER_WAKE_S = 1.0  # how often a group scaled to zero is checked for a reminder falling due
 
-DIRECTORY_NAME = "fluentfn-directory"
-
-
-def ray_namespace(namespace: str) -> str:
-    """The Ray namespace that holds a fluentfn namespace's actors."""
-    return f"fluentfn-{namespace}"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where a partition lives now."""
-
-    endpoint: str
-    epoch: int
-    node_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TypeInfo:
-    """What a caller needs to place a call: the type's group and partition count."""
-
-    group: str
-    shards: int
-    methods: frozenset[str] = frozenset()
-
-
-@dataclass
-class _Host:
-    hid: str
-    handle: Any
-    endpoint: str = ""
-    node_id: str = ""
-    up: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class _Part:
-    host: str | None = None  # the host id it is assigned to
-    route: Route | None = None
-    moving: bool = False  # a move is under way: only the move sets the route
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class _Group:
-    options: ActorOptions
-    parts: list[_Part]
-    hosts: dict[str, _Host] = field(default_factory=dict)
-    started: bool = False
-    next_id: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    problem: str = ""  # why the group is not at the size asked for ("" when it is)
-    policy: AutoscalePolicy | None = None
-    pauses_ms: list[float] = field(default_factory=list)  # how long each moved partition was held
-
-    def placement(self) -> dict[str, list[int]]:
-        """Host id -> the partitions assigned to it (every host, even one with none)."""
-        out: dict[str, list[int]] = {hid: [] for hid in self.hosts}
-        for p, part in enumerate(self.parts):
-            if part.host in out:
-                out[part.host].append(p)
-        return out
-
-
-def host_spec(options: ActorOptions) -> ResourceSpec:
-    """What each host of a type asks Ray for: its own needs, and for an autoscaled type
-    without ``num_cpus`` a share of a CPU, so that Ray's autoscaler sees the demand."""
-    spec = options.spec
-    if options.autoscale is not None and spec.num_cpus is None:
-        return ResourceSpec(AUTOSCALE_HOST_CPUS, spec.num_gpus, dict(spec.resources), spec.accelerator_type)
-    return spec
 
 
 class Directory:
@@ -111,14 +42,39 @@ class Directory:
         self._config = config
         self._host_class = host_class  # the ShardHost class (given, so placement never imports the runtime)
         self._types: dict[str, tuple[bytes, ActorOptions, frozenset[str]]] = {}
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, Group] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._store: Any = None  # opened on first use (a directory on a store it never needs opens none)
         self._ledger = Ledger()  # counters of every host process, those stopped or killed included
         self._autoscaler: asyncio.Task[None] | None = None
+        self._recovered: asyncio.Future[None] | None = None
+        self._recovered_hosts = False  # this directory was restarted and found live hosts
+
+    async def _ready(self) -> None:
+        """Once per process, before anything else: the tables of a directory that Ray
+        restarted after a crash are rebuilt from the live hosts (none on a fresh cluster)."""
+        if self._recovered is None:
+            self._recovered = asyncio.get_running_loop().create_future()
+            try:
+                types, groups = await recover(ray_namespace(self._config["namespace"]))
+                self._types.update(types)
+                self._groups.update(groups)
+                self._recovered_hosts = bool(groups)
+                if groups and self._autoscaler is None:
+                    self._autoscaler = asyncio.get_running_loop().create_task(self._elastic_loop())
+                    self._spawn(self._counters_loop())
+            except Exception as exc:  # serve anyway: hosts announce themselves again as they restart
+                log.error("directory tables not recovered from the hosts: %s: %s", type(exc).__name__, exc)
+            self._recovered.set_result(None)
+        await asyncio.shield(self._recovered)
+
+    async def pid(self) -> int:
+        """This process's id (tests kill the directory to check that the cluster survives)."""
+        return os.getpid()
 
     async def config(self) -> dict[str, Any]:
         """Cluster settings every process needs: token, bind address, TLS, store, mode."""
+        await self._ready()
         return self._config
 
     def _spawn(self, coro: Any) -> None:
@@ -130,6 +86,7 @@ class Directory:
 
     async def register(self, name: str, blob: bytes, options: ActorOptions, methods: frozenset[str]) -> TypeInfo:
         """Register (or re-register) an actor type; its group's hosts start on first use."""
+        await self._ready()
         group = options.group
         if options.colocate_with is not None and group not in self._groups and self._config.get("mode") != "faas":
             raise NotFound(f"{name} is co-located with {group!r}, which is not registered")
@@ -137,7 +94,7 @@ class Directory:
         if self._config.get("mode") == "faas":  # invocations are tasks: no hosts
             return TypeInfo(group, options.shards, methods)
         if group not in self._groups:  # hosts start on the group's first resolve
-            g = _Group(options, [_Part() for _ in range(options.shards)])
+            g = Group(options, [Part() for _ in range(options.shards)])
             if options.autoscale is not None:
                 g.policy = AutoscalePolicy(options.autoscale, options.min_hosts, options.max_hosts)
             if self._autoscaler is None:
@@ -173,6 +130,7 @@ class Directory:
 
     async def register_many(self, entries: list[tuple[str, bytes, ActorOptions, frozenset[str]]]) -> None:
         """Register several types (co-location targets first); unknown targets are skipped."""
+        await self._ready()
         for name, blob, options, methods in sorted(entries, key=lambda e: e[2].colocate_with is not None):
             try:
                 await self.register(name, blob, options, methods)
@@ -181,6 +139,7 @@ class Directory:
 
     async def lookup(self, name: str) -> TypeInfo:
         """Placement of a registered type; NotFound otherwise."""
+        await self._ready()
         entry = self._types.get(name)
         if entry is None:
             raise NotFound(f"no actor type {name!r} is registered in this cluster")
@@ -190,12 +149,14 @@ class Directory:
 
     async def type_blob(self, name: str) -> bytes | None:
         """The pickled (class, options) of a type, for hosts that must load it."""
+        await self._ready()
         entry = self._types.get(name)
         return entry[0] if entry else None
 
     async def type_routes(self) -> list[dict[str, Any]]:
         """Each registered type of a group with hosts (none in FaaS mode): its partition
         count, host count and bounds, and why it is not at the size asked for, if so."""
+        await self._ready()
         out = []
         for name, (_, options, _) in sorted(self._types.items()):
             g = self._groups.get(options.group)
@@ -215,9 +176,10 @@ class Directory:
         return out
 
     async def type_names(self) -> list[str]:
+        await self._ready()
         return sorted(self._types)
 
-    def _group_of(self, name: str) -> tuple[str, _Group]:
+    def _group_of(self, name: str) -> tuple[str, Group]:
         entry = self._types.get(name)
         if entry is None:
             raise NotFound(f"no actor type {name!r} is registered in this cluster")
@@ -229,7 +191,7 @@ class Directory:
 
     # -- hosts --------------------------------------------------------------------------------------
 
-    def _new_host(self, group: str, g: _Group, extra: dict[str, Any] | None = None) -> _Host:
+    def _new_host(self, group: str, g: Group, extra: dict[str, Any] | None = None) -> Host:
         import ray
 
         hid = f"h{g.next_id}"
@@ -240,10 +202,19 @@ class Directory:
             opts[k] = {**opts.get(k, {}), **v} if k == "resources" else v
         handle: Any = (
             ray.remote(self._host_class)
-            .options(max_restarts=-1, max_task_retries=0, max_concurrency=16, **opts)
+            .options(
+                max_restarts=-1,
+                max_task_retries=0,
+                max_concurrency=16,
+                # detached and named: a host outlives a crash of the directory, which finds it again
+                name=host_name(group, hid),
+                namespace=ray_namespace(self._config["namespace"]),
+                lifetime="detached",
+                **opts,
+            )
             .remote(group, hid, self._config["namespace"], len(g.parts))
         )
-        host = _Host(hid, handle)
+        host = Host(hid, handle)
         g.hosts[hid] = host
         return host
 
@@ -262,16 +233,36 @@ class Directory:
     async def host_ready(self, group: str, hid: str, endpoint: str, node_id: str) -> list[int]:
         """A host (re)started and serves ``endpoint``: the partitions it is to take (it
         claims them, then reports ``claimed``)."""
+        await self._ready()
         g = self._groups.get(group)
         host = g.hosts.get(hid) if g is not None else None
+        if host is None and g is not None and g.started and self._recovered_hosts:
+            host = self._adopt_unknown(group, g, hid)  # it did not answer when the directory came back
         if g is None or host is None:
             return []  # a host that was stopped meanwhile
         host.endpoint, host.node_id = endpoint, node_id
         host.up.set()
         return [p for p, part in enumerate(g.parts) if part.host == hid and not part.moving]
 
+    def _adopt_unknown(self, group: str, g: Group, hid: str) -> Host | None:
+        """A host of a recovered group that was still starting when the directory came
+        back: it joins the group and takes the partitions nobody holds."""
+        import ray
+
+        try:
+            handle = ray.get_actor(host_name(group, hid), namespace=ray_namespace(self._config["namespace"]))
+        except ValueError:
+            return None
+        host = g.hosts[hid] = Host(hid, handle)
+        g.next_id = max(g.next_id, 1 + int(hid[1:])) if hid[1:].isdigit() else g.next_id
+        for part in g.parts:
+            if part.host is None or part.host not in g.hosts:
+                part.host, part.route = hid, None
+        return host
+
     async def claimed(self, group: str, hid: str, epochs: dict[int, int]) -> None:
         """A host claimed ``epochs`` (partition -> epoch) in the store: route callers to it."""
+        await self._ready()
         g = self._groups.get(group)
         host = g.hosts.get(hid) if g is not None else None
         if g is None or host is None:
@@ -285,6 +276,7 @@ class Directory:
     async def resolve(self, group: str, shard: int) -> Route:
         """The current route of a partition, waiting (bounded) while its host starts or
         while it moves."""
+        await self._ready()
         g = self._groups.get(group)
         if g is None:
             raise NotFound(f"no group {group!r}")
@@ -309,7 +301,7 @@ class Directory:
         assert part.route is not None
         return part.route
 
-    async def _check_feasible(self, g: _Group) -> None:
+    async def _check_feasible(self, g: Group) -> None:
         """Fail clearly (after a bounded wait for nodes to join) if no node fits a host."""
         import ray
 
@@ -332,6 +324,7 @@ class Directory:
     async def report_down(self, group: str, shard: int, endpoint: str) -> None:
         """A caller could not reach ``endpoint``: hold callers of its partitions until the
         host answers again (a broken stream), or Ray's restarted host claims them."""
+        await self._ready()
         g = self._groups.get(group)
         if g is None or not 0 <= shard < len(g.parts):
             return
@@ -357,11 +350,13 @@ class Directory:
 
     async def hosts(self) -> list[tuple[str, str, Any]]:
         """Every host: (group, host id, actor handle)."""
+        await self._ready()
         return [(name, hid, h.handle) for name, g in self._groups.items() for hid, h in g.hosts.items()]
 
     async def stats(self) -> dict[str, int]:
         """Counters summed over all hosts, those stopped or killed included (a killed host
         process's counts up to the last poll, at most ``_POLL_COUNTERS_S`` old)."""
+        await self._ready()
         await self._poll_counters()
         return self._ledger.totals()
 
@@ -385,6 +380,7 @@ class Directory:
 
     async def shutdown_hosts(self) -> None:
         """Passivate every identity on every host (runs on_deactivate, flushes state)."""
+        await self._ready()
         if self._autoscaler is not None:
             self._autoscaler.cancel()
         handles = [h.handle for g in self._groups.values() for h in g.hosts.values()]
@@ -395,6 +391,7 @@ class Directory:
     async def placement(self, name: str) -> dict[str, list[int]]:
         """``cluster.placement``: host id -> the partitions it serves ({} with no hosts,
         as in FaaS mode)."""
+        await self._ready()
         if self._config.get("mode") == "faas" and name in self._types:
             return {}
         _, g = self._group_of(name)
@@ -402,11 +399,13 @@ class Directory:
 
     async def move_pauses(self, name: str) -> list[float]:
         """How long (ms) each partition move of the type held its callers."""
+        await self._ready()
         _, g = self._group_of(name)
         return list(g.pauses_ms)
 
     async def scale(self, name: str, hosts: int) -> dict[str, list[int]]:
         """``cluster.scale``: run ``hosts`` hosts, partitions spread evenly; returns the placement."""
+        await self._ready()
         group, g = self._group_of(name)
         if not isinstance(hosts, int) or isinstance(hosts, bool) or not 0 <= hosts <= g.options.max_hosts:
             raise FluentError(f"{name}: hosts must be an int from 0 to max_hosts={g.options.max_hosts}, not {hosts!r}")
@@ -417,6 +416,7 @@ class Directory:
     async def rebalance(self) -> dict[str, dict[str, list[int]]]:
         """``cluster.rebalance``: even out every group's hosts over the nodes, and its
         partitions over its hosts."""
+        await self._ready()
         out = {}
         for group, g in list(self._groups.items()):
             async with g.lock:
@@ -426,7 +426,7 @@ class Directory:
             out[group] = g.placement()
         return out
 
-    async def _scale(self, group: str, g: _Group, n: int) -> None:
+    async def _scale(self, group: str, g: Group, n: int) -> None:
         if n == 0:
             await self._stop_all(group, g)
             return
@@ -454,7 +454,7 @@ class Directory:
         await self._stop_hosts(g, [g.hosts[hid] for hid in current if hid not in keep])
         g.problem = ""
 
-    async def _wait_hosts(self, g: _Group, hosts: list[_Host]) -> None:
+    async def _wait_hosts(self, g: Group, hosts: list[Host]) -> None:
         """Wait until ``hosts`` have started (Ray placed them); FluentError saying why not."""
         try:
             await asyncio.wait_for(asyncio.gather(*(h.up.wait() for h in hosts)), HOST_START_S)
@@ -468,7 +468,7 @@ class Directory:
                 f"{demand or 'no resources'}; free now: {free}); the type stays at {len(g.hosts) - len(hosts)} hosts"
             ) from None
 
-    async def _settle(self, group: str, g: _Group, keep: list[str]) -> None:
+    async def _settle(self, group: str, g: Group, keep: list[str]) -> None:
         """Move partitions so that ``keep`` serve them all, evenly over hosts and nodes."""
         live = {hid: g.hosts[hid].node_id for hid in keep}
         current = {p: q.host for p, q in enumerate(g.parts) if q.host is not None}
@@ -485,7 +485,7 @@ class Directory:
         if failed:
             raise FluentError(f"{len(failed)} of {len(todo)} partition moves of {group} failed: {failed[0]}")
 
-    async def _move(self, group: str, g: _Group, p: int, dst: _Host) -> None:
+    async def _move(self, group: str, g: Group, p: int, dst: Host) -> None:
         """Move partition ``p`` to ``dst``: drain and write it on its host, claim it on
         ``dst``; callers are held meanwhile. If ``dst`` cannot take it, it goes back."""
         part = g.parts[p]
@@ -502,7 +502,7 @@ class Directory:
         g.pauses_ms.append((time.monotonic() - started) * 1000.0)
         del g.pauses_ms[:-10_000]
 
-    async def _hand_over(self, group: str, g: _Group, p: int, src: _Host | None, dst: _Host) -> None:
+    async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> None:
         part = g.parts[p]
         handoff: dict[str, bytes] = {}
         if src is not None:
@@ -525,7 +525,7 @@ class Directory:
         part.route = Route(target.endpoint, epochs[p], target.node_id)
         part.ready.set()
 
-    async def _stop_hosts(self, g: _Group, hosts: list[_Host]) -> None:
+    async def _stop_hosts(self, g: Group, hosts: list[Host]) -> None:
         """Stop hosts that serve no partition any more, keeping their counters."""
         import ray
 
@@ -544,7 +544,7 @@ class Directory:
             self._ledger.ended(f"{g.options.group}/{host.hid}")
             ray.kill(host.handle, no_restart=True)
 
-    async def _stop_all(self, group: str, g: _Group) -> int:
+    async def _stop_all(self, group: str, g: Group) -> int:
         """Every partition written and unassigned, every host stopped (resources freed); the
         group starts again on its next call."""
         hosts = list(g.hosts.values())
@@ -552,7 +552,7 @@ class Directory:
         for part in g.parts:
             part.ready.clear()
 
-        async def drain(host: _Host) -> None:
+        async def drain(host: Host) -> None:
             mine = placed[host.hid]
             try:
                 await asyncio.wait_for(host.handle.release.remote(mine, DRAIN_S), DRAIN_S + 60)
@@ -570,6 +570,7 @@ class Directory:
     async def stop_group(self, group: str) -> int:
         """Passivate and stop a group's hosts, freeing their resources (GPUs); they start
         again on the group's next call. Returns how many hosts were stopped."""
+        await self._ready()
         g = self._groups.get(group)
         if g is None:
             raise NotFound(f"no group {group!r}")
@@ -578,6 +579,7 @@ class Directory:
 
     async def move_shard(self, group: str, shard: int, resources: dict[str, float] | None = None) -> Route:
         """Move one partition to a new host of its own (on nodes with ``resources``)."""
+        await self._ready()
         g = self._groups[group]
         async with g.lock:
             if not g.started:
@@ -587,7 +589,7 @@ class Directory:
             await self._move(group, g, shard, host)
         return await self.resolve(group, shard)
 
-    async def _spread(self, group: str, g: _Group) -> int:
+    async def _spread(self, group: str, g: Group) -> int:
         """Even out the group's hosts over the nodes that fit one (a node joined): a host
         on the fullest node is replaced by a new one on the emptiest, its partitions moved
         live. Returns how many hosts were replaced."""
@@ -668,7 +670,7 @@ class Directory:
                     g.problem = f"autoscaling failed: {exc}"
                     log.warning("autoscaling %s: %s: %s", group, type(exc).__name__, exc)
 
-    async def _autoscale_once(self, group: str, g: _Group) -> None:
+    async def _autoscale_once(self, group: str, g: Group) -> None:
         assert g.policy is not None
         hosts = list(g.hosts.values())
         loads = await asyncio.gather(

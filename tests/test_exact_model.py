@@ -20,6 +20,7 @@ from fluentfn._ioloop import IoLoop
 from fluentfn.errors import REROUTE_CODES
 from fluentfn.host._engine import HostEngine
 from fluentfn.host._partitions import PartitionSet
+from fluentfn.host._workers import Workers
 from fluentfn.placement import ActorOptions, shard_for
 from fluentfn.state._store import Store
 from fluentfn.wire import codec
@@ -56,20 +57,33 @@ def definition(persist: str) -> ActorDef:
     return ActorDef(Account, options)
 
 
+class _Pool(PartitionSet):
+    """A host's partitions with the one worker pool a host has (released engines included)."""
+
+    workers: Workers
+
+    async def close(self) -> None:
+        await super().close()
+        self.workers.shutdown(wait=False)
+
+
 def host(io: IoLoop, store: Store, d: ActorDef, host_id: str) -> PartitionSet:
+    workers = Workers(4, f"model-{host_id}")
+
     def make(partition: int, epoch: int) -> HostEngine:
         async def load(name: str) -> ActorDef | None:
             return None
 
         eng = HostEngine(
             group=d.options.group, shard=partition, loop=io.loop, loop_thread=io.thread.ident or 0,
-            load_type=load, store=store, shards=PARTS, shared_upkeep=True,
+            load_type=load, store=store, shards=PARTS, shared_upkeep=True, workers=workers,
         )  # fmt: skip
         eng.add_type(d)
         eng.persistence.epoch = epoch
         return eng
 
-    made = PartitionSet(group=d.options.group, host_id=host_id, partitions=PARTS, node_id="n", make=make)
+    made = _Pool(group=d.options.group, host_id=host_id, partitions=PARTS, node_id="n", make=make)
+    made.workers = workers
     OPEN.append(made)
     return made
 

@@ -26,7 +26,7 @@ from .conftest import OPEN
 
 pytestmark = pytest.mark.timeout(60)
 PARTS = 4
-HELD = threading.Event()
+HELD = [False]  # the held turn may end
 
 
 class Tally:
@@ -43,8 +43,11 @@ class Tally:
         return self.n
 
     def held(self) -> int:
-        """A turn that lasts until the test lets it end."""
-        HELD.wait(60)
+        """A turn that lasts until the test lets it end (a list, not an Event: the class
+        may be shipped to a cluster, and a lock cannot be pickled)."""
+        until = time.monotonic() + 60
+        while not HELD[0] and time.monotonic() < until:
+            time.sleep(0.002)
         self.n += 1
         return self.n
 
@@ -193,7 +196,7 @@ def test_a_turn_that_outlives_the_drain_loses_no_acknowledged_change(io: IoLoop,
     a.adopt(1, store.claim_shard(d.options.group, 1))
     key = key_in(1)
     assert call(io, a, d, key, "add", 5) == 5  # acknowledged, not written yet
-    HELD.clear()
+    HELD[0] = False
     outcome: list[Any] = []
 
     def late() -> None:
@@ -209,7 +212,7 @@ def test_a_turn_that_outlives_the_drain_loses_no_acknowledged_change(io: IoLoop,
         handoff = io.run(a.release(1, grace_s=0.05))
         b.adopt(1, store.claim_shard(d.options.group, 1), handoff)
     finally:
-        HELD.set()
+        HELD[0] = True
     runner.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], ff.CallTimeout), outcome
     assert call(io, b, d, key, "add", 0) in (5, 6)  # the late turn's own effect is indeterminate

@@ -13,14 +13,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .. import _ref
+from .. import _config, _ref
 from .._config import env_store, env_tls, env_token
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
 from .._ioloop import io_loop, spawn
 from .._logs import log_level, quiet_logs
+from .._tables import DIRECTORY_NAME, ray_namespace
 from ..api import ActorType, known_types, on_new_type
-from ..directory import DIRECTORY_NAME, Directory, ray_namespace
+from ..directory import Directory
 from ..errors import FluentError
 from ..state import default_url
 from ..transport._auth import new_token
@@ -31,7 +32,7 @@ from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._faas import FaasRuntime, start_platform
 from ._hostactor import ShardHost
-from ._raycall import await_ray, get_ray
+from ._raycall import await_ray, get_directory, get_ray
 from ._registry import registration
 from ._stateful import StatefulRuntime
 
@@ -147,7 +148,7 @@ class Cluster:
 
     def stats(self) -> dict[str, int]:
         """Cluster-wide counters (see ``ff.stats``)."""
-        totals: dict[str, int] = get_ray(self.directory.stats.remote())
+        totals: dict[str, int] = get_directory(lambda: self.directory.stats.remote(), _config.RESOLVE_TIMEOUT_S)
         for k, v in self.runtime.local_stats().items():
             totals[k] = totals.get(k, 0) + v
         return totals
@@ -156,8 +157,8 @@ class Cluster:
         """Stop the hosts of a type's group (state is flushed; resources such as GPUs are
         freed). They start again on the next call. Returns how many were stopped."""
         name = self._type_name(actor_type)
-        info = get_ray(self.directory.lookup.remote(name))
-        stopped: int = get_ray(self.directory.stop_group.remote(info.group))
+        info = get_directory(lambda: self.directory.lookup.remote(name), _config.RESOLVE_TIMEOUT_S)
+        stopped: int = get_directory(lambda: self.directory.stop_group.remote(info.group), _config.RESOLVE_TIMEOUT_S)
         self.runtime.forget_routes(info.group)
         return stopped
 
@@ -167,18 +168,25 @@ class Cluster:
         the placement. A host that cannot be placed leaves the type as it was (FluentError
         saying why)."""
         name = self._type_name(actor_type)
-        placed: dict[str, list[int]] = get_ray(self.directory.scale.remote(name, hosts), timeout=None)
+        placed: dict[str, list[int]] = get_directory(
+            lambda: self.directory.scale.remote(name, hosts), _config.RESOLVE_TIMEOUT_S
+        )
         return placed
 
     def rebalance(self) -> dict[str, dict[str, list[int]]]:
         """Even out every group's partitions over its hosts and nodes; returns the placement
         of each group."""
-        placed: dict[str, dict[str, list[int]]] = get_ray(self.directory.rebalance.remote(), timeout=None)
+        placed: dict[str, dict[str, list[int]]] = get_directory(
+            lambda: self.directory.rebalance.remote(), _config.RESOLVE_TIMEOUT_S
+        )
         return placed
 
     def placement(self, actor_type: ActorType | str) -> dict[str, list[int]]:
         """Host id -> the partitions it serves; {} when the type has no host."""
-        placed: dict[str, list[int]] = get_ray(self.directory.placement.remote(self._type_name(actor_type)))
+        name = self._type_name(actor_type)
+        placed: dict[str, list[int]] = get_directory(
+            lambda: self.directory.placement.remote(name), _config.RESOLVE_TIMEOUT_S
+        )
         return placed
 
     def _type_name(self, actor_type: ActorType | str) -> str:
@@ -339,7 +347,10 @@ def init(
         namespace=ns,
         get_if_exists=True,
         lifetime=None if owns_ray else "detached",
-        max_restarts=0,
+        # Ray restarts a directory that dies; it rebuilds its tables from the live hosts
+        # (detached, named) while callers on cached routes carry on and the others wait.
+        max_restarts=-1,
+        max_task_retries=0,
         resources={"node:__internal_head__": 0.001},  # on the head node: it outlives workers
         num_cpus=0,
         max_concurrency=1000,

@@ -79,7 +79,7 @@ def start_platform(config: dict[str, Any], *, detached: bool) -> Any:
     """Create the cluster's platform actor (or get the running one), on the head node."""
     import ray
 
-    from ..directory import ray_namespace
+    from .._tables import ray_namespace
     from ._faasplatform import FaasPlatform
 
     handle = _platforms[config["namespace"]] = (
@@ -105,7 +105,7 @@ def platform_handle(config: dict[str, Any]) -> Any:
     if handle is None:
         import ray
 
-        from ..directory import ray_namespace
+        from .._tables import ray_namespace
 
         handle = _platforms[config["namespace"]] = ray.get_actor(
             PLATFORM_NAME, namespace=ray_namespace(config["namespace"])
@@ -357,7 +357,7 @@ class FaasRuntime:
         if self._directory is None:
             import ray
 
-            from ..directory import DIRECTORY_NAME, ray_namespace
+            from .._tables import DIRECTORY_NAME, ray_namespace
 
             self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(self.config["namespace"]))
         return self._directory

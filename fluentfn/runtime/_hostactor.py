@@ -19,7 +19,7 @@ from .._actordef import ActorDef
 from .._ioloop import IoLoop, io_loop
 from .._logs import quiet_logs
 from .._ref import set_invoker
-from ..directory import DIRECTORY_NAME, ray_namespace
+from .._tables import DIRECTORY_NAME, ray_namespace
 from ..host._engine import HostEngine, TypeLoader
 from ..host._heap import tune_gc
 from ..host._metrics import serve_metrics
@@ -28,17 +28,21 @@ from ..host._workers import Workers
 from ..state import Store, has_reminders, open_store
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
-from ._raycall import await_ray, get_ray
+from ._raycall import await_directory, get_directory
 from ._stateful import StatefulRuntime
 
 
-def _type_loader(directory: Any) -> TypeLoader:
+def _type_loader(directory: Any, blobs: dict[str, bytes]) -> TypeLoader:
+    """Loads types from the directory, keeping each one's registration blob in ``blobs``
+    (a restarted directory rebuilds its registry from what the live hosts hold)."""
+
     # A closure, not a method: an async method would make Ray treat the host as an async actor.
     async def load(name: str) -> ActorDef | None:
-        blob = await await_ray(directory.type_blob.remote(name))
+        blob = await await_directory(lambda: directory.type_blob.remote(name), _config.RESOLVE_TIMEOUT_S)
         if blob is None:
             return None
         cls, options = cloudpickle.loads(blob)  # from the directory, inside the trust boundary
+        blobs[name] = blob
         return ActorDef(cls, options)
 
     return load
@@ -62,7 +66,7 @@ class ShardHost:
         quiet_logs()
         tune_gc()
         self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(namespace))
-        config: dict[str, Any] = get_ray(self._directory.config.remote())
+        config: dict[str, Any] = get_directory(lambda: self._directory.config.remote(), _config.RESOLVE_TIMEOUT_S)
         ctx = ray.get_runtime_context()
         node_id = ctx.get_node_id()
         self._io: IoLoop = io_loop()
@@ -71,7 +75,8 @@ class ShardHost:
         self._cluster_id: str = config.get("cluster_id", "")
         self._store: Store = open_store(config["store"])
         workers = Workers(_config.SYNC_WORKERS, f"fluentfn-{group}-{host_id}")
-        load_type = _type_loader(self._directory)
+        self._blobs: dict[str, bytes] = {}
+        load_type = _type_loader(self._directory, self._blobs)
         gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
         self._gpu_ids: tuple[int, ...] = gpu_ids
 
@@ -100,7 +105,7 @@ class ShardHost:
         tls = TlsConfig(**config["tls"]) if config.get("tls") else None
         bind = config["bind"]
         self._server, port = self._io.run(start_server(self.parts, config["token"], bind, tls))
-        host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind
+        host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind  # type: ignore[no-untyped-call]
         self.endpoint: str = f"{host}:{port}"
         metrics_port = serve_metrics(self.parts, bind, config["token"], tls)
         self.metrics: str = f"{'https' if tls else 'http'}://{host}:{metrics_port}/metrics"
@@ -110,9 +115,12 @@ class ShardHost:
         )
         set_invoker(self.runtime, worker=True)
         # A restarted host takes back the partitions it had; a new one gets some by moves.
-        mine: list[int] = get_ray(self._directory.host_ready.remote(group, host_id, self.endpoint, node_id))
+        patience = _config.RESOLVE_TIMEOUT_S  # the directory may be restarting: wait for it
+        mine: list[int] = get_directory(
+            lambda: self._directory.host_ready.remote(group, host_id, self.endpoint, node_id), patience
+        )
         epochs = self.adopt(mine, {})
-        get_ray(self._directory.claimed.remote(group, host_id, epochs))
+        get_directory(lambda: self._directory.claimed.remote(group, host_id, epochs), patience)
 
     def adopt(self, partitions: list[int], handoffs: dict[int, dict[str, bytes]]) -> dict[int, int]:
         """Serve ``partitions``: claim each one's next epoch in the store (the previous
@@ -160,6 +168,23 @@ class ShardHost:
 
     def stats(self) -> dict[str, int]:
         return self.parts.totals()
+
+    def recovery_info(self) -> dict[str, Any]:
+        """What a restarted directory rebuilds its tables from: this host's group, id,
+        endpoint and node, the partitions it owns (with their epochs), and the
+        registrations of the types it has loaded."""
+        types = []
+        for name, blob in list(self._blobs.items()):
+            definition = ActorDef(*cloudpickle.loads(blob))  # this host's own copy
+            types.append((name, blob, definition.options, frozenset(definition.method_names)))
+        return {
+            "group": self._group,
+            "host_id": self.parts.host_id,
+            "endpoint": self.endpoint,
+            "node_id": self.parts.node_id,
+            "owned": dict(self.parts.owned),
+            "types": types,
+        }
 
     def report(self) -> tuple[str, dict[str, int]]:
         """(this process's incarnation, its counters): the directory's ledger keeps what

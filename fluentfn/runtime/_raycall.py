@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import FluentError, Unavailable
@@ -38,3 +40,41 @@ def get_ray(ref: Any, timeout: float | None = None) -> Any:
         return ray.get(ref, timeout=timeout)
     except Exception as exc:
         raise unwrap(exc) from None
+
+
+def _restarting(exc: BaseException) -> bool:
+    """Ray says the actor is dead or restarting (the directory comes back after a crash)."""
+    import ray.exceptions
+
+    return isinstance(exc, ray.exceptions.RayActorError)
+
+
+async def await_directory(call: Callable[[], Awaitable[Any]], patience_s: float) -> Any:
+    """``call()`` on the directory, waiting out a restart of it for ``patience_s``: callers
+    see a pause, not an error, while the control plane comes back."""
+    until = time.monotonic() + patience_s
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not _restarting(exc) or time.monotonic() + delay > until:
+                raise unwrap(exc) from None
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 2)
+
+
+def get_directory(call: Callable[[], Any], patience_s: float, timeout: float | None = None) -> Any:
+    """``ray.get(call())`` on the directory, waiting out a restart of it (blocking)."""
+    import ray
+
+    until = time.monotonic() + patience_s
+    delay = 0.05
+    while True:
+        try:
+            return ray.get(call(), timeout=timeout)
+        except Exception as exc:
+            if not _restarting(exc) or time.monotonic() + delay > until:
+                raise unwrap(exc) from None
+        time.sleep(delay)
+        delay = min(1.0, delay * 2)

@@ -23,8 +23,8 @@ from .. import _config
 from .._context import CURRENT
 from .._ioloop import IoLoop, spawn
 from .._ref import CALL_TIMEOUT, DELETE_METHOD, ActorRef, Future
-from ..api import ActorType, known_type
-from ..directory import Route, TypeInfo
+from .._tables import Route, TypeInfo
+from ..api import ActorType, known_type, known_types
 from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound, Unavailable, code_value
 from ..host._partitions import PartitionSet
 from ..placement import shard_for
@@ -35,9 +35,10 @@ from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb, reply_value
 from ._functions import FunctionRunner
-from ._raycall import await_ray
+from ._raycall import await_directory
 from ._registry import registration
 
+_PATIENCE_S = _config.RESOLVE_TIMEOUT_S  # how long a caller waits for the directory to come back
 log = logging.getLogger("fluentfn")
 
 
@@ -352,7 +353,9 @@ class StatefulRuntime:
         del self._targets[(group, shard)]
         if report:
             try:
-                await await_ray(self._directory.report_down.remote(group, shard, target.route.endpoint))
+                await await_directory(
+                    lambda: self._directory.report_down.remote(group, shard, target.route.endpoint), 5.0
+                )
             except FluentError as exc:  # the retry re-resolves the route either way
                 log.warning("could not report %s/%s down to the directory: %s", group, shard, exc)
 
@@ -366,7 +369,14 @@ class StatefulRuntime:
         return await asyncio.shield(pending)
 
     async def _lookup_route(self, group: str, shard: int) -> _Target:
-        route: Route = await await_ray(self._directory.resolve.remote(group, shard))
+        try:
+            route: Route = await await_directory(lambda: self._directory.resolve.remote(group, shard), _PATIENCE_S)
+        except NotFound:  # a directory that restarted may not know a type no host had loaded
+            known = next((at for at in known_types() if at.options.group == group), None)
+            if known is None:
+                raise
+            await self._register(known)
+            route = await await_directory(lambda: self._directory.resolve.remote(group, shard), _PATIENCE_S)
         local = self._local is not None and self._local.group == group and route.endpoint == self._endpoint
         target = _Target(route, local)
         self._targets[(group, shard)] = target
@@ -383,7 +393,7 @@ class StatefulRuntime:
             if local is not None:
                 info = await self._register(local)
             else:
-                info = await await_ray(self._directory.lookup.remote(name))
+                info = await await_directory(lambda: self._directory.lookup.remote(name), _PATIENCE_S)
             self._types[name] = info
             fut.set_result(info)
             return info
@@ -397,7 +407,8 @@ class StatefulRuntime:
     async def _register(self, at: ActorType) -> TypeInfo:
         if at.colocate_target is not None and at.colocate_target.name not in self._types:
             self._types[at.colocate_target.name] = await self._register(at.colocate_target)
-        info: TypeInfo = await await_ray(self._directory.register.remote(*registration(at)))
+        entry = registration(at)
+        info: TypeInfo = await await_directory(lambda: self._directory.register.remote(*entry), _PATIENCE_S)
         return info
 
     def forget_routes(self, group: str) -> None:
