@@ -25,7 +25,6 @@ def ray_namespace(namespace: str) -> str:
     return f"fluentfn-{namespace}"
 
 
-
 def host_name(group: str, hid: str) -> str:
     """The Ray actor name of a host."""
     return f"{HOST_NAME_PREFIX}{group}:{hid}"
@@ -94,5 +93,3 @@ def host_spec(options: ActorOptions) -> ResourceSpec:
     if options.autoscale is not None and spec.num_cpus is None:
         return ResourceSpec(AUTOSCALE_HOST_CPUS, spec.num_gpus, dict(spec.resources), spec.accelerator_type)
     return spec
-
-

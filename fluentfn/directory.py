@@ -34,7 +34,6 @@ _NODE_CHECK_S = 2.0  # how often Ray's node list is read (to spread hosts onto j
 _REMINDER_WAKE_S = 1.0  # how often a group scaled to zero is checked for a reminder falling due
 
 
-
 class Directory:
     """Registry and placement authority (runs as an async Ray actor)."""
 

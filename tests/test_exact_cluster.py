@@ -204,6 +204,7 @@ def test_the_cluster_survives_a_kill_of_its_directory(cluster: ff.Cluster) -> No
         pid = ray.get(cluster.directory.pid.remote())
         os.kill(pid, signal.SIGKILL)
         started = time.monotonic()
+
         def restarted() -> bool:
             try:
                 return bool(ray.get(cluster.directory.pid.remote(), timeout=10) != pid)
