@@ -11,19 +11,9 @@ import pytest
 import fluentfn as ff
 from fluentfn.testing import kill_host, wait_for
 
+from .test_elastic import _Counter
+
 pytestmark = pytest.mark.timeout(240)
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self, k: int = 1) -> int:
-        self.n += k
-        return self.n
-
-    def get(self) -> int:
-        return self.n
 
 
 class _Relay:

@@ -388,3 +388,42 @@ def test_a_skewed_callers_deadline_is_re_based_on_the_hosts_clock(io: IoLoop, st
     finally:
         _RELEASE.set()
         io.run(server.stop(0))
+
+
+def test_an_accepted_unary_tell_refused_by_a_move_is_sent_on(io: IoLoop) -> None:
+    """ff.Client.tell returns once a host accepted the tell; if the partition moves away
+    before it runs, the host's router sends it on instead of dropping it."""
+    import grpc
+
+    from fluentfn.transport._server import start_server
+    from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
+
+    rerouted: list[pb.Call] = []
+
+    class Moved:
+        """Accepts the tell, then finds its partition gone (it moved meanwhile)."""
+
+        async def accept(self, call: pb.Call) -> None:
+            return None
+
+        async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply:
+            return pb.Reply(error=error_to_pb(Redirect("moved")))
+
+        def submit(self, call: pb.Call, done: Any, *, local: bool = False) -> None:
+            done(pb.Reply(error=error_to_pb(Redirect("moved"))))
+
+        def status(self) -> pb.StatusReply:
+            return pb.StatusReply()
+
+        def reroute(self, call: pb.Call) -> None:
+            rerouted.append(call)
+
+    server, port = io.run(start_server(Moved(), "tok", "127.0.0.1"))  # type: ignore[arg-type]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = pb.Call(type_name="T", key="k", method="m", request_id="t1", args=codec.encode_args((), {}))
+            pb_grpc.ActorHostStub(channel).Tell(call, metadata=(("authorization", "Bearer tok"),), timeout=30)
+        wait_for(lambda: rerouted, 30)
+        assert [c.request_id for c in rerouted] == ["t1"]
+    finally:
+        io.run(server.stop(0))

@@ -46,25 +46,39 @@ def test_same_results_in_both_modes(cluster: ff.Cluster, name: str) -> None:
     assert getattr(scenario, name)(tag) == scenario.EXPECTED[name]
 
 
+def _in_threads(work: Any, *, threads: int, times: int) -> list[BaseException]:
+    """Run ``work()`` ``times`` times in each of ``threads`` threads; the errors raised."""
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        for _ in range(times):
+            try:
+                work()
+            except BaseException as exc:
+                errors.append(exc)
+
+    running = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return errors
+
+
+def _leftovers(cluster: ff.Cluster) -> list[Any]:
+    """Request and result rows left in the (SQLite) store by FaaS invocations."""
+    url = cluster.runtime.config["store"]  # type: ignore[attr-defined]
+    assert url.startswith("sqlite:///")
+    with sqlite3.connect(url[len("sqlite:///") :]) as db:
+        return db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("cluster", [pytest.param("faas", id="faas")], indirect=True)
 class TestFaas:
     def test_concurrent_increments_lose_nothing(self, cluster: ff.Cluster) -> None:
         ref = DurableCounter["faas-hot"]
-        errors: list[BaseException] = []
-
-        def worker() -> None:
-            for _ in range(30):
-                try:
-                    ref.add(1)
-                except BaseException as exc:
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=worker) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = _in_threads(lambda: ref.add(1), threads=6, times=30)
         assert not errors and ref.get() == 180
 
     def test_a_turn_run_again_after_a_conflict_repeats_no_nested_effect(self, cluster: ff.Cluster) -> None:
@@ -73,20 +87,7 @@ class TestFaas:
         tell (carrying the committed value) was delivered."""
         ref, log = Stepper["faas-steps"], "faas-steps-log"
         acked: list[int] = []
-        errors: list[BaseException] = []
-
-        def worker() -> None:
-            for _ in range(10):
-                try:
-                    acked.append(ref.step(log))
-                except BaseException as exc:
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=worker) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = _in_threads(lambda: acked.append(ref.step(log)), threads=4, times=10)
         assert not errors, errors[:3]
         assert sorted(acked) == list(range(1, 41))
         assert DurableCounter[log].get() == 40  # one nested call per acknowledged step
@@ -100,17 +101,11 @@ class TestFaas:
         call ends later and finds nobody waiting: it leaves no result row behind."""
         with pytest.raises(ff.FunctionTimeout):
             Parent["p"].two_naps(3.0)  # 6 s of naps under the fixture's 5 s cap
-        url = cluster.runtime.config["store"]  # type: ignore[attr-defined]
-
-        def leftovers() -> list[Any]:
-            with sqlite3.connect(url[len("sqlite:///") :]) as db:
-                return db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
-
         deadline = time.monotonic() + 60
-        while leftovers() and time.monotonic() < deadline:  # the second nap ends about 1 s after the cap
+        while _leftovers(cluster) and time.monotonic() < deadline:  # the second nap ends ~1 s after the cap
             time.sleep(0.2)
         time.sleep(2.0)  # and the nested invocation has had time to write, had it wanted to
-        assert leftovers() == []
+        assert _leftovers(cluster) == []
 
     def test_lifetime_cap(self, cluster: ff.Cluster) -> None:
         with pytest.raises(ff.FunctionTimeout):
@@ -118,12 +113,7 @@ class TestFaas:
         with pytest.raises(ff.FunctionTimeout):
             sleepy(3.0)  # the function's own cap (1 s) is lower still
         assert Slow["s"].nap(0.01) == 0.01
-        # killed invocations leave no request or result rows behind in the store
-        url = cluster.runtime.config["store"]  # type: ignore[attr-defined]
-        assert url.startswith("sqlite:///")
-        with sqlite3.connect(url[len("sqlite:///") :]) as db:
-            left = db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
-        assert left == []
+        assert _leftovers(cluster) == []  # killed invocations leave no request or result rows behind
 
     def test_gpu_types_are_refused(self, cluster: ff.Cluster) -> None:
         with pytest.raises(ff.FluentError, match="GPU"):
@@ -147,10 +137,7 @@ class TestFaas:
         with pytest.raises(ff.Unavailable, match=r"environment died during the invocation.*may have run"):
             ref.die()
         assert ref.add(1) == 2  # a new environment takes over; nothing was lost
-        url = cluster.runtime.config["store"]  # type: ignore[attr-defined]
-        with sqlite3.connect(url[len("sqlite:///") :]) as db:
-            left = db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
-        assert left == []
+        assert _leftovers(cluster) == []
 
 
 @ff.actor(name="FParent", shards=1)

@@ -134,6 +134,10 @@ class PartitionSet:
         p = shard_for(key, self.partitions)
         return Redirect(f"{self.group} partition {p} is not served by host {self.host_id}: resolve it again")
 
+    reroute: Callable[[pb.Call], None] | None = None
+    """Sends a one-way call on to its partition's owner (the host's router): for tells that
+    were accepted here before their partition moved away."""
+
     def _redirect_reply(self, call: pb.Call) -> pb.Reply:
         """Also for a one-way call: its sender re-sends it to the partition's owner."""
         return pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key)))

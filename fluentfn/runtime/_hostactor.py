@@ -114,6 +114,7 @@ class ShardHost:
             directory=self._directory, config=config, io=self._io, local=self.parts, endpoint=self.endpoint
         )
         set_invoker(self.runtime, worker=True)
+        self.parts.reroute = self._reroute
         # A restarted host takes back the partitions it had; a new one gets some by moves.
         patience = _config.RESOLVE_TIMEOUT_S  # the directory may be restarting: wait for it
         mine: list[int] = get_directory(
@@ -121,6 +122,10 @@ class ShardHost:
         )
         epochs = self.adopt(mine, {})
         get_directory(lambda: self._directory.claimed.remote(group, host_id, epochs), patience)
+
+    def _reroute(self, call: Any) -> None:
+        """A tell accepted here whose partition moved away: this host's router sends it on."""
+        self._io.loop.call_soon_threadsafe(self.runtime.forward_soon, call, lambda _: None)
 
     def adopt(self, partitions: list[int], handoffs: dict[int, dict[str, bytes]]) -> dict[int, int]:
         """Serve ``partitions``: claim each one's next epoch in the store (the previous

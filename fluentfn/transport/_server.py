@@ -14,7 +14,7 @@ from grpc import aio
 
 from .. import _config
 from .._ioloop import spawn
-from ..errors import FluentError, code_value, status_for
+from ..errors import REROUTE_CODES, FluentError, code_value, status_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import TokenInterceptor
@@ -156,8 +156,23 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
             await self._d.accept(request)
         except FluentError as exc:
             await context.abort(status_for(exc), str(exc))
-        self._spawn(self._d.dispatch(request))
+        self._spawn(self._deliver(request))
         return pb.Ack()
+
+    async def _deliver(self, call: pb.Call) -> None:
+        """Run an accepted unary tell. Its sender was told it is accepted and cannot be told
+        more: if the partition moved away meanwhile, the dispatcher sends it on to the new
+        owner (``reroute``), never drops it."""
+        reply = await self._d.dispatch(call)
+        if reply is None or not reply.HasField("error") or reply.error.code not in REROUTE_CODES:
+            return
+        reroute: Callable[[pb.Call], None] | None = getattr(self._d, "reroute", None)
+        if reroute is None:
+            log.warning("tell %s/%s.%s refused after it was accepted: %s", call.type_name, call.key, call.method,
+                        reply.error.message)  # fmt: skip
+            return
+        call.seq = 0
+        reroute(call)
 
     async def InvokeStream(
         self, request_iterator: AsyncIterator[pb.CallBatch], context: aio.ServicerContext[pb.CallBatch, pb.ReplyBatch]
