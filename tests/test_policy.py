@@ -199,6 +199,13 @@ class PolicyMachine(RuleBasedStateMachine):
             assert tid not in self.outcomes and tid not in self.ran
 
     @invariant()
+    def the_timer_is_asked_for_the_earliest_queued_deadline(self) -> None:
+        """What the engine arms its timer for: a tick that fired early (the loop's clock
+        is not the wall clock) must not strand a queued turn past its deadline."""
+        deadlines = [self.info[t]["deadline"] for t in self.policy.queued_all() if self.info[t]["deadline"]]
+        assert self.policy.next_deadline() == (min(deadlines) if deadlines else None)
+
+    @invariant()
     def nothing_waits_on_an_idle_identity(self) -> None:
         for address in ADDRESSES:
             if self.policy.queued(address):

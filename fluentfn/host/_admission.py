@@ -40,6 +40,8 @@ from ._policy import (
 )
 from ._turn import Request
 
+_TICK_SLACK_S = 0.002  # timers fire this much after a deadline: its turn is surely past it
+
 
 @dataclass(slots=True, eq=False)
 class Job:
@@ -74,6 +76,7 @@ class Admission:
         self.lock = threading.Lock()
         self._policy = HostPolicy(mailbox_limit=mailbox_limit, inflight_limit=inflight_limit)
         self._jobs: dict[int, Job] = {}
+        self._armed_for: float | None = None  # the deadline the policy's timer is set for (loop thread only)
         self._tids = itertools.count(1)
         self._fence_message = ""
         # Live identities may exceed ``max_live`` by a margin while the reaper catches
@@ -208,7 +211,11 @@ class Admission:
 
     def _tick_at(self, deadline: float) -> None:
         def arm() -> None:
-            self.loop.call_later(max(0.0, deadline - time.time()), self._tick)
+            if self._armed_for is not None and self._armed_for <= deadline:
+                return  # an earlier tick comes first, and re-arms for what is left
+            self._armed_for = deadline
+            # The loop's clock is not the wall clock a deadline is on: a little late, never early.
+            self.loop.call_later(max(0.0, deadline - time.time()) + _TICK_SLACK_S, self._tick)
 
         if threading.get_ident() == self.loop_thread:
             arm()
@@ -216,7 +223,14 @@ class Admission:
             self.loop.call_soon_threadsafe(arm)
 
     def _tick(self) -> None:
+        """Expire what is due; then the timer is armed again for the earliest deadline
+        left (one that fired early, by the two clocks' drift, does not strand a turn)."""
+        self._armed_for = None
         self.apply(Tick(time.time()))
+        with self.lock:
+            following = self._policy.next_deadline()
+        if following is not None:
+            self._tick_at(following)
 
     def refusal(self, why: Why, address: str) -> FluentError:
         """The error a refused turn's caller gets."""

@@ -169,6 +169,16 @@ class HostPolicy:
         box = self._boxes.get(address)
         return box is None or box.idle
 
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a turn still queued (None: none), for the timer that
+        ticks the policy; turns that ran or left meanwhile are dropped from the heap."""
+        while self._deadlines:
+            entry = self._entries.get(self._deadlines[0][1])
+            if entry is not None and not entry.running:
+                return self._deadlines[0][0]
+            heapq.heappop(self._deadlines)
+        return None
+
     def running_all(self) -> list[int]:
         return [tid for tid, e in self._entries.items() if e.running]
 
