@@ -58,7 +58,8 @@ class Reminders:
 
     A reminder scheduled in a turn is part of that turn: ``prepare`` checks it and makes
     its row, and the row is written at the turn's durability point (with the state when
-    the turn writes it, ``add`` otherwise) or not at all if the turn is rolled back."""
+    the turn writes it, ``Persistence.add_reminders`` otherwise) or not at all if the turn
+    is rolled back."""
 
     def __init__(
         self,
@@ -109,13 +110,6 @@ class Reminders:
         except FluentError as exc:
             raise InvalidRequest(f"the arguments of reminder {method!r} cannot be stored: {exc}") from None
         return Scheduled(self._group, self._shard, Reminder(address, rid, time.time() + delay_s, payload))
-
-    def add(self, rows: Sequence[Scheduled]) -> None:
-        """Write reminders of a turn that writes no state (blocking), then ``committed``."""
-        if self._store is not None:
-            for item in rows:
-                self._store.add_reminder(item.group, item.shard, item.row)
-        self.committed(rows)
 
     def committed(self, rows: Sequence[Scheduled]) -> None:
         """Reminders were written: the firing loop learns of the soonest."""
