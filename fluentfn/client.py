@@ -1,38 +1,36 @@
 """``ff.Client`` and ``ff.AsyncClient``: call actors over gRPC from any process, without Ray.
 
-Both learn the cluster's placement from the gateway's ``Status`` (each type's group and
-shard count, each shard's host) and send a call straight to the host that owns its key,
-as Orleans clients and Ray's direct actor calls do; a host that is gone or no longer
-owns the shard sends the call back through the gateway (marked as a possible repeat, so
-the host answers from its records if it did run) and the placement is read again.
+Both route through the same router as drivers and actors (``transport/_caller.py``):
+they learn the cluster's placement from the gateway's ``Status`` and send a call straight
+to the host that owns its key, as Orleans clients and Ray's direct actor calls do; a host
+that is gone or no longer owns the partition sends the call back through the gateway
+(marked as a possible repeat, so the host answers from its records if it did run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import time
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any
-
-import grpc
-from grpc import aio
+from typing import Any, TypeVar
 
 from . import _config
 from ._ioloop import io_loop
 from ._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX, KEYS_METHOD, check_timeout
-from .errors import REROUTE_CODES, FluentError, InvalidRequest, Unavailable
-from .placement import shard_for
-from .transport._auth import metadata
-from .transport._budget import stamp
-from .transport._client import PeerPool, Waiter, open_channel, rpc_error
-from .transport._server import dial_options
+from ._router import RouteTable, Slot, Target
+from .errors import FluentError, InvalidRequest
+from .transport._caller import Caller, Done, settle_future
+from .transport._client import PeerPool, Waiter, no_reply, until_deadline
 from .transport._tls import TlsConfig
 from .wire import codec
 from .wire._gen import actorhost_pb2 as pb
-from .wire._gen import actorhost_pb2_grpc as pb_grpc
 from .wire.errors import reply_value
+
+T = TypeVar("T")
 
 
 def request_id_for(idempotency_key: str | None) -> tuple[str, int]:
@@ -80,44 +78,46 @@ def _value(reply: pb.Reply, idempotency_key: str | None) -> Any:
 _REFRESH_S = 1.0  # read the placement at most this often
 
 
-class Routes:
-    """What a client knows of the placement: type -> (group, partitions), partition -> endpoint."""
+class _Placement:
+    """A client's ``Locator``: the gateway's ``Status`` (each type's group and partition
+    count, each partition's host), read at most once a second, concurrent readers sharing
+    one read. No route means: through the gateway."""
 
-    def __init__(self, status: pb.StatusReply | None = None) -> None:
-        self.read_at = time.monotonic()
-        self.types: dict[str, tuple[str, int]] = {}
-        self.hosts: dict[tuple[str, int], str] = {}
-        if status is not None:
-            self.types = {t.type_name: (t.group, t.shards) for t in status.types if t.shards}
-            self.hosts = {(h.group, p): h.endpoint for h in status.hosts for p in (h.partitions or [h.shard])}
+    def __init__(self, table: RouteTable, pool: PeerPool, gateway: str, timeout_s: float) -> None:
+        self._table = table
+        self._pool = pool
+        self._gateway = gateway
+        self._timeout = timeout_s
+        self._read_at = -_REFRESH_S
+        self._reading: asyncio.Task[None] | None = None
 
-    def endpoint(self, call: pb.Call) -> str | None:
-        """The host to call directly, or None (unknown type or host, or a request only the
-        gateway answers: use the gateway)."""
-        if call.method == KEYS_METHOD:
-            return None
-        known = self.types.get(call.type_name)
-        if known is None:
-            return None
-        group, shards = known
-        return self.hosts.get((group, shard_for(call.key, shards)))
+    async def locate(self, call: pb.Call) -> Target | None:
+        slot = self._table.slot(call.type_name, call.key)
+        known = self._table.get(slot)
+        if known is not None or time.monotonic() - self._read_at < _REFRESH_S:
+            return known
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read())
+        await asyncio.shield(self._reading)
+        return self._table.get(self._table.slot(call.type_name, call.key))
 
-    def fresh(self) -> bool:
-        return time.monotonic() - self.read_at < _REFRESH_S
+    async def lost(self, slot: Slot, target: Target) -> None:
+        """Nothing to tell: the gateway's router finds out for itself."""
+
+    async def _read(self) -> None:
+        self._read_at = time.monotonic()
+        try:
+            status = await self._pool.status(self._gateway, self._timeout)
+        except FluentError:
+            return  # the gateway will do; try again later
+        types = {t.type_name: (t.group, t.shards) for t in status.types if t.shards}
+        routes = {(h.group, p): Target(h.endpoint) for h in status.hosts for p in (h.partitions or [h.shard])}
+        self._table.replace(types, routes)
 
 
-def _rerouted(reply: pb.Reply) -> bool:
-    return reply.HasField("error") and reply.error.code in REROUTE_CODES
-
-
-def _via_gateway(call: pb.Call) -> pb.Call:
-    """The call to resend through the gateway: it may have run at the host."""
-    call.attempt = max(call.attempt, 1)
-    return call
-
-
-class _Settings:
-    """What both clients hold: where to call, with which token, TLS and timeout."""
+class _Base:
+    """What both clients are: a router on fluentfn's I/O loop, with the gateway as its
+    fallback, and streams to the gateway and the hosts."""
 
     def __init__(
         self,
@@ -133,129 +133,68 @@ class _Settings:
         if not isinstance(token, str) or not token:
             raise FluentError("token must be the cluster's token (cluster.token, FLUENTFN_TOKEN), a non-empty string")
         self.target = target
-        self._metadata = metadata(token)
         self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else check_timeout(timeout_s)
-        self._tls = tls
         self._direct = direct
-        self._routes: Routes | None = None
+        self._gateway = Target(target, fallback=True)
+        self._io = io_loop()
+        self._pool = PeerPool(token, tls)
+        table = RouteTable()
+        self._caller = Caller(
+            table=table,
+            locator=_Placement(table, self._pool, target, self._timeout),
+            pool=self._pool,
+            retries=_config.RETRY_ATTEMPTS,
+            fallback=self._gateway,
+            unary_tells=True,  # a client's tell returns once a host (or the gateway) accepted it
+        )
 
-    def _forget_stale_routes(self) -> None:
-        if self._routes is not None and not self._routes.fresh():
-            self._routes = None
+    def _route(self, call: pb.Call, done: Done) -> None:
+        """On the loop: the gateway answers what only it can (and everything, ``direct=False``)."""
+        pinned = self._gateway if not self._direct or call.method == KEYS_METHOD else None
+        self._caller.send(call, done, pinned=pinned)
+
+    def _message(self, address: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 key: str | None, *, one_way: bool = False) -> pb.Call:  # fmt: skip
+        call = build_call(address, method, args, kwargs, self._timeout, key)
+        call.one_way = one_way
+        return call
 
 
-class Client(_Settings):
+class Client(_Base):
     """A synchronous gRPC client of a fluentfn gateway (``cluster.gateway``).
 
     ``Client(target, token=...).call("Counter/alice", "add", 2)``. Pass
     ``idempotency_key="..."`` to make a call safe to retry: the same key on the same
     identity returns the first call's recorded reply (for ``FLUENTFN_REPLY_TTL_S``)
     instead of running again. (``idempotency_key`` is therefore not passed on to the method.)
-    ``direct=False`` sends every call through the gateway.
+    ``direct=False`` sends every call through the gateway. Calls travel on one long-lived
+    stream per endpoint, on the process's I/O loop, as a driver's do.
     """
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        token: str,
-        tls: TlsConfig | None = None,
-        timeout_s: float | None = None,
-        direct: bool = True,
-    ) -> None:
-        super().__init__(target, token=token, tls=tls, timeout_s=timeout_s, direct=direct)
-        self._channels: dict[str, grpc.Channel] = {}
-        self._stub = self._stub_for(target)
-        # Calls travel on one long-lived stream per endpoint, on the process's I/O loop
-        # (as a driver's do): a unary RPC per call costs a new HTTP/2 stream each time.
-        self._io = io_loop()
-        self._pool = PeerPool(token, tls)
-
-    def _stub_for(self, endpoint: str) -> Any:
-        channel = self._channels.get(endpoint)
-        if channel is None:
-            if self._tls is None:
-                channel = grpc.insecure_channel(endpoint, options=dial_options())
-            else:
-                options = dial_options() + self._tls.channel_options()
-                channel = grpc.secure_channel(endpoint, self._tls.channel_credentials(), options=options)
-            self._channels[endpoint] = channel
-        return pb_grpc.ActorHostStub(channel)
-
-    def _host(self, call: pb.Call) -> str | None:
-        if not self._direct:
-            return None
-        endpoint = None if self._routes is None else self._routes.endpoint(call)
-        if endpoint is None and (self._routes is None or not self._routes.fresh()):
-            try:  # unknown here: read the placement again (at most once a second)
-                self._routes = Routes(self.status())
-            except FluentError:
-                self._routes = Routes()  # the gateway will do; try again later
-            endpoint = self._routes.endpoint(call)
-        return endpoint
-
-    def _tell(self, call: pb.Call) -> None:
-        """A unary ``Tell`` (it returns once the call is accepted): to the host, else the gateway."""
-        host = self._host(call)
-        if host is not None:
-            try:
-                stamp(call)
-                self._stub_for(host).Tell(call, metadata=self._metadata, timeout=self._timeout)
-                return
-            except grpc.RpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
-                    raise rpc_error(exc, host) from None
-            self._forget_stale_routes()
-            call = _via_gateway(call)
-        try:
-            stamp(call)
-            self._stub.Tell(call, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from None
-
-    def call(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> Any:
-        """Call ``method`` on the identity at ``address`` and return its result."""
-        message = build_call(address, method, args, kwargs, self._timeout, idempotency_key)
-        host = self._host(message)
-        if host is not None:
-            try:
-                reply = self._invoke(host, message)
-                if not _rerouted(reply):
-                    return _value(reply, idempotency_key)
-            except Unavailable:  # the host is gone: the gateway knows where the key lives now
-                pass
-            self._forget_stale_routes()
-            message = _via_gateway(message)
-        return _value(self._invoke(self.target, message), idempotency_key)
-
-    def _invoke(self, endpoint: str, call: pb.Call) -> pb.Reply:
-        """``call`` on ``endpoint``'s stream; its reply, or the error that ended the stream."""
+    def _wait(self, call: pb.Call) -> pb.Reply | None:
         if self._io.in_loop():
             raise FluentError("ff.Client blocks: from async code on fluentfn's own loop, use ff.AsyncClient")
         waiter = Waiter()
-        self._io.loop.call_soon_threadsafe(lambda: self._pool.stream(endpoint).send(call, waiter))
-        reply = waiter.reply_for(call)
+        self._io.loop.call_soon_threadsafe(self._route, call, waiter)
+        return waiter.reply_for(call)
+
+    def call(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` on the identity at ``address`` and return its result."""
+        reply = self._wait(self._message(address, method, args, kwargs, idempotency_key))
         assert reply is not None
-        return reply
+        return _value(reply, idempotency_key)
 
     def tell(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> None:
         """Send a one-way message (returns once the cluster accepted it)."""
-        self._tell(build_call(address, method, args, kwargs, self._timeout, idempotency_key))
+        self._wait(self._message(address, method, args, kwargs, idempotency_key, one_way=True))
 
     def status(self) -> pb.StatusReply:
         """The endpoint's status message."""
-        try:
-            reply: pb.StatusReply = self._stub.Status(
-                pb.StatusRequest(), metadata=self._metadata, timeout=self._timeout
-            )
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from None
-        return reply
+        if self._io.in_loop():
+            raise FluentError("ff.Client blocks: from async code on fluentfn's own loop, use ff.AsyncClient")
+        return self._io.run(self._pool.status(self.target, self._timeout), timeout=self._timeout + 1.0)
 
     def close(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
-        self._channels.clear()
         if not self._io.in_loop():
             self._io.run(self._pool.close(), timeout=10)
 
@@ -266,97 +205,56 @@ class Client(_Settings):
         self.close()
 
 
-class AsyncClient(_Settings):
-    """The asyncio twin of ``Client`` (grpc.aio): ``await client.call("Counter/a", "add", 2)``.
+class AsyncClient(_Base):
+    """The asyncio twin of ``Client``: ``await client.call("Counter/a", "add", 2)``.
 
-    Many calls may be in flight at once. ``idempotency_key`` and ``direct`` work as in
-    ``Client``: retrying with the same key never runs a state change twice.
+    Many calls may be in flight at once, pipelined on the same streams as ``Client``'s.
+    ``idempotency_key`` and ``direct`` work as in ``Client``: retrying with the same key
+    never runs a state change twice.
     """
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        token: str,
-        tls: TlsConfig | None = None,
-        timeout_s: float | None = None,
-        direct: bool = True,
-    ) -> None:
-        super().__init__(target, token=token, tls=tls, timeout_s=timeout_s, direct=direct)
-        self._channels: dict[str, aio.Channel] = {}  # made on first use, in the caller's loop
-        self._reading: asyncio.Task[Routes] | None = None
+    async def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._io.in_loop():
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._io.loop))
 
-    def _connected(self, endpoint: str | None = None) -> Any:
-        endpoint = endpoint or self.target
-        channel = self._channels.get(endpoint)
-        if channel is None:
-            channel = self._channels[endpoint] = open_channel(endpoint, self._tls)
-        return pb_grpc.ActorHostStub(channel)
-
-    async def _read_routes(self) -> Routes:
-        try:
-            return Routes(await self.status())
-        except FluentError:
-            return Routes()  # the gateway will do; try again later
-
-    async def _host(self, call: pb.Call) -> str | None:
-        if not self._direct:
-            return None
-        routes = self._routes
-        endpoint = None if routes is None else routes.endpoint(call)
-        if endpoint is None and (routes is None or not routes.fresh()):
-            if self._reading is None or self._reading.done():  # concurrent callers share one read
-                self._reading = asyncio.ensure_future(self._read_routes())
-            routes = self._routes = await asyncio.shield(self._reading)
-            endpoint = routes.endpoint(call)
-        return endpoint
-
-    async def _send(self, rpc: str, call: pb.Call) -> Any:
-        host = await self._host(call)
-        if host is not None:
-            try:
-                stamp(call)
-                reply = await getattr(self._connected(host), rpc)(call, metadata=self._metadata, timeout=self._timeout)
-                if rpc == "Tell" or not _rerouted(reply):
-                    return reply
-            except grpc.RpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
-                    raise rpc_error(exc, host) from None
-            self._forget_stale_routes()
-            call = _via_gateway(call)
-        try:
-            stamp(call)
-            return await getattr(self._connected(), rpc)(call, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from None
+    async def _send(self, call: pb.Call) -> pb.Reply | None:
+        if self._io.in_loop():
+            fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+            self._route(call, settle_future(fut))
+            return await fut
+        waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
+        self._io.loop.call_soon_threadsafe(self._route, call, settle_future(waiter))
+        return await asyncio.wait_for(asyncio.wrap_future(waiter), until_deadline(call))
 
     async def call(
         self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any
     ) -> Any:
         """Call ``method`` on the identity at ``address`` and return its result."""
-        message = build_call(address, method, args, kwargs, self._timeout, idempotency_key)
-        return _value(await self._send("Invoke", message), idempotency_key)
+        call = self._message(address, method, args, kwargs, idempotency_key)
+        try:
+            reply = await self._send(call)
+        except TimeoutError:
+            raise no_reply(call) from None
+        assert reply is not None
+        return _value(reply, idempotency_key)
 
     async def tell(
         self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any
     ) -> None:
         """Send a one-way message (returns once the cluster accepted it)."""
-        await self._send("Tell", build_call(address, method, args, kwargs, self._timeout, idempotency_key))
+        call = self._message(address, method, args, kwargs, idempotency_key, one_way=True)
+        try:
+            await self._send(call)
+        except TimeoutError:
+            raise no_reply(call) from None
 
     async def status(self) -> pb.StatusReply:
         """The endpoint's status message."""
-        try:
-            reply: pb.StatusReply = await self._connected().Status(
-                pb.StatusRequest(), metadata=self._metadata, timeout=self._timeout
-            )
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from None
-        return reply
+        return await self._on_loop(self._pool.status(self.target, self._timeout))
 
     async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close(None)
+        await self._on_loop(self._pool.close())
 
     async def __aenter__(self) -> AsyncClient:
         return self

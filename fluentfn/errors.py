@@ -52,6 +52,11 @@ class Redirect(FluentError):
     """Internal: the host no longer owns the shard; the caller re-resolves and retries."""
 
 
+class WrongPeer(Unavailable):
+    """Internal: the endpoint is not a host of this cluster (it answered UNIMPLEMENTED: a
+    port reused by another server); the call did not run there."""
+
+
 # The one table. ActorError travels inside a Reply with an OK status, so it is absent.
 _BY_CODE: dict[grpc.StatusCode, type[FluentError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,
@@ -63,6 +68,7 @@ _BY_CODE: dict[grpc.StatusCode, type[FluentError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
     grpc.StatusCode.ABORTED: FunctionTimeout,
     grpc.StatusCode.FAILED_PRECONDITION: Redirect,
+    grpc.StatusCode.UNIMPLEMENTED: WrongPeer,
 }
 _BY_TYPE: dict[type[FluentError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,

@@ -233,29 +233,63 @@ def test_idempotency_key_makes_a_client_retry_run_once(cluster: ff.Cluster) -> N
         client.call("TCounter/idem", "add", 1, idempotency_key="")
 
 
+def _foreign_server() -> tuple[grpc.Server, str]:
+    """A gRPC server that is not a fluentfn host (it answers every call UNIMPLEMENTED): what
+    a stale route finds when another server took a dead host's port."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
 def test_client_calls_the_owning_host_directly_and_falls_back_to_the_gateway(cluster: ff.Cluster) -> None:
-    from fluentfn.client import Routes
+    from fluentfn._router import Target
     from fluentfn.testing import host_of
 
     client = ff.Client(cluster.gateway, token=cluster.token)
     assert client.call("TCounter/direct", "add", 1) == 1  # the placement may not list its host yet
     time.sleep(1.1)  # placement is read again at most once a second
     assert client.call("TCounter/direct", "get") == 1
-    probe = pb.Call(type_name="TCounter", key="direct", method="add")
-    assert client._routes is not None
-    assert client._routes.endpoint(probe) == host_of(cluster, Counter["direct"])["endpoint"]
-    # a stale placement: a host that is gone, then a host that does not own the key (it
-    # answers Redirect): each call still runs exactly once, through the gateway
-    other = next(h["endpoint"] for h in hosts(cluster) if h["endpoint"] != client._routes.endpoint(probe))
-    for wrong in ("127.0.0.1:9", other):
-        stale = Routes()
-        stale.types = dict(client._routes.types)
-        stale.hosts = dict.fromkeys(client._routes.hosts, wrong)
-        client._routes = stale
-        client.call("TCounter/direct", "add", 1)
-    assert Counter["direct"].get() == 3
-    assert ff.Client(cluster.gateway, token=cluster.token, direct=False).call("TCounter/direct", "add", 1) == 4
+    table = client._caller.table
+    slot = table.slot("TCounter", "direct")
+    owner = table.get(slot)
+    assert owner is not None and owner.endpoint == host_of(cluster, Counter["direct"])["endpoint"]
+    # a stale placement: a host that is gone, a port some other server took, then a host
+    # that does not own the key (it answers Redirect): each call still runs exactly once
+    foreign, address = _foreign_server()
+    others = [h["endpoint"] for h in hosts(cluster) if h["endpoint"] != owner.endpoint][:1]  # when there is one
+    wrongs = ["127.0.0.1:9", address, *others]
+    try:
+        for wrong in wrongs:
+            table.routes = dict.fromkeys(table.routes, Target(wrong))
+            client.call("TCounter/direct", "add", 1)
+    finally:
+        foreign.stop(None)
+    assert Counter["direct"].get() == 1 + len(wrongs)
+    via_gateway = ff.Client(cluster.gateway, token=cluster.token, direct=False)
+    assert via_gateway.call("TCounter/direct", "add", 1) == 2 + len(wrongs)
+    via_gateway.close()
     client.close()
+
+
+def test_a_stale_route_to_a_foreign_server_is_resolved_again(cluster: ff.Cluster) -> None:
+    """A driver whose cached route now leads to a server that is not a fluentfn host (the
+    dead host's port reused) re-resolves and runs the call once, instead of failing."""
+    from fluentfn._ref import current_invoker
+    from fluentfn._router import Target
+
+    assert Counter["foreign"].add(1) == 1
+    runtime: Any = current_invoker()
+    slot = runtime._table.slot("TCounter", "foreign")
+    foreign, address = _foreign_server()
+    try:
+        runtime._table.learn(slot, Target(address))
+        assert Counter["foreign"].add(1) == 2
+        runtime._table.learn(slot, Target(address))
+        assert asyncio.run(Counter["foreign"].add.aio(1)) == 3
+    finally:
+        foreign.stop(None)
+    assert Counter["foreign"].get() == 3
 
 
 def test_a_stream_client_pipelines_through_the_gateway(cluster: ff.Cluster) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 
 import fluentfn as ff
 
-from ..client import Routes
 from ..placement import shard_for
 from ..wire._gen import actorhost_pb2 as pb
 from . import _cases, _report
@@ -146,8 +145,7 @@ def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
                 call = functools.partial(client.call, address, "echo", PAYLOAD)
                 rows.append(_report.summarize(name, time_calls(call, n)))
                 if direct:
-                    probe = pb.Call(type_name=BenchTarget.name, key=key, method="echo")
-                    host = Routes(client.status()).endpoint(probe)
+                    host = _host_of(client.status(), BenchTarget.name, key)
                 client.close()
             targets = {"node-via-gateway": info["gateway"], **({"node-direct": host} if host else {})}
             rows += _node_rows(targets, info["token"], key, n)
@@ -158,6 +156,17 @@ def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
     return rows
+
+
+def _host_of(status: pb.StatusReply, type_name: str, key: str) -> str | None:
+    """The endpoint of the host that owns ``type_name``/``key``, from a gateway's status."""
+    known = {t.type_name: (t.group, t.shards) for t in status.types if t.shards}.get(type_name)
+    if known is None:
+        return None
+    group, partition = known[0], shard_for(key, known[1])
+    return next(
+        (h.endpoint for h in status.hosts if h.group == group and partition in (h.partitions or [h.shard])), None
+    )
 
 
 _NODE_DIR = Path(__file__).parent / "node"

@@ -1,9 +1,9 @@
-"""The stateful runtime: places calls on hosts and sends them over peer streams.
+"""The stateful runtime: makes calls and hands them to the process's router.
 
-Placement: key -> shard (stable hash) -> route (from the directory, cached). A call to
-a shard this very process hosts is dispatched in-process. A host that cannot be reached
-is reported to the directory and the call is retried, with the same request id, once
-the host is back (bounded attempts).
+Placement: key -> shard (stable hash) -> route (the directory is this runtime's
+``Locator``; routes are cached in the router's one ``RouteTable``). A sync call to a
+shard this very thread's process hosts runs inline; everything else goes through the
+``Caller`` (``transport/_caller.py``), whose ``Attempt`` decides retries and redirects.
 """
 
 from __future__ import annotations
@@ -14,21 +14,20 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-
-import grpc
 
 from .. import _config
 from .._context import CURRENT
-from .._ioloop import IoLoop, spawn
+from .._ioloop import IoLoop
 from .._ref import CALL_TIMEOUT, DELETE_METHOD, ActorRef, Future
+from .._router import RouteTable, Slot, Target
 from .._tables import Route, TypeInfo
 from ..api import ActorType, known_type, known_types
-from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound, Unavailable, code_value
+from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound
 from ..host._partitions import PartitionSet
 from ..placement import shard_for
 from ..state import Store, open_store
+from ..transport._caller import Caller, settle_future
 from ..transport._client import PeerPool, Waiter, no_reply, until_deadline
 from ..transport._tls import TlsConfig
 from ..wire import codec
@@ -42,46 +41,11 @@ _PATIENCE_S = _config.RESOLVE_TIMEOUT_S  # how long a caller waits for the direc
 log = logging.getLogger("fluentfn")
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    route: Route
-    local: bool
-
-
 ReplyDone = Callable[[pb.Reply | None, BaseException | None], None]
 
 
-def _settle(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> ReplyDone:
-    """A ReplyDone that completes ``fut``."""
-
-    def done(reply: pb.Reply | None, error: BaseException | None) -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(reply)
-
-    return done
-
-
-_OVERLOADED = code_value(grpc.StatusCode.RESOURCE_EXHAUSTED)
-
-
-def _refused_tell(call: pb.Call, reply: pb.Reply | None) -> bool:
-    """A tell the host refused for now (its mailbox was full): it did not run, and its
-    sender is not waiting to be told, so the router sends it again after a pause."""
-    return call.one_way and reply is not None and reply.HasField("error") and reply.error.code == _OVERLOADED
-
-
 def _misrouted(reply: pb.Reply | None) -> bool:
-    """The host does not own the call's shard (it moved): resolve again and retry.
-
-    Only a redirect is retried from a reply: a host that answers anything else (its
-    store failing, say) has settled the call, and re-running it could run it twice.
-    Transport failures (no reply at all) are retried with ``attempt`` set, so the new
-    host answers from its records if the first run got as far as its durability point.
-    """
+    """An inline call whose partition moved off this process: the router takes it."""
     return reply is not None and reply.HasField("error") and reply.error.code in REROUTE_CODES
 
 
@@ -113,10 +77,13 @@ class StatefulRuntime:
         self._endpoint = endpoint
         self._pool = PeerPool(self.token, self._tls)
         self._types: dict[str, TypeInfo] = {}
-        self._targets: dict[tuple[str, int], _Target] = {}
+        self._table = RouteTable()  # the process's one route cache
         self._registering: dict[str, asyncio.Future[TypeInfo]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._resolving: dict[tuple[str, int], asyncio.Future[_Target]] = {}
+        self._resolving: dict[tuple[str, int], asyncio.Future[Target]] = {}
+        self._caller = Caller(
+            table=self._table, locator=self, pool=self._pool, retries=_config.RETRY_ATTEMPTS, local=local
+        )
         self.functions = FunctionRunner(mode="stateful", io=io)
         self._store: Store | None = None
 
@@ -129,9 +96,9 @@ class StatefulRuntime:
             )
         call = self._make_call(ref, method, args, kwargs)
         reply = self._try_inline(call)
-        if reply is None or _misrouted(reply):  # not here (any more): the general path
+        if reply is None or _misrouted(reply):  # not here (any more): the router
             waiter = Waiter()
-            self._io.loop.call_soon_threadsafe(self._send_fast, call, waiter)
+            self._io.loop.call_soon_threadsafe(self._caller.send, call, waiter)
             reply = waiter.reply_for(call)
         return self._result(reply)
 
@@ -154,20 +121,20 @@ class StatefulRuntime:
         call = self._make_call(ref, method, args, kwargs)
         if self._io.in_loop():
             fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
-            self._send_timed(call, _settle(fut))
+            self._send_timed(call, settle_future(fut))
             reply = await fut
         else:
             waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
-            self._io.loop.call_soon_threadsafe(self._send_timed, call, _settle(waiter))
+            self._io.loop.call_soon_threadsafe(self._send_timed, call, settle_future(waiter))
             reply = await asyncio.wrap_future(waiter)
         return self._result(reply)
 
     def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         call = self._make_call(ref, method, args, kwargs, one_way=True)
         if self._io.in_loop():
-            self._send_fast(call, _ignore)
+            self._send_tell(call)
         else:
-            self._io.loop.call_soon_threadsafe(self._send_fast, call, _ignore)
+            self._io.loop.call_soon_threadsafe(self._send_tell, call)
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         return self.functions.submit(fn, args, kwargs)
@@ -226,16 +193,13 @@ class StatefulRuntime:
         """Co-located sync -> sync calls run in the calling thread."""
         if self._local is None:
             return None
-        info = self._types.get(call.type_name)
-        if info is None:
-            return None
-        target = self._targets.get((info.group, shard_for(call.key, info.shards)))
+        target = self._table.get(self._table.slot(call.type_name, call.key))
         if target is None or not target.local:
             return None
         return self._local.dispatch_inline(call)
 
     def _send_timed(self, call: pb.Call, done: ReplyDone) -> None:
-        """``_send_fast`` with a timer: the caller gets CallTimeout at the deadline at the
+        """Route ``call`` with a timer: the caller gets CallTimeout at the deadline at the
         latest, even if no reply ever comes (the first outcome wins, the other is dropped)."""
         settled = False
 
@@ -248,118 +212,54 @@ class StatefulRuntime:
             done(reply, error)
 
         timer = self._io.loop.call_later(until_deadline(call), lambda: once(None, no_reply(call)))
-        self._send_fast(call, once)
+        self._caller.send(call, once)
 
-    def _send_fast(self, call: pb.Call, done: ReplyDone) -> None:
-        """Send from the loop without a task when the route is cached (the common case);
-        anything unusual (no route yet, a local target, a failure) takes ``_send``."""
-        info = self._types.get(call.type_name)
-        slot = (info.group, shard_for(call.key, info.shards)) if info is not None else None
-        target = self._targets.get(slot) if slot is not None else None
-        if target is None:
-            spawn(self._send_then(call, done), self._tasks)
-            return
-
-        if call.one_way:  # a tell is done once sent; its outcome still tells whether to re-send it
-            done(None, None)
-            done = _ignore
-
-        def on_reply(reply: pb.Reply | None, error: FluentError | None) -> None:
-            failed = error is not None or _misrouted(reply) or _refused_tell(call, reply)
-            if not failed:
-                done(reply, None)
-                return
-            if slot is not None and self._targets.get(slot) is target:
-                del self._targets[slot]
-            # It may have run (a stream that broke after delivering it): the host checks its
-            # records. A tell refused by a moving partition or lost with a host is re-sent too.
-            call.attempt = max(call.attempt, 1)
-            spawn(self._send_then(call, done), self._tasks)  # re-resolves and retries
-
-        if target.local:  # this process's own partition: the stream's lane, without the network
-            assert self._local is not None
-            self._local.submit(call, lambda reply: on_reply(reply, None), local=True)
-            return
-        self._pool.stream(target.route.endpoint).send(call, on_reply)
-
-    async def _send_then(self, call: pb.Call, done: ReplyDone) -> None:
-        try:
-            reply = await self._send(call)
-        except BaseException as exc:
-            done(None, exc)
-            return
-        done(reply, None)
+    def _send_tell(self, call: pb.Call) -> None:
+        """A tell is done once handed to the router, which re-sends it if a host refuses
+        it for now, loses it, or no longer owns its partition."""
+        self._caller.send(call, _ignore)
 
     def forward_soon(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
-        """``forward`` in callback form, on the loop: ``done`` gets the reply (an error
-        reply if the call could not be delivered; None for a one-way call), once."""
-        one_way = call.one_way
+        """Route a call that arrived at the gateway (or a tell a host must pass on), on the
+        loop: ``done`` gets the reply (an error reply if the call could not be delivered;
+        None for a one-way call, accepted here and re-sent by the router if need be), once."""
         if not call.deadline:  # a client that set none: the default, as for calls made here
             call.deadline = time.time() + _config.DEFAULT_CALL_TIMEOUT_S
+        if call.one_way:
+            done(None)
+            self._send_tell(call)
+            return
 
         def settled(reply: pb.Reply | None, error: BaseException | None) -> None:
             if error is None:
-                done(reply)  # None for a tell: accepted here, and this router re-sends it if need be
+                done(reply)
                 return
             if not isinstance(error, FluentError):
                 log.error("forwarding %s/%s.%s failed", call.type_name, call.key, call.method, exc_info=error)
                 error = FluentError(f"internal error in the gateway: {type(error).__name__}")
-            done(None if one_way else pb.Reply(error=error_to_pb(error)))
+            done(pb.Reply(error=error_to_pb(error)))
 
         self._send_timed(call, settled)
 
     async def forward(self, call: pb.Call) -> pb.Reply | None:
         """Route a call that arrived at the gateway (errors become replies)."""
         try:
-            return await self._send(call)
+            return await self._caller.invoke(call)
         except FluentError as exc:
             return pb.Reply(seq=call.seq, error=error_to_pb(exc))
 
-    async def _send(self, call: pb.Call) -> pb.Reply | None:
+    # -- Locator (the router's way to routes: the directory) ------------------------------
+
+    async def locate(self, call: pb.Call) -> Target | None:
         info = self._types.get(call.type_name) or await self._type_info(call.type_name)
         shard = shard_for(call.key, info.shards)
-        last: FluentError = Unavailable(f"no host for {call.type_name}/{call.key}")
-        for attempt in range(1 + _config.RETRY_ATTEMPTS):  # the first try, then the retries
-            if attempt:
-                call.attempt = max(call.attempt, attempt)  # it may have run: the host checks its records
-            target = self._targets.get((info.group, shard)) or await self._resolve(info.group, shard)
-            try:
-                if target.local:
-                    assert self._local is not None
-                    reply = await self._local.dispatch(call, local=True)
-                else:
-                    reply = await self._pool.invoke(target.route.endpoint, call)
-            except Unavailable as exc:
-                last = exc
-                await self._forget(info.group, shard, target, report=True)
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
-                continue
-            if _refused_tell(call, reply) and time.time() < call.deadline:
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))  # a full mailbox: not run, send it again
-                continue
-            if reply is not None and _misrouted(reply):
-                last = Unavailable(
-                    f"{call.type_name}/{call.key}: its shard kept moving ({reply.error.message}); "
-                    f"gave up after {attempt + 1} attempts"
-                )  # the internal Redirect never reaches users
-                await self._forget(info.group, shard, target, report=True)  # a fenced host: wait for its successor
-                continue
-            return reply
-        raise last
+        return self._table.get((info.group, shard)) or await self._resolve(info.group, shard)
 
-    async def _forget(self, group: str, shard: int, target: _Target, *, report: bool) -> None:
-        if self._targets.get((group, shard)) is not target:
-            return  # another call noticed first (and told the directory)
-        del self._targets[(group, shard)]
-        if report:
-            try:
-                await await_directory(
-                    lambda: self._directory.report_down.remote(group, shard, target.route.endpoint), 5.0
-                )
-            except FluentError as exc:  # the retry re-resolves the route either way
-                log.warning("could not report %s/%s down to the directory: %s", group, shard, exc)
+    async def lost(self, slot: Slot, target: Target) -> None:
+        group, shard = slot
+        await await_directory(lambda: self._directory.report_down.remote(group, shard, target.endpoint), 5.0)
 
-    async def _resolve(self, group: str, shard: int) -> _Target:
+    async def _resolve(self, group: str, shard: int) -> Target:
         """The shard's route from the directory; concurrent callers share one lookup."""
         pending = self._resolving.get((group, shard))
         if pending is None:
@@ -368,7 +268,7 @@ class StatefulRuntime:
             pending.add_done_callback(lambda _: self._resolving.pop((group, shard), None))
         return await asyncio.shield(pending)
 
-    async def _lookup_route(self, group: str, shard: int) -> _Target:
+    async def _lookup_route(self, group: str, shard: int) -> Target:
         try:
             route: Route = await await_directory(lambda: self._directory.resolve.remote(group, shard), _PATIENCE_S)
         except NotFound:  # a directory that restarted may not know a type no host had loaded
@@ -378,8 +278,8 @@ class StatefulRuntime:
             await self._register(known)
             route = await await_directory(lambda: self._directory.resolve.remote(group, shard), _PATIENCE_S)
         local = self._local is not None and self._local.group == group and route.endpoint == self._endpoint
-        target = _Target(route, local)
-        self._targets[(group, shard)] = target
+        target = Target(route.endpoint, local=local)
+        self._table.learn((group, shard), target)
         return target
 
     async def _type_info(self, name: str) -> TypeInfo:
@@ -394,7 +294,7 @@ class StatefulRuntime:
                 info = await self._register(local)
             else:
                 info = await await_directory(lambda: self._directory.lookup.remote(name), _PATIENCE_S)
-            self._types[name] = info
+            self._learn(name, info)
             fut.set_result(info)
             return info
         except BaseException as exc:
@@ -406,16 +306,18 @@ class StatefulRuntime:
 
     async def _register(self, at: ActorType) -> TypeInfo:
         if at.colocate_target is not None and at.colocate_target.name not in self._types:
-            self._types[at.colocate_target.name] = await self._register(at.colocate_target)
+            self._learn(at.colocate_target.name, await self._register(at.colocate_target))
         entry = registration(at)
         info: TypeInfo = await await_directory(lambda: self._directory.register.remote(*entry), _PATIENCE_S)
         return info
 
+    def _learn(self, name: str, info: TypeInfo) -> None:
+        self._types[name] = info
+        self._table.learn_type(name, info.group, info.shards)
+
     def forget_routes(self, group: str) -> None:
         """Drop cached routes of a group (its hosts were replaced)."""
-        self._io.loop.call_soon_threadsafe(
-            lambda: [self._targets.pop(k) for k in [k for k in self._targets if k[0] == group]]
-        )
+        self._io.loop.call_soon_threadsafe(self._table.forget_group, group)
 
     def local_stats(self) -> dict[str, int]:
         """Counters kept by this process itself (hosts keep the rest)."""

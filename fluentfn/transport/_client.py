@@ -149,6 +149,32 @@ class PeerStream:
         finally:
             self._pending.pop(call.seq, None)
 
+    async def tell(self, call: pb.Call, callback: ReplyCallback) -> None:
+        """A unary ``Tell`` on this endpoint's channel; ``callback`` once, with its outcome."""
+        stamp(call)
+        try:
+            await self._stub.Tell(call, metadata=metadata(self._token), timeout=call.budget_s + REPLY_GRACE_S)
+        except aio.AioRpcError as exc:
+            callback(None, rpc_error(exc, self.endpoint))
+            return
+        except asyncio.CancelledError:
+            callback(None, Unavailable(f"{self.endpoint}: closed"))
+            raise
+        except Exception as exc:  # a closed channel
+            callback(None, Unavailable(f"{self.endpoint}: {exc}"))
+            return
+        callback(None, None)
+
+    async def status(self, timeout_s: float) -> pb.StatusReply:
+        """This endpoint's ``Status`` (errors mapped)."""
+        try:
+            reply: pb.StatusReply = await self._stub.Status(
+                pb.StatusRequest(), metadata=metadata(self._token), timeout=timeout_s
+            )
+        except aio.AioRpcError as exc:
+            raise rpc_error(exc, self.endpoint) from None
+        return reply
+
     async def _write(self) -> None:
         limit = _config.MAX_MESSAGE_BYTES
         try:
@@ -213,6 +239,7 @@ class PeerPool:
         self._tls = tls
         self._streams: dict[str, PeerStream] = {}
         self._closing: set[asyncio.Task[Any]] = set()
+        self._telling: set[asyncio.Task[Any]] = set()
 
     def stream(self, endpoint: str) -> PeerStream:
         """The live stream to ``endpoint`` (a new one after a failure)."""
@@ -225,6 +252,15 @@ class PeerPool:
 
     async def invoke(self, endpoint: str, call: pb.Call) -> pb.Reply | None:
         return await self.stream(endpoint).invoke(call)
+
+    def tell(self, endpoint: str, call: pb.Call, callback: ReplyCallback) -> None:
+        """A unary ``Tell`` (on the loop): ``callback(None, None)`` once the host accepted
+        it, or ``callback(None, error)``."""
+        spawn(self.stream(endpoint).tell(call, callback), self._telling)
+
+    async def status(self, endpoint: str, timeout_s: float) -> pb.StatusReply:
+        """``endpoint``'s ``Status``."""
+        return await self.stream(endpoint).status(timeout_s)
 
     async def close(self) -> None:
         streams, self._streams = list(self._streams.values()), {}

@@ -1,0 +1,226 @@
+"""The caller-side router, without I/O: where a call goes, and what to do with its answer.
+
+Every caller (a driver, an actor's host, a task, the gateway, ``ff.Client`` and
+``ff.AsyncClient``) keeps one ``RouteTable`` and runs each call as an ``Attempt``: a small
+state machine fed what happened (a route was found, an answer came, a pause ended) and
+returning what to do next (``Send``, ``Resolve``, ``Forget``, ``Wait``, ``Finish``,
+``Fail``). The I/O side (``runtime/_caller.py``) only carries those actions out, so the
+rules below are tested without Ray or sockets (``tests/test_router.py``):
+
+- A reply settles the call unless it is a redirect (the host does not own the partition:
+  the call did not run there) or a tell refused for now (a full mailbox: it did not run).
+- A call with no answer (the stream broke, the host died) may have run: every later send
+  is marked as a possible repeat, so the next host answers from its records.
+- An endpoint that is not a host of this cluster (a port reused by another server, which
+  answers ``UNIMPLEMENTED`` or refuses our token) did not run it: forget the route.
+- At most ``1 + retries`` sends; none after the deadline; the same request id throughout.
+- A caller with a fallback (a client's gateway) sends there once its direct route fails;
+  the fallback's answer is final.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .errors import CallTimeout, FluentError, Unavailable
+from .placement import shard_for
+
+Slot = tuple[str, int]
+"""(co-location group, partition): what a route is cached by."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to send a call: a host's endpoint, this process's own partition, or a gateway."""
+
+    endpoint: str
+    local: bool = False
+    fallback: bool = False
+
+
+class RouteTable:
+    """The one route cache of a process: type -> (group, partitions), slot -> target."""
+
+    __slots__ = ("routes", "types")
+
+    def __init__(self) -> None:
+        self.types: dict[str, tuple[str, int]] = {}
+        self.routes: dict[Slot, Target] = {}
+
+    def learn_type(self, type_name: str, group: str, partitions: int) -> None:
+        self.types[type_name] = (group, partitions)
+
+    def slot(self, type_name: str, key: str) -> Slot | None:
+        """Where ``type_name``/``key`` lives, or None while the type is unknown here."""
+        known = self.types.get(type_name)
+        return None if known is None else (known[0], shard_for(key, known[1]))
+
+    def learn(self, slot: Slot, target: Target) -> None:
+        self.routes[slot] = target
+
+    def get(self, slot: Slot | None) -> Target | None:
+        return None if slot is None else self.routes.get(slot)
+
+    def forget(self, slot: Slot | None, target: Target) -> bool:
+        """Drop ``slot``'s route if it is still ``target``; True if this call dropped it
+        (so it alone reports the host down)."""
+        if slot is None or self.routes.get(slot) != target:
+            return False
+        del self.routes[slot]
+        return True
+
+    def forget_group(self, group: str) -> None:
+        for slot in [s for s in self.routes if s[0] == group]:
+            del self.routes[slot]
+
+    def replace(self, types: dict[str, tuple[str, int]], routes: dict[Slot, Target]) -> None:
+        """Everything at once (a client's fresh read of the placement)."""
+        self.types, self.routes = types, routes
+
+
+class Verdict(enum.Enum):
+    """What an answer means for the call (the I/O side classifies; see ``classify``)."""
+
+    SETTLED = "settled"  # a reply that ends the call: a value or an error of the call itself
+    REDIRECTED = "redirected"  # the host does not own the partition: not run there
+    REFUSED = "refused"  # a tell refused for now (full mailbox): not run
+    LOST = "lost"  # no answer (stream broke, host gone): it may have run
+    FOREIGN = "foreign"  # the endpoint is not a host of this cluster: not run
+    BROKEN = "broken"  # a transport error that retrying cannot fix: final
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    target: Target
+    maybe_ran: bool  # mark the call as a possible repeat (the host checks its records)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Find the route (the cache first, then the locator)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    target: Target
+    report: bool  # tell the locator the host looks gone (only routes from it)
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Hand the last reply to the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    error: FluentError
+
+
+Action = Send | Resolve | Forget | Wait | Finish | Fail
+
+_RESOLVE = Resolve()
+_FINISH = Finish()
+BACKOFF_S = 0.05
+MAX_BACKOFF_S = 1.0
+
+
+class Attempt:
+    """One call's way to an answer. ``deadline`` and ``now`` are on the same (monotonic)
+    clock; every method returns the actions to carry out, in order."""
+
+    __slots__ = ("_fallback", "_last", "_target", "deadline", "maybe_ran", "name", "retries", "sends")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        deadline: float,
+        retries: int,
+        maybe_ran: bool = False,
+        fallback: Target | None = None,
+    ) -> None:
+        self.name = name  # "Type/key.method", for error messages
+        self.deadline = deadline
+        self.retries = retries
+        self.maybe_ran = maybe_ran
+        self._fallback = fallback
+        self._target: Target | None = None
+        self._last: FluentError | None = None
+        self.sends = 0
+
+    @property
+    def target(self) -> Target | None:
+        """Where the last send went."""
+        return self._target
+
+    def begin(self, cached: Target | None) -> list[Action]:
+        """The call is made; ``cached`` is its route if the table has one."""
+        return [_RESOLVE] if cached is None else [self._send(cached)]
+
+    def routed(self, target: Target | None, now: float) -> list[Action]:
+        """The locator answered: ``target``, or None when it knows no route."""
+        if target is None:
+            if self._fallback is not None:
+                return [self._send(self._fallback)]
+            return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
+        if now >= self.deadline and self.sends:
+            return [Fail(self._expired())]
+        return [self._send(target)]
+
+    def answered(self, verdict: Verdict, error: FluentError | None, now: float) -> list[Action]:
+        """The last send's answer: its ``verdict``, and the transport's error if any."""
+        target = self._target
+        assert target is not None, "answered before anything was sent"
+        if verdict is Verdict.SETTLED:
+            return [_FINISH]
+        if verdict is Verdict.LOST:
+            self.maybe_ran = True
+        if error is not None:
+            self._last = error
+        if verdict is Verdict.BROKEN or target.fallback:
+            if verdict in (Verdict.REDIRECTED, Verdict.REFUSED):
+                return [_FINISH]  # the fallback's own answer, passed on as it is
+            return [Fail(error or Unavailable(f"{target.endpoint}: no reply for {self.name}"))]
+        if verdict is Verdict.REDIRECTED:
+            self._last = Unavailable(f"{self.name}: its partition kept moving; gave up after {self.sends} attempts")
+        if self.sends > self.retries:
+            if verdict is Verdict.REFUSED:
+                return [_FINISH]  # the host's own "overloaded" reply
+            return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
+        if now >= self.deadline:
+            return [_FINISH] if verdict is Verdict.REFUSED else [Fail(self._expired())]
+        if verdict is Verdict.REFUSED:  # the route is fine; the mailbox is full
+            return [Wait(self._backoff())]
+        actions: list[Action] = [Forget(target, report=self._fallback is None)]
+        if self._fallback is not None:
+            actions.append(self._send(self._fallback))
+        elif verdict is Verdict.REDIRECTED:
+            actions.append(_RESOLVE)  # the directory has the new owner (or waits for it)
+        else:
+            actions.append(Wait(self._backoff()))  # a host that died: give it time to come back
+        return actions
+
+    def woke(self, now: float) -> list[Action]:
+        """A ``Wait`` ended."""
+        if now >= self.deadline:
+            return [Fail(self._expired())]
+        return [_RESOLVE]
+
+    def _send(self, target: Target) -> Send:
+        self._target = target
+        self.sends += 1
+        if self.sends > 1:
+            self.maybe_ran = True  # conservative: the host checks its records, which is cheap
+        return Send(target, self.maybe_ran)
+
+    def _backoff(self) -> float:
+        return float(min(BACKOFF_S * 2 ** (self.sends - 1), MAX_BACKOFF_S))
+
+    def _expired(self) -> CallTimeout:
+        return CallTimeout(f"no reply from {self.name} by its deadline")

@@ -1,0 +1,259 @@
+"""The router's I/O side: carries out an ``Attempt``'s actions over peer streams.
+
+One ``Caller`` per process and caller kind (a runtime, a client). It owns nothing but
+the carrying out: routes live in the ``RouteTable``, decisions in ``Attempt``
+(``fluentfn/_router.py``), finding a route in the caller's ``Locator`` (the directory for
+a runtime, the gateway's placement for a client). A call whose route is cached is sent
+from the loop without a task; only a lookup or a pause spawns one.
+
+Every message that leaves a process this way passes ``Tap.sending`` first and every
+answer ``Tap.received``: one place to record messages or inject faults (``install_tap``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import grpc
+
+from .._ioloop import spawn
+from .._router import (
+    Action,
+    Attempt,
+    Fail,
+    Finish,
+    Forget,
+    Resolve,
+    RouteTable,
+    Send,
+    Slot,
+    Target,
+    Verdict,
+    Wait,
+)
+from ..errors import (
+    REROUTE_CODES,
+    FluentError,
+    Redirect,
+    Unauthenticated,
+    Unavailable,
+    WrongPeer,
+    code_value,
+)
+from ..wire._gen import actorhost_pb2 as pb
+from ._client import PeerPool
+
+log = logging.getLogger("fluentfn")
+Done = Callable[[pb.Reply | None, BaseException | None], None]
+"""What a caller of the router is told: the reply, or the error, once."""
+
+_OVERLOADED = code_value(grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+class Locator(Protocol):
+    """How a caller finds routes (Orleans' grain locator)."""
+
+    async def locate(self, call: pb.Call) -> Target | None:
+        """The call's route (learned into the table), or None when there is none to use."""
+        ...
+
+    async def lost(self, slot: Slot, target: Target) -> None:
+        """``target`` did not answer for ``slot``: the locator may want to know."""
+        ...
+
+
+class LocalPort(Protocol):
+    """This process's own partitions (a host's), reached without the network."""
+
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None: ...
+
+
+class Tap(Protocol):
+    """Sees every message a ``Caller`` sends and every answer it gets."""
+
+    def sending(self, call: pb.Call, target: Target) -> bool:
+        """Called before ``call`` leaves for ``target``; False drops it (as a lost message)."""
+        ...
+
+    def received(self, call: pb.Call, target: Target, reply: pb.Reply | None, error: FluentError | None) -> None: ...
+
+
+_tap: Tap | None = None
+
+
+def install_tap(tap: Tap | None) -> Tap | None:
+    """Make ``tap`` see the messages of every ``Caller`` in this process; returns the old one."""
+    global _tap
+    old, _tap = _tap, tap
+    return old
+
+
+def classify(call: pb.Call, reply: pb.Reply | None, error: FluentError | None) -> Verdict:
+    """What an answer means for the call's router (see ``Verdict``)."""
+    if error is not None:
+        if isinstance(error, WrongPeer | Unauthenticated):  # a port some other server took over
+            return Verdict.FOREIGN
+        if isinstance(error, Redirect):  # a unary tell refused by a host that lost the partition
+            return Verdict.REDIRECTED
+        if isinstance(error, Unavailable) or type(error) is FluentError:
+            return Verdict.LOST  # a stream that broke, with any status no table entry names (INTERNAL, ...)
+        return Verdict.BROKEN  # a call the transport refused (too large, ...): retrying cannot help
+    if reply is None or not reply.HasField("error"):
+        return Verdict.SETTLED
+    code = reply.error.code
+    if code in REROUTE_CODES:
+        return Verdict.REDIRECTED
+    if code == _OVERLOADED and call.one_way:
+        return Verdict.REFUSED
+    return Verdict.SETTLED
+
+
+def settle_future(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> Done:
+    """A reply callback that completes ``fut`` (the first outcome wins)."""
+
+    def done(reply: pb.Reply | None, error: BaseException | None) -> None:
+        if fut.done():
+            return
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(reply)
+
+    return done
+
+
+def name_of(call: pb.Call) -> str:
+    return f"{call.type_name}/{call.key}.{call.method}"
+
+
+class _Run:
+    """One call in flight through the router."""
+
+    __slots__ = ("attempt", "call", "done", "reply", "slot")
+
+    def __init__(self, call: pb.Call, slot: Slot | None, attempt: Attempt, done: Done) -> None:
+        self.call = call
+        self.slot = slot
+        self.attempt = attempt
+        self.done = done
+        self.reply: pb.Reply | None = None
+
+
+class Caller:
+    """Sends calls where the table says, and follows their ``Attempt`` to one outcome."""
+
+    def __init__(
+        self,
+        *,
+        table: RouteTable,
+        locator: Locator,
+        pool: PeerPool,
+        retries: int,
+        local: LocalPort | None = None,
+        fallback: Target | None = None,
+        unary_tells: bool = False,
+    ) -> None:
+        self.table = table
+        self._locator = locator
+        self._pool = pool
+        self._retries = retries
+        self._local = local
+        self._fallback = fallback
+        self._unary_tells = unary_tells  # a client's tell returns once a host accepted it
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def send(self, call: pb.Call, done: Done, *, pinned: Target | None = None) -> None:
+        """Route ``call`` (on the loop); ``done(reply, error)`` runs once, on the loop.
+        ``pinned``: send it there first, whatever the table says."""
+        slot = self.table.slot(call.type_name, call.key)
+        budget = call.deadline - time.time()
+        attempt = Attempt(
+            name=name_of(call),
+            deadline=time.monotonic() + budget,
+            retries=self._retries,
+            maybe_ran=call.attempt > 0,
+            fallback=self._fallback,
+        )
+        run = _Run(call, slot, attempt, done)
+        self._act(run, attempt.begin(pinned or self.table.get(slot)))
+
+    async def invoke(self, call: pb.Call) -> pb.Reply | None:
+        """``send``, awaited (on the loop)."""
+        fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+        self.send(call, settle_future(fut))
+        return await fut
+
+    def _act(self, run: _Run, actions: list[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Send:
+                assert isinstance(action, Send)
+                self._transmit(run, action)
+            elif kind is Resolve:
+                cached = self.table.get(run.slot)
+                if cached is not None:
+                    self._act(run, run.attempt.routed(cached, time.monotonic()))
+                else:
+                    spawn(self._locate(run), self._tasks)
+            elif kind is Forget:
+                assert isinstance(action, Forget)
+                if self.table.forget(run.slot, action.target) and action.report and run.slot is not None:
+                    spawn(self._report(run.slot, action.target), self._tasks)
+            elif kind is Wait:
+                assert isinstance(action, Wait)
+                loop = asyncio.get_running_loop()
+                loop.call_later(action.seconds, lambda: self._act(run, run.attempt.woke(time.monotonic())))
+            elif kind is Finish:
+                run.done(run.reply, None)
+            else:
+                assert isinstance(action, Fail)
+                run.done(None, action.error)
+
+    async def _locate(self, run: _Run) -> None:
+        try:
+            target = await self._locator.locate(run.call)
+        except FluentError as exc:
+            run.done(None, exc)
+            return
+        except Exception as exc:  # a bug in a locator: the caller still gets one outcome
+            log.error("locating %s failed", name_of(run.call), exc_info=exc)
+            run.done(None, FluentError(f"internal error while routing {name_of(run.call)}: {exc!r}"))
+            return
+        run.slot = self.table.slot(run.call.type_name, run.call.key)
+        self._act(run, run.attempt.routed(target, time.monotonic()))
+
+    async def _report(self, slot: Slot, target: Target) -> None:
+        try:
+            await self._locator.lost(slot, target)
+        except FluentError as exc:  # the retry re-resolves the route either way
+            log.warning("could not report %s/%s down: %s", slot[0], slot[1], exc)
+
+    def _transmit(self, run: _Run, send: Send) -> None:
+        call, target = run.call, send.target
+        if send.maybe_ran and not call.attempt:
+            call.attempt = 1  # it may have run: the host answers from its records
+        tap = _tap
+        if tap is not None and not tap.sending(call, target):
+            self._answered(run, target, None, Unavailable(f"{target.endpoint}: message dropped by the lab"))
+            return
+        if target.local:
+            assert self._local is not None, "a local route in a process without partitions"
+            self._local.submit(call, lambda reply: self._answered(run, target, reply, None), local=True)
+        elif call.one_way and self._unary_tells:
+            self._pool.tell(target.endpoint, call, lambda reply, error: self._answered(run, target, reply, error))
+        else:
+            self._pool.stream(target.endpoint).send(
+                call, lambda reply, error: self._answered(run, target, reply, error)
+            )
+
+    def _answered(self, run: _Run, target: Target, reply: pb.Reply | None, error: FluentError | None) -> None:
+        tap = _tap
+        if tap is not None:
+            tap.received(run.call, target, reply, error)
+        run.reply = reply
+        self._act(run, run.attempt.answered(classify(run.call, reply, error), error, time.monotonic()))
