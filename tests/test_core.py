@@ -369,3 +369,49 @@ def test_bulk_calls_one_message_per_partition(cluster: ff.Cluster) -> None:
     assert Counter["bulk-7"].get() == 7
     with pytest.raises(ff.InvalidRequest):
         Counter.bulk("add", {"bulk-bad": (1, 2, 3)})
+
+
+def test_a_tap_sees_every_message_and_a_dropped_one_is_sent_again(cluster: ff.Cluster) -> None:
+    """The router's one hook: a tap records what leaves and what comes back, and a message
+    it drops is lost as far as the caller's router knows: re-sent, run once."""
+    from fluentfn.transport._caller import install_tap
+
+    class Tap:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, int]] = []
+            self.answers: list[tuple[str, bool]] = []
+
+        def sending(self, call: pb.Call, target: Any) -> bool:
+            self.sent.append((call.key, call.attempt))
+            return len(self.sent) > 1  # the first message is dropped
+
+        def received(self, call: pb.Call, target: Any, reply: Any, error: Any) -> None:
+            self.answers.append((call.key, error is None))
+
+    assert Counter["tapped"].add(1) == 1  # routes known: the tap sees only the call itself
+    tap = Tap()
+    old = install_tap(tap)
+    try:
+        assert Counter["tapped"].add(1) == 2
+    finally:
+        install_tap(old)
+    assert tap.sent == [("tapped", 0), ("tapped", 1)], "the re-send is marked as a possible repeat"
+    assert tap.answers == [("tapped", False), ("tapped", True)]
+    assert Counter["tapped"].get() == 2
+
+
+def test_a_tap_that_raises_fails_the_call_clearly(cluster: ff.Cluster) -> None:
+    from fluentfn.transport._caller import install_tap
+
+    class Broken:
+        def sending(self, call: pb.Call, target: Any) -> bool:
+            raise RuntimeError("tap bug")
+
+        def received(self, call: pb.Call, target: Any, reply: Any, error: Any) -> None: ...
+
+    old = install_tap(Broken())
+    try:
+        with pytest.raises(ff.FluentError, match="tap bug"):
+            Counter["tap-broken"].add.with_timeout(30)(1)
+    finally:
+        install_tap(old)

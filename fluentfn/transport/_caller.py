@@ -171,16 +171,43 @@ class Caller:
         """Route ``call`` (on the loop); ``done(reply, error)`` runs once, on the loop.
         ``pinned``: send it there first, whatever the table says."""
         slot = self.table.slot(call.type_name, call.key)
-        budget = call.deadline - time.time()
+        target = pinned or self.table.get(slot)
+        if target is not None and _tap is None:
+            self._send_first(call, slot, target, done)
+            return
+        run = self._run(call, slot, done)
+        self._act(run, run.attempt.begin(target))
+
+    def _run(self, call: pb.Call, slot: Slot | None, done: Done) -> _Run:
         attempt = Attempt(
             name=name_of(call),
-            deadline=time.monotonic() + budget,
+            deadline=time.monotonic() + (call.deadline - time.time()),
             retries=self._retries,
             maybe_ran=call.attempt > 0,
             fallback=self._fallback,
         )
-        run = _Run(call, slot, attempt, done)
-        self._act(run, attempt.begin(pinned or self.table.get(slot)))
+        return _Run(call, slot, attempt, done)
+
+    def _send_first(self, call: pb.Call, slot: Slot | None, target: Target, done: Done) -> None:
+        """The common case, a route in the table: send at once, and make the ``Attempt``
+        only if the answer is not one that settles the call (which ``Attempt`` would
+        finish on, whatever came before)."""
+
+        def answered(reply: pb.Reply | None, error: FluentError | None) -> None:
+            if error is None and (reply is None or not reply.HasField("error")):
+                done(reply, None)
+                return
+            run = self._run(call, slot, done)
+            run.attempt.begin(target)  # what was sent: the first send, to ``target``
+            self._answered(run, target, reply, error)
+
+        if target.local:
+            assert self._local is not None, "a local route in a process without partitions"
+            self._local.submit(call, lambda reply: answered(reply, None), local=True)
+        elif call.one_way and self._unary_tells:
+            self._pool.tell(target.endpoint, call, answered)
+        else:
+            self._pool.stream(target.endpoint).send(call, answered)
 
     async def invoke(self, call: pb.Call) -> pb.Reply | None:
         """``send``, awaited (on the loop)."""
@@ -238,9 +265,15 @@ class Caller:
         if send.maybe_ran and not call.attempt:
             call.attempt = 1  # it may have run: the host answers from its records
         tap = _tap
-        if tap is not None and not tap.sending(call, target):
-            self._answered(run, target, None, Unavailable(f"{target.endpoint}: message dropped by the lab"))
-            return
+        if tap is not None:
+            try:
+                delivered = tap.sending(call, target)
+            except Exception as exc:  # researcher code: the call fails with it, clearly
+                run.done(None, FluentError(f"the message tap failed on {name_of(call)}: {exc!r}"))
+                return
+            if not delivered:
+                self._answered(run, target, None, Unavailable(f"{target.endpoint}: message dropped by a tap"))
+                return
         if target.local:
             assert self._local is not None, "a local route in a process without partitions"
             self._local.submit(call, lambda reply: self._answered(run, target, reply, None), local=True)
@@ -254,6 +287,10 @@ class Caller:
     def _answered(self, run: _Run, target: Target, reply: pb.Reply | None, error: FluentError | None) -> None:
         tap = _tap
         if tap is not None:
-            tap.received(run.call, target, reply, error)
+            try:
+                tap.received(run.call, target, reply, error)
+            except Exception as exc:
+                run.done(None, FluentError(f"the message tap failed on {name_of(run.call)}: {exc!r}"))
+                return
         run.reply = reply
         self._act(run, run.attempt.answered(classify(run.call, reply, error), error, time.monotonic()))
