@@ -14,8 +14,9 @@ rules below are tested without Ray or sockets (``tests/test_router.py``):
 - An endpoint that is not a host of this cluster (a port reused by another server, which
   answers ``UNIMPLEMENTED`` or refuses our token) did not run it: forget the route.
 - At most ``1 + retries`` sends; none after the deadline; the same request id throughout.
-- A caller with a fallback (a client's gateway) sends there once its direct route fails;
-  the fallback's answer is final.
+- A caller with fallbacks (a client's gateways) sends there once its direct route fails;
+  a gateway's answer is final, but one that cannot be reached is waited for (it is
+  restarted) or the next one tried, up to the deadline.
 """
 
 from __future__ import annotations
@@ -132,9 +133,15 @@ MAX_BACKOFF_S = 1.0
 
 class Attempt:
     """One call's way to an answer. ``deadline`` and ``now`` are on the same (monotonic)
-    clock; every method returns the actions to carry out, in order."""
+    clock; every method returns the actions to carry out, in order.
 
-    __slots__ = ("_fallback", "_last", "_target", "deadline", "maybe_ran", "name", "retries", "sends")
+    ``fallbacks``: a client's gateways, tried in turn once a direct route fails (or at
+    once, ``direct=False``); a gateway that cannot be reached is waited for, up to the
+    deadline (it is restarted), any other answer of a gateway is final.
+    """
+
+    __slots__ = ("_direct", "_fallbacks", "_last", "_target", "_turn", "deadline", "hosts", "maybe_ran", "name",
+                 "retries", "sends")  # fmt: skip
 
     def __init__(
         self,
@@ -143,16 +150,20 @@ class Attempt:
         deadline: float,
         retries: int,
         maybe_ran: bool = False,
-        fallback: Target | None = None,
+        fallbacks: tuple[Target, ...] = (),
+        direct: bool = True,
     ) -> None:
         self.name = name  # "Type/key.method", for error messages
         self.deadline = deadline
         self.retries = retries
         self.maybe_ran = maybe_ran
-        self._fallback = fallback
+        self._fallbacks = fallbacks
+        self._direct = direct or not fallbacks
         self._target: Target | None = None
         self._last: FluentError | None = None
+        self._turn = 0  # which fallback is next
         self.sends = 0
+        self.hosts = 0  # sends to hosts (not fallbacks): at most 1 + retries
 
     @property
     def target(self) -> Target | None:
@@ -161,16 +172,18 @@ class Attempt:
 
     def begin(self, cached: Target | None) -> list[Action]:
         """The call is made; ``cached`` is its route if the table has one."""
+        if not self._direct:
+            return [self._send(self._fallback())]
         return [_RESOLVE] if cached is None else [self._send(cached)]
 
     def routed(self, target: Target | None, now: float) -> list[Action]:
         """The locator answered: ``target``, or None when it knows no route."""
-        if target is None:
-            if self._fallback is not None:
-                return [self._send(self._fallback)]
-            return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
-        if now >= self.deadline and self.sends:
+        if self.sends and now >= self.deadline:
             return [Fail(self._expired())]
+        if target is None or not self._direct:
+            if self._fallbacks:
+                return [self._send(self._fallback())]
+            return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
         return [self._send(target)]
 
     def answered(self, verdict: Verdict, error: FluentError | None, now: float) -> list[Action]:
@@ -183,28 +196,38 @@ class Attempt:
             self.maybe_ran = True
         if error is not None:
             self._last = error
-        if verdict is Verdict.BROKEN or target.fallback:
-            if verdict in (Verdict.REDIRECTED, Verdict.REFUSED):
-                return [_FINISH]  # the fallback's own answer, passed on as it is
+        if target.fallback:
+            return self._fallback_answered(verdict, error, now)
+        if verdict is Verdict.BROKEN:
             return [Fail(error or Unavailable(f"{target.endpoint}: no reply for {self.name}"))]
         if verdict is Verdict.REDIRECTED:
-            self._last = Unavailable(f"{self.name}: its partition kept moving; gave up after {self.sends} attempts")
-        if self.sends > self.retries:
+            self._last = Unavailable(f"{self.name}: its partition kept moving; gave up after {self.hosts} attempts")
+        if self.hosts > self.retries:
             if verdict is Verdict.REFUSED:
                 return [_FINISH]  # the host's own "overloaded" reply
             return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
         if now >= self.deadline:
             return [_FINISH] if verdict is Verdict.REFUSED else [Fail(self._expired())]
         if verdict is Verdict.REFUSED:  # the route is fine; the mailbox is full
-            return [Wait(self._backoff())]
-        actions: list[Action] = [Forget(target, report=self._fallback is None)]
-        if self._fallback is not None:
-            actions.append(self._send(self._fallback))
+            return [Wait(self._backoff(self.hosts))]
+        actions: list[Action] = [Forget(target, report=not self._fallbacks)]
+        if self._fallbacks:
+            actions.append(self._send(self._fallback()))
         elif verdict is Verdict.REDIRECTED:
             actions.append(_RESOLVE)  # the directory has the new owner (or waits for it)
         else:
-            actions.append(Wait(self._backoff()))  # a host that died: give it time to come back
+            actions.append(Wait(self._backoff(self.hosts)))  # a host that died: give it time to come back
         return actions
+
+    def _fallback_answered(self, verdict: Verdict, error: FluentError | None, now: float) -> list[Action]:
+        if verdict in (Verdict.REDIRECTED, Verdict.REFUSED):
+            return [_FINISH]  # the gateway's own answer, passed on as it is
+        if verdict is not Verdict.LOST:
+            return [Fail(error or Unavailable(f"{self.name}: refused by the gateway"))]
+        if now >= self.deadline:
+            return [Fail(self._expired())]
+        self._turn += 1  # the next gateway (or this one, restarted), after a pause
+        return [Wait(self._backoff(self.sends - self.hosts))]
 
     def woke(self, now: float) -> list[Action]:
         """A ``Wait`` ended."""
@@ -212,15 +235,22 @@ class Attempt:
             return [Fail(self._expired())]
         return [_RESOLVE]
 
+    def _fallback(self) -> Target:
+        return self._fallbacks[self._turn % len(self._fallbacks)]
+
     def _send(self, target: Target) -> Send:
         self._target = target
         self.sends += 1
+        if not target.fallback:
+            self.hosts += 1
         if self.sends > 1:
             self.maybe_ran = True  # conservative: the host checks its records, which is cheap
         return Send(target, self.maybe_ran)
 
-    def _backoff(self) -> float:
-        return float(min(BACKOFF_S * 2 ** (self.sends - 1), MAX_BACKOFF_S))
+    @staticmethod
+    def _backoff(failures: int) -> float:
+        return float(min(BACKOFF_S * 2 ** max(0, failures - 1), MAX_BACKOFF_S))
 
     def _expired(self) -> CallTimeout:
-        return CallTimeout(f"no reply from {self.name} by its deadline")
+        last = f" (last: {self._last})" if self._last is not None else ""
+        return CallTimeout(f"no reply from {self.name} by its deadline{last}")

@@ -53,22 +53,36 @@ def serve(
     namespace: Annotated[str, typer.Option()] = "default",
     store: Annotated[str | None, typer.Option(help="sqlite:///path or redis://host:port/db")] = None,
     bind: Annotated[str, typer.Option(help="address the gRPC endpoints listen on")] = "127.0.0.1",
+    gateways: Annotated[
+        int, typer.Option(min=0, max=16, help="gateways in Ray actors of their own, restarted when they die")
+    ] = 1,
 ) -> None:
-    """Run a cluster and gateway in the foreground, serving APP's actors."""
+    """Run a cluster and gateways in the foreground, serving APP's actors."""
+    import ray
+
     import fluentfn as ff
+
+    from . import _config
+    from .runtime._gateway import start_gateways
 
     _import_app(app_module)
     cluster = ff.init(address=address, namespace=namespace, store=store, bind=bind)
+    actors = start_gateways(namespace, bind, gateways, detached=address is not None)
+    try:
+        endpoints = [*ray.get([a.address.remote() for a in actors], timeout=_config.RESOLVE_TIMEOUT_S)]
+    except Exception as exc:
+        cluster.shutdown()
+        typer.echo(f"the gateways did not start: {exc}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    endpoints.append(cluster.gateway)  # this process's own, last
     path = _serve_file(namespace)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        import ray
-
-        info = {"gateway": cluster.gateway, "token": cluster.token, "namespace": namespace, "pid": os.getpid()}
-        info["ray_address"] = ray.get_runtime_context().gcs_address
+        info = {"gateway": endpoints[0], "gateways": endpoints, "token": cluster.token, "namespace": namespace}
+        info |= {"pid": os.getpid(), "ray_address": ray.get_runtime_context().gcs_address}
         json.dump(info, fh)
-    typer.echo(f"fluentfn serving {app_module} on {cluster.gateway} (token in {path}); Ctrl-C stops")
+    typer.echo(f"fluentfn serving {app_module} on {', '.join(endpoints)} (token in {path}); Ctrl-C stops")
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -79,6 +93,8 @@ def serve(
         pass
     finally:
         path.unlink(missing_ok=True)
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
         cluster.shutdown()
 
 
@@ -95,6 +111,14 @@ def _import_app(target: str) -> None:
     else:
         sys.path.insert(0, os.getcwd())
         importlib.import_module(target)
+
+
+def _targets(conn: dict[str, Any]) -> str:
+    """Every gateway of a `fluentfn serve` record, for ``ff.Client`` (it tries them in turn)."""
+    listed = conn.get("gateways")
+    if isinstance(listed, list) and listed and all(isinstance(g, str) for g in listed):
+        return ",".join(listed)
+    return str(conn["gateway"])
 
 
 def _connection(namespace: str) -> dict[str, Any]:
@@ -129,7 +153,7 @@ def call(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     conn = _connection(namespace)
     try:
-        with ff.Client(conn["gateway"], token=conn["token"]) as client:
+        with ff.Client(_targets(conn), token=conn["token"]) as client:
             result = client.call(address, method, *decoded)
     except ff.ActorError as exc:
         typer.echo(f"{exc.remote_type.split(':')[-1] or 'error'}: {exc}", err=True)
@@ -162,7 +186,7 @@ def status(
 
     conn = _connection(namespace)
     try:
-        with ff.Client(conn["gateway"], token=conn["token"]) as client:
+        with ff.Client(_targets(conn), token=conn["token"]) as client:
             reply = client.status()
     except ff.FluentError as exc:
         typer.echo(f"{type(exc).__name__}: {exc}", err=True)
@@ -228,7 +252,7 @@ def _admin(namespace: str, address: str, method: str, *args: Any) -> Any:
 
     conn = _connection(namespace)
     try:
-        with ff.Client(conn["gateway"], token=conn["token"]) as client:
+        with ff.Client(_targets(conn), token=conn["token"]) as client:
             return client.call(address, method, *args)
     except ff.FluentError as exc:
         code = {ff.NotFound: EXIT_NOT_FOUND, ff.InvalidRequest: EXIT_BAD_INPUT}.get(type(exc), EXIT_UNAVAILABLE)

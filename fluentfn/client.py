@@ -76,6 +76,18 @@ def _value(reply: pb.Reply, idempotency_key: str | None) -> Any:
 
 
 _REFRESH_S = 1.0  # read the placement at most this often
+_STATUS_TIMEOUT_S = 5.0  # a gateway that does not answer a placement read by then: try the next
+
+
+def gateways_of(target: object) -> list[str]:
+    """The gateways named by a client's ``target``: ``"host:port"``, or several, comma-separated."""
+    if not isinstance(target, str) or not target.strip():
+        raise FluentError(f"target must be 'host:port' of a gateway (or several, comma-separated), not {target!r}")
+    found = [t.strip() for t in target.split(",") if t.strip()]
+    for one in found:
+        if ":" not in one:
+            raise FluentError(f"target must be 'host:port' of a gateway (or several, comma-separated), not {one!r}")
+    return found
 
 
 class _Placement:
@@ -83,10 +95,10 @@ class _Placement:
     count, each partition's host), read at most once a second, concurrent readers sharing
     one read. No route means: through the gateway."""
 
-    def __init__(self, table: RouteTable, pool: PeerPool, gateway: str, timeout_s: float) -> None:
+    def __init__(self, table: RouteTable, pool: PeerPool, gateways: list[str], timeout_s: float) -> None:
         self._table = table
         self._pool = pool
-        self._gateway = gateway
+        self._gateways = gateways
         self._timeout = timeout_s
         self._read_at = -_REFRESH_S
         self._reading: asyncio.Task[None] | None = None
@@ -106,10 +118,14 @@ class _Placement:
 
     async def _read(self) -> None:
         self._read_at = time.monotonic()
-        try:
-            status = await self._pool.status(self._gateway, self._timeout)
-        except FluentError:
-            return  # the gateway will do; try again later
+        for gateway in self._gateways:
+            try:
+                status = await self._pool.status(gateway, min(self._timeout, _STATUS_TIMEOUT_S))
+                break
+            except FluentError:
+                continue
+        else:
+            return  # no gateway answered: calls go through them (and wait for them); read again later
         types = {t.type_name: (t.group, t.shards) for t in status.types if t.shards}
         routes = {(h.group, p): Target(h.endpoint) for h in status.hosts for p in (h.partitions or [h.shard])}
         self._table.replace(types, routes)
@@ -128,30 +144,37 @@ class _Base:
         timeout_s: float | None = None,
         direct: bool = True,
     ) -> None:
-        if not isinstance(target, str) or not target:
-            raise FluentError(f"target must be 'host:port' of a gateway, not {target!r}")
+        gateways = gateways_of(target)
         if not isinstance(token, str) or not token:
             raise FluentError("token must be the cluster's token (cluster.token, FLUENTFN_TOKEN), a non-empty string")
         self.target = target
+        self._gateways = gateways
         self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else check_timeout(timeout_s)
         self._direct = direct
-        self._gateway = Target(target, fallback=True)
         self._io = io_loop()
         self._pool = PeerPool(token, tls)
         table = RouteTable()
         self._caller = Caller(
             table=table,
-            locator=_Placement(table, self._pool, target, self._timeout),
+            locator=_Placement(table, self._pool, gateways, self._timeout),
             pool=self._pool,
             retries=_config.RETRY_ATTEMPTS,
-            fallback=self._gateway,
+            fallbacks=tuple(Target(g, fallback=True) for g in gateways),
             unary_tells=True,  # a client's tell returns once a host (or the gateway) accepted it
         )
 
     def _route(self, call: pb.Call, done: Done) -> None:
         """On the loop: the gateway answers what only it can (and everything, ``direct=False``)."""
-        pinned = self._gateway if not self._direct or call.method == KEYS_METHOD else None
-        self._caller.send(call, done, pinned=pinned)
+        self._caller.send(call, done, direct=self._direct and call.method != KEYS_METHOD)
+
+    async def _status(self) -> pb.StatusReply:
+        """The first gateway's status that answers (the last one's error if none does)."""
+        for gateway in self._gateways[:-1]:
+            try:
+                return await self._pool.status(gateway, self._timeout)
+            except FluentError:
+                continue
+        return await self._pool.status(self._gateways[-1], self._timeout)
 
     def _message(self, address: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                  key: str | None, *, one_way: bool = False) -> pb.Call:  # fmt: skip
@@ -192,7 +215,7 @@ class Client(_Base):
         """The endpoint's status message."""
         if self._io.in_loop():
             raise FluentError("ff.Client blocks: from async code on fluentfn's own loop, use ff.AsyncClient")
-        return self._io.run(self._pool.status(self.target, self._timeout), timeout=self._timeout + 1.0)
+        return self._io.run(self._status(), timeout=self._timeout + 1.0)
 
     def close(self) -> None:
         if not self._io.in_loop():
@@ -251,7 +274,7 @@ class AsyncClient(_Base):
 
     async def status(self) -> pb.StatusReply:
         """The endpoint's status message."""
-        return await self._on_loop(self._pool.status(self.target, self._timeout))
+        return await self._on_loop(self._status())
 
     async def close(self) -> None:
         await self._on_loop(self._pool.close())

@@ -22,6 +22,7 @@ from ._config import AUTOSCALE_TICK_S, DRAIN_S, HOST_START_S, PLACEMENT_WAIT_S, 
 from ._recovery import recover
 from ._stats import Ledger
 from ._tables import Group, Host, Part, Route, TypeInfo, host_name, host_spec, ray_namespace
+from ._typekeep import Entry, keep, kept
 from .elastic._assign import assign, moves
 from .elastic._autoscale import AutoscalePolicy, Sample
 from .errors import FluentError, NotFound, Unavailable
@@ -64,6 +65,14 @@ class Directory:
                     self._spawn(self._counters_loop())
             except Exception as exc:  # serve anyway: hosts announce themselves again as they restart
                 log.error("directory tables not recovered from the hosts: %s: %s", type(exc).__name__, exc)
+            try:  # types no host had loaded (all of them in FaaS mode): from their kept copy
+                loop = asyncio.get_running_loop()
+                saved = await loop.run_in_executor(None, kept, self._config["cluster_id"])
+                for name, entry in sorted(saved.items(), key=lambda e: e[1][1].colocate_with is not None):
+                    if name not in self._types:
+                        self._add_type(name, entry)
+            except Exception as exc:  # callers that know the type register it again
+                log.error("kept type registrations not read: %s: %s", type(exc).__name__, exc)
             self._recovered.set_result(None)
         await asyncio.shield(self._recovered)
 
@@ -86,10 +95,19 @@ class Directory:
     async def register(self, name: str, blob: bytes, options: ActorOptions, methods: frozenset[str]) -> TypeInfo:
         """Register (or re-register) an actor type; its group's hosts start on first use."""
         await self._ready()
+        entry = (blob, options, methods)
+        known = self._types.get(name)
+        info = self._add_type(name, entry)
+        if known != entry:  # kept outside this process, for a directory restarted after a crash
+            await asyncio.get_running_loop().run_in_executor(None, keep, self._config["cluster_id"], name, entry)
+        return info
+
+    def _add_type(self, name: str, entry: Entry) -> TypeInfo:
+        _, options, methods = entry
         group = options.group
         if options.colocate_with is not None and group not in self._groups and self._config.get("mode") != "faas":
             raise NotFound(f"{name} is co-located with {group!r}, which is not registered")
-        self._types[name] = (blob, options, methods)
+        self._types[name] = entry
         if self._config.get("mode") == "faas":  # invocations are tasks: no hosts
             return TypeInfo(group, options.shards, methods)
         if group not in self._groups:  # hosts start on the group's first resolve

@@ -153,6 +153,7 @@ def test_no_retries_still_means_one_try(cluster: ff.Cluster, monkeypatch: pytest
 
 
 Steady = ff.actor(name="XSteady", partitions=4, max_hosts=2)(_Counter)
+NeverHosted = ff.actor(name="XNeverHosted", partitions=2)(_Counter)
 Later = ff.actor(name="XLater", shards=1)(_Counter)
 
 
@@ -211,7 +212,88 @@ def test_the_cluster_survives_a_kill_of_its_directory(cluster: ff.Cluster) -> No
     assert not errors, errors[:3]
     assert {k: Steady[k].get() for k in keys} == acked  # every acknowledged call exactly once
     assert Later["new"].add(2) == 2  # a type never called before the kill
+    # the restarted directory knows types no host had loaded (kept in Ray's GCS), for
+    # processes that never defined them (a gateway actor, a client through it)
+    assert ray.get(cluster.directory.lookup.remote("XNeverHosted")).shards == 2
     placed = cluster.scale(Steady, 2)
     assert len(placed) == 2 and sorted(p for ps in placed.values() for p in ps) == list(range(4))
     assert {k: Steady[k].get() for k in keys} == acked
     print(f"directory back in {recovered_s:.2f} s")
+
+
+Through = ff.actor(name="XThrough", partitions=4)(_Counter)
+NewAfterGateway = ff.actor(name="XNewAfterGateway", shards=1)(_Counter)
+
+
+def test_a_gateway_killed_mid_traffic_is_waited_for(cluster: ff.Cluster) -> None:
+    """SIGKILL one of two restartable gateways while 16 threads call through them: clients
+    of that gateway alone wait for its restart, clients of both go on through the other;
+    every acknowledged call is counted exactly once and no caller sees an error."""
+    import os
+    import signal
+
+    import ray
+
+    from fluentfn.runtime._gateway import start_gateways
+
+    actors = start_gateways(cluster.runtime.config["namespace"], "127.0.0.1", 2, detached=False)
+    first, second = ray.get([a.address.remote() for a in actors], timeout=120)
+    alone = ff.Client(first, token=cluster.token, direct=False)  # only the gateway that dies
+    both = ff.Client(f"{first},{second}", token=cluster.token, direct=False)
+    keys = [f"g-{i}" for i in range(32)]
+    for key in keys:
+        assert alone.call(f"XThrough/{key}", "add", 0) == 0
+    acked = dict.fromkeys(keys, 0)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def caller(n: int) -> None:
+        client = alone if n % 2 else both
+        i = n
+        while not stop.is_set():
+            key = keys[i % len(keys)]
+            i += 1
+            try:
+                client.call(f"XThrough/{key}", "add", 1)
+            except BaseException as exc:
+                errors.append(exc)
+                continue
+            with lock:
+                acked[key] += 1
+
+    threads = [threading.Thread(target=caller, args=(n,), daemon=True) for n in range(16)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        pid = ray.get(actors[0].pid.remote())
+        os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+
+        def restarted() -> bool:
+            try:
+                return bool(ray.get(actors[0].pid.remote(), timeout=10) != pid)
+            except ray.exceptions.RayActorError:  # still restarting
+                return False
+
+        wait_for(restarted, timeout=120)
+        recovered_s = time.monotonic() - started
+        with lock:
+            before = sum(acked.values())
+        wait_for(lambda: sum(acked.values()) > before + 16, timeout=60)  # calls flow again
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    try:
+        assert not errors, errors[:3]
+        assert {k: Through[k].get() for k in keys} == acked  # every acknowledged call exactly once
+        assert alone.call("XNewAfterGateway/n", "add", 2) == 2  # a type never called before
+        assert ray.get(actors[0].address.remote()) == first, "restarted on the same port"
+    finally:
+        alone.close()
+        both.close()
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+    print(f"gateway back in {recovered_s:.2f} s")

@@ -19,12 +19,12 @@ from fluentfn._router import (
     Verdict,
     Wait,
 )
-from fluentfn.errors import CallTimeout, FluentError, Unavailable
+from fluentfn.errors import CallTimeout, FluentError, Unauthenticated, Unavailable
 
 pytestmark = pytest.mark.timeout(120)
 
 HOST_A, HOST_B = Target("a:1"), Target("b:2")
-GATEWAY = Target("gw:3", fallback=True)
+GATEWAY, GATEWAY_2 = Target("gw:3", fallback=True), Target("gw:4", fallback=True)
 _ERRORS = {
     Verdict.LOST: Unavailable("stream broke"),
     Verdict.FOREIGN: Unavailable("not a host"),
@@ -33,20 +33,22 @@ _ERRORS = {
 
 
 def _drive(attempt: Attempt, answers: list[Verdict], routes: list[Target | None], first: Target | None,
-           budget: float, step: float) -> tuple[list[Action], Action]:  # fmt: skip
-    """Carry out ``attempt``'s actions against scripted answers; every action in order, and
-    the terminal one. Time advances ``step`` per send and by every ``Wait``."""
+           budget: float, step: float) -> tuple[list[Action], Action, list[float]]:  # fmt: skip
+    """Carry out ``attempt``'s actions against scripted answers; every action in order, the
+    terminal one, and the time of each. Time advances ``step`` per send and by every ``Wait``."""
     now = 0.0
     log: list[Action] = []
+    times: list[float] = []
     pending = attempt.begin(first)
     answers, routes = list(answers), list(routes)
     while True:
         assert pending, "the attempt stopped without an outcome"
         action, pending = pending[0], pending[1:]
         log.append(action)
+        times.append(now)
         if isinstance(action, Finish | Fail):
             assert not pending, "actions after the outcome"
-            return log, action
+            return log, action, times
         if isinstance(action, Send):
             now += step
             verdict = answers.pop(0) if answers else Verdict.SETTLED
@@ -66,9 +68,9 @@ verdicts = st.lists(st.sampled_from(list(Verdict)), max_size=20)
 route_lists = st.lists(st.sampled_from([HOST_A, HOST_B, None]), max_size=20)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(verdicts, route_lists, st.sampled_from([HOST_A, None]), st.integers(0, 6), st.floats(0.01, 30.0),
-       st.floats(0.0, 2.0), st.booleans(), st.booleans())  # fmt: skip
+       st.floats(0.0, 2.0), st.integers(0, 2), st.booleans(), st.booleans())  # fmt: skip
 def test_an_attempt_ends_once_within_its_budget_and_marks_every_resend(
     answers: list[Verdict],
     routes: list[Target | None],
@@ -76,20 +78,29 @@ def test_an_attempt_ends_once_within_its_budget_and_marks_every_resend(
     retries: int,
     budget: float,
     step: float,
-    with_fallback: bool,
+    gateways: int,
+    direct: bool,
     maybe_ran: bool,
 ) -> None:
+    fallbacks = (GATEWAY, GATEWAY_2)[:gateways]
     attempt = Attempt(name="T/k.m", deadline=budget, retries=retries, maybe_ran=maybe_ran,
-                      fallback=GATEWAY if with_fallback else None)  # fmt: skip
-    log, outcome = _drive(attempt, answers, routes, first, budget, step)
-    sends = [a for a in log if isinstance(a, Send)]
-    host_sends = [s for s in sends if not s.target.fallback]
+                      fallbacks=fallbacks, direct=direct)  # fmt: skip
+    log, outcome, times = _drive(attempt, answers, routes, first, budget, step)
+    sends = [(a, t) for a, t in zip(log, times, strict=True) if isinstance(a, Send)]
+    host_sends = [a for a, _ in sends if not a.target.fallback]
     assert len(host_sends) <= 1 + retries
-    assert len(sends) - len(host_sends) <= 1, "the fallback is tried once, and its answer is final"
+    if fallbacks and not direct:
+        assert not host_sends, "direct=False: gateways only"
+    # nothing is sent again past the deadline
+    assert all(t < budget for _, t in sends[1:])
+    # a gateway that could not be reached is sent to again only after a pause
+    for i, action in enumerate(log[:-1]):
+        if isinstance(action, Send) and action.target.fallback and isinstance(log[i + 1], Send):
+            raise AssertionError("a gateway re-sent without a pause")
     # the first send carries what the caller knew; every later one may be a repeat
-    assert all(s.maybe_ran for s in sends[1:])
+    assert all(a.maybe_ran for a, _ in sends[1:])
     if maybe_ran:
-        assert all(s.maybe_ran for s in sends)
+        assert all(a.maybe_ran for a, _ in sends)
     # a failed route is forgotten before anything is sent again
     for i, action in enumerate(log):
         if isinstance(action, Send) and i + 1 < len(log) and isinstance(log[i + 1], Forget):
@@ -126,17 +137,26 @@ def test_a_redirect_resolves_at_once_and_a_foreign_endpoint_is_forgotten() -> No
     assert actions[0] == Forget(HOST_B, report=True) and isinstance(actions[1], Wait)
 
 
-def test_a_client_goes_to_its_gateway_and_takes_its_answer_as_final() -> None:
-    attempt = Attempt(name="T/k.m", deadline=10.0, retries=3, fallback=GATEWAY)
+def test_a_client_goes_to_its_gateways_and_waits_for_one_that_is_down() -> None:
+    attempt = Attempt(name="T/k.m", deadline=10.0, retries=3, fallbacks=(GATEWAY, GATEWAY_2))
     attempt.begin(HOST_A)
     assert attempt.answered(Verdict.LOST, Unavailable("gone"), 0.1) == [
         Forget(HOST_A, report=False),
         Send(GATEWAY, True),
     ]
-    [outcome] = attempt.answered(Verdict.LOST, Unavailable("gateway down"), 0.2)
-    assert isinstance(outcome, Fail) and str(outcome.error) == "gateway down"
+    [pause] = attempt.answered(Verdict.LOST, Unavailable("gateway down"), 0.2)
+    assert isinstance(pause, Wait)
+    assert attempt.woke(0.3) == [Resolve()]
+    assert attempt.routed(None, 0.3) == [Send(GATEWAY_2, True)], "the next gateway"
+    [refused] = attempt.answered(Verdict.FOREIGN, Unauthenticated("bad token"), 0.4)
+    assert isinstance(refused, Fail) and str(refused.error) == "bad token", "a gateway's own answer is final"
+    # past the deadline: a timeout that says what went wrong last
+    late = Attempt(name="T/k.m", deadline=1.0, retries=3, fallbacks=(GATEWAY,), direct=False)
+    assert late.begin(HOST_A) == [Send(GATEWAY, False)]
+    [failed] = late.answered(Verdict.LOST, Unavailable("gateway down"), 1.5)
+    assert isinstance(failed, Fail) and isinstance(failed.error, CallTimeout) and "gateway down" in str(failed.error)
     # no route known: straight to the gateway
-    fresh = Attempt(name="T/k.m", deadline=10.0, retries=3, fallback=GATEWAY)
+    fresh = Attempt(name="T/k.m", deadline=10.0, retries=3, fallbacks=(GATEWAY,))
     assert fresh.begin(None) == [Resolve()] and fresh.routed(None, 0.0) == [Send(GATEWAY, False)]
 
 

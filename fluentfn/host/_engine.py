@@ -85,7 +85,7 @@ class HostEngine:
         self.loop_thread = loop_thread
         self._load_type = load_type
         self.types: dict[str, ActorDef] = {}
-        self._unknown: dict[str, float] = {}  # type name -> until when it is known to be missing
+        self._unknown: dict[str, tuple[float, type[FluentError]]] = {}  # type name -> (until when, why) not here
         self.admission = Admission(
             group=group,
             shard=shard,
@@ -144,18 +144,26 @@ class HostEngine:
         if definition is None:
             if not name or len(name) > _config.MAX_NAME_BYTES:
                 raise InvalidRequest(f"invalid actor type name of {len(name)} characters")
-            missing_until = self._unknown.get(name)
-            if missing_until is not None and missing_until > time.monotonic():
-                raise NotFound(f"no actor type {name!r} in group {self.group!r}")
+            missing = self._unknown.get(name)
+            if missing is not None and missing[0] > time.monotonic():
+                raise missing[1](self._not_here(name, missing[1]))
             loaded = await self._load_type(name)
             if loaded is None or loaded.options.group != self.group:
+                # A type of another group is a misrouted call (a stale route, a port that a
+                # host of another group took over): the caller's router resolves it again.
+                kind: type[FluentError] = NotFound if loaded is None else Redirect
                 if len(self._unknown) > 4096:
                     self._unknown.clear()
-                self._unknown[name] = time.monotonic() + 2.0  # spare the directory repeated misses
-                raise NotFound(f"no actor type {name!r} in group {self.group!r}")
+                self._unknown[name] = (time.monotonic() + 2.0, kind)  # spare the directory repeated misses
+                raise kind(self._not_here(name, kind))
             self.add_type(loaded)
             definition = loaded
         return definition
+
+    def _not_here(self, name: str, kind: type[FluentError]) -> str:
+        if kind is NotFound:
+            return f"no actor type {name!r} in group {self.group!r}"
+        return f"{name!r} is not served by group {self.group!r}"
 
     # -- admission: events in, instructions carried out -------------------------------------------
 

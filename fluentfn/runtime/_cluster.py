@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,7 +15,7 @@ from .. import _config, _ref
 from .._config import env_store, env_tls, env_token
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
-from .._ioloop import io_loop, spawn
+from .._ioloop import io_loop
 from .._logs import log_level, quiet_logs
 from .._tables import DIRECTORY_NAME, ray_namespace
 from ..api import ActorType, known_types, on_new_type
@@ -27,92 +25,17 @@ from ..state import default_url
 from ..transport._auth import new_token
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
-from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
 from ._faas import FaasRuntime, start_platform
+from ._gateway import Gateway, Runtime, runtime_for
 from ._hostactor import ShardHost
-from ._raycall import await_ray, get_directory, get_ray
+from ._raycall import get_directory, get_ray
 from ._registry import registration
 from ._stateful import StatefulRuntime
-
-Runtime = StatefulRuntime | FaasRuntime
 
 MODES = ("stateful", "faas")
 log = logging.getLogger("fluentfn")
 _lock = threading.Lock()
 _current: Cluster | None = None
-
-
-class _Gateway:
-    """Dispatcher of the driver's gRPC endpoint: forwards each call to its host."""
-
-    def __init__(self, runtime: Runtime, directory: Any) -> None:
-        self._runtime = runtime
-        self._directory = directory
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
-        if call.method == _ref.KEYS_METHOD:
-            return await self._keys(call)
-        return await self._runtime.forward(call)
-
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
-        """Forward ``call``; its reply carries the caller's ``seq`` (the hop to the host
-        numbers calls on its own stream)."""
-        seq = call.seq
-
-        def answer(reply: pb.Reply | None) -> None:
-            if reply is not None:
-                reply.seq = seq
-            done(reply)
-
-        if call.method != _ref.KEYS_METHOD and isinstance(self._runtime, StatefulRuntime):
-            self._runtime.forward_soon(call, answer)  # no task when the route is cached
-        else:
-            spawn(self._forward(call, answer), self._tasks)
-
-    async def _forward(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
-        done(await self.dispatch(call))
-
-    async def _keys(self, call: pb.Call) -> pb.Reply:
-        """``fluentfn ls``: a type's stored keys, answered here (no host is involved)."""
-        try:
-            args, _ = codec.decode_args(call.args)
-            prefix, limit = _ref.check_listing(args[0] if args else "", args[1] if len(args) > 1 else None)
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(None, self._runtime.keys, call.type_name, prefix, limit)
-            return pb.Reply(seq=call.seq, value=codec.encode(found))
-        except FluentError as exc:
-            return pb.Reply(seq=call.seq, error=error_to_pb(exc))
-
-    async def accept(self, call: pb.Call) -> None:
-        await self._runtime.check_call(call)
-
-    async def status(self) -> pb.StatusReply:
-        """Cluster-wide: every host, and counters summed over them."""
-        directory = self._directory
-        entries = await await_ray(directory.hosts.remote())
-        infos = await asyncio.gather(*(await_ray(h.info.remote()) for _, _, h in entries), return_exceptions=True)
-        totals = await await_ray(directory.stats.remote())
-        hosts = [
-            pb.HostInfo(
-                group=i["group"], shard=i["shard"], endpoint=i["endpoint"], node_id=i["node_id"],
-                live_identities=i["live"], epoch=i["epoch"], gpu_ids=i["gpu_ids"], type_names=i["types"],
-                metrics_url=i["metrics"], pid=i["pid"], host_id=i["host_id"], partitions=i["partitions"],
-            )
-            for i in infos
-            if isinstance(i, dict)
-        ]  # fmt: skip
-        routes = await await_ray(directory.type_routes.remote())
-        return pb.StatusReply(
-            host_id="gateway",
-            type_names=await await_ray(directory.type_names.remote()),
-            live_identities=sum(h.live_identities for h in hosts),
-            counters=totals,
-            hosts=hosts,
-            types=[pb.TypeRoute(**r) for r in routes],
-        )
 
 
 class Cluster:
@@ -378,7 +301,7 @@ def init(
     else:
         runtime = StatefulRuntime(directory=directory, config=config, io=io)
     cluster_tls = TlsConfig(**config["tls"]) if config.get("tls") else None
-    server, port = io.run(start_server(_Gateway(runtime, directory), config["token"], config["bind"], cluster_tls))
+    server, port = io.run(start_server(Gateway(runtime, directory), config["token"], config["bind"], cluster_tls))
     host = "127.0.0.1" if config["bind"] in ("0.0.0.0", "::", "") else config["bind"]
     cluster = Cluster(
         runtime=runtime,
@@ -435,10 +358,7 @@ def _connect_worker() -> _ref.Invoker | None:
         directory = ray.get_actor(DIRECTORY_NAME, namespace=ns)
     except ValueError:
         return None
-    config = get_ray(directory.config.remote())
-    if config["mode"] == "faas":
-        return FaasRuntime(directory=directory, config=config, io=io_loop())
-    return StatefulRuntime(directory=directory, config=config, io=io_loop())
+    return runtime_for(directory, get_ray(directory.config.remote()))
 
 
 # ``ActorRef`` calls inside Ray tasks (function runs) connect on first use. Every worker

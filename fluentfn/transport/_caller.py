@@ -155,7 +155,7 @@ class Caller:
         pool: PeerPool,
         retries: int,
         local: LocalPort | None = None,
-        fallback: Target | None = None,
+        fallbacks: tuple[Target, ...] = (),
         unary_tells: bool = False,
     ) -> None:
         self.table = table
@@ -163,32 +163,33 @@ class Caller:
         self._pool = pool
         self._retries = retries
         self._local = local
-        self._fallback = fallback
+        self._fallbacks = fallbacks
         self._unary_tells = unary_tells  # a client's tell returns once a host accepted it
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def send(self, call: pb.Call, done: Done, *, pinned: Target | None = None) -> None:
+    def send(self, call: pb.Call, done: Done, *, direct: bool = True) -> None:
         """Route ``call`` (on the loop); ``done(reply, error)`` runs once, on the loop.
-        ``pinned``: send it there first, whatever the table says."""
+        ``direct=False``: through the fallbacks (a client's gateways) only."""
         slot = self.table.slot(call.type_name, call.key)
-        target = pinned or self.table.get(slot)
+        target = self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
         if target is not None and _tap is None:
-            self._send_first(call, slot, target, done)
+            self._send_first(call, slot, target, done, direct)
             return
-        run = self._run(call, slot, done)
+        run = self._run(call, slot, done, direct)
         self._act(run, run.attempt.begin(target))
 
-    def _run(self, call: pb.Call, slot: Slot | None, done: Done) -> _Run:
+    def _run(self, call: pb.Call, slot: Slot | None, done: Done, direct: bool) -> _Run:
         attempt = Attempt(
             name=name_of(call),
             deadline=time.monotonic() + (call.deadline - time.time()),
             retries=self._retries,
             maybe_ran=call.attempt > 0,
-            fallback=self._fallback,
+            fallbacks=self._fallbacks,
+            direct=direct,
         )
         return _Run(call, slot, attempt, done)
 
-    def _send_first(self, call: pb.Call, slot: Slot | None, target: Target, done: Done) -> None:
+    def _send_first(self, call: pb.Call, slot: Slot | None, target: Target, done: Done, direct: bool) -> None:
         """The common case, a route in the table: send at once, and make the ``Attempt``
         only if the answer is not one that settles the call (which ``Attempt`` would
         finish on, whatever came before)."""
@@ -197,7 +198,7 @@ class Caller:
             if error is None and (reply is None or not reply.HasField("error")):
                 done(reply, None)
                 return
-            run = self._run(call, slot, done)
+            run = self._run(call, slot, done, direct)
             run.attempt.begin(target)  # what was sent: the first send, to ``target``
             self._answered(run, target, reply, error)
 
