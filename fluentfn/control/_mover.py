@@ -1,0 +1,183 @@
+"""Partition moves: scaling a group, settling partitions on hosts, spreading hosts over
+nodes. The old host drains a partition and writes (or hands over) its state, the new one
+claims the next epoch, and callers, held meanwhile, are sent to the new host."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .._config import DRAIN_S, HOST_START_S
+from .._tables import Group, Host, Route, host_spec
+from ..elastic._assign import assign, moves
+from ..errors import FluentError
+from ..placement import missing_resources, resource_demand
+from ._hosts import Hosts
+
+log = logging.getLogger("fluentfn.directory")
+_MOVES_AT_ONCE = 2  # partitions moving at the same time within one group
+
+
+class Mover:
+    """Carries out placement changes (callers hold ``g.lock``)."""
+
+    def __init__(self, hosts: Hosts) -> None:
+        self._hosts = hosts
+
+    async def scale(self, group: str, g: Group, n: int) -> None:
+        if n == 0:
+            await self.stop_all(group, g)
+            return
+        if not g.started:
+            await self._hosts.check_feasible(g)
+            self._hosts.start_group(group, n)
+            await self._hosts.wait_up(g, list(g.hosts.values()))
+            await asyncio.wait_for(asyncio.gather(*(q.ready.wait() for q in g.parts)), HOST_START_S)
+            return
+        current = list(g.hosts)
+        if n > len(current):
+            new = [self._hosts.new_host(group, g) for _ in range(n - len(current))]
+            try:
+                await self._hosts.wait_up(g, new)
+            except FluentError as exc:
+                await self._hosts.stop(g, new)
+                g.problem = str(exc)
+                raise
+            keep = [*current, *(h.hid for h in new)]
+        else:
+            placed = g.placement()
+            by_load = sorted(current, key=lambda hid: (len(placed[hid]), -int(hid[1:])))
+            keep = sorted(by_load[len(current) - n :], key=lambda hid: int(hid[1:]))
+        await self.settle(group, g, keep)
+        await self._hosts.stop(g, [g.hosts[hid] for hid in current if hid not in keep])
+        g.problem = ""
+
+    async def settle(self, group: str, g: Group, keep: list[str]) -> None:
+        """Move partitions so that ``keep`` serve them all, evenly over hosts and nodes."""
+        live = {hid: g.hosts[hid].node_id for hid in keep}
+        current = {p: q.host for p, q in enumerate(g.parts) if q.host is not None}
+        plan = assign(len(g.parts), live, current)
+        todo = moves(current, plan, set(g.hosts))
+        gate = asyncio.Semaphore(_MOVES_AT_ONCE)
+
+        async def one(p: int, dst: str) -> None:
+            async with gate:
+                await self.move(group, g, p, g.hosts[dst])
+
+        results = await asyncio.gather(*(one(m.partition, m.dst) for m in todo), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise FluentError(f"{len(failed)} of {len(todo)} partition moves of {group} failed: {failed[0]}")
+
+    async def move(self, group: str, g: Group, p: int, dst: Host) -> None:
+        """Move partition ``p`` to ``dst``: drain and write it on its host, claim it on
+        ``dst``; callers are held meanwhile. If ``dst`` cannot take it, it goes back."""
+        part = g.parts[p]
+        src = g.hosts.get(part.host or "")
+        if src is dst:
+            return
+        started = time.monotonic()
+        part.ready.clear()
+        part.moving = True
+        try:
+            await self._hand_over(group, g, p, src, dst)
+        finally:
+            part.moving = False
+        g.pauses_ms.append((time.monotonic() - started) * 1000.0)
+        del g.pauses_ms[:-10_000]
+
+    async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> None:
+        part = g.parts[p]
+        handoff: dict[str, bytes] = {}
+        if src is not None:
+            try:
+                released = await asyncio.wait_for(src.handle.release.remote([p], DRAIN_S), DRAIN_S + 60)
+                handoff = released.get(p, {})
+            except Exception as exc:  # the host died: its state is in the store, as after a crash
+                log.warning("partition %s/%s: its host %s did not hand it over (%s)", group, p, src.hid, exc)
+        target = dst
+        try:
+            epochs = await asyncio.wait_for(dst.handle.adopt.remote([p], {p: handoff}), HOST_START_S)
+        except Exception as exc:
+            if src is None:
+                part.host = None
+                raise FluentError(f"partition {group}/{p} could not be placed on {dst.hid}: {exc}") from exc
+            log.warning("partition %s/%s stays on %s: %s could not take it (%s)", group, p, src.hid, dst.hid, exc)
+            target = src
+            epochs = await asyncio.wait_for(src.handle.adopt.remote([p], {p: handoff}), HOST_START_S)
+        part.host = target.hid
+        part.route = Route(target.endpoint, epochs[p], target.node_id)
+        part.ready.set()
+
+    async def stop_all(self, group: str, g: Group) -> int:
+        """Every partition written and unassigned, every host stopped (resources freed); the
+        group starts again on its next call."""
+        hosts = list(g.hosts.values())
+        placed = g.placement()
+        for part in g.parts:
+            part.ready.clear()
+
+        async def drain(host: Host) -> None:
+            mine = placed[host.hid]
+            try:
+                await asyncio.wait_for(host.handle.release.remote(mine, DRAIN_S), DRAIN_S + 60)
+                await asyncio.wait_for(host.handle.shutdown.remote(), 60)
+            except Exception as exc:
+                log.warning("host %s/%s did not drain before stopping: %s", group, host.hid, exc)
+
+        await asyncio.gather(*(drain(h) for h in hosts))
+        await self._hosts.stop(g, hosts)
+        for part in g.parts:
+            part.host, part.route = None, None
+        g.started = False
+        return len(hosts)
+
+    async def to_new_host(self, group: str, g: Group, shard: int, resources: dict[str, float] | None) -> None:
+        """Move one partition to a new host of its own (on nodes with ``resources``)."""
+        if not g.started:
+            self._hosts.start_group(group)
+        host = self._hosts.new_host(group, g, {"resources": resources} if resources else None)
+        await self._hosts.wait_up(g, [host])
+        await self.move(group, g, shard, host)
+
+    async def spread(self, group: str, g: Group) -> int:
+        """Even out the group's hosts over the nodes that fit one (a node joined): a host
+        on the fullest node is replaced by a new one on the emptiest, its partitions moved
+        live. Returns how many hosts were replaced."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        demand = resource_demand(host_spec(g.options))
+        loop = asyncio.get_running_loop()
+        nodes = await loop.run_in_executor(None, ray.nodes)
+        fit = sorted(
+            n["NodeID"] for n in nodes if n.get("Alive") and missing_resources(demand, [n["Resources"]]) is None
+        )
+        replaced = 0
+        for _ in range(len(g.hosts)):
+            count = {node: 0 for node in fit}
+            for h in g.hosts.values():
+                if h.node_id in count:
+                    count[h.node_id] += 1
+            if len(count) < 2:
+                break
+            full = max(count, key=lambda n: (count[n], n))
+            empty = min(count, key=lambda n: (count[n], n))
+            if count[full] - count[empty] <= 1:
+                break
+            placed = g.placement()
+            old = min((h for h in g.hosts.values() if h.node_id == full), key=lambda h: len(placed[h.hid]))
+            affinity = NodeAffinitySchedulingStrategy(empty, soft=False)
+            new = self._hosts.new_host(group, g, {"scheduling_strategy": affinity})
+            try:
+                await self._hosts.wait_up(g, [new])
+            except FluentError as exc:
+                await self._hosts.stop(g, [new])
+                g.problem = str(exc)
+                break
+            for p in placed[old.hid]:
+                await self.move(group, g, p, new)
+            await self._hosts.stop(g, [old])
+            replaced += 1
+        return replaced
