@@ -167,6 +167,10 @@ class _Base:
         """On the loop: the gateway answers what only it can (and everything, ``direct=False``)."""
         self._caller.send(call, done, direct=self._direct and call.method != KEYS_METHOD)
 
+    async def _shutdown(self) -> None:
+        self._caller.close()
+        await self._pool.close()
+
     async def _status(self) -> pb.StatusReply:
         """The first gateway's status that answers (the last one's error if none does)."""
         for gateway in self._gateways[:-1]:
@@ -219,7 +223,7 @@ class Client(_Base):
 
     def close(self) -> None:
         if not self._io.in_loop():
-            self._io.run(self._pool.close(), timeout=10)
+            self._io.run(self._shutdown(), timeout=10)
 
     def __enter__(self) -> Client:
         return self
@@ -277,7 +281,7 @@ class AsyncClient(_Base):
         return await self._on_loop(self._status())
 
     async def close(self) -> None:
-        await self._on_loop(self._pool.close())
+        await self._on_loop(self._shutdown())
 
     async def __aenter__(self) -> AsyncClient:
         return self

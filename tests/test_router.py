@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -185,3 +187,38 @@ def test_the_route_table_forgets_only_the_route_it_was_told_about() -> None:
     table.learn(slot, HOST_A)
     table.forget_group("g")
     assert table.get(slot) is None
+
+
+def test_a_closed_caller_ends_every_call_with_one_clear_error() -> None:
+    """After ``close`` (the cluster shut down in this process) a call, and a retry still
+    waiting, end with Unavailable: nothing reaches the locator (which would be a Ray call
+    that starts a new, empty local Ray)."""
+    import asyncio
+
+    from fluentfn.transport._caller import Caller
+    from fluentfn.transport._client import PeerPool
+    from fluentfn.wire._gen import actorhost_pb2 as pb
+
+    located: list[str] = []
+
+    class Locator:
+        async def locate(self, call: pb.Call) -> Target | None:
+            located.append(call.key)
+            return None
+
+        async def lost(self, slot: object, target: Target) -> None:
+            located.append("lost")
+
+    async def main() -> list[BaseException | None]:
+        table = RouteTable()
+        caller = Caller(table=table, locator=Locator(), pool=PeerPool("token"), retries=3)
+        outcomes: list[BaseException | None] = []
+        caller.close()
+        call = pb.Call(type_name="T", key="k", method="m", request_id="r", deadline=time.time() + 5)
+        caller.send(call, lambda reply, error: outcomes.append(error))
+        await asyncio.sleep(0.05)
+        return outcomes
+
+    [error] = asyncio.run(main())
+    assert isinstance(error, Unavailable) and "closed" in str(error)
+    assert located == []

@@ -42,6 +42,15 @@ def get_ray(ref: Any, timeout: float | None = None) -> Any:
         raise unwrap(exc) from None
 
 
+def _connected() -> None:
+    """Unavailable once this process has left Ray: a Ray call then would start a new,
+    empty local Ray (Ray connects on first use), not reach the cluster."""
+    import ray
+
+    if not ray.is_initialized():
+        raise Unavailable("not connected to the cluster (it was shut down in this process)")
+
+
 def _restarting(exc: BaseException) -> bool:
     """Ray says the actor is dead or restarting (the directory comes back after a crash)."""
     import ray.exceptions
@@ -52,6 +61,7 @@ def _restarting(exc: BaseException) -> bool:
 async def await_directory(call: Callable[[], Awaitable[Any]], patience_s: float) -> Any:
     """``call()`` on the directory, waiting out a restart of it for ``patience_s``: callers
     see a pause, not an error, while the control plane comes back."""
+    _connected()
     until = time.monotonic() + patience_s
     delay = 0.05
     while True:
@@ -68,6 +78,7 @@ def get_directory(call: Callable[[], Any], patience_s: float, timeout: float | N
     """``ray.get(call())`` on the directory, waiting out a restart of it (blocking)."""
     import ray
 
+    _connected()
     until = time.monotonic() + patience_s
     delay = 0.05
     while True:

@@ -324,6 +324,7 @@ class StatefulRuntime:
         return {}
 
     async def close(self) -> None:
+        self._caller.close()
         await self._pool.close()
         if self._store is not None:
             self._store.close()

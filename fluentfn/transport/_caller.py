@@ -166,10 +166,19 @@ class Caller:
         self._fallbacks = fallbacks
         self._unary_tells = unary_tells  # a client's tell returns once a host accepted it
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def close(self) -> None:
+        """No more sends: calls still under way (a tell being re-sent, a retry waiting)
+        end with Unavailable at their next step, and none reaches the locator."""
+        self._closed = True
 
     def send(self, call: pb.Call, done: Done, *, direct: bool = True) -> None:
         """Route ``call`` (on the loop); ``done(reply, error)`` runs once, on the loop.
         ``direct=False``: through the fallbacks (a client's gateways) only."""
+        if self._closed:
+            done(None, Unavailable(f"{name_of(call)}: this process closed its connection to the cluster"))
+            return
         slot = self.table.slot(call.type_name, call.key)
         target = self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
         if target is not None and _tap is None:
@@ -217,6 +226,9 @@ class Caller:
         return await fut
 
     def _act(self, run: _Run, actions: list[Action]) -> None:
+        if self._closed and not isinstance(actions[-1], Finish | Fail):
+            run.done(None, Unavailable(f"{name_of(run.call)}: this process closed its connection to the cluster"))
+            return
         for action in actions:
             kind = type(action)
             if kind is Send:
@@ -258,8 +270,8 @@ class Caller:
     async def _report(self, slot: Slot, target: Target) -> None:
         try:
             await self._locator.lost(slot, target)
-        except FluentError as exc:  # the retry re-resolves the route either way
-            log.warning("could not report %s/%s down: %s", slot[0], slot[1], exc)
+        except Exception as exc:  # the retry re-resolves the route either way
+            log.warning("could not report %s/%s down: %s: %s", slot[0], slot[1], type(exc).__name__, exc)
 
     def _transmit(self, run: _Run, send: Send) -> None:
         call, target = run.call, send.target
