@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from .._actordef import ActorDef, MethodInfo, public_state
 from .._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX
 from ..errors import FluentError, InvalidRequest
@@ -134,8 +136,15 @@ def _unstorable(state: dict[str, Any], address: str, failure: Exception) -> Inva
 
 
 # -- reply records: what a retry is answered from ----------------------------------------------
+#
+# A record is ``0x02`` + MessagePack ``[digest, value, error]``: the request digest (b""
+# unless keyed), the encoded value or None, and None or the error's fields
+# ``[code, message, exc_module, exc_type, exc_args, traceback]``. It owes nothing to the
+# wire format, so a change to ``proto/`` is not a change to stored data. Records written
+# before (protobuf ``Reply`` bytes, or ``0x01`` + digest + those bytes) still read.
 
-_BOUND = b"\x01"  # a record bound to its request (a protobuf message never starts with 0x01)
+_BOUND = b"\x01"  # an older record bound to its request (a protobuf message never starts with 0x01)
+_RECORD = b"\x02"  # the current format (nor with 0x02)
 _DIGEST = 16
 
 
@@ -162,18 +171,40 @@ def may_repeat(call: pb.Call) -> bool:
 
 def record_of(reply: pb.Reply, digest: bytes) -> bytes:
     """The stored record of a turn's reply (bound to its request when it is keyed)."""
-    data = reply.SerializeToString()
-    return _BOUND + digest + data if digest else data
+    if reply.HasField("error"):
+        e = reply.error
+        error = [e.code, e.message, e.exc_module, e.exc_type, e.exc_args, e.traceback]
+        fields: list[Any] = [digest, None, error]
+    else:
+        fields = [digest, reply.value, None]
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return _RECORD + packed
+
+
+def _reply_from(record: bytes) -> tuple[bytes, pb.Reply]:
+    """(digest, reply) of a current-format record."""
+    digest, value, error = msgpack.unpackb(record[1:], raw=False)
+    if error is None:
+        return bytes(digest), pb.Reply(value=bytes(value))
+    code, message, exc_module, exc_type, exc_args, traceback = error
+    fields = pb.Error(code=code, message=message, exc_module=exc_module, exc_type=exc_type, exc_args=exc_args,
+                      traceback=traceback)  # fmt: skip
+    return bytes(digest), pb.Reply(error=fields)
 
 
 def replay_of(record: bytes, digest: bytes, request_id: str) -> pb.Reply:
     """The reply a retry gets from ``record``. InvalidRequest if the record was made for
     another request under the same idempotency key (a key reused for a different call)."""
-    if record[:1] == _BOUND:
-        bound, record = record[1 : 1 + _DIGEST], record[1 + _DIGEST :]
-        if digest and bound != digest:
-            raise InvalidRequest(
-                f"{IDEMPOTENCY_REUSED} (request {request_id}): it was first used with another method or "
-                "other arguments; use a new key for a new request"
-            )
-    return pb.Reply.FromString(record)
+    bound = b""
+    if record[:1] == _RECORD:
+        bound, reply = _reply_from(record)
+    elif record[:1] == _BOUND:
+        bound, reply = record[1 : 1 + _DIGEST], pb.Reply.FromString(record[1 + _DIGEST :])
+    else:
+        reply = pb.Reply.FromString(record)
+    if digest and bound and bound != digest:
+        raise InvalidRequest(
+            f"{IDEMPOTENCY_REUSED} (request {request_id}): it was first used with another method or "
+            "other arguments; use a new key for a new request"
+        )
+    return reply
