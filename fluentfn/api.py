@@ -14,7 +14,7 @@ from ._numbers import check_number
 from ._ref import BULK_METHOD, ActorRef, Future
 from .elastic._autoscale import Autoscale
 from .errors import REROUTE_CODES, FluentError, Unavailable
-from .placement import ActorOptions, ResourceSpec, shard_for
+from .placement import ActorOptions, ResourceSpec, persist_mode, shard_for
 from .wire._gen import actorhost_pb2 as pb
 from .wire.errors import reply_value
 
@@ -217,7 +217,7 @@ def actor(
         options = ActorOptions(
             name=name or target.__name__,
             shards=n_parts,
-            persist=persist,
+            persist=persist_mode(persist),
             idle_timeout_s=idle_timeout_s,
             spec=ResourceSpec(num_cpus, num_gpus, _resources(resources), accelerator_type),
             colocate_with=group,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,37 @@ from ._numbers import check_number
 from .elastic._autoscale import Autoscale
 from .errors import FluentError
 
-PERSIST_MODES = ("call", "interval", "never")
+
+class Persist(enum.StrEnum):
+    """When an identity's state is written, and so what its turns promise (README:
+    "Exactness: the one rule"). A ``str`` too: ``Persist.CALL == "call"``."""
+
+    CALL = "call"  # written before the reply; a turn that cannot be stored is rolled back
+    INTERVAL = "interval"  # written behind, within FLUENTFN_FLUSH_S; memory handed over at a move
+    NEVER = "never"  # memory only: handed over at a move, lost with a crash
+
+    @property
+    def writes_before_reply(self) -> bool:
+        """The durability point precedes the reply (and so an idempotency key can be honoured)."""
+        return self is Persist.CALL
+
+    @property
+    def writes_behind(self) -> bool:
+        return self is Persist.INTERVAL
+
+    @property
+    def memory_only(self) -> bool:
+        return self is Persist.NEVER
+
+
+PERSIST_MODES = tuple(m.value for m in Persist)
+
+
+def persist_mode(value: object) -> Persist:
+    """``value`` as a ``Persist``; FluentError naming the choices otherwise."""
+    if isinstance(value, str) and value in PERSIST_MODES:
+        return Persist(value)
+    raise FluentError(f"persist must be one of {PERSIST_MODES}, not {value!r}")
 
 
 def key_hash(key: str) -> int:
@@ -110,7 +141,7 @@ class ActorOptions:
 
     name: str
     shards: int = 64
-    persist: str = "call"
+    persist: Persist = Persist.CALL
     idle_timeout_s: float = 900.0
     spec: ResourceSpec = field(default_factory=ResourceSpec)
     colocate_with: str | None = None
@@ -118,6 +149,10 @@ class ActorOptions:
     min_hosts: int = 1
     max_hosts: int = 8
     autoscale: Autoscale | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.persist, Persist) and self.persist in PERSIST_MODES:
+            object.__setattr__(self, "persist", Persist(self.persist))  # given as a string
 
     @property
     def partitions(self) -> int:
@@ -142,8 +177,7 @@ class ActorOptions:
             )
         if self.autoscale is not None and not isinstance(self.autoscale, Autoscale):
             raise FluentError(f"autoscale takes an ff.Autoscale, not {type(self.autoscale).__name__}")
-        if self.persist not in PERSIST_MODES:
-            raise FluentError(f"persist must be one of {PERSIST_MODES}, not {self.persist!r}")
+        persist_mode(self.persist)
         check_number("idle_timeout_s", self.idle_timeout_s, positive=True)  # inf: never passivated
         if not isinstance(self.reentrant, bool):
             raise FluentError(f"reentrant must be True or False, not {self.reentrant!r}")

@@ -228,7 +228,7 @@ class HostEngine:
     def prepare(self, definition: ActorDef, call: pb.Call) -> Request:
         """Decode and bind ``call``: NotFound, InvalidRequest or Redirect if it cannot run here."""
         method = definition.method(call.method)
-        if call.request_id.startswith(KEYED_PREFIX) and definition.options.persist != "call":
+        if call.request_id.startswith(KEYED_PREFIX) and not definition.options.persist.writes_before_reply:
             raise InvalidRequest(
                 f"{definition.name} has persist={definition.options.persist!r}, which records no replies: an "
                 "idempotency key cannot be honoured (use persist='call', or retry without a key)"

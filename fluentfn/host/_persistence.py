@@ -92,7 +92,7 @@ class Persistence:
 
     def load(self, definition: ActorDef, act: Activation) -> bytes | None:
         """The stored state of ``act`` (encoded), or None."""
-        if definition.options.persist == "never":
+        if definition.options.persist.memory_only:
             return self.handoff.pop(act.address, None) if self.handoff else None
         if self.store is None:
             return None
@@ -126,9 +126,9 @@ class Persistence:
         (``must_record``), under ``persist="call"``; else None (an ``"interval"`` identity
         is marked for the next write-behind). InvalidRequest if the state cannot be encoded."""
         mode = definition.options.persist
-        if self.store is None or mode == "never":
+        if self.store is None or mode.memory_only:
             return None
-        if mode == "interval":
+        if mode.writes_behind:
             act.dirty = True
             return None
         snapshot = encode_snapshot(act.instance, act.address)
@@ -162,7 +162,7 @@ class Persistence:
 
     def flush(self, definition: ActorDef, act: Activation) -> None:
         """Write a changed identity now (interval mode, passivation, shutdown)."""
-        if self.store is None or definition.options.persist == "never" or act.instance is None:
+        if self.store is None or definition.options.persist.memory_only or act.instance is None:
             return
         with self._locks[hash(act.address) % len(self._locks)]:
             snapshot = encode_snapshot(act.instance, act.address)

@@ -208,7 +208,7 @@ class TurnRunner:
             if expired:
                 self.rollback(definition, act)
                 raise CallTimeout(f"{act.address}.{method.name} ran past its deadline and was cancelled; rolled back")
-            blocking = definition.options.persist == "call" and self.persistence.store is not None
+            blocking = definition.options.persist.writes_before_reply and self.persistence.store is not None
             if (blocking and not method.readonly) or scheduled:
                 return await self._loop.run_in_executor(
                     self._workers, self._finish, definition, act, call, method, outcome, failed, scheduled
@@ -345,7 +345,7 @@ class TurnRunner:
         """Undo a turn that cannot take effect: forget memory, so the identity comes back
         from its last durable state. Memory-only identities (``persist="never"``) and
         write-behind ones (``"interval"``) have no pre-turn copy and keep their memory."""
-        if definition.options.persist == "call" and self.persistence.store is not None:
+        if definition.options.persist.writes_before_reply and self.persistence.store is not None:
             self.drop(act)
 
     def drop(self, act: Activation) -> None:

@@ -237,7 +237,7 @@ class Upkeep:
             with e.admission.lock:
                 busy = e.admission.in_use(act.address)
             definition = e.types.get(act.type_name)
-            if busy and (definition is None or definition.options.persist == "call"):
+            if busy and (definition is None or definition.options.persist.writes_before_reply):
                 continue
             if act.instance is not None and definition is not None:
                 try:
@@ -246,7 +246,7 @@ class Upkeep:
                         e.persistence.flush(definition, act)
                     else:
                         self.deactivate(definition, act)
-                    if definition.options.persist == "never":
+                    if definition.options.persist.memory_only:
                         handoff[act.address] = encode_snapshot(act.instance, act.address)
                 except Exception as exc:  # the store failed: this identity's unwritten change is lost
                     log.error("%s: state not written when its partition moved: %s: %s", act.address,
@@ -263,7 +263,7 @@ class Upkeep:
         as a task of its own: an identity in a long or stuck turn delays only its own
         write. ``wait``: return once the writes started now are done (the periodic loops
         do not wait). Returns how many were started."""
-        if not any(d.options.persist == "interval" for d in self._engine.types.values()):
+        if not any(d.options.persist.writes_behind for d in self._engine.types.values()):
             return 0  # nothing here writes behind: no need to look at every live identity
         dirty = [a for a in self._engine.admission.table if a.dirty and a.address not in self._flushing]
         for act in dirty:
