@@ -25,7 +25,8 @@ from ..state import default_url
 from ..transport._auth import new_token
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
-from ._faas import FaasRuntime, start_platform
+from ._faas import FaasRuntime
+from ._faasinvoke import faas_invoke, start_platform
 from ._gateway import Gateway, Runtime, runtime_for
 from ._hostactor import ShardHost
 from ._raycall import get_directory, get_ray
@@ -294,7 +295,7 @@ def init(
     io = io_loop()
     runtime: Runtime
     if config["mode"] == "faas":
-        start_platform(config, detached=not owns_ray)
+        start_platform(config, faas_invoke, detached=not owns_ray)
         runtime = FaasRuntime(directory=directory, config=config, io=io)
         if owns_ray:
             io.submit(runtime.reminder_loop())

@@ -36,7 +36,7 @@ Body = Callable[[str, Any, dict[str, Any], dict[str, Any]], dict[str, int]]
 class Environment:
     """One execution environment: a worker process that runs one invocation at a time.
 
-    ``body`` is what an invocation does (``_faas.faas_invoke``, handed down by whoever
+    ``body`` is what an invocation does (``_faasinvoke.faas_invoke``, handed down by whoever
     started the platform, so this module does not import the runtime)."""
 
     def __init__(self, config: dict[str, Any], body: Body) -> None:

@@ -1,0 +1,250 @@
+"""A FaaS invocation: what runs inside the platform's execution environment (a Ray task).
+
+It reads the request from the store, loads the identity's state, runs the method (the
+same turn as a host's, ``host/_turn.py``), writes the state back with a version check (a
+conflict re-runs it), and writes its result to the store for the caller. Nested calls
+and tells made during it are journaled (``_journal``), so a re-run repeats none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import random
+import time
+from typing import Any
+
+import cloudpickle
+
+from .._actordef import ActorDef
+from .._context import CURRENT, Context
+from .._ref import set_invoker
+from .._stats import COUNTERS
+from ..errors import FluentError, InvalidRequest, Unavailable
+from ..host._reminders import Reminders
+from ..host._turn import (
+    UserFailure,
+    instantiate,
+    must_record,
+    record_of,
+    replay_of,
+    reply_for,
+    request_digest,
+    run_sync,
+    snapshot,
+)
+from ..state import Store, VersionConflict
+from ..state._emulated import MeteredStore
+from ..wire import codec
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire.errors import error_to_pb
+from ._faas import FaasRuntime, _metered, _platforms
+from ._faasplatform import PLATFORM_NAME
+from ._faastimer import REMINDER_GROUP
+from ._journal import Journal
+
+_CONFLICT_RETRIES = 500  # an invocation re-run after a version conflict, at most
+
+
+def _run_actor(
+    store: Store,
+    definition: ActorDef,
+    request: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    ctx: Context,
+    counters: dict[str, int],
+    encoded_args: bytes = b"",
+    journal: Journal | None = None,
+) -> pb.Reply:
+    """One turn, the FaaS way: load, run, write back with a version check; re-run on a conflict.
+
+    The steps are the hosts' own (``host._turn``), so the same code gives the same
+    results and errors in both modes. State always goes through the store here, whatever
+    ``persist`` says: nothing of an identity survives in memory between invocations.
+    A turn whose result or state cannot be encoded is not written (it never happened).
+    A re-run sees its nested calls' first outcomes and only the committed attempt's tells
+    are sent (``journal``).
+    """
+    journal = journal or Journal()
+
+    def took_effect(reply: pb.Reply) -> pb.Reply:
+        journal.commit()
+        return reply
+
+    method = definition.method(request["method"])
+    method.bind(args, kwargs)
+    address = f"{definition.name}/{request['key']}"
+    where = f"{address}.{request['method']}"
+    digest = request_digest(request["request_id"], request["method"], encoded_args)
+    for _ in range(_CONFLICT_RETRIES):
+        record = store.load(address)
+        # Replies are recorded in the store with the state, as in stateful mode, so a
+        # repeated request (a re-run invocation's nested call) is answered, not re-run.
+        recorded = store.get_reply(address, request["request_id"])
+        if recorded is not None:
+            return replay_of(recorded, digest, request["request_id"])
+        counters["activations"] += 1
+        counters["calls"] += 1
+        journal.begin()
+        attempt = dataclasses.replace(ctx)  # each attempt re-derives the same nested and reminder ids
+        token = CURRENT.set(attempt)
+        try:
+            try:
+                instance = instantiate(definition, record.state if record else None, address, store.url)
+            except UserFailure as failure:
+                return pb.Reply(error=error_to_pb(failure.exc, f"{address} activation", user=True))
+            outcome, failed = run_sync(method, instance, args, kwargs)
+            if method.is_async and not failed:  # the call made the coroutine: run it to its end
+                outcome, failed = _run_coroutine(outcome)
+        finally:
+            CURRENT.reset(token)
+        scheduled = attempt.take_scheduled()  # written with the state, or not at all
+        try:
+            reply = reply_for(outcome, failed, where)
+            if method.readonly and not scheduled:
+                return took_effect(reply)
+            state = snapshot(instance, address)
+        except InvalidRequest as exc:  # rolled back: nothing is written
+            return pb.Reply(error=error_to_pb(exc))
+        if record is not None and state == record.state and not must_record(request["request_id"], scheduled):
+            return took_effect(reply)
+        try:
+            store.save(
+                address,
+                expected=record.version if record else 0,
+                state=state,
+                fence=None,
+                reply=(request["request_id"], record_of(reply, digest)),
+                reminders=scheduled,
+            )
+            return took_effect(reply)
+        except VersionConflict:
+            time.sleep(random.uniform(0.0005, 0.005))
+    raise Unavailable(f"{address}: too many concurrent writers")
+
+
+async def _call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A function's result, awaited if it is awaitable."""
+    result = fn(*args, **kwargs)
+    if asyncio.iscoroutine(result):
+        result = await result
+    return result
+
+
+def _run_coroutine(coro: Any) -> tuple[Any, bool]:
+    try:
+        return asyncio.run(coro), False
+    except BaseException as exc:
+        return exc, True
+
+
+_loaded: dict[bytes, Any] = {}  # this environment's code, loaded once (Lambda's init phase)
+
+
+def _load_code(code: bytes) -> Any:
+    """The function or class of ``code``, unpickled once per environment, so module-level
+    state of user code lives as long as the environment (as on Lambda), and no longer."""
+    loaded = _loaded.get(code)
+    if loaded is None:
+        loaded = _loaded[code] = cloudpickle.loads(code)
+    return loaded
+
+
+def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[str, Any]) -> dict[str, int]:
+    """One stateless invocation, in an execution environment. Returns its traffic counters."""
+    import ray
+
+    started = time.perf_counter()
+    counters = dict.fromkeys(COUNTERS, 0)
+    store = _metered(config, counters)
+    runtime = FaasRuntime(directory=None, config=config, io=None, counters=counters, store=store)
+    set_invoker(runtime, worker=True)
+    rid = request["request_id"]
+    runtime.invocation = rid
+    message = store.get(f"msg:{rid}")
+    try:
+        if message is None:
+            raise InvalidRequest(f"request message {rid} is not in the store")
+        args, kwargs = codec.decode_args(message)
+        definitions: dict[str, ActorDef] = {}  # what reminders scheduled here are checked against
+        ctx = Context(
+            address=f"{request['type_name']}/{request['key']}" if kind == "actor" else None,
+            key=request.get("key"),
+            type_name=request.get("type_name"),
+            node_id=ray.get_runtime_context().get_node_id(),
+            gpu_ids=tuple(int(g) for g in ray.get_gpu_ids()),
+            mode="faas",
+            chain=tuple(request["chain"]),
+            chain_id=request["chain_id"],
+            deadline=request["deadline"],
+            request_id=rid,
+            _scheduler=Reminders(store, REMINDER_GROUP, 0, lambda: None, definitions.get),
+        )
+        if kind == "actor":
+            cls, options = _load_code(code)
+            definition = definitions.setdefault(options.name, ActorDef(cls, options))
+            runtime.journal = Journal()
+            reply = _run_actor(store, definition, request, args, kwargs, ctx, counters, message, runtime.journal)
+        else:
+            counters["calls"] += 1
+            token = CURRENT.set(ctx)
+            try:
+                outcome, failed = _run_coroutine(_call(_load_code(code), args, kwargs))
+            finally:
+                CURRENT.reset(token)
+            reply = reply_for(outcome, failed, request["type_name"])
+    except FluentError as exc:
+        reply = pb.Reply(error=error_to_pb(exc))
+    except Exception as exc:  # the store failed: the turn was not written
+        reply = pb.Reply(
+            error=error_to_pb(
+                Unavailable(f"state store failed ({type(exc).__name__}: {exc}); the call did not take effect")
+            )
+        )
+    if not request.get("one_way"):
+        store.put(f"res:{rid}", reply.SerializeToString())
+        counters["messages_via_storage"] += 1
+        _unless_awaited(store, rid, request.get("parent", ""))
+    store.delete(f"msg:{rid}")
+    runtime.close_quietly()
+    counters["billed_ms"] += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills by the ms
+    return counters
+
+
+def _unless_awaited(store: Store, rid: str, parent: str) -> None:
+    """Remove the result just written if nobody will take it: its caller gave up (and
+    removed the request), or the invocation that called it is gone (killed at its cap:
+    its own request was removed). Checked after the write, so a caller that gives up at
+    any moment leaves nothing behind (it removes both rows itself). Platform
+    bookkeeping: not counted as the application's storage traffic."""
+    raw = store.inner if isinstance(store, MeteredStore) else store
+    waiting = [f"msg:{rid}"] + ([f"msg:{parent}"] if parent else [])
+    if any(raw.get(name) is None for name in waiting):
+        raw.delete(f"res:{rid}")
+
+
+def start_platform(config: dict[str, Any], body: Any, *, detached: bool) -> Any:
+    """Create the cluster's platform actor (or get the running one), on the head node;
+    ``body`` is what an invocation runs (``faas_invoke``)."""
+    import ray
+
+    from .._tables import ray_namespace
+    from ._faasplatform import FaasPlatform
+
+    handle = _platforms[config["namespace"]] = (
+        ray.remote(FaasPlatform)
+        .options(
+            name=PLATFORM_NAME,
+            namespace=ray_namespace(config["namespace"]),
+            get_if_exists=True,
+            lifetime="detached" if detached else None,
+            max_restarts=0,
+            num_cpus=0,
+            max_concurrency=100_000,
+            resources={"node:__internal_head__": 0.001},
+        )
+        .remote(config, body)
+    )
+    return handle
