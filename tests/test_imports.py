@@ -1,7 +1,8 @@
-"""Imports inside ``fluentfn`` run one way: no module reaches itself through its imports.
+"""Imports inside ``fluentfn`` run one way: no module reaches itself through its imports,
+and the layers keep to their rules.
 
-Function-level imports count too (a lazy import is still a cycle in the design); only
-imports under ``if TYPE_CHECKING:`` are left out.
+Function-level imports count too (a lazy import is still a cycle in the design), and so
+do imports under ``if TYPE_CHECKING:`` (a type-only import is still a dependency).
 """
 
 from __future__ import annotations
@@ -23,27 +24,14 @@ def _module_name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in ROOT.rglob("*.py") if "_gen" not in p.parts}
-
-
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for inner in ast.walk(node):
-                if hasattr(inner, "lineno"):
-                    skip.add(inner.lineno)
-    return skip
+    return {_module_name(p): p for p in ROOT.rglob("*.py")}
 
 
 def _edges(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     tree = ast.parse(path.read_text())
-    skip = _type_checking_lines(tree)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
     for node in ast.walk(tree):
-        if getattr(node, "lineno", None) in skip:
-            continue
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name in modules)
         elif isinstance(node, ast.ImportFrom):
@@ -98,11 +86,71 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_import_cycles() -> None:
+def _graph() -> dict[str, set[str]]:
     modules = _modules()
     # the package itself re-exports the public API: edges into it are not design edges
-    graph = {n: _edges(n, p, modules) - {"fluentfn"} for n, p in modules.items()}
-    assert _cycles(graph) == []
+    return {n: _edges(n, p, modules) - {"fluentfn"} for n, p in modules.items()}
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for w in graph.get(todo.pop(), ()):
+            if w not in seen:
+                seen.add(w)
+                todo.append(w)
+    return seen
+
+
+def test_no_import_cycles() -> None:
+    assert _cycles(_graph()) == []
+
+
+RUNTIME = ("fluentfn.runtime", "fluentfn.transport", "fluentfn.directory", "fluentfn.control", "fluentfn.api",
+           "fluentfn.client", "fluentfn.host._engine", "fluentfn.host._partitions", "fluentfn.state")  # fmt: skip
+PURE = ["fluentfn._router", "fluentfn.host._policy", "fluentfn.host._mailbox", "fluentfn.host._activations",
+        "fluentfn.elastic._assign", "fluentfn.elastic._autoscale", "fluentfn.elastic._rebuild", "fluentfn.placement",
+        "fluentfn.errors"]  # fmt: skip
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_the_vocabulary_and_the_policies_import_nothing_of_the_runtime(module: str) -> None:
+    """Decisions are pure: tested without Ray, sockets or a store."""
+    graph = _graph()
+    assert module in graph, f"{module} is gone: update PURE"
+    assert sorted(m for m in _reach(graph, module) if _under(m, RUNTIME)) == []
+
+
+def test_hosts_never_import_the_control_plane_or_the_callers_runtime() -> None:
+    graph = _graph()
+    hosts = [m for m in graph if m.startswith("fluentfn.host.")]
+    banned = ("fluentfn.directory", "fluentfn.control", "fluentfn.runtime", "fluentfn.api", "fluentfn.client")
+    assert {
+        m: sorted(w for w in graph[m] if _under(w, banned)) for m in hosts if any(_under(w, banned) for w in graph[m])
+    } == {}
+
+
+STUB_USERS_LEFT = {  # modules that still import the generated stubs; this list only shrinks (issue #23)
+    "fluentfn.api", "fluentfn.client", "fluentfn.bench._peers", "fluentfn.bench.latency", "fluentfn.bench.reliability",
+    "fluentfn.host._bulk", "fluentfn.host._engine", "fluentfn.host._lane", "fluentfn.host._partitions",
+    "fluentfn.host._persistence", "fluentfn.host._ports", "fluentfn.host._runner", "fluentfn.host._turn",
+    "fluentfn.host._upkeep", "fluentfn.runtime._faas", "fluentfn.runtime._faasinvoke",
+    "fluentfn.runtime._faasresults", "fluentfn.runtime._functions", "fluentfn.runtime._gateway",
+    "fluentfn.runtime._stateful",
+}  # fmt: skip
+
+
+def test_only_the_transport_and_the_wire_import_the_generated_stubs() -> None:
+    graph = _graph()
+    users = {m for m, out in graph.items() if any(w.startswith("fluentfn.wire._gen") for w in out)}
+    outside = {m for m in users if not _under(m, ("fluentfn.transport", "fluentfn.wire"))}
+    assert outside - STUB_USERS_LEFT == set(), "a new module imports protobuf: convert at the transport instead"
+    assert STUB_USERS_LEFT - outside == set(), "a module no longer imports protobuf: take it off STUB_USERS_LEFT"
 
 
 def test_the_checker_finds_a_cycle() -> None:

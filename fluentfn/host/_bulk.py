@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._actordef import ActorDef, MethodInfo
 from ..errors import FluentError, InvalidRequest
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
+from ._ports import BulkPort
 from ._turn import Request
-
-if TYPE_CHECKING:
-    from ._engine import HostEngine
 
 Item = tuple[pb.Call, tuple[Any, ...], dict[str, Any]]
 
@@ -26,7 +24,7 @@ def item_request_id(batch: str, key: str) -> str:
     return "b" + hashlib.blake2b(seed, digest_size=12).hexdigest()
 
 
-async def bulk(engine: HostEngine, definition: ActorDef, call: pb.Call) -> pb.Reply:
+async def bulk(engine: BulkPort, definition: ActorDef, call: pb.Call) -> pb.Reply:
     """Run ``method`` on many identities of this shard (``ActorType.bulk``)."""
     args, _ = codec.decode_args(call.args)
     if not (
@@ -68,9 +66,7 @@ async def bulk(engine: HostEngine, definition: ActorDef, call: pb.Call) -> pb.Re
     return pb.Reply(value=codec.encode(out))
 
 
-def _bulk_sync(
-    engine: HostEngine, definition: ActorDef, method: MethodInfo, items: list[Item]
-) -> list[pb.Reply | None]:
+def _bulk_sync(engine: BulkPort, definition: ActorDef, method: MethodInfo, items: list[Item]) -> list[pb.Reply | None]:
     """Sync bulk items in this worker thread: no hop per identity."""
     out: list[pb.Reply | None] = []
     engine.counters["local_calls"] += len(items)

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .._config import loop_turns_wanted
 from ..errors import FluentError
@@ -24,10 +23,8 @@ from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
 from ._admission import Job
 from ._policy import Why
+from ._ports import LanePort
 from ._turn import Request, may_repeat
-
-if TYPE_CHECKING:
-    from ._engine import HostEngine
 
 log = logging.getLogger("fluentfn.host")
 _LOOP_TURN_BUDGET_S = 0.002  # a turn on the loop that takes longer sends its method to worker threads
@@ -36,7 +33,7 @@ _LOOP_TURN_BUDGET_S = 0.002  # a turn on the loop that takes longer sends its me
 class SyncLane:
     """Sync turns from the stream, run from callbacks."""
 
-    def __init__(self, engine: HostEngine) -> None:
+    def __init__(self, engine: LanePort) -> None:
         self._e = engine
         self._lock = threading.Lock()
         self._thread_state = threading.local()

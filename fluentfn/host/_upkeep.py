@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._actordef import ActorDef
 from .._config import DEFAULT_CALL_TIMEOUT_S
@@ -21,11 +21,9 @@ from ..state._store import Store, StoreLost
 from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation
 from ._policy import Arrive, Passivate
+from ._ports import UpkeepPort
 from ._reminders import Due, Reminders
 from ._turn import snapshot as encode_snapshot
-
-if TYPE_CHECKING:
-    from ._engine import HostEngine
 
 log = logging.getLogger("fluentfn.host")
 _IDLE_POLL_S = 2.0  # with no reminder known to be due soon: how often the store is asked anyway
@@ -34,7 +32,7 @@ _IDLE_POLL_S = 2.0  # with no reminder known to be due soon: how often the store
 class Upkeep:
     """The background loops of one host engine."""
 
-    def __init__(self, engine: HostEngine, store: Store | None, max_live: int | None, *, shared: bool = False) -> None:
+    def __init__(self, engine: UpkeepPort, store: Store | None, max_live: int | None, *, shared: bool = False) -> None:
         self._engine = engine
         # shared: the host drives the periodic jobs of all its partitions' engines
         # (``PartitionSet.upkeep``); this engine runs only its wake-up driven loops.
