@@ -17,6 +17,7 @@ import logging
 import os
 from typing import Any
 
+from ._clusterconfig import ClusterConfig
 from ._recovery import recover
 from ._tables import Group, Route, TypeInfo, ray_namespace
 from ._typekeep import Entry, drop, keep, kept
@@ -34,7 +35,7 @@ log = logging.getLogger("fluentfn.directory")
 class Directory:
     """Registry and placement authority (runs as an async Ray actor)."""
 
-    def __init__(self, config: dict[str, Any], host_class: type) -> None:
+    def __init__(self, config: ClusterConfig, host_class: type) -> None:
         self._config = config
         self._registry = Registry()
         self._groups: dict[str, Group] = {}
@@ -52,7 +53,7 @@ class Directory:
         if self._recovered is None:
             self._recovered = asyncio.get_running_loop().create_future()
             try:
-                types, groups = await recover(ray_namespace(self._config["namespace"]))
+                types, groups = await recover(ray_namespace(self._config.namespace))
                 self._registry.types.update(types)
                 self._groups.update(groups)
                 self._hosts.recovered = bool(groups)
@@ -62,7 +63,7 @@ class Directory:
                 log.error("directory tables not recovered from the hosts: %s: %s", type(exc).__name__, exc)
             try:  # types no host had loaded (all of them in FaaS mode): from their kept copy
                 loop = asyncio.get_running_loop()
-                saved = await loop.run_in_executor(None, kept, self._config["cluster_id"])
+                saved = await loop.run_in_executor(None, kept, self._config.cluster_id)
                 for name, entry in sorted(saved.items(), key=lambda e: e[1][1].colocate_with is not None):
                     if name not in self._registry.types:
                         self._add_type(name, entry)
@@ -85,7 +86,7 @@ class Directory:
         """This process's id (tests kill the directory to check that the cluster survives)."""
         return os.getpid()
 
-    async def config(self) -> dict[str, Any]:
+    async def config(self) -> ClusterConfig:
         """Cluster settings every process needs: token, bind address, TLS, store, mode."""
         await self._ready()
         return self._config
@@ -99,12 +100,12 @@ class Directory:
         known = self._registry.types.get(name)
         info = self._add_type(name, entry)
         if known != entry:  # kept outside this process, for a directory restarted after a crash
-            await asyncio.get_running_loop().run_in_executor(None, keep, self._config["cluster_id"], name, entry)
+            await asyncio.get_running_loop().run_in_executor(None, keep, self._config.cluster_id, name, entry)
         return info
 
     def _add_type(self, name: str, entry: Entry) -> TypeInfo:
         _, options, _ = entry
-        faas = self._config.get("mode") == "faas"
+        faas = not self._config.mode.has_hosts
         if options.colocate_with is not None and options.group not in self._groups and not faas:
             raise NotFound(f"{name} is co-located with {options.group!r}, which is not registered")
         self._registry.types[name] = entry
@@ -212,7 +213,7 @@ class Directory:
         handles = [h.handle for g in self._groups.values() for h in g.hosts.values()]
         await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
         try:
-            await asyncio.get_running_loop().run_in_executor(None, drop, self._config["cluster_id"])
+            await asyncio.get_running_loop().run_in_executor(None, drop, self._config.cluster_id)
         except Exception as exc:  # Ray is going away with the cluster anyway
             log.warning("kept type registrations not dropped: %s: %s", type(exc).__name__, exc)
 
@@ -222,7 +223,7 @@ class Directory:
         """``cluster.placement``: host id -> the partitions it serves ({} with no hosts,
         as in FaaS mode)."""
         await self._ready()
-        if self._config.get("mode") == "faas" and name in self._registry.types:
+        if not self._config.mode.has_hosts and name in self._registry.types:
             return {}
         _, g = self._group_of(name)
         return g.placement()

@@ -129,7 +129,7 @@ def test_a_type_scaled_to_zero_still_fires_its_reminders(cluster: ff.Cluster) ->
     Waker["w"].arm(3.0)
     cluster.scale(Waker, 0)  # no host left to fire it
     assert cluster.placement(Waker) == {}
-    store = open_store(cluster.runtime.config["store"])  # type: ignore[attr-defined]
+    store = open_store(cluster.runtime.config.store)  # type: ignore[attr-defined]
     try:
 
         def rang() -> bool:
@@ -236,7 +236,7 @@ def test_a_gateway_killed_mid_traffic_is_waited_for(cluster: ff.Cluster) -> None
 
     from fluentfn.runtime._gateway import start_gateways
 
-    actors = start_gateways(cluster.runtime.config["namespace"], "127.0.0.1", 2, detached=False)
+    actors = start_gateways(cluster.runtime.config.namespace, "127.0.0.1", 2, detached=False)
     first, second = ray.get([a.address.remote() for a in actors], timeout=120)
     alone = ff.Client(first, token=cluster.token, direct=False)  # only the gateway that dies
     both = ff.Client(f"{first},{second}", token=cluster.token, direct=False)

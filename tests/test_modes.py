@@ -19,6 +19,7 @@ import fluentfn as ff
 
 from . import scenario
 from .apps import Counter, DurableCounter, sleepy
+from .conftest import FAAS_CAP_S
 
 MODES = [pytest.param(None, id="stateful"), pytest.param("faas", id="faas")]
 # stateful on SQLite and on Redis, and FaaS
@@ -67,7 +68,7 @@ def _in_threads(work: Any, *, threads: int, times: int) -> list[BaseException]:
 
 def _leftovers(cluster: ff.Cluster) -> list[Any]:
     """Request and result rows left in the (SQLite) store by FaaS invocations."""
-    url = cluster.runtime.config["store"]  # type: ignore[attr-defined]
+    url = cluster.runtime.config.store  # type: ignore[attr-defined]
     assert url.startswith("sqlite:///")
     with sqlite3.connect(url[len("sqlite:///") :]) as db:
         return db.execute("SELECT key FROM kv WHERE key LIKE 'msg:%' OR key LIKE 'res:%'").fetchall()
@@ -100,16 +101,16 @@ class TestFaas:
         """The parent is killed at its cap while its nested call still runs; the nested
         call ends later and finds nobody waiting: it leaves no result row behind."""
         with pytest.raises(ff.FunctionTimeout):
-            Parent["p"].two_naps(3.0)  # 6 s of naps under the fixture's 5 s cap
+            Parent["p"].two_naps(0.6 * FAAS_CAP_S)  # naps longer than the fixture's cap, together
         deadline = time.monotonic() + 60
-        while _leftovers(cluster) and time.monotonic() < deadline:  # the second nap ends ~1 s after the cap
+        while _leftovers(cluster) and time.monotonic() < deadline:  # the second nap ends after the cap
             time.sleep(0.2)
         time.sleep(2.0)  # and the nested invocation has had time to write, had it wanted to
         assert _leftovers(cluster) == []
 
     def test_lifetime_cap(self, cluster: ff.Cluster) -> None:
         with pytest.raises(ff.FunctionTimeout):
-            Slow["s"].nap(8.0)  # the fixture's profile caps invocations at 5 s
+            Slow["s"].nap(FAAS_CAP_S + 3.0)  # past the fixture's cap
         with pytest.raises(ff.FunctionTimeout):
             sleepy(3.0)  # the function's own cap (1 s) is lower still
         assert Slow["s"].nap(0.01) == 0.01
@@ -323,7 +324,7 @@ def test_store_and_token_come_from_the_environment(tmp_path: Path) -> None:
                 return self.n
 
         with ff.init(num_cpus=1) as cluster:
-            print(cluster.token, cluster.runtime.config["store"], EnvCounter["x"].add())
+            print(cluster.token, cluster.runtime.config.store, EnvCounter["x"].add())
         """
     )
     path = tmp_path / "env.py"
@@ -414,5 +415,5 @@ def test_with_timeout_bounds_a_call_in_both_modes(cluster: ff.Cluster) -> None:
     started = time.monotonic()
     with pytest.raises(ff.CallTimeout):
         Slow[f"timeout-{cluster.mode}"].nap.with_timeout(0.3)(4.5)
-    assert time.monotonic() - started < 4.0  # not the nap, nor the platform's 5 s cap
+    assert time.monotonic() - started < 4.0  # not the nap's end, nor the platform's cap
     assert Slow[f"timeout-{cluster.mode}-other"].nap(0.01) == 0.01

@@ -253,7 +253,7 @@ def test_failures_that_used_to_leave_callers_without_a_reply(cluster: ff.Cluster
 
 
 def test_undecodable_state_is_a_clear_error_every_time(cluster: ff.Cluster) -> None:
-    store = open_store(cluster.runtime.config["store"])  # type: ignore[attr-defined]
+    store = open_store(cluster.runtime.config.store)  # type: ignore[attr-defined]
     try:
         store.save("XAccount/garbled", expected=0, state=b"\xc1\xc1 not msgpack", fence=None)
     finally:

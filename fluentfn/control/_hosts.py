@@ -8,6 +8,7 @@ import logging
 import math
 from typing import Any
 
+from .._clusterconfig import ClusterConfig
 from .._config import HOST_START_S, PLACEMENT_WAIT_S, RESOLVE_TIMEOUT_S
 from .._tables import Group, Host, Part, Route, host_name, host_spec, ray_namespace
 from ..elastic._assign import assign
@@ -22,7 +23,7 @@ log = logging.getLogger("fluentfn.directory")
 class Hosts:
     """The groups' hosts and partition routes."""
 
-    def __init__(self, config: dict[str, Any], host_class: type, groups: dict[str, Group], counters: Counters) -> None:
+    def __init__(self, config: ClusterConfig, host_class: type, groups: dict[str, Group], counters: Counters) -> None:
         self._config = config
         self._host_class = host_class  # the ShardHost class (given, so the control plane never imports the runtime)
         self.groups = groups
@@ -58,11 +59,11 @@ class Hosts:
                 max_concurrency=16,
                 # detached and named: a host outlives a crash of the directory, which finds it again
                 name=host_name(group, hid),
-                namespace=ray_namespace(self._config["namespace"]),
+                namespace=ray_namespace(self._config.namespace),
                 lifetime="detached",
                 **opts,
             )
-            .remote(group, hid, self._config["namespace"], len(g.parts))
+            .remote(group, hid, self._config.namespace, len(g.parts))
         )
         host = Host(hid, handle)
         g.hosts[hid] = host
@@ -98,7 +99,7 @@ class Hosts:
         import ray
 
         try:
-            handle = ray.get_actor(host_name(group, hid), namespace=ray_namespace(self._config["namespace"]))
+            handle = ray.get_actor(host_name(group, hid), namespace=ray_namespace(self._config.namespace))
         except ValueError:
             return None
         host = g.hosts[hid] = Host(hid, handle)
@@ -242,5 +243,5 @@ class Hosts:
         if self._store is None:
             from ..state import open_store
 
-            self._store = open_store(self._config["store"])
+            self._store = open_store(self._config.store)
         return any(has_reminders(self._store, group, p, within_s) for p in range(partitions))

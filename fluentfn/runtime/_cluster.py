@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -12,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _config, _ref
+from .._clusterconfig import MODES, ClusterConfig, Mode
 from .._config import env_store, env_tls, env_token
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
@@ -33,7 +33,6 @@ from ._raycall import get_directory, get_ray
 from ._registry import registration
 from ._stateful import StatefulRuntime
 
-MODES = ("stateful", "faas")
 log = logging.getLogger("fluentfn")
 _lock = threading.Lock()
 _current: Cluster | None = None
@@ -252,19 +251,17 @@ def init(
             owns_ray = True
         else:
             _join_ray(address, ns, level)
-    config = {
-        "token": token or new_token(),
-        "bind": bind,
-        "tls": None if tls is None else dataclasses.asdict(tls),
-        "store": store or default_url(namespace),
-        "store_explicit": store is not None,
-        "mode": mode,
-        "namespace": namespace,
-        "faas": profile.to_dict(),
-        # Recorded with each shard claim, so a cluster fenced out by another one on the
-        # same namespace and store can say so (joiners get the running cluster's id).
-        "cluster_id": f"{namespace}@{os.urandom(6).hex()}",
-    }
+    config = ClusterConfig(
+        token=token or new_token(),
+        store=store or default_url(namespace),
+        namespace=namespace,
+        cluster_id=f"{namespace}@{os.urandom(6).hex()}",
+        mode=Mode(mode),
+        bind=bind,
+        tls=tls,
+        store_explicit=store is not None,
+        faas=profile,
+    )
     actor_cls: Any = ray.remote(Directory)
     directory = actor_cls.options(
         name=DIRECTORY_NAME,
@@ -285,30 +282,30 @@ def init(
         nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
         alive = len([node for node in nodes if node.get("Alive")])
         try:
-            check_store_fits(config["store"] if config.get("store_explicit") else None, config["store"], alive)
+            check_store_fits(config.store if config.store_explicit else None, config.store, alive)
         except FluentError:
-            if config["cluster_id"] == mine["cluster_id"]:  # ours, just made: leave nothing behind
+            if config.cluster_id == mine.cluster_id:  # ours, just made: leave nothing behind
                 ray.kill(directory)
             raise
-    if token is not None and config["token"] != token:
+    if token is not None and config.token != token:
         raise FluentError("the running cluster has a different token")
     io = io_loop()
     runtime: Runtime
-    if config["mode"] == "faas":
+    if not config.mode.has_hosts:
         start_platform(config, faas_invoke, detached=not owns_ray)
         runtime = FaasRuntime(directory=directory, config=config, io=io)
         if owns_ray:
             io.submit(runtime.reminder_loop())
     else:
         runtime = StatefulRuntime(directory=directory, config=config, io=io)
-    cluster_tls = TlsConfig(**config["tls"]) if config.get("tls") else None
-    server, port = io.run(start_server(Gateway(runtime, directory), config["token"], config["bind"], cluster_tls))
-    host = "127.0.0.1" if config["bind"] in ("0.0.0.0", "::", "") else config["bind"]
+    cluster_tls = config.tls
+    server, port = io.run(start_server(Gateway(runtime, directory), config.token, config.bind, cluster_tls))
+    host = "127.0.0.1" if config.bind in ("0.0.0.0", "::", "") else config.bind
     cluster = Cluster(
         runtime=runtime,
         directory=directory,
         gateway=f"{host}:{port}",
-        mode=config["mode"],
+        mode=config.mode,
         owns_ray=owns_ray,
         server=server,
     )

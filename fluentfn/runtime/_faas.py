@@ -22,8 +22,8 @@ from typing import Any
 
 import cloudpickle
 
+from .._clusterconfig import ClusterConfig
 from .._context import CURRENT
-from .._faasprofile import FaasProfile
 from .._ioloop import IoLoop
 from .._ref import CALL_TIMEOUT, DELETE_METHOD, KEYED_PREFIX, ActorRef, Future
 from .._stats import COUNTERS
@@ -45,10 +45,10 @@ log = logging.getLogger("fluentfn.faas")
 _platforms: dict[str, Any] = {}  # namespace -> this process's handle on its platform actor
 
 
-def _metered(config: dict[str, Any], counters: dict[str, int]) -> MeteredStore:
-    profile = FaasProfile(**config["faas"])
+def _metered(config: ClusterConfig, counters: dict[str, int]) -> MeteredStore:
+    profile = config.faas
     return MeteredStore(
-        open_store(config["store"]),
+        open_store(config.store),
         counters,
         profile.storage_latency_ms,
         profile.bandwidth_mbps,
@@ -56,17 +56,15 @@ def _metered(config: dict[str, Any], counters: dict[str, int]) -> MeteredStore:
     )
 
 
-def platform_handle(config: dict[str, Any]) -> Any:
+def platform_handle(config: ClusterConfig) -> Any:
     """This process's handle on the cluster's platform actor."""
-    handle = _platforms.get(config["namespace"])
+    handle = _platforms.get(config.namespace)
     if handle is None:
         import ray
 
         from .._tables import ray_namespace
 
-        handle = _platforms[config["namespace"]] = ray.get_actor(
-            PLATFORM_NAME, namespace=ray_namespace(config["namespace"])
-        )
+        handle = _platforms[config.namespace] = ray.get_actor(PLATFORM_NAME, namespace=ray_namespace(config.namespace))
     return handle
 
 
@@ -79,15 +77,15 @@ class FaasRuntime:
         self,
         *,
         directory: Any,
-        config: dict[str, Any],
+        config: ClusterConfig,
         io: IoLoop | None,
         counters: dict[str, int] | None = None,
         store: Store | None = None,
     ) -> None:
         self._directory = directory
         self.config = config
-        self.token: str = config["token"]
-        self.profile = FaasProfile(**config["faas"])
+        self.token: str = config.token
+        self.profile = config.faas
         self._io = io
         self.counters = counters if counters is not None else dict.fromkeys(COUNTERS, 0)
         self.store = store if store is not None else _metered(config, self.counters)
@@ -139,7 +137,7 @@ class FaasRuntime:
 
             from .._tables import DIRECTORY_NAME, ray_namespace
 
-            self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(self.config["namespace"]))
+            self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(self.config.namespace))
         return self._directory
 
     def _check_gpus(self, what: str, num_gpus: float, accelerator: str | None) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import cloudpickle
 
 from .._actordef import ActorDef
+from .._clusterconfig import ClusterConfig
 from .._context import CURRENT, Context
 from .._ref import set_invoker
 from .._stats import COUNTERS
@@ -152,7 +153,7 @@ def _load_code(code: bytes) -> Any:
     return loaded
 
 
-def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: dict[str, Any]) -> dict[str, int]:
+def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: ClusterConfig) -> dict[str, int]:
     """One stateless invocation, in an execution environment. Returns its traffic counters."""
     import ray
 
@@ -225,7 +226,7 @@ def _unless_awaited(store: Store, rid: str, parent: str) -> None:
         raw.delete(f"res:{rid}")
 
 
-def start_platform(config: dict[str, Any], body: Any, *, detached: bool) -> Any:
+def start_platform(config: ClusterConfig, body: Any, *, detached: bool) -> Any:
     """Create the cluster's platform actor (or get the running one), on the head node;
     ``body`` is what an invocation runs (``faas_invoke``)."""
     import ray
@@ -233,11 +234,11 @@ def start_platform(config: dict[str, Any], body: Any, *, detached: bool) -> Any:
     from .._tables import ray_namespace
     from ._faasplatform import FaasPlatform
 
-    handle = _platforms[config["namespace"]] = (
+    handle = _platforms[config.namespace] = (
         ray.remote(FaasPlatform)
         .options(
             name=PLATFORM_NAME,
-            namespace=ray_namespace(config["namespace"]),
+            namespace=ray_namespace(config.namespace),
             get_if_exists=True,
             lifetime="detached" if detached else None,
             max_restarts=0,

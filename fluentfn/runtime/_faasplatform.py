@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._faasprofile import FaasProfile
+from .._clusterconfig import ClusterConfig
 from .._ioloop import spawn
 from .._stats import new_counters
 from ..errors import FluentError, FunctionTimeout, Overloaded, Unavailable
@@ -30,7 +30,7 @@ START_TIMEOUT_S = 120.0  # an environment that cannot be placed in this long is 
 log = logging.getLogger("fluentfn.faas")
 
 
-Body = Callable[[str, Any, dict[str, Any], dict[str, Any]], dict[str, int]]
+Body = Callable[[str, Any, dict[str, Any], ClusterConfig], dict[str, int]]
 
 
 class Environment:
@@ -39,7 +39,7 @@ class Environment:
     ``body`` is what an invocation does (``_faasinvoke.faas_invoke``, handed down by whoever
     started the platform, so this module does not import the runtime)."""
 
-    def __init__(self, config: dict[str, Any], body: Body) -> None:
+    def __init__(self, config: ClusterConfig, body: Body) -> None:
         self._config = config
         self._body = body
 
@@ -53,10 +53,10 @@ class Environment:
 class FaasPlatform:
     """The platform's front end (a named async Ray actor): environments per function."""
 
-    def __init__(self, config: dict[str, Any], body: Body) -> None:
+    def __init__(self, config: ClusterConfig, body: Body) -> None:
         self._config = config
         self._body = body
-        self._profile = profile = FaasProfile(**config["faas"])
+        self._profile = profile = config.faas
         self._pool = EnvPool(
             keep_alive_s=profile.keep_alive_s,
             max_concurrency=profile.max_concurrency,
@@ -102,7 +102,7 @@ class FaasPlatform:
         from ..state import open_store
 
         if self._store is None:
-            self._store = open_store(self._config["store"])
+            self._store = open_store(self._config.store)
         self._store.delete(f"msg:{rid}")
 
     async def _invoke(

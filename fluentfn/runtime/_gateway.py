@@ -16,12 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _config, _ref
+from .._clusterconfig import ClusterConfig
 from .._ioloop import io_loop, spawn
 from .._logs import quiet_logs
 from .._tables import DIRECTORY_NAME, ray_namespace
 from ..errors import FluentError
 from ..transport._server import start_server
-from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
@@ -104,9 +104,9 @@ class Gateway:
         )
 
 
-def runtime_for(directory: Any, config: dict[str, Any]) -> Runtime:
+def runtime_for(directory: Any, config: ClusterConfig) -> Runtime:
     """The runtime a process of the cluster routes calls with."""
-    if config["mode"] == "faas":
+    if not config.mode.has_hosts:
         return FaasRuntime(directory=directory, config=config, io=io_loop())
     return StatefulRuntime(directory=directory, config=config, io=io_loop())
 
@@ -119,15 +119,15 @@ class GatewayActor:
 
         quiet_logs()
         directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(namespace))
-        config: dict[str, Any] = get_directory(lambda: directory.config.remote(), _config.RESOLVE_TIMEOUT_S)
+        config: ClusterConfig = get_directory(lambda: directory.config.remote(), _config.RESOLVE_TIMEOUT_S)
         self._io = io_loop()
         self.runtime = runtime_for(directory, config)
         _ref.set_invoker(self.runtime, worker=True)
-        tls = TlsConfig(**config["tls"]) if config.get("tls") else None
+        tls = config.tls
         self._server, port = self._io.run(
-            start_server(Gateway(self.runtime, directory), config["token"], config["bind"], tls, port=port)
+            start_server(Gateway(self.runtime, directory), config.token, config.bind, tls, port=port)
         )
-        host = "127.0.0.1" if config["bind"] in ("0.0.0.0", "::", "") else config["bind"]
+        host = "127.0.0.1" if config.bind in ("0.0.0.0", "::", "") else config.bind
         self.endpoint = f"{host}:{port}"
 
     def address(self) -> str:

@@ -16,6 +16,7 @@ import cloudpickle
 
 from .. import _config
 from .._actordef import ActorDef
+from .._clusterconfig import ClusterConfig
 from .._ioloop import IoLoop, io_loop
 from .._logs import quiet_logs
 from .._ref import set_invoker
@@ -27,7 +28,6 @@ from ..host._partitions import PartitionSet
 from ..host._workers import Workers
 from ..state import Store, has_reminders, open_store
 from ..transport._server import start_server
-from ..transport._tls import TlsConfig
 from ._raycall import await_directory, get_directory
 from ._stateful import StatefulRuntime
 
@@ -66,14 +66,14 @@ class ShardHost:
         quiet_logs()
         tune_gc()
         self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(namespace))
-        config: dict[str, Any] = get_directory(lambda: self._directory.config.remote(), _config.RESOLVE_TIMEOUT_S)
+        config: ClusterConfig = get_directory(lambda: self._directory.config.remote(), _config.RESOLVE_TIMEOUT_S)
         ctx = ray.get_runtime_context()
         node_id = ctx.get_node_id()
         self._io: IoLoop = io_loop()
         self._group: str = group
         self._incarnation: str = os.urandom(8).hex()  # this process: a restarted host is a new one
-        self._cluster_id: str = config.get("cluster_id", "")
-        self._store: Store = open_store(config["store"])
+        self._cluster_id: str = config.cluster_id
+        self._store: Store = open_store(config.store)
         workers = Workers(_config.SYNC_WORKERS, f"fluentfn-{group}-{host_id}")
         self._blobs: dict[str, bytes] = {}
         load_type = _type_loader(self._directory, self._blobs)
@@ -102,12 +102,12 @@ class ShardHost:
         self.parts: PartitionSet = PartitionSet(
             group=group, host_id=host_id, partitions=partitions, node_id=node_id, make=make
         )
-        tls = TlsConfig(**config["tls"]) if config.get("tls") else None
-        bind = config["bind"]
-        self._server, port = self._io.run(start_server(self.parts, config["token"], bind, tls))
+        tls = config.tls
+        bind = config.bind
+        self._server, port = self._io.run(start_server(self.parts, config.token, bind, tls))
         host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind  # type: ignore[no-untyped-call]
         self.endpoint: str = f"{host}:{port}"
-        metrics_port = serve_metrics(self.parts, bind, config["token"], tls)
+        metrics_port = serve_metrics(self.parts, bind, config.token, tls)
         self.metrics: str = f"{'https' if tls else 'http'}://{host}:{metrics_port}/metrics"
         self._upkeep: concurrent.futures.Future[None] = self._io.submit(self.parts.upkeep(self._store))
         self.runtime = StatefulRuntime(

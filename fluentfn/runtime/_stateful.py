@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _config
+from .._clusterconfig import ClusterConfig
 from .._context import CURRENT
 from .._ioloop import IoLoop
 from .._ref import CALL_TIMEOUT, DELETE_METHOD, ActorRef, Future
@@ -62,16 +63,15 @@ class StatefulRuntime:
         self,
         *,
         directory: Any,
-        config: dict[str, Any],
+        config: ClusterConfig,
         io: IoLoop,
         local: PartitionSet | None = None,
         endpoint: str = "",
     ) -> None:
         self._directory = directory
         self.config = config
-        self.token: str = config["token"]
-        tls = config.get("tls")
-        self._tls: TlsConfig | None = TlsConfig(**tls) if tls else None
+        self.token: str = config.token
+        self._tls: TlsConfig | None = config.tls
         self._io = io
         self._local = local  # a host's own partitions, and where it listens
         self._endpoint = endpoint
@@ -148,7 +148,7 @@ class StatefulRuntime:
 
     def _open_store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.config["store"])
+            self._store = open_store(self.config.store)
         return self._store
 
     # -- calls -------------------------------------------------------------------------
