@@ -414,3 +414,20 @@ def test_a_tap_that_raises_fails_the_call_clearly(cluster: ff.Cluster) -> None:
             Counter["tap-broken"].add.with_timeout(30)(1)
     finally:
         install_tap(old)
+
+
+def test_an_acknowledged_tell_through_the_gateway_stream_gets_its_ack(cluster: ff.Cluster) -> None:
+    """A one-way call with a ``seq`` on the gateway's stream is answered (accepted), whether
+    or not the gateway has a route cached, and it runs once."""
+    assert Counter["acked-tell"].add(0) == 0  # the gateway may now have the route cached
+    md = (("authorization", f"Bearer {cluster.token}"),)
+    args = codec.encode_args((1,), {})
+    tells = [pb.Call(type_name="TCounter", key=k, method="add", args=args, request_id=f"acked-{k}", one_way=True,
+                     seq=s) for s, k in ((5, "acked-tell"), (6, "acked-tell-new"))]  # fmt: skip
+    with grpc.insecure_channel(cluster.gateway) as channel:
+        stub = pb_grpc.ActorHostStub(channel)
+        replies = [r for batch in stub.InvokeStream(iter([pb.CallBatch(calls=tells)]), metadata=md, timeout=60)
+                   for r in batch.replies]  # fmt: skip
+    assert sorted(r.seq for r in replies) == [5, 6]
+    assert not any(r.HasField("error") for r in replies)
+    wait_for(lambda: Counter["acked-tell"].get() == 1 and Counter["acked-tell-new"].get() == 1, timeout=60)

@@ -221,12 +221,12 @@ class StatefulRuntime:
 
     def forward_soon(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
         """Route a call that arrived at the gateway (or a tell a host must pass on), on the
-        loop: ``done`` gets the reply (an error reply if the call could not be delivered;
-        None for a one-way call, accepted here and re-sent by the router if need be), once."""
+        loop: ``done`` gets the reply, once (an error reply if the call could not be
+        delivered; an empty one, at once, for a one-way call: accepted here)."""
         if not call.deadline:  # a client that set none: the default, as for calls made here
             call.deadline = time.time() + _config.DEFAULT_CALL_TIMEOUT_S
-        if call.one_way:
-            done(None)
+        if call.one_way:  # accepted here: this router delivers it (re-sending it if need be)
+            done(pb.Reply())  # the acknowledgement a sender that gave it a ``seq`` waits for
             self._send_tell(call)
             return
 
