@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -157,18 +158,15 @@ NeverHosted = ff.actor(name="XNeverHosted", partitions=2)(_Counter)
 Later = ff.actor(name="XLater", shards=1)(_Counter)
 
 
-def test_the_cluster_survives_a_kill_of_its_directory(cluster: ff.Cluster) -> None:
-    """SIGKILL the directory while 16 threads call: every acknowledged call is counted
-    exactly once, no caller sees an error, and afterwards a type never called before
-    works and the cluster can be scaled."""
+def _kill_under_traffic(keys: list[str], call: Any, pid: Any) -> tuple[dict[str, int], list[BaseException], float]:
+    """16 threads call ``call(n, key)`` over ``keys`` while the process that ``pid()``
+    names is SIGKILLed; they stop once Ray has restarted it and calls flow again.
+    Returns (acknowledged calls per key, the callers' errors, seconds until restarted)."""
     import os
     import signal
 
     import ray
 
-    keys = [f"d-{i}" for i in range(32)]
-    for key in keys:
-        Steady[key].add(0)
     acked = dict.fromkeys(keys, 0)
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -180,7 +178,7 @@ def test_the_cluster_survives_a_kill_of_its_directory(cluster: ff.Cluster) -> No
             key = keys[i % len(keys)]
             i += 1
             try:
-                Steady[key].add(1)
+                call(n, key)
             except BaseException as exc:
                 errors.append(exc)
                 continue
@@ -192,23 +190,40 @@ def test_the_cluster_survives_a_kill_of_its_directory(cluster: ff.Cluster) -> No
         t.start()
     try:
         time.sleep(0.5)
-        pid = ray.get(cluster.directory.pid.remote())
-        os.kill(pid, signal.SIGKILL)
+        old = pid()
+        os.kill(old, signal.SIGKILL)
         started = time.monotonic()
 
         def restarted() -> bool:
             try:
-                return bool(ray.get(cluster.directory.pid.remote(), timeout=10) != pid)
+                return bool(pid() != old)
             except ray.exceptions.RayActorError:  # still restarting
                 return False
 
-        wait_for(restarted, timeout=60)
+        wait_for(restarted, timeout=120)
         recovered_s = time.monotonic() - started
-        time.sleep(0.5)
+        with lock:
+            before = sum(acked.values())
+        wait_for(lambda: sum(acked.values()) > before + 16, timeout=60)  # calls flow again
     finally:
         stop.set()
         for t in threads:
             t.join(60)
+    return acked, errors, recovered_s
+
+
+def test_the_cluster_survives_a_kill_of_its_directory(cluster: ff.Cluster) -> None:
+    """SIGKILL the directory while 16 threads call: every acknowledged call is counted
+    exactly once, no caller sees an error, and afterwards a type never called before
+    works and the cluster can be scaled."""
+    import ray
+
+    keys = [f"d-{i}" for i in range(32)]
+    for key in keys:
+        Steady[key].add(0)
+    acked, errors, recovered_s = _kill_under_traffic(
+        keys, lambda n, key: Steady[key].add(1), lambda: ray.get(cluster.directory.pid.remote(), timeout=10)
+    )
     assert not errors, errors[:3]
     assert {k: Steady[k].get() for k in keys} == acked  # every acknowledged call exactly once
     assert Later["new"].add(2) == 2  # a type never called before the kill
@@ -229,9 +244,6 @@ def test_a_gateway_killed_mid_traffic_is_waited_for(cluster: ff.Cluster) -> None
     """SIGKILL one of two restartable gateways while 16 threads call through them: clients
     of that gateway alone wait for its restart, clients of both go on through the other;
     every acknowledged call is counted exactly once and no caller sees an error."""
-    import os
-    import signal
-
     import ray
 
     from fluentfn.runtime._gateway import start_gateways
@@ -240,53 +252,15 @@ def test_a_gateway_killed_mid_traffic_is_waited_for(cluster: ff.Cluster) -> None
     first, second = ray.get([a.address.remote() for a in actors], timeout=120)
     alone = ff.Client(first, token=cluster.token, direct=False)  # only the gateway that dies
     both = ff.Client(f"{first},{second}", token=cluster.token, direct=False)
-    keys = [f"g-{i}" for i in range(32)]
-    for key in keys:
-        assert alone.call(f"XThrough/{key}", "add", 0) == 0
-    acked = dict.fromkeys(keys, 0)
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def caller(n: int) -> None:
-        client = alone if n % 2 else both
-        i = n
-        while not stop.is_set():
-            key = keys[i % len(keys)]
-            i += 1
-            try:
-                client.call(f"XThrough/{key}", "add", 1)
-            except BaseException as exc:
-                errors.append(exc)
-                continue
-            with lock:
-                acked[key] += 1
-
-    threads = [threading.Thread(target=caller, args=(n,), daemon=True) for n in range(16)]
-    for t in threads:
-        t.start()
     try:
-        time.sleep(0.5)
-        pid = ray.get(actors[0].pid.remote())
-        os.kill(pid, signal.SIGKILL)
-        started = time.monotonic()
-
-        def restarted() -> bool:
-            try:
-                return bool(ray.get(actors[0].pid.remote(), timeout=10) != pid)
-            except ray.exceptions.RayActorError:  # still restarting
-                return False
-
-        wait_for(restarted, timeout=120)
-        recovered_s = time.monotonic() - started
-        with lock:
-            before = sum(acked.values())
-        wait_for(lambda: sum(acked.values()) > before + 16, timeout=60)  # calls flow again
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(60)
-    try:
+        keys = [f"g-{i}" for i in range(32)]
+        for key in keys:
+            assert alone.call(f"XThrough/{key}", "add", 0) == 0
+        acked, errors, recovered_s = _kill_under_traffic(
+            keys,
+            lambda n, key: (alone if n % 2 else both).call(f"XThrough/{key}", "add", 1),
+            lambda: ray.get(actors[0].pid.remote(), timeout=10),
+        )
         assert not errors, errors[:3]
         assert {k: Through[k].get() for k in keys} == acked  # every acknowledged call exactly once
         assert alone.call("XNewAfterGateway/n", "add", 2) == 2  # a type never called before
