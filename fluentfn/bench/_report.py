@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ._load import MAX_LOAD, background_load, machine_ms
+
 
 def cli(
     name: str,
@@ -18,15 +20,41 @@ def cli(
     metric: str,
     argv: list[str] | None,
 ) -> int:
-    """The command line every benchmark shares: ``[--quick] [--out DIR]``."""
-    parser = argparse.ArgumentParser(prog=f"fluentfn bench {name}", description=doc)
-    parser.add_argument("--quick", action="store_true", help="a shorter run (a few minutes on 2 cores)")
-    parser.add_argument("--out", default="bench-out", help="where NAME.json, NAME.md and NAME.png go")
-    args = parser.parse_args(argv)
-    with running(name):
-        rows, notes = run(args.quick)
+    """The command line every benchmark shares: ``[--quick] [--out DIR] [--load N]``."""
+    args = parse(name, doc, argv)
+    rows, notes = measure(name, run, args)
     write(name, rows, Path(args.out), notes, metric)
     return 0
+
+
+def parse(name: str, doc: str | None, argv: list[str] | None, quick: str = "a shorter run") -> argparse.Namespace:
+    """``--quick``, ``--out DIR`` and ``--load N``."""
+    parser = argparse.ArgumentParser(prog=f"fluentfn bench {name}", description=doc)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", default="bench-out", help=f"where {name}.json, .md and .png go")
+    parser.add_argument(
+        "--load", type=int, default=0, metavar="N", help=f"N busy background processes while measuring (0-{MAX_LOAD})"
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.load <= MAX_LOAD:
+        parser.error(f"--load takes 0 to {MAX_LOAD} busy processes, not {args.load}")
+    return args
+
+
+def measure(
+    name: str, run: Callable[[bool], tuple[list[dict[str, Any]], list[str]]], args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``run`` under ``--load``; its rows, and its notes with what it ran on."""
+    quiet_ms = machine_ms()
+    with running(name), background_load(args.load):
+        loaded_ms = machine_ms() if args.load else quiet_ms
+        rows, notes = run(args.quick)
+    machine = f"machine: sum(range(10**6)) = {quiet_ms:.1f} ms"
+    if args.load:
+        machine += f"; {loaded_ms:.1f} ms with the {args.load} busy background process(es) of --load {args.load}"
+    else:
+        machine += "; no background load (--load N adds N busy processes)"
+    return rows, [*notes, machine]
 
 
 @contextlib.contextmanager

@@ -257,15 +257,9 @@ def plot(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="fluentfn bench elastic", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a shorter ramp (about 2 minutes)")
-    parser.add_argument("--out", default="bench-out", help="where elastic.json, .md and .png go")
-    args = parser.parse_args(argv)
+    args = _report.parse("elastic", __doc__, argv, quick="a shorter ramp (about 2 minutes)")
     out = Path(args.out)
-    with _report.running("elastic"):
-        rows, notes = run(args.quick)
+    rows, notes = _report.measure("elastic", run, args)
     _report.write("elastic", rows, out, notes, "p99_ms", plot=False)
     import json
 

@@ -1,0 +1,32 @@
+"""``--load N``: benchmarks measure on a busy machine too, and say what they ran on."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluentfn.bench import _report
+from fluentfn.bench._load import background_load, machine_ms
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_background_load_runs_busy_processes_only_while_measuring() -> None:
+    with background_load(2) as busy:
+        assert len(busy) == 2 and all(p.poll() is None for p in busy)
+    assert all(p.poll() is not None for p in busy)
+    with pytest.raises(ValueError), background_load(-1):
+        pass
+    assert machine_ms() > 0
+
+
+def test_the_shared_command_line_takes_load_and_prints_the_machine(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(quick: bool) -> tuple[list[dict[str, object]], list[str]]:
+        return [{"system": "x", "p50_us": 1.0}], ["a note"]
+
+    with pytest.raises(SystemExit):
+        _report.cli("probe", None, run, "p50_us", ["--load", "-1"])
+    assert _report.cli("probe", None, run, "p50_us", ["--quick", "--load", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sum(range(10**6))" in out and "--load 1" in out
