@@ -25,9 +25,9 @@ from ._admission import Job
 from ._policy import Why
 from ._ports import LanePort
 from ._turn import Request, may_repeat
+from ._where import Turn, WhereTurnsRun
 
 log = logging.getLogger("fluentfn.host")
-_LOOP_TURN_BUDGET_S = 0.002  # a turn on the loop that takes longer sends its method to worker threads
 
 
 class SyncLane:
@@ -39,8 +39,7 @@ class SyncLane:
         self._thread_state = threading.local()
         self._completed: list[Callable[[], None]] = []
         self._drain_scheduled = False
-        self._loop_turns = loop_turns_wanted()
-        self._slow: set[tuple[str, str]] = set()  # (type, method) demoted to worker threads
+        self._where = WhereTurnsRun(enabled=loop_turns_wanted())
         self._on_loop_now = False  # a loop turn is running (its end may start the next)
 
     def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> bool:
@@ -84,19 +83,16 @@ class SyncLane:
         self._complete(lambda: self._reply(call, reply, done))
 
     def _on_loop(self, req: Request, job: Job) -> bool:
-        """Whether this turn may run right here on the event loop (see ``makes_no_calls``):
-        a call-free method of a live, non-reentrant identity, on a first attempt (a retry
-        may need the store to find its recorded reply), not demoted for being slow."""
-        return (
-            req.method.call_free
-            and self._loop_turns
-            and threading.get_ident() == self._e.loop_thread
-            and job.act is not None
-            and job.act.instance is not None
-            and not may_repeat(req.call)
-            and not req.definition.options.reentrant
-            and (req.definition.name, req.method.name) not in self._slow
+        """Whether this turn may run right here on the event loop (``_where.py`` decides)."""
+        turn = Turn(
+            method=(req.definition.name, req.method.name),
+            call_free=req.method.call_free,
+            live=job.act is not None and job.act.instance is not None,
+            first_attempt=not may_repeat(req.call),
+            reentrant=req.definition.options.reentrant,
+            from_loop=threading.get_ident() == self._e.loop_thread,
         )
+        return self._where.on_loop(turn)
 
     def _loop_job(self, job: Job, req: Request, done: Callable[[pb.Reply | None], None]) -> None:
         """A turn on the loop; a state change to write goes to a worker before the reply.
@@ -118,8 +114,13 @@ class SyncLane:
         t0 = time.perf_counter()
         reply, write = self._e.runner.run_on_loop(req, job.act, self._e.context_for(job.act, call))
         took = time.perf_counter() - t0
-        if took > _LOOP_TURN_BUDGET_S:
-            self._demote(req, took)
+        if self._where.ran_on_loop((req.definition.name, req.method.name), took):
+            log.warning(
+                "%s.%s took %.1f ms on the host's event loop; its turns run on worker threads from now on",
+                req.definition.name,
+                req.method.name,
+                took * 1e3,
+            )
         if write is None:
             self._e.admission.done(job)
             self._reply(call, reply, done)
@@ -133,17 +134,6 @@ class SyncLane:
             self._complete(lambda: self._reply(call, written, done))
 
         self._run_job(durable)
-
-    def _demote(self, req: Request, took: float) -> None:
-        """A call-free method that still took long (big data, a slow operator): its turns
-        go back to worker threads, where they cannot hold up the host's other calls."""
-        self._slow.add((req.definition.name, req.method.name))
-        log.warning(
-            "%s.%s took %.1f ms on the host's event loop; its turns run on worker threads from now on",
-            req.definition.name,
-            req.method.name,
-            took * 1e3,
-        )
 
     @staticmethod
     def _reply(call: pb.Call, reply: pb.Reply, done: Callable[[pb.Reply | None], None]) -> None:
