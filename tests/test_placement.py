@@ -67,7 +67,7 @@ def test_node_local_sqlite_is_refused_on_several_nodes() -> None:
     import pytest
 
     from fluentfn.errors import FluentError
-    from fluentfn.runtime._cluster import check_store_fits
+    from fluentfn.runtime._raystart import check_store_fits
 
     default = "sqlite:////home/u/.fluentfn/default/state.db"
     check_store_fits(None, default, 1)  # one node: the embedded default is right

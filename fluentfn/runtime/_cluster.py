@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +28,7 @@ from ._faasinvoke import faas_invoke, start_platform
 from ._gateway import Gateway, Runtime, runtime_for
 from ._hostactor import ShardHost
 from ._raycall import get_directory, get_ray
+from ._raystart import check_store_fits, join_ray, start_local_ray
 from ._registry import registration
 from ._stateful import StatefulRuntime
 
@@ -147,57 +146,6 @@ class Cluster:
             ray.shutdown()
 
 
-def check_store_fits(given: str | None, url: str, nodes: int) -> None:
-    """Refuse the node-local SQLite default on a cluster of several nodes: each node would
-    keep its own, diverging state. An explicit ``store=`` (or ``FLUENTFN_STORE``) is taken
-    as the operator's choice (a SQLite file on a shared disk, say)."""
-    if given is None and url.startswith("sqlite:") and nodes > 1:
-        raise FluentError(
-            f"this Ray cluster has {nodes} nodes, but the store is the node-local SQLite default ({url}), "
-            "which would split state between nodes: pass store='redis://host:port/db' (or set FLUENTFN_STORE); "
-            "an explicit store='sqlite:///...' is accepted as your choice"
-        )
-
-
-def _start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace: str, level: int) -> None:
-    """Start an embedded Ray; up to two more tries if it was slow to come up (a busy machine)."""
-    import ray
-
-    slow_start = ("timed out during startup", "Timed out waiting for file")  # raylet or GCS slow to come up
-    for attempt in range(3):
-        try:
-            ray.init(
-                address="local",  # always a new embedded cluster, never a stale one found on disk
-                num_cpus=num_cpus,  # type: ignore[arg-type]
-                num_gpus=num_gpus,  # type: ignore[arg-type]
-                namespace=namespace,
-                include_dashboard=False,
-                logging_level=level,
-                configure_logging=True,
-            )
-            return
-        except Exception as exc:
-            ray.shutdown()
-            if attempt == 2 or not any(sign in str(exc) for sign in slow_start):
-                raise FluentError(f"could not start a local Ray: {exc}") from None
-            time.sleep(2.0)
-
-
-def _join_ray(address: str, namespace: str, level: int) -> None:
-    """Connect to a running Ray. Clusters started by ``ray start`` check Ray's own token
-    (``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``), which a driver sends only in token mode."""
-    import ray
-
-    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or (Path.home() / ".ray" / "auth_token").exists()
-    if has_token and "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"
-    try:
-        ray.init(address=address, namespace=namespace, logging_level=level)
-    except Exception as exc:
-        ray.shutdown()
-        raise FluentError(f"cannot join the Ray cluster at {address}: {exc}") from None
-
-
 def init(
     *,
     address: str | None = None,
@@ -247,10 +195,10 @@ def init(
     ns = ray_namespace(namespace)
     if not ray.is_initialized():
         if address is None:
-            _start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus, namespace=ns, level=level)
+            start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus, namespace=ns, level=level)
             owns_ray = True
         else:
-            _join_ray(address, ns, level)
+            join_ray(address, ns, level)
     config = ClusterConfig(
         token=token or new_token(),
         store=store or default_url(namespace),
