@@ -431,3 +431,11 @@ def test_an_acknowledged_tell_through_the_gateway_stream_gets_its_ack(cluster: f
     assert sorted(r.seq for r in replies) == [5, 6]
     assert not any(r.HasField("error") for r in replies)
     wait_for(lambda: Counter["acked-tell"].get() == 1 and Counter["acked-tell-new"].get() == 1, timeout=60)
+
+
+def test_hosts_run_at_the_callers_priority(cluster: ff.Cluster) -> None:
+    """An embedded Ray would start hosts at nice 15 (Ray's default for its workers), so
+    any ordinary process on a busy machine would starve them; they run at nice 0."""
+    assert Counter["nice"].add(1) == 1
+    for info in hosts(cluster):
+        assert os.getpriority(os.PRIO_PROCESS, info["pid"]) == os.getpriority(os.PRIO_PROCESS, 0)

@@ -25,6 +25,12 @@ def start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace
     """Start an embedded Ray; up to two more tries if it was slow to come up (a busy machine)."""
     import ray
 
+    # Ray starts its worker processes at nice 15, to keep them from starving its own daemons.
+    # fluentfn's hosts are those workers and they are the service: at nice 15 any ordinary
+    # process on a busy machine (a load generator, the caller itself) starves them, and
+    # calls slow down many times over instead of losing their CPU share. An embedded Ray
+    # runs them at the caller's priority unless RAY_worker_niceness says otherwise.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     slow_start = ("timed out during startup", "Timed out waiting for file")  # raylet or GCS slow to come up
     for attempt in range(3):
         try:
