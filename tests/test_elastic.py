@@ -168,15 +168,17 @@ def test_a_move_during_a_host_kill_loses_no_acknowledged_call(cluster: ff.Cluste
     cluster.scale(Elastic, 1)
 
 
+@pytest.mark.timeout(420)
 def test_autoscaling_follows_load_and_comes_back(cluster: ff.Cluster) -> None:
+    """Waits are generous: on a busy machine a new host takes long to start."""
     assert Loaded["warm"].add(1) == 1
     assert len(cluster.placement(Loaded)) == 1
     keys = [f"busy-{i}" for i in range(32)]
     with Load(lambda k: Loaded[k].nap(0.02), keys, threads=16) as load:
-        wait_for(lambda: len(cluster.placement(Loaded)) >= 2, timeout=60)
+        wait_for(lambda: len(cluster.placement(Loaded)) >= 2, timeout=180)
         wait_calls(load, 50)
     assert not load.errors, load.errors[:3]
-    wait_for(lambda: len(cluster.placement(Loaded)) == 1, timeout=60)  # back to min_hosts when idle
+    wait_for(lambda: len(cluster.placement(Loaded)) == 1, timeout=180)  # back to min_hosts when idle
     assert covers(cluster.placement(Loaded), 12)
     assert {k: Loaded[k].get() for k in keys} == load.acked
 
