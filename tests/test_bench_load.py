@@ -19,6 +19,7 @@ def test_background_load_runs_busy_processes_only_while_measuring() -> None:
     assert machine_ms() > 0
 
 
+@pytest.mark.filterwarnings("ignore:Tight layout")
 def test_the_shared_command_line_takes_load_and_prints_the_machine(
     tmp_path: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
