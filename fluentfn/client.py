@@ -190,7 +190,10 @@ class _Base:
 class Client(_Base):
     """A synchronous gRPC client of a fluentfn gateway (``cluster.gateway``).
 
-    ``Client(target, token=...).call("Counter/alice", "add", 2)``. Pass
+    ``Client(target, token=...).call("Counter/alice", "add", 2)``. ``target`` is a
+    gateway's "host:port", or several comma-separated (``fluentfn serve --gateways N``):
+    a gateway that cannot be reached is waited for, or the next one used, up to the
+    call's deadline. Pass
     ``idempotency_key="..."`` to make a call safe to retry: the same key on the same
     identity returns the first call's recorded reply (for ``FLUENTFN_REPLY_TTL_S``)
     instead of running again. (``idempotency_key`` is therefore not passed on to the method.)
