@@ -132,7 +132,9 @@ class Hosts:
         part = g.parts[shard]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RESOLVE_TIMEOUT_S
-        while not part.ready.is_set():
+        while not part.ready.is_set() or part.route is None:
+            if part.ready.is_set():  # a stop took the route after a report_down re-armed it: wait
+                part.ready.clear()
             if not g.started and not g.lock.locked():  # first call, or scaled to zero
                 await self.check_feasible(g)
                 self.start_group(group)
@@ -220,6 +222,10 @@ class Hosts:
             g.hosts.pop(host.hid, None)
         if not hosts:
             return
+        # Its last replies first (acknowledgements of turns that ran): lost with the process,
+        # their callers would send those calls again.
+        up = [h for h in hosts if h.up.is_set()]
+        await asyncio.gather(*(asyncio.wait_for(h.handle.quiesce.remote(5.0), 30) for h in up), return_exceptions=True)
         await self._counters.retire(g, hosts)
         for host in hosts:
             ray.kill(host.handle, no_restart=True)

@@ -130,6 +130,7 @@ class Mover:
         await self._hosts.stop(g, hosts)
         for part in g.parts:
             part.host, part.route = None, None
+            part.ready.clear()  # a report_down that ended meanwhile may have re-armed it
         g.started = False
         return len(hosts)
 

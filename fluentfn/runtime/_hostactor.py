@@ -27,7 +27,7 @@ from ..host._metrics import serve_metrics
 from ..host._partitions import PartitionSet
 from ..host._workers import Workers
 from ..state import Store, has_reminders, open_store
-from ..transport._server import start_server
+from ..transport._server import quiesce, start_server
 from ._raycall import await_directory, get_directory
 from ._stateful import StatefulRuntime
 
@@ -195,6 +195,11 @@ class ShardHost:
         """(this process's incarnation, its counters): the directory's ledger keeps what
         an incarnation counted after it is gone."""
         return self._incarnation, self.parts.totals()
+
+    def quiesce(self, timeout_s: float) -> None:
+        """Before this host is stopped: the replies it produced reach their callers, then
+        its gRPC server stops (see ``transport._server.quiesce``)."""
+        self._io.run(quiesce(self._server, timeout_s), timeout=timeout_s + 10)
 
     def shutdown(self) -> None:
         """Passivate every identity (on_deactivate runs, state is flushed)."""

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -96,6 +97,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         self._clock = clock  # what a call's budget is re-based on (a test gives a skewed one)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.malformed = 0
+        self.unsent = 0  # replies produced on streams and not yet handed to gRPC
 
     async def _refuse_malformed(self, context: aio.ServicerContext[Any, Any]) -> None:
         self.malformed += 1
@@ -187,6 +189,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
             pending -= 1
             if reply is not None:
                 outbox.append(reply)
+                self.unsent += 1
             ready.set()
 
         def done_quietly(reply: pb.Reply | None) -> None:
@@ -229,6 +232,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
                 if outbox:
                     replies, outbox[:] = list(outbox), []
                     yield pb.ReplyBatch(replies=replies)
+                    self.unsent -= len(replies)
             if malformed:
                 await self._refuse_malformed(context)
         finally:
@@ -263,6 +267,19 @@ def server_options() -> list[tuple[str, Any]]:
 
 
 MAX_STREAMS = 256
+_servicers: weakref.WeakKeyDictionary[aio.Server, ActorHostServicer] = weakref.WeakKeyDictionary()
+
+
+async def quiesce(server: aio.Server, timeout_s: float, grace_s: float = 1.0) -> None:
+    """Stop ``server`` without losing what it already answered: wait (up to ``timeout_s``)
+    until every reply produced on its streams was handed to gRPC, then stop it gracefully.
+    A host about to be killed does this first: a reply lost with its process (an
+    acknowledgement of a turn that ran) would make its caller send the call again."""
+    servicer = _servicers.get(server)
+    until = time.monotonic() + timeout_s
+    while servicer is not None and servicer.unsent > 0 and time.monotonic() < until:
+        await asyncio.sleep(0.01)
+    await server.stop(grace_s)
 
 
 async def start_server(
@@ -276,7 +293,9 @@ async def start_server(
     """Serve ``dispatcher`` on ``bind`` (``port``, or an ephemeral one); returns the server
     and port. ``clock``: this process's clock, that calls' deadlines are re-based on."""
     server = aio.server(interceptors=[TokenInterceptor(token)], options=server_options())
-    ActorHostServicer(dispatcher, clock).register(server)
+    servicer = ActorHostServicer(dispatcher, clock)
+    servicer.register(server)
+    _servicers[server] = servicer
     address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
     if tls is None:
         port = server.add_insecure_port(address)
