@@ -56,3 +56,39 @@ def test_a_new_server_on_a_dead_peers_port_is_reached_at_once() -> None:
         io.run(server.stop(0))
         io.run(pool.close())
         io.loop.call_soon_threadsafe(io.loop.stop)
+
+
+class Late(Echo):
+    """Answers every call a little later, from the loop (replies wait in the stream's outbox)."""
+
+    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+        import asyncio
+
+        asyncio.get_running_loop().call_later(0.2, done, pb.Reply(seq=call.seq, value=call.args))
+
+
+def test_a_quiesced_server_delivers_every_reply_it_produced_before_it_stops() -> None:
+    """What a host does before it is stopped: the replies it produced reach their callers
+    (a lost acknowledgement would make its caller send a call that ran again)."""
+    import asyncio
+
+    from fluentfn.transport._server import quiesce
+
+    io = IoLoop()
+    pool = PeerPool("token")
+    server, port = io.run(start_server(Late(), "token"))
+    endpoint = f"127.0.0.1:{port}"
+
+    async def main() -> list[pb.Reply | None]:
+        calls = [pb.Call(type_name="T", key="k", method="m", args=bytes([i]), request_id=f"r{i}") for i in range(50)]
+        pending = [asyncio.ensure_future(pool.invoke(endpoint, c)) for c in calls]
+        await asyncio.sleep(0.1)  # sent and being answered
+        await quiesce(server, timeout_s=10)
+        return list(await asyncio.gather(*pending))
+
+    try:
+        replies = io.run(main(), timeout=30)
+        assert sorted(r.value for r in replies if r is not None) == [bytes([i]) for i in range(50)]
+    finally:
+        io.run(pool.close())
+        io.loop.call_soon_threadsafe(io.loop.stop)
