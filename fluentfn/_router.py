@@ -13,7 +13,9 @@ rules below are tested without Ray or sockets (``tests/test_router.py``):
   is marked as a possible repeat, so the next host answers from its records.
 - An endpoint that is not a host of this cluster (a port reused by another server, which
   answers ``UNIMPLEMENTED`` or refuses our token) did not run it: forget the route.
-- At most ``1 + retries`` sends; none after the deadline; the same request id throughout.
+- At most ``1 + retries`` sends that find no host; a partition still moving (redirects)
+  is waited out, with pauses, up to the deadline; nothing is sent after the deadline; the
+  same request id throughout.
 - A caller with fallbacks (a client's gateways) sends there once its direct route fails;
   a gateway's answer is final, but one that cannot be reached is waited for (it is
   restarted) or the next one tried, up to the deadline.
@@ -140,8 +142,8 @@ class Attempt:
     deadline (it is restarted), any other answer of a gateway is final.
     """
 
-    __slots__ = ("_direct", "_fallbacks", "_last", "_target", "_turn", "deadline", "hosts", "maybe_ran", "name",
-                 "retries", "sends")  # fmt: skip
+    __slots__ = ("_direct", "_fallbacks", "_last", "_target", "_turn", "deadline", "failures", "hosts", "maybe_ran",
+                 "name", "redirects", "retries", "sends")  # fmt: skip
 
     def __init__(
         self,
@@ -163,7 +165,9 @@ class Attempt:
         self._last: FluentError | None = None
         self._turn = 0  # which fallback is next
         self.sends = 0
-        self.hosts = 0  # sends to hosts (not fallbacks): at most 1 + retries
+        self.hosts = 0  # sends to hosts (not fallbacks)
+        self.failures = 0  # hosts that did not answer or were not hosts: at most 1 + retries
+        self.redirects = 0  # partitions that were moving: waited out up to the deadline
 
     @property
     def target(self) -> Target | None:
@@ -201,11 +205,14 @@ class Attempt:
         if verdict is Verdict.BROKEN:
             return [Fail(error or Unavailable(f"{target.endpoint}: no reply for {self.name}"))]
         if verdict is Verdict.REDIRECTED:
-            self._last = Unavailable(f"{self.name}: its partition kept moving; gave up after {self.hosts} attempts")
-        if self.hosts > self.retries:
-            if verdict is Verdict.REFUSED:
-                return [_FINISH]  # the host's own "overloaded" reply
-            return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
+            self.redirects += 1
+            self._last = Unavailable(f"{self.name}: its partition was still moving ({self.redirects} redirects)")
+        elif verdict is not Verdict.REFUSED:  # LOST or FOREIGN
+            self.failures += 1
+            if self.failures > self.retries:
+                return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
+        if verdict is Verdict.REFUSED and self.hosts > self.retries:
+            return [_FINISH]  # the host's own "overloaded" reply
         if now >= self.deadline:
             return [_FINISH] if verdict is Verdict.REFUSED else [Fail(self._expired())]
         if verdict is Verdict.REFUSED:  # the route is fine; the mailbox is full
@@ -213,10 +220,12 @@ class Attempt:
         actions: list[Action] = [Forget(target, report=not self._fallbacks)]
         if self._fallbacks:
             actions.append(self._send(self._fallback()))
-        elif verdict is Verdict.REDIRECTED:
+        elif verdict is Verdict.REDIRECTED and self.redirects == 1:
             actions.append(_RESOLVE)  # the directory has the new owner (or waits for it)
+        elif verdict is Verdict.REDIRECTED:  # a move still settling: a pause, bounded by the deadline
+            actions.append(Wait(self._backoff(self.redirects - 1)))
         else:
-            actions.append(Wait(self._backoff(self.hosts)))  # a host that died: give it time to come back
+            actions.append(Wait(self._backoff(self.failures)))  # a host that died: give it time to come back
         return actions
 
     def _fallback_answered(self, verdict: Verdict, error: FluentError | None, now: float) -> list[Action]:

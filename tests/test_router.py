@@ -67,6 +67,7 @@ def _drive(attempt: Attempt, answers: list[Verdict], routes: list[Target | None]
 
 
 verdicts = st.lists(st.sampled_from(list(Verdict)), max_size=20)
+_NO_HOST = (Verdict.LOST, Verdict.FOREIGN)
 route_lists = st.lists(st.sampled_from([HOST_A, HOST_B, None]), max_size=20)
 
 
@@ -90,7 +91,18 @@ def test_an_attempt_ends_once_within_its_budget_and_marks_every_resend(
     log, outcome, times = _drive(attempt, answers, routes, first, budget, step)
     sends = [(a, t) for a, t in zip(log, times, strict=True) if isinstance(a, Send)]
     host_sends = [a for a, _ in sends if not a.target.fallback]
-    assert len(host_sends) <= 1 + retries
+    answered = answers[: len(sends)]
+    lost = [v for s, v in zip(sends, answered, strict=False) if not s[0].target.fallback and v in _NO_HOST]
+    assert len(lost) <= 1 + retries, "sends that found no host are bounded"
+    # only the first redirect is re-sent at once: anything else re-sent to a host waits first
+    immediate, waited = 0, True
+    for action in log:
+        if isinstance(action, Wait):
+            waited = True
+        elif isinstance(action, Send) and not action.target.fallback:
+            immediate += not waited
+            waited = False
+    assert immediate <= 1, "only the first redirect is re-sent without a pause"
     if fallbacks and not direct:
         assert not host_sends, "direct=False: gateways only"
     # nothing is sent again past the deadline
@@ -107,7 +119,6 @@ def test_an_attempt_ends_once_within_its_budget_and_marks_every_resend(
     for i, action in enumerate(log):
         if isinstance(action, Send) and i + 1 < len(log) and isinstance(log[i + 1], Forget):
             assert log[i + 1].target == action.target  # type: ignore[union-attr]
-    answered = answers[: len(sends)]
     if isinstance(outcome, Finish):
         assert sends, "a reply finishes only a call that was sent"
     else:
