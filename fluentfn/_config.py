@@ -19,7 +19,7 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_HOME": "where the SQLite default lives: `<home>/<namespace>/` (default `~/.fluentfn`)",
     "FLUENTFN_LOG": "log level of fluentfn, Ray and gRPC (default ERROR: quiet)",
     "FLUENTFN_CALL_TIMEOUT_S": "deadline of calls that set none (default 300)",
-    "FLUENTFN_RETRY_ATTEMPTS": "retries of a call whose host is unreachable or moved (default 8)",
+    "FLUENTFN_RETRY_ATTEMPTS": "retries of a call whose host is unreachable (default 8; moves are waited out)",
     "FLUENTFN_MAX_MESSAGE_BYTES": "largest encoded arguments or result on the wire (default 16 MiB)",
     "FLUENTFN_MAILBOX_LIMIT": "queued turns per identity before `Overloaded` (default 10,000)",
     "FLUENTFN_HOST_INFLIGHT_LIMIT": "admitted or queued calls per host before `Overloaded` (default 100,000)",
