@@ -23,8 +23,8 @@ from ._ioloop import io_loop
 from ._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX, KEYS_METHOD, check_timeout
 from ._router import RouteTable, Slot, Target
 from .errors import FluentError, InvalidRequest
-from .transport._caller import Caller, Done, settle_future
-from .transport._client import PeerPool, Waiter, no_reply, until_deadline
+from .transport._caller import Caller
+from .transport._client import Done, PeerPool, Waiter, no_reply, settle_future, until_deadline
 from .transport._tls import TlsConfig
 from .wire import codec
 from .wire._gen import actorhost_pb2 as pb

@@ -28,8 +28,8 @@ from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound
 from ..host._partitions import PartitionSet
 from ..placement import shard_for
 from ..state import Store, open_store
-from ..transport._caller import Caller, settle_future
-from ..transport._client import PeerPool, Waiter, no_reply, until_deadline
+from ..transport._caller import Caller
+from ..transport._client import PeerPool, Waiter, no_reply, settle_future, until_deadline
 from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb

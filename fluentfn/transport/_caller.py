@@ -13,7 +13,6 @@ answer ``Tap.received``: one place to record messages or inject faults (``instal
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -46,11 +45,9 @@ from ..errors import (
     code_value,
 )
 from ..wire._gen import actorhost_pb2 as pb
-from ._client import PeerPool
+from ._client import Done, PeerPool, settle_future
 
 log = logging.getLogger("fluentfn")
-Done = Callable[[pb.Reply | None, BaseException | None], None]
-"""What a caller of the router is told: the reply, or the error, once."""
 
 _OVERLOADED = code_value(grpc.StatusCode.RESOURCE_EXHAUSTED)
 
@@ -111,20 +108,6 @@ def classify(call: pb.Call, reply: pb.Reply | None, error: FluentError | None) -
     if code == _OVERLOADED and call.one_way:
         return Verdict.REFUSED
     return Verdict.SETTLED
-
-
-def settle_future(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> Done:
-    """A reply callback that completes ``fut`` (the first outcome wins)."""
-
-    def done(reply: pb.Reply | None, error: BaseException | None) -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(reply)
-
-    return done
 
 
 def name_of(call: pb.Call) -> str:

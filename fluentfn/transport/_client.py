@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import concurrent.futures
 import itertools
 import time
 from collections.abc import Callable
@@ -43,6 +44,22 @@ def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
 
 
 ReplyCallback = Callable[[pb.Reply | None, FluentError | None], None]
+Done = Callable[[pb.Reply | None, BaseException | None], None]
+"""What a caller of the router is told: the reply, or the error, once."""
+
+
+def settle_future(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> Done:
+    """A reply callback that completes ``fut`` (the first outcome wins)."""
+
+    def done(reply: pb.Reply | None, error: BaseException | None) -> None:
+        if fut.done():
+            return
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(reply)
+
+    return done
 
 
 class Waiter:
@@ -132,18 +149,8 @@ class PeerStream:
         """Send ``call``; its reply. A one-way call is acknowledged too (its reply says
         whether it was refused, by a partition that moved, say), so nothing is lost
         silently with a broken stream."""
-        fut: asyncio.Future[pb.Reply] = asyncio.get_running_loop().create_future()
-
-        def settle(reply: pb.Reply | None, error: FluentError | None) -> None:
-            if fut.done():
-                return
-            if error is not None:
-                fut.set_exception(error)
-            else:
-                assert reply is not None
-                fut.set_result(reply)
-
-        self.send(call, settle)
+        fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+        self.send(call, settle_future(fut))
         try:
             return await fut
         finally:
