@@ -12,6 +12,7 @@ from .._config import DRAIN_S, HOST_START_S
 from .._tables import Group, Host, Route, host_spec
 from ..elastic._assign import assign, moves
 from ..errors import FluentError
+from ..host._activations import Handoff
 from ..placement import missing_resources, resource_demand
 from ._hosts import Hosts
 
@@ -89,7 +90,7 @@ class Mover:
 
     async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> None:
         part = g.parts[p]
-        handoff: dict[str, bytes] = {}
+        handoff: Handoff = {}
         if src is not None:
             try:
                 released = await asyncio.wait_for(src.handle.release.remote([p], DRAIN_S), DRAIN_S + 60)

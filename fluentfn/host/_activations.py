@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Memory(NamedTuple):
+    """What a partition's previous owner hands the next one of an identity at a live move:
+    its in-memory state (``persist="never"``; None otherwise) and its recent request ids
+    with their recorded replies, so a re-sent turn that ran before the move is answered,
+    not run again, in every persist mode."""
+
+    state: bytes | None
+    replies: tuple[tuple[str, bytes], ...]
+
+
+Handoff = dict[str, Memory]  # by address
 
 
 class Activation:

@@ -35,7 +35,7 @@ from ..state._store import Store, StoreLost
 from ..wire import codec
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
-from ._activations import Activation, ActivationTable
+from ._activations import Activation, ActivationTable, Handoff
 from ._admission import Admission
 from ._bulk import bulk
 from ._lane import SyncLane
@@ -334,7 +334,7 @@ class HostEngine:
         if self._own_workers:
             self.workers.shutdown(wait=False)
 
-    async def release(self, grace_s: float) -> dict[str, bytes]:
+    async def release(self, grace_s: float) -> Handoff:
         """Hand this partition over to another host (a live move).
 
         New and queued turns are refused with a redirect (callers retry at the next

@@ -21,6 +21,7 @@ from ..placement import shard_for
 from ..state._store import Store, StoreLost
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import error_to_pb
+from ._activations import Handoff
 from ._engine import HostEngine
 from ._heap import HeapPolicy
 from ._heap import apply as apply_heap
@@ -48,7 +49,7 @@ class PartitionSet:
         self._lock = threading.Lock()
         self.owned: dict[int, int] = {}  # partition -> epoch
         self.engines: dict[int, HostEngine] = {}
-        self._handoffs: dict[int, dict[str, bytes]] = {}
+        self._handoffs: dict[int, Handoff] = {}
         # Host-level counters (malformed frames, say) and those of engines whose partition
         # moved away; ``totals()`` adds the live engines'.
         self.counters: dict[str, int] = new_counters()
@@ -56,9 +57,7 @@ class PartitionSet:
 
     # -- ownership ------------------------------------------------------------------------------
 
-    def adopt(
-        self, partition: int, epoch: int, handoff: dict[str, bytes] | None = None, *, start: bool = False
-    ) -> None:
+    def adopt(self, partition: int, epoch: int, handoff: Handoff | None = None, *, start: bool = False) -> None:
         """Serve ``partition`` from now on, at ``epoch`` (already claimed in the store);
         ``handoff``: the previous owner's in-memory state of ``persist="never"`` identities."""
         with self._lock:
@@ -80,7 +79,7 @@ class PartitionSet:
         if start:
             self.engine(partition)
 
-    async def release(self, partition: int, grace_s: float) -> dict[str, bytes]:
+    async def release(self, partition: int, grace_s: float) -> Handoff:
         """Stop serving ``partition``: its engine drains and writes everything (see
         ``HostEngine.release``); returns the memory to hand to the next owner."""
         with self._lock:

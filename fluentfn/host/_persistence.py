@@ -26,7 +26,7 @@ from ..errors import Redirect
 from ..state._emulated import MeteredStore
 from ..state._store import Scheduled, StaleEpoch, Store
 from ..wire._gen import actorhost_pb2 as pb
-from ._activations import Activation
+from ._activations import Activation, Handoff
 from ._policy import Why
 from ._turn import must_record, replay_of, request_digest
 from ._turn import snapshot as encode_snapshot
@@ -45,9 +45,10 @@ class Persistence:
         self.shard = shard
         self.epoch = 0
         self.fenced = False
-        # In-memory state of persist="never" identities handed over by the partition's
-        # previous host (a live move): each is taken once, on its first activation here.
-        self.handoff: dict[str, bytes] = {}
+        # What the partition's previous host handed over at a live move (the memory of
+        # persist="never" identities, recent replies of all): each taken once, on the
+        # identity's first activation here.
+        self.handoff: Handoff = {}
         # Interleaved turns of a reentrant identity may finish together: their
         # compare-and-write must not overlap. Striped locks, not one per identity.
         self._locks = [threading.Lock() for _ in range(64)]
@@ -92,8 +93,11 @@ class Persistence:
 
     def load(self, definition: ActorDef, act: Activation) -> bytes | None:
         """The stored state of ``act`` (encoded), or None."""
+        memory = self.handoff.pop(act.address, None) if self.handoff else None
+        if memory is not None and memory.replies:
+            act.replies = OrderedDict(memory.replies)
         if definition.options.persist.memory_only:
-            return self.handoff.pop(act.address, None) if self.handoff else None
+            return memory.state if memory is not None else None
         if self.store is None:
             return None
         record = self.store.load(act.address)
@@ -117,8 +121,21 @@ class Persistence:
             snapshot = self.write_due(definition, act, must_record(request_id, scheduled))
             if snapshot is not None:
                 self._record(act, snapshot, request_id, reply, scheduled)
-            elif scheduled:
+                return
+            if not definition.options.persist.writes_before_reply:
+                self.remember(act, request_id, reply)
+            if scheduled:
                 self.add_reminders(scheduled)
+
+    @staticmethod
+    def remember(act: Activation, request_id: str, reply: bytes) -> None:
+        """Keep a turn's reply in the identity's memory only (modes that write no record
+        before the reply): a retry here, or at the next owner after a live move, gets it."""
+        if act.replies is None:
+            act.replies = OrderedDict()
+        act.replies[request_id] = reply
+        if len(act.replies) > REPLY_WINDOW:
+            act.replies.popitem(last=False)
 
     def write_due(self, definition: ActorDef, act: Activation, record: bool = False) -> bytes | None:
         """What a turn's end owes the store, without blocking: the state to write before
@@ -151,11 +168,7 @@ class Persistence:
     def _record(
         self, act: Activation, snapshot: bytes, request_id: str, reply: bytes, scheduled: Sequence[Scheduled] = ()
     ) -> None:
-        if act.replies is None:
-            act.replies = OrderedDict()
-        act.replies[request_id] = reply
-        while len(act.replies) > REPLY_WINDOW:
-            act.replies.popitem(last=False)
+        self.remember(act, request_id, reply)
         self._write(act, snapshot, (request_id, reply), scheduled)
         if scheduled:
             self.on_reminders(scheduled)

@@ -155,6 +155,8 @@ class TurnRunner:
             reply = self._encoded(definition, act, call, outcome, failed)
             if due is not None or scheduled:
                 return reply, functools.partial(self._write_turn, definition, act, call, reply, due, scheduled)
+            if not definition.options.persist.writes_before_reply:
+                self.persistence.remember(act, call.request_id, _record(call, reply))
             return reply, None
         except BaseException as exc:
             return self._error_reply(act, call, exc), None
@@ -174,6 +176,8 @@ class TurnRunner:
 
         def write() -> None:
             if snapshot is None:
+                if not definition.options.persist.writes_before_reply:
+                    self.persistence.remember(act, call.request_id, _record(call, reply))
                 self.persistence.add_reminders(scheduled)
             else:
                 self.persistence.write_turn(act, snapshot, call.request_id, _record(call, reply), scheduled)

@@ -19,7 +19,7 @@ from .._ioloop import spawn
 from ..errors import TRANSIENT_CODES, FluentError
 from ..state._store import Store, StoreLost
 from ..wire._gen import actorhost_pb2 as pb
-from ._activations import Activation
+from ._activations import Activation, Handoff, Memory
 from ._policy import Arrive, Passivate
 from ._ports import UpkeepPort
 from ._reminders import Due, Reminders
@@ -219,9 +219,10 @@ class Upkeep:
             CURRENT.reset(token)
         e.persistence.flush(definition, act)
 
-    def hand_over(self) -> dict[str, bytes]:
+    def hand_over(self) -> Handoff:
         """Deactivate every identity (in a worker thread, admission closed): state written,
-        and the memory of ``persist="never"`` ones returned by address.
+        and what the next owner needs of each returned by address (the memory of
+        ``persist="never"`` ones, the recent replies of all).
 
         An identity whose turn outlived the drain: under ``persist="call"`` it is left
         alone (its write is fenced off, its caller retries at the next owner with the same
@@ -230,7 +231,7 @@ class Upkeep:
         ends with an indeterminate ``CallTimeout``, never a success that the next owner
         would not know of."""
         e = self._engine
-        handoff: dict[str, bytes] = {}
+        handoff: Handoff = {}
         for act in list(e.admission.table):
             with e.admission.lock:
                 busy = e.admission.in_use(act.address)
@@ -244,8 +245,12 @@ class Upkeep:
                         e.persistence.flush(definition, act)
                     else:
                         self.deactivate(definition, act)
-                    if definition.options.persist.memory_only:
-                        handoff[act.address] = encode_snapshot(act.instance, act.address)
+                    persist = definition.options.persist
+                    state = encode_snapshot(act.instance, act.address) if persist.memory_only else None
+                    # Under "call" the store holds the records; the others keep them in memory only.
+                    replies = tuple(act.replies.items()) if act.replies and not persist.writes_before_reply else ()
+                    if state is not None or replies:
+                        handoff[act.address] = Memory(state, replies)
                 except Exception as exc:  # the store failed: this identity's unwritten change is lost
                     log.error("%s: state not written when its partition moved: %s: %s", act.address,
                               type(exc).__name__, exc)  # fmt: skip

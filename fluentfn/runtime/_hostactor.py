@@ -21,6 +21,7 @@ from .._ioloop import IoLoop, io_loop
 from .._logs import quiet_logs
 from .._ref import set_invoker
 from .._tables import DIRECTORY_NAME, ray_namespace
+from ..host._activations import Handoff
 from ..host._engine import HostEngine, TypeLoader
 from ..host._heap import tune_gc
 from ..host._metrics import serve_metrics
@@ -127,7 +128,7 @@ class ShardHost:
         """A tell accepted here whose partition moved away: this host's router sends it on."""
         self._io.loop.call_soon_threadsafe(self.runtime.forward_soon, call, lambda _: None)
 
-    def adopt(self, partitions: list[int], handoffs: dict[int, dict[str, bytes]]) -> dict[int, int]:
+    def adopt(self, partitions: list[int], handoffs: dict[int, Handoff]) -> dict[int, int]:
         """Serve ``partitions``: claim each one's next epoch in the store (the previous
         owner can no longer write) and start serving. Returns the epochs."""
         epochs: dict[int, int] = {}
@@ -138,14 +139,14 @@ class ShardHost:
             epochs[p] = epoch
         return epochs
 
-    def release(self, partitions: list[int], grace_s: float) -> dict[int, dict[str, bytes]]:
+    def release(self, partitions: list[int], grace_s: float) -> dict[int, Handoff]:
         """Hand ``partitions`` over: drain, write, and return ``persist="never"`` memory."""
 
-        async def run() -> dict[int, dict[str, bytes]]:
+        async def run() -> dict[int, Handoff]:
             out = await asyncio.gather(*(self.parts.release(p, grace_s) for p in partitions))
             return dict(zip(partitions, out, strict=True))
 
-        result: dict[int, dict[str, bytes]] = self._io.run(run(), timeout=grace_s + 60)
+        result: dict[int, Handoff] = self._io.run(run(), timeout=grace_s + 60)
         return result
 
     def load(self) -> int:
