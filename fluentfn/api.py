@@ -15,8 +15,8 @@ from ._ref import BULK_METHOD, ActorRef, Future
 from .elastic._autoscale import Autoscale
 from .errors import REROUTE_CODES, FluentError, Unavailable
 from .placement import ActorOptions, ResourceSpec, persist_mode, shard_for
-from .wire._gen import actorhost_pb2 as pb
 from .wire.errors import reply_value
+from .wire.records import read_record
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -106,8 +106,8 @@ class ActorType:
             refused: dict[str, list[Any]] = {}
             for shard, fut in futures.items():
                 for (key, args, _), raw in zip(by_shard[shard], fut.result(), strict=True):
-                    reply = pb.Reply.FromString(raw)
-                    if reply.HasField("error") and reply.error.code in REROUTE_CODES:
+                    _, reply = read_record(raw)
+                    if reply.error is not None and reply.error.code in REROUTE_CODES:
                         refused[key] = args  # its partition moved before it ran
                         continue
                     try:

@@ -19,15 +19,16 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _config
+from ._call import Call, Outcome
 from ._ioloop import io_loop
 from ._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX, KEYS_METHOD, check_timeout
 from ._router import RouteTable, Slot, Target
+from ._status import Status
 from .errors import FluentError, InvalidRequest
 from .transport._caller import Caller
 from .transport._client import Done, PeerPool, Waiter, no_reply, settle_future, until_deadline
 from .transport._tls import TlsConfig
 from .wire import codec
-from .wire._gen import actorhost_pb2 as pb
 from .wire.errors import reply_value
 
 T = TypeVar("T")
@@ -47,13 +48,13 @@ def request_id_for(idempotency_key: str | None) -> tuple[str, int]:
 
 def build_call(
     address: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout_s: float, key: str | None
-) -> pb.Call:
+) -> Call:
     """The wire message of one client call."""
     if not isinstance(address, str) or "/" not in address:
         raise InvalidRequest(f"an address is 'Type/key', got {address!r}")
     type_name, ident = address.split("/", 1)
     request_id, attempt = request_id_for(key)
-    return pb.Call(
+    return Call(
         type_name=type_name,
         key=ident,
         method=method,
@@ -65,7 +66,7 @@ def build_call(
     )
 
 
-def _value(reply: pb.Reply, idempotency_key: str | None) -> Any:
+def _value(reply: Outcome, idempotency_key: str | None) -> Any:
     """A reply's value or error; a reused idempotency key is named (the host knows only its hash)."""
     try:
         return reply_value(reply)
@@ -103,7 +104,7 @@ class _Placement:
         self._read_at = -_REFRESH_S
         self._reading: asyncio.Task[None] | None = None
 
-    async def locate(self, call: pb.Call) -> Target | None:
+    async def locate(self, call: Call) -> Target | None:
         slot = self._table.slot(call.type_name, call.key)
         known = self._table.get(slot)
         if known is not None or time.monotonic() - self._read_at < _REFRESH_S:
@@ -163,7 +164,7 @@ class _Base:
             unary_tells=True,  # a client's tell returns once a host (or the gateway) accepted it
         )
 
-    def _route(self, call: pb.Call, done: Done) -> None:
+    def _route(self, call: Call, done: Done) -> None:
         """On the loop: the gateway answers what only it can (and everything, ``direct=False``)."""
         self._caller.send(call, done, direct=self._direct and call.method != KEYS_METHOD)
 
@@ -171,7 +172,7 @@ class _Base:
         self._caller.close()
         await self._pool.close()
 
-    async def _status(self) -> pb.StatusReply:
+    async def _status(self) -> Status:
         """The first gateway's status that answers (the last one's error if none does)."""
         for gateway in self._gateways[:-1]:
             try:
@@ -181,7 +182,7 @@ class _Base:
         return await self._pool.status(self._gateways[-1], self._timeout)
 
     def _message(self, address: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 key: str | None, *, one_way: bool = False) -> pb.Call:  # fmt: skip
+                 key: str | None, *, one_way: bool = False) -> Call:  # fmt: skip
         call = build_call(address, method, args, kwargs, self._timeout, key)
         call.one_way = one_way
         return call
@@ -201,7 +202,7 @@ class Client(_Base):
     stream per endpoint, on the process's I/O loop, as a driver's do.
     """
 
-    def _wait(self, call: pb.Call) -> pb.Reply | None:
+    def _wait(self, call: Call) -> Outcome | None:
         if self._io.in_loop():
             raise FluentError("ff.Client blocks: from async code on fluentfn's own loop, use ff.AsyncClient")
         waiter = Waiter()
@@ -218,7 +219,7 @@ class Client(_Base):
         """Send a one-way message (returns once the cluster accepted it)."""
         self._wait(self._message(address, method, args, kwargs, idempotency_key, one_way=True))
 
-    def status(self) -> pb.StatusReply:
+    def status(self) -> Status:
         """The endpoint's status message."""
         if self._io.in_loop():
             raise FluentError("ff.Client blocks: from async code on fluentfn's own loop, use ff.AsyncClient")
@@ -248,12 +249,12 @@ class AsyncClient(_Base):
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._io.loop))
 
-    async def _send(self, call: pb.Call) -> pb.Reply | None:
+    async def _send(self, call: Call) -> Outcome | None:
         if self._io.in_loop():
-            fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
             self._route(call, settle_future(fut))
             return await fut
-        waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
+        waiter: concurrent.futures.Future[Outcome | None] = concurrent.futures.Future()
         self._io.loop.call_soon_threadsafe(self._route, call, settle_future(waiter))
         return await asyncio.wait_for(asyncio.wrap_future(waiter), until_deadline(call))
 
@@ -279,7 +280,7 @@ class AsyncClient(_Base):
         except TimeoutError:
             raise no_reply(call) from None
 
-    async def status(self) -> pb.StatusReply:
+    async def status(self) -> Status:
         """The endpoint's status message."""
         return await self._on_loop(self._status())
 

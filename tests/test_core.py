@@ -16,6 +16,7 @@ import pytest
 import ray
 
 import fluentfn as ff
+from fluentfn._call import Call
 from fluentfn.testing import hosts, wait_for
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
@@ -380,11 +381,11 @@ def test_a_tap_sees_every_message_and_a_dropped_one_is_sent_again(cluster: ff.Cl
             self.sent: list[tuple[str, int]] = []
             self.answers: list[tuple[str, bool]] = []
 
-        def sending(self, call: pb.Call, target: Any) -> bool:
+        def sending(self, call: Call, target: Any) -> bool:
             self.sent.append((call.key, call.attempt))
             return len(self.sent) > 1  # the first message is dropped
 
-        def received(self, call: pb.Call, target: Any, reply: Any, error: Any) -> None:
+        def received(self, call: Call, target: Any, reply: Any, error: Any) -> None:
             self.answers.append((call.key, error is None))
 
     assert Counter["tapped"].add(1) == 1  # routes known: the tap sees only the call itself
@@ -403,10 +404,10 @@ def test_a_tap_that_raises_fails_the_call_clearly(cluster: ff.Cluster) -> None:
     from fluentfn.transport._caller import install_tap
 
     class Broken:
-        def sending(self, call: pb.Call, target: Any) -> bool:
+        def sending(self, call: Call, target: Any) -> bool:
             raise RuntimeError("tap bug")
 
-        def received(self, call: pb.Call, target: Any, reply: Any, error: Any) -> None: ...
+        def received(self, call: Call, target: Any, reply: Any, error: Any) -> None: ...
 
     old = install_tap(Broken())
     try:

@@ -12,14 +12,14 @@ import pytest
 
 import fluentfn as ff
 from fluentfn._actordef import ActorDef
+from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
 from fluentfn.errors import Redirect, status_for
 from fluentfn.host._engine import HostEngine
 from fluentfn.state import StaleEpoch, VersionConflict, open_store
 from fluentfn.state._store import Store, StoreLost
 from fluentfn.wire import codec
-from fluentfn.wire._gen import actorhost_pb2 as pb
-from fluentfn.wire.errors import pb_to_error
+from fluentfn.wire.errors import rebuild_error
 
 from .conftest import OPEN
 
@@ -75,7 +75,7 @@ def engine(
 
 
 def call(io: IoLoop, eng: HostEngine, key: str, method: str, *args: Any, rid: str = "", attempt: int = 0) -> Any:
-    c = pb.Call(
+    c = Call(
         type_name="Acc",
         key=key,
         method=method,
@@ -85,8 +85,8 @@ def call(io: IoLoop, eng: HostEngine, key: str, method: str, *args: Any, rid: st
     )
     reply = io.run(eng.dispatch(c))
     assert reply is not None
-    if reply.HasField("error"):
-        raise pb_to_error(reply.error)
+    if reply.error is not None:
+        raise rebuild_error(reply.error)
     return codec.decode(reply.value)
 
 
@@ -193,7 +193,7 @@ def test_many_identities_are_cheap(io: IoLoop) -> None:
 
     async def burst() -> None:
         await asyncio.gather(
-            *(e.dispatch(pb.Call(type_name="Acc", key=f"k{i}", method="read", request_id=str(i))) for i in range(2000))
+            *(e.dispatch(Call(type_name="Acc", key=f"k{i}", method="read", request_id=str(i))) for i in range(2000))
         )
 
     io.run(burst())
@@ -214,20 +214,20 @@ def test_queued_async_call_past_its_deadline_leaves_the_identity_usable(io: IoLo
     at = ff.actor(name="ENapper", shards=1)(Napper)
     e = engine(io, store, ActorDef(Napper, at.options))
 
-    def nap(s: float, rid: str, deadline: float = 0.0) -> pb.Call:
+    def nap(s: float, rid: str, deadline: float = 0.0) -> Call:
         args = codec.encode_args((s,), {})
-        return pb.Call(type_name="ENapper", key="k", method="nap", args=args, request_id=rid, deadline=deadline)
+        return Call(type_name="ENapper", key="k", method="nap", args=args, request_id=rid, deadline=deadline)
 
-    async def scenario() -> list[pb.Reply | None]:
+    async def scenario() -> list[Outcome | None]:
         busy = asyncio.ensure_future(e.dispatch(nap(0.5, "busy")))
         await asyncio.sleep(0.05)
         late = await e.dispatch(nap(0.0, "late", deadline=time.time() + 0.1))  # queued, then withdrawn
         return [late, await busy, await asyncio.wait_for(e.dispatch(nap(0.0, "after")), 5)]
 
     late, busy, after = io.run(scenario())
-    assert late is not None and late.HasField("error")
+    assert late is not None and late.error is not None
     with pytest.raises(ff.CallTimeout):
-        raise pb_to_error(late.error)
+        raise rebuild_error(late.error)
     assert busy is not None and codec.decode(busy.value) == 1
     assert after is not None and codec.decode(after.value) == 2  # the withdrawn turn never ran
 
@@ -276,12 +276,12 @@ class Unstorable:
 def test_unstorable_state_names_the_attribute_and_rolls_back(io: IoLoop, store: Store) -> None:
     at = ff.actor(name="EUnstorable", shards=1)(Unstorable)
     e = engine(io, store, ActorDef(Unstorable, at.options))
-    c = pb.Call(type_name="EUnstorable", key="k", method="lock_up", args=codec.encode_args((), {}), request_id="x")
+    c = Call(type_name="EUnstorable", key="k", method="lock_up", args=codec.encode_args((), {}), request_id="x")
     reply = io.run(e.dispatch(c))
-    assert reply is not None and reply.HasField("error")
+    assert reply is not None and reply.error is not None
     with pytest.raises(ff.InvalidRequest, match="'lock'"):
-        raise pb_to_error(reply.error)
-    g = pb.Call(type_name="EUnstorable", key="k", method="get", args=codec.encode_args((), {}), request_id="y")
+        raise rebuild_error(reply.error)
+    g = Call(type_name="EUnstorable", key="k", method="get", args=codec.encode_args((), {}), request_id="y")
     got = io.run(e.dispatch(g))
     assert got is not None and codec.decode(got.value) == 0
 
@@ -327,17 +327,17 @@ def test_live_cap_holds_during_a_burst(io: IoLoop, store: Store) -> None:
     e = engine(io, None, make_def("never"), max_live=50)
     peak = 0
 
-    async def one(i: int) -> pb.Reply | None:
+    async def one(i: int) -> Outcome | None:
         nonlocal peak
-        reply = await e.dispatch(pb.Call(type_name="Acc", key=f"b{i}", method="read", request_id=f"b{i}"))
+        reply = await e.dispatch(Call(type_name="Acc", key=f"b{i}", method="read", request_id=f"b{i}"))
         peak = max(peak, e.live_identities)
         return reply
 
-    async def burst() -> list[pb.Reply | None]:
+    async def burst() -> list[Outcome | None]:
         return await asyncio.gather(*(one(i) for i in range(3000)))
 
     replies = io.run(burst())
-    refused = [r for r in replies if r is not None and r.HasField("error")]
-    assert all(pb_to_error(r.error).__class__ is ff.Overloaded for r in refused)
+    refused = [r for r in replies if r is not None and r.error is not None]
+    assert all(rebuild_error(r.error).__class__ is ff.Overloaded for r in refused)
     assert peak <= 50 + 16  # the cap plus the documented margin, never the whole burst
     assert len(refused) < len(replies)

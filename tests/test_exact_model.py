@@ -16,6 +16,7 @@ import pytest
 
 import fluentfn as ff
 from fluentfn._actordef import ActorDef
+from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
 from fluentfn.errors import REROUTE_CODES
 from fluentfn.host._engine import HostEngine
@@ -24,8 +25,8 @@ from fluentfn.host._workers import Workers
 from fluentfn.placement import ActorOptions, shard_for
 from fluentfn.state._store import Store
 from fluentfn.wire import codec
-from fluentfn.wire._gen import actorhost_pb2 as pb
-from fluentfn.wire.errors import pb_to_error
+from fluentfn.wire.errors import rebuild_error
+from fluentfn.wire.records import read_record
 
 from .conftest import OPEN
 
@@ -109,27 +110,27 @@ class Model:
     def _owner(self, key: str) -> PartitionSet:
         return self.hosts[self.owner[shard_for(key, PARTS)]]
 
-    def send(self, c: pb.Call) -> pb.Reply:
+    def send(self, c: Call) -> Outcome:
         """The caller's router: a redirected call (or tell) goes to the current owner with
         the same request id, marked as a possible repeat."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             reply = self.io.run(self._owner(c.key).dispatch(c))
             assert reply is not None
-            if not (reply.HasField("error") and reply.error.code in REROUTE_CODES):
+            if not (reply.error is not None and reply.error.code in REROUTE_CODES):
                 return reply
             c.attempt = 1
             time.sleep(0.002)  # the partition is moving: the directory would hold the caller
         raise AssertionError(f"{c.key} kept being redirected")
 
     def call(self, key: str, method: str, *args: Any, rid: str = "", one_way: bool = False, attempt: int = 0) -> Any:
-        c = pb.Call(
+        c = Call(
             type_name=self.d.name, key=key, method=method, args=codec.encode_args(args, {}), attempt=attempt,
             request_id=rid or self._rid(), deadline=time.time() + 60, one_way=one_way, seq=1 if one_way else 0,
         )  # fmt: skip
         reply = self.send(c)
-        if reply.HasField("error"):
-            raise pb_to_error(reply.error)
+        if reply.error is not None:
+            raise rebuild_error(reply.error)
         return codec.decode(reply.value)
 
     # -- steps ----------------------------------------------------------------------------------
@@ -180,17 +181,17 @@ class Model:
         pending = dict(adds)
         while pending:
             entries = [[k, [v], {}] for k, v in pending.items()]
-            c = pb.Call(
+            c = Call(
                 type_name=self.d.name, key=keys[0], method="__bulk__",
                 args=codec.encode_args(("add", entries, batch, attempt), {}), request_id=self._rid(),
                 deadline=time.time() + 60,
             )  # fmt: skip
             reply = self.send(c)
-            assert not reply.HasField("error"), reply
+            assert not reply.error is not None, reply
             refused = {}
             for (k, v), raw in zip(pending.items(), codec.decode(reply.value), strict=True):
-                item = pb.Reply.FromString(raw)
-                if item.HasField("error"):
+                item = read_record(raw)[1]
+                if item.error is not None:
                     assert item.error.code in REROUTE_CODES, item
                     refused[k] = v
             pending, attempt = refused, 1

@@ -12,7 +12,9 @@ import pytest
 import fluentfn as ff
 from fluentfn import api
 from fluentfn._actordef import ActorDef
+from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
+from fluentfn._status import Status
 from fluentfn.errors import Redirect
 from fluentfn.placement import ActorOptions
 from fluentfn.state._codec import decode_state
@@ -20,7 +22,8 @@ from fluentfn.state._store import Store
 from fluentfn.testing import wait_for
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
-from fluentfn.wire.errors import error_to_pb, pb_to_error
+from fluentfn.wire.errors import describe_error, rebuild_error
+from fluentfn.wire.records import read_record, record_of
 
 from .test_engine import engine
 
@@ -80,7 +83,7 @@ def timer_def(persist: str = "call") -> ActorDef:
 
 
 def send(io: IoLoop, eng: Any, key: str, method: str, *args: Any, rid: str, attempt: int = 0) -> Any:
-    c = pb.Call(
+    c = Call(
         type_name="Timer",
         key=key,
         method=method,
@@ -91,8 +94,8 @@ def send(io: IoLoop, eng: Any, key: str, method: str, *args: Any, rid: str, atte
     )
     reply = io.run(eng.dispatch(c))
     assert reply is not None
-    if reply.HasField("error"):
-        raise pb_to_error(reply.error)
+    if reply.error is not None:
+        raise rebuild_error(reply.error)
     return codec.decode(reply.value)
 
 
@@ -217,7 +220,7 @@ def test_a_mode_that_records_no_replies_refuses_an_idempotency_key(io: IoLoop, s
 
 
 def test_records_written_before_keys_were_bound_are_still_read(io: IoLoop, store: Store) -> None:
-    """A reply record of the older format (plain ``pb.Reply`` bytes) still answers a retry."""
+    """A reply record of the older format (plain ``Outcome`` bytes) still answers a retry."""
     eng = wallet(io, store)
     reply = pb.Reply(value=codec.encode(42))
     store.save("Timer/old", expected=0, state=b"\x80", fence=None, reply=("r-old", reply.SerializeToString()))
@@ -229,7 +232,7 @@ def test_records_written_before_keys_were_bound_are_still_read(io: IoLoop, store
 
 def bulk_call(io: IoLoop, eng: Any, items: dict[str, int], batch: str, attempt: int) -> dict[str, Any]:
     entries = [[k, [v], {}] for k, v in items.items()]
-    c = pb.Call(
+    c = Call(
         type_name="Timer",
         key=next(iter(items)),
         method="__bulk__",
@@ -238,11 +241,11 @@ def bulk_call(io: IoLoop, eng: Any, items: dict[str, int], batch: str, attempt: 
         deadline=time.time() + 30,
     )
     reply = io.run(eng.dispatch(c))
-    assert reply is not None and not reply.HasField("error"), reply
+    assert reply is not None and not reply.error is not None, reply
     out = {}
     for key, raw in zip(items, codec.decode(reply.value), strict=True):
-        item = pb.Reply.FromString(raw)
-        out[key] = pb_to_error(item.error) if item.HasField("error") else codec.decode(item.value)
+        item = read_record(raw)[1]
+        out[key] = rebuild_error(item.error) if item.error is not None else codec.decode(item.value)
     return out
 
 
@@ -276,11 +279,11 @@ class _Invoker:
         out = []
         for i, (key, a, _) in enumerate(entries):
             if attempt == 0 and i % 2:
-                moved = error_to_pb(Redirect("partition moved"))
-                out.append(pb.Reply(error=moved).SerializeToString())
+                moved = describe_error(Redirect("partition moved"))
+                out.append(record_of(Outcome(error=moved)))
             else:
                 self.applied[key] = self.applied.get(key, 0) + 1
-                out.append(pb.Reply(value=codec.encode(a[0] * 10)).SerializeToString())
+                out.append(record_of(Outcome(codec.encode(a[0] * 10))))
         fut: Future[Any] = Future()
         fut.set_result(out)
         return fut
@@ -328,7 +331,7 @@ def test_a_long_turn_delays_only_its_own_write_behind(io: IoLoop, store: Store) 
     eng = engine(io, store, local_def(Behind, "interval"))
     _RELEASE.clear()
     send(io, eng, "a", "add", 1, rid="a1")
-    slow = pb.Call(type_name="Timer", key="a", method="slow", args=codec.encode_args((), {}), request_id="a2")
+    slow = Call(type_name="Timer", key="a", method="slow", args=codec.encode_args((), {}), request_id="a2")
     stuck = io.submit(eng.dispatch(slow))
     try:
         wait_for(lambda: any(r.address == "Timer/a" for r in eng.runner.running), 30)
@@ -376,7 +379,7 @@ def test_a_skewed_callers_deadline_is_re_based_on_the_hosts_clock(io: IoLoop, st
 
             # 5 s behind: its absolute deadline is already past here, its budget is not
             assert codec.decode(invoke("add", time.time() - 5 + 4, 4.0, "behind", 1).value) == 1
-            held = io.submit(eng.dispatch(pb.Call(type_name="Timer", key="s", method="slow", request_id="hold")))
+            held = io.submit(eng.dispatch(Call(type_name="Timer", key="s", method="slow", request_id="hold")))
             wait_for(lambda: eng.runner.running, 30)
             # 5 s ahead: its absolute deadline is far off here, its budget of 0.2 s is not
             with pytest.raises(grpc.RpcError) as info:
@@ -399,24 +402,24 @@ def test_an_accepted_unary_tell_refused_by_a_move_is_sent_on(io: IoLoop) -> None
     from fluentfn.transport._server import start_server
     from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
-    rerouted: list[pb.Call] = []
+    rerouted: list[Call] = []
 
     class Moved:
         """Accepts the tell, then finds its partition gone (it moved meanwhile)."""
 
-        async def accept(self, call: pb.Call) -> None:
+        async def accept(self, call: Call) -> None:
             return None
 
-        async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply:
-            return pb.Reply(error=error_to_pb(Redirect("moved")))
+        async def dispatch(self, call: Call, *, local: bool = False) -> Outcome:
+            return Outcome(error=describe_error(Redirect("moved")))
 
-        def submit(self, call: pb.Call, done: Any, *, local: bool = False) -> None:
-            done(pb.Reply(error=error_to_pb(Redirect("moved"))))
+        def submit(self, call: Call, done: Any, *, local: bool = False) -> None:
+            done(Outcome(error=describe_error(Redirect("moved"))))
 
-        def status(self) -> pb.StatusReply:
-            return pb.StatusReply()
+        def status(self) -> Status:
+            return Status()
 
-        def reroute(self, call: pb.Call) -> None:
+        def reroute(self, call: Call) -> None:
             rerouted.append(call)
 
     server, port = io.run(start_server(Moved(), "tok", "127.0.0.1"))  # type: ignore[arg-type]

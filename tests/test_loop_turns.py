@@ -16,12 +16,12 @@ import pytest
 
 import fluentfn as ff
 from fluentfn._actordef import ActorDef, makes_no_calls
+from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
 from fluentfn.host._engine import HostEngine
 from fluentfn.state._store import Store
 from fluentfn.wire import codec
-from fluentfn.wire._gen import actorhost_pb2 as pb
-from fluentfn.wire.errors import pb_to_error
+from fluentfn.wire.errors import rebuild_error
 
 from .conftest import OPEN
 from .test_engine import FlakyStore
@@ -118,24 +118,24 @@ def make_engine(io: IoLoop, store: Store | None, persist: str = "call", cls: typ
 _ids = iter(range(10**9))
 
 
-def new_call(method: str, *args: Any, type_name: str = "Box", key: str = "k") -> pb.Call:
-    return pb.Call(
+def new_call(method: str, *args: Any, type_name: str = "Box", key: str = "k") -> Call:
+    return Call(
         type_name=type_name, key=key, method=method, args=codec.encode_args(args, {}), request_id=f"r{next(_ids)}"
     )
 
 
-def submit(io: IoLoop, eng: HostEngine, call: pb.Call) -> tuple[bool, Any]:
+def submit(io: IoLoop, eng: HostEngine, call: Call) -> tuple[bool, Any]:
     """(answered within ``submit`` itself, the value); raises the call's error."""
 
-    async def go() -> tuple[bool, pb.Reply]:
-        got: asyncio.Future[pb.Reply] = asyncio.get_running_loop().create_future()
+    async def go() -> tuple[bool, Outcome]:
+        got: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         eng.submit(call, lambda r: got.set_result(r) if r is not None else None)
         at_once = got.done()
         return at_once, await asyncio.wait_for(got, 10)
 
     at_once, reply = io.run(go())
-    if reply.HasField("error"):
-        raise pb_to_error(reply.error)
+    if reply.error is not None:
+        raise rebuild_error(reply.error)
     return at_once, codec.decode(reply.value)
 
 
@@ -179,8 +179,7 @@ def test_a_retry_is_answered_from_its_record_not_rerun(io: IoLoop, store: Store)
     first = new_call("add", 10)
     assert submit(io, eng, first)[1] == 11
     assert submit(io, eng, first)[1] == 11  # the same request id: the recorded reply
-    retry = pb.Call()
-    retry.CopyFrom(first)
+    retry = first.copy()
     retry.attempt = 1
     assert submit(io, eng, retry) == (False, 11)  # a possible repeat may need the store: a worker
     assert submit(io, eng, new_call("read"))[1] == 11
@@ -212,19 +211,19 @@ def test_a_long_queue_behind_an_async_turn_drains_without_recursion(io: IoLoop) 
     submit(io, eng, new_call("read"))
     n = 3000
 
-    async def go() -> list[pb.Reply]:
+    async def go() -> list[Outcome]:
         loop = asyncio.get_running_loop()
         holding = asyncio.ensure_future(eng.dispatch(new_call("hold", 0.2)))
         await asyncio.sleep(0.05)  # the async turn holds the identity; the rest queue behind it
-        futs: list[asyncio.Future[pb.Reply]] = []
+        futs: list[asyncio.Future[Outcome]] = []
         for _ in range(n):
-            fut: asyncio.Future[pb.Reply] = loop.create_future()
+            fut: asyncio.Future[Outcome] = loop.create_future()
             eng.submit(new_call("add", 1), lambda r, fut=fut: fut.set_result(r) if r is not None else None)
             futs.append(fut)
         await holding
         return list(await asyncio.wait_for(asyncio.gather(*futs), 30))
 
     replies = io.run(go())
-    assert [r.error.message for r in replies if r.HasField("error")] == []
+    assert [r.error.message for r in replies if r.error is not None] == []
     assert [codec.decode(r.value) for r in replies] == list(range(1, n + 1))  # in order, each once
     assert threading.active_count() < 100

@@ -11,6 +11,7 @@ import pytest
 
 import fluentfn as ff
 from fluentfn._actordef import ActorDef
+from fluentfn._call import Call
 from fluentfn._ioloop import IoLoop
 from fluentfn.errors import Redirect
 from fluentfn.host._engine import HostEngine
@@ -19,8 +20,7 @@ from fluentfn.placement import shard_for
 from fluentfn.state._store import Store
 from fluentfn.testing import wait_for
 from fluentfn.wire import codec
-from fluentfn.wire._gen import actorhost_pb2 as pb
-from fluentfn.wire.errors import pb_to_error
+from fluentfn.wire.errors import rebuild_error
 
 from .conftest import OPEN
 
@@ -85,7 +85,7 @@ def host(io: IoLoop, store: Store, d: ActorDef, host_id: str) -> PartitionSet:
 
 
 def call(io: IoLoop, h: PartitionSet, d: ActorDef, key: str, method: str, *args: Any) -> Any:
-    c = pb.Call(
+    c = Call(
         type_name=d.name,
         key=key,
         method=method,
@@ -94,8 +94,8 @@ def call(io: IoLoop, h: PartitionSet, d: ActorDef, key: str, method: str, *args:
     )
     reply = io.run(h.dispatch(c))
     assert reply is not None
-    if reply.HasField("error"):
-        raise pb_to_error(reply.error)
+    if reply.error is not None:
+        raise rebuild_error(reply.error)
     return codec.decode(reply.value)
 
 

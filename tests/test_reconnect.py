@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 import pytest
 
+from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
+from fluentfn._status import Status
 from fluentfn.errors import Unavailable
 from fluentfn.transport._client import PeerPool
 from fluentfn.transport._server import start_server
-from fluentfn.wire._gen import actorhost_pb2 as pb
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,17 +20,17 @@ pytestmark = pytest.mark.timeout(60)
 class Echo:
     """A dispatcher that answers every call with its own arguments."""
 
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
-        return pb.Reply(seq=call.seq, value=call.args)
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None:
+        return Outcome(seq=call.seq, value=call.args)
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
-        done(pb.Reply(seq=call.seq, value=call.args))
+    def submit(self, call: Call, done: Callable[[Outcome | None], None]) -> None:
+        done(Outcome(seq=call.seq, value=call.args))
 
-    async def accept(self, call: pb.Call) -> None:
+    async def accept(self, call: Call) -> None:
         return None
 
-    def status(self) -> pb.StatusReply:
-        return pb.StatusReply()
+    def status(self) -> Status:
+        return Status()
 
 
 def test_a_new_server_on_a_dead_peers_port_is_reached_at_once() -> None:
@@ -38,12 +39,12 @@ def test_a_new_server_on_a_dead_peers_port_is_reached_at_once() -> None:
     server, port = io.run(start_server(Echo(), "token"))
     endpoint = f"127.0.0.1:{port}"
 
-    def call() -> pb.Reply | None:
-        request = pb.Call(type_name="T", key="k", method="m", args=b"x", request_id="r")
+    def call() -> Outcome | None:
+        request = Call(type_name="T", key="k", method="m", args=b"x", request_id="r")
         return io.run(pool.invoke(endpoint, request), timeout=10)
 
     try:
-        assert call() == pb.Reply(seq=1, value=b"x")
+        assert call() == Outcome(seq=1, value=b"x")
         io.run(server.stop(0))
         for _ in range(4):  # the peer is gone: each call fails, and gRPC's reconnect backoff grows
             with pytest.raises(Unavailable):
@@ -61,10 +62,10 @@ def test_a_new_server_on_a_dead_peers_port_is_reached_at_once() -> None:
 class Late(Echo):
     """Answers every call a little later, from the loop (replies wait in the stream's outbox)."""
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+    def submit(self, call: Call, done: Callable[[Outcome | None], None]) -> None:
         import asyncio
 
-        asyncio.get_running_loop().call_later(0.2, done, pb.Reply(seq=call.seq, value=call.args))
+        asyncio.get_running_loop().call_later(0.2, done, Outcome(seq=call.seq, value=call.args))
 
 
 def test_a_quiesced_server_delivers_every_reply_it_produced_before_it_stops() -> None:
@@ -79,8 +80,8 @@ def test_a_quiesced_server_delivers_every_reply_it_produced_before_it_stops() ->
     server, port = io.run(start_server(Late(), "token"))
     endpoint = f"127.0.0.1:{port}"
 
-    async def main() -> list[pb.Reply | None]:
-        calls = [pb.Call(type_name="T", key="k", method="m", args=bytes([i]), request_id=f"r{i}") for i in range(50)]
+    async def main() -> list[Outcome | None]:
+        calls = [Call(type_name="T", key="k", method="m", args=bytes([i]), request_id=f"r{i}") for i in range(50)]
         pending = [asyncio.ensure_future(pool.invoke(endpoint, c)) for c in calls]
         await asyncio.sleep(0.1)  # sent and being answered
         await quiesce(server, timeout_s=10)

@@ -206,14 +206,14 @@ def test_a_closed_caller_ends_every_call_with_one_clear_error() -> None:
     that starts a new, empty local Ray)."""
     import asyncio
 
+    from fluentfn._call import Call
     from fluentfn.transport._caller import Caller
     from fluentfn.transport._client import PeerPool
-    from fluentfn.wire._gen import actorhost_pb2 as pb
 
     located: list[str] = []
 
     class Locator:
-        async def locate(self, call: pb.Call) -> Target | None:
+        async def locate(self, call: Call) -> Target | None:
             located.append(call.key)
             return None
 
@@ -225,7 +225,7 @@ def test_a_closed_caller_ends_every_call_with_one_clear_error() -> None:
         caller = Caller(table=table, locator=Locator(), pool=PeerPool("token"), retries=3)
         outcomes: list[BaseException | None] = []
         caller.close()
-        call = pb.Call(type_name="T", key="k", method="m", request_id="r", deadline=time.time() + 5)
+        call = Call(type_name="T", key="k", method="m", request_id="r", deadline=time.time() + 5)
         caller.send(call, lambda reply, error: outcomes.append(error))
         await asyncio.sleep(0.05)
         return outcomes

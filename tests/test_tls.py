@@ -12,7 +12,9 @@ import grpc
 import pytest
 
 import fluentfn as ff
+from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
+from fluentfn._status import Status
 from fluentfn.transport._server import start_server
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
@@ -21,17 +23,17 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class _Echo:
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
-        return pb.Reply(value=b"ok")
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None:
+        return Outcome(value=b"ok")
 
-    def submit(self, call: pb.Call, done: Any) -> None:
-        done(pb.Reply(seq=call.seq, value=b"ok"))
+    def submit(self, call: Call, done: Any) -> None:
+        done(Outcome(seq=call.seq, value=b"ok"))
 
-    async def accept(self, call: pb.Call) -> None:
+    async def accept(self, call: Call) -> None:
         return None
 
-    def status(self) -> pb.StatusReply:
-        return pb.StatusReply(node_id="tls-test")
+    def status(self) -> Status:
+        return Status(node_id="tls-test")
 
 
 def _certs(workdir: Path) -> tuple[str, str]:

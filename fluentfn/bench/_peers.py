@@ -5,27 +5,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections.abc import Callable
-from concurrent import futures
 from typing import Any
 
-import grpc
-
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire._gen import actorhost_pb2_grpc as pb_grpc
-
-
-class _Echo(pb_grpc.ActorHostServicer):
-    def Invoke(self, request: pb.Call, context: Any) -> pb.Reply:
-        return pb.Reply(value=request.args)
-
-
-def _serve_echo(port_queue: Any) -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    pb_grpc.add_ActorHostServicer_to_server(_Echo(), server)  # type: ignore[abstract]
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    port_queue.put(port)
-    server.wait_for_termination()
+from ..transport._raw import RawStub, serve_echo
 
 
 class GrpcEcho:
@@ -34,17 +16,16 @@ class GrpcEcho:
     def __init__(self) -> None:
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
-        self._proc = ctx.Process(target=_serve_echo, args=(q,), daemon=True)
+        self._proc = ctx.Process(target=serve_echo, args=(q,), daemon=True)
         self._proc.start()
         self.port = q.get(timeout=60)
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        self._stub = pb_grpc.ActorHostStub(self._channel)
+        self._stub = RawStub(f"127.0.0.1:{self.port}")
 
     def call(self, payload: bytes) -> bytes:
-        return self._stub.Invoke(pb.Call(args=payload)).value
+        return self._stub.echo(payload)
 
     def close(self) -> None:
-        self._channel.close()
+        self._stub.close()
         self._proc.kill()
 
 

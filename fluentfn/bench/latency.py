@@ -21,8 +21,8 @@ from typing import Any
 
 import fluentfn as ff
 
+from .._status import Status
 from ..placement import shard_for
-from ..wire._gen import actorhost_pb2 as pb
 from . import _cases, _report
 from ._peers import GrpcEcho, RayEcho, time_calls
 
@@ -158,7 +158,7 @@ def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _host_of(status: pb.StatusReply, type_name: str, key: str) -> str | None:
+def _host_of(status: Status, type_name: str, key: str) -> str | None:
     """The endpoint of the host that owns ``type_name``/``key``, from a gateway's status."""
     known = {t.type_name: (t.group, t.shards) for t in status.types if t.shards}.get(type_name)
     if known is None:

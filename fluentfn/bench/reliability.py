@@ -29,11 +29,11 @@ import msgpack
 
 import fluentfn as ff
 
+from .._call import Call
 from ..placement import shard_for
 from ..testing import hosts
+from ..transport._raw import RawStub
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from . import _cases, _report
 
 
@@ -145,7 +145,7 @@ def chaos(
 # -- fuzz -----------------------------------------------------------------------------------
 
 
-def _fuzz_case(rng: random.Random) -> tuple[str, pb.Call]:
+def _fuzz_case(rng: random.Random) -> tuple[str, Call]:
     kind = rng.choice(
         [
             "bytes",
@@ -161,7 +161,7 @@ def _fuzz_case(rng: random.Random) -> tuple[str, pb.Call]:
             "private",
         ]
     )
-    call = pb.Call(type_name="FuzzTarget", key=f"f{rng.randint(0, 3)}", method="add", request_id=os.urandom(8).hex())
+    call = Call(type_name="FuzzTarget", key=f"f{rng.randint(0, 3)}", method="add", request_id=os.urandom(8).hex())
     if kind == "bytes":
         call.args = rng.randbytes(rng.randint(1, 200))
     elif kind == "truncated":
@@ -199,9 +199,8 @@ def fuzz(cluster: ff.Cluster, n: int = 10_000, seed: int = 7) -> dict[str, Any]:
     before = {k: FuzzTarget[k].get() for k in keys}
     host_endpoints = [h["endpoint"] for h in hosts(cluster) if h["group"] == "FuzzTarget"]
     endpoints = [cluster.gateway, *host_endpoints[:1]]
-    md = (("authorization", f"Bearer {cluster.token}"),)
     options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
-    stubs = [pb_grpc.ActorHostStub(grpc.insecure_channel(e, options=options)) for e in endpoints]
+    stubs = [RawStub(e, cluster.token, options) for e in endpoints]
     rng = random.Random(seed)
     statuses: collections.Counter[str] = collections.Counter()
     by_kind: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -209,8 +208,8 @@ def fuzz(cluster: ff.Cluster, n: int = 10_000, seed: int = 7) -> dict[str, Any]:
         kind, call = _fuzz_case(rng)
         stub = stubs[i % len(stubs)]
         try:
-            reply = stub.Invoke(call, metadata=md, timeout=30)
-            status = "OK(user error)" if reply.HasField("error") else "OK"
+            reply = stub.invoke(call, timeout=30)
+            status = "OK(user error)" if reply.error is not None else "OK"
         except grpc.RpcError as exc:
             status = exc.code().name
         statuses[status] += 1
@@ -248,7 +247,7 @@ _ATTACK = r"""
 import sys, threading, grpc
 from fluentfn.wire._gen import actorhost_pb2 as pb, actorhost_pb2_grpc as pb_grpc
 target, n, conns, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-big = pb.Call(type_name="T", key="k", method="m", args=b"x" * size)
+big = Call(type_name="T", key="k", method="m", args=b"x" * size)
 opts = [("grpc.max_send_message_length", 2 * size + (1 << 20)), ("grpc.use_local_subchannel_pool", 1)]
 codes = []
 def attack():

@@ -7,14 +7,15 @@ import hashlib
 from typing import Any
 
 from .._actordef import ActorDef, MethodInfo
+from .._call import Call, Outcome
 from ..errors import FluentError, InvalidRequest
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
+from ..wire.records import record_of
 from ._ports import BulkPort
 from ._turn import Request
 
-Item = tuple[pb.Call, tuple[Any, ...], dict[str, Any]]
+Item = tuple[Call, tuple[Any, ...], dict[str, Any]]
 
 
 def item_request_id(batch: str, key: str) -> str:
@@ -24,7 +25,7 @@ def item_request_id(batch: str, key: str) -> str:
     return "b" + hashlib.blake2b(seed, digest_size=12).hexdigest()
 
 
-async def bulk(engine: BulkPort, definition: ActorDef, call: pb.Call) -> pb.Reply:
+async def bulk(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome:
     """Run ``method`` on many identities of this shard (``ActorType.bulk``)."""
     args, _ = codec.decode_args(call.args)
     if not (
@@ -46,7 +47,7 @@ async def bulk(engine: BulkPort, definition: ActorDef, call: pb.Call) -> pb.Repl
             raise InvalidRequest("a bulk entry is [key, args, kwargs]")
         key = engine.own(entry[0])
         sub_id = item_request_id(batch, key)
-        sub = pb.Call(
+        sub = Call(
             type_name=call.type_name,
             key=key,
             method=method.name,
@@ -62,13 +63,13 @@ async def bulk(engine: BulkPort, definition: ActorDef, call: pb.Call) -> pb.Repl
         replies = await asyncio.gather(*(engine.dispatch(sub, local=True) for sub, _, _ in items))
     else:
         replies = await engine.loop.run_in_executor(engine.workers, _bulk_sync, engine, definition, method, items)
-    out = [r.SerializeToString() if r is not None else b"" for r in replies]
-    return pb.Reply(value=codec.encode(out))
+    out = [record_of(r) if r is not None else b"" for r in replies]
+    return Outcome(value=codec.encode(out))
 
 
-def _bulk_sync(engine: BulkPort, definition: ActorDef, method: MethodInfo, items: list[Item]) -> list[pb.Reply | None]:
+def _bulk_sync(engine: BulkPort, definition: ActorDef, method: MethodInfo, items: list[Item]) -> list[Outcome | None]:
     """Sync bulk items in this worker thread: no hop per identity."""
-    out: list[pb.Reply | None] = []
+    out: list[Outcome | None] = []
     engine.counters["local_calls"] += len(items)
     for sub, args, kwargs in items:
         try:
@@ -76,7 +77,7 @@ def _bulk_sync(engine: BulkPort, definition: ActorDef, method: MethodInfo, items
             req = Request(definition, method, sub, sub.key, args, kwargs)
             job = engine.admission.wait_turn(req)
         except FluentError as exc:
-            out.append(pb.Reply(error=error_to_pb(exc)))
+            out.append(Outcome(error=describe_error(exc)))
             continue
         assert job.act is not None
         try:

@@ -25,16 +25,17 @@ from typing import Any
 
 from .. import _config
 from .._actordef import ActorDef
+from .._call import Call, Outcome
 from .._context import Context
 from .._ioloop import spawn
 from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
 from .._stats import new_counters
+from .._status import Status
 from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable
 from ..placement import shard_for
 from ..state._store import Store, StoreLost
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
 from ._activations import Activation, ActivationTable, Handoff
 from ._admission import Admission
 from ._bulk import bulk
@@ -183,18 +184,18 @@ class HostEngine:
 
     # -- the stream: callbacks on the loop ----------------------------------------------------------
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
+    def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> None:
         """Callback form of ``dispatch``, called on the loop; ``done`` runs on the loop.
         ``local``: the caller is in this process (counted as a local call)."""
         if not self.lane.submit(call, done, local=local):
             spawn(self._dispatch_then(call, done, local), self._tasks)
 
-    async def _dispatch_then(self, call: pb.Call, done: Callable[[pb.Reply | None], None], local: bool) -> None:
+    async def _dispatch_then(self, call: Call, done: Callable[[Outcome | None], None], local: bool) -> None:
         done(await self.dispatch(call, local=local))
 
     # -- unary calls, the gateway, async methods --------------------------------------------------
 
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None:
         """Run one call; returns its reply, for one-way calls too (a sender that wants to
         know a tell was refused, by a move say, gets it; the server drops the others).
         Never raises."""
@@ -203,14 +204,15 @@ class HostEngine:
             reply = await self._run(call)
         except FluentError as exc:
             self.counters["errors"] += 1
-            reply = pb.Reply(error=error_to_pb(exc))
+            reply = Outcome(error=describe_error(exc))
         except asyncio.CancelledError:  # the host is stopping: the caller still gets an answer
             self.counters["errors"] += 1
-            reply = pb.Reply(error=error_to_pb(Unavailable(f"host {self.group}/{self.shard} stopped during the call")))
+            stopped = Unavailable(f"host {self.group}/{self.shard} stopped during the call")
+            reply = Outcome(error=describe_error(stopped))
         except BaseException as exc:  # a bug of ours: answer, and say so in the log
             log.error("call %s/%s.%s failed in the host", call.type_name, call.key, call.method, exc_info=exc)
             self.counters["errors"] += 1
-            reply = pb.Reply(error=error_to_pb(FluentError(f"internal error in host: {type(exc).__name__}")))
+            reply = Outcome(error=describe_error(FluentError(f"internal error in host: {type(exc).__name__}")))
         reply.seq = call.seq
         return reply
 
@@ -225,7 +227,7 @@ class HostEngine:
                 raise Redirect(f"{self.group}/{key} belongs to shard {home}, not {self.shard}: call it there")
         return key
 
-    def prepare(self, definition: ActorDef, call: pb.Call) -> Request:
+    def prepare(self, definition: ActorDef, call: Call) -> Request:
         """Decode and bind ``call``: NotFound, InvalidRequest or Redirect if it cannot run here."""
         method = definition.method(call.method)
         if call.request_id.startswith(KEYED_PREFIX) and not definition.options.persist.writes_before_reply:
@@ -238,7 +240,7 @@ class HostEngine:
         method.bind(args, kwargs)  # bad input is refused wherever it lands; then ownership
         return Request(definition, method, call, self.own(key, checked=True), args, kwargs)
 
-    async def _run(self, call: pb.Call) -> pb.Reply:
+    async def _run(self, call: Call) -> Outcome:
         if self.persistence.fenced:
             raise self.admission.fenced_error()
         definition = await self._definition(call.type_name)
@@ -246,7 +248,7 @@ class HostEngine:
             return await bulk(self, definition, call)
         if call.method == DELETE_METHOD:
             await self.upkeep.erase(definition.name, self.own(call.key))
-            return pb.Reply(value=codec.encode(None))
+            return Outcome(value=codec.encode(None))
         req = self.prepare(definition, call)
         job = await self.admission.turn(req)
         assert job.act is not None
@@ -262,7 +264,7 @@ class HostEngine:
 
     # -- a caller thread waiting its turn (co-located calls, bulk items) -------------------------------
 
-    def dispatch_inline(self, call: pb.Call) -> pb.Reply | None:
+    def dispatch_inline(self, call: Call) -> Outcome | None:
         """Run a sync method in the calling thread if its identity is live; else None.
 
         The caller is a thread outside the event loop (a co-located actor's turn) and
@@ -284,7 +286,7 @@ class HostEngine:
             job = self.admission.wait_turn(req)
         except FluentError as exc:
             self.counters["errors"] += 1
-            reply = pb.Reply(error=error_to_pb(exc))
+            reply = Outcome(error=describe_error(exc))
         else:
             assert job.act is not None
             try:
@@ -294,7 +296,7 @@ class HostEngine:
         reply.seq = call.seq
         return reply
 
-    def context_for(self, act: Activation, call: pb.Call) -> Context:
+    def context_for(self, act: Activation, call: Call) -> Context:
         return Context(
             address=act.address,
             key=act.key,
@@ -355,17 +357,17 @@ class HostEngine:
 
     # -- dispatcher extras ----------------------------------------------------------------------------
 
-    async def accept(self, call: pb.Call) -> None:
+    async def accept(self, call: Call) -> None:
         """Validate a one-way call before acknowledging it."""
         definition = await self._definition(call.type_name)
         self.prepare(definition, call)
 
-    def status(self) -> pb.StatusReply:
-        return pb.StatusReply(
+    def status(self) -> Status:
+        return Status(
             node_id=self.node_id,
-            type_names=self.type_names,
+            type_names=tuple(self.type_names),
             live_identities=self.live_identities,
-            counters=self.counters,
+            counters=dict(self.counters),
             group=self.group,
             shard=self.shard,
             epoch=self.persistence.epoch,

@@ -17,10 +17,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from .._call import Call, Outcome
 from .._config import loop_turns_wanted
 from ..errors import FluentError
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
 from ._admission import Job
 from ._policy import Why
 from ._ports import LanePort
@@ -42,7 +42,7 @@ class SyncLane:
         self._where = WhereTurnsRun(enabled=loop_turns_wanted())
         self._on_loop_now = False  # a loop turn is running (its end may start the next)
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> bool:
+    def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> bool:
         """The common case — a sync method of a known type — without an asyncio task."""
         definition = self._e.types.get(call.type_name)
         if definition is None or call.method.startswith("__"):  # bulk and delete take the general path
@@ -69,11 +69,11 @@ class SyncLane:
         self._e.admission.admit_call(req, Job(start, reject))
         return True
 
-    def _answer(self, call: pb.Call, done: Callable[[pb.Reply | None], None], exc: FluentError) -> None:
+    def _answer(self, call: Call, done: Callable[[Outcome | None], None], exc: FluentError) -> None:
         self._e.counters["errors"] += 1
-        done(pb.Reply(seq=call.seq, error=error_to_pb(exc)))  # one-way too: the edge decides
+        done(Outcome(seq=call.seq, error=describe_error(exc)))  # one-way too: the edge decides
 
-    def _sync_job(self, job: Job, req: Request, done: Callable[[pb.Reply | None], None]) -> None:
+    def _sync_job(self, job: Job, req: Request, done: Callable[[Outcome | None], None]) -> None:
         assert job.act is not None
         call = req.call
         try:
@@ -94,7 +94,7 @@ class SyncLane:
         )
         return self._where.on_loop(turn)
 
-    def _loop_job(self, job: Job, req: Request, done: Callable[[pb.Reply | None], None]) -> None:
+    def _loop_job(self, job: Job, req: Request, done: Callable[[Outcome | None], None]) -> None:
         """A turn on the loop; a state change to write goes to a worker before the reply.
 
         Ending a turn may start the identity's next queued one: that one runs in a later
@@ -108,7 +108,7 @@ class SyncLane:
         finally:
             self._on_loop_now = False
 
-    def _run_loop_job(self, job: Job, req: Request, done: Callable[[pb.Reply | None], None]) -> None:
+    def _run_loop_job(self, job: Job, req: Request, done: Callable[[Outcome | None], None]) -> None:
         assert job.act is not None
         call = req.call
         t0 = time.perf_counter()
@@ -136,7 +136,7 @@ class SyncLane:
         self._run_job(durable)
 
     @staticmethod
-    def _reply(call: pb.Call, reply: pb.Reply, done: Callable[[pb.Reply | None], None]) -> None:
+    def _reply(call: Call, reply: Outcome, done: Callable[[Outcome | None], None]) -> None:
         reply.seq = call.seq
         done(reply)  # one-way too: the edge decides whether the sender wants it
 

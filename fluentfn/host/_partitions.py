@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from .._call import Call, Outcome
 from .._stats import new_counters
+from .._status import Status
 from ..errors import Redirect
 from ..placement import shard_for
 from ..state._store import Store, StoreLost
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
 from ._activations import Handoff
 from ._engine import HostEngine
 from ._heap import HeapPolicy
@@ -133,36 +134,36 @@ class PartitionSet:
         p = shard_for(key, self.partitions)
         return Redirect(f"{self.group} partition {p} is not served by host {self.host_id}: resolve it again")
 
-    reroute: Callable[[pb.Call], None] | None = None
+    reroute: Callable[[Call], None] | None = None
     """Sends a one-way call on to its partition's owner (the host's router): for tells that
     were accepted here before their partition moved away."""
 
-    def _redirect_reply(self, call: pb.Call) -> pb.Reply:
+    def _redirect_reply(self, call: Call) -> Outcome:
         """Also for a one-way call: its sender re-sends it to the partition's owner."""
-        return pb.Reply(seq=call.seq, error=error_to_pb(self._redirect(call.key)))
+        return Outcome(seq=call.seq, error=describe_error(self._redirect(call.key)))
 
     # -- the dispatcher ---------------------------------------------------------------------------
 
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None:
         engine = self.engine_of(call.key)
         if engine is None:
             return self._redirect_reply(call)
         return await engine.dispatch(call, local=local)
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
+    def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> None:
         engine = self.engine_of(call.key)
         if engine is None:
             done(self._redirect_reply(call))
             return
         engine.submit(call, done, local=local)
 
-    async def accept(self, call: pb.Call) -> None:
+    async def accept(self, call: Call) -> None:
         engine = self.engine_of(call.key)
         if engine is None:
             raise self._redirect(call.key)
         await engine.accept(call)
 
-    def dispatch_inline(self, call: pb.Call) -> pb.Reply | None:
+    def dispatch_inline(self, call: Call) -> Outcome | None:
         """A co-located caller's sync call in its own thread; None: take the loop's path."""
         engine = self.engines.get(shard_for(call.key, self.partitions))
         return None if engine is None else engine.dispatch_inline(call)
@@ -247,17 +248,17 @@ class PartitionSet:
     def methods(self) -> _Tallies:
         return _Tallies(self)
 
-    def status(self) -> pb.StatusReply:
-        return pb.StatusReply(
+    def status(self) -> Status:
+        return Status(
             host_id=self.host_id,
             node_id=self.node_id,
-            type_names=self.type_names,
+            type_names=tuple(self.type_names),
             live_identities=self.live_identities,
             counters=self.totals(),
             group=self.group,
             shard=min(self.owned_partitions(), default=0),
             epoch=self.epoch,
-            partitions=self.owned_partitions(),
+            partitions=tuple(self.owned_partitions()),
         )
 
     async def close(self) -> None:

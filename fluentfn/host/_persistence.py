@@ -21,11 +21,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from .._actordef import ActorDef
+from .._call import Call, Outcome
 from .._config import REPLY_TTL_S
 from ..errors import Redirect
 from ..state._emulated import MeteredStore
 from ..state._store import Scheduled, StaleEpoch, Store
-from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation, Handoff
 from ._policy import Why
 from ._turn import must_record, replay_of, request_digest
@@ -205,7 +205,7 @@ class Persistence:
             raise Redirect(f"{act.address}: {exc}") from None
         act.snapshot = snapshot
 
-    def recorded(self, act: Activation, call: pb.Call, *, replay: bool = False) -> pb.Reply | None:
+    def recorded(self, act: Activation, call: Call, *, replay: bool = False) -> Outcome | None:
         """The reply recorded for ``call``'s request id (a retry of a call that already ran).
         InvalidRequest if its idempotency key was used for another request."""
         found = act.replies.get(call.request_id) if act.replies else None

@@ -11,10 +11,10 @@ import asyncio
 from typing import Protocol
 
 from .._actordef import ActorDef
+from .._call import Call, Outcome
 from .._context import Context
 from ..errors import FluentError
 from ..state._store import StoreLost
-from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation
 from ._admission import Admission
 from ._persistence import Persistence
@@ -57,9 +57,9 @@ class Shard(Protocol):
 class LanePort(Shard, Protocol):
     """The sync lane: turns of sync methods, on the loop or a worker thread."""
 
-    def prepare(self, definition: ActorDef, call: pb.Call) -> Request: ...
+    def prepare(self, definition: ActorDef, call: Call) -> Request: ...
 
-    def context_for(self, act: Activation, call: pb.Call) -> Context: ...
+    def context_for(self, act: Activation, call: Call) -> Context: ...
 
 
 class BulkPort(LanePort, Protocol):
@@ -67,7 +67,7 @@ class BulkPort(LanePort, Protocol):
 
     def own(self, key: str, checked: bool = False) -> str: ...
 
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None: ...
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None: ...
 
 
 class UpkeepPort(Shard, Protocol):
@@ -79,7 +79,7 @@ class UpkeepPort(Shard, Protocol):
     @property
     def persistence(self) -> Persistence: ...
 
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None: ...
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None: ...
 
     def fence(self) -> FluentError: ...
 

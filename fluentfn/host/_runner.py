@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._actordef import ActorDef, MethodInfo
+from .._call import Call, Outcome
 from .._context import CURRENT, Context
 from ..errors import CallTimeout, FluentError, Redirect, Unavailable
 from ..state._store import Scheduled
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
+from ..wire.records import record_of
 from ._activations import Activation
 from ._metrics import MethodTally
 from ._persistence import Persistence
@@ -31,7 +32,6 @@ from ._turn import (
     instantiate,
     may_repeat,
     must_record,
-    record_of,
     reply_for,
     request_digest,
     run_sync,
@@ -82,17 +82,17 @@ class TurnRunner:
 
     # -- entry points: a reply, always ------------------------------------------------------
 
-    def run_sync(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
+    def run_sync(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """A sync turn, in the calling (worker) thread."""
         return self._unless_moved(act, req.call, self._run_sync(req, act, ctx))
 
-    def _unless_moved(self, act: Activation, call: pb.Call, reply: pb.Reply) -> pb.Reply:
+    def _unless_moved(self, act: Activation, call: Call, reply: Outcome) -> Outcome:
         """A turn whose identity was handed over while it ran has no known outcome."""
         if not act.moved:
             return reply
         self.counters["errors"] += 1
-        return pb.Reply(
-            error=error_to_pb(
+        return Outcome(
+            error=describe_error(
                 CallTimeout(
                     f"{act.address}.{call.method}: its partition moved while the call ran past the drain; "
                     "it may or may not have taken effect"
@@ -100,7 +100,7 @@ class TurnRunner:
             )
         )
 
-    def _run_sync(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
+    def _run_sync(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
         token = CURRENT.set(ctx)
         running = Running(act.address, method.name, call.deadline)
@@ -123,9 +123,7 @@ class TurnRunner:
                 log.warning("%s.%s finished %.1f s past its deadline", act.address, method.name, late)
             CURRENT.reset(token)
 
-    def run_on_loop(
-        self, req: Request, act: Activation, ctx: Context
-    ) -> tuple[pb.Reply, Callable[[], pb.Reply] | None]:
+    def run_on_loop(self, req: Request, act: Activation, ctx: Context) -> tuple[Outcome, Callable[[], Outcome] | None]:
         """A turn of a call-free sync method of a live identity, on the event loop.
 
         Returns (reply, None) when the turn is complete, or (reply, write) when it changed
@@ -167,11 +165,11 @@ class TurnRunner:
         self,
         definition: ActorDef,
         act: Activation,
-        call: pb.Call,
-        reply: pb.Reply,
+        call: Call,
+        reply: Outcome,
         snapshot: bytes | None,
         scheduled: Sequence[Scheduled] = (),
-    ) -> pb.Reply:
+    ) -> Outcome:
         """The durability point of a turn that ran on the loop (in a worker thread)."""
 
         def write() -> None:
@@ -188,11 +186,11 @@ class TurnRunner:
             return self._error_reply(act, call, exc)
         return reply
 
-    async def run_async(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
+    async def run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
         return self._unless_moved(act, req.call, await self._run_async(req, act, ctx))
 
-    async def _run_async(self, req: Request, act: Activation, ctx: Context) -> pb.Reply:
+    async def _run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
         try:
             if act.instance is None:  # activation may load from the store or block: not on the loop
@@ -223,14 +221,14 @@ class TurnRunner:
         except BaseException as exc:
             return self._error_reply(act, call, exc)
 
-    def _error_reply(self, act: Activation, call: pb.Call, exc: BaseException) -> pb.Reply:
+    def _error_reply(self, act: Activation, call: Call, exc: BaseException) -> Outcome:
         self.counters["errors"] += 1
         if isinstance(exc, Redirect):  # our write found a newer epoch: the engine says what callers get
             exc = self._hooks.fenced()
         if isinstance(exc, FluentError):
-            return pb.Reply(error=error_to_pb(exc))
+            return Outcome(error=describe_error(exc))
         log.error("%s.%s failed inside the host", act.address, call.method, exc_info=exc)
-        return pb.Reply(error=error_to_pb(FluentError(f"internal error in host: {type(exc).__name__}")))
+        return Outcome(error=describe_error(FluentError(f"internal error in host: {type(exc).__name__}")))
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -255,19 +253,19 @@ class TurnRunner:
         except BaseException as exc:
             return exc, True, False
 
-    def _begin_in(self, definition: ActorDef, act: Activation, call: pb.Call, ctx: Context) -> pb.Reply | None:
+    def _begin_in(self, definition: ActorDef, act: Activation, call: Call, ctx: Context) -> Outcome | None:
         token = CURRENT.set(ctx)
         try:
             return self._begin(definition, act, call)
         finally:
             CURRENT.reset(token)
 
-    def _begin(self, definition: ActorDef, act: Activation, call: pb.Call) -> pb.Reply | None:
+    def _begin(self, definition: ActorDef, act: Activation, call: Call) -> Outcome | None:
         """Activation and dedupe at the start of a turn: a reply ends the turn early."""
         try:
             self._activate(definition, act)
         except UserFailure as failure:
-            return pb.Reply(error=error_to_pb(failure.exc, f"{act.address} activation", user=True))
+            return Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
         recorded = self.persistence.recorded(act, call, replay=may_repeat(call))
         if recorded is not None:
             return recorded
@@ -300,12 +298,12 @@ class TurnRunner:
         self,
         definition: ActorDef,
         act: Activation,
-        call: pb.Call,
+        call: Call,
         method: MethodInfo,
         outcome: Any,
         failed: bool,
         scheduled: Sequence[Scheduled] = (),
-    ) -> pb.Reply:
+    ) -> Outcome:
         """Encode the outcome, and make the turn durable before the reply leaves.
 
         If the result cannot be sent or the state cannot be stored, the turn never
@@ -322,7 +320,7 @@ class TurnRunner:
             )
         return reply
 
-    def _encoded(self, definition: ActorDef, act: Activation, call: pb.Call, outcome: Any, failed: bool) -> pb.Reply:
+    def _encoded(self, definition: ActorDef, act: Activation, call: Call, outcome: Any, failed: bool) -> Outcome:
         """The reply for an outcome; a result that cannot be sent rolls the turn back."""
         try:
             return reply_for(outcome, failed, f"{act.address}.{call.method}")
@@ -330,7 +328,7 @@ class TurnRunner:
             self.rollback(definition, act)
             raise
 
-    def _durably(self, definition: ActorDef, act: Activation, call: pb.Call, write: Callable[[], T]) -> T:
+    def _durably(self, definition: ActorDef, act: Activation, call: Call, write: Callable[[], T]) -> T:
         """Run (part of) a turn's durability point; if it fails, roll the turn back and
         raise one clear error."""
         try:
@@ -358,6 +356,6 @@ class TurnRunner:
         self._hooks.deactivated(act)
 
 
-def _record(call: pb.Call, reply: pb.Reply) -> bytes:
+def _record(call: Call, reply: Outcome) -> bytes:
     """The record of ``call``'s reply, kept for its retries."""
     return record_of(reply, request_digest(call.request_id, call.method, call.args))

@@ -23,25 +23,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from .._actordef import ActorDef, MethodInfo, public_state
+from .._call import Call, Outcome
 from .._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX
 from ..errors import FluentError, InvalidRequest
 from ..state._codec import decode_state, encode_state
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
+from ..wire.records import DIGEST_BYTES, read_record
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A call decoded and bound to its method: what a turn runs (protobuf stays outside,
-    except the call itself for its ids, chain and deadline)."""
+    """A call decoded and bound to its method: what a turn runs."""
 
     definition: ActorDef
     method: MethodInfo
-    call: pb.Call
+    call: Call
     key: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -98,15 +96,15 @@ def run_sync(method: MethodInfo, instance: Any, args: tuple[Any, ...], kwargs: d
 _NONE = codec.encode(None)
 
 
-def reply_for(outcome: Any, failed: bool, where: str) -> pb.Reply:
+def reply_for(outcome: Any, failed: bool, where: str) -> Outcome:
     """The reply for a method's outcome. InvalidRequest if the result cannot be sent
     (the turn must then be rolled back)."""
     if failed:
-        return pb.Reply(error=error_to_pb(outcome, where, user=True))
+        return Outcome(error=describe_error(outcome, where, user=True))
     if outcome is None:
-        return pb.Reply(value=_NONE)
+        return Outcome(_NONE)
     try:
-        return pb.Reply(value=codec.encode(outcome))
+        return Outcome(codec.encode(outcome))
     except FluentError as exc:
         raise InvalidRequest(
             f"the result of {where} ({type(outcome).__name__}) cannot be sent: {exc}; the call was rolled back"
@@ -137,23 +135,12 @@ def _unstorable(state: dict[str, Any], address: str, failure: Exception) -> Inva
 
 # -- reply records: what a retry is answered from ----------------------------------------------
 #
-# A record is ``0x02`` + MessagePack ``[digest, value, error]``: the request digest (b""
-# unless keyed), the encoded value or None, and None or the error's fields
-# ``[code, message, exc_module, exc_type, exc_args, traceback]``. It owes nothing to the
-# wire format, so a change to ``proto/`` is not a change to stored data. Records written
-# before (protobuf ``Reply`` bytes, or ``0x01`` + digest + those bytes) still read.
-
-_BOUND = b"\x01"  # an older record bound to its request (a protobuf message never starts with 0x01)
-_RECORD = b"\x02"  # the current format (nor with 0x02)
-_DIGEST = 16
-
-
 def request_digest(request_id: str, method: str, args: bytes) -> bytes:
     """What a keyed request (an idempotency key's id) is bound to: its method and its
     arguments; b"" for other requests (their ids are never reused for another request)."""
     if not request_id.startswith(KEYED_PREFIX):
         return b""
-    return hashlib.blake2b(method.encode("utf-8", "surrogatepass") + b"\0" + args, digest_size=_DIGEST).digest()
+    return hashlib.blake2b(method.encode("utf-8", "surrogatepass") + b"\0" + args, digest_size=DIGEST_BYTES).digest()
 
 
 def must_record(request_id: str, scheduled: Sequence[object]) -> bool:
@@ -163,48 +150,19 @@ def must_record(request_id: str, scheduled: Sequence[object]) -> bool:
     return bool(scheduled) or request_id.startswith(KEYED_PREFIX)
 
 
-def may_repeat(call: pb.Call) -> bool:
+def may_repeat(call: Call) -> bool:
     """Whether ``call`` may have run before, so its recorded reply must be looked for: a
     retry (``attempt > 0``), or a keyed request (an idempotency key is meant for repeats)."""
     return call.attempt > 0 or call.request_id.startswith(KEYED_PREFIX)
 
 
-def record_of(reply: pb.Reply, digest: bytes) -> bytes:
-    """The stored record of a turn's reply (bound to its request when it is keyed)."""
-    if reply.HasField("error"):
-        e = reply.error
-        error = [e.code, e.message, e.exc_module, e.exc_type, e.exc_args, e.traceback]
-        fields: list[Any] = [digest, None, error]
-    else:
-        fields = [digest, reply.value, None]
-    packed: bytes = msgpack.packb(fields, use_bin_type=True)
-    return _RECORD + packed
-
-
-def _reply_from(record: bytes) -> tuple[bytes, pb.Reply]:
-    """(digest, reply) of a current-format record."""
-    digest, value, error = msgpack.unpackb(record[1:], raw=False)
-    if error is None:
-        return bytes(digest), pb.Reply(value=bytes(value))
-    code, message, exc_module, exc_type, exc_args, traceback = error
-    fields = pb.Error(code=code, message=message, exc_module=exc_module, exc_type=exc_type, exc_args=exc_args,
-                      traceback=traceback)  # fmt: skip
-    return bytes(digest), pb.Reply(error=fields)
-
-
-def replay_of(record: bytes, digest: bytes, request_id: str) -> pb.Reply:
-    """The reply a retry gets from ``record``. InvalidRequest if the record was made for
+def replay_of(record: bytes, digest: bytes, request_id: str) -> Outcome:
+    """The outcome a retry gets from ``record``. InvalidRequest if the record was made for
     another request under the same idempotency key (a key reused for a different call)."""
-    bound = b""
-    if record[:1] == _RECORD:
-        bound, reply = _reply_from(record)
-    elif record[:1] == _BOUND:
-        bound, reply = record[1 : 1 + _DIGEST], pb.Reply.FromString(record[1 + _DIGEST :])
-    else:
-        reply = pb.Reply.FromString(record)
+    bound, outcome = read_record(record)
     if digest and bound and bound != digest:
         raise InvalidRequest(
             f"{IDEMPOTENCY_REUSED} (request {request_id}): it was first used with another method or "
             "other arguments; use a new key for a new request"
         )
-    return reply
+    return outcome

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._actordef import ActorDef
+from .._call import Call
 from .._config import DEFAULT_CALL_TIMEOUT_S
 from .._context import CURRENT, Context
 from .._ioloop import spawn
 from ..errors import TRANSIENT_CODES, FluentError
 from ..state._store import Store, StoreLost
-from ..wire._gen import actorhost_pb2 as pb
 from ._activations import Activation, Handoff, Memory
 from ._policy import Arrive, Passivate
 from ._ports import UpkeepPort
@@ -360,7 +360,7 @@ class Upkeep:
     async def _fire(self, due: Due) -> None:
         e = self._engine
         type_name, key = due.row.address.split("/", 1)
-        call = pb.Call(  # attempt=1: a reminder may have fired before a crash
+        call = Call(  # attempt=1: a reminder may have fired before a crash
             type_name=type_name,
             key=key,
             method=due.method,
@@ -372,8 +372,8 @@ class Upkeep:
         )
         try:
             reply = await e.dispatch(call, local=True)
-            retry = reply is not None and reply.HasField("error") and reply.error.code in TRANSIENT_CODES
-            if reply is not None and reply.HasField("error"):
+            retry = reply is not None and reply.error is not None and reply.error.code in TRANSIENT_CODES
+            if reply is not None and reply.error is not None:
                 e.counters["reminder_failures"] += 1
                 log.warning(
                     "reminder %s of %s (%s) failed%s: %s",

@@ -22,6 +22,7 @@ from typing import Any
 
 import cloudpickle
 
+from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT
 from .._ioloop import IoLoop
@@ -32,8 +33,7 @@ from ..errors import FluentError
 from ..state import Store, open_store
 from ..state._emulated import MeteredStore
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
 from ._faasplatform import PLATFORM_NAME
 from ._faasresults import Results
 from ._faastimer import run_reminders
@@ -306,7 +306,7 @@ class FaasRuntime:
 
         await run_reminders(self.store, start, self.results, self._tasks)
 
-    async def forward(self, call: pb.Call) -> pb.Reply | None:
+    async def forward(self, call: Call) -> Outcome | None:
         """Run a call that arrived at the gateway (errors become replies)."""
         loop = asyncio.get_running_loop()
         try:
@@ -315,7 +315,7 @@ class FaasRuntime:
             keyed = call.request_id if call.request_id.startswith(KEYED_PREFIX) else ""
             if call.method == DELETE_METHOD:
                 await loop.run_in_executor(None, self.delete, ref)
-                return None if call.one_way else pb.Reply(seq=call.seq, value=codec.encode(None))
+                return None if call.one_way else Outcome(seq=call.seq, value=codec.encode(None))
             remaining = max(0.001, call.deadline - time.time()) if call.deadline else None
 
             def start() -> tuple[str, Any, float, float]:
@@ -329,11 +329,11 @@ class FaasRuntime:
             if call.one_way:
                 return None
             value = await self.results.wait_async(*started)
-            return pb.Reply(seq=call.seq, value=codec.encode(value))
+            return Outcome(seq=call.seq, value=codec.encode(value))
         except FluentError as exc:
-            return pb.Reply(seq=call.seq, error=error_to_pb(exc))
+            return Outcome(seq=call.seq, error=describe_error(exc))
 
-    async def check_call(self, call: pb.Call) -> None:
+    async def check_call(self, call: Call) -> None:
         """NotFound unless the call names a registered type and one of its methods."""
         from ..errors import NotFound
 

@@ -18,6 +18,7 @@ from typing import Any
 import cloudpickle
 
 from .._actordef import ActorDef
+from .._call import Outcome
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT, Context
 from .._ref import set_invoker
@@ -28,7 +29,6 @@ from ..host._turn import (
     UserFailure,
     instantiate,
     must_record,
-    record_of,
     replay_of,
     reply_for,
     request_digest,
@@ -38,8 +38,8 @@ from ..host._turn import (
 from ..state import Store, VersionConflict
 from ..state._emulated import MeteredStore
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
+from ..wire.records import record_of
 from ._faas import FaasRuntime, _metered, _platforms
 from ._faasplatform import PLATFORM_NAME
 from ._faastimer import REMINDER_GROUP
@@ -58,7 +58,7 @@ def _run_actor(
     counters: dict[str, int],
     encoded_args: bytes = b"",
     journal: Journal | None = None,
-) -> pb.Reply:
+) -> Outcome:
     """One turn, the FaaS way: load, run, write back with a version check; re-run on a conflict.
 
     The steps are the hosts' own (``host._turn``), so the same code gives the same
@@ -70,7 +70,7 @@ def _run_actor(
     """
     journal = journal or Journal()
 
-    def took_effect(reply: pb.Reply) -> pb.Reply:
+    def took_effect(reply: Outcome) -> Outcome:
         journal.commit()
         return reply
 
@@ -95,7 +95,7 @@ def _run_actor(
             try:
                 instance = instantiate(definition, record.state if record else None, address, store.url)
             except UserFailure as failure:
-                return pb.Reply(error=error_to_pb(failure.exc, f"{address} activation", user=True))
+                return Outcome(error=describe_error(failure.exc, f"{address} activation", user=True))
             outcome, failed = run_sync(method, instance, args, kwargs)
             if method.is_async and not failed:  # the call made the coroutine: run it to its end
                 outcome, failed = _run_coroutine(outcome)
@@ -108,7 +108,7 @@ def _run_actor(
                 return took_effect(reply)
             state = snapshot(instance, address)
         except InvalidRequest as exc:  # rolled back: nothing is written
-            return pb.Reply(error=error_to_pb(exc))
+            return Outcome(error=describe_error(exc))
         if record is not None and state == record.state and not must_record(request["request_id"], scheduled):
             return took_effect(reply)
         try:
@@ -197,15 +197,15 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: Cluster
                 CURRENT.reset(token)
             reply = reply_for(outcome, failed, request["type_name"])
     except FluentError as exc:
-        reply = pb.Reply(error=error_to_pb(exc))
+        reply = Outcome(error=describe_error(exc))
     except Exception as exc:  # the store failed: the turn was not written
-        reply = pb.Reply(
-            error=error_to_pb(
+        reply = Outcome(
+            error=describe_error(
                 Unavailable(f"state store failed ({type(exc).__name__}: {exc}); the call did not take effect")
             )
         )
     if not request.get("one_way"):
-        store.put(f"res:{rid}", reply.SerializeToString())
+        store.put(f"res:{rid}", record_of(reply))
         counters["messages_via_storage"] += 1
         _unless_awaited(store, rid, request.get("parent", ""))
     store.delete(f"msg:{rid}")

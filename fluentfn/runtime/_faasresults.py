@@ -14,8 +14,8 @@ from .._ref import Future
 from ..errors import CallTimeout, FluentError, Unavailable
 from ..state import Store
 from ..transport._client import REPLY_GRACE_S
-from ..wire._gen import actorhost_pb2 as pb
 from ..wire.errors import reply_value
+from ..wire.records import read_record
 from ._faasplatform import START_TIMEOUT_S
 from ._raycall import await_ray, unwrap
 
@@ -37,7 +37,7 @@ class Results:
         if data is None:
             raise Unavailable(f"invocation {rid} left no result in the store")
         self.store.delete(f"res:{rid}")
-        reply = pb.Reply.FromString(data)
+        _, reply = read_record(data)
         return reply_value(reply)
 
     @staticmethod

@@ -6,13 +6,14 @@ import asyncio
 import inspect
 from typing import Any
 
+from .._call import Outcome
 from .._context import CURRENT, Context
 from .._ioloop import IoLoop
 from .._ref import Future
 from ..errors import FluentError, FunctionTimeout, InvalidRequest, NotFound
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb, pb_to_error
+from ..wire.errors import describe_error, rebuild_error
+from ..wire.records import read_record, record_of
 from ._raycall import await_ray
 from ._registry import pickle_by_value_if_local
 
@@ -35,7 +36,7 @@ def run_in_task(fn: Any, args_blob: bytes, mode: str) -> tuple[bool, bytes]:
         if inspect.isawaitable(result):
             result = asyncio.run(_await(result))
     except BaseException as exc:
-        return False, error_to_pb(exc, getattr(fn, "__qualname__", "function"), user=True).SerializeToString()
+        return False, record_of(Outcome(error=describe_error(exc, getattr(fn, "__qualname__", "function"), user=True)))
     finally:
         CURRENT.reset(token)
     where = getattr(fn, "__qualname__", "function")
@@ -43,7 +44,13 @@ def run_in_task(fn: Any, args_blob: bytes, mode: str) -> tuple[bool, bytes]:
         return True, codec.encode(result)
     except FluentError as exc:
         error = InvalidRequest(f"the result of {where} ({type(result).__name__}) cannot be sent: {exc}")
-        return False, error_to_pb(error).SerializeToString()
+        return False, record_of(Outcome(error=describe_error(error)))
+
+
+def _failure(data: bytes) -> BaseException:
+    """The exception a function's failure record describes."""
+    error = read_record(data)[1].error
+    return rebuild_error(error) if error is not None else InvalidRequest("a function failure record without an error")
 
 
 async def _await(aw: Any) -> Any:
@@ -115,6 +122,6 @@ class FunctionRunner:
             if ok:
                 out.set_result(codec.decode(data))
             else:
-                out.set_exception(pb_to_error(pb.Error.FromString(data)))
+                out.set_exception(_failure(data))
         except BaseException as exc:
             out.set_exception(exc)

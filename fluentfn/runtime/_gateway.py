@@ -16,15 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _config, _ref
+from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
 from .._ioloop import io_loop, spawn
 from .._logs import quiet_logs
+from .._status import HostInfo, Status, TypeRoute
 from .._tables import DIRECTORY_NAME, ray_namespace
 from ..errors import FluentError
 from ..transport._server import start_server
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb
+from ..wire.errors import describe_error
 from ._faas import FaasRuntime
 from ._raycall import await_ray, get_directory
 from ._stateful import StatefulRuntime
@@ -41,17 +42,17 @@ class Gateway:
         self._directory = directory
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None:
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None:
         if call.method == _ref.KEYS_METHOD:
             return await self._keys(call)
         return await self._runtime.forward(call)
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
+    def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> None:
         """Forward ``call``; its reply carries the caller's ``seq`` (the hop to the host
         numbers calls on its own stream)."""
         seq = call.seq
 
-        def answer(reply: pb.Reply | None) -> None:
+        def answer(reply: Outcome | None) -> None:
             if reply is not None:
                 reply.seq = seq
             done(reply)
@@ -61,46 +62,46 @@ class Gateway:
         else:
             spawn(self._forward(call, answer), self._tasks)
 
-    async def _forward(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+    async def _forward(self, call: Call, done: Callable[[Outcome | None], None]) -> None:
         done(await self.dispatch(call))
 
-    async def _keys(self, call: pb.Call) -> pb.Reply:
+    async def _keys(self, call: Call) -> Outcome:
         """``fluentfn ls``: a type's stored keys, answered here (no host is involved)."""
         try:
             args, _ = codec.decode_args(call.args)
             prefix, limit = _ref.check_listing(args[0] if args else "", args[1] if len(args) > 1 else None)
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(None, self._runtime.keys, call.type_name, prefix, limit)
-            return pb.Reply(seq=call.seq, value=codec.encode(found))
+            return Outcome(seq=call.seq, value=codec.encode(found))
         except FluentError as exc:
-            return pb.Reply(seq=call.seq, error=error_to_pb(exc))
+            return Outcome(seq=call.seq, error=describe_error(exc))
 
-    async def accept(self, call: pb.Call) -> None:
+    async def accept(self, call: Call) -> None:
         await self._runtime.check_call(call)
 
-    async def status(self) -> pb.StatusReply:
+    async def status(self) -> Status:
         """Cluster-wide: every host, and counters summed over them."""
         directory = self._directory
         entries = await await_ray(directory.hosts.remote())
         infos = await asyncio.gather(*(await_ray(h.info.remote()) for _, _, h in entries), return_exceptions=True)
         totals = await await_ray(directory.stats.remote())
-        hosts = [
-            pb.HostInfo(
+        hosts = tuple(
+            HostInfo(
                 group=i["group"], shard=i["shard"], endpoint=i["endpoint"], node_id=i["node_id"],
-                live_identities=i["live"], epoch=i["epoch"], gpu_ids=i["gpu_ids"], type_names=i["types"],
-                metrics_url=i["metrics"], pid=i["pid"], host_id=i["host_id"], partitions=i["partitions"],
+                live_identities=i["live"], epoch=i["epoch"], gpu_ids=tuple(i["gpu_ids"]), type_names=tuple(i["types"]),
+                metrics_url=i["metrics"], pid=i["pid"], host_id=i["host_id"], partitions=tuple(i["partitions"]),
             )
             for i in infos
             if isinstance(i, dict)
-        ]  # fmt: skip
+        )  # fmt: skip
         routes = await await_ray(directory.type_routes.remote())
-        return pb.StatusReply(
+        return Status(
             host_id="gateway",
-            type_names=await await_ray(directory.type_names.remote()),
+            type_names=tuple(await await_ray(directory.type_names.remote())),
             live_identities=sum(h.live_identities for h in hosts),
             counters=totals,
             hosts=hosts,
-            types=[pb.TypeRoute(**r) for r in routes],
+            types=tuple(TypeRoute(**r) for r in routes),
         )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _config
+from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT
 from .._ioloop import IoLoop
@@ -32,8 +33,7 @@ from ..transport._caller import Caller
 from ..transport._client import PeerPool, Waiter, no_reply, settle_future, until_deadline
 from ..transport._tls import TlsConfig
 from ..wire import codec
-from ..wire._gen import actorhost_pb2 as pb
-from ..wire.errors import error_to_pb, reply_value
+from ..wire.errors import describe_error, reply_value
 from ._functions import FunctionRunner
 from ._raycall import await_directory
 from ._registry import registration
@@ -42,15 +42,15 @@ _PATIENCE_S = _config.RESOLVE_TIMEOUT_S  # how long a caller waits for the direc
 log = logging.getLogger("fluentfn")
 
 
-ReplyDone = Callable[[pb.Reply | None, BaseException | None], None]
+ReplyDone = Callable[[Outcome | None, BaseException | None], None]
 
 
-def _misrouted(reply: pb.Reply | None) -> bool:
+def _misrouted(reply: Outcome | None) -> bool:
     """An inline call whose partition moved off this process: the router takes it."""
-    return reply is not None and reply.HasField("error") and reply.error.code in REROUTE_CODES
+    return reply is not None and reply.error is not None and reply.error.code in REROUTE_CODES
 
 
-def _ignore(reply: pb.Reply | None, error: BaseException | None) -> None:
+def _ignore(reply: Outcome | None, error: BaseException | None) -> None:
     """Outcome of a tell: no one to report to (the host counts its errors)."""
 
 
@@ -106,7 +106,7 @@ class StatefulRuntime:
         call = self._make_call(ref, method, args, kwargs)
         out: Future[Any] = Future()
 
-        def done(reply: pb.Reply | None, error: BaseException | None) -> None:
+        def done(reply: Outcome | None, error: BaseException | None) -> None:
             try:
                 if error is not None:
                     raise error
@@ -120,11 +120,11 @@ class StatefulRuntime:
     async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = self._make_call(ref, method, args, kwargs)
         if self._io.in_loop():
-            fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
             self._send_timed(call, settle_future(fut))
             reply = await fut
         else:
-            waiter: concurrent.futures.Future[pb.Reply | None] = concurrent.futures.Future()
+            waiter: concurrent.futures.Future[Outcome | None] = concurrent.futures.Future()
             self._io.loop.call_soon_threadsafe(self._send_timed, call, settle_future(waiter))
             reply = await asyncio.wrap_future(waiter)
         return self._result(reply)
@@ -155,7 +155,7 @@ class StatefulRuntime:
 
     def _make_call(
         self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, one_way: bool = False
-    ) -> pb.Call:
+    ) -> Call:
         """The wire call for ``ref.method(*args, **kwargs)`` made from here, now.
 
         A call from inside a turn joins the turn's chain (reentry along it is admitted)
@@ -170,7 +170,7 @@ class StatefulRuntime:
         joins = ctx is not None and not one_way
         if joins and ctx is not None and ctx.deadline:
             deadline = min(deadline, ctx.deadline)
-        return pb.Call(
+        return Call(
             type_name=ref.type_name,
             key=ref.key,
             method=method,
@@ -184,12 +184,12 @@ class StatefulRuntime:
         )
 
     @staticmethod
-    def _result(reply: pb.Reply | None) -> Any:
+    def _result(reply: Outcome | None) -> Any:
         if reply is None:
             return None
         return reply_value(reply)
 
-    def _try_inline(self, call: pb.Call) -> pb.Reply | None:
+    def _try_inline(self, call: Call) -> Outcome | None:
         """Co-located sync -> sync calls run in the calling thread."""
         if self._local is None:
             return None
@@ -198,12 +198,12 @@ class StatefulRuntime:
             return None
         return self._local.dispatch_inline(call)
 
-    def _send_timed(self, call: pb.Call, done: ReplyDone) -> None:
+    def _send_timed(self, call: Call, done: ReplyDone) -> None:
         """Route ``call`` with a timer: the caller gets CallTimeout at the deadline at the
         latest, even if no reply ever comes (the first outcome wins, the other is dropped)."""
         settled = False
 
-        def once(reply: pb.Reply | None, error: BaseException | None) -> None:
+        def once(reply: Outcome | None, error: BaseException | None) -> None:
             nonlocal settled
             if settled:
                 return
@@ -214,43 +214,43 @@ class StatefulRuntime:
         timer = self._io.loop.call_later(until_deadline(call), lambda: once(None, no_reply(call)))
         self._caller.send(call, once)
 
-    def _send_tell(self, call: pb.Call) -> None:
+    def _send_tell(self, call: Call) -> None:
         """A tell is done once handed to the router, which re-sends it if a host refuses
         it for now, loses it, or no longer owns its partition."""
         self._caller.send(call, _ignore)
 
-    def forward_soon(self, call: pb.Call, done: Callable[[pb.Reply | None], None]) -> None:
+    def forward_soon(self, call: Call, done: Callable[[Outcome | None], None]) -> None:
         """Route a call that arrived at the gateway (or a tell a host must pass on), on the
         loop: ``done`` gets the reply, once (an error reply if the call could not be
         delivered; an empty one, at once, for a one-way call: accepted here)."""
         if not call.deadline:  # a client that set none: the default, as for calls made here
             call.deadline = time.time() + _config.DEFAULT_CALL_TIMEOUT_S
         if call.one_way:  # accepted here: this router delivers it (re-sending it if need be)
-            done(pb.Reply())  # the acknowledgement a sender that gave it a ``seq`` waits for
+            done(Outcome())  # the acknowledgement a sender that gave it a ``seq`` waits for
             self._send_tell(call)
             return
 
-        def settled(reply: pb.Reply | None, error: BaseException | None) -> None:
+        def settled(reply: Outcome | None, error: BaseException | None) -> None:
             if error is None:
                 done(reply)
                 return
             if not isinstance(error, FluentError):
                 log.error("forwarding %s/%s.%s failed", call.type_name, call.key, call.method, exc_info=error)
                 error = FluentError(f"internal error in the gateway: {type(error).__name__}")
-            done(pb.Reply(error=error_to_pb(error)))
+            done(Outcome(error=describe_error(error)))
 
         self._send_timed(call, settled)
 
-    async def forward(self, call: pb.Call) -> pb.Reply | None:
+    async def forward(self, call: Call) -> Outcome | None:
         """Route a call that arrived at the gateway (errors become replies)."""
         try:
             return await self._caller.invoke(call)
         except FluentError as exc:
-            return pb.Reply(seq=call.seq, error=error_to_pb(exc))
+            return Outcome(seq=call.seq, error=describe_error(exc))
 
     # -- Locator (the router's way to routes: the directory) ------------------------------
 
-    async def locate(self, call: pb.Call) -> Target | None:
+    async def locate(self, call: Call) -> Target | None:
         info = self._types.get(call.type_name) or await self._type_info(call.type_name)
         shard = shard_for(call.key, info.shards)
         return self._table.get((info.group, shard)) or await self._resolve(info.group, shard)
@@ -329,7 +329,7 @@ class StatefulRuntime:
         if self._store is not None:
             self._store.close()
 
-    async def check_call(self, call: pb.Call) -> None:
+    async def check_call(self, call: Call) -> None:
         """NotFound unless the call names a registered type and one of its methods."""
         info = self._types.get(call.type_name) or await self._type_info(call.type_name)
         if call.method not in info.methods:

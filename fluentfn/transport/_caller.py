@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from .._call import Call, Outcome
 from .._ioloop import spawn
 from .._router import (
     Action,
@@ -44,7 +45,6 @@ from ..errors import (
     WrongPeer,
     code_value,
 )
-from ..wire._gen import actorhost_pb2 as pb
 from ._client import Done, PeerPool, settle_future
 
 log = logging.getLogger("fluentfn")
@@ -55,7 +55,7 @@ _OVERLOADED = code_value(grpc.StatusCode.RESOURCE_EXHAUSTED)
 class Locator(Protocol):
     """How a caller finds routes (Orleans' grain locator)."""
 
-    async def locate(self, call: pb.Call) -> Target | None:
+    async def locate(self, call: Call) -> Target | None:
         """The call's route (learned into the table), or None when there is none to use."""
         ...
 
@@ -67,17 +67,17 @@ class Locator(Protocol):
 class LocalPort(Protocol):
     """This process's own partitions (a host's), reached without the network."""
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None: ...
+    def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> None: ...
 
 
 class Tap(Protocol):
     """Sees every message a ``Caller`` sends and every answer it gets."""
 
-    def sending(self, call: pb.Call, target: Target) -> bool:
+    def sending(self, call: Call, target: Target) -> bool:
         """Called before ``call`` leaves for ``target``; False drops it (as a lost message)."""
         ...
 
-    def received(self, call: pb.Call, target: Target, reply: pb.Reply | None, error: FluentError | None) -> None: ...
+    def received(self, call: Call, target: Target, reply: Outcome | None, error: FluentError | None) -> None: ...
 
 
 _tap: Tap | None = None
@@ -90,7 +90,7 @@ def install_tap(tap: Tap | None) -> Tap | None:
     return old
 
 
-def classify(call: pb.Call, reply: pb.Reply | None, error: FluentError | None) -> Verdict:
+def classify(call: Call, reply: Outcome | None, error: FluentError | None) -> Verdict:
     """What an answer means for the call's router (see ``Verdict``)."""
     if error is not None:
         if isinstance(error, WrongPeer | Unauthenticated):  # a port some other server took over
@@ -100,7 +100,7 @@ def classify(call: pb.Call, reply: pb.Reply | None, error: FluentError | None) -
         if isinstance(error, Unavailable) or type(error) is FluentError:
             return Verdict.LOST  # a stream that broke, with any status no table entry names (INTERNAL, ...)
         return Verdict.BROKEN  # a call the transport refused (too large, ...): retrying cannot help
-    if reply is None or not reply.HasField("error"):
+    if reply is None or not reply.error is not None:
         return Verdict.SETTLED
     code = reply.error.code
     if code in REROUTE_CODES:
@@ -110,7 +110,7 @@ def classify(call: pb.Call, reply: pb.Reply | None, error: FluentError | None) -
     return Verdict.SETTLED
 
 
-def name_of(call: pb.Call) -> str:
+def name_of(call: Call) -> str:
     return f"{call.type_name}/{call.key}.{call.method}"
 
 
@@ -119,12 +119,12 @@ class _Run:
 
     __slots__ = ("attempt", "call", "done", "reply", "slot")
 
-    def __init__(self, call: pb.Call, slot: Slot | None, attempt: Attempt, done: Done) -> None:
+    def __init__(self, call: Call, slot: Slot | None, attempt: Attempt, done: Done) -> None:
         self.call = call
         self.slot = slot
         self.attempt = attempt
         self.done = done
-        self.reply: pb.Reply | None = None
+        self.reply: Outcome | None = None
 
 
 class Caller:
@@ -156,7 +156,7 @@ class Caller:
         end with Unavailable at their next step, and none reaches the locator."""
         self._closed = True
 
-    def send(self, call: pb.Call, done: Done, *, direct: bool = True) -> None:
+    def send(self, call: Call, done: Done, *, direct: bool = True) -> None:
         """Route ``call`` (on the loop); ``done(reply, error)`` runs once, on the loop.
         ``direct=False``: through the fallbacks (a client's gateways) only."""
         if self._closed:
@@ -170,7 +170,7 @@ class Caller:
         run = self._run(call, slot, done, direct)
         self._act(run, run.attempt.begin(target))
 
-    def _run(self, call: pb.Call, slot: Slot | None, done: Done, direct: bool) -> _Run:
+    def _run(self, call: Call, slot: Slot | None, done: Done, direct: bool) -> _Run:
         attempt = Attempt(
             name=name_of(call),
             deadline=time.monotonic() + (call.deadline - time.time()),
@@ -181,13 +181,13 @@ class Caller:
         )
         return _Run(call, slot, attempt, done)
 
-    def _send_first(self, call: pb.Call, slot: Slot | None, target: Target, done: Done, direct: bool) -> None:
+    def _send_first(self, call: Call, slot: Slot | None, target: Target, done: Done, direct: bool) -> None:
         """The common case, a route in the table: send at once, and make the ``Attempt``
         only if the answer is not one that settles the call (which ``Attempt`` would
         finish on, whatever came before)."""
 
-        def answered(reply: pb.Reply | None, error: FluentError | None) -> None:
-            if error is None and (reply is None or not reply.HasField("error")):
+        def answered(reply: Outcome | None, error: FluentError | None) -> None:
+            if error is None and (reply is None or not reply.error is not None):
                 done(reply, None)
                 return
             run = self._run(call, slot, done, direct)
@@ -202,9 +202,9 @@ class Caller:
         else:
             self._pool.stream(target.endpoint).send(call, answered)
 
-    async def invoke(self, call: pb.Call) -> pb.Reply | None:
+    async def invoke(self, call: Call) -> Outcome | None:
         """``send``, awaited (on the loop)."""
-        fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self.send(call, settle_future(fut))
         return await fut
 
@@ -280,7 +280,7 @@ class Caller:
                 call, lambda reply, error: self._answered(run, target, reply, error)
             )
 
-    def _answered(self, run: _Run, target: Target, reply: pb.Reply | None, error: FluentError | None) -> None:
+    def _answered(self, run: _Run, target: Target, reply: Outcome | None, error: FluentError | None) -> None:
         tap = _tap
         if tap is not None:
             try:

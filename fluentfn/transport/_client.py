@@ -19,12 +19,14 @@ import grpc
 from grpc import aio
 
 from .. import _config
+from .._call import Call, Outcome
 from .._ioloop import spawn
+from .._status import Status
 from ..errors import CallTimeout, FluentError, Unavailable, error_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import metadata
-from ._budget import stamp
+from ._convert import call_to_pb, outcome_from_pb, status_from_pb
 from ._server import dial_options
 from ._tls import TlsConfig
 
@@ -43,15 +45,15 @@ def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
     return aio.secure_channel(endpoint, tls.channel_credentials(), options=dial_options() + tls.channel_options())
 
 
-ReplyCallback = Callable[[pb.Reply | None, FluentError | None], None]
-Done = Callable[[pb.Reply | None, BaseException | None], None]
+ReplyCallback = Callable[[Outcome | None, FluentError | None], None]
+Done = Callable[[Outcome | None, BaseException | None], None]
 """What a caller of the router is told: the reply, or the error, once."""
 
 
 def settle_future(fut: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> Done:
     """A reply callback that completes ``fut`` (the first outcome wins)."""
 
-    def done(reply: pb.Reply | None, error: BaseException | None) -> None:
+    def done(reply: Outcome | None, error: BaseException | None) -> None:
         if fut.done():
             return
         if error is not None:
@@ -72,10 +74,10 @@ class Waiter:
         self._lock = _thread.allocate_lock()
         self._lock.acquire()
         self._settled = False
-        self.reply: pb.Reply | None = None
+        self.reply: Outcome | None = None
         self.error: BaseException | None = None
 
-    def __call__(self, reply: pb.Reply | None, error: BaseException | None) -> None:
+    def __call__(self, reply: Outcome | None, error: BaseException | None) -> None:
         """On the loop only (so the check and the set need no lock)."""
         if self._settled:
             return
@@ -83,7 +85,7 @@ class Waiter:
         self.reply, self.error = reply, error
         self._lock.release()
 
-    def reply_for(self, call: pb.Call) -> pb.Reply | None:
+    def reply_for(self, call: Call) -> Outcome | None:
         """Block until ``call``'s outcome: its reply (None for one-way calls), or raise its
         error; ``CallTimeout`` once its deadline (and a grace) passed, whatever the host does."""
         if not self._lock.acquire(True, until_deadline(call)):
@@ -96,12 +98,12 @@ class Waiter:
 REPLY_GRACE_S = 0.05  # past the deadline, room for the host's own CallTimeout (it says more) to arrive first
 
 
-def until_deadline(call: pb.Call) -> float:
+def until_deadline(call: Call) -> float:
     """Seconds a caller waits for ``call``'s reply: to its deadline, and a grace."""
     return max(0.0, call.deadline - time.time()) + REPLY_GRACE_S
 
 
-def no_reply(call: pb.Call) -> CallTimeout:
+def no_reply(call: Call) -> CallTimeout:
     """The error of a caller whose call got no reply by its deadline."""
     return CallTimeout(f"no reply from {call.type_name}/{call.key}.{call.method} by its deadline")
 
@@ -116,7 +118,7 @@ class PeerStream:
         self._stub = pb_grpc.ActorHostStub(self._channel)
         self._seq = itertools.count(1)
         self._pending: dict[int, ReplyCallback] = {}
-        self._outbox: list[pb.Call] = []
+        self._outbox: list[Call] = []
         self._wakeup = asyncio.Event()
         self._call: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -127,7 +129,7 @@ class PeerStream:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._write()), loop.create_task(self._read())]
 
-    def send(self, call: pb.Call, callback: ReplyCallback | None) -> None:
+    def send(self, call: Call, callback: ReplyCallback | None) -> None:
         """Queue ``call`` (on the loop); ``callback(reply, error)`` runs on the loop once.
 
         A one-way call with a callback is acknowledged (the host sends its outcome); one
@@ -145,22 +147,22 @@ class PeerStream:
         self._outbox.append(call)
         self._wakeup.set()
 
-    async def invoke(self, call: pb.Call) -> pb.Reply | None:
+    async def invoke(self, call: Call) -> Outcome | None:
         """Send ``call``; its reply. A one-way call is acknowledged too (its reply says
         whether it was refused, by a partition that moved, say), so nothing is lost
         silently with a broken stream."""
-        fut: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self.send(call, settle_future(fut))
         try:
             return await fut
         finally:
             self._pending.pop(call.seq, None)
 
-    async def tell(self, call: pb.Call, callback: ReplyCallback) -> None:
+    async def tell(self, call: Call, callback: ReplyCallback) -> None:
         """A unary ``Tell`` on this endpoint's channel; ``callback`` once, with its outcome."""
-        stamp(call)
+        message = call_to_pb(call)
         try:
-            await self._stub.Tell(call, metadata=metadata(self._token), timeout=call.budget_s + REPLY_GRACE_S)
+            await self._stub.Tell(message, metadata=metadata(self._token), timeout=message.budget_s + REPLY_GRACE_S)
         except aio.AioRpcError as exc:
             callback(None, rpc_error(exc, self.endpoint))
             return
@@ -172,7 +174,7 @@ class PeerStream:
             return
         callback(None, None)
 
-    async def status(self, timeout_s: float) -> pb.StatusReply:
+    async def status(self, timeout_s: float) -> Status:
         """This endpoint's ``Status`` (errors mapped)."""
         try:
             reply: pb.StatusReply = await self._stub.Status(
@@ -180,7 +182,7 @@ class PeerStream:
             )
         except aio.AioRpcError as exc:
             raise rpc_error(exc, self.endpoint) from None
-        return reply
+        return status_from_pb(reply)
 
     async def _write(self) -> None:
         limit = _config.MAX_MESSAGE_BYTES
@@ -192,8 +194,8 @@ class PeerStream:
                     calls, self._outbox = self._outbox, []
                     batch: list[pb.Call] = []
                     size = 0
-                    for call in calls:
-                        stamp(call)  # the deadline leaves as seconds left, re-based by the receiver
+                    for each in calls:
+                        call = call_to_pb(each)  # its deadline leaves as seconds left, re-based by the receiver
                         n = call.ByteSize()
                         if batch and size + n > limit:
                             await self._call.write(pb.CallBatch(calls=batch))
@@ -214,7 +216,7 @@ class PeerStream:
                 for reply in batch.replies:
                     callback = self._pending.pop(reply.seq, None)
                     if callback is not None:
-                        callback(reply, None)
+                        callback(outcome_from_pb(reply), None)
             self._fail(Unavailable(f"{self.endpoint}: stream closed by peer"))
         except asyncio.CancelledError:
             raise
@@ -257,15 +259,15 @@ class PeerPool:
             stream = self._streams[endpoint] = PeerStream(endpoint, self._token, self._tls)
         return stream
 
-    async def invoke(self, endpoint: str, call: pb.Call) -> pb.Reply | None:
+    async def invoke(self, endpoint: str, call: Call) -> Outcome | None:
         return await self.stream(endpoint).invoke(call)
 
-    def tell(self, endpoint: str, call: pb.Call, callback: ReplyCallback) -> None:
+    def tell(self, endpoint: str, call: Call, callback: ReplyCallback) -> None:
         """A unary ``Tell`` (on the loop): ``callback(None, None)`` once the host accepted
         it, or ``callback(None, error)``."""
         spawn(self.stream(endpoint).tell(call, callback), self._telling)
 
-    async def status(self, endpoint: str, timeout_s: float) -> pb.StatusReply:
+    async def status(self, endpoint: str, timeout_s: float) -> Status:
         """``endpoint``'s ``Status``."""
         return await self.stream(endpoint).status(timeout_s)
 

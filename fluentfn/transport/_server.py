@@ -14,12 +14,14 @@ import grpc
 from grpc import aio
 
 from .. import _config
+from .._call import Call, ErrorInfo, Outcome
 from .._ioloop import spawn
+from .._status import Status
 from ..errors import REROUTE_CODES, FluentError, code_value, status_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import TokenInterceptor
-from ._budget import Clock, rebase
+from ._convert import Clock, call_from_pb, outcome_to_pb, status_to_pb
 from ._tls import TlsConfig
 
 # Room for the protobuf envelope around a payload of the maximum size.
@@ -32,16 +34,16 @@ SERVICE = "fluentfn.v1.ActorHost"
 class Dispatcher(Protocol):
     """What serves calls: the host engine, or the gateway that forwards them."""
 
-    async def dispatch(self, call: pb.Call, *, local: bool = False) -> pb.Reply | None: ...
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None: ...
 
-    def submit(self, call: pb.Call, done: Callable[[pb.Reply | None], None], *, local: bool = False) -> None:
+    def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> None:
         """Start ``call`` (on the loop); ``done`` gets its reply on the loop. Never raises.
         ``local``: the caller is in this process."""
 
-    async def accept(self, call: pb.Call) -> None:
+    async def accept(self, call: Call) -> None:
         """Raise (NotFound, InvalidRequest, ...) if a one-way call cannot be taken."""
 
-    def status(self) -> pb.StatusReply | Awaitable[pb.StatusReply]: ...
+    def status(self) -> Status | Awaitable[Status]: ...
 
 
 def channel_options() -> list[tuple[str, Any]]:
@@ -63,7 +65,7 @@ def dial_options() -> list[tuple[str, Any]]:
     return [*channel_options(), ("grpc.use_local_subchannel_pool", 1)]
 
 
-def wants_outcome(call: pb.Call) -> bool:
+def wants_outcome(call: Call) -> bool:
     """Whether the sender of ``call`` on a stream is owed a reply: every call, and a tell
     sent with a ``seq`` (an acknowledged one-way message)."""
     return not call.one_way or call.seq != 0
@@ -130,45 +132,45 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
     async def Invoke(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Reply]) -> pb.Reply:
         if isinstance(request, _Malformed):
             await self._refuse_malformed(context)
-        rebase(request, self._clock)
-        request.one_way = False
-        answered: asyncio.Future[pb.Reply | None] = asyncio.get_running_loop().create_future()
+        call = call_from_pb(request, self._clock)
+        call.one_way = False
+        answered: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
 
-        def done(reply: pb.Reply | None) -> None:
+        def done(reply: Outcome | None) -> None:
             if not answered.done():
                 answered.set_result(reply)
 
         try:  # the stream's path: a turn that may run on the loop answers without a task or thread hop
-            self._d.submit(request, done)
+            self._d.submit(call, done)
         except Exception:
             log.exception("dispatch failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         reply = await answered
         assert reply is not None
-        if reply.HasField("error") and reply.error.code != 0:
+        if reply.error is not None and reply.error.code != 0:
             await context.abort(_CODES.get(reply.error.code, grpc.StatusCode.INTERNAL), reply.error.message)
-        return reply
+        return outcome_to_pb(reply)
 
     async def Tell(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Ack]) -> pb.Ack:
         if isinstance(request, _Malformed):
             await self._refuse_malformed(context)
-        rebase(request, self._clock)
-        request.one_way = True
+        call = call_from_pb(request, self._clock)
+        call.one_way = True
         try:
-            await self._d.accept(request)
+            await self._d.accept(call)
         except FluentError as exc:
             await context.abort(status_for(exc), str(exc))
-        self._spawn(self._deliver(request))
+        self._spawn(self._deliver(call))
         return pb.Ack()
 
-    async def _deliver(self, call: pb.Call) -> None:
+    async def _deliver(self, call: Call) -> None:
         """Run an accepted unary tell. Its sender was told it is accepted and cannot be told
         more: if the partition moved away meanwhile, the dispatcher sends it on to the new
         owner (``reroute``), never drops it."""
         reply = await self._d.dispatch(call)
-        if reply is None or not reply.HasField("error") or reply.error.code not in REROUTE_CODES:
+        if reply is None or reply.error is None or reply.error.code not in REROUTE_CODES:
             return
-        reroute: Callable[[pb.Call], None] | None = getattr(self._d, "reroute", None)
+        reroute: Callable[[Call], None] | None = getattr(self._d, "reroute", None)
         if reroute is None:
             log.warning("tell %s/%s.%s refused after it was accepted: %s", call.type_name, call.key, call.method,
                         reply.error.message)  # fmt: skip
@@ -184,21 +186,20 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         pending = 0
         reading = True
 
-        def done(reply: pb.Reply | None) -> None:
+        def done(reply: Outcome | None) -> None:
             nonlocal pending
             pending -= 1
             if reply is not None:
-                outbox.append(reply)
+                outbox.append(outcome_to_pb(reply))
                 self.unsent += 1
             ready.set()
 
-        def done_quietly(reply: pb.Reply | None) -> None:
+        def done_quietly(reply: Outcome | None) -> None:
             done(None)
 
-        def start(call: pb.Call) -> None:
+        def start(call: Call) -> None:
             nonlocal pending
             pending += 1
-            rebase(call, self._clock)
             # A one-way call with a seq wants its outcome (its sender re-sends it if it was
             # refused or lost with a host); one without is fire-and-forget.
             answer = done if wants_outcome(call) else done_quietly
@@ -206,8 +207,8 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
                 self._d.submit(call, answer)
             except Exception as exc:  # a bug, not a user error: the caller must not hang
                 log.exception("dispatch failed")
-                error = pb.Error(code=code_value(grpc.StatusCode.INTERNAL), message=repr(exc))
-                answer(pb.Reply(seq=call.seq, error=error))
+                error = ErrorInfo(code=code_value(grpc.StatusCode.INTERNAL), message=repr(exc))
+                answer(Outcome(seq=call.seq, error=error))
 
         malformed = False
 
@@ -218,8 +219,9 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
                     if isinstance(batch, _Malformed):  # its calls cannot be answered one by one
                         malformed = True
                         break
+                    clock = self._clock
                     for call in batch.calls:
-                        start(call)
+                        start(call_from_pb(call, clock))
             finally:
                 reading = False
                 ready.set()
@@ -246,7 +248,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         reply = self._d.status()
         if inspect.isawaitable(reply):
             reply = await reply
-        return reply
+        return status_to_pb(reply)
 
 
 def server_options() -> list[tuple[str, Any]]:

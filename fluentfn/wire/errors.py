@@ -1,4 +1,4 @@
-"""Exceptions <-> the wire ``Error`` message.
+"""Exceptions <-> ``ErrorInfo``, the form a failure travels in.
 
 A user exception travels as its module, type name, args and traceback. The receiver
 rebuilds an exception that is both ``ff.ActorError`` and the original type, looking the
@@ -12,9 +12,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .._call import ErrorInfo, Outcome
 from ..errors import ActorError, FluentError, InvalidRequest, code_value, error_for, status_for
 from . import codec
-from ._gen import actorhost_pb2 as pb
 
 _MAX_TRACEBACK = 32 * 1024
 _PKG_DIR = str(Path(__file__).resolve().parents[1])
@@ -29,7 +29,7 @@ def _origin(exc: BaseException) -> tuple[str, str]:
     return cls.__module__, cls.__qualname__
 
 
-def error_to_pb(exc: BaseException, where: str = "", *, user: bool = False) -> pb.Error:
+def describe_error(exc: BaseException, where: str = "", *, user: bool = False) -> ErrorInfo:
     """Describe an exception for the wire.
 
     fluentfn's own errors keep their status code, unless ``user`` says the exception
@@ -38,7 +38,7 @@ def error_to_pb(exc: BaseException, where: str = "", *, user: bool = False) -> p
     """
     message = _text(exc)
     if not user and isinstance(exc, FluentError) and not isinstance(exc, ActorError):
-        return pb.Error(code=code_value(status_for(exc)), message=message)
+        return ErrorInfo(code=code_value(status_for(exc)), message=message)
     module, qualname = _origin(exc)
     try:
         args = codec.encode(list(exc.args), limit=64 * 1024)
@@ -48,7 +48,7 @@ def error_to_pb(exc: BaseException, where: str = "", *, user: bool = False) -> p
     if isinstance(exc, ActorError) and exc.remote_traceback:
         local_tb = exc.remote_traceback + "\nre-raised by\n" + local_tb
     header = f"in {where}:\n" if where else ""
-    return pb.Error(
+    return ErrorInfo(
         code=0,
         message=message,
         exc_module=module,
@@ -115,8 +115,8 @@ def _instantiate(cls: type[ActorError], args: tuple[Any, ...]) -> ActorError | N
         return None
 
 
-def pb_to_error(err: pb.Error) -> FluentError:
-    """The exception a caller raises for a wire ``Error``."""
+def rebuild_error(err: ErrorInfo) -> FluentError:
+    """The exception a caller raises for an ``ErrorInfo``."""
     if err.code != 0:
         return error_for(err.code, err.message)
     try:
@@ -135,8 +135,8 @@ def pb_to_error(err: pb.Error) -> FluentError:
     return exc
 
 
-def reply_value(reply: pb.Reply) -> Any:
-    """The one place a reply becomes a value, or the exception it carries."""
-    if reply.HasField("error"):
-        raise pb_to_error(reply.error)
+def reply_value(reply: Outcome) -> Any:
+    """The one place an outcome becomes a value, or the exception it carries."""
+    if reply.error is not None:
+        raise rebuild_error(reply.error)
     return codec.decode(reply.value)

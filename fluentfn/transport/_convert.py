@@ -1,0 +1,96 @@
+"""The network's edge: ``Call``, ``Outcome`` and ``Status`` to and from their protobuf
+messages. Nothing past this module sees protobuf.
+
+Deadlines across machines: inside a process a call's ``deadline`` is a time on that
+process's clock. A call leaves with the seconds left (``budget_s``), and the receiver
+turns them back into a deadline on its own clock. A host whose clock is ahead of or
+behind its callers' therefore neither runs turns its caller gave up on nor drops live
+ones (Orleans sends a time-to-live for the same reason). Only the network's transit time
+is charged to nobody; it is small next to any deadline worth setting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .._call import Call, ErrorInfo, Outcome
+from .._status import HostInfo, Status, TypeRoute
+from ..wire._gen import actorhost_pb2 as pb
+
+Clock = Callable[[], float]
+
+
+def call_to_pb(call: Call, clock: Clock = time.time) -> pb.Call:
+    """On the way out: the deadline leaves as the seconds left of it (none if it has none)."""
+    budget = max(1e-6, call.deadline - clock()) if call.deadline else 0.0
+    return pb.Call(
+        type_name=call.type_name, key=call.key, method=call.method, args=call.args, request_id=call.request_id,
+        call_chain=call.call_chain, chain_id=call.chain_id, seq=call.seq, one_way=call.one_way,
+        attempt=call.attempt, budget_s=budget,
+    )  # fmt: skip
+
+
+def call_from_pb(m: pb.Call, clock: Clock = time.time) -> Call:
+    """On the way in: the deadline on this process's clock, from the budget (a sender that
+    gave none keeps its absolute deadline, if any)."""
+    deadline = clock() + m.budget_s if m.budget_s > 0 else m.deadline
+    return Call(
+        m.type_name, m.key, m.method, m.args, m.request_id, deadline,
+        tuple(m.call_chain), m.chain_id, m.seq, m.one_way, m.attempt,
+    )  # fmt: skip
+
+
+def outcome_to_pb(outcome: Outcome) -> pb.Reply:
+    e = outcome.error
+    if e is None:
+        return pb.Reply(seq=outcome.seq, value=outcome.value)
+    error = pb.Error(code=e.code, message=e.message, exc_module=e.exc_module, exc_type=e.exc_type,
+                     exc_args=e.exc_args, traceback=e.traceback)  # fmt: skip
+    return pb.Reply(seq=outcome.seq, error=error)
+
+
+def outcome_from_pb(m: pb.Reply) -> Outcome:
+    if m.WhichOneof("outcome") != "error":
+        return Outcome(m.value, None, m.seq)
+    e = m.error
+    return Outcome(b"", ErrorInfo(e.code, e.message, e.exc_module, e.exc_type, e.exc_args, e.traceback), m.seq)
+
+
+def status_to_pb(s: Status) -> pb.StatusReply:
+    hosts = [
+        pb.HostInfo(
+            group=h.group, shard=h.shard, endpoint=h.endpoint, node_id=h.node_id, live_identities=h.live_identities,
+            epoch=h.epoch, gpu_ids=h.gpu_ids, type_names=h.type_names, metrics_url=h.metrics_url, pid=h.pid,
+            host_id=h.host_id, partitions=h.partitions,
+        )
+        for h in s.hosts
+    ]  # fmt: skip
+    types = [
+        pb.TypeRoute(type_name=t.type_name, group=t.group, shards=t.shards, hosts=t.hosts, min_hosts=t.min_hosts,
+                     max_hosts=t.max_hosts, placement_problem=t.placement_problem)
+        for t in s.types
+    ]  # fmt: skip
+    return pb.StatusReply(
+        host_id=s.host_id, node_id=s.node_id, type_names=s.type_names, live_identities=s.live_identities,
+        counters=s.counters, group=s.group, shard=s.shard, epoch=s.epoch, hosts=hosts, types=types,
+        partitions=s.partitions,
+    )  # fmt: skip
+
+
+def status_from_pb(m: pb.StatusReply) -> Status:
+    hosts = tuple(
+        HostInfo(
+            h.group, h.shard, h.endpoint, h.node_id, h.live_identities, h.epoch, tuple(h.gpu_ids),
+            tuple(h.type_names), h.metrics_url, h.pid, h.host_id, tuple(h.partitions),
+        )
+        for h in m.hosts
+    )  # fmt: skip
+    types = tuple(
+        TypeRoute(t.type_name, t.group, t.shards, t.hosts, t.min_hosts, t.max_hosts, t.placement_problem)
+        for t in m.types
+    )
+    return Status(
+        m.host_id, m.node_id, tuple(m.type_names), m.live_identities, dict(m.counters), m.group, m.shard,
+        m.epoch, hosts, types, tuple(m.partitions),
+    )  # fmt: skip

@@ -1,0 +1,51 @@
+"""Bare gRPC, beside fluentfn's own callers: a unary echo server (the transport floor the
+benchmarks compare against) and a blocking stub that sends one ``Call`` exactly as given
+(for fuzzing hosts and gateways with malformed requests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from .._call import Call, Outcome
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire._gen import actorhost_pb2_grpc as pb_grpc
+from ._convert import call_to_pb, outcome_from_pb
+
+
+class _Echo(pb_grpc.ActorHostServicer):
+    def Invoke(self, request: pb.Call, context: Any) -> pb.Reply:
+        return pb.Reply(value=request.args)
+
+
+def serve_echo(port_queue: Any) -> None:
+    """Serve the echo on a free loopback port (put on ``port_queue``) until killed."""
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    pb_grpc.add_ActorHostServicer_to_server(_Echo(), server)  # type: ignore[abstract]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    port_queue.put(port)
+    server.wait_for_termination()
+
+
+class RawStub:
+    """A blocking unary stub to one endpoint (plaintext); errors stay ``grpc.RpcError``."""
+
+    def __init__(self, endpoint: str, token: str = "", options: Sequence[tuple[str, Any]] = ()) -> None:
+        self._channel = grpc.insecure_channel(endpoint, options=list(options))
+        self._stub = pb_grpc.ActorHostStub(self._channel)
+        self._md = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def invoke(self, call: Call, timeout: float) -> Outcome:
+        reply: pb.Reply = self._stub.Invoke(call_to_pb(call), metadata=self._md, timeout=timeout)
+        return outcome_from_pb(reply)
+
+    def echo(self, payload: bytes) -> bytes:
+        reply: pb.Reply = self._stub.Invoke(pb.Call(args=payload), metadata=self._md)
+        return reply.value
+
+    def close(self) -> None:
+        self._channel.close()
