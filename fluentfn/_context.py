@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._call import new_request_id
 from .errors import FluentError, InvalidRequest
 
 if TYPE_CHECKING:
@@ -130,6 +131,15 @@ class Context:
 
 
 CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar("fluentfn_context", default=None)
+
+
+def request_id_here() -> str:
+    """The request id of a call made now: derived from the running turn's (the same in
+    every attempt of it, so its repeats are deduplicated), or a fresh one outside turns."""
+    ctx = CURRENT.get()
+    return (ctx.next_request_id() if ctx is not None else None) or new_request_id()
+
+
 _outside = Context()
 
 

@@ -7,7 +7,6 @@ so it reaches the runtime only through the ``Invoker`` protocol registered at ru
 from __future__ import annotations
 
 import concurrent.futures
-import contextvars
 import math
 from collections.abc import Callable, Generator
 from typing import Any, Protocol, TypeVar
@@ -21,13 +20,45 @@ T = TypeVar("T")
 class Invoker(Protocol):
     """What a runtime (stateful or FaaS) offers to references and function handles."""
 
-    def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]: ...
+    def submit(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Future[Any]: ...
 
-    async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+    async def call_async(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Any: ...
 
-    def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+    def call(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Any: ...
 
-    def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+    def tell(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> None: ...
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]: ...
 
@@ -193,9 +224,6 @@ IDEMPOTENCY_REUSED = "idempotency key reused for a different request"
 KEYS_METHOD = "__keys__"
 """The method the gateway answers with a type's stored keys (``fluentfn ls``)."""
 
-CALL_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("fluentfn_call_timeout", default=None)
-"""Seconds the call being made may take (set by ``MethodProxy.with_timeout``)."""
-
 
 class MethodProxy:
     """``ref.method``: call it, or use ``.future``, ``.aio``, ``.tell``."""
@@ -215,36 +243,20 @@ class MethodProxy:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Blocking call: returns the method's result or raises its error."""
-        token = CALL_TIMEOUT.set(self._timeout)
-        try:
-            return current_invoker().call(self._ref, self._name, args, kwargs)
-        finally:
-            CALL_TIMEOUT.reset(token)
+        return current_invoker().call(self._ref, self._name, args, kwargs, timeout_s=self._timeout)
 
     def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start the call and return an ``ff.Future``; many futures pipeline."""
-        token = CALL_TIMEOUT.set(self._timeout)
-        try:
-            return current_invoker().submit(self._ref, self._name, args, kwargs)
-        finally:
-            CALL_TIMEOUT.reset(token)
+        return current_invoker().submit(self._ref, self._name, args, kwargs, timeout_s=self._timeout)
 
     async def aio(self, *args: Any, **kwargs: Any) -> Any:
         """Awaitable call, for async code."""
-        token = CALL_TIMEOUT.set(self._timeout)
-        try:
-            return await current_invoker().call_async(self._ref, self._name, args, kwargs)
-        finally:
-            CALL_TIMEOUT.reset(token)
+        return await current_invoker().call_async(self._ref, self._name, args, kwargs, timeout_s=self._timeout)
 
     def tell(self, *args: Any, **kwargs: Any) -> None:
         """One-way message: no reply, errors are counted by the host. Sent from inside a
         turn it starts a new chain, with its own deadline (``with_timeout`` or the default)."""
-        token = CALL_TIMEOUT.set(self._timeout)
-        try:
-            current_invoker().tell(self._ref, self._name, args, kwargs)
-        finally:
-            CALL_TIMEOUT.reset(token)
+        current_invoker().tell(self._ref, self._name, args, kwargs, timeout_s=self._timeout)
 
     def __repr__(self) -> str:
         return f"<method {self._name} of {self._ref!r}>"

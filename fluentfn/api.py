@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _ref
+from ._call import new_request_id
 from ._config import DEFAULT_CALL_TIMEOUT_S
 from ._numbers import check_number
 from ._ref import BULK_METHOD, ActorRef, Future
@@ -88,7 +88,7 @@ class ActorType:
         (they did not run) are sent again, with the same batch id, until each has a reply.
         A re-sent batch is marked as a possible repeat: items that ran are answered from
         their records."""
-        batch, attempt = os.urandom(12).hex(), 0
+        batch, attempt = new_request_id(), 0
         results: dict[str, Any] = {}
         first_error: BaseException | None = None
         deadline = time.monotonic() + DEFAULT_CALL_TIMEOUT_S

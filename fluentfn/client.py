@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import os
 import time
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _config
-from ._call import Call, Outcome
+from ._call import Call, Outcome, new_request_id
 from ._ioloop import io_loop
 from ._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX, KEYS_METHOD, check_timeout
 from ._router import RouteTable, Slot, Target
@@ -39,7 +38,7 @@ def request_id_for(idempotency_key: str | None) -> tuple[str, int]:
     idempotency key and marked as a possible repeat, so the host answers a retry with the
     recorded reply instead of running it again."""
     if idempotency_key is None:
-        return os.urandom(12).hex(), 0
+        return new_request_id(), 0
     if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key.encode("utf-8", "surrogatepass")) <= 1024:
         raise InvalidRequest("an idempotency_key is a string of 1 to 1024 bytes")
     digest = hashlib.blake2b(idempotency_key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()

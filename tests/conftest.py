@@ -74,6 +74,24 @@ OPEN: list[Any] = []
 """Engines and partition sets a test made on its ``io`` loop: closed there afterwards."""
 
 
+class _Driving:
+    """The periodic driver of a test's engines, stopped (with ``OPEN``) after the test."""
+
+    def __init__(self, running: Any) -> None:
+        self._running = running
+
+    async def close(self) -> None:
+        self._running.cancel()
+
+
+def drive(io: IoLoop, engine: Any) -> None:
+    """Run the periodic jobs of ``engine`` with the driver hosts use (``host/_driver.py``):
+    write-behind, ownership checks, overdue-turn reports, reply pruning."""
+    from fluentfn.host._driver import Driver
+
+    OPEN.append(_Driving(io.submit(Driver(lambda: [engine], "test").run(engine.persistence.store))))
+
+
 @pytest.fixture
 def io() -> Iterator[IoLoop]:
     """A private event loop, for tests of hosts without Ray."""

@@ -18,10 +18,11 @@ from fluentfn.errors import Redirect, status_for
 from fluentfn.host._engine import HostEngine
 from fluentfn.state import StaleEpoch, VersionConflict, open_store
 from fluentfn.state._store import Store, StoreLost
+from fluentfn.testing import wait_for
 from fluentfn.wire import codec
 from fluentfn.wire.errors import rebuild_error
 
-from .conftest import OPEN
+from .conftest import OPEN, drive
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,6 +72,7 @@ def engine(
         eng.add_type(d)
     eng.persistence.claim()
     OPEN.append(eng)
+    drive(io, eng)  # closed first: the driver stops before the engine
     return eng
 
 
@@ -307,7 +309,7 @@ def test_a_deleted_store_is_noticed_and_calls_are_refused(io: IoLoop, tmp_path: 
     assert call(io, e, "a", "add", 1) == 1
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    io.run(e.upkeep._check_owner())  # what the host does every second
+    wait_for(lambda: e.persistence.fenced, 60)  # the host's driver checks the store every second
     for _ in range(2):
         with pytest.raises(ff.Unavailable, match="deleted"):
             call(io, e, "a", "add", 1)

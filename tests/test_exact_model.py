@@ -77,7 +77,7 @@ def host(io: IoLoop, store: Store, d: ActorDef, host_id: str) -> PartitionSet:
 
         eng = HostEngine(
             group=d.options.group, shard=partition, loop=io.loop, loop_thread=io.thread.ident or 0,
-            load_type=load, store=store, shards=PARTS, shared_upkeep=True, workers=workers,
+            load_type=load, store=store, shards=PARTS, workers=workers,
         )  # fmt: skip
         eng.add_type(d)
         eng.persistence.epoch = epoch
@@ -187,7 +187,7 @@ class Model:
                 deadline=time.time() + 60,
             )  # fmt: skip
             reply = self.send(c)
-            assert not reply.error is not None, reply
+            assert reply.error is None, reply
             refused = {}
             for (k, v), raw in zip(pending.items(), codec.decode(reply.value), strict=True):
                 item = read_record(raw)[1]

@@ -241,7 +241,7 @@ def bulk_call(io: IoLoop, eng: Any, items: dict[str, int], batch: str, attempt: 
         deadline=time.time() + 30,
     )
     reply = io.run(eng.dispatch(c))
-    assert reply is not None and not reply.error is not None, reply
+    assert reply is not None and reply.error is None, reply
     out = {}
     for key, raw in zip(items, codec.decode(reply.value), strict=True):
         item = read_record(raw)[1]
@@ -271,7 +271,7 @@ class _Invoker:
         self.sent: list[tuple[str, int, list[str]]] = []
         self.applied: dict[str, int] = {}
 
-    def submit(self, ref: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def submit(self, ref: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], **_: Any) -> Any:
         from concurrent.futures import Future
 
         _name, entries, batch, attempt = args

@@ -23,7 +23,7 @@ from fluentfn.state._store import Store
 from fluentfn.wire import codec
 from fluentfn.wire.errors import rebuild_error
 
-from .conftest import OPEN
+from .conftest import OPEN, drive
 from .test_engine import FlakyStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -112,6 +112,7 @@ def make_engine(io: IoLoop, store: Store | None, persist: str = "call", cls: typ
     eng.add_type(ActorDef(cls, at.options))
     eng.persistence.claim()
     OPEN.append(eng)
+    drive(io, eng)  # closed first: the driver stops before the engine
     return eng
 
 

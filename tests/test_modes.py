@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -416,4 +417,16 @@ def test_with_timeout_bounds_a_call_in_both_modes(cluster: ff.Cluster) -> None:
     with pytest.raises(ff.CallTimeout):
         Slow[f"timeout-{cluster.mode}"].nap.with_timeout(0.3)(4.5)
     assert time.monotonic() - started < 4.0  # not the nap's end, nor the platform's cap
+    # the timeout is the call's own, whichever way it is made: a future, or from async code
+    started = time.monotonic()
+    fut = Slow[f"timeout-{cluster.mode}-f"].nap.with_timeout(0.3).future(4.5)
+    with pytest.raises(ff.CallTimeout):
+        fut.result(30)
+
+    async def aio() -> None:
+        await Slow[f"timeout-{cluster.mode}-a"].nap.with_timeout(0.3).aio(4.5)
+
+    with pytest.raises(ff.CallTimeout):
+        asyncio.run(aio())
+    assert time.monotonic() - started < 8.0
     assert Slow[f"timeout-{cluster.mode}-other"].nap(0.01) == 0.01

@@ -73,7 +73,6 @@ def host(io: IoLoop, store: Store, d: ActorDef, host_id: str) -> PartitionSet:
             load_type=load,
             store=store,
             shards=PARTS,
-            shared_upkeep=True,  # as in a host: the PartitionSet runs the periodic jobs
         )
         eng.add_type(d)
         eng.persistence.epoch = epoch

@@ -75,7 +75,6 @@ class HostEngine:
         cluster_id: str = "",
         shards: int | None = None,
         workers: Workers | None = None,
-        shared_upkeep: bool = False,
     ) -> None:
         self.group = group
         self.shard = shard
@@ -103,7 +102,7 @@ class HostEngine:
         self.persistence = Persistence(store, group, shard, self.counters, cluster_id)
         hooks = Hooks(self.admission.activated, self.admission.deactivated, self.fence)
         self.runner = TurnRunner(self.persistence, self.counters, self.workers, loop, hooks)
-        self.upkeep = Upkeep(self, self.persistence.store, max_live, shared=shared_upkeep)
+        self.upkeep = Upkeep(self, self.persistence.store, max_live)
         self.persistence.on_reminders = self.upkeep.reminders.committed
         self.lane = SyncLane(self)
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -9,10 +9,8 @@ host does not own gets a redirect: the caller resolves the partition again and r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from .._call import Call, Outcome
@@ -20,21 +18,18 @@ from .._stats import new_counters
 from .._status import Status
 from ..errors import Redirect
 from ..placement import shard_for
-from ..state._store import Store, StoreLost
+from ..state._store import Store
 from ..wire.errors import describe_error
 from ._activations import Handoff
+from ._driver import Driver
 from ._engine import HostEngine
 from ._heap import HeapPolicy
-from ._heap import apply as apply_heap
 from ._metrics import MethodStats
 
 EngineFactory = Callable[[int, int], HostEngine]
-"""Makes the engine of (partition, epoch); engines made for a ``PartitionSet`` leave their
-periodic jobs to it (``shared_upkeep=True``)."""
+"""Makes the engine of (partition, epoch)."""
 
 log = logging.getLogger("fluentfn.host")
-_TICK_S = 0.25  # how often overdue turns are looked for
-_PRUNE_EVERY = 60  # seconds between prunes of old recorded replies
 
 
 class PartitionSet:
@@ -171,49 +166,8 @@ class PartitionSet:
     # -- periodic jobs of every engine, from one loop -----------------------------------------------
 
     async def upkeep(self, store: Store | None) -> None:
-        """The periodic jobs of all the host's engines: one timer for overdue turns, one
-        for write-behind and ownership checks (one thread hop for all partitions), and
-        reply pruning once a minute for the store — however many partitions it serves.
-        Two loops, so that a stalled store (or a full worker pool) never stops the
-        overdue-turn watch that frees stuck workers."""
-        await asyncio.gather(self._watch_loop(), self._store_loop(store))
-
-    async def _watch_loop(self) -> None:
-        heap = HeapPolicy()
-        while True:
-            await asyncio.sleep(_TICK_S)
-            try:
-                engines = self._snapshot()
-                for engine in engines:
-                    engine.upkeep.watch_overdue()
-                apply_heap(heap.tick(sum(e.live_identities for e in engines), time.monotonic()))
-            except Exception:
-                log.exception("host %s/%s: overdue-turn watch failed", self.group, self.host_id)
-
-    async def _store_loop(self, store: Store | None) -> None:
-        loop = asyncio.get_running_loop()
-        rounds = 0
-        while True:
-            await asyncio.sleep(1.0)
-            rounds += 1
-            engines = [e for e in self._snapshot() if not e.persistence.fenced]
-            try:
-                for engine in engines:
-                    await engine.upkeep.flush_dirty(wait=False)  # each identity's write on its own
-                if store is None or not engines:
-                    continue
-                # Not on the engines' worker pool: stuck turns may fill it.
-                stale = await loop.run_in_executor(None, _stale_engines, store, engines)
-                for engine in stale:
-                    engine.fence()
-                if rounds % _PRUNE_EVERY == 0:
-                    await loop.run_in_executor(None, engines[0].persistence.prune)
-            except StoreLost as exc:
-                log.error("host %s/%s: %s", self.group, self.host_id, exc)
-                for engine in engines:
-                    engine.lose_store(exc)
-            except Exception:
-                log.exception("host %s/%s: background job failed", self.group, self.host_id)
+        """The periodic jobs of all the host's engines (``Driver``), and the heap's tuning."""
+        await Driver(self._snapshot, f"{self.group}/{self.host_id}", heap=HeapPolicy()).run(store)
 
     # -- what the host reports --------------------------------------------------------------------
 
@@ -265,13 +219,6 @@ class PartitionSet:
         """Passivate every identity of every partition (state written) and stop."""
         for engine in self._snapshot():
             await engine.close()
-
-
-def _stale_engines(store: Store, engines: list[HostEngine]) -> list[HostEngine]:
-    """In a worker thread: StoreLost if the store was replaced; else the engines whose
-    partition another host has claimed since."""
-    store.check()
-    return [e for e in engines if not e.persistence.still_owner()]
 
 
 class _Tallies:

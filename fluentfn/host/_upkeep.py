@@ -1,6 +1,7 @@
-"""A host's background work: passivation, write-behind, ownership checks, reply pruning,
-overdue-turn reports and reminders. Each runs as a loop on the host's event loop; a
-failed round is logged and the loop goes on.
+"""A host engine's background work: passivation (its own loop, woken early when the
+live-identity cap is passed), write-behind, hand-over at a move and overdue-turn reports
+(run each round by the host's one periodic driver, ``_driver.py``) and reminders
+(``_firing.py``). A failed round is logged and the work goes on.
 """
 
 from __future__ import annotations
@@ -9,44 +10,36 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._actordef import ActorDef
-from .._call import Call
-from .._config import DEFAULT_CALL_TIMEOUT_S
 from .._context import CURRENT, Context
 from .._ioloop import spawn
-from ..errors import TRANSIENT_CODES, FluentError
-from ..state._store import Store, StoreLost
+from ..errors import FluentError
+from ..state._store import Store
 from ._activations import Activation, Handoff, Memory
+from ._firing import Firing
 from ._policy import Arrive, Passivate
 from ._ports import UpkeepPort
-from ._reminders import Due, Reminders
 from ._turn import snapshot as encode_snapshot
 
 log = logging.getLogger("fluentfn.host")
-_IDLE_POLL_S = 2.0  # with no reminder known to be due soon: how often the store is asked anyway
 
 
 class Upkeep:
     """The background loops of one host engine."""
 
-    def __init__(self, engine: UpkeepPort, store: Store | None, max_live: int | None, *, shared: bool = False) -> None:
+    def __init__(self, engine: UpkeepPort, store: Store | None, max_live: int | None) -> None:
         self._engine = engine
-        # shared: the host drives the periodic jobs of all its partitions' engines
-        # (``PartitionSet.upkeep``); this engine runs only its wake-up driven loops.
-        self._shared = shared
         self._max_live = max_live
-        self._wakeup = asyncio.Event()
         self._reap_wakeup = asyncio.Event()
         self._reap_requested = False
         self._reaping = asyncio.Lock()  # one passivation round at a time (reap_once)
-        self.reminders = Reminders(store, engine.group, engine.shard, self._wake_reminders, engine.types.get)
         self._loops: list[asyncio.Task[None]] = []
-        self._firing: set[str] = set()
         self._flushing: dict[str, asyncio.Task[None]] = {}  # identities whose write-behind is under way
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.firing = Firing(engine, store, self._tasks)
+        self.reminders = self.firing.reminders
         self._closed = False
 
     def start(self) -> None:
@@ -56,14 +49,7 @@ class Upkeep:
         def start() -> None:
             if self._loops or self._closed:
                 return
-            self._loops = [e.loop.create_task(self._reap_loop()), e.loop.create_task(self._reminder_loop())]
-            if not self._shared:
-                self._loops += [
-                    e.loop.create_task(self._every(lambda: 1.0, lambda: self.flush_dirty(wait=False))),
-                    e.loop.create_task(self._every(lambda: 1.0, self._check_owner)),
-                    e.loop.create_task(self._every(lambda: 60.0, self._prune_replies)),
-                    e.loop.create_task(self._every(lambda: 0.25, self._watch_overdue)),
-                ]
+            self._loops = [e.loop.create_task(self._reap_loop()), e.loop.create_task(self.firing.run())]
 
         if threading.get_ident() == e.loop_thread:
             start()
@@ -71,18 +57,10 @@ class Upkeep:
             e.loop.call_soon_threadsafe(start)
 
     async def stop(self) -> None:
-        self._closed = True
+        self._closed = self.firing.closed = True
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-
-    async def _every(self, period: Callable[[], float], job: Callable[[], Awaitable[Any]]) -> None:
-        while not self._closed:
-            await asyncio.sleep(period())
-            try:
-                await job()
-            except Exception:
-                log.exception("host %s/%s: background job failed", self._engine.group, self._engine.shard)
 
     # -- passivation ------------------------------------------------------------------------------
 
@@ -284,27 +262,6 @@ class Upkeep:
         finally:
             self._flushing.pop(act.address, None)
 
-    async def _check_owner(self) -> None:
-        e = self._engine
-        if e.persistence.store is None or e.persistence.fenced:
-            return
-        try:
-            await e.loop.run_in_executor(e.workers, e.persistence.check_store)
-        except StoreLost as exc:
-            log.error("host %s/%s: %s", e.group, e.shard, exc)
-            e.lose_store(exc)
-            return
-        if not await e.loop.run_in_executor(e.workers, e.persistence.still_owner):
-            e.fence()
-
-    async def _prune_replies(self) -> None:
-        e = self._engine
-        if e.persistence.store is not None and not e.persistence.fenced:
-            await e.loop.run_in_executor(e.workers, e.persistence.prune)
-
-    async def _watch_overdue(self) -> None:
-        self.watch_overdue()
-
     def watch_overdue(self) -> None:
         """Report sync turns still running past their deadline, and stop counting them
         against the worker threads (they cannot be interrupted; others must not starve)."""
@@ -321,70 +278,3 @@ class Upkeep:
                     running.method,
                     now - running.deadline,
                 )
-
-    # -- reminders --------------------------------------------------------------------------------
-
-    def _wake_reminders(self) -> None:
-        e = self._engine
-        if threading.get_ident() == e.loop_thread:
-            self._wakeup.set()
-        else:
-            e.loop.call_soon_threadsafe(self._wakeup.set)
-
-    async def _reminder_loop(self) -> None:
-        e = self._engine
-        delay = 0.0  # poll at once on start: reminders may be pending from a previous owner
-        while not self._closed:
-            if delay:
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), delay)
-                except TimeoutError:
-                    pass
-            self._wakeup.clear()
-            delay = _IDLE_POLL_S
-            if e.persistence.fenced or e.persistence.store is None:
-                continue
-            try:
-                due = await e.loop.run_in_executor(e.workers, self.reminders.due)
-            except Exception as exc:
-                log.warning("host %s/%s: reminders not read: %s: %s", e.group, e.shard, type(exc).__name__, exc)
-                continue
-            for item in due:
-                if item.row.rid not in self._firing:
-                    self._firing.add(item.row.rid)
-                    spawn(self._fire(item), self._tasks)
-            # Due ones come back until fired (each fired one wakes this loop: the next may be
-            # due soon, a heartbeat's say); otherwise sleep until the soonest one known.
-            delay = 0.25 if due else max(0.01, min(_IDLE_POLL_S, self.reminders.soonest - time.time()))
-
-    async def _fire(self, due: Due) -> None:
-        e = self._engine
-        type_name, key = due.row.address.split("/", 1)
-        call = Call(  # attempt=1: a reminder may have fired before a crash
-            type_name=type_name,
-            key=key,
-            method=due.method,
-            args=due.args,
-            request_id=due.request_id,
-            chain_id=due.request_id,
-            attempt=1,
-            deadline=time.time() + DEFAULT_CALL_TIMEOUT_S,  # a hung reminder turn is reported overdue
-        )
-        try:
-            reply = await e.dispatch(call, local=True)
-            retry = reply is not None and reply.error is not None and reply.error.code in TRANSIENT_CODES
-            if reply is not None and reply.error is not None:
-                e.counters["reminder_failures"] += 1
-                log.warning(
-                    "reminder %s of %s (%s) failed%s: %s",
-                    due.row.rid,
-                    due.row.address,
-                    due.method,
-                    "; it is tried again" if retry else "",
-                    reply.error.message,
-                )
-            if not retry:
-                await e.loop.run_in_executor(e.workers, self.reminders.fired, due)
-        finally:
-            self._firing.discard(due.row.rid)
-            self._wakeup.set()

@@ -16,30 +16,26 @@ import asyncio
 import contextvars
 import logging
 import math
-import os
 import time
 from typing import Any
 
-import cloudpickle
-
 from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
-from .._context import CURRENT
+from .._context import CURRENT, request_id_here
 from .._ioloop import IoLoop
-from .._ref import CALL_TIMEOUT, DELETE_METHOD, KEYED_PREFIX, ActorRef, Future
+from .._ref import DELETE_METHOD, KEYED_PREFIX, ActorRef, Future
 from .._stats import COUNTERS
-from ..api import known_type
 from ..errors import FluentError
 from ..state import Store, open_store
 from ..state._emulated import MeteredStore
 from ..wire import codec
 from ..wire.errors import describe_error
+from ._faascode import Codebase
 from ._faasplatform import PLATFORM_NAME
 from ._faasresults import Results
 from ._faastimer import run_reminders
 from ._journal import Journal
 from ._raycall import await_ray, get_ray
-from ._registry import pickle_by_value_if_local, registration
 
 log = logging.getLogger("fluentfn.faas")
 _platforms: dict[str, Any] = {}  # namespace -> this process's handle on its platform actor
@@ -82,7 +78,7 @@ class FaasRuntime:
         counters: dict[str, int] | None = None,
         store: Store | None = None,
     ) -> None:
-        self._directory = directory
+        self._codebase = Codebase(directory, config)
         self.config = config
         self.token: str = config.token
         self.profile = config.faas
@@ -90,7 +86,6 @@ class FaasRuntime:
         self.counters = counters if counters is not None else dict.fromkeys(COUNTERS, 0)
         self.store = store if store is not None else _metered(config, self.counters)
         self.results = Results(self.store, io)
-        self._code: dict[str, tuple[Any, Any]] = {}
         self._remotes: dict[tuple[float | None, float], Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._platform_ref: Any = None
@@ -104,41 +99,6 @@ class FaasRuntime:
         if self._platform_ref is None:
             self._platform_ref = platform_handle(self.config)
         return self._platform_ref
-
-    def _actor_code(self, type_name: str) -> tuple[Any, Any]:
-        """(pickled class ref, options) of a type; registers local types with the directory."""
-        import ray
-
-        cached = self._code.get(type_name)
-        if cached is not None:
-            return cached
-        local = known_type(type_name)
-        directory = self._directory_handle()
-        if local is not None:
-            if local.colocate_target is not None:
-                self._actor_code(local.colocate_target.name)
-            entry_args = registration(local)
-            get_ray(directory.register.remote(*entry_args))
-            blob, options = entry_args[1], local.options
-        else:
-            blob = get_ray(directory.type_blob.remote(type_name))
-            if blob is None:
-                from ..errors import NotFound
-
-                raise NotFound(f"no actor type {type_name!r} is registered in this cluster")
-            _, options = cloudpickle.loads(blob)
-        entry = (ray.put(blob), options)
-        self._code[type_name] = entry
-        return entry
-
-    def _directory_handle(self) -> Any:
-        if self._directory is None:
-            import ray
-
-            from .._tables import DIRECTORY_NAME, ray_namespace
-
-            self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(self.config.namespace))
-        return self._directory
 
     def _check_gpus(self, what: str, num_gpus: float, accelerator: str | None) -> None:
         if (num_gpus or accelerator) and not self.profile.allow_gpus:
@@ -157,87 +117,95 @@ class FaasRuntime:
         *,
         one_way: bool = False,
         request_id: str = "",
+        timeout_s: float | None = None,
     ) -> tuple[str, Any, float, float]:
         """Write the request to the store and hand the invocation to the platform.
         ``request_id``: the call's id when the caller chose it (derived from its turn, or
-        a client's keyed id: a repeat is answered from its recorded reply)."""
+        a client's keyed id: a repeat is answered from its recorded reply); ``timeout_s``:
+        ``with_timeout``'s, or what a client's deadline leaves (the caller stops waiting
+        then, as in stateful mode)."""
         ctx = CURRENT.get()
-        rid = request_id or (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
+        rid = request_id or request_id_here()
         cap = self.profile.max_duration_s
         if kind == "actor":
             assert isinstance(target, ActorRef)
-            code, options = self._actor_code(target.type_name)
+            code, options = self._codebase.actor(target.type_name)
             spec = options.spec
             self._check_gpus(f"actor type {target.type_name}", spec.num_gpus, spec.accelerator_type)
             name, key = target.type_name, target.key
         else:
             spec = target.spec
             self._check_gpus(f"function {target.name}", spec.num_gpus, spec.accelerator_type)
-            code = self._function_code(target)
+            code = self._codebase.function(target)
             name, key = target.name, ""
             if target.max_duration_s:
                 cap = min(cap, target.max_duration_s)
         payload = codec.encode_args(args, kwargs)
         parent = ctx if ctx is not None and not one_way else None
         deadline = parent.deadline if parent and parent.deadline else 0.0
-        timeout = CALL_TIMEOUT.get()  # ``with_timeout``: the caller stops waiting then, as in stateful mode
-        if timeout is not None and not one_way:
-            deadline = min(deadline or math.inf, time.time() + timeout)
+        if timeout_s is not None and not one_way:
+            deadline = min(deadline or math.inf, time.time() + timeout_s)
         self.store.put(f"msg:{rid}", payload)
         self.counters["messages_via_storage"] += 1
-        request = {
-            "type_name": name,
-            "key": key,
-            "method": method,
-            "request_id": rid,
+        call = Call(  # its arguments travel through the store, as the paper's platforms had them
+            type_name=name,
+            key=key,
+            method=method,
+            request_id=rid,
             # a tell starts a chain of its own, with its own deadline (its sender does not wait)
-            "chain": [*(parent.chain if parent else ())],
-            "chain_id": (parent.chain_id if parent and parent.chain_id else rid),
-            "deadline": deadline,
-            "one_way": one_way,
-            # the invocation waiting for this one's result: if it is gone (killed at its
-            # cap), nobody will take the result, and it is not left in the store
-            "parent": self.invocation if not one_way else "",
-        }
+            call_chain=tuple(parent.chain) if parent else (),
+            chain_id=parent.chain_id if parent and parent.chain_id else rid,
+            deadline=deadline,  # the cluster's clock: invocations run on its nodes
+            one_way=one_way,
+        )
+        # the invocation waiting for this one's result: if it is gone (killed at its cap),
+        # nobody will take the result, and it is not left in the store
+        waiting = self.invocation if not one_way else ""
         gpus = (spec.num_gpus, spec.accelerator_type) if self.profile.allow_gpus else (0.0, None)
-        objref = self._platform().invoke.remote(f"{kind}:{name}", gpus, kind, code, request, cap)
+        objref = self._platform().invoke.remote(f"{kind}:{name}", gpus, kind, code, call, waiting, cap)
         return rid, objref, cap, deadline
-
-    def _function_code(self, fn: Any) -> Any:
-        import ray
-
-        cached = self._code.get(f"fn:{id(fn)}")
-        if cached is not None and cached[1] is fn:
-            return cached[0]
-        pickle_by_value_if_local(fn.fn)
-        ref = ray.put(cloudpickle.dumps(fn.fn))
-        self._code[f"fn:{id(fn)}"] = (ref, fn)
-        return ref
 
     # -- Invoker ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _nested_id() -> str:
-        """The request id of the next call made from here: derived from the running turn's
-        (the same in every attempt of it), or a fresh one."""
-        ctx = CURRENT.get()
-        return (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
-
-    def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        rid = self._nested_id()
+    def call(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Any:
+        rid = request_id_here()
 
         def run() -> Any:
-            return self.results.wait(*self._start("actor", ref, method, args, kwargs, request_id=rid))
+            return self.results.wait(
+                *self._start("actor", ref, method, args, kwargs, request_id=rid, timeout_s=timeout_s)
+            )
 
         return run() if self.journal is None else self.journal.run(rid, run)
 
-    def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
-        return self._journaled_future("actor", ref, method, args, kwargs)
+    def submit(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Future[Any]:
+        return self._journaled_future("actor", ref, method, args, kwargs, timeout_s)
 
     def _journaled_future(
-        self, kind: str, target: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        kind: str,
+        target: Any,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout_s: float | None = None,
     ) -> Future[Any]:
-        rid = self._nested_id()
+        rid = request_id_here()
         journal = self.journal
         found = journal.recorded(rid) if journal is not None else None
         if found is not None:  # an earlier attempt's outcome
@@ -247,23 +215,33 @@ class FaasRuntime:
             else:
                 out.set_result(found[1])
             return out
-        fut = self.results.future(self._start(kind, target, method, args, kwargs, request_id=rid))
+        fut = self.results.future(self._start(kind, target, method, args, kwargs, request_id=rid, timeout_s=timeout_s))
         if journal is not None:
             fut.add_done_callback(lambda f: journal.record(rid, f.exception() is not None, f.exception() or f.result()))
         return fut
 
-    async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def call_async(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Any:
         loop = asyncio.get_running_loop()
-        rid = self._nested_id()  # here: the executor thread does not see the turn's context
+        rid = request_id_here()  # here: the executor thread does not see the turn's context
         found = self.journal.recorded(rid) if self.journal is not None else None
         if found is not None:
             if found[0]:
                 raise found[1]
             return found[1]
         try:
-            context = contextvars.copy_context()  # the timeout set by with_timeout travels in it
+            context = contextvars.copy_context()  # the running turn's (its chain and deadline)
             started = await loop.run_in_executor(
-                None, context.run, lambda: self._start("actor", ref, method, args, kwargs, request_id=rid)
+                None,
+                context.run,
+                lambda: self._start("actor", ref, method, args, kwargs, request_id=rid, timeout_s=timeout_s),
             )
             value = await self.results.wait_async(*started)
         except BaseException as exc:
@@ -281,8 +259,16 @@ class FaasRuntime:
         """Nothing lives in memory between invocations: removing the rows is all."""
         self.store.delete_identity(ref.address)
 
-    def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        rid = self._nested_id()
+    def tell(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> None:
+        rid = request_id_here()
 
         def send() -> object:
             return self._start("actor", ref, method, args, kwargs, one_way=True, request_id=rid)
@@ -318,12 +304,10 @@ class FaasRuntime:
                 return None if call.one_way else Outcome(seq=call.seq, value=codec.encode(None))
             remaining = max(0.001, call.deadline - time.time()) if call.deadline else None
 
-            def start() -> tuple[str, Any, float, float]:
-                token = CALL_TIMEOUT.set(remaining)  # the client's deadline bounds its wait here too
-                try:
-                    return self._start("actor", ref, call.method, args, kwargs, one_way=call.one_way, request_id=keyed)
-                finally:
-                    CALL_TIMEOUT.reset(token)
+            def start() -> tuple[str, Any, float, float]:  # the client's deadline bounds its wait here too
+                return self._start(
+                    "actor", ref, call.method, args, kwargs, one_way=call.one_way, request_id=keyed, timeout_s=remaining
+                )
 
             started = await loop.run_in_executor(None, start)
             if call.one_way:
@@ -338,8 +322,8 @@ class FaasRuntime:
         from ..errors import NotFound
 
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._actor_code, call.type_name)
-        info = await await_ray(self._directory_handle().lookup.remote(call.type_name))
+        await loop.run_in_executor(None, self._codebase.actor, call.type_name)
+        info = await await_ray(self._codebase.directory().lookup.remote(call.type_name))
         if call.method not in info.methods:
             raise NotFound(f"{call.type_name} has no method {call.method!r}")
 

@@ -18,7 +18,7 @@ from typing import Any
 import cloudpickle
 
 from .._actordef import ActorDef
-from .._call import Outcome
+from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT, Context
 from .._ref import set_invoker
@@ -51,7 +51,7 @@ _CONFLICT_RETRIES = 500  # an invocation re-run after a version conflict, at mos
 def _run_actor(
     store: Store,
     definition: ActorDef,
-    request: dict[str, Any],
+    call: Call,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     ctx: Context,
@@ -74,18 +74,18 @@ def _run_actor(
         journal.commit()
         return reply
 
-    method = definition.method(request["method"])
+    method = definition.method(call.method)
     method.bind(args, kwargs)
-    address = f"{definition.name}/{request['key']}"
-    where = f"{address}.{request['method']}"
-    digest = request_digest(request["request_id"], request["method"], encoded_args)
+    address = f"{definition.name}/{call.key}"
+    where = f"{address}.{call.method}"
+    digest = request_digest(call.request_id, call.method, encoded_args)
     for _ in range(_CONFLICT_RETRIES):
         record = store.load(address)
         # Replies are recorded in the store with the state, as in stateful mode, so a
         # repeated request (a re-run invocation's nested call) is answered, not re-run.
-        recorded = store.get_reply(address, request["request_id"])
+        recorded = store.get_reply(address, call.request_id)
         if recorded is not None:
-            return replay_of(recorded, digest, request["request_id"])
+            return replay_of(recorded, digest, call.request_id)
         counters["activations"] += 1
         counters["calls"] += 1
         journal.begin()
@@ -109,7 +109,7 @@ def _run_actor(
             state = snapshot(instance, address)
         except InvalidRequest as exc:  # rolled back: nothing is written
             return Outcome(error=describe_error(exc))
-        if record is not None and state == record.state and not must_record(request["request_id"], scheduled):
+        if record is not None and state == record.state and not must_record(call.request_id, scheduled):
             return took_effect(reply)
         try:
             store.save(
@@ -117,7 +117,7 @@ def _run_actor(
                 expected=record.version if record else 0,
                 state=state,
                 fence=None,
-                reply=(request["request_id"], record_of(reply, digest)),
+                reply=(call.request_id, record_of(reply, digest)),
                 reminders=scheduled,
             )
             return took_effect(reply)
@@ -153,8 +153,9 @@ def _load_code(code: bytes) -> Any:
     return loaded
 
 
-def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: ClusterConfig) -> dict[str, int]:
-    """One stateless invocation, in an execution environment. Returns its traffic counters."""
+def faas_invoke(kind: str, code: bytes, call: Call, waiting: str, config: ClusterConfig) -> dict[str, int]:
+    """One stateless invocation, in an execution environment. Returns its traffic counters.
+    ``waiting``: the invocation that waits for this one's result (none for a tell)."""
     import ray
 
     started = time.perf_counter()
@@ -162,7 +163,7 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: Cluster
     store = _metered(config, counters)
     runtime = FaasRuntime(directory=None, config=config, io=None, counters=counters, store=store)
     set_invoker(runtime, worker=True)
-    rid = request["request_id"]
+    rid = call.request_id
     runtime.invocation = rid
     message = store.get(f"msg:{rid}")
     try:
@@ -171,15 +172,15 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: Cluster
         args, kwargs = codec.decode_args(message)
         definitions: dict[str, ActorDef] = {}  # what reminders scheduled here are checked against
         ctx = Context(
-            address=f"{request['type_name']}/{request['key']}" if kind == "actor" else None,
-            key=request.get("key"),
-            type_name=request.get("type_name"),
+            address=call.address if kind == "actor" else None,
+            key=call.key,
+            type_name=call.type_name,
             node_id=ray.get_runtime_context().get_node_id(),
             gpu_ids=tuple(int(g) for g in ray.get_gpu_ids()),
             mode="faas",
-            chain=tuple(request["chain"]),
-            chain_id=request["chain_id"],
-            deadline=request["deadline"],
+            chain=tuple(call.call_chain),
+            chain_id=call.chain_id,
+            deadline=call.deadline,
             request_id=rid,
             _scheduler=Reminders(store, REMINDER_GROUP, 0, lambda: None, definitions.get),
         )
@@ -187,7 +188,7 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: Cluster
             cls, options = _load_code(code)
             definition = definitions.setdefault(options.name, ActorDef(cls, options))
             runtime.journal = Journal()
-            reply = _run_actor(store, definition, request, args, kwargs, ctx, counters, message, runtime.journal)
+            reply = _run_actor(store, definition, call, args, kwargs, ctx, counters, message, runtime.journal)
         else:
             counters["calls"] += 1
             token = CURRENT.set(ctx)
@@ -195,7 +196,7 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: Cluster
                 outcome, failed = _run_coroutine(_call(_load_code(code), args, kwargs))
             finally:
                 CURRENT.reset(token)
-            reply = reply_for(outcome, failed, request["type_name"])
+            reply = reply_for(outcome, failed, call.type_name)
     except FluentError as exc:
         reply = Outcome(error=describe_error(exc))
     except Exception as exc:  # the store failed: the turn was not written
@@ -204,10 +205,10 @@ def faas_invoke(kind: str, code: bytes, request: dict[str, Any], config: Cluster
                 Unavailable(f"state store failed ({type(exc).__name__}: {exc}); the call did not take effect")
             )
         )
-    if not request.get("one_way"):
+    if not call.one_way:
         store.put(f"res:{rid}", record_of(reply))
         counters["messages_via_storage"] += 1
-        _unless_awaited(store, rid, request.get("parent", ""))
+        _unless_awaited(store, rid, waiting)
     store.delete(f"msg:{rid}")
     runtime.close_quietly()
     counters["billed_ms"] += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills by the ms

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._call import Call
 from .._clusterconfig import ClusterConfig
 from .._ioloop import spawn
 from .._stats import new_counters
@@ -30,7 +31,7 @@ START_TIMEOUT_S = 120.0  # an environment that cannot be placed in this long is 
 log = logging.getLogger("fluentfn.faas")
 
 
-Body = Callable[[str, Any, dict[str, Any], ClusterConfig], dict[str, int]]
+Body = Callable[[str, Any, Call, str, ClusterConfig], dict[str, int]]
 
 
 class Environment:
@@ -46,8 +47,8 @@ class Environment:
     def ready(self) -> int:
         return os.getpid()
 
-    def invoke(self, kind: str, code: Any, request: dict[str, Any]) -> dict[str, int]:
-        return self._body(kind, code, request, self._config)
+    def invoke(self, kind: str, code: Any, call: Call, waiting: str) -> dict[str, int]:
+        return self._body(kind, code, call, waiting, self._config)
 
 
 class FaasPlatform:
@@ -80,7 +81,8 @@ class FaasPlatform:
         gpus: tuple[float, str | None],
         kind: str,
         code: Any,
-        request: dict[str, Any],
+        call: Call,
+        waiting: str,
         cap: float,
     ) -> None:
         """Run one invocation in an environment of ``fn``; its result is in the store.
@@ -91,12 +93,12 @@ class FaasPlatform:
         failure is logged here and its request message removed.
         """
         try:
-            await self._invoke(fn, gpus, kind, code, request, cap)
+            await self._invoke(fn, gpus, kind, code, call, waiting, cap)
         except FluentError as exc:
-            if not request.get("one_way"):
+            if not call.one_way:
                 raise
             log.warning("one-way invocation of %s failed: %s: %s", fn, type(exc).__name__, exc)
-            await asyncio.get_running_loop().run_in_executor(None, self._discard, request["request_id"])
+            await asyncio.get_running_loop().run_in_executor(None, self._discard, call.request_id)
 
     def _discard(self, rid: str) -> None:
         from ..state import open_store
@@ -111,7 +113,8 @@ class FaasPlatform:
         gpus: tuple[float, str | None],
         kind: str,
         code: Any,
-        request: dict[str, Any],
+        call: Call,
+        waiting: str,
         cap: float,
     ) -> None:
         if self._reaper is None:
@@ -123,7 +126,7 @@ class FaasPlatform:
         self._next_rid += 1
         got: asyncio.Future[Instruction] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = got
-        self._apply(self._pool.handle(Request(rid, fn, time.monotonic(), queue=bool(request.get("one_way")))))
+        self._apply(self._pool.handle(Request(rid, fn, time.monotonic(), queue=call.one_way)))
         decision = await got
         if isinstance(decision, Throttle):
             raise Overloaded(
@@ -133,18 +136,18 @@ class FaasPlatform:
         if isinstance(decision, Fail):
             raise Unavailable(f"{fn}: no execution environment: {decision.why}; the call did not run")
         assert isinstance(decision, Use)
-        counters = await self._run(decision, kind, code, request, cap)
+        counters = await self._run(decision, kind, code, call, waiting, cap)
         counters["cold_starts" if decision.cold else "warm_starts"] += 1
         counters["invocations"] += 1
         for name, value in counters.items():
             self._totals[name] = self._totals.get(name, 0) + value
 
-    async def _run(self, use: Use, kind: str, code: Any, request: dict[str, Any], cap: float) -> dict[str, int]:
+    async def _run(self, use: Use, kind: str, code: Any, call: Call, waiting: str, cap: float) -> dict[str, int]:
         import ray
 
         env = self._envs[use.env]
         try:
-            counters: dict[str, int] = await asyncio.wait_for(env.invoke.remote(kind, code, request), cap)
+            counters: dict[str, int] = await asyncio.wait_for(env.invoke.remote(kind, code, call, waiting), cap)
         except TimeoutError:
             self._kill(use.env)
             self._apply(self._pool.handle(Lost(use.env)))
@@ -157,7 +160,7 @@ class FaasPlatform:
             if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, FluentError):
                 raise unwrap(exc) from None
             raise Unavailable(
-                f"{request['type_name']}: its execution environment died during the invocation "
+                f"{call.type_name}: its execution environment died during the invocation "
                 f"({type(exc).__name__}); the call may have run and is not retried"
             ) from None
         self._apply(self._pool.handle(EnvDone(use.env, time.monotonic())))

@@ -95,7 +95,6 @@ class ShardHost:
                 cluster_id=self._cluster_id,
                 shards=partitions,
                 workers=workers,
-                shared_upkeep=True,
             )
             engine.persistence.epoch = epoch
             return engine

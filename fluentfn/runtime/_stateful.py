@@ -11,23 +11,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .. import _config
-from .._call import Call, Outcome
+from .._call import Call, Outcome, new_request_id
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT
 from .._ioloop import IoLoop
-from .._ref import CALL_TIMEOUT, DELETE_METHOD, ActorRef, Future
-from .._router import RouteTable, Slot, Target
-from .._tables import Route, TypeInfo
-from ..api import ActorType, known_type, known_types
+from .._ref import DELETE_METHOD, ActorRef, Future
+from .._router import RouteTable
 from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound
 from ..host._partitions import PartitionSet
-from ..placement import shard_for
 from ..state import Store, open_store
 from ..transport._caller import Caller
 from ..transport._client import PeerPool, Waiter, no_reply, settle_future, until_deadline
@@ -35,8 +31,7 @@ from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire.errors import describe_error, reply_value
 from ._functions import FunctionRunner
-from ._raycall import await_directory
-from ._registry import registration
+from ._locator import DirectoryLocator
 
 _PATIENCE_S = _config.RESOLVE_TIMEOUT_S  # how long a caller waits for the directory to come back
 log = logging.getLogger("fluentfn")
@@ -76,25 +71,31 @@ class StatefulRuntime:
         self._local = local  # a host's own partitions, and where it listens
         self._endpoint = endpoint
         self._pool = PeerPool(self.token, self._tls)
-        self._types: dict[str, TypeInfo] = {}
         self._table = RouteTable()  # the process's one route cache
-        self._registering: dict[str, asyncio.Future[TypeInfo]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._resolving: dict[tuple[str, int], asyncio.Future[Target]] = {}
+        self._locator = DirectoryLocator(directory, self._table, local, endpoint)
         self._caller = Caller(
-            table=self._table, locator=self, pool=self._pool, retries=_config.RETRY_ATTEMPTS, local=local
+            table=self._table, locator=self._locator, pool=self._pool, retries=_config.RETRY_ATTEMPTS, local=local
         )
         self.functions = FunctionRunner(mode="stateful", io=io)
         self._store: Store | None = None
 
     # -- Invoker -----------------------------------------------------------------------
 
-    def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Any:
         if self._io.in_loop():
             raise FluentError(
                 f"blocking call to {ref.address}.{method} from async code: use `await ref.{method}.aio(...)`"
             )
-        call = self._make_call(ref, method, args, kwargs)
+        call = self._make_call(ref, method, args, kwargs, timeout_s)
         reply = self._try_inline(call)
         if reply is None or _misrouted(reply):  # not here (any more): the router
             waiter = Waiter()
@@ -102,8 +103,16 @@ class StatefulRuntime:
             reply = waiter.reply_for(call)
         return self._result(reply)
 
-    def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
-        call = self._make_call(ref, method, args, kwargs)
+    def submit(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Future[Any]:
+        call = self._make_call(ref, method, args, kwargs, timeout_s)
         out: Future[Any] = Future()
 
         def done(reply: Outcome | None, error: BaseException | None) -> None:
@@ -117,8 +126,16 @@ class StatefulRuntime:
         self._io.loop.call_soon_threadsafe(self._send_timed, call, done)
         return out
 
-    async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = self._make_call(ref, method, args, kwargs)
+    async def call_async(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> Any:
+        call = self._make_call(ref, method, args, kwargs, timeout_s)
         if self._io.in_loop():
             fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
             self._send_timed(call, settle_future(fut))
@@ -129,8 +146,16 @@ class StatefulRuntime:
             reply = await asyncio.wrap_future(waiter)
         return self._result(reply)
 
-    def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        call = self._make_call(ref, method, args, kwargs, one_way=True)
+    def tell(
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> None:
+        call = self._make_call(ref, method, args, kwargs, timeout_s, one_way=True)
         if self._io.in_loop():
             self._send_tell(call)
         else:
@@ -154,7 +179,14 @@ class StatefulRuntime:
     # -- calls -------------------------------------------------------------------------
 
     def _make_call(
-        self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, one_way: bool = False
+        self,
+        ref: ActorRef,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout_s: float | None = None,
+        *,
+        one_way: bool = False,
     ) -> Call:
         """The wire call for ``ref.method(*args, **kwargs)`` made from here, now.
 
@@ -165,8 +197,9 @@ class StatefulRuntime:
         if not isinstance(ref, ActorRef):
             raise InvalidRequest(f"not an actor reference: {ref!r}")
         ctx = CURRENT.get()
-        request_id = (ctx.next_request_id() if ctx is not None else None) or os.urandom(12).hex()
-        deadline = time.time() + (CALL_TIMEOUT.get() or _config.DEFAULT_CALL_TIMEOUT_S)
+        request_id = ctx.next_request_id() if ctx is not None else None
+        request_id = request_id or new_request_id()
+        deadline = time.time() + (timeout_s or _config.DEFAULT_CALL_TIMEOUT_S)
         joins = ctx is not None and not one_way
         if joins and ctx is not None and ctx.deadline:
             deadline = min(deadline, ctx.deadline)
@@ -248,73 +281,6 @@ class StatefulRuntime:
         except FluentError as exc:
             return Outcome(seq=call.seq, error=describe_error(exc))
 
-    # -- Locator (the router's way to routes: the directory) ------------------------------
-
-    async def locate(self, call: Call) -> Target | None:
-        info = self._types.get(call.type_name) or await self._type_info(call.type_name)
-        shard = shard_for(call.key, info.shards)
-        return self._table.get((info.group, shard)) or await self._resolve(info.group, shard)
-
-    async def lost(self, slot: Slot, target: Target) -> None:
-        group, shard = slot
-        await await_directory(lambda: self._directory.report_down.remote(group, shard, target.endpoint), 5.0)
-
-    async def _resolve(self, group: str, shard: int) -> Target:
-        """The shard's route from the directory; concurrent callers share one lookup."""
-        pending = self._resolving.get((group, shard))
-        if pending is None:
-            pending = asyncio.ensure_future(self._lookup_route(group, shard))
-            self._resolving[(group, shard)] = pending
-            pending.add_done_callback(lambda _: self._resolving.pop((group, shard), None))
-        return await asyncio.shield(pending)
-
-    async def _lookup_route(self, group: str, shard: int) -> Target:
-        try:
-            route: Route = await await_directory(lambda: self._directory.resolve.remote(group, shard), _PATIENCE_S)
-        except NotFound:  # a directory that restarted may not know a type no host had loaded
-            known = next((at for at in known_types() if at.options.group == group), None)
-            if known is None:
-                raise
-            await self._register(known)
-            route = await await_directory(lambda: self._directory.resolve.remote(group, shard), _PATIENCE_S)
-        local = self._local is not None and self._local.group == group and route.endpoint == self._endpoint
-        target = Target(route.endpoint, local=local)
-        self._table.learn((group, shard), target)
-        return target
-
-    async def _type_info(self, name: str) -> TypeInfo:
-        pending = self._registering.get(name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[TypeInfo] = asyncio.get_running_loop().create_future()
-        self._registering[name] = fut
-        try:
-            local = known_type(name)
-            if local is not None:
-                info = await self._register(local)
-            else:
-                info = await await_directory(lambda: self._directory.lookup.remote(name), _PATIENCE_S)
-            self._learn(name, info)
-            fut.set_result(info)
-            return info
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: concurrent waiters get it from await
-            raise
-        finally:
-            del self._registering[name]
-
-    async def _register(self, at: ActorType) -> TypeInfo:
-        if at.colocate_target is not None and at.colocate_target.name not in self._types:
-            self._learn(at.colocate_target.name, await self._register(at.colocate_target))
-        entry = registration(at)
-        info: TypeInfo = await await_directory(lambda: self._directory.register.remote(*entry), _PATIENCE_S)
-        return info
-
-    def _learn(self, name: str, info: TypeInfo) -> None:
-        self._types[name] = info
-        self._table.learn_type(name, info.group, info.shards)
-
     def forget_routes(self, group: str) -> None:
         """Drop cached routes of a group (its hosts were replaced)."""
         self._io.loop.call_soon_threadsafe(self._table.forget_group, group)
@@ -331,6 +297,6 @@ class StatefulRuntime:
 
     async def check_call(self, call: Call) -> None:
         """NotFound unless the call names a registered type and one of its methods."""
-        info = self._types.get(call.type_name) or await self._type_info(call.type_name)
+        info = self._locator.types.get(call.type_name) or await self._locator.type_info(call.type_name)
         if call.method not in info.methods:
             raise NotFound(f"{call.type_name} has no method {call.method!r}")

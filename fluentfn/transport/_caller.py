@@ -45,7 +45,7 @@ from ..errors import (
     WrongPeer,
     code_value,
 )
-from ._client import Done, PeerPool, settle_future
+from ._client import Done, PeerPool, ReplyCallback, settle_future
 
 log = logging.getLogger("fluentfn")
 
@@ -100,7 +100,7 @@ def classify(call: Call, reply: Outcome | None, error: FluentError | None) -> Ve
         if isinstance(error, Unavailable) or type(error) is FluentError:
             return Verdict.LOST  # a stream that broke, with any status no table entry names (INTERNAL, ...)
         return Verdict.BROKEN  # a call the transport refused (too large, ...): retrying cannot help
-    if reply is None or not reply.error is not None:
+    if reply is None or reply.error is None:
         return Verdict.SETTLED
     code = reply.error.code
     if code in REROUTE_CODES:
@@ -187,20 +187,14 @@ class Caller:
         finish on, whatever came before)."""
 
         def answered(reply: Outcome | None, error: FluentError | None) -> None:
-            if error is None and (reply is None or not reply.error is not None):
+            if error is None and (reply is None or reply.error is None):
                 done(reply, None)
                 return
             run = self._run(call, slot, done, direct)
             run.attempt.begin(target)  # what was sent: the first send, to ``target``
             self._answered(run, target, reply, error)
 
-        if target.local:
-            assert self._local is not None, "a local route in a process without partitions"
-            self._local.submit(call, lambda reply: answered(reply, None), local=True)
-        elif call.one_way and self._unary_tells:
-            self._pool.tell(target.endpoint, call, answered)
-        else:
-            self._pool.stream(target.endpoint).send(call, answered)
+        self._dispatch(call, target, answered)
 
     async def invoke(self, call: Call) -> Outcome | None:
         """``send``, awaited (on the loop)."""
@@ -270,15 +264,18 @@ class Caller:
             if not delivered:
                 self._answered(run, target, None, Unavailable(f"{target.endpoint}: message dropped by a tap"))
                 return
+        self._dispatch(call, target, lambda reply, error: self._answered(run, target, reply, error))
+
+    def _dispatch(self, call: Call, target: Target, answered: ReplyCallback) -> None:
+        """Carry ``call`` to ``target``: this process's own partitions, a unary tell (a
+        client that wants tells acknowledged on acceptance), or the target's stream."""
         if target.local:
             assert self._local is not None, "a local route in a process without partitions"
-            self._local.submit(call, lambda reply: self._answered(run, target, reply, None), local=True)
+            self._local.submit(call, lambda reply: answered(reply, None), local=True)
         elif call.one_way and self._unary_tells:
-            self._pool.tell(target.endpoint, call, lambda reply, error: self._answered(run, target, reply, error))
+            self._pool.tell(target.endpoint, call, answered)
         else:
-            self._pool.stream(target.endpoint).send(
-                call, lambda reply, error: self._answered(run, target, reply, error)
-            )
+            self._pool.stream(target.endpoint).send(call, answered)
 
     def _answered(self, run: _Run, target: Target, reply: Outcome | None, error: FluentError | None) -> None:
         tap = _tap
