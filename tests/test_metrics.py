@@ -40,7 +40,10 @@ def test_host_metrics_scrape(cluster: ff.Cluster) -> None:
     assert samples[("fluentfn_calls_total", (("method", "add"), ("type", "TCounter")))] >= 5
     assert samples[("fluentfn_call_errors_total", (("method", "fail"), ("type", "TCounter")))] >= 1
     assert samples[("fluentfn_call_seconds_count", (("method", "add"), ("type", "TCounter")))] >= 5
-    assert any(name == "fluentfn_live_identities" and v >= 1 for (name, _), v in samples.items())
+    assert any(  # labelled with the host's id (a "shard" is a partition, never a host)
+        name == "fluentfn_live_identities" and v >= 1 and dict(lab).get("host", "").startswith("h")
+        for (name, lab), v in samples.items()
+    )
     assert any(
         name == "fluentfn_store_operations_total" and dict(lab).get("op") == "write" and v >= 5
         for (name, lab), v in samples.items()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from .. import _config
@@ -45,12 +45,12 @@ from ._persistence import Persistence
 from ._policy import Why
 from ._runner import Hooks, TurnRunner
 from ._turn import Request, may_repeat
+from ._types import KnownTypes, TypeLoader
 from ._upkeep import Upkeep
 from ._workers import Workers
 
 log = logging.getLogger("fluentfn.host")
 
-TypeLoader = Callable[[str], Awaitable[ActorDef | None]]
 """Fetches an actor type this host has not seen yet (from the directory)."""
 
 
@@ -83,9 +83,8 @@ class HostEngine:
         self.gpu_ids = gpu_ids
         self.loop = loop
         self.loop_thread = loop_thread
-        self._load_type = load_type
-        self.types: dict[str, ActorDef] = {}
-        self._unknown: dict[str, tuple[float, type[FluentError]]] = {}  # type name -> (until when, why) not here
+        self.known = KnownTypes(group, load_type, lambda: self.upkeep.start())
+        self.types = self.known.by_name
         self.admission = Admission(
             group=group,
             shard=shard,
@@ -132,38 +131,11 @@ class HostEngine:
 
     def add_type(self, definition: ActorDef) -> None:
         """Make a type callable here (replaces an older definition for new activations)."""
-        self.types[definition.name] = definition
-        self.upkeep.start()
+        self.known.add(definition)
 
     def start_background(self) -> None:
         """Start passivation, write-behind, ownership checks and reminders."""
         self.upkeep.start()
-
-    async def _definition(self, name: str) -> ActorDef:
-        definition = self.types.get(name)
-        if definition is None:
-            if not name or len(name) > _config.MAX_NAME_BYTES:
-                raise InvalidRequest(f"invalid actor type name of {len(name)} characters")
-            missing = self._unknown.get(name)
-            if missing is not None and missing[0] > time.monotonic():
-                raise missing[1](self._not_here(name, missing[1]))
-            loaded = await self._load_type(name)
-            if loaded is None or loaded.options.group != self.group:
-                # A type of another group is a misrouted call (a stale route, a port that a
-                # host of another group took over): the caller's router resolves it again.
-                kind: type[FluentError] = NotFound if loaded is None else Redirect
-                if len(self._unknown) > 4096:
-                    self._unknown.clear()
-                self._unknown[name] = (time.monotonic() + 2.0, kind)  # spare the directory repeated misses
-                raise kind(self._not_here(name, kind))
-            self.add_type(loaded)
-            definition = loaded
-        return definition
-
-    def _not_here(self, name: str, kind: type[FluentError]) -> str:
-        if kind is NotFound:
-            return f"no actor type {name!r} in group {self.group!r}"
-        return f"{name!r} is not served by group {self.group!r}"
 
     # -- admission: events in, instructions carried out -------------------------------------------
 
@@ -242,7 +214,7 @@ class HostEngine:
     async def _run(self, call: Call) -> Outcome:
         if self.persistence.fenced:
             raise self.admission.fenced_error()
-        definition = await self._definition(call.type_name)
+        definition = await self.known.get(call.type_name)
         if call.method == BULK_METHOD:
             return await bulk(self, definition, call)
         if call.method == DELETE_METHOD:
@@ -358,7 +330,7 @@ class HostEngine:
 
     async def accept(self, call: Call) -> None:
         """Validate a one-way call before acknowledging it."""
-        definition = await self._definition(call.type_name)
+        definition = await self.known.get(call.type_name)
         self.prepare(definition, call)
 
     def status(self) -> Status:

@@ -61,8 +61,8 @@ class HostCollector:
 
         e = self._engine
         counters = e.totals()
-        labels = ["group", "shard"]
-        where = [e.group, str(e.shard)]
+        labels = ["group", "host"]
+        where = [e.group, e.host_id]
         live = GaugeMetricFamily("fluentfn_live_identities", "Identities active in this host", labels=labels)
         live.add_metric(where, e.live_identities)
         yield live

@@ -37,7 +37,6 @@ class PartitionSet:
 
     def __init__(self, *, group: str, host_id: str, partitions: int, node_id: str, make: EngineFactory) -> None:
         self.group = group
-        self.shard = host_id  # the label of this host in metrics
         self.host_id = host_id
         self.partitions = partitions
         self.node_id = node_id

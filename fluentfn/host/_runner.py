@@ -34,6 +34,7 @@ from ._turn import (
     must_record,
     reply_for,
     request_digest,
+    run_async,
     run_sync,
 )
 from ._workers import Workers
@@ -202,7 +203,7 @@ class TurnRunner:
             token = CURRENT.set(ctx)
             try:
                 t0 = time.perf_counter()
-                outcome, failed, expired = await self._call_async(method, act.instance, args, kwargs, call.deadline)
+                outcome, failed, expired = await run_async(method, act.instance, args, kwargs, call.deadline)
                 self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
             finally:
                 CURRENT.reset(token)
@@ -231,27 +232,6 @@ class TurnRunner:
         return Outcome(error=describe_error(FluentError(f"internal error in host: {type(exc).__name__}")))
 
     # -- steps --------------------------------------------------------------------------------
-
-    async def _call_async(
-        self, method: MethodInfo, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float
-    ) -> tuple[Any, bool, bool]:
-        """(outcome, failed, expired): the method, cancelled at the call's deadline."""
-        when = self._loop.time() + max(0.0, deadline - time.time()) if deadline else None
-        timer = asyncio.timeout_at(when)
-        try:
-            async with timer:
-                return await method.fn(instance, *args, **kwargs), False, False
-        except TimeoutError as exc:
-            if timer.expired():
-                return None, False, True
-            return exc, True, False
-        except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # the host is stopping
-            return exc, True, False  # user code raised CancelledError itself
-        except BaseException as exc:
-            return exc, True, False
 
     def _begin_in(self, definition: ActorDef, act: Activation, call: Call, ctx: Context) -> Outcome | None:
         token = CURRENT.set(ctx)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,31 @@ def run_sync(method: MethodInfo, instance: Any, args: tuple[Any, ...], kwargs: d
         return method.fn(instance, *args, **kwargs), False
     except BaseException as exc:
         return exc, True
+
+
+async def run_async(
+    method: MethodInfo, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float
+) -> tuple[Any, bool, bool]:
+    """Run an async method on the running loop, cancelled at ``deadline`` (a ``time.time()``):
+    (outcome, failed, expired). A ``CancelledError`` of the host stopping is raised; one
+    user code raised itself is its outcome."""
+    loop = asyncio.get_running_loop()
+    when = loop.time() + max(0.0, deadline - time.time()) if deadline else None
+    timer = asyncio.timeout_at(when)
+    try:
+        async with timer:
+            return await method.fn(instance, *args, **kwargs), False, False
+    except TimeoutError as exc:
+        if timer.expired():
+            return None, False, True
+        return exc, True, False
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the host is stopping
+        return exc, True, False
+    except BaseException as exc:
+        return exc, True, False
 
 
 _NONE = codec.encode(None)

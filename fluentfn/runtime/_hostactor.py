@@ -22,10 +22,11 @@ from .._logs import quiet_logs
 from .._ref import set_invoker
 from .._tables import DIRECTORY_NAME, ray_namespace
 from ..host._activations import Handoff
-from ..host._engine import HostEngine, TypeLoader
+from ..host._engine import HostEngine
 from ..host._heap import tune_gc
 from ..host._metrics import serve_metrics
 from ..host._partitions import PartitionSet
+from ..host._types import TypeLoader
 from ..host._workers import Workers
 from ..state import Store, has_reminders, open_store
 from ..transport._server import quiesce, start_server
