@@ -431,3 +431,43 @@ def test_an_accepted_unary_tell_refused_by_a_move_is_sent_on(io: IoLoop) -> None
         assert [c.request_id for c in rerouted] == ["t1"]
     finally:
         io.run(server.stop(0))
+
+
+# -- a reminder's turn has a deadline like any other --------------------------------------------
+
+_HUNG = threading.Event()
+
+
+class Hanger:
+    """A reminder whose turn blocks until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def arm(self) -> str:
+        return ff.context().schedule(0.0, "hang")
+
+    def hang(self) -> None:
+        _HUNG.wait(60)
+        self.n += 1
+
+    def get(self) -> int:
+        return self.n
+
+
+def test_a_hung_reminder_turn_is_reported_overdue(io: IoLoop, store: Store, monkeypatch: Any) -> None:
+    """A firing is a call with the default deadline (shortened here): a reminder turn that
+    hangs past it is counted and logged overdue by the host's driver, and its worker
+    thread stops counting against the pool, as for any other call."""
+    from fluentfn.host import _firing
+
+    monkeypatch.setattr(_firing, "DEFAULT_CALL_TIMEOUT_S", 0.3)
+    _HUNG.clear()
+    eng = engine(io, store, local_def(Hanger, "call"))
+    try:
+        send(io, eng, "a", "arm", rid="arm-1")
+        wait_for(lambda: eng.counters["overdue_turns"] >= 1, 60)
+    finally:
+        _HUNG.set()
+    wait_for(lambda: send(io, eng, "a", "get", rid=f"get-{time.monotonic_ns()}") == 1, 60)
+    wait_for(lambda: store.reminders_of("Timer/a") == [], 60)  # fired once, not again
