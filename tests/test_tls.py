@@ -110,7 +110,7 @@ class _NoHost:
     """Stands in for a host's partitions: what the metrics collector reads."""
 
     group = "tls"
-    shard = 0
+    host_id = "h0"
     live_identities = 0
 
     def __init__(self) -> None:

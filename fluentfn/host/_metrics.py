@@ -7,7 +7,7 @@ import bisect
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..transport._tls import TlsConfig
 
@@ -49,11 +49,30 @@ class MethodTally:
             return {k: MethodStats(v.calls, v.errors, v.total_s, list(v.buckets)) for k, v in self.stats.items()}
 
 
+class Measured(Protocol):
+    """What a host's metrics are read from (a ``PartitionSet``)."""
+
+    group: str
+    host_id: str
+
+    @property
+    def live_identities(self) -> int: ...
+
+    @property
+    def methods(self) -> Tallied: ...
+
+    def totals(self) -> dict[str, int]: ...
+
+
+class Tallied(Protocol):
+    def snapshot(self) -> dict[tuple[str, str], MethodStats]: ...
+
+
 class HostCollector:
     """Exposes a host's figures (a ``PartitionSet``: summed over its partitions) as
     Prometheus metric families."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Measured) -> None:
         self._engine = engine
 
     def collect(self) -> Iterator[Any]:
@@ -101,7 +120,7 @@ class HostCollector:
         yield latency
 
 
-def serve_metrics(engine: Any, bind: str, token: str, tls: TlsConfig | None = None) -> int:
+def serve_metrics(engine: Measured, bind: str, token: str, tls: TlsConfig | None = None) -> int:
     """Serve ``engine``'s metrics on ``bind`` (an ephemeral port); returns the port.
 
     Scrapes must carry the cluster token (``Authorization: Bearer <token>``), whatever

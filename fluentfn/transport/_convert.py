@@ -24,11 +24,20 @@ Clock = Callable[[], float]
 def call_to_pb(call: Call, clock: Clock = time.time) -> pb.Call:
     """On the way out: the deadline leaves as the seconds left of it (none if it has none)."""
     budget = max(1e-6, call.deadline - clock()) if call.deadline else 0.0
-    return pb.Call(
+    m = pb.Call(
         type_name=call.type_name, key=call.key, method=call.method, args=call.args, request_id=call.request_id,
-        call_chain=call.call_chain, chain_id=call.chain_id, seq=call.seq, one_way=call.one_way,
-        attempt=call.attempt, budget_s=budget,
+        chain_id=call.chain_id, budget_s=budget,
     )  # fmt: skip
+    # Fields usually at their defaults are set only when they are not (a third cheaper).
+    if call.call_chain:
+        m.call_chain.extend(call.call_chain)
+    if call.seq:
+        m.seq = call.seq
+    if call.one_way:
+        m.one_way = True
+    if call.attempt:
+        m.attempt = call.attempt
+    return m
 
 
 def call_from_pb(m: pb.Call, clock: Clock = time.time) -> Call:
