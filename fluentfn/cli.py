@@ -1,4 +1,4 @@
-"""The ``fluentfn`` command: demo, bench, serve, status, call."""
+"""The ``fluentfn`` command: demo, bench, serve, status, call, lab."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
+from .lab._cli import app as lab_app
+
 app = typer.Typer(help="fluentfn: addressable, stateful, GPU-schedulable functions on Ray.", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
 
 EXIT_ACTOR_ERROR, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 1, 2, 3, 4
 

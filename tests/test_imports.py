@@ -112,7 +112,8 @@ RUNTIME = ("fluentfn.runtime", "fluentfn.transport", "fluentfn.directory", "flue
 PURE = ["fluentfn._call", "fluentfn._status", "fluentfn._router", "fluentfn.host._policy", "fluentfn.host._where",
         "fluentfn.host._mailbox", "fluentfn.host._activations", "fluentfn.elastic._assign",
         "fluentfn.elastic._autoscale",
-        "fluentfn.elastic._rebuild", "fluentfn.placement", "fluentfn.errors"]  # fmt: skip
+        "fluentfn.elastic._rebuild", "fluentfn.placement", "fluentfn.errors", "fluentfn.lab._linear",
+        "fluentfn.lab._models", "fluentfn.lab._history"]  # fmt: skip
 
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:

@@ -1,0 +1,46 @@
+"""``fluentfn lab``: check a recorded history against a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._history import HistoryError, operations, read_jsonl
+from ._jepsenlog import parse_jepsen_log
+from ._linear import check
+from ._models import MODELS, ModelError
+from ._report import plot_counterexample, verdict_json
+
+app = typer.Typer(help="Experiments: histories, checkers (and, to come, faults and message diagrams).")
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_HISTORY = 0, 1, 2, 3
+
+
+@app.command(name="check")
+def check_cmd(
+    history: Annotated[Path, typer.Argument(help="a history: JSONL events, or a Jepsen text log (.log)")],
+    model: Annotated[str, typer.Option("--model", "-m", help=f"one of: {', '.join(MODELS)}")],
+    budget_s: Annotated[float, typer.Option("--budget", help="seconds of search before 'unknown'")] = 60.0,
+    plot: Annotated[Path | None, typer.Option("--plot", help="draw a counterexample here (PNG or SVG)")] = None,
+) -> None:
+    """Is HISTORY linearizable under MODEL? Prints a JSON result; exits 0 (valid), 1 (not:
+    with a counterexample), 2 (unknown: the budget ran out) or 3 (the history or model
+    could not be read)."""
+    chosen = MODELS.get(model)
+    if chosen is None:
+        typer.echo(f"unknown model {model!r}: one of {', '.join(MODELS)}", err=True)
+        raise typer.Exit(EXIT_BAD_HISTORY)
+    try:
+        events = parse_jepsen_log(history.read_text()) if history.suffix == ".log" else read_jsonl(history)
+        verdict = check(chosen, operations(events), budget_s=budget_s)
+    except (OSError, UnicodeDecodeError, HistoryError, ModelError) as exc:
+        typer.echo(f"{history}: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_HISTORY) from None
+    typer.echo(json.dumps(verdict_json(verdict, chosen), default=repr))
+    if verdict.valid is False and plot is not None:
+        plot_counterexample(verdict, chosen, plot)
+    if verdict.valid is True:
+        raise typer.Exit(EXIT_VALID)
+    raise typer.Exit(EXIT_INVALID if verdict.valid is False else EXIT_UNKNOWN)
