@@ -27,7 +27,8 @@ class Call:
     admitted); ``chain_id``: the chain's id; ``seq``: the stream's sequence number of a
     call that wants its outcome back on a stream; ``attempt``: > 0 when it may have run
     before (a retry: its recorded outcome is looked for); ``budget_s``: the seconds left,
-    set only while it crosses the network.
+    set only while it crosses the network; ``caller``: the identity whose turn made it
+    ("" from a driver or a client).
     """
 
     __slots__ = (
@@ -35,6 +36,7 @@ class Call:
         "attempt",
         "budget_s",
         "call_chain",
+        "caller",
         "chain_id",
         "deadline",
         "key",
@@ -59,6 +61,7 @@ class Call:
         one_way: bool = False,
         attempt: int = 0,
         budget_s: float = 0.0,
+        caller: str = "",
     ) -> None:
         self.type_name = type_name
         self.key = key
@@ -72,11 +75,12 @@ class Call:
         self.one_way = one_way
         self.attempt = attempt
         self.budget_s = budget_s
+        self.caller = caller
 
     def copy(self) -> Call:
         return Call(
             self.type_name, self.key, self.method, self.args, self.request_id, self.deadline,
-            self.call_chain, self.chain_id, self.seq, self.one_way, self.attempt, self.budget_s,
+            self.call_chain, self.chain_id, self.seq, self.one_way, self.attempt, self.budget_s, self.caller,
         )  # fmt: skip
 
     @property

@@ -46,6 +46,7 @@ class Directory:
         self._loops: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._recovered: asyncio.Future[None] | None = None
+        self._faults: Any = None  # the lab's faults (fluentfn.lab), pushed to hosts
 
     async def _ready(self) -> None:
         """Once per process, before anything else: the tables of a directory that Ray
@@ -197,6 +198,21 @@ class Directory:
         """Every host: (group, host id, actor handle)."""
         await self._ready()
         return self._hosts.handles()
+
+    async def set_faults(self, faults: Any) -> int:
+        """The lab's faults in force from now on: kept for hosts that start later, and
+        handed to every live host (awaited). Returns how many hosts took them."""
+        await self._ready()
+        self._faults = faults
+        handles = [h for _, _, h in self._hosts.handles()]
+        done = await asyncio.gather(*(h.set_faults.remote(faults) for h in handles), return_exceptions=True)
+        for failed in (d for d in done if isinstance(d, BaseException)):  # a host that died takes none
+            log.warning("a host did not take the faults: %s: %s", type(failed).__name__, failed)
+        return sum(1 for d in done if not isinstance(d, BaseException))
+
+    async def faults(self) -> Any:
+        """The faults in force (None when none was ever set)."""
+        return self._faults
 
     async def stats(self) -> dict[str, int]:
         """Counters summed over all hosts, those stopped or killed included (a killed host

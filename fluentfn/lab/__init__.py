@@ -1,6 +1,8 @@
-"""The lab: histories of client operations, checkers that judge them, and (to come)
-faults between identities and message traces. See the README's "Experiments"."""
+"""The lab: faults between identities (a seeded nemesis), histories of client operations
+and checkers that judge them. See the README's "Experiments"."""
 
+from ._api import clear_faults, delay, duplicate, faults, heal, loss, partition, seed_faults
+from ._faults import Faults
 from ._history import Event, HistoryError, Operation, Recorder, operations, read_jsonl, write_jsonl
 from ._jepsenlog import parse_jepsen_log
 from ._linear import Verdict, check
@@ -9,6 +11,7 @@ from ._models import MODELS, Model, ModelError
 __all__ = [
     "MODELS",
     "Event",
+    "Faults",
     "HistoryError",
     "Model",
     "ModelError",
@@ -16,8 +19,16 @@ __all__ = [
     "Recorder",
     "Verdict",
     "check",
+    "clear_faults",
+    "delay",
+    "duplicate",
+    "faults",
+    "heal",
+    "loss",
     "operations",
     "parse_jepsen_log",
+    "partition",
     "read_jsonl",
+    "seed_faults",
     "write_jsonl",
 ]

@@ -28,6 +28,7 @@ from ..host._metrics import serve_metrics
 from ..host._partitions import PartitionSet
 from ..host._types import TypeLoader
 from ..host._workers import Workers
+from ..lab._nemesis import install as install_faults
 from ..state import Store, has_reminders, open_store
 from ..transport._server import quiesce, start_server
 from ._raycall import await_directory, get_directory
@@ -121,6 +122,9 @@ class ShardHost:
         mine: list[int] = get_directory(
             lambda: self._directory.host_ready.remote(group, host_id, self.endpoint, node_id), patience
         )
+        faults = get_directory(lambda: self._directory.faults.remote(), patience)
+        if faults is not None:  # an experiment is running: this host's messages get its faults too
+            install_faults(faults)
         epochs = self.adopt(mine, {})
         get_directory(lambda: self._directory.claimed.remote(group, host_id, epochs), patience)
 
@@ -148,6 +152,10 @@ class ShardHost:
 
         result: dict[int, Handoff] = self._io.run(run(), timeout=grace_s + 60)
         return result
+
+    def set_faults(self, faults: Any) -> None:
+        """The lab's faults, from now on, on the messages this host's turns send."""
+        install_faults(faults)
 
     def load(self) -> int:
         """Turns running or queued here (the autoscaler's sample)."""

@@ -32,6 +32,7 @@ from ..wire import codec
 from ..wire.errors import describe_error, reply_value
 from ._functions import FunctionRunner
 from ._locator import DirectoryLocator
+from ._raycall import get_directory
 
 _PATIENCE_S = _config.RESOLVE_TIMEOUT_S  # how long a caller waits for the directory to come back
 log = logging.getLogger("fluentfn")
@@ -214,6 +215,7 @@ class StatefulRuntime:
             chain_id=ctx.chain_id if joins and ctx is not None and ctx.chain_id else request_id,
             attempt=1 if ctx is not None and ctx.replay else 0,
             one_way=one_way,
+            caller=(ctx.address or "") if ctx is not None else "",
         )
 
     @staticmethod
@@ -280,6 +282,12 @@ class StatefulRuntime:
             return await self._caller.invoke(call)
         except FluentError as exc:
             return Outcome(seq=call.seq, error=describe_error(exc))
+
+    def set_faults(self, faults: Any) -> None:
+        """Put the lab's ``faults`` in force in every host (through the directory)."""
+        if self._io.in_loop():
+            raise FluentError("faults are set from a driver's thread, not from async code on the I/O loop")
+        get_directory(lambda: self._directory.set_faults.remote(faults), _config.RESOLVE_TIMEOUT_S)
 
     def forget_routes(self, group: str) -> None:
         """Drop cached routes of a group (its hosts were replaced)."""

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -38,6 +39,7 @@ from .._router import (
 )
 from ..errors import (
     REROUTE_CODES,
+    CallTimeout,
     FluentError,
     Redirect,
     Unauthenticated,
@@ -70,14 +72,34 @@ class LocalPort(Protocol):
     def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Intercept:
+    """What a tap does to a message about to leave: ``silent``: it is lost without a
+    trace (no answer comes; the call ends at its deadline, as across a network
+    partition); ``delay_s``: it leaves that much later; ``copies``: it is delivered that
+    many times (the extra copies' answers are dropped: the host's request-id records are
+    what keep a duplicate from running twice)."""
+
+    silent: bool = False
+    delay_s: float = 0.0
+    copies: int = 1
+
+
+DELIVER = Intercept()
+
+
 class Tap(Protocol):
     """Sees every message a ``Caller`` sends and every answer it gets."""
 
-    def sending(self, call: Call, target: Target) -> bool:
-        """Called before ``call`` leaves for ``target``; False drops it (as a lost message)."""
+    def sending(self, call: Call, target: Target) -> bool | Intercept:
+        """Called before ``call`` leaves for ``target``: True (or ``DELIVER``) sends it,
+        False loses it as a broken connection would (the router may send it again), an
+        ``Intercept`` loses, delays or duplicates it."""
         ...
 
-    def received(self, call: Call, target: Target, reply: Outcome | None, error: FluentError | None) -> None: ...
+    def received(self, call: Call, target: Target, reply: Outcome | None, error: FluentError | None) -> bool | None:
+        """Called with each answer; False loses it (the call ends at its deadline)."""
+        ...
 
 
 _tap: Tap | None = None
@@ -257,14 +279,44 @@ class Caller:
         tap = _tap
         if tap is not None:
             try:
-                delivered = tap.sending(call, target)
+                verdict = tap.sending(call, target)
             except Exception as exc:  # researcher code: the call fails with it, clearly
                 run.done(None, FluentError(f"the message tap failed on {name_of(call)}: {exc!r}"))
                 return
-            if not delivered:
+            if verdict is False:
                 self._answered(run, target, None, Unavailable(f"{target.endpoint}: message dropped by a tap"))
                 return
+            if isinstance(verdict, Intercept) and verdict != DELIVER:
+                self._intercepted(run, target, verdict)
+                return
         self._dispatch(call, target, lambda reply, error: self._answered(run, target, reply, error))
+
+    def _intercepted(self, run: _Run, target: Target, how: Intercept) -> None:
+        """Carry out a tap's fault on a message (only ever with a tap installed)."""
+        if how.silent:
+            self._unanswered(run, target)
+            return
+        call = run.call
+
+        def deliver() -> None:
+            if self._closed:
+                run.done(None, Unavailable(f"{name_of(call)}: this process closed its connection to the cluster"))
+                return
+            self._dispatch(call, target, lambda reply, error: self._answered(run, target, reply, error))
+            for _ in range(how.copies - 1):  # the same message again: same request id
+                self._dispatch(call.copy(), target, lambda reply, error: None)
+
+        if how.delay_s > 0:
+            asyncio.get_running_loop().call_later(how.delay_s, deliver)
+        else:
+            deliver()
+
+    def _unanswered(self, run: _Run, target: Target) -> None:
+        """A message or its answer was lost without a trace: the call learns nothing until
+        its deadline, when it ends as any unanswered call does."""
+        wait = max(0.0, run.call.deadline - time.time()) if run.call.deadline else 0.0
+        lost = CallTimeout(f"{name_of(run.call)}: no answer by its deadline (the message or its reply was lost)")
+        asyncio.get_running_loop().call_later(wait, lambda: self._answered(run, target, None, lost, tapped=False))
 
     def _dispatch(self, call: Call, target: Target, answered: ReplyCallback) -> None:
         """Carry ``call`` to ``target``: this process's own partitions, a unary tell (a
@@ -277,13 +329,18 @@ class Caller:
         else:
             self._pool.stream(target.endpoint).send(call, answered)
 
-    def _answered(self, run: _Run, target: Target, reply: Outcome | None, error: FluentError | None) -> None:
+    def _answered(
+        self, run: _Run, target: Target, reply: Outcome | None, error: FluentError | None, *, tapped: bool = True
+    ) -> None:
         tap = _tap
-        if tap is not None:
+        if tap is not None and tapped:
             try:
-                tap.received(run.call, target, reply, error)
+                kept = tap.received(run.call, target, reply, error)
             except Exception as exc:
                 run.done(None, FluentError(f"the message tap failed on {name_of(run.call)}: {exc!r}"))
+                return
+            if kept is False:
+                self._unanswered(run, target)
                 return
         run.reply = reply
         self._act(run, run.attempt.answered(classify(run.call, reply, error), error, time.monotonic()))

@@ -41,6 +41,7 @@ class Call(_message.Message):
     ONE_WAY_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     BUDGET_S_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
     type_name: _builtins.str
     key: _builtins.str
     method: _builtins.str
@@ -70,6 +71,10 @@ class Call(_message.Message):
     machines neither expire live calls nor keep dead ones; `deadline` is what a sender
     without a budget gives.
     """
+    caller: _builtins.str
+    """The identity whose turn made this call ("Type/key"); empty from a driver or a client.
+    What the lab's faults and message traces name as a message's sender.
+    """
     @_builtins.property
     def call_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Addresses ("Type/key") of the identities whose turns are waiting on this call."""
@@ -89,10 +94,11 @@ class Call(_message.Message):
         one_way: _builtins.bool = ...,
         attempt: _builtins.int = ...,
         budget_s: _builtins.float = ...,
+        caller: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "budget_s", b"budget_s", "call_chain", b"call_chain", "chain_id", b"chain_id", "deadline", b"deadline", "key", b"key", "method", b"method", "one_way", b"one_way", "request_id", b"request_id", "seq", b"seq", "type_name", b"type_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "budget_s", b"budget_s", "call_chain", b"call_chain", "caller", b"caller", "chain_id", b"chain_id", "deadline", b"deadline", "key", b"key", "method", b"method", "one_way", b"one_way", "request_id", b"request_id", "seq", b"seq", "type_name", b"type_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

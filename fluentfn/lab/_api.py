@@ -1,0 +1,54 @@
+"""The nemesis, as a researcher calls it from a driver: each call changes the faults in
+force in every process of the cluster and returns them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from . import _faults
+from ._faults import Faults
+from ._nemesis import apply, current
+
+Group = Iterable[str] | str
+
+
+def partition(*groups: Group) -> Faults:
+    """Messages between members of different ``groups`` are lost, both ways, until
+    ``heal()``. Members are identities ("Node/n1"), types ("Node") or "client"."""
+    return apply(current().with_rule(_faults.partition(*groups)))
+
+
+def heal() -> Faults:
+    """Every partition ends (the other faults stay)."""
+    return apply(current().healed())
+
+
+def loss(p: float, between: tuple[Group, Group] | None = None) -> Faults:
+    """Each request, and each reply, is lost with probability ``p``."""
+    return apply(current().with_rule(_faults.loss(p, between)))
+
+
+def delay(mean_ms: float, jitter_ms: float = 0.0, between: tuple[Group, Group] | None = None) -> Faults:
+    """Requests leave ``mean_ms`` ± ``jitter_ms`` later (jitter reorders them)."""
+    return apply(current().with_rule(_faults.delay(mean_ms, jitter_ms, between)))
+
+
+def duplicate(p: float, between: tuple[Group, Group] | None = None) -> Faults:
+    """Each request is delivered twice with probability ``p``."""
+    return apply(current().with_rule(_faults.duplicate(p, between)))
+
+
+def clear_faults() -> Faults:
+    """No faults at all (the routers' fast path again)."""
+    return apply(current().cleared())
+
+
+def seed_faults(seed: int) -> Faults:
+    """The seed every random fault is drawn from (the same seed, the same faults)."""
+    now = current()
+    return apply(Faults(now.rules, int(seed), now.version + 1))
+
+
+def faults() -> Faults:
+    """The faults in force in this process."""
+    return current()

@@ -1,0 +1,79 @@
+"""The nemesis on a real cluster: faults set from the driver reach every host, so a call
+between two identities across a partition ends in CallTimeout, and heals; a driver's
+duplicated calls run once (request-id records); and with no faults set the routers have
+no tap at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import fluentfn as ff
+from fluentfn import lab
+from fluentfn.transport import _caller
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@ff.actor(name="LabNode", shards=4)
+class LabNode:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+    def ask(self, peer: str) -> str:
+        """Call ``peer`` from this identity's turn: across a partition it never answers."""
+        try:
+            LabNode[peer].get.with_timeout(1.0)()
+            return "answered"
+        except ff.CallTimeout:
+            return "timeout"
+
+
+@pytest.fixture
+def clean_faults(cluster: ff.Cluster) -> Iterator[ff.Cluster]:
+    yield cluster
+    lab.clear_faults()
+
+
+def test_a_partition_between_identities_times_calls_out_until_healed(clean_faults: ff.Cluster) -> None:
+    assert LabNode["a"].ask("b") == "answered"
+    lab.partition(["LabNode/a"], ["LabNode/b"])
+    assert LabNode["a"].ask("b") == "timeout"  # a's host applies it to a's message
+    assert LabNode["c"].ask("b") == "answered"  # c is in no group
+    assert LabNode["a"].get() == 0  # the driver ("client") is in no group either
+    lab.heal()
+    assert LabNode["a"].ask("b") == "answered"
+
+
+def test_duplicated_calls_from_the_driver_run_once(clean_faults: ff.Cluster) -> None:
+    lab.seed_faults(11)
+    lab.duplicate(1.0, between=("client", "LabNode"))
+    for _ in range(5):
+        LabNode["dup"].add(1)
+    for _ in range(5):
+        LabNode["dup"].add.tell(1)
+    lab.clear_faults()
+    assert LabNode["dup"].add(0) == 10  # every message arrived twice; each ran once
+
+
+def test_a_partition_from_the_driver_ends_its_calls_with_call_timeout(clean_faults: ff.Cluster) -> None:
+    lab.partition(["client"], ["LabNode/far"])
+    with pytest.raises(ff.CallTimeout):
+        LabNode["far"].get.with_timeout(0.5)()
+    lab.heal()
+    assert LabNode["far"].get() == 0
+
+
+def test_no_faults_no_tap(clean_faults: ff.Cluster) -> None:
+    lab.loss(0.0)
+    assert _caller._tap is not None
+    lab.clear_faults()
+    assert _caller._tap is None and not lab.faults().active
