@@ -5,7 +5,10 @@ no tap at all."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +80,27 @@ def test_no_faults_no_tap(clean_faults: ff.Cluster) -> None:
     assert _caller._tap is not None
     lab.clear_faults()
     assert _caller._tap is None and not lab.faults().active
+
+
+def test_recorded_messages_name_sender_receiver_and_fault_and_draw(clean_faults: ff.Cluster, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    lab.record(run)
+    assert LabNode["r1"].ask("r2") == "answered"
+    lab.partition(["LabNode/r1"], ["LabNode/r2"])
+    assert LabNode["r1"].ask("r2") == "timeout"
+    lab.heal()
+    LabNode["r2"].add.tell(1)
+    lab.stop_recording()
+    msgs = lab.messages(run)
+    assert (run / "messages.jsonl").exists() and len(list(run.glob("messages-*.jsonl"))) >= 2  # driver and host
+    pairs = [(m["kind"], m["from"], m["to"], m["method"], m["fault"]) for m in msgs]
+    assert ("call", "client", "LabNode/r1", "ask", None) in pairs
+    assert ("call", "LabNode/r1", "LabNode/r2", "get", None) in pairs  # recorded by r1's host
+    assert ("call", "LabNode/r1", "LabNode/r2", "get", "lost") in pairs
+    assert ("tell", "client", "LabNode/r2", "add", None) in pairs
+    assert any(m["kind"] == "reply" and m["from"] == "LabNode/r2" and m["to"] == "LabNode/r1" for m in msgs)
+    assert [m["time"] for m in msgs] == sorted(m["time"] for m in msgs)
+    done = subprocess.run([sys.executable, "-m", "fluentfn.cli", "lab", "diagram", str(run)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (run / "diagram.png").stat().st_size > 1000 and (run / "diagram.svg").stat().st_size > 1000

@@ -1,12 +1,25 @@
 """The lab: faults between identities (a seeded nemesis), histories of client operations
 and checkers that judge them. See the README's "Experiments"."""
 
-from ._api import clear_faults, delay, duplicate, faults, heal, loss, partition, seed_faults
+from ._api import (
+    clear_faults,
+    delay,
+    duplicate,
+    faults,
+    heal,
+    loss,
+    partition,
+    record,
+    seed_faults,
+    stop_recording,
+)
+from ._diagram import draw
 from ._faults import Faults
 from ._history import Event, HistoryError, Operation, Recorder, operations, read_jsonl, write_jsonl
 from ._jepsenlog import parse_jepsen_log
 from ._linear import Verdict, check
 from ._models import MODELS, Model, ModelError
+from ._nemesis import gather as messages
 
 __all__ = [
     "MODELS",
@@ -21,14 +34,18 @@ __all__ = [
     "check",
     "clear_faults",
     "delay",
+    "draw",
     "duplicate",
     "faults",
     "heal",
     "loss",
+    "messages",
     "operations",
     "parse_jepsen_log",
     "partition",
     "read_jsonl",
+    "record",
     "seed_faults",
+    "stop_recording",
     "write_jsonl",
 ]

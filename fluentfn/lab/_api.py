@@ -4,6 +4,7 @@ force in every process of the cluster and returns them."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from . import _faults
 from ._faults import Faults
@@ -39,14 +40,26 @@ def duplicate(p: float, between: tuple[Group, Group] | None = None) -> Faults:
 
 
 def clear_faults() -> Faults:
-    """No faults at all (the routers' fast path again)."""
+    """No fault rules (with recording off too, the routers' fast path again)."""
     return apply(current().cleared())
+
+
+def record(run_dir: str | Path) -> Faults:
+    """Every process of the cluster records each message it sends and each reply it gets
+    under ``run_dir`` (a folder every process can write: this machine's, or a shared one);
+    ``messages(run_dir)`` gathers them."""
+    folder = Path(run_dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return apply(current().recording(str(folder)))
+
+
+def stop_recording() -> Faults:
+    return apply(current().recording(""))
 
 
 def seed_faults(seed: int) -> Faults:
     """The seed every random fault is drawn from (the same seed, the same faults)."""
-    now = current()
-    return apply(Faults(now.rules, int(seed), now.version + 1))
+    return apply(current().seeded(int(seed)))
 
 
 def faults() -> Faults:

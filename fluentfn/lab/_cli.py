@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ._diagram import draw
 from ._history import HistoryError, operations, read_jsonl
 from ._jepsenlog import parse_jepsen_log
 from ._linear import check
 from ._models import MODELS, ModelError
+from ._nemesis import gather
 from ._report import plot_counterexample, verdict_json
 
 app = typer.Typer(help="Experiments: histories, checkers (and, to come, faults and message diagrams).")
@@ -44,3 +46,34 @@ def check_cmd(
     if verdict.valid is True:
         raise typer.Exit(EXIT_VALID)
     raise typer.Exit(EXIT_INVALID if verdict.valid is False else EXIT_UNKNOWN)
+
+
+@app.command(name="diagram")
+def diagram_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run's folder (its messages-*.jsonl, or messages.jsonl)")],
+    limit: Annotated[int, typer.Option(help="draw the first N requests")] = 200,
+    seconds: Annotated[bool, typer.Option(help="time down in seconds (default: order of events)")] = False,
+) -> None:
+    """Draw RUN_DIR's messages as a Lamport diagram: diagram.png and diagram.svg there."""
+    if not run_dir.is_dir():
+        typer.echo(f"{run_dir}: not a folder", err=True)
+        raise typer.Exit(EXIT_BAD_HISTORY)
+    messages = gather(run_dir) if any(run_dir.glob("messages-*.jsonl")) else _read(run_dir / "messages.jsonl")
+    if not messages:
+        typer.echo(f"{run_dir}: no recorded messages (record with fluentfn.lab.record)", err=True)
+        raise typer.Exit(EXIT_BAD_HISTORY)
+    for path in draw(messages, run_dir / "diagram", limit, seconds=seconds):
+        typer.echo(str(path))
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out: list[dict[str, Any]] = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out

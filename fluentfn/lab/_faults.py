@@ -111,11 +111,13 @@ def _group_of(p: Partition, who: str) -> int | None:
 
 @dataclass(frozen=True)
 class Faults:
-    """The faults in force (immutable: changing them makes a new one)."""
+    """The lab's settings in force (immutable: changing them makes a new one): the fault
+    rules, their seed, and the folder where every process records its messages ("": none)."""
 
     rules: tuple[Rule, ...] = ()
     seed: int = 0
     version: int = 0
+    record_dir: str = ""
     _empty: bool = field(default=True, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,17 +125,34 @@ class Faults:
 
     @property
     def active(self) -> bool:
-        return not self._empty
+        """Whether the routers need a tap at all."""
+        return not self._empty or bool(self.record_dir)
+
+    def _with(self, rules: tuple[Rule, ...], *, seed: int | None = None, record_dir: str | None = None) -> Faults:
+        return Faults(
+            rules,
+            self.seed if seed is None else seed,
+            self.version + 1,
+            self.record_dir if record_dir is None else record_dir,
+        )
 
     def with_rule(self, rule: Rule) -> Faults:
-        return Faults((*self.rules, rule), self.seed, self.version + 1)
+        return self._with((*self.rules, rule))
 
     def healed(self) -> Faults:
         """Without partitions (the other faults stay)."""
-        return Faults(tuple(r for r in self.rules if not isinstance(r, Partition)), self.seed, self.version + 1)
+        return self._with(tuple(r for r in self.rules if not isinstance(r, Partition)))
 
     def cleared(self) -> Faults:
-        return Faults((), self.seed, self.version + 1)
+        """No fault rules (recording, if on, goes on)."""
+        return self._with(())
+
+    def seeded(self, seed: int) -> Faults:
+        return self._with(self.rules, seed=seed)
+
+    def recording(self, record_dir: str) -> Faults:
+        """Messages recorded under ``record_dir`` ("" stops recording)."""
+        return self._with(self.rules, record_dir=record_dir)
 
     def request(self, sender: str, receiver: str, request_id: str, attempt: int) -> Fate:
         """The fate of a request from ``sender`` to ``receiver``."""
