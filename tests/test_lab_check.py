@@ -213,3 +213,64 @@ def test_the_check_command_prints_json_and_exits_by_verdict(tmp_path: Path) -> N
     refused = _cli("--model", "kv", str(garbage))
     assert refused.returncode == 3 and "g.jsonl:1" in refused.stderr and not refused.stdout
     assert _cli("--model", "nope", str(garbage)).returncode == 3
+
+
+# -- the workload checkers ----------------------------------------------------------------------
+
+
+def test_set_checker_finds_lost_and_unexpected_values_and_counts_recovered_ones() -> None:
+    from fluentfn.lab import CHECKERS
+
+    history = _history(
+        (0, "invoke", "add", 1), (0, "ok", "add", 1), (1, "invoke", "add", 2), (1, "info", "add", 2),
+        (0, "invoke", "add", 3), (0, "ok", "add", 3), (2, "invoke", "read", None), (2, "ok", "read", [1, 2, 3]),
+    )  # fmt: skip
+    good = CHECKERS["set"](history)
+    assert good["valid"] is True and good["recovered"] == 1
+    lost = [*history[:-1], Event(8, 8, 2, "ok", "read", [1, 99])]
+    bad = CHECKERS["set"](lost)
+    assert bad["valid"] is False and bad["lost"] == {"None": [3]} and bad["unexpected"] == [99]
+    assert CHECKERS["set"](history[:6])["valid"] == "unknown"  # no read: nothing to judge by
+
+
+def test_broadcast_checker_wants_every_node_to_have_every_acknowledged_message() -> None:
+    from fluentfn.lab import CHECKERS
+
+    history = _history(
+        ("n1", "invoke", "broadcast", 7), ("n1", "ok", "broadcast", 7),
+        ("n1", "invoke", "read", None), ("n1", "ok", "read", [7]),
+        ("n2", "invoke", "read", None), ("n2", "ok", "read", []),
+    )  # fmt: skip
+    result = CHECKERS["broadcast"](history)
+    assert result["valid"] is False and result["lost"] == {"n2": [7]}
+
+
+def test_g_counter_final_read_is_bounded_by_acknowledged_and_unknown_adds() -> None:
+    from fluentfn.lab import CHECKERS
+
+    def run(final: int) -> dict[str, Any]:
+        return CHECKERS["g-counter"](_history(
+            (0, "invoke", "add", 2), (0, "ok", "add", 2), (1, "invoke", "add", 5), (1, "info", "add", 5),
+            (2, "invoke", "add", 9), (2, "fail", "add", 9), (3, "invoke", "read", None), (3, "ok", "read", final),
+        ))  # fmt: skip
+
+    assert run(2)["valid"] is True and run(7)["valid"] is True
+    assert run(1)["valid"] is False and run(8)["valid"] is False  # lost an add / counted a failed one
+
+
+def test_unique_ids_checker_finds_a_repeated_id() -> None:
+    from fluentfn.lab import CHECKERS
+
+    ids = [(p, t, "generate", v) for p, v in [(0, "a"), (1, "b"), (0, "a")] for t in ("invoke", "ok")]
+    result = CHECKERS["unique-ids"](_history(*[(p, t, f, None if t == "invoke" else v) for p, t, f, v in ids]))
+    assert result["valid"] is False and result["duplicated"] == ["'a'"] and result["generated"] == 3
+
+
+def test_the_check_command_runs_the_workload_checkers(tmp_path: Path) -> None:
+    path = tmp_path / "counter.jsonl"
+    write_jsonl(_history((0, "invoke", "add", 2), (0, "ok", "add", 2), (1, "invoke", "read", None),
+                         (1, "ok", "read", 3)), path)  # fmt: skip
+    done = _cli("--model", "g-counter", str(path))
+    assert done.returncode == 1 and json.loads(done.stdout)["upper_bound"] == 2
+    write_jsonl(_history((1, "invoke", "read", None), (1, "ok", "read", "many")), path)
+    assert _cli("--model", "g-counter", str(path)).returncode == 3  # a read that is no count

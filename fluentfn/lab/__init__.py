@@ -13,6 +13,7 @@ from ._api import (
     seed_faults,
     stop_recording,
 )
+from ._checkers import CHECKERS
 from ._diagram import draw
 from ._faults import Faults
 from ._history import Event, HistoryError, Operation, Recorder, operations, read_jsonl, write_jsonl
@@ -22,6 +23,7 @@ from ._models import MODELS, Model, ModelError
 from ._nemesis import gather as messages
 
 __all__ = [
+    "CHECKERS",
     "MODELS",
     "Event",
     "Faults",

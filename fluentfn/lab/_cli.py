@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ._checkers import CHECKERS
 from ._diagram import draw
 from ._history import HistoryError, operations, read_jsonl
 from ._jepsenlog import parse_jepsen_log
@@ -23,29 +24,36 @@ EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_HISTORY = 0, 1, 2, 3
 @app.command(name="check")
 def check_cmd(
     history: Annotated[Path, typer.Argument(help="a history: JSONL events, or a Jepsen text log (.log)")],
-    model: Annotated[str, typer.Option("--model", "-m", help=f"one of: {', '.join(MODELS)}")],
+    model: Annotated[str, typer.Option("--model", "-m", help=f"one of: {', '.join([*MODELS, *CHECKERS])}")],
     budget_s: Annotated[float, typer.Option("--budget", help="seconds of search before 'unknown'")] = 60.0,
     plot: Annotated[Path | None, typer.Option("--plot", help="draw a counterexample here (PNG or SVG)")] = None,
 ) -> None:
-    """Is HISTORY linearizable under MODEL? Prints a JSON result; exits 0 (valid), 1 (not:
-    with a counterexample), 2 (unknown: the budget ran out) or 3 (the history or model
-    could not be read)."""
+    """Judge HISTORY: linearizable under MODEL (register, cas-register, kv), or valid for a
+    workload's checker (set, broadcast, g-counter, unique-ids). Prints a JSON result;
+    exits 0 (valid), 1 (not: with a counterexample), 2 (unknown: the budget ran out, or
+    nothing to judge by) or 3 (the history or model could not be read)."""
     chosen = MODELS.get(model)
-    if chosen is None:
-        typer.echo(f"unknown model {model!r}: one of {', '.join(MODELS)}", err=True)
+    checker = CHECKERS.get(model)
+    if chosen is None and checker is None:
+        typer.echo(f"unknown model {model!r}: one of {', '.join([*MODELS, *CHECKERS])}", err=True)
         raise typer.Exit(EXIT_BAD_HISTORY)
     try:
         events = parse_jepsen_log(history.read_text()) if history.suffix == ".log" else read_jsonl(history)
-        verdict = check(chosen, operations(events), budget_s=budget_s)
-    except (OSError, UnicodeDecodeError, HistoryError, ModelError) as exc:
+        if checker is not None:
+            result = checker(events)
+        else:
+            assert chosen is not None
+            verdict = check(chosen, operations(events), budget_s=budget_s)
+            result = verdict_json(verdict, chosen)
+            if verdict.valid is False and plot is not None:
+                plot_counterexample(verdict, chosen, plot)
+    except (OSError, UnicodeDecodeError, HistoryError, ModelError, ValueError, TypeError) as exc:
         typer.echo(f"{history}: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_HISTORY) from None
-    typer.echo(json.dumps(verdict_json(verdict, chosen), default=repr))
-    if verdict.valid is False and plot is not None:
-        plot_counterexample(verdict, chosen, plot)
-    if verdict.valid is True:
+    typer.echo(json.dumps(result, default=repr))
+    if result["valid"] is True:
         raise typer.Exit(EXIT_VALID)
-    raise typer.Exit(EXIT_INVALID if verdict.valid is False else EXIT_UNKNOWN)
+    raise typer.Exit(EXIT_INVALID if result["valid"] is False else EXIT_UNKNOWN)
 
 
 @app.command(name="diagram")

@@ -35,28 +35,29 @@ class Model:
     describe: Callable[[Operation], str] = lambda op: f"{op.f}({op.value!r}) -> {op.output!r}"
 
 
-def _hashable(v: Any) -> Any:
+def freeze(v: Any) -> Any:
+    """A value as a hashable one (lists become tuples, dicts sorted tuples)."""
     if isinstance(v, list):
-        return tuple(_hashable(x) for x in v)
+        return tuple(freeze(x) for x in v)
     if isinstance(v, dict):
-        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+        return tuple(sorted((k, freeze(x)) for k, x in v.items()))
     return v
 
 
 def _register_step(state: Any, op: Operation, *, cas: bool) -> tuple[bool, Any]:
     if op.f == "read":
-        return (op.status == "info" or _hashable(op.output) == state), state
+        return (op.status == "info" or freeze(op.output) == state), state
     if op.f == "write":
-        return True, _hashable(op.value)
+        return True, freeze(op.value)
     if op.f == "cas" and cas:
         try:
             old, new = op.value
         except (TypeError, ValueError):
             raise ModelError(f"a cas value is [from, to], got {op.value!r}") from None
-        matches = _hashable(old) == state
+        matches = freeze(old) == state
         if op.status == "info":
-            return True, _hashable(new) if matches else state
-        return matches, _hashable(new) if matches else state
+            return True, freeze(new) if matches else state
+        return matches, freeze(new) if matches else state
     raise ModelError(f"the {'cas-register' if cas else 'register'} model has no operation {op.f!r}")
 
 
@@ -72,7 +73,7 @@ def _kv_parts(op: Operation) -> tuple[Any, Any]:
         key, arg = op.value
     except (TypeError, ValueError):
         raise ModelError(f"a kv value is [key, arg], got {op.value!r}") from None
-    return _hashable(key), arg
+    return freeze(key), arg
 
 
 def _kv_split(ops: list[Operation]) -> dict[Any, list[Operation]]:
@@ -91,9 +92,9 @@ def _kv_step(state: Any, op: Operation) -> tuple[bool, Any]:
             _, seen = op.output
         except (TypeError, ValueError):
             raise ModelError(f"a kv read's output is [key, value], got {op.output!r}") from None
-        return _hashable(seen) == state, state
+        return freeze(seen) == state, state
     if op.f == "write":
-        return True, _hashable(arg)
+        return True, freeze(arg)
     if op.f == "append":
         if not isinstance(arg, str):
             raise ModelError(f"append takes a string, got {arg!r}")
@@ -103,10 +104,10 @@ def _kv_step(state: Any, op: Operation) -> tuple[bool, Any]:
             old, new = arg
         except (TypeError, ValueError):
             raise ModelError(f"a kv cas value is [key, [from, to]], got {op.value!r}") from None
-        matches = _hashable(old) == state
+        matches = freeze(old) == state
         if op.status == "info":
-            return True, _hashable(new) if matches else state
-        return matches, _hashable(new) if matches else state
+            return True, freeze(new) if matches else state
+        return matches, freeze(new) if matches else state
     raise ModelError(f"the kv model has no operation {op.f!r}")
 
 

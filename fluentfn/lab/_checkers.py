@@ -1,0 +1,96 @@
+"""Checkers for the workloads that are not about one register (Maelstrom's and Jepsen's
+models), each a pure function of a history's events returning a JSON-ready result with
+``valid`` true or false and what made it so.
+
+- ``set``: ``add`` (value v) and ``read`` (output: the values). Every acknowledged add is
+  in the final read; a value no add tried is unexpected. Adds of unknown outcome may or
+  may not be there (counted as recovered when they are).
+- ``broadcast``: the same per node: ``read`` ops carry the node as their process, and
+  every node's final read holds every acknowledged broadcast.
+- ``g-counter``: ``add`` (delta) and ``read`` (output: the count). The final read lies
+  between the sum of acknowledged adds and that plus every add of unknown outcome.
+- ``unique-ids``: ``generate`` (output: an id). No id is handed out twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from ._history import Event, HistoryError, Operation, operations
+from ._models import freeze
+
+
+def _ops(events: list[Event]) -> list[Operation]:
+    return operations(events)
+
+
+def _values(output: Any, where: str) -> set[Any]:
+    if not isinstance(output, list | tuple):
+        raise HistoryError(f"a {where} read's output is a list of values, got {output!r}")
+    return {freeze(v) for v in output}
+
+
+def check_set(events: list[Event], *, per_process: bool = False) -> dict[str, Any]:
+    ops = _ops(events)
+    acked = {freeze(op.value) for op in ops if op.f in ("add", "broadcast") and op.status == "ok"}
+    maybe = {freeze(op.value) for op in ops if op.f in ("add", "broadcast") and op.status == "info"}
+    attempted = acked | maybe | {freeze(e.value) for e in events if e.f in ("add", "broadcast")}
+    reads = [op for op in ops if op.f == "read" and op.status == "ok"]
+    if not reads:
+        return {"valid": "unknown", "why": "no successful read to judge by", "acknowledged": len(acked)}
+    finals: dict[Any, Operation] = {}
+    for op in sorted(reads, key=lambda o: o.call):
+        finals[op.process if per_process else None] = op
+    lost: dict[str, list[Any]] = {}
+    unexpected: set[Any] = set()
+    recovered: set[Any] = set()
+    for who, op in finals.items():
+        seen = _values(op.output, "set")
+        missing = sorted(acked - seen, key=repr)
+        if missing:
+            lost[str(who)] = missing
+        unexpected |= seen - attempted
+        recovered |= seen & maybe
+    return {
+        "valid": not lost and not unexpected,
+        "acknowledged": len(acked),
+        "unknown_outcome": len(maybe),
+        "final_reads": len(finals),
+        "lost": lost,
+        "unexpected": sorted(unexpected, key=repr),
+        "recovered": len(recovered),
+    }
+
+
+def check_broadcast(events: list[Event]) -> dict[str, Any]:
+    return check_set(events, per_process=True)
+
+
+def check_g_counter(events: list[Event]) -> dict[str, Any]:
+    ops = _ops(events)
+    low = sum(int(op.value) for op in ops if op.f == "add" and op.status == "ok")
+    high = low + sum(int(op.value) for op in ops if op.f == "add" and op.status == "info")
+    reads = sorted((op for op in ops if op.f == "read" and op.status == "ok"), key=lambda o: o.call)
+    if not reads:
+        return {"valid": "unknown", "why": "no successful read to judge by", "acknowledged_sum": low}
+    final = reads[-1].output
+    if not isinstance(final, int):
+        raise HistoryError(f"a g-counter read's output is an int, got {final!r}")
+    return {"valid": low <= final <= high, "final_read": final, "lower_bound": low, "upper_bound": high,
+            "reads": len(reads)}  # fmt: skip
+
+
+def check_unique_ids(events: list[Event]) -> dict[str, Any]:
+    ids = [freeze(op.output) for op in _ops(events) if op.f == "generate" and op.status == "ok"]
+    dupes = {k: n for k, n in Counter(ids).items() if n > 1}
+    return {"valid": not dupes, "generated": len(ids), "duplicated": sorted(map(repr, dupes))[:20]}
+
+
+CHECKERS: dict[str, Callable[[list[Event]], dict[str, Any]]] = {
+    "set": check_set,
+    "broadcast": check_broadcast,
+    "g-counter": check_g_counter,
+    "unique-ids": check_unique_ids,
+}
