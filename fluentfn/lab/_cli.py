@@ -85,3 +85,45 @@ def _read(path: Path) -> list[dict[str, Any]]:
             except ValueError:
                 continue
     return out
+
+
+@app.command(name="run")
+def run_cmd(
+    workload: Annotated[str, typer.Argument(help="unique_ids, g_counter, lin_kv, or one of their _broken twins")],
+    nodes: Annotated[int, typer.Option(help="identities of the workload's type")] = 3,
+    rate: Annotated[float, typer.Option(help="client operations per second, in all")] = 10.0,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="seconds of operations")] = 10.0,
+    concurrency: Annotated[int, typer.Option(help="client processes (threads)")] = 4,
+    nemesis: Annotated[str, typer.Option(help="comma-separated: partition, loss, delay")] = "",
+    seed: Annotated[int, typer.Option(help="the one seed of every random choice")] = 0,
+    out: Annotated[Path, typer.Option(help="the run's folder")] = Path("lab-run"),
+    address: Annotated[str | None, typer.Option(help="join this cluster (default: an embedded one)")] = None,
+) -> None:
+    """Run WORKLOAD at RATE for TIME_LIMIT seconds with the nemesis, record and judge it:
+    history.jsonl, messages.jsonl, results.json and a diagram in OUT. Exits like check."""
+    import fluentfn as ff
+
+    from ._runner import NEMESES, RunOptions
+    from ._runner import run as run_workload
+    from ._workloads import WORKLOADS
+
+    make = WORKLOADS.get(workload)
+    kinds = tuple(k for k in nemesis.split(",") if k)
+    bad = [k for k in kinds if k not in NEMESES]
+    if make is None or bad or nodes < 1 or rate <= 0 or time_limit <= 0 or concurrency < 1:
+        why = f"unknown workload {workload!r}" if make is None else f"unknown nemesis {bad}" if bad else "bad numbers"
+        typer.echo(f"{why}: workloads {', '.join(WORKLOADS)}; nemeses {', '.join(NEMESES)}", err=True)
+        raise typer.Exit(EXIT_BAD_HISTORY)
+    typer.echo(
+        f"seed {seed}: {workload}, {nodes} nodes, {rate:g} ops/s for {time_limit:g} s, nemesis {kinds or 'none'}"
+    )
+    opts = RunOptions(nodes=nodes, rate=rate, time_limit_s=time_limit, concurrency=concurrency, nemesis=kinds,
+                      seed=seed, out=out)  # fmt: skip
+    with ff.init(address=address):
+        results = run_workload(make(), opts)
+    draw(gather(out), out / "diagram", 200)
+    shown = {k: results[k] for k in ("valid", "ops", "ok", "fail", "info", "availability", "msgs_per_op")}
+    typer.echo(json.dumps({**shown, "latency_ms": results["latency_ms"]}))
+    if results["valid"] is True:
+        raise typer.Exit(EXIT_VALID)
+    raise typer.Exit(EXIT_INVALID if results["valid"] is False else EXIT_UNKNOWN)

@@ -1,0 +1,200 @@
+"""``fluentfn lab run``: a workload against the cluster at a fixed rate, with a nemesis,
+recorded and judged.
+
+Client processes (threads) take operations from the workload's generator at ``rate``
+per second in all, and record each as Jepsen does: ``invoke``, then ``ok``, ``fail``
+(it definitely did not happen: refused, or the workload says so) or ``info``
+(``CallTimeout`` / ``Unavailable``: it may have run). The nemesis alternates faults and
+calm every few seconds, from one seeded random source. At the end: faults healed, a
+quiet moment, the workload's final reads, then ``history.jsonl``, ``messages.jsonl``,
+``results.json`` and a latency plot in the run's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fluentfn as ff
+
+from . import _api
+from ._checkers import CHECKERS
+from ._history import Recorder, operations
+from ._linear import check
+from ._models import MODELS
+from ._nemesis import gather
+from ._workloads import DidNotHappen, Workload
+
+NEMESES = ("partition", "loss", "delay")
+_DEFINITE = (ff.InvalidRequest, ff.NotFound, ff.Overloaded, ff.ActorError)  # refused or raised: did not happen
+
+
+@dataclass
+class RunOptions:
+    nodes: int = 3
+    rate: float = 10.0
+    time_limit_s: float = 10.0
+    concurrency: int = 4
+    nemesis: tuple[str, ...] = ()
+    nemesis_interval_s: float = 2.0
+    seed: int = 0
+    out: Path = field(default_factory=lambda: Path("lab-run"))
+
+
+class _Pacer:
+    """Hands out start times ``1/rate`` apart to whichever client asks."""
+
+    def __init__(self, rate: float, until: float) -> None:
+        self._gap = 1.0 / rate if rate > 0 else 0.0
+        self._next = time.monotonic()
+        self._until = until
+        self._lock = threading.Lock()
+
+    def wait(self) -> bool:
+        with self._lock:
+            start = self._next
+            self._next = max(self._next + self._gap, time.monotonic())
+        if start >= self._until:
+            return False
+        time.sleep(max(0.0, start - time.monotonic()))
+        return True
+
+
+def _client(process: int, w: Workload, nodes: list[str], rec: Recorder, pacer: _Pacer, seed: int,
+            latencies: list[float]) -> None:  # fmt: skip
+    rng = random.Random(f"{seed}:client:{process}")
+    while pacer.wait():
+        f, value = w.next_op(rng, nodes)
+        _one(process, w, f, value, nodes, rng, rec, latencies)
+
+
+def _one(process: int | str, w: Workload, f: str, value: Any, nodes: list[str], rng: random.Random,
+         rec: Recorder, latencies: list[float]) -> None:  # fmt: skip
+    rec.invoke(process, f, value)
+    t0 = time.perf_counter()
+    try:
+        out = w.run(f, value, nodes, rng)
+    except (ff.CallTimeout, ff.Unavailable):
+        rec.info(process)
+    except (*_DEFINITE, DidNotHappen):
+        rec.fail(process, value)
+    except Exception:  # anything else: it may have run
+        rec.info(process)
+    else:
+        rec.ok(process, out)
+        latencies.append((time.perf_counter() - t0) * 1000)
+
+
+def _nemesis(kinds: tuple[str, ...], members: list[str], stop: threading.Event, seed: int, every_s: float,
+             log: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Faults on, calm, faults on...: each round one of ``kinds`` for ``every_s``; a
+    partition cuts a random half of ``members`` (addresses) off the rest and the clients."""
+    rng = random.Random(f"{seed}:nemesis")
+    t0 = time.monotonic()
+    while not stop.wait(every_s):
+        kind = rng.choice(kinds)
+        shuffled = rng.sample(members, len(members))
+        cut = max(1, len(members) // 2)
+        half, rest = shuffled[:cut], [*shuffled[cut:], "client"]
+        start = time.monotonic() - t0
+        if kind == "partition":
+            _api.partition(half, rest)
+        elif kind == "loss":
+            _api.loss(0.3)
+        else:
+            _api.delay(50, 40)
+        if stop.wait(every_s):
+            _api.clear_faults()
+            log.append({"kind": kind, "start_s": start, "end_s": time.monotonic() - t0, "groups": [half, rest]})
+            return
+        _api.clear_faults()
+        log.append({"kind": kind, "start_s": start, "end_s": time.monotonic() - t0, "groups": [half, rest]})
+
+
+def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
+    """Run ``w`` per ``opts`` on the current cluster; returns the results (also written)."""
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("messages-*.jsonl"):
+        stale.unlink()
+    tag = f"{opts.seed}-{os.urandom(3).hex()}"  # this run's identities: none left from an earlier run
+    nodes = [f"n{i}-{tag}" for i in range(opts.nodes)]
+    rec = Recorder()
+    latencies: list[float] = []
+    _api.seed_faults(opts.seed)
+    _api.record(out)
+    started = time.monotonic()
+    pacer = _Pacer(opts.rate, started + opts.time_limit_s)
+    stop = threading.Event()
+    nemesis_log: list[dict[str, Any]] = []
+    members = [f"{w.type_name}/{n}" for n in nodes]
+    chaos = threading.Thread(
+        target=_nemesis,
+        args=(opts.nemesis, members, stop, opts.seed, opts.nemesis_interval_s, nemesis_log),
+        daemon=True,
+    )
+    if opts.nemesis:
+        chaos.start()
+    clients = [
+        threading.Thread(target=_client, args=(p, w, nodes, rec, pacer, opts.seed, latencies), daemon=True)
+        for p in range(opts.concurrency)
+    ]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join()
+    stop.set()
+    if opts.nemesis:
+        chaos.join()
+    _api.clear_faults()
+    time.sleep(1.0)  # a quiet moment: retries and late writes settle
+    rng = random.Random(f"{opts.seed}:final")
+    for f, value in w.finals(nodes):
+        _one("final", w, f, value, nodes, rng, rec, [])
+    _api.stop_recording()
+    rec.write(out / "history.jsonl")
+    messages = [m for m in gather(out) if m.get("kind") in ("call", "tell")]
+    events = rec.events
+    if w.checker in CHECKERS:
+        verdict = CHECKERS[w.checker](events)
+        valid = verdict["valid"]
+    else:
+        result = check(MODELS[w.checker], operations(events), budget_s=60)
+        valid, verdict = result.valid, {"valid": result.valid, "transitions": result.transitions}
+    ops = [e for e in events if e.type != "invoke"]
+    results = {
+        "workload": w.name,
+        "valid": valid,
+        "checker": verdict,
+        "ops": len(ops),
+        "ok": sum(e.type == "ok" for e in ops),
+        "fail": sum(e.type == "fail" for e in ops),
+        "info": sum(e.type == "info" for e in ops),
+        "availability": round(sum(e.type == "ok" for e in ops) / max(1, len(ops)), 3),
+        "msgs_per_op": round(len(messages) / max(1, len(ops)), 2),
+        "latency_ms": _percentiles(latencies),
+        "nemesis": nemesis_log,
+        "seed": opts.seed,
+        "nodes": nodes,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=repr))
+    return results
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(samples)
+    return {
+        "p50": round(statistics.median(ordered), 2),
+        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+        "max": round(ordered[-1], 2),
+    }
