@@ -19,6 +19,15 @@ MAX_DELAY_S = 10 * 365 * 86_400.0
 """Longest delay or period a reminder may have (ten years)."""
 
 
+class Timers(Protocol):
+    """In-memory timers of a host's identities."""
+
+    def arm(self, address: str, delay_s: float, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Tell ``address`` ``method(*args, **kwargs)`` after ``delay_s``, if it is still
+        the same activation then. InvalidRequest if the call could never run."""
+        ...
+
+
 class Scheduler(Protocol):
     """Durable reminders for one identity (provided by the host)."""
 
@@ -59,6 +68,8 @@ class Context:
     replay: bool = False  # this turn may have run before: its calls may have too
     _calls: int = field(default=0, init=False, repr=False, compare=False)  # calls made so far
     _scheduler: Scheduler | None = field(default=None, repr=False, compare=False)
+    # In-memory timers (``after``): armed by the host, gone with the activation.
+    _timers: Timers | None = field(default=None, repr=False, compare=False)
     # Reminders this turn scheduled: written at its durability point, dropped if it is rolled back.
     _scheduled: list[Scheduled] = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -101,6 +112,20 @@ class Context:
         if isinstance(delay_s, bool) or not isinstance(delay_s, int | float) or not 0 <= delay_s < MAX_DELAY_S:
             raise InvalidRequest(f"delay_s must be a number of seconds in [0, {MAX_DELAY_S:g})")
         return self._add(float(delay_s), method, args, kwargs, 0.0)
+
+    def after(self, delay_s: float, method: str, *args: Any, **kwargs: Any) -> None:
+        """Call ``method(*args, **kwargs)`` on this identity after ``delay_s`` (as a tell),
+        in memory only: nothing is written, and the timer is gone if the identity is
+        passivated, moves or its host dies (for heartbeats and anti-entropy; use
+        ``schedule`` for what must happen). Stateful mode only: a FaaS function keeps
+        nothing in memory between invocations."""
+        if self.address is None:
+            raise FluentError("timers can be set only from inside an actor")
+        if self._timers is None:
+            raise FluentError("in-memory timers need a live identity: use schedule() in FaaS mode")
+        if isinstance(delay_s, bool) or not isinstance(delay_s, int | float) or not 0 <= delay_s < MAX_DELAY_S:
+            raise InvalidRequest(f"delay_s must be a number of seconds in [0, {MAX_DELAY_S:g})")
+        self._timers.arm(self.address, float(delay_s), method, args, kwargs)
 
     def every(self, period_s: float, method: str, *args: Any, **kwargs: Any) -> str:
         """Call ``method(*args, **kwargs)`` on this identity every ``period_s`` seconds, the

@@ -44,6 +44,7 @@ from ._metrics import MethodTally
 from ._persistence import Persistence
 from ._policy import Why
 from ._runner import Hooks, TurnRunner
+from ._timers import Timers
 from ._turn import Request, may_repeat
 from ._types import KnownTypes, TypeLoader
 from ._upkeep import Upkeep
@@ -104,6 +105,7 @@ class HostEngine:
         self.upkeep = Upkeep(self, self.persistence.store, max_live)
         self.persistence.on_reminders = self.upkeep.reminders.committed
         self.lane = SyncLane(self)
+        self.timers = Timers(self)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- what the rest of the process sees ------------------------------------------------------
@@ -281,6 +283,7 @@ class HostEngine:
             request_id=call.request_id,
             replay=may_repeat(call),
             _scheduler=self.upkeep.reminders,
+            _timers=self.timers,
         )
 
     # -- internal turns: passivation, write-behind --------------------------------------------------
