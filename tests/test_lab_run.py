@@ -17,8 +17,8 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def _run(name: str, tmp_path: Path, seed: int, nemesis: tuple[str, ...]) -> dict[str, object]:
-    opts = RunOptions(nodes=3, rate=25, time_limit_s=4.0, concurrency=4, nemesis=nemesis, nemesis_interval_s=1.0,
-                      seed=seed, out=tmp_path / f"{name}-{seed}")  # fmt: skip
+    opts = RunOptions(nodes=4, rate=25, time_limit_s=4.0, concurrency=4, nemesis=nemesis, nemesis_interval_s=1.0,
+                      seed=seed, out=tmp_path / f"{name}-{seed}", latency_ms=10.0)  # fmt: skip
     try:
         return run(WORKLOADS[name](), opts)
     finally:
@@ -26,7 +26,7 @@ def _run(name: str, tmp_path: Path, seed: int, nemesis: tuple[str, ...]) -> dict
         lab.stop_recording()
 
 
-@pytest.mark.parametrize("name", ["unique_ids", "g_counter", "lin_kv"])
+@pytest.mark.parametrize("name", ["unique_ids", "g_counter", "lin_kv", "broadcast"])
 def test_a_correct_workload_is_valid_under_partitions(cluster: ff.Cluster, tmp_path: Path, name: str) -> None:
     results = _run(name, tmp_path, seed=1, nemesis=("partition",))
     assert results["valid"] is True, results
@@ -34,11 +34,19 @@ def test_a_correct_workload_is_valid_under_partitions(cluster: ff.Cluster, tmp_p
     out = tmp_path / f"{name}-1"
     assert json.loads((out / "results.json").read_text())["valid"] is True
     assert (out / "history.jsonl").stat().st_size > 0 and (out / "messages.jsonl").stat().st_size > 0
+    if name == "broadcast":
+        stable = results["stable_latency_ms"]
+        assert isinstance(stable, dict) and stable["max"] > 0
 
 
 @pytest.mark.parametrize(
     ("name", "nemesis"),
-    [("unique_ids_broken", ()), ("lin_kv_broken", ()), ("g_counter_broken", ("partition",))],
+    [
+        ("unique_ids_broken", ()),
+        ("lin_kv_broken", ()),
+        ("g_counter_broken", ("partition",)),
+        ("broadcast_broken", ("partition",)),
+    ],
 )
 def test_a_broken_workload_is_caught(cluster: ff.Cluster, tmp_path: Path, name: str, nemesis: tuple[str, ...]) -> None:
     verdicts = []

@@ -38,6 +38,9 @@ def check_set(events: list[Event], *, per_process: bool = False) -> dict[str, An
     maybe = {freeze(op.value) for op in ops if op.f in ("add", "broadcast") and op.status == "info"}
     attempted = acked | maybe | {freeze(e.value) for e in events if e.f in ("add", "broadcast")}
     reads = [op for op in ops if op.f == "read" and op.status == "ok"]
+    marked = [op for op in reads if str(op.process).startswith("final")]
+    if per_process and marked:  # reads made for judging, once faults healed: the only ones that count
+        reads = marked
     if not reads:
         return {"valid": "unknown", "why": "no successful read to judge by", "acknowledged": len(acked)}
     finals: dict[Any, Operation] = {}

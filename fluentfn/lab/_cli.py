@@ -89,13 +89,15 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 @app.command(name="run")
 def run_cmd(
-    workload: Annotated[str, typer.Argument(help="unique_ids, g_counter, lin_kv, or one of their _broken twins")],
+    workload: Annotated[str, typer.Argument(help="broadcast, unique_ids, g_counter, lin_kv, or a _broken twin")],
     nodes: Annotated[int, typer.Option(help="identities of the workload's type")] = 3,
     rate: Annotated[float, typer.Option(help="client operations per second, in all")] = 10.0,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds of operations")] = 10.0,
     concurrency: Annotated[int, typer.Option(help="client processes (threads)")] = 4,
     nemesis: Annotated[str, typer.Option(help="comma-separated: partition, loss, delay")] = "",
     seed: Annotated[int, typer.Option(help="the one seed of every random choice")] = 0,
+    latency: Annotated[float, typer.Option(help="ms added to every message between the nodes")] = 0.0,
+    topology: Annotated[str, typer.Option(help="broadcast: tree, line or total")] = "tree",
     out: Annotated[Path, typer.Option(help="the run's folder")] = Path("lab-run"),
     address: Annotated[str | None, typer.Option(help="join this cluster (default: an embedded one)")] = None,
 ) -> None:
@@ -110,7 +112,16 @@ def run_cmd(
     make = WORKLOADS.get(workload)
     kinds = tuple(k for k in nemesis.split(",") if k)
     bad = [k for k in kinds if k not in NEMESES]
-    if make is None or bad or nodes < 1 or rate <= 0 or time_limit <= 0 or concurrency < 1:
+    if (
+        make is None
+        or bad
+        or nodes < 1
+        or rate <= 0
+        or time_limit <= 0
+        or concurrency < 1
+        or latency < 0
+        or (topology not in ("tree", "line", "total"))
+    ):
         why = f"unknown workload {workload!r}" if make is None else f"unknown nemesis {bad}" if bad else "bad numbers"
         typer.echo(f"{why}: workloads {', '.join(WORKLOADS)}; nemeses {', '.join(NEMESES)}", err=True)
         raise typer.Exit(EXIT_BAD_HISTORY)
@@ -118,12 +129,14 @@ def run_cmd(
         f"seed {seed}: {workload}, {nodes} nodes, {rate:g} ops/s for {time_limit:g} s, nemesis {kinds or 'none'}"
     )
     opts = RunOptions(nodes=nodes, rate=rate, time_limit_s=time_limit, concurrency=concurrency, nemesis=kinds,
-                      seed=seed, out=out)  # fmt: skip
+                      seed=seed, out=out, latency_ms=latency, topology=topology)  # fmt: skip
     with ff.init(address=address):
         results = run_workload(make(), opts)
     draw(gather(out), out / "diagram", 200)
     shown = {k: results[k] for k in ("valid", "ops", "ok", "fail", "info", "availability", "msgs_per_op")}
-    typer.echo(json.dumps({**shown, "latency_ms": results["latency_ms"]}))
+    typer.echo(json.dumps({**shown, "latency_ms": results["latency_ms"],
+                           **({"stable_latency_ms": results["stable_latency_ms"]} if "stable_latency_ms" in results
+                              else {})}))  # fmt: skip
     if results["valid"] is True:
         raise typer.Exit(EXIT_VALID)
     raise typer.Exit(EXIT_INVALID if results["valid"] is False else EXIT_UNKNOWN)

@@ -61,6 +61,7 @@ class Recorder:
         self._events: list[Event] = []
         self._open: dict[int | str, str] = {}
         self._t0 = time.monotonic_ns()
+        self.wall_t0 = time.time()  # the wall clock when times are 0 (to compare with identities' clocks)
 
     def _add(self, process: int | str, type_: str, f: str, value: Any) -> Event:
         with self._lock:

@@ -29,7 +29,7 @@ from ._checkers import CHECKERS
 from ._history import Recorder, operations
 from ._linear import check
 from ._models import MODELS
-from ._nemesis import gather
+from ._nemesis import apply, current, gather
 from ._workloads import DidNotHappen, Workload
 
 NEMESES = ("partition", "loss", "delay")
@@ -44,6 +44,8 @@ class RunOptions:
     concurrency: int = 4
     nemesis: tuple[str, ...] = ()
     nemesis_interval_s: float = 2.0
+    latency_ms: float = 0.0  # every message between the workload's identities
+    topology: str = "tree"
     seed: int = 0
     out: Path = field(default_factory=lambda: Path("lab-run"))
 
@@ -98,6 +100,7 @@ def _nemesis(kinds: tuple[str, ...], members: list[str], stop: threading.Event, 
     partition cuts a random half of ``members`` (addresses) off the rest and the clients."""
     rng = random.Random(f"{seed}:nemesis")
     t0 = time.monotonic()
+    calm = current()  # the run's own settings (latency, recording): restored after each round
     while not stop.wait(every_s):
         kind = rng.choice(kinds)
         shuffled = rng.sample(members, len(members))
@@ -111,10 +114,10 @@ def _nemesis(kinds: tuple[str, ...], members: list[str], stop: threading.Event, 
         else:
             _api.delay(50, 40)
         if stop.wait(every_s):
-            _api.clear_faults()
+            apply(calm)
             log.append({"kind": kind, "start_s": start, "end_s": time.monotonic() - t0, "groups": [half, rest]})
             return
-        _api.clear_faults()
+        apply(calm)
         log.append({"kind": kind, "start_s": start, "end_s": time.monotonic() - t0, "groups": [half, rest]})
 
 
@@ -129,7 +132,10 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
     rec = Recorder()
     latencies: list[float] = []
     _api.seed_faults(opts.seed)
+    if opts.latency_ms:
+        _api.delay(opts.latency_ms, 0.0, between=(w.type_name, w.type_name))
     _api.record(out)
+    w.setup(nodes, opts.topology)
     started = time.monotonic()
     pacer = _Pacer(opts.rate, started + opts.time_limit_s)
     stop = threading.Event()
@@ -153,11 +159,12 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
     stop.set()
     if opts.nemesis:
         chaos.join()
-    _api.clear_faults()
-    time.sleep(1.0)  # a quiet moment: retries and late writes settle
+    _api.heal()
+    time.sleep(w.settle_s)  # a quiet moment: retries and late writes settle
     rng = random.Random(f"{opts.seed}:final")
-    for f, value in w.finals(nodes):
-        _one("final", w, f, value, nodes, rng, rec, [])
+    for process, f, value in w.finals(nodes):
+        _one(process, w, f, value, nodes, rng, rec, [])
+    _api.clear_faults()
     _api.stop_recording()
     rec.write(out / "history.jsonl")
     messages = [m for m in gather(out) if m.get("kind") in ("call", "tell")]
@@ -180,6 +187,7 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
         "availability": round(sum(e.type == "ok" for e in ops) / max(1, len(ops)), 3),
         "msgs_per_op": round(len(messages) / max(1, len(ops)), 2),
         "latency_ms": _percentiles(latencies),
+        **w.report(nodes, events, rec.wall_t0),
         "nemesis": nemesis_log,
         "seed": opts.seed,
         "nodes": nodes,
