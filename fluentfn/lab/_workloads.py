@@ -68,18 +68,8 @@ class _GCounter:
         return self.n + sum(int(c) for c in counts)
 
 
-class _GCounterBroken:
+class _GCounterBroken(_GCounter):
     """Broken: a read that cannot reach another node counts it as zero instead of failing."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self, delta: int) -> int:
-        self.n += delta
-        return self.n
-
-    async def local(self) -> int:
-        return self.n
 
     async def read(self, nodes: list[str]) -> int:
         me = ff.context().key
