@@ -34,7 +34,7 @@ class LabNode:
     def ask(self, peer: str) -> str:
         """Call ``peer`` from this identity's turn: across a partition it never answers."""
         try:
-            LabNode[peer].get.with_timeout(1.0)()
+            LabNode[peer].get.with_timeout(3.0)()  # ample on a busy machine; a partition waits it out
             return "answered"
         except ff.CallTimeout:
             return "timeout"
