@@ -111,9 +111,18 @@ def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
 
             wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, timeout=60)
             keys = [f"k{i}" for i in range(12)]
-            nodes = {k: Spread[k].node() for k in keys}
+            # Partitions may still be moving onto the second node's hosts: a placement read
+            # twice, the co-located type's between, counts once all three agree.
+            deadline = time.monotonic() + 30
+            while True:
+                nodes = {k: Spread[k].node() for k in keys}
+                near = {k: Near[k].node() for k in keys}
+                settled = nodes == {k: Spread[k].node() for k in keys}
+                if (settled and near == nodes) or time.monotonic() > deadline:
+                    break
+                time.sleep(1.0)
             out["host_nodes"] = len({h["node_id"] for h in hosts(cluster)})
-            out["colocated_same_node"] = all(Near[k].node() == nodes[k] for k in keys)
+            out["colocated_same_node"] = near == nodes
             a, b = (next(k for k in keys if nodes[k] == n) for n in sorted(set(nodes.values())))
             out["cross_node_call"] = Spread[a].bump(Spread[b], 5) == 5
             out["endpoints"] = sorted({h["endpoint"].split(":")[0] for h in hosts(cluster)})
