@@ -90,6 +90,7 @@ def test_recorded_messages_name_sender_receiver_and_fault_and_draw(clean_faults:
     assert LabNode["r1"].ask("r2") == "timeout"
     lab.heal()
     LabNode["r2"].add.tell(1)
+    assert LabNode["r2"].get() == 1  # the tell has left (and run) before recording stops
     lab.stop_recording()
     msgs = lab.messages(run)
     assert (run / "messages.jsonl").exists() and len(list(run.glob("messages-*.jsonl"))) >= 2  # driver and host
