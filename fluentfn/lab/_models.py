@@ -44,20 +44,24 @@ def freeze(v: Any) -> Any:
     return v
 
 
+def _cas(state: Any, pair: Any, status: str, malformed: str) -> tuple[bool, Any]:
+    """A compare-and-set of ``pair`` = [from, to]: it changes the state if it matches; an
+    acknowledged one must have matched, one of unknown outcome may have either way."""
+    try:
+        old, new = pair
+    except (TypeError, ValueError):
+        raise ModelError(malformed) from None
+    matches = freeze(old) == state
+    return matches or status == "info", freeze(new) if matches else state
+
+
 def _register_step(state: Any, op: Operation, *, cas: bool) -> tuple[bool, Any]:
     if op.f == "read":
         return (op.status == "info" or freeze(op.output) == state), state
     if op.f == "write":
         return True, freeze(op.value)
     if op.f == "cas" and cas:
-        try:
-            old, new = op.value
-        except (TypeError, ValueError):
-            raise ModelError(f"a cas value is [from, to], got {op.value!r}") from None
-        matches = freeze(old) == state
-        if op.status == "info":
-            return True, freeze(new) if matches else state
-        return matches, freeze(new) if matches else state
+        return _cas(state, op.value, op.status, f"a cas value is [from, to], got {op.value!r}")
     raise ModelError(f"the {'cas-register' if cas else 'register'} model has no operation {op.f!r}")
 
 
@@ -100,14 +104,7 @@ def _kv_step(state: Any, op: Operation) -> tuple[bool, Any]:
             raise ModelError(f"append takes a string, got {arg!r}")
         return True, (state or "") + arg
     if op.f == "cas":
-        try:
-            old, new = arg
-        except (TypeError, ValueError):
-            raise ModelError(f"a kv cas value is [key, [from, to]], got {op.value!r}") from None
-        matches = freeze(old) == state
-        if op.status == "info":
-            return True, freeze(new) if matches else state
-        return matches, freeze(new) if matches else state
+        return _cas(state, arg, op.status, f"a kv cas value is [key, [from, to]], got {op.value!r}")
     raise ModelError(f"the kv model has no operation {op.f!r}")
 
 
