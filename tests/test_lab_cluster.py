@@ -105,3 +105,25 @@ def test_recorded_messages_name_sender_receiver_and_fault_and_draw(clean_faults:
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (run / "diagram.png").stat().st_size > 1000 and (run / "diagram.svg").stat().st_size > 1000
+
+
+def test_own_hosts_kill_and_pause_hit_one_node_only(clean_faults: ff.Cluster) -> None:
+    a, b = lab.own_hosts("LabNode", 2, prefix="own-")
+    assert lab._hosts.host_info(f"LabNode/{a}")["pid"] != lab._hosts.host_info(f"LabNode/{b}")["pid"]
+    assert LabNode[a].add(5) == 5 and LabNode[b].add(7) == 7  # persist="call": both durable
+    paused = lab.pause(f"LabNode/{a}", 60.0)
+    try:
+        with pytest.raises(ff.CallTimeout):
+            LabNode[a].get.with_timeout(0.5)()
+        assert LabNode[b].get() == 7  # b's host runs on
+    finally:
+        assert lab.resume() == [paused]
+    assert LabNode[a].get.with_timeout(30.0)() == 5  # and a answers again, with its state
+    killed = lab.kill(f"LabNode/{b}")
+    assert LabNode[b].get.with_timeout(60.0)() == 7  # restarted by Ray, its state from the store
+    assert lab._hosts.host_info(f"LabNode/{b}")["pid"] != killed
+    assert lab._hosts.host_info(f"LabNode/{a}")["pid"] == paused  # a was not touched
+    with pytest.raises(ff.FluentError):
+        lab.pause(f"LabNode/{a}", -1)
+    with pytest.raises(ff.NotFound):
+        lab.kill("no-such-host")

@@ -39,6 +39,15 @@ def test_a_correct_workload_is_valid_under_partitions(cluster: ff.Cluster, tmp_p
         assert isinstance(stable, dict) and stable["max"] > 0
 
 
+@pytest.mark.parametrize("name", ["g_counter", "lin_kv"])
+def test_a_correct_workload_is_valid_under_kills_and_pauses(cluster: ff.Cluster, tmp_path: Path, name: str) -> None:
+    results = _run(name, tmp_path, seed=1, nemesis=("kill", "pause", "partition"))  # kill, pause, partition
+    assert results["valid"] is True, results
+    hit = [r for r in results["nemesis"] if r["kind"] in ("kill", "pause")]  # type: ignore[attr-defined]
+    assert hit and all("pid" in r or "error" in r for r in hit), results["nemesis"]
+    assert len({lab._hosts.host_info(f"{WORKLOADS[name]().type_name}/{n}")["host_id"] for n in results["nodes"]}) == 4
+
+
 @pytest.mark.parametrize(
     ("name", "nemesis"),
     [

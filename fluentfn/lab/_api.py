@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from . import _faults
+from . import _faults, _hosts
 from ._faults import Faults
 from ._nemesis import apply, current
 
@@ -65,3 +65,27 @@ def seed_faults(seed: int) -> Faults:
 def faults() -> Faults:
     """The faults in force in this process."""
     return current()
+
+
+def kill(target: str) -> int:
+    """SIGKILL the host process serving ``target`` (an identity's address, or a host id);
+    Ray restarts it, and its identities come back from the store. Returns the pid."""
+    return _hosts.kill(target)
+
+
+def pause(target: str, seconds: float) -> int:
+    """Stop the host process serving ``target`` for ``seconds`` (SIGSTOP, then SIGCONT);
+    returns its pid at once."""
+    return _hosts.pause(target, seconds)
+
+
+def resume() -> list[int]:
+    """Resume every host this process paused, now; returns their pids."""
+    return _hosts.resume_all()
+
+
+def own_hosts(actor_type: str, count: int, prefix: str = "n") -> list[str]:
+    """``count`` keys of ``actor_type`` (a name) that lie on ``count`` different hosts (the
+    type is scaled to that many): give each node of an experiment its own host, so that
+    ``kill`` of one node kills only it."""
+    return _hosts.own_hosts(actor_type, count, prefix)

@@ -94,7 +94,11 @@ def run_cmd(
     rate: Annotated[float, typer.Option(help="client operations per second, in all")] = 10.0,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds of operations")] = 10.0,
     concurrency: Annotated[int, typer.Option(help="client processes (threads)")] = 4,
-    nemesis: Annotated[str, typer.Option(help="comma-separated: partition, loss, delay")] = "",
+    nemesis: Annotated[str, typer.Option(help="comma-separated: partition, loss, delay, kill, pause")] = "",
+    nemesis_interval: Annotated[float, typer.Option("--nemesis-interval", help="seconds per fault, then calm")] = 2.0,
+    own_hosts: Annotated[
+        bool | None, typer.Option("--own-hosts/--shared-hosts", help="a host per node (default: with kill or pause)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="the one seed of every random choice")] = 0,
     latency: Annotated[float, typer.Option(help="ms added to every message between the nodes")] = 0.0,
     topology: Annotated[str, typer.Option(help="broadcast: tree, line or total")] = "tree",
@@ -120,6 +124,7 @@ def run_cmd(
         or time_limit <= 0
         or concurrency < 1
         or latency < 0
+        or nemesis_interval <= 0
         or (topology not in ("tree", "line", "total"))
     ):
         why = f"unknown workload {workload!r}" if make is None else f"unknown nemesis {bad}" if bad else "bad numbers"
@@ -129,7 +134,9 @@ def run_cmd(
         f"seed {seed}: {workload}, {nodes} nodes, {rate:g} ops/s for {time_limit:g} s, nemesis {kinds or 'none'}"
     )
     opts = RunOptions(nodes=nodes, rate=rate, time_limit_s=time_limit, concurrency=concurrency, nemesis=kinds,
-                      seed=seed, out=out, latency_ms=latency, topology=topology)  # fmt: skip
+                      seed=seed, out=out, latency_ms=latency, topology=topology, own_hosts=own_hosts,
+                      progress=lambda line: typer.echo(line, err=True),
+                      nemesis_interval_s=nemesis_interval)  # fmt: skip
     with ff.init(address=address):
         results = run_workload(make(), opts)
     draw(gather(out), out / "diagram", 200)

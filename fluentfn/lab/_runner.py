@@ -18,13 +18,15 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fluentfn as ff
 
-from . import _api
+from ..errors import FluentError
+from . import _api, _hosts
 from ._checkers import CHECKERS
 from ._history import Recorder, operations
 from ._linear import check
@@ -32,7 +34,8 @@ from ._models import MODELS
 from ._nemesis import apply, current, gather
 from ._workloads import DidNotHappen, Workload
 
-NEMESES = ("partition", "loss", "delay")
+NEMESES = ("partition", "loss", "delay", "kill", "pause")
+HOST_FAULTS = ("kill", "pause")  # with these, each node gets a host of its own
 _DEFINITE = (ff.InvalidRequest, ff.NotFound, ff.Overloaded, ff.ActorError)  # refused or raised: did not happen
 
 
@@ -47,6 +50,8 @@ class RunOptions:
     latency_ms: float = 0.0  # every message between the workload's identities
     topology: str = "tree"
     seed: int = 0
+    progress: Callable[[str], None] | None = None  # given a short status line about once a second
+    own_hosts: bool | None = None  # each node on a host of its own (None: when the nemesis kills or pauses)
     out: Path = field(default_factory=lambda: Path("lab-run"))
 
 
@@ -107,18 +112,36 @@ def _nemesis(kinds: tuple[str, ...], members: list[str], stop: threading.Event, 
         cut = max(1, len(members) // 2)
         half, rest = shuffled[:cut], [*shuffled[cut:], "client"]
         start = time.monotonic() - t0
+        entry: dict[str, Any] = {"kind": kind, "start_s": round(start, 3)}
+        log.append(entry)  # its end is filled in when the round ends
         if kind == "partition":
             _api.partition(half, rest)
+            entry["groups"] = [half, rest]
         elif kind == "loss":
             _api.loss(0.3)
-        else:
+        elif kind == "delay":
             _api.delay(50, 40)
-        if stop.wait(every_s):
-            apply(calm)
-            log.append({"kind": kind, "start_s": start, "end_s": time.monotonic() - t0, "groups": [half, rest]})
-            return
+        elif kind in HOST_FAULTS:
+            entry["target"] = half[0]
+            try:
+                entry["pid"] = _hosts.kill(half[0]) if kind == "kill" else _hosts.pause(half[0], every_s)
+            except FluentError as e:  # no host to hit this round (one still restarting): said in the results
+                entry["error"] = str(e)
+        ended = stop.wait(every_s)
         apply(calm)
-        log.append({"kind": kind, "start_s": start, "end_s": time.monotonic() - t0, "groups": [half, rest]})
+        _hosts.resume_all()
+        entry["end_s"] = round(time.monotonic() - t0, 3)
+        if ended:
+            return
+
+
+def _progress(say: Callable[[str], None], rec: Recorder, log: list[dict[str, Any]], t0: float,
+              stop: threading.Event) -> None:  # fmt: skip
+    while not stop.wait(1.0):
+        done = [e.type for e in list(rec.events) if e.type != "invoke"]
+        fault = log[-1]["kind"] if log and "end_s" not in log[-1] else "calm"
+        say(f"{time.monotonic() - t0:5.1f} s  ops {len(done)}  ok {done.count('ok')}  fail {done.count('fail')}  "
+            f"info {done.count('info')}  nemesis {fault}")  # fmt: skip
 
 
 def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
@@ -128,7 +151,8 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
     for stale in out.glob("messages-*.jsonl"):
         stale.unlink()
     tag = f"{opts.seed}-{os.urandom(3).hex()}"  # this run's identities: none left from an earlier run
-    nodes = [f"n{i}-{tag}" for i in range(opts.nodes)]
+    own = opts.own_hosts if opts.own_hosts is not None else any(k in HOST_FAULTS for k in opts.nemesis)
+    nodes = _hosts.own_hosts(w.type_name, opts.nodes, f"n{tag}-") if own else [f"n{i}-{tag}" for i in range(opts.nodes)]
     rec = Recorder()
     latencies: list[float] = []
     _api.seed_faults(opts.seed)
@@ -146,26 +170,33 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
         args=(opts.nemesis, members, stop, opts.seed, opts.nemesis_interval_s, nemesis_log),
         daemon=True,
     )
-    if opts.nemesis:
-        chaos.start()
     clients = [
         threading.Thread(target=_client, args=(p, w, nodes, rec, pacer, opts.seed, latencies), daemon=True)
         for p in range(opts.concurrency)
     ]
-    for c in clients:
-        c.start()
-    for c in clients:
-        c.join()
-    stop.set()
-    if opts.nemesis:
-        chaos.join()
-    _api.heal()
-    time.sleep(w.settle_s)  # a quiet moment: retries and late writes settle
-    rng = random.Random(f"{opts.seed}:final")
-    for process, f, value in w.finals(nodes):
-        _one(process, w, f, value, nodes, rng, rec, [])
-    _api.clear_faults()
-    _api.stop_recording()
+    if opts.progress is not None:
+        args = (opts.progress, rec, nemesis_log, started, stop)
+        threading.Thread(target=_progress, args=args, daemon=True).start()
+    try:
+        if opts.nemesis:
+            chaos.start()
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        stop.set()
+        if opts.nemesis:
+            chaos.join()
+        _api.heal()
+        time.sleep(w.settle_s)  # a quiet moment: retries, restarts and late writes settle
+        rng = random.Random(f"{opts.seed}:final")
+        for process, f, value in w.finals(nodes):
+            _one(process, w, f, value, nodes, rng, rec, [])
+    finally:  # whatever happened: no host left stopped, no fault left in force
+        stop.set()
+        _hosts.resume_all()
+        _api.clear_faults()
+        _api.stop_recording()
     rec.write(out / "history.jsonl")
     messages = [m for m in gather(out) if m.get("kind") in ("call", "tell")]
     events = rec.events

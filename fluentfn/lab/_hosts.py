@@ -1,0 +1,153 @@
+"""Faults on hosts: ``kill`` (SIGKILL) and ``pause`` (SIGSTOP, then SIGCONT) the process that
+serves an identity, and ``own_hosts``: keys of a type placed one to a host, so that killing
+one node kills only it.
+
+A target is an identity's address (``"Node/n1"``: the host that owns its partition now) or
+a host id (as ``cluster.placement`` names it). The signal is sent on the host's own node: by
+this process when it is the same node, else by a task placed there. Ray restarts a killed
+host; a paused one is resumed when its time is up, by ``resume_all()``, and never left
+stopped by a run (the runner resumes all at its end).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from ..errors import FluentError, NotFound
+from ..placement import shard_for
+
+_paused: dict[int, tuple[str, threading.Timer]] = {}  # pid -> (its node, the timer that resumes it)
+_lock = threading.Lock()
+
+
+def _directory() -> Any:
+    from ..runtime._cluster import current
+
+    return current().directory
+
+
+def _hosts() -> list[dict[str, Any]]:
+    import ray
+
+    from ..testing import _host_info
+
+    return [_host_info(h) for _, _, h in ray.get(_directory().hosts.remote())]
+
+
+def host_info(target: str) -> dict[str, Any]:
+    """The info of the host that ``target`` (an address or a host id) names now."""
+    import ray
+
+    if not isinstance(target, str) or not target:
+        raise FluentError(f"a host fault names an identity ('Type/key') or a host id, not {target!r}")
+    if "/" not in target:
+        for info in _hosts():
+            if info["host_id"] == target:
+                return info
+        raise NotFound(f"no host {target!r}")
+    type_name, key = target.split("/", 1)
+    directory = _directory()
+    deadline = time.monotonic() + 30.0
+    while True:  # a host being restarted owns nothing for a moment
+        route = ray.get(directory.lookup.remote(type_name))
+        partition = shard_for(key, route.shards)
+        placed = ray.get(directory.placement.remote(type_name))
+        for info in _hosts():
+            if info["group"] == route.group and partition in placed.get(info["host_id"], ()):
+                return info
+        if time.monotonic() > deadline:
+            raise NotFound(f"no host serves {target!r} (is its type started?)")
+        time.sleep(0.1)
+
+
+def _signal(node_id: str, pid: int, sig: int) -> None:
+    """Send ``sig`` to ``pid`` on node ``node_id`` (here, or by a task placed on that node)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if node_id == ray.get_runtime_context().get_node_id():
+        os.kill(pid, sig)
+        return
+    there: Any = ray.remote(_send)
+    strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    ray.get(there.options(num_cpus=0, scheduling_strategy=strategy).remote(pid, sig), timeout=30)
+
+
+def _send(pid: int, sig: int) -> None:
+    os.kill(pid, sig)
+
+
+def kill(target: str) -> int:
+    """SIGKILL the host process serving ``target`` (Ray restarts it); returns its pid."""
+    info = host_info(target)
+    pid = int(info["pid"])
+    _signal(str(info["node_id"]), pid, signal.SIGKILL)
+    return pid
+
+
+def pause(target: str, seconds: float) -> int:
+    """Stop the host process serving ``target`` for ``seconds`` (SIGSTOP, then SIGCONT);
+    returns its pid at once."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds < 3600:
+        raise FluentError(f"pause takes seconds in (0, 3600), not {seconds!r}")
+    info = host_info(target)
+    pid, node = int(info["pid"]), str(info["node_id"])
+    timer = threading.Timer(seconds, _resume, args=(pid,))
+    timer.daemon = True
+    with _lock:
+        if pid in _paused:
+            raise FluentError(f"host {info['host_id']} (pid {pid}) is paused already")
+        _signal(node, pid, signal.SIGSTOP)
+        _paused[pid] = (node, timer)
+    timer.start()
+    return pid
+
+
+def _resume(pid: int) -> None:
+    with _lock:
+        entry = _paused.pop(pid, None)
+    if entry is not None:
+        node, timer = entry
+        timer.cancel()
+        try:
+            _signal(node, pid, signal.SIGCONT)
+        except ProcessLookupError:  # it died while stopped (Ray restarts it): nothing to resume
+            return
+
+
+def resume_all() -> list[int]:
+    """Resume every host this process paused; returns their pids."""
+    with _lock:
+        pids = list(_paused)
+    for pid in pids:
+        _resume(pid)
+    return pids
+
+
+def own_hosts(type_name: str, count: int, prefix: str) -> list[str]:
+    """``count`` keys (``prefix`` and a number) of ``type_name`` whose partitions lie on
+    ``count`` different hosts: the type is scaled to ``count`` hosts first (at most its
+    ``max_hosts``, and its partitions at least ``count``)."""
+    import ray
+
+    from ..runtime._cluster import current
+
+    cluster = current()
+    placed = cluster.scale(type_name, count)
+    if len(placed) < count:
+        raise FluentError(f"{type_name}: {count} hosts asked, {len(placed)} placed")
+    partitions = int(ray.get(_directory().lookup.remote(type_name)).shards)
+    owner = {p: hid for hid, parts in placed.items() for p in parts}
+    keys: dict[str, str] = {}  # host id -> its key
+    for j in range(100 * count + 1000):
+        key = f"{prefix}{j}"
+        hid = owner.get(shard_for(key, partitions))
+        if hid is not None and hid not in keys:
+            keys[hid] = key
+            if len(keys) == count:
+                return list(keys.values())
+    raise FluentError(f"{type_name}: found keys on {len(keys)} of {count} hosts")
