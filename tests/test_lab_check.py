@@ -274,3 +274,67 @@ def test_the_check_command_runs_the_workload_checkers(tmp_path: Path) -> None:
     assert done.returncode == 1 and json.loads(done.stdout)["upper_bound"] == 2
     write_jsonl(_history((1, "invoke", "read", None), (1, "ok", "read", "many")), path)
     assert _cli("--model", "g-counter", str(path)).returncode == 3  # a read that is no count
+
+
+def _sent(p: int, key: str, msg: int, offset: int) -> list[tuple[Any, str, str, Any]]:
+    return [(p, "invoke", "send", [key, msg]), (p, "ok", "send", [key, msg, offset])]
+
+
+def _polled(p: Any, key: str, start: int, got: list[list[int]]) -> list[tuple[Any, str, str, Any]]:
+    return [(p, "invoke", "poll", [key, start]), (p, "ok", "poll", [key, got])]
+
+
+def test_kafka_checker_finds_reused_offsets_lost_sends_phantoms_and_disorder() -> None:
+    from fluentfn.lab import CHECKERS
+
+    check = CHECKERS["kafka"]
+    sends = [*_sent(0, "a", 10, 0), *_sent(1, "a", 11, 1), *_sent(0, "b", 20, 0)]
+    good = check(_history(*sends, *_polled(2, "a", 0, [[0, 10], [1, 11]]), *_polled("final:b", "b", 0, [[0, 20]])))
+    assert good["valid"] is True and good["sends_acknowledged"] == 3
+    reused = check(_history(*sends, *_sent(1, "a", 12, 1)))  # two messages acknowledged at a/1
+    assert reused["valid"] is False and reused["inconsistent_offsets"] == [["a", 1, [11, 12]]]
+    lost = check(_history(*sends, *_polled(2, "a", 0, [[0, 10], [2, 99]])))  # 11 acked at 1, missing; 99 never sent
+    assert lost["valid"] is False and lost["lost"][0]["msg"] == 11 and lost["phantom"] == [["a", 2, 99]]
+    assert check(_history(*sends, *_polled(2, "b", 0, [])))["valid"] is True  # an empty poll spans no offsets ...
+    final_lost = check(_history(*sends, *_polled("final:b", "b", 0, [])))
+    assert final_lost["valid"] is False and final_lost["lost"][0]["msg"] == 20  # ... a final poll spans them all
+    final_short = check(_history(*sends, *_sent(3, "b", 21, 1), *_polled("final:b", "b", 0, [[0, 20]])))
+    assert final_short["valid"] is False and final_short["lost"][0]["msg"] == 21
+    disorder = check(_history(*sends, *_polled(2, "a", 0, [[1, 11], [0, 10]])))
+    assert disorder["valid"] is False and disorder["nonmonotonic_polls"]
+    twice = check(_history(*sends, *_polled(2, "a", 0, [[0, 10], [1, 11], [2, 10]])))
+    assert twice["valid"] is False and twice["duplicated"] == [["a", 10, [0, 2]]]
+    regress = check(_history((0, "invoke", "list", ["a", None]), (0, "ok", "list", ["a", 5]),
+                             (0, "invoke", "list", ["a", None]), (0, "ok", "list", ["a", 3])))  # fmt: skip
+    assert regress["valid"] is False and regress["committed_regressed"] == [{"key": "a", "read": 5, "then": 3}]
+
+
+def _txn(p: int, ops: list[list[Any]], result: str = "ok", out: list[list[Any]] | None = None) -> list[Any]:
+    return [(p, "invoke", "txn", ops), (p, result, "txn", out if out is not None else ops)]
+
+
+def test_read_committed_checker_finds_g1a_g1b_g0_and_g1c() -> None:
+    from fluentfn.lab import CHECKERS
+
+    check = CHECKERS["read-committed"]
+    r = ["r", "x", None]
+    good = check(_history(*_txn(0, [["w", "x", 1]]), *_txn(1, [r], out=[["r", "x", 1]])))
+    assert good["valid"] is True and good["txns"] == 2
+    g1a = check(_history(*_txn(0, [["w", "x", 1]], "fail"), *_txn(1, [r], out=[["r", "x", 1]])))
+    assert g1a["valid"] is False and g1a["G1a"] == [{"reader": 0, "key": "x", "value": 1}]
+    g1b = check(_history(*_txn(0, [["w", "x", 1], ["w", "x", 2]]), *_txn(1, [r], out=[["r", "x", 1]])))
+    assert g1b["valid"] is False and g1b["G1b"][0]["value"] == 1
+    own = check(_history(*_txn(0, [["w", "x", 1], ["r", "x", None], ["w", "x", 2]],
+                               out=[["w", "x", 1], ["r", "x", 1], ["w", "x", 2]])))  # fmt: skip
+    assert own["valid"] is True  # a transaction may read its own intermediate write
+    # T0 wrote x=1, y=1; T1 read y=1 then wrote y=2, and wrote x=2 that T0 read before writing x: ww both ways
+    g0 = check(_history(
+        *_txn(0, [["r", "x", None], ["w", "x", 1], ["w", "y", 1]], out=[["r", "x", 2], ["w", "x", 1], ["w", "y", 1]]),
+        *_txn(1, [["r", "y", None], ["w", "y", 2], ["w", "x", 2]], out=[["r", "y", 1], ["w", "y", 2], ["w", "x", 2]]),
+    ))  # fmt: skip
+    assert g0["valid"] is False and g0["G0"] and g0["G1c"]
+    g1c = check(_history(*_txn(0, [["w", "x", 1], ["r", "y", None]], out=[["w", "x", 1], ["r", "y", 2]]),
+                         *_txn(1, [["w", "y", 2], ["r", "x", None]], out=[["w", "y", 2], ["r", "x", 1]])))  # fmt: skip
+    assert g1c["valid"] is False and not g1c["G0"] and sorted(g1c["G1c"]) == [0, 0, 1]
+    with pytest.raises(HistoryError):
+        check(_history(*_txn(0, [["x", "k", 1]])))

@@ -26,7 +26,7 @@ def _run(name: str, tmp_path: Path, seed: int, nemesis: tuple[str, ...]) -> dict
         lab.stop_recording()
 
 
-@pytest.mark.parametrize("name", ["unique_ids", "g_counter", "lin_kv", "broadcast"])
+@pytest.mark.parametrize("name", ["unique_ids", "g_counter", "lin_kv", "broadcast", "kafka", "txn"])
 def test_a_correct_workload_is_valid_under_partitions(cluster: ff.Cluster, tmp_path: Path, name: str) -> None:
     results = _run(name, tmp_path, seed=1, nemesis=("partition",))
     assert results["valid"] is True, results
@@ -39,7 +39,7 @@ def test_a_correct_workload_is_valid_under_partitions(cluster: ff.Cluster, tmp_p
         assert isinstance(stable, dict) and stable["max"] > 0
 
 
-@pytest.mark.parametrize("name", ["g_counter", "lin_kv"])
+@pytest.mark.parametrize("name", ["g_counter", "lin_kv", "kafka"])
 def test_a_correct_workload_is_valid_under_kills_and_pauses(cluster: ff.Cluster, tmp_path: Path, name: str) -> None:
     results = _run(name, tmp_path, seed=1, nemesis=("kill", "pause", "partition"))  # kill, pause, partition
     assert results["valid"] is True, results
@@ -55,6 +55,8 @@ def test_a_correct_workload_is_valid_under_kills_and_pauses(cluster: ff.Cluster,
         ("lin_kv_broken", ()),
         ("g_counter_broken", ("partition",)),
         ("broadcast_broken", ("partition",)),
+        ("kafka_broken", ("kill",)),
+        ("txn_broken", ("partition",)),
     ],
 )
 def test_a_broken_workload_is_caught(cluster: ff.Cluster, tmp_path: Path, name: str, nemesis: tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ models), each a pure function of a history's events returning a JSON-ready resul
 - ``g-counter``: ``add`` (delta) and ``read`` (output: the count). Each read lies between
   the adds acknowledged before it began and every add begun before it ended.
 - ``unique-ids``: ``generate`` (output: an id). No id is handed out twice.
+- ``kafka`` (``_kafka``) and ``read-committed`` (``_txn``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ._history import Event, HistoryError, Operation, operations
+from ._kafka import check_kafka
 from ._models import freeze
+from ._txn import check_read_committed
 
 
 def _ops(events: list[Event]) -> list[Operation]:
@@ -103,6 +106,8 @@ def check_unique_ids(events: list[Event]) -> dict[str, Any]:
 
 
 CHECKERS: dict[str, Callable[[list[Event]], dict[str, Any]]] = {
+    "kafka": check_kafka,
+    "read-committed": check_read_committed,
     "set": check_set,
     "broadcast": check_broadcast,
     "g-counter": check_g_counter,

@@ -9,6 +9,10 @@ a generator of client operations, with the checker that judges its history.
   node's final read holds every acknowledged broadcast (``broadcast``).
 - ``lin_kv``: a key-value store with one ``LinKV`` identity per key (a key per node):
   read, write, cas (``kv``, linearizability).
+- ``kafka``: a log per node (``KLog``): send, poll, commit and list committed offsets
+  (``kafka``); ``_logtxn``.
+- ``txn``: read/write transactions over registers spread across ``TxnNode`` identities
+  (``read-committed``: no G0, G1a, G1b, G1c); ``_logtxn``.
 
 Node names carry the run's tag, so runs on a durable store never see each other's state.
 
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._logtxn import POLL_LIMIT, KLog, KLogBroken, TxnNode, TxnNodeBroken
 from ._programs import RESEND_S, BNode, BNodeBroken, GCounter, GCounterBroken, IdNode, IdNodeBroken, LinKV, LinKVBroken
 
 Op = tuple[str, Any]  # (f, value)
@@ -157,8 +162,67 @@ def _broadcast(actor: Any, name: str) -> Workload:
     )  # fmt: skip
 
 
+def _kafka(actor: Any, name: str) -> Workload:
+    def next_op(rng: random.Random, nodes: list[str]) -> Op:
+        key, r = rng.choice(nodes), rng.random()
+        if r < 0.65:
+            return "send", [key, rng.randrange(1 << 40)]
+        if r < 0.85:
+            return "poll", [key, rng.randrange(0, 40)]
+        if r < 0.95:
+            return "commit", [key, rng.randrange(0, 40)]
+        return "list", [key, None]
+
+    def run(f: str, v: Any, nodes: list[str], rng: random.Random) -> Any:
+        key, arg = v
+        log = actor[key]
+        if f == "send":
+            return [key, arg, log.send.with_timeout(2.0)(arg)]
+        if f == "poll":
+            return [key, log.poll.with_timeout(2.0)(arg, POLL_LIMIT if isinstance(arg, int) else 1 << 30)]
+        if f == "commit":
+            log.commit.with_timeout(2.0)(arg)
+            return v
+        return [key, log.committed_offset.with_timeout(2.0)()]
+
+    def finals(nodes: list[str]) -> list[tuple[str, str, Any]]:
+        return [(f"final:{n}", "poll", [n, 0]) for n in nodes]
+
+    def run_final(f: str, v: Any, nodes: list[str], rng: random.Random) -> Any:
+        if f == "poll" and v[1] == 0:  # a final poll: everything
+            return [v[0], actor[v[0]].poll.with_timeout(10.0)(0, 1 << 30)]
+        return run(f, v, nodes, rng)
+
+    return Workload(name=name, checker="kafka", type_name=actor.name, next_op=next_op, run=run_final, finals=finals,
+                    settle_s=2.0)  # fmt: skip
+
+
+def _txn(actor: Any, name: str) -> Workload:
+    counter = iter(range(1, 1 << 62))  # written values: unique per run (the checker names writers by them)
+
+    def next_op(rng: random.Random, nodes: list[str]) -> Op:
+        keys = [f"x{i}" for i in range(max(2, len(nodes)))]
+        ops = []
+        for _ in range(rng.randint(1, 4)):
+            key = rng.choice(keys)
+            ops.append(["r", key, None] if rng.random() < 0.5 else ["w", key, next(counter)])
+        return "txn", ops
+
+    def run(f: str, v: Any, nodes: list[str], rng: random.Random) -> Any:
+        out = actor[rng.choice(nodes)].txn.with_timeout(3.0)(v, nodes)
+        if "unknown" in out:
+            raise Indeterminate(out["unknown"])
+        return out["ops"]
+
+    return Workload(name=name, checker="read-committed", type_name=actor.name, next_op=next_op, run=run)
+
+
 class DidNotHappen(Exception):
     """An operation that definitely took no effect (a cas whose compare failed): ``fail``."""
+
+
+class Indeterminate(Exception):
+    """An operation that may or may not have taken effect (some of a txn's writes): ``info``."""
 
 
 WORKLOADS: dict[str, Callable[[], Workload]] = {
@@ -170,4 +234,8 @@ WORKLOADS: dict[str, Callable[[], Workload]] = {
     "broadcast": lambda: _broadcast(BNode, "broadcast"),
     "broadcast_broken": lambda: _broadcast(BNodeBroken, "broadcast_broken"),
     "lin_kv_broken": lambda: _kv(LinKVBroken, "lin_kv_broken"),
+    "kafka": lambda: _kafka(KLog, "kafka"),
+    "kafka_broken": lambda: _kafka(KLogBroken, "kafka_broken"),
+    "txn": lambda: _txn(TxnNode, "txn"),
+    "txn_broken": lambda: _txn(TxnNodeBroken, "txn_broken"),
 }
