@@ -89,7 +89,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 @app.command(name="run")
 def run_cmd(
-    workload: Annotated[str, typer.Argument(help="broadcast, unique_ids, g_counter, lin_kv, kafka, txn, or a _broken twin")],
+    workload: Annotated[str, typer.Argument(help="unique_ids, g_counter, broadcast, lin_kv, kafka, txn, NAME_broken")],
     nodes: Annotated[int, typer.Option(help="identities of the workload's type")] = 3,
     rate: Annotated[float, typer.Option(help="client operations per second, in all")] = 10.0,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds of operations")] = 10.0,
