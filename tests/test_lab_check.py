@@ -338,3 +338,28 @@ def test_read_committed_checker_finds_g1a_g1b_g0_and_g1c() -> None:
     assert g1c["valid"] is False and not g1c["G0"] and sorted(g1c["G1c"]) == [0, 0, 1]
     with pytest.raises(HistoryError):
         check(_history(*_txn(0, [["x", "k", 1]])))
+
+
+def test_a_runs_plots_shade_the_nemesis_and_the_diagram_command_draws_them(tmp_path: Path) -> None:
+    events = _history((0, "invoke", "read", None), (0, "ok", "read", 1), (1, "invoke", "write", 2),
+                      (1, "info", "write", None), (2, "invoke", "cas", [1, 2]), (2, "fail", "cas", [1, 2]))  # fmt: skip
+    events = [Event(e.index, e.index * 400_000_000, e.process, e.type, e.f, e.value) for e in events]
+    write_jsonl(events, tmp_path / "history.jsonl")
+    nemesis = [{"kind": "partition", "start_s": 0.5, "end_s": 1.5}, {"kind": "kill", "start_s": 1.6}]
+    (tmp_path / "results.json").write_text(json.dumps({"nemesis": nemesis}))
+    message = {"kind": "call", "from": "client", "to": "A/a", "method": "m", "request_id": "r1", "time": 1}
+    (tmp_path / "messages.jsonl").write_text(json.dumps({**message, "fault": None}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "fluentfn.cli", "lab", "diagram", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for png in ("latency-raw.png", "rate.png", "diagram.png"):
+        assert (tmp_path / png).stat().st_size > 5000 and png in done.stdout
+    (tmp_path / "history.jsonl").write_text("not json\n")
+    bad = subprocess.run([sys.executable, "-m", "fluentfn.cli", "lab", "diagram", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 3 and "history.jsonl:1" in bad.stderr
+    (tmp_path / "history.jsonl").unlink()
+    (tmp_path / "messages.jsonl").write_text(json.dumps({"kind": "call", "time": 1}) + "\n")
+    lacking = subprocess.run([sys.executable, "-m", "fluentfn.cli", "lab", "diagram", str(tmp_path)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert lacking.returncode == 3 and "message 1 lacks from, to, request_id" in lacking.stderr

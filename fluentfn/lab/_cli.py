@@ -15,6 +15,7 @@ from ._jepsenlog import parse_jepsen_log
 from ._linear import check
 from ._models import MODELS, ModelError
 from ._nemesis import gather
+from ._plots import plot_run
 from ._report import plot_counterexample, verdict_json
 
 app = typer.Typer(help="Experiments: histories, checkers (and, to come, faults and message diagrams).")
@@ -62,15 +63,31 @@ def diagram_cmd(
     limit: Annotated[int, typer.Option(help="draw the first N requests")] = 200,
     seconds: Annotated[bool, typer.Option(help="time down in seconds (default: order of events)")] = False,
 ) -> None:
-    """Draw RUN_DIR's messages as a Lamport diagram: diagram.png and diagram.svg there."""
+    """Draw RUN_DIR's messages as a Lamport diagram (diagram.png and diagram.svg there)
+    and, where it has a history, its latency and rate over time (latency-raw.png, rate.png)."""
     if not run_dir.is_dir():
         typer.echo(f"{run_dir}: not a folder", err=True)
         raise typer.Exit(EXIT_BAD_HISTORY)
+    if (run_dir / "history.jsonl").exists():
+        results = run_dir / "results.json"
+        nemesis = json.loads(results.read_text()).get("nemesis", []) if results.exists() else []
+        try:
+            events = read_jsonl(run_dir / "history.jsonl")
+        except HistoryError as e:
+            typer.echo(str(e), err=True)
+            raise typer.Exit(EXIT_BAD_HISTORY) from None
+        for path in plot_run(events, nemesis, run_dir):
+            typer.echo(str(path))
     messages = gather(run_dir) if any(run_dir.glob("messages-*.jsonl")) else _read(run_dir / "messages.jsonl")
     if not messages:
         typer.echo(f"{run_dir}: no recorded messages (record with fluentfn.lab.record)", err=True)
         raise typer.Exit(EXIT_BAD_HISTORY)
-    for path in draw(messages, run_dir / "diagram", limit, seconds=seconds):
+    try:
+        drawn = draw(messages, run_dir / "diagram", limit, seconds=seconds)
+    except ValueError as e:
+        typer.echo(f"{run_dir}: {e}", err=True)
+        raise typer.Exit(EXIT_BAD_HISTORY) from None
+    for path in drawn:
         typer.echo(str(path))
 
 

@@ -14,6 +14,20 @@ from typing import Any
 _LOST_DRAW_S = 0.002  # how far down a lost message's arrow goes before its cross
 
 
+_NEEDED = {"call": ("from", "to", "request_id", "time"), "tell": ("from", "to", "request_id", "time"),
+           "reply": ("request_id", "time")}  # fmt: skip
+
+
+def _checked(n: int, m: Any) -> dict[str, Any]:
+    """Message ``n`` with what the drawing needs (ValueError naming what it lacks)."""
+    if not isinstance(m, dict):
+        raise ValueError(f"message {n} is not a JSON object: {m!r:.80}")
+    missing = [k for k in _NEEDED.get(str(m.get("kind")), ()) if k not in m]
+    if missing or not isinstance(m.get("time", 0), int):
+        raise ValueError(f"message {n} lacks {', '.join(missing) or 'an integer time'}: {m!r:.120}")
+    return {**m, "attempt": m.get("attempt", 0), "from": str(m.get("from", "")), "to": str(m.get("to", ""))}
+
+
 def draw(messages: list[dict[str, Any]], out: str | Path, limit: int = 200, *, seconds: bool = False) -> list[Path]:
     """Draw the first ``limit`` requests (and their replies) of ``messages`` into
     ``out``.png and ``out``.svg; returns the two paths."""
@@ -22,6 +36,7 @@ def draw(messages: list[dict[str, Any]], out: str | Path, limit: int = 200, *, s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    messages = [_checked(n, m) for n, m in enumerate(messages, 1)]
     requests = [m for m in messages if m.get("kind") in ("call", "tell")][:limit]
     keep = {(m["request_id"], m["attempt"]) for m in requests}
     replies = {(m["request_id"], m["attempt"]): m for m in messages if m.get("kind") == "reply"}

@@ -69,6 +69,10 @@ class Recorder:
             self._events.append(event)
             return event
 
+    def seconds(self) -> float:
+        """Seconds since this history's time 0 (its events' clock)."""
+        return (time.monotonic_ns() - self._t0) / 1e9
+
     def invoke(self, process: int | str, f: str, value: Any = None) -> None:
         """``process`` starts an operation (one at a time per process)."""
         with self._lock:

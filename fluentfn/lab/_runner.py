@@ -7,7 +7,7 @@ per second in all, and record each as Jepsen does: ``invoke``, then ``ok``, ``fa
 (``CallTimeout`` / ``Unavailable``: it may have run). The nemesis alternates faults and
 calm every few seconds, from one seeded random source. At the end: faults healed, a
 quiet moment, the workload's final reads, then ``history.jsonl``, ``messages.jsonl``,
-``results.json`` and a latency plot in the run's folder.
+``results.json``, ``latency-raw.png`` and ``rate.png`` in the run's folder.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ._history import Recorder, operations
 from ._linear import check
 from ._models import MODELS
 from ._nemesis import apply, current, gather
+from ._plots import plot_run
 from ._workloads import DidNotHappen, Workload
 
 NEMESES = ("partition", "loss", "delay", "kill", "pause")
@@ -100,18 +101,17 @@ def _one(process: int | str, w: Workload, f: str, value: Any, nodes: list[str], 
 
 
 def _nemesis(kinds: tuple[str, ...], members: list[str], stop: threading.Event, seed: int, every_s: float,
-             log: list[dict[str, Any]]) -> None:  # fmt: skip
+             log: list[dict[str, Any]], clock: Callable[[], float]) -> None:  # fmt: skip
     """Faults on, calm, faults on...: each round one of ``kinds`` for ``every_s``; a
     partition cuts a random half of ``members`` (addresses) off the rest and the clients."""
     rng = random.Random(f"{seed}:nemesis")
-    t0 = time.monotonic()
     calm = current()  # the run's own settings (latency, recording): restored after each round
     while not stop.wait(every_s):
         kind = rng.choice(kinds)
         shuffled = rng.sample(members, len(members))
         cut = max(1, len(members) // 2)
         half, rest = shuffled[:cut], [*shuffled[cut:], "client"]
-        start = time.monotonic() - t0
+        start = clock()  # the history's clock: the plots shade these seconds
         entry: dict[str, Any] = {"kind": kind, "start_s": round(start, 3)}
         log.append(entry)  # its end is filled in when the round ends
         if kind == "partition":
@@ -130,7 +130,7 @@ def _nemesis(kinds: tuple[str, ...], members: list[str], stop: threading.Event, 
         ended = stop.wait(every_s)
         apply(calm)
         _hosts.resume_all()
-        entry["end_s"] = round(time.monotonic() - t0, 3)
+        entry["end_s"] = round(clock(), 3)
         if ended:
             return
 
@@ -167,7 +167,7 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
     members = [f"{w.type_name}/{n}" for n in nodes]
     chaos = threading.Thread(
         target=_nemesis,
-        args=(opts.nemesis, members, stop, opts.seed, opts.nemesis_interval_s, nemesis_log),
+        args=(opts.nemesis, members, stop, opts.seed, opts.nemesis_interval_s, nemesis_log, rec.seconds),
         daemon=True,
     )
     clients = [
@@ -198,6 +198,7 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
         _api.clear_faults()
         _api.stop_recording()
     rec.write(out / "history.jsonl")
+    plot_run(rec.events, nemesis_log, out)
     messages = [m for m in gather(out) if m.get("kind") in ("call", "tell")]
     events = rec.events
     if w.checker in CHECKERS:
