@@ -16,9 +16,14 @@ from fluentfn.lab._workloads import WORKLOADS
 pytestmark = pytest.mark.timeout(300)
 
 
+BUSY = {"txn", "txn_broken"}  # transactions must meet to show an anomaly: more clients
+
+
 def _run(name: str, tmp_path: Path, seed: int, nemesis: tuple[str, ...]) -> dict[str, object]:
-    opts = RunOptions(nodes=4, rate=25, time_limit_s=4.0, concurrency=4, nemesis=nemesis, nemesis_interval_s=1.0,
-                      seed=seed, out=tmp_path / f"{name}-{seed}", latency_ms=10.0)  # fmt: skip
+    busy = name in BUSY
+    opts = RunOptions(nodes=4, rate=50 if busy else 25, time_limit_s=4.0, concurrency=8 if busy else 4,
+                      nemesis=nemesis, nemesis_interval_s=1.0, seed=seed, out=tmp_path / f"{name}-{seed}",
+                      latency_ms=10.0)  # fmt: skip
     try:
         return run(WORKLOADS[name](), opts)
     finally:
