@@ -121,6 +121,7 @@ def run_cmd(
     topology: Annotated[str, typer.Option(help="broadcast: tree, line or total")] = "tree",
     out: Annotated[Path, typer.Option(help="the run's folder")] = Path("lab-run"),
     address: Annotated[str | None, typer.Option(help="join this cluster (default: an embedded one)")] = None,
+    mode: Annotated[str, typer.Option(help="stateful, or faas: the same program on the FaaS baseline")] = "stateful",
 ) -> None:
     """Run WORKLOAD at RATE for TIME_LIMIT seconds with the nemesis, record and judge it:
     history.jsonl, messages.jsonl, results.json and a diagram in OUT. Exits like check."""
@@ -142,19 +143,27 @@ def run_cmd(
         or concurrency < 1
         or latency < 0
         or nemesis_interval <= 0
+        or mode not in ("stateful", "faas")
         or (topology not in ("tree", "line", "total"))
     ):
-        why = f"unknown workload {workload!r}" if make is None else f"unknown nemesis {bad}" if bad else "bad numbers"
+        why = (
+            f"unknown workload {workload!r}"
+            if make is None
+            else f"unknown nemesis {bad}"
+            if bad
+            else "bad numbers or mode"
+        )
         typer.echo(f"{why}: workloads {', '.join(WORKLOADS)}; nemeses {', '.join(NEMESES)}", err=True)
         raise typer.Exit(EXIT_BAD_HISTORY)
     typer.echo(
-        f"seed {seed}: {workload}, {nodes} nodes, {rate:g} ops/s for {time_limit:g} s, nemesis {kinds or 'none'}"
+        f"seed {seed}: {workload} ({mode} mode), {nodes} nodes, {rate:g} ops/s for {time_limit:g} s, "
+        f"nemesis {kinds or 'none'}"
     )
     opts = RunOptions(nodes=nodes, rate=rate, time_limit_s=time_limit, concurrency=concurrency, nemesis=kinds,
                       seed=seed, out=out, latency_ms=latency, topology=topology, own_hosts=own_hosts,
                       progress=lambda line: typer.echo(line, err=True),
                       nemesis_interval_s=nemesis_interval)  # fmt: skip
-    with ff.init(address=address):
+    with ff.init(address=address, mode=mode):
         results = run_workload(make(), opts)
     draw(gather(out), out / "diagram", 200)
     shown = {k: results[k] for k in ("valid", "ops", "ok", "fail", "info", "availability", "msgs_per_op")}

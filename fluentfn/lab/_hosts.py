@@ -1,6 +1,8 @@
 """Faults on hosts: ``kill`` (SIGKILL) and ``pause`` (SIGSTOP, then SIGCONT) the process that
 serves an identity, and ``own_hosts``: keys of a type placed one to a host, so that killing
-one node kills only it.
+one node kills only it. In FaaS mode the process is an execution environment: the one
+running an invocation of the identity now (a kill ends it mid-invocation), else one of
+its type.
 
 A target is an identity's address (``"Node/n1"``: the host that owns its partition now) or
 a host id (as ``cluster.placement`` names it). The signal is sent on the host's own node: by
@@ -38,12 +40,42 @@ def _hosts() -> list[dict[str, Any]]:
     return [_host_info(h) for _, _, h in ray.get(_directory().hosts.remote())]
 
 
+def _faas() -> Any:
+    """The FaaS runtime of this process, or None in stateful mode."""
+    from .._ref import current_invoker
+
+    invoker = current_invoker()
+    return invoker if getattr(invoker, "mode", "") == "faas" else None
+
+
+def stateful() -> bool:
+    """Whether this process's cluster runs hosts (not FaaS mode)."""
+    return _faas() is None
+
+
+def _environment(faas: Any, target: str) -> dict[str, Any]:
+    """FaaS mode's process for ``target``: the environment running an invocation of that
+    identity now, else one running its type, else an idle one of its type."""
+    type_name = target.split("/", 1)[0]
+    envs = [e for e in faas.processes() if str(e["function"]) == f"actor:{type_name}"]
+    for pick in ([e for e in envs if e["running"] == target], [e for e in envs if e["running"]], envs):
+        if pick:
+            return {**pick[0], "host_id": f"env-{pick[0]['env']}"}
+    raise NotFound(f"no execution environment of {type_name} is live (FaaS mode: nothing to kill or pause)")
+
+
 def host_info(target: str) -> dict[str, Any]:
-    """The info of the host that ``target`` (an address or a host id) names now."""
+    """The info of the host that ``target`` (an address or a host id) names now; in FaaS
+    mode, of an execution environment of its type (see ``_environment``)."""
     import ray
 
     if not isinstance(target, str) or not target:
         raise FluentError(f"a host fault names an identity ('Type/key') or a host id, not {target!r}")
+    faas = _faas()
+    if faas is not None:
+        if "/" not in target:
+            raise FluentError(f"FaaS mode has no hosts: name an identity ('Type/key'), not {target!r}")
+        return _environment(faas, target)
     if "/" not in target:
         for info in _hosts():
             if info["host_id"] == target:
@@ -85,7 +117,10 @@ def kill(target: str) -> int:
     """SIGKILL the host process serving ``target`` (Ray restarts it); returns its pid."""
     info = host_info(target)
     pid = int(info["pid"])
-    _signal(str(info["node_id"]), pid, signal.SIGKILL)
+    try:
+        _signal(str(info["node_id"]), pid, signal.SIGKILL)
+    except ProcessLookupError:
+        raise NotFound(f"the process serving {target} (pid {pid}) is gone already") from None
     return pid
 
 
@@ -101,7 +136,10 @@ def pause(target: str, seconds: float) -> int:
     with _lock:
         if pid in _paused:
             raise FluentError(f"host {info['host_id']} (pid {pid}) is paused already")
-        _signal(node, pid, signal.SIGSTOP)
+        try:
+            _signal(node, pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            raise NotFound(f"the process serving {target} (pid {pid}) is gone already") from None
         _paused[pid] = (node, timer)
     timer.start()
     return pid

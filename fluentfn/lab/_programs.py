@@ -190,7 +190,11 @@ class _BNode:
         due = time.time() + delay
         if due < self.next_flush:
             self.next_flush = due
-            ff.context().after(delay, "flush")
+            ctx = ff.context()
+            if ctx.mode == "faas":  # no memory between invocations: a durable reminder, as Lambda's scheduler
+                ctx.schedule(delay, "flush")
+            else:
+                ctx.after(delay, "flush")
 
 
 class _BNodeBroken(_BNode):

@@ -152,6 +152,7 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
         stale.unlink()
     tag = f"{opts.seed}-{os.urandom(3).hex()}"  # this run's identities: none left from an earlier run
     own = opts.own_hosts if opts.own_hosts is not None else any(k in HOST_FAULTS for k in opts.nemesis)
+    own = own and _hosts.stateful()  # FaaS mode has no hosts to place on
     nodes = _hosts.own_hosts(w.type_name, opts.nodes, f"n{tag}-") if own else [f"n{i}-{tag}" for i in range(opts.nodes)]
     rec = Recorder()
     latencies: list[float] = []

@@ -157,6 +157,10 @@ class EnvPool:
     def environments(self) -> int:
         return len(self._fn_of)
 
+    def function_of(self, env: int) -> str:
+        """The function environment ``env`` serves ("" for none)."""
+        return self._fn_of.get(env, "")
+
     def next_expiry(self) -> float | None:
         """When the oldest idle environment's keep-alive ends (None: none idle)."""
         oldest = [min(f.idle.values()) for f in self._fns.values() if f.idle]

@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import logging
 import math
+import threading
 import time
 from typing import Any
 
@@ -24,19 +25,22 @@ from .._clusterconfig import ClusterConfig
 from .._context import CURRENT, request_id_here
 from .._ioloop import IoLoop
 from .._ref import DELETE_METHOD, KEYED_PREFIX, ActorRef, Future
+from .._router import Target
 from .._stats import COUNTERS
-from ..errors import FluentError
+from ..errors import FluentError, Unavailable
 from ..state import Store, open_store
 from ..state._emulated import MeteredStore
+from ..transport._caller import DELIVER, Intercept, Tap, current_tap, name_of
 from ..wire import codec
 from ..wire.errors import describe_error
 from ._faascode import Codebase
 from ._faasplatform import PLATFORM_NAME
-from ._faasresults import Results
+from ._faasresults import Results, Started
 from ._faastimer import run_reminders
 from ._journal import Journal
 from ._raycall import await_ray, get_ray
 
+PLATFORM = Target("faas-platform")  # where the lab's tap sees FaaS invocations go
 log = logging.getLogger("fluentfn.faas")
 _platforms: dict[str, Any] = {}  # namespace -> this process's handle on its platform actor
 
@@ -118,8 +122,10 @@ class FaasRuntime:
         one_way: bool = False,
         request_id: str = "",
         timeout_s: float | None = None,
-    ) -> tuple[str, Any, float, float]:
-        """Write the request to the store and hand the invocation to the platform.
+        caller: str | None = None,
+    ) -> Started:
+        """Write the request to the store and hand the invocation to the platform (as the
+        lab's faults say, when any are in force: lost, delayed or sent twice).
         ``request_id``: the call's id when the caller chose it (derived from its turn, or
         a client's keyed id: a repeat is answered from its recorded reply); ``timeout_s``:
         ``with_timeout``'s, or what a client's deadline leaves (the caller stops waiting
@@ -157,13 +163,49 @@ class FaasRuntime:
             chain_id=parent.chain_id if parent and parent.chain_id else rid,
             deadline=deadline,  # the cluster's clock: invocations run on its nodes
             one_way=one_way,
+            caller=caller if caller is not None else (ctx.address or "") if ctx is not None else "",
         )
         # the invocation waiting for this one's result: if it is gone (killed at its cap),
         # nobody will take the result, and it is not left in the store
         waiting = self.invocation if not one_way else ""
         gpus = (spec.num_gpus, spec.accelerator_type) if self.profile.allow_gpus else (0.0, None)
-        objref = self._platform().invoke.remote(f"{kind}:{name}", gpus, kind, code, call, waiting, cap)
-        return rid, objref, cap, deadline
+        args_ = (f"{kind}:{name}", gpus, kind, code, call, waiting, cap)
+        tap = current_tap()
+        if tap is None:  # the lab's faults are off: nothing more on the way
+            return Started(rid, self._platform().invoke.remote(*args_), cap, deadline)
+        return self._tapped(tap, call, args_, payload, cap, deadline)
+
+    def _tapped(
+        self, tap: Tap, call: Call, args: tuple[Any, ...], payload: bytes, cap: float, deadline: float
+    ) -> Started:
+        """Send ``call`` as the lab's tap says: lost, delayed (a tell leaves later while its
+        sender goes on; a call's caller waits that long first) or delivered twice."""
+        verdict = tap.sending(call, PLATFORM)
+        if verdict is False:
+            self.results.discard(call.request_id)
+            raise Unavailable(f"{name_of(call)}: message dropped by a tap")
+        how = verdict if isinstance(verdict, Intercept) else DELIVER
+        if how.silent:
+            return Started(call.request_id, None, cap, deadline)
+
+        def received() -> bool:
+            return tap.received(call, PLATFORM, None, None) is not False
+
+        def send() -> Any:
+            for copy in range(1, how.copies):  # a second delivery: its own message row, the same request id
+                row = f"{call.request_id}~{copy}"
+                self.store.put(f"msg:{row}", payload)
+                self._platform().invoke.remote(*args, row)
+            return self._platform().invoke.remote(*args)
+
+        if how.delay_s and call.one_way:
+            timer = threading.Timer(how.delay_s, send)
+            timer.daemon = True
+            timer.start()
+            return Started(call.request_id, None, cap, deadline)
+        if how.delay_s:
+            time.sleep(how.delay_s)
+        return Started(call.request_id, send(), cap, deadline, kept=received)
 
     # -- Invoker ---------------------------------------------------------------------------
 
@@ -180,7 +222,7 @@ class FaasRuntime:
 
         def run() -> Any:
             return self.results.wait(
-                *self._start("actor", ref, method, args, kwargs, request_id=rid, timeout_s=timeout_s)
+                self._start("actor", ref, method, args, kwargs, request_id=rid, timeout_s=timeout_s)
             )
 
         return run() if self.journal is None else self.journal.run(rid, run)
@@ -243,7 +285,7 @@ class FaasRuntime:
                 context.run,
                 lambda: self._start("actor", ref, method, args, kwargs, request_id=rid, timeout_s=timeout_s),
             )
-            value = await self.results.wait_async(*started)
+            value = await self.results.wait_async(started)
         except BaseException as exc:
             if self.journal is not None:
                 self.journal.record(rid, True, exc)
@@ -270,7 +312,7 @@ class FaasRuntime:
     ) -> None:
         rid = request_id_here()
 
-        def send() -> object:
+        def send() -> Started:
             return self._start("actor", ref, method, args, kwargs, one_way=True, request_id=rid)
 
         if self.journal is None:
@@ -287,8 +329,10 @@ class FaasRuntime:
         if current is not None:
             self._tasks.add(current)  # close() stops it with the firings it started
 
-        def start(ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return self._start("actor", ref, method, args, kwargs)
+        def start(ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Started:
+            # a reminder is the identity's message to itself (as a host's timer is): no
+            # partition between the identity and a client cuts it off
+            return self._start("actor", ref, method, args, kwargs, caller=ref.address)
 
         await run_reminders(self.store, start, self.results, self._tasks)
 
@@ -304,7 +348,7 @@ class FaasRuntime:
                 return None if call.one_way else Outcome(seq=call.seq, value=codec.encode(None))
             remaining = max(0.001, call.deadline - time.time()) if call.deadline else None
 
-            def start() -> tuple[str, Any, float, float]:  # the client's deadline bounds its wait here too
+            def start() -> Started:  # the client's deadline bounds its wait here too
                 return self._start(
                     "actor", ref, call.method, args, kwargs, one_way=call.one_way, request_id=keyed, timeout_s=remaining
                 )
@@ -312,7 +356,7 @@ class FaasRuntime:
             started = await loop.run_in_executor(None, start)
             if call.one_way:
                 return None
-            value = await self.results.wait_async(*started)
+            value = await self.results.wait_async(started)
             return Outcome(seq=call.seq, value=codec.encode(value))
         except FluentError as exc:
             return Outcome(seq=call.seq, error=describe_error(exc))
@@ -326,6 +370,16 @@ class FaasRuntime:
         info = await await_ray(self._codebase.directory().lookup.remote(call.type_name))
         if call.method not in info.methods:
             raise NotFound(f"{call.type_name} has no method {call.method!r}")
+
+    def set_faults(self, faults: Any) -> None:
+        """Put the lab's ``faults`` in force in every environment (each takes them with its
+        next invocation, from the platform)."""
+        get_ray(self._platform().set_faults.remote(faults))
+
+    def processes(self) -> list[dict[str, Any]]:
+        """The platform's live environments (function, pid, node, what each runs now)."""
+        out: list[dict[str, Any]] = get_ray(self._platform().processes.remote())
+        return out
 
     def forget_routes(self, group: str) -> None:
         """FaaS mode has no hosts, so no routes."""

@@ -153,9 +153,13 @@ def _load_code(code: bytes) -> Any:
     return loaded
 
 
-def faas_invoke(kind: str, code: bytes, call: Call, waiting: str, config: ClusterConfig) -> dict[str, int]:
+def faas_invoke(
+    kind: str, code: bytes, call: Call, waiting: str, config: ClusterConfig, row: str = ""
+) -> dict[str, int]:
     """One stateless invocation, in an execution environment. Returns its traffic counters.
-    ``waiting``: the invocation that waits for this one's result (none for a tell)."""
+    ``waiting``: the invocation that waits for this one's result (none for a tell);
+    ``row``: a second delivery's own message row (it writes no result: the first
+    delivery's caller takes that one; the request id makes the two run once)."""
     import ray
 
     started = time.perf_counter()
@@ -165,7 +169,8 @@ def faas_invoke(kind: str, code: bytes, call: Call, waiting: str, config: Cluste
     set_invoker(runtime, worker=True)
     rid = call.request_id
     runtime.invocation = rid
-    message = store.get(f"msg:{rid}")
+    row = row or rid
+    message = store.get(f"msg:{row}")
     try:
         if message is None:
             raise InvalidRequest(f"request message {rid} is not in the store")
@@ -205,11 +210,11 @@ def faas_invoke(kind: str, code: bytes, call: Call, waiting: str, config: Cluste
                 Unavailable(f"state store failed ({type(exc).__name__}: {exc}); the call did not take effect")
             )
         )
-    if not call.one_way:
+    if not call.one_way and row == rid:
         store.put(f"res:{rid}", record_of(reply))
         counters["messages_via_storage"] += 1
         _unless_awaited(store, rid, waiting)
-    store.delete(f"msg:{rid}")
+    store.delete(f"msg:{row}")
     runtime.close_quietly()
     counters["billed_ms"] += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills by the ms
     return counters

@@ -31,7 +31,7 @@ START_TIMEOUT_S = 120.0  # an environment that cannot be placed in this long is 
 log = logging.getLogger("fluentfn.faas")
 
 
-Body = Callable[[str, Any, Call, str, ClusterConfig], dict[str, int]]
+Body = Callable[[str, Any, Call, str, ClusterConfig, str], dict[str, int]]
 
 
 class Environment:
@@ -44,11 +44,22 @@ class Environment:
         self._config = config
         self._body = body
 
-    def ready(self) -> int:
-        return os.getpid()
+    def ready(self) -> tuple[int, str]:
+        """This environment's pid and node (where the lab's kill and pause find it)."""
+        import ray
 
-    def invoke(self, kind: str, code: Any, call: Call, waiting: str) -> dict[str, int]:
-        return self._body(kind, code, call, waiting, self._config)
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+    def invoke(
+        self, kind: str, code: Any, call: Call, waiting: str, faults: Any = None, row: str = ""
+    ) -> dict[str, int]:
+        """Run one invocation; ``faults``: the lab's faults, when they changed since this
+        environment's last invocation (put in force here first); ``row``: see ``FaasPlatform.invoke``."""
+        if faults is not None:
+            from ..lab._nemesis import install
+
+            install(faults)
+        return self._body(kind, code, call, waiting, self._config, row)
 
 
 class FaasPlatform:
@@ -72,6 +83,11 @@ class FaasPlatform:
         self._reaper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._store: Any = None  # opened to clean up after a failed tell
+        self._where: dict[int, tuple[int, str]] = {}  # env id -> (pid, node id)
+        self._busy: dict[int, Call] = {}  # env id -> the call it runs now
+        self._faults: Any = None  # the lab's faults, and their version ...
+        self._faults_version = 0
+        self._env_faults: dict[int, int] = {}  # ... that each environment has
 
     # -- the one entry point -------------------------------------------------------------------
 
@@ -84,8 +100,11 @@ class FaasPlatform:
         call: Call,
         waiting: str,
         cap: float,
+        row: str = "",
     ) -> None:
         """Run one invocation in an environment of ``fn``; its result is in the store.
+        ``row``: the store rows of this delivery, when it is a second delivery of the call
+        (the lab's duplicate: same request id, its own message row, no result row).
 
         Raises ``Overloaded`` (throttled), ``FunctionTimeout`` (killed at ``cap``) or
         ``Unavailable`` (no environment could be started, or it crashed: the invocation
@@ -93,12 +112,12 @@ class FaasPlatform:
         failure is logged here and its request message removed.
         """
         try:
-            await self._invoke(fn, gpus, kind, code, call, waiting, cap)
+            await self._invoke(fn, gpus, kind, code, call, waiting, cap, row)
         except FluentError as exc:
             if not call.one_way:
                 raise
             log.warning("one-way invocation of %s failed: %s: %s", fn, type(exc).__name__, exc)
-            await asyncio.get_running_loop().run_in_executor(None, self._discard, call.request_id)
+            await asyncio.get_running_loop().run_in_executor(None, self._discard, row or call.request_id)
 
     def _discard(self, rid: str) -> None:
         from ..state import open_store
@@ -116,6 +135,7 @@ class FaasPlatform:
         call: Call,
         waiting: str,
         cap: float,
+        row: str,
     ) -> None:
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
@@ -136,18 +156,25 @@ class FaasPlatform:
         if isinstance(decision, Fail):
             raise Unavailable(f"{fn}: no execution environment: {decision.why}; the call did not run")
         assert isinstance(decision, Use)
-        counters = await self._run(decision, kind, code, call, waiting, cap)
+        counters = await self._run(decision, kind, code, call, waiting, cap, row)
         counters["cold_starts" if decision.cold else "warm_starts"] += 1
         counters["invocations"] += 1
         for name, value in counters.items():
             self._totals[name] = self._totals.get(name, 0) + value
 
-    async def _run(self, use: Use, kind: str, code: Any, call: Call, waiting: str, cap: float) -> dict[str, int]:
+    async def _run(
+        self, use: Use, kind: str, code: Any, call: Call, waiting: str, cap: float, row: str
+    ) -> dict[str, int]:
         import ray
 
         env = self._envs[use.env]
+        faults = self._faults if self._env_faults.get(use.env, 0) != self._faults_version else None
+        self._env_faults[use.env] = self._faults_version
+        self._busy[use.env] = call
         try:
-            counters: dict[str, int] = await asyncio.wait_for(env.invoke.remote(kind, code, call, waiting), cap)
+            counters: dict[str, int] = await asyncio.wait_for(
+                env.invoke.remote(kind, code, call, waiting, faults, row), cap
+            )
         except TimeoutError:
             self._kill(use.env)
             self._apply(self._pool.handle(Lost(use.env)))
@@ -163,6 +190,8 @@ class FaasPlatform:
                 f"{call.type_name}: its execution environment died during the invocation "
                 f"({type(exc).__name__}); the call may have run and is not retried"
             ) from None
+        finally:
+            self._busy.pop(use.env, None)
         self._apply(self._pool.handle(EnvDone(use.env, time.monotonic())))
         return counters
 
@@ -191,7 +220,7 @@ class FaasPlatform:
             options["accelerator_type"] = accelerator
         handle: Any = ray.remote(Environment).options(**options).remote(self._config, self._body)
         try:
-            await asyncio.wait_for(handle.ready.remote(), START_TIMEOUT_S)
+            pid, node = await asyncio.wait_for(handle.ready.remote(), START_TIMEOUT_S)
         except (TimeoutError, ray.exceptions.RayError) as exc:
             ray.kill(handle)
             why = "it could not be placed" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
@@ -199,11 +228,14 @@ class FaasPlatform:
             self._apply(self._pool.handle(StartFailed(ins.env, why)))
             return
         self._envs[ins.env] = handle
+        self._where[ins.env] = (int(pid), str(node))
         self._apply(self._pool.handle(Started(ins.env, time.monotonic())))
 
     def _kill(self, env: int) -> None:
         import ray
 
+        self._where.pop(env, None)
+        self._env_faults.pop(env, None)
         handle = self._envs.pop(env, None)
         if handle is not None:
             ray.kill(handle)
@@ -221,6 +253,27 @@ class FaasPlatform:
                 await asyncio.wait_for(self._wake.wait(), 5.0 if expiry is None else expiry - now)
             except TimeoutError:
                 continue  # time to look again
+
+    # -- the lab -----------------------------------------------------------------------------
+
+    def set_faults(self, faults: Any) -> None:
+        """The lab's faults: every environment takes them with its next invocation."""
+        self._faults = faults
+        self._faults_version += 1
+
+    def faults(self) -> Any:
+        return self._faults
+
+    def processes(self) -> list[dict[str, Any]]:
+        """Each live environment: its function, pid, node and the identity it runs now
+        (``""`` when idle): what the lab's kill and pause choose from."""
+        out = []
+        for env, (pid, node) in self._where.items():
+            call = self._busy.get(env)
+            fn = self._pool.function_of(env)
+            running = f"{call.type_name}/{call.key}" if call is not None else ""
+            out.append({"env": env, "function": fn, "pid": pid, "node_id": node, "running": running})
+        return out
 
     # -- views -------------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .._ioloop import IoLoop
@@ -23,6 +25,20 @@ log = logging.getLogger("fluentfn.faas")
 # A caller waits this long beyond an invocation's cap (and a cold start) before it says the
 # platform itself is not answering.
 _PLATFORM_GRACE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An invocation handed to the platform: what its caller waits on. ``objref`` None: the
+    lab lost the request (nothing runs; the caller waits out its deadline). ``kept``, when
+    the lab's faults are in force: asked once the result is in, False when the reply is
+    lost (the caller waits out its deadline then, as for a lost reply in stateful mode)."""
+
+    rid: str
+    objref: Any
+    cap: float
+    deadline: float = 0.0
+    kept: Callable[[], bool] | None = None
 
 
 class Results:
@@ -56,19 +72,28 @@ class Results:
             return CallTimeout(f"invocation {rid} gave no result by its deadline (it may still run)")
         return Unavailable(f"the FaaS platform did not answer for invocation {rid}")
 
-    def wait(self, rid: str, objref: Any, cap: float, deadline: float = 0.0) -> Any:
+    def wait(self, started: Started) -> Any:
         import ray
         import ray.exceptions
 
-        patience, by_deadline = self._patience(cap, deadline)
+        rid = started.rid
+        patience, by_deadline = self._patience(started.cap, started.deadline)
+        until = time.monotonic() + patience
+        if started.objref is None:  # lost on its way: nothing will answer
+            time.sleep(patience)
+            raise self._gave_up(rid, by_deadline)
         try:
-            ray.get(objref, timeout=patience)
+            ray.get(started.objref, timeout=patience)
         except ray.exceptions.GetTimeoutError:
             raise self._gave_up(rid, by_deadline) from None
         except Exception as exc:
             self.discard(rid)
             raise unwrap(exc) from None
-        return self._take(rid)
+        value = self._take(rid)
+        if started.kept is not None and not started.kept():  # the reply was lost on its way back
+            time.sleep(max(0.0, until - time.monotonic()))
+            raise self._gave_up(rid, by_deadline)
+        return value
 
     def discard(self, rid: str) -> None:
         """Remove what a killed, crashed or refused invocation left in the store (its messages)."""
@@ -78,32 +103,41 @@ class Results:
             except Exception as exc:  # the caller's error says more than this one
                 log.warning("invocation %s: could not delete %s: %s", rid, name, exc)
 
-    async def wait_async(self, rid: str, objref: Any, cap: float, deadline: float = 0.0) -> Any:
+    async def wait_async(self, started: Started) -> Any:
         loop = asyncio.get_running_loop()
-        patience, by_deadline = self._patience(cap, deadline)
+        rid = started.rid
+        patience, by_deadline = self._patience(started.cap, started.deadline)
+        until = time.monotonic() + patience
+        if started.objref is None:  # lost on its way: nothing will answer
+            await asyncio.sleep(patience)
+            raise await loop.run_in_executor(None, self._gave_up, rid, by_deadline)
         try:
-            await asyncio.wait_for(await_ray(objref), patience)
+            await asyncio.wait_for(await_ray(started.objref), patience)
         except TimeoutError:
             raise await loop.run_in_executor(None, self._gave_up, rid, by_deadline) from None
         except BaseException:
             await loop.run_in_executor(None, self.discard, rid)
             raise
-        return await loop.run_in_executor(None, self._take, rid)
+        value = await loop.run_in_executor(None, self._take, rid)
+        if started.kept is not None and not started.kept():  # the reply was lost on its way back
+            await asyncio.sleep(max(0.0, until - time.monotonic()))
+            raise await loop.run_in_executor(None, self._gave_up, rid, by_deadline)
+        return value
 
-    def future(self, started: tuple[str, Any, float, float]) -> Future[Any]:
+    def future(self, started: Started) -> Future[Any]:
         out: Future[Any] = Future()
         if self._io is None:  # inside an invocation: a plain thread waits
             import threading
 
             def wait() -> None:
                 try:
-                    out.set_result(self.wait(*started))
+                    out.set_result(self.wait(started))
                 except BaseException as exc:
                     out.set_exception(exc)
 
             threading.Thread(target=wait, daemon=True).start()
             return out
-        inner = self._io.submit(self.wait_async(*started))
+        inner = self._io.submit(self.wait_async(started))
 
         def done(f: Any) -> None:
             exc = f.exception()

@@ -15,13 +15,13 @@ from ..host._reminders import Due, Reminders
 from ..state import Store
 from ..state._emulated import MeteredStore
 from ..wire import codec
-from ._faasresults import Results
+from ._faasresults import Results, Started
 
 log = logging.getLogger("fluentfn.faas")
 REMINDER_GROUP = "__faas__"
 _TICK_S = 0.25
 
-Start = Callable[[ActorRef, str, tuple[Any, ...], dict[str, Any]], tuple[str, Any, float, float]]
+Start = Callable[[ActorRef, str, tuple[Any, ...], dict[str, Any]], Started]
 """Starts an actor invocation (blocking): what ``Results`` waits on."""
 
 
@@ -59,7 +59,7 @@ async def _fire(due: Due, reminders: Reminders, firing: set[str], start: Start, 
         finally:
             CURRENT.reset(token)
         try:
-            await results.wait_async(*started)
+            await results.wait_async(started)
         except FluentError as exc:  # the platform's scheduler logs and moves on, as Lambda's does
             log.warning("reminder %s on %s failed: %s: %s", due.row.rid, due.row.address, type(exc).__name__, exc)
         await loop.run_in_executor(None, reminders.fired, due)

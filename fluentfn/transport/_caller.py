@@ -105,6 +105,11 @@ class Tap(Protocol):
 _tap: Tap | None = None
 
 
+def current_tap() -> Tap | None:
+    """The tap in force in this process (None: messages go their fast way)."""
+    return _tap
+
+
 def install_tap(tap: Tap | None) -> Tap | None:
     """Make ``tap`` see the messages of every ``Caller`` in this process; returns the old one."""
     global _tap
