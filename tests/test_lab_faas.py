@@ -100,3 +100,6 @@ def test_a_workload_on_the_faas_baseline_is_valid_under_partitions_and_kills(cle
     assert results["valid"] is True, results
     kinds = [n["kind"] for n in results["nemesis"]]  # type: ignore[attr-defined]
     assert results["ok"] > 0 and kinds[:2] == ["partition", "kill"], kinds  # seed 3's first two rounds
+    cost = results["cost"]
+    assert results["mode"] == "faas" and isinstance(cost, dict)
+    assert cost["used"]["invocations"] >= results["ok"] and cost["usd"] > 0  # type: ignore[operator]

@@ -40,6 +40,8 @@ def test_a_correct_workload_is_valid_under_partitions(cluster: ff.Cluster, tmp_p
     assert json.loads((out / "results.json").read_text())["valid"] is True
     assert (out / "history.jsonl").stat().st_size > 0 and (out / "messages.jsonl").stat().st_size > 0
     assert all((out / png).stat().st_size > 5000 for png in ("latency-raw.png", "rate.png"))
+    cost = results["cost"]
+    assert results["mode"] == "stateful" and isinstance(cost, dict) and cost["usd"] > 0  # the hosts' VM time
     if name == "broadcast":
         stable = results["stable_latency_ms"]
         assert isinstance(stable, dict) and stable["max"] > 0

@@ -10,7 +10,7 @@ import pytest
 
 import fluentfn as ff
 from fluentfn import api
-from fluentfn.bench._prices import prices
+from fluentfn._prices import prices
 
 pytestmark = pytest.mark.timeout(60)
 

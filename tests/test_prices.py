@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import fluentfn as ff
-from fluentfn.bench import _prices
+from fluentfn import _prices
 
 pytestmark = pytest.mark.timeout(30)
 

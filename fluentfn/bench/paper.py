@@ -18,7 +18,8 @@ from typing import Any
 
 import fluentfn as ff
 
-from . import _cases, _prices, _report
+from .. import _prices
+from . import _cases, _report
 
 SETTINGS: dict[str, tuple[str, ff.FaasProfile | None]] = {
     "stateful": ("stateful", None),

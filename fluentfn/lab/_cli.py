@@ -167,6 +167,7 @@ def run_cmd(
         results = run_workload(make(), opts)
     draw(gather(out), out / "diagram", 200)
     shown = {k: results[k] for k in ("valid", "ops", "ok", "fail", "info", "availability", "msgs_per_op")}
+    shown["cost_usd_per_1k_ops"] = results["cost"]["usd_per_1k_ops"]
     typer.echo(json.dumps({**shown, "latency_ms": results["latency_ms"],
                            **({"stable_latency_ms": results["stable_latency_ms"]} if "stable_latency_ms" in results
                               else {})}))  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Any
 
 import fluentfn as ff
 
+from .. import _prices
 from ..errors import FluentError
 from . import _api, _hosts
 from ._checkers import CHECKERS
@@ -156,6 +157,7 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
     nodes = _hosts.own_hosts(w.type_name, opts.nodes, f"n{tag}-") if own else [f"n{i}-{tag}" for i in range(opts.nodes)]
     rec = Recorder()
     latencies: list[float] = []
+    used_before = ff.stats()
     _api.seed_faults(opts.seed)
     if opts.latency_ms:
         _api.delay(opts.latency_ms, 0.0, between=(w.type_name, w.type_name))
@@ -198,6 +200,8 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
         _hosts.resume_all()
         _api.clear_faults()
         _api.stop_recording()
+    seconds = time.monotonic() - started
+    cost = _cost(_prices.delta(ff.stats(), used_before), seconds, len(nodes) if own else 1)
     rec.write(out / "history.jsonl")
     plot_run(rec.events, nemesis_log, out)
     messages = [m for m in gather(out) if m.get("kind") in ("call", "tell")]
@@ -224,10 +228,26 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
         "nemesis": nemesis_log,
         "seed": opts.seed,
         "nodes": nodes,
-        "seconds": round(time.monotonic() - started, 2),
+        "mode": "stateful" if _hosts.stateful() else "faas",
+        "cost": {**cost, "usd_per_1k_ops": round(cost["usd"] * 1000 / max(1, len(ops)), 8)},
+        "seconds": round(seconds, 2),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=repr))
     return results
+
+
+def _cost(used: dict[str, int], seconds: float, hosts: int) -> dict[str, Any]:
+    """The run's priced usage (the price table of ``fluentfn bench paper``): FaaS,
+    invocations, GB-seconds and storage requests; stateful, a VM per host for the run's
+    time (one VM when the nodes share hosts) and the same storage requests."""
+    table = _prices.prices()
+    if _hosts.stateful():
+        usd = _prices.stateful_cost(seconds, used, {**table, "vms": float(hosts)})
+    else:
+        usd = _prices.faas_cost(used, table)
+    keep = ("invocations", "billed_ms", "cold_starts", "object_writes", "object_reads", "record_write_units",
+            "record_read_units", "messages_via_storage")  # fmt: skip
+    return {"usd": round(usd, 8), "prices_as_of": _prices.PRICES_AS_OF, "used": {k: used.get(k, 0) for k in keep}}
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:

@@ -17,8 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .._config import env_prices
-from ..errors import FluentError
+from ._config import env_prices
+from .errors import FluentError
 
 PRICES_AS_OF = "2024-12, AWS us-east-1, on-demand, as published"
 PRICES: dict[str, float] = {
