@@ -1,6 +1,6 @@
 """A broadcast by gossip, cut by a partition: the lab records every message and draws it.
 
-    python examples/lab/gossip_partition.py        # then: fluentfn lab diagram lab-gossip
+python examples/lab/gossip_partition.py        # then: fluentfn lab diagram lab-gossip
 """
 
 import time
