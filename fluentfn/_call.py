@@ -9,14 +9,24 @@ it leaves a process as a budget of seconds and is re-based where it arrives
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["Call", "ErrorInfo", "Outcome", "new_request_id"]
 
 
+_source: Callable[[], str] | None = None  # sim mode's seeded ids; None: random ones
+
+
 def new_request_id() -> str:
     """A fresh request id (the one place they are minted; retries keep theirs)."""
-    return os.urandom(12).hex()
+    return os.urandom(12).hex() if _source is None else _source()
+
+
+def set_request_id_source(source: Callable[[], str] | None) -> Callable[[], str] | None:
+    """Mint request ids with ``source`` from now on (None: random); returns the previous one."""
+    global _source
+    previous, _source = _source, source
+    return previous
 
 
 class Call:

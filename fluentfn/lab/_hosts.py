@@ -49,8 +49,16 @@ def _faas() -> Any:
 
 
 def stateful() -> bool:
-    """Whether this process's cluster runs hosts (not FaaS mode)."""
+    """Whether this process's cluster runs hosts (stateful or sim mode, not FaaS)."""
     return _faas() is None
+
+
+def sim_world() -> Any:
+    """The simulated world of this process (sim mode), or None."""
+    from .._ref import current_invoker
+
+    invoker = current_invoker()
+    return invoker if getattr(invoker, "mode", "") == "sim" else None
 
 
 def _environment(faas: Any, target: str) -> dict[str, Any]:
@@ -114,7 +122,11 @@ def _send(pid: int, sig: int) -> None:
 
 
 def kill(target: str) -> int:
-    """SIGKILL the host process serving ``target`` (Ray restarts it); returns its pid."""
+    """SIGKILL the host process serving ``target`` (Ray restarts it); returns its pid. In
+    sim mode: a simulated crash of its host (returns how many identities it held)."""
+    world = sim_world()
+    if world is not None:
+        return int(world.crash(target))
     info = host_info(target)
     pid = int(info["pid"])
     try:
@@ -129,6 +141,10 @@ def pause(target: str, seconds: float) -> int:
     returns its pid at once."""
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds < 3600:
         raise FluentError(f"pause takes seconds in (0, 3600), not {seconds!r}")
+    world = sim_world()
+    if world is not None:  # its host holds what arrives, for that long (virtual)
+        world.pause(target, seconds)
+        return 0
     info = host_info(target)
     pid, node = int(info["pid"]), str(info["node_id"])
     timer = threading.Timer(seconds, _resume, args=(pid,))
@@ -174,6 +190,12 @@ def own_hosts(type_name: str, count: int, prefix: str) -> list[str]:
 
     from ..runtime._cluster import current
 
+    world = sim_world()
+    if world is not None:  # a simulated host each
+        chosen = [f"{prefix}{j}" for j in range(count)]
+        for k in chosen:
+            world.placement[f"{type_name}/{k}"] = f"{type_name}/{k}#host"
+        return chosen
     cluster = current()
     placed = cluster.scale(type_name, count)
     if len(placed) < count:

@@ -102,12 +102,16 @@ def apply(faults: Faults) -> Faults:
     get them from the directory); returns them."""
     from .._ref import current_invoker
 
+    global _current
     invoker: Any = current_invoker()
     push = getattr(invoker, "set_faults", None)
     if push is None:
-        raise FluentError(f"faults need a stateful cluster; this process's runtime is {invoker.mode!r}")
+        raise FluentError(f"faults need a cluster; this process's runtime is {invoker.mode!r}")
     push(faults)
-    install(faults)
+    if getattr(invoker, "mode", "") == "sim":  # the simulation applies and records them itself
+        _current = faults
+    else:
+        install(faults)
     return faults
 
 

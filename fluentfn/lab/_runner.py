@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import fluentfn as ff
 
@@ -101,7 +101,32 @@ def _one(process: int | str, w: Workload, f: str, value: Any, nodes: list[str], 
         latencies.append((time.perf_counter() - t0) * 1000)
 
 
-def _nemesis(kinds: tuple[str, ...], members: list[str], stop: threading.Event, seed: int, every_s: float,
+class _Stop(Protocol):
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class _SimStop:
+    """A stop flag for simulated clients: waiting is sleeping on the virtual clock."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        time.sleep(timeout or 0.0)
+        return self._set
+
+
+def _nemesis(kinds: tuple[str, ...], members: list[str], stop: _Stop, seed: int, every_s: float,
              log: list[dict[str, Any]], clock: Callable[[], float]) -> None:  # fmt: skip
     """Faults on, calm, faults on...: each round one of ``kinds`` for ``every_s``; a
     partition cuts a random half of ``members`` (addresses) off the rest and the clients."""
@@ -145,65 +170,107 @@ def _progress(say: Callable[[str], None], rec: Recorder, log: list[dict[str, Any
             f"info {done.count('info')}  nemesis {fault}")  # fmt: skip
 
 
+@dataclass
+class _Run:
+    """One run's moving parts and what it gathered."""
+
+    w: Workload
+    opts: RunOptions
+    nodes: list[str]
+    rec: Recorder = field(default_factory=Recorder)
+    latencies: list[float] = field(default_factory=list)
+    nemesis_log: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _drive(r: _Run, start: Callable[..., Any], join: Callable[[Any], None], stop: _Stop) -> None:
+    """Set up, run the clients and the nemesis, heal, settle, make the final reads and
+    report: with ``start``/``join`` on threads, or on a simulation's clients."""
+    w, opts, nodes = r.w, r.opts, r.nodes
+    _api.seed_faults(opts.seed)
+    if opts.latency_ms:
+        _api.delay(opts.latency_ms, 0.0, between=(w.type_name, w.type_name))
+    _api.record(opts.out)
+    w.setup(nodes, opts.topology)
+    started = time.monotonic()
+    pacer = _Pacer(opts.rate, started + opts.time_limit_s)
+    members = [f"{w.type_name}/{n}" for n in nodes]
+    try:
+        chaos = None
+        if opts.nemesis:
+            args = (opts.nemesis, members, stop, opts.seed, opts.nemesis_interval_s, r.nemesis_log, r.rec.seconds)
+            chaos = start(_nemesis, *args)
+        clients = [start(_client, p, w, nodes, r.rec, pacer, opts.seed, r.latencies) for p in range(opts.concurrency)]
+        for c in clients:
+            join(c)
+        stop.set()
+        if chaos is not None:
+            join(chaos)
+        _api.heal()
+        time.sleep(w.settle_s)  # a quiet moment: retries, restarts and late writes settle
+        rng = random.Random(f"{opts.seed}:final")
+        for process, f, value in w.finals(nodes):
+            _one(process, w, f, value, nodes, rng, r.rec, [])
+    finally:  # whatever happened: no host left stopped, no fault left in force
+        stop.set()
+        _hosts.resume_all()
+        _api.clear_faults()
+        _api.stop_recording()
+        r.seconds = time.monotonic() - started
+    r.report = w.report(nodes, r.rec.events, r.rec.wall_t0)  # its reads are not the run's messages
+
+
+def _on_threads(r: _Run) -> None:
+    stop = threading.Event()
+
+    def start(fn: Callable[..., None], *args: Any) -> threading.Thread:
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        return t
+
+    if r.opts.progress is not None:
+        start(_progress, r.opts.progress, r.rec, r.nemesis_log, time.monotonic(), stop)
+    _drive(r, start, lambda t: t.join(), stop)
+
+
+def _on_simulation(r: _Run, world: Any) -> None:
+    from ..sim._green import wait
+    from ..sim._simulation import block, run_client
+
+    def start(fn: Callable[..., None], *args: Any) -> Any:
+        return run_client(world, fn, *args)
+
+    def body() -> None:
+        r.rec = Recorder()  # on the virtual clock: its times repeat with the seed
+        _drive(r, start, wait, _SimStop())
+
+    block(world, run_client(world, body))
+
+
 def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
     """Run ``w`` per ``opts`` on the current cluster; returns the results (also written)."""
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("messages-*.jsonl"):
         stale.unlink()
-    tag = f"{opts.seed}-{os.urandom(3).hex()}"  # this run's identities: none left from an earlier run
+    world = _hosts.sim_world()
+    # this run's identities: none left from an earlier run (a simulation starts empty, and repeats)
+    tag = f"{opts.seed}" if world is not None else f"{opts.seed}-{os.urandom(3).hex()}"
     own = opts.own_hosts if opts.own_hosts is not None else any(k in HOST_FAULTS for k in opts.nemesis)
     own = own and _hosts.stateful()  # FaaS mode has no hosts to place on
     nodes = _hosts.own_hosts(w.type_name, opts.nodes, f"n{tag}-") if own else [f"n{i}-{tag}" for i in range(opts.nodes)]
-    rec = Recorder()
-    latencies: list[float] = []
     used_before = ff.stats()
-    _api.seed_faults(opts.seed)
-    if opts.latency_ms:
-        _api.delay(opts.latency_ms, 0.0, between=(w.type_name, w.type_name))
-    _api.record(out)
-    w.setup(nodes, opts.topology)
-    started = time.monotonic()
-    pacer = _Pacer(opts.rate, started + opts.time_limit_s)
-    stop = threading.Event()
-    nemesis_log: list[dict[str, Any]] = []
-    members = [f"{w.type_name}/{n}" for n in nodes]
-    chaos = threading.Thread(
-        target=_nemesis,
-        args=(opts.nemesis, members, stop, opts.seed, opts.nemesis_interval_s, nemesis_log, rec.seconds),
-        daemon=True,
-    )
-    clients = [
-        threading.Thread(target=_client, args=(p, w, nodes, rec, pacer, opts.seed, latencies), daemon=True)
-        for p in range(opts.concurrency)
-    ]
-    if opts.progress is not None:
-        args = (opts.progress, rec, nemesis_log, started, stop)
-        threading.Thread(target=_progress, args=args, daemon=True).start()
-    try:
-        if opts.nemesis:
-            chaos.start()
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join()
-        stop.set()
-        if opts.nemesis:
-            chaos.join()
-        _api.heal()
-        time.sleep(w.settle_s)  # a quiet moment: retries, restarts and late writes settle
-        rng = random.Random(f"{opts.seed}:final")
-        for process, f, value in w.finals(nodes):
-            _one(process, w, f, value, nodes, rng, rec, [])
-    finally:  # whatever happened: no host left stopped, no fault left in force
-        stop.set()
-        _hosts.resume_all()
-        _api.clear_faults()
-        _api.stop_recording()
-    seconds = time.monotonic() - started
-    cost = _cost(_prices.delta(ff.stats(), used_before), seconds, len(nodes) if own else 1)
+    r = _Run(w, opts, nodes)
+    if world is None:
+        _on_threads(r)
+    else:
+        _on_simulation(r, world)
+    mode = "sim" if world is not None else "stateful" if _hosts.stateful() else "faas"
+    cost = _cost(_prices.delta(ff.stats(), used_before), r.seconds, len(nodes) if own else 1)
+    rec = r.rec
     rec.write(out / "history.jsonl")
-    plot_run(rec.events, nemesis_log, out)
+    plot_run(rec.events, r.nemesis_log, out)
     messages = [m for m in gather(out) if m.get("kind") in ("call", "tell")]
     events = rec.events
     if w.checker in CHECKERS:
@@ -223,14 +290,14 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
         "info": sum(e.type == "info" for e in ops),
         "availability": round(sum(e.type == "ok" for e in ops) / max(1, len(ops)), 3),
         "msgs_per_op": round(len(messages) / max(1, len(ops)), 2),
-        "latency_ms": _percentiles(latencies),
-        **w.report(nodes, events, rec.wall_t0),
-        "nemesis": nemesis_log,
+        "latency_ms": _percentiles(r.latencies),
+        **r.report,
+        "nemesis": r.nemesis_log,
         "seed": opts.seed,
         "nodes": nodes,
-        "mode": "stateful" if _hosts.stateful() else "faas",
+        "mode": mode,
         "cost": {**cost, "usd_per_1k_ops": round(cost["usd"] * 1000 / max(1, len(ops)), 8)},
-        "seconds": round(seconds, 2),
+        "seconds": round(r.seconds, 2),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=repr))
     return results

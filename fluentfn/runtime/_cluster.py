@@ -158,8 +158,11 @@ def init(
     bind: str = "127.0.0.1",
     tls: TlsConfig | None = None,
     namespace: str = "default",
+    seed: int = 0,
 ) -> Cluster:
     """Start an embedded local cluster (``address=None``) or join one (``"auto"``, ``"host:port"``).
+    ``mode="sim"``: a simulated cluster in this process instead, every choice from ``seed``
+    (an ``ff.sim.Simulation``; no Ray, no sockets).
 
     Returns an ``ff.Cluster``; use it as a context manager or call ``ff.shutdown()``.
     ``FLUENTFN_STORE`` and ``FLUENTFN_TOKEN`` stand in for ``store`` and ``token`` when
@@ -168,6 +171,10 @@ def init(
     cluster when submitted as a job, without code changes.
     """
     global _current
+    if mode == "sim":
+        from ..sim import start
+
+        return start(seed)
     import ray
 
     if CURRENT.get() is not None or _ref.process_runtime_installed():

@@ -1,0 +1,125 @@
+"""Virtual time: an asyncio event loop whose clock moves only when nothing is ready to run
+(then straight to the next timer), and the ``time`` functions actor code sees while the
+simulation runs.
+
+The loop does no I/O: where a real loop would wait in ``select`` for ``timeout`` seconds,
+this one moves its clock ``timeout`` ahead and returns at once; with nothing ready and no
+timer left it raises ``SimIdle`` (the simulation would wait forever). While it runs,
+``time.time``, ``time.monotonic``, ``time.perf_counter`` (and their ``_ns`` forms) and
+``time.sleep`` are the virtual clock's: code that imported them by name before (``from
+time import time``) keeps the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+EPOCH = 1_750_000_000.0  # what time.time() says at virtual time 0 (a fixed date: runs repeat)
+
+
+class SimIdle(RuntimeError):
+    """Nothing is ready to run and no timer is set: what was awaited will never come."""
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0  # seconds since the simulation began
+
+    def advance(self, seconds: float) -> None:
+        if seconds > 0:
+            self.now += seconds
+
+
+class _NoIO:
+    """The selector of a loop without I/O: waiting is moving the clock."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+
+    def select(self, timeout: float | None) -> list[Any]:
+        if timeout is None:
+            raise SimIdle("the simulation has nothing left to run and nothing scheduled")
+        self._clock.advance(timeout)
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+class SimLoop(asyncio.BaseEventLoop):
+    """An event loop on a ``VirtualClock`` (one thread, no sockets, no self-pipe)."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self._selector = _NoIO(clock)  # what BaseEventLoop._run_once waits on
+
+    def time(self) -> float:
+        return self.clock.now
+
+    def _process_events(self, event_list: list[Any]) -> None:
+        return None
+
+    def _write_to_self(self) -> None:
+        return None  # no other thread wakes this loop
+
+    def next_event(self) -> float | None:
+        """When the next thing happens: now when something is ready, else the soonest
+        timer's time; None when nothing is left."""
+        if self._ready:  # type: ignore[attr-defined]
+            return self.clock.now
+        timers = self._scheduled  # type: ignore[attr-defined]
+        while timers and timers[0].cancelled():
+            handle = heapq.heappop(timers)
+            handle._scheduled = False
+            self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
+        return float(timers[0].when()) if timers else None
+
+    def step(self) -> None:
+        """One round of the loop (what ``run_forever`` repeats): run what is ready, or move
+        the clock to the next timer and run what is due then."""
+        asyncio.events._set_running_loop(self)
+        try:
+            self._run_once()  # type: ignore[attr-defined]
+        finally:
+            asyncio.events._set_running_loop(None)
+
+
+_REAL: dict[str, Callable[..., Any]] = {
+    name: getattr(time, name)
+    for name in ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "sleep")
+}
+
+
+def _virtual(clock: VirtualClock, sleep: Callable[[float], None]) -> dict[str, Callable[..., Any]]:
+    return {
+        "time": lambda: EPOCH + clock.now,
+        "time_ns": lambda: int((EPOCH + clock.now) * 1e9),
+        "monotonic": lambda: clock.now,
+        "monotonic_ns": lambda: int(clock.now * 1e9),
+        "perf_counter": lambda: clock.now,
+        "perf_counter_ns": lambda: int(clock.now * 1e9),
+        "sleep": sleep,
+    }
+
+
+@contextlib.contextmanager
+def virtual_time(clock: VirtualClock, sleep: Callable[[float], None]) -> Iterator[None]:
+    """The ``time`` module's clocks are ``clock``'s (and ``sleep`` is ``sleep``) inside."""
+    for name, fn in _virtual(clock, sleep).items():
+        setattr(time, name, fn)
+    try:
+        yield
+    finally:
+        for name, fn in _REAL.items():
+            setattr(time, name, fn)
+
+
+def real_monotonic() -> float:
+    """The machine's own monotonic clock (for wall-clock figures about a simulation)."""
+    return float(_REAL["monotonic"]())
