@@ -174,3 +174,56 @@ def run_cmd(
     if results["valid"] is True:
         raise typer.Exit(EXIT_VALID)
     raise typer.Exit(EXIT_INVALID if results["valid"] is False else EXIT_UNKNOWN)
+
+
+@app.command(name="sim")
+def sim_cmd(
+    workload: Annotated[str, typer.Argument(help="unique_ids, g_counter, broadcast, lin_kv, kafka, txn, NAME_broken")],
+    seeds: Annotated[int, typer.Option(help="how many seeds to run")] = 100,
+    first_seed: Annotated[int, typer.Option("--first-seed", help="the first seed")] = 1,
+    replay: Annotated[int | None, typer.Option(help="run this one seed with every artifact, into --out")] = None,
+    out: Annotated[Path, typer.Option(help="the replay's folder")] = Path("lab-sim"),
+    nodes: Annotated[int, typer.Option(help="identities of the workload's type")] = 5,
+    rate: Annotated[float, typer.Option(help="client operations per (virtual) second, in all")] = 20.0,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="virtual seconds of operations")] = 10.0,
+    concurrency: Annotated[int, typer.Option(help="simulated clients")] = 4,
+    nemesis: Annotated[
+        str, typer.Option(help="comma-separated: partition, loss, delay, kill, pause")
+    ] = "partition,kill",
+    nemesis_interval: Annotated[float, typer.Option("--nemesis-interval", help="virtual seconds per fault")] = 2.0,
+    latency: Annotated[float, typer.Option(help="ms added to every message between the nodes")] = 5.0,
+) -> None:
+    """Run WORKLOAD in sim mode on SEEDS seeds (each a deterministic simulation), judge each
+    with its checker, and print the failing seeds with the shortest failing history; exits
+    1 when a seed fails. --replay SEED reruns one seed exactly and writes history.jsonl,
+    messages.jsonl, results.json, the diagram and the plots to --out."""
+    import os
+    import sys
+
+    from ._runner import NEMESES, RunOptions
+    from ._search import search, sim_once
+    from ._workloads import WORKLOADS
+
+    if os.environ.get("PYTHONHASHSEED") != "0":  # set order of str keys too must repeat in a replay
+        os.execve(sys.executable, [sys.executable, "-m", "fluentfn.cli", *sys.argv[1:]],
+                  {**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
+    kinds = tuple(k for k in nemesis.split(",") if k)
+    bad = [k for k in kinds if k not in NEMESES]
+    if workload not in WORKLOADS or bad or seeds < 1 or nodes < 1 or rate <= 0 or time_limit <= 0 or latency < 0:
+        why = f"unknown workload {workload!r}" if workload not in WORKLOADS else f"unknown nemesis {bad}" if bad \
+            else "bad numbers"  # fmt: skip
+        typer.echo(f"{why}: workloads {', '.join(WORKLOADS)}; nemeses {', '.join(NEMESES)}", err=True)
+        raise typer.Exit(EXIT_BAD_HISTORY)
+    base = RunOptions(nodes=nodes, rate=rate, time_limit_s=time_limit, concurrency=concurrency, nemesis=kinds,
+                      nemesis_interval_s=nemesis_interval, latency_ms=latency, out=out)  # fmt: skip
+    if replay is not None:
+        import dataclasses
+
+        results = sim_once(workload, dataclasses.replace(base, seed=replay))
+        draw(gather(out), out / "diagram", 200)
+        shown = {k: results[k] for k in ("valid", "ops", "ok", "fail", "info", "msgs_per_op", "seed")}
+        typer.echo(json.dumps({**shown, "out": str(out)}))
+        raise typer.Exit(EXIT_VALID if results["valid"] is True else EXIT_INVALID)
+    summary = search(workload, range(first_seed, first_seed + seeds), base, lambda line: typer.echo(line, err=True))
+    typer.echo(json.dumps(summary))
+    raise typer.Exit(EXIT_INVALID if summary["failed"] else EXIT_VALID)

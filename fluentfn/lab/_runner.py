@@ -54,6 +54,7 @@ class RunOptions:
     seed: int = 0
     progress: Callable[[str], None] | None = None  # given a short status line about once a second
     own_hosts: bool | None = None  # each node on a host of its own (None: when the nemesis kills or pauses)
+    artifacts: bool = True  # history, messages and plots in ``out`` (a seed search keeps only its verdicts)
     out: Path = field(default_factory=lambda: Path("lab-run"))
 
 
@@ -191,7 +192,8 @@ def _drive(r: _Run, start: Callable[..., Any], join: Callable[[Any], None], stop
     _api.seed_faults(opts.seed)
     if opts.latency_ms:
         _api.delay(opts.latency_ms, 0.0, between=(w.type_name, w.type_name))
-    _api.record(opts.out)
+    if opts.artifacts:
+        _api.record(opts.out)
     w.setup(nodes, opts.topology)
     started = time.monotonic()
     pacer = _Pacer(opts.rate, started + opts.time_limit_s)
@@ -269,10 +271,12 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
     mode = "sim" if world is not None else "stateful" if _hosts.stateful() else "faas"
     cost = _cost(_prices.delta(ff.stats(), used_before), r.seconds, len(nodes) if own else 1)
     rec = r.rec
-    rec.write(out / "history.jsonl")
-    plot_run(rec.events, r.nemesis_log, out)
-    messages = [m for m in gather(out) if m.get("kind") in ("call", "tell")]
     events = rec.events
+    messages = 0
+    if opts.artifacts:
+        rec.write(out / "history.jsonl")
+        plot_run(events, r.nemesis_log, out)
+        messages = sum(m.get("kind") in ("call", "tell") for m in gather(out))
     if w.checker in CHECKERS:
         verdict = CHECKERS[w.checker](events)
         valid = verdict["valid"]
@@ -289,7 +293,7 @@ def run(w: Workload, opts: RunOptions) -> dict[str, Any]:
         "fail": sum(e.type == "fail" for e in ops),
         "info": sum(e.type == "info" for e in ops),
         "availability": round(sum(e.type == "ok" for e in ops) / max(1, len(ops)), 3),
-        "msgs_per_op": round(len(messages) / max(1, len(ops)), 2),
+        "msgs_per_op": round(messages / max(1, len(ops)), 2) if opts.artifacts else None,
         "latency_ms": _percentiles(r.latencies),
         **r.report,
         "nemesis": r.nemesis_log,
