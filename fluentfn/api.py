@@ -78,7 +78,7 @@ class ActorType:
         """
         invoker = _ref.current_invoker()
         keys = {_ref.check_key(k): list(v) for k, v in calls.items()}
-        if getattr(invoker, "mode", "stateful") == "faas":  # no hosts: one invocation per key
+        if getattr(invoker, "mode", "stateful") in ("faas", "sim"):  # no hosts to batch on: a call per key
             futures = {k: invoker.submit(ActorRef(self.name, k), method, tuple(a), {}) for k, a in keys.items()}
             return {k: f.result() for k, f in futures.items()}
         return self._bulk_rounds(invoker, method, keys)

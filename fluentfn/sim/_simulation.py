@@ -41,6 +41,8 @@ class Simulation(_cluster.Cluster):
         self._owns_ray = False
         self._server = None
         self.wall_s = 0.0  # real seconds spent running the loop (for turns per second)
+        self._patches = contextlib.ExitStack()  # virtual time, while it is open
+        self._previous_ids: Callable[[], str] | None = None
 
     def __repr__(self) -> str:
         return f"<fluentfn Simulation seed={self.seed} t={self.now:.3f}s>"
@@ -119,6 +121,8 @@ class Simulation(_cluster.Cluster):
             self.world.log.close()
             self.world.log = None
         _ref.set_invoker(None)
+        self._patches.close()
+        _call.set_request_id_source(self._previous_ids)
         with _cluster._lock:
             if _cluster._current is self:
                 _cluster._current = None
@@ -187,29 +191,30 @@ def _raise_internal(world: World) -> None:
         raise FluentError(f"the simulator failed ({len(world.internal_errors)} times): {first!r}") from first
 
 
-def _sleep(world: World) -> Callable[[float], None]:
+def _sleep(sim: Simulation) -> Callable[[float], None]:
+    """``time.sleep`` while a simulation is open: a turn or a client waits on the virtual
+    clock; the driver runs the simulation for that long (the world goes on meanwhile)."""
+    world = sim.world
+
     def sleep(seconds: float) -> None:
         if in_sim_greenlet():
             wait(asyncio.ensure_future(asyncio.sleep(seconds), loop=world.loop))
         elif world.loop.is_running():
             raise FluentError("time.sleep in async code on the simulation's loop: await asyncio.sleep instead")
         else:
-            world.clock.advance(seconds)
+            sim.run_for(seconds)
 
     return sleep
 
 
 @contextlib.contextmanager
 def running(world: World) -> Iterator[None]:
-    """Virtual time and seeded request ids while the simulation's loop runs."""
+    """The simulation's loop is this thread's while it runs (its real time is counted)."""
     started = real_monotonic()
-    previous = _call.set_request_id_source(lambda: f"{world.ids.getrandbits(96):024x}")
     asyncio.set_event_loop(world.loop)
     try:
-        with virtual_time(world.clock, _sleep(world)):
-            yield
+        yield
     finally:
-        _call.set_request_id_source(previous)
         asyncio.set_event_loop(None)
         sim = _cluster._current
         if isinstance(sim, Simulation) and sim.world is world:
@@ -217,13 +222,17 @@ def running(world: World) -> Iterator[None]:
 
 
 def start(seed: int = 0, **options: Any) -> Simulation:
-    """Start a simulated cluster in this process (``ff.init(mode="sim")``)."""
+    """Start a simulated cluster in this process (``ff.init(mode="sim")``): until its
+    ``shutdown``, this process's ``time`` is the virtual clock and request ids are seeded."""
     sim = Simulation(seed, **options)
-    _ref.set_invoker(sim.world)
     with _cluster._lock:
         if _cluster._current is not None and not _cluster._current.closed:
             raise FluentError("fluentfn is already initialised in this process: call ff.shutdown() first")
         _cluster._current = sim
+    _ref.set_invoker(sim.world)
+    world = sim.world
+    sim._previous_ids = _call.set_request_id_source(lambda: f"{world.ids.getrandbits(96):024x}")
+    sim._patches.enter_context(virtual_time(world.clock, _sleep(sim)))
     return sim
 
 
