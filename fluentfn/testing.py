@@ -35,6 +35,27 @@ def local_cluster(*, home: str | None = None, **init_kwargs: Any) -> Iterator[Cl
                 os.environ["FLUENTFN_HOME"] = old
 
 
+@contextlib.contextmanager
+def sim(seed: int = 0, **options: Any) -> Iterator[Any]:
+    """A simulated cluster for a test (sim mode: every identity in this process, virtual
+    time, every choice from ``seed``), shut down afterwards. As a pytest fixture::
+
+        @pytest.fixture
+        def cluster():
+            with fluentfn.testing.sim(seed=1) as s:
+                yield s
+
+    (the ``ff_sim`` fixture of fluentfn's pytest plugin is exactly that, with seed 0 or
+    ``@pytest.mark.ff_seed(N)``)."""
+    from .sim import start
+
+    simulation = start(seed, **options)
+    try:
+        yield simulation
+    finally:
+        simulation.shutdown()
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
