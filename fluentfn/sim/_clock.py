@@ -36,15 +36,26 @@ class VirtualClock:
 
 
 class _NoIO:
-    """The selector of a loop without I/O: waiting is moving the clock."""
+    """The selector of a loop without I/O: waiting is moving the clock, to the next of the
+    loop's own timers or of the simulation's events (``SimLoop.schedule``), whichever
+    comes first; the events due then run here."""
 
-    def __init__(self, clock: VirtualClock) -> None:
+    def __init__(self, clock: VirtualClock, events: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]]):
         self._clock = clock
+        self._events = events
 
     def select(self, timeout: float | None) -> list[Any]:
+        events, clock = self._events, self._clock
+        if events and (timeout is None or events[0][0] <= clock.now + timeout):
+            when = events[0][0]
+            clock.advance(when - clock.now)
+            while events and events[0][0] <= when:  # everything due at that instant, in order
+                _, _, fn, args = heapq.heappop(events)
+                fn(*args)
+            return []
         if timeout is None:
             raise SimIdle("the simulation has nothing left to run and nothing scheduled")
-        self._clock.advance(timeout)
+        clock.advance(timeout)
         return []
 
     def close(self) -> None:
@@ -57,7 +68,16 @@ class SimLoop(asyncio.BaseEventLoop):
     def __init__(self, clock: VirtualClock) -> None:
         super().__init__()
         self.clock = clock
-        self._selector = _NoIO(clock)  # what BaseEventLoop._run_once waits on
+        self.events: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
+        self._seq = 0
+        self.driving = False  # inside step()
+        self._selector = _NoIO(clock, self.events)  # what BaseEventLoop._run_once waits on
+
+    def schedule(self, when: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` at virtual time ``when`` (the simulation's events: cheaper than
+        a timer handle, and not cancellable; ties run in the order they were scheduled)."""
+        self._seq += 1
+        heapq.heappush(self.events, (when, self._seq, fn, args))
 
     def time(self) -> float:
         return self.clock.now
@@ -78,16 +98,31 @@ class SimLoop(asyncio.BaseEventLoop):
             handle = heapq.heappop(timers)
             handle._scheduled = False
             self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
-        return float(timers[0].when()) if timers else None
+        soonest = [float(timers[0].when())] if timers else []
+        if self.events:
+            soonest.append(self.events[0][0])
+        return min(soonest) if soonest else None
 
     def step(self) -> None:
         """One round of the loop (what ``run_forever`` repeats): run what is ready, or move
-        the clock to the next timer and run what is due then."""
+        the clock to the next timer or event and run what is due then. The simulation's
+        own events, when they come first and nothing is ready, run without the loop's
+        round (the common case: a message arriving)."""
         asyncio.events._set_running_loop(self)
+        self.driving = True
         try:
-            self._run_once()  # type: ignore[attr-defined]
+            timers = self._scheduled  # type: ignore[attr-defined]
+            if not self._ready and self.events and (not timers or self.events[0][0] <= timers[0].when()):  # type: ignore[attr-defined]
+                self._selector.select(None)
+            else:
+                self._run_once()  # type: ignore[attr-defined]
         finally:
+            self.driving = False
             asyncio.events._set_running_loop(None)
+
+    def busy(self) -> bool:
+        """Whether code is running on this loop now (a blocking wait here would stall it)."""
+        return self.driving or self.is_running()
 
 
 _REAL: dict[str, Callable[..., Any]] = {

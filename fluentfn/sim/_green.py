@@ -18,13 +18,21 @@ from ..errors import FluentError
 T = TypeVar("T")
 
 
-def spawn(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any, fresh: bool = False) -> asyncio.Future[T]:
-    """Start ``fn(*args)`` in a new greenlet (at the loop's next step); its outcome lands in
-    the returned future. ``fresh``: with empty context variables (a turn: none of its
-    sender's), else a copy of the caller's."""
-    out: asyncio.Future[T] = loop.create_future()
+_idle: list[greenlet.greenlet] = []  # finished workers, reused (creating a greenlet costs more than a switch)
 
-    def body() -> None:
+
+def _root() -> greenlet.greenlet:
+    g = greenlet.getcurrent()
+    while g.parent is not None:  # the loop's greenlet: where every wait hands the thread back
+        g = g.parent
+    return g
+
+
+def _work(job: tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]) -> None:
+    """A worker greenlet's life: run a job, go idle on the loop, take the next one."""
+    me = greenlet.getcurrent()
+    while True:
+        fn, args, out = job
         try:
             result = fn(*args)
         except BaseException as exc:  # the outcome of fn, whatever it is, is its caller's
@@ -33,13 +41,25 @@ def spawn(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any, fre
         else:
             if not out.done():
                 out.set_result(result)
+        del fn, args, out
+        _idle.append(me)
+        assert me.parent is not None
+        job = me.parent.switch()
 
-    root = greenlet.getcurrent()
-    while root.parent is not None:  # the loop's greenlet: where every wait hands the thread back
-        root = root.parent
-    g = greenlet.greenlet(body, parent=root)
+
+def spawn(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any, fresh: bool = False) -> asyncio.Future[T]:
+    """Run ``fn(*args)`` in a greenlet of its own (now when called on the loop, else at its
+    next step); its outcome lands in the returned future. ``fresh``: with empty context
+    variables (a turn: none of its sender's), else a copy of the caller's."""
+    out: asyncio.Future[T] = loop.create_future()
+    root = _root()
+    g = _idle.pop() if _idle else greenlet.greenlet(_work, parent=root)
     g.gr_context = contextvars.Context() if fresh else contextvars.copy_context()
-    loop.call_soon(g.switch)
+    job = (fn, args, out)
+    if greenlet.getcurrent() is root:  # on the loop itself: start it now (it hands the thread back to here)
+        g.switch(job)
+    else:
+        loop.call_soon(g.switch, job)
     return out
 
 

@@ -3,51 +3,62 @@ identities. Plain data, no clock of their own: the world arms their firings on i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest, NotFound
 from ..state._store import Reminder, Scheduled
 
-
-@dataclass
-class Saved:
-    """What the store holds of one identity: its state and the replies it recorded."""
-
-    state: bytes | None = None
-    replies: dict[str, bytes] = field(default_factory=dict)  # request id -> its reply's record
-
-
 REPLIES_KEPT = 256  # per identity: the newest request ids whose replies a repeat is answered from
 
 
+def _trim(replies: dict[str, bytes]) -> None:
+    while len(replies) > REPLIES_KEPT:
+        del replies[next(iter(replies))]  # the oldest (dicts keep insertion order)
+
+
 class SimStore:
-    """Durable rows per identity (what survives a simulated crash) and the writes of
-    ``persist="interval"`` identities not flushed yet (what a crash loses)."""
+    """Durable rows per identity (its state and recorded replies: what survives a
+    simulated crash) and the writes of ``persist="interval"`` identities not flushed yet
+    (what a crash loses)."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, Saved] = {}
-        self.unflushed: dict[str, Saved] = {}
+        self.states: dict[str, bytes | None] = {}
+        self.replies: dict[str, dict[str, bytes]] = {}
+        self.unflushed: dict[str, tuple[bytes | None, dict[str, bytes]]] = {}  # state, replies since
         self.writes = 0
 
-    def load(self, address: str) -> Saved:
-        return self.unflushed.get(address) or self.rows.get(address) or Saved()
+    def load(self, address: str) -> tuple[bytes | None, dict[str, bytes]]:
+        """(state, replies) as a new activation reads them."""
+        replies = dict(self.replies.get(address, ()))
+        pending = self.unflushed.get(address)
+        if pending is not None:
+            replies.update(pending[1])
+            return pending[0], replies
+        return self.states.get(address), replies
 
-    def save(self, address: str, saved: Saved, *, durable: bool) -> None:
-        if len(saved.replies) > REPLIES_KEPT:
-            for rid in list(saved.replies)[: len(saved.replies) - REPLIES_KEPT]:
-                del saved.replies[rid]
+    def write(self, address: str, state: bytes | None, rid: str, record: bytes, *, durable: bool) -> None:
+        """One turn's write: at once (``durable``), or at the next ``flush``."""
         if durable:
-            self.rows[address] = saved
-            self.unflushed.pop(address, None)
+            self.states[address] = state
+            replies = self.replies.setdefault(address, {})
+            replies[rid] = record
+            if len(replies) > REPLIES_KEPT:
+                _trim(replies)
             self.writes += 1
         else:
-            self.unflushed[address] = saved
+            new = self.unflushed.get(address, (None, {}))[1]
+            new[rid] = record
+            self.unflushed[address] = (state, new)
 
     def flush(self) -> int:
         """Write every unflushed identity (an interval's write-behind); returns how many."""
         n = len(self.unflushed)
-        self.rows.update(self.unflushed)
+        for address, (state, new) in self.unflushed.items():
+            self.states[address] = state
+            replies = self.replies.setdefault(address, {})
+            replies.update(new)
+            _trim(replies)
         self.writes += n
         self.unflushed.clear()
         return n
@@ -57,12 +68,13 @@ class SimStore:
             self.unflushed.pop(a, None)
 
     def delete(self, address: str) -> None:
-        self.rows.pop(address, None)
+        self.states.pop(address, None)
+        self.replies.pop(address, None)
         self.unflushed.pop(address, None)
 
     def keys(self, type_name: str, prefix: str) -> list[str]:
         head = f"{type_name}/{prefix}"
-        return sorted(a.split("/", 1)[1] for a in {*self.rows, *self.unflushed} if a.startswith(head))
+        return sorted(a.split("/", 1)[1] for a in {*self.states, *self.unflushed} if a.startswith(head))
 
 
 @dataclass

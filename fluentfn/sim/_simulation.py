@@ -13,7 +13,7 @@ from .. import _call, _ref
 from .._ref import ActorRef, Future
 from ..errors import CallTimeout, FluentError
 from ..runtime import _cluster
-from ._clock import EPOCH, SimIdle, real_monotonic, virtual_time
+from ._clock import EPOCH, real_monotonic, virtual_time
 from ._green import in_sim_greenlet, spawn, wait
 from ._world import World
 
@@ -100,7 +100,7 @@ class Simulation(_cluster.Cluster):
         if ident.mailbox.running:
             raise FluentError(f"{ref.address} is running a turn: passivate it when idle")
         if ident.definition.options.persist.value == "interval":
-            world.store.save(ref.address, ident.saved, durable=True)
+            world.store.flush()
         ident.generation += 1
         del world.identities[ref.address]
 
@@ -152,7 +152,7 @@ class SimFuture(Future[Any]):
             self.set_result(inner.result())
 
     def result(self, timeout: float | None = None) -> Any:
-        if not self.done():
+        if not self._inner.done():
             if timeout is None:
                 block(self._world, self._inner)
             else:
@@ -163,7 +163,7 @@ class SimFuture(Future[Any]):
                     block(self._world, limit)
                 except TimeoutError:
                     raise CallTimeout(f"no reply within {timeout} s") from None
-        return super().result(0)
+        return self._inner.result()  # (its copy into this future is a callback that may not have run yet)
 
     def __await__(self) -> Any:
         return self._inner.__await__()
@@ -174,15 +174,16 @@ def block(world: World, fut: asyncio.Future[T]) -> T:
     driver runs the simulation until ``fut`` is done."""
     if in_sim_greenlet():
         return wait(fut)
-    if world.loop.is_running():
+    loop = world.loop
+    if loop.busy():
         raise FluentError("a blocking call from async code in sim mode: await .aio() instead")
     with running(world):
-        try:
-            return world.loop.run_until_complete(fut)
-        except SimIdle:
-            raise FluentError("the simulation stopped with nothing left to run and no answer to wait for") from None
-        finally:
+        while not fut.done():
+            if loop.next_event() is None:
+                raise FluentError("the simulation stopped with nothing left to run and no answer to wait for")
+            loop.step()
             _raise_internal(world)
+    return fut.result()
 
 
 def _raise_internal(world: World) -> None:
@@ -199,7 +200,7 @@ def _sleep(sim: Simulation) -> Callable[[float], None]:
     def sleep(seconds: float) -> None:
         if in_sim_greenlet():
             wait(asyncio.ensure_future(asyncio.sleep(seconds), loop=world.loop))
-        elif world.loop.is_running():
+        elif world.loop.busy():
             raise FluentError("time.sleep in async code on the simulation's loop: await asyncio.sleep instead")
         else:
             sim.run_for(seconds)

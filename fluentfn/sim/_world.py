@@ -32,21 +32,24 @@ from ..wire.errors import describe_error, reply_value
 from ..wire.records import record_of
 from ._clock import EPOCH, SimLoop, VirtualClock
 from ._green import spawn
-from ._parts import Pending, Saved, SimReminders, SimStore
+from ._parts import REPLIES_KEPT, Pending, SimReminders, SimStore, _trim
 
 MAILBOX_LIMIT = 100_000
 FLUSH_INTERVAL_S = 1.0  # persist="interval": unflushed writes are made this often (virtual)
 
 
 class _Identity:
-    __slots__ = ("address", "definition", "generation", "instance", "key", "mailbox", "outs", "saved")
+    __slots__ = ("address", "definition", "generation", "host", "instance", "key", "mailbox", "outs", "replies",
+                 "state")  # fmt: skip
 
-    def __init__(self, address: str, key: str, definition: ActorDef) -> None:
+    def __init__(self, address: str, key: str, definition: ActorDef, host: str) -> None:
         self.address = address
         self.key = key
         self.definition = definition
+        self.host = host
         self.instance: Any = None
-        self.saved = Saved()  # its state and replies as of its last turn (memory)
+        self.state: bytes | None = None  # as of its last turn (what a rollback returns to)
+        self.replies: dict[str, bytes] = {}  # request id -> recorded reply (memory)
         self.mailbox = Mailbox(address, MAILBOX_LIMIT)
         self.generation = 0  # a crash or passivation ends it: late turns of the old one are void
         self.outs: set[asyncio.Future[Any]] = set()  # the callers of its arrived, unanswered calls
@@ -106,17 +109,17 @@ class World:
              timeout_s: float | None = None) -> Any:  # fmt: skip
         from ._simulation import block
 
-        return block(self, self.send(ref, method, args, kwargs, timeout_s))
+        return block(self, self._ask(ref, method, args, kwargs, timeout_s))
 
     def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                timeout_s: float | None = None) -> Any:  # fmt: skip
         from ._simulation import SimFuture
 
-        return SimFuture(self, self.send(ref, method, args, kwargs, timeout_s))
+        return SimFuture(self, self._ask(ref, method, args, kwargs, timeout_s))
 
     async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                          timeout_s: float | None = None) -> Any:  # fmt: skip
-        return await self.send(ref, method, args, kwargs, timeout_s)
+        return await self._ask(ref, method, args, kwargs, timeout_s)
 
     def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
              timeout_s: float | None = None) -> None:  # fmt: skip
@@ -150,9 +153,15 @@ class World:
 
     # -- sending -------------------------------------------------------------------------------
 
+    def _ask(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+             timeout_s: float | None) -> asyncio.Future[Any]:  # fmt: skip
+        out = self.send(ref, method, args, kwargs, timeout_s)
+        assert out is not None  # a call (not a tell) always has its future
+        return out
+
     def send(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout_s: float | None,
-             *, one_way: bool = False, caller: str | None = None) -> asyncio.Future[Any]:  # fmt: skip
-        """Send a call (or a tell); the future is its value, or its error."""
+             *, one_way: bool = False, caller: str | None = None) -> asyncio.Future[Any] | None:  # fmt: skip
+        """Send a call (the future of its value, or its error) or a tell (None)."""
         self.definition(ref.type_name).method(method).bind(args, kwargs)  # refused here, as a host's stub would
         ctx = CURRENT.get()
         rid = request_id_here()
@@ -166,12 +175,12 @@ class World:
             chain_id=ctx.chain_id if joins and ctx is not None and ctx.chain_id else rid, one_way=one_way,
             caller=caller if caller is not None else (ctx.address or "") if ctx is not None else "",
         )  # fmt: skip
-        out: asyncio.Future[Any] = self.loop.create_future()
         if one_way:
-            out.set_result(None)
-        else:
-            self.loop.call_at(deadline - EPOCH, _expire, out, call)
-        self._transmit(call, None if one_way else out)
+            self._transmit(call, None)
+            return None
+        out: asyncio.Future[Any] = self.loop.create_future()
+        self.loop.call_at(deadline - EPOCH, _expire, out, call)
+        self._transmit(call, out)
         return out
 
     def _delay(self) -> float:
@@ -193,8 +202,9 @@ class World:
                             "delay_ms": round(extra * 1000, 3)})  # fmt: skip
         if lost:
             return  # the caller hears nothing: its deadline ends its wait
+        now = self.clock.now
         for _ in range(copies):
-            self.loop.call_later(self._delay() + extra, self._arrive, call, out)
+            self.loop.schedule(now + self._delay() + extra, self._arrive, call, out)
 
     def _answer(self, call: Call, out: asyncio.Future[Any] | None, reply: Outcome) -> None:
         """A reply's way back (its own delay, and the lab's faults)."""
@@ -211,22 +221,23 @@ class World:
                             "time": int((EPOCH + self.clock.now) * 1e9), "fault": None if kept else "lost",
                             "error": reply.error.code if reply.error is not None else None})  # fmt: skip
         if kept:
-            self.loop.call_later(self._delay(), _settle, out, reply)
+            self.loop.schedule(self.clock.now + self._delay(), _settle, out, reply)
 
     # -- arriving and running ------------------------------------------------------------------
 
     def _arrive(self, call: Call, out: asyncio.Future[Any] | None) -> None:
         address = f"{call.type_name}/{call.key}"
-        host = self.host_of(address)
-        held = self.paused.get(host)
-        if held is not None:
-            held.append(lambda: self._arrive(call, out))
-            return
+        if self.paused:
+            held = self.paused.get(self.host_of(address))
+            if held is not None:
+                held.append(lambda: self._arrive(call, out))
+                return
         if call.deadline and EPOCH + self.clock.now >= call.deadline:
             return  # past its deadline: never runs (its caller has its CallTimeout)
         ident = self.identities.get(address)
         if ident is None:
-            ident = self.identities[address] = _Identity(address, call.key, self.definition(call.type_name))
+            definition = self.definition(call.type_name)
+            ident = self.identities[address] = _Identity(address, call.key, definition, self.host_of(address))
         method = ident.definition.method(call.method)
         turn = Turn(call.chain_id, tuple(call.call_chain),
                     interleave=ident.definition.options.reentrant and method.is_async)  # fmt: skip
@@ -245,7 +256,9 @@ class World:
         if call.deadline and EPOCH + self.clock.now >= call.deadline:  # waited past it: withdrawn
             self._finish(ident, turn)
             return
-        recorded = ident.saved.replies.get(call.request_id)
+        if ident.instance is None:  # (re)activating: its state and replies from the store
+            self._load(ident)
+        recorded = ident.replies.get(call.request_id)
         if recorded is not None:  # a repeat: answered from the record, not run again
             try:
                 reply = replay_of(recorded, request_digest(call.request_id, call.method, call.args), call.request_id)
@@ -261,14 +274,18 @@ class World:
         method = ident.definition.method(call.method)
         if method.is_async:
             self.loop.create_task(self._run_async(ident, generation, turn, call, out, ctx), context=_fresh())
+        elif method.call_free and ident.instance is not None:  # it cannot wait: no greenlet needed
+            self._run_sync(ident, generation, turn, call, out, ctx)
         else:
             spawn(self.loop, self._run_sync, ident, generation, turn, call, out, ctx, fresh=True)
 
+    def _load(self, ident: _Identity) -> None:
+        if ident.definition.options.persist.value != "never":
+            ident.state, ident.replies = self.store.load(ident.address)
+
     def _activate(self, ident: _Identity) -> Any:
         if ident.instance is None:
-            ident.saved = self.store.load(ident.address) if ident.definition.options.persist.value != "never" \
-                else ident.saved  # fmt: skip
-            ident.instance = instantiate(ident.definition, ident.saved.state, ident.address)
+            ident.instance = instantiate(ident.definition, ident.state, ident.address)
         return ident.instance
 
     def _run_sync(self, ident: _Identity, generation: int, turn: Turn, call: Call, out: Any, ctx: Context) -> None:
@@ -325,12 +342,14 @@ class World:
             for item in scheduled:
                 self.reminders.staged.pop(item.row.rid, None)
         else:
-            digest = request_digest(call.request_id, call.method, call.args)
-            replies = {**ident.saved.replies, call.request_id: record_of(reply, digest)}
-            ident.saved = Saved(state, replies)
+            record = record_of(reply, request_digest(call.request_id, call.method, call.args))
+            ident.state = state
+            ident.replies[call.request_id] = record
+            if len(ident.replies) > REPLIES_KEPT:
+                _trim(ident.replies)
             persist = ident.definition.options.persist.value
             if persist != "never":
-                self.store.save(ident.address, ident.saved, durable=persist == "call")
+                self.store.write(ident.address, state, call.request_id, record, durable=persist == "call")
                 if persist == "interval":
                     self._flush_later()
             for item in scheduled:
@@ -388,7 +407,7 @@ class World:
                 type_name, key = address.split("/", 1)
                 self.send(ActorRef(type_name, key), method, args, kwargs, None, one_way=True, caller=address)
 
-        self.loop.call_later(delay_s, fire)
+        self.loop.schedule(self.clock.now + delay_s, fire)
 
     # -- faults on hosts -----------------------------------------------------------------------
 
@@ -396,8 +415,8 @@ class World:
         """Every identity on ``target``'s host (an address or a host) loses its memory; the
         writes not yet flushed are lost; callers waiting on its turns hear Unavailable."""
         host = self.host_of(target) if "/" in target else target
-        hit = {a for a in self.identities if self.host_of(a) == host}
-        if not hit and host not in {self.host_of(a) for a in self.store.rows}:
+        hit = {a for a, i in self.identities.items() if i.host == host}
+        if not hit and host not in {self.host_of(a) for a in self.store.states}:
             raise NotFound(f"no simulated host {host!r}")
         self.store.lose_unflushed(hit)
         for a in sorted(hit):
