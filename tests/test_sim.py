@@ -274,3 +274,14 @@ def test_the_pytest_plugin_gives_a_seeded_simulation(ff_sim: Simulation) -> None
     SimBox["plug"].heartbeat(10.0)
     ff_sim.run_for(100.0)
     assert SimBox["plug"].get() == 11
+
+
+def test_a_thread_started_inside_a_simulation_is_reported(sim: Simulation) -> None:
+    import threading
+
+    from fluentfn.sim import LeftTheSimulation
+
+    with pytest.warns(LeftTheSimulation, match="thread"):
+        t = threading.Thread(target=lambda: None)
+        t.start()
+    t.join()

@@ -3,6 +3,6 @@ so a failing run replays exactly. ``ff.init(mode="sim", seed=N)`` returns a
 ``Simulation``; see the README's "Deterministic simulation"."""
 
 from ._clock import EPOCH, SimIdle
-from ._simulation import SimFuture, Simulation, run_client, start
+from ._simulation import LeftTheSimulation, SimFuture, Simulation, run_client, start
 
-__all__ = ["EPOCH", "SimFuture", "SimIdle", "Simulation", "run_client", "start"]
+__all__ = ["EPOCH", "LeftTheSimulation", "SimFuture", "SimIdle", "Simulation", "run_client", "start"]

@@ -222,6 +222,44 @@ def running(world: World) -> Iterator[None]:
             sim.wall_s += real_monotonic() - started
 
 
+class LeftTheSimulation(RuntimeWarning):
+    """Code started a thread or opened a socket while a simulation ran: what it does is not
+    on the virtual clock, nor chosen by the seed, so a replay may differ."""
+
+
+@contextlib.contextmanager
+def _watch_escapes() -> Iterator[None]:
+    """Warn (once per kind) when code starts a thread or connects a socket meanwhile."""
+    import socket
+    import threading
+    import warnings
+
+    said: set[str] = set()
+    thread_start, connect = threading.Thread.start, socket.socket.connect
+
+    def warn(kind: str) -> None:
+        if kind not in said:
+            said.add(kind)
+            warnings.warn(f"{kind} during a simulation: it runs outside virtual time and the seed, so a replay "
+                          "may differ", LeftTheSimulation, stacklevel=3)  # fmt: skip
+
+    def start(self: threading.Thread) -> None:
+        warn("a thread was started")
+        thread_start(self)
+
+    def connecting(self: socket.socket, address: Any) -> None:
+        warn("a socket was connected")
+        connect(self, address)
+
+    threading.Thread.start = start  # type: ignore[method-assign]
+    socket.socket.connect = connecting  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        threading.Thread.start = thread_start  # type: ignore[method-assign]
+        socket.socket.connect = connect  # type: ignore[method-assign]
+
+
 def start(seed: int = 0, **options: Any) -> Simulation:
     """Start a simulated cluster in this process (``ff.init(mode="sim")``): until its
     ``shutdown``, this process's ``time`` is the virtual clock and request ids are seeded."""
@@ -234,6 +272,7 @@ def start(seed: int = 0, **options: Any) -> Simulation:
     world = sim.world
     sim._previous_ids = _call.set_request_id_source(lambda: f"{world.ids.getrandbits(96):024x}")
     sim._patches.enter_context(virtual_time(world.clock, _sleep(sim)))
+    sim._patches.enter_context(_watch_escapes())
     return sim
 
 
@@ -242,4 +281,4 @@ def run_client(world: World, fn: Callable[..., T], *args: Any) -> asyncio.Future
     return spawn(world.loop, fn, *args)
 
 
-__all__ = ["EPOCH", "SimFuture", "Simulation", "block", "run_client", "running", "start"]
+__all__ = ["EPOCH", "LeftTheSimulation", "SimFuture", "Simulation", "block", "run_client", "running", "start"]
