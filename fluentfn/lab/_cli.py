@@ -188,8 +188,8 @@ def sim_cmd(
     time_limit: Annotated[float, typer.Option("--time-limit", help="virtual seconds of operations")] = 10.0,
     concurrency: Annotated[int, typer.Option(help="simulated clients")] = 4,
     nemesis: Annotated[
-        str, typer.Option(help="comma-separated: partition, loss, delay, kill, pause")
-    ] = "partition,kill",
+        str | None, typer.Option(help="partition, loss, delay, kill, pause (default: what the workload survives)")
+    ] = None,
     nemesis_interval: Annotated[float, typer.Option("--nemesis-interval", help="virtual seconds per fault")] = 2.0,
     latency: Annotated[float, typer.Option(help="ms added to every message between the nodes")] = 5.0,
 ) -> None:
@@ -207,7 +207,9 @@ def sim_cmd(
     if os.environ.get("PYTHONHASHSEED") != "0":  # set order of str keys too must repeat in a replay
         os.execve(sys.executable, [sys.executable, "-m", "fluentfn.cli", *sys.argv[1:]],
                   {**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
-    kinds = tuple(k for k in nemesis.split(",") if k)
+    if nemesis is None and workload in WORKLOADS:
+        nemesis = ",".join(WORKLOADS[workload]().survives)
+    kinds = tuple(k for k in (nemesis or "").split(",") if k)
     bad = [k for k in kinds if k not in NEMESES]
     if workload not in WORKLOADS or bad or seeds < 1 or nodes < 1 or rate <= 0 or time_limit <= 0 or latency < 0:
         why = f"unknown workload {workload!r}" if workload not in WORKLOADS else f"unknown nemesis {bad}" if bad \

@@ -46,6 +46,7 @@ class Workload:
     finals: Callable[[list[str]], list[tuple[str, str, Any]]] = lambda nodes: []
     setup: Callable[[list[str], str], None] = lambda nodes, topology: None
     settle_s: float = 1.0  # the quiet moment after the faults heal, before the final reads
+    survives: tuple[str, ...] = ("partition", "kill")  # the faults it is built to pass (lab sim's default nemesis)
     # more results, from the nodes and the history (wall clock of its time 0)
     report: Callable[[list[str], list[Any], float], dict[str, Any]] = lambda nodes, events, t0: {}
 
@@ -158,7 +159,7 @@ def _broadcast(actor: Any, name: str) -> Workload:
     return Workload(
         name=name, checker="broadcast", type_name=actor.name, next_op=next_op, run=run,
         finals=lambda nodes: [(f"final:{n}", "read", n) for n in nodes], setup=setup, report=report,
-        settle_s=3 * RESEND_S + 1.0,
+        settle_s=3 * RESEND_S + 1.0, survives=("partition",),  # in memory, as Maelstrom's nodes: a kill loses it
     )  # fmt: skip
 
 
