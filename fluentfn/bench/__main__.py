@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("latency", "throughput", "activation", "reliability", "paper", "turns", "elastic")
+BENCHMARKS = ("latency", "throughput", "activation", "reliability", "paper", "turns", "elastic", "sim")
 
 
 def main(argv: list[str]) -> int:

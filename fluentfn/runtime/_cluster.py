@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .. import _config, _ref
 from .._clusterconfig import MODES, ClusterConfig, Mode
@@ -31,6 +31,9 @@ from ._raycall import get_directory, get_ray
 from ._raystart import check_store_fits, join_ray, start_local_ray
 from ._registry import registration
 from ._stateful import StatefulRuntime
+
+if TYPE_CHECKING:
+    from ..sim import Simulation
 
 log = logging.getLogger("fluentfn")
 _lock = threading.Lock()
@@ -144,6 +147,40 @@ class Cluster:
                 _current = None
         if self._owns_ray:
             ray.shutdown()
+
+
+@overload
+def init(
+    *,
+    address: str | None = None,
+    mode: Literal["sim"],
+    store: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    faas: Any = None,
+    token: str | None = None,
+    bind: str = "127.0.0.1",
+    tls: TlsConfig | None = None,
+    namespace: str = "default",
+    seed: int = 0,
+) -> Simulation: ...
+
+
+@overload
+def init(
+    *,
+    address: str | None = None,
+    mode: str = "stateful",
+    store: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    faas: Any = None,
+    token: str | None = None,
+    bind: str = "127.0.0.1",
+    tls: TlsConfig | None = None,
+    namespace: str = "default",
+    seed: int = 0,
+) -> Cluster: ...
 
 
 def init(

@@ -44,6 +44,9 @@ class Simulation(_cluster.Cluster):
         self._patches = contextlib.ExitStack()  # virtual time, while it is open
         self._previous_ids: Callable[[], str] | None = None
 
+    def __enter__(self) -> Simulation:
+        return self
+
     def __repr__(self) -> str:
         return f"<fluentfn Simulation seed={self.seed} t={self.now:.3f}s>"
 
