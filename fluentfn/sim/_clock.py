@@ -108,17 +108,39 @@ class SimLoop(asyncio.BaseEventLoop):
         the clock to the next timer or event and run what is due then. The simulation's
         own events, when they come first and nothing is ready, run without the loop's
         round (the common case: a message arriving)."""
+        if not self.driving:
+            with self.stepping():
+                self.step()
+            return
+        timers = self._scheduled  # type: ignore[attr-defined]
+        if not self._ready and self.events and (not timers or self.events[0][0] <= timers[0].when()):  # type: ignore[attr-defined]
+            self._selector.select(None)
+        else:
+            self._run_once()  # type: ignore[attr-defined]
+
+    @contextlib.contextmanager
+    def stepping(self) -> Iterator[None]:
+        """This loop is the thread's running loop while ``step`` is called in here."""
+        was_running, was_driving = asyncio.events._get_running_loop(), self.driving
         asyncio.events._set_running_loop(self)
         self.driving = True
         try:
-            timers = self._scheduled  # type: ignore[attr-defined]
-            if not self._ready and self.events and (not timers or self.events[0][0] <= timers[0].when()):  # type: ignore[attr-defined]
-                self._selector.select(None)
-            else:
-                self._run_once()  # type: ignore[attr-defined]
+            yield
         finally:
-            self.driving = False
-            asyncio.events._set_running_loop(None)
+            self.driving = was_driving
+            asyncio.events._set_running_loop(was_running)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Driver code between steps (a ``run_until`` predicate): it may block again."""
+        was_running, was_driving = asyncio.events._get_running_loop(), self.driving
+        asyncio.events._set_running_loop(None)
+        self.driving = False
+        try:
+            yield
+        finally:
+            self.driving = was_driving
+            asyncio.events._set_running_loop(was_running)
 
     def busy(self) -> bool:
         """Whether code is running on this loop now (a blocking wait here would stall it)."""

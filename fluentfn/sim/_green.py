@@ -28,11 +28,12 @@ def _root() -> greenlet.greenlet:
     return g
 
 
-def _work(job: tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]) -> None:
-    """A worker greenlet's life: run a job, go idle on the loop, take the next one."""
+def _work(job: tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any], bool]) -> None:
+    """A worker greenlet's life: run a job, go idle on the loop, take the next one (only
+    workers of turns, which start from empty context variables, are pooled)."""
     me = greenlet.getcurrent()
     while True:
-        fn, args, out = job
+        fn, args, out, pooled = job
         try:
             result = fn(*args)
         except BaseException as exc:  # the outcome of fn, whatever it is, is its caller's
@@ -42,6 +43,8 @@ def _work(job: tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]) 
             if not out.done():
                 out.set_result(result)
         del fn, args, out
+        if not pooled:
+            return
         _idle.append(me)
         assert me.parent is not None
         job = me.parent.switch()
@@ -53,9 +56,12 @@ def spawn(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any, fre
     variables (a turn: none of its sender's), else a copy of the caller's."""
     out: asyncio.Future[T] = loop.create_future()
     root = _root()
-    g = _idle.pop() if _idle else greenlet.greenlet(_work, parent=root)
-    g.gr_context = contextvars.Context() if fresh else contextvars.copy_context()
-    job = (fn, args, out)
+    if fresh and _idle:  # a pooled worker: its context is empty again (a turn resets what it set)
+        g = _idle.pop()
+    else:
+        g = greenlet.greenlet(_work, parent=root)
+        g.gr_context = contextvars.Context() if fresh else contextvars.copy_context()
+    job = (fn, args, out, fresh)
     if greenlet.getcurrent() is root:  # on the loop itself: start it now (it hands the thread back to here)
         g.switch(job)
     else:

@@ -61,26 +61,34 @@ class Simulation(_cluster.Cluster):
         """Run everything due in the next ``seconds`` of virtual time."""
         if seconds < 0:
             raise FluentError(f"run_for takes seconds >= 0, not {seconds!r}")
-        until = self.now + seconds
-        self.run_until(lambda: False, until=until)
+        self._run(None, self.now + seconds)
 
-    def run_until(self, predicate: Callable[[], Any], timeout_s: float = 3600.0, *, until: float | None = None) -> Any:
+    def run_until(self, predicate: Callable[[], Any], timeout_s: float = 3600.0) -> Any:
         """Run until ``predicate()`` is truthy (checked after each step; returned), or
         ``CallTimeout`` after ``timeout_s`` of virtual time."""
-        limit = self.now + timeout_s if until is None else until
-        with running(self.world):
+        value = self._run(predicate, self.now + timeout_s)
+        if not value:
+            raise CallTimeout(f"run_until: not true within {timeout_s} virtual seconds")
+        return value
+
+    def _run(self, predicate: Callable[[], Any] | None, limit: float) -> Any:
+        """Step the loop until ``predicate()`` is truthy (returned) or nothing is due by
+        ``limit`` (the clock then stands at ``limit``; None)."""
+        world, loop = self.world, self.world.loop
+        with running(world), loop.stepping():
             while True:
-                value = predicate()
-                if value:
-                    return value
-                nxt = self.world.loop.next_event()
+                if predicate is not None:
+                    with loop.paused():  # driver code: it may make blocking calls
+                        value = predicate()
+                    if value:
+                        return value
+                nxt = loop.next_event()
                 if nxt is None or nxt > limit:  # idle, or the next event is past the limit
-                    self.world.clock.now = max(self.now, limit)
-                    if until is not None:
-                        return None
-                    raise CallTimeout(f"run_until: not true within {timeout_s} virtual seconds")
-                self.world.loop.step()
-                _raise_internal(self.world)
+                    world.clock.now = max(world.clock.now, limit)
+                    return None
+                loop.step()
+                if world.internal_errors:
+                    _raise_internal(world)
 
     def fire_due_reminders(self) -> None:
         """Run every reminder and timer due by now (and what they start at this instant)."""
@@ -180,7 +188,7 @@ def block(world: World, fut: asyncio.Future[T]) -> T:
     loop = world.loop
     if loop.busy():
         raise FluentError("a blocking call from async code in sim mode: await .aio() instead")
-    with running(world):
+    with running(world), loop.stepping():
         while not fut.done():
             if loop.next_event() is None:
                 raise FluentError("the simulation stopped with nothing left to run and no answer to wait for")
