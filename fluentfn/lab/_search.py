@@ -81,4 +81,8 @@ def shrink(workload: str, seed: int, base: RunOptions, scratch: str) -> dict[str
             tried = attempt(nemesis, t)
             if tried["valid"] is False and tried["ops"] < best["ops"]:
                 best = {"seed": seed, "nemesis": list(nemesis), "time_limit_s": t, "ops": tried["ops"]}
+    shown = ",".join(best["nemesis"]) or "''"
+    best["replay"] = (f"fluentfn lab sim {workload} --replay {seed} --nemesis {shown} "
+                      f"--time-limit {best['time_limit_s']:g} --nodes {base.nodes} --rate {base.rate:g} "
+                      f"--concurrency {base.concurrency} --latency {base.latency_ms:g}")  # fmt: skip
     return best
