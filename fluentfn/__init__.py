@@ -24,6 +24,7 @@ if "GRPC_EXPERIMENTS" not in _os.environ and "grpc" not in _sys.modules:
 from ._actordef import readonly
 from ._context import Context, context
 from ._faasprofile import FaasProfile
+from ._init import init
 from ._ref import ActorRef, Future, MethodProxy, ref
 from .api import ActorType, FunctionType, actor, function
 from .client import AsyncClient, Client
@@ -39,7 +40,7 @@ from .errors import (
     Unauthenticated,
     Unavailable,
 )
-from .runtime._cluster import Cluster, init, shutdown, stats
+from .runtime._cluster import Cluster, shutdown, stats
 from .transport._tls import TlsConfig
 
 __version__ = "0.1.0"

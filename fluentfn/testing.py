@@ -49,7 +49,7 @@ def sim(seed: int = 0, **options: Any) -> Iterator[Any]:
     ``@pytest.mark.ff_seed(N)``)."""
     from .sim import start
 
-    simulation = start(seed, **options)
+    simulation = start(seed, stack=True, **options)  # beside a real cluster of this process, if one is open
     try:
         yield simulation
     finally:

@@ -121,7 +121,9 @@ def run_cmd(
     topology: Annotated[str, typer.Option(help="broadcast: tree, line or total")] = "tree",
     out: Annotated[Path, typer.Option(help="the run's folder")] = Path("lab-run"),
     address: Annotated[str | None, typer.Option(help="join this cluster (default: an embedded one)")] = None,
-    mode: Annotated[str, typer.Option(help="stateful, or faas: the same program on the FaaS baseline")] = "stateful",
+    mode: Annotated[
+        str, typer.Option(help="stateful; faas: the FaaS baseline; sim: a deterministic simulation of --seed")
+    ] = "stateful",
 ) -> None:
     """Run WORKLOAD at RATE for TIME_LIMIT seconds with the nemesis, record and judge it:
     history.jsonl, messages.jsonl, results.json and a diagram in OUT. Exits like check."""
@@ -143,7 +145,8 @@ def run_cmd(
         or concurrency < 1
         or latency < 0
         or nemesis_interval <= 0
-        or mode not in ("stateful", "faas")
+        or mode not in ("stateful", "faas", "sim")
+        or (mode == "sim" and address is not None)
         or (topology not in ("tree", "line", "total"))
     ):
         why = (
@@ -163,7 +166,7 @@ def run_cmd(
                       seed=seed, out=out, latency_ms=latency, topology=topology, own_hosts=own_hosts,
                       progress=lambda line: typer.echo(line, err=True),
                       nemesis_interval_s=nemesis_interval)  # fmt: skip
-    with ff.init(address=address, mode=mode):
+    with ff.init(mode="sim", seed=seed) if mode == "sim" else ff.init(address=address, mode=mode):
         results = run_workload(make(), opts)
     draw(gather(out), out / "diagram", 200)
     shown = {k: results[k] for k in ("valid", "ops", "ok", "fail", "info", "availability", "msgs_per_op")}

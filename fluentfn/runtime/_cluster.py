@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any
 
 from .. import _config, _ref
 from .._clusterconfig import MODES, ClusterConfig, Mode
@@ -31,9 +31,6 @@ from ._raycall import get_directory, get_ray
 from ._raystart import check_store_fits, join_ray, start_local_ray
 from ._registry import registration
 from ._stateful import StatefulRuntime
-
-if TYPE_CHECKING:
-    from ..sim import Simulation
 
 log = logging.getLogger("fluentfn")
 _lock = threading.Lock()
@@ -149,24 +146,6 @@ class Cluster:
             ray.shutdown()
 
 
-@overload
-def init(
-    *,
-    address: str | None = None,
-    mode: Literal["sim"],
-    store: str | None = None,
-    num_cpus: float | None = None,
-    num_gpus: float | None = None,
-    faas: Any = None,
-    token: str | None = None,
-    bind: str = "127.0.0.1",
-    tls: TlsConfig | None = None,
-    namespace: str = "default",
-    seed: int = 0,
-) -> Simulation: ...
-
-
-@overload
 def init(
     *,
     address: str | None = None,
@@ -179,27 +158,8 @@ def init(
     bind: str = "127.0.0.1",
     tls: TlsConfig | None = None,
     namespace: str = "default",
-    seed: int = 0,
-) -> Cluster: ...
-
-
-def init(
-    *,
-    address: str | None = None,
-    mode: str = "stateful",
-    store: str | None = None,
-    num_cpus: float | None = None,
-    num_gpus: float | None = None,
-    faas: Any = None,
-    token: str | None = None,
-    bind: str = "127.0.0.1",
-    tls: TlsConfig | None = None,
-    namespace: str = "default",
-    seed: int = 0,
 ) -> Cluster:
     """Start an embedded local cluster (``address=None``) or join one (``"auto"``, ``"host:port"``).
-    ``mode="sim"``: a simulated cluster in this process instead, every choice from ``seed``
-    (an ``ff.sim.Simulation``; no Ray, no sockets).
 
     Returns an ``ff.Cluster``; use it as a context manager or call ``ff.shutdown()``.
     ``FLUENTFN_STORE`` and ``FLUENTFN_TOKEN`` stand in for ``store`` and ``token`` when
@@ -208,10 +168,6 @@ def init(
     cluster when submitted as a job, without code changes.
     """
     global _current
-    if mode == "sim":
-        from ..sim import start
-
-        return start(seed)
     import ray
 
     if CURRENT.get() is not None or _ref.process_runtime_installed():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -153,27 +154,37 @@ _REAL: dict[str, Callable[..., Any]] = {
 }
 
 
-def _virtual(clock: VirtualClock, sleep: Callable[[float], None]) -> dict[str, Callable[..., Any]]:
+def _virtual(clock: VirtualClock, sleep: Callable[[float], None], owner: int) -> dict[str, Callable[..., Any]]:
+    """The virtual clock's functions for the thread ``owner``; other threads keep the real
+    ones (a real cluster's threads, a library's own) and are not slowed."""
+    get_ident = threading.get_ident
+    r = _REAL
+
+    def of(virtual: Callable[..., Any], real: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *a: virtual(*a) if get_ident() == owner else real(*a)
+
     return {
-        "time": lambda: EPOCH + clock.now,
-        "time_ns": lambda: int((EPOCH + clock.now) * 1e9),
-        "monotonic": lambda: clock.now,
-        "monotonic_ns": lambda: int(clock.now * 1e9),
-        "perf_counter": lambda: clock.now,
-        "perf_counter_ns": lambda: int(clock.now * 1e9),
-        "sleep": sleep,
+        "time": of(lambda: EPOCH + clock.now, r["time"]),
+        "time_ns": of(lambda: int((EPOCH + clock.now) * 1e9), r["time_ns"]),
+        "monotonic": of(lambda: clock.now, r["monotonic"]),
+        "monotonic_ns": of(lambda: int(clock.now * 1e9), r["monotonic_ns"]),
+        "perf_counter": of(lambda: clock.now, r["perf_counter"]),
+        "perf_counter_ns": of(lambda: int(clock.now * 1e9), r["perf_counter_ns"]),
+        "sleep": of(sleep, r["sleep"]),
     }
 
 
 @contextlib.contextmanager
 def virtual_time(clock: VirtualClock, sleep: Callable[[float], None]) -> Iterator[None]:
-    """The ``time`` module's clocks are ``clock``'s (and ``sleep`` is ``sleep``) inside."""
-    for name, fn in _virtual(clock, sleep).items():
+    """The ``time`` module's clocks are ``clock``'s (and ``sleep`` is ``sleep``) inside, for
+    this thread (the simulation's)."""
+    previous = {name: getattr(time, name) for name in _REAL}
+    for name, fn in _virtual(clock, sleep, threading.get_ident()).items():
         setattr(time, name, fn)
     try:
         yield
     finally:
-        for name, fn in _REAL.items():
+        for name, fn in previous.items():
             setattr(time, name, fn)
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from .. import _call, _ref
-from .._ref import ActorRef, Future
+from .._ref import ActorRef
 from ..errors import CallTimeout, FluentError
 from ..runtime import _cluster
-from ._clock import EPOCH, real_monotonic, virtual_time
+from ._clock import EPOCH, virtual_time
+from ._drive import block, raise_internal, running
 from ._green import in_sim_greenlet, spawn, wait
 from ._world import World
 
@@ -40,9 +43,9 @@ class Simulation(_cluster.Cluster):
         self.closed = False
         self._owns_ray = False
         self._server = None
-        self.wall_s = 0.0  # real seconds spent running the loop (for turns per second)
         self._patches = contextlib.ExitStack()  # virtual time, while it is open
         self._previous_ids: Callable[[], str] | None = None
+        self._restore: tuple[Any, Any] = (None, None)  # (the cluster open before, its invoker)
 
     def __enter__(self) -> Simulation:
         return self
@@ -88,7 +91,7 @@ class Simulation(_cluster.Cluster):
                     return None
                 loop.step()
                 if world.internal_errors:
-                    _raise_internal(world)
+                    raise_internal(world)
 
     def fire_due_reminders(self) -> None:
         """Run every reminder and timer due by now (and what they start at this instant)."""
@@ -120,6 +123,11 @@ class Simulation(_cluster.Cluster):
         return {"calls": c["turns"], "turns": c["turns"], "messages": c["messages"], "crashes": c["crashes"],
                 "store_writes": self.world.store.writes, "live_identities": len(self.world.identities)}  # fmt: skip
 
+    @property
+    def wall_s(self) -> float:
+        """Real seconds spent running the simulation's loop so far."""
+        return self.world.wall_s
+
     def turns_per_second(self) -> float:
         """Turns per real second spent running the simulation so far."""
         return self.world.counters["turns"] / self.wall_s if self.wall_s else 0.0
@@ -131,12 +139,13 @@ class Simulation(_cluster.Cluster):
         if self.world.log is not None:
             self.world.log.close()
             self.world.log = None
-        _ref.set_invoker(None)
+        previous, invoker = self._restore
+        _ref.set_invoker(invoker if previous is not None else None)
         self._patches.close()
         _call.set_request_id_source(self._previous_ids)
         with _cluster._lock:
             if _cluster._current is self:
-                _cluster._current = None
+                _cluster._current = previous
         self.world.loop.close()
 
     def scale(self, actor_type: Any, hosts: int) -> dict[str, list[int]]:
@@ -144,63 +153,6 @@ class Simulation(_cluster.Cluster):
 
     def placement(self, actor_type: Any) -> dict[str, list[int]]:
         return {}
-
-
-class SimFuture(Future[Any]):
-    """``.future()`` in sim mode: ``result()`` runs the simulation until it is done."""
-
-    def __init__(self, world: World, inner: asyncio.Future[Any]) -> None:
-        super().__init__()
-        self._world = world
-        self._inner = inner
-        inner.add_done_callback(self._copy)
-
-    def _copy(self, inner: asyncio.Future[Any]) -> None:
-        exc = inner.exception()
-        if exc is not None:
-            self.set_exception(exc)
-        else:
-            self.set_result(inner.result())
-
-    def result(self, timeout: float | None = None) -> Any:
-        if not self._inner.done():
-            if timeout is None:
-                block(self._world, self._inner)
-            else:
-                limit = asyncio.ensure_future(
-                    asyncio.wait_for(asyncio.shield(self._inner), timeout), loop=self._world.loop
-                )
-                try:
-                    block(self._world, limit)
-                except TimeoutError:
-                    raise CallTimeout(f"no reply within {timeout} s") from None
-        return self._inner.result()  # (its copy into this future is a callback that may not have run yet)
-
-    def __await__(self) -> Any:
-        return self._inner.__await__()
-
-
-def block(world: World, fut: asyncio.Future[T]) -> T:
-    """Wait for ``fut`` the way the running code can: a turn or a client suspends, a
-    driver runs the simulation until ``fut`` is done."""
-    if in_sim_greenlet():
-        return wait(fut)
-    loop = world.loop
-    if loop.busy():
-        raise FluentError("a blocking call from async code in sim mode: await .aio() instead")
-    with running(world), loop.stepping():
-        while not fut.done():
-            if loop.next_event() is None:
-                raise FluentError("the simulation stopped with nothing left to run and no answer to wait for")
-            loop.step()
-            _raise_internal(world)
-    return fut.result()
-
-
-def _raise_internal(world: World) -> None:
-    if world.internal_errors:
-        first = world.internal_errors[0]
-        raise FluentError(f"the simulator failed ({len(world.internal_errors)} times): {first!r}") from first
 
 
 def _sleep(sim: Simulation) -> Callable[[float], None]:
@@ -219,28 +171,15 @@ def _sleep(sim: Simulation) -> Callable[[float], None]:
     return sleep
 
 
-@contextlib.contextmanager
-def running(world: World) -> Iterator[None]:
-    """The simulation's loop is this thread's while it runs (its real time is counted)."""
-    started = real_monotonic()
-    asyncio.set_event_loop(world.loop)
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(None)
-        sim = _cluster._current
-        if isinstance(sim, Simulation) and sim.world is world:
-            sim.wall_s += real_monotonic() - started
-
-
 class LeftTheSimulation(RuntimeWarning):
     """Code started a thread or opened a socket while a simulation ran: what it does is not
     on the virtual clock, nor chosen by the seed, so a replay may differ."""
 
 
 @contextlib.contextmanager
-def _watch_escapes() -> Iterator[None]:
-    """Warn (once per kind) when code starts a thread or connects a socket meanwhile."""
+def _watch_escapes(owner: int) -> Iterator[None]:
+    """Warn (once per kind) when the simulation's thread starts a thread or connects a
+    socket meanwhile."""
     import socket
     import threading
     import warnings
@@ -249,7 +188,7 @@ def _watch_escapes() -> Iterator[None]:
     thread_start, connect = threading.Thread.start, socket.socket.connect
 
     def warn(kind: str) -> None:
-        if kind not in said:
+        if kind not in said and threading.get_ident() == owner:
             said.add(kind)
             warnings.warn(f"{kind} during a simulation: it runs outside virtual time and the seed, so a replay "
                           "may differ", LeftTheSimulation, stacklevel=3)  # fmt: skip
@@ -271,19 +210,28 @@ def _watch_escapes() -> Iterator[None]:
         socket.socket.connect = connect  # type: ignore[method-assign]
 
 
-def start(seed: int = 0, **options: Any) -> Simulation:
+def start(seed: int = 0, *, stack: bool = False, **options: Any) -> Simulation:
     """Start a simulated cluster in this process (``ff.init(mode="sim")``): until its
-    ``shutdown``, this process's ``time`` is the virtual clock and request ids are seeded."""
+    ``shutdown``, this thread's ``time`` is the virtual clock and its request ids are
+    seeded. ``stack``: allowed while another cluster is open here (``testing.sim``), which
+    is this process's again after the simulation's shutdown."""
     sim = Simulation(seed, **options)
     with _cluster._lock:
-        if _cluster._current is not None and not _cluster._current.closed:
+        previous = _cluster._current if _cluster._current is not None and not _cluster._current.closed else None
+        if previous is not None and not stack:
             raise FluentError("fluentfn is already initialised in this process: call ff.shutdown() first")
+        sim._restore = (previous, _ref._invoker)
         _cluster._current = sim
     _ref.set_invoker(sim.world)
     world = sim.world
-    sim._previous_ids = _call.set_request_id_source(lambda: f"{world.ids.getrandbits(96):024x}")
+    owner = threading.get_ident()
+
+    def ids() -> str:
+        return f"{world.ids.getrandbits(96):024x}" if threading.get_ident() == owner else os.urandom(12).hex()
+
+    sim._previous_ids = _call.set_request_id_source(ids)
     sim._patches.enter_context(virtual_time(world.clock, _sleep(sim)))
-    sim._patches.enter_context(_watch_escapes())
+    sim._patches.enter_context(_watch_escapes(owner))
     return sim
 
 
@@ -292,4 +240,4 @@ def run_client(world: World, fn: Callable[..., T], *args: Any) -> asyncio.Future
     return spawn(world.loop, fn, *args)
 
 
-__all__ = ["EPOCH", "LeftTheSimulation", "SimFuture", "Simulation", "block", "run_client", "running", "start"]
+__all__ = ["EPOCH", "LeftTheSimulation", "Simulation", "block", "run_client", "running", "start"]

@@ -31,6 +31,7 @@ from ..wire import codec
 from ..wire.errors import describe_error, reply_value
 from ..wire.records import record_of
 from ._clock import EPOCH, SimLoop, VirtualClock
+from ._drive import SimFuture, block
 from ._green import spawn
 from ._parts import REPLIES_KEPT, Pending, SimReminders, SimStore, _trim
 
@@ -77,6 +78,7 @@ class World:
         self.faults: Any = None  # the lab's Faults (None: none)
         self.log: Any = None  # the lab's MessageLog, when recording
         self.counters: Counter[str] = Counter()
+        self.wall_s = 0.0  # real seconds spent running the loop (for turns per second)
         self.internal_errors: list[BaseException] = []  # the simulator's own failures (a run stops on one)
         self._definitions: dict[str, ActorDef] = {}
         self._reminder_timers: dict[str, asyncio.TimerHandle] = {}
@@ -107,14 +109,10 @@ class World:
 
     def call(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
              timeout_s: float | None = None) -> Any:  # fmt: skip
-        from ._simulation import block
-
         return block(self, self._ask(ref, method, args, kwargs, timeout_s))
 
     def submit(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                timeout_s: float | None = None) -> Any:  # fmt: skip
-        from ._simulation import SimFuture
-
         return SimFuture(self, self._ask(ref, method, args, kwargs, timeout_s))
 
     async def call_async(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
