@@ -217,3 +217,36 @@ class IdleCounter:
     def add(self, k: int = 1) -> tuple[int, int, int]:
         self.n += k
         return self.n, self.inits, self.activations
+
+
+class _LabNode:
+    """A node of the lab's fault tests: a count, and a call to a peer of its own type
+    that says whether it was answered."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+    def slow(self, seconds: float) -> str:
+        import time
+
+        time.sleep(seconds)
+        return "done"
+
+    def ask(self, peer: str) -> str:
+        """Call ``peer`` from this identity's turn: across a partition it never answers."""
+        try:
+            ff.ref(f"{ff.context().type_name}/{peer}").get.with_timeout(3.0)()  # ample on a busy machine
+            return "answered"
+        except ff.CallTimeout:
+            return "timeout"
+
+
+LabNode = ff.actor(name="LabNode", shards=4)(_LabNode)
+FaasLabNode = ff.actor(name="FaasLabNode")(_LabNode)

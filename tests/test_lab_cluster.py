@@ -16,28 +16,9 @@ import fluentfn as ff
 from fluentfn import lab
 from fluentfn.transport import _caller
 
+from .apps import LabNode
+
 pytestmark = pytest.mark.timeout(180)
-
-
-@ff.actor(name="LabNode", shards=4)
-class LabNode:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self, k: int) -> int:
-        self.n += k
-        return self.n
-
-    def get(self) -> int:
-        return self.n
-
-    def ask(self, peer: str) -> str:
-        """Call ``peer`` from this identity's turn: across a partition it never answers."""
-        try:
-            LabNode[peer].get.with_timeout(3.0)()  # ample on a busy machine; a partition waits it out
-            return "answered"
-        except ff.CallTimeout:
-            return "timeout"
 
 
 @pytest.fixture

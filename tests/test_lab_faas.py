@@ -15,34 +15,12 @@ from fluentfn import lab
 from fluentfn.lab._runner import RunOptions, run
 from fluentfn.lab._workloads import WORKLOADS
 
+from .apps import FaasLabNode
+
 pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.parametrize("cluster", [pytest.param("faas", id="faas")], indirect=True),
 ]
-
-
-@ff.actor(name="FaasLabNode")
-class FaasLabNode:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self, k: int) -> int:
-        self.n += k
-        return self.n
-
-    def get(self) -> int:
-        return self.n
-
-    def slow(self, seconds: float) -> str:
-        time.sleep(seconds)
-        return "done"
-
-    def ask(self, peer: str) -> str:
-        try:
-            FaasLabNode[peer].get.with_timeout(3.0)()
-            return "answered"
-        except ff.CallTimeout:
-            return "timeout"
 
 
 @pytest.fixture

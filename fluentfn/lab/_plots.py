@@ -35,6 +35,16 @@ def _shade(ax: Any, nemesis: list[dict[str, Any]]) -> None:
         ax.axvspan(n["start_s"], end, color=_SHADES.get(kind, "0.8"), alpha=0.15, label=label, lw=0)
 
 
+def _finish(plt: Any, fig: Any, ax: Any, ylabel: str, what: str, path: Path) -> None:
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{what}, by outcome (shaded: nemesis)")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_run(events: list[Event], nemesis: list[dict[str, Any]], folder: str | Path) -> list[Path]:
     """Write ``latency-raw.png`` (each operation at its invocation, by outcome) and
     ``rate.png`` (completions per second, by outcome) in ``folder``; returns their paths."""
@@ -53,13 +63,7 @@ def plot_run(events: list[Event], nemesis: list[dict[str, Any]], folder: str | P
         if pts:
             ax.scatter([t for t, _ in pts], [max(ms, 0.01) for _, ms in pts], s=6, color=_COLORS[kind], label=kind)
     ax.set_yscale("log")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("latency of each operation, by outcome (shaded: nemesis)")
-    ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, "latency (ms)", "latency of each operation", paths[0])
     fig, ax = plt.subplots(figsize=(10, 4))
     _shade(ax, nemesis)
     buckets: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -70,11 +74,5 @@ def plot_run(events: list[Event], nemesis: list[dict[str, Any]], folder: str | P
         if kind in buckets:
             xs = list(range(last + 1))
             ax.plot(xs, [buckets[kind].get(x, 0) for x in xs], color=_COLORS[kind], label=kind, drawstyle="steps-post")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("operations completed per second")
-    ax.set_title("throughput, by outcome (shaded: nemesis)")
-    ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, "operations completed per second", "throughput", paths[1])
     return paths

@@ -119,24 +119,19 @@ class SimLoop(asyncio.BaseEventLoop):
         else:
             self._run_once()  # type: ignore[attr-defined]
 
-    @contextlib.contextmanager
-    def stepping(self) -> Iterator[None]:
+    def stepping(self) -> contextlib.AbstractContextManager[None]:
         """This loop is the thread's running loop while ``step`` is called in here."""
-        was_running, was_driving = asyncio.events._get_running_loop(), self.driving
-        asyncio.events._set_running_loop(self)
-        self.driving = True
-        try:
-            yield
-        finally:
-            self.driving = was_driving
-            asyncio.events._set_running_loop(was_running)
+        return self._as(self, driving=True)
+
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        """Driver code between steps (a ``run_until`` predicate): it may block again."""
+        return self._as(None, driving=False)
 
     @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Driver code between steps (a ``run_until`` predicate): it may block again."""
+    def _as(self, running: asyncio.AbstractEventLoop | None, *, driving: bool) -> Iterator[None]:
         was_running, was_driving = asyncio.events._get_running_loop(), self.driving
-        asyncio.events._set_running_loop(None)
-        self.driving = False
+        asyncio.events._set_running_loop(running)
+        self.driving = driving
         try:
             yield
         finally:
