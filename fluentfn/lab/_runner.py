@@ -37,6 +37,7 @@ from ._plots import plot_run
 from ._workloads import DidNotHappen, Workload
 
 NEMESES = ("partition", "loss", "delay", "kill", "pause")
+MAX_SETTLE_S = 60.0  # how long the final reads wait for a workload to say it has settled
 HOST_FAULTS = ("kill", "pause")  # with these, each node gets a host of its own
 _DEFINITE = (ff.InvalidRequest, ff.NotFound, ff.Overloaded, ff.ActorError)  # refused or raised: did not happen
 
@@ -211,6 +212,9 @@ def _drive(r: _Run, start: Callable[..., Any], join: Callable[[Any], None], stop
             join(chaos)
         _api.heal()
         time.sleep(w.settle_s)  # a quiet moment: retries, restarts and late writes settle
+        quiet_by = time.monotonic() + MAX_SETTLE_S
+        while w.settled is not None and not w.settled(nodes) and time.monotonic() < quiet_by:
+            time.sleep(1.0)  # (a slow system, the FaaS baseline: its gossip takes longer to quiesce)
         rng = random.Random(f"{opts.seed}:final")
         for process, f, value in w.finals(nodes):
             _one(process, w, f, value, nodes, rng, r.rec, [])

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import fluentfn as ff
+
 from ._logtxn import POLL_LIMIT, KLog, KLogBroken, TxnNode, TxnNodeBroken
 from ._programs import RESEND_S, BNode, BNodeBroken, GCounter, GCounterBroken, IdNode, IdNodeBroken, LinKV, LinKVBroken
 
@@ -47,6 +49,8 @@ class Workload:
     setup: Callable[[list[str], str], None] = lambda nodes, topology: None
     settle_s: float = 1.0  # the quiet moment after the faults heal, before the final reads
     survives: tuple[str, ...] = ("partition", "kill")  # the faults it is built to pass (lab sim's default nemesis)
+    # after ``settle_s``: polled until true (at most a minute more) before the final reads
+    settled: Callable[[list[str]], bool] | None = None
     # more results, from the nodes and the history (wall clock of its time 0)
     report: Callable[[list[str], list[Any], float], dict[str, Any]] = lambda nodes, events, t0: {}
 
@@ -160,7 +164,25 @@ def _broadcast(actor: Any, name: str) -> Workload:
         name=name, checker="broadcast", type_name=actor.name, next_op=next_op, run=run,
         finals=lambda nodes: [(f"final:{n}", "read", n) for n in nodes], setup=setup, report=report,
         settle_s=3 * RESEND_S + 1.0, survives=("partition",),  # in memory, as Maelstrom's nodes: a kill loses it
+        settled=_Quiesced(actor),
     )  # fmt: skip
+
+
+class _Quiesced:
+    """Whether gossip has quiesced: every node holds the same values, or no node's values
+    changed over the last three polls (a lost value is never coming: judge now)."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.seen: list[Any] = []
+
+    def __call__(self, nodes: list[str]) -> bool:
+        try:
+            now = [tuple(self.actor[n].read.with_timeout(5.0)()) for n in nodes]
+        except (ff.CallTimeout, ff.Unavailable):
+            return False  # a node that does not answer: not yet
+        self.seen = [*self.seen[-2:], now]
+        return len(set(now)) == 1 or (len(self.seen) == 3 and all(s == now for s in self.seen))
 
 
 def _kafka(actor: Any, name: str) -> Workload:
