@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from .testing import sim
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ff_seed(n): the seed of the ff_sim fixture's simulation")
@@ -20,5 +18,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def ff_sim(request: pytest.FixtureRequest) -> Iterator[Any]:
     marker = request.node.get_closest_marker("ff_seed")
     seed = int(marker.args[0]) if marker is not None and marker.args else 0
+    from .testing import sim  # here: a session that never asks for it imports nothing of fluentfn's runtime
+
     with sim(seed=seed) as simulation:
         yield simulation
