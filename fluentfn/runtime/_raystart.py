@@ -31,7 +31,11 @@ def start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace
     # calls slow down many times over instead of losing their CPU share. An embedded Ray
     # runs them at the caller's priority unless RAY_worker_niceness says otherwise.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    slow_start = ("timed out during startup", "Timed out waiting for file")  # raylet or GCS slow to come up
+    slow_start = (
+        "timed out during startup",  # raylet or GCS slow to come up
+        "Timed out waiting for file",
+        "called ray.init twice",  # the last cluster's driver was still connected (a slow shutdown): shut down again
+    )
     for attempt in range(3):
         try:
             ray.init(
