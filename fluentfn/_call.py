@@ -38,11 +38,15 @@ class Call:
     call that wants its outcome back on a stream; ``attempt``: > 0 when it may have run
     before (a retry: its recorded outcome is looked for); ``budget_s``: the seconds left,
     set only while it crosses the network; ``caller``: the identity whose turn made it
-    ("" from a driver or a client).
+    ("" from a driver or a client); ``trace``: the W3C ``traceparent`` of the span that
+    made it ("" unless tracing is on); ``arrived``: when it reached this process
+    (``time.perf_counter()``, never sent: where a turn's queue time starts; a FaaS
+    invocation's is the wall clock it was handed to the platform at).
     """
 
     __slots__ = (
         "args",
+        "arrived",
         "attempt",
         "budget_s",
         "call_chain",
@@ -54,6 +58,7 @@ class Call:
         "one_way",
         "request_id",
         "seq",
+        "trace",
         "type_name",
     )
 
@@ -72,6 +77,7 @@ class Call:
         attempt: int = 0,
         budget_s: float = 0.0,
         caller: str = "",
+        trace: str = "",
     ) -> None:
         self.type_name = type_name
         self.key = key
@@ -86,11 +92,14 @@ class Call:
         self.attempt = attempt
         self.budget_s = budget_s
         self.caller = caller
+        self.trace = trace
+        self.arrived = 0.0
 
     def copy(self) -> Call:
         return Call(
             self.type_name, self.key, self.method, self.args, self.request_id, self.deadline,
             self.call_chain, self.chain_id, self.seq, self.one_way, self.attempt, self.budget_s, self.caller,
+            self.trace,
         )  # fmt: skip
 
     @property

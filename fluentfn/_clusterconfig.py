@@ -40,3 +40,5 @@ class ClusterConfig:
     tls: TlsConfig | None = None
     store_explicit: bool = False  # the store was chosen (not the node-local default)
     faas: FaasProfile = field(default_factory=FaasProfile)
+    tracing: str = ""  # an OTLP/gRPC endpoint every process exports its spans to ("" = off)
+    otel_env: tuple[tuple[str, str], ...] = ()  # the driver's OTEL_* variables, for every process

@@ -13,6 +13,7 @@ from ._call import new_request_id
 from .errors import FluentError, InvalidRequest
 
 if TYPE_CHECKING:
+    from ._tracing import TurnTimes
     from .state._store import Scheduled
 
 MAX_DELAY_S = 10 * 365 * 86_400.0
@@ -72,6 +73,14 @@ class Context:
     _timers: Timers | None = field(default=None, repr=False, compare=False)
     # Reminders this turn scheduled: written at its durability point, dropped if it is rolled back.
     _scheduled: list[Scheduled] = field(default_factory=list, init=False, repr=False, compare=False)
+    # The turn's phase timings and, while tracing, its span.
+    _times: TurnTimes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def trace_id(self) -> str:
+        """The id of this turn's trace (32 hex digits) while tracing is on; "" otherwise."""
+        span = self._times.span if self._times is not None else None
+        return f"{span.get_span_context().trace_id:032x}" if span is not None else ""
 
     def take_scheduled(self) -> list[Scheduled]:
         """The reminders this turn scheduled, for its durability point (once)."""

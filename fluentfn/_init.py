@@ -29,6 +29,7 @@ def init(
     bind: str = "127.0.0.1",
     tls: TlsConfig | None = None,
     namespace: str = "default",
+    tracing: str | None = None,
 ) -> Cluster: ...
 
 
@@ -45,6 +46,7 @@ def init(
     tls: TlsConfig | None = None,
     namespace: str = "default",
     seed: int = 0,
+    tracing: str | None = None,
 ) -> Cluster:
     """Start an embedded local cluster (``address=None``) or join one (``"auto"``,
     ``"host:port"``): see ``runtime._cluster.init``. ``mode="sim"``: a simulated cluster
@@ -52,11 +54,12 @@ def init(
     choice from ``seed``; the other options are a real cluster's (a namespace is ignored)."""
     if mode == "sim":
         given = {"address": address, "store": store, "num_cpus": num_cpus, "num_gpus": num_gpus, "faas": faas,
-                 "token": token, "tls": tls}  # fmt: skip
+                 "token": token, "tls": tls, "tracing": tracing}  # fmt: skip
         if any(v is not None for v in given.values()):
             named = ", ".join(k for k, v in given.items() if v is not None)
             raise FluentError(f"sim mode runs in this process: it takes a seed, not {named}")
         return start(seed)
     cluster: Cluster = init_cluster(address=address, mode=mode, store=store, num_cpus=num_cpus, num_gpus=num_gpus,
-                                    faas=faas, token=token, bind=bind, tls=tls, namespace=namespace)  # fmt: skip
+                                    faas=faas, token=token, bind=bind, tls=tls, namespace=namespace,
+                                    tracing=tracing)  # fmt: skip
     return cluster

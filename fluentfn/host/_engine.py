@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,7 @@ from .._ioloop import spawn
 from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
 from .._stats import new_counters
 from .._status import Status
+from .._tracing import TurnTimes
 from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable
 from ..placement import shard_for
 from ..state._store import Store, StoreLost
@@ -160,6 +162,7 @@ class HostEngine:
     def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> None:
         """Callback form of ``dispatch``, called on the loop; ``done`` runs on the loop.
         ``local``: the caller is in this process (counted as a local call)."""
+        call.arrived = call.arrived or time.perf_counter()
         if not self.lane.submit(call, done, local=local):
             spawn(self._dispatch_then(call, done, local), self._tasks)
 
@@ -172,6 +175,7 @@ class HostEngine:
         """Run one call; returns its reply, for one-way calls too (a sender that wants to
         know a tell was refused, by a move say, gets it; the server drops the others).
         Never raises."""
+        call.arrived = call.arrived or time.perf_counter()
         self.counters["local_calls" if local else "direct_messages"] += 1
         try:
             reply = await self._run(call)
@@ -254,6 +258,7 @@ class HostEngine:
         if method.is_async or act is None or act.instance is None:
             return None
         self.counters["local_calls"] += 1
+        call.arrived = call.arrived or time.perf_counter()
         try:
             req = self.prepare(definition, call)
             job = self.admission.wait_turn(req)
@@ -270,6 +275,16 @@ class HostEngine:
         return reply
 
     def context_for(self, act: Activation, call: Call) -> Context:
+        """The context of ``call``'s turn, which begins now (its queue time ends here)."""
+        now = time.perf_counter()
+        times = TurnTimes(f"{act.type_name}.{call.method}", call.arrived or now, now, call.trace)
+        if times.span is not None:
+            definition = self.types.get(act.type_name)
+            times.describe(
+                address=act.address, method=call.method, request_id=call.request_id, mode="stateful",
+                persist=str(definition.options.persist) if definition is not None else None,
+                host=f"{self.node_id[:12]}:{os.getpid()}", partition=self.shard, attempt=call.attempt,
+            )  # fmt: skip
         return Context(
             address=act.address,
             key=act.key,
@@ -284,6 +299,7 @@ class HostEngine:
             replay=may_repeat(call),
             _scheduler=self.upkeep.reminders,
             _timers=self.timers,
+            _times=times,
         )
 
     # -- internal turns: passivation, write-behind --------------------------------------------------

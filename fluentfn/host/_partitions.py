@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from .._call import Call, Outcome
+from .._phases import TALLY
 from .._stats import new_counters
 from .._status import Status
 from ..errors import Redirect
@@ -190,8 +191,9 @@ class PartitionSet:
         return sorted({n for e in self._snapshot() for n in e.type_names})
 
     def totals(self) -> dict[str, int]:
-        """This host's counters: its own, and every engine's it had."""
+        """This host's counters: its own, every engine's it had, and its phase timings."""
         totals = dict(self.counters)
+        totals.update(TALLY.counters())
         for e in self._snapshot():
             for k, v in e.counters.items():
                 totals[k] = totals.get(k, 0) + v

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
 from .._context import CURRENT, Context
+from .._tracing import TurnTimes
 from ..errors import CallTimeout, FluentError, Redirect, Unavailable
 from ..state._store import Scheduled
 from ..wire.errors import describe_error
@@ -85,7 +86,7 @@ class TurnRunner:
 
     def run_sync(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """A sync turn, in the calling (worker) thread."""
-        return self._unless_moved(act, req.call, self._run_sync(req, act, ctx))
+        return _ended(ctx._times, self._unless_moved(act, req.call, self._run_sync(req, act, ctx)))
 
     def _unless_moved(self, act: Activation, call: Call, reply: Outcome) -> Outcome:
         """A turn whose identity was handed over while it ran has no known outcome."""
@@ -112,8 +113,11 @@ class TurnRunner:
                 return early
             t0 = time.perf_counter()
             outcome, failed = run_sync(method, act.instance, args, kwargs)
-            self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
-            return self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled())
+            t1 = time.perf_counter()
+            self.methods.observe(act.type_name, method.name, t1 - t0, failed)
+            if ctx._times is not None:
+                ctx._times.mark("run", t0, t1)
+            return self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled(), ctx._times)
         except BaseException as exc:
             return self._error_reply(act, call, exc)
         finally:
@@ -132,33 +136,38 @@ class TurnRunner:
         the turn durable and returns what to send — the reply, or the error if the write
         failed (the turn then never happened: the identity is rolled back).
         """
-        definition, method, call = req.definition, req.method, req.call
+        definition, method, call, times = req.definition, req.method, req.call, ctx._times
         token = CURRENT.set(ctx)
         try:
             recorded = self.persistence.recorded(act, call)  # in memory only: a first attempt
             if recorded is not None:
-                return recorded, None
+                return _ended(times, recorded, "replayed"), None
             self.counters["calls"] += 1
             t0 = time.perf_counter()
             outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
-            self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
+            t1 = time.perf_counter()
+            self.methods.observe(act.type_name, method.name, t1 - t0, failed)
+            if times is not None:
+                times.mark("run", t0, t1)
             scheduled = ctx.take_scheduled()
             if method.readonly and not scheduled:
-                return self._encoded(definition, act, call, outcome, failed), None
+                return _ended(times, self._encoded(definition, act, call, outcome, failed)), None
             due = self._durably(
                 definition,
                 act,
                 call,
                 lambda: self.persistence.write_due(definition, act, must_record(call.request_id, scheduled)),
+                times,
             )
             reply = self._encoded(definition, act, call, outcome, failed)
             if due is not None or scheduled:
-                return reply, functools.partial(self._write_turn, definition, act, call, reply, due, scheduled)
+                write = functools.partial(self._write_turn, definition, act, call, reply, due, scheduled, times)
+                return reply, write
             if not definition.options.persist.writes_before_reply:
                 self.persistence.remember(act, call.request_id, _record(call, reply))
-            return reply, None
+            return _ended(times, reply), None
         except BaseException as exc:
-            return self._error_reply(act, call, exc), None
+            return _ended(times, self._error_reply(act, call, exc)), None
         finally:
             CURRENT.reset(token)
 
@@ -170,6 +179,7 @@ class TurnRunner:
         reply: Outcome,
         snapshot: bytes | None,
         scheduled: Sequence[Scheduled] = (),
+        times: TurnTimes | None = None,
     ) -> Outcome:
         """The durability point of a turn that ran on the loop (in a worker thread)."""
 
@@ -182,14 +192,14 @@ class TurnRunner:
                 self.persistence.write_turn(act, snapshot, call.request_id, _record(call, reply), scheduled)
 
         try:
-            self._durably(definition, act, call, write)
+            self._durably(definition, act, call, write, times)
         except BaseException as exc:
-            return self._error_reply(act, call, exc)
-        return reply
+            return _ended(times, self._error_reply(act, call, exc))
+        return _ended(times, reply)
 
     async def run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
-        return self._unless_moved(act, req.call, await self._run_async(req, act, ctx))
+        return _ended(ctx._times, self._unless_moved(act, req.call, await self._run_async(req, act, ctx)))
 
     async def _run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
@@ -204,7 +214,10 @@ class TurnRunner:
             try:
                 t0 = time.perf_counter()
                 outcome, failed, expired = await run_async(method, act.instance, args, kwargs, call.deadline)
-                self.methods.observe(act.type_name, method.name, time.perf_counter() - t0, failed)
+                t1 = time.perf_counter()
+                self.methods.observe(act.type_name, method.name, t1 - t0, failed)
+                if ctx._times is not None:
+                    ctx._times.mark("run", t0, t1)
             finally:
                 CURRENT.reset(token)
             scheduled = ctx.take_scheduled()  # a turn rolled back schedules nothing
@@ -214,9 +227,9 @@ class TurnRunner:
             blocking = definition.options.persist.writes_before_reply and self.persistence.store is not None
             if (blocking and not method.readonly) or scheduled:
                 return await self._loop.run_in_executor(
-                    self._workers, self._finish, definition, act, call, method, outcome, failed, scheduled
+                    self._workers, self._finish, definition, act, call, method, outcome, failed, scheduled, ctx._times
                 )
-            return self._finish(definition, act, call, method, outcome, failed)
+            return self._finish(definition, act, call, method, outcome, failed, (), ctx._times)
         except asyncio.CancelledError:  # the host is stopping
             return self._error_reply(act, call, Unavailable(f"{act.address}: host stopped during the call"))
         except BaseException as exc:
@@ -256,6 +269,7 @@ class TurnRunner:
         """Load the identity's state, or run ``__init__``; then ``on_activate``."""
         if act.instance is not None:
             return
+        t0 = time.perf_counter()
         try:
             try:
                 stored = self.persistence.load(definition, act)
@@ -271,6 +285,9 @@ class TurnRunner:
         act.instance = instance
         act.ready = True
         self.counters["activations"] += 1
+        ctx = CURRENT.get()
+        if ctx is not None and ctx._times is not None:
+            ctx._times.mark("load", t0, time.perf_counter())
         if definition.options.reentrant:  # only interleaving turns wait for this; others wait for the turn's end
             self._hooks.activated(act)
 
@@ -283,6 +300,7 @@ class TurnRunner:
         outcome: Any,
         failed: bool,
         scheduled: Sequence[Scheduled] = (),
+        times: TurnTimes | None = None,
     ) -> Outcome:
         """Encode the outcome, and make the turn durable before the reply leaves.
 
@@ -297,6 +315,7 @@ class TurnRunner:
                 act,
                 call,
                 lambda: self.persistence.after_turn(definition, act, call.request_id, _record(call, reply), scheduled),
+                times,
             )
         return reply
 
@@ -308,11 +327,17 @@ class TurnRunner:
             self.rollback(definition, act)
             raise
 
-    def _durably(self, definition: ActorDef, act: Activation, call: Call, write: Callable[[], T]) -> T:
+    def _durably(
+        self, definition: ActorDef, act: Activation, call: Call, write: Callable[[], T], times: TurnTimes | None = None
+    ) -> T:
         """Run (part of) a turn's durability point; if it fails, roll the turn back and
         raise one clear error."""
+        t0 = time.perf_counter()
         try:
-            return write()
+            out = write()
+            if times is not None:
+                times.mark("write", t0, time.perf_counter())
+            return out
         except FluentError:
             self.rollback(definition, act)
             raise
@@ -334,6 +359,13 @@ class TurnRunner:
         """Forget an identity's memory; its next turn activates it from the store."""
         act.forget()
         self._hooks.deactivated(act)
+
+
+def _ended(times: TurnTimes | None, reply: Outcome, outcome: str = "") -> Outcome:
+    """``reply``, once the turn's timings are tallied (and its span ended)."""
+    if times is not None:
+        times.end(outcome or ("error" if reply.error is not None else "ok"))
+    return reply
 
 
 def _record(call: Call, reply: Outcome) -> bytes:

@@ -16,6 +16,9 @@ from .._faasprofile import FaasProfile
 from .._ioloop import io_loop
 from .._logs import log_level, quiet_logs
 from .._tables import DIRECTORY_NAME, ray_namespace
+from .._tracing import ENV_ENDPOINT, install_log_context, otel_env
+from .._tracing import configure as configure_tracing
+from .._tracing import shutdown as flush_spans
 from ..api import ActorType, known_types, on_new_type
 from ..directory import Directory
 from ..errors import FluentError
@@ -68,8 +71,12 @@ class Cluster:
     def __repr__(self) -> str:
         return f"<fluentfn Cluster mode={self.mode} gateway={self.gateway}>"
 
-    def stats(self) -> dict[str, int]:
+    def stats(self, *, breakdown: bool = False) -> dict[str, Any]:
         """Cluster-wide counters (see ``ff.stats``)."""
+        return _summed(self._raw_stats(), breakdown)
+
+    def _raw_stats(self) -> dict[str, int]:
+        """Every process's counters summed, phase timings (``_phases``) included."""
         totals: dict[str, int] = get_directory(lambda: self.directory.stats.remote(), _config.RESOLVE_TIMEOUT_S)
         for k, v in self.runtime.local_stats().items():
             totals[k] = totals.get(k, 0) + v
@@ -139,6 +146,7 @@ class Cluster:
             log.warning("gateway or peer streams did not close cleanly: %s: %s", type(exc).__name__, exc)
         _ref.set_invoker(None)
         on_new_type(None)
+        flush_spans()  # this process's spans are sent before it goes on (hosts flush at exit)
         with _lock:
             if _current is self:
                 _current = None
@@ -158,6 +166,7 @@ def init(
     bind: str = "127.0.0.1",
     tls: TlsConfig | None = None,
     namespace: str = "default",
+    tracing: str | None = None,
 ) -> Cluster:
     """Start an embedded local cluster (``address=None``) or join one (``"auto"``, ``"host:port"``).
 
@@ -165,7 +174,9 @@ def init(
     ``FLUENTFN_STORE`` and ``FLUENTFN_TOKEN`` stand in for ``store`` and ``token`` when
     those are not given, and ``RAY_ADDRESS`` (set by Ray job submission and KubeRay's
     RayJob) for ``address``: the same program runs embedded on a laptop and joins the
-    cluster when submitted as a job, without code changes.
+    cluster when submitted as a job, without code changes. ``tracing``: an OTLP/gRPC
+    collector (``"http://host:4317"``; ``FLUENTFN_OTEL_ENDPOINT`` stands in) to which every
+    process of the cluster exports a span per turn (needs ``fluentfn[otel]``).
     """
     global _current
     import ray
@@ -186,6 +197,11 @@ def init(
     if faas is not None and not isinstance(faas, FaasProfile):
         raise FluentError("faas takes an ff.FaasProfile")
     profile = faas or FaasProfile()
+    tracing = tracing if tracing is not None else os.environ.get(ENV_ENDPOINT, "").strip()
+    if tracing and not tracing.startswith(("http://", "https://")):
+        raise FluentError(f"tracing takes an OTLP/gRPC endpoint such as 'http://127.0.0.1:4317', not {tracing!r}")
+    configure_tracing(tracing, otel_env(), service="fluentfn-driver")  # ImportError without fluentfn[otel]
+    install_log_context()
     with _lock:
         if _current is not None and not _current.closed:
             raise FluentError("fluentfn is already initialised in this process: call ff.shutdown() first")
@@ -209,6 +225,8 @@ def init(
         tls=tls,
         store_explicit=store is not None,
         faas=profile,
+        tracing=tracing,
+        otel_env=tuple(sorted(otel_env().items())),
     )
     actor_cls: Any = ray.remote(Directory)
     directory = actor_cls.options(
@@ -284,12 +302,24 @@ def shutdown() -> None:
         _current.shutdown()
 
 
-def stats() -> dict[str, int]:
-    """Cluster-wide counters: calls, direct_messages, local_calls, storage traffic, ..."""
+def stats(*, breakdown: bool = False) -> dict[str, Any]:
+    """Cluster-wide counters: calls, direct_messages, local_calls, storage traffic, ...
+    (integers, so two readings subtract). ``breakdown=True`` adds ``"breakdown"``: per
+    "Type.method", where its calls' time went (queue, load, run, write, the caller's
+    round trip and the network's share; p50/p99/mean in ms, see ``fluentfn._phases``)."""
+    return current().stats(breakdown=breakdown)
+
+
+def _summed(raw: dict[str, int], breakdown: bool) -> dict[str, Any]:
+    from .._phases import breakdown as phases_of
+    from .._phases import split_counters
     from .._stats import COUNTERS
 
-    totals = dict.fromkeys(COUNTERS, 0)
-    totals.update(current().stats())
+    plain, phases = split_counters(raw)
+    totals: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+    totals.update(plain)
+    if breakdown:
+        totals["breakdown"] = phases_of(phases)
     return totals
 
 

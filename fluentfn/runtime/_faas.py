@@ -24,9 +24,12 @@ from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT, request_id_here
 from .._ioloop import IoLoop
+from .._phases import TALLY
 from .._ref import DELETE_METHOD, KEYED_PREFIX, ActorRef, Future
 from .._router import Target
 from .._stats import COUNTERS
+from .._tracing import enabled as tracing_on
+from .._tracing import parent_for
 from ..errors import FluentError, Unavailable
 from ..state import Store, open_store
 from ..state._emulated import MeteredStore
@@ -164,7 +167,11 @@ class FaasRuntime:
             deadline=deadline,  # the cluster's clock: invocations run on its nodes
             one_way=one_way,
             caller=caller if caller is not None else (ctx.address or "") if ctx is not None else "",
+            trace=parent_for(ctx._times if ctx is not None else None) if tracing_on() else "",
         )
+        if ctx is not None and ctx._times is not None and ctx._times.span is not None:
+            ctx._times.called(f"{name}/{key}" if key else name, method)
+        call.arrived = time.time()  # FaaS: the wall clock it was handed over at (its queue time starts)
         # the invocation waiting for this one's result: if it is gone (killed at its cap),
         # nobody will take the result, and it is not left in the store
         waiting = self.invocation if not one_way else ""
@@ -221,9 +228,13 @@ class FaasRuntime:
         rid = request_id_here()
 
         def run() -> Any:
-            return self.results.wait(
-                self._start("actor", ref, method, args, kwargs, request_id=rid, timeout_s=timeout_s)
-            )
+            t0 = time.perf_counter()
+            try:
+                return self.results.wait(
+                    self._start("actor", ref, method, args, kwargs, request_id=rid, timeout_s=timeout_s)
+                )
+            finally:
+                TALLY.observe(f"{ref.type_name}.{method}", (("call", time.perf_counter() - t0),))
 
         return run() if self.journal is None else self.journal.run(rid, run)
 
@@ -387,6 +398,7 @@ class FaasRuntime:
     def local_stats(self) -> dict[str, int]:
         """This process's own traffic plus every ended invocation's (the platform's totals)."""
         totals = dict(self.counters)
+        totals.update(TALLY.counters())  # the time this process's own calls took
         for name, value in get_ray(self._platform().stats.remote()).items():
             totals[name] = totals.get(name, 0) + value
         return totals

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import os
 import random
 import time
 from typing import Any
@@ -21,8 +22,12 @@ from .._actordef import ActorDef
 from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT, Context
+from .._phases import TALLY
 from .._ref import set_invoker
 from .._stats import COUNTERS
+from .._tracing import TurnTimes, install_log_context
+from .._tracing import configure as configure_tracing
+from .._tracing import flush as flush_spans
 from ..errors import FluentError, InvalidRequest, Unavailable
 from ..host._reminders import Reminders
 from ..host._turn import (
@@ -79,7 +84,9 @@ def _run_actor(
     address = f"{definition.name}/{call.key}"
     where = f"{address}.{call.method}"
     digest = request_digest(call.request_id, call.method, encoded_args)
+    times = ctx._times
     for _ in range(_CONFLICT_RETRIES):
+        t0 = time.perf_counter()
         record = store.load(address)
         # Replies are recorded in the store with the state, as in stateful mode, so a
         # repeated request (a re-run invocation's nested call) is answered, not re-run.
@@ -96,9 +103,13 @@ def _run_actor(
                 instance = instantiate(definition, record.state if record else None, address, store.url)
             except UserFailure as failure:
                 return Outcome(error=describe_error(failure.exc, f"{address} activation", user=True))
+            t1 = time.perf_counter()
             outcome, failed = run_sync(method, instance, args, kwargs)
             if method.is_async and not failed:  # the call made the coroutine: run it to its end
                 outcome, failed = _run_coroutine(outcome)
+            if times is not None:
+                times.mark("load", t0, t1)
+                times.mark("run", t1, time.perf_counter())
         finally:
             CURRENT.reset(token)
         scheduled = attempt.take_scheduled()  # written with the state, or not at all
@@ -112,6 +123,7 @@ def _run_actor(
         if record is not None and state == record.state and not must_record(call.request_id, scheduled):
             return took_effect(reply)
         try:
+            t2 = time.perf_counter()
             store.save(
                 address,
                 expected=record.version if record else 0,
@@ -120,6 +132,8 @@ def _run_actor(
                 reply=(call.request_id, record_of(reply, digest)),
                 reminders=scheduled,
             )
+            if times is not None:
+                times.mark("write", t2, time.perf_counter())
             return took_effect(reply)
         except VersionConflict:
             time.sleep(random.uniform(0.0005, 0.005))
@@ -163,6 +177,15 @@ def faas_invoke(
     import ray
 
     started = time.perf_counter()
+    configure_tracing(config.tracing, dict(config.otel_env), service="fluentfn-faas")
+    install_log_context()
+    cold = not _loaded
+    what = f"{call.type_name}.{call.method}" if kind == "actor" else call.type_name
+    times = TurnTimes(what, started - max(0.0, time.time() - call.arrived) if call.arrived else started, started,
+                      call.trace)  # fmt: skip
+    if times.span is not None:
+        times.describe(address=call.address if kind == "actor" else call.type_name, method=call.method,
+                       request_id=call.request_id, mode="faas", cold_start=cold, host=f"pid:{os.getpid()}")  # fmt: skip
     counters = dict.fromkeys(COUNTERS, 0)
     store = _metered(config, counters)
     runtime = FaasRuntime(directory=None, config=config, io=None, counters=counters, store=store)
@@ -188,9 +211,11 @@ def faas_invoke(
             deadline=call.deadline,
             request_id=rid,
             _scheduler=Reminders(store, REMINDER_GROUP, 0, lambda: None, definitions.get),
+            _times=times,
         )
         if kind == "actor":
             cls, options = _load_code(code)
+            times.mark("init", started, time.perf_counter())  # the request's read, the code's load
             definition = definitions.setdefault(options.name, ActorDef(cls, options))
             runtime.journal = Journal()
             reply = _run_actor(store, definition, call, args, kwargs, ctx, counters, message, runtime.journal)
@@ -198,7 +223,12 @@ def faas_invoke(
             counters["calls"] += 1
             token = CURRENT.set(ctx)
             try:
-                outcome, failed = _run_coroutine(_call(_load_code(code), args, kwargs))
+                t0 = time.perf_counter()
+                fn = _load_code(code)
+                t1 = time.perf_counter()
+                outcome, failed = _run_coroutine(_call(fn, args, kwargs))
+                times.mark("load", t0, t1)
+                times.mark("run", t1, time.perf_counter())
             finally:
                 CURRENT.reset(token)
             reply = reply_for(outcome, failed, call.type_name)
@@ -211,11 +241,17 @@ def faas_invoke(
             )
         )
     if not call.one_way and row == rid:
+        t0 = time.perf_counter()
         store.put(f"res:{rid}", record_of(reply))
+        times.mark("write", t0, time.perf_counter())  # the result, through the store
         counters["messages_via_storage"] += 1
         _unless_awaited(store, rid, waiting)
     store.delete(f"msg:{row}")
     runtime.close_quietly()
+    times.end("error" if reply.error is not None else "ok")
+    if times.span is not None:
+        flush_spans()  # the environment may be stopped before the next batch would go
+    counters.update(TALLY.drain())  # this invocation's phase timings (and its own calls' round trips)
     counters["billed_ms"] += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills by the ms
     return counters
 

@@ -21,6 +21,9 @@ from .._ioloop import IoLoop, io_loop
 from .._logs import quiet_logs
 from .._ref import set_invoker
 from .._tables import DIRECTORY_NAME, ray_namespace
+from .._tracing import configure as configure_tracing
+from .._tracing import install_log_context
+from .._tracing import shutdown as flush_spans
 from ..host._activations import Handoff
 from ..host._engine import HostEngine
 from ..host._heap import tune_gc
@@ -70,6 +73,8 @@ class ShardHost:
         tune_gc()
         self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(namespace))
         config: ClusterConfig = get_directory(lambda: self._directory.config.remote(), _config.RESOLVE_TIMEOUT_S)
+        configure_tracing(config.tracing, dict(config.otel_env), service=f"fluentfn-host-{group}")
+        install_log_context()
         ctx = ray.get_runtime_context()
         node_id = ctx.get_node_id()
         self._io: IoLoop = io_loop()
@@ -214,3 +219,4 @@ class ShardHost:
         """Passivate every identity (on_deactivate runs, state is flushed)."""
         self._upkeep.cancel()
         self._io.run(self.parts.close(), timeout=60)
+        flush_spans()

@@ -20,8 +20,11 @@ from .._call import Call, Outcome, new_request_id
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT
 from .._ioloop import IoLoop
+from .._phases import TALLY
 from .._ref import DELETE_METHOD, ActorRef, Future
 from .._router import RouteTable
+from .._tracing import enabled as tracing_on
+from .._tracing import parent_for
 from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound
 from ..host._partitions import PartitionSet
 from ..state import Store, open_store
@@ -35,6 +38,7 @@ from ._locator import DirectoryLocator
 from ._raycall import get_directory
 
 _PATIENCE_S = _config.RESOLVE_TIMEOUT_S  # how long a caller waits for the directory to come back
+CALL_PHASE = "call"  # the caller's round trip (``_phases``)
 log = logging.getLogger("fluentfn")
 
 
@@ -97,11 +101,13 @@ class StatefulRuntime:
                 f"blocking call to {ref.address}.{method} from async code: use `await ref.{method}.aio(...)`"
             )
         call = self._make_call(ref, method, args, kwargs, timeout_s)
+        t0 = time.perf_counter()
         reply = self._try_inline(call)
         if reply is None or _misrouted(reply):  # not here (any more): the router
             waiter = Waiter()
             self._io.loop.call_soon_threadsafe(self._caller.send, call, waiter)
             reply = waiter.reply_for(call)
+        TALLY.observe(f"{ref.type_name}.{method}", ((CALL_PHASE, time.perf_counter() - t0),))
         return self._result(reply)
 
     def submit(
@@ -137,6 +143,7 @@ class StatefulRuntime:
         timeout_s: float | None = None,
     ) -> Any:
         call = self._make_call(ref, method, args, kwargs, timeout_s)
+        t0 = time.perf_counter()
         if self._io.in_loop():
             fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
             self._send_timed(call, settle_future(fut))
@@ -145,6 +152,7 @@ class StatefulRuntime:
             waiter: concurrent.futures.Future[Outcome | None] = concurrent.futures.Future()
             self._io.loop.call_soon_threadsafe(self._send_timed, call, settle_future(waiter))
             reply = await asyncio.wrap_future(waiter)
+        TALLY.observe(f"{ref.type_name}.{method}", ((CALL_PHASE, time.perf_counter() - t0),))
         return self._result(reply)
 
     def tell(
@@ -200,6 +208,9 @@ class StatefulRuntime:
         ctx = CURRENT.get()
         request_id = ctx.next_request_id() if ctx is not None else None
         request_id = request_id or new_request_id()
+        times = ctx._times if ctx is not None else None
+        if times is not None and times.span is not None:
+            times.called(ref.address, method)
         deadline = time.time() + (timeout_s or _config.DEFAULT_CALL_TIMEOUT_S)
         joins = ctx is not None and not one_way
         if joins and ctx is not None and ctx.deadline:
@@ -216,6 +227,7 @@ class StatefulRuntime:
             attempt=1 if ctx is not None and ctx.replay else 0,
             one_way=one_way,
             caller=(ctx.address or "") if ctx is not None else "",
+            trace=parent_for(times) if tracing_on() else "",
         )
 
     @staticmethod
@@ -294,8 +306,8 @@ class StatefulRuntime:
         self._io.loop.call_soon_threadsafe(self._table.forget_group, group)
 
     def local_stats(self) -> dict[str, int]:
-        """Counters kept by this process itself (hosts keep the rest)."""
-        return {}
+        """Counters kept by this process itself (hosts keep the rest): the time its calls took."""
+        return TALLY.counters()
 
     async def close(self) -> None:
         self._caller.close()

@@ -118,7 +118,8 @@ class Simulation(_cluster.Cluster):
         ident.generation += 1
         del world.identities[ref.address]
 
-    def stats(self) -> dict[str, int]:
+    def stats(self, *, breakdown: bool = False) -> dict[str, Any]:
+        """The simulation's counters (no time breakdown: its clock is virtual)."""
         c = self.world.counters
         return {"calls": c["turns"], "turns": c["turns"], "messages": c["messages"], "crashes": c["crashes"],
                 "store_writes": self.world.store.writes, "live_identities": len(self.world.identities)}  # fmt: skip

@@ -39,6 +39,8 @@ def call_to_pb(call: Call, clock: Clock = time.time) -> pb.Call:
         m.attempt = call.attempt
     if call.caller:
         m.caller = call.caller
+    if call.trace:
+        m.trace = call.trace
     return m
 
 
@@ -48,7 +50,7 @@ def call_from_pb(m: pb.Call, clock: Clock = time.time) -> Call:
     deadline = clock() + m.budget_s if m.budget_s > 0 else m.deadline
     return Call(
         m.type_name, m.key, m.method, m.args, m.request_id, deadline,
-        tuple(m.call_chain), m.chain_id, m.seq, m.one_way, m.attempt, 0.0, m.caller,
+        tuple(m.call_chain), m.chain_id, m.seq, m.one_way, m.attempt, 0.0, m.caller, m.trace,
     )  # fmt: skip
 
 

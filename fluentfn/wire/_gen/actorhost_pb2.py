@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66luentfn/v1/actorhost.proto\x12\x0b\x66luentfn.v1\"\xe1\x01\n\x04\x43\x61ll\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x04 \x01(\x0c\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x01\x12\x12\n\ncall_chain\x18\x07 \x03(\t\x12\x10\n\x08\x63hain_id\x18\x08 \x01(\t\x12\x0b\n\x03seq\x18\t \x01(\x04\x12\x0f\n\x07one_way\x18\n \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\r\x12\x10\n\x08\x62udget_s\x18\x0c \x01(\x01\x12\x0e\n\x06\x63\x61ller\x18\r \x01(\t\"q\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nexc_module\x18\x03 \x01(\t\x12\x10\n\x08\x65xc_type\x18\x04 \x01(\t\x12\x10\n\x08\x65xc_args\x18\x05 \x01(\x0c\x12\x11\n\ttraceback\x18\x06 \x01(\t\"U\n\x05Reply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.fluentfn.v1.ErrorH\x00\x42\t\n\x07outcome\"-\n\tCallBatch\x12 \n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x11.fluentfn.v1.Call\"1\n\nReplyBatch\x12#\n\x07replies\x18\x01 \x03(\x0b\x32\x12.fluentfn.v1.Reply\"\x05\n\x03\x41\x63k\"\x0f\n\rStatusRequest\"\xdf\x01\n\x08HostInfo\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x17\n\x0flive_identities\x18\x05 \x01(\x04\x12\r\n\x05\x65poch\x18\x06 \x01(\x04\x12\x0f\n\x07gpu_ids\x18\x07 \x03(\x05\x12\x12\n\ntype_names\x18\x08 \x03(\t\x12\x13\n\x0bmetrics_url\x18\t \x01(\t\x12\x0b\n\x03pid\x18\n \x01(\r\x12\x0f\n\x07host_id\x18\x0b \x01(\t\x12\x12\n\npartitions\x18\x0c \x03(\r\"\xd5\x02\n\x0bStatusReply\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x12\n\ntype_names\x18\x03 \x03(\t\x12\x17\n\x0flive_identities\x18\x04 \x01(\x04\x12\x38\n\x08\x63ounters\x18\x05 \x03(\x0b\x32&.fluentfn.v1.StatusReply.CountersEntry\x12\r\n\x05group\x18\x06 \x01(\t\x12\r\n\x05shard\x18\x07 \x01(\r\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\x12$\n\x05hosts\x18\t \x03(\x0b\x32\x15.fluentfn.v1.HostInfo\x12%\n\x05types\x18\n \x03(\x0b\x32\x16.fluentfn.v1.TypeRoute\x12\x12\n\npartitions\x18\x0b \x03(\r\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x8d\x01\n\tTypeRoute\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x01(\r\x12\r\n\x05hosts\x18\x04 \x01(\r\x12\x11\n\tmin_hosts\x18\x05 \x01(\r\x12\x11\n\tmax_hosts\x18\x06 \x01(\r\x12\x19\n\x11placement_problem\x18\x07 \x01(\t2\xee\x01\n\tActorHost\x12/\n\x06Invoke\x12\x11.fluentfn.v1.Call\x1a\x12.fluentfn.v1.Reply\x12+\n\x04Tell\x12\x11.fluentfn.v1.Call\x1a\x10.fluentfn.v1.Ack\x12\x43\n\x0cInvokeStream\x12\x16.fluentfn.v1.CallBatch\x1a\x17.fluentfn.v1.ReplyBatch(\x01\x30\x01\x12>\n\x06Status\x12\x1a.fluentfn.v1.StatusRequest\x1a\x18.fluentfn.v1.StatusReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66luentfn/v1/actorhost.proto\x12\x0b\x66luentfn.v1\"\xf0\x01\n\x04\x43\x61ll\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x04 \x01(\x0c\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x01\x12\x12\n\ncall_chain\x18\x07 \x03(\t\x12\x10\n\x08\x63hain_id\x18\x08 \x01(\t\x12\x0b\n\x03seq\x18\t \x01(\x04\x12\x0f\n\x07one_way\x18\n \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\r\x12\x10\n\x08\x62udget_s\x18\x0c \x01(\x01\x12\x0e\n\x06\x63\x61ller\x18\r \x01(\t\x12\r\n\x05trace\x18\x0e \x01(\t\"q\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nexc_module\x18\x03 \x01(\t\x12\x10\n\x08\x65xc_type\x18\x04 \x01(\t\x12\x10\n\x08\x65xc_args\x18\x05 \x01(\x0c\x12\x11\n\ttraceback\x18\x06 \x01(\t\"U\n\x05Reply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.fluentfn.v1.ErrorH\x00\x42\t\n\x07outcome\"-\n\tCallBatch\x12 \n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x11.fluentfn.v1.Call\"1\n\nReplyBatch\x12#\n\x07replies\x18\x01 \x03(\x0b\x32\x12.fluentfn.v1.Reply\"\x05\n\x03\x41\x63k\"\x0f\n\rStatusRequest\"\xdf\x01\n\x08HostInfo\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x17\n\x0flive_identities\x18\x05 \x01(\x04\x12\r\n\x05\x65poch\x18\x06 \x01(\x04\x12\x0f\n\x07gpu_ids\x18\x07 \x03(\x05\x12\x12\n\ntype_names\x18\x08 \x03(\t\x12\x13\n\x0bmetrics_url\x18\t \x01(\t\x12\x0b\n\x03pid\x18\n \x01(\r\x12\x0f\n\x07host_id\x18\x0b \x01(\t\x12\x12\n\npartitions\x18\x0c \x03(\r\"\xd5\x02\n\x0bStatusReply\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x12\n\ntype_names\x18\x03 \x03(\t\x12\x17\n\x0flive_identities\x18\x04 \x01(\x04\x12\x38\n\x08\x63ounters\x18\x05 \x03(\x0b\x32&.fluentfn.v1.StatusReply.CountersEntry\x12\r\n\x05group\x18\x06 \x01(\t\x12\r\n\x05shard\x18\x07 \x01(\r\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\x12$\n\x05hosts\x18\t \x03(\x0b\x32\x15.fluentfn.v1.HostInfo\x12%\n\x05types\x18\n \x03(\x0b\x32\x16.fluentfn.v1.TypeRoute\x12\x12\n\npartitions\x18\x0b \x03(\r\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x8d\x01\n\tTypeRoute\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x01(\r\x12\r\n\x05hosts\x18\x04 \x01(\r\x12\x11\n\tmin_hosts\x18\x05 \x01(\r\x12\x11\n\tmax_hosts\x18\x06 \x01(\r\x12\x19\n\x11placement_problem\x18\x07 \x01(\t2\xee\x01\n\tActorHost\x12/\n\x06Invoke\x12\x11.fluentfn.v1.Call\x1a\x12.fluentfn.v1.Reply\x12+\n\x04Tell\x12\x11.fluentfn.v1.Call\x1a\x10.fluentfn.v1.Ack\x12\x43\n\x0cInvokeStream\x12\x16.fluentfn.v1.CallBatch\x1a\x17.fluentfn.v1.ReplyBatch(\x01\x30\x01\x12>\n\x06Status\x12\x1a.fluentfn.v1.StatusRequest\x1a\x18.fluentfn.v1.StatusReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREPLY_COUNTERSENTRY']._loaded_options = None
   _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_options = b'8\001'
   _globals['_CALL']._serialized_start=45
-  _globals['_CALL']._serialized_end=270
-  _globals['_ERROR']._serialized_start=272
-  _globals['_ERROR']._serialized_end=385
-  _globals['_REPLY']._serialized_start=387
-  _globals['_REPLY']._serialized_end=472
-  _globals['_CALLBATCH']._serialized_start=474
-  _globals['_CALLBATCH']._serialized_end=519
-  _globals['_REPLYBATCH']._serialized_start=521
-  _globals['_REPLYBATCH']._serialized_end=570
-  _globals['_ACK']._serialized_start=572
-  _globals['_ACK']._serialized_end=577
-  _globals['_STATUSREQUEST']._serialized_start=579
-  _globals['_STATUSREQUEST']._serialized_end=594
-  _globals['_HOSTINFO']._serialized_start=597
-  _globals['_HOSTINFO']._serialized_end=820
-  _globals['_STATUSREPLY']._serialized_start=823
-  _globals['_STATUSREPLY']._serialized_end=1164
-  _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_start=1117
-  _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_end=1164
-  _globals['_TYPEROUTE']._serialized_start=1167
-  _globals['_TYPEROUTE']._serialized_end=1308
-  _globals['_ACTORHOST']._serialized_start=1311
-  _globals['_ACTORHOST']._serialized_end=1549
+  _globals['_CALL']._serialized_end=285
+  _globals['_ERROR']._serialized_start=287
+  _globals['_ERROR']._serialized_end=400
+  _globals['_REPLY']._serialized_start=402
+  _globals['_REPLY']._serialized_end=487
+  _globals['_CALLBATCH']._serialized_start=489
+  _globals['_CALLBATCH']._serialized_end=534
+  _globals['_REPLYBATCH']._serialized_start=536
+  _globals['_REPLYBATCH']._serialized_end=585
+  _globals['_ACK']._serialized_start=587
+  _globals['_ACK']._serialized_end=592
+  _globals['_STATUSREQUEST']._serialized_start=594
+  _globals['_STATUSREQUEST']._serialized_end=609
+  _globals['_HOSTINFO']._serialized_start=612
+  _globals['_HOSTINFO']._serialized_end=835
+  _globals['_STATUSREPLY']._serialized_start=838
+  _globals['_STATUSREPLY']._serialized_end=1179
+  _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_start=1132
+  _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_end=1179
+  _globals['_TYPEROUTE']._serialized_start=1182
+  _globals['_TYPEROUTE']._serialized_end=1323
+  _globals['_ACTORHOST']._serialized_start=1326
+  _globals['_ACTORHOST']._serialized_end=1564
 # @@protoc_insertion_point(module_scope)

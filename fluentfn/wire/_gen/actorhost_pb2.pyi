@@ -42,6 +42,7 @@ class Call(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     BUDGET_S_FIELD_NUMBER: _builtins.int
     CALLER_FIELD_NUMBER: _builtins.int
+    TRACE_FIELD_NUMBER: _builtins.int
     type_name: _builtins.str
     key: _builtins.str
     method: _builtins.str
@@ -75,6 +76,10 @@ class Call(_message.Message):
     """The identity whose turn made this call ("Type/key"); empty from a driver or a client.
     What the lab's faults and message traces name as a message's sender.
     """
+    trace: _builtins.str
+    """The W3C traceparent ("00-<trace id>-<span id>-<flags>") of the span that made this
+    call (the caller's turn), when tracing is on: the callee's turn span is its child.
+    """
     @_builtins.property
     def call_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Addresses ("Type/key") of the identities whose turns are waiting on this call."""
@@ -95,10 +100,11 @@ class Call(_message.Message):
         attempt: _builtins.int = ...,
         budget_s: _builtins.float = ...,
         caller: _builtins.str = ...,
+        trace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "budget_s", b"budget_s", "call_chain", b"call_chain", "caller", b"caller", "chain_id", b"chain_id", "deadline", b"deadline", "key", b"key", "method", b"method", "one_way", b"one_way", "request_id", b"request_id", "seq", b"seq", "type_name", b"type_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "budget_s", b"budget_s", "call_chain", b"call_chain", "caller", b"caller", "chain_id", b"chain_id", "deadline", b"deadline", "key", b"key", "method", b"method", "one_way", b"one_way", "request_id", b"request_id", "seq", b"seq", "trace", b"trace", "type_name", b"type_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,157 @@
+"""Where a call's time goes, measured cheaply in every process and summed cluster-wide.
+
+A turn is timed in phases: ``queue`` (arrived until its turn began: mailbox, admission,
+in FaaS mode the platform's dispatch and the environment's start), ``load`` (activation:
+the state read and ``__init__``/restore; in FaaS mode every invocation's load), ``run``
+(the method), ``write`` (the durability point; in FaaS mode the result's write too),
+``init`` (FaaS only: reading the request and loading the code, a cold start's work).
+The caller times the whole round trip (``call``); ``network`` is what the caller waited
+beyond the turn's own phases, as a mean (the mean of a difference is the difference of
+the means, over the same calls).
+
+Each process keeps one ``PhaseTally`` of log-spaced histograms. It travels inside the
+counters every process already reports (keys starting with ``~``), so the cluster's
+ledger sums it over hosts, FaaS invocations and drivers, and keeps what stopped hosts
+counted; ``breakdown`` turns those keys back into p50/p99/mean per type and method.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["PHASES", "TALLY", "PhaseTally", "breakdown", "split_counters"]
+
+PHASES = ("queue", "init", "load", "run", "write", "call")
+"""The phases kept; ``network`` is derived (see the module's docstring)."""
+
+_MIN_S = 1e-6  # bucket 0 holds everything up to a microsecond
+_RATIO = 1.2  # each bucket is 20% wider than the last: a quantile is known to within 10%
+_LOG_RATIO = math.log(_RATIO)
+_BUCKETS = 120  # up to about 3 hours
+PREFIX = "~"
+SUM_US = "s"  # a histogram's sum, in microseconds
+COUNT = "n"
+
+
+def bucket_of(seconds: float) -> int:
+    if seconds <= _MIN_S:
+        return 0
+    return min(_BUCKETS - 1, 1 + int(math.log(seconds / _MIN_S) / _LOG_RATIO))
+
+
+def bucket_upper(index: int) -> float:
+    """The upper bound of bucket ``index``, in seconds."""
+    return float(_MIN_S * _RATIO**index)
+
+
+class PhaseTally:
+    """Per (type, method, phase) histograms of one process; safe from any thread."""
+
+    __slots__ = ("_hist", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hist: dict[str, list[int]] = {}  # "~Type.method~phase" -> [count, sum_us, buckets...]
+
+    def observe(self, what: str, phases: Iterable[tuple[str, float]]) -> None:
+        """Record one turn's (or call's) ``phases`` (name, seconds) of ``what`` ("Type.method")."""
+        with self._lock:
+            hist = self._hist
+            for phase, seconds in phases:
+                key = f"{PREFIX}{what}{PREFIX}{phase}"
+                h = hist.get(key)
+                if h is None:
+                    h = hist[key] = [0] * (2 + _BUCKETS)
+                h[0] += 1
+                h[1] += int(seconds * 1e6)
+                h[2 + bucket_of(seconds)] += 1
+
+    def counters(self) -> dict[str, int]:
+        """The tally as counters (only non-empty buckets): ``~Type.method~phase~n``,
+        ``~...~s`` (sum in µs) and ``~...~<bucket>``."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for key, h in self._hist.items():
+                out[f"{key}{PREFIX}{COUNT}"] = h[0]
+                out[f"{key}{PREFIX}{SUM_US}"] = h[1]
+                for i, c in enumerate(h[2:]):
+                    if c:
+                        out[f"{key}{PREFIX}{i}"] = c
+        return out
+
+    def drain(self) -> dict[str, int]:
+        """``counters()``, and start again from zero (a FaaS invocation reports its own)."""
+        with self._lock:
+            hist, self._hist = self._hist, {}
+        taken = PhaseTally()
+        taken._hist = hist
+        return taken.counters()
+
+
+TALLY = PhaseTally()
+"""This process's tally."""
+
+
+def split_counters(counters: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(plain counters, phase counters)."""
+    plain: dict[str, int] = {}
+    phases: dict[str, int] = {}
+    for k, v in counters.items():
+        (phases if k.startswith(PREFIX) else plain)[k] = v
+    return plain, phases
+
+
+def _quantile(buckets: dict[int, int], count: int, q: float) -> float:
+    """The ``q`` quantile, in ms: the upper bound of its bucket (pessimistic by < 20%)."""
+    rank = max(1, math.ceil(q * count))
+    seen = 0
+    for i in sorted(buckets):
+        seen += buckets[i]
+        if seen >= rank:
+            return round(bucket_upper(i) * 1000, 4)
+    return round(bucket_upper(max(buckets, default=0)) * 1000, 4)
+
+
+def breakdown(counters: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """Per "Type.method": ``calls`` (turns timed), and per phase ``{p50, p99, mean}`` in ms,
+    ``network_ms`` (the caller's mean wait beyond the turn's phases, where both were seen)."""
+    raw: dict[str, dict[str, dict[str, Any]]] = {}
+    for k, v in counters.items():
+        if not k.startswith(PREFIX):
+            continue
+        parts = k[1:].split(PREFIX)
+        if len(parts) != 3:
+            continue
+        what, phase, field = parts
+        h = raw.setdefault(what, {}).setdefault(phase, {"n": 0, "s": 0, "b": {}})
+        if field == COUNT:
+            h["n"] += v
+        elif field == SUM_US:
+            h["s"] += v
+        elif field.isdigit():
+            h["b"][int(field)] = h["b"].get(int(field), 0) + v
+    out: dict[str, dict[str, Any]] = {}
+    for what in sorted(raw):
+        phases = raw[what]
+        entry: dict[str, Any] = {"calls": phases.get("run", phases.get("call", {"n": 0}))["n"]}
+        for phase in PHASES:
+            got = phases.get(phase)
+            if got is None or not got["n"]:
+                continue
+            entry[f"{phase}_ms"] = {
+                "p50": _quantile(got["b"], got["n"], 0.5),
+                "p99": _quantile(got["b"], got["n"], 0.99),
+                "mean": round(got["s"] / got["n"] / 1000, 4),
+                "count": got["n"],
+            }
+        turns = phases.get("run", {"n": 0})["n"]
+        if "call_ms" in entry and turns:  # each phase's time per turn (load and write are not on every turn)
+            per_turn = (
+                sum(phases[p]["s"] for p in ("queue", "init", "load", "run", "write") if p in phases) / turns / 1000
+            )
+            entry["network_ms"] = {"mean": round(max(0.0, entry["call_ms"]["mean"] - per_turn), 4)}
+        out[what] = entry
+    return out

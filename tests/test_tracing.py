@@ -1,0 +1,185 @@
+"""Traces across identities (OpenTelemetry, OTLP/gRPC) and the per-call time breakdown."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import fluentfn as ff
+from fluentfn import _phases, _tracing
+from fluentfn._otlp import OtlpReceiver
+
+CHAIN = textwrap.dedent(
+    """
+    import json, sys
+    import fluentfn as ff
+
+    @ff.actor
+    class Hop:
+        def chain(self, path: list) -> list:
+            me = ff.context().key
+            if not path:
+                assert len(ff.context().trace_id) == 32  # the turn knows its trace
+                return [me]
+            return [me] + Hop[path[0]].chain(path[1:])
+
+    url = sys.argv[1]
+    for mode in ("stateful", "faas"):
+        extra = {"faas": ff.FaasProfile(cold_start=False, max_duration_s=60)} if mode == "faas" else {}
+        with ff.init(mode=mode, tracing=url, namespace="traced-" + mode, **extra):
+            path = Hop["a"].chain(["b", "a"])
+            print(json.dumps({"mode": mode, "path": path, "breakdown": ff.stats(breakdown=True)["breakdown"]}))
+    """
+)
+
+
+# -- the phase tally, without a cluster -----------------------------------------------------------
+
+
+def test_the_tally_sums_through_counters_and_gives_quantiles() -> None:
+    a, b = _phases.PhaseTally(), _phases.PhaseTally()
+    a.observe("T.m", [("queue", 0.001), ("run", 0.010)])
+    for _ in range(99):
+        b.observe("T.m", [("queue", 0.001), ("run", 0.002), ("write", 0.001)])
+    b.observe("T.m", [("call", 0.02)])
+    summed: dict[str, int] = {}
+    for counters in (a.counters(), b.counters(), {"calls": 7}):
+        for k, v in counters.items():
+            summed[k] = summed.get(k, 0) + v
+    plain, phases = _phases.split_counters(summed)
+    assert plain == {"calls": 7}
+    got = _phases.breakdown(phases)["T.m"]
+    assert got["calls"] == 100
+    assert got["run_ms"]["count"] == 100
+    assert 2.0 <= got["run_ms"]["p50"] <= 2.4  # within a bucket (20%) above the true value
+    assert 2.0 <= got["run_ms"]["p99"] <= 2.4  # the 99th of 100 is a 2 ms one
+    assert 10.0 <= _phases.breakdown(a.counters())["T.m"]["run_ms"]["p99"] <= 12.0
+    assert got["run_ms"]["mean"] == pytest.approx((0.010 + 99 * 0.002) * 1000 / 100, rel=0.01)
+    assert got["write_ms"]["count"] == 99
+    # the caller's mean wait (20 ms, one call) less the turns' phases per turn
+    assert got["network_ms"]["mean"] == pytest.approx(20 - (0.001 * 100 + 0.208 + 0.099) * 1000 / 100, abs=0.05)
+    assert b.drain() and not b.counters()  # a FaaS invocation reports its own and starts again
+
+
+def test_bucket_bounds_cover_the_value() -> None:
+    for seconds in (1e-7, 3e-6, 0.0123, 1.5, 600.0):
+        i = _phases.bucket_of(seconds)
+        assert seconds <= _phases.bucket_upper(i) * 1.0000001
+        assert i == 0 or seconds > _phases.bucket_upper(i - 1)
+
+
+def test_with_tracing_off_nothing_of_opentelemetry_is_paid() -> None:
+    times = _tracing.TurnTimes("T.m", 1.0, 1.5, trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    assert times.span is None and _tracing.parent_for(times) == ""
+    code = "import fluentfn, sys; print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_malformed_traceparent_starts_a_new_trace() -> None:
+    for bad in ("", "garbage", "00-zz-11-01", "00-" + "0" * 32 + "-" + "0" * 16 + "-01"):
+        assert _tracing._parent(bad) is None
+
+
+def test_tracing_takes_an_endpoint_url() -> None:
+    with pytest.raises(ff.FluentError, match="OTLP/gRPC endpoint"):
+        ff.init(tracing="localhost:4317")
+
+
+# -- the breakdown on the shared cluster ------------------------------------------------------------
+
+
+@ff.actor
+class Timed:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def bump(self) -> int:
+        self.n += 1
+        return self.n
+
+
+def test_stats_break_down_where_calls_spend_their_time(cluster: ff.Cluster) -> None:
+    for _ in range(20):
+        Timed["t"].bump()
+    plain = ff.stats()
+    assert "breakdown" not in plain and all(isinstance(v, int) for v in plain.values())
+    got = ff.stats(breakdown=True)["breakdown"]["Timed.bump"]
+    assert got["calls"] >= 20 and got["call_ms"]["count"] >= 20
+    for phase in ("queue_ms", "load_ms", "run_ms", "write_ms", "network_ms"):
+        assert phase in got, got
+    assert got["run_ms"]["p50"] <= got["call_ms"]["p50"]
+    assert got["write_ms"]["count"] >= 20  # persist="call": every turn that changed state wrote
+
+
+# -- one trace per call chain, in both modes ---------------------------------------------------------
+
+
+@pytest.mark.timeout(420)
+def test_a_chain_of_calls_is_one_trace_in_both_modes(tmp_path: Path) -> None:
+    script = tmp_path / "chain.py"
+    script.write_text(CHAIN)
+    env = dict(os.environ, FLUENTFN_HOME=str(tmp_path / "home"), OTEL_SERVICE_NAME="")
+    env.pop("OTEL_SERVICE_NAME")
+    with OtlpReceiver() as receiver:
+        run = subprocess.run(
+            [sys.executable, str(script), receiver.endpoint], env=env, capture_output=True, text=True, timeout=400
+        )
+        assert run.returncode == 0, run.stderr[-4000:]
+        results = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        assert [r["mode"] for r in results] == ["stateful", "faas"]
+        for r in results:
+            assert r["path"] == ["a", "b", "a"]
+            assert {"queue_ms", "run_ms", "call_ms"} <= set(r["breakdown"]["Hop.chain"])
+        assert "init_ms" in results[1]["breakdown"]["Hop.chain"]  # FaaS: the request's read and the code's load
+
+        def chains(spans: list[dict[str, object]]) -> dict[str, list[dict[str, object]]]:
+            by_mode: dict[str, list[dict[str, object]]] = {}
+            for s in spans:
+                if s["name"] == "fluentfn.turn":
+                    by_mode.setdefault(str(s["attributes"]["fluentfn.mode"]), []).append(s)
+            return by_mode
+
+        spans = receiver.wait_for(lambda s: all(len(chains(s).get(m, [])) >= 3 for m in ("stateful", "faas")), 120)
+    for mode, turns in chains(spans).items():
+        assert len({t["trace_id"] for t in turns}) == 1, f"{mode}: one call chain, one trace"
+        by_id = {t["span_id"]: t for t in turns}
+        roots = [t for t in turns if not t["parent_id"]]
+        assert len(roots) == 1 and roots[0]["attributes"]["fluentfn.address"] == "Hop/a"
+        order = [roots[0]]
+        while len(order) < 3:
+            children = [t for t in turns if t["parent_id"] == order[-1]["span_id"]]
+            assert len(children) == 1, f"{mode}: each turn's call is a child of it"
+            order.append(children[0])
+        assert [t["attributes"]["fluentfn.address"] for t in order] == ["Hop/a", "Hop/b", "Hop/a"]
+        assert all(t["attributes"]["fluentfn.mode"] == mode for t in order)
+        assert all(t["parent_id"] in by_id or t is roots[0] for t in order)
+        phases = {s["name"] for s in spans if s["parent_id"] in by_id}
+        assert {"fluentfn.queue", "fluentfn.run"} <= phases, phases
+        if mode == "stateful":
+            assert {"fluentfn.load", "fluentfn.write"} <= phases
+            assert roots[0]["attributes"]["fluentfn.persist"] == "call"
+        else:
+            assert {"fluentfn.init", "fluentfn.load", "fluentfn.write"} <= phases
+
+
+def test_log_records_inside_a_turn_carry_its_ids() -> None:
+    from fluentfn._context import CURRENT, Context
+
+    _tracing.install_log_context()
+    factory = logging.getLogRecordFactory()
+    outside = factory("x", logging.INFO, __file__, 1, "m", (), None)
+    assert outside.request_id == "" and outside.trace_id == ""  # type: ignore[attr-defined]
+    token = CURRENT.set(Context(address="T/k", request_id="r1"))
+    try:
+        inside = factory("x", logging.INFO, __file__, 1, "m", (), None)
+    finally:
+        CURRENT.reset(token)
+    assert inside.request_id == "r1"  # type: ignore[attr-defined]
