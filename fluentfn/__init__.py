@@ -40,7 +40,7 @@ from .errors import (
     Unauthenticated,
     Unavailable,
 )
-from .runtime._cluster import Cluster, shutdown, stats
+from .runtime._cluster import Cluster, cost, shutdown, stats
 from .transport._tls import TlsConfig
 
 __version__ = "0.1.0"
@@ -76,4 +76,5 @@ __all__ = [
     "ref",
     "shutdown",
     "stats",
+    "cost",
 ]

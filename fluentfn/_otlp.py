@@ -30,7 +30,7 @@ class OtlpReceiver:
         receiver = self
 
         class _Service(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (the proto's name)
+            def Export(self, request: Any, context: Any) -> Any:
                 receiver._take(request)
                 return trace_service_pb2.ExportTraceServiceResponse()
 

@@ -31,6 +31,8 @@ PRICES: dict[str, float] = {
     "dynamodb_read_unit": 0.125 / 1e6,  # on-demand, per read request unit (4 KB, strong)
     "vm_hour": 0.096,  # m5.large (2 vCPU, 8 GiB): this machine's size; the paper used m4.large at $0.10
     "vms": 1.0,
+    "host_hour": 0.048,  # one host: one vCPU of the m5.large above
+    "gpu_hour": 1.006,  # g5.xlarge (one A10G), on-demand
 }
 
 
@@ -88,3 +90,40 @@ def stateful_cost(wall_s: float, used: dict[str, int], p: dict[str, float]) -> f
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     """Counters ``after`` minus ``before``."""
     return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+def usage_cost(mode: str, used: dict[str, int], p: dict[str, float]) -> dict[str, Any]:
+    """The priced usage in ``used`` (cluster counters): ``usd`` and what it is made of.
+
+    FaaS: requests, GB-seconds billed and storage requests (``faas_cost``). Stateful: the
+    host-seconds and GPU-seconds the hosts were up (``host_ms``, ``gpu_ms``) and their
+    storage traffic priced as record requests (a write unit per KB written, a read unit
+    per 4 KB read, at least one per operation)."""
+    if mode == "faas":
+        gb_s = used.get("billed_ms", 0) / 1000.0 * p["lambda_memory_mb"] / 1024.0
+        items = {
+            "requests": used.get("invocations", 0) * p["lambda_request"],
+            "compute": gb_s * p["lambda_gb_s"],
+            "storage": _storage(used, p),
+        }
+        what = {"invocations": used.get("invocations", 0), "gb_seconds": round(gb_s, 3),
+                "cold_starts": used.get("cold_starts", 0)}  # fmt: skip
+    else:
+        write_units = max(used.get("storage_writes", 0), math.ceil(used.get("storage_bytes_written", 0) / 1024))
+        read_units = max(used.get("storage_reads", 0), math.ceil(used.get("storage_bytes_read", 0) / 4096))
+        items = {
+            "hosts": used.get("host_ms", 0) / 3.6e6 * p["host_hour"],
+            "gpus": used.get("gpu_ms", 0) / 3.6e6 * p["gpu_hour"],
+            "storage": write_units * p["dynamodb_write_unit"] + read_units * p["dynamodb_read_unit"],
+        }
+        what = {"host_seconds": round(used.get("host_ms", 0) / 1000, 3),
+                "gpu_seconds": round(used.get("gpu_ms", 0) / 1000, 3)}  # fmt: skip
+    storage = {k: used.get(k, 0) for k in ("storage_reads", "storage_writes", "storage_bytes_read",
+                                           "storage_bytes_written")}  # fmt: skip
+    return {
+        "mode": mode,
+        "usd": round(sum(items.values()), 8),
+        "items_usd": {k: round(v, 8) for k, v in items.items()},
+        "used": {**what, **storage, "calls": used.get("calls", 0)},
+        "prices_as_of": PRICES_AS_OF,
+    }

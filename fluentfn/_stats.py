@@ -29,6 +29,8 @@ COUNTERS = (
     "overdue_turns",
     "malformed_requests",
     "reminder_failures",
+    "host_ms",  # milliseconds hosts were up (what ``ff.cost()`` prices)
+    "gpu_ms",  # ... times the GPUs each had
 )
 
 

@@ -187,6 +187,8 @@ def status(
 
     import fluentfn as ff
 
+    from ._phases import breakdown, split_counters
+
     conn = _connection(namespace)
     try:
         with ff.Client(_targets(conn), token=conn["token"]) as client:
@@ -211,11 +213,13 @@ def status(
             }
             for t in reply.types
         ]  # fmt: skip
+        plain, phases = split_counters(dict(reply.counters))
         out = {
             "gateway": conn["gateway"],
             "type_names": list(reply.type_names),
             "live_identities": reply.live_identities,
-            "counters": {k: int(v) for k, v in sorted(reply.counters.items())},
+            "counters": {k: int(v) for k, v in sorted(plain.items())},
+            "breakdown": breakdown(phases),
             "hosts": hosts,
             "types": types,
         }
@@ -233,10 +237,59 @@ def status(
     console = Console()
     console.print(table)
     console.print(f"types: {', '.join(reply.type_names)}; live identities: {reply.live_identities}")
-    console.print({k: v for k, v in sorted(reply.counters.items()) if v})
+    plain, phases = split_counters(dict(reply.counters))
+    console.print({k: v for k, v in sorted(plain.items()) if v})
+    for what, b in breakdown(phases).items():
+        parts = [f"{p[:-3]} {b[p]['p50']:.2f}/{b[p]['p99']:.2f}" for p in b if p.endswith("_ms") and "p50" in b[p]]
+        console.print(f"{what}: {b['calls']} calls; p50/p99 ms: " + ", ".join(parts))
     for t in reply.types:
         if t.placement_problem:
             console.print(f"[red]{t.type_name}[/red]: {t.placement_problem}")
+
+
+@app.command()
+def top(
+    namespace: Annotated[str, typer.Option()] = "default",
+    once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --once: the frame as JSON")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between frames")] = 1.0,
+) -> None:
+    """A live view of the running `fluentfn serve`: types, hosts, calls/s, p99, queues, errors."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    import fluentfn as ff
+
+    from ._top import frame, summary
+
+    if interval <= 0:
+        typer.echo("--interval must be > 0", err=True)
+        raise typer.Exit(2)
+    conn = _connection(namespace)
+    try:
+        with ff.Client(_targets(conn), token=conn["token"]) as client:
+            before, t0 = client.status(), time.monotonic()
+            time.sleep(interval)
+            after, t1 = client.status(), time.monotonic()
+            title = f"fluentfn top ({conn['gateway']})"
+            if once:
+                if as_json:
+                    typer.echo(json.dumps(summary(before, after, t1 - t0), indent=2))
+                else:
+                    Console(width=120).print(frame(before, after, t1 - t0, title))
+                return
+            with Live(frame(before, after, t1 - t0, title), refresh_per_second=4, screen=False) as live:
+                while True:
+                    time.sleep(interval)
+                    before, t0, (after, t1) = after, t1, (client.status(), time.monotonic())
+                    live.update(frame(before, after, t1 - t0, title))
+    except ff.FluentError as exc:
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except KeyboardInterrupt:
+        return
 
 
 def _ranges(items: list[int]) -> str:

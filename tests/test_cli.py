@@ -57,6 +57,15 @@ def test_serve_call_status(tmp_path: Path) -> None:
         as_json = _fluentfn("status", "--json", "--namespace", "clitest", env=env)
         data = json.loads(as_json.stdout)
         assert "BankAccount" in data["type_names"] and data["hosts"] and data["counters"]["calls"] >= 1
+        assert not any(k.startswith("~") for k in data["counters"])  # phase timings are in the breakdown
+        opened = data["breakdown"]["BankAccount.open"]
+        assert opened["calls"] >= 2 and {"queue_ms", "run_ms", "write_ms"} <= set(opened)
+        top = _fluentfn("top", "--once", "--namespace", "clitest", env=env)
+        assert top.returncode == 0 and "BankAccount" in top.stdout and "calls/s" in top.stdout, top.stderr[-2000:]
+        frame = json.loads(_fluentfn("top", "--once", "--json", "--interval", "0.2", "--namespace", "clitest",
+                                     env=env).stdout)  # fmt: skip
+        (bank,) = [t for t in frame["types"] if t["type"] == "BankAccount"]
+        assert bank["hosts"] >= 1 and bank["calls"] >= 2 and bank["p99_ms"] > 0 and frame["hosts"]
         listed = _fluentfn("ls", "BankAccount", "--namespace", "clitest", env=env)
         assert listed.returncode == 0 and "alice" in listed.stdout.split(), listed.stderr[-2000:]
         assert _fluentfn("rm", "BankAccount", "--namespace", "clitest", env=env).returncode == 2  # no key: bad input

@@ -15,6 +15,7 @@ from .._context import CURRENT
 from .._faasprofile import FaasProfile
 from .._ioloop import io_loop
 from .._logs import log_level, quiet_logs
+from .._phases import split_counters
 from .._tables import DIRECTORY_NAME, ray_namespace
 from .._tracing import ENV_ENDPOINT, install_log_context, otel_env
 from .._tracing import configure as configure_tracing
@@ -74,6 +75,13 @@ class Cluster:
     def stats(self, *, breakdown: bool = False) -> dict[str, Any]:
         """Cluster-wide counters (see ``ff.stats``)."""
         return _summed(self._raw_stats(), breakdown)
+
+    def cost(self) -> dict[str, Any]:
+        """The priced usage so far (see ``ff.cost``)."""
+        from .. import _prices
+
+        plain, _ = split_counters(self._raw_stats())
+        return _prices.usage_cost(str(self.mode), plain, _prices.prices())
 
     def _raw_stats(self) -> dict[str, int]:
         """Every process's counters summed, phase timings (``_phases``) included."""
@@ -310,9 +318,16 @@ def stats(*, breakdown: bool = False) -> dict[str, Any]:
     return current().stats(breakdown=breakdown)
 
 
+def cost() -> dict[str, Any]:
+    """What the work so far would cost at the price table of ``fluentfn bench paper``
+    (``fluentfn._prices``; override with ``FLUENTFN_PRICES``): ``usd``, ``items_usd``
+    (stateful: hosts, GPUs, storage; FaaS: requests, compute, storage), ``used`` (the
+    host- and GPU-seconds, or invocations and GB-seconds, and the storage traffic)."""
+    return current().cost()
+
+
 def _summed(raw: dict[str, int], breakdown: bool) -> dict[str, Any]:
     from .._phases import breakdown as phases_of
-    from .._phases import split_counters
     from .._stats import COUNTERS
 
     plain, phases = split_counters(raw)

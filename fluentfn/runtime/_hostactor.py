@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import time
 from typing import Any
 
 import cloudpickle
@@ -80,6 +81,7 @@ class ShardHost:
         self._io: IoLoop = io_loop()
         self._group: str = group
         self._incarnation: str = os.urandom(8).hex()  # this process: a restarted host is a new one
+        self._started = time.monotonic()
         self._cluster_id: str = config.cluster_id
         self._store: Store = open_store(config.store)
         workers = Workers(_config.SYNC_WORKERS, f"fluentfn-{group}-{host_id}")
@@ -208,7 +210,11 @@ class ShardHost:
     def report(self) -> tuple[str, dict[str, int]]:
         """(this process's incarnation, its counters): the directory's ledger keeps what
         an incarnation counted after it is gone."""
-        return self._incarnation, self.parts.totals()
+        totals = self.parts.totals()
+        up_ms = int((time.monotonic() - self._started) * 1000)
+        totals["host_ms"] = totals.get("host_ms", 0) + up_ms
+        totals["gpu_ms"] = totals.get("gpu_ms", 0) + up_ms * len(self._gpu_ids)
+        return self._incarnation, totals
 
     def quiesce(self, timeout_s: float) -> None:
         """Before this host is stopped: the replies it produced reach their callers, then

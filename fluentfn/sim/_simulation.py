@@ -124,6 +124,10 @@ class Simulation(_cluster.Cluster):
         return {"calls": c["turns"], "turns": c["turns"], "messages": c["messages"], "crashes": c["crashes"],
                 "store_writes": self.world.store.writes, "live_identities": len(self.world.identities)}  # fmt: skip
 
+    def cost(self) -> dict[str, Any]:
+        """Refused: a simulation's clock is virtual and it uses no hosts, so nothing is priced."""
+        raise FluentError("sim mode has no real hosts or clock to price: use ff.cost() on a stateful or FaaS cluster")
+
     @property
     def wall_s(self) -> float:
         """Real seconds spent running the simulation's loop so far."""
