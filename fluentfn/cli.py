@@ -292,6 +292,61 @@ def top(
         return
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def compare(
+    ctx: typer.Context,
+    script: Annotated[Path, typer.Argument(help="a Python program that uses ff.init()")],
+    out: Annotated[Path | None, typer.Option(help="also write the table as JSON here")] = None,
+) -> None:
+    """Run SCRIPT in both modes (stateful and the FaaS baseline): latency, throughput, cost side by side.
+
+    SCRIPT runs as written, then again with the mode it did not start forced; each run
+    starts from an empty embedded store."""
+    import subprocess
+    import tempfile
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ._compare import ENV_FORCE_MODE, ENV_REPORT, rows
+
+    if not script.is_file():
+        typer.echo(f"no such program: {script}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    with tempfile.TemporaryDirectory(prefix="fluentfn-compare-") as tmp:
+        records: list[dict[str, Any]] = []
+        for forced in ("", "faas", "stateful"):
+            seen = {r["mode"] for r in records}
+            if forced and (forced in seen or ("stateful" not in seen and "faas" not in seen and forced == "stateful")):
+                continue
+            run_dir = Path(tmp) / (forced or "as-written")
+            # each run starts from an empty embedded store (a store named by FLUENTFN_STORE is the user's)
+            env = {**os.environ, ENV_REPORT: str(run_dir / "records"), "FLUENTFN_HOME": str(run_dir / "home")}
+            if forced:
+                env[ENV_FORCE_MODE] = forced
+            typer.echo(f"running {script}" + (f" with {ENV_FORCE_MODE}={forced}" if forced else "") + " ...", err=True)
+            run = subprocess.run([sys.executable, str(script), *ctx.args], env=env)
+            if run.returncode != 0:
+                typer.echo(f"{script} exited with {run.returncode}", err=True)
+                raise typer.Exit(EXIT_ACTOR_ERROR)
+            folder = Path(env[ENV_REPORT])
+            records += [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+            if not records:
+                typer.echo(f"{script} started no fluentfn cluster (ff.init)", err=True)
+                raise typer.Exit(EXIT_BAD_INPUT)
+    table_rows = rows(records)
+    table = Table(title=f"fluentfn compare {script}")
+    columns = ("mode", "calls", "seconds", "calls_per_s", "call_p50_ms", "call_p99_ms", "storage_ops", "cold_starts",
+               "usd", "usd_per_1k_calls")  # fmt: skip
+    for col in columns:
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    for r in table_rows:
+        table.add_row(*(f"{r[c]:g}" if isinstance(r[c], float) else str(r[c]) for c in columns))
+    Console(width=140).print(table)
+    if out is not None:
+        out.write_text(json.dumps(table_rows, indent=2))
+
+
 def _ranges(items: list[int]) -> str:
     """``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
     out: list[str] = []

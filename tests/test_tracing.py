@@ -183,3 +183,75 @@ def test_log_records_inside_a_turn_carry_its_ids() -> None:
     finally:
         CURRENT.reset(token)
     assert inside.request_id == "r1"  # type: ignore[attr-defined]
+
+
+# -- cost and compare ---------------------------------------------------------------------------------
+
+
+def test_cost_prices_the_hosts_time_and_storage(cluster: ff.Cluster) -> None:
+    Timed["c"].bump()
+    first = ff.cost()
+    assert first["mode"] == "stateful" and first["used"]["host_seconds"] > 0
+    assert first["usd"] == pytest.approx(sum(first["items_usd"].values()), abs=1e-7)
+    Timed["c"].bump()
+    later = cluster.cost()
+    assert later["used"]["host_seconds"] >= first["used"]["host_seconds"]
+    assert later["used"]["storage_writes"] > first["used"]["storage_writes"]
+    assert later["usd"] >= first["usd"] > 0
+
+
+def test_the_price_of_faas_usage_is_requests_compute_and_storage() -> None:
+    from fluentfn import _prices
+
+    p = _prices.prices()
+    used = {"invocations": 1000, "billed_ms": 100_000, "object_writes": 10, "calls": 1000}
+    got = _prices.usage_cost("faas", used, p)
+    gb_s = 100 * p["lambda_memory_mb"] / 1024
+    assert got["items_usd"]["compute"] == pytest.approx(gb_s * p["lambda_gb_s"], abs=1e-8)
+    assert got["items_usd"]["requests"] == pytest.approx(1000 * p["lambda_request"], abs=1e-8)
+    assert got["used"]["gb_seconds"] == pytest.approx(gb_s, rel=1e-3)
+
+
+ONE_MODE = textwrap.dedent(
+    """
+    import fluentfn as ff
+
+    @ff.actor
+    class Tally:
+        def __init__(self):
+            self.n = 0
+        def add(self, k: int) -> int:
+            self.n += k
+            return self.n
+
+    with ff.init(namespace="compare-me"):
+        for i in range(30):
+            Tally["t"].add(1)
+        assert Tally["t"].add(0) == 30
+    """
+)
+
+
+@pytest.mark.timeout(420)
+def test_compare_runs_a_one_mode_program_in_both_modes(tmp_path: Path) -> None:
+    script = tmp_path / "one_mode.py"
+    script.write_text(ONE_MODE)
+    table = tmp_path / "table.json"
+    env = dict(os.environ, FLUENTFN_HOME=str(tmp_path / "home"))
+    run = subprocess.run(
+        [sys.executable, "-m", "fluentfn.cli", "compare", str(script), "--out", str(table)],
+        env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    rows = {r["mode"]: r for r in json.loads(table.read_text())}
+    assert set(rows) == {"stateful", "faas"}
+    for r in rows.values():
+        assert r["calls"] >= 31 and r["call_p50_ms"] > 0 and r["usd"] > 0
+    assert rows["faas"]["storage_ops"] > rows["stateful"]["storage_ops"]  # state and messages through storage
+    assert "stateful" in run.stdout and "faas" in run.stdout
+
+
+def test_compare_refuses_a_missing_program(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "fluentfn.cli", "compare", str(tmp_path / "nope.py")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 2 and "no such program" in run.stderr

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
 from .. import _config, _ref
 from .._clusterconfig import MODES, ClusterConfig, Mode
+from .._compare import ENV_FORCE_MODE, ENV_REPORT, write_record
 from .._config import env_store, env_tls, env_token
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
@@ -62,6 +64,7 @@ class Cluster:
         self._owns_ray = owns_ray
         self._server = server
         self.closed = False
+        self._started = time.monotonic()
 
     def __enter__(self) -> Cluster:
         return self
@@ -142,6 +145,12 @@ class Cluster:
         import ray
 
         io = io_loop()
+        report = os.environ.get(ENV_REPORT)
+        if report:  # ``fluentfn compare``: what this cluster did, before its hosts go
+            try:
+                write_record(report, str(self.mode), time.monotonic() - self._started, self._raw_stats(), self.cost())
+            except Exception as exc:
+                log.warning("the %s record was not written: %s: %s", ENV_REPORT, type(exc).__name__, exc)
         try:
             if self._owns_ray:
                 get_ray(self.directory.shutdown_hosts.remote(), timeout=60)
@@ -204,6 +213,11 @@ def init(
         raise FluentError(f"mode must be one of {MODES}, not {mode!r}")
     if faas is not None and not isinstance(faas, FaasProfile):
         raise FluentError("faas takes an ff.FaasProfile")
+    forced = os.environ.get(ENV_FORCE_MODE, "").strip()
+    if forced and forced != mode:  # ``fluentfn compare``: the program's other mode
+        if forced not in MODES:
+            raise FluentError(f"{ENV_FORCE_MODE} must be one of {MODES}, not {forced!r}")
+        mode, faas = forced, None
     profile = faas or FaasProfile()
     tracing = tracing if tracing is not None else os.environ.get(ENV_ENDPOINT, "").strip()
     if tracing and not tracing.startswith(("http://", "https://")):
