@@ -153,3 +153,33 @@ def test_the_cluster_uses_mutual_tls_and_redis_over_tls() -> None:
     assert all(env[f"FLUENTFN_TLS_{p}"] for p in ("CERT", "KEY", "CA", "SERVER_NAME"))
     redis = _docs("redis.yaml")[0]["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
     assert "--tls-port" in redis["args"] and redis["args"][redis["args"].index("--port") + 1] == "0"
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_hosts_export() -> None:
+    import json
+    import re
+
+    from fluentfn._phases import TALLY
+    from fluentfn.host._metrics import HostCollector, MethodTally
+
+    class _Engine:  # what a host's collector reads, with one method and one turn timed
+        group, host_id, live_identities = "G", "h0", 1
+        methods = MethodTally()
+
+        def totals(self) -> dict[str, int]:
+            from fluentfn._stats import new_counters
+
+            return new_counters()
+
+    _Engine.methods.observe("T", "m", 0.001, False)
+    TALLY.observe("T.m", [("queue", 0.001), ("run", 0.002)])
+    exported = set()
+    for family in HostCollector(_Engine()).collect():
+        for sample in family.samples:
+            exported.add(sample.name)
+    dashboard = json.loads((DEPLOY / "grafana" / "fluentfn-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    asked = {m for e in exprs for m in re.findall(r"\b(fluentfn_[a-z_]+)\b", e)}
+    assert asked and asked <= exported, asked - exported
+    assert {"fluentfn_call_phase_seconds_bucket", "fluentfn_calls_total"} <= asked

@@ -40,6 +40,11 @@ def test_host_metrics_scrape(cluster: ff.Cluster) -> None:
     assert samples[("fluentfn_calls_total", (("method", "add"), ("type", "TCounter")))] >= 5
     assert samples[("fluentfn_call_errors_total", (("method", "fail"), ("type", "TCounter")))] >= 1
     assert samples[("fluentfn_call_seconds_count", (("method", "add"), ("type", "TCounter")))] >= 5
+    for phase in ("queue", "run", "write"):  # where the calls' time went
+        where = (("method", "add"), ("phase", phase), ("type", "TCounter"))
+        assert samples[("fluentfn_call_phase_seconds_count", where)] >= 5
+        assert samples[("fluentfn_call_phase_seconds_bucket", (("le", "+Inf"), *where))] >= 5
+        assert samples[("fluentfn_call_phase_seconds_sum", where)] > 0
     assert any(  # labelled with the host's id (a "shard" is a partition, never a host)
         name == "fluentfn_live_identities" and v >= 1 and dict(lab).get("host", "").startswith("h")
         for (name, lab), v in samples.items()

@@ -118,6 +118,36 @@ class HostCollector:
         yield calls
         yield errors
         yield latency
+        yield phase_family()
+
+
+def phase_family() -> Any:
+    """This process's turn phases (``_phases``) as one histogram per type, method and phase."""
+    from prometheus_client.core import HistogramMetricFamily
+
+    from .._phases import PREFIX, TALLY, bucket_upper
+
+    family = HistogramMetricFamily(
+        "fluentfn_call_phase_seconds",
+        "Where calls spend their time: queue, load, run, write (turns) and call (callers' round trips)",
+        labels=["type", "method", "phase"],
+    )
+    hists: dict[tuple[str, str], dict[str, int]] = {}
+    for k, v in TALLY.counters().items():
+        what, phase, field = k[1:].split(PREFIX)
+        hists.setdefault((what, phase), {})[field] = v
+    for (what, phase), h in sorted(hists.items()):
+        type_name, _, method = what.partition(".")
+        counts = [0] * (len(BUCKETS) + 1)
+        for field, c in h.items():
+            if field.isdigit():
+                counts[bisect.bisect_left(BUCKETS, bucket_upper(int(field)) * 0.999)] += c
+        cumulative, running = [], 0
+        for bound, count in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        family.add_metric([type_name, method, phase], cumulative, h.get("s", 0) / 1e6)
+    return family
 
 
 def serve_metrics(engine: Measured, bind: str, token: str, tls: TlsConfig | None = None) -> int:
