@@ -255,3 +255,24 @@ def test_compare_refuses_a_missing_program(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "fluentfn.cli", "compare", str(tmp_path / "nope.py")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 2 and "no such program" in run.stderr
+
+
+def test_the_paper_benchmark_breaks_a_call_down_by_phase(tmp_path: Path) -> None:
+    from fluentfn.bench import paper
+
+    by_method = {
+        "A.m": {"run_ms": {"mean": 2.0, "count": 10}, "queue_ms": {"mean": 1.0, "count": 10},
+                "load_ms": {"mean": 5.0, "count": 2}, "call_ms": {"mean": 6.0, "count": 10},
+                "network_ms": {"mean": 2.0}},
+        "B.n": {"run_ms": {"mean": 4.0, "count": 10}, "write_ms": {"mean": 1.0, "count": 10}},
+    }  # fmt: skip
+    got = paper.per_call(by_method)
+    assert got["run"] == pytest.approx(3.0) and got["queue"] == pytest.approx(0.5)
+    assert got["load"] == pytest.approx(0.5) and got["write"] == pytest.approx(0.5)
+    assert got["network"] == pytest.approx(2.0) and got["init"] == 0.0
+    paper.BREAKDOWN.update({"stateful": got, "faas": {**got, "queue": 50.0}})
+    try:
+        paper.plot_breakdown(tmp_path / "b.png")
+    finally:
+        paper.BREAKDOWN.clear()
+    assert (tmp_path / "b.png").stat().st_size > 10_000

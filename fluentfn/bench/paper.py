@@ -38,6 +38,51 @@ CASES = [
 ]
 PAPER_FIGURES = {"msg_us": 108_000.0, "mbps": 538.0}
 BATCHES_PER_STEP = 2  # examples/training.py: one batch per data shard per step
+SHOWN = ("queue", "init", "load", "run", "write", "network")  # where a call's time goes, in the order drawn
+BREAKDOWN: dict[str, dict[str, float]] = {}  # setting -> phase -> mean ms per call, over every case's methods
+
+
+def per_call(by_method: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Mean ms per call of each phase over all methods (weighted by their turns); the
+    network's share over the methods whose callers timed them."""
+    turns = sum(b.get("run_ms", {}).get("count", 0) for b in by_method.values())
+    out = {}
+    for phase in SHOWN[:-1]:
+        spent = sum(
+            b[f"{phase}_ms"]["mean"] * b[f"{phase}_ms"]["count"] for b in by_method.values() if f"{phase}_ms" in b
+        )
+        out[phase] = round(spent / turns, 4) if turns else 0.0
+    timed = [(b["network_ms"]["mean"], b["call_ms"]["count"]) for b in by_method.values() if "network_ms" in b]
+    calls = sum(n for _, n in timed)
+    out["network"] = round(sum(m * n for m, n in timed) / calls, 4) if calls else 0.0
+    return out
+
+
+def plot_breakdown(path: Any) -> None:
+    """A stacked bar per setting: where a call's time goes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = [s for s in SETTINGS if s in BREAKDOWN]
+    totals = [sum(BREAKDOWN[s].values()) or 1.0 for s in settings]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    left = [0.0] * len(settings)
+    for phase in SHOWN:  # shares of each setting's mean call, so every setting reads on one scale
+        values = [100 * BREAKDOWN[s].get(phase, 0.0) / t for s, t in zip(settings, totals, strict=True)]
+        ax.barh(settings, values, left=left, label=phase)
+        left = [a + v for a, v in zip(left, values, strict=True)]
+    for i, total in enumerate(totals):
+        ax.text(101, i, f"{total:,.1f} ms", va="center", fontsize="small")
+    ax.set_xlim(0, 118)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of a call's mean time (%); the mean call, right")
+    ax.set_title("Where a call's time goes, per mode (the paper's case studies)")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.42), ncols=6, fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _sizes(setting: str, quick: bool) -> dict[str, Any]:
@@ -72,6 +117,7 @@ def _measure(setting: str, quick: bool) -> tuple[dict[str, float | None], dict[s
         serve, serve_use = _case(lambda: serving.run(batches=n["batches"]), lambda r: r["batches"])
         duration = 8.0 if quick else 20.0
         elect, elect_use = _case(lambda: leader.run(candidates=4, interval=2.0, duration=duration), lambda r: duration)
+        BREAKDOWN[setting] = per_call(ff.stats(breakdown=True)["breakdown"])
     figures: dict[str, float | None] = {
         "msg_us": msg["one_way_us"],
         "mbps": None if bw is None else bw["mbps"],
@@ -145,6 +191,14 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         for setting in SETTINGS:
             figures[setting], uses[setting] = _measure(setting, quick)
     rows = [_row(label, paper, key, digits, figures, uses, table) for label, paper, key, digits in CASES]
+    for phase in SHOWN:  # the breakdown: the paper's argument call by call
+        row: dict[str, Any] = {"system": f"per call: {phase} (ms, mean)", "paper": "storage, cold starts" if phase in
+                               ("init", "load", "write") else ""}  # fmt: skip
+        for setting in SETTINGS:
+            row[setting] = BREAKDOWN.get(setting, {}).get(phase, 0.0)
+        row["faas/stateful"] = _ratio(row["faas"], row["stateful"] or None, 1)
+        row["faas-paper/stateful"] = _ratio(row["faas-paper"], row["stateful"] or None, 1)
+        rows.append(row)
     leaders = "/".join(str(figures[s]["leaders"]) for s in SETTINGS)
     rows[-1]["leaders seen"] = leaders
     notes = [
@@ -165,4 +219,12 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _report.cli("paper", __doc__, run, "faas/stateful", argv)
+    from pathlib import Path
+
+    args = _report.parse("paper", __doc__, argv)
+    rows, notes = _report.measure("paper", run, args)
+    notes.append("per call rows: mean ms per call in each phase over every case's methods (ff.stats(breakdown=True)); "
+                 "the stacked bars are in paper-breakdown.png")  # fmt: skip
+    _report.write("paper", rows, Path(args.out), notes, "faas/stateful")
+    plot_breakdown(Path(args.out) / "paper-breakdown.png")
+    return 0
