@@ -40,7 +40,14 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_UVLOOP": "0 turns uvloop off (default on when installed)",
     "FLUENTFN_LOOP_TURNS": "0 runs every sync turn on a worker thread (default: methods that make no calls run "
     'on the host\'s event loop, see "Where a turn runs")',
-    "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs: a JSON object or a JSON file's path",
+    "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs and `ff.cost()`: a JSON object or a "
+    "JSON file's path",
+    "FLUENTFN_OTEL_ENDPOINT": "OTLP/gRPC collector every process exports its turn spans to, when "
+    "`ff.init(tracing=)` is not given (default: tracing off)",
+    "FLUENTFN_REPORT": "a folder where each cluster writes a record of its usage at shutdown (what "
+    "`fluentfn compare` reads)",
+    "FLUENTFN_FORCE_MODE": "`stateful` or `faas`: the mode every `ff.init()` uses whatever it asks (how "
+    "`fluentfn compare` runs the other mode)",
     "FLUENTFN_TLS_CERT": "with FLUENTFN_TLS_KEY and FLUENTFN_TLS_CA: mutual TLS for `ff.init()` when `tls=` is not "
     "given (PEM files)",
     "FLUENTFN_TLS_KEY": "the private key of FLUENTFN_TLS_CERT",
@@ -170,6 +177,21 @@ def env_tls() -> tuple[str, str, str, str | None] | None:
 
 def env_prices() -> str:
     return _raw("FLUENTFN_PRICES")
+
+
+def env_tracing() -> str:
+    """An OTLP/gRPC endpoint for ``ff.init()`` when ``tracing=`` is not given ("" = off)."""
+    return _raw("FLUENTFN_OTEL_ENDPOINT")
+
+
+def env_report() -> str:
+    """A folder where each cluster writes its record at shutdown (``fluentfn compare``)."""
+    return _raw("FLUENTFN_REPORT")
+
+
+def env_force_mode() -> str:
+    """The mode every ``ff.init()`` uses whatever it asks (``fluentfn compare``)."""
+    return _raw("FLUENTFN_FORCE_MODE")
 
 
 def home(namespace: str) -> Path:

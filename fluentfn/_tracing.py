@@ -21,11 +21,10 @@ from typing import Any
 
 from ._phases import TALLY
 
-__all__ = ["TurnTimes", "configure", "enabled", "flush", "log_context", "parent_for", "shutdown"]
+__all__ = ["TurnTimes", "configure", "enabled", "flush", "parent_for", "shutdown"]
 
 log = logging.getLogger("fluentfn.tracing")
 
-ENV_ENDPOINT = "FLUENTFN_OTEL_ENDPOINT"
 _OFFSET_NS = time.time_ns() - time.perf_counter_ns()  # perf_counter -> epoch ns
 _tracer: Any = None  # an opentelemetry Tracer while tracing is on
 _provider: Any = None
@@ -183,35 +182,3 @@ class TurnTimes:
 
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end(end_time=_ns(time.perf_counter()))
-
-
-def log_context() -> tuple[str, str]:
-    """(trace id, request id) of the turn running in this thread, or ("", "")."""
-    from ._context import CURRENT
-
-    ctx = CURRENT.get()
-    if ctx is None or not ctx.request_id:
-        return "", ""
-    times = ctx._times
-    trace_id = f"{times.span.get_span_context().trace_id:032x}" if times is not None and times.span is not None else ""
-    return trace_id, ctx.request_id
-
-
-_factory_installed = False
-
-
-def install_log_context() -> None:
-    """Every log record of this process carries ``trace_id`` and ``request_id`` (of the
-    turn that made it; "" elsewhere), for formats and handlers that join logs to traces."""
-    global _factory_installed
-    if _factory_installed:
-        return
-    _factory_installed = True
-    previous = logging.getLogRecordFactory()
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        record.trace_id, record.request_id = log_context()
-        return record
-
-    logging.setLogRecordFactory(factory)

@@ -172,8 +172,9 @@ def test_a_chain_of_calls_is_one_trace_in_both_modes(tmp_path: Path) -> None:
 
 def test_log_records_inside_a_turn_carry_its_ids() -> None:
     from fluentfn._context import CURRENT, Context
+    from fluentfn._turnlogs import install_log_context
 
-    _tracing.install_log_context()
+    install_log_context()
     factory = logging.getLogRecordFactory()
     outside = factory("x", logging.INFO, __file__, 1, "m", (), None)
     assert outside.request_id == "" and outside.trace_id == ""  # type: ignore[attr-defined]

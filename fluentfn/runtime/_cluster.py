@@ -12,16 +12,17 @@ from typing import Any
 from .. import _config, _ref
 from .._clusterconfig import MODES, ClusterConfig, Mode
 from .._compare import ENV_FORCE_MODE, ENV_REPORT, write_record
-from .._config import env_store, env_tls, env_token
+from .._config import env_force_mode, env_report, env_store, env_tls, env_token, env_tracing
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
 from .._ioloop import io_loop
 from .._logs import log_level, quiet_logs
 from .._phases import split_counters
 from .._tables import DIRECTORY_NAME, ray_namespace
-from .._tracing import ENV_ENDPOINT, install_log_context, otel_env
 from .._tracing import configure as configure_tracing
+from .._tracing import otel_env
 from .._tracing import shutdown as flush_spans
+from .._turnlogs import install_log_context
 from ..api import ActorType, known_types, on_new_type
 from ..directory import Directory
 from ..errors import FluentError
@@ -145,7 +146,7 @@ class Cluster:
         import ray
 
         io = io_loop()
-        report = os.environ.get(ENV_REPORT)
+        report = env_report()
         if report:  # ``fluentfn compare``: what this cluster did, before its hosts go
             try:
                 write_record(report, str(self.mode), time.monotonic() - self._started, self._raw_stats(), self.cost())
@@ -213,13 +214,13 @@ def init(
         raise FluentError(f"mode must be one of {MODES}, not {mode!r}")
     if faas is not None and not isinstance(faas, FaasProfile):
         raise FluentError("faas takes an ff.FaasProfile")
-    forced = os.environ.get(ENV_FORCE_MODE, "").strip()
+    forced = env_force_mode()
     if forced and forced != mode:  # ``fluentfn compare``: the program's other mode
         if forced not in MODES:
             raise FluentError(f"{ENV_FORCE_MODE} must be one of {MODES}, not {forced!r}")
         mode, faas = forced, None
     profile = faas or FaasProfile()
-    tracing = tracing if tracing is not None else os.environ.get(ENV_ENDPOINT, "").strip()
+    tracing = tracing if tracing is not None else env_tracing()
     if tracing and not tracing.startswith(("http://", "https://")):
         raise FluentError(f"tracing takes an OTLP/gRPC endpoint such as 'http://127.0.0.1:4317', not {tracing!r}")
     configure_tracing(tracing, otel_env(), service="fluentfn-driver")  # ImportError without fluentfn[otel]

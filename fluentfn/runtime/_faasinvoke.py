@@ -25,9 +25,10 @@ from .._context import CURRENT, Context
 from .._phases import TALLY
 from .._ref import set_invoker
 from .._stats import COUNTERS
-from .._tracing import TurnTimes, install_log_context
+from .._tracing import TurnTimes
 from .._tracing import configure as configure_tracing
 from .._tracing import flush as flush_spans
+from .._turnlogs import install_log_context
 from ..errors import FluentError, InvalidRequest, Unavailable
 from ..host._reminders import Reminders
 from ..host._turn import (

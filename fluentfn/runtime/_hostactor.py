@@ -23,8 +23,8 @@ from .._logs import quiet_logs
 from .._ref import set_invoker
 from .._tables import DIRECTORY_NAME, ray_namespace
 from .._tracing import configure as configure_tracing
-from .._tracing import install_log_context
 from .._tracing import shutdown as flush_spans
+from .._turnlogs import install_log_context
 from ..host._activations import Handoff
 from ..host._engine import HostEngine
 from ..host._heap import tune_gc
