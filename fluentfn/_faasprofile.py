@@ -22,6 +22,11 @@ PAPER_RECORD_VIA_DYNAMODB_MS = 11.0
 # not a documented constant); its default concurrency quota is 1,000 per account.
 LAMBDA_KEEP_ALIVE_S = 600.0
 LAMBDA_CONCURRENCY = 1000
+# The platform's own share of a cold start (placing and booting an execution environment,
+# before the runtime loads the function's code): AWS publishes Python cold starts of a few
+# hundred ms in all (its "Operating Lambda: performance optimization" guide; measurements
+# of a minimal Python 3.11 function put the init duration near 100-150 ms on top of this).
+LAMBDA_COLD_START_OVERHEAD_MS = 150.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,11 @@ class FaasProfile:
     throttled (``ff.Overloaded``) and a ``tell`` waits in the platform's queue.
     ``invocation_overhead_ms`` adds a fixed cost per invocation (the platform's front end).
     ``cold_start=True``: every invocation in a fresh environment (the worst case; no reuse).
+    ``prestarted``: empty environments (worker processes without a function) the platform
+    keeps started, as Lambda keeps capacity ready: a cold start takes one and costs what a
+    cold start costs there — ``cold_start_overhead_ms`` (the platform's share, 0 unless
+    set; ``paper()`` uses Lambda's) plus loading the function's code and constructor — not
+    a process start. GPU types start their environments themselves.
     Nothing of an actor's state survives in memory between invocations, warm or cold;
     module-level caches of user code do survive in a warm environment, as on Lambda.
 
@@ -58,6 +68,8 @@ class FaasProfile:
     max_concurrency: int = LAMBDA_CONCURRENCY
     invocation_overhead_ms: float = 0.0
     state_latency_ms: float | None = None
+    prestarted: int = 2
+    cold_start_overhead_ms: float = 0.0
 
     def __post_init__(self) -> None:
         check_number("max_duration_s", self.max_duration_s, positive=True)
@@ -70,6 +82,9 @@ class FaasProfile:
         if self.max_concurrency < 1:
             raise FluentError(f"max_concurrency must be at least 1, not {self.max_concurrency}")
         check_number("invocation_overhead_ms", self.invocation_overhead_ms, positive=False)
+        check_number("cold_start_overhead_ms", self.cold_start_overhead_ms, positive=False)
+        if isinstance(self.prestarted, bool) or not isinstance(self.prestarted, int) or not 0 <= self.prestarted <= 64:
+            raise FluentError(f"prestarted must be an int from 0 to 64, not {self.prestarted!r}")
         if self.state_latency_ms is not None:
             check_number("state_latency_ms", self.state_latency_ms, positive=False)
 
@@ -82,11 +97,12 @@ class FaasProfile:
     def paper(cls, **overrides: Any) -> FaasProfile:
         """The paper's measurements (Table 1, section 3.1): a 1 KB message through S3 in
         108 ms (54 ms per operation), through DynamoDB in 11 ms (5.5 ms per operation),
-        538 Mbit/s per function; warm environments as on Lambda."""
+        538 Mbit/s per function; warm environments as on Lambda, and Lambda's cold starts."""
         settings: dict[str, Any] = {
             "storage_latency_ms": PAPER_MESSAGE_VIA_S3_MS / 2,
             "state_latency_ms": PAPER_RECORD_VIA_DYNAMODB_MS / 2,
             "bandwidth_mbps": PAPER_BANDWIDTH_MBPS,
+            "cold_start_overhead_ms": LAMBDA_COLD_START_OVERHEAD_MS,
         }
         settings.update(overrides)
         return cls(**settings)

@@ -5,7 +5,8 @@ in FaaS mode the platform's dispatch and the environment's start), ``load`` (act
 the state read and ``__init__``/restore; in FaaS mode every invocation's load), ``run``
 (the method), ``write`` (the durability point; in FaaS mode the result's write too),
 ``init`` (FaaS only: reading the request and loading the code, a cold start's work).
-The caller times the whole round trip (``call``); ``network`` is what the caller waited
+The FaaS platform times its environments' cold starts (``start``, under
+``faas.environment``). The caller times the whole round trip (``call``); ``network`` is what the caller waited
 beyond the turn's own phases, as a mean (the mean of a difference is the difference of
 the means, over the same calls).
 
@@ -24,7 +25,7 @@ from typing import Any
 
 __all__ = ["PHASES", "TALLY", "PhaseTally", "breakdown", "split_counters"]
 
-PHASES = ("queue", "init", "load", "run", "write", "call")
+PHASES = ("queue", "init", "load", "run", "write", "call", "start")
 """The phases kept; ``network`` is derived (see the module's docstring)."""
 
 _MIN_S = 1e-6  # bucket 0 holds everything up to a microsecond

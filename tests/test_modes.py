@@ -251,9 +251,12 @@ if which == "platform":
         s = ff.stats()
         out["stats"] = {k: s[k] for k in ("cold_starts", "warm_starts", "invocations")}
 elif which == "cold":
-    with ff.init(mode="faas", num_cpus=1, faas=ff.FaasProfile(cold_start=True)):
-        out["pids"] = [Pid["x"].pid()[0] for _ in range(4)]
+    with ff.init(mode="faas", num_cpus=1, faas=ff.FaasProfile(cold_start=True, prestarted=2)):
+        runs = [Pid["x"].pid() for _ in range(4)]
+        out["pids"] = [r[0] for r in runs]
+        out["caches"] = [r[3] for r in runs]
         out["cold_starts"] = ff.stats()["cold_starts"]
+        out["env_starts"] = ff.stats(breakdown=True)["breakdown"]["faas.environment"]["start_ms"]["count"]
 else:
     from fluentfn.examples import messaging
     with ff.init(mode="faas", num_cpus=2, faas=ff.FaasProfile.paper()):
@@ -295,8 +298,10 @@ def test_warm_environments_are_reused_expire_and_throttle(tmp_path: Path) -> Non
 @pytest.mark.timeout(180)
 def test_cold_start_gives_every_invocation_a_fresh_process(tmp_path: Path) -> None:
     out = _platform(tmp_path, "cold")
-    assert len(set(out["pids"])) == 4
+    assert len(set(out["pids"])) == 4  # pre-started spares are fresh, empty processes too
+    assert out["caches"] == [1, 1, 1, 1]  # nothing of an earlier invocation's module state
     assert out["cold_starts"] == 4
+    assert out["env_starts"] >= 4  # each cold start timed (a spare taken, or a process started)
 
 
 @pytest.mark.timeout(180)

@@ -277,3 +277,16 @@ def test_the_paper_benchmark_breaks_a_call_down_by_phase(tmp_path: Path) -> None
     finally:
         paper.BREAKDOWN.clear()
     assert (tmp_path / "b.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("bad", [-1, 65, 1.5, True])
+def test_prestarted_is_a_small_count(bad: object) -> None:
+    with pytest.raises(ff.FluentError, match="prestarted"):
+        ff.FaasProfile(prestarted=bad)  # type: ignore[arg-type]
+
+
+def test_the_paper_preset_has_lambdas_cold_start_overhead() -> None:
+    assert ff.FaasProfile.paper().cold_start_overhead_ms > 0
+    assert ff.FaasProfile().cold_start_overhead_ms == 0  # emulation off by default
+    with pytest.raises(ff.FluentError):
+        ff.FaasProfile(cold_start_overhead_ms=-1)

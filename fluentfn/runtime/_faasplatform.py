@@ -20,6 +20,7 @@ from typing import Any
 from .._call import Call
 from .._clusterconfig import ClusterConfig
 from .._ioloop import spawn
+from .._phases import TALLY
 from .._stats import new_counters
 from ..errors import FluentError, FunctionTimeout, Overloaded, Unavailable
 from ._envpool import Done as EnvDone
@@ -29,6 +30,7 @@ from ._raycall import unwrap
 PLATFORM_NAME = "fluentfn-faas-platform"
 START_TIMEOUT_S = 120.0  # an environment that cannot be placed in this long is a failed start
 log = logging.getLogger("fluentfn.faas")
+ENV_START = "faas.environment"  # what the time breakdown calls environment starts (phase "start")
 
 
 Body = Callable[[str, Any, Call, str, ClusterConfig, str], dict[str, int]]
@@ -88,6 +90,8 @@ class FaasPlatform:
         self._faults: Any = None  # the lab's faults, and their version ...
         self._faults_version = 0
         self._env_faults: dict[int, int] = {}  # ... that each environment has
+        self._spares: list[tuple[Any, int, str]] = []  # started, empty environments: (handle, pid, node)
+        self._filling = 0  # spares being started
 
     # -- the one entry point -------------------------------------------------------------------
 
@@ -139,6 +143,7 @@ class FaasPlatform:
     ) -> None:
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
+            self._refill()
         if self._profile.invocation_overhead_ms:
             await asyncio.sleep(self._profile.invocation_overhead_ms / 1000.0)
         self._gpus[fn] = gpus
@@ -209,27 +214,63 @@ class FaasPlatform:
                 self._kill(ins.env)
         self._wake.set()
 
-    async def _start(self, ins: Start) -> None:
+    def _new_environment(self, num_gpus: float = 0.0, accelerator: str | None = None) -> Any:
         import ray
 
-        num_gpus, accelerator = self._gpus.get(ins.fn, (0.0, None))
         options: dict[str, Any] = {"num_cpus": 0, "max_concurrency": 1, "max_restarts": 0}
         if num_gpus:
             options["num_gpus"] = num_gpus
         if accelerator:
             options["accelerator_type"] = accelerator
-        handle: Any = ray.remote(Environment).options(**options).remote(self._config, self._body)
-        try:
-            pid, node = await asyncio.wait_for(handle.ready.remote(), START_TIMEOUT_S)
-        except (TimeoutError, ray.exceptions.RayError) as exc:
-            ray.kill(handle)
-            why = "it could not be placed" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            log.warning("FaaS environment for %s did not start: %s", ins.fn, why)
-            self._apply(self._pool.handle(StartFailed(ins.env, why)))
-            return
+        return ray.remote(Environment).options(**options).remote(self._config, self._body)
+
+    async def _start(self, ins: Start) -> None:
+        """A cold start: a spare (started, empty) environment when there is one, else a new
+        process; then the platform's own share of a cold start (``cold_start_overhead_ms``)."""
+        import ray
+
+        began = time.perf_counter()
+        num_gpus, accelerator = self._gpus.get(ins.fn, (0.0, None))
+        if self._spares and not num_gpus and not accelerator:
+            handle, pid, node = self._spares.pop()
+            self._refill()
+        else:
+            handle = self._new_environment(num_gpus, accelerator)
+            self._refill()
+            try:
+                pid, node = await asyncio.wait_for(handle.ready.remote(), START_TIMEOUT_S)
+            except (TimeoutError, ray.exceptions.RayError) as exc:
+                ray.kill(handle)
+                why = "it could not be placed" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+                log.warning("FaaS environment for %s did not start: %s", ins.fn, why)
+                self._apply(self._pool.handle(StartFailed(ins.env, why)))
+                return
+        if self._profile.cold_start_overhead_ms:
+            await asyncio.sleep(self._profile.cold_start_overhead_ms / 1000.0)
+        TALLY.observe(ENV_START, (("start", time.perf_counter() - began),))
         self._envs[ins.env] = handle
         self._where[ins.env] = (int(pid), str(node))
         self._apply(self._pool.handle(Started(ins.env, time.monotonic())))
+
+    def _refill(self) -> None:
+        """Start spares until ``prestarted`` are started or starting."""
+        for _ in range(self._profile.prestarted - len(self._spares) - self._filling):
+            spawn(self._spare(), self._tasks)
+
+    async def _spare(self) -> None:
+        import ray
+
+        self._filling += 1
+        handle = self._new_environment()
+        try:
+            pid, node = await asyncio.wait_for(handle.ready.remote(), START_TIMEOUT_S)
+        except (TimeoutError, ray.exceptions.RayError) as exc:  # cold starts start their own meanwhile
+            ray.kill(handle)
+            log.warning("a spare FaaS environment did not start: %s: %s", type(exc).__name__, exc)
+            return
+        finally:
+            self._filling -= 1
+        self._spares.append((handle, int(pid), str(node)))
 
     def _kill(self, env: int) -> None:
         import ray
@@ -278,8 +319,9 @@ class FaasPlatform:
     # -- views -------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Counters of every invocation that ended (cold and warm starts included)."""
-        return dict(self._totals)
+        """Counters of every invocation that ended (cold and warm starts included), and the
+        time environments took to start (``ENV_START``'s ``start`` phase)."""
+        return {**self._totals, **TALLY.counters()}
 
     def environments(self) -> dict[str, dict[str, int]]:
         """Per function: busy, idle and queued environments."""
