@@ -10,7 +10,9 @@ The FaaS platform times its environments' cold starts (``start``, under
 beyond the turn's own phases, as a mean (the mean of a difference is the difference of
 the means, over the same calls).
 
-Each process keeps one ``PhaseTally`` of log-spaced histograms. It travels inside the
+Each process keeps one ``PhaseTally`` of log-spaced histograms. A method's first
+``EXACT`` turns in a process are all timed, then one in ``EVERY`` (counted ``EVERY``
+times): a hot method pays a dict lookup per turn, and its figures stay unbiased. It travels inside the
 counters every process already reports (keys starting with ``~``), so the cluster's
 ledger sums it over hosts, FaaS invocations and drivers, and keeps what stopped hosts
 counted; ``breakdown`` turns those keys back into p50/p99/mean per type and method.
@@ -32,15 +34,21 @@ _MIN_S = 1e-6  # bucket 0 holds everything up to a microsecond
 _RATIO = 1.2  # each bucket is 20% wider than the last: a quantile is known to within 10%
 _LOG_RATIO = math.log(_RATIO)
 _BUCKETS = 120  # up to about 3 hours
+EXACT = 256  # the turns (and calls) of each method a process times, every one, before it samples
+EVERY = 16  # then one in EVERY, counted EVERY times
 PREFIX = "~"
 SUM_US = "s"  # a histogram's sum, in microseconds
 COUNT = "n"
 
 
+_INV_LOG_RATIO = 1.0 / _LOG_RATIO
+_TOP = _BUCKETS - 1
+
+
 def bucket_of(seconds: float) -> int:
     if seconds <= _MIN_S:
         return 0
-    return min(_BUCKETS - 1, 1 + int(math.log(seconds / _MIN_S) / _LOG_RATIO))
+    return min(_TOP, 1 + int(math.log(seconds / _MIN_S) * _INV_LOG_RATIO))
 
 
 def bucket_upper(index: int) -> float:
@@ -49,46 +57,81 @@ def bucket_upper(index: int) -> float:
 
 
 class PhaseTally:
-    """Per (type, method, phase) histograms of one process; safe from any thread."""
+    """Per (type, method, phase) histograms of one process; safe from any thread. One
+    lock acquisition per turn; no strings made per observation."""
 
-    __slots__ = ("_hist", "_lock")
+    __slots__ = ("_by_what", "_calls", "_lock", "_turns")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._hist: dict[str, list[int]] = {}  # "~Type.method~phase" -> [count, sum_us, buckets...]
+        self._by_what: dict[str, dict[str, list[int]]] = {}  # "Type.method" -> phase -> [n, sum_us, buckets...]
+        self._turns: dict[str, int] = {}  # turns of each "Type.method" seen (for sampling)
+        self._calls: dict[str, int] = {}  # calls made of each
 
-    def observe(self, what: str, phases: Iterable[tuple[str, float]]) -> None:
+    @staticmethod
+    def _weight(seen: dict[str, int], what: str) -> int:
+        n = seen.get(what, 0) + 1
+        seen[what] = n  # a lost increment under a race only moves the sample by one
+        if n <= EXACT:
+            return 1
+        return EVERY if n % EVERY == 0 else 0
+
+    def turn_weight(self, what: str) -> int:
+        """How much the next turn of ``what`` counts for: 1 for its first ``EXACT`` turns in
+        this process, then ``EVERY`` for one turn in ``EVERY`` and 0 (not timed) for the rest,
+        so a hot method costs a dict lookup per turn while its histogram stays unbiased."""
+        return self._weight(self._turns, what)
+
+    def call_weight(self, what: str) -> int:
+        """``turn_weight`` for the calls this process makes of ``what``."""
+        return self._weight(self._calls, what)
+
+    def observe(self, what: str, phases: Iterable[tuple[str, float]], weight: int = 1) -> None:
         """Record one turn's (or call's) ``phases`` (name, seconds) of ``what`` ("Type.method")."""
+        self.observe_spans(what, [(p, 0.0, s) for p, s in phases], weight)
+
+    def observe_spans(self, what: str, spans: Iterable[tuple[str, float, float]], weight: int = 1) -> None:
+        """Record ``spans`` (name, start, end: perf_counter seconds) of one turn of ``what``,
+        counted ``weight`` times (see ``turn_weight``)."""
+        table = self._by_what.get(what)
+        if table is None:
+            with self._lock:
+                table = self._by_what.setdefault(what, {})
+        log, inv, top = math.log, _INV_LOG_RATIO, _TOP
         with self._lock:
-            hist = self._hist
-            for phase, seconds in phases:
-                key = f"{PREFIX}{what}{PREFIX}{phase}"
-                h = hist.get(key)
+            for phase, t0, t1 in spans:
+                h = table.get(phase)
                 if h is None:
-                    h = hist[key] = [0] * (2 + _BUCKETS)
-                h[0] += 1
-                h[1] += int(seconds * 1e6)
-                h[2 + bucket_of(seconds)] += 1
+                    h = table[phase] = [0] * (2 + _BUCKETS)
+                us = (t1 - t0) * 1e6
+                h[0] += weight
+                h[1] += int(us * weight)
+                if us <= 1.0:
+                    h[2] += weight
+                else:
+                    b = 1 + int(log(us) * inv)
+                    h[2 + (b if b < top else top)] += weight
 
     def counters(self) -> dict[str, int]:
         """The tally as counters (only non-empty buckets): ``~Type.method~phase~n``,
         ``~...~s`` (sum in µs) and ``~...~<bucket>``."""
         out: dict[str, int] = {}
         with self._lock:
-            for key, h in self._hist.items():
-                out[f"{key}{PREFIX}{COUNT}"] = h[0]
-                out[f"{key}{PREFIX}{SUM_US}"] = h[1]
-                for i, c in enumerate(h[2:]):
-                    if c:
-                        out[f"{key}{PREFIX}{i}"] = c
+            for what, table in self._by_what.items():
+                for phase, h in table.items():
+                    key = f"{PREFIX}{what}{PREFIX}{phase}"
+                    out[f"{key}{PREFIX}{COUNT}"] = h[0]
+                    out[f"{key}{PREFIX}{SUM_US}"] = h[1]
+                    for i, c in enumerate(h[2:]):
+                        if c:
+                            out[f"{key}{PREFIX}{i}"] = c
         return out
 
     def drain(self) -> dict[str, int]:
         """``counters()``, and start again from zero (a FaaS invocation reports its own)."""
         with self._lock:
-            hist, self._hist = self._hist, {}
-        taken = PhaseTally()
-        taken._hist = hist
+            taken = PhaseTally()
+            taken._by_what, self._by_what = self._by_what, {}
         return taken.counters()
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ._phases import TALLY
 
-__all__ = ["TurnTimes", "configure", "enabled", "flush", "parent_for", "shutdown"]
+__all__ = ["TurnTimes", "configure", "enabled", "flush", "parent_for", "shutdown", "turn_times"]
 
 log = logging.getLogger("fluentfn.tracing")
 
@@ -137,13 +137,24 @@ def parent_for(times: TurnTimes | None) -> str:
     return _traceparent(span) if span.get_span_context().is_valid else ""
 
 
+def turn_times(what: str, arrived: float, trace: str) -> TurnTimes | None:
+    """The timings of a turn of ``what`` beginning now: None when it is neither traced nor
+    sampled for the tally (``PhaseTally.turn_weight``)."""
+    weight = TALLY.turn_weight(what)
+    if not weight and _tracer is None:
+        return None
+    now = time.perf_counter()
+    return TurnTimes(what, arrived or now, now, trace, weight)
+
+
 class TurnTimes:
     """One turn's phases (perf_counter times), tallied at its end; its span while tracing."""
 
-    __slots__ = ("arrived", "marks", "span", "what")
+    __slots__ = ("arrived", "marks", "span", "weight", "what")
 
-    def __init__(self, what: str, arrived: float, started: float, trace: str = "") -> None:
+    def __init__(self, what: str, arrived: float, started: float, trace: str = "", weight: int = 1) -> None:
         self.what = what  # "Type.method"
+        self.weight = weight  # how much its phases count for in the tally (0: not at all)
         self.arrived = arrived
         self.marks: list[tuple[str, float, float]] = [("queue", arrived, started)]
         self.span: Any = None
@@ -166,8 +177,8 @@ class TurnTimes:
     def end(self, outcome: str) -> None:
         """The turn is over (``outcome``: ok, error, replayed, ...): tally its phases, end its span."""
         marks = self.marks
-        if outcome != "replayed":
-            TALLY.observe(self.what, [(p, t1 - t0) for p, t0, t1 in marks])
+        if outcome != "replayed" and self.weight:
+            TALLY.observe_spans(self.what, marks, self.weight)
         span = self.span
         if span is None:
             return

@@ -290,3 +290,19 @@ def test_the_paper_preset_has_lambdas_cold_start_overhead() -> None:
     assert ff.FaasProfile().cold_start_overhead_ms == 0  # emulation off by default
     with pytest.raises(ff.FluentError):
         ff.FaasProfile(cold_start_overhead_ms=-1)
+
+
+def test_a_hot_method_is_sampled_and_its_counts_stay_unbiased() -> None:
+    tally = _phases.PhaseTally()
+    n = _phases.EXACT + 80 * _phases.EVERY
+    timed = 0
+    for _ in range(n):
+        weight = tally.turn_weight("H.m")
+        if weight:
+            timed += 1
+            tally.observe("H.m", [("run", 0.001)], weight)
+    assert timed == _phases.EXACT + 80  # the first EXACT all, then one in EVERY
+    got = _phases.breakdown(tally.counters())["H.m"]
+    assert got["calls"] == n and got["run_ms"]["count"] == n
+    assert got["run_ms"]["mean"] == pytest.approx(1.0, rel=0.01)
+    assert tally.call_weight("H.m") == 1  # callers' calls are counted on their own

@@ -32,7 +32,7 @@ from .._ioloop import spawn
 from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
 from .._stats import new_counters
 from .._status import Status
-from .._tracing import TurnTimes
+from .._tracing import turn_times
 from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable
 from ..placement import shard_for
 from ..state._store import Store, StoreLost
@@ -276,9 +276,8 @@ class HostEngine:
 
     def context_for(self, act: Activation, call: Call) -> Context:
         """The context of ``call``'s turn, which begins now (its queue time ends here)."""
-        now = time.perf_counter()
-        times = TurnTimes(f"{act.type_name}.{call.method}", call.arrived or now, now, call.trace)
-        if times.span is not None:
+        times = turn_times(f"{act.type_name}.{call.method}", call.arrived, call.trace)
+        if times is not None and times.span is not None:
             definition = self.types.get(act.type_name)
             times.describe(
                 address=act.address, method=call.method, request_id=call.request_id, mode="stateful",

@@ -101,13 +101,17 @@ class StatefulRuntime:
                 f"blocking call to {ref.address}.{method} from async code: use `await ref.{method}.aio(...)`"
             )
         call = self._make_call(ref, method, args, kwargs, timeout_s)
-        t0 = time.perf_counter()
         reply = self._try_inline(call)
         if reply is None or _misrouted(reply):  # not here (any more): the router
+            # timed when it crosses threads or the network (an in-process turn is its own phases)
+            what = f"{ref.type_name}.{method}"
+            weight = TALLY.call_weight(what)
+            t0 = time.perf_counter()
             waiter = Waiter()
             self._io.loop.call_soon_threadsafe(self._caller.send, call, waiter)
             reply = waiter.reply_for(call)
-        TALLY.observe(f"{ref.type_name}.{method}", ((CALL_PHASE, time.perf_counter() - t0),))
+            if weight:
+                TALLY.observe_spans(what, ((CALL_PHASE, t0, time.perf_counter()),), weight)
         return self._result(reply)
 
     def submit(
@@ -143,6 +147,8 @@ class StatefulRuntime:
         timeout_s: float | None = None,
     ) -> Any:
         call = self._make_call(ref, method, args, kwargs, timeout_s)
+        what = f"{ref.type_name}.{method}"
+        weight = TALLY.call_weight(what)
         t0 = time.perf_counter()
         if self._io.in_loop():
             fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
@@ -152,7 +158,8 @@ class StatefulRuntime:
             waiter: concurrent.futures.Future[Outcome | None] = concurrent.futures.Future()
             self._io.loop.call_soon_threadsafe(self._send_timed, call, settle_future(waiter))
             reply = await asyncio.wrap_future(waiter)
-        TALLY.observe(f"{ref.type_name}.{method}", ((CALL_PHASE, time.perf_counter() - t0),))
+        if weight:
+            TALLY.observe_spans(what, ((CALL_PHASE, t0, time.perf_counter()),), weight)
         return self._result(reply)
 
     def tell(
