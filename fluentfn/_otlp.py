@@ -51,7 +51,9 @@ class OtlpReceiver:
                         "parent_id": sp.parent_span_id.hex(), "name": sp.name,
                         "service": resource.get("service.name", ""),
                         "attributes": {kv.key: _value(kv.value) for kv in sp.attributes},
-                        "events": [e.name for e in sp.events],
+                        "events": [{"name": e.name, "time_ns": e.time_unix_nano,
+                                    "attributes": {kv.key: _value(kv.value) for kv in e.attributes}}
+                                   for e in sp.events],
                         "start_ns": sp.start_time_unix_nano, "end_ns": sp.end_time_unix_nano,
                         "error": sp.status.code == 2,
                     })  # fmt: skip

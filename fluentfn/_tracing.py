@@ -2,9 +2,10 @@
 
 Tracing is off unless ``ff.init(tracing="http://host:4317")`` or ``FLUENTFN_OTEL_ENDPOINT``
 names an OTLP/gRPC collector; then every process of the cluster (drivers, hosts, FaaS
-environments, the gateway) exports a ``fluentfn.turn`` span per turn, with child spans
-for its phases (queue, load, run, write). A turn's span context travels in the ``Call``
-(``trace``, a W3C ``traceparent``) to the calls it makes, so one call chain is one trace.
+environments, the gateway) exports a ``fluentfn.turn`` span per turn, with an event per
+phase (queue, init, load, run, write: its start, and ``duration_ms``) and per call it
+made. A turn's span context travels in the ``Call`` (``trace``, a W3C ``traceparent``) to
+the calls it makes, so one call chain is one trace.
 With tracing off nothing of OpenTelemetry is imported and a turn pays for its phase
 timings only (``_phases``). The standard ``OTEL_*`` variables (service name, batch delay,
 headers) are honoured; the driver's are handed to every process of the cluster.
@@ -182,11 +183,8 @@ class TurnTimes:
         span = self.span
         if span is None:
             return
-        from opentelemetry import trace
-
-        parent = trace.set_span_in_context(span)
-        for phase, t0, t1 in marks:
-            _tracer.start_span(f"fluentfn.{phase}", context=parent, start_time=_ns(t0)).end(end_time=_ns(t1))
+        for phase, t0, t1 in marks:  # events, not child spans: a fifth of the cost, the same story
+            span.add_event(f"fluentfn.{phase}", {"duration_ms": round((t1 - t0) * 1000, 4)}, timestamp=_ns(t0))
         span.set_attribute("fluentfn.outcome", outcome)
         if outcome not in ("ok", "replayed"):
             from opentelemetry.trace import Status, StatusCode

@@ -39,35 +39,38 @@ def waterfall(spans: list[dict[str, Any]], title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    turns = [s for s in spans if s["name"] == "fluentfn.turn"]
     by_parent: dict[str, list[dict[str, Any]]] = {}
-    for s in spans:
+    for s in turns:
         by_parent.setdefault(s["parent_id"], []).append(s)
-    ids = {s["span_id"] for s in spans}
-    order: list[tuple[int, dict[str, Any]]] = []
+    ids = {s["span_id"] for s in turns}
+    rows: list[tuple[int, str, float, float]] = []  # depth, label, start ms, width ms
+    t0 = min(s["start_ns"] for s in turns)
 
     def walk(span: dict[str, Any], depth: int) -> None:
-        order.append((depth, span))
+        a = span["attributes"]
+        start, width = (span["start_ns"] - t0) / 1e6, (span["end_ns"] - span["start_ns"]) / 1e6
+        rows.append((depth, f"turn {a.get('fluentfn.address')}.{a.get('fluentfn.method')}", start, width))
+        for e in span["events"]:  # the turn's phases: an event each, with its duration
+            if "duration_ms" in e["attributes"]:
+                rows.append((depth + 1, e["name"], (e["time_ns"] - t0) / 1e6, float(e["attributes"]["duration_ms"])))
         for child in sorted(by_parent.get(span["span_id"], []), key=lambda c: c["start_ns"]):
             walk(child, depth + 1)
 
-    for root in sorted((s for s in spans if s["parent_id"] not in ids), key=lambda s: s["start_ns"]):
+    for root in sorted((s for s in turns if s["parent_id"] not in ids), key=lambda s: s["start_ns"]):
         walk(root, 0)
-    t0 = min(s["start_ns"] for s in spans)
-    colors = {"fluentfn.turn": "tab:blue", "fluentfn.queue": "tab:gray", "fluentfn.init": "tab:orange",
-              "fluentfn.load": "tab:green", "fluentfn.run": "tab:red", "fluentfn.write": "tab:purple"}  # fmt: skip
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(order) + 1.2))
-    for row, (depth, s) in enumerate(order):
-        start, width = (s["start_ns"] - t0) / 1e6, max((s["end_ns"] - s["start_ns"]) / 1e6, 0.01)
-        ax.barh(row, width, left=start, color=colors.get(s["name"], "tab:cyan"), height=0.7)
-        label = s["name"].removeprefix("fluentfn.")
-        if s["name"] == "fluentfn.turn":
-            label = f"turn {s['attributes'].get('fluentfn.address')}.{s['attributes'].get('fluentfn.method')}"
-        ax.text(start + width, row, f"  {'  ' * depth}{label} {width:.2f} ms", va="center", fontsize=7)
+    colors = {"fluentfn.queue": "tab:gray", "fluentfn.init": "tab:orange", "fluentfn.load": "tab:green",
+              "fluentfn.run": "tab:red", "fluentfn.write": "tab:purple"}  # fmt: skip
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.2))
+    for row, (depth, label, start, width) in enumerate(rows):
+        ax.barh(row, max(width, 0.01), left=start, color=colors.get(label, "tab:blue"), height=0.7)
+        ax.text(start + width, row, f"  {'  ' * depth}{label.removeprefix('fluentfn.')} {width:.2f} ms",
+                va="center", fontsize=7)  # fmt: skip
     ax.set_yticks([])
     ax.invert_yaxis()
     ax.set_xlabel("ms since the chain began")
     ax.set_title(title)
-    right = max((s["end_ns"] - t0) / 1e6 for s in spans)
+    right = max(start + width for _, _, start, width in rows)
     ax.set_xlim(0, right * 1.45)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

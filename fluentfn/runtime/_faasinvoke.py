@@ -178,12 +178,12 @@ def faas_invoke(
     import ray
 
     started = time.perf_counter()
+    queued = max(0.0, time.time() - call.arrived) if call.arrived else 0.0  # read with ``started``
     configure_tracing(config.tracing, dict(config.otel_env), service="fluentfn-faas")
     install_log_context()
     cold = not _loaded
     what = f"{call.type_name}.{call.method}" if kind == "actor" else call.type_name
-    times = TurnTimes(what, started - max(0.0, time.time() - call.arrived) if call.arrived else started, started,
-                      call.trace)  # fmt: skip
+    times = TurnTimes(what, started - queued, started, call.trace)
     if times.span is not None:
         times.describe(address=call.address if kind == "actor" else call.type_name, method=call.method,
                        request_id=call.request_id, mode="faas", cold_start=cold, host=f"pid:{os.getpid()}")  # fmt: skip
