@@ -35,7 +35,12 @@ def rpc_error(exc: aio.AioRpcError | grpc.RpcError, endpoint: str) -> FluentErro
     """The fluentfn exception for a failed RPC."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNAVAILABLE
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.INTERNAL and str(details).startswith(_CORE_FAILURE):
+        code = grpc.StatusCode.UNAVAILABLE  # gRPC's own transport failed (seen reconnecting on a busy machine)
     return error_for(code, f"{endpoint}: {details}")
+
+
+_CORE_FAILURE = "Internal error from Core"  # gRPC's text for a call its C core failed, not the peer's reply
 
 
 def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
