@@ -10,12 +10,11 @@ records as one table (``rows``).
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-from ._phases import PREFIX, bucket_upper, split_counters
+from ._phases import PREFIX, quantile_ms, split_counters
 
 __all__ = ["ENV_FORCE_MODE", "ENV_REPORT", "overall", "rows", "write_record"]
 
@@ -38,15 +37,12 @@ def overall(phases: dict[str, int], phase: str) -> dict[str, float]:
         elif parts[2].isdigit():
             buckets[int(parts[2])] = buckets.get(int(parts[2]), 0) + v
 
-    def q(p: float) -> float:
-        rank, seen = max(1, math.ceil(p * count)), 0
-        for i in sorted(buckets):
-            seen += buckets[i]
-            if seen >= rank:
-                return round(bucket_upper(i) * 1000, 3)
-        return 0.0
-
-    return {"count": count, "p50": q(0.5), "p99": q(0.99), "mean": round(total_us / count / 1000, 3) if count else 0.0}
+    return {
+        "count": count,
+        "p50": quantile_ms(buckets, count, 0.5, 3) if count else 0.0,
+        "p99": quantile_ms(buckets, count, 0.99, 3) if count else 0.0,
+        "mean": round(total_us / count / 1000, 3) if count else 0.0,
+    }
 
 
 def write_record(folder: str, mode: str, seconds: float, raw: dict[str, int], cost: dict[str, Any]) -> Path:

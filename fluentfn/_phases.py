@@ -148,15 +148,15 @@ def split_counters(counters: Mapping[str, int]) -> tuple[dict[str, int], dict[st
     return plain, phases
 
 
-def _quantile(buckets: dict[int, int], count: int, q: float) -> float:
+def quantile_ms(buckets: dict[int, int], count: int, q: float, digits: int = 4) -> float:
     """The ``q`` quantile, in ms: the upper bound of its bucket (pessimistic by < 20%)."""
     rank = max(1, math.ceil(q * count))
     seen = 0
     for i in sorted(buckets):
         seen += buckets[i]
         if seen >= rank:
-            return round(bucket_upper(i) * 1000, 4)
-    return round(bucket_upper(max(buckets, default=0)) * 1000, 4)
+            return round(bucket_upper(i) * 1000, digits)
+    return round(bucket_upper(max(buckets, default=0)) * 1000, digits)
 
 
 def breakdown(counters: Mapping[str, int]) -> dict[str, dict[str, Any]]:
@@ -186,8 +186,8 @@ def breakdown(counters: Mapping[str, int]) -> dict[str, dict[str, Any]]:
             if got is None or not got["n"]:
                 continue
             entry[f"{phase}_ms"] = {
-                "p50": _quantile(got["b"], got["n"], 0.5),
-                "p99": _quantile(got["b"], got["n"], 0.99),
+                "p50": quantile_ms(got["b"], got["n"], 0.5),
+                "p99": quantile_ms(got["b"], got["n"], 0.99),
                 "mean": round(got["s"] / got["n"] / 1000, 4),
                 "count": got["n"],
             }
