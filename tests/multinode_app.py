@@ -84,6 +84,42 @@ def make_certs(workdir: Path) -> ff.TlsConfig:
     return ff.TlsConfig(str(workdir / "cert.pem"), str(workdir / "key.pem"), str(workdir / "cert.pem"))
 
 
+def wait_head_ready(port: int) -> None:
+    """Wait until the head's GCS answers and lists its own node alive: on a busy machine the
+    GCS port listens well before the head's raylet has registered, and a driver joining in
+    that gap fails ("Failed to connect to Ray cluster")."""
+    from ray._raylet import GcsClient
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            infos = GcsClient(address=f"127.0.0.1:{port}").get_all_node_info(timeout=5)
+            if any(info.is_head_node and info.state == 0 for info in infos.values()):  # 0: ALIVE
+                return
+        except Exception as exc:  # not up yet: the port, the GCS client or the call
+            last = exc
+        else:
+            last = RuntimeError("the head node is not registered yet")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"head node did not start: {last}")
+        time.sleep(0.5)
+
+
+def join(port: int, redis_url: str, tls: ff.TlsConfig) -> ff.Cluster:
+    """``ff.init`` on the started head, with two more tries: the address is known good, so a
+    refused join is Ray's own connect timeout on a loaded machine."""
+    for attempt in range(3):
+        try:
+            return ff.init(address=f"127.0.0.1:{port}", store=redis_url, tls=tls, namespace="multinode")
+        except ff.FluentError as exc:
+            if attempt == 2 or "cannot join" not in str(exc):
+                raise
+            print(f"join failed, again: {exc}", file=sys.stderr)
+            time.sleep(2.0)
+    raise AssertionError("unreachable")
+
+
 def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "token"
@@ -95,18 +131,10 @@ def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
     worker: subprocess.Popen[bytes] | None = None
     out: dict[str, Any] = {}
     try:
-        deadline = time.monotonic() + 60
-        while True:  # the head's GCS must listen before anyone joins
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("head node did not start") from None
-                time.sleep(0.3)
+        wait_head_ready(port)
         worker = start_node([f"--address=127.0.0.1:{port}", '--resources={"worker_node": 1}', *common], env)
         tls = make_certs(workdir)
-        with ff.init(address=f"127.0.0.1:{port}", store=redis_url, tls=tls, namespace="multinode") as cluster:
+        with join(port, redis_url, tls) as cluster:
             import ray
 
             wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, timeout=60)

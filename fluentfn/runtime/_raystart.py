@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def join_ray(address: str, namespace: str, level: int) -> None:
     (``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``), which a driver sends only in token mode."""
     import ray
 
+    _check_listening(address)
     has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or (Path.home() / ".ray" / "auth_token").exists()
     if has_token and "RAY_AUTH_MODE" not in os.environ:
         os.environ["RAY_AUTH_MODE"] = "token"
@@ -68,3 +70,16 @@ def join_ray(address: str, namespace: str, level: int) -> None:
     except Exception as exc:
         ray.shutdown()
         raise FluentError(f"cannot join the Ray cluster at {address}: {exc}") from None
+
+
+def _check_listening(address: str) -> None:
+    """Refuse at once an address where nothing listens: Ray's own join retries its GCS
+    connection for minutes before it gives up on a typo. Only a plain ``host:port`` is
+    checked (``auto``, ``ray://`` and friends are Ray's to resolve)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "/" in address or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise FluentError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc})") from None
