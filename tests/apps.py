@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from typing import Any
 
@@ -250,3 +251,35 @@ class _LabNode:
 
 LabNode = ff.actor(name="LabNode", shards=4)(_LabNode)
 FaasLabNode = ff.actor(name="FaasLabNode")(_LabNode)
+
+
+@ff.actor(name="BigState")
+class BigState:
+    """A large state of which a turn usually changes a few bytes (partial writes)."""
+
+    def __init__(self) -> None:
+        self.blob = bytes(range(256)) * 4096  # 1 MiB, immutable: written once
+        self.table = [0] * 300_000  # mutable, large: written when its bytes change
+        self.n = 0
+        self.notes: list[str] = []
+
+    def bump(self) -> int:
+        self.n += 1
+        return self.n
+
+    def poke(self, at: int, value: int) -> None:
+        self.table[at] = value
+
+    def swap_blob(self, fill: int) -> None:
+        self.blob = bytes([fill]) * len(self.blob)
+
+    def shrink(self) -> None:
+        self.table = [1, 2, 3, 4, 5]
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "blob": hashlib.sha256(self.blob).hexdigest(),
+            "table": hashlib.sha256(bytes(self.table)).hexdigest(),
+            "tlen": len(self.table),
+        }

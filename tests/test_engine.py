@@ -17,7 +17,8 @@ from fluentfn._ioloop import IoLoop
 from fluentfn.errors import Redirect, status_for
 from fluentfn.host._engine import HostEngine
 from fluentfn.state import StaleEpoch, VersionConflict, open_store
-from fluentfn.state._store import Store, StoreLost
+from fluentfn.state._codec import decode_state, encode_state
+from fluentfn.state._store import Store, StoreLost, WouldBlock
 from fluentfn.testing import wait_for
 from fluentfn.wire import codec
 from fluentfn.wire.errors import rebuild_error
@@ -259,7 +260,27 @@ def test_a_turn_whose_write_fails_is_rolled_back_and_answered_once(io: IoLoop, s
         call(io, e, "a", "add", 1, rid="during-outage")
     flaky.down = False
     assert call(io, e, "a", "read") == 5  # the failed turn never happened
-    assert call(io, e, "a", "add", 1, rid="after") == 6
+    # Its retry runs it (the store has no record of it), not answered from memory as if it had.
+    assert call(io, e, "a", "add", 1, rid="during-outage", attempt=1) == 6
+    assert call(io, e, "a", "read") == 6
+    assert call(io, e, "a", "add", 1, rid="during-outage", attempt=2) == 6  # and now it is recorded
+    assert call(io, e, "a", "add", 1, rid="after") == 7
+
+
+def test_a_write_that_would_wait_is_refused_at_once_and_writes_nothing(store: Store) -> None:
+    import sqlite3
+
+    store.save("T/w", expected=0, state=encode_state({"n": 1}), fence=None)
+    other = sqlite3.connect(store.path, isolation_level=None)  # type: ignore[attr-defined]
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        with pytest.raises(WouldBlock):
+            store.save("T/w", expected=1, state=encode_state({"n": 2}), fence=None, nowait=True)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert decode_state(store.load("T/w").state) == {"n": 1}  # type: ignore[union-attr]
+    assert store.save("T/w", expected=1, state=encode_state({"n": 2}), fence=None, nowait=True) == 2
 
 
 class Unstorable:

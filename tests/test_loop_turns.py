@@ -8,6 +8,7 @@ turn that ran on the loop has answered before ``submit`` returns.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from fluentfn._actordef import ActorDef, makes_no_calls
 from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
 from fluentfn.host._engine import HostEngine
+from fluentfn.state._codec import decode_state
 from fluentfn.state._store import Store
 from fluentfn.wire import codec
 from fluentfn.wire.errors import rebuild_error
@@ -146,11 +148,23 @@ def test_call_free_turns_of_live_identities_answer_on_the_loop(io: IoLoop, store
     assert submit(io, eng, new_call("read")) == (True, 1)
     assert submit(io, eng, new_call("size")) == (False, 1)  # calls len(): a worker
     writes = eng.counters["storage_writes"]
-    assert submit(io, eng, new_call("add", 2)) == (False, 3)  # state changed: written by a worker before the reply
+    # State changed: written before the reply, on the loop (SQLite took it at once).
+    assert submit(io, eng, new_call("add", 2)) == (True, 3)
     assert eng.counters["storage_writes"] == writes + 1
-    assert store.load("Box/k") is not None
+    assert decode_state(store.load("Box/k").state)["n"] == 3  # type: ignore[union-attr]
     assert submit(io, eng, new_call("add", 0)) == (True, 3)  # unchanged: nothing to write
     assert eng.counters["storage_writes"] == writes + 1
+    other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)  # type: ignore[attr-defined]
+    other.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's lock: the loop must not wait for it
+    try:
+        waiting = threading.Timer(0.5, other.execute, ("ROLLBACK",))
+        waiting.start()
+        assert submit(io, eng, new_call("add", 1)) == (False, 4)  # written by a worker, once the lock is free
+        waiting.join()
+    finally:
+        other.close()
+    assert eng.counters["storage_writes"] == writes + 2  # the refused attempt is not counted
+    assert decode_state(store.load("Box/k").state)["n"] == 4  # type: ignore[union-attr]
 
 
 def test_without_durable_writes_every_call_free_turn_stays_on_the_loop(io: IoLoop, store: Store) -> None:

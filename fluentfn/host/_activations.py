@@ -11,6 +11,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from ._image import Image
+
 
 class Memory(NamedTuple):
     """What a partition's previous owner hands the next one of an identity at a live move:
@@ -50,7 +52,7 @@ class Activation:
         self.last_used = 0.0
         self.ready = False  # instance built and on_activate done
         self.version = 0  # store version of the state last loaded or written
-        self.snapshot: bytes | None = None  # encoded state as last persisted
+        self.snapshot: Image | None = None  # the state as last persisted
         self.replies: OrderedDict[str, bytes] | None = None  # recent request id -> reply
         self.dirty = False  # changed since the last write (persist="interval")
         # Its memory was handed to the partition's next owner while a turn still ran (the

@@ -25,13 +25,14 @@ from .._call import Call, Outcome
 from .._config import REPLY_TTL_S
 from ..errors import Redirect
 from ..state._emulated import MeteredStore
-from ..state._store import Scheduled, StaleEpoch, Store
+from ..state._store import Scheduled, StaleEpoch, Store, WouldBlock
 from ._activations import Activation, Handoff
+from ._image import Change, change
 from ._policy import Why
 from ._turn import must_record, replay_of, request_digest
-from ._turn import snapshot as encode_snapshot
 
 REPLY_WINDOW = 64
+INLINE_MAX = 64 * 1024  # bytes: a larger change is written by a worker, never on the loop
 
 
 class Persistence:
@@ -100,11 +101,11 @@ class Persistence:
             return memory.state if memory is not None else None
         if self.store is None:
             return None
+        act.snapshot = None  # until the loaded state's image is taken (``_image.baseline``)
         record = self.store.load(act.address)
         if record is None:
             return None
         act.version = record.version
-        act.snapshot = record.state
         return record.state
 
     def after_turn(
@@ -137,9 +138,9 @@ class Persistence:
         if len(act.replies) > REPLY_WINDOW:
             act.replies.popitem(last=False)
 
-    def write_due(self, definition: ActorDef, act: Activation, record: bool = False) -> bytes | None:
-        """What a turn's end owes the store, without blocking: the state to write before
-        the reply if the turn changed it, or if its reply must be recorded anyway
+    def write_due(self, definition: ActorDef, act: Activation, record: bool = False) -> Change | None:
+        """What a turn's end owes the store, without blocking: the attributes to write before
+        the reply if the turn changed any, or if its reply must be recorded anyway
         (``must_record``), under ``persist="call"``; else None (an ``"interval"`` identity
         is marked for the next write-behind). InvalidRequest if the state cannot be encoded."""
         mode = definition.options.persist
@@ -148,15 +149,30 @@ class Persistence:
         if mode.writes_behind:
             act.dirty = True
             return None
-        snapshot = encode_snapshot(act.instance, act.address)
-        return None if snapshot == act.snapshot and not record else snapshot
+        return change(act.instance, act.address, act.snapshot, force=record)
 
     def write_turn(
-        self, act: Activation, snapshot: bytes, request_id: str, reply: bytes, scheduled: Sequence[Scheduled] = ()
+        self,
+        act: Activation,
+        snapshot: Change,
+        request_id: str,
+        reply: bytes,
+        scheduled: Sequence[Scheduled] = (),
+        *,
+        nowait: bool = False,
     ) -> None:
-        """The durability point of a turn whose new state ``write_due`` returned (blocking)."""
-        with self._locks[hash(act.address) % len(self._locks)]:
-            self._record(act, snapshot, request_id, reply, scheduled)
+        """The durability point of a turn whose change ``write_due`` returned (blocking).
+        ``nowait``: WouldBlock, nothing written, unless the store takes it at once (a small
+        change with no reminders: what a host's event loop tries before a worker hop)."""
+        if nowait and (scheduled or snapshot.size > INLINE_MAX):
+            raise WouldBlock("reminders or a large change: written by a worker")
+        lock = self._locks[hash(act.address) % len(self._locks)]
+        if not lock.acquire(blocking=not nowait):
+            raise WouldBlock("the identity's write lock is held")
+        try:
+            self._record(act, snapshot, request_id, reply, scheduled, nowait=nowait)
+        finally:
+            lock.release()
 
     def add_reminders(self, scheduled: Sequence[Scheduled]) -> None:
         """Write the reminders of a turn that writes no state (blocking)."""
@@ -166,10 +182,25 @@ class Persistence:
         self.on_reminders(scheduled)
 
     def _record(
-        self, act: Activation, snapshot: bytes, request_id: str, reply: bytes, scheduled: Sequence[Scheduled] = ()
+        self,
+        act: Activation,
+        snapshot: Change,
+        request_id: str,
+        reply: bytes,
+        scheduled: Sequence[Scheduled] = (),
+        *,
+        nowait: bool = False,
     ) -> None:
+        # Remembered first (a retry arriving meanwhile is answered, not run again), and
+        # forgotten if the write fails: a retry then asks the store, which has the reply
+        # exactly when the write happened.
         self.remember(act, request_id, reply)
-        self._write(act, snapshot, (request_id, reply), scheduled)
+        try:
+            self._write(act, snapshot, (request_id, reply), scheduled, nowait=nowait)
+        except BaseException:
+            if act.replies is not None:
+                act.replies.pop(request_id, None)
+            raise
         if scheduled:
             self.on_reminders(scheduled)
 
@@ -178,32 +209,36 @@ class Persistence:
         if self.store is None or definition.options.persist.memory_only or act.instance is None:
             return
         with self._locks[hash(act.address) % len(self._locks)]:
-            snapshot = encode_snapshot(act.instance, act.address)
+            due = change(act.instance, act.address, act.snapshot)
             act.dirty = False
-            if snapshot != act.snapshot:
-                self._write(act, snapshot)
+            if due is not None:
+                self._write(act, due)
 
     def _write(
         self,
         act: Activation,
-        snapshot: bytes,
+        due: Change,
         reply: tuple[str, bytes] | None = None,
         scheduled: Sequence[Scheduled] = (),
+        *,
+        nowait: bool = False,
     ) -> None:
         assert self.store is not None
         try:
             act.version = self.store.save(
                 act.address,
                 expected=act.version,
-                state=snapshot,
+                state=due.inline,
                 fence=(self.group, self.shard, self.epoch),
                 reply=reply,
                 reminders=scheduled,
+                parts=due.parts,
+                nowait=nowait,
             )
         except StaleEpoch as exc:
             self.fenced = True
             raise Redirect(f"{act.address}: {exc}") from None
-        act.snapshot = snapshot
+        act.snapshot = due.image
 
     def recorded(self, act: Activation, call: Call, *, replay: bool = False) -> Outcome | None:
         """The reply recorded for ``call``'s request id (a retry of a call that already ran).

@@ -21,10 +21,11 @@ from .._call import Call, Outcome
 from .._context import CURRENT, Context
 from .._tracing import TurnTimes
 from ..errors import CallTimeout, FluentError, Redirect, Unavailable
-from ..state._store import Scheduled
+from ..state._store import Scheduled, WouldBlock
 from ..wire.errors import describe_error
 from ..wire.records import record_of
 from ._activations import Activation
+from ._image import Change, baseline
 from ._metrics import MethodTally
 from ._persistence import Persistence
 from ._turn import (
@@ -128,13 +129,16 @@ class TurnRunner:
                 log.warning("%s.%s finished %.1f s past its deadline", act.address, method.name, late)
             CURRENT.reset(token)
 
-    def run_on_loop(self, req: Request, act: Activation, ctx: Context) -> tuple[Outcome, Callable[[], Outcome] | None]:
+    def run_on_loop(
+        self, req: Request, act: Activation, ctx: Context
+    ) -> tuple[Outcome, Callable[..., Outcome | None] | None]:
         """A turn of a call-free sync method of a live identity, on the event loop.
 
         Returns (reply, None) when the turn is complete, or (reply, write) when it changed
         the state under ``persist="call"``: ``write()`` blocks (run it in a worker), makes
         the turn durable and returns what to send — the reply, or the error if the write
         failed (the turn then never happened: the identity is rolled back).
+        ``write(nowait=True)`` writes only if the store takes it at once, else returns None.
         """
         definition, method, call, times = req.definition, req.method, req.call, ctx._times
         token = CURRENT.set(ctx)
@@ -177,11 +181,17 @@ class TurnRunner:
         act: Activation,
         call: Call,
         reply: Outcome,
-        snapshot: bytes | None,
+        snapshot: Change | None,
         scheduled: Sequence[Scheduled] = (),
         times: TurnTimes | None = None,
-    ) -> Outcome:
-        """The durability point of a turn that ran on the loop (in a worker thread)."""
+        *,
+        nowait: bool = False,
+    ) -> Outcome | None:
+        """The durability point of a turn that ran on the loop (in a worker thread; or, with
+        ``nowait``, on the loop if the store takes the write at once: None if it did not,
+        nothing written)."""
+        if nowait and snapshot is None:
+            return None
 
         def write() -> None:
             if snapshot is None:
@@ -189,10 +199,14 @@ class TurnRunner:
                     self.persistence.remember(act, call.request_id, _record(call, reply))
                 self.persistence.add_reminders(scheduled)
             else:
-                self.persistence.write_turn(act, snapshot, call.request_id, _record(call, reply), scheduled)
+                self.persistence.write_turn(
+                    act, snapshot, call.request_id, _record(call, reply), scheduled, nowait=nowait
+                )
 
         try:
             self._durably(definition, act, call, write, times)
+        except WouldBlock:
+            return None
         except BaseException as exc:
             return _ended(times, self._error_reply(act, call, exc))
         return _ended(times, reply)
@@ -278,7 +292,14 @@ class TurnRunner:
             except Exception as exc:
                 raise Unavailable(f"{act.address}: state store failed: {type(exc).__name__}: {exc}") from None
             url = self.persistence.store.url if self.persistence.store is not None else ""
-            instance = instantiate(definition, stored, act.address, url)
+            track = stored is not None and not definition.options.persist.memory_only
+
+            def loaded(state: dict[str, Any]) -> None:  # what is stored, before on_activate can change it
+                if track:
+                    assert stored is not None
+                    act.snapshot = baseline(stored, state)
+
+            instance = instantiate(definition, stored, act.address, url, loaded=loaded)
         except BaseException:
             self.drop(act)
             raise
@@ -338,6 +359,8 @@ class TurnRunner:
             if times is not None:
                 times.mark("write", t0, time.perf_counter())
             return out
+        except WouldBlock:
+            raise  # nothing was written: the caller writes again, blocking
         except FluentError:
             self.rollback(definition, act)
             raise

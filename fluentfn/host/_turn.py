@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +58,16 @@ class UserFailure(Exception):
         self.exc = exc
 
 
-def instantiate(definition: ActorDef, stored: bytes | None, address: str, store_url: str = "") -> Any:
+def instantiate(
+    definition: ActorDef,
+    stored: bytes | None,
+    address: str,
+    store_url: str = "",
+    loaded: Callable[[dict[str, Any]], None] | None = None,
+) -> Any:
     """The identity's instance: restored from ``stored`` (no ``__init__``) or new, then
-    ``on_activate``. ``on_activate`` must be a plain method, in both modes."""
+    ``on_activate``. ``on_activate`` must be a plain method, in both modes. ``loaded``
+    sees the decoded state first (the objects the instance gets)."""
     state: dict[str, Any] | None = None
     if stored is not None:
         try:
@@ -71,6 +78,8 @@ def instantiate(definition: ActorDef, stored: bytes | None, address: str, store_
                 f"{address}: its stored state{where} cannot be decoded ({type(exc).__name__}: {exc}); "
                 "delete or repair the record"
             ) from None
+        if loaded is not None:
+            loaded(state)
     try:
         instance = definition.new_instance() if state is None else definition.restore(state)
         if definition.on_activate is not None:

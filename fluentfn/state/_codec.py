@@ -52,6 +52,12 @@ def encode_state(state: dict[str, Any]) -> bytes:
     return _pack(state)
 
 
+def encode_value(value: Any) -> bytes:
+    """Encode one attribute's value: ``encode_state`` of a map is its header followed by
+    each name's and value's encoding (``_layout`` relies on it)."""
+    return _pack(value)
+
+
 def decode_state(data: bytes) -> dict[str, Any]:
     """Decode state written by ``encode_state``."""
     value = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._store import Record, Reminder, Scheduled, Store
+from ._store import Record, Reminder, Scheduled, Store, WouldBlock
 
 # DynamoDB's item limit and request units: larger records live in the object store.
 ITEM_LIMIT = 400 * 1024
@@ -80,9 +80,28 @@ class MeteredStore:
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
         reminders: Sequence[Scheduled] = (),
+        parts: Mapping[str, bytes | None] | None = None,
+        nowait: bool = False,
     ) -> int:
-        self._wrote(len(state) + (len(reply[1]) if reply else 0) + sum(len(r.row.payload) for r in reminders))
-        return self.inner.save(address, expected=expected, state=state, fence=fence, reply=reply, reminders=reminders)
+        if nowait and (self._record_latency > 0 or self._latency > 0 or self._bytes_per_s):
+            raise WouldBlock("the emulated store delays every write")
+        changed = sum(len(v) for v in parts.values() if v is not None) if parts else 0
+        nbytes = len(state) + changed + (len(reply[1]) if reply else 0) + sum(len(r.row.payload) for r in reminders)
+        if not nowait:
+            self._wrote(nbytes)  # the emulated delay comes before the write
+        version = self.inner.save(
+            address,
+            expected=expected,
+            state=state,
+            fence=fence,
+            reply=reply,
+            reminders=reminders,
+            parts=parts,
+            nowait=nowait,
+        )
+        if nowait:
+            self._wrote(nbytes)  # counted once it happened (a WouldBlock is tried again)
+        return version
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         value = self.inner.get_reply(address, request_id)

@@ -7,7 +7,7 @@ one atomic step. Durability is Redis's: run it with ``appendonly yes``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,7 +15,8 @@ import msgpack
 
 from .._config import REPLY_TTL_S
 from ..errors import Unavailable
-from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict
+from ._layout import merge
+from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict, WouldBlock
 
 _SAVE = """
 if KEYS[2] ~= '' then
@@ -26,9 +27,22 @@ local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[2]) then return {-2, v} end
 redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[3])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
+local p = tonumber(ARGV[7])
+if p < 0 then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(field, 1, 2) == 'p:' then redis.call('HDEL', KEYS[1], field) end
+  end
+  p = 0
+end
+for i = 0, p - 1 do
+  local field, op, value = ARGV[8 + 3 * i], ARGV[9 + 3 * i], ARGV[10 + 3 * i]
+  if op == 's' then redis.call('HSET', KEYS[1], field, value) else redis.call('HDEL', KEYS[1], field) end
+end
+local base = 8 + 3 * p
 local n = tonumber(ARGV[6] or '0')
 for i = 0, n - 1 do
-  local member, payload, due, where = ARGV[7 + 4 * i], ARGV[8 + 4 * i], ARGV[9 + 4 * i], ARGV[10 + 4 * i]
+  local at = base + 4 * i
+  local member, payload, due, where = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   if redis.call('HSETNX', KEYS[4], member, where) == 1 then
     redis.call('HSET', KEYS[5 + 2 * i], member, payload)
     redis.call('ZADD', KEYS[6 + 2 * i], due, member)
@@ -140,10 +154,15 @@ class RedisStore:
         return int(self._call(self._r.get, self._k("epoch", group, shard)) or 0)
 
     def load(self, address: str) -> Record | None:
-        row = self._call(self._r.hmget, self._k("state", address), ["v", "s"])
-        if row[0] is None:
+        # One command: the record (``v``, ``s``) and its large parts (``p:<name>``) as one
+        # write left them.
+        fields = self._call(self._r.hgetall, self._k("state", address))
+        version = fields.pop(b"v", None)
+        if version is None:
             return None
-        return Record(int(row[0]), row[1] or b"")
+        inline = fields.pop(b"s", None) or b""
+        parts = {k[2:].decode("utf-8", "surrogatepass"): v for k, v in fields.items() if k.startswith(b"p:")}
+        return Record(int(version), merge(inline, parts) if parts else inline)
 
     def save(
         self,
@@ -154,12 +173,19 @@ class RedisStore:
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
         reminders: Sequence[Scheduled] = (),
+        parts: Mapping[str, bytes | None] | None = None,
+        nowait: bool = False,
     ) -> int:
+        if nowait:
+            raise WouldBlock("a Redis write is a network round trip")
         epoch_key = self._k("epoch", fence[0], fence[1]) if fence else ""
         epoch = fence[2] if fence else 0
         reply_key = self._reply_key(address, reply[0]) if reply else ""
         keys = [self._k("state", address), epoch_key, reply_key, self._k("remidx")]
         args: list[Any] = [epoch, expected, state, reply[1] if reply else b"", int(REPLY_TTL_S), len(reminders)]
+        args.append(-1 if parts is None else len(parts))  # -1: a whole state, no parts left
+        for name, value in (parts or {}).items():
+            args += [b"p:" + name.encode("utf-8", "surrogatepass"), b"d" if value is None else b"s", value or b""]
         for item in reminders:  # the turn's reminders: the partition's payloads and due set each
             keys += [self._k("remp", item.group, item.shard), self._k("rem", item.group, item.shard)]
             member = self._member(item.row.address, item.row.rid)

@@ -10,11 +10,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._config import sqlite_sync
-from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict
+from ._layout import merge
+from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict, WouldBlock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (address TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB);
@@ -26,6 +27,8 @@ CREATE TABLE IF NOT EXISTS reminders (address TEXT NOT NULL, rid TEXT NOT NULL, 
 CREATE INDEX IF NOT EXISTS reminders_due ON reminders (grp, shard, due);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parts (address TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,
+                                  PRIMARY KEY (address, name));
 CREATE TABLE IF NOT EXISTS replies (address TEXT NOT NULL, rid TEXT NOT NULL, reply BLOB, ts REAL NOT NULL,
                                     PRIMARY KEY (address, rid));
 
@@ -66,6 +69,16 @@ class SqliteStore:
             conn.execute(f"PRAGMA synchronous={self._sync}")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
+        return conn
+
+    def _nowait_conn(self) -> sqlite3.Connection:
+        """This thread's connection that never waits for the write lock (``save(nowait=True)``)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "nowait", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None, check_same_thread=True)
+            conn.execute(f"PRAGMA synchronous={self._sync}")
+            conn.execute("PRAGMA busy_timeout=0")
+            self._local.nowait = conn
         return conn
 
     def check(self) -> None:
@@ -111,7 +124,7 @@ class SqliteStore:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("state", "replies", "reminders"):
+            for table in ("state", "parts", "replies", "reminders"):
                 conn.execute(f"DELETE FROM {table} WHERE address=?", (address,))
             conn.execute("COMMIT")
         except BaseException:
@@ -124,10 +137,17 @@ class SqliteStore:
         return (int(row[0]), str(row[1])) if row else (0, "")
 
     def load(self, address: str) -> Record | None:
-        row = self._conn().execute("SELECT version, state FROM state WHERE address=?", (address,)).fetchone()
+        conn = self._conn()
+        conn.execute("BEGIN")  # one snapshot: the record and its parts as one write left them
+        try:
+            row = conn.execute("SELECT version, state FROM state WHERE address=?", (address,)).fetchone()
+            parts = conn.execute("SELECT name, value FROM parts WHERE address=?", (address,)).fetchall()
+        finally:
+            conn.execute("COMMIT")
         if row is None:
             return None
-        return Record(int(row[0]), bytes(row[1] or b""))
+        inline = bytes(row[1] or b"")
+        return Record(int(row[0]), merge(inline, {str(n): bytes(v) for n, v in parts}) if parts else inline)
 
     def save(
         self,
@@ -138,9 +158,20 @@ class SqliteStore:
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
         reminders: Sequence[Scheduled] = (),
+        parts: Mapping[str, bytes | None] | None = None,
+        nowait: bool = False,
     ) -> int:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        if nowait:
+            if self._sync == "FULL":
+                raise WouldBlock("every commit waits for the disk (synchronous=FULL)")
+            conn = self._nowait_conn()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise WouldBlock(str(exc)) from None
+        else:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
         try:
             if fence is not None:
                 group, shard, epoch = fence
@@ -163,6 +194,15 @@ class SqliteStore:
                 row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
                 raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
             current = expected
+            if parts is None:
+                conn.execute("DELETE FROM parts WHERE address=?", (address,))
+            else:
+                for name, value in parts.items():
+                    if value is None:
+                        conn.execute("DELETE FROM parts WHERE address=? AND name=?", (address, name))
+                    else:
+                        put = "INSERT OR REPLACE INTO parts (address, name, value) VALUES (?, ?, ?)"
+                        conn.execute(put, (address, name, value))
             if reply is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (?, ?, ?, ?)",
@@ -236,7 +276,8 @@ class SqliteStore:
         self._conn().execute("DELETE FROM kv WHERE key=?", (key,))
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        for name in ("conn", "nowait"):
+            conn = getattr(self._local, name, None)
+            if conn is not None:
+                conn.close()
+                setattr(self._local, name, None)

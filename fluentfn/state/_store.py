@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +28,11 @@ class StoreLost(FluentError):
 
 class VersionConflict(FluentError):
     """The record changed since it was read."""
+
+
+class WouldBlock(Exception):
+    """A ``save(nowait=True)`` that would have had to wait (another writer holds the lock,
+    a network round trip, an emulated delay): nothing was written; write again, blocking."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +99,18 @@ class Store(Protocol):
         fence: tuple[str, int, int] | None,
         reply: tuple[str, bytes] | None = None,
         reminders: Sequence[Scheduled] = (),
+        parts: Mapping[str, bytes | None] | None = None,
+        nowait: bool = False,
     ) -> int:
         """Write if the version is ``expected`` and ``fence`` (group, shard, epoch) is current.
+
+        ``nowait``: raise WouldBlock, having written nothing, rather than wait for anything
+        (what a host's event loop may try before it hands the write to a worker).
+
+        ``parts`` None: ``state`` is the whole state (any large parts of an earlier write are
+        dropped). Else ``state`` is the map of small attributes and ``parts`` the large ones
+        that changed (encoded value, or None: gone), the others kept (``_layout``); ``load``
+        gives the whole state back.
 
         ``reply`` (request id, reply) is recorded in the same atomic write and kept for
         ``REPLY_TTL_S``; ``reminders`` scheduled by the turn are added in it too (a turn's

@@ -1,0 +1,131 @@
+"""What an identity last wrote, and what a turn's end owes the store: only the attributes
+that changed.
+
+Small attributes are re-encoded every turn and written together when any changed (a few
+bytes to kilobytes: cheaper to write than to track). A large attribute (``PART_MIN``
+encoded bytes or more) is its own part in the store, written only when it changed:
+
+- an immutable value (``bytes``, ``str``, numbers, a read-only numpy array) that is the
+  same object as last written is unchanged without being encoded again;
+- any other value is encoded and compared with its last written bytes (kept in memory).
+
+So a turn that changes one small field of a 100 MB state whose large fields are immutable
+writes (and encodes) only the small fields; a mutable large field costs an encoding and a
+comparison, and is written only if its bytes differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .._actordef import public_state
+from ..errors import InvalidRequest
+from ..state._codec import encode_value
+from ..state._layout import PART_MIN, compose, entries
+
+_ATOMIC = (bytes, str, int, float, bool, complex, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A large attribute as last written: its value (for the identity check of an
+    immutable one) and, for a mutable one, its encoding (for the comparison)."""
+
+    value: Any
+    encoded: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An identity's state as last written: the inline map and the large parts."""
+
+    inline: bytes
+    parts: dict[str, Part]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A write a turn owes: the inline map (whole), the parts that changed (``None``: the
+    attribute is gone or became small), and the image once written."""
+
+    inline: bytes
+    parts: dict[str, bytes | None]
+    image: Image
+
+    @property
+    def size(self) -> int:
+        """Bytes to write."""
+        return len(self.inline) + sum(len(v) for v in self.parts.values() if v is not None)
+
+
+def immutable(value: Any) -> bool:
+    """Whether ``value`` cannot change in place (so the same object means the same bytes)."""
+    if type(value) in _ATOMIC:
+        return True
+    flags = getattr(value, "flags", None)
+    if flags is None or type(value).__module__ != "numpy" or getattr(flags, "writeable", True):
+        return False
+    base = value.base
+    return base is None or type(base) is bytes or immutable(base)
+
+
+def change(instance: Any, address: str, last: Image | None, *, force: bool = False) -> Change | None:
+    """What the turn that just ran owes the store (None: nothing changed and ``force`` is
+    off). InvalidRequest naming an attribute that cannot be stored."""
+    state = public_state(instance)
+    small: list[tuple[str, bytes]] = []
+    parts: dict[str, Part] = {}
+    changed: dict[str, bytes | None] = {}
+    before = last.parts if last is not None else {}
+    for name, value in state.items():
+        old = before.get(name)
+        if old is not None and old.encoded is None and old.value is value:
+            parts[name] = old  # the same immutable object: unchanged, not encoded again
+            continue
+        encoded = _encode(name, value, address)
+        if len(encoded) < PART_MIN:
+            small.append((name, encoded))
+            continue
+        keep = immutable(value)
+        parts[name] = Part(value, None if keep else encoded)
+        if old is None or old.encoded is None or old.encoded != encoded:
+            changed[name] = encoded
+    for name in before:
+        if name not in parts:
+            changed[name] = None  # deleted, or small now
+    inline = compose(small)
+    if not force and not changed and last is not None and inline == last.inline:
+        return None
+    return Change(inline, changed, Image(inline, parts))
+
+
+def baseline(stored: bytes, state: dict[str, Any]) -> Image:
+    """The image of what was just loaded: ``stored`` (the whole encoded state) split, with
+    the decoded ``state``'s objects for the identity check of immutable large values."""
+    small: list[tuple[str, bytes]] = []
+    parts: dict[str, Part] = {}
+    for name, encoded in _entries(stored):
+        if len(encoded) < PART_MIN:
+            small.append((name, encoded))
+        else:
+            value = state.get(name)
+            parts[name] = Part(value, None if immutable(value) else encoded)
+    return Image(compose(small), parts)
+
+
+def _entries(stored: bytes) -> list[tuple[str, bytes]]:
+    try:
+        return entries(stored)
+    except ValueError:
+        return []  # not a map the image can split: the first write rewrites it whole
+
+
+def _encode(name: str, value: Any, address: str) -> bytes:
+    try:
+        return encode_value(value)
+    except Exception as exc:
+        raise InvalidRequest(
+            f"{address}: attribute {name!r} ({type(value).__name__}) cannot be stored ({exc}); "
+            "make it private (_name) or storable; the call was rolled back"
+        ) from None
