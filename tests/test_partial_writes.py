@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,14 +15,14 @@ from hypothesis import strategies as st
 
 import fluentfn as ff
 from fluentfn.host._image import Image, baseline, change, immutable
-from fluentfn.state import Store, open_store
+from fluentfn.state import Store
 from fluentfn.state._codec import decode_state, encode_state, encode_value
 from fluentfn.state._layout import PART_MIN, compose, entries, merge
-from fluentfn.state._redis import RedisStore
 from fluentfn.state._store import VersionConflict
 from fluentfn.testing import kill_host
 
 from .apps import BigState
+from .test_store_keys import store  # noqa: F401  (the fixture: a real SQLite file, a real redis-server)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -127,20 +125,7 @@ def test_baseline_matches_what_the_first_write_produced() -> None:
     assert after is not None and set(after.parts) == {"table"}
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            s = open_store(f"sqlite:///{tmp}/state.db")
-            yield s
-            s.close()
-    else:
-        s = RedisStore(request.getfixturevalue("redis_url"), prefix=f"parts-{os.urandom(4).hex()}")
-        yield s
-        s.close()
-
-
-def test_stores_keep_parts_atomically_with_the_record(store: Store) -> None:
+def test_stores_keep_parts_atomically_with_the_record(store: Store) -> None:  # noqa: F811 (the fixture)
     a = "T/x"
     inline = compose([("n", encode_value(1))])
     v = store.save(a, expected=0, state=inline, fence=None, parts={"big": encode_value(b"1" * 100), "gone": b"\xc0"})
