@@ -62,11 +62,21 @@ def jump_hash(h: int, buckets: int) -> int:
     return b
 
 
+_HOMES: dict[tuple[str, int], int] = {}
+_HOMES_MAX = 1 << 16
+
+
 def shard_for(key: str, shards: int) -> int:
-    """The shard that owns ``key`` among ``shards``: stable and uniform."""
+    """The shard that owns ``key`` among ``shards``: stable and uniform. The last keys'
+    answers are kept: a call asks it up to three times (router, host, turn)."""
     if shards == 1:
         return 0  # what jump_hash gives for one bucket, without hashing the key
-    return jump_hash(key_hash(key), shards)
+    home = _HOMES.get((key, shards))
+    if home is None:
+        if len(_HOMES) >= _HOMES_MAX:
+            _HOMES.clear()  # a new generation: simpler and cheaper than an LRU per call
+        home = _HOMES[(key, shards)] = jump_hash(key_hash(key), shards)
+    return home
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,3 +31,13 @@ def test_the_shared_command_line_takes_load_and_prints_the_machine(
     assert _report.cli("probe", None, run, "p50_us", ["--quick", "--load", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "sum(range(10**6))" in out and "--load 1" in out
+
+
+def test_the_messaging_floor_is_a_real_grpc_stream_echo() -> None:
+    from fluentfn.bench._peers import GrpcStreamEcho
+
+    echo = GrpcStreamEcho()
+    try:
+        assert echo.pingpong(b"x" * 1024, 50) > 0  # it checks the echoed bytes itself
+    finally:
+        echo.close()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..transport._raw import RawStub, serve_echo
+from ..transport._raw import RawStub, serve_echo, serve_stream_echo, stream_pingpong
 
 
 class GrpcEcho:
@@ -26,6 +26,25 @@ class GrpcEcho:
 
     def close(self) -> None:
         self._stub.close()
+        self._proc.kill()
+
+
+class GrpcStreamEcho:
+    """A raw grpc.aio stream echo server in its own process: the messaging floor (one
+    round trip at a time on one stream, as a blocking actor->actor call is)."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        self._proc = ctx.Process(target=serve_stream_echo, args=(q,), daemon=True)
+        self._proc.start()
+        self.port = q.get(timeout=60)
+
+    def pingpong(self, payload: bytes, n: int) -> float:
+        """Seconds for ``n`` round trips."""
+        return stream_pingpong(f"127.0.0.1:{self.port}", payload, n)
+
+    def close(self) -> None:
         self._proc.kill()
 
 

@@ -16,12 +16,13 @@ comparison, and is written only if its bytes differ.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._actordef import public_state
 from ..errors import InvalidRequest
-from ..state._codec import encode_value
+from ..state._codec import encode_state, encode_value
 from ..state._layout import PART_MIN, compose, entries
 
 _ATOMIC = (bytes, str, int, float, bool, complex, type(None))
@@ -74,21 +75,50 @@ def change(instance: Any, address: str, last: Image | None, *, force: bool = Fal
     """What the turn that just ran owes the store (None: nothing changed and ``force`` is
     off). InvalidRequest naming an attribute that cannot be stored."""
     state = public_state(instance)
-    small: list[tuple[str, bytes]] = []
-    parts: dict[str, Part] = {}
-    changed: dict[str, bytes | None] = {}
-    before = last.parts if last is not None else {}
+    if last is None or not last.parts:
+        # No large attribute last time: one encoding of the whole state (the common case),
+        # split only if it turns out large.
+        whole = _encode_all(state, address)
+        if len(whole) < PART_MIN:
+            if not force and last is not None and whole == last.inline:
+                return None
+            return Change(whole, {}, Image(whole, {}))
+        return _classify(entries(whole), state, {}, last, force)
+    return _classify(_each(state, last.parts, address), state, last.parts, last, force)
+
+
+def _each(state: dict[str, Any], before: dict[str, Part], address: str) -> list[tuple[str, bytes | Part]]:
+    """Each attribute's encoding, or its last ``Part`` if it is the same immutable object."""
+    out: list[tuple[str, bytes | Part]] = []
     for name, value in state.items():
         old = before.get(name)
         if old is not None and old.encoded is None and old.value is value:
-            parts[name] = old  # the same immutable object: unchanged, not encoded again
+            out.append((name, old))  # unchanged, not encoded again
+        else:
+            out.append((name, _encode(name, value, address)))
+    return out
+
+
+def _classify(
+    items: Sequence[tuple[str, bytes | Part]],
+    state: dict[str, Any],
+    before: dict[str, Part],
+    last: Image | None,
+    force: bool,
+) -> Change | None:
+    small: list[tuple[str, bytes]] = []
+    parts: dict[str, Part] = {}
+    changed: dict[str, bytes | None] = {}
+    for name, encoded in items:
+        if isinstance(encoded, Part):
+            parts[name] = encoded
             continue
-        encoded = _encode(name, value, address)
         if len(encoded) < PART_MIN:
             small.append((name, encoded))
             continue
-        keep = immutable(value)
-        parts[name] = Part(value, None if keep else encoded)
+        value = state[name]
+        parts[name] = Part(value, None if immutable(value) else encoded)
+        old = before.get(name)
         if old is None or old.encoded is None or old.encoded != encoded:
             changed[name] = encoded
     for name in before:
@@ -119,6 +149,15 @@ def _entries(stored: bytes) -> list[tuple[str, bytes]]:
         return entries(stored)
     except ValueError:
         return []  # not a map the image can split: the first write rewrites it whole
+
+
+def _encode_all(state: dict[str, Any], address: str) -> bytes:
+    try:
+        return encode_state(state)
+    except Exception:
+        for name, value in state.items():
+            _encode(name, value, address)  # raises, naming the attribute
+        raise InvalidRequest(f"{address}: its state cannot be stored; the call was rolled back") from None
 
 
 def _encode(name: str, value: Any, address: str) -> bytes:

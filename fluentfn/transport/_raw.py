@@ -1,10 +1,13 @@
-"""Bare gRPC, beside fluentfn's own callers: a unary echo server (the transport floor the
-benchmarks compare against) and a blocking stub that sends one ``Call`` exactly as given
-(for fuzzing hosts and gateways with malformed requests)."""
+"""Bare gRPC, beside fluentfn's own callers: a unary echo server and a grpc.aio stream
+ping-pong (the transport floors the benchmarks compare against), and a blocking stub
+that sends one ``Call`` exactly as given (for fuzzing hosts and gateways with malformed
+requests)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -19,6 +22,47 @@ from ._convert import call_to_pb, outcome_from_pb
 class _Echo(pb_grpc.ActorHostServicer):
     def Invoke(self, request: pb.Call, context: Any) -> pb.Reply:
         return pb.Reply(value=request.args)
+
+    async def InvokeStream(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.ReplyBatch]:
+        async for batch in request_iterator:
+            yield pb.ReplyBatch(replies=[pb.Reply(value=c.args) for c in batch.calls])
+
+
+def serve_stream_echo(port_queue: Any) -> None:
+    """Serve a grpc.aio stream echo on a free loopback port (put on ``port_queue``) until killed."""
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        pb_grpc.add_ActorHostServicer_to_server(_Echo(), server)  # type: ignore[abstract]
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        port_queue.put(port)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+def stream_pingpong(endpoint: str, payload: bytes, n: int) -> float:
+    """Seconds for ``n`` round trips of ``payload`` on one grpc.aio stream, one at a time."""
+
+    async def main() -> float:
+        async with grpc.aio.insecure_channel(endpoint) as channel:
+            stream: Any = pb_grpc.ActorHostStub(channel).InvokeStream()  # type: ignore[call-arg]  # aio: write() feeds it
+            one = pb.CallBatch(calls=[pb.Call(args=payload)])
+            for _ in range(20):  # warm, and check it echoes
+                await stream.write(one)
+                got = await stream.read()
+                if [r.value for r in got.replies] != [payload]:
+                    raise RuntimeError(f"the stream echo at {endpoint} answered {got!r}")
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await stream.write(one)
+                await stream.read()
+            elapsed = time.perf_counter() - t0
+            await stream.done_writing()
+            return elapsed
+
+    return asyncio.run(main())
 
 
 def serve_echo(port_queue: Any) -> None:
