@@ -10,15 +10,21 @@ from typing import Any
 from ..transport._raw import RawStub, serve_echo, serve_stream_echo, stream_pingpong
 
 
+def _serve(target: Callable[[Any], None]) -> tuple[Any, int]:
+    """Start ``target`` (a server that puts its port on the queue it is given) in a
+    process of its own; the process and the port."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=target, args=(q,), daemon=True)
+    proc.start()
+    return proc, int(q.get(timeout=60))
+
+
 class GrpcEcho:
     """A raw grpcio unary echo server in its own process: the transport floor."""
 
     def __init__(self) -> None:
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()
-        self._proc = ctx.Process(target=serve_echo, args=(q,), daemon=True)
-        self._proc.start()
-        self.port = q.get(timeout=60)
+        self._proc, self.port = _serve(serve_echo)
         self._stub = RawStub(f"127.0.0.1:{self.port}")
 
     def call(self, payload: bytes) -> bytes:
@@ -34,11 +40,7 @@ class GrpcStreamEcho:
     round trip at a time on one stream, as a blocking actor->actor call is)."""
 
     def __init__(self) -> None:
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()
-        self._proc = ctx.Process(target=serve_stream_echo, args=(q,), daemon=True)
-        self._proc.start()
-        self.port = q.get(timeout=60)
+        self._proc, self.port = _serve(serve_stream_echo)
 
     def pingpong(self, payload: bytes, n: int) -> float:
         """Seconds for ``n`` round trips."""
