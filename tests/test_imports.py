@@ -110,7 +110,7 @@ def test_no_import_cycles() -> None:
 RUNTIME = ("fluentfn.runtime", "fluentfn.transport", "fluentfn.directory", "fluentfn.control", "fluentfn.api",
            "fluentfn.client", "fluentfn.host._engine", "fluentfn.host._partitions", "fluentfn.state")  # fmt: skip
 PURE = ["fluentfn._call", "fluentfn._status", "fluentfn._router", "fluentfn.host._policy", "fluentfn.host._where",
-        "fluentfn.host._mailbox", "fluentfn.host._activations", "fluentfn.elastic._assign",
+        "fluentfn.host._mailbox", "fluentfn.host._activations", "fluentfn.host._written", "fluentfn.elastic._assign",
         "fluentfn.elastic._autoscale",
         "fluentfn.elastic._rebuild", "fluentfn.placement", "fluentfn.errors", "fluentfn.lab._linear",
         "fluentfn.lab._models", "fluentfn.lab._history"]  # fmt: skip

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fluentfn as ff
-from fluentfn.host._image import Image, baseline, change, immutable
+from fluentfn.host._image import baseline, change, immutable
+from fluentfn.host._written import Image
 from fluentfn.state import Store
 from fluentfn.state._codec import decode_state, encode_state, encode_value
 from fluentfn.state._layout import PART_MIN, compose, entries, merge

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from ._image import Image
+from ._written import Image
 
 
 class Memory(NamedTuple):

@@ -27,9 +27,10 @@ from ..errors import Redirect
 from ..state._emulated import MeteredStore
 from ..state._store import Scheduled, StaleEpoch, Store, WouldBlock
 from ._activations import Activation, Handoff
-from ._image import Change, change
+from ._image import change
 from ._policy import Why
 from ._turn import must_record, replay_of, request_digest
+from ._written import Change
 
 REPLY_WINDOW = 64
 INLINE_MAX = 64 * 1024  # bytes: a larger change is written by a worker, never on the loop

@@ -25,7 +25,7 @@ from ..state._store import Scheduled, WouldBlock
 from ..wire.errors import describe_error
 from ..wire.records import record_of
 from ._activations import Activation
-from ._image import Change, baseline
+from ._image import baseline
 from ._metrics import MethodTally
 from ._persistence import Persistence
 from ._turn import (
@@ -40,6 +40,7 @@ from ._turn import (
     run_sync,
 )
 from ._workers import Workers
+from ._written import Change
 
 log = logging.getLogger("fluentfn.host")
 T = TypeVar("T")

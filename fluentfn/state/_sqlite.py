@@ -162,8 +162,8 @@ class SqliteStore:
         nowait: bool = False,
     ) -> int:
         if nowait:
-            if self._sync == "FULL":
-                raise WouldBlock("every commit waits for the disk (synchronous=FULL)")
+            if self._sync in ("FULL", "EXTRA"):
+                raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
             conn = self._nowait_conn()
             try:
                 conn.execute("BEGIN IMMEDIATE")
