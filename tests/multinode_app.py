@@ -56,16 +56,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_node(args: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
     # Ray's agent listens on a fixed default port: another cluster on this machine holds it.
     ports = [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
-    return subprocess.Popen(
-        [RAY, "start", *args, *ports, "--block", "--disable-usage-stats"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    command = [RAY, "start", *args, *ports, "--block", "--disable-usage-stats"]
+    if log is None:
+        quiet = subprocess.DEVNULL
+        return subprocess.Popen(command, env=env, stdout=quiet, stderr=quiet, start_new_session=True)
+    with open(log, "wb") as out:  # the child has its own copy of the file
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_node(proc: subprocess.Popen[bytes]) -> None:
@@ -84,26 +83,37 @@ def make_certs(workdir: Path) -> ff.TlsConfig:
     return ff.TlsConfig(str(workdir / "cert.pem"), str(workdir / "key.pem"), str(workdir / "cert.pem"))
 
 
-def wait_head_ready(port: int) -> None:
-    """Wait until the head's GCS answers and lists its own node alive: on a busy machine the
-    GCS port listens well before the head's raylet has registered, and a driver joining in
-    that gap fails ("Failed to connect to Ray cluster")."""
+def wait_head_ready(head: subprocess.Popen[bytes], log: Path, temp: str, port: int) -> None:
+    """Wait until ``ray start --head`` says the runtime started and the GCS lists a live
+    node: on a busy machine the GCS port listens well before the head's raylet has
+    registered, and a driver joining in that gap fails ("Failed to connect to Ray
+    cluster"). On failure, what Ray itself logged."""
     from ray._raylet import GcsClient
 
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            infos = GcsClient(address=f"127.0.0.1:{port}").get_all_node_info(timeout=5)
-            if any(info.is_head_node and info.state == 0 for info in infos.values()):  # 0: ALIVE
-                return
-        except Exception as exc:  # not up yet: the port, the GCS client or the call
-            last = exc
-        else:
-            last = RuntimeError("the head node is not registered yet")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"head node did not start: {last}")
+    deadline = time.monotonic() + 180
+    last: BaseException | str = "no word from `ray start` yet"
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"`ray start --head` exited ({head.returncode}):\n{_tail(log)}")
+        if b"Ray runtime started" in log.read_bytes():
+            try:
+                infos = GcsClient(address=f"127.0.0.1:{port}").get_all_node_info(timeout=5)
+                if any(info.state == 0 for info in infos.values()):  # 0: ALIVE
+                    return
+                last = f"the GCS lists no live node yet ({len(infos)} known)"
+            except Exception as exc:  # the GCS client or the call: not up yet
+                last = exc
         time.sleep(0.5)
+    logs = Path(temp) / "session_latest" / "logs"
+    ray_logs = "\n".join(f"--- {name}\n{_tail(logs / name)}" for name in ("gcs_server.err", "raylet.err", "raylet.out"))
+    raise RuntimeError(f"head node did not start: {last}\n--- ray start\n{_tail(log)}\n{ray_logs}")
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"({exc})"
 
 
 def join(port: int, redis_url: str, tls: ff.TlsConfig) -> ff.Cluster:
@@ -125,13 +135,16 @@ def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
     env["RAY_AUTH_MODE"] = "token"
     temp = tempfile.mkdtemp(prefix="ffmn", dir="/tmp")  # Ray's socket paths must stay short
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={temp}"]
+    head_log = workdir / "ray-start-head.log"
     head = start_node(
-        ["--head", f"--port={port}", "--include-dashboard=false", '--resources={"head_node": 1}', *common], env
+        ["--head", f"--port={port}", "--include-dashboard=false", '--resources={"head_node": 1}', *common],
+        env,
+        head_log,
     )
     worker: subprocess.Popen[bytes] | None = None
     out: dict[str, Any] = {}
     try:
-        wait_head_ready(port)
+        wait_head_ready(head, head_log, temp, port)
         worker = start_node([f"--address=127.0.0.1:{port}", '--resources={"worker_node": 1}', *common], env)
         tls = make_certs(workdir)
         with join(port, redis_url, tls) as cluster:

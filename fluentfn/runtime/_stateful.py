@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -85,10 +84,6 @@ class StatefulRuntime:
         )
         self.functions = FunctionRunner(mode="stateful", io=io)
         self._store: Store | None = None
-        # Calls handed from callers' threads to the loop: one wake-up for all those posted
-        # before the loop gets to them (pipelined futures post thousands).
-        self._outbox: list[tuple[Callable[[Call, ReplyDone], None], Call, ReplyDone]] = []
-        self._outbox_lock = threading.Lock()
 
     # -- Invoker -----------------------------------------------------------------------
 
@@ -113,7 +108,7 @@ class StatefulRuntime:
             weight = TALLY.call_weight(what)
             t0 = time.perf_counter()
             waiter = Waiter()
-            self._post(self._caller.send, call, waiter)
+            self._io.loop.call_soon_threadsafe(self._caller.send, call, waiter)
             reply = waiter.reply_for(call)
             if weight:
                 TALLY.observe_spans(what, ((CALL_PHASE, t0, time.perf_counter()),), weight)
@@ -139,34 +134,8 @@ class StatefulRuntime:
             except BaseException as exc:
                 out.set_exception(exc)
 
-        self._post(self._send_timed, call, done)
+        self._io.loop.call_soon_threadsafe(self._send_timed, call, done)
         return out
-
-    def _post(self, send: Callable[[Call, ReplyDone], None], call: Call, done: ReplyDone) -> None:
-        """``send(call, done)`` on the loop, from any other thread, in order."""
-        entry = (send, call, done)
-        with self._outbox_lock:
-            self._outbox.append(entry)
-            if len(self._outbox) > 1:
-                return  # a wake-up is on its way and will take this one too
-        try:
-            self._io.loop.call_soon_threadsafe(self._drain_outbox)
-        except BaseException as exc:  # the loop is closed: this caller gets the error, the others too
-            with self._outbox_lock:
-                posted, self._outbox = self._outbox, []
-            for other in posted:
-                if other is not entry:
-                    other[2](None, exc)
-            raise
-
-    def _drain_outbox(self) -> None:
-        with self._outbox_lock:
-            posted, self._outbox = self._outbox, []
-        for send, call, done in posted:
-            try:
-                send(call, done)
-            except BaseException as exc:  # never a reply that does not come: the caller gets it
-                done(None, exc)
 
     async def call_async(
         self,
