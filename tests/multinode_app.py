@@ -24,6 +24,7 @@ import fluentfn as ff
 from fluentfn.testing import hosts, wait_for
 
 RAY = str(Path(sys.executable).parent / "ray")
+RAY_DID_NOT_START = 3  # the exit status when Ray itself could not start the cluster
 
 
 class _Spread:
@@ -83,6 +84,11 @@ def make_certs(workdir: Path) -> ff.TlsConfig:
     return ff.TlsConfig(str(workdir / "cert.pem"), str(workdir / "key.pem"), str(workdir / "cert.pem"))
 
 
+class RayDidNotStart(RuntimeError):
+    """``ray start`` could not bring a node up (Ray's own startup timeouts on an overloaded
+    machine): the test's subject never ran."""
+
+
 def wait_head_ready(head: subprocess.Popen[bytes], log: Path, temp: str, port: int) -> None:
     """Wait until ``ray start --head`` says the runtime started and the GCS lists a live
     node: on a busy machine the GCS port listens well before the head's raylet has
@@ -90,11 +96,11 @@ def wait_head_ready(head: subprocess.Popen[bytes], log: Path, temp: str, port: i
     cluster"). On failure, what Ray itself logged."""
     from ray._raylet import GcsClient
 
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 150
     last: BaseException | str = "no word from `ray start` yet"
     while time.monotonic() < deadline:
         if head.poll() is not None:
-            raise RuntimeError(f"`ray start --head` exited ({head.returncode}):\n{_tail(log)}")
+            raise RayDidNotStart(f"`ray start --head` exited ({head.returncode}):\n{_tail(log)}")
         if b"Ray runtime started" in log.read_bytes():
             try:
                 infos = GcsClient(address=f"127.0.0.1:{port}").get_all_node_info(timeout=5)
@@ -106,7 +112,7 @@ def wait_head_ready(head: subprocess.Popen[bytes], log: Path, temp: str, port: i
         time.sleep(0.5)
     logs = Path(temp) / "session_latest" / "logs"
     ray_logs = "\n".join(f"--- {name}\n{_tail(logs / name)}" for name in ("gcs_server.err", "raylet.err", "raylet.out"))
-    raise RuntimeError(f"head node did not start: {last}\n--- ray start\n{_tail(log)}\n{ray_logs}")
+    raise RayDidNotStart(f"head node did not start: {last}\n--- ray start\n{_tail(log)}\n{ray_logs}")
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -150,7 +156,10 @@ def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
         with join(port, redis_url, tls) as cluster:
             import ray
 
-            wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, timeout=60)
+            try:
+                wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, timeout=120)
+            except Exception as exc:
+                raise RayDidNotStart(f"the second node did not join: {exc}") from None
             keys = [f"k{i}" for i in range(12)]
             # Partitions may still be moving onto the second node's hosts: a placement read
             # twice, the co-located type's between, counts once all three agree.
@@ -204,4 +213,8 @@ def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))))
+    try:
+        print(json.dumps(main(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))))
+    except RayDidNotStart as exc:
+        print(f"ray did not start: {exc}", file=sys.stderr)
+        sys.exit(RAY_DID_NOT_START)
