@@ -17,7 +17,7 @@ from ..placement import missing_resources, resource_demand
 from ._hosts import Hosts
 
 log = logging.getLogger("fluentfn.directory")
-_MOVES_AT_ONCE = 2  # partitions moving at the same time within one group
+_MOVES_AT_ONCE = 1  # partitions moving at the same time within one group
 
 
 class Mover:

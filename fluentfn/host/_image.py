@@ -122,17 +122,25 @@ def _entries(stored: bytes) -> list[tuple[str, bytes]]:
 def _encode_all(state: dict[str, Any], address: str) -> bytes:
     try:
         return encode_state(state)
-    except Exception:
-        for name, value in state.items():
-            _encode(name, value, address)  # raises, naming the attribute
-        raise InvalidRequest(f"{address}: its state cannot be stored; the call was rolled back") from None
+    except Exception as exc:
+        raise unstorable(state, address, exc) from None
 
 
 def _encode(name: str, value: Any, address: str) -> bytes:
     try:
         return encode_value(value)
     except Exception as exc:
-        raise InvalidRequest(
-            f"{address}: attribute {name!r} ({type(value).__name__}) cannot be stored ({exc}); "
-            "make it private (_name) or storable; the call was rolled back"
-        ) from None
+        raise unstorable({name: value}, address, exc) from None
+
+
+def unstorable(state: dict[str, Any], address: str, failure: Exception) -> InvalidRequest:
+    """The error for state that did not encode: it names the first attribute that does not."""
+    for name, value in state.items():
+        try:
+            encode_value(value)
+        except Exception as exc:
+            return InvalidRequest(
+                f"{address}: attribute {name!r} ({type(value).__name__}) cannot be stored ({exc}); "
+                "make it private (_name) or storable; the call was rolled back"
+            )
+    return InvalidRequest(f"{address}: its state cannot be stored ({failure}); the call was rolled back")

@@ -32,6 +32,7 @@ from ..state._codec import decode_state, encode_state
 from ..wire import codec
 from ..wire.errors import describe_error
 from ..wire.records import DIGEST_BYTES, read_record
+from ._image import unstorable
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,20 +153,7 @@ def snapshot(instance: Any, address: str) -> bytes:
     try:
         return encode_state(state)
     except Exception as exc:
-        raise _unstorable(state, address, exc) from None
-
-
-def _unstorable(state: dict[str, Any], address: str, failure: Exception) -> InvalidRequest:
-    """The error for state that did not encode: it names the first attribute that does not."""
-    for name, value in state.items():
-        try:
-            encode_state({name: value})
-        except Exception as exc:
-            return InvalidRequest(
-                f"{address}: attribute {name!r} ({type(value).__name__}) cannot be stored ({exc}); "
-                "make it private (_name) or storable; the call was rolled back"
-            )
-    return InvalidRequest(f"{address}: its state cannot be stored ({failure}); the call was rolled back")
+        raise unstorable(state, address, exc) from None
 
 
 # -- reply records: what a retry is answered from ----------------------------------------------
