@@ -25,10 +25,7 @@ _LOCK_WAIT_S = 30.0  # how long it tries (as long as the busy timeout of the oth
 
 def _locked(exc: sqlite3.OperationalError) -> bool:
     """The write lock is held by another connection (SQLITE_BUSY or SQLITE_LOCKED)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return "locked" in str(exc)
-    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 _SCHEMA = """
@@ -110,9 +107,8 @@ class SqliteStore:
         trying again every 0.2 ms, then every 2 ms at most (``urgent``, the claim of a
         moving partition: every 0.2 ms), for up to ``_LOCK_WAIT_S``. ``nowait``:
         ``WouldBlock`` at once if either lock is held."""
-        if urgent:
-            pass
-        elif not self._writer.acquire(blocking=not nowait):
+        queued = not urgent  # the claim of a moving partition goes before this process's writers
+        if queued and not self._writer.acquire(blocking=not nowait):
             raise WouldBlock("another thread of this process is writing")
         try:
             conn = self._nowait_conn()
@@ -124,7 +120,7 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
                 raise
         finally:
-            if not urgent:
+            if queued:
                 self._writer.release()
 
     @staticmethod
