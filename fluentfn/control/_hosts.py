@@ -15,6 +15,7 @@ from ..elastic._assign import assign
 from ..elastic._autoscale import AutoscalePolicy
 from ..errors import FluentError, NotFound, Unavailable
 from ..placement import ActorOptions, missing_resources, ray_options, resource_demand
+from ..transport._control import ControlClient
 from ._counters import Counters
 
 log = logging.getLogger("fluentfn.directory")
@@ -29,6 +30,7 @@ class Hosts:
         self.groups = groups
         self._counters = counters
         self._store: Any = None  # opened on first use (a directory on a store it never needs opens none)
+        self.control = ControlClient(config.token, config.tls)  # moves, over the hosts' gRPC servers
         self.recovered = False  # the directory was restarted and found live hosts
 
     def group(self, options: ActorOptions) -> tuple[Group, bool]:
@@ -229,6 +231,7 @@ class Hosts:
         await self._counters.retire(g, hosts)
         for host in hosts:
             ray.kill(host.handle, no_restart=True)
+            await self.control.forget(host.endpoint)
 
     async def start_if_reminders(self, group: str, within_s: float = math.inf) -> None:
         """Start a stopped group's hosts if it has a reminder due within ``within_s`` (any,

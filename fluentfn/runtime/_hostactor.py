@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import time
 from typing import Any
@@ -34,7 +35,9 @@ from ..host._types import TypeLoader
 from ..host._workers import Workers
 from ..lab._nemesis import install as install_faults
 from ..state import Store, has_reminders, open_store
+from ..transport._control import register_control
 from ..transport._server import quiesce, start_server
+from ._moves import MoveService
 from ._raycall import await_directory, get_directory
 from ._stateful import StatefulRuntime
 
@@ -113,7 +116,9 @@ class ShardHost:
         )
         tls = config.tls
         bind = config.bind
-        self._server, port = self._io.run(start_server(self.parts, config.token, bind, tls))
+        self._moves = MoveService(self.parts, self.adopt)
+        register = functools.partial(register_control, host=self._moves)
+        self._server, port = self._io.run(start_server(self.parts, config.token, bind, tls, more=[register]))
         host = ray.util.get_node_ip_address() if bind in ("0.0.0.0", "::", "") else bind  # type: ignore[no-untyped-call]
         self.endpoint: str = f"{host}:{port}"
         metrics_port = serve_metrics(self.parts, bind, config.token, tls)
@@ -133,6 +138,7 @@ class ShardHost:
         if faults is not None:  # an experiment is running: this host's messages get its faults too
             install_faults(faults)
         epochs = self.adopt(mine, {})
+        self._io.loop.call_soon_threadsafe(self._moves.started)
         get_directory(lambda: self._directory.claimed.remote(group, host_id, epochs), patience)
 
     def _reroute(self, call: Any) -> None:
@@ -224,5 +230,6 @@ class ShardHost:
     def shutdown(self) -> None:
         """Passivate every identity (on_deactivate runs, state is flushed)."""
         self._upkeep.cancel()
+        self._moves.close()
         self._io.run(self.parts.close(), timeout=60)
         flush_spans()

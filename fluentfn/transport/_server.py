@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -75,18 +75,18 @@ class _Malformed:
     """What a request that is not a valid protobuf message decodes to."""
 
 
-_MALFORMED = _Malformed()
+MALFORMED = _Malformed()
 
 
-def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    """A deserializer that never raises: garbage becomes ``_MALFORMED``, which the handler
+def lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """A deserializer that never raises: garbage becomes ``MALFORMED``, which the handler
     answers with INVALID_ARGUMENT (instead of grpc logging a traceback per frame)."""
 
     def deserialize(data: bytes) -> Any:
         try:
             return parse(data)
         except Exception:
-            return _MALFORMED
+            return MALFORMED
 
     return deserialize
 
@@ -109,19 +109,19 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request: not a valid protobuf message")
 
     def register(self, server: aio.Server) -> None:
-        """Serve the four RPCs with lenient deserializers (see ``_lenient``)."""
+        """Serve the four RPCs with lenient deserializers (see ``lenient``)."""
         handlers = {
             "Invoke": grpc.unary_unary_rpc_method_handler(
-                self.Invoke, _lenient(pb.Call.FromString), pb.Reply.SerializeToString
+                self.Invoke, lenient(pb.Call.FromString), pb.Reply.SerializeToString
             ),
             "Tell": grpc.unary_unary_rpc_method_handler(
-                self.Tell, _lenient(pb.Call.FromString), pb.Ack.SerializeToString
+                self.Tell, lenient(pb.Call.FromString), pb.Ack.SerializeToString
             ),
             "InvokeStream": grpc.stream_stream_rpc_method_handler(
-                self.InvokeStream, _lenient(pb.CallBatch.FromString), pb.ReplyBatch.SerializeToString
+                self.InvokeStream, lenient(pb.CallBatch.FromString), pb.ReplyBatch.SerializeToString
             ),
             "Status": grpc.unary_unary_rpc_method_handler(
-                self.Status, _lenient(pb.StatusRequest.FromString), pb.StatusReply.SerializeToString
+                self.Status, lenient(pb.StatusRequest.FromString), pb.StatusReply.SerializeToString
             ),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -291,12 +291,16 @@ async def start_server(
     tls: TlsConfig | None = None,
     port: int = 0,
     clock: Clock = time.time,
+    more: Sequence[Callable[[aio.Server], None]] = (),
 ) -> tuple[aio.Server, int]:
     """Serve ``dispatcher`` on ``bind`` (``port``, or an ephemeral one); returns the server
-    and port. ``clock``: this process's clock, that calls' deadlines are re-based on."""
+    and port. ``clock``: this process's clock, that calls' deadlines are re-based on.
+    ``more``: each registers another service on the server (behind the same token)."""
     server = aio.server(interceptors=[TokenInterceptor(token)], options=server_options())
     servicer = ActorHostServicer(dispatcher, clock)
     servicer.register(server)
+    for register in more:
+        register(server)
     _servicers[server] = servicer
     address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
     if tls is None:

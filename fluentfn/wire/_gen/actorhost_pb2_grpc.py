@@ -228,3 +228,125 @@ class ActorHost:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class HostControlStub:
+    """Served by hosts only, to the directory (the cluster token, as every RPC): a live move
+    over the hosts' own gRPC servers, not through Ray's actor calls.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Release = channel.unary_unary(
+                '/fluentfn.v1.HostControl/Release',
+                request_serializer=fluentfn_dot_v1_dot_actorhost__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=fluentfn_dot_v1_dot_actorhost__pb2.ReleaseReply.FromString,
+                _registered_method=True)
+        self.Adopt = channel.unary_unary(
+                '/fluentfn.v1.HostControl/Adopt',
+                request_serializer=fluentfn_dot_v1_dot_actorhost__pb2.AdoptRequest.SerializeToString,
+                response_deserializer=fluentfn_dot_v1_dot_actorhost__pb2.AdoptReply.FromString,
+                _registered_method=True)
+
+
+class HostControlServicer:
+    """Served by hosts only, to the directory (the cluster token, as every RPC): a live move
+    over the hosts' own gRPC servers, not through Ray's actor calls.
+    """
+
+    def Release(self, request, context):
+        """Stop serving the partitions: drain, write, and return what the next owner needs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Adopt(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_HostControlServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=fluentfn_dot_v1_dot_actorhost__pb2.ReleaseRequest.FromString,
+                    response_serializer=fluentfn_dot_v1_dot_actorhost__pb2.ReleaseReply.SerializeToString,
+            ),
+            'Adopt': grpc.unary_unary_rpc_method_handler(
+                    servicer.Adopt,
+                    request_deserializer=fluentfn_dot_v1_dot_actorhost__pb2.AdoptRequest.FromString,
+                    response_serializer=fluentfn_dot_v1_dot_actorhost__pb2.AdoptReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'fluentfn.v1.HostControl', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('fluentfn.v1.HostControl', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class HostControl:
+    """Served by hosts only, to the directory (the cluster token, as every RPC): a live move
+    over the hosts' own gRPC servers, not through Ray's actor calls.
+    """
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fluentfn.v1.HostControl/Release',
+            fluentfn_dot_v1_dot_actorhost__pb2.ReleaseRequest.SerializeToString,
+            fluentfn_dot_v1_dot_actorhost__pb2.ReleaseReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Adopt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fluentfn.v1.HostControl/Adopt',
+            fluentfn_dot_v1_dot_actorhost__pb2.AdoptRequest.SerializeToString,
+            fluentfn_dot_v1_dot_actorhost__pb2.AdoptReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

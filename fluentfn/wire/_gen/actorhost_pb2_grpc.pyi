@@ -94,3 +94,49 @@ class ActorHostServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_actorhost_pb2.StatusReply, _abc.Awaitable[_actorhost_pb2.StatusReply]]: ...
 
 def add_ActorHostServicer_to_server(servicer: ActorHostServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class HostControlStub:
+    """Served by hosts only, to the directory (the cluster token, as every RPC): a live move
+    over the hosts' own gRPC servers, not through Ray's actor calls.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> HostControlAsyncStub: ...
+    Release: _grpc.UnaryUnaryMultiCallable[_actorhost_pb2.ReleaseRequest, _actorhost_pb2.ReleaseReply]
+    """Stop serving the partitions: drain, write, and return what the next owner needs."""
+    Adopt: _grpc.UnaryUnaryMultiCallable[_actorhost_pb2.AdoptRequest, _actorhost_pb2.AdoptReply]
+
+@_typing.type_check_only
+class HostControlAsyncStub(HostControlStub):
+    """Served by hosts only, to the directory (the cluster token, as every RPC): a live move
+    over the hosts' own gRPC servers, not through Ray's actor calls.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Release: _aio.UnaryUnaryMultiCallable[_actorhost_pb2.ReleaseRequest, _actorhost_pb2.ReleaseReply]  # type: ignore[assignment]
+    """Stop serving the partitions: drain, write, and return what the next owner needs."""
+    Adopt: _aio.UnaryUnaryMultiCallable[_actorhost_pb2.AdoptRequest, _actorhost_pb2.AdoptReply]  # type: ignore[assignment]
+
+class HostControlServicer(metaclass=_abc_1.ABCMeta):
+    """Served by hosts only, to the directory (the cluster token, as every RPC): a live move
+    over the hosts' own gRPC servers, not through Ray's actor calls.
+    """
+
+    @_abc_1.abstractmethod
+    def Release(
+        self,
+        request: _actorhost_pb2.ReleaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_actorhost_pb2.ReleaseReply, _abc.Awaitable[_actorhost_pb2.ReleaseReply]]:
+        """Stop serving the partitions: drain, write, and return what the next owner needs."""
+
+    @_abc_1.abstractmethod
+    def Adopt(
+        self,
+        request: _actorhost_pb2.AdoptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_actorhost_pb2.AdoptReply, _abc.Awaitable[_actorhost_pb2.AdoptReply]]: ...
+
+def add_HostControlServicer_to_server(servicer: HostControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,116 @@
+"""The HostControl gRPC service: the directory moves partitions between hosts over the
+hosts' own gRPC servers (the cluster token, as every RPC), not through Ray actor calls —
+one hop onto the host's loop instead of Ray's executor thread and a hand-off to the loop.
+What travels is protobuf and the state encoding's bytes; nothing is unpickled."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import grpc
+from grpc import aio
+
+from ..errors import FluentError, InvalidRequest, status_for
+from ..wire._gen import actorhost_pb2 as pb
+from ..wire._gen import actorhost_pb2_grpc as pb_grpc
+from ._auth import metadata
+from ._client import open_channel, rpc_error
+from ._server import MALFORMED, lenient
+from ._tls import TlsConfig
+
+CONTROL_SERVICE = "fluentfn.v1.HostControl"
+log = logging.getLogger("fluentfn.transport")
+
+
+class Controlled(Protocol):
+    """What a host does for the directory's moves."""
+
+    async def release(self, request: pb.ReleaseRequest) -> pb.ReleaseReply: ...
+
+    async def adopt(self, request: pb.AdoptRequest) -> pb.AdoptReply: ...
+
+
+async def _answer(run: Any, request: Any, context: aio.ServicerContext[Any, Any], name: str) -> Any:
+    if request is MALFORMED:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request: not a valid protobuf message")
+    try:
+        return await run(request)
+    except FluentError as exc:
+        await context.abort(status_for(exc), f"{name}: {exc}")
+    except Exception as exc:  # the host's own failure: the directory is told, and logs it
+        log.exception("%s failed", name)
+        await context.abort(grpc.StatusCode.INTERNAL, f"{name}: {type(exc).__name__}: {exc}")
+
+
+def register_control(server: aio.Server, host: Controlled) -> None:
+    """Serve HostControl on ``server`` for ``host`` (hosts only; the gateway has none)."""
+
+    async def release(request: pb.ReleaseRequest, context: aio.ServicerContext[Any, Any]) -> pb.ReleaseReply:
+        result: pb.ReleaseReply = await _answer(host.release, request, context, "Release")
+        return result
+
+    async def adopt(request: pb.AdoptRequest, context: aio.ServicerContext[Any, Any]) -> pb.AdoptReply:
+        result: pb.AdoptReply = await _answer(host.adopt, request, context, "Adopt")
+        return result
+
+    handlers = {
+        "Release": grpc.unary_unary_rpc_method_handler(
+            release, lenient(pb.ReleaseRequest.FromString), pb.ReleaseReply.SerializeToString
+        ),
+        "Adopt": grpc.unary_unary_rpc_method_handler(
+            adopt, lenient(pb.AdoptRequest.FromString), pb.AdoptReply.SerializeToString
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(CONTROL_SERVICE, handlers),))
+
+
+class ControlClient:
+    """The directory's channels to its hosts' HostControl services (one per endpoint,
+    opened on first use, in the loop that uses them)."""
+
+    def __init__(self, token: str, tls: TlsConfig | None) -> None:
+        self._token = token
+        self._tls = tls
+        self._stubs: dict[str, tuple[aio.Channel, pb_grpc.HostControlAsyncStub]] = {}
+
+    def _stub(self, endpoint: str) -> pb_grpc.HostControlAsyncStub:
+        if not endpoint:
+            raise InvalidRequest("the host has no endpoint yet")
+        found = self._stubs.get(endpoint)
+        if found is None:
+            channel = open_channel(endpoint, self._tls)
+            found = self._stubs[endpoint] = (channel, pb_grpc.HostControlStub(channel))
+        return found[1]
+
+    async def release(self, endpoint: str, partitions: list[int], grace_s: float, timeout_s: float) -> pb.ReleaseReply:
+        """The host at ``endpoint`` drains ``partitions``, writes them, and returns their memory."""
+        request = pb.ReleaseRequest(partitions=partitions, grace_s=grace_s)
+        try:
+            reply: pb.ReleaseReply = await self._stub(endpoint).Release(
+                request, timeout=timeout_s, metadata=metadata(self._token)
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, endpoint) from None
+        return reply
+
+    async def adopt(self, endpoint: str, partitions: list[pb.PartitionMemory], timeout_s: float) -> dict[int, int]:
+        """The host at ``endpoint`` claims and serves ``partitions``; returns their epochs."""
+        request = pb.AdoptRequest(partitions=partitions)
+        try:
+            reply: pb.AdoptReply = await self._stub(endpoint).Adopt(
+                request, timeout=timeout_s, metadata=metadata(self._token)
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, endpoint) from None
+        return dict(reply.epochs)
+
+    async def forget(self, endpoint: str) -> None:
+        """Close the channel to a stopped host."""
+        found = self._stubs.pop(endpoint, None)
+        if found is not None:
+            await found[0].close(None)
+
+    async def close(self) -> None:
+        for endpoint in list(self._stubs):
+            await self.forget(endpoint)

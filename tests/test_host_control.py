@@ -1,0 +1,127 @@
+"""Live moves over the hosts' own gRPC servers (HostControl), without Ray: a real gRPC
+server per host, a real SQLite store; Release drains and hands over, Adopt claims; a
+wrong token, garbage and bad requests are refused and move nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from fluentfn._actordef import ActorDef
+from fluentfn._ioloop import IoLoop
+from fluentfn.errors import FluentError, InvalidRequest, Unauthenticated
+from fluentfn.host._activations import Handoff
+from fluentfn.runtime._moves import MoveService
+from fluentfn.state._store import Store
+from fluentfn.transport._auth import metadata
+from fluentfn.transport._control import CONTROL_SERVICE, ControlClient, register_control
+from fluentfn.transport._server import start_server
+from fluentfn.wire._gen import actorhost_pb2 as pb
+
+from .test_partitions import call, definition, host, key_in
+
+pytestmark = pytest.mark.timeout(120)
+TOKEN = "control-test-token"
+
+
+class Served:
+    """A PartitionSet behind a real gRPC server with HostControl."""
+
+    def __init__(self, io: IoLoop, store: Store, d: ActorDef, name: str, *, started: bool = True) -> None:
+        self.parts = host(io, store, d, name)
+
+        def adopt(partitions: list[int], handoffs: dict[int, Handoff]) -> dict[int, int]:
+            epochs = {}
+            for p in partitions:
+                epochs[p] = store.claim_shard(d.options.group, p)
+                self.parts.adopt(p, epochs[p], handoffs.get(p))
+            return epochs
+
+        self.moves = MoveService(self.parts, adopt)
+        register = functools.partial(register_control, host=self.moves)
+        self.server, port = io.run(start_server(self.parts, TOKEN, "127.0.0.1", more=[register]))
+        self.endpoint = f"127.0.0.1:{port}"
+        if started:
+            io.loop.call_soon_threadsafe(self.moves.started)
+
+
+@pytest.fixture
+def control(io: IoLoop) -> Iterator[ControlClient]:
+    client = ControlClient(TOKEN, None)
+    yield client
+    io.run(client.close())
+
+
+def start(io: IoLoop, store: Store, d: ActorDef, *names: str) -> list[Served]:
+    served = [Served(io, store, d, n) for n in names]
+    for p in range(4):
+        served[0].parts.adopt(p, store.claim_shard(d.options.group, p))
+    return served
+
+
+@pytest.mark.parametrize("persist", ["call", "never"])
+def test_a_partition_moves_over_grpc_with_its_state_and_replies(
+    io: IoLoop, store: Store, control: ControlClient, persist: str
+) -> None:
+    d = definition(persist)
+    a, b = start(io, store, d, "a", "b")
+    p = 1
+    key = key_in(p)
+    assert call(io, a.parts, d, key, "add", 5) == 5
+    released = io.run(control.release(a.endpoint, [p], 5.0, 30.0))
+    assert [m.partition for m in released.partitions] == [p]
+    memory = released.partitions[0]
+    if persist == "never":  # the memory itself travels (the state encoding's bytes)
+        assert [m.address for m in memory.identities] == [f"{d.name}/{key}"]
+        assert memory.identities[0].HasField("state")
+    epochs = io.run(control.adopt(b.endpoint, [memory], 30.0))
+    assert epochs == {p: store.shard_epoch(d.options.group, p)}
+    assert call(io, b.parts, d, key, "add", 1) == 1006  # on_deactivate ran once, on the move
+    with pytest.raises(FluentError):
+        call(io, a.parts, d, key, "add", 1)  # the old host serves it no more
+    io.run(a.server.stop(None))
+    io.run(b.server.stop(None))
+
+
+def test_moves_wait_until_the_host_has_started(io: IoLoop, store: Store, control: ControlClient) -> None:
+    d = definition("call")
+    late = Served(io, store, d, "late", started=False)
+    pending = io.submit(control.adopt(late.endpoint, [pb.PartitionMemory(partition=2)], 30.0))
+    io.run(asyncio.sleep(0.3))
+    assert not pending.done() and 2 not in late.parts.owned  # held: the start's own claims go first
+    io.loop.call_soon_threadsafe(late.moves.started)
+    assert pending.result(30) == {2: store.shard_epoch(d.options.group, 2)}
+    assert 2 in late.parts.owned
+    io.run(late.server.stop(None))
+
+
+def test_bad_moves_are_refused_and_move_nothing(io: IoLoop, store: Store, control: ControlClient) -> None:
+    d = definition("call")
+    (a,) = start(io, store, d, "a")
+    before = dict(a.parts.owned)
+    epoch = store.shard_epoch(d.options.group, 0)
+    with pytest.raises(InvalidRequest, match="partitions"):
+        io.run(control.release(a.endpoint, [99], 1.0, 30.0))
+    with pytest.raises(InvalidRequest, match="grace_s"):
+        io.run(control.release(a.endpoint, [0], float("nan"), 30.0))
+    with pytest.raises(InvalidRequest, match="twice"):
+        io.run(control.adopt(a.endpoint, [pb.PartitionMemory(partition=0)] * 2, 30.0))
+    with pytest.raises(Unauthenticated):
+        io.run(ControlClient("not-the-token", None).release(a.endpoint, [0], 1.0, 30.0))
+
+    async def garbage() -> grpc.StatusCode:
+        async with grpc.aio.insecure_channel(a.endpoint) as channel:
+            send = channel.unary_unary(f"/{CONTROL_SERVICE}/Release")
+            try:
+                await send(b"\xff\x00garbage", metadata=metadata(TOKEN), timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+        return grpc.StatusCode.OK
+
+    assert io.run(garbage()) == grpc.StatusCode.INVALID_ARGUMENT
+    assert a.parts.owned == before and store.shard_epoch(d.options.group, 0) == epoch
+    io.run(a.server.stop(None))
