@@ -13,7 +13,7 @@ import pytest
 
 from fluentfn._actordef import ActorDef
 from fluentfn._ioloop import IoLoop
-from fluentfn.errors import FluentError, InvalidRequest, Unauthenticated
+from fluentfn.errors import FluentError, InvalidRequest, Unauthenticated, Unavailable
 from fluentfn.host._activations import Handoff
 from fluentfn.runtime._moves import MoveService
 from fluentfn.state._store import Store
@@ -45,6 +45,7 @@ class Served:
         register = functools.partial(register_control, host=self.moves)
         self.server, port = io.run(start_server(self.parts, TOKEN, "127.0.0.1", more=[register]))
         self.endpoint = f"127.0.0.1:{port}"
+        self.who = (d.options.group, name)
         if started:
             io.loop.call_soon_threadsafe(self.moves.started)
 
@@ -72,13 +73,13 @@ def test_a_partition_moves_over_grpc_with_its_state_and_replies(
     p = 1
     key = key_in(p)
     assert call(io, a.parts, d, key, "add", 5) == 5
-    released = io.run(control.release(a.endpoint, [p], 5.0, 30.0))
+    released = io.run(control.release(a.endpoint, a.who, [p], 5.0, 30.0))
     assert [m.partition for m in released.partitions] == [p]
     memory = released.partitions[0]
     if persist == "never":  # the memory itself travels (the state encoding's bytes)
         assert [m.address for m in memory.identities] == [f"{d.name}/{key}"]
         assert memory.identities[0].HasField("state")
-    epochs = io.run(control.adopt(b.endpoint, [memory], 30.0))
+    epochs = io.run(control.adopt(b.endpoint, b.who, [memory], 30.0))
     assert epochs == {p: store.shard_epoch(d.options.group, p)}
     assert call(io, b.parts, d, key, "add", 1) == 1006  # on_deactivate ran once, on the move
     with pytest.raises(FluentError):
@@ -90,7 +91,7 @@ def test_a_partition_moves_over_grpc_with_its_state_and_replies(
 def test_moves_wait_until_the_host_has_started(io: IoLoop, store: Store, control: ControlClient) -> None:
     d = definition("call")
     late = Served(io, store, d, "late", started=False)
-    pending = io.submit(control.adopt(late.endpoint, [pb.PartitionMemory(partition=2)], 30.0))
+    pending = io.submit(control.adopt(late.endpoint, late.who, [pb.PartitionMemory(partition=2)], 30.0))
     io.run(asyncio.sleep(0.3))
     assert not pending.done() and 2 not in late.parts.owned  # held: the start's own claims go first
     io.loop.call_soon_threadsafe(late.moves.started)
@@ -105,13 +106,18 @@ def test_bad_moves_are_refused_and_move_nothing(io: IoLoop, store: Store, contro
     before = dict(a.parts.owned)
     epoch = store.shard_epoch(d.options.group, 0)
     with pytest.raises(InvalidRequest, match="partitions"):
-        io.run(control.release(a.endpoint, [99], 1.0, 30.0))
+        io.run(control.release(a.endpoint, a.who, [99], 1.0, 30.0))
     with pytest.raises(InvalidRequest, match="grace_s"):
-        io.run(control.release(a.endpoint, [0], float("nan"), 30.0))
+        io.run(control.release(a.endpoint, a.who, [0], float("nan"), 30.0))
     with pytest.raises(InvalidRequest, match="twice"):
-        io.run(control.adopt(a.endpoint, [pb.PartitionMemory(partition=0)] * 2, 30.0))
+        io.run(control.adopt(a.endpoint, a.who, [pb.PartitionMemory(partition=0)] * 2, 30.0))
     with pytest.raises(Unauthenticated):
-        io.run(ControlClient("not-the-token", None).release(a.endpoint, [0], 1.0, 30.0))
+        io.run(ControlClient("not-the-token", None).release(a.endpoint, a.who, [0], 1.0, 30.0))
+    # Another host now listens where the one meant was (a port handed out again): refused.
+    with pytest.raises(Unavailable, match="not"):
+        io.run(control.release(a.endpoint, (a.who[0], "h-gone"), [0], 1.0, 30.0))
+    with pytest.raises(Unavailable, match="not"):
+        io.run(control.adopt(a.endpoint, ("OtherGroup", a.who[1]), [pb.PartitionMemory(partition=0)], 30.0))
 
     async def garbage() -> grpc.StatusCode:
         async with grpc.aio.insecure_channel(a.endpoint) as channel:

@@ -94,34 +94,34 @@ class Mover:
         memory = pb.PartitionMemory(partition=p)
         if src is not None:
             try:
-                released = await control.release(src.endpoint, [p], DRAIN_S, DRAIN_S + 60)
+                released = await control.release(src.endpoint, (group, src.hid), [p], DRAIN_S, DRAIN_S + 60)
                 memory = next((m for m in released.partitions if m.partition == p), memory)
             except FluentError as exc:  # the host died: its state is in the store, as after a crash
                 log.warning("partition %s/%s: its host %s did not hand it over (%s)", group, p, src.hid, exc)
         target = dst
         try:
-            epochs = await self._adopt(dst, memory)
+            epochs = await self._adopt(group, dst, memory)
         except FluentError as exc:
             if src is None:
                 part.host = None
                 raise FluentError(f"partition {group}/{p} could not be placed on {dst.hid}: {exc}") from exc
             log.warning("partition %s/%s stays on %s: %s could not take it (%s)", group, p, src.hid, dst.hid, exc)
             target = src
-            epochs = await self._adopt(src, memory)
+            epochs = await self._adopt(group, src, memory)
         part.host = target.hid
         part.route = Route(target.endpoint, epochs[p], target.node_id)
         part.ready.set()
 
-    async def _adopt(self, host: Host, memory: pb.PartitionMemory) -> dict[int, int]:
+    async def _adopt(self, group: str, host: Host, memory: pb.PartitionMemory) -> dict[int, int]:
         """``host`` claims and serves a partition; at its new endpoint if Ray restarted it
         meanwhile (a restarted host listens on a new port and announces it)."""
         endpoint = host.endpoint
         try:
-            return await self._hosts.control.adopt(endpoint, [memory], HOST_START_S)
+            return await self._hosts.control.adopt(endpoint, (group, host.hid), [memory], HOST_START_S)
         except Unavailable:
             if host.endpoint == endpoint:
                 raise
-            return await self._hosts.control.adopt(host.endpoint, [memory], HOST_START_S)
+            return await self._hosts.control.adopt(host.endpoint, (group, host.hid), [memory], HOST_START_S)
 
     async def stop_all(self, group: str, g: Group) -> int:
         """Every partition written and unassigned, every host stopped (resources freed); the
@@ -134,7 +134,7 @@ class Mover:
         async def drain(host: Host) -> None:
             mine = placed[host.hid]
             try:
-                await self._hosts.control.release(host.endpoint, mine, DRAIN_S, DRAIN_S + 60)
+                await self._hosts.control.release(host.endpoint, (group, host.hid), mine, DRAIN_S, DRAIN_S + 60)
                 await asyncio.wait_for(host.handle.shutdown.remote(), 60)
             except Exception as exc:  # gRPC's or Ray's: the host is stopped all the same
                 log.warning("host %s/%s did not drain before stopping: %s", group, host.hid, exc)

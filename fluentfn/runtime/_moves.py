@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, WrongPeer
 from ..host._activations import Handoff
 from ..host._handover import memory_from_pb, memory_to_pb
 from ..host._partitions import PartitionSet
@@ -35,7 +35,9 @@ class MoveService:
         """The host has started (called on its loop): moves are served from now on."""
         self._started.set()
 
-    def _check(self, partitions: list[int]) -> None:
+    def _check(self, group: str, host_id: str, partitions: list[int]) -> None:
+        if (group, host_id) != (self._parts.group, self._parts.host_id):
+            raise WrongPeer(f"this is host {self._parts.group}/{self._parts.host_id}, not {group}/{host_id}")
         bad = [p for p in partitions if p >= self._parts.partitions]
         if bad:
             raise InvalidRequest(f"group {self._parts.group} has {self._parts.partitions} partitions, not {bad[0] + 1}")
@@ -44,7 +46,7 @@ class MoveService:
 
     async def release(self, request: pb.ReleaseRequest) -> pb.ReleaseReply:
         partitions = list(request.partitions)
-        self._check(partitions)
+        self._check(request.group, request.host_id, partitions)
         grace = request.grace_s
         if not (math.isfinite(grace) and 0.0 <= grace <= _MAX_GRACE_S):
             raise InvalidRequest(f"grace_s must be between 0 and {_MAX_GRACE_S:g} seconds, not {grace}")
@@ -55,7 +57,7 @@ class MoveService:
     async def adopt(self, request: pb.AdoptRequest) -> pb.AdoptReply:
         handoffs = {m.partition: memory_from_pb(m) for m in request.partitions}
         partitions = [m.partition for m in request.partitions]
-        self._check(partitions)
+        self._check(request.group, request.host_id, partitions)
         await self._started.wait()
         loop = asyncio.get_running_loop()
         epochs = await loop.run_in_executor(self._thread, self._adopt, partitions, handoffs)

@@ -83,9 +83,13 @@ class ControlClient:
             found = self._stubs[endpoint] = (channel, pb_grpc.HostControlStub(channel))
         return found[1]
 
-    async def release(self, endpoint: str, partitions: list[int], grace_s: float, timeout_s: float) -> pb.ReleaseReply:
-        """The host at ``endpoint`` drains ``partitions``, writes them, and returns their memory."""
-        request = pb.ReleaseRequest(partitions=partitions, grace_s=grace_s)
+    async def release(
+        self, endpoint: str, who: tuple[str, str], partitions: list[int], grace_s: float, timeout_s: float
+    ) -> pb.ReleaseReply:
+        """Host ``who`` (group, host id) at ``endpoint`` drains ``partitions``, writes them,
+        and returns their memory."""
+        group, host_id = who
+        request = pb.ReleaseRequest(partitions=partitions, grace_s=grace_s, group=group, host_id=host_id)
         try:
             reply: pb.ReleaseReply = await self._stub(endpoint).Release(
                 request, timeout=timeout_s, metadata=metadata(self._token)
@@ -94,9 +98,13 @@ class ControlClient:
             raise rpc_error(exc, endpoint) from None
         return reply
 
-    async def adopt(self, endpoint: str, partitions: list[pb.PartitionMemory], timeout_s: float) -> dict[int, int]:
-        """The host at ``endpoint`` claims and serves ``partitions``; returns their epochs."""
-        request = pb.AdoptRequest(partitions=partitions)
+    async def adopt(
+        self, endpoint: str, who: tuple[str, str], partitions: list[pb.PartitionMemory], timeout_s: float
+    ) -> dict[int, int]:
+        """Host ``who`` (group, host id) at ``endpoint`` claims and serves ``partitions``;
+        returns their epochs."""
+        group, host_id = who
+        request = pb.AdoptRequest(partitions=partitions, group=group, host_id=host_id)
         try:
             reply: pb.AdoptReply = await self._stub(endpoint).Adopt(
                 request, timeout=timeout_s, metadata=metadata(self._token)
