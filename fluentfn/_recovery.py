@@ -15,10 +15,13 @@ import asyncio
 import logging
 from typing import Any
 
+from ._config import HOST_START_S
 from ._tables import HOST_NAME_PREFIX, Group, Host, Part, Route
 from .elastic._autoscale import AutoscalePolicy
 from .elastic._rebuild import HostReport, rebuild, registry
 from .placement import ActorOptions
+from .transport._control import ControlClient
+from .wire._gen import actorhost_pb2 as pb
 
 log = logging.getLogger("fluentfn.directory")
 _ASK_S = 10.0  # a host still starting does not answer; it announces itself later (host_ready)
@@ -53,8 +56,11 @@ async def _reports(ray_namespace: str) -> list[tuple[HostReport, Any]]:
     return out
 
 
-async def recover(ray_namespace: str) -> tuple[dict[str, tuple[bytes, ActorOptions, frozenset[str]]], dict[str, Group]]:
-    """(registry, groups) rebuilt from the hosts alive in ``ray_namespace``."""
+async def recover(
+    ray_namespace: str, control: ControlClient
+) -> tuple[dict[str, tuple[bytes, ActorOptions, frozenset[str]]], dict[str, Group]]:
+    """(registry, groups) rebuilt from the hosts alive in ``ray_namespace`` (``control``:
+    the directory's channels for the hosts' moves)."""
     found = await _reports(ray_namespace)
     reports = [r for r, _ in found]
     handles = {(r.group, r.host_id): h for r, h in found}
@@ -81,12 +87,20 @@ async def recover(ray_namespace: str) -> tuple[dict[str, tuple[bytes, ActorOptio
             part, host = g.parts[p], g.hosts[hid]
             part.host, part.route = hid, Route(host.endpoint, epoch, host.node_id)
             part.ready.set()
-        for hid, p in plan.stale:  # a lower epoch: its writes are refused; let it drop the copy
-            g.hosts[hid].handle.release.remote([p], 0.0)
+        # A lower epoch: its writes are refused; let it drop the copy.
+        drops = [control.release(g.hosts[h].endpoint, (group, h), [p], 0.0, _ASK_S) for h, p in plan.stale]
         adoptions = list(plan.adopt.items())
-        epochs = await asyncio.gather(
-            *(g.hosts[hid].handle.adopt.remote(ps, {}) for hid, ps in adoptions), return_exceptions=True
+        blank = pb.PartitionMemory
+        adopts = [
+            control.adopt(g.hosts[h].endpoint, (group, h), [blank(partition=p) for p in ps], HOST_START_S)
+            for h, ps in adoptions
+        ]
+        dropped, epochs = await asyncio.gather(
+            asyncio.gather(*drops, return_exceptions=True), asyncio.gather(*adopts, return_exceptions=True)
         )
+        for (hid, p), failed in zip(plan.stale, dropped, strict=True):
+            if isinstance(failed, BaseException):
+                log.warning("host %s/%s did not drop its stale copy of %s: %s", group, hid, p, failed)
         for (hid, _), got in zip(adoptions, epochs, strict=True):
             if isinstance(got, BaseException):
                 log.warning("host %s/%s could not adopt partitions on recovery: %s", group, hid, got)

@@ -54,7 +54,7 @@ class Directory:
         if self._recovered is None:
             self._recovered = asyncio.get_running_loop().create_future()
             try:
-                types, groups = await recover(ray_namespace(self._config.namespace))
+                types, groups = await recover(ray_namespace(self._config.namespace), self._hosts.control)
                 self._registry.types.update(types)
                 self._groups.update(groups)
                 self._hosts.recovered = bool(groups)

@@ -25,7 +25,7 @@ from .._call import Call, Outcome
 from .._config import REPLY_TTL_S
 from ..errors import Redirect
 from ..state._emulated import MeteredStore
-from ..state._store import Scheduled, StaleEpoch, Store, WouldBlock
+from ..state._store import Scheduled, StaleEpoch, Store, WouldBlock, Write
 from ._activations import Activation, Handoff
 from ._image import change
 from ._policy import Why
@@ -214,6 +214,31 @@ class Persistence:
             act.dirty = False
             if due is not None:
                 self._write(act, due)
+
+    def flush_many(self, items: Sequence[tuple[ActorDef, Activation]]) -> None:
+        """Write the changed identities of ``items`` in one store transaction (a partition's
+        hand-over): all of them, or none (the store's error is raised; Redirect if the
+        partition moved on). InvalidRequest if one of them cannot be stored."""
+        if self.store is None:
+            return
+        due: list[tuple[Activation, Change]] = []
+        for definition, act in items:
+            if definition.options.persist.memory_only or act.instance is None:
+                continue
+            with self._locks[hash(act.address) % len(self._locks)]:
+                found = change(act.instance, act.address, act.snapshot)
+            if found is not None:
+                due.append((act, found))
+        if not due:
+            return
+        writes = [Write(act.address, act.version, c.inline, c.parts) for act, c in due]
+        try:
+            versions = self.store.save_many(writes, fence=(self.group, self.shard, self.epoch))
+        except StaleEpoch as exc:
+            self.fenced = True
+            raise Redirect(f"partition {self.group}/{self.shard}: {exc}") from None
+        for (act, c), version in zip(due, versions, strict=True):
+            act.version, act.snapshot, act.dirty = version, c.image, False
 
     def _write(
         self,

@@ -185,6 +185,10 @@ class Upkeep:
 
     def deactivate(self, definition: ActorDef, act: Activation) -> None:
         """``on_deactivate``, then write the state (in a worker thread, inside the passivation turn)."""
+        self._on_deactivate(definition, act)
+        self._engine.persistence.flush(definition, act)
+
+    def _on_deactivate(self, definition: ActorDef, act: Activation) -> None:
         e = self._engine
         ctx = Context(address=act.address, key=act.key, type_name=act.type_name, node_id=e.node_id)
         token = CURRENT.set(ctx)
@@ -195,12 +199,12 @@ class Upkeep:
             log.exception("%s.on_deactivate failed", act.address)
         finally:
             CURRENT.reset(token)
-        e.persistence.flush(definition, act)
 
     def hand_over(self) -> Handoff:
-        """Deactivate every identity (in a worker thread, admission closed): state written,
-        and what the next owner needs of each returned by address (the memory of
-        ``persist="never"`` ones, the recent replies of all).
+        """Deactivate every identity (in a worker thread, admission closed): state written
+        — the identities that were idle in one store transaction — and what the next owner
+        needs of each returned by address (the memory of ``persist="never"`` ones, the
+        recent replies of all).
 
         An identity whose turn outlived the drain: under ``persist="call"`` it is left
         alone (its write is fenced off, its caller retries at the next owner with the same
@@ -210,32 +214,60 @@ class Upkeep:
         would not know of."""
         e = self._engine
         handoff: Handoff = {}
+        idle: list[tuple[ActorDef, Activation]] = []
+        gone: list[Activation] = []
         for act in list(e.admission.table):
             with e.admission.lock:
                 busy = e.admission.in_use(act.address)
             definition = e.types.get(act.type_name)
             if busy and (definition is None or definition.options.persist.writes_before_reply):
                 continue
-            if act.instance is not None and definition is not None:
-                try:
-                    if busy:  # no on_deactivate: the instance is still in its turn
-                        act.moved = True
-                        e.persistence.flush(definition, act)
-                    else:
-                        self.deactivate(definition, act)
-                    persist = definition.options.persist
-                    state = encode_snapshot(act.instance, act.address) if persist.memory_only else None
-                    # Under "call" the store holds the records; the others keep them in memory only.
-                    replies = tuple(act.replies.items()) if act.replies and not persist.writes_before_reply else ()
-                    if state is not None or replies:
-                        handoff[act.address] = Memory(state, replies)
-                except Exception as exc:  # the store failed: this identity's unwritten change is lost
-                    log.error("%s: state not written when its partition moved: %s: %s", act.address,
-                              type(exc).__name__, exc)  # fmt: skip
             if not busy:
-                act.forget()
-                e.admission.table.remove(act)
+                gone.append(act)
+            if act.instance is None or definition is None:
+                continue
+            try:
+                if busy:  # no on_deactivate: the instance is still in its turn
+                    act.moved = True
+                    e.persistence.flush(definition, act)
+                else:
+                    self._on_deactivate(definition, act)
+                    idle.append((definition, act))
+                persist = definition.options.persist
+                state = encode_snapshot(act.instance, act.address) if persist.memory_only else None
+                # Under "call" the store holds the records; the others keep them in memory only.
+                replies = tuple(act.replies.items()) if act.replies and not persist.writes_before_reply else ()
+                if state is not None or replies:
+                    handoff[act.address] = Memory(state, replies)
+            except Exception as exc:  # the store failed: this identity's unwritten change is lost
+                log.error("%s: state not written when its partition moved: %s: %s", act.address,
+                          type(exc).__name__, exc)  # fmt: skip
+        self._write_all(idle)
+        for act in gone:
+            act.forget()
+            e.admission.table.remove(act)
         return handoff
+
+    def _write_all(self, items: list[tuple[ActorDef, Activation]]) -> None:
+        """The hand-over's writes in one store transaction; if that fails (one identity
+        cannot be stored, a version conflict), each is written alone, so one identity's
+        failure loses no other's change."""
+        persistence = self._engine.persistence
+        try:
+            persistence.flush_many(items)
+            return
+        except Exception as exc:
+            if persistence.fenced:  # the partition moved on: no write of this owner counts
+                log.error("%d identities' state not written when their partition moved: %s", len(items), exc)
+                return
+            log.warning("the hand-over's one write failed (%s: %s): writing each identity alone",
+                        type(exc).__name__, exc)  # fmt: skip
+        for definition, act in items:
+            try:
+                persistence.flush(definition, act)
+            except Exception as exc:  # the store failed: this identity's unwritten change is lost
+                log.error("%s: state not written when its partition moved: %s: %s", act.address,
+                          type(exc).__name__, exc)  # fmt: skip
 
     # -- write-behind, ownership, records -----------------------------------------------------------
 

@@ -7,7 +7,6 @@ directory, takes back its partitions and claims their next epochs.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import os
@@ -147,7 +146,8 @@ class ShardHost:
 
     def adopt(self, partitions: list[int], handoffs: dict[int, Handoff]) -> dict[int, int]:
         """Serve ``partitions``: claim each one's next epoch in the store (the previous
-        owner can no longer write) and start serving. Returns the epochs."""
+        owner can no longer write) and start serving. Returns the epochs. (At the start;
+        the directory's moves come over gRPC: ``_moves.MoveService``.)"""
         epochs: dict[int, int] = {}
         for p in partitions:
             epoch = self._store.claim_shard(self._group, p, self._cluster_id)
@@ -155,16 +155,6 @@ class ShardHost:
             self.parts.adopt(p, epoch, handoffs.get(p), start=pending)
             epochs[p] = epoch
         return epochs
-
-    def release(self, partitions: list[int], grace_s: float) -> dict[int, Handoff]:
-        """Hand ``partitions`` over: drain, write, and return ``persist="never"`` memory."""
-
-        async def run() -> dict[int, Handoff]:
-            out = await asyncio.gather(*(self.parts.release(p, grace_s) for p in partitions))
-            return dict(zip(partitions, out, strict=True))
-
-        result: dict[int, Handoff] = self._io.run(run(), timeout=grace_s + 60)
-        return result
 
     def set_faults(self, faults: Any) -> None:
         """The lab's faults, from now on, on the messages this host's turns send."""

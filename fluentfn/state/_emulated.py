@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._store import Record, Reminder, Scheduled, Store, WouldBlock
+from ._store import Record, Reminder, Scheduled, Store, WouldBlock, Write
 
 # DynamoDB's item limit and request units: larger records live in the object store.
 ITEM_LIMIT = 400 * 1024
@@ -102,6 +102,11 @@ class MeteredStore:
         if nowait:
             self._wrote(nbytes)  # counted once it happened (a WouldBlock is tried again)
         return version
+
+    def save_many(self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None) -> list[int]:
+        for w in writes:  # each record is a write, counted (and priced) as one
+            self._wrote(len(w.state) + sum(len(v) for v in (w.parts or {}).values() if v is not None))
+        return self.inner.save_many(writes, fence=fence)
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         value = self.inner.get_reply(address, request_id)

@@ -16,7 +16,7 @@ import msgpack
 from .._config import REPLY_TTL_S
 from ..errors import Unavailable
 from ._layout import merge
-from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict, WouldBlock
+from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict, WouldBlock, Write
 
 _SAVE = """
 if KEYS[2] ~= '' then
@@ -49,6 +49,41 @@ for i = 0, n - 1 do
   end
 end
 return {v + 1, 0}
+"""
+
+
+# save_many: KEYS[1] the epoch key ('' for none), KEYS[1 + i] record i's hash. ARGV: the
+# writer's epoch, then per record: expected version, state, count of parts (-1: a whole
+# state), then (field, op, value) per part. Every check first, then every write: all or none.
+_SAVE_MANY = """
+if KEYS[1] ~= '' then
+  local e = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if e > tonumber(ARGV[1]) then return {-1, e, 0} end
+end
+local at = 2
+local starts = {}
+for i = 2, #KEYS do
+  local v = tonumber(redis.call('HGET', KEYS[i], 'v') or '0')
+  if v ~= tonumber(ARGV[at]) then return {-2, v, i - 1} end
+  starts[i] = at
+  at = at + 3 + 3 * math.max(tonumber(ARGV[at + 2]), 0)
+end
+for i = 2, #KEYS do
+  local a = starts[i]
+  redis.call('HSET', KEYS[i], 'v', tonumber(ARGV[a]) + 1, 's', ARGV[a + 1])
+  local p = tonumber(ARGV[a + 2])
+  if p < 0 then
+    for _, field in ipairs(redis.call('HKEYS', KEYS[i])) do
+      if string.sub(field, 1, 2) == 'p:' then redis.call('HDEL', KEYS[i], field) end
+    end
+    p = 0
+  end
+  for j = 0, p - 1 do
+    local field, op, value = ARGV[a + 3 + 3 * j], ARGV[a + 4 + 3 * j], ARGV[a + 5 + 3 * j]
+    if op == 's' then redis.call('HSET', KEYS[i], field, value) else redis.call('HDEL', KEYS[i], field) end
+  end
+end
+return {0, 0, 0}
 """
 
 
@@ -85,6 +120,7 @@ class RedisStore:
         self._p = prefix
         self._r: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         self._save = self._r.register_script(_SAVE)
+        self._save_many = self._r.register_script(_SAVE_MANY)
         self._claim = self._r.register_script(_CLAIM)
         self._errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
         # The store's identity: set once by the first process to open it. A flushed server,
@@ -183,9 +219,7 @@ class RedisStore:
         reply_key = self._reply_key(address, reply[0]) if reply else ""
         keys = [self._k("state", address), epoch_key, reply_key, self._k("remidx")]
         args: list[Any] = [epoch, expected, state, reply[1] if reply else b"", int(REPLY_TTL_S), len(reminders)]
-        args.append(-1 if parts is None else len(parts))  # -1: a whole state, no parts left
-        for name, value in (parts or {}).items():
-            args += [b"p:" + name.encode("utf-8", "surrogatepass"), b"d" if value is None else b"s", value or b""]
+        args += self._parts_args(parts)
         for item in reminders:  # the turn's reminders: the partition's payloads and due set each
             keys += [self._k("remp", item.group, item.shard), self._k("rem", item.group, item.shard)]
             member = self._member(item.row.address, item.row.rid)
@@ -197,6 +231,32 @@ class RedisStore:
         if status == -2:
             raise VersionConflict(f"{address} is at version {detail}, not {expected}")
         return status
+
+    @staticmethod
+    def _parts_args(parts: Mapping[str, bytes | None] | None) -> list[Any]:
+        """The scripts' arguments for a record's parts: their count (-1: a whole state, no
+        parts left), then (field, op, value) per part."""
+        args: list[Any] = [-1 if parts is None else len(parts)]
+        for name, value in (parts or {}).items():
+            args += [b"p:" + name.encode("utf-8", "surrogatepass"), b"d" if value is None else b"s", value or b""]
+        return args
+
+    def save_many(self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None) -> list[int]:
+        if not writes:
+            return []
+        epoch = fence[2] if fence else 0
+        keys = [self._k("epoch", fence[0], fence[1]) if fence else ""]
+        args: list[Any] = [epoch]
+        for w in writes:
+            keys.append(self._k("state", w.address))
+            args += [w.expected, w.state, *self._parts_args(w.parts)]
+        status, detail, index = (int(x) for x in self._call(self._save_many, keys=keys, args=args))
+        if status == -1:
+            raise StaleEpoch(f"shard moved to epoch {detail} (writer has {epoch})")
+        if status == -2:
+            w = writes[index - 1]
+            raise VersionConflict(f"{w.address} is at version {detail}, not {w.expected}")
+        return [w.expected + 1 for w in writes]
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         value = self._call(self._r.get, self._reply_key(address, request_id))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .._config import sqlite_sync
 from ._layout import merge
-from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict, WouldBlock
+from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict, WouldBlock, Write
 
 _LOCK_POLL_S = 0.0002  # how soon a writer tries SQLite's write lock again while another process holds it
 _LOCK_POLL_MAX_S = 0.002  # ... at most, backing off
@@ -212,36 +212,8 @@ class SqliteStore:
         if nowait and self._sync in ("FULL", "EXTRA"):
             raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
         with self._write(nowait=nowait) as conn:
-            if fence is not None:
-                group, shard, epoch = fence
-                row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
-                if row is not None and row[0] > epoch:
-                    raise StaleEpoch(f"shard {group}/{shard} moved to epoch {row[0]} (writer has {epoch})")
-            if expected:
-                cur = conn.execute(
-                    "UPDATE state SET version=?, state=? WHERE address=? AND version=?",
-                    (expected + 1, state, address, expected),
-                )
-                written = cur.rowcount == 1
-            else:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO state (address, version, state) VALUES (?, 1, ?)",
-                    (address, state),
-                )
-                written = cur.rowcount == 1
-            if not written:
-                row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
-                raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
-            current = expected
-            if parts is None:
-                conn.execute("DELETE FROM parts WHERE address=?", (address,))
-            else:
-                for name, value in parts.items():
-                    if value is None:
-                        conn.execute("DELETE FROM parts WHERE address=? AND name=?", (address, name))
-                    else:
-                        put = "INSERT OR REPLACE INTO parts (address, name, value) VALUES (?, ?, ?)"
-                        conn.execute(put, (address, name, value))
+            self._check_fence(conn, fence)
+            version = self._put(conn, address, expected, state, parts)
             if reply is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (?, ?, ?, ?)",
@@ -249,7 +221,47 @@ class SqliteStore:
                 )
             for item in reminders:
                 self._add_reminder(conn, item)
-        return current + 1
+        return version
+
+    def save_many(self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None) -> list[int]:
+        with self._write() as conn:  # one transaction: a raise rolls every record back
+            self._check_fence(conn, fence)
+            return [self._put(conn, w.address, w.expected, w.state, w.parts) for w in writes]
+
+    @staticmethod
+    def _check_fence(conn: sqlite3.Connection, fence: tuple[str, int, int] | None) -> None:
+        if fence is not None:
+            group, shard, epoch = fence
+            row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
+            if row is not None and row[0] > epoch:
+                raise StaleEpoch(f"shard {group}/{shard} moved to epoch {row[0]} (writer has {epoch})")
+
+    @staticmethod
+    def _put(
+        conn: sqlite3.Connection, address: str, expected: int, state: bytes, parts: Mapping[str, bytes | None] | None
+    ) -> int:
+        """One record's conditional write, inside a transaction; returns its new version."""
+        if expected:
+            cur = conn.execute(
+                "UPDATE state SET version=?, state=? WHERE address=? AND version=?",
+                (expected + 1, state, address, expected),
+            )
+        else:
+            insert = "INSERT OR IGNORE INTO state (address, version, state) VALUES (?, 1, ?)"
+            cur = conn.execute(insert, (address, state))
+        if cur.rowcount != 1:
+            row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
+            raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
+        if parts is None:
+            conn.execute("DELETE FROM parts WHERE address=?", (address,))
+        else:
+            for name, value in parts.items():
+                if value is None:
+                    conn.execute("DELETE FROM parts WHERE address=? AND name=?", (address, name))
+                else:
+                    put = "INSERT OR REPLACE INTO parts (address, name, value) VALUES (?, ?, ?)"
+                    conn.execute(put, (address, name, value))
+        return expected + 1
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         row = (

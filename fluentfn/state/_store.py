@@ -60,6 +60,16 @@ class Scheduled:
     row: Reminder
 
 
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One identity's state in a ``save_many`` (``state`` and ``parts`` as in ``save``)."""
+
+    address: str
+    expected: int
+    state: bytes
+    parts: Mapping[str, bytes | None] | None = None
+
+
 class Store(Protocol):
     """What hosts and FaaS invocations need from durable storage. Thread-safe."""
 
@@ -117,6 +127,13 @@ class Store(Protocol):
         reminders exist exactly when its state does). Returns the new version; raises
         VersionConflict or StaleEpoch.
         """
+        ...
+
+    def save_many(self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None) -> list[int]:
+        """Write every record of ``writes`` as ``save`` would (no replies, no reminders)
+        in one atomic step: all of them, or none (VersionConflict or StaleEpoch, nothing
+        written). A partition's hand-over writes its identities so. Returns the new
+        versions, in order."""
         ...
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:

@@ -1,0 +1,132 @@
+"""A partition's hand-over writes its identities in one store transaction (``save_many``,
+on a real SQLite file and a real redis-server): all of them or none; and a hand-over
+whose one write fails still writes every identity it can, alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fluentfn._ioloop import IoLoop
+from fluentfn.state import Store
+from fluentfn.state._codec import decode_state, encode_state, encode_value
+from fluentfn.state._layout import compose
+from fluentfn.state._store import StaleEpoch, VersionConflict, Write
+
+from .test_partitions import call, definition, host
+from .test_store_keys import store  # noqa: F401  (the fixture: a real SQLite file, a real redis-server)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def state_of(s: Store, address: str) -> tuple[int, dict[str, Any]] | None:
+    record = s.load(address)
+    return None if record is None else (record.version, decode_state(record.state))
+
+
+def test_save_many_writes_all_or_none(store: Store) -> None:  # noqa: F811
+    epoch = store.claim_shard("G", 0)
+    fence = ("G", 0, epoch)
+    assert store.save_many([], fence=fence) == []
+    first = [Write("T/a", 0, encode_state({"n": 1})), Write("T/b", 0, encode_state({"n": 2}))]
+    assert store.save_many(first, fence=fence) == [1, 1]
+    big = encode_value(b"x" * 100_000)
+    inline = compose([("n", encode_value(3))])
+    assert store.save_many([Write("T/c", 0, inline, {"big": big})], fence=fence) == [1]
+    assert state_of(store, "T/c") == (1, {"n": 3, "big": b"x" * 100_000})
+    before = {a: state_of(store, a) for a in ("T/a", "T/b", "T/c")}
+
+    # One record's version is wrong: none of them is written.
+    bad = [Write("T/a", 1, encode_state({"n": 10})), Write("T/b", 7, encode_state({"n": 20}))]
+    with pytest.raises(VersionConflict, match="T/b"):
+        store.save_many(bad, fence=fence)
+    assert {a: state_of(store, a) for a in before} == before
+
+    # The partition moved on: nothing is written.
+    store.claim_shard("G", 0)
+    with pytest.raises(StaleEpoch):
+        store.save_many([Write("T/a", 1, encode_state({"n": 10}))], fence=fence)
+    assert {a: state_of(store, a) for a in before} == before
+
+    # A whole state drops the parts of the last write; versions go up by one each.
+    now = ("G", 0, store.shard_epoch("G", 0))
+    again = [Write("T/c", 1, encode_state({"n": 4})), Write("T/a", 1, encode_state({"n": 11}))]
+    assert store.save_many(again, fence=now) == [2, 2]
+    assert state_of(store, "T/c") == (2, {"n": 4})
+    assert state_of(store, "T/a") == (2, {"n": 11})
+
+
+class Counting:
+    """A real store that counts its writes (what a hand-over costs in transactions)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.saves = 0
+        self.batches = 0
+
+    def save(self, *args: Any, **kwargs: Any) -> int:
+        self.saves += 1
+        version: int = self.inner.save(*args, **kwargs)
+        return version
+
+    def save_many(self, *args: Any, **kwargs: Any) -> list[int]:
+        self.batches += 1
+        versions: list[int] = self.inner.save_many(*args, **kwargs)
+        return versions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def counting(tmp_path: Any) -> Iterator[Counting]:
+    from fluentfn.state import open_store
+
+    inner = open_store(f"sqlite:///{tmp_path}/state.db")
+    yield Counting(inner)
+    inner.close()
+
+
+def test_an_interval_partition_hands_over_in_one_write(io: IoLoop, counting: Counting) -> None:
+    d = definition("interval")
+    st: Any = counting
+    a, b = host(io, st, d, "a"), host(io, st, d, "b")
+    p = 2
+    a.adopt(p, st.claim_shard(d.options.group, p))
+    keys = [k for k in (f"k{i}" for i in range(400)) if _in(k, p)][:6]
+    for i, k in enumerate(keys):
+        assert call(io, a, d, k, "add", i + 1) == i + 1
+    counting.saves = counting.batches = 0
+    handoff = io.run(a.release(p, grace_s=5.0))
+    assert (counting.batches, counting.saves) == (1, 0)  # every identity in one transaction
+    b.adopt(p, st.claim_shard(d.options.group, p), handoff)
+    for i, k in enumerate(keys):  # on_deactivate (+1000) ran before the write
+        assert call(io, b, d, k, "add", 0) == i + 1 + 1000
+
+
+def test_a_hand_over_whose_one_write_fails_writes_each_identity_alone(io: IoLoop, counting: Counting) -> None:
+    d = definition("interval")
+    st: Any = counting
+    a, b = host(io, st, d, "a"), host(io, st, d, "b")
+    p = 1
+    a.adopt(p, st.claim_shard(d.options.group, p))
+    keys = [k for k in (f"k{i}" for i in range(400)) if _in(k, p)][:3]
+    for k in keys:
+        assert call(io, a, d, k, "add", 5) == 5
+    # Another writer stored one identity behind the owner's back (interval mode had not
+    # written it yet): the one write conflicts.
+    st.save(f"{d.name}/{keys[0]}", expected=0, state=encode_state({"n": 99}), fence=None)
+    handoff = io.run(a.release(p, grace_s=5.0))
+    assert counting.batches == 1
+    b.adopt(p, st.claim_shard(d.options.group, p), handoff)
+    for k in keys[1:]:  # the others' changes were written, one by one
+        assert call(io, b, d, k, "add", 0) == 1005
+    assert call(io, b, d, keys[0], "add", 0) == 99  # the conflicting one was not overwritten
+
+
+def _in(key: str, partition: int) -> bool:
+    from fluentfn.placement import shard_for
+
+    return shard_for(key, 4) == partition
