@@ -21,7 +21,6 @@ from .elastic._autoscale import AutoscalePolicy
 from .elastic._rebuild import HostReport, rebuild, registry
 from .placement import ActorOptions
 from .transport._control import ControlClient
-from .wire._gen import actorhost_pb2 as pb
 
 log = logging.getLogger("fluentfn.directory")
 _ASK_S = 10.0  # a host still starting does not answer; it announces itself later (host_ready)
@@ -90,10 +89,8 @@ async def recover(
         # A lower epoch: its writes are refused; let it drop the copy.
         drops = [control.release(g.hosts[h].endpoint, (group, h), [p], 0.0, _ASK_S) for h, p in plan.stale]
         adoptions = list(plan.adopt.items())
-        blank = pb.PartitionMemory
         adopts = [
-            control.adopt(g.hosts[h].endpoint, (group, h), [blank(partition=p) for p in ps], HOST_START_S)
-            for h, ps in adoptions
+            control.adopt(g.hosts[h].endpoint, (group, h), {p: {} for p in ps}, HOST_START_S) for h, ps in adoptions
         ]
         dropped, epochs = await asyncio.gather(
             asyncio.gather(*drops, return_exceptions=True), asyncio.gather(*adopts, return_exceptions=True)

@@ -74,12 +74,12 @@ def test_a_partition_moves_over_grpc_with_its_state_and_replies(
     key = key_in(p)
     assert call(io, a.parts, d, key, "add", 5) == 5
     released = io.run(control.release(a.endpoint, a.who, [p], 5.0, 30.0))
-    assert [m.partition for m in released.partitions] == [p]
-    memory = released.partitions[0]
+    assert list(released) == [p]
+    memory = released[p]
     if persist == "never":  # the memory itself travels (the state encoding's bytes)
-        assert [m.address for m in memory.identities] == [f"{d.name}/{key}"]
-        assert memory.identities[0].HasField("state")
-    epochs = io.run(control.adopt(b.endpoint, b.who, [memory], 30.0))
+        assert list(memory) == [f"{d.name}/{key}"]
+        assert memory[f"{d.name}/{key}"].state
+    epochs = io.run(control.adopt(b.endpoint, b.who, {p: memory}, 30.0))
     assert epochs == {p: store.shard_epoch(d.options.group, p)}
     assert call(io, b.parts, d, key, "add", 1) == 1006  # on_deactivate ran once, on the move
     with pytest.raises(FluentError):
@@ -91,7 +91,7 @@ def test_a_partition_moves_over_grpc_with_its_state_and_replies(
 def test_moves_wait_until_the_host_has_started(io: IoLoop, store: Store, control: ControlClient) -> None:
     d = definition("call")
     late = Served(io, store, d, "late", started=False)
-    pending = io.submit(control.adopt(late.endpoint, late.who, [pb.PartitionMemory(partition=2)], 30.0))
+    pending = io.submit(control.adopt(late.endpoint, late.who, {2: {}}, 30.0))
     io.run(asyncio.sleep(0.3))
     assert not pending.done() and 2 not in late.parts.owned  # held: the start's own claims go first
     io.loop.call_soon_threadsafe(late.moves.started)
@@ -110,24 +110,27 @@ def test_bad_moves_are_refused_and_move_nothing(io: IoLoop, store: Store, contro
     with pytest.raises(InvalidRequest, match="grace_s"):
         io.run(control.release(a.endpoint, a.who, [0], float("nan"), 30.0))
     with pytest.raises(InvalidRequest, match="twice"):
-        io.run(control.adopt(a.endpoint, a.who, [pb.PartitionMemory(partition=0)] * 2, 30.0))
+        io.run(control.release(a.endpoint, a.who, [0, 0], 1.0, 30.0))
     with pytest.raises(Unauthenticated):
         io.run(ControlClient("not-the-token", None).release(a.endpoint, a.who, [0], 1.0, 30.0))
     # Another host now listens where the one meant was (a port handed out again): refused.
     with pytest.raises(Unavailable, match="not"):
         io.run(control.release(a.endpoint, (a.who[0], "h-gone"), [0], 1.0, 30.0))
     with pytest.raises(Unavailable, match="not"):
-        io.run(control.adopt(a.endpoint, ("OtherGroup", a.who[1]), [pb.PartitionMemory(partition=0)], 30.0))
+        io.run(control.adopt(a.endpoint, ("OtherGroup", a.who[1]), {0: {}}, 30.0))
 
-    async def garbage() -> grpc.StatusCode:
+    async def raw(body: bytes) -> tuple[grpc.StatusCode, str]:
         async with grpc.aio.insecure_channel(a.endpoint) as channel:
-            send = channel.unary_unary(f"/{CONTROL_SERVICE}/Release")
+            send = channel.unary_unary(f"/{CONTROL_SERVICE}/Adopt")
             try:
-                await send(b"\xff\x00garbage", metadata=metadata(TOKEN), timeout=30)
+                await send(body, metadata=metadata(TOKEN), timeout=30)
             except grpc.aio.AioRpcError as exc:
-                return exc.code()
-        return grpc.StatusCode.OK
+                return exc.code(), exc.details() or ""
+        return grpc.StatusCode.OK, ""
 
-    assert io.run(garbage()) == grpc.StatusCode.INVALID_ARGUMENT
+    assert io.run(raw(b"\xff\x00garbage"))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    twice = pb.AdoptRequest(partitions=[pb.PartitionMemory(partition=0)] * 2, group=a.who[0], host_id=a.who[1])
+    code, details = io.run(raw(twice.SerializeToString()))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "twice" in details
     assert a.parts.owned == before and store.shard_epoch(d.options.group, 0) == epoch
     io.run(a.server.stop(None))

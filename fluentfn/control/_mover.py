@@ -12,8 +12,8 @@ from .._config import DRAIN_S, HOST_START_S
 from .._tables import Group, Host, Route, host_spec
 from ..elastic._assign import assign, moves
 from ..errors import FluentError, Unavailable
+from ..host._activations import Handoff
 from ..placement import missing_resources, resource_demand
-from ..wire._gen import actorhost_pb2 as pb
 from ._hosts import Hosts
 
 log = logging.getLogger("fluentfn.directory")
@@ -91,37 +91,37 @@ class Mover:
     async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> None:
         part = g.parts[p]
         control = self._hosts.control
-        memory = pb.PartitionMemory(partition=p)
+        memory: Handoff = {}
         if src is not None:
             try:
                 released = await control.release(src.endpoint, (group, src.hid), [p], DRAIN_S, DRAIN_S + 60)
-                memory = next((m for m in released.partitions if m.partition == p), memory)
+                memory = released.get(p, {})
             except FluentError as exc:  # the host died: its state is in the store, as after a crash
                 log.warning("partition %s/%s: its host %s did not hand it over (%s)", group, p, src.hid, exc)
         target = dst
         try:
-            epochs = await self._adopt(group, dst, memory)
+            epochs = await self._adopt(group, dst, p, memory)
         except FluentError as exc:
             if src is None:
                 part.host = None
                 raise FluentError(f"partition {group}/{p} could not be placed on {dst.hid}: {exc}") from exc
             log.warning("partition %s/%s stays on %s: %s could not take it (%s)", group, p, src.hid, dst.hid, exc)
             target = src
-            epochs = await self._adopt(group, src, memory)
+            epochs = await self._adopt(group, src, p, memory)
         part.host = target.hid
         part.route = Route(target.endpoint, epochs[p], target.node_id)
         part.ready.set()
 
-    async def _adopt(self, group: str, host: Host, memory: pb.PartitionMemory) -> dict[int, int]:
+    async def _adopt(self, group: str, host: Host, p: int, memory: Handoff) -> dict[int, int]:
         """``host`` claims and serves a partition; at its new endpoint if Ray restarted it
         meanwhile (a restarted host listens on a new port and announces it)."""
         endpoint = host.endpoint
         try:
-            return await self._hosts.control.adopt(endpoint, (group, host.hid), [memory], HOST_START_S)
+            return await self._hosts.control.adopt(endpoint, (group, host.hid), {p: memory}, HOST_START_S)
         except Unavailable:
             if host.endpoint == endpoint:
                 raise
-            return await self._hosts.control.adopt(host.endpoint, (group, host.hid), [memory], HOST_START_S)
+            return await self._hosts.control.adopt(host.endpoint, (group, host.hid), {p: memory}, HOST_START_S)
 
     async def stop_all(self, group: str, g: Group) -> int:
         """Every partition written and unassigned, every host stopped (resources freed); the

@@ -11,9 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import InvalidRequest, WrongPeer
 from ..host._activations import Handoff
-from ..host._handover import memory_from_pb, memory_to_pb
 from ..host._partitions import PartitionSet
-from ..wire._gen import actorhost_pb2 as pb
 
 _MAX_GRACE_S = 3600.0
 Adopt = Callable[[list[int], dict[int, Handoff]], dict[int, int]]
@@ -35,33 +33,29 @@ class MoveService:
         """The host has started (called on its loop): moves are served from now on."""
         self._started.set()
 
-    def _check(self, group: str, host_id: str, partitions: list[int]) -> None:
-        if (group, host_id) != (self._parts.group, self._parts.host_id):
-            raise WrongPeer(f"this is host {self._parts.group}/{self._parts.host_id}, not {group}/{host_id}")
+    def _check(self, who: tuple[str, str], partitions: list[int]) -> None:
+        if who != (self._parts.group, self._parts.host_id):
+            raise WrongPeer(f"this is host {self._parts.group}/{self._parts.host_id}, not {who[0]}/{who[1]}")
         bad = [p for p in partitions if p >= self._parts.partitions]
         if bad:
             raise InvalidRequest(f"group {self._parts.group} has {self._parts.partitions} partitions, not {bad[0] + 1}")
         if len(set(partitions)) != len(partitions):
             raise InvalidRequest(f"a partition is named twice: {partitions}")
 
-    async def release(self, request: pb.ReleaseRequest) -> pb.ReleaseReply:
-        partitions = list(request.partitions)
-        self._check(request.group, request.host_id, partitions)
-        grace = request.grace_s
-        if not (math.isfinite(grace) and 0.0 <= grace <= _MAX_GRACE_S):
-            raise InvalidRequest(f"grace_s must be between 0 and {_MAX_GRACE_S:g} seconds, not {grace}")
+    async def release(self, who: tuple[str, str], partitions: list[int], grace_s: float) -> dict[int, Handoff]:
+        self._check(who, partitions)
+        if not (math.isfinite(grace_s) and 0.0 <= grace_s <= _MAX_GRACE_S):
+            raise InvalidRequest(f"grace_s must be between 0 and {_MAX_GRACE_S:g} seconds, not {grace_s}")
         await self._started.wait()
-        out = await asyncio.gather(*(self._parts.release(p, grace) for p in partitions))
-        return pb.ReleaseReply(partitions=[memory_to_pb(p, h) for p, h in zip(partitions, out, strict=True)])
+        out = await asyncio.gather(*(self._parts.release(p, grace_s) for p in partitions))
+        return dict(zip(partitions, out, strict=True))
 
-    async def adopt(self, request: pb.AdoptRequest) -> pb.AdoptReply:
-        handoffs = {m.partition: memory_from_pb(m) for m in request.partitions}
-        partitions = [m.partition for m in request.partitions]
-        self._check(request.group, request.host_id, partitions)
+    async def adopt(self, who: tuple[str, str], handoffs: dict[int, Handoff]) -> dict[int, int]:
+        partitions = list(handoffs)
+        self._check(who, partitions)
         await self._started.wait()
         loop = asyncio.get_running_loop()
-        epochs = await loop.run_in_executor(self._thread, self._adopt, partitions, handoffs)
-        return pb.AdoptReply(epochs=epochs)
+        return await loop.run_in_executor(self._thread, self._adopt, partitions, handoffs)
 
     def close(self) -> None:
         self._thread.shutdown(wait=False)

@@ -5,6 +5,7 @@ What travels is protobuf and the state encoding's bytes; nothing is unpickled.""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Protocol
 
@@ -12,6 +13,7 @@ import grpc
 from grpc import aio
 
 from ..errors import FluentError, InvalidRequest, status_for
+from ..host._activations import Handoff, Memory
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import metadata
@@ -23,12 +25,54 @@ CONTROL_SERVICE = "fluentfn.v1.HostControl"
 log = logging.getLogger("fluentfn.transport")
 
 
+Who = tuple[str, str]
+"""A host, as a move names it: (group, host id)."""
+
+
 class Controlled(Protocol):
     """What a host does for the directory's moves."""
 
-    async def release(self, request: pb.ReleaseRequest) -> pb.ReleaseReply: ...
+    async def release(self, who: Who, partitions: list[int], grace_s: float) -> dict[int, Handoff]: ...
 
-    async def adopt(self, request: pb.AdoptRequest) -> pb.AdoptReply: ...
+    async def adopt(self, who: Who, handoffs: dict[int, Handoff]) -> dict[int, int]: ...
+
+
+def memory_to_pb(partition: int, handoff: Handoff) -> pb.PartitionMemory:
+    """``handoff`` (by address) of ``partition`` as its wire message."""
+    return pb.PartitionMemory(
+        partition=partition,
+        identities=[
+            pb.IdentityMemory(
+                address=address,
+                state=memory.state,
+                replies=[pb.RecordedReply(request_id=r, reply=b) for r, b in memory.replies],
+            )
+            for address, memory in handoff.items()
+        ],
+    )
+
+
+def memory_from_pb(message: pb.PartitionMemory) -> Handoff:
+    """The hand-over memory a PartitionMemory carries."""
+    return {
+        m.address: Memory(m.state if m.HasField("state") else None, tuple((r.request_id, r.reply) for r in m.replies))
+        for m in message.identities
+    }
+
+
+async def _release(host: Controlled, request: pb.ReleaseRequest) -> pb.ReleaseReply:
+    partitions = list(request.partitions)
+    out = await host.release((request.group, request.host_id), partitions, request.grace_s)
+    return pb.ReleaseReply(partitions=[memory_to_pb(p, out.get(p, {})) for p in partitions])
+
+
+async def _adopt(host: Controlled, request: pb.AdoptRequest) -> pb.AdoptReply:
+    handoffs: dict[int, Handoff] = {}
+    for m in request.partitions:
+        if m.partition in handoffs:
+            raise InvalidRequest(f"partition {m.partition} is named twice")
+        handoffs[m.partition] = memory_from_pb(m)
+    return pb.AdoptReply(epochs=await host.adopt((request.group, request.host_id), handoffs))
 
 
 async def _answer(run: Any, request: Any, context: aio.ServicerContext[Any, Any], name: str) -> Any:
@@ -47,11 +91,11 @@ def register_control(server: aio.Server, host: Controlled) -> None:
     """Serve HostControl on ``server`` for ``host`` (hosts only; the gateway has none)."""
 
     async def release(request: pb.ReleaseRequest, context: aio.ServicerContext[Any, Any]) -> pb.ReleaseReply:
-        result: pb.ReleaseReply = await _answer(host.release, request, context, "Release")
+        result: pb.ReleaseReply = await _answer(functools.partial(_release, host), request, context, "Release")
         return result
 
     async def adopt(request: pb.AdoptRequest, context: aio.ServicerContext[Any, Any]) -> pb.AdoptReply:
-        result: pb.AdoptReply = await _answer(host.adopt, request, context, "Adopt")
+        result: pb.AdoptReply = await _answer(functools.partial(_adopt, host), request, context, "Adopt")
         return result
 
     handlers = {
@@ -84,10 +128,10 @@ class ControlClient:
         return found[1]
 
     async def release(
-        self, endpoint: str, who: tuple[str, str], partitions: list[int], grace_s: float, timeout_s: float
-    ) -> pb.ReleaseReply:
-        """Host ``who`` (group, host id) at ``endpoint`` drains ``partitions``, writes them,
-        and returns their memory."""
+        self, endpoint: str, who: Who, partitions: list[int], grace_s: float, timeout_s: float
+    ) -> dict[int, Handoff]:
+        """Host ``who`` at ``endpoint`` drains ``partitions``, writes them, and returns what
+        their next owner needs (by partition)."""
         group, host_id = who
         request = pb.ReleaseRequest(partitions=partitions, grace_s=grace_s, group=group, host_id=host_id)
         try:
@@ -96,14 +140,13 @@ class ControlClient:
             )
         except grpc.RpcError as exc:
             raise rpc_error(exc, endpoint) from None
-        return reply
+        return {m.partition: memory_from_pb(m) for m in reply.partitions}
 
-    async def adopt(
-        self, endpoint: str, who: tuple[str, str], partitions: list[pb.PartitionMemory], timeout_s: float
-    ) -> dict[int, int]:
-        """Host ``who`` (group, host id) at ``endpoint`` claims and serves ``partitions``;
-        returns their epochs."""
+    async def adopt(self, endpoint: str, who: Who, handoffs: dict[int, Handoff], timeout_s: float) -> dict[int, int]:
+        """Host ``who`` at ``endpoint`` claims and serves the partitions of ``handoffs``
+        (each starting from its hand-over memory); returns their epochs."""
         group, host_id = who
+        partitions = [memory_to_pb(p, h) for p, h in handoffs.items()]
         request = pb.AdoptRequest(partitions=partitions, group=group, host_id=host_id)
         try:
             reply: pb.AdoptReply = await self._stub(endpoint).Adopt(
