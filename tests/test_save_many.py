@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from fluentfn._actordef import ActorDef
 from fluentfn._ioloop import IoLoop
+from fluentfn.host._partitions import PartitionSet
+from fluentfn.placement import shard_for
 from fluentfn.state import Store
 from fluentfn.state._codec import decode_state, encode_state, encode_value
 from fluentfn.state._layout import compose
@@ -89,13 +92,19 @@ def counting(tmp_path: Any) -> Iterator[Counting]:
     inner.close()
 
 
-def test_an_interval_partition_hands_over_in_one_write(io: IoLoop, counting: Counting) -> None:
+def two_hosts(io: IoLoop, st: Any, p: int, n: int) -> tuple[ActorDef, PartitionSet, PartitionSet, list[str]]:
+    """An interval-mode type on two hosts over ``st``; the first owns partition ``p``;
+    ``n`` keys of that partition."""
     d = definition("interval")
-    st: Any = counting
     a, b = host(io, st, d, "a"), host(io, st, d, "b")
-    p = 2
     a.adopt(p, st.claim_shard(d.options.group, p))
-    keys = [k for k in (f"k{i}" for i in range(400)) if _in(k, p)][:6]
+    return d, a, b, [k for k in (f"k{i}" for i in range(400)) if shard_for(k, 4) == p][:n]
+
+
+def test_an_interval_partition_hands_over_in_one_write(io: IoLoop, counting: Counting) -> None:
+    st: Any = counting
+    p = 2
+    d, a, b, keys = two_hosts(io, st, p, 6)
     for i, k in enumerate(keys):
         assert call(io, a, d, k, "add", i + 1) == i + 1
     counting.saves = counting.batches = 0
@@ -107,12 +116,9 @@ def test_an_interval_partition_hands_over_in_one_write(io: IoLoop, counting: Cou
 
 
 def test_a_hand_over_whose_one_write_fails_writes_each_identity_alone(io: IoLoop, counting: Counting) -> None:
-    d = definition("interval")
     st: Any = counting
-    a, b = host(io, st, d, "a"), host(io, st, d, "b")
     p = 1
-    a.adopt(p, st.claim_shard(d.options.group, p))
-    keys = [k for k in (f"k{i}" for i in range(400)) if _in(k, p)][:3]
+    d, a, b, keys = two_hosts(io, st, p, 3)
     for k in keys:
         assert call(io, a, d, k, "add", 5) == 5
     # Another writer stored one identity behind the owner's back (interval mode had not
@@ -124,9 +130,3 @@ def test_a_hand_over_whose_one_write_fails_writes_each_identity_alone(io: IoLoop
     for k in keys[1:]:  # the others' changes were written, one by one
         assert call(io, b, d, k, "add", 0) == 1005
     assert call(io, b, d, keys[0], "add", 0) == 99  # the conflicting one was not overwritten
-
-
-def _in(key: str, partition: int) -> bool:
-    from fluentfn.placement import shard_for
-
-    return shard_for(key, 4) == partition
