@@ -240,8 +240,7 @@ class Upkeep:
                 if state is not None or replies:
                     handoff[act.address] = Memory(state, replies)
             except Exception as exc:  # the store failed: this identity's unwritten change is lost
-                log.error("%s: state not written when its partition moved: %s: %s", act.address,
-                          type(exc).__name__, exc)  # fmt: skip
+                _not_written(act, exc)
         self._write_all(idle)
         for act in gone:
             act.forget()
@@ -266,8 +265,7 @@ class Upkeep:
             try:
                 persistence.flush(definition, act)
             except Exception as exc:  # the store failed: this identity's unwritten change is lost
-                log.error("%s: state not written when its partition moved: %s: %s", act.address,
-                          type(exc).__name__, exc)  # fmt: skip
+                _not_written(act, exc)
 
     # -- write-behind, ownership, records -----------------------------------------------------------
 
@@ -310,3 +308,7 @@ class Upkeep:
                     running.method,
                     now - running.deadline,
                 )
+
+
+def _not_written(act: Activation, exc: Exception) -> None:
+    log.error("%s: state not written when its partition moved: %s: %s", act.address, type(exc).__name__, exc)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..errors import InvalidRequest, WrongPeer
 from ..host._activations import Handoff
 from ..host._partitions import PartitionSet
+from ..transport._control import Who
 
 _MAX_GRACE_S = 3600.0
 Adopt = Callable[[list[int], dict[int, Handoff]], dict[int, int]]
@@ -33,7 +34,7 @@ class MoveService:
         """The host has started (called on its loop): moves are served from now on."""
         self._started.set()
 
-    def _check(self, who: tuple[str, str], partitions: list[int]) -> None:
+    def _check(self, who: Who, partitions: list[int]) -> None:
         if who != (self._parts.group, self._parts.host_id):
             raise WrongPeer(f"this is host {self._parts.group}/{self._parts.host_id}, not {who[0]}/{who[1]}")
         bad = [p for p in partitions if p >= self._parts.partitions]
@@ -42,7 +43,7 @@ class MoveService:
         if len(set(partitions)) != len(partitions):
             raise InvalidRequest(f"a partition is named twice: {partitions}")
 
-    async def release(self, who: tuple[str, str], partitions: list[int], grace_s: float) -> dict[int, Handoff]:
+    async def release(self, who: Who, partitions: list[int], grace_s: float) -> dict[int, Handoff]:
         self._check(who, partitions)
         if not (math.isfinite(grace_s) and 0.0 <= grace_s <= _MAX_GRACE_S):
             raise InvalidRequest(f"grace_s must be between 0 and {_MAX_GRACE_S:g} seconds, not {grace_s}")
@@ -50,7 +51,7 @@ class MoveService:
         out = await asyncio.gather(*(self._parts.release(p, grace_s) for p in partitions))
         return dict(zip(partitions, out, strict=True))
 
-    async def adopt(self, who: tuple[str, str], handoffs: dict[int, Handoff]) -> dict[int, int]:
+    async def adopt(self, who: Who, handoffs: dict[int, Handoff]) -> dict[int, int]:
         partitions = list(handoffs)
         self._check(who, partitions)
         await self._started.wait()

@@ -18,27 +18,38 @@ from ..errors import Unavailable
 from ._layout import merge
 from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict, WouldBlock, Write
 
-_SAVE = """
+# Both save scripts write a record with this: its version and inline state, then its parts
+# from ARGV[at] on (their count, -1 for a whole state: no parts left; then field, op, value
+# each). Returns the index of the first argument after them.
+_WRITE_RECORD = """
+local function write_record(key, version, state, at)
+  redis.call('HSET', key, 'v', version, 's', state)
+  local p = tonumber(ARGV[at])
+  if p < 0 then
+    for _, field in ipairs(redis.call('HKEYS', key)) do
+      if string.sub(field, 1, 2) == 'p:' then redis.call('HDEL', key, field) end
+    end
+    p = 0
+  end
+  for i = 0, p - 1 do
+    local field, op, value = ARGV[at + 1 + 3 * i], ARGV[at + 2 + 3 * i], ARGV[at + 3 + 3 * i]
+    if op == 's' then redis.call('HSET', key, field, value) else redis.call('HDEL', key, field) end
+  end
+  return at + 1 + 3 * p
+end
+"""
+
+_SAVE = (
+    _WRITE_RECORD
+    + """
 if KEYS[2] ~= '' then
   local e = tonumber(redis.call('GET', KEYS[2]) or '0')
   if e > tonumber(ARGV[1]) then return {-1, e} end
 end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[2]) then return {-2, v} end
-redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[3])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
-local p = tonumber(ARGV[7])
-if p < 0 then
-  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(field, 1, 2) == 'p:' then redis.call('HDEL', KEYS[1], field) end
-  end
-  p = 0
-end
-for i = 0, p - 1 do
-  local field, op, value = ARGV[8 + 3 * i], ARGV[9 + 3 * i], ARGV[10 + 3 * i]
-  if op == 's' then redis.call('HSET', KEYS[1], field, value) else redis.call('HDEL', KEYS[1], field) end
-end
-local base = 8 + 3 * p
+local base = write_record(KEYS[1], v + 1, ARGV[3], 7)
 local n = tonumber(ARGV[6] or '0')
 for i = 0, n - 1 do
   local at = base + 4 * i
@@ -50,12 +61,15 @@ for i = 0, n - 1 do
 end
 return {v + 1, 0}
 """
+)
 
 
 # save_many: KEYS[1] the epoch key ('' for none), KEYS[1 + i] record i's hash. ARGV: the
-# writer's epoch, then per record: expected version, state, count of parts (-1: a whole
-# state), then (field, op, value) per part. Every check first, then every write: all or none.
-_SAVE_MANY = """
+# writer's epoch, then per record: expected version, state, its parts (as write_record
+# reads them). Every check first, then every write: all or none.
+_SAVE_MANY = (
+    _WRITE_RECORD
+    + """
 if KEYS[1] ~= '' then
   local e = tonumber(redis.call('GET', KEYS[1]) or '0')
   if e > tonumber(ARGV[1]) then return {-1, e, 0} end
@@ -70,21 +84,11 @@ for i = 2, #KEYS do
 end
 for i = 2, #KEYS do
   local a = starts[i]
-  redis.call('HSET', KEYS[i], 'v', tonumber(ARGV[a]) + 1, 's', ARGV[a + 1])
-  local p = tonumber(ARGV[a + 2])
-  if p < 0 then
-    for _, field in ipairs(redis.call('HKEYS', KEYS[i])) do
-      if string.sub(field, 1, 2) == 'p:' then redis.call('HDEL', KEYS[i], field) end
-    end
-    p = 0
-  end
-  for j = 0, p - 1 do
-    local field, op, value = ARGV[a + 3 + 3 * j], ARGV[a + 4 + 3 * j], ARGV[a + 5 + 3 * j]
-    if op == 's' then redis.call('HSET', KEYS[i], field, value) else redis.call('HDEL', KEYS[i], field) end
-  end
+  write_record(KEYS[i], tonumber(ARGV[a]) + 1, ARGV[a + 1], a + 2)
 end
 return {0, 0, 0}
 """
+)
 
 
 _CLAIM = """
