@@ -4,6 +4,7 @@ whose one write fails still writes every identity it can, alone."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +18,9 @@ from fluentfn.state import Store
 from fluentfn.state._codec import decode_state, encode_state, encode_value
 from fluentfn.state._layout import compose
 from fluentfn.state._store import StaleEpoch, VersionConflict, Write
+from fluentfn.testing import wait_for
 
-from .test_partitions import call, definition, host
+from .test_partitions import HELD, call, definition, host, key_in
 from .test_store_keys import store  # noqa: F401  (the fixture: a real SQLite file, a real redis-server)
 
 pytestmark = pytest.mark.timeout(120)
@@ -62,20 +64,24 @@ def test_save_many_writes_all_or_none(store: Store) -> None:  # noqa: F811
 
 
 class Counting:
-    """A real store that counts its writes (what a hand-over costs in transactions)."""
+    """A real store that counts its writes (what a hand-over costs in transactions) and
+    keeps, for each, whether it was ``urgent``."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.saves = 0
         self.batches = 0
+        self.urgent: list[tuple[str, bool]] = []  # ("save" or "save_many", urgent)
 
     def save(self, *args: Any, **kwargs: Any) -> int:
         self.saves += 1
+        self.urgent.append(("save", kwargs.get("urgent", False)))
         version: int = self.inner.save(*args, **kwargs)
         return version
 
     def save_many(self, *args: Any, **kwargs: Any) -> list[int]:
         self.batches += 1
+        self.urgent.append(("save_many", kwargs.get("urgent", False)))
         versions: list[int] = self.inner.save_many(*args, **kwargs)
         return versions
 
@@ -108,8 +114,10 @@ def test_an_interval_partition_hands_over_in_one_write(io: IoLoop, counting: Cou
     for i, k in enumerate(keys):
         assert call(io, a, d, k, "add", i + 1) == i + 1
     counting.saves = counting.batches = 0
+    counting.urgent.clear()
     handoff = io.run(a.release(p, grace_s=5.0))
     assert (counting.batches, counting.saves) == (1, 0)  # every identity in one transaction
+    assert counting.urgent == [("save_many", True)]  # ahead of the host's other writers
     b.adopt(p, st.claim_shard(d.options.group, p), handoff)
     for i, k in enumerate(keys):  # on_deactivate (+1000) ran before the write
         assert call(io, b, d, k, "add", 0) == i + 1 + 1000
@@ -130,3 +138,35 @@ def test_a_hand_over_whose_one_write_fails_writes_each_identity_alone(io: IoLoop
     for k in keys[1:]:  # the others' changes were written, one by one
         assert call(io, b, d, k, "add", 0) == 1005
     assert call(io, b, d, keys[0], "add", 0) == 99  # the conflicting one was not overwritten
+
+
+def test_a_turn_still_running_when_its_partition_is_released_writes_first(io: IoLoop, counting: Counting) -> None:
+    """The writes a move waits for go ahead of the host's other writers (``urgent``): a
+    ``persist="call"`` turn that was running when the release began writes so; the
+    turns before it did not."""
+    st: Any = counting
+    p = 3
+    d = definition("call")
+    a, b = host(io, st, d, "a"), host(io, st, d, "b")
+    a.adopt(p, st.claim_shard(d.options.group, p))
+    key = key_in(p)
+    assert call(io, a, d, key, "add", 5) == 5
+    assert counting.urgent == [("save", False)]
+    engine = a.engines[p]
+    HELD[0] = False
+    outcome: list[Any] = []
+    late = threading.Thread(target=lambda: outcome.append(call(io, a, d, key, "held")))
+    late.start()
+    try:
+        wait_for(lambda: engine.admission.running, timeout=30)
+        releasing = io.submit(a.release(p, grace_s=30.0))
+        wait_for(lambda: engine.persistence.draining, timeout=30)
+    finally:
+        HELD[0] = True
+    handoff = releasing.result(60)
+    late.join(60)
+    assert outcome == [6]  # it ended within the drain: written, acknowledged
+    # the late turn's write, then the hand-over's (on_deactivate changed the state)
+    assert counting.urgent == [("save", False), ("save", True), ("save_many", True)]
+    b.adopt(p, st.claim_shard(d.options.group, p), handoff)
+    assert call(io, b, d, key, "add", 0) == 1006  # on_deactivate's +1000 ran before the hand-over

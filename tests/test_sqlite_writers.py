@@ -15,7 +15,7 @@ import pytest
 from fluentfn.state import open_store
 from fluentfn.state._codec import decode_state, encode_state
 from fluentfn.state._sqlite import SqliteStore, _locked
-from fluentfn.state._store import WouldBlock
+from fluentfn.state._store import WouldBlock, Write
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -92,6 +92,26 @@ def test_a_nowait_write_is_refused_while_another_thread_of_the_process_writes(tm
     assert claimed == [1]
     assert decode_state(store.load("T/b").state) == {"n": 1}  # the refused write wrote nothing
     assert store.get("x") == b"\x00"
+
+
+def test_the_writes_a_move_waits_for_do_not_queue_behind_the_process_writers(tmp_path: Path) -> None:
+    """``urgent`` (a turn still running on a draining partition, the hand-over) asks
+    SQLite directly: while another writer of this process holds its turn, an urgent save
+    and save_many write at once, where a plain one would wait (``nowait``: refused)."""
+    store = _store(tmp_path)
+    store.save("T/d", expected=0, state=encode_state({"n": 1}), fence=None)
+    assert store._writer.acquire(timeout=30)  # another thread's turn among this process's writers
+    try:
+        with pytest.raises(WouldBlock):
+            store.save("T/d", expected=1, state=encode_state({"n": 2}), fence=None, nowait=True)
+        assert store.save("T/d", expected=1, state=encode_state({"n": 2}), fence=None, urgent=True) == 2
+        epoch = store.claim_shard("g", 1)
+        writes = [Write("T/d", 2, encode_state({"n": 3})), Write("T/e", 0, encode_state({"n": 1}))]
+        assert store.save_many(writes, fence=("g", 1, epoch), urgent=True) == [3, 1]
+    finally:
+        store._writer.release()
+    assert decode_state(store.load("T/d").state) == {"n": 3}  # type: ignore[union-attr]
+    assert decode_state(store.load("T/e").state) == {"n": 1}  # type: ignore[union-attr]
 
 
 def test_a_failing_block_rolls_back_and_lets_the_next_writer_in(tmp_path: Path) -> None:

@@ -283,12 +283,13 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
             for store in ("sqlite", "redis")
             if f"1KB change, 4KB state ({store})" in by
         ),
-        f"fluentfn / ray-actor p50 = {by['fluentfn']['p50_us'] / ray_p50:.2f} (target <= 0.7, later 0.5)",
+        f"fluentfn / ray-actor p50 = {by['fluentfn']['p50_us'] / ray_p50:.2f} (target <= 0.45)",
         f"fluentfn-actor-to-actor / ray-actor p50 = {by['fluentfn-actor-to-actor']['p50_us'] / ray_p50:.2f}",
-        f"fluentfn-colocated p50 = {by['fluentfn-colocated']['p50_us']} us (target <= 50, later 30)",
-        f"external client / driver call p50: direct {by['ff.Client-direct']['p50_us'] / by['fluentfn']['p50_us']:.2f}, "
-        f"via the gateway {by['ff.Client-via-gateway']['p50_us'] / by['fluentfn']['p50_us']:.2f} (target <= 1.5; "
-        "the clients call `fluentfn serve` in a process of its own)",
+        f"fluentfn-colocated p50 = {by['fluentfn-colocated']['p50_us']} us = "
+        f"{by['fluentfn-colocated']['p50_us'] / ray_p50:.3f} x ray-actor (target <= 0.03)",
+        f"external client / driver call p50: direct {by['ff.Client-direct']['p50_us'] / by['fluentfn']['p50_us']:.2f} "
+        f"(target <= 1.2), via the gateway {by['ff.Client-via-gateway']['p50_us'] / by['fluentfn']['p50_us']:.2f} "
+        "(target <= 1.5); the clients call `fluentfn serve` in a process of its own",
     ]
     node = [r for r in rows if r["system"].startswith("node-")]
     if node:

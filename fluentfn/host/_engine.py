@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from .. import _config
@@ -325,21 +326,24 @@ class HostEngine:
         if self._own_workers:
             self.workers.shutdown(wait=False)
 
-    async def release(self, grace_s: float) -> Handoff:
+    async def release(self, grace_s: float, executor: Executor | None = None) -> Handoff:
         """Hand this partition over to another host (a live move).
 
         New and queued turns are refused with a redirect (callers retry at the next
-        owner); running turns get ``grace_s`` to end; then every identity is deactivated
-        (``on_deactivate``, its state written) and the in-memory state of
-        ``persist="never"`` identities is returned, for the next owner to start from.
-        The engine serves nothing afterwards.
+        owner); running turns get ``grace_s`` to end, their writes ahead of the host's
+        other writers; then every identity is deactivated (``on_deactivate``, its state
+        written) and the in-memory state of ``persist="never"`` identities is returned,
+        for the next owner to start from. The hand-over runs on ``executor`` (the host's
+        move thread: not queued behind turns on the workers; the workers if None). The
+        engine serves nothing afterwards.
         """
         self.admission.stop_admitting()
+        self.persistence.draining = True
         until = time.monotonic() + grace_s
         while self.admission.running and time.monotonic() < until:
             await asyncio.sleep(0.002)
         await self.upkeep.stop()
-        handoff = await self.loop.run_in_executor(self.workers, self.upkeep.hand_over)
+        handoff = await self.loop.run_in_executor(executor or self.workers, self.upkeep.hand_over)
         self.persistence.fenced = True
         self.admission.fence(Why.REDIRECT)
         return handoff

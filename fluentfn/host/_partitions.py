@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from .._call import Call, Outcome
 from .._phases import TALLY
@@ -75,15 +76,16 @@ class PartitionSet:
         if start:
             self.engine(partition)
 
-    async def release(self, partition: int, grace_s: float) -> Handoff:
+    async def release(self, partition: int, grace_s: float, executor: Executor | None = None) -> Handoff:
         """Stop serving ``partition``: its engine drains and writes everything (see
-        ``HostEngine.release``); returns the memory to hand to the next owner."""
+        ``HostEngine.release``, whose hand-over runs on ``executor``); returns the memory
+        to hand to the next owner."""
         with self._lock:
             self.owned.pop(partition, None)
             engine = self.engines.pop(partition, None)
             handoff = self._handoffs.pop(partition, {})
         if engine is not None:
-            handoff.update(await engine.release(grace_s))
+            handoff.update(await engine.release(grace_s, executor))
             self._retire(engine)
         return handoff
 

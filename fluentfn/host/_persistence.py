@@ -47,6 +47,10 @@ class Persistence:
         self.shard = shard
         self.epoch = 0
         self.fenced = False
+        # The partition is being handed over: the writes its move waits for (turns still
+        # running, the hand-over's) go before the host's other writers (``Store.save``'s
+        # ``urgent``).
+        self.draining = False
         # What the partition's previous host handed over at a live move (the memory of
         # persist="never" identities, recent replies of all): each taken once, on the
         # identity's first activation here.
@@ -233,7 +237,7 @@ class Persistence:
             return
         writes = [Write(act.address, act.version, c.inline, c.parts) for act, c in due]
         try:
-            versions = self.store.save_many(writes, fence=(self.group, self.shard, self.epoch))
+            versions = self.store.save_many(writes, fence=(self.group, self.shard, self.epoch), urgent=True)
         except StaleEpoch as exc:
             self.fenced = True
             raise Redirect(f"partition {self.group}/{self.shard}: {exc}") from None
@@ -260,6 +264,7 @@ class Persistence:
                 reminders=scheduled,
                 parts=due.parts,
                 nowait=nowait,
+                urgent=self.draining,
             )
         except StaleEpoch as exc:
             self.fenced = True

@@ -1,6 +1,7 @@
-"""A host's side of live moves (HostControl over its gRPC server): release drains and
-hands partitions over on the host's loop; adopt claims their next epochs on a thread of
-its own, so a move never queues behind the turns on the host's workers."""
+"""A host's side of live moves (HostControl over its gRPC server): release drains
+partitions on the host's loop and writes their hand-over, adopt claims their next epochs,
+each on a thread of its own, so a move never queues behind the turns on the host's
+workers."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class MoveService:
     def __init__(self, parts: PartitionSet, adopt: Adopt) -> None:
         self._parts = parts
         self._adopt = adopt  # claims in the store (blocking), then serves
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"fluentfn-moves-{parts.group}")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"fluentfn-adopt-{parts.group}")
+        self._handovers = ThreadPoolExecutor(1, thread_name_prefix=f"fluentfn-handover-{parts.group}")
         # Set (on the loop) once the host has taken the partitions it started with: a move
         # that reached its server earlier would race that start (a release before the
         # start's claim would let the start fence off the partition's next owner).
@@ -48,7 +50,7 @@ class MoveService:
         if not (math.isfinite(grace_s) and 0.0 <= grace_s <= _MAX_GRACE_S):
             raise InvalidRequest(f"grace_s must be between 0 and {_MAX_GRACE_S:g} seconds, not {grace_s}")
         await self._started.wait()
-        out = await asyncio.gather(*(self._parts.release(p, grace_s) for p in partitions))
+        out = await asyncio.gather(*(self._parts.release(p, grace_s, self._handovers) for p in partitions))
         return dict(zip(partitions, out, strict=True))
 
     async def adopt(self, who: Who, handoffs: dict[int, Handoff]) -> dict[int, int]:
@@ -60,3 +62,4 @@ class MoveService:
 
     def close(self) -> None:
         self._thread.shutdown(wait=False)
+        self._handovers.shutdown(wait=False)

@@ -82,6 +82,7 @@ class MeteredStore:
         reminders: Sequence[Scheduled] = (),
         parts: Mapping[str, bytes | None] | None = None,
         nowait: bool = False,
+        urgent: bool = False,
     ) -> int:
         if nowait and (self._record_latency > 0 or self._latency > 0 or self._bytes_per_s):
             raise WouldBlock("the emulated store delays every write")
@@ -98,15 +99,18 @@ class MeteredStore:
             reminders=reminders,
             parts=parts,
             nowait=nowait,
+            urgent=urgent,
         )
         if nowait:
             self._wrote(nbytes)  # counted once it happened (a WouldBlock is tried again)
         return version
 
-    def save_many(self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None) -> list[int]:
+    def save_many(
+        self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
+    ) -> list[int]:
         for w in writes:  # each record is a write, counted (and priced) as one
             self._wrote(len(w.state) + sum(len(v) for v in (w.parts or {}).values() if v is not None))
-        return self.inner.save_many(writes, fence=fence)
+        return self.inner.save_many(writes, fence=fence, urgent=urgent)
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         value = self.inner.get_reply(address, request_id)

@@ -215,6 +215,7 @@ class RedisStore:
         reminders: Sequence[Scheduled] = (),
         parts: Mapping[str, bytes | None] | None = None,
         nowait: bool = False,
+        urgent: bool = False,  # one round trip, queued behind nothing of this process's
     ) -> int:
         if nowait:
             raise WouldBlock("a Redis write is a network round trip")
@@ -245,7 +246,9 @@ class RedisStore:
             args += [b"p:" + name.encode("utf-8", "surrogatepass"), b"d" if value is None else b"s", value or b""]
         return args
 
-    def save_many(self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None) -> list[int]:
+    def save_many(
+        self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
+    ) -> list[int]:
         if not writes:
             return []
         epoch = fence[2] if fence else 0

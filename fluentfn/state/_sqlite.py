@@ -104,10 +104,12 @@ class SqliteStore:
         lock was free (a partition's claim during a move under load waited up to 340 ms,
         and a move waits for the turns' writes too). So the writers of one process take
         turns on a lock of their own first, and only one of them at a time asks SQLite,
-        trying again every 0.2 ms, then every 2 ms at most (``urgent``, the claim of a
-        moving partition: every 0.2 ms), for up to ``_LOCK_WAIT_S``. ``nowait``:
+        trying again every 0.2 ms, then every 2 ms at most (``urgent``, what a move waits
+        for — the claim of a moving partition, its hand-over, a turn still running on a
+        draining one: not queued behind this process's writers, every 0.2 ms), for up to
+        ``_LOCK_WAIT_S``. ``nowait``:
         ``WouldBlock`` at once if either lock is held."""
-        queued = not urgent  # the claim of a moving partition goes before this process's writers
+        queued = not urgent  # what a move waits for goes before this process's writers
         if queued and not self._writer.acquire(blocking=not nowait):
             raise WouldBlock("another thread of this process is writing")
         try:
@@ -208,10 +210,11 @@ class SqliteStore:
         reminders: Sequence[Scheduled] = (),
         parts: Mapping[str, bytes | None] | None = None,
         nowait: bool = False,
+        urgent: bool = False,
     ) -> int:
         if nowait and self._sync in ("FULL", "EXTRA"):
             raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
-        with self._write(nowait=nowait) as conn:
+        with self._write(nowait=nowait, urgent=urgent) as conn:
             self._check_fence(conn, fence)
             version = self._put(conn, address, expected, state, parts)
             if reply is not None:
@@ -223,8 +226,10 @@ class SqliteStore:
                 self._add_reminder(conn, item)
         return version
 
-    def save_many(self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None) -> list[int]:
-        with self._write() as conn:  # one transaction: a raise rolls every record back
+    def save_many(
+        self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
+    ) -> list[int]:
+        with self._write(urgent=urgent) as conn:  # one transaction: a raise rolls every record back
             self._check_fence(conn, fence)
             return [self._put(conn, w.address, w.expected, w.state, w.parts) for w in writes]
 

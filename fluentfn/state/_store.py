@@ -111,11 +111,15 @@ class Store(Protocol):
         reminders: Sequence[Scheduled] = (),
         parts: Mapping[str, bytes | None] | None = None,
         nowait: bool = False,
+        urgent: bool = False,
     ) -> int:
         """Write if the version is ``expected`` and ``fence`` (group, shard, epoch) is current.
 
         ``nowait``: raise WouldBlock, having written nothing, rather than wait for anything
         (what a host's event loop may try before it hands the write to a worker).
+        ``urgent``: a write that a partition's move waits for (a turn still running on a
+        draining partition, the hand-over): it goes before the process's other writers
+        where the store queues them (SQLite); a store that queues nothing ignores it.
 
         ``parts`` None: ``state`` is the whole state (any large parts of an earlier write are
         dropped). Else ``state`` is the map of small attributes and ``parts`` the large ones
@@ -129,11 +133,13 @@ class Store(Protocol):
         """
         ...
 
-    def save_many(self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None) -> list[int]:
+    def save_many(
+        self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
+    ) -> list[int]:
         """Write every record of ``writes`` as ``save`` would (no replies, no reminders)
         in one atomic step: all of them, or none (VersionConflict or StaleEpoch, nothing
-        written). A partition's hand-over writes its identities so. Returns the new
-        versions, in order."""
+        written). A partition's hand-over writes its identities so (``urgent``, as in
+        ``save``). Returns the new versions, in order."""
         ...
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
