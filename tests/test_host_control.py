@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
 
 from fluentfn._actordef import ActorDef
 from fluentfn._ioloop import IoLoop
+from fluentfn._tables import Group, Host, Part, Route
+from fluentfn.control._mover import Mover
 from fluentfn.errors import FluentError, InvalidRequest, Unauthenticated, Unavailable
 from fluentfn.host._activations import Handoff
 from fluentfn.runtime._moves import MoveService
 from fluentfn.state._store import Store
+from fluentfn.testing import wait_for
 from fluentfn.transport._auth import metadata
 from fluentfn.transport._control import CONTROL_SERVICE, ControlClient, register_control
 from fluentfn.transport._server import start_server
@@ -134,3 +138,56 @@ def test_bad_moves_are_refused_and_move_nothing(io: IoLoop, store: Store, contro
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "twice" in details
     assert a.parts.owned == before and store.shard_epoch(d.options.group, 0) == epoch
     io.run(a.server.stop(None))
+
+
+class _Hosts:
+    """What the mover needs of the directory's hosts: the HostControl client."""
+
+    def __init__(self, control: ControlClient) -> None:
+        self.control = control
+
+
+def test_a_partition_whose_move_fails_at_both_hosts_is_served_again(
+    io: IoLoop, store: Store, control: ControlClient
+) -> None:
+    """The old host released it, then neither host could claim it (the store refused,
+    say): the move fails and says so, its callers are held, and the directory adopts it
+    again on its host once a claim succeeds — no partition is left without a host."""
+    d = definition("call")
+    a, b = start(io, store, d, "a", "b")
+    p = 2
+    key = key_in(p)
+    assert call(io, a.parts, d, key, "add", 5) == 5
+    refusals = [3]  # the next three claims fail, at either host
+    for served in (a, b):
+        claim = served.moves._adopt
+
+        def flaky(partitions: list[int], handoffs: dict[int, Handoff], claim: Any = claim) -> dict[int, int]:
+            if refusals[0] > 0:
+                refusals[0] -= 1
+                raise Unavailable("the store refused the claim")
+            result: dict[int, int] = claim(partitions, handoffs)
+            return result
+
+        served.moves._adopt = flaky
+    g = Group(options=d.options, parts=[Part() for _ in range(4)], started=True)
+    g.hosts = {"a": Host("a", None, a.endpoint, "n"), "b": Host("b", None, b.endpoint, "n")}
+    for q, part in enumerate(g.parts):
+        part.host, part.route = "a", Route(a.endpoint, store.shard_epoch(d.options.group, q), "n")
+        part.ready.set()
+    mover = Mover(_Hosts(control))  # type: ignore[arg-type]
+
+    async def move() -> None:
+        async with g.lock:
+            await mover.move(d.options.group, g, p, g.hosts["b"])
+
+    with pytest.raises(FluentError, match="refused"):
+        io.run(move())
+    assert not g.parts[p].ready.is_set() and refusals == [1]  # held, not refused
+    wait_for(g.parts[p].ready.is_set, timeout=60)  # the third claim fails too, the fourth serves it
+    route = g.parts[p].route
+    assert refusals == [0] and g.parts[p].host == "a"
+    assert route is not None and route.endpoint == a.endpoint and route.epoch == store.shard_epoch(d.options.group, p)
+    assert call(io, a.parts, d, key, "add", 1) == 1006  # its state, written by the hand-over
+    io.run(a.server.stop(None))
+    io.run(b.server.stop(None))

@@ -9,6 +9,7 @@ import logging
 import time
 
 from .._config import DRAIN_S, HOST_START_S
+from .._ioloop import spawn
 from .._tables import Group, Host, Route, host_spec
 from ..elastic._assign import assign, moves
 from ..errors import FluentError, Unavailable
@@ -18,6 +19,8 @@ from ._hosts import Hosts
 
 log = logging.getLogger("fluentfn.directory")
 _MOVES_AT_ONCE = 1  # partitions moving at the same time within one group
+_REPAIR_FIRST_S = 0.5  # a partition that no host took: the first retry, then doubling
+_REPAIR_MAX_S = 10.0
 
 
 class Mover:
@@ -25,6 +28,7 @@ class Mover:
 
     def __init__(self, hosts: Hosts) -> None:
         self._hosts = hosts
+        self._repairs: set[asyncio.Task[None]] = set()
 
     async def scale(self, group: str, g: Group, n: int) -> None:
         if n == 0:
@@ -83,6 +87,9 @@ class Mover:
         part.moving = True
         try:
             await self._hand_over(group, g, p, src, dst)
+        except FluentError:
+            spawn(self._repair(group, g, p), self._repairs)
+            raise
         finally:
             part.moving = False
         g.pauses_ms.append((time.monotonic() - started) * 1000.0)
@@ -111,6 +118,31 @@ class Mover:
         part.host = target.hid
         part.route = Route(target.endpoint, epochs[p], target.node_id)
         part.ready.set()
+
+    async def _repair(self, group: str, g: Group, p: int) -> None:
+        """A partition that neither host of its failed move took (both adopts failed, the
+        store down, a host restarting): adopt it where the directory places it, after a
+        pause that doubles, until it is served — or moved, claimed by a restarted host,
+        unassigned, or its group stopped. Until then its callers are held, not refused."""
+        delay = _REPAIR_FIRST_S
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, _REPAIR_MAX_S)
+            async with g.lock:
+                part = g.parts[p]
+                host = g.hosts.get(part.host or "")
+                if part.ready.is_set() or part.moving or host is None or not g.started:
+                    return
+                try:
+                    epochs = await self._adopt(group, host, p, {})
+                except FluentError as exc:
+                    log.warning("partition %s/%s: %s did not take it yet (%s)", group, p, host.hid, exc)
+                    continue
+                if part.route is None or epochs[p] >= part.route.epoch:  # the newest claim is this one
+                    part.route = Route(host.endpoint, epochs[p], host.node_id)
+                part.ready.set()
+                log.info("partition %s/%s: served by %s again after its move failed", group, p, host.hid)
+                return
 
     async def _adopt(self, group: str, host: Host, p: int, memory: Handoff) -> dict[int, int]:
         """``host`` claims and serves a partition; at its new endpoint if Ray restarted it
