@@ -147,13 +147,15 @@ class _Hosts:
         self.control = control
 
 
+@pytest.mark.parametrize("persist", ["call", "never"])
 def test_a_partition_whose_move_fails_at_both_hosts_is_served_again(
-    io: IoLoop, store: Store, control: ControlClient
+    io: IoLoop, store: Store, control: ControlClient, persist: str
 ) -> None:
     """The old host released it, then neither host could claim it (the store refused,
     say): the move fails and says so, its callers are held, and the directory adopts it
-    again on its host once a claim succeeds — no partition is left without a host."""
-    d = definition("call")
+    again on its host once a claim succeeds, with the memory that was handed over — no
+    partition is left without a host, no acknowledged change is lost."""
+    d = definition(persist)
     a, b = start(io, store, d, "a", "b")
     p = 2
     key = key_in(p)
@@ -188,6 +190,6 @@ def test_a_partition_whose_move_fails_at_both_hosts_is_served_again(
     route = g.parts[p].route
     assert refusals == [0] and g.parts[p].host == "a"
     assert route is not None and route.endpoint == a.endpoint and route.epoch == store.shard_epoch(d.options.group, p)
-    assert call(io, a.parts, d, key, "add", 1) == 1006  # its state, written by the hand-over
+    assert call(io, a.parts, d, key, "add", 1) == 1006  # its state: written, or handed over ("never")
     io.run(a.server.stop(None))
     io.run(b.server.stop(None))

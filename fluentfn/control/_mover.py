@@ -87,9 +87,6 @@ class Mover:
         part.moving = True
         try:
             await self._hand_over(group, g, p, src, dst)
-        except FluentError:
-            spawn(self._repair(group, g, p), self._repairs)
-            raise
         finally:
             part.moving = False
         g.pauses_ms.append((time.monotonic() - started) * 1000.0)
@@ -114,16 +111,21 @@ class Mover:
                 raise FluentError(f"partition {group}/{p} could not be placed on {dst.hid}: {exc}") from exc
             log.warning("partition %s/%s stays on %s: %s could not take it (%s)", group, p, src.hid, dst.hid, exc)
             target = src
-            epochs = await self._adopt(group, src, p, memory)
+            try:
+                epochs = await self._adopt(group, src, p, memory)
+            except FluentError:
+                spawn(self._repair(group, g, p, memory), self._repairs)
+                raise
         part.host = target.hid
         part.route = Route(target.endpoint, epochs[p], target.node_id)
         part.ready.set()
 
-    async def _repair(self, group: str, g: Group, p: int) -> None:
+    async def _repair(self, group: str, g: Group, p: int, memory: Handoff) -> None:
         """A partition that neither host of its failed move took (both adopts failed, the
-        store down, a host restarting): adopt it where the directory places it, after a
-        pause that doubles, until it is served — or moved, claimed by a restarted host,
-        unassigned, or its group stopped. Until then its callers are held, not refused."""
+        store down, a host restarting): adopt it, with the memory its old host handed
+        over, where the directory places it, after a pause that doubles, until it is
+        served — or moved, claimed by a restarted host, unassigned, or its group stopped.
+        Until then its callers are held, not refused."""
         delay = _REPAIR_FIRST_S
         while True:
             await asyncio.sleep(delay)
@@ -134,7 +136,7 @@ class Mover:
                 if part.ready.is_set() or part.moving or host is None or not g.started:
                     return
                 try:
-                    epochs = await self._adopt(group, host, p, {})
+                    epochs = await self._adopt(group, host, p, memory)
                 except FluentError as exc:
                     log.warning("partition %s/%s: %s did not take it yet (%s)", group, p, host.hid, exc)
                     continue
