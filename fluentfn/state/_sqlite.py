@@ -83,15 +83,15 @@ class SqliteStore:
             self._local.conn = conn
         return conn
 
-    def _nowait_conn(self) -> sqlite3.Connection:
-        """This thread's connection whose statements never wait for the write lock: it is
-        taken only by ``_write``."""
-        conn: sqlite3.Connection | None = getattr(self._local, "nowait", None)
+    def _writing_conn(self) -> sqlite3.Connection:
+        """This thread's writing connection, taken only by ``_write``: its statements
+        never wait for SQLite's write lock (``_write`` waits for it itself)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "writing", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None, check_same_thread=True)
             conn.execute(f"PRAGMA synchronous={self._sync}")
             conn.execute("PRAGMA busy_timeout=0")
-            self._local.nowait = conn
+            self._local.writing = conn
         return conn
 
     @contextmanager
@@ -113,7 +113,7 @@ class SqliteStore:
         if queued and not self._writer.acquire(blocking=not nowait):
             raise WouldBlock("another thread of this process is writing")
         try:
-            conn = self._nowait_conn()
+            conn = self._writing_conn()
             self._begin(conn, nowait=nowait, urgent=urgent)
             try:
                 yield conn
@@ -328,7 +328,7 @@ class SqliteStore:
         self._conn().execute("DELETE FROM kv WHERE key=?", (key,))
 
     def close(self) -> None:
-        for name in ("conn", "nowait"):
+        for name in ("conn", "writing"):
             conn = getattr(self._local, name, None)
             if conn is not None:
                 conn.close()
