@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,13 +161,14 @@ def test_a_partition_whose_move_fails_at_both_hosts_is_served_again(
     p = 2
     key = key_in(p)
     assert call(io, a.parts, d, key, "add", 5) == 5
-    refusals = [3]  # the next three claims fail, at either host
+    refused = [0]  # claims refused so far (one adopt at a time: moves hold the group's lock)
+    accepting = threading.Event()  # every claim fails, at either host, until the test sets it
     for served in (a, b):
         claim = served.moves._adopt
 
         def flaky(partitions: list[int], handoffs: dict[int, Handoff], claim: Any = claim) -> dict[int, int]:
-            if refusals[0] > 0:
-                refusals[0] -= 1
+            if not accepting.is_set():
+                refused[0] += 1
                 raise Unavailable("the store refused the claim")
             result: dict[int, int] = claim(partitions, handoffs)
             return result
@@ -185,10 +187,14 @@ def test_a_partition_whose_move_fails_at_both_hosts_is_served_again(
 
     with pytest.raises(FluentError, match="refused"):
         io.run(move())
-    assert not g.parts[p].ready.is_set() and refusals == [1]  # held, not refused
-    wait_for(g.parts[p].ready.is_set, timeout=60)  # the third claim fails too, the fourth serves it
+    assert refused[0] >= 2  # both hosts were asked
+    assert not g.parts[p].ready.is_set()  # its callers are held, not refused
+    wait_for(lambda: refused[0] >= 3, timeout=60)  # the directory keeps asking
+    assert not g.parts[p].ready.is_set()
+    accepting.set()  # the store takes claims again
+    wait_for(g.parts[p].ready.is_set, timeout=60)
     route = g.parts[p].route
-    assert refusals == [0] and g.parts[p].host == "a"
+    assert g.parts[p].host == "a"
     assert route is not None and route.endpoint == a.endpoint and route.epoch == store.shard_epoch(d.options.group, p)
     assert call(io, a.parts, d, key, "add", 1) == 1006  # its state: written, or handed over ("never")
     io.run(a.server.stop(None))
