@@ -233,3 +233,50 @@ def test_a_closed_caller_ends_every_call_with_one_clear_error() -> None:
     [error] = asyncio.run(main())
     assert isinstance(error, Unavailable) and "closed" in str(error)
     assert located == []
+
+
+def test_a_tell_is_sent_again_past_the_retries_of_a_call() -> None:
+    """A tell's sender returned once the router took it, so the router does not give up
+    on it after ``retries`` lost sends, as it does for a call whose caller waits: it
+    keeps sending, with pauses, until the tell's deadline (a tell dropped after a few
+    broken streams was lost under heavy load while partitions moved)."""
+    import asyncio
+    import socket
+
+    from fluentfn._call import Call
+    from fluentfn.testing import wait_for
+    from fluentfn.transport._caller import Caller
+    from fluentfn.transport._client import PeerPool
+
+    with socket.socket() as s:  # a port nothing listens on: every send is lost
+        s.bind(("127.0.0.1", 0))
+        dead = Target(f"127.0.0.1:{s.getsockname()[1]}")
+    located: list[str] = []
+
+    class Locator:
+        async def locate(self, call: Call) -> Target | None:
+            located.append(call.method)
+            return dead
+
+        async def lost(self, slot: object, target: Target) -> None:
+            pass
+
+    async def main() -> tuple[list[BaseException | None], list[BaseException | None]]:
+        caller = Caller(table=RouteTable(), locator=Locator(), pool=PeerPool("token"), retries=1)
+        called: list[BaseException | None] = []
+        told: list[BaseException | None] = []
+        deadline = time.time() + 300
+        caller.send(Call("T", "k", "call", request_id="c", deadline=deadline), lambda r, e: called.append(e))
+        caller.send(
+            Call("T", "k", "tell", request_id="t", deadline=deadline, one_way=True), lambda r, e: told.append(e)
+        )
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: wait_for(lambda: called and located.count("tell") >= 4, timeout=60))
+        still = list(told)
+        caller.close()
+        await loop.run_in_executor(None, lambda: wait_for(lambda: told, timeout=60))
+        return called, still + told
+
+    called, told = asyncio.run(main())
+    assert len(called) == 1 and isinstance(called[0], Unavailable)  # the call: 1 + retries sends, then its error
+    assert len(told) == 1 and isinstance(told[0], Unavailable) and "closed" in str(told[0])  # sent until closed

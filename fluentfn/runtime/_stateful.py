@@ -51,7 +51,10 @@ def _misrouted(reply: Outcome | None) -> bool:
 
 
 def _ignore(reply: Outcome | None, error: BaseException | None) -> None:
-    """Outcome of a tell: no one to report to (the host counts its errors)."""
+    """Outcome of a tell: no one to report to (the host counts its errors); one that no
+    host took by its deadline is logged, never dropped in silence."""
+    if error is not None:
+        log.error("a tell was not delivered: %s", error)
 
 
 class StatefulRuntime:

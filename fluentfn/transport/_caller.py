@@ -52,6 +52,10 @@ from ._client import Done, PeerPool, ReplyCallback, settle_future
 log = logging.getLogger("fluentfn")
 
 _OVERLOADED = code_value(grpc.StatusCode.RESOURCE_EXHAUSTED)
+# A tell whose sender no longer waits (it returned once the router took it) is sent again,
+# with growing pauses, until its deadline: giving up after a few lost streams would drop
+# a tell its sender counts as sent (seen under heavy load while partitions moved).
+_TELL_TRIES = 1_000_000
 
 
 class Locator(Protocol):
@@ -201,7 +205,7 @@ class Caller:
         attempt = Attempt(
             name=name_of(call),
             deadline=time.monotonic() + (call.deadline - time.time()),
-            retries=self._retries,
+            retries=_TELL_TRIES if call.one_way and not self._unary_tells else self._retries,
             maybe_ran=call.attempt > 0,
             fallbacks=self._fallbacks,
             direct=direct,
