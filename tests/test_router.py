@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fluentfn._call import Call
 from fluentfn._router import (
     Action,
     Attempt,
@@ -200,29 +201,36 @@ def test_the_route_table_forgets_only_the_route_it_was_told_about() -> None:
     assert table.get(slot) is None
 
 
+class _Locator:
+    """A locator that always answers ``target``; ``asked`` keeps the method of each call
+    it was asked about, and "lost" for each host reported gone."""
+
+    def __init__(self, target: Target | None) -> None:
+        self.target = target
+        self.asked: list[str] = []
+
+    async def locate(self, call: Call) -> Target | None:
+        self.asked.append(call.method)
+        return self.target
+
+    async def lost(self, slot: object, target: Target) -> None:
+        self.asked.append("lost")
+
+
 def test_a_closed_caller_ends_every_call_with_one_clear_error() -> None:
     """After ``close`` (the cluster shut down in this process) a call, and a retry still
     waiting, end with Unavailable: nothing reaches the locator (which would be a Ray call
     that starts a new, empty local Ray)."""
     import asyncio
 
-    from fluentfn._call import Call
     from fluentfn.transport._caller import Caller
     from fluentfn.transport._client import PeerPool
 
-    located: list[str] = []
-
-    class Locator:
-        async def locate(self, call: Call) -> Target | None:
-            located.append(call.key)
-            return None
-
-        async def lost(self, slot: object, target: Target) -> None:
-            located.append("lost")
+    locator = _Locator(None)
 
     async def main() -> list[BaseException | None]:
         table = RouteTable()
-        caller = Caller(table=table, locator=Locator(), pool=PeerPool("token"), retries=3)
+        caller = Caller(table=table, locator=locator, pool=PeerPool("token"), retries=3)
         outcomes: list[BaseException | None] = []
         caller.close()
         call = Call(type_name="T", key="k", method="m", request_id="r", deadline=time.time() + 5)
@@ -232,7 +240,7 @@ def test_a_closed_caller_ends_every_call_with_one_clear_error() -> None:
 
     [error] = asyncio.run(main())
     assert isinstance(error, Unavailable) and "closed" in str(error)
-    assert located == []
+    assert locator.asked == []
 
 
 def test_a_tell_is_sent_again_past_the_retries_of_a_call() -> None:
@@ -243,26 +251,16 @@ def test_a_tell_is_sent_again_past_the_retries_of_a_call() -> None:
     import asyncio
     import socket
 
-    from fluentfn._call import Call
     from fluentfn.testing import wait_for
     from fluentfn.transport._caller import Caller
     from fluentfn.transport._client import PeerPool
 
     with socket.socket() as s:  # a port nothing listens on: every send is lost
         s.bind(("127.0.0.1", 0))
-        dead = Target(f"127.0.0.1:{s.getsockname()[1]}")
-    located: list[str] = []
-
-    class Locator:
-        async def locate(self, call: Call) -> Target | None:
-            located.append(call.method)
-            return dead
-
-        async def lost(self, slot: object, target: Target) -> None:
-            pass
+        locator = _Locator(Target(f"127.0.0.1:{s.getsockname()[1]}"))
 
     async def main() -> tuple[list[BaseException | None], list[BaseException | None]]:
-        caller = Caller(table=RouteTable(), locator=Locator(), pool=PeerPool("token"), retries=1)
+        caller = Caller(table=RouteTable(), locator=locator, pool=PeerPool("token"), retries=1)
         called: list[BaseException | None] = []
         told: list[BaseException | None] = []
         deadline = time.time() + 300
@@ -271,7 +269,11 @@ def test_a_tell_is_sent_again_past_the_retries_of_a_call() -> None:
             Call("T", "k", "tell", request_id="t", deadline=deadline, one_way=True), lambda r, e: told.append(e)
         )
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, lambda: wait_for(lambda: called and located.count("tell") >= 4, timeout=60))
+
+        def resent() -> bool:
+            return bool(called) and locator.asked.count("tell") >= 4
+
+        await loop.run_in_executor(None, lambda: wait_for(resent, timeout=60))
         still = list(told)
         caller.close()
         await loop.run_in_executor(None, lambda: wait_for(lambda: told, timeout=60))
