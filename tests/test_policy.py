@@ -17,6 +17,7 @@ passivation. After every step it checks:
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -87,8 +88,9 @@ class PolicyMachine(RuleBasedStateMachine):
         reenter=st.booleans(),
         interleave=st.booleans(),
         deadline=st.sampled_from([0.0, 0.5, 2.0, 10.0]),
+        fast=st.booleans(),
     )
-    def arrive(self, address: str, chain: str, reenter: bool, interleave: bool, deadline: float) -> None:
+    def arrive(self, address: str, chain: str, reenter: bool, interleave: bool, deadline: float, fast: bool) -> None:
         tid = self.next_tid
         self.next_tid += 1
         chain_id = f"{chain}-{tid}" if chain == "new" else chain
@@ -106,21 +108,36 @@ class PolicyMachine(RuleBasedStateMachine):
             "interleave": interleave,
         }
         before = self.fenced_at_run
-        self.apply(
-            self.policy.handle(
-                Arrive(
-                    tid=tid,
-                    address=address,
-                    chain_id=chain_id,
-                    now=self.now,
-                    deadline=self.info[tid]["deadline"],
-                    chain=path,
-                    interleave=interleave,
-                )
-            )
+        event = Arrive(
+            tid=tid,
+            address=address,
+            chain_id=chain_id,
+            now=self.now,
+            deadline=self.info[tid]["deadline"],
+            chain=path,
+            interleave=interleave,
         )
+        if fast:  # the engines' shortcut first: it must be the event's exact effect, or no effect
+            self.apply(self.start_now_or_arrive(event))
+        else:
+            self.apply(self.policy.handle(event))
         if before:
             assert tid not in self.ran, "ran after the fence"
+
+    def start_now_or_arrive(self, ev: Arrive) -> list[Any]:
+        """``start_now``, then the event if it said no; checked against a copy of the
+        policy that got only the event."""
+        shadow = copy.deepcopy(self.policy)
+        expected = shadow.handle(ev)
+        before = _state(self.policy)
+        if self.policy.start_now(ev.tid, ev.address, ev.chain_id, ev.now, ev.deadline, ev.chain, ev.interleave):
+            assert expected == [Run(ev.tid)], expected
+            assert _state(self.policy) == _state(shadow)
+            return [Run(ev.tid)]
+        assert _state(self.policy) == before, "start_now said no but changed the policy"
+        got = self.policy.handle(ev)
+        assert got == expected and _state(self.policy) == _state(shadow)
+        return got
 
     @precondition(lambda self: bool(self.running))
     @rule(data=st.data())
@@ -223,6 +240,20 @@ class PolicyMachine(RuleBasedStateMachine):
         assert not self.running and not self.policy.queued_all()
         for tid, info in self.info.items():
             assert tid in self.outcomes, (tid, info)
+
+
+def _state(policy: HostPolicy) -> tuple[Any, ...]:
+    """Everything the policy decides by, comparable."""
+    boxes = {
+        address: (
+            [(t.chain_id, t.chain, t.interleave, t.wake) for t in box.running],
+            [(t.chain_id, t.chain, t.interleave, t.wake) for t in box.waiting or ()],
+            box.activating,
+        )
+        for address, box in policy._boxes.items()
+    }
+    entries = {tid: (e.address, e.deadline, e.running, e.passivation) for tid, e in policy._entries.items()}
+    return policy._now, policy.fenced, policy.fenced_why, boxes, entries, sorted(policy._deadlines)
 
 
 TestPolicy = PolicyMachine.TestCase

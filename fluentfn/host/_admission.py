@@ -28,7 +28,6 @@ from ._policy import (
     Deactivated,
     Event,
     Fence,
-    Finish,
     Forget,
     HostPolicy,
     Instruction,
@@ -51,6 +50,15 @@ class Job:
     reject: Callable[[Job, Why], None]
     tid: int = 0
     act: Activation | None = None
+
+
+def _started_at_once(job: Job) -> None:
+    """The ``start`` of a job given its turn by ``start_now``: never called."""
+    raise AssertionError(f"turn {job.tid} started at once, and again by an instruction")
+
+
+def _refused_at_once(job: Job, why: Why) -> None:
+    raise AssertionError(f"turn {job.tid} started at once, then refused ({why})")
 
 
 class Admission:
@@ -158,6 +166,27 @@ class Admission:
         """Ask for a turn for ``req`` (chain, reentry and deadline from its call)."""
         self.admit(req.address, req.definition.name, req.key, job, self._arrival(req))
 
+    def start_now(self, req: Request, job: Job) -> bool:
+        """Give ``req`` its turn at once if its identity is in the table and the policy
+        lets the turn start now (``HostPolicy.start_now``): True, and ``job`` holds the
+        running turn (``done`` ends it; its ``start`` and ``reject`` are never called).
+        False: nothing changed — ask with ``admit_call`` or ``wait_turn``. The common case
+        (a live, idle identity) without an event, an instruction list or a wake-up."""
+        call, address = req.call, req.address
+        interleave = req.definition.options.reentrant and req.method.is_async
+        with self.lock:
+            act = self.table.get(address)
+            if act is None:
+                return False  # a new identity: the table's caps are the general path's
+            tid = next(self._tids)
+            chain_id = call.chain_id or call.request_id
+            chain = tuple(call.call_chain)
+            if not self._policy.start_now(tid, address, chain_id, time.time(), call.deadline, chain, interleave):
+                return False
+        job.tid = tid
+        job.act = act
+        return True
+
     @staticmethod
     def _arrival(req: Request) -> Callable[[int], Event]:
         call, address = req.call, req.address
@@ -195,7 +224,10 @@ class Admission:
         with self.lock:
             if job.act is not None:
                 self.table.touch(job.act, time.monotonic())
-            actions = self._resolve(self._policy.handle(Finish(job.tid)))
+            instructions = self._policy.finish(job.tid)
+            if not instructions:  # nothing was waiting for this turn: the common case
+                return
+            actions = self._resolve(instructions)
         for action in actions:
             action()
 
@@ -253,6 +285,9 @@ class Admission:
 
     async def turn(self, req: Request) -> Job:
         """Wait (on the loop) until ``req`` may run; the caller must ``done`` the job."""
+        job = Job(_started_at_once, _refused_at_once)
+        if self.start_now(req, job):
+            return job
         return await self.await_turn(req.address, req.definition.name, req.key, self._arrival(req))
 
     async def await_turn(self, address: str, type_name: str, key: str, event: Callable[[int], Event]) -> Job:
@@ -284,6 +319,9 @@ class Admission:
 
     def wait_turn(self, req: Request) -> Job:
         """Block this thread (never the loop) until ``req`` may run; raises if refused."""
+        job = Job(_started_at_once, _refused_at_once)
+        if self.start_now(req, job):
+            return job
         ready = _thread.allocate_lock()  # released once, when the turn may start or is refused
         ready.acquire()
         refused: list[FluentError] = []

@@ -26,6 +26,7 @@ from ..state._layout import PART_MIN, compose, entries
 from ._written import Change, Image, Part
 
 _ATOMIC = (bytes, str, int, float, bool, complex, type(None))
+_EMPTY = encode_state({})
 
 
 def immutable(value: Any) -> bool:
@@ -43,6 +44,8 @@ def change(instance: Any, address: str, last: Image | None, *, force: bool = Fal
     """What the turn that just ran owes the store (None: nothing changed and ``force`` is
     off). InvalidRequest naming an attribute that cannot be stored."""
     state = public_state(instance)
+    if not state and not force and last is not None and not last.parts and last.inline == _EMPTY:
+        return None  # no state before, none now (a stateless actor): nothing to encode
     if last is None or not last.parts:
         # No large attribute last time: one encoding of the whole state (the common case),
         # split only if it turns out large.

@@ -66,7 +66,11 @@ class SyncLane:
             error = self._e.admission.refusal(why, req.address)
             self._complete(functools.partial(self._answer, call, done, error))
 
-        self._e.admission.admit_call(req, Job(start, reject))
+        job = Job(start, reject)
+        if self._e.admission.start_now(req, job):
+            start(job)
+        else:
+            self._e.admission.admit_call(req, job)
         return True
 
     def _answer(self, call: Call, done: Callable[[Outcome | None], None], exc: FluentError) -> None:

@@ -64,10 +64,16 @@ class Mailbox:
             started.append(nxt)
         return started
 
-    def offer(self, turn: Turn) -> bool:
-        """True: run now. False: queued, ``turn.wake`` is called when it may run."""
+    def offer_now(self, turn: Turn) -> bool:
+        """True: ``turn`` runs now. False: it may not start yet (nothing changed)."""
         if self._reentrant(turn) or (not self.waiting and self._admissible(turn)):
             self.running.append(turn)
+            return True
+        return False
+
+    def offer(self, turn: Turn) -> bool:
+        """True: run now. False: queued, ``turn.wake`` is called when it may run."""
+        if self.offer_now(turn):
             return True
         if self.waiting is None:
             self.waiting = deque()

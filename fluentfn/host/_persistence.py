@@ -118,18 +118,19 @@ class Persistence:
         definition: ActorDef,
         act: Activation,
         request_id: str,
-        reply: bytes,
+        reply: Callable[[], bytes],
         scheduled: Sequence[Scheduled] = (),
     ) -> None:
         """The durability point of a turn (raises Redirect when fenced off): its state,
-        the record of its reply and the reminders it scheduled, in one write."""
+        the record of its reply (made by ``reply()``, only if it is kept) and the
+        reminders it scheduled, in one write."""
         with self._locks[hash(act.address) % len(self._locks)]:
             snapshot = self.write_due(definition, act, must_record(request_id, scheduled))
             if snapshot is not None:
-                self._record(act, snapshot, request_id, reply, scheduled)
+                self._record(act, snapshot, request_id, reply(), scheduled)
                 return
             if not definition.options.persist.writes_before_reply:
-                self.remember(act, request_id, reply)
+                self.remember(act, request_id, reply())
             if scheduled:
                 self.add_reminders(scheduled)
 

@@ -197,7 +197,7 @@ class HostPolicy:
         if isinstance(event, Arrive):
             return self._arrive(event)
         if isinstance(event, Finish):
-            return self._finish(event.tid)
+            return self.finish(event.tid)
         if isinstance(event, Withdraw):
             return self._withdraw(event.tid, None)
         if isinstance(event, Activated):
@@ -221,6 +221,34 @@ class HostPolicy:
         if box is None:
             box = self._boxes[address] = Mailbox(address, self.mailbox_limit, activating=True)
         return box
+
+    def start_now(
+        self,
+        tid: int,
+        address: str,
+        chain_id: str,
+        now: float,
+        deadline: float = 0.0,
+        chain: tuple[str, ...] = (),
+        interleave: bool = False,
+    ) -> bool:
+        """``handle(Arrive(...))`` for a turn that may start at once, without the event or
+        the instruction list (a call to a live, idle identity: the common case). True: the
+        turn runs now, as if ``[Run(tid)]`` had come back. False: nothing changed — feed
+        the ``Arrive`` event (the turn must wait, be refused, or activate its identity)."""
+        if self.fenced or (deadline and deadline <= now) or len(self._entries) >= self.inflight_limit:
+            return False
+        box = self._boxes.get(address)
+        if box is None:
+            return False
+        turn = Turn(chain_id, chain, interleave)
+        if not box.offer_now(turn):
+            return False
+        if now > self._now:
+            self._now = now
+        turn.wake = _Tid(tid)
+        self._entries[tid] = _Entry(turn, address, deadline, running=True)
+        return True
 
     def _arrive(self, ev: Arrive) -> list[Instruction]:
         self._now = max(self._now, ev.now)
@@ -262,7 +290,8 @@ class HostPolicy:
             out.append(Run(tid))
         return out
 
-    def _finish(self, tid: int) -> list[Instruction]:
+    def finish(self, tid: int) -> list[Instruction]:
+        """``handle(Finish(tid))``, without the event (every turn's end)."""
         entry = self._entries.pop(tid, None)
         if entry is None or not entry.running:
             if entry is not None:  # finishing a turn that never ran is a bug of the caller

@@ -336,7 +336,9 @@ class TurnRunner:
                 definition,
                 act,
                 call,
-                lambda: self.persistence.after_turn(definition, act, call.request_id, _record(call, reply), scheduled),
+                lambda: self.persistence.after_turn(
+                    definition, act, call.request_id, functools.partial(_record, call, reply), scheduled
+                ),
                 times,
             )
         return reply
