@@ -40,9 +40,12 @@ class Why(Enum):
 
 
 # -- events ---------------------------------------------------------------------------------
+#
+# Events and instructions are never changed once made. They are not frozen dataclasses:
+# one of those costs about six times as much to make, and a turn makes several.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Arrive:
     """A call (or a tell) for ``address`` wants a turn."""
 
@@ -55,42 +58,42 @@ class Arrive:
     interleave: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finish:
     """A running turn ended (its reply is the engine's business)."""
 
     tid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Withdraw:
     """The caller gave up on a turn (its own timer fired): drop it if still queued."""
 
     tid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Activated:
     """``address`` finished activating: interleavable waiters may join now."""
 
     address: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deactivated:
     """``address`` lost its instance (rolled back, fenced): its next turn activates it alone."""
 
     address: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tick:
     """Time passed: expire queued turns whose deadline is ``now`` or earlier."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fence:
     """The host may serve no more: its shard moved (``REDIRECT``), another cluster took
     it (``FOREIGN``), or its store is gone (``STORE_LOST``)."""
@@ -98,7 +101,7 @@ class Fence:
     why: Why = Why.REDIRECT
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Passivate:
     """Deactivate ``address`` if it is idle (a turn of its own, ``tid``)."""
 
@@ -112,14 +115,14 @@ Event = Arrive | Finish | Withdraw | Activated | Deactivated | Tick | Fence | Pa
 # -- instructions ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Run:
     """Start turn ``tid`` now."""
 
     tid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reject:
     """Answer turn ``tid`` with the error for ``why``; it never runs."""
 
@@ -127,7 +130,7 @@ class Reject:
     why: Why
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forget:
     """``address`` was passivated and is idle: drop its mailbox."""
 
@@ -346,7 +349,7 @@ class HostPolicy:
         return [Run(ev.tid)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Tid:
     """A turn's id, kept where the mailbox keeps its wake-up (the policy never calls it)."""
 
