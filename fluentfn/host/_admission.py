@@ -167,17 +167,21 @@ class Admission:
         self.admit(req.address, req.definition.name, req.key, job, self._arrival(req))
 
     def start_now(self, req: Request, job: Job) -> bool:
-        """Give ``req`` its turn at once if its identity is in the table and the policy
-        lets the turn start now (``HostPolicy.start_now``): True, and ``job`` holds the
-        running turn (``done`` ends it; its ``start`` and ``reject`` are never called).
-        False: nothing changed — ask with ``admit_call`` or ``wait_turn``. The common case
-        (a live, idle identity) without an event, an instruction list or a wake-up."""
+        """Give ``req`` its turn at once if the policy lets it start now
+        (``HostPolicy.start_now``): True, and ``job`` holds the running turn (``done``
+        ends it; its ``start`` and ``reject`` are never called). False: the turn is not
+        started — ask with ``admit_call`` or ``wait_turn`` (a new identity may have been
+        added to the table, as those would have). The common cases (a live, idle identity;
+        a new one under the cap) without an event, an instruction list or a wake-up."""
         call, address = req.call, req.address
         interleave = req.definition.options.reentrant and req.method.is_async
         with self.lock:
             act = self.table.get(address)
             if act is None:
-                return False  # a new identity: the table's caps are the general path's
+                if self._max_live is not None and len(self.table) >= self._max_live:
+                    return False  # at the cap: the general path wakes the reaper, or refuses
+                act = Activation(req.definition.name, req.key)
+                self.table.add(act, time.monotonic())  # as ``admit`` does, whatever the policy says
             tid = next(self._tids)
             chain_id = call.chain_id or call.request_id
             chain = tuple(call.call_chain)

@@ -238,14 +238,15 @@ class HostPolicy:
         """``handle(Arrive(...))`` for a turn that may start at once, without the event or
         the instruction list (a call to a live, idle identity: the common case). True: the
         turn runs now, as if ``[Run(tid)]`` had come back. False: nothing changed — feed
-        the ``Arrive`` event (the turn must wait, be refused, or activate its identity)."""
+        the ``Arrive`` event (the turn must wait, or be refused)."""
         if self.fenced or (deadline and deadline <= now) or len(self._entries) >= self.inflight_limit:
             return False
+        turn = Turn(chain_id, chain, interleave)
         box = self._boxes.get(address)
         if box is None:
-            return False
-        turn = Turn(chain_id, chain, interleave)
-        if not box.offer_now(turn):
+            box = self._box(address)  # a new mailbox takes its first turn at once
+            box.running.append(turn)
+        elif not box.offer_now(turn):
             return False
         if now > self._now:
             self._now = now
