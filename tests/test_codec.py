@@ -125,3 +125,53 @@ def test_args_shape() -> None:
 def test_out_of_range_int_is_invalid_request() -> None:
     with pytest.raises(InvalidRequest):
         codec.encode(2**70)
+
+
+def _tuple_default(obj: object) -> object:
+    if isinstance(obj, tuple):
+        return msgpack.ExtType(3, _packers.pack(list(obj)))  # a pack nested in a pack
+    raise TypeError(f"cannot pack {type(obj).__name__}")
+
+
+_packers = codec.Packers(default=_tuple_default, use_bin_type=True, strict_types=True)
+
+
+@given(
+    st.recursive(
+        st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40), lambda kids: st.lists(kids) | st.tuples(kids, kids)
+    )
+)
+def test_reused_packers_pack_what_a_fresh_packer_packs(value: object) -> None:
+    """The per-thread Packer gives the bytes ``msgpack.packb`` gives, nested packs included."""
+    expected = msgpack.packb(value, default=_tuple_default, use_bin_type=True, strict_types=True)
+    assert _packers.pack(value) == expected
+    assert _packers.pack(value) == expected  # again, with the kept Packer
+
+
+def test_a_packer_is_clean_after_a_failed_or_large_pack() -> None:
+    with pytest.raises(TypeError):
+        _packers.pack([1, 2, (3, object())])  # fails inside a nested pack, after bytes were written
+    assert _packers.pack([7]) == msgpack.packb([7])
+    big = b"x" * (1 << 17)
+    assert _packers.pack(big) == msgpack.packb(big, use_bin_type=True)
+    assert getattr(_packers._local, "packer", None) is None  # its buffer grew: not kept
+    assert _packers.pack([8]) == msgpack.packb([8])
+
+
+def test_packers_of_threads_do_not_mix() -> None:
+    import threading
+
+    errors: list[str] = []
+
+    def run(i: int) -> None:
+        for n in range(2000):
+            value = [i, n, (i, b"y" * (n % 50))]
+            if codec.decode(codec.encode(value)) != value:
+                errors.append(f"thread {i} item {n}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

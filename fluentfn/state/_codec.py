@@ -32,11 +32,6 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return wire._ext_hook(code, data)
 
 
-def _pack(obj: Any) -> bytes:
-    # Containers must route their items through _default too, so pack them here.
-    return msgpack.packb(obj, default=_state_default, use_bin_type=True, strict_types=True)  # type: ignore[no-any-return]
-
-
 def _state_default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return msgpack.ExtType(wire.EXT_TUPLE, _pack(list(obj)))
@@ -45,6 +40,10 @@ def _state_default(obj: Any) -> Any:
     if isinstance(obj, set):
         return msgpack.ExtType(wire.EXT_SET, _pack(list(obj)))
     return _default(obj)
+
+
+# Containers must route their items through _default too, so they are packed here.
+_pack = wire.Packers(default=_state_default, use_bin_type=True, strict_types=True).pack
 
 
 def encode_state(state: dict[str, Any]) -> bytes:

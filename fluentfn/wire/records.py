@@ -17,10 +17,12 @@ import msgpack
 from .._call import ErrorInfo, Outcome
 from ..errors import InvalidRequest
 from ._gen import actorhost_pb2 as pb
+from .codec import Packers
 
 _BOUND = b"\x01"  # an older record bound to its request (a protobuf message never starts with 0x01)
 _RECORD = b"\x02"  # the current format (nor with 0x02)
 DIGEST_BYTES = 16
+_pack = Packers(use_bin_type=True).pack
 
 
 def record_of(outcome: Outcome, digest: bytes = b"") -> bytes:
@@ -30,8 +32,7 @@ def record_of(outcome: Outcome, digest: bytes = b"") -> bytes:
         fields: list[Any] = [digest, None, [e.code, e.message, e.exc_module, e.exc_type, e.exc_args, e.traceback]]
     else:
         fields = [digest, outcome.value, None]
-    packed: bytes = msgpack.packb(fields, use_bin_type=True)
-    return _RECORD + packed
+    return _RECORD + _pack(fields)
 
 
 def read_record(record: bytes) -> tuple[bytes, Outcome]:
