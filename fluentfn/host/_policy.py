@@ -242,11 +242,7 @@ class HostPolicy:
         if self.fenced or (deadline and deadline <= now) or len(self._entries) >= self.inflight_limit:
             return False
         turn = Turn(chain_id, chain, interleave)
-        box = self._boxes.get(address)
-        if box is None:
-            box = self._box(address)  # a new mailbox takes its first turn at once
-            box.running.append(turn)
-        elif not box.offer_now(turn):
+        if not self._box(address).offer_now(turn):  # a new mailbox takes its first turn at once
             return False
         if now > self._now:
             self._now = now
