@@ -29,6 +29,7 @@ COUNTERS = (
     "overdue_turns",
     "malformed_requests",
     "reminder_failures",
+    "tells_undelivered",  # tells that no host took by their deadline (their senders had returned)
     "host_ms",  # milliseconds hosts were up (what ``ff.cost()`` prices)
     "gpu_ms",  # ... times the GPUs each had
 )

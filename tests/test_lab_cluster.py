@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,20 @@ def test_a_partition_from_the_driver_ends_its_calls_with_call_timeout(clean_faul
         LabNode["far"].get.with_timeout(0.5)()
     lab.heal()
     assert LabNode["far"].get() == 0
+
+
+def test_a_tell_no_host_took_by_its_deadline_is_counted(clean_faults: ff.Cluster) -> None:
+    """Its sender returned at once, so there is no one to raise to: it is logged and
+    counted in ``ff.stats()``, never dropped in silence."""
+    before = ff.stats()["tells_undelivered"]
+    lab.partition(["client"], ["LabNode/unreached"])
+    LabNode["unreached"].add.with_timeout(0.5).tell(1)
+    until = time.monotonic() + 60
+    while ff.stats()["tells_undelivered"] == before and time.monotonic() < until:
+        time.sleep(0.1)
+    assert ff.stats()["tells_undelivered"] == before + 1
+    lab.heal()
+    assert LabNode["unreached"].get() == 0  # it never ran
 
 
 def test_no_faults_no_tap(clean_faults: ff.Cluster) -> None:

@@ -184,7 +184,13 @@ class ShardHost:
         }
 
     def stats(self) -> dict[str, int]:
-        return self.parts.totals()
+        return self._totals()
+
+    def _totals(self) -> dict[str, int]:
+        """This process's counters: its partitions' and its router's."""
+        totals = self.parts.totals()
+        totals["tells_undelivered"] = totals.get("tells_undelivered", 0) + self.runtime.undelivered
+        return totals
 
     def recovery_info(self) -> dict[str, Any]:
         """What a restarted directory rebuilds its tables from: this host's group, id,
@@ -206,7 +212,7 @@ class ShardHost:
     def report(self) -> tuple[str, dict[str, int]]:
         """(this process's incarnation, its counters): the directory's ledger keeps what
         an incarnation counted after it is gone."""
-        totals = self.parts.totals()
+        totals = self._totals()
         up_ms = int((time.monotonic() - self._started) * 1000)
         totals["host_ms"] = totals.get("host_ms", 0) + up_ms
         totals["gpu_ms"] = totals.get("gpu_ms", 0) + up_ms * len(self._gpu_ids)

@@ -50,13 +50,6 @@ def _misrouted(reply: Outcome | None) -> bool:
     return reply is not None and reply.error is not None and reply.error.code in REROUTE_CODES
 
 
-def _ignore(reply: Outcome | None, error: BaseException | None) -> None:
-    """Outcome of a tell: no one to report to (the host counts its errors); one that no
-    host took by its deadline is logged, never dropped in silence."""
-    if error is not None:
-        log.error("a tell was not delivered: %s", error)
-
-
 class StatefulRuntime:
     """The ``Invoker`` of a process in a stateful cluster (driver, host or task)."""
 
@@ -87,6 +80,7 @@ class StatefulRuntime:
         )
         self.functions = FunctionRunner(mode="stateful", io=io)
         self._store: Store | None = None
+        self.undelivered = 0  # tells no host took by their deadline
 
     # -- Invoker -----------------------------------------------------------------------
 
@@ -274,7 +268,15 @@ class StatefulRuntime:
     def _send_tell(self, call: Call) -> None:
         """A tell is done once handed to the router, which re-sends it if a host refuses
         it for now, loses it, or no longer owns its partition."""
-        self._caller.send(call, _ignore)
+        self._caller.send(call, self._tell_settled)
+
+    def _tell_settled(self, reply: Outcome | None, error: BaseException | None) -> None:
+        """Outcome of a tell: no one to report to (the host counts its errors); one that no
+        host took by its deadline is logged and counted (``tells_undelivered`` in
+        ``ff.stats()``), never dropped in silence."""
+        if error is not None:
+            self.undelivered += 1
+            log.error("a tell was not delivered: %s", error)
 
     def forward_soon(self, call: Call, done: Callable[[Outcome | None], None]) -> None:
         """Route a call that arrived at the gateway (or a tell a host must pass on), on the
@@ -316,8 +318,11 @@ class StatefulRuntime:
         self._io.loop.call_soon_threadsafe(self._table.forget_group, group)
 
     def local_stats(self) -> dict[str, int]:
-        """Counters kept by this process itself (hosts keep the rest): the time its calls took."""
-        return TALLY.counters()
+        """Counters kept by this process itself (hosts keep the rest): the time its calls
+        took, and the tells it sent that no host took by their deadline."""
+        out = TALLY.counters()
+        out["tells_undelivered"] = self.undelivered
+        return out
 
     async def close(self) -> None:
         self._caller.close()
