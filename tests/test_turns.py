@@ -230,12 +230,15 @@ def test_running_async_call_past_its_deadline_is_cancelled_and_rolled_back(clust
     assert ref.get() == 0  # the step after the await never happened
 
 
+@pytest.mark.timeout(300)  # its own waits add up to ~180 s; the file's 120 s cap ran out under load
 def test_stuck_sync_turns_do_not_starve_other_identities(cluster: ff.Cluster) -> None:
     # More stuck turns than worker threads, stuck for longer than the ping may take even on
     # a loaded machine: the ping must get a thread while every one of them still hangs.
     overdue = cluster.stats().get("overdue_turns", 0)
-    futures = [Stuck[f"stuck-{i}"].hang.with_timeout(0.3).future(25.0) for i in range(70)]
-    time.sleep(1.0)  # the 70 are past their deadline and reported
+    # Their deadline leaves room to start: with two busy processes beside the suite, 0.3 s
+    # was spent in transit and every one was refused before it ran (none overdue).
+    futures = [Stuck[f"stuck-{i}"].hang.with_timeout(3.0).future(25.0) for i in range(70)]
+    time.sleep(4.0)  # the 70 are past their deadline and reported
     assert Stuck["fresh"].ping.with_timeout(20.0)() == "pong"  # its deadline ends before theirs do
     for f in futures:
         with pytest.raises(ff.CallTimeout):
