@@ -61,6 +61,17 @@ def _refused_at_once(job: Job, why: Why) -> None:
     raise AssertionError(f"turn {job.tid} started at once, then refused ({why})")
 
 
+def _claim(req: Request) -> tuple[str, tuple[str, ...], bool]:
+    """What the policy admits ``req``'s turn by: its chain's id, the chain, and whether it
+    may interleave (an async method of a reentrant type)."""
+    call = req.call
+    return (
+        call.chain_id or call.request_id,
+        tuple(call.call_chain),
+        req.definition.options.reentrant and req.method.is_async,
+    )
+
+
 class Admission:
     """Carries out the admission policy of one host."""
 
@@ -173,8 +184,8 @@ class Admission:
         started — ask with ``admit_call`` or ``wait_turn`` (a new identity may have been
         added to the table, as those would have). The common cases (a live, idle identity;
         a new one under the cap) without an event, an instruction list or a wake-up."""
-        call, address = req.call, req.address
-        interleave = req.definition.options.reentrant and req.method.is_async
+        address = req.address
+        chain_id, chain, interleave = _claim(req)
         with self.lock:
             act = self.table.get(address)
             if act is None:
@@ -183,9 +194,7 @@ class Admission:
                 act = Activation(req.definition.name, req.key)
                 self.table.add(act, time.monotonic())  # as ``admit`` does, whatever the policy says
             tid = next(self._tids)
-            chain_id = call.chain_id or call.request_id
-            chain = tuple(call.call_chain)
-            if not self._policy.start_now(tid, address, chain_id, time.time(), call.deadline, chain, interleave):
+            if not self._policy.start_now(tid, address, chain_id, time.time(), req.call.deadline, chain, interleave):
                 return False
         job.tid = tid
         job.act = act
@@ -193,11 +202,14 @@ class Admission:
 
     @staticmethod
     def _arrival(req: Request) -> Callable[[int], Event]:
-        call, address = req.call, req.address
-        chain_id = call.chain_id or call.request_id
-        chain = tuple(call.call_chain)
-        interleave = req.definition.options.reentrant and req.method.is_async
-        return lambda tid: Arrive(tid, address, chain_id, time.time(), call.deadline, chain, interleave)
+        deadline, address = req.call.deadline, req.address
+        chain_id, chain, interleave = _claim(req)
+        return lambda tid: Arrive(tid, address, chain_id, time.time(), deadline, chain, interleave)
+
+    def _at_once(self, req: Request) -> Job | None:
+        """``req``'s turn if ``start_now`` gives it (a job nothing starts or refuses); else None."""
+        job = Job(_started_at_once, _refused_at_once)
+        return job if self.start_now(req, job) else None
 
     def apply(self, event: Event) -> None:
         """Feed the policy one event and carry out what it says."""
@@ -289,8 +301,8 @@ class Admission:
 
     async def turn(self, req: Request) -> Job:
         """Wait (on the loop) until ``req`` may run; the caller must ``done`` the job."""
-        job = Job(_started_at_once, _refused_at_once)
-        if self.start_now(req, job):
+        job = self._at_once(req)
+        if job is not None:
             return job
         return await self.await_turn(req.address, req.definition.name, req.key, self._arrival(req))
 
@@ -323,8 +335,8 @@ class Admission:
 
     def wait_turn(self, req: Request) -> Job:
         """Block this thread (never the loop) until ``req`` may run; raises if refused."""
-        job = Job(_started_at_once, _refused_at_once)
-        if self.start_now(req, job):
+        job = self._at_once(req)
+        if job is not None:
             return job
         ready = _thread.allocate_lock()  # released once, when the turn may start or is refused
         ready.acquire()

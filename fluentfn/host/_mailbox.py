@@ -75,12 +75,16 @@ class Mailbox:
         """True: run now. False: queued, ``turn.wake`` is called when it may run."""
         if self.offer_now(turn):
             return True
+        self.enqueue(turn)
+        return False
+
+    def enqueue(self, turn: Turn) -> None:
+        """Queue a turn that may not start yet (``offer_now`` said so); Overloaded if full."""
         if self.waiting is None:
             self.waiting = deque()
         if len(self.waiting) >= self.limit:
             raise Overloaded(f"{self.address} has {len(self.waiting)} calls waiting")
         self.waiting.append(turn)
-        return False
 
     def finish(self, turn: Turn) -> list[Turn]:
         """End ``turn``; return the waiting turns that may run now (already marked running)."""

@@ -251,6 +251,8 @@ class HostPolicy:
         return True
 
     def _arrive(self, ev: Arrive) -> list[Instruction]:
+        if self.start_now(ev.tid, ev.address, ev.chain_id, ev.now, ev.deadline, ev.chain, ev.interleave):
+            return [Run(ev.tid)]
         self._now = max(self._now, ev.now)
         if self.fenced:
             return [Reject(ev.tid, self.fenced_why)]
@@ -259,16 +261,12 @@ class HostPolicy:
         if len(self._entries) >= self.inflight_limit:
             return [Reject(ev.tid, Why.OVERLOADED)]
         turn = Turn(chain_id=ev.chain_id, chain=ev.chain, interleave=ev.interleave)
-        box = self._box(ev.address)
         try:
-            admitted = box.offer(turn)
+            self._boxes[ev.address].enqueue(turn)  # start_now made the box, and it may not start yet
         except Overloaded:
             return [Reject(ev.tid, Why.OVERLOADED)]
-        entry = _Entry(turn, ev.address, ev.deadline, running=admitted)
         turn.wake = _Tid(ev.tid)
-        self._entries[ev.tid] = entry
-        if admitted:
-            return [Run(ev.tid)]
+        self._entries[ev.tid] = _Entry(turn, ev.address, ev.deadline, running=False)
         if ev.deadline:
             heapq.heappush(self._deadlines, (ev.deadline, ev.tid))
         return []
