@@ -56,9 +56,15 @@ def test_deadline_is_honoured(cluster: ff.Cluster) -> None:
 
 @pytest.mark.timeout(60)
 def test_pickled_payload_over_the_network_is_refused(cluster: ff.Cluster) -> None:
+    """A pickled body is refused as malformed: the type exists and is deployed (its own call
+    first), so the refusal is about the body, not a missing type."""
+    from .apps import Counter
+
     class Evil:
         def __reduce__(self) -> tuple[object, ...]:
             return (print, ("unpickled!",))
+
+    assert Counter["pickle"].add(0) == 0
 
     stub = pb_grpc.ActorHostStub(grpc.insecure_channel(cluster.gateway))
     md = (("authorization", f"Bearer {cluster.token}"),)
@@ -66,6 +72,7 @@ def test_pickled_payload_over_the_network_is_refused(cluster: ff.Cluster) -> Non
     with pytest.raises(grpc.RpcError) as info:
         stub.Invoke(call, metadata=md, timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert Counter["pickle"].add(1) == 1  # nothing ran for the refused call
 
 
 @pytest.mark.timeout(60)
