@@ -88,6 +88,8 @@ class TurnRunner:
 
     def run_sync(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """A sync turn, in the calling (worker) thread."""
+        if req.definition.options.persist.memory_only and not may_repeat(req.call):
+            return self._run_lean(req, act, ctx)
         return _ended(ctx._times, self._unless_moved(act, req.call, self._run_sync(req, act, ctx)))
 
     def _unless_moved(self, act: Activation, call: Call, reply: Outcome) -> Outcome:
@@ -123,12 +125,58 @@ class TurnRunner:
         except BaseException as exc:
             return self._error_reply(act, call, exc)
         finally:
-            self.running.discard(running)
-            if running.overdue:
-                self._workers.unstuck()
-                late = time.time() - running.deadline
-                log.warning("%s.%s finished %.1f s past its deadline", act.address, method.name, late)
+            self._unwatch(running, act, method.name)
             CURRENT.reset(token)
+
+    def _run_lean(self, req: Request, act: Activation, ctx: Context) -> Outcome:
+        """``run_sync`` for the first attempt of a memory-only identity's turn
+        (``persist="never"``), in fewer steps: no store to read, write or roll back to, so
+        the turn is: activate (from a handoff, or ``__init__``), the reply recorded in
+        memory if one is, the method, its reply recorded in memory. Bulk activations and
+        co-located calls of such types take it; ``tests/test_lean_turn.py`` holds it to the
+        general path's outcomes, state, records and counters."""
+        definition, method, call, times = req.definition, req.method, req.call, ctx._times
+        token = CURRENT.set(ctx)
+        running = Running(act.address, method.name, call.deadline)
+        self.running.add(running)
+        try:
+            if act.instance is None:
+                try:
+                    self._activate(definition, act)
+                except UserFailure as failure:
+                    reply = Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
+                    return _ended(times, self._unless_moved(act, call, reply))
+            recorded = self.persistence.recorded(act, call) if act.replies else None
+            if recorded is not None:  # the same id again, on its first attempt: answered, not run
+                return _ended(times, self._unless_moved(act, call, recorded))
+            self.counters["calls"] += 1
+            t0 = time.perf_counter()
+            outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
+            t1 = time.perf_counter()
+            self.methods.observe(act.type_name, method.name, t1 - t0, failed)
+            if times is not None:
+                times.mark("run", t0, t1)
+            scheduled = ctx.take_scheduled()
+            if scheduled:  # reminders are written to the store: the general durability point
+                reply = self._finish(definition, act, call, method, outcome, failed, scheduled, times)
+            else:
+                reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
+                if not method.readonly:
+                    self.persistence.remember(act, call.request_id, _record(call, reply))
+            return _ended(times, self._unless_moved(act, call, reply))
+        except BaseException as exc:
+            return _ended(times, self._unless_moved(act, call, self._error_reply(act, call, exc)))
+        finally:
+            self._unwatch(running, act, method.name)
+            CURRENT.reset(token)
+
+    def _unwatch(self, running: Running, act: Activation, method: str) -> None:
+        """A sync turn ended: off the overdue watch (and its worker back, if it overran)."""
+        self.running.discard(running)
+        if running.overdue:
+            self._workers.unstuck()
+            late = time.time() - running.deadline
+            log.warning("%s.%s finished %.1f s past its deadline", act.address, method, late)
 
     def run_on_loop(
         self, req: Request, act: Activation, ctx: Context
@@ -292,15 +340,17 @@ class TurnRunner:
                 raise
             except Exception as exc:
                 raise Unavailable(f"{act.address}: state store failed: {type(exc).__name__}: {exc}") from None
-            url = self.persistence.store.url if self.persistence.store is not None else ""
-            track = stored is not None and not definition.options.persist.memory_only
+            if stored is None:
+                instance = instantiate(definition, None, act.address)
+            else:
+                store = self.persistence.store
+                track = not definition.options.persist.memory_only
 
-            def loaded(state: dict[str, Any]) -> None:  # what is stored, before on_activate can change it
-                if track:
-                    assert stored is not None
-                    act.snapshot = baseline(stored, state)
+                def loaded(state: dict[str, Any]) -> None:  # what is stored, before on_activate can change it
+                    if track:
+                        act.snapshot = baseline(stored, state)
 
-            instance = instantiate(definition, stored, act.address, url, loaded=loaded)
+                instance = instantiate(definition, stored, act.address, store.url if store else "", loaded=loaded)
         except BaseException:
             self.drop(act)
             raise
