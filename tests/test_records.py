@@ -40,6 +40,19 @@ def test_a_reply_record_reads_back_as_the_reply_it_was_made_of(reply: Outcome, d
     assert replay_of(record, b"", "r") == reply
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=12))
+def test_the_record_of_a_short_value_is_made_once_and_shared(value: bytes) -> None:
+    import msgpack
+
+    from fluentfn.wire.records import record_of
+
+    first, again = record_of(Outcome(value)), record_of(Outcome(bytes(bytearray(value))))
+    assert first == again == b"\x02" + msgpack.packb([b"", value, None], use_bin_type=True)
+    assert (first is again) == (len(value) <= 8)  # shared: None, bools, small ints
+    assert record_of(Outcome(value), bytes(range(16))) != first  # a bound record is its own
+
+
 def test_records_written_before_as_protobuf_still_read_and_a_reused_key_is_refused() -> None:
     from fluentfn.host._turn import replay_of, request_digest
     from fluentfn.wire.records import record_of

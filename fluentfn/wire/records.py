@@ -25,14 +25,28 @@ DIGEST_BYTES = 16
 _pack = Packers(use_bin_type=True).pack
 
 
+_SMALL_VALUE = 8  # records of values this short (None, a bool, a small int) are shared
+_SMALL_KEPT = 4096
+_small: dict[bytes, bytes] = {}  # value -> its record, unbound (no digest)
+
+
 def record_of(outcome: Outcome, digest: bytes = b"") -> bytes:
-    """The stored form of ``outcome`` (bound to its request's digest when it is keyed)."""
+    """The stored form of ``outcome`` (bound to its request's digest when it is keyed).
+    The record of a short value, unbound, is made once and shared: every identity whose
+    last turn returned None keeps the same bytes."""
     e = outcome.error
     if e is not None:
         fields: list[Any] = [digest, None, [e.code, e.message, e.exc_module, e.exc_type, e.exc_args, e.traceback]]
-    else:
-        fields = [digest, outcome.value, None]
-    return _RECORD + _pack(fields)
+        return _RECORD + _pack(fields)
+    value = outcome.value
+    if digest or type(value) is not bytes or len(value) > _SMALL_VALUE:
+        return _RECORD + _pack([digest, value, None])
+    record = _small.get(value)
+    if record is None:
+        record = _RECORD + _pack([b"", value, None])
+        if len(_small) < _SMALL_KEPT:
+            _small[bytes(value)] = record
+    return record
 
 
 def read_record(record: bytes) -> tuple[bytes, Outcome]:
