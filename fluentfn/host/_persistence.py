@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from .._actordef import ActorDef
@@ -101,7 +100,7 @@ class Persistence:
         """The stored state of ``act`` (encoded), or None."""
         memory = self.handoff.pop(act.address, None) if self.handoff else None
         if memory is not None and memory.replies:
-            act.replies = OrderedDict(memory.replies)
+            act.replies = dict(memory.replies)
         if definition.options.persist.memory_only:
             return memory.state if memory is not None else None
         if self.store is None:
@@ -138,11 +137,13 @@ class Persistence:
     def remember(act: Activation, request_id: str, reply: bytes) -> None:
         """Keep a turn's reply in the identity's memory only (modes that write no record
         before the reply): a retry here, or at the next owner after a live move, gets it."""
-        if act.replies is None:
-            act.replies = OrderedDict()
-        act.replies[request_id] = reply
-        if len(act.replies) > REPLY_WINDOW:
-            act.replies.popitem(last=False)
+        replies = act.replies
+        if replies is None:
+            act.replies = {request_id: reply}
+            return
+        replies[request_id] = reply
+        if len(replies) > REPLY_WINDOW:  # a dict keeps insertion order: the first is the oldest
+            del replies[next(iter(replies))]
 
     def write_due(self, definition: ActorDef, act: Activation, record: bool = False) -> Change | None:
         """What a turn's end owes the store, without blocking: the attributes to write before
