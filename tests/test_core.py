@@ -371,6 +371,17 @@ def test_bulk_calls_one_message_per_partition(cluster: ff.Cluster) -> None:
         Counter.bulk("add", {"bulk-bad": (1, 2, 3)})
 
 
+def test_bulk_of_an_async_method_runs_each_item_as_a_turn(cluster: ff.Cluster) -> None:
+    """Each item of an async method's batch is a turn of its own (it may call out), and
+    each runs once: five items each add 1 to the same counter."""
+    from .apps import Pinger
+
+    target = Counter["bulk-async-target"]
+    results = Pinger.bulk("aping", {f"bulk-async-{i}": (target,) for i in range(5)})
+    assert sorted(results.values()) == [1, 2, 3, 4, 5]
+    assert target.get() == 5
+
+
 def test_a_tap_sees_every_message_and_a_dropped_one_is_sent_again(cluster: ff.Cluster) -> None:
     """The router's one hook: a tap records what leaves and what comes back, and a message
     it drops is lost as far as the caller's router knows: re-sent, run once."""

@@ -26,7 +26,29 @@ def item_request_id(batch: str, key: str) -> str:
 
 
 async def bulk(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome:
-    """Run ``method`` on many identities of this shard (``ActorType.bulk``)."""
+    """Run ``method`` on many identities of this shard (``ActorType.bulk``). One worker
+    decodes the batch and, for a sync method, runs and encodes it too: the event loop
+    stays free for other calls however large the batch. An async method's items are
+    then dispatched on the loop, as turns of their own."""
+    ran = await engine.loop.run_in_executor(engine.workers, _in_worker, engine, definition, call)
+    if isinstance(ran, Outcome):
+        return ran
+    replies = await asyncio.gather(*(engine.dispatch(sub, local=True) for sub in ran))
+    return _outcome(replies)
+
+
+def _in_worker(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome | list[Call]:
+    """A sync method's batch, run: its reply. An async method's: its items, to dispatch."""
+    method, items = _items(engine, definition, call)
+    if not method.is_async:
+        return _outcome(_bulk_sync(engine, definition, method, items))
+    for sub, a, kw in items:
+        sub.args = codec.encode_args(a, kw)
+    return [sub for sub, _, _ in items]
+
+
+def _items(engine: BulkPort, definition: ActorDef, call: Call) -> tuple[MethodInfo, list[Item]]:
+    """The items of a bulk call, each a call of its own (InvalidRequest if malformed)."""
     args, _ = codec.decode_args(call.args)
     if not (
         2 <= len(args) <= 4
@@ -57,14 +79,12 @@ async def bulk(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome:
             attempt=attempt,  # a re-sent batch's items may have run: their recorded replies answer
         )
         items.append((sub, tuple(entry[1]), entry[2]))
-    if method.is_async:
-        for sub, a, kw in items:
-            sub.args = codec.encode_args(a, kw)
-        replies = await asyncio.gather(*(engine.dispatch(sub, local=True) for sub, _, _ in items))
-    else:
-        replies = await engine.loop.run_in_executor(engine.workers, _bulk_sync, engine, definition, method, items)
-    out = [record_of(r) if r is not None else b"" for r in replies]
-    return Outcome(value=codec.encode(out))
+    return method, items
+
+
+def _outcome(replies: list[Outcome | None]) -> Outcome:
+    """The bulk call's reply: the record of each item's outcome, in order."""
+    return Outcome(value=codec.encode([record_of(r) if r is not None else b"" for r in replies]))
 
 
 def _bulk_sync(engine: BulkPort, definition: ActorDef, method: MethodInfo, items: list[Item]) -> list[Outcome | None]:
