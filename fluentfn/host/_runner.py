@@ -107,7 +107,7 @@ class TurnRunner:
         )
 
     def _run_sync(self, req: Request, act: Activation, ctx: Context) -> Outcome:
-        definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
+        definition, method, call = req.definition, req.method, req.call
         token = CURRENT.set(ctx)
         running = Running(act.address, method.name, call.deadline)
         self.running.add(running)
@@ -115,12 +115,7 @@ class TurnRunner:
             early = self._begin(definition, act, call)
             if early is not None:
                 return early
-            t0 = time.perf_counter()
-            outcome, failed = run_sync(method, act.instance, args, kwargs)
-            t1 = time.perf_counter()
-            self.methods.observe(act.type_name, method.name, t1 - t0, failed)
-            if ctx._times is not None:
-                ctx._times.mark("run", t0, t1)
+            outcome, failed = self._method(req, act, ctx._times)
             return self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled(), ctx._times)
         except BaseException as exc:
             return self._error_reply(act, call, exc)
@@ -150,12 +145,7 @@ class TurnRunner:
             if recorded is not None:  # the same id again, on its first attempt: answered, not run
                 return _ended(times, self._unless_moved(act, call, recorded))
             self.counters["calls"] += 1
-            t0 = time.perf_counter()
-            outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
-            t1 = time.perf_counter()
-            self.methods.observe(act.type_name, method.name, t1 - t0, failed)
-            if times is not None:
-                times.mark("run", t0, t1)
+            outcome, failed = self._method(req, act, times)
             scheduled = ctx.take_scheduled()
             if scheduled:  # reminders are written to the store: the general durability point
                 reply = self._finish(definition, act, call, method, outcome, failed, scheduled, times)
@@ -169,6 +159,17 @@ class TurnRunner:
         finally:
             self._unwatch(running, act, method.name)
             CURRENT.reset(token)
+
+    def _method(self, req: Request, act: Activation, times: TurnTimes | None) -> tuple[Any, bool]:
+        """Run a sync turn's method, timed: the method's tally and the turn's "run" phase."""
+        method = req.method
+        t0 = time.perf_counter()
+        outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
+        t1 = time.perf_counter()
+        self.methods.observe(act.type_name, method.name, t1 - t0, failed)
+        if times is not None:
+            times.mark("run", t0, t1)
+        return outcome, failed
 
     def _unwatch(self, running: Running, act: Activation, method: str) -> None:
         """A sync turn ended: off the overdue watch (and its worker back, if it overran)."""
@@ -196,12 +197,7 @@ class TurnRunner:
             if recorded is not None:
                 return _ended(times, recorded, "replayed"), None
             self.counters["calls"] += 1
-            t0 = time.perf_counter()
-            outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
-            t1 = time.perf_counter()
-            self.methods.observe(act.type_name, method.name, t1 - t0, failed)
-            if times is not None:
-                times.mark("run", t0, t1)
+            outcome, failed = self._method(req, act, times)
             scheduled = ctx.take_scheduled()
             if method.readonly and not scheduled:
                 return _ended(times, self._encoded(definition, act, call, outcome, failed)), None
