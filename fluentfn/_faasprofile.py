@@ -27,6 +27,15 @@ LAMBDA_CONCURRENCY = 1000
 # hundred ms in all (its "Operating Lambda: performance optimization" guide; measurements
 # of a minimal Python 3.11 function put the init duration near 100-150 ms on top of this).
 LAMBDA_COLD_START_OVERHEAD_MS = 150.0
+# Lambda runs an asynchronous invocation (our ``tell``) again when it fails: twice by
+# default (its MaximumRetryAttempts), about a minute and then two minutes later.
+LAMBDA_ASYNC_RETRIES = 2
+LAMBDA_ASYNC_RETRY_DELAY_S = 60.0
+
+
+def _check_count(name: str, value: object, most: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise FluentError(f"{name} must be an int from 0 to {most}, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,13 @@ class FaasProfile:
     a process start. GPU types start their environments themselves.
     Nothing of an actor's state survives in memory between invocations, warm or cold;
     module-level caches of user code do survive in a warm environment, as on Lambda.
+
+    A ``tell`` whose invocation fails in the platform (killed at its cap, its environment
+    died, no environment, its state could not be written) is run again, as Lambda runs an
+    asynchronous invocation again: up to ``async_retries`` times, the first
+    ``async_retry_delay_s`` later and each next one twice as late. The request id makes
+    the runs of an actor's turn take effect once; an error the method raised is the
+    turn's outcome and is not retried.
 
     ``max_duration_s``: lifetime cap; an invocation past it is killed and the caller gets
     ``ff.FunctionTimeout``. ``allow_gpus``: FaaS platforms of the paper's era had none,
@@ -70,6 +86,8 @@ class FaasProfile:
     state_latency_ms: float | None = None
     prestarted: int = 2
     cold_start_overhead_ms: float = 0.0
+    async_retries: int = LAMBDA_ASYNC_RETRIES
+    async_retry_delay_s: float = 1.0
 
     def __post_init__(self) -> None:
         check_number("max_duration_s", self.max_duration_s, positive=True)
@@ -83,8 +101,9 @@ class FaasProfile:
             raise FluentError(f"max_concurrency must be at least 1, not {self.max_concurrency}")
         check_number("invocation_overhead_ms", self.invocation_overhead_ms, positive=False)
         check_number("cold_start_overhead_ms", self.cold_start_overhead_ms, positive=False)
-        if isinstance(self.prestarted, bool) or not isinstance(self.prestarted, int) or not 0 <= self.prestarted <= 64:
-            raise FluentError(f"prestarted must be an int from 0 to 64, not {self.prestarted!r}")
+        _check_count("prestarted", self.prestarted, 64)
+        _check_count("async_retries", self.async_retries, 100)
+        check_number("async_retry_delay_s", self.async_retry_delay_s, positive=False)
         if self.state_latency_ms is not None:
             check_number("state_latency_ms", self.state_latency_ms, positive=False)
 
@@ -97,12 +116,14 @@ class FaasProfile:
     def paper(cls, **overrides: Any) -> FaasProfile:
         """The paper's measurements (Table 1, section 3.1): a 1 KB message through S3 in
         108 ms (54 ms per operation), through DynamoDB in 11 ms (5.5 ms per operation),
-        538 Mbit/s per function; warm environments as on Lambda, and Lambda's cold starts."""
+        538 Mbit/s per function; warm environments as on Lambda, and Lambda's cold starts
+        and retries of asynchronous invocations."""
         settings: dict[str, Any] = {
             "storage_latency_ms": PAPER_MESSAGE_VIA_S3_MS / 2,
             "state_latency_ms": PAPER_RECORD_VIA_DYNAMODB_MS / 2,
             "bandwidth_mbps": PAPER_BANDWIDTH_MBPS,
             "cold_start_overhead_ms": LAMBDA_COLD_START_OVERHEAD_MS,
+            "async_retry_delay_s": LAMBDA_ASYNC_RETRY_DELAY_S,
         }
         settings.update(overrides)
         return cls(**settings)

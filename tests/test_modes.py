@@ -133,6 +133,24 @@ class TestFaas:
     def test_context_says_faas(self, cluster: ff.Cluster) -> None:
         assert Counter["faas-ctx"].where()["mode"] == "faas"
 
+    def test_a_tell_whose_environment_dies_runs_again_and_takes_effect_once(
+        self, cluster: ff.Cluster, tmp_path: Path
+    ) -> None:
+        """As Lambda runs a failed asynchronous invocation again: the first run of the
+        tell kills its environment, the platform's second run takes effect, once."""
+        ref = Fragile["once"]
+        marker = str(tmp_path / "died")
+        before = ff.stats().get("async_retries", 0)
+        ref.log.tell(marker, 7)
+        deadline = time.monotonic() + 90
+        while not ref.seen() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert os.path.exists(marker)  # the first run did die
+        time.sleep(1.0)  # and no late third run adds to it
+        assert ref.seen() == [7]
+        assert ff.stats()["async_retries"] > before
+        assert _leftovers(cluster) == []
+
     def test_an_environment_that_dies_mid_invocation_is_one_clear_error(self, cluster: ff.Cluster) -> None:
         ref = Crashing["c"]
         assert ref.add(1) == 1
@@ -187,6 +205,23 @@ class Crashing:
 
     def die(self) -> None:
         os._exit(1)  # the whole environment (process) goes, mid-invocation
+
+
+@ff.actor(name="Fragile", shards=1)
+class Fragile:
+    """Its environment dies the first time a message reaches it (``marker`` is made then)."""
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+
+    def log(self, marker: str, n: int) -> None:
+        if not os.path.exists(marker):
+            Path(marker).touch()
+            os._exit(1)
+        self.got.append(n)
+
+    def seen(self) -> list[int]:
+        return self.got
 
 
 @pytest.mark.timeout(120)

@@ -286,6 +286,14 @@ def test_prestarted_is_a_small_count(bad: object) -> None:
         ff.FaasProfile(prestarted=bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("bad", [-1, 101, 1.5, True, "2"])
+def test_async_retries_is_a_small_count(bad: object) -> None:
+    with pytest.raises(ff.FluentError, match="async_retries"):
+        ff.FaasProfile(async_retries=bad)  # type: ignore[arg-type]
+    with pytest.raises(ff.FluentError, match="async_retry_delay_s"):
+        ff.FaasProfile(async_retry_delay_s=-0.5)
+
+
 def test_the_paper_preset_has_lambdas_cold_start_overhead() -> None:
     assert ff.FaasProfile.paper().cold_start_overhead_ms > 0
     assert ff.FaasProfile().cold_start_overhead_ms == 0  # emulation off by default

@@ -174,7 +174,9 @@ def faas_invoke(
     """One stateless invocation, in an execution environment. Returns its traffic counters.
     ``waiting``: the invocation that waits for this one's result (none for a tell);
     ``row``: a second delivery's own message row (it writes no result: the first
-    delivery's caller takes that one; the request id makes the two run once)."""
+    delivery's caller takes that one; the request id makes the two run once).
+    A tell whose turn could not be written raises ``Unavailable``: nobody waits for its
+    result, so the platform runs it again (its request message stays in the store)."""
     import ray
 
     started = time.perf_counter()
@@ -195,6 +197,7 @@ def faas_invoke(
     runtime.invocation = rid
     row = row or rid
     message = store.get(f"msg:{row}")
+    retry: Unavailable | None = None
     try:
         if message is None:
             raise InvalidRequest(f"request message {rid} is not in the store")
@@ -233,14 +236,17 @@ def faas_invoke(
             finally:
                 CURRENT.reset(token)
             reply = reply_for(outcome, failed, call.type_name)
+    except Unavailable as exc:  # too many concurrent writers: the turn was not written
+        retry, reply = exc, Outcome(error=describe_error(exc))
     except FluentError as exc:
         reply = Outcome(error=describe_error(exc))
     except Exception as exc:  # the store failed: the turn was not written
-        reply = Outcome(
-            error=describe_error(
-                Unavailable(f"state store failed ({type(exc).__name__}: {exc}); the call did not take effect")
-            )
-        )
+        retry = Unavailable(f"state store failed ({type(exc).__name__}: {exc}); the call did not take effect")
+        reply = Outcome(error=describe_error(retry))
+    if retry is not None and call.one_way:  # nobody waits for a tell: the platform runs it again
+        runtime.close_quietly()
+        times.end("error")
+        raise retry
     if not call.one_way and row == rid:
         t0 = time.perf_counter()
         store.put(f"res:{rid}", record_of(reply))

@@ -112,16 +112,33 @@ class FaasPlatform:
 
         Raises ``Overloaded`` (throttled), ``FunctionTimeout`` (killed at ``cap``) or
         ``Unavailable`` (no environment could be started, or it crashed: the invocation
-        may have run, so it is not retried). A ``tell``'s sender does not wait: its
-        failure is logged here and its request message removed.
+        may have run, so it is not retried). A ``tell``'s sender does not wait: the
+        platform runs a failed one again, as Lambda does an asynchronous invocation
+        (``FaasProfile.async_retries``; its request id makes an actor's turn take effect
+        once), and logs and removes the one that failed every time.
         """
-        try:
-            await self._invoke(fn, gpus, kind, code, call, waiting, cap, row)
-        except FluentError as exc:
-            if not call.one_way:
-                raise
-            log.warning("one-way invocation of %s failed: %s: %s", fn, type(exc).__name__, exc)
+        retries = self._profile.async_retries if call.one_way else 0
+        for attempt in range(retries + 1):
+            try:
+                await self._invoke(fn, gpus, kind, code, call, waiting, cap, row)
+                return
+            except (Unavailable, Overloaded, FunctionTimeout) as exc:
+                if not call.one_way:
+                    raise
+                if attempt < retries:
+                    log.info("one-way invocation of %s failed (%s: %s); it runs again", fn, type(exc).__name__, exc)
+                    self._totals["async_retries"] = self._totals.get("async_retries", 0) + 1
+                    await asyncio.sleep(self._profile.async_retry_delay_s * 2**attempt)
+                    continue
+                failure: FluentError = exc
+            except FluentError as exc:
+                if not call.one_way:
+                    raise
+                failure = exc
+            log.warning("one-way invocation of %s failed: %s: %s", fn, type(failure).__name__, failure)
+            self._totals["async_failures"] = self._totals.get("async_failures", 0) + 1
             await asyncio.get_running_loop().run_in_executor(None, self._discard, row or call.request_id)
+            return
 
     def _discard(self, rid: str) -> None:
         from ..state import open_store
