@@ -151,6 +151,23 @@ class TestFaas:
         assert ff.stats()["async_retries"] > before
         assert _leftovers(cluster) == []
 
+    def test_a_reminder_whose_environment_dies_fires_again_and_takes_effect_once(
+        self, cluster: ff.Cluster, tmp_path: Path
+    ) -> None:
+        """The platform's scheduler runs a failed firing again, as it does a tell."""
+        ref = Fragile["reminded"]
+        marker = str(tmp_path / "died")
+        before = ff.stats().get("async_retries", 0)
+        ref.arm(marker, 9)
+        deadline = time.monotonic() + 90
+        while not ref.seen() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert os.path.exists(marker)  # the first firing did die
+        time.sleep(1.0)  # and no late third firing adds to it
+        assert ref.seen() == [9]
+        assert ref.reminders() == []  # fired, once
+        assert ff.stats()["async_retries"] > before
+
     def test_an_environment_that_dies_mid_invocation_is_one_clear_error(self, cluster: ff.Cluster) -> None:
         ref = Crashing["c"]
         assert ref.add(1) == 1
@@ -222,6 +239,12 @@ class Fragile:
 
     def seen(self) -> list[int]:
         return self.got
+
+    def arm(self, marker: str, n: int) -> None:
+        ff.context().schedule(0.2, "log", marker, n)
+
+    def reminders(self) -> list[dict[str, Any]]:
+        return ff.context().reminders()
 
 
 @pytest.mark.timeout(120)

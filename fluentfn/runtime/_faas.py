@@ -345,7 +345,7 @@ class FaasRuntime:
             # partition between the identity and a client cuts it off
             return self._start("actor", ref, method, args, kwargs, caller=ref.address)
 
-        await run_reminders(self.store, start, self.results, self._tasks)
+        await run_reminders(self.store, start, self.results, self._tasks, self.profile, self.counters)
 
     async def forward(self, call: Call) -> Outcome | None:
         """Run a call that arrived at the gateway (errors become replies)."""

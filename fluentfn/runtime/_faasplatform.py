@@ -25,6 +25,7 @@ from .._stats import new_counters
 from ..errors import FluentError, FunctionTimeout, Overloaded, Unavailable
 from ._envpool import Done as EnvDone
 from ._envpool import EnvPool, Fail, Instruction, Lost, Request, Start, Started, StartFailed, Stop, Throttle, Tick, Use
+from ._faasretry import run_async_invocation
 from ._raycall import unwrap
 
 PLATFORM_NAME = "fluentfn-faas-platform"
@@ -114,31 +115,18 @@ class FaasPlatform:
         ``Unavailable`` (no environment could be started, or it crashed: the invocation
         may have run, so it is not retried). A ``tell``'s sender does not wait: the
         platform runs a failed one again, as Lambda does an asynchronous invocation
-        (``FaasProfile.async_retries``; its request id makes an actor's turn take effect
-        once), and logs and removes the one that failed every time.
+        (``_faasretry``), and logs and removes the one that failed every time.
         """
-        retries = self._profile.async_retries if call.one_way else 0
-        for attempt in range(retries + 1):
-            try:
-                await self._invoke(fn, gpus, kind, code, call, waiting, cap, row)
-                return
-            except (Unavailable, Overloaded, FunctionTimeout) as exc:
-                if not call.one_way:
-                    raise
-                if attempt < retries:
-                    log.info("one-way invocation of %s failed (%s: %s); it runs again", fn, type(exc).__name__, exc)
-                    self._totals["async_retries"] = self._totals.get("async_retries", 0) + 1
-                    await asyncio.sleep(self._profile.async_retry_delay_s * 2**attempt)
-                    continue
-                failure: FluentError = exc
-            except FluentError as exc:
-                if not call.one_way:
-                    raise
-                failure = exc
+        if not call.one_way:
+            await self._invoke(fn, gpus, kind, code, call, waiting, cap, row)
+            return
+        failure = await run_async_invocation(
+            lambda: self._invoke(fn, gpus, kind, code, call, waiting, cap, row), self._profile, fn, self._totals
+        )
+        if failure is not None:
             log.warning("one-way invocation of %s failed: %s: %s", fn, type(failure).__name__, failure)
             self._totals["async_failures"] = self._totals.get("async_failures", 0) + 1
             await asyncio.get_running_loop().run_in_executor(None, self._discard, row or call.request_id)
-            return
 
     def _discard(self, rid: str) -> None:
         from ..state import open_store
