@@ -8,6 +8,7 @@ import pytest
 
 import fluentfn as ff
 from fluentfn.runtime._faasretry import run_async_invocation
+from fluentfn.wire.errors import describe_error, rebuild_error
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,10 +47,17 @@ def test_no_retries_runs_once() -> None:
     assert _run([first, None], retries=0) == (first, 1, {})
 
 
-def test_an_error_the_method_raised_is_not_run_again() -> None:
-    own = ff.InvalidRequest("bad input")
+@pytest.mark.parametrize("raised", [ff.InvalidRequest("bad input"), ff.Unavailable("its own call failed")])
+def test_an_error_the_method_raised_is_not_run_again(raised: Exception) -> None:
+    own = rebuild_error(describe_error(raised, "T/k.m", user=True))  # as the caller gets it
+    assert isinstance(own, ff.ActorError)
     got, runs, totals = _run([own, None])
     assert got is own and runs == 1 and totals == {}
+
+
+def test_an_error_the_platform_refuses_with_is_not_run_again() -> None:
+    refused = ff.InvalidRequest("request message is not in the store")
+    assert _run([refused, None]) == (refused, 1, {})
 
 
 def test_a_crash_that_is_not_a_fluent_error_is_not_swallowed() -> None:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from .._faasprofile import FaasProfile
-from ..errors import FluentError, FunctionTimeout, Overloaded, Unavailable
+from ..errors import ActorError, FluentError, FunctionTimeout, Overloaded, Unavailable
 
 log = logging.getLogger("fluentfn.faas")
 PLATFORM_FAILURES = (Unavailable, Overloaded, FunctionTimeout)
@@ -30,12 +30,12 @@ async def run_async_invocation(
         try:
             await run()
             return None
-        except PLATFORM_FAILURES as exc:
-            if attempt == profile.async_retries:
+        except FluentError as exc:
+            # the method's own error (``ActorError``, whatever else it is) is its outcome
+            mine = isinstance(exc, PLATFORM_FAILURES) and not isinstance(exc, ActorError)
+            if not mine or attempt == profile.async_retries:
                 return exc
             log.info("asynchronous invocation of %s failed (%s: %s); it runs again", what, type(exc).__name__, exc)
             totals["async_retries"] = totals.get("async_retries", 0) + 1
             await asyncio.sleep(profile.async_retry_delay_s * 2**attempt)
-        except FluentError as exc:
-            return exc
     raise AssertionError("unreachable: the last attempt returns")
