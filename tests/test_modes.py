@@ -247,6 +247,36 @@ class Fragile:
         return ff.context().reminders()
 
 
+@ff.actor(name="BadTeller", shards=1)
+class BadTeller:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def go(self, log: str) -> int:
+        self.n += 1
+        StepLog[log].append.tell(threading.Lock())  # cannot be sent: the turn fails here
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("cluster", MODES, indirect=True)
+def test_a_tell_that_cannot_be_encoded_fails_its_turn_in_both_modes(cluster: ff.Cluster) -> None:
+    """Refused where it is made, inside the method, in both modes: the method raises it,
+    so the turn ends as any turn whose method raised (the caller gets the error, the
+    state keeps what the method did before). FaaS mode once encoded held tells only after
+    the turn's write: the method went on, and the caller got an error of another kind."""
+    ref, log = BadTeller[f"bad-{cluster.mode}"], f"bad-log-{cluster.mode}"
+    with pytest.raises(ff.ActorError) as raised:
+        ref.go(log)
+    assert isinstance(raised.value, ff.InvalidRequest), raised.value  # the tell's own error, as the method saw it
+    assert "cannot send a lock" in str(raised.value)
+    assert ref.get() == 1
+    assert StepLog[log].get() == []
+
+
 @pytest.mark.timeout(120)
 def test_warm_stateful_calls_touch_no_storage(cluster: ff.Cluster) -> None:
     ref = Counter["warm"]

@@ -22,6 +22,10 @@ from ..errors import FluentError, InvalidRequest, NotFound
 from ..state._store import Reminder, Scheduled, Store
 from ..wire import codec
 
+BOOKKEEPING_PREFIX = "out:"
+"""Rows whose id starts so are the platform's own (FaaS mode's outbox), not reminders of
+the identity: they share the table, and ``pending`` does not list them."""
+
 
 @dataclass(frozen=True, slots=True)
 class Due:
@@ -124,6 +128,7 @@ class Reminders:
 
     def pending(self, address: str, unwritten: Sequence[Scheduled] = ()) -> list[dict[str, Any]]:
         rows = self._store.reminders_of(address) if self._store is not None else []
+        rows = [row for row in rows if not row.rid.startswith(BOOKKEEPING_PREFIX)]
         rows += [item.row for item in unwritten]
         return [describe(rem) for rem in sorted(rows, key=lambda r: r.due)]
 

@@ -39,7 +39,7 @@ from ..wire.errors import describe_error
 from ._faascode import Codebase
 from ._faasplatform import PLATFORM_NAME
 from ._faasresults import Results, Started
-from ._faastimer import run_reminders
+from ._faastimer import outbox_row, run_reminders
 from ._journal import Journal
 from ._raycall import await_ray, get_ray
 
@@ -126,13 +126,14 @@ class FaasRuntime:
         request_id: str = "",
         timeout_s: float | None = None,
         caller: str | None = None,
+        payload: bytes | None = None,
     ) -> Started:
         """Write the request to the store and hand the invocation to the platform (as the
         lab's faults say, when any are in force: lost, delayed or sent twice).
         ``request_id``: the call's id when the caller chose it (derived from its turn, or
         a client's keyed id: a repeat is answered from its recorded reply); ``timeout_s``:
         ``with_timeout``'s, or what a client's deadline leaves (the caller stops waiting
-        then, as in stateful mode)."""
+        then, as in stateful mode); ``payload``: the arguments, already encoded."""
         ctx = CURRENT.get()
         rid = request_id or request_id_here()
         cap = self.profile.max_duration_s
@@ -149,7 +150,7 @@ class FaasRuntime:
             name, key = target.name, ""
             if target.max_duration_s:
                 cap = min(cap, target.max_duration_s)
-        payload = codec.encode_args(args, kwargs)
+        payload = codec.encode_args(args, kwargs) if payload is None else payload
         parent = ctx if ctx is not None and not one_way else None
         deadline = parent.deadline if parent and parent.deadline else 0.0
         if timeout_s is not None and not one_way:
@@ -322,14 +323,23 @@ class FaasRuntime:
         timeout_s: float | None = None,
     ) -> None:
         rid = request_id_here()
+        ctx = CURRENT.get()
+        if self.journal is None or ctx is None or ctx.address is None:
+            self._start("actor", ref, method, args, kwargs, one_way=True, request_id=rid)
+            return
+        payload = codec.encode_args(args, kwargs)  # refused now, inside the turn, as on a host
+        sender = ctx.address
 
-        def send() -> Started:
-            return self._start("actor", ref, method, args, kwargs, one_way=True, request_id=rid)
+        # sent once this attempt's write commits; its outbox row is written with that write
+        self.journal.hold(
+            lambda: self._tell_from(sender, rid, ref.address, method, payload),
+            outbox_row(sender, rid, ref.address, method, payload, self.profile.max_duration_s),
+        )
 
-        if self.journal is None:
-            send()
-        else:
-            self.journal.hold(send)  # sent once this attempt's write commits
+    def _tell_from(self, sender: str, rid: str, address: str, method: str, payload: bytes) -> Started:
+        """Send a turn's tell ``rid`` (its arguments encoded) to the identity at ``address``."""
+        ref = ActorRef(*address.split("/", 1))
+        return self._start("actor", ref, method, (), {}, one_way=True, request_id=rid, caller=sender, payload=payload)
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         return self._journaled_future("fn", fn, "", args, kwargs)
@@ -345,7 +355,7 @@ class FaasRuntime:
             # partition between the identity and a client cuts it off
             return self._start("actor", ref, method, args, kwargs, caller=ref.address)
 
-        await run_reminders(self.store, start, self.results, self._tasks, self.profile, self.counters)
+        await run_reminders(self.store, start, self.results, self._tasks, self.profile, self.counters, self._tell_from)
 
     async def forward(self, call: Call) -> Outcome | None:
         """Run a call that arrived at the gateway (errors become replies)."""

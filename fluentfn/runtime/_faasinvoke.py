@@ -43,6 +43,7 @@ from ..host._turn import (
 )
 from ..state import Store, VersionConflict
 from ..state._emulated import MeteredStore
+from ..state._store import Scheduled
 from ..wire import codec
 from ..wire.errors import describe_error
 from ..wire.records import record_of
@@ -72,12 +73,15 @@ def _run_actor(
     ``persist`` says: nothing of an identity survives in memory between invocations.
     A turn whose result or state cannot be encoded is not written (it never happened).
     A re-run sees its nested calls' first outcomes and only the committed attempt's tells
-    are sent (``journal``).
+    are sent (``journal``); their outbox rows are written with the state, so they are
+    sent even if this invocation dies right after its write (``_faastimer``).
     """
     journal = journal or Journal()
 
-    def took_effect(reply: Outcome) -> Outcome:
+    def took_effect(reply: Outcome, outbox: list[Scheduled] | None = None) -> Outcome:
         journal.commit()
+        for item in outbox or ():  # sent: their outbox rows are not needed any more
+            store.cancel_reminder(item.row.address, item.row.rid)
         return reply
 
     method = definition.method(call.method)
@@ -125,17 +129,18 @@ def _run_actor(
             return took_effect(reply)
         try:
             t2 = time.perf_counter()
+            outbox = journal.outbox()  # the tells' rows, with the state: they leave even if we die now
             store.save(
                 address,
                 expected=record.version if record else 0,
                 state=state,
                 fence=None,
                 reply=(call.request_id, record_of(reply, digest)),
-                reminders=scheduled,
+                reminders=[*scheduled, *outbox],
             )
             if times is not None:
                 times.mark("write", t2, time.perf_counter())
-            return took_effect(reply)
+            return took_effect(reply, outbox)
         except VersionConflict:
             time.sleep(random.uniform(0.0005, 0.005))
     raise Unavailable(f"{address}: too many concurrent writers")

@@ -1,26 +1,52 @@
-"""The FaaS platform's timer service: due reminders fire as invocations."""
+"""The FaaS platform's timer service: due reminders fire as invocations, and the tells of
+committed turns that their invocation did not live to send leave from the outbox.
+
+A tell made in a FaaS turn is held until the turn's write commits, and its outbox row
+is written with that write, due once the invocation's cap (and a grace) has passed.
+The invocation sends the tell and removes the row; if it died in between, the row is
+still there when due, and the tell leaves from here with its own request id (a tell
+that did leave before the death is deduplicated by it)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
+
+import msgpack
 
 from .._context import CURRENT, Context
 from .._faasprofile import FaasProfile
 from .._ioloop import spawn
 from .._ref import ActorRef
-from ..host._reminders import Due, Reminders
+from ..host._reminders import BOOKKEEPING_PREFIX, Due, Reminders
 from ..state import Store
 from ..state._emulated import MeteredStore
+from ..state._store import Reminder, Scheduled
 from ..wire import codec
 from ._faasresults import Results, Started
 from ._faasretry import run_async_invocation
 
 log = logging.getLogger("fluentfn.faas")
 REMINDER_GROUP = "__faas__"
+OUTBOX_GROUP = "__faas_outbox__"
+OUTBOX_GRACE_S = 5.0  # after an invocation's cap, before its unsent tells leave from the outbox
 _TICK_S = 0.25
+
+
+def outbox_row(sender: str, rid: str, target: str, method: str, payload: bytes, cap_s: float) -> Scheduled:
+    """The outbox row of tell ``rid`` (``target.method(payload)``) made by ``sender``'s turn
+    now: due once the invocation making it has surely ended."""
+    body = msgpack.packb([method, payload, 0.0, target])
+    row = Reminder(sender, BOOKKEEPING_PREFIX + rid, time.time() + cap_s + OUTBOX_GRACE_S, body)
+    return Scheduled(OUTBOX_GROUP, 0, row)
+
+
+Resend = Callable[[str, str, str, str, bytes], object]
+"""Sends a turn's tell: ``(sender, rid, address, method, payload)``, the arguments
+encoded (blocking)."""
 
 Start = Callable[[ActorRef, str, tuple[Any, ...], dict[str, Any]], Started]
 """Starts an actor invocation (blocking): what ``Results`` waits on."""
@@ -33,19 +59,23 @@ async def run_reminders(
     tasks: set[asyncio.Task[Any]],
     profile: FaasProfile,
     totals: dict[str, int],
+    resend: Resend,
 ) -> None:
-    """Fire due reminders as invocations, forever (what a FaaS platform's scheduler does).
-    The firings it starts join ``tasks`` (their owner cancels them at close). A firing
-    that fails in the platform runs again as any asynchronous invocation does
-    (``_faasretry``; ``totals`` counts its retries): the reminder stays due until its
-    firing ends."""
+    """Fire due reminders as invocations, forever (what a FaaS platform's scheduler does),
+    and send the tells left in the outbox (``resend``). The firings it starts join
+    ``tasks`` (their owner cancels them at close). A firing that fails in the platform
+    runs again as any asynchronous invocation does (``_faasretry``; ``totals`` counts its
+    retries): the reminder stays due until its firing ends."""
     loop = asyncio.get_running_loop()
-    reminders = Reminders(store.inner if isinstance(store, MeteredStore) else store, REMINDER_GROUP, 0, lambda: None)
+    raw = store.inner if isinstance(store, MeteredStore) else store
+    reminders = Reminders(raw, REMINDER_GROUP, 0, lambda: None)
+    outbox = Reminders(raw, OUTBOX_GROUP, 0, lambda: None)
     firing: set[str] = set()
     while True:
         await asyncio.sleep(_TICK_S)
         try:
             due = await loop.run_in_executor(None, reminders.due)
+            await loop.run_in_executor(None, _send_left, outbox, resend, totals)
         except Exception as exc:
             log.warning("FaaS reminders not read: %s: %s", type(exc).__name__, exc)
             continue
@@ -89,3 +119,14 @@ async def _fire(
         await loop.run_in_executor(None, reminders.fired, due)
     finally:
         firing.discard(due.row.rid)
+
+
+def _send_left(outbox: Reminders, resend: Resend, totals: dict[str, int]) -> None:
+    """Send the tells whose invocation died between its write and their sending."""
+    for item in outbox.due(lookahead_s=0.0):
+        target = msgpack.unpackb(item.row.payload)[3]
+        rid = item.row.rid[len(BOOKKEEPING_PREFIX) :]
+        log.info("tell %s of %s to %s leaves from the outbox", rid, item.row.address, target)
+        resend(item.row.address, rid, target, item.method, item.args)
+        totals["outbox_sends"] = totals.get("outbox_sends", 0) + 1
+        outbox.fired(item)

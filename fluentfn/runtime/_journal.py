@@ -5,13 +5,17 @@ calls have already had their effects, so the re-run must see their first outcome
 (values and failures alike) instead of sending them again, and the tells of an attempt
 that is thrown away must never leave: they are held until the attempt's write commits.
 Outcomes are keyed by the nested call's request id, which each attempt derives afresh in
-the same order.
+the same order. A held tell carries its outbox row: written with the attempt's state, so
+a tell of a committed turn leaves even if the invocation dies before sending it
+(``_faastimer`` sends what is still there once the invocation's cap has passed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from ..state._store import Scheduled
 
 T = TypeVar("T")
 
@@ -21,7 +25,7 @@ class Journal:
 
     def __init__(self) -> None:
         self._outcomes: dict[str, tuple[bool, Any]] = {}
-        self._held: list[Callable[[], object]] = []
+        self._held: list[tuple[Callable[[], object], Scheduled | None]] = []
 
     def run(self, request_id: str, call: Callable[[], T]) -> T:
         """``call()``'s outcome, or the outcome it had in an earlier attempt."""
@@ -46,9 +50,14 @@ class Journal:
     def record(self, request_id: str, failed: bool, outcome: Any) -> None:
         self._outcomes.setdefault(request_id, (failed, outcome))
 
-    def hold(self, send: Callable[[], object]) -> None:
-        """A tell of the current attempt: sent by ``commit``, dropped by ``begin``."""
-        self._held.append(send)
+    def hold(self, send: Callable[[], object], outbox: Scheduled | None = None) -> None:
+        """A tell of the current attempt: sent by ``commit``, dropped by ``begin``;
+        ``outbox``: its row, written with the attempt's state (``outbox``)."""
+        self._held.append((send, outbox))
+
+    def outbox(self) -> list[Scheduled]:
+        """The outbox rows of the current attempt's tells."""
+        return [row for _, row in self._held if row is not None]
 
     def begin(self) -> None:
         """A new attempt: the tells of the one before never leave."""
@@ -57,5 +66,5 @@ class Journal:
     def commit(self) -> None:
         """The attempt took effect: its tells leave now, in the order they were made."""
         held, self._held = self._held, []
-        for send in held:
+        for send, _ in held:
             send()
