@@ -133,40 +133,29 @@ class TestFaas:
     def test_context_says_faas(self, cluster: ff.Cluster) -> None:
         assert Counter["faas-ctx"].where()["mode"] == "faas"
 
-    def test_a_tell_whose_environment_dies_runs_again_and_takes_effect_once(
-        self, cluster: ff.Cluster, tmp_path: Path
+    @pytest.mark.parametrize("by", ["tell", "reminder"])
+    def test_a_message_whose_environment_dies_runs_again_and_takes_effect_once(
+        self, cluster: ff.Cluster, tmp_path: Path, by: str
     ) -> None:
-        """As Lambda runs a failed asynchronous invocation again: the first run of the
-        tell kills its environment, the platform's second run takes effect, once."""
-        ref = Fragile["once"]
+        """As Lambda runs a failed asynchronous invocation again (a tell, or a reminder's
+        firing): its first run kills its environment, the platform's second run takes
+        effect, once."""
+        ref = Fragile[by]
         marker = str(tmp_path / "died")
         before = ff.stats().get("async_retries", 0)
-        ref.log.tell(marker, 7)
+        if by == "tell":
+            ref.log.tell(marker, 7)
+        else:
+            ref.arm(marker, 7)
         deadline = time.monotonic() + 90
         while not ref.seen() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert os.path.exists(marker)  # the first run did die
         time.sleep(1.0)  # and no late third run adds to it
         assert ref.seen() == [7]
+        assert ref.reminders() == []  # a reminder fired once, and is gone
         assert ff.stats()["async_retries"] > before
         assert _leftovers(cluster) == []
-
-    def test_a_reminder_whose_environment_dies_fires_again_and_takes_effect_once(
-        self, cluster: ff.Cluster, tmp_path: Path
-    ) -> None:
-        """The platform's scheduler runs a failed firing again, as it does a tell."""
-        ref = Fragile["reminded"]
-        marker = str(tmp_path / "died")
-        before = ff.stats().get("async_retries", 0)
-        ref.arm(marker, 9)
-        deadline = time.monotonic() + 90
-        while not ref.seen() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert os.path.exists(marker)  # the first firing did die
-        time.sleep(1.0)  # and no late third firing adds to it
-        assert ref.seen() == [9]
-        assert ref.reminders() == []  # fired, once
-        assert ff.stats()["async_retries"] > before
 
     def test_an_environment_that_dies_mid_invocation_is_one_clear_error(self, cluster: ff.Cluster) -> None:
         ref = Crashing["c"]
