@@ -13,6 +13,7 @@ import pytest
 from fluentfn._actordef import ActorDef
 from fluentfn._call import Call
 from fluentfn._context import Context
+from fluentfn.errors import Unavailable
 from fluentfn.host._reminders import Reminders
 from fluentfn.placement import ActorOptions
 from fluentfn.runtime import _faastimer
@@ -111,3 +112,18 @@ def test_a_row_is_not_sent_before_the_invocation_could_have_ended(store: Store) 
     resent: list[tuple[Any, ...]] = []
     _send_left(Reminders(store, OUTBOX_GROUP, 0, lambda: None), lambda *a: resent.append(a), {})
     assert resent == [] and _outbox(store) == ["out:d-tell-1"]  # it may still be sending
+
+
+def test_a_row_whose_send_fails_stays_for_the_next_tick(store: Store) -> None:
+    with pytest.raises(Died):
+        _turn(store, "r1", die=True)
+
+    def refused(*_: Any) -> None:
+        raise Unavailable("message dropped by a tap")
+
+    outbox = Reminders(store, OUTBOX_GROUP, 0, lambda: None)
+    _send_left(outbox, refused, {})
+    assert _outbox(store) == ["out:d-tell-1"]
+    resent: list[tuple[Any, ...]] = []
+    _send_left(outbox, lambda *a: resent.append(a), {})
+    assert len(resent) == 1 and _outbox(store) == []
