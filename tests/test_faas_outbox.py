@@ -40,7 +40,7 @@ class Sender:
     def __init__(self) -> None:
         self.n = 0
 
-    def go(self, die: bool, cap_s: float) -> int:
+    def go(self, die: bool, cap_s: float, refused: bool = False) -> int:
         self.n += 1
         rid = f"d-tell-{self.n}"
         payload = codec.encode_args((self.n,), {})
@@ -48,20 +48,22 @@ class Sender:
         def send() -> None:
             if die:
                 raise Died
+            if refused:
+                raise Unavailable("message dropped by a tap")
             SENT.append(rid)
 
         JOURNAL.hold(send, outbox_row("Sender/a", rid, "Log/k", "append", payload, cap_s))
         return self.n
 
 
-def _turn(store: Store, rid: str, *, die: bool, cap_s: float = 0.0) -> Any:
+def _turn(store: Store, rid: str, *, die: bool, cap_s: float = 0.0, refused: bool = False) -> Any:
     definition = ActorDef(Sender, ActorOptions(name="Sender", shards=1))
-    args = codec.encode_args((die, cap_s), {})
+    args = codec.encode_args((die, cap_s, refused), {})
     call = Call(type_name="Sender", key="a", method="go", args=args, request_id=rid)
     ctx = Context(address="Sender/a", key="a", type_name="Sender", mode="faas", request_id=rid,
                   _scheduler=Reminders(store, REMINDER_GROUP, 0, lambda: None))  # fmt: skip
     counters: dict[str, int] = {"activations": 0, "calls": 0}
-    return _run_actor(store, definition, call, (die, cap_s), {}, ctx, counters, args, JOURNAL)
+    return _run_actor(store, definition, call, (die, cap_s, refused), {}, ctx, counters, args, JOURNAL)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -127,3 +129,11 @@ def test_a_row_whose_send_fails_stays_for_the_next_tick(store: Store) -> None:
     resent: list[tuple[Any, ...]] = []
     _send_left(outbox, lambda *a: resent.append(a), {})
     assert len(resent) == 1 and _outbox(store) == []
+
+
+def test_a_tell_refused_after_the_write_does_not_fail_the_turn_and_leaves_later(store: Store) -> None:
+    """The turn took effect: its caller gets its reply, and the tell keeps its row."""
+    assert codec.decode(_turn(store, "r1", die=False, refused=True).value) == 1
+    assert SENT == [] and _outbox(store) == ["out:d-tell-1"]
+    assert codec.decode(_turn(store, "r2", die=False).value) == 2  # the next one leaves at once
+    assert SENT == ["d-tell-2"] and _outbox(store) == ["out:d-tell-1"]

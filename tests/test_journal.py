@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fluentfn.runtime._journal import Journal
+from fluentfn.state._store import Reminder, Scheduled
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,3 +45,21 @@ def test_tells_leave_only_with_the_attempt_that_commits() -> None:
     assert sent == [94]
     journal.commit()
     assert sent == [94]  # once
+
+
+def test_a_failed_send_keeps_its_outbox_row_only_when_the_rows_were_written() -> None:
+    def row(rid: str) -> Scheduled:
+        return Scheduled("g", 0, Reminder("A/a", f"out:{rid}", 0.0, b""))
+
+    def refused() -> None:
+        raise ConnectionError("the platform is gone")
+
+    sent: list[str] = []
+    journal = Journal()
+    journal.hold(refused, row("d1"))
+    journal.hold(lambda: sent.append("d2"), row("d2"))
+    assert journal.commit(outboxed=True) == [row("d2")]  # d1 leaves from the outbox later
+    assert sent == ["d2"]
+    journal.hold(refused, row("d3"))
+    with pytest.raises(ConnectionError):  # nothing was written: the turn fails
+        journal.commit()

@@ -43,7 +43,6 @@ from ..host._turn import (
 )
 from ..state import Store, VersionConflict
 from ..state._emulated import MeteredStore
-from ..state._store import Scheduled
 from ..wire import codec
 from ..wire.errors import describe_error
 from ..wire.records import record_of
@@ -78,9 +77,11 @@ def _run_actor(
     """
     journal = journal or Journal()
 
-    def took_effect(reply: Outcome, outbox: list[Scheduled] | None = None) -> Outcome:
-        journal.commit()
-        for item in outbox or ():  # sent: their outbox rows are not needed any more
+    def took_effect(reply: Outcome, written: bool = False) -> Outcome:
+        """``reply``, once the attempt's tells left; ``written``: their outbox rows were
+        written with the state, and those of the tells that left are removed now."""
+        sent = journal.commit(outboxed=written)
+        for item in sent if written else ():
             store.cancel_reminder(item.row.address, item.row.rid)
         return reply
 
@@ -140,7 +141,7 @@ def _run_actor(
             )
             if times is not None:
                 times.mark("write", t2, time.perf_counter())
-            return took_effect(reply, outbox)
+            return took_effect(reply, written=True)
         except VersionConflict:
             time.sleep(random.uniform(0.0005, 0.005))
     raise Unavailable(f"{address}: too many concurrent writers")

@@ -12,10 +12,13 @@ a tell of a committed turn leaves even if the invocation dies before sending it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..state._store import Scheduled
+
+log = logging.getLogger("fluentfn.faas")
 
 T = TypeVar("T")
 
@@ -63,8 +66,24 @@ class Journal:
         """A new attempt: the tells of the one before never leave."""
         self._held.clear()
 
-    def commit(self) -> None:
-        """The attempt took effect: its tells leave now, in the order they were made."""
+    def commit(self, outboxed: bool = False) -> list[Scheduled]:
+        """The attempt took effect: its tells leave now, in the order they were made.
+        Returns the outbox rows of those that left. ``outboxed``: their rows were written
+        with the attempt's state, so a tell whose send fails (the store or the platform
+        failed, a lab's tap dropped it) does not fail the turn, which has taken effect:
+        it keeps its row and leaves from the outbox later. Otherwise the failure is
+        raised (nothing of the turn was written)."""
         held, self._held = self._held, []
-        for send, _ in held:
-            send()
+        sent = []
+        for send, row in held:
+            try:
+                send()
+            except Exception as exc:  # the store or the platform failed, or a lab's tap dropped it
+                if not outboxed or row is None:
+                    raise
+                why = f"{type(exc).__name__}: {exc}"
+                log.warning("tell %s not sent now (%s): it leaves from the outbox", row.row.rid, why)
+                continue
+            if row is not None:
+                sent.append(row)
+        return sent
