@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import os
 import random
@@ -51,6 +52,7 @@ from ._faasplatform import PLATFORM_NAME
 from ._faastimer import REMINDER_GROUP
 from ._journal import Journal
 
+log = logging.getLogger("fluentfn.faas")
 _CONFLICT_RETRIES = 500  # an invocation re-run after a version conflict, at most
 
 
@@ -82,7 +84,13 @@ def _run_actor(
         written with the state, and those of the tells that left are removed now."""
         sent = journal.commit(outboxed=written)
         for item in sent if written else ():
-            store.cancel_reminder(item.row.address, item.row.rid)
+            try:
+                store.cancel_reminder(item.row.address, item.row.rid)
+            except Exception as exc:  # the turn took effect: its reply stands
+                log.warning(
+                    "outbox row %s not removed (%s: %s): its tell may leave again, deduplicated by its request id",
+                    item.row.rid, type(exc).__name__, exc,
+                )  # fmt: skip
         return reply
 
     method = definition.method(call.method)
