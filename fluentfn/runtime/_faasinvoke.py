@@ -257,23 +257,23 @@ def faas_invoke(
     except Exception as exc:  # the store failed: the turn was not written
         retry = Unavailable(f"state store failed ({type(exc).__name__}: {exc}); the call did not take effect")
         reply = Outcome(error=describe_error(retry))
-    if retry is not None and call.one_way:  # nobody waits for a tell: the platform runs it again
-        runtime.close_quietly()
-        times.end("error")
-        raise retry
+    again = retry if call.one_way else None  # nobody waits for a tell: the platform runs it again
     if not call.one_way and row == rid:
         t0 = time.perf_counter()
         store.put(f"res:{rid}", record_of(reply))
         times.mark("write", t0, time.perf_counter())  # the result, through the store
         counters["messages_via_storage"] += 1
         _unless_awaited(store, rid, waiting)
-    store.delete(f"msg:{row}")
+    if again is None:  # a tell run again keeps its request message
+        store.delete(f"msg:{row}")
     runtime.close_quietly()
     times.end("error" if reply.error is not None else "ok")
     if times.span is not None:
         flush_spans()  # the environment may be stopped before the next batch would go
     counters.update(TALLY.drain())  # this invocation's phase timings (and its own calls' round trips)
     counters["billed_ms"] += math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills by the ms
+    if again is not None:
+        raise again
     return counters
 
 

@@ -35,6 +35,7 @@ REMINDER_GROUP = "__faas__"
 OUTBOX_GROUP = "__faas_outbox__"
 OUTBOX_GRACE_S = 5.0  # after an invocation's cap, before its unsent tells leave from the outbox
 _TICK_S = 0.25
+_OUTBOX_TICKS = 4  # the outbox is read every this many ticks (its rows are due seconds after a cap)
 
 
 def outbox_row(sender: str, rid: str, target: str, method: str, payload: bytes, cap_s: float) -> Scheduled:
@@ -72,11 +73,14 @@ async def run_reminders(
     reminders = Reminders(raw, REMINDER_GROUP, 0, lambda: None)
     outbox = Reminders(raw, OUTBOX_GROUP, 0, lambda: None)
     firing: set[str] = set()
+    tick = 0
     while True:
         await asyncio.sleep(_TICK_S)
+        tick += 1
         try:
             due = await loop.run_in_executor(None, reminders.due)
-            await loop.run_in_executor(None, _send_left, outbox, resend, totals)
+            if tick % _OUTBOX_TICKS == 0:
+                await loop.run_in_executor(None, _send_left, outbox, resend, totals)
         except Exception as exc:
             log.warning("FaaS reminders not read: %s: %s", type(exc).__name__, exc)
             continue
