@@ -46,7 +46,7 @@ class ActorDef:
         self.cls = cls
         self.options = options
         self.name = options.name
-        self._methods: dict[str, MethodInfo] = {}
+        self.methods: dict[str, MethodInfo] = {}  # public methods by name (read-only)
         for attr in dir(cls):
             if attr.startswith("_") or attr in HOOKS:
                 continue
@@ -58,7 +58,7 @@ class ActorDef:
             except (TypeError, ValueError):
                 sig = None
             is_async = inspect.iscoroutinefunction(fn)
-            self._methods[attr] = MethodInfo(
+            self.methods[attr] = MethodInfo(
                 attr, fn, is_async, sig, _positional(sig), is_readonly(fn), not is_async and makes_no_calls(fn)
             )
         self.on_activate = getattr(cls, "on_activate", None)
@@ -66,11 +66,11 @@ class ActorDef:
 
     @property
     def method_names(self) -> list[str]:
-        return sorted(self._methods)
+        return sorted(self.methods)
 
     def method(self, name: str) -> MethodInfo:
         """The public method ``name``; NotFound for anything else (private names, hooks)."""
-        info = self._methods.get(name)
+        info = self.methods.get(name)
         if info is None:
             raise NotFound(f"{self.name} has no method {name!r}")
         return info

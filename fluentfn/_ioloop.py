@@ -34,6 +34,7 @@ class IoLoop:
         self.thread = threading.Thread(target=self._main, name="fluentfn-io", daemon=True)
         self.thread.start()
         self._started.wait()
+        self._ident = self.thread.ident  # ``in_loop`` compares it, on every blocking call
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -42,7 +43,7 @@ class IoLoop:
 
     def in_loop(self) -> bool:
         """True when called from the loop's own thread."""
-        return threading.current_thread() is self.thread
+        return threading.get_ident() == self._ident
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Schedule ``coro`` on the loop from any thread."""

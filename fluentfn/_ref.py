@@ -123,6 +123,8 @@ class Future(concurrent.futures.Future[T]):
 
 def check_key(key: object) -> str:
     """Validate and normalise an identity key (a non-empty str, or an int)."""
+    if type(key) is str and key.isascii() and 0 < len(key) <= _config.MAX_KEY_BYTES:
+        return key  # the common case: a short ASCII string, one byte a character
     if isinstance(key, bool) or not isinstance(key, str | int):
         raise InvalidRequest(f"actor keys are str or int, not {type(key).__name__}")
     text = key if type(key) is str else str(key)

@@ -20,18 +20,17 @@ class Persist(enum.StrEnum):
     INTERVAL = "interval"  # written behind, within FLUENTFN_FLUSH_S; memory handed over at a move
     NEVER = "never"  # memory only: handed over at a move, lost with a crash
 
-    @property
-    def writes_before_reply(self) -> bool:
-        """The durability point precedes the reply (and so an idempotency key can be honoured)."""
-        return self is Persist.CALL
+    # What each mode promises, as plain attributes (read on every turn; set below).
+    writes_before_reply: bool  # the durability point precedes the reply (so an idempotency key can be honoured)
+    writes_behind: bool  # written behind, by the host's flush
+    memory_only: bool  # never written
 
-    @property
-    def writes_behind(self) -> bool:
-        return self is Persist.INTERVAL
 
-    @property
-    def memory_only(self) -> bool:
-        return self is Persist.NEVER
+for _mode in Persist:
+    _mode.writes_before_reply = _mode is Persist.CALL
+    _mode.writes_behind = _mode is Persist.INTERVAL
+    _mode.memory_only = _mode is Persist.NEVER
+del _mode
 
 
 PERSIST_MODES = tuple(m.value for m in Persist)

@@ -184,8 +184,9 @@ class Admission:
         started — ask with ``admit_call`` or ``wait_turn`` (a new identity may have been
         added to the table, as those would have). The common cases (a live, idle identity;
         a new one under the cap) without an event, an instruction list or a wake-up."""
-        address = req.address
-        chain_id, chain, interleave = _claim(req)
+        address, call = req.address, req.call
+        chain_id = call.chain_id or call.request_id  # ``_claim``, inline: once per turn
+        interleave = req.definition.options.reentrant and req.method.is_async
         with self.lock:
             act = self.table.get(address)
             if act is None:
@@ -194,7 +195,9 @@ class Admission:
                 act = Activation(req.definition.name, req.key)
                 self.table.add(act, time.monotonic())  # as ``admit`` does, whatever the policy says
             tid = next(self._tids)
-            if not self._policy.start_now(tid, address, chain_id, time.time(), req.call.deadline, chain, interleave):
+            if not self._policy.start_now(
+                tid, address, chain_id, time.time(), call.deadline, tuple(call.call_chain), interleave
+            ):
                 return False
         job.tid = tid
         job.act = act
@@ -335,8 +338,8 @@ class Admission:
 
     def wait_turn(self, req: Request) -> Job:
         """Block this thread (never the loop) until ``req`` may run; raises if refused."""
-        job = self._at_once(req)
-        if job is not None:
+        job = Job(_started_at_once, _refused_at_once)
+        if self.start_now(req, job):  # ``_at_once``, inline
             return job
         ready = _thread.allocate_lock()  # released once, when the turn may start or is refused
         ready.acquire()

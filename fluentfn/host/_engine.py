@@ -26,7 +26,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from .. import _config
-from .._actordef import ActorDef
+from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
 from .._context import Context
 from .._ioloop import spawn
@@ -34,7 +34,7 @@ from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
 from .._stats import new_counters
 from .._status import Status
 from .._tracing import turn_times
-from ..errors import FluentError, InvalidRequest, NotFound, Redirect, Unavailable
+from ..errors import FluentError, InvalidRequest, Redirect, Unavailable
 from ..placement import shard_for
 from ..state._store import Store, StoreLost
 from ..wire import codec
@@ -205,9 +205,11 @@ class HostEngine:
                 raise Redirect(f"{self.group}/{key} belongs to shard {home}, not {self.shard}: call it there")
         return key
 
-    def prepare(self, definition: ActorDef, call: Call) -> Request:
-        """Decode and bind ``call``: NotFound, InvalidRequest or Redirect if it cannot run here."""
-        method = definition.method(call.method)
+    def prepare(self, definition: ActorDef, call: Call, method: MethodInfo | None = None) -> Request:
+        """Decode and bind ``call`` (to ``method``, its method if already looked up):
+        NotFound, InvalidRequest or Redirect if it cannot run here."""
+        if method is None:
+            method = definition.method(call.method)
         if call.request_id.startswith(KEYED_PREFIX) and not definition.options.persist.writes_before_reply:
             raise InvalidRequest(
                 f"{definition.name} has persist={definition.options.persist!r}, which records no replies: an "
@@ -251,17 +253,16 @@ class HostEngine:
         definition = self.types.get(call.type_name)
         if definition is None or self.persistence.fenced:
             return None
-        try:
-            method = definition.method(call.method)
-        except NotFound:
+        method = definition.methods.get(call.method)
+        if method is None or method.is_async:
             return None
-        act = self.table.get(f"{call.type_name}/{call.key}")
-        if method.is_async or act is None or act.instance is None:
+        act = self.admission.table.get(f"{call.type_name}/{call.key}")
+        if act is None or act.instance is None:
             return None
         self.counters["local_calls"] += 1
         call.arrived = call.arrived or time.perf_counter()
         try:
-            req = self.prepare(definition, call)
+            req = self.prepare(definition, call, method)
             job = self.admission.wait_turn(req)
         except FluentError as exc:
             self.counters["errors"] += 1

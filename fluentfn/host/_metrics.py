@@ -38,11 +38,14 @@ class MethodTally:
         self.stats: dict[tuple[str, str], MethodStats] = {}
 
     def observe(self, type_name: str, method: str, seconds: float, failed: bool) -> None:
-        with self._lock:
+        with self._lock:  # ``MethodStats.observe``, inline: once per turn
             entry = self.stats.get((type_name, method))
             if entry is None:
                 entry = self.stats[(type_name, method)] = MethodStats()
-            entry.observe(seconds, failed)
+            entry.calls += 1
+            entry.errors += failed
+            entry.total_s += seconds
+            entry.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
 
     def snapshot(self) -> dict[tuple[str, str], MethodStats]:
         with self._lock:

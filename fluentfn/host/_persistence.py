@@ -28,7 +28,7 @@ from ..state._store import Scheduled, StaleEpoch, Store, WouldBlock, Write
 from ._activations import Activation, Handoff
 from ._image import change
 from ._policy import Why
-from ._turn import must_record, replay_of, request_digest
+from ._turn import must_record, record_for, replay_of, request_digest
 from ._written import Change
 
 REPLY_WINDOW = 64
@@ -116,20 +116,21 @@ class Persistence:
         self,
         definition: ActorDef,
         act: Activation,
-        request_id: str,
-        reply: Callable[[], bytes],
+        call: Call,
+        reply: Outcome,
         scheduled: Sequence[Scheduled] = (),
     ) -> None:
-        """The durability point of a turn (raises Redirect when fenced off): its state,
-        the record of its reply (made by ``reply()``, only if it is kept) and the
-        reminders it scheduled, in one write."""
+        """The durability point of ``call``'s turn (raises Redirect when fenced off): its
+        state, the record of its ``reply`` (made only if it is kept) and the reminders it
+        scheduled, in one write."""
+        request_id = call.request_id
         with self._locks[hash(act.address) % len(self._locks)]:
             snapshot = self.write_due(definition, act, must_record(request_id, scheduled))
             if snapshot is not None:
-                self._record(act, snapshot, request_id, reply(), scheduled)
+                self._record(act, snapshot, request_id, record_for(call, reply), scheduled)
                 return
             if not definition.options.persist.writes_before_reply:
-                self.remember(act, request_id, reply())
+                self.remember(act, request_id, record_for(call, reply))
             if scheduled:
                 self.add_reminders(scheduled)
 

@@ -242,7 +242,8 @@ class HostPolicy:
         if self.fenced or (deadline and deadline <= now) or len(self._entries) >= self.inflight_limit:
             return False
         turn = Turn(chain_id, chain, interleave)
-        if not self._box(address).offer_now(turn):  # a new mailbox takes its first turn at once
+        box = self._boxes.get(address) or self._box(address)
+        if not box.offer_now(turn):  # a new mailbox takes its first turn at once
             return False
         if now > self._now:
             self._now = now

@@ -23,7 +23,6 @@ from .._tracing import TurnTimes
 from ..errors import CallTimeout, FluentError, Redirect, Unavailable
 from ..state._store import Scheduled, WouldBlock
 from ..wire.errors import describe_error
-from ..wire.records import record_of
 from ._activations import Activation
 from ._image import baseline
 from ._metrics import MethodTally
@@ -32,10 +31,9 @@ from ._turn import (
     Request,
     UserFailure,
     instantiate,
-    may_repeat,
     must_record,
+    record_for,
     reply_for,
-    request_digest,
     run_async,
     run_sync,
 )
@@ -88,9 +86,12 @@ class TurnRunner:
 
     def run_sync(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """A sync turn, in the calling (worker) thread."""
-        if req.definition.options.persist.memory_only and not may_repeat(req.call):
+        if req.definition.options.persist.memory_only and not ctx.replay:
             return self._run_lean(req, act, ctx)
-        return _ended(ctx._times, self._unless_moved(act, req.call, self._run_sync(req, act, ctx)))
+        reply = self._run_sync(req, act, ctx)
+        if act.moved:  # ``_unless_moved`` and ``_ended``, inline: once per turn
+            reply = self._unless_moved(act, req.call, reply)
+        return reply if ctx._times is None else _ended(ctx._times, reply)
 
     def _unless_moved(self, act: Activation, call: Call, reply: Outcome) -> Outcome:
         """A turn whose identity was handed over while it ran has no known outcome."""
@@ -112,7 +113,7 @@ class TurnRunner:
         running = Running(act.address, method.name, call.deadline)
         self.running.add(running)
         try:
-            early = self._begin(definition, act, call)
+            early = self._begin(definition, act, call, ctx.replay)
             if early is not None:
                 return early
             outcome, failed = self._method(req, act, ctx._times)
@@ -152,7 +153,7 @@ class TurnRunner:
             else:
                 reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
                 if not method.readonly:
-                    self.persistence.remember(act, call.request_id, _record(call, reply))
+                    self.persistence.remember(act, call.request_id, record_for(call, reply))
             return _ended(times, self._unless_moved(act, call, reply))
         except BaseException as exc:
             return _ended(times, self._unless_moved(act, call, self._error_reply(act, call, exc)))
@@ -201,19 +202,14 @@ class TurnRunner:
             scheduled = ctx.take_scheduled()
             if method.readonly and not scheduled:
                 return _ended(times, self._encoded(definition, act, call, outcome, failed)), None
-            due = self._durably(
-                definition,
-                act,
-                call,
-                lambda: self.persistence.write_due(definition, act, must_record(call.request_id, scheduled)),
-                times,
-            )
+            record = must_record(call.request_id, scheduled)
+            due = self._durably(definition, act, call, times, self.persistence.write_due, definition, act, record)
             reply = self._encoded(definition, act, call, outcome, failed)
             if due is not None or scheduled:
                 write = functools.partial(self._write_turn, definition, act, call, reply, due, scheduled, times)
                 return reply, write
             if not definition.options.persist.writes_before_reply:
-                self.persistence.remember(act, call.request_id, _record(call, reply))
+                self.persistence.remember(act, call.request_id, record_for(call, reply))
             return _ended(times, reply), None
         except BaseException as exc:
             return _ended(times, self._error_reply(act, call, exc)), None
@@ -241,15 +237,15 @@ class TurnRunner:
         def write() -> None:
             if snapshot is None:
                 if not definition.options.persist.writes_before_reply:
-                    self.persistence.remember(act, call.request_id, _record(call, reply))
+                    self.persistence.remember(act, call.request_id, record_for(call, reply))
                 self.persistence.add_reminders(scheduled)
             else:
                 self.persistence.write_turn(
-                    act, snapshot, call.request_id, _record(call, reply), scheduled, nowait=nowait
+                    act, snapshot, call.request_id, record_for(call, reply), scheduled, nowait=nowait
                 )
 
         try:
-            self._durably(definition, act, call, write, times)
+            self._durably(definition, act, call, times, write)
         except WouldBlock:
             return None
         except BaseException as exc:
@@ -266,7 +262,7 @@ class TurnRunner:
             if act.instance is None:  # activation may load from the store or block: not on the loop
                 early = await self._loop.run_in_executor(self._workers, self._begin_in, definition, act, call, ctx)
             else:
-                early = self._begin(definition, act, call)
+                early = self._begin(definition, act, call, ctx.replay)
             if early is not None:
                 return early
             token = CURRENT.set(ctx)
@@ -308,17 +304,18 @@ class TurnRunner:
     def _begin_in(self, definition: ActorDef, act: Activation, call: Call, ctx: Context) -> Outcome | None:
         token = CURRENT.set(ctx)
         try:
-            return self._begin(definition, act, call)
+            return self._begin(definition, act, call, ctx.replay)
         finally:
             CURRENT.reset(token)
 
-    def _begin(self, definition: ActorDef, act: Activation, call: Call) -> Outcome | None:
-        """Activation and dedupe at the start of a turn: a reply ends the turn early."""
+    def _begin(self, definition: ActorDef, act: Activation, call: Call, replay: bool) -> Outcome | None:
+        """Activation and dedupe at the start of a turn: a reply ends the turn early.
+        ``replay``: the call may have run before (``may_repeat``), so its record is looked up."""
         try:
             self._activate(definition, act)
         except UserFailure as failure:
             return Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
-        recorded = self.persistence.recorded(act, call, replay=may_repeat(call))
+        recorded = self.persistence.recorded(act, call, replay=replay)
         if recorded is not None:
             return recorded
         self.counters["calls"] += 1
@@ -378,15 +375,8 @@ class TurnRunner:
         """
         reply = self._encoded(definition, act, call, outcome, failed)
         if not method.readonly or scheduled:
-            self._durably(
-                definition,
-                act,
-                call,
-                lambda: self.persistence.after_turn(
-                    definition, act, call.request_id, functools.partial(_record, call, reply), scheduled
-                ),
-                times,
-            )
+            after = self.persistence.after_turn
+            self._durably(definition, act, call, times, after, definition, act, call, reply, scheduled)
         return reply
 
     def _encoded(self, definition: ActorDef, act: Activation, call: Call, outcome: Any, failed: bool) -> Outcome:
@@ -398,13 +388,19 @@ class TurnRunner:
             raise
 
     def _durably(
-        self, definition: ActorDef, act: Activation, call: Call, write: Callable[[], T], times: TurnTimes | None = None
+        self,
+        definition: ActorDef,
+        act: Activation,
+        call: Call,
+        times: TurnTimes | None,
+        write: Callable[..., T],
+        *args: Any,
     ) -> T:
-        """Run (part of) a turn's durability point; if it fails, roll the turn back and
-        raise one clear error."""
+        """Run (part of) a turn's durability point, ``write(*args)``; if it fails, roll the
+        turn back and raise one clear error."""
         t0 = time.perf_counter()
         try:
-            out = write()
+            out = write(*args)
             if times is not None:
                 times.mark("write", t0, time.perf_counter())
             return out
@@ -438,8 +434,3 @@ def _ended(times: TurnTimes | None, reply: Outcome, outcome: str = "") -> Outcom
     if times is not None:
         times.end(outcome or ("error" if reply.error is not None else "ok"))
     return reply
-
-
-def _record(call: Call, reply: Outcome) -> bytes:
-    """The record of ``call``'s reply, kept for its retries."""
-    return record_of(reply, request_digest(call.request_id, call.method, call.args))

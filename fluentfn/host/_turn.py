@@ -31,7 +31,7 @@ from ..errors import FluentError, InvalidRequest
 from ..state._codec import decode_state, encode_state
 from ..wire import codec
 from ..wire.errors import describe_error
-from ..wire.records import DIGEST_BYTES, read_record
+from ..wire.records import DIGEST_BYTES, read_record, record_of
 from ._image import unstorable
 
 
@@ -189,3 +189,8 @@ def replay_of(record: bytes, digest: bytes, request_id: str) -> Outcome:
             "other arguments; use a new key for a new request"
         )
     return outcome
+
+
+def record_for(call: Call, reply: Outcome) -> bytes:
+    """The record of ``call``'s reply, kept for its retries."""
+    return record_of(reply, request_digest(call.request_id, call.method, call.args))

@@ -209,29 +209,36 @@ class StatefulRuntime:
         """
         if not isinstance(ref, ActorRef):
             raise InvalidRequest(f"not an actor reference: {ref!r}")
+        args_data = codec.encode_args(args, kwargs)
+        deadline = time.time() + (timeout_s or _config.DEFAULT_CALL_TIMEOUT_S)
+        trace = tracing_on()
         ctx = CURRENT.get()
-        request_id = ctx.next_request_id() if ctx is not None else None
-        request_id = request_id or new_request_id()
-        times = ctx._times if ctx is not None else None
+        if ctx is None:  # from outside any turn: a chain of its own
+            request_id = new_request_id()
+            return Call(
+                type_name=ref.type_name, key=ref.key, method=method, args=args_data, request_id=request_id,
+                deadline=deadline, chain_id=request_id, one_way=one_way, trace=parent_for(None) if trace else "",
+            )  # fmt: skip
+        request_id = ctx.next_request_id() or new_request_id()
+        times = ctx._times
         if times is not None and times.span is not None:
             times.called(ref.address, method)
-        deadline = time.time() + (timeout_s or _config.DEFAULT_CALL_TIMEOUT_S)
-        joins = ctx is not None and not one_way
-        if joins and ctx is not None and ctx.deadline:
-            deadline = min(deadline, ctx.deadline)
+        joins = not one_way
+        if joins and ctx.deadline and ctx.deadline < deadline:
+            deadline = ctx.deadline
         return Call(
             type_name=ref.type_name,
             key=ref.key,
             method=method,
-            args=codec.encode_args(args, kwargs),
+            args=args_data,
             request_id=request_id,
             deadline=deadline,
-            call_chain=ctx.chain if joins and ctx is not None else (),
-            chain_id=ctx.chain_id if joins and ctx is not None and ctx.chain_id else request_id,
-            attempt=1 if ctx is not None and ctx.replay else 0,
+            call_chain=ctx.chain if joins else (),
+            chain_id=ctx.chain_id if joins and ctx.chain_id else request_id,
+            attempt=1 if ctx.replay else 0,
             one_way=one_way,
-            caller=(ctx.address or "") if ctx is not None else "",
-            trace=parent_for(times) if tracing_on() else "",
+            caller=ctx.address or "",
+            trace=parent_for(times) if trace else "",
         )
 
     @staticmethod

@@ -161,7 +161,7 @@ def decode_args(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
         or len(value) != 2
         or not isinstance(value[0], list)
         or not isinstance(value[1], dict)
-        or not all(isinstance(k, str) for k in value[1])
+        or (value[1] and not all(isinstance(k, str) for k in value[1]))
     ):
         raise InvalidRequest("arguments must be a msgpack array [args, kwargs]")
     return tuple(value[0]), value[1]
