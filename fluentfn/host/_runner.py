@@ -117,7 +117,8 @@ class TurnRunner:
             if early is not None:
                 return early
             outcome, failed = self._method(req, act, ctx._times)
-            return self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled(), ctx._times)
+            scheduled = ctx.take_scheduled() if ctx._scheduled else ()
+            return self._finish(definition, act, call, method, outcome, failed, scheduled, ctx._times)
         except BaseException as exc:
             return self._error_reply(act, call, exc)
         finally:

@@ -251,10 +251,12 @@ class StatefulRuntime:
         """Co-located sync -> sync calls run in the calling thread."""
         if self._local is None:
             return None
-        target = self._table.get(self._table.slot(call.type_name, call.key))
+        slot = self._table.slot(call.type_name, call.key)
+        target = self._table.get(slot)
         if target is None or not target.local:
             return None
-        return self._local.dispatch_inline(call)
+        assert slot is not None
+        return self._local.dispatch_inline(call, slot[1])
 
     def _send_timed(self, call: Call, done: ReplyDone) -> None:
         """Route ``call`` with a timer: the caller gets CallTimeout at the deadline at the
