@@ -23,12 +23,6 @@ class MethodStats:
     total_s: float = 0.0
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
 
-    def observe(self, seconds: float, failed: bool) -> None:
-        self.calls += 1
-        self.errors += failed
-        self.total_s += seconds
-        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
-
 
 class MethodTally:
     """Per-method stats of one host, safe to update from worker threads."""
@@ -38,7 +32,7 @@ class MethodTally:
         self.stats: dict[tuple[str, str], MethodStats] = {}
 
     def observe(self, type_name: str, method: str, seconds: float, failed: bool) -> None:
-        with self._lock:  # ``MethodStats.observe``, inline: once per turn
+        with self._lock:  # one turn's outcome, counted in place (once per turn)
             entry = self.stats.get((type_name, method))
             if entry is None:
                 entry = self.stats[(type_name, method)] = MethodStats()

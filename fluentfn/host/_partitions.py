@@ -160,10 +160,10 @@ class PartitionSet:
             raise self._redirect(call.key)
         await engine.accept(call)
 
-    def dispatch_inline(self, call: Call, shard: int | None = None) -> Outcome | None:
-        """A co-located caller's sync call in its own thread (to ``shard``, the key's,
-        if the caller knows it); None: take the loop's path."""
-        engine = self.engines.get(shard_for(call.key, self.partitions) if shard is None else shard)
+    def dispatch_inline(self, call: Call, shard: int) -> Outcome | None:
+        """A co-located caller's sync call in its own thread, to ``shard`` (the key's, as
+        the caller's router placed it); None: take the loop's path."""
+        engine = self.engines.get(shard)
         return None if engine is None else engine.dispatch_inline(call)
 
     # -- periodic jobs of every engine, from one loop -----------------------------------------------
