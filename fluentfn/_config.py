@@ -27,6 +27,8 @@ SETTINGS: dict[str, str] = {
     "partition gets an even share)",
     "FLUENTFN_SYNC_WORKERS": "threads per host that run sync methods (default 64)",
     "FLUENTFN_REPLY_TTL_S": "how long recorded replies are kept for deduplicating retries (default 3600)",
+    "FLUENTFN_REPLY_HOLD_S": 'how long an identity with persist="interval" or "never" keeps each reply in '
+    "memory for a re-sent request (default 10)",
     "FLUENTFN_SQLITE_SYNC": "SQLite `synchronous` pragma: NORMAL (default; survives process crashes) or FULL "
     "(power loss)",
     "FLUENTFN_RESOLVE_TIMEOUT_S": "how long a caller waits for a host to start (default 120)",
@@ -114,6 +116,10 @@ SYNC_WORKERS = _int("FLUENTFN_SYNC_WORKERS", 64)
 
 REPLY_TTL_S = _number("FLUENTFN_REPLY_TTL_S", 3600.0, minimum=1.0)
 """How long a recorded reply is kept (a retry within it is answered, not re-run)."""
+
+REPLY_HOLD_S = _number("FLUENTFN_REPLY_HOLD_S", 10.0)
+"""How long an identity that records no replies in the store (``persist="interval"`` or
+``"never"``) keeps each one in memory for a re-sent request, however many turns follow."""
 
 RESOLVE_TIMEOUT_S = _number("FLUENTFN_RESOLVE_TIMEOUT_S", 120.0, minimum=0.1)
 """How long a caller waits for a shard's host to start."""

@@ -117,6 +117,18 @@ def test_retry_with_same_request_id_runs_once(io: IoLoop, store: Store) -> None:
     assert call(io, e2, "a", "read") == 205
 
 
+@pytest.mark.parametrize("persist", ["interval", "never"])
+def test_a_late_resend_runs_once_where_memory_is_the_only_record(io: IoLoop, store: Store, persist: str) -> None:
+    """A busy identity that keeps its replies in memory only: a request re-sent after
+    many later turns (a partition move under load) is answered, not run again."""
+    e = engine(io, store, make_def(persist))
+    assert call(io, e, "a", "add", 5, rid="first") == 5
+    for i in range(500):  # far more turns than the last 64 the store-backed modes keep in memory
+        call(io, e, "a", "add", 1, rid=f"later-{i}")
+    assert call(io, e, "a", "add", 5, rid="first", attempt=1) == 5  # the recorded reply
+    assert call(io, e, "a", "read") == 505
+
+
 def test_unchanged_state_is_not_rewritten(io: IoLoop, store: Store) -> None:
     e = engine(io, store, make_def())
     call(io, e, "a", "add", 1)

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from ._recent import RecentReplies
 from ._written import Image
 
 
@@ -53,7 +54,7 @@ class Activation:
         self.ready = False  # instance built and on_activate done
         self.version = 0  # store version of the state last loaded or written
         self.snapshot: Image | None = None  # the state as last persisted
-        self.replies: dict[str, bytes] | None = None  # recent request id -> reply, oldest first
+        self.replies: RecentReplies | None = None  # recent request id -> reply
         self.dirty = False  # changed since the last write (persist="interval")
         # Its memory was handed to the partition's next owner while a turn still ran (the
         # turn outlived the drain): that turn's outcome is indeterminate, never a success.

@@ -9,7 +9,7 @@ memory only.
 Replies of state-changing calls are kept in the store for ``REPLY_TTL_S`` (an hour by
 default; hosts prune older ones). A request marked as a possible repeat (``attempt > 0``:
 a caller's retry, or a call made by a turn that is itself a repeat) is looked up there
-when the in-memory window of the last ``REPLY_WINDOW`` replies does not have it; first
+when the replies kept in memory (``_recent``) do not have it; first
 attempts cost no lookup. A retry later than the TTL runs again.
 """
 
@@ -28,10 +28,10 @@ from ..state._store import Scheduled, StaleEpoch, Store, WouldBlock, Write
 from ._activations import Activation, Handoff
 from ._image import change
 from ._policy import Why
+from ._recent import RecentReplies
 from ._turn import must_record, record_for, replay_of, request_digest
 from ._written import Change
 
-REPLY_WINDOW = 64
 INLINE_MAX = 64 * 1024  # bytes: a larger change is written by a worker, never on the loop
 
 
@@ -100,7 +100,7 @@ class Persistence:
         """The stored state of ``act`` (encoded), or None."""
         memory = self.handoff.pop(act.address, None) if self.handoff else None
         if memory is not None and memory.replies:
-            act.replies = dict(memory.replies)
+            act.replies = RecentReplies(memory.replies, time.monotonic())
         if definition.options.persist.memory_only:
             return memory.state if memory is not None else None
         if self.store is None:
@@ -129,22 +129,21 @@ class Persistence:
             if snapshot is not None:
                 self._record(act, snapshot, request_id, record_for(call, reply), scheduled)
                 return
-            if not definition.options.persist.writes_before_reply:
-                self.remember(act, request_id, record_for(call, reply))
+            if not definition.options.persist.writes_before_reply:  # memory is the only record
+                self.remember(act, request_id, record_for(call, reply), hold=True)
             if scheduled:
                 self.add_reminders(scheduled)
 
     @staticmethod
-    def remember(act: Activation, request_id: str, reply: bytes) -> None:
-        """Keep a turn's reply in the identity's memory only (modes that write no record
-        before the reply): a retry here, or at the next owner after a live move, gets it."""
+    def remember(act: Activation, request_id: str, reply: bytes, *, hold: bool = False) -> None:
+        """Keep a turn's reply in the identity's memory: a retry here, or at the next owner
+        after a live move, gets it. ``hold``: memory is its only record (modes that write
+        none before the reply), kept for a while however many turns follow (``_recent``)."""
+        now = time.monotonic() if hold else 0.0
         replies = act.replies
         if replies is None:
-            act.replies = {request_id: reply}
-            return
-        replies[request_id] = reply
-        if len(replies) > REPLY_WINDOW:  # a dict keeps insertion order: the first is the oldest
-            del replies[next(iter(replies))]
+            act.replies = replies = RecentReplies((), now)
+        replies.add(request_id, reply, now, hold)
 
     def write_due(self, definition: ActorDef, act: Activation, record: bool = False) -> Change | None:
         """What a turn's end owes the store, without blocking: the attributes to write before
@@ -207,7 +206,7 @@ class Persistence:
             self._write(act, snapshot, (request_id, reply), scheduled, nowait=nowait)
         except BaseException:
             if act.replies is not None:
-                act.replies.pop(request_id, None)
+                act.replies.pop(request_id)
             raise
         if scheduled:
             self.on_reminders(scheduled)
