@@ -130,15 +130,16 @@ class Persistence:
                 self._record(act, snapshot, request_id, record_for(call, reply), scheduled)
                 return
             if not definition.options.persist.writes_before_reply:  # memory is the only record
-                self.remember(act, request_id, record_for(call, reply), hold=True)
+                self.remember(act, request_id, record_for(call, reply))
             if scheduled:
                 self.add_reminders(scheduled)
 
     @staticmethod
-    def remember(act: Activation, request_id: str, reply: bytes, *, hold: bool = False) -> None:
+    def remember(act: Activation, request_id: str, reply: bytes, *, hold: bool = True) -> None:
         """Keep a turn's reply in the identity's memory: a retry here, or at the next owner
         after a live move, gets it. ``hold``: memory is its only record (modes that write
-        none before the reply), kept for a while however many turns follow (``_recent``)."""
+        none before the reply), kept for a while however many turns follow (``_recent``);
+        False only where the store records it too."""
         now = time.monotonic() if hold else 0.0
         replies = act.replies
         if replies is None:
@@ -201,7 +202,7 @@ class Persistence:
         # Remembered first (a retry arriving meanwhile is answered, not run again), and
         # forgotten if the write fails: a retry then asks the store, which has the reply
         # exactly when the write happened.
-        self.remember(act, request_id, reply)
+        self.remember(act, request_id, reply, hold=False)  # the write records it in the store
         try:
             self._write(act, snapshot, (request_id, reply), scheduled, nowait=nowait)
         except BaseException:

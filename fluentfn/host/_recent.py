@@ -20,7 +20,7 @@ HOLD_MAX = 8192  # replies one generation holds at most, however young (memory s
 
 class RecentReplies:
     """Request id -> recorded reply, for the last ``KEEP_LAST`` turns at least and, with
-    ``hold``, for every turn of the last ``REPLY_HOLD_S`` seconds (``HOLD_MAX`` apart)."""
+    ``hold``, for every turn of the last ``REPLY_HOLD_S`` seconds (up to ``HOLD_MAX`` a generation)."""
 
     __slots__ = ("_new", "_old", "_since")
 

@@ -154,7 +154,7 @@ class TurnRunner:
             else:
                 reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
                 if not method.readonly:
-                    self.persistence.remember(act, call.request_id, record_for(call, reply), hold=True)
+                    self.persistence.remember(act, call.request_id, record_for(call, reply))
             return _ended(times, self._unless_moved(act, call, reply))
         except BaseException as exc:
             return _ended(times, self._unless_moved(act, call, self._error_reply(act, call, exc)))
@@ -210,7 +210,7 @@ class TurnRunner:
                 write = functools.partial(self._write_turn, definition, act, call, reply, due, scheduled, times)
                 return reply, write
             if not definition.options.persist.writes_before_reply:
-                self.persistence.remember(act, call.request_id, record_for(call, reply), hold=True)
+                self.persistence.remember(act, call.request_id, record_for(call, reply))
             return _ended(times, reply), None
         except BaseException as exc:
             return _ended(times, self._error_reply(act, call, exc)), None
@@ -238,7 +238,7 @@ class TurnRunner:
         def write() -> None:
             if snapshot is None:
                 if not definition.options.persist.writes_before_reply:
-                    self.persistence.remember(act, call.request_id, record_for(call, reply), hold=True)
+                    self.persistence.remember(act, call.request_id, record_for(call, reply))
                 self.persistence.add_reminders(scheduled)
             else:
                 self.persistence.write_turn(
