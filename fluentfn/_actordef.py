@@ -26,6 +26,7 @@ class MethodInfo:
     positional: tuple[int, int] | None = None  # (min, max) when only plain positional params
     readonly: bool = False  # @ff.readonly: no change detection, no write
     call_free: bool = False  # a sync method whose own code calls nothing (see ``makes_no_calls``)
+    what: str = ""  # "Type.method": its name in the phase tally and traces
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """InvalidRequest unless the arguments fit the method's parameters."""
@@ -59,7 +60,14 @@ class ActorDef:
                 sig = None
             is_async = inspect.iscoroutinefunction(fn)
             self.methods[attr] = MethodInfo(
-                attr, fn, is_async, sig, _positional(sig), is_readonly(fn), not is_async and makes_no_calls(fn)
+                attr,
+                fn,
+                is_async,
+                sig,
+                _positional(sig),
+                is_readonly(fn),
+                not is_async and makes_no_calls(fn),
+                f"{self.name}.{attr}",
             )
         self.on_activate = getattr(cls, "on_activate", None)
         self.on_deactivate = getattr(cls, "on_deactivate", None)

@@ -76,6 +76,47 @@ class Context:
     # The turn's phase timings and, while tracing, its span.
     _times: TurnTimes | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def of_turn(
+        cls,
+        address: str,
+        key: str,
+        type_name: str,
+        node_id: str,
+        gpu_ids: tuple[int, ...],
+        mode: str,
+        chain: tuple[str, ...],
+        chain_id: str,
+        deadline: float,
+        request_id: str,
+        replay: bool,
+        scheduler: Scheduler | None,
+        timers: Timers | None,
+        times: TurnTimes | None,
+        /,
+    ) -> Context:
+        """``Context(...)`` with every field given, for a host's turn (once per turn): about
+        a quarter of the dataclass's ``__init__``, which matches keywords and fills
+        defaults. ``tests/test_context.py`` holds the two to the same fields."""
+        ctx: Context = object.__new__(cls)
+        ctx.address = address
+        ctx.key = key
+        ctx.type_name = type_name
+        ctx.node_id = node_id
+        ctx.gpu_ids = gpu_ids
+        ctx.mode = mode
+        ctx.chain = chain
+        ctx.chain_id = chain_id
+        ctx.deadline = deadline
+        ctx.request_id = request_id
+        ctx.replay = replay
+        ctx._calls = 0
+        ctx._scheduler = scheduler
+        ctx._timers = timers
+        ctx._scheduled = []
+        ctx._times = times
+        return ctx
+
     @property
     def trace_id(self) -> str:
         """The id of this turn's trace (32 hex digits) while tracing is on; "" otherwise."""

@@ -182,8 +182,17 @@ class Admission:
         (``HostPolicy.start_now``): True, and ``job`` holds the running turn (``done``
         ends it; its ``start`` and ``reject`` are never called). False: the turn is not
         started — ask with ``admit_call`` or ``wait_turn`` (a new identity may have been
-        added to the table, as those would have). The common cases (a live, idle identity;
-        a new one under the cap) without an event, an instruction list or a wake-up."""
+        added to the table, as those would have)."""
+        entered = self.enter(req)
+        if entered is None:
+            return False
+        job.act, job.tid = entered
+        return True
+
+    def enter(self, req: Request) -> tuple[Activation, int] | None:
+        """``start_now`` without a job: the identity and the turn's id if it runs now
+        (``leave`` ends it), else None. The common cases (a live, idle identity; a new one
+        under the cap) without an event, an instruction list or a wake-up."""
         address, call = req.address, req.call
         chain_id = call.chain_id or call.request_id  # ``_claim``, inline: once per turn
         interleave = req.definition.options.reentrant and req.method.is_async
@@ -191,17 +200,15 @@ class Admission:
             act = self.table.get(address)
             if act is None:
                 if self._max_live is not None and len(self.table) >= self._max_live:
-                    return False  # at the cap: the general path wakes the reaper, or refuses
+                    return None  # at the cap: the general path wakes the reaper, or refuses
                 act = Activation(req.definition.name, req.key)
                 self.table.add(act, time.monotonic())  # as ``admit`` does, whatever the policy says
             tid = next(self._tids)
             if not self._policy.start_now(
                 tid, address, chain_id, time.time(), call.deadline, tuple(call.call_chain), interleave
             ):
-                return False
-        job.tid = tid
-        job.act = act
-        return True
+                return None
+        return act, tid
 
     @staticmethod
     def _arrival(req: Request) -> Callable[[int], Event]:
@@ -240,10 +247,14 @@ class Admission:
 
     def done(self, job: Job) -> None:
         """``job``'s turn ended."""
+        self.leave(job.act, job.tid)
+
+    def leave(self, act: Activation | None, tid: int) -> None:
+        """Turn ``tid`` (of ``act``) ended."""
         with self.lock:
-            if job.act is not None:
-                self.table.touch(job.act, time.monotonic())
-            instructions = self._policy.finish(job.tid)
+            if act is not None:
+                self.table.touch(act, time.monotonic())
+            instructions = self._policy.finish(tid)
             if not instructions:  # nothing was waiting for this turn: the common case
                 return
             actions = self._resolve(instructions)
@@ -336,11 +347,12 @@ class Admission:
         else:
             self.loop.call_soon_threadsafe(settle)
 
-    def wait_turn(self, req: Request) -> Job:
-        """Block this thread (never the loop) until ``req`` may run; raises if refused."""
-        job = Job(_started_at_once, _refused_at_once)
-        if self.start_now(req, job):  # ``_at_once``, inline
-            return job
+    def wait_turn(self, req: Request) -> tuple[Activation, int]:
+        """Block this thread (never the loop) until ``req`` may run: the identity and the
+        turn's id (``leave`` ends it); raises if refused."""
+        entered = self.enter(req)
+        if entered is not None:
+            return entered
         ready = _thread.allocate_lock()  # released once, when the turn may start or is refused
         ready.acquire()
         refused: list[FluentError] = []
@@ -354,4 +366,5 @@ class Admission:
         ready.acquire()  # bounded: a deadline makes the policy refuse the turn in time
         if refused:
             raise refused[0]
-        return job
+        assert job.act is not None
+        return job.act, job.tid

@@ -94,14 +94,9 @@ def _bulk_sync(engine: BulkPort, definition: ActorDef, method: MethodInfo, items
     for sub, args, kwargs in items:
         try:
             method.bind(args, kwargs)
-            req = Request(definition, method, sub, sub.key, args, kwargs)
-            job = engine.admission.wait_turn(req)
         except FluentError as exc:
+            engine.counters["errors"] += 1
             out.append(Outcome(error=describe_error(exc)))
             continue
-        assert job.act is not None
-        try:
-            out.append(engine.runner.run_sync(req, job.act, engine.context_for(job.act, sub)))
-        finally:
-            engine.admission.done(job)
+        out.append(engine.turn_here(Request(definition, method, sub, sub.key, args, kwargs)))
     return out

@@ -232,7 +232,7 @@ class HostEngine:
         req = self.prepare(definition, call)
         job = await self.admission.turn(req)
         assert job.act is not None
-        ctx = self.context_for(job.act, call)
+        ctx = self.context_for(job.act, call, req.method)
         if req.method.is_async:
             try:
                 return await self.runner.run_async(req, job.act, ctx)
@@ -263,22 +263,32 @@ class HostEngine:
         call.arrived = call.arrived or time.perf_counter()
         try:
             req = self.prepare(definition, call, method)
-            job = self.admission.wait_turn(req)
         except FluentError as exc:
             self.counters["errors"] += 1
             reply = Outcome(error=describe_error(exc))
         else:
-            assert job.act is not None
-            try:
-                reply = self.runner.run_sync(req, job.act, self.context_for(job.act, call))
-            finally:
-                self.admission.done(job)
+            reply = self.turn_here(req)
         reply.seq = call.seq
         return reply
 
-    def context_for(self, act: Activation, call: Call) -> Context:
-        """The context of ``call``'s turn, which begins now (its queue time ends here)."""
-        times = turn_times(f"{act.type_name}.{call.method}", call.arrived, call.trace)
+    def turn_here(self, req: Request) -> Outcome:
+        """A sync turn in the calling thread, once it may run (a co-located caller, a bulk
+        batch's worker): its reply; a refused turn's is its error. Never raises."""
+        try:
+            act, tid = self.admission.wait_turn(req)
+        except FluentError as exc:
+            self.counters["errors"] += 1
+            return Outcome(error=describe_error(exc))
+        try:
+            return self.runner.run_sync(req, act, self.context_for(act, req.call, req.method))
+        finally:
+            self.admission.leave(act, tid)
+
+    def context_for(self, act: Activation, call: Call, method: MethodInfo | None = None) -> Context:
+        """The context of ``call``'s turn (of ``method``, if looked up), which begins now
+        (its queue time ends here)."""
+        what = method.what if method is not None else f"{act.type_name}.{call.method}"
+        times = turn_times(what, call.arrived, call.trace)
         if times is not None and times.span is not None:
             definition = self.types.get(act.type_name)
             times.describe(
@@ -286,22 +296,11 @@ class HostEngine:
                 persist=str(definition.options.persist) if definition is not None else None,
                 host=f"{self.node_id[:12]}:{os.getpid()}", partition=self.shard, attempt=call.attempt,
             )  # fmt: skip
-        return Context(
-            address=act.address,
-            key=act.key,
-            type_name=act.type_name,
-            node_id=self.node_id,
-            gpu_ids=self.gpu_ids,
-            mode="stateful",
-            chain=(*call.call_chain, act.address),
-            chain_id=call.chain_id or call.request_id,
-            deadline=call.deadline,
-            request_id=call.request_id,
-            replay=may_repeat(call),
-            _scheduler=self.upkeep.reminders,
-            _timers=self.timers,
-            _times=times,
-        )
+        return Context.of_turn(
+            act.address, act.key, act.type_name, self.node_id, self.gpu_ids, "stateful",
+            (*call.call_chain, act.address), call.chain_id or call.request_id, call.deadline, call.request_id,
+            may_repeat(call), self.upkeep.reminders, self.timers, times,
+        )  # fmt: skip
 
     # -- internal turns: passivation, write-behind --------------------------------------------------
 

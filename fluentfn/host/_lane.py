@@ -81,7 +81,7 @@ class SyncLane:
         assert job.act is not None
         call = req.call
         try:
-            reply = self._e.runner.run_sync(req, job.act, self._e.context_for(job.act, call))
+            reply = self._e.runner.run_sync(req, job.act, self._e.context_for(job.act, call, req.method))
         finally:
             self._e.admission.done(job)
         self._complete(lambda: self._reply(call, reply, done))
@@ -116,7 +116,7 @@ class SyncLane:
         assert job.act is not None
         call = req.call
         t0 = time.perf_counter()
-        reply, write = self._e.runner.run_on_loop(req, job.act, self._e.context_for(job.act, call))
+        reply, write = self._e.runner.run_on_loop(req, job.act, self._e.context_for(job.act, call, req.method))
         took = time.perf_counter() - t0
         if self._where.ran_on_loop((req.definition.name, req.method.name), took):
             log.warning(

@@ -140,11 +140,14 @@ class Forget:
 Instruction = Run | Reject | Forget
 
 
-@dataclass(slots=True)
-class _Entry:
-    turn: Turn
-    address: str
-    deadline: float
+@dataclass(slots=True, eq=False)
+class _Entry(Turn):
+    """A turn as the policy tracks it: the mailbox's claim and the policy's bookkeeping in
+    one object (one allocation per turn; the mailbox hands it back from ``finish``)."""
+
+    tid: int = 0
+    address: str = ""
+    deadline: float = 0.0
     running: bool = False
     passivation: bool = False
 
@@ -241,14 +244,13 @@ class HostPolicy:
         the ``Arrive`` event (the turn must wait, or be refused)."""
         if self.fenced or (deadline and deadline <= now) or len(self._entries) >= self.inflight_limit:
             return False
-        turn = Turn(chain_id, chain, interleave)
+        entry = _Entry(chain_id, chain, interleave, None, tid, address, deadline, True)
         box = self._boxes.get(address) or self._box(address)
-        if not box.offer_now(turn):  # a new mailbox takes its first turn at once
+        if not box.offer_now(entry):  # a new mailbox takes its first turn at once
             return False
         if now > self._now:
             self._now = now
-        turn.wake = _Tid(tid)
-        self._entries[tid] = _Entry(turn, address, deadline, running=True)
+        self._entries[tid] = entry
         return True
 
     def _arrive(self, ev: Arrive) -> list[Instruction]:
@@ -261,13 +263,12 @@ class HostPolicy:
             return [Reject(ev.tid, Why.TIMEOUT)]
         if len(self._entries) >= self.inflight_limit:
             return [Reject(ev.tid, Why.OVERLOADED)]
-        turn = Turn(chain_id=ev.chain_id, chain=ev.chain, interleave=ev.interleave)
+        entry = _Entry(ev.chain_id, ev.chain, ev.interleave, None, ev.tid, ev.address, ev.deadline, False)
         try:
-            self._boxes[ev.address].enqueue(turn)  # start_now made the box, and it may not start yet
+            self._boxes[ev.address].enqueue(entry)  # start_now made the box, and it may not start yet
         except Overloaded:
             return [Reject(ev.tid, Why.OVERLOADED)]
-        turn.wake = _Tid(ev.tid)
-        self._entries[ev.tid] = _Entry(turn, ev.address, ev.deadline, running=False)
+        self._entries[ev.tid] = entry
         if ev.deadline:
             heapq.heappush(self._deadlines, (ev.deadline, ev.tid))
         return []
@@ -276,14 +277,13 @@ class HostPolicy:
         """Run the turns a mailbox let go; one whose deadline has passed meanwhile is
         refused instead (``TIMEOUT``) and gives its place to the next."""
         out: list[Instruction] = []
-        for turn in turns:
-            assert isinstance(turn.wake, _Tid)
-            tid = turn.wake.tid
-            entry = self._entries[tid]
+        for entry in turns:
+            assert isinstance(entry, _Entry)
+            tid = entry.tid
             if entry.deadline and entry.deadline <= self._now:
                 del self._entries[tid]
                 out.append(Reject(tid, Why.TIMEOUT))
-                out += self._started(self._boxes[entry.address].finish(turn))
+                out += self._started(self._boxes[entry.address].finish(entry))
                 continue
             entry.running = True
             out.append(Run(tid))
@@ -300,7 +300,7 @@ class HostPolicy:
         box = self._boxes[entry.address]
         if entry.passivation:  # turns that arrived meanwhile: the first activates the identity again
             box.activating = True
-        out = self._started(box.finish(entry.turn))
+        out = self._started(box.finish(entry))
         if entry.passivation and box.idle:
             del self._boxes[entry.address]
             out.append(Forget(entry.address))
@@ -313,7 +313,7 @@ class HostPolicy:
         del self._entries[tid]
         box = self._boxes[entry.address]
         out: list[Instruction] = [Reject(tid, why)] if why is not None else []
-        return out + self._started(box.cancel(entry.turn))
+        return out + self._started(box.cancel(entry))
 
     def _tick(self, now: float) -> list[Instruction]:
         self._now = max(self._now, now)
@@ -338,18 +338,7 @@ class HostPolicy:
             return [Reject(ev.tid, Why.BUSY), Forget(ev.address)]
         if not box.idle:
             return [Reject(ev.tid, Why.BUSY)]
-        turn = Turn(chain_id=f"passivate:{ev.tid}")
-        turn.wake = _Tid(ev.tid)
-        box.offer(turn)
-        self._entries[ev.tid] = _Entry(turn, ev.address, 0.0, running=True, passivation=True)
+        entry = _Entry(f"passivate:{ev.tid}", tid=ev.tid, address=ev.address, running=True, passivation=True)
+        box.offer(entry)
+        self._entries[ev.tid] = entry
         return [Run(ev.tid)]
-
-
-@dataclass(slots=True)
-class _Tid:
-    """A turn's id, kept where the mailbox keeps its wake-up (the policy never calls it)."""
-
-    tid: int
-
-    def __call__(self) -> None:  # pragma: no cover - the policy reads ``tid``, nothing calls it
-        raise AssertionError("the policy's turns are started by instructions, not wake-ups")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from .._actordef import ActorDef
+from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
 from .._context import Context
 from ..errors import FluentError
@@ -59,13 +59,15 @@ class LanePort(Shard, Protocol):
 
     def prepare(self, definition: ActorDef, call: Call) -> Request: ...
 
-    def context_for(self, act: Activation, call: Call) -> Context: ...
+    def context_for(self, act: Activation, call: Call, method: MethodInfo | None = None) -> Context: ...
 
 
 class BulkPort(LanePort, Protocol):
     """Bulk calls: many items of one method, as turns of their identities."""
 
     def own(self, key: str, checked: bool = False) -> str: ...
+
+    def turn_here(self, req: Request) -> Outcome: ...
 
     async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None: ...
 

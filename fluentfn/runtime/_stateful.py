@@ -215,9 +215,9 @@ class StatefulRuntime:
         ctx = CURRENT.get()
         if ctx is None:  # from outside any turn: a chain of its own
             request_id = new_request_id()
-            return Call(
-                type_name=ref.type_name, key=ref.key, method=method, args=args_data, request_id=request_id,
-                deadline=deadline, chain_id=request_id, one_way=one_way, trace=parent_for(None) if trace else "",
+            return Call(  # positional (seq 0, attempt 0, budget 0): keywords cost 0.6 us a call
+                ref.type_name, ref.key, method, args_data, request_id, deadline, (), request_id, 0, one_way, 0, 0.0,
+                "", parent_for(None) if trace else "",
             )  # fmt: skip
         request_id = ctx.next_request_id() or new_request_id()
         times = ctx._times
@@ -226,20 +226,11 @@ class StatefulRuntime:
         joins = not one_way
         if joins and ctx.deadline and ctx.deadline < deadline:
             deadline = ctx.deadline
-        return Call(
-            type_name=ref.type_name,
-            key=ref.key,
-            method=method,
-            args=args_data,
-            request_id=request_id,
-            deadline=deadline,
-            call_chain=ctx.chain if joins else (),
-            chain_id=ctx.chain_id if joins and ctx.chain_id else request_id,
-            attempt=1 if ctx.replay else 0,
-            one_way=one_way,
-            caller=ctx.address or "",
-            trace=parent_for(times) if trace else "",
-        )
+        return Call(  # positional, as above
+            ref.type_name, ref.key, method, args_data, request_id, deadline, ctx.chain if joins else (),
+            ctx.chain_id if joins and ctx.chain_id else request_id, 0, one_way, 1 if ctx.replay else 0, 0.0,
+            ctx.address or "", parent_for(times) if trace else "",
+        )  # fmt: skip
 
     @staticmethod
     def _result(reply: Outcome | None) -> Any:
