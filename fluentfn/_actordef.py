@@ -154,4 +154,7 @@ def _positional(sig: inspect.Signature | None) -> tuple[int, int] | None:
 
 def public_state(instance: Any) -> dict[str, Any]:
     """The persisted part of an instance: its public attributes."""
-    return {k: v for k, v in vars(instance).items() if not k.startswith("_")}
+    attrs = vars(instance)
+    if not attrs:  # a stateless actor: no comprehension to run, once per turn
+        return {}
+    return {k: v for k, v in attrs.items() if not k.startswith("_")}

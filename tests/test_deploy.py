@@ -171,7 +171,7 @@ def test_the_grafana_dashboard_asks_only_for_metrics_hosts_export() -> None:
 
             return new_counters()
 
-    _Engine.methods.observe("T", "m", 0.001, False)
+    _Engine.methods.observe("T.m", "T", "m", 0.001, False)
     TALLY.observe("T.m", [("queue", 0.001), ("run", 0.002)])
     exported = set()
     for family in HostCollector(_Engine()).collect():

@@ -1,9 +1,11 @@
-"""The lean turn (``TurnRunner._run_lean``: a memory-only identity's first attempt) against
-the general path it shortcuts: the same operations, run on two engines, one of them made
-to take the general path, give the same replies, state, reply records and counters."""
+"""The first-attempt turn (``TurnRunner._run_first``: most turns of every persist mode)
+against the general path it shortcuts: the same operations, run on two engines, one of
+them made to take the general path, give the same replies, state (in memory and, where
+one is written, in the store), reply records and counters."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Any
 
@@ -21,6 +23,8 @@ from fluentfn.host._bulk import _bulk_sync
 from fluentfn.host._engine import HostEngine
 from fluentfn.host._runner import _ended
 from fluentfn.host._turn import Request
+from fluentfn.state import open_store
+from fluentfn.state._codec import decode_state
 from fluentfn.wire import codec
 from fluentfn.wire.records import read_record
 
@@ -55,25 +59,34 @@ class Lean:
         return None
 
 
-DEF = ActorDef(Lean, ff.actor(name="Lean", persist="never", shards=1)(Lean).options)
+MODES = ("never", "call", "interval")
+DEFS = {mode: ActorDef(Lean, ff.actor(name="Lean", persist=mode, shards=1)(Lean).options) for mode in MODES}
+DEF = DEFS["never"]
 
 
-def make_engine(io: IoLoop, general: bool) -> HostEngine:
+def make_engine(io: IoLoop, general: bool, mode: str = "never") -> HostEngine:
     async def load(name: str) -> ActorDef | None:
         return None
 
+    definition = DEFS[mode]
+    store = None if mode == "never" else open_store(f"sqlite:///{tempfile.mkdtemp()}/lean.db")
     eng = HostEngine(
-        group=DEF.options.group, shard=0, loop=io.loop, loop_thread=io.thread.ident or 0, load_type=load, store=None
+        group=definition.options.group,
+        shard=0,
+        loop=io.loop,
+        loop_thread=io.thread.ident or 0,
+        load_type=load,
+        store=store,
     )
-    eng.add_type(DEF)
+    eng.add_type(definition)
     eng.persistence.claim()
-    if general:  # the general path, as run_sync takes it for every other turn
+    if general:  # the general path, as run_sync takes it for a retry
         runner = eng.runner
 
         def general_path(req: Request, act: Activation, ctx: Context) -> Outcome:
             return _ended(ctx._times, runner._unless_moved(act, req.call, runner._run_sync(req, act, ctx)))
 
-        runner._run_lean = general_path  # type: ignore[method-assign]
+        runner._run_first = general_path  # type: ignore[method-assign]
     return eng
 
 
@@ -87,6 +100,7 @@ OP = st.tuples(
 
 
 def run_op(eng: HostEngine, op: tuple[str, str, int, int, int]) -> tuple[Any, ...]:
+    definition = eng.types["Lean"]
     key, method, k, rid, attempt = op
     args: tuple[Any, ...] = (k,) if method == "add" else ()
     call = Call(
@@ -98,7 +112,7 @@ def run_op(eng: HostEngine, op: tuple[str, str, int, int, int]) -> tuple[Any, ..
         deadline=time.time() + 60,
         attempt=attempt,
     )
-    (reply,) = _bulk_sync(eng, DEF, DEF.method(method), [(call, args, {})])
+    (reply,) = _bulk_sync(eng, definition, definition.method(method), [(call, args, {})])
     assert reply is not None
     if reply.error is not None:
         return ("error", reply.error.code, reply.error.exc_type, reply.error.message)
@@ -115,7 +129,20 @@ def observed(eng: HostEngine) -> dict[str, Any]:
         "counters": {k: eng.counters.get(k, 0) for k in ("calls", "activations", "errors")},
         "methods": {k: (v.calls, v.errors) for k, v in eng.runner.methods.snapshot().items()},
         "running": len(eng.runner.running),
+        "stored": stored(eng),
     }
+
+
+def stored(eng: HostEngine) -> dict[str, Any]:
+    """What the store holds of each identity (None where nothing is written)."""
+    store = eng.persistence.store
+    if store is None:
+        return {}
+    out: dict[str, Any] = {}
+    for key in ("a", "b", "c", "broken-1"):
+        record = store.load(f"Lean/{key}")
+        out[key] = None if record is None else decode_state(record.state)
+    return out
 
 
 def _outcome(record: bytes) -> tuple[Any, ...]:
@@ -130,10 +157,13 @@ def shared_io() -> Any:
     loop.loop.call_soon_threadsafe(loop.loop.stop)
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize("mode", MODES)
+@settings(max_examples=40, deadline=None)
 @given(ops=st.lists(OP, min_size=1, max_size=25))
-def test_lean_turns_equal_the_general_path(shared_io: IoLoop, ops: list[tuple[str, str, int, int, int]]) -> None:
-    lean, general = make_engine(shared_io, False), make_engine(shared_io, True)
+def test_first_attempts_equal_the_general_path(
+    shared_io: IoLoop, mode: str, ops: list[tuple[str, str, int, int, int]]
+) -> None:
+    lean, general = make_engine(shared_io, False, mode), make_engine(shared_io, True, mode)
     try:
         for op in ops:
             assert run_op(lean, op) == run_op(general, op), op
@@ -144,17 +174,17 @@ def test_lean_turns_equal_the_general_path(shared_io: IoLoop, ops: list[tuple[st
 
 
 def test_lean_turn_is_taken_and_replays_a_repeated_id(shared_io: IoLoop) -> None:
-    """The shortcut runs (a memory-only first attempt), and an id seen before is answered
-    from memory, not run again."""
+    """The shortcut runs (a first attempt), and an id seen before is answered from memory,
+    not run again."""
     eng = make_engine(shared_io, False)
     taken: list[str] = []
-    lean = eng.runner._run_lean
+    lean = eng.runner._run_first
 
     def spy(req: Request, act: Activation, ctx: Context) -> Outcome:
         taken.append(req.call.request_id)
         return lean(req, act, ctx)
 
-    eng.runner._run_lean = spy  # type: ignore[method-assign]
+    eng.runner._run_first = spy  # type: ignore[method-assign]
     assert run_op(eng, ("a", "add", 2, 1, 0)) == ("ok", 2)
     assert run_op(eng, ("a", "add", 2, 1, 0)) == ("ok", 2)  # same id: the recorded reply
     assert run_op(eng, ("a", "add", 3, 2, 1)) == ("ok", 5)  # a retry: the general path

@@ -3,8 +3,8 @@ beyond the per-method tallies the engine keeps anyway), served over HTTP."""
 
 from __future__ import annotations
 
-import bisect
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,7 +14,7 @@ from ..transport._tls import TlsConfig
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
-@dataclass
+@dataclass(slots=True)
 class MethodStats:
     """Calls, errors and a latency histogram of one (type, method)."""
 
@@ -30,16 +30,20 @@ class MethodTally:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.stats: dict[tuple[str, str], MethodStats] = {}
+        self._by_what: dict[str, MethodStats] = {}  # the same entries by "Type.method" (no key tuple per turn)
 
-    def observe(self, type_name: str, method: str, seconds: float, failed: bool) -> None:
+    def observe(self, what: str, type_name: str, method: str, seconds: float, failed: bool) -> None:
+        """One turn of ``what`` ("``type_name``.``method``") ended after ``seconds``."""
+        entry = self._by_what.get(what)
+        if entry is None:
+            with self._lock:
+                entry = self.stats.setdefault((type_name, method), MethodStats())
+                self._by_what[what] = entry
         with self._lock:  # one turn's outcome, counted in place (once per turn)
-            entry = self.stats.get((type_name, method))
-            if entry is None:
-                entry = self.stats[(type_name, method)] = MethodStats()
             entry.calls += 1
             entry.errors += failed
             entry.total_s += seconds
-            entry.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+            entry.buckets[bisect_left(BUCKETS, seconds)] += 1
 
     def snapshot(self) -> dict[tuple[str, str], MethodStats]:
         with self._lock:
@@ -138,7 +142,7 @@ def phase_family() -> Any:
         counts = [0] * (len(BUCKETS) + 1)
         for field, c in h.items():
             if field.isdigit():
-                counts[bisect.bisect_left(BUCKETS, bucket_upper(int(field)) * 0.999)] += c
+                counts[bisect_left(BUCKETS, bucket_upper(int(field)) * 0.999)] += c
         cumulative, running = [], 0
         for bound, count in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):
             running += count

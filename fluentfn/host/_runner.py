@@ -86,8 +86,8 @@ class TurnRunner:
 
     def run_sync(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """A sync turn, in the calling (worker) thread."""
-        if req.definition.options.persist.memory_only and not ctx.replay:
-            return self._run_lean(req, act, ctx)
+        if not ctx.replay:
+            return self._run_first(req, act, ctx)
         reply = self._run_sync(req, act, ctx)
         if act.moved:  # ``_unless_moved`` and ``_ended``, inline: once per turn
             reply = self._unless_moved(act, req.call, reply)
@@ -125,42 +125,58 @@ class TurnRunner:
             self._unwatch(running, act, method.name)
             CURRENT.reset(token)
 
-    def _run_lean(self, req: Request, act: Activation, ctx: Context) -> Outcome:
-        """``run_sync`` for the first attempt of a memory-only identity's turn
-        (``persist="never"``), in fewer steps: no store to read, write or roll back to, so
-        the turn is: activate (from a handoff, or ``__init__``), the reply recorded in
-        memory if one is, the method, its reply recorded in memory. Bulk activations and
-        co-located calls of such types take it; ``tests/test_lean_turn.py`` holds it to the
-        general path's outcomes, state, records and counters."""
+    def _run_first(self, req: Request, act: Activation, ctx: Context) -> Outcome:
+        """``run_sync`` for a turn's first attempt, in fewer steps (most turns: a
+        co-located call, a bulk item, a stream's call in a worker). A first attempt's
+        repeated id is answered from memory, never from the store, so the turn is:
+        activate (from the store, a handoff, or ``__init__``), the reply recorded in memory
+        if one is, the method, then its durability point: the general ``_finish`` where
+        the store is written (``persist="call"``/``"interval"``, or reminders), else the
+        reply recorded in memory (``persist="never"``). ``tests/test_lean_turn.py`` holds
+        it to the general path's outcomes, state, records and counters in every mode."""
         definition, method, call, times = req.definition, req.method, req.call, ctx._times
         token = CURRENT.set(ctx)
         running = Running(act.address, method.name, call.deadline)
         self.running.add(running)
         try:
-            if act.instance is None:
-                try:
-                    self._activate(definition, act)
-                except UserFailure as failure:
-                    reply = Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
-                    return _ended(times, self._unless_moved(act, call, reply))
-            recorded = self.persistence.recorded(act, call) if act.replies else None
-            if recorded is not None:  # the same id again, on its first attempt: answered, not run
-                return _ended(times, self._unless_moved(act, call, recorded))
-            self.counters["calls"] += 1
-            outcome, failed = self._method(req, act, times)
-            scheduled = ctx.take_scheduled()
-            if scheduled:  # reminders are written to the store: the general durability point
-                reply = self._finish(definition, act, call, method, outcome, failed, scheduled, times)
-            else:
-                reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
-                if not method.readonly:
-                    self.persistence.remember(act, call.request_id, record_for(call, reply))
-            return _ended(times, self._unless_moved(act, call, reply))
+            reply = self._first_turn(definition, method, req, act, ctx)
         except BaseException as exc:
-            return _ended(times, self._unless_moved(act, call, self._error_reply(act, call, exc)))
+            reply = self._error_reply(act, call, exc)
         finally:
             self._unwatch(running, act, method.name)
             CURRENT.reset(token)
+        if act.moved:
+            reply = self._unless_moved(act, call, reply)
+        return reply if times is None else _ended(times, reply)
+
+    def _first_turn(
+        self, definition: ActorDef, method: MethodInfo, req: Request, act: Activation, ctx: Context
+    ) -> Outcome:
+        call = req.call
+        if act.instance is None:
+            try:
+                self._activate(definition, act)
+            except UserFailure as failure:
+                return Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
+        if act.replies:
+            recorded = self.persistence.recorded(act, call)
+            if recorded is not None:  # the same id again, on its first attempt: answered, not run
+                return recorded
+        self.counters["calls"] += 1
+        times = ctx._times
+        t0 = time.perf_counter()
+        outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
+        t1 = time.perf_counter()
+        self.methods.observe(method.what, act.type_name, method.name, t1 - t0, failed)
+        if times is not None:
+            times.mark("run", t0, t1)
+        scheduled = ctx.take_scheduled() if ctx._scheduled else ()
+        if scheduled or not definition.options.persist.memory_only:  # the store is written
+            return self._finish(definition, act, call, method, outcome, failed, scheduled, times)
+        reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
+        if not method.readonly:
+            self.persistence.remember(act, call.request_id, record_for(call, reply))
+        return reply
 
     def _method(self, req: Request, act: Activation, times: TurnTimes | None) -> tuple[Any, bool]:
         """Run a sync turn's method, timed: the method's tally and the turn's "run" phase."""
@@ -168,7 +184,7 @@ class TurnRunner:
         t0 = time.perf_counter()
         outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
         t1 = time.perf_counter()
-        self.methods.observe(act.type_name, method.name, t1 - t0, failed)
+        self.methods.observe(method.what, act.type_name, method.name, t1 - t0, failed)
         if times is not None:
             times.mark("run", t0, t1)
         return outcome, failed
@@ -271,7 +287,7 @@ class TurnRunner:
                 t0 = time.perf_counter()
                 outcome, failed, expired = await run_async(method, act.instance, args, kwargs, call.deadline)
                 t1 = time.perf_counter()
-                self.methods.observe(act.type_name, method.name, t1 - t0, failed)
+                self.methods.observe(method.what, act.type_name, method.name, t1 - t0, failed)
                 if ctx._times is not None:
                     ctx._times.mark("run", t0, t1)
             finally:
