@@ -20,6 +20,7 @@ from fluentfn._actordef import ActorDef, makes_no_calls
 from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
 from fluentfn.host._engine import HostEngine
+from fluentfn.host._where import STRIKES
 from fluentfn.state._codec import decode_state
 from fluentfn.state._store import Store
 from fluentfn.wire import codec
@@ -204,7 +205,8 @@ def test_a_slow_call_free_method_is_sent_back_to_worker_threads(io: IoLoop, stor
     eng = make_engine(io, store, persist="never")
     submit(io, eng, new_call("read"))
     assert submit(io, eng, new_call("power", 2)) == (True, 0)
-    assert submit(io, eng, new_call("power", 3_000_000)) == (True, 0)  # runs long on the loop, once
+    for _ in range(STRIKES):  # runs long on the loop, each time: not a preemption
+        assert submit(io, eng, new_call("power", 3_000_000)) == (True, 0)
     assert submit(io, eng, new_call("power", 2)) == (False, 0)  # from now on: a worker
     assert submit(io, eng, new_call("read")) == (True, 0)  # other methods keep the loop
 

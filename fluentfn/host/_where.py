@@ -5,9 +5,16 @@ took; the sync lane (``_lane.py``) carries it out. A turn may run on the loop on
 its method makes no calls (``makes_no_calls``: it cannot block on another identity), its
 identity is live (no store read), it is a first attempt (a retry may need the store to
 find its recorded reply), the identity is not reentrant, the caller is the loop itself,
-and the method was not demoted: a loop turn that took longer than the budget (big data,
-a slow operator) sends its method's later turns to worker threads for good, where they
-cannot hold up the host's other calls.
+and the method was not demoted: a method whose loop turns take longer than the budget
+(big data, a slow operator) has its later turns sent to worker threads for good, where
+they cannot hold up the host's other calls.
+
+One overrun is not enough: on a busy machine the loop thread is preempted now and then,
+and a turn it was preempted in looks a scheduler quantum long however cheap the method.
+Demoting on that would cost every later call of the method two thread hand-offs. So a
+method is demoted once ``STRIKES`` of its loop turns overran and they are at least one in
+``STRIKE_SHARE`` of its loop turns: a method that is slow every time goes after its third
+turn, one slow every few turns soon after, and a cheap one that was preempted stays.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOOP_TURN_BUDGET_S = 0.002
+STRIKES = 3  # overruns before a method may be demoted
+STRIKE_SHARE = 16  # ... and at least one in this many of its loop turns overran
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +41,13 @@ class Turn:
 class WhereTurnsRun:
     """The loop-or-worker policy of one host engine."""
 
-    __slots__ = ("_budget_s", "_enabled", "demoted")
+    __slots__ = ("_budget_s", "_enabled", "_record", "demoted")
 
     def __init__(self, *, enabled: bool = True, budget_s: float = LOOP_TURN_BUDGET_S) -> None:
         self._enabled = enabled  # FLUENTFN_LOOP_TURNS=0 turns loop turns off
         self._budget_s = budget_s
         self.demoted: set[tuple[str, str]] = set()
+        self._record: dict[tuple[str, str], list[int]] = {}  # method -> [loop turns, overruns]
 
     def on_loop(self, turn: Turn) -> bool:
         """Run ``turn`` on the loop (True) or on a worker thread (False)."""
@@ -53,7 +63,17 @@ class WhereTurnsRun:
 
     def ran_on_loop(self, method: tuple[str, str], took_s: float) -> bool:
         """A loop turn of ``method`` took ``took_s``: True if that demotes the method now."""
-        if took_s <= self._budget_s or method in self.demoted:
+        if method in self.demoted:
             return False
+        record = self._record.get(method)
+        if record is None:
+            record = self._record[method] = [0, 0]
+        record[0] += 1
+        if took_s <= self._budget_s:
+            return False
+        record[1] += 1
+        if record[1] < STRIKES or record[1] * STRIKE_SHARE < record[0]:
+            return False  # isolated: a preemption, not the method
         self.demoted.add(method)
+        del self._record[method]
         return True
