@@ -12,7 +12,7 @@ pytestmark = pytest.mark.timeout(60)
 
 turns = st.builds(
     Turn,
-    method=st.sampled_from([("A", "get"), ("A", "put"), ("B", "get")]),
+    method=st.sampled_from(["A.get", "A.put", "B.get"]),
     call_free=st.booleans(),
     live=st.booleans(),
     first_attempt=st.booleans(),
@@ -27,9 +27,9 @@ def test_only_safe_turns_of_methods_not_demoted_run_on_the_loop(
     history: list[tuple[Turn, float]], enabled: bool
 ) -> None:
     where = WhereTurnsRun(enabled=enabled)
-    demoted: set[tuple[str, str]] = set()
-    loop_turns: dict[tuple[str, str], int] = {}
-    overruns: dict[tuple[str, str], int] = {}
+    demoted: set[str] = set()
+    loop_turns: dict[str, int] = {}
+    overruns: dict[str, int] = {}
     for turn, took in history:
         on_loop = where.on_loop(turn)
         safe = turn.call_free and turn.live and turn.first_attempt and not turn.reentrant and turn.from_loop
@@ -48,7 +48,7 @@ def test_only_safe_turns_of_methods_not_demoted_run_on_the_loop(
 
 def test_a_method_slow_every_time_is_demoted_at_its_third_turn() -> None:
     where = WhereTurnsRun()
-    slow = ("A", "crunch")
+    slow = "A.crunch"
     assert [where.ran_on_loop(slow, 0.05) for _ in range(STRIKES)] == [False] * (STRIKES - 1) + [True]
     assert slow in where.demoted
 
@@ -56,7 +56,7 @@ def test_a_method_slow_every_time_is_demoted_at_its_third_turn() -> None:
 def test_preempted_turns_of_a_cheap_method_do_not_demote_it() -> None:
     """A busy machine preempts the loop now and then: a few overruns among many cheap turns."""
     where = WhereTurnsRun()
-    cheap = ("A", "get")
+    cheap = "A.get"
     for i in range(10_000):
         took = 0.008 if i % 500 == 499 else 0.00002  # a quantum-long turn one in 500
         assert not where.ran_on_loop(cheap, took)
@@ -65,6 +65,6 @@ def test_preempted_turns_of_a_cheap_method_do_not_demote_it() -> None:
 
 def test_a_method_slow_one_turn_in_four_is_demoted_soon() -> None:
     where = WhereTurnsRun()
-    method = ("A", "sometimes")
+    method = "A.sometimes"
     demoted_at = next(i for i in range(100) if where.ran_on_loop(method, 0.05 if i % 4 == 3 else 0.0001))
     assert demoted_at == 4 * STRIKES - 1  # its third slow turn

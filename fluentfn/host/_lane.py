@@ -88,14 +88,12 @@ class SyncLane:
 
     def _on_loop(self, req: Request, job: Job) -> bool:
         """Whether this turn may run right here on the event loop (``_where.py`` decides)."""
+        act = job.act
         turn = Turn(
-            method=(req.definition.name, req.method.name),
-            call_free=req.method.call_free,
-            live=job.act is not None and job.act.instance is not None,
-            first_attempt=not may_repeat(req.call),
-            reentrant=req.definition.options.reentrant,
-            from_loop=threading.get_ident() == self._e.loop_thread,
-        )
+            req.method.what, req.method.call_free, act is not None and act.instance is not None,
+            not may_repeat(req.call), req.definition.options.reentrant,
+            threading.get_ident() == self._e.loop_thread,
+        )  # fmt: skip
         return self._where.on_loop(turn)
 
     def _loop_job(self, job: Job, req: Request, done: Callable[[Outcome | None], None]) -> None:
@@ -118,7 +116,7 @@ class SyncLane:
         t0 = time.perf_counter()
         reply, write = self._e.runner.run_on_loop(req, job.act, self._e.context_for(job.act, call, req.method))
         took = time.perf_counter() - t0
-        if self._where.ran_on_loop((req.definition.name, req.method.name), took):
+        if self._where.ran_on_loop(req.method.what, took):
             log.warning(
                 "%s.%s took %.1f ms on the host's event loop; its turns run on worker threads from now on",
                 req.definition.name,

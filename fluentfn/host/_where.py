@@ -26,11 +26,11 @@ STRIKES = 3  # overruns before a method may be demoted
 STRIKE_SHARE = 16  # ... and at least one in this many of its loop turns overran
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per turn, and a frozen one costs several times as much
 class Turn:
-    """What is known of a sync turn when it starts."""
+    """What is known of a sync turn when it starts (never changed once made)."""
 
-    method: tuple[str, str]  # (type, method)
+    method: str  # "Type.method"
     call_free: bool
     live: bool
     first_attempt: bool
@@ -46,8 +46,8 @@ class WhereTurnsRun:
     def __init__(self, *, enabled: bool = True, budget_s: float = LOOP_TURN_BUDGET_S) -> None:
         self._enabled = enabled  # FLUENTFN_LOOP_TURNS=0 turns loop turns off
         self._budget_s = budget_s
-        self.demoted: set[tuple[str, str]] = set()
-        self._record: dict[tuple[str, str], list[int]] = {}  # method -> [loop turns, overruns]
+        self.demoted: set[str] = set()
+        self._record: dict[str, list[int]] = {}  # method -> [loop turns, overruns]
 
     def on_loop(self, turn: Turn) -> bool:
         """Run ``turn`` on the loop (True) or on a worker thread (False)."""
@@ -61,7 +61,7 @@ class WhereTurnsRun:
             and turn.method not in self.demoted
         )
 
-    def ran_on_loop(self, method: tuple[str, str], took_s: float) -> bool:
+    def ran_on_loop(self, method: str, took_s: float) -> bool:
         """A loop turn of ``method`` took ``took_s``: True if that demotes the method now."""
         if method in self.demoted:
             return False

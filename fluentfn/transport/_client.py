@@ -29,6 +29,7 @@ from ._auth import metadata
 from ._convert import call_to_pb, outcome_from_pb, status_from_pb
 from ._server import dial_options
 from ._tls import TlsConfig
+from ._wakeup import Wakeup
 
 
 def rpc_error(exc: aio.AioRpcError | grpc.RpcError, endpoint: str) -> FluentError:
@@ -124,7 +125,7 @@ class PeerStream:
         self._seq = itertools.count(1)
         self._pending: dict[int, ReplyCallback] = {}
         self._outbox: list[Call] = []
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
         self._call: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self.broken: FluentError | None = None
@@ -194,7 +195,6 @@ class PeerStream:
         try:
             while True:
                 await self._wakeup.wait()
-                self._wakeup.clear()
                 while self._outbox:
                     calls, self._outbox = self._outbox, []
                     batch: list[pb.Call] = []

@@ -23,6 +23,7 @@ from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import TokenInterceptor
 from ._convert import Clock, call_from_pb, outcome_to_pb, status_to_pb
 from ._tls import TlsConfig
+from ._wakeup import Wakeup
 
 # Room for the protobuf envelope around a payload of the maximum size.
 _ENVELOPE = 64 * 1024
@@ -182,7 +183,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         self, request_iterator: AsyncIterator[pb.CallBatch], context: aio.ServicerContext[pb.CallBatch, pb.ReplyBatch]
     ) -> AsyncIterator[pb.ReplyBatch]:
         outbox: list[pb.Reply] = []
-        ready = asyncio.Event()
+        ready = Wakeup()
         pending = 0
         reading = True
 
@@ -230,7 +231,6 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
         try:
             while reading or pending or outbox:
                 await ready.wait()
-                ready.clear()
                 if outbox:
                     replies, outbox[:] = list(outbox), []
                     yield pb.ReplyBatch(replies=replies)
