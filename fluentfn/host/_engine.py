@@ -205,9 +205,12 @@ class HostEngine:
                 raise Redirect(f"{self.group}/{key} belongs to shard {home}, not {self.shard}: call it there")
         return key
 
-    def prepare(self, definition: ActorDef, call: Call, method: MethodInfo | None = None) -> Request:
+    def prepare(
+        self, definition: ActorDef, call: Call, method: MethodInfo | None = None, *, checked: bool = False
+    ) -> Request:
         """Decode and bind ``call`` (to ``method``, its method if already looked up):
-        NotFound, InvalidRequest or Redirect if it cannot run here."""
+        NotFound, InvalidRequest or Redirect if it cannot run here. ``checked``: its key
+        is an ``ActorRef``'s of this process, checked when the ref was made."""
         if method is None:
             method = definition.method(call.method)
         if call.request_id.startswith(KEYED_PREFIX) and not definition.options.persist.writes_before_reply:
@@ -215,7 +218,7 @@ class HostEngine:
                 f"{definition.name} has persist={definition.options.persist!r}, which records no replies: an "
                 "idempotency key cannot be honoured (use persist='call', or retry without a key)"
             )
-        key = check_key(call.key)
+        key = call.key if checked else check_key(call.key)
         args, kwargs = codec.decode_args(call.args)
         method.bind(args, kwargs)  # bad input is refused wherever it lands; then ownership
         return Request(definition, method, call, self.own(key, checked=True), args, kwargs)
@@ -262,7 +265,7 @@ class HostEngine:
         self.counters["local_calls"] += 1
         call.arrived = call.arrived or time.perf_counter()
         try:
-            req = self.prepare(definition, call, method)
+            req = self.prepare(definition, call, method, checked=True)  # a live identity's key: checked when it came
         except FluentError as exc:
             self.counters["errors"] += 1
             reply = Outcome(error=describe_error(exc))

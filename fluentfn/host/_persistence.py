@@ -277,7 +277,7 @@ class Persistence:
     def recorded(self, act: Activation, call: Call, *, replay: bool = False) -> Outcome | None:
         """The reply recorded for ``call``'s request id (a retry of a call that already ran).
         InvalidRequest if its idempotency key was used for another request."""
-        found = act.replies.get(call.request_id) if act.replies else None
+        found = act.replies.get(call.request_id) if act.replies is not None else None
         if found is None and replay and self.store is not None:
             found = self.store.get_reply(act.address, call.request_id)
         if found is None:

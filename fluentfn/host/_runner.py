@@ -158,7 +158,7 @@ class TurnRunner:
                 self._activate(definition, act)
             except UserFailure as failure:
                 return Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
-        if act.replies:
+        if act.replies is not None:
             recorded = self.persistence.recorded(act, call)
             if recorded is not None:  # the same id again, on its first attempt: answered, not run
                 return recorded

@@ -7,7 +7,6 @@ type (extension types), as do ActorRefs and numpy arrays of plain dtypes.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import msgpack
@@ -57,28 +56,30 @@ def _pack_numpy(obj: Any) -> Any:
 
 
 _KEEP_BELOW = 1 << 16  # a Packer whose output reached this is dropped: its buffer stays grown
+_FREE_MAX = 64  # Packers kept for reuse (about one per thread packing at once)
 
 
 class Packers:
-    """``msgpack.packb`` with one reusable ``Packer`` per thread: ``packb`` makes a Packer
-    per call, which costs about three times the packing of a small value. A pack nested
-    in another (a ``default`` that packs a tuple's items) gets a fresh Packer, as does
-    the pack after one that raised or produced ``_KEEP_BELOW`` bytes or more."""
+    """``msgpack.packb`` with reusable ``Packer``s: ``packb`` makes a Packer per call, which
+    costs about three times the packing of a small value. A pack takes a Packer off a free
+    list (``list.pop`` and ``append`` are atomic: no thread-local lookup) and puts it back
+    after; a pack nested in another (a ``default`` that packs a tuple's items), or one
+    that finds the list empty, makes its own. A Packer whose pack raised or produced
+    ``_KEEP_BELOW`` bytes or more is not kept."""
 
     def __init__(self, **options: Any) -> None:
         self._options = options
-        self._local = threading.local()
+        self._free: list[msgpack.Packer] = []
 
     def pack(self, obj: Any) -> bytes:
-        local = self._local
-        packer = getattr(local, "packer", None)
-        if packer is None:
+        free = self._free
+        try:
+            packer = free.pop()
+        except IndexError:
             packer = msgpack.Packer(**self._options)
-        else:
-            local.packer = None  # taken: a pack nested in this one makes its own
         data: bytes = packer.pack(obj)
-        if len(data) < _KEEP_BELOW:
-            local.packer = packer
+        if len(data) < _KEEP_BELOW and len(free) < _FREE_MAX:
+            free.append(packer)
         return data
 
 
