@@ -66,6 +66,9 @@ class Mailbox:
 
     def offer_now(self, turn: Turn) -> bool:
         """True: ``turn`` runs now. False: it may not start yet (nothing changed)."""
+        if not self.running and not self.waiting:  # idle: the common case, nothing to weigh
+            self.running.append(turn)
+            return True
         if self._reentrant(turn) or (not self.waiting and self._admissible(turn)):
             self.running.append(turn)
             return True
@@ -89,7 +92,7 @@ class Mailbox:
     def finish(self, turn: Turn) -> list[Turn]:
         """End ``turn``; return the waiting turns that may run now (already marked running)."""
         self.running.remove(turn)
-        return self._start_waiting()
+        return self._start_waiting() if self.waiting else []
 
     def cancel(self, turn: Turn) -> list[Turn]:
         """Withdraw a waiting turn (its caller gave up); returns turns that may now run."""

@@ -300,7 +300,8 @@ class HostPolicy:
         box = self._boxes[entry.address]
         if entry.passivation:  # turns that arrived meanwhile: the first activates the identity again
             box.activating = True
-        out = self._started(box.finish(entry))
+        started = box.finish(entry)
+        out = self._started(started) if started else []
         if entry.passivation and box.idle:
             del self._boxes[entry.address]
             out.append(Forget(entry.address))
