@@ -209,8 +209,8 @@ class HostEngine:
         self, definition: ActorDef, call: Call, method: MethodInfo | None = None, *, checked: bool = False
     ) -> Request:
         """Decode and bind ``call`` (to ``method``, its method if already looked up):
-        NotFound, InvalidRequest or Redirect if it cannot run here. ``checked``: its key
-        is an ``ActorRef``'s of this process, checked when the ref was made."""
+        NotFound, InvalidRequest or Redirect if it cannot run here. ``checked``: its key is
+        known good (a live identity's: checked when that identity's first call came)."""
         if method is None:
             method = definition.method(call.method)
         if call.request_id.startswith(KEYED_PREFIX) and not definition.options.persist.writes_before_reply:
@@ -265,7 +265,7 @@ class HostEngine:
         self.counters["local_calls"] += 1
         call.arrived = call.arrived or time.perf_counter()
         try:
-            req = self.prepare(definition, call, method, checked=True)  # a live identity's key: checked when it came
+            req = self.prepare(definition, call, method, checked=True)  # a live identity's key
         except FluentError as exc:
             self.counters["errors"] += 1
             reply = Outcome(error=describe_error(exc))

@@ -164,12 +164,7 @@ class TurnRunner:
                 return recorded
         self.counters["calls"] += 1
         times = ctx._times
-        t0 = time.perf_counter()
-        outcome, failed = run_sync(method, act.instance, req.args, req.kwargs)
-        t1 = time.perf_counter()
-        self.methods.observe(method.what, act.type_name, method.name, t1 - t0, failed)
-        if times is not None:
-            times.mark("run", t0, t1)
+        outcome, failed = self._method(req, act, times)
         scheduled = ctx.take_scheduled() if ctx._scheduled else ()
         if scheduled or not definition.options.persist.memory_only:  # the store is written
             return self._finish(definition, act, call, method, outcome, failed, scheduled, times)
