@@ -216,3 +216,27 @@ class PoolModel(RuleBasedStateMachine):
 
 PoolModel.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
 TestPoolModel = PoolModel.TestCase
+
+
+def test_a_process_that_exited_is_seen_gone_and_a_live_one_is_not() -> None:
+    """``process_alive``: what the platform asks at an invocation's cap, to tell an
+    environment that died (Ray not having said so yet) from one that ran too long."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from fluentfn.runtime._faasplatform import process_alive
+
+    assert process_alive(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not process_alive(child.pid)  # reaped: no such process
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    while True:  # exited, not yet reaped: a zombie is gone too
+        with open(f"/proc/{zombie.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    assert not process_alive(zombie.pid)
+    zombie.wait()

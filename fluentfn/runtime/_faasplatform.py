@@ -65,6 +65,22 @@ class Environment:
         return self._body(kind, code, call, waiting, self._config, row)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still exists (a zombie not yet reaped counts
+    as gone: it runs nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's: it exists
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc here: os.kill's answer stands
+
+
 class FaasPlatform:
     """The platform's front end (a named async Ray actor): environments per function."""
 
@@ -186,8 +202,14 @@ class FaasPlatform:
                 env.invoke.remote(kind, code, call, waiting, faults, row), cap
             )
         except TimeoutError:
+            died = self._died_already(use.env)
             self._kill(use.env)
             self._apply(self._pool.handle(Lost(use.env)))
+            if died:  # gone before the cap, and Ray had not said so yet (a busy machine): say what happened
+                raise Unavailable(
+                    f"{call.type_name}: its execution environment died during the invocation "
+                    "(its process was gone at the lifetime cap); the call may have run and is not retried"
+                ) from None
             raise FunctionTimeout(f"invocation ran past its {cap} s lifetime and was killed") from None
         except (ray.exceptions.RayError, asyncio.CancelledError) as exc:
             self._kill(use.env)  # it crashed, or its caller gave up: the environment is not reused
@@ -276,6 +298,16 @@ class FaasPlatform:
         finally:
             self._filling -= 1
         self._spares.append((handle, int(pid), str(node)))
+
+    def _died_already(self, env: int) -> bool:
+        """Whether environment ``env``'s process is known to have exited (on this node only:
+        elsewhere it cannot be looked at from here, and the answer is False)."""
+        import ray
+
+        where = self._where.get(env)
+        if where is None or where[1] != ray.get_runtime_context().get_node_id():
+            return False
+        return not process_alive(where[0])
 
     def _kill(self, env: int) -> None:
         import ray
