@@ -15,6 +15,7 @@ host that owns the key or through the gateway.
 from __future__ import annotations
 
 import functools
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,10 @@ def _faas_rows(n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _redis_server() -> tuple[Any, str] | None:
+def _redis_server(workdir: str) -> tuple[Any, str] | None:
+    """A redis-server of this run's own, its files in ``workdir``: a fixed directory let
+    the next run load every earlier run's append-only file (gigabytes of 100 MB states),
+    and the hosts found Redis still loading it."""
     import shutil
     import socket
     import subprocess
@@ -134,7 +138,7 @@ def _redis_server() -> tuple[Any, str] | None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "yes", "--dir", "/tmp"],
+    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "yes", "--dir", workdir],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(0.5)
     return proc, f"redis://127.0.0.1:{port}/0"
@@ -258,11 +262,15 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append(_report.summarize("ray-actor", time_calls(lambda: ray_echo.call(PAYLOAD), n)))
         ray_echo.close()
         rows += _persist_rows("sqlite", n)
-    redis = _redis_server()
-    if redis is not None:
-        with ff.init(store=redis[1], namespace="bench-redis"):
-            rows += _persist_rows("redis", n)
-        redis[0].terminate()
+    with tempfile.TemporaryDirectory(prefix="fluentfn-bench-redis-") as workdir:
+        redis = _redis_server(workdir)
+        if redis is not None:
+            try:
+                with ff.init(store=redis[1], namespace="bench-redis"):
+                    rows += _persist_rows("redis", n)
+            finally:  # even if the rows failed: no server (holding gigabytes) is left behind
+                redis[0].terminate()
+                redis[0].wait(30)
     rows += _external_rows(same, n)
     rows += _faas_rows(5 if quick else 20)
     floor = GrpcEcho()
