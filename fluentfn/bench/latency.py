@@ -151,7 +151,6 @@ def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
     import os
     import subprocess
     import sys
-    import tempfile
 
     rows = []
     with tempfile.TemporaryDirectory() as home:

@@ -134,12 +134,12 @@ class TurnRunner:
         the store is written (``persist="call"``/``"interval"``, or reminders), else the
         reply recorded in memory (``persist="never"``). ``tests/test_lean_turn.py`` holds
         it to the general path's outcomes, state, records and counters in every mode."""
-        definition, method, call, times = req.definition, req.method, req.call, ctx._times
+        method, call, times = req.method, req.call, ctx._times
         token = CURRENT.set(ctx)
         running = Running(act.address, method.name, call.deadline)
         self.running.add(running)
         try:
-            reply = self._first_turn(definition, method, req, act, ctx)
+            reply = self._first_turn(req, act, ctx)
         except BaseException as exc:
             reply = self._error_reply(act, call, exc)
         finally:
@@ -149,10 +149,8 @@ class TurnRunner:
             reply = self._unless_moved(act, call, reply)
         return reply if times is None else _ended(times, reply)
 
-    def _first_turn(
-        self, definition: ActorDef, method: MethodInfo, req: Request, act: Activation, ctx: Context
-    ) -> Outcome:
-        call = req.call
+    def _first_turn(self, req: Request, act: Activation, ctx: Context) -> Outcome:
+        definition, method, call = req.definition, req.method, req.call
         if act.instance is None:
             try:
                 self._activate(definition, act)
