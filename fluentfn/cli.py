@@ -41,7 +41,9 @@ def demo(out: Annotated[Path, typer.Option(help="where the table and plot go")] 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="latency, throughput, activation, paper, reliability, turns, elastic")],
+    name: Annotated[
+        str, typer.Argument(help="latency, throughput, activation, paper, reliability, turns, elastic, sim, cost")
+    ],
 ) -> None:
     """Run a benchmark: NAME [--quick] [--out DIR]."""
     from .bench.__main__ import main as bench_main

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("latency", "throughput", "activation", "reliability", "paper", "turns", "elastic", "sim")
+BENCHMARKS = ("latency", "throughput", "activation", "reliability", "paper", "turns", "elastic", "sim", "cost")
 
 
 def main(argv: list[str]) -> int:

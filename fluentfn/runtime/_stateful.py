@@ -22,7 +22,7 @@ from .._context import CURRENT
 from .._ioloop import IoLoop
 from .._phases import TALLY
 from .._ref import DELETE_METHOD, ActorRef, Future
-from .._router import RouteTable
+from .._router import RouteTable, Target
 from .._tracing import enabled as tracing_on
 from .._tracing import parent_for
 from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound
@@ -323,6 +323,15 @@ class StatefulRuntime:
         out = TALLY.counters()
         out["tells_undelivered"] = self.undelivered
         return out
+
+    def route_to(self, type_name: str, group: str, partitions: int, endpoint: str | None = None) -> None:
+        """Send ``type_name``'s calls to ``endpoint`` (None: this process's own partitions)
+        without asking the directory: a cluster in one process, as ``fluentfn bench cost``
+        builds one. A route that stops answering is looked up in the directory as usual."""
+        self._table.learn_type(type_name, group, partitions)
+        target = Target(self._endpoint, local=True) if endpoint is None else Target(endpoint)
+        for partition in range(partitions):
+            self._table.learn((group, partition), target)
 
     async def close(self) -> None:
         self._caller.close()

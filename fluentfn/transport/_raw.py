@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -28,14 +28,36 @@ class _Echo(pb_grpc.ActorHostServicer):
             yield pb.ReplyBatch(replies=[pb.Reply(value=c.args) for c in batch.calls])
 
 
+async def serve_stream_echo_on(bind: str) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio stream echo on this loop, on a free port of ``bind``: (server, port)."""
+    server = grpc.aio.server()
+    pb_grpc.add_ActorHostServicer_to_server(_Echo(), server)  # type: ignore[abstract]
+    port = server.add_insecure_port(f"{bind}:0")
+    await server.start()
+    return server, port
+
+
+async def stream_echo_client(endpoint: str, payload: bytes) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A grpc.aio stream to the echo at ``endpoint``, opened on this loop: a coroutine
+    function that makes one round trip of ``payload`` on it (and checks the echo)."""
+    channel = grpc.aio.insecure_channel(endpoint)
+    stream: Any = pb_grpc.ActorHostStub(channel).InvokeStream()  # type: ignore[call-arg]  # aio: write() feeds it
+    one = pb.CallBatch(calls=[pb.Call(args=payload)])
+
+    async def round_trip() -> None:
+        await stream.write(one)
+        got = await stream.read()
+        if [r.value for r in got.replies] != [payload]:
+            raise RuntimeError(f"the stream echo at {endpoint} answered {got!r}")
+
+    return round_trip
+
+
 def serve_stream_echo(port_queue: Any) -> None:
     """Serve a grpc.aio stream echo on a free loopback port (put on ``port_queue``) until killed."""
 
     async def main() -> None:
-        server = grpc.aio.server()
-        pb_grpc.add_ActorHostServicer_to_server(_Echo(), server)  # type: ignore[abstract]
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
+        server, port = await serve_stream_echo_on("127.0.0.1")
         port_queue.put(port)
         await server.wait_for_termination()
 

@@ -1,0 +1,330 @@
+"""``fluentfn bench cost``: what a call and an activation cost, in units the machine does not change.
+
+Wall-clock figures move with the machine: a busy or slower 2-core VM can double them, or
+halve one system's and not its peer's. This benchmark counts what one operation executes,
+which is the same on any machine with the same Python:
+
+- ``opcodes_per_op``: Python bytecode instructions, in every thread the operation
+  crosses (each probe runs in a fresh process whose threads are traced from their start);
+- ``handoffs_per_op``: voluntary context switches of the process (a thread that blocks
+  to wait for another: the hand-offs that each cost a scheduler quantum on a busy machine);
+- ``us_per_op``: the same operation untimed by any tracer, for reference (this one does
+  depend on the machine).
+
+Each figure is the difference between runs of N and 3N operations, divided by 2N, so
+fixed costs (a batch's hops, a turn around the loop) drop out. The probes run the real
+engine, admission, router, codec and gRPC code in one process, without Ray:
+
+- ``colocated``: ``ref.echo(100 B)`` from a turn of a co-located actor, ``persist="call"``
+  on SQLite (the callee is live);
+- ``activation``: one item of ``Cell.bulk`` on brand-new identities, from a co-located
+  actor (``persist="never"``), as in ``fluentfn bench activation``;
+- ``driver``: a driver's ``ref.echo(100 B)`` over the real gRPC stream to the host;
+- floors, counted the same way: ``python-activation`` (the activation benchmark's floor
+  loop) and ``grpc-aio-stream`` (a raw grpc.aio stream round trip from a calling thread
+  through the loop, as a driver call travels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .._phases import EVERY, EXACT
+from . import _report
+
+PAYLOAD = b"x" * 100
+TOKEN = "bench-cost"
+PROBES = ("colocated", "activation", "driver", "python-activation", "grpc-aio-stream")
+_KEPT: list[Any] = []  # the probe's servers, for the life of its process
+FLOOR_OF = {"activation": "python-activation", "driver": "grpc-aio-stream"}
+
+
+class OpcodeCount:
+    """Python bytecode instructions executed while ``on``, in this thread and in every
+    thread started after ``install`` (each thread counts in a cell of its own)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self._cells: list[list[int]] = []
+        self._local = threading.local()
+
+    def install(self) -> None:
+        sys.settrace(self._trace)
+        threading.settrace(self._trace)
+
+    def total(self) -> int:
+        return sum(cell[0] for cell in list(self._cells))
+
+    def _trace(self, frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        local = getattr(self._local, "fn", None)
+        if local is None:
+            cell = [0]
+            self._cells.append(cell)
+
+            def local(frame: FrameType, event: str, arg: Any) -> Any:
+                if event == "opcode" and self.on:
+                    cell[0] += 1
+                return local
+
+            self._local.fn = local
+        return local
+
+
+def switches() -> int | None:
+    """Voluntary context switches of this process's threads so far (None off Linux)."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            for line in Path(f"/proc/self/task/{tid}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue  # the thread ended
+    return total
+
+
+# -- the probes: each is set up, then ``op(count)`` performs ``count`` operations --------------------
+
+
+class _Echo:
+    def echo(self, x: Any) -> Any:
+        return x
+
+
+class _Cell:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def touch(self) -> None:
+        pass
+
+
+def _host(persist: str, serve: bool) -> tuple[Any, Any, Any, str]:
+    """The probe types on one in-process host (no Ray, no directory: ``route_to``):
+    (the echo type, the cell type, their co-located caller type, the store's directory)."""
+    import fluentfn as ff
+
+    from .._actordef import ActorDef
+    from .._clusterconfig import ClusterConfig
+    from .._ioloop import IoLoop
+    from .._ref import set_invoker
+    from ..host._engine import HostEngine
+    from ..host._partitions import PartitionSet
+    from ..runtime._stateful import StatefulRuntime
+    from ..state import open_store
+    from ..transport._server import start_server
+
+    echo = ff.actor(name="CostEcho", persist=persist, shards=1)(_Echo)
+    cell = ff.actor(name="CostCell", colocate_with=echo, persist="never", idle_timeout_s=3600.0)(_Cell)
+
+    class _Caller:
+        def calls(self, count: int) -> int:
+            target = echo["k"]
+            for _ in range(count):
+                if target.echo(PAYLOAD) != PAYLOAD:
+                    raise AssertionError("the co-located echo answered something else")
+            return count
+
+        def spawn(self, start: int, count: int) -> int:
+            out = cell.bulk("touch", {f"c{i}": () for i in range(start, start + count)})
+            if len(out) != count:
+                raise AssertionError(f"a bulk call of {count} items answered {len(out)}")
+            return count
+
+    caller = ff.actor(name="CostCaller", colocate_with=echo, persist="never")(_Caller)
+    types = (echo, cell, caller)
+    group = echo.options.group
+    io = IoLoop()
+    tmp = tempfile.mkdtemp(prefix="fluentfn-cost-")
+    url = f"sqlite:///{tmp}/state.db"
+    store = open_store(url)
+
+    def make(partition: int, epoch: int) -> HostEngine:
+        async def load_type(name: str) -> None:
+            return None
+
+        engine = HostEngine(
+            group=group, shard=partition, loop=io.loop, loop_thread=io.thread.ident or 0,
+            load_type=load_type, store=store, shards=1, mailbox_limit=1_000_000,
+        )  # fmt: skip
+        for t in types:
+            engine.add_type(ActorDef(t.cls, t.options))
+        engine.persistence.epoch = epoch
+        return engine
+
+    parts = PartitionSet(group=group, host_id="cost", partitions=1, node_id="cost", make=make)
+    parts.adopt(0, 1)
+    for engine in parts.engines.values():
+        engine.persistence.claim()
+    endpoint: str | None = None
+    if serve:
+        server, port = io.run(start_server(parts, TOKEN))
+        _KEPT.append(server)  # a grpc.aio server stops when it is collected
+        endpoint = f"127.0.0.1:{port}"
+    config = ClusterConfig(token=TOKEN, store=url, namespace="bench-cost", cluster_id="bench-cost")
+    runtime = StatefulRuntime(directory=None, config=config, io=io, local=parts, endpoint="cost-host")
+    for t in types:
+        runtime.route_to(t.name, group, 1, endpoint)
+    set_invoker(runtime)
+    return echo, cell, caller, tmp
+
+
+def _probe(name: str) -> Callable[[int], None]:
+    """Set up probe ``name``; its ``op(count)``."""
+    if name == "python-activation":
+        from .activation import python_floor
+
+        def loop(count: int) -> None:
+            python_floor(count)
+
+        return loop
+    if name == "grpc-aio-stream":
+        return _grpc_floor()
+    echo, _, caller, _ = _host("call" if name == "colocated" else "never", serve=name == "driver")
+    if name == "colocated":
+        ref = caller["c"]
+
+        def calls(count: int) -> None:
+            ref.calls(count)
+
+        return calls
+    if name == "activation":
+        ref = caller["s"]
+        start = [0]
+
+        def spawn(count: int) -> None:
+            ref.spawn(start[0], count)
+            start[0] += count
+
+        return spawn
+    if name == "driver":
+        target = echo["k"]
+
+        def calls(count: int) -> None:
+            for _ in range(count):
+                if target.echo(PAYLOAD) != PAYLOAD:
+                    raise AssertionError("the echo answered something else")
+
+        return calls
+    raise ValueError(f"no probe {name!r}")
+
+
+def _grpc_floor() -> Callable[[int], None]:
+    """A raw grpc.aio stream echo, both ends on one loop; each round trip is sent from the
+    calling thread and awaited there, as a driver's call is."""
+    from .._ioloop import IoLoop
+    from ..transport._raw import serve_stream_echo_on, stream_echo_client
+
+    io = IoLoop()
+    server, port = io.run(serve_stream_echo_on("127.0.0.1"))
+    _KEPT.append(server)
+    round_trip = io.run(stream_echo_client(f"127.0.0.1:{port}", PAYLOAD))
+
+    def calls(count: int) -> None:
+        for _ in range(count):
+            io.run(round_trip())
+
+    return calls
+
+
+def probe(name: str, count: int, traced: bool) -> dict[str, float | None]:
+    """Run probe ``name`` in this process (a fresh one: ``traced`` installs the opcode
+    count before any thread starts); its figures per operation."""
+    counter = OpcodeCount()
+    if traced:
+        counter.install()
+    op = _probe(name)
+    # Warm (first activations, routes, streams) past the turns every method has timed,
+    # and count whole sampling periods, so that the same tree gives the same count.
+    count = -(-count // EVERY) * EVERY
+    op(EXACT + EVERY)
+    figures: list[tuple[float, int, int | None]] = []
+    for n in (count, 3 * count):
+        s0, o0, t0 = switches(), counter.total(), time.perf_counter()
+        counter.on = traced
+        op(n)
+        counter.on = False
+        t1, o1, s1 = time.perf_counter(), counter.total(), switches()
+        figures.append((t1 - t0, o1 - o0, None if s0 is None or s1 is None else s1 - s0))
+    (ta, oa, sa), (tb, ob, sb) = figures
+    span = 2 * count
+    if traced:
+        return {"opcodes_per_op": round((ob - oa) / span, 1)}
+    # (a thread that ended between the readings takes its switches with it: never below 0)
+    handoffs = None if sa is None or sb is None else max(0.0, round((sb - sa) / span, 2))
+    return {"us_per_op": round((tb - ta) / span * 1e6, 2), "handoffs_per_op": handoffs}
+
+
+def _in_process(name: str, count: int, traced: bool) -> dict[str, float | None]:
+    """``probe`` in a fresh Python process (so tracing sees every thread from its start)."""
+    cmd = [sys.executable, "-m", "fluentfn.bench.cost", "--probe", name, "--count", str(count)]
+    if traced:
+        cmd.append("--traced")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cost probe {name} failed ({done.returncode}): {done.stderr[-2000:]}")
+    out: dict[str, float | None] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+COUNTS = {"colocated": 960, "activation": 1920, "driver": 480, "python-activation": 19_200, "grpc-aio-stream": 480}
+
+
+def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    rows: list[dict[str, Any]] = []
+    for name in PROBES:
+        count = COUNTS[name] // (3 if quick else 1)
+        row: dict[str, Any] = {"system": name, "floor": FLOOR_OF.get(name, "")}
+        row.update(_in_process(name, count, traced=True))
+        row.update(_in_process(name, count, traced=False))
+        rows.append(row)
+    by = {r["system"]: r for r in rows}
+    notes = []
+    for name, floor in FLOOR_OF.items():
+        r, f = by[name], by[floor]
+        notes.append(
+            f"{name}: {r['opcodes_per_op']:,.0f} opcodes and {r['handoffs_per_op']} hand-offs an operation, "
+            f"{r['opcodes_per_op'] / f['opcodes_per_op']:.1f}x the opcodes of the {floor} floor "
+            f"({f['opcodes_per_op']:,.0f}, {f['handoffs_per_op']} hand-offs); "
+            f"{r['us_per_op'] / f['us_per_op']:.1f}x its time in this run"
+        )
+    c = by["colocated"]
+    notes.append(
+        f"colocated: {c['opcodes_per_op']:,.0f} opcodes and {c['handoffs_per_op']} hand-offs a call "
+        "(the call runs in the calling thread: no hand-off)"
+    )
+    notes.append("opcode counts are the same on any machine with this Python; compare them across commits")
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--probe"]:
+        parser = argparse.ArgumentParser(prog="fluentfn.bench.cost")
+        parser.add_argument("--probe", choices=PROBES, required=True)
+        parser.add_argument("--count", type=int, required=True)
+        parser.add_argument("--traced", action="store_true")
+        args = parser.parse_args(argv)
+        print(json.dumps(probe(args.probe, args.count, args.traced)), flush=True)
+        os._exit(0)  # the probe's threads and servers end with the process
+    return _report.cli("cost", __doc__, run, "opcodes_per_op", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

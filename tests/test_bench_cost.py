@@ -1,0 +1,76 @@
+"""``fluentfn bench cost``: per-operation counts that do not depend on the machine."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+from fluentfn.bench import cost
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def test_the_opcode_count_sees_threads_started_after_it_and_only_while_on() -> None:
+    counter = cost.OpcodeCount()
+    counter.install()
+    try:
+
+        def counted(n: int) -> int:
+            counter.on = True
+            worker = threading.Thread(target=_spin, args=(n,))
+            worker.start()
+            worker.join()
+            counter.on = False
+            before = counter.total()
+            _spin(n)  # off: not counted
+            assert counter.total() == before
+            return before
+
+        a = counted(1_000)
+        b = counted(3_000) - a
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)
+    # Each loop turn is a handful of opcodes, in the worker thread: 2,000 more turns.
+    assert 2_000 * 4 <= b - a <= 2_000 * 20, (a, b)
+
+
+def test_a_co_located_call_has_the_same_count_at_any_size_and_no_hand_off() -> None:
+    small = cost._in_process("colocated", 64, traced=True)["opcodes_per_op"]
+    large = cost._in_process("colocated", 192, traced=True)["opcodes_per_op"]
+    assert small is not None and large is not None
+    assert 300 < small < 20_000
+    assert abs(small - large) <= 0.01 * small, (small, large)  # whole sampling periods, warmed past EXACT
+    timed = cost._in_process("colocated", 64, traced=False)
+    if timed["handoffs_per_op"] is not None:  # Linux: counted from /proc
+        assert timed["handoffs_per_op"] < 0.5  # runs in the calling thread
+
+
+def test_a_driver_call_crosses_threads_and_costs_more_than_the_raw_stream() -> None:
+    driver = cost._in_process("driver", 48, traced=True)["opcodes_per_op"]
+    floor = cost._in_process("grpc-aio-stream", 48, traced=True)["opcodes_per_op"]
+    assert driver is not None and floor is not None and driver > floor > 100
+    timed = cost._in_process("driver", 48, traced=False)
+    if timed["handoffs_per_op"] is not None:
+        assert timed["handoffs_per_op"] >= 1.0  # the calling thread waits for the loop's answer
+
+
+def test_a_bulk_item_costs_more_than_the_python_floor_and_both_are_counted() -> None:
+    item = cost._in_process("activation", 64, traced=True)["opcodes_per_op"]
+    floor = cost._in_process("python-activation", 640, traced=True)["opcodes_per_op"]
+    assert floor is not None and 10 < floor < 100  # the loop body: a few dozen opcodes
+    assert item is not None and item > 10 * floor
+
+
+def test_an_unknown_probe_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="cost probe nothing failed"):
+        cost._in_process("nothing", 16, traced=False)
