@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ PAYLOAD = b"x" * 100
 TOKEN = "bench-cost"
 PROBES = ("colocated", "activation", "driver", "python-activation", "grpc-aio-stream")
 _KEPT: list[Any] = []  # the probe's servers, for the life of its process
+_TEMP: list[str] = []  # the probe's store directories, removed when it ends
 FLOOR_OF = {"activation": "python-activation", "driver": "grpc-aio-stream"}
 
 
@@ -115,9 +117,9 @@ class _Cell:
         pass
 
 
-def _host(persist: str, serve: bool) -> tuple[Any, Any, Any, str]:
+def _host(persist: str, serve: bool) -> tuple[Any, Any]:
     """The probe types on one in-process host (no Ray, no directory: ``route_to``):
-    (the echo type, the cell type, their co-located caller type, the store's directory)."""
+    (the echo type, the type of a caller co-located with it and with the cells)."""
     import fluentfn as ff
 
     from .._actordef import ActorDef
@@ -152,6 +154,7 @@ def _host(persist: str, serve: bool) -> tuple[Any, Any, Any, str]:
     group = echo.options.group
     io = IoLoop()
     tmp = tempfile.mkdtemp(prefix="fluentfn-cost-")
+    _TEMP.append(tmp)
     url = f"sqlite:///{tmp}/state.db"
     store = open_store(url)
 
@@ -182,7 +185,7 @@ def _host(persist: str, serve: bool) -> tuple[Any, Any, Any, str]:
     for t in types:
         runtime.route_to(t.name, group, 1, endpoint)
     set_invoker(runtime)
-    return echo, cell, caller, tmp
+    return echo, caller
 
 
 def _probe(name: str) -> Callable[[int], None]:
@@ -196,7 +199,7 @@ def _probe(name: str) -> Callable[[int], None]:
         return loop
     if name == "grpc-aio-stream":
         return _grpc_floor()
-    echo, _, caller, _ = _host("call" if name == "colocated" else "never", serve=name == "driver")
+    echo, caller = _host("call" if name == "colocated" else "never", serve=name == "driver")
     if name == "colocated":
         ref = caller["c"]
 
@@ -321,7 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--count", type=int, required=True)
         parser.add_argument("--traced", action="store_true")
         args = parser.parse_args(argv)
-        print(json.dumps(probe(args.probe, args.count, args.traced)), flush=True)
+        figures = probe(args.probe, args.count, args.traced)
+        for tmp in _TEMP:
+            shutil.rmtree(tmp)
+        print(json.dumps(figures), flush=True)
         os._exit(0)  # the probe's threads and servers end with the process
     return _report.cli("cost", __doc__, run, "opcodes_per_op", argv)
 
