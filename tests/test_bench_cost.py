@@ -64,6 +64,14 @@ def test_a_driver_call_crosses_threads_and_costs_more_than_the_raw_stream() -> N
         assert timed["handoffs_per_op"] >= 1.0  # the calling thread waits for the loop's answer
 
 
+def test_a_call_through_the_gateway_crosses_two_hops() -> None:
+    through = cost._in_process("gateway", 48, traced=False)
+    assert through["us_per_op"] is not None and through["us_per_op"] > 0
+    if through["handoffs_per_op"] is not None:
+        assert through["handoffs_per_op"] >= 2.0  # the client's thread, then the gateway's hop to the host
+    assert (cost._in_process("gateway", 48, traced=True)["opcodes_per_op"] or 0) > 1_000
+
+
 def test_a_bulk_item_costs_more_than_the_python_floor_and_both_are_counted() -> None:
     item = cost._in_process("activation", 64, traced=True)["opcodes_per_op"]
     floor = cost._in_process("python-activation", 640, traced=True)["opcodes_per_op"]

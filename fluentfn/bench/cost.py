@@ -20,6 +20,8 @@ engine, admission, router, codec and gRPC code in one process, without Ray:
 - ``activation``: one item of ``Cell.bulk`` on brand-new identities, from a co-located
   actor (``persist="never"``), as in ``fluentfn bench activation``;
 - ``driver``: a driver's ``ref.echo(100 B)`` over the real gRPC stream to the host;
+- ``gateway``: the same call from ``ff.Client(direct=False)`` through a gateway in front of
+  the host (judged against ``driver``: the gateway's hop is the difference);
 - floors, counted the same way: ``python-activation`` (the activation benchmark's floor
   loop) and ``grpc-aio-stream`` (a raw grpc.aio stream round trip from a calling thread
   through the loop, as a driver call travels).
@@ -46,10 +48,10 @@ from . import _report
 
 PAYLOAD = b"x" * 100
 TOKEN = "bench-cost"
-PROBES = ("colocated", "activation", "driver", "python-activation", "grpc-aio-stream")
+PROBES = ("colocated", "activation", "driver", "gateway", "python-activation", "grpc-aio-stream")
 _KEPT: list[Any] = []  # the probe's servers, for the life of its process
 _TEMP: list[str] = []  # the probe's store directories, removed when it ends
-FLOOR_OF = {"activation": "python-activation", "driver": "grpc-aio-stream"}
+FLOOR_OF = {"activation": "python-activation", "driver": "grpc-aio-stream", "gateway": "driver"}
 
 
 class OpcodeCount:
@@ -117,9 +119,10 @@ class _Cell:
         pass
 
 
-def _host(persist: str, serve: bool) -> tuple[Any, Any]:
+def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, str]:
     """The probe types on one in-process host (no Ray, no directory: ``route_to``):
-    (the echo type, the type of a caller co-located with it and with the cells)."""
+    (the echo type, the type of a caller co-located with it and with the cells, and the
+    endpoint of a gateway in front of the host if ``gateway``, else "")."""
     import fluentfn as ff
 
     from .._actordef import ActorDef
@@ -128,6 +131,7 @@ def _host(persist: str, serve: bool) -> tuple[Any, Any]:
     from .._ref import set_invoker
     from ..host._engine import HostEngine
     from ..host._partitions import PartitionSet
+    from ..runtime._gateway import Gateway
     from ..runtime._stateful import StatefulRuntime
     from ..state import open_store
     from ..transport._server import start_server
@@ -185,7 +189,11 @@ def _host(persist: str, serve: bool) -> tuple[Any, Any]:
     for t in types:
         runtime.route_to(t.name, group, 1, endpoint)
     set_invoker(runtime)
-    return echo, caller
+    if not gateway:
+        return echo, caller, ""
+    front, front_port = io.run(start_server(Gateway(runtime, None), TOKEN))
+    _KEPT.append(front)
+    return echo, caller, f"127.0.0.1:{front_port}"
 
 
 def _probe(name: str) -> Callable[[int], None]:
@@ -199,7 +207,8 @@ def _probe(name: str) -> Callable[[int], None]:
         return loop
     if name == "grpc-aio-stream":
         return _grpc_floor()
-    echo, caller = _host("call" if name == "colocated" else "never", serve=name == "driver")
+    persist = "call" if name == "colocated" else "never"
+    echo, caller, gateway = _host(persist, serve=name in ("driver", "gateway"), gateway=name == "gateway")
     if name == "colocated":
         ref = caller["c"]
 
@@ -225,6 +234,18 @@ def _probe(name: str) -> Callable[[int], None]:
                     raise AssertionError("the echo answered something else")
 
         return calls
+    if name == "gateway":
+        import fluentfn as ff
+
+        client = ff.Client(gateway, token=TOKEN, direct=False)
+        address = echo["k"].address
+
+        def through(count: int) -> None:
+            for _ in range(count):
+                if client.call(address, "echo", PAYLOAD) != PAYLOAD:
+                    raise AssertionError("the echo answered something else")
+
+        return through
     raise ValueError(f"no probe {name!r}")
 
 
@@ -286,7 +307,10 @@ def _in_process(name: str, count: int, traced: bool) -> dict[str, float | None]:
     return out
 
 
-COUNTS = {"colocated": 960, "activation": 1920, "driver": 480, "python-activation": 19_200, "grpc-aio-stream": 480}
+COUNTS = {
+    "colocated": 960, "activation": 1920, "driver": 480, "gateway": 480, "python-activation": 19_200,
+    "grpc-aio-stream": 480,
+}  # fmt: skip
 
 
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
