@@ -82,3 +82,14 @@ def test_a_bulk_item_costs_more_than_the_python_floor_and_both_are_counted() -> 
 def test_an_unknown_probe_is_refused() -> None:
     with pytest.raises(RuntimeError, match="cost probe nothing failed"):
         cost._in_process("nothing", 16, traced=False)
+
+
+@pytest.mark.skipif(sys.version_info[:2] != cost.BUDGET_PYTHON, reason="the budgets are counted on one Python version")
+@pytest.mark.parametrize("name", sorted(cost.BUDGET))
+def test_the_hot_paths_stay_within_their_opcode_budgets(name: str) -> None:
+    spent = cost._in_process(name, 64, traced=True)["opcodes_per_op"]
+    assert spent is not None and spent <= cost.BUDGET[name], (
+        f"{name} costs {spent} opcodes an operation, over its budget of {cost.BUDGET[name]}: "
+        "find what the change added (`python -m fluentfn.bench.cost --probe NAME --count 64 --traced`), "
+        "or raise the budget in fluentfn/bench/cost.py and say why"
+    )
