@@ -21,6 +21,7 @@ def _spin(n: int) -> int:
 
 def test_the_opcode_count_sees_threads_started_after_it_and_only_while_on() -> None:
     counter = cost.OpcodeCount()
+    before_main, before_threads = sys.gettrace(), threading.gettrace()  # a coverage run's tracer, say
     counter.install()
     try:
 
@@ -38,8 +39,8 @@ def test_the_opcode_count_sees_threads_started_after_it_and_only_while_on() -> N
         a = counted(1_000)
         b = counted(3_000) - a
     finally:
-        sys.settrace(None)
-        threading.settrace(None)
+        sys.settrace(before_main)
+        threading.settrace(before_threads)
     # Each loop turn is a handful of opcodes, in the worker thread: 2,000 more turns.
     assert 2_000 * 4 <= b - a <= 2_000 * 20, (a, b)
 
