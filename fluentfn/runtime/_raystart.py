@@ -32,6 +32,10 @@ def start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace
     # calls slow down many times over instead of losing their CPU share. An embedded Ray
     # runs them at the caller's priority unless RAY_worker_niceness says otherwise.
     os.environ.setdefault("RAY_worker_niceness", "0")
+    # Ray waits 30 s for its GCS to write its port file. On a busy 2-core machine, right
+    # after the last embedded cluster shut down, that wait ran out three times in a row
+    # (the fourth start, 96 s later, came up): wait longer, and longer between tries.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "60")
     slow_start = (
         "timed out during startup",  # raylet or GCS slow to come up
         "Timed out waiting for file",
@@ -53,7 +57,7 @@ def start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace
             ray.shutdown()
             if attempt == 2 or not any(sign in str(exc) for sign in slow_start):
                 raise FluentError(f"could not start a local Ray: {exc}") from None
-            time.sleep(2.0)
+            time.sleep(5.0 * (attempt + 1))
 
 
 def join_ray(address: str, namespace: str, level: int) -> None:
