@@ -111,14 +111,6 @@ class _Echo:
         return x
 
 
-class _Cell:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def touch(self) -> None:
-        pass
-
-
 def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, str]:
     """The probe types on one in-process host (no Ray, no directory: ``route_to``):
     (the echo type, the type of a caller co-located with it and with the cells, and the
@@ -135,6 +127,7 @@ def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, s
     from ..runtime._stateful import StatefulRuntime
     from ..state import open_store
     from ..transport._server import start_server
+    from .activation import _Cell  # the activation benchmark's cell, activated the same way
 
     echo = ff.actor(name="CostEcho", persist=persist, shards=1)(_Echo)
     cell = ff.actor(name="CostCell", colocate_with=echo, persist="never", idle_timeout_s=3600.0)(_Cell)
