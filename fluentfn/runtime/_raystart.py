@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 from pathlib import Path
 
 from ..errors import FluentError
+
+log = logging.getLogger("fluentfn")
 
 
 def check_store_fits(given: str | None, url: str, nodes: int) -> None:
@@ -55,9 +58,44 @@ def start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace
             return
         except Exception as exc:
             ray.shutdown()
+            why = f"{exc}; {startup_diagnosis()}"
             if attempt == 2 or not any(sign in str(exc) for sign in slow_start):
-                raise FluentError(f"could not start a local Ray: {exc}") from None
+                raise FluentError(f"could not start a local Ray: {why}") from None
+            log.warning("a local Ray did not start (try %d of 3): %s", attempt + 1, why)
             time.sleep(5.0 * (attempt + 1))
+
+
+def startup_diagnosis(temp_dir: Path | None = None) -> str:
+    """What a failed embedded start left behind, for its error: Ray's daemons alive on this
+    machine (pid, state, session) and the tail of the newest session's GCS logs. A start
+    that failed on a busy machine wrote no GCS log once; this says next time whether the
+    GCS ran at all, and in what state."""
+    temp_dir = temp_dir or Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray"
+    daemons = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            name = Path(argv[0].decode(errors="replace")).name
+            if name not in ("gcs_server", "raylet"):
+                continue
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        session = next((a.decode(errors="replace") for a in argv if b"session_" in a), "")
+        session = session[session.find("session_") :].split("/")[0] if session else "?"
+        daemons.append(f"{name} pid {proc.name} state {state} ({session})")
+    logs = []
+    sessions = sorted(temp_dir.glob("session_2*"), key=lambda d: d.stat().st_mtime)
+    for name in ("gcs_server.err", "gcs_server.out"):
+        path = sessions[-1] / "logs" / name if sessions else None
+        if path is None or not path.exists():
+            logs.append(f"{name}: none")
+            continue
+        tail = path.read_bytes()[-300:].decode(errors="replace").strip().replace("\n", " | ")
+        logs.append(f"{name}: {tail or 'empty'}")
+    alive = "; ".join(daemons) or "no gcs_server or raylet alive"
+    newest = sessions[-1].name if sessions else "no session"
+    return f"Ray daemons: {alive}; newest session {newest}: " + "; ".join(logs)
 
 
 def join_ray(address: str, namespace: str, level: int) -> None:
