@@ -65,6 +65,15 @@ def test_a_driver_call_crosses_threads_and_costs_more_than_the_raw_stream() -> N
         assert timed["handoffs_per_op"] >= 1.0  # the calling thread waits for the loop's answer
 
 
+def test_a_call_to_an_actor_on_another_host_crosses_the_network() -> None:
+    remote = cost._in_process("remote", 48, traced=True)["opcodes_per_op"]
+    coloc = cost._in_process("colocated", 48, traced=True)["opcodes_per_op"]
+    assert remote is not None and coloc is not None and remote > coloc  # the same call, plus its gRPC legs
+    timed = cost._in_process("remote", 48, traced=False)
+    if timed["handoffs_per_op"] is not None:
+        assert timed["handoffs_per_op"] >= 1.0  # the turn's thread waits for the loop (a co-located call: 0)
+
+
 def test_a_call_through_the_gateway_crosses_two_hops() -> None:
     through = cost._in_process("gateway", 48, traced=False)
     assert through["us_per_op"] is not None and through["us_per_op"] > 0

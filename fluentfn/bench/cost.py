@@ -20,6 +20,9 @@ engine, admission, router, codec and gRPC code in one process, without Ray:
 - ``activation``: one item of ``Cell.bulk`` on brand-new identities, from a co-located
   actor (``persist="never"``), as in ``fluentfn bench activation``;
 - ``driver``: a driver's ``ref.echo(100 B)`` over the real gRPC stream to the host;
+- ``remote``: ``ref.echo(100 B)`` from a turn of an actor to one on another host (in
+  this process, behind its own gRPC server), over the real stream: the shape of the
+  actor-to-actor ping-pong benchmark;
 - ``gateway``: the same call from ``ff.Client(direct=False)`` through a gateway in front of
   the host (judged against ``driver``: the gateway's hop is the difference);
 - floors, counted the same way: ``python-activation`` (the activation benchmark's floor
@@ -48,10 +51,12 @@ from . import _report
 
 PAYLOAD = b"x" * 100
 TOKEN = "bench-cost"
-PROBES = ("colocated", "activation", "driver", "gateway", "python-activation", "grpc-aio-stream")
+PROBES = ("colocated", "activation", "driver", "remote", "gateway", "python-activation", "grpc-aio-stream")
 _KEPT: list[Any] = []  # the probe's servers, for the life of its process
 _TEMP: list[str] = []  # the probe's store directories, removed when it ends
-FLOOR_OF = {"activation": "python-activation", "driver": "grpc-aio-stream", "gateway": "driver"}
+FLOOR_OF = {
+    "activation": "python-activation", "driver": "grpc-aio-stream", "remote": "grpc-aio-stream", "gateway": "driver",
+}  # fmt: skip
 
 
 class OpcodeCount:
@@ -112,33 +117,31 @@ class _Echo:
 
 
 def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, str]:
-    """The probe types on one in-process host (no Ray, no directory: ``route_to``):
-    (the echo type, the type of a caller co-located with it and with the cells, and the
-    endpoint of a gateway in front of the host if ``gateway``, else "")."""
+    """The probe types on in-process hosts (no Ray, no directory: ``route_to``): (the echo
+    type, the type of a caller co-located with it and with the cells, and the endpoint of
+    a gateway in front of the host if ``gateway``, else ""). ``serve``: calls to the
+    echo's host travel over its gRPC endpoint. The caller's ``reach`` calls ``CostFar``, an
+    echo on a host of its own behind its own gRPC server, as an actor on another host would."""
     import fluentfn as ff
 
-    from .._actordef import ActorDef
     from .._clusterconfig import ClusterConfig
     from .._ioloop import IoLoop
     from .._ref import set_invoker
-    from ..host._engine import HostEngine
-    from ..host._partitions import PartitionSet
     from ..runtime._gateway import Gateway
     from ..runtime._stateful import StatefulRuntime
     from ..state import open_store
-    from ..transport._server import start_server
     from .activation import _Cell  # the activation benchmark's cell, activated the same way
 
     echo = ff.actor(name="CostEcho", persist=persist, shards=1)(_Echo)
     cell = ff.actor(name="CostCell", colocate_with=echo, persist="never", idle_timeout_s=3600.0)(_Cell)
+    far = ff.actor(name="CostFar", persist=persist, shards=1)(_Echo)
 
     class _Caller:
         def calls(self, count: int) -> int:
-            target = echo["k"]
-            for _ in range(count):
-                if target.echo(PAYLOAD) != PAYLOAD:
-                    raise AssertionError("the co-located echo answered something else")
-            return count
+            return _echoes(echo["k"], count)
+
+        def reach(self, count: int) -> int:
+            return _echoes(far["k"], count)
 
         def spawn(self, start: int, count: int) -> int:
             out = cell.bulk("touch", {f"c{i}": () for i in range(start, start + count)})
@@ -147,13 +150,38 @@ def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, s
             return count
 
     caller = ff.actor(name="CostCaller", colocate_with=echo, persist="never")(_Caller)
-    types = (echo, cell, caller)
-    group = echo.options.group
     io = IoLoop()
     tmp = tempfile.mkdtemp(prefix="fluentfn-cost-")
     _TEMP.append(tmp)
     url = f"sqlite:///{tmp}/state.db"
     store = open_store(url)
+    parts = _partitions(io, store, (echo, cell, caller))
+    config = ClusterConfig(token=TOKEN, store=url, namespace="bench-cost", cluster_id="bench-cost")
+    runtime = StatefulRuntime(directory=None, config=config, io=io, local=parts, endpoint="cost-host")
+    endpoint = _serve(io, parts) if serve else None
+    for t in (echo, cell, caller):
+        runtime.route_to(t.name, echo.options.group, 1, endpoint)
+    runtime.route_to(far.name, far.options.group, 1, _serve(io, _partitions(io, store, (far,))))
+    set_invoker(runtime)
+    if not gateway:
+        return echo, caller, ""
+    return echo, caller, _serve(io, Gateway(runtime, None))
+
+
+def _echoes(target: Any, count: int) -> int:
+    for _ in range(count):
+        if target.echo(PAYLOAD) != PAYLOAD:
+            raise AssertionError("the echo answered something else")
+    return count
+
+
+def _partitions(io: Any, store: Any, types: tuple[Any, ...]) -> Any:
+    """A host of ``types`` (one co-location group) in this process: its one partition, claimed."""
+    from .._actordef import ActorDef
+    from ..host._engine import HostEngine
+    from ..host._partitions import PartitionSet
+
+    group = types[0].options.group
 
     def make(partition: int, epoch: int) -> HostEngine:
         async def load_type(name: str) -> None:
@@ -168,25 +196,21 @@ def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, s
         engine.persistence.epoch = epoch
         return engine
 
-    parts = PartitionSet(group=group, host_id="cost", partitions=1, node_id="cost", make=make)
+    parts = PartitionSet(group=group, host_id=f"cost-{group}", partitions=1, node_id="cost", make=make)
     parts.adopt(0, 1)
     for engine in parts.engines.values():
         engine.persistence.claim()
-    endpoint: str | None = None
-    if serve:
-        server, port = io.run(start_server(parts, TOKEN))
-        _KEPT.append(server)  # a grpc.aio server stops when it is collected
-        endpoint = f"127.0.0.1:{port}"
-    config = ClusterConfig(token=TOKEN, store=url, namespace="bench-cost", cluster_id="bench-cost")
-    runtime = StatefulRuntime(directory=None, config=config, io=io, local=parts, endpoint="cost-host")
-    for t in types:
-        runtime.route_to(t.name, group, 1, endpoint)
-    set_invoker(runtime)
-    if not gateway:
-        return echo, caller, ""
-    front, front_port = io.run(start_server(Gateway(runtime, None), TOKEN))
-    _KEPT.append(front)
-    return echo, caller, f"127.0.0.1:{front_port}"
+    return parts
+
+
+def _serve(io: Any, dispatcher: Any) -> str:
+    """The endpoint of a gRPC server for ``dispatcher`` (kept for the life of the process:
+    a grpc.aio server stops when it is collected)."""
+    from ..transport._server import start_server
+
+    server, port = io.run(start_server(dispatcher, TOKEN))
+    _KEPT.append(server)
+    return f"127.0.0.1:{port}"
 
 
 def _probe(name: str) -> Callable[[int], None]:
@@ -209,6 +233,13 @@ def _probe(name: str) -> Callable[[int], None]:
             ref.calls(count)
 
         return calls
+    if name == "remote":
+        reacher = caller["r"]
+
+        def reach(count: int) -> None:
+            reacher.reach(count)
+
+        return reach
     if name == "activation":
         ref = caller["s"]
         start = [0]
@@ -307,7 +338,7 @@ its own bytecode): ``tests/test_bench_cost.py`` fails a change that exceeds them
 are 1,929 and 1,747 today; a change that must cost more raises its budget and says why."""
 
 COUNTS = {
-    "colocated": 960, "activation": 1920, "driver": 480, "gateway": 480, "python-activation": 19_200,
+    "colocated": 960, "activation": 1920, "driver": 480, "remote": 480, "gateway": 480, "python-activation": 19_200,
     "grpc-aio-stream": 480,
 }  # fmt: skip
 
