@@ -125,7 +125,7 @@ def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, s
     import fluentfn as ff
 
     from .._clusterconfig import ClusterConfig
-    from .._ioloop import IoLoop
+    from .._ioloop import io_loop
     from .._ref import set_invoker
     from ..runtime._gateway import Gateway
     from ..runtime._stateful import StatefulRuntime
@@ -150,7 +150,7 @@ def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, s
             return count
 
     caller = ff.actor(name="CostCaller", colocate_with=echo, persist="never")(_Caller)
-    io = IoLoop()
+    io = io_loop()  # the process's loop, which an ff.Client in it uses too: one loop, as in a process of each
     tmp = tempfile.mkdtemp(prefix="fluentfn-cost-")
     _TEMP.append(tmp)
     url = f"sqlite:///{tmp}/state.db"
