@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
-__all__ = ["Call", "ErrorInfo", "Outcome", "new_request_id"]
+__all__ = ["Args", "Call", "ErrorInfo", "Outcome", "new_request_id"]
+
+Args = tuple[tuple[Any, ...], dict[str, Any]]
+"""A call's arguments as values: (positional, keyword)."""
 
 
 _source: Callable[[], str] | None = None  # sim mode's seeded ids; None: random ones

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import pickle
 
 import msgpack
@@ -176,3 +177,56 @@ def test_packers_of_threads_do_not_mix() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+# -- plain arguments: what a co-located call may pass without encoding -------------------------
+
+_plain_value = (
+    st.binary(max_size=64)
+    | st.text(alphabet=st.characters(max_codepoint=127), max_size=64)
+    | st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1)
+    | st.floats(allow_nan=False)
+    | st.booleans()
+    | st.none()
+)
+
+
+@given(st.lists(_plain_value, max_size=codec.PLAIN_ARGS_MAX))
+def test_plain_arguments_are_what_the_codec_gives_back_unchanged(values: list[object]) -> None:
+    args = tuple(values)
+    assert codec.plain_args(args, {})
+    back, kwargs = codec.decode_args(codec.encode_args(args, {}))
+    assert back == args and kwargs == {}
+    assert [type(v) for v in back] == [type(v) for v in args]  # the callee sees the same types
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+
+
+@pytest.mark.parametrize(
+    "args,kwargs",
+    [
+        (([1, 2],), {}),  # mutable: the callee must get a copy
+        (({"a": 1},), {}),
+        ((bytearray(b"x"),), {}),
+        (((1, 2),), {}),  # a tuple is encoded (it may hold mutable values)
+        (("é",), {}),  # not ASCII: encoded (and refused there if it holds a lone surrogate)
+        (("\udc80",), {}),
+        ((1 << 64,), {}),  # beyond msgpack's ints: the encoding refuses it, as across the network
+        ((-(1 << 63) - 1,), {}),
+        ((_Level.LOW,), {}),  # a subclass travels as its base type: the encoding makes it one
+        ((b"x" * ((1 << 16) + 1),), {}),  # large: its size is checked by the encoding
+        ((), {"k" * ((1 << 16) + 1): 1}),  # a keyword's name counts too
+        ((), {"x": [1]}),
+        (tuple(range(codec.PLAIN_ARGS_MAX + 1)), {}),
+    ],
+)
+def test_arguments_that_need_the_encoding_are_not_plain(args: tuple[object, ...], kwargs: dict[str, object]) -> None:
+    assert not codec.plain_args(args, kwargs)
+
+
+def test_plain_keyword_arguments_and_the_message_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert codec.plain_args((b"x", 1), {"name": "ok", "flag": True, "none": None, "ratio": 0.5})
+    monkeypatch.setattr(codec._config, "MAX_MESSAGE_BYTES", 4096)  # too small to rule out an oversize message
+    assert not codec.plain_args((b"x",), {})

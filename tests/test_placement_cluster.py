@@ -35,6 +35,41 @@ class _Cache:
 Cache = ff.actor(name="PCache", colocate_with=Partition)(_Cache)
 
 
+class _Target:
+    def __init__(self) -> None:
+        self.kept: list[int] = []
+
+    def kinds(self, *args: object, **kwargs: object) -> list[list[str]]:
+        """Each argument's type and repr, as this turn got it."""
+        return [[type(a).__name__, repr(a)] for a in (*args, *kwargs.values())]
+
+    def keep(self, rows: list[int]) -> int:
+        rows.append(99)  # changes the argument it got: never the caller's list
+        self.kept = rows
+        return len(rows)
+
+
+Target = ff.actor(name="PArgTarget", colocate_with=Partition, persist="never")(_Target)
+
+
+class _Sender:
+    def send(self, key: str) -> dict[str, object]:
+        target = Target[key]
+        target.kinds()  # activates it: the calls below find it live and run in this thread
+        seen = target.kinds(b"b", "s", 7, 1.5, True, None, low=-(1 << 63), word="w")
+        rows = [1, 2]
+        kept = target.keep(rows)
+        try:
+            target.kinds(1 << 64)  # too big for the wire: refused in-process too
+            refused = ""
+        except ff.InvalidRequest as exc:
+            refused = str(exc)
+        return {"seen": seen, "rows": rows, "kept": kept, "refused": refused}
+
+
+Sender = ff.actor(name="PArgSender", colocate_with=Partition, persist="never")(_Sender)
+
+
 class _Gpu:
     def ids(self) -> list[int]:
         return list(ff.context().gpu_ids)
@@ -69,6 +104,19 @@ def test_colocated_types_call_in_process(cluster: ff.Cluster) -> None:
     assert after["direct_messages"] - before["direct_messages"] == 2  # only driver -> Cache crossed the network
     groups = {h["group"]: set(h["types"]) for h in hosts(cluster)}
     assert {"PPartition", "PCache"} <= groups["PPartition"] and "PCache" not in groups
+
+
+def test_a_co_located_call_gets_its_arguments_as_a_call_across_the_network_would(cluster: ff.Cluster) -> None:
+    before = ff.stats()
+    got = Sender["a1"].send("a1")  # one key: the same partition, on the same host
+    assert got["seen"] == [
+        ["bytes", "b'b'"], ["str", "'s'"], ["int", "7"], ["float", "1.5"], ["bool", "True"], ["NoneType", "None"],
+        ["int", str(-(1 << 63))], ["str", "'w'"],
+    ]  # fmt: skip
+    assert got["rows"] == [1, 2] and got["kept"] == 3  # the callee changed its own copy
+    assert got["refused"] == "Integer value out of range", got  # the codec's refusal, as from a driver
+    assert ff.stats()["local_calls"] - before["local_calls"] >= 3  # the live callee ran in the caller's thread
+    assert Target["a1"].kinds(b"b", 7) == [["bytes", "b'b'"], ["int", "7"]]  # from the driver: the same
 
 
 def _two_gpus() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import _config
 from .._actordef import ActorDef, MethodInfo
-from .._call import Call, Outcome
+from .._call import Args, Call, Outcome
 from .._context import Context
 from .._ioloop import spawn
 from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
@@ -206,11 +206,18 @@ class HostEngine:
         return key
 
     def prepare(
-        self, definition: ActorDef, call: Call, method: MethodInfo | None = None, *, checked: bool = False
+        self,
+        definition: ActorDef,
+        call: Call,
+        method: MethodInfo | None = None,
+        *,
+        checked: bool = False,
+        values: Args | None = None,
     ) -> Request:
         """Decode and bind ``call`` (to ``method``, its method if already looked up):
         NotFound, InvalidRequest or Redirect if it cannot run here. ``checked``: its key is
-        known good (a live identity's: checked when that identity's first call came)."""
+        known good (a live identity's: checked when that identity's first call came).
+        ``values``: its arguments as they are, not decoded (a co-located caller's plain ones)."""
         if method is None:
             method = definition.method(call.method)
         if call.request_id.startswith(KEYED_PREFIX) and not definition.options.persist.writes_before_reply:
@@ -219,7 +226,7 @@ class HostEngine:
                 "idempotency key cannot be honoured (use persist='call', or retry without a key)"
             )
         key = call.key if checked else check_key(call.key)
-        args, kwargs = codec.decode_args(call.args)
+        args, kwargs = codec.decode_args(call.args) if values is None else values
         method.bind(args, kwargs)  # bad input is refused wherever it lands; then ownership
         return Request(definition, method, call, self.own(key, checked=True), args, kwargs)
 
@@ -247,11 +254,12 @@ class HostEngine:
 
     # -- a caller thread waiting its turn (co-located calls, bulk items) -------------------------------
 
-    def dispatch_inline(self, call: Call) -> Outcome | None:
+    def dispatch_inline(self, call: Call, values: Args | None = None) -> Outcome | None:
         """Run a sync method in the calling thread if its identity is live; else None.
 
         The caller is a thread outside the event loop (a co-located actor's turn) and
-        falls back to ``dispatch`` on the loop when this returns None.
+        falls back to ``dispatch`` on the loop when this returns None. ``values``: the
+        call's arguments as they are (``codec.plain_args``), when ``call`` carries none encoded.
         """
         definition = self.types.get(call.type_name)
         if definition is None or self.persistence.fenced:
@@ -265,7 +273,7 @@ class HostEngine:
         self.counters["local_calls"] += 1
         call.arrived = call.arrived or time.perf_counter()
         try:
-            req = self.prepare(definition, call, method, checked=True)  # a live identity's key
+            req = self.prepare(definition, call, method, checked=True, values=values)  # a live identity's key
         except FluentError as exc:
             self.counters["errors"] += 1
             reply = Outcome(error=describe_error(exc))

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from .._call import Call, Outcome
+from .._call import Args, Call, Outcome
 from .._phases import TALLY
 from .._stats import new_counters
 from .._status import Status
@@ -160,11 +160,12 @@ class PartitionSet:
             raise self._redirect(call.key)
         await engine.accept(call)
 
-    def dispatch_inline(self, call: Call, shard: int) -> Outcome | None:
+    def dispatch_inline(self, call: Call, shard: int, values: Args | None = None) -> Outcome | None:
         """A co-located caller's sync call in its own thread, to ``shard`` (the key's, as
-        the caller's router placed it); None: take the loop's path."""
+        the caller's router placed it), with its arguments as they are if ``values``;
+        None: take the loop's path."""
         engine = self.engines.get(shard)
-        return None if engine is None else engine.dispatch_inline(call)
+        return None if engine is None else engine.dispatch_inline(call, values)
 
     # -- periodic jobs of every engine, from one loop -----------------------------------------------
 

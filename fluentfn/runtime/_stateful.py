@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _config
-from .._call import Call, Outcome, new_request_id
+from .._call import Args, Call, Outcome, new_request_id
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT
 from .._ioloop import IoLoop
@@ -97,9 +97,13 @@ class StatefulRuntime:
             raise FluentError(
                 f"blocking call to {ref.address}.{method} from async code: use `await ref.{method}.aio(...)`"
             )
-        call = self._make_call(ref, method, args, kwargs, timeout_s)
-        reply = self._try_inline(call)
+        # A co-located callee may get plain arguments as they are (no encode, no decode).
+        plain = self._local is not None and codec.plain_args(args, kwargs)
+        call = self._make_call(ref, method, args, kwargs, timeout_s, encode=not plain)
+        reply = self._try_inline(call, (args, kwargs) if plain else None)
         if reply is None or _misrouted(reply):  # not here (any more): the router
+            if plain:
+                call.args = codec.encode_args(args, kwargs)
             # timed when it crosses threads or the network (an in-process turn is its own phases)
             what = f"{ref.type_name}.{method}"
             weight = TALLY.call_weight(what)
@@ -200,8 +204,10 @@ class StatefulRuntime:
         timeout_s: float | None = None,
         *,
         one_way: bool = False,
+        encode: bool = True,
     ) -> Call:
-        """The wire call for ``ref.method(*args, **kwargs)`` made from here, now.
+        """The wire call for ``ref.method(*args, **kwargs)`` made from here, now (its
+        arguments left unencoded unless ``encode``: the caller passes them another way).
 
         A call from inside a turn joins the turn's chain (reentry along it is admitted)
         and inherits its deadline; a tell starts a chain of its own, with its own
@@ -209,7 +215,7 @@ class StatefulRuntime:
         """
         if not isinstance(ref, ActorRef):
             raise InvalidRequest(f"not an actor reference: {ref!r}")
-        args_data = codec.encode_args(args, kwargs)
+        args_data = codec.encode_args(args, kwargs) if encode else b""
         deadline = time.time() + (timeout_s or _config.DEFAULT_CALL_TIMEOUT_S)
         trace = tracing_on()
         ctx = CURRENT.get()
@@ -238,8 +244,9 @@ class StatefulRuntime:
             return None
         return reply_value(reply)
 
-    def _try_inline(self, call: Call) -> Outcome | None:
-        """Co-located sync -> sync calls run in the calling thread."""
+    def _try_inline(self, call: Call, values: Args | None = None) -> Outcome | None:
+        """Co-located sync -> sync calls run in the calling thread (``values``: the
+        arguments as they are, when ``call`` carries none encoded)."""
         if self._local is None:
             return None
         slot = self._table.slot(call.type_name, call.key)
@@ -247,7 +254,7 @@ class StatefulRuntime:
         if target is None or not target.local:
             return None
         assert slot is not None
-        return self._local.dispatch_inline(call, slot[1])
+        return self._local.dispatch_inline(call, slot[1], values)
 
     def _send_timed(self, call: Call, done: ReplyDone) -> None:
         """Route ``call`` with a timer: the caller gets CallTimeout at the deadline at the

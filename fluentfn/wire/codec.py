@@ -147,6 +147,38 @@ def decode(data: bytes, *, limit: int | None = None) -> Any:
         raise InvalidRequest(f"undecodable payload: {type(exc).__name__}: {exc}") from None
 
 
+PLAIN_ARGS_MAX = 8  # arguments a call may pass as is (``plain_args``); more are encoded
+_PLAIN_TEXT_MAX = 1 << 16  # longest str or bytes passed as is
+_PLAIN_ROOM = 2 * PLAIN_ARGS_MAX * (_PLAIN_TEXT_MAX + 16)  # the most plain arguments (and their names) encode to
+_INT_MIN, _INT_END = -(1 << 63), 1 << 64  # the ints msgpack can carry
+
+
+def plain_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a call's arguments may reach a turn in this process as they are, without
+    the encode and decode a call across the network makes: each an immutable value that
+    the codec gives back equal and of the same type (bytes, an ASCII str, an int msgpack
+    can carry, a float, a bool, None), all small enough that their encoding could not
+    exceed the message limit. Only mutable values need the copy an encoding makes (the
+    callee must not share a list or dict with its caller); anything else is encoded, and
+    is refused, or arrives, exactly as it would across the network."""
+    if len(args) + len(kwargs) > PLAIN_ARGS_MAX or _config.MAX_MESSAGE_BYTES <= _PLAIN_ROOM:
+        return False
+    for value in (*args, *kwargs, *kwargs.values()) if kwargs else args:
+        t = type(value)
+        if t is bytes:
+            if len(value) > _PLAIN_TEXT_MAX:
+                return False
+        elif t is str:
+            if len(value) > _PLAIN_TEXT_MAX or not value.isascii():
+                return False
+        elif t is int:
+            if not _INT_MIN <= value < _INT_END:
+                return False
+        elif not (t is float or t is bool or value is None):
+            return False
+    return True
+
+
 def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Encode a call's arguments as ``[args, kwargs]``."""
     return encode([list(args), kwargs])
