@@ -332,10 +332,10 @@ def _in_process(name: str, count: int, traced: bool) -> dict[str, float | None]:
 
 
 BUDGET_PYTHON = (3, 11)
-BUDGET = {"colocated": 1_900, "activation": 1_800}
+BUDGET = {"colocated": 1_910, "activation": 1_800}
 """Opcodes an operation may cost, on ``BUDGET_PYTHON`` (a Python version's compiler makes
 its own bytecode): ``tests/test_bench_cost.py`` fails a change that exceeds them. The counts
-are 1,838 and 1,747 today; a change that must cost more raises its budget and says why."""
+are 1,851 and 1,747 today; a change that must cost more raises its budget and says why."""
 
 COUNTS = {
     "colocated": 960, "activation": 1920, "driver": 480, "remote": 480, "gateway": 480, "python-activation": 19_200,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _config
-from .._call import Args, Call, Outcome, new_request_id
+from .._call import Call, Outcome, new_request_id
 from .._clusterconfig import ClusterConfig
 from .._context import CURRENT
 from .._ioloop import IoLoop
@@ -97,13 +97,14 @@ class StatefulRuntime:
             raise FluentError(
                 f"blocking call to {ref.address}.{method} from async code: use `await ref.{method}.aio(...)`"
             )
-        # A co-located callee may get plain arguments as they are (no encode, no decode).
-        plain = self._local is not None and codec.plain_args(args, kwargs)
-        call = self._make_call(ref, method, args, kwargs, timeout_s, encode=not plain)
-        reply = self._try_inline(call, (args, kwargs) if plain else None)
+        local = self._local
+        if local is None:  # a driver: every callee is elsewhere
+            call = self._make_call(ref, method, args, kwargs, timeout_s)
+            reply = None
+        else:
+            call = self._make_call(ref, method, args, kwargs, timeout_s, encode=False)
+            reply = self._inline(local, call, args, kwargs)
         if reply is None or _misrouted(reply):  # not here (any more): the router
-            if plain:
-                call.args = codec.encode_args(args, kwargs)
             # timed when it crosses threads or the network (an in-process turn is its own phases)
             what = f"{ref.type_name}.{method}"
             weight = TALLY.call_weight(what)
@@ -244,17 +245,24 @@ class StatefulRuntime:
             return None
         return reply_value(reply)
 
-    def _try_inline(self, call: Call, values: Args | None = None) -> Outcome | None:
-        """Co-located sync -> sync calls run in the calling thread (``values``: the
-        arguments as they are, when ``call`` carries none encoded)."""
-        if self._local is None:
-            return None
+    def _inline(self, local: PartitionSet, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Outcome | None:
+        """A co-located sync -> sync call, run in the calling thread if its identity is live
+        here: its reply; else None (and ``call`` carries its encoded arguments, as it does
+        for the router whatever this returns, unless the callee took them as they are).
+        Plain arguments (``codec.plain_args``) reach the callee without an encode and a decode."""
         slot = self._table.slot(call.type_name, call.key)
         target = self._table.get(slot)
         if target is None or not target.local:
+            call.args = codec.encode_args(args, kwargs)
             return None
         assert slot is not None
-        return self._local.dispatch_inline(call, slot[1], values)
+        if not codec.plain_args(args, kwargs):
+            call.args = codec.encode_args(args, kwargs)
+            return local.dispatch_inline(call, slot[1])
+        reply = local.dispatch_inline(call, slot[1], (args, kwargs))
+        if reply is None or _misrouted(reply):  # the router takes it: encoded, as it travels
+            call.args = codec.encode_args(args, kwargs)
+        return reply
 
     def _send_timed(self, call: Call, done: ReplyDone) -> None:
         """Route ``call`` with a timer: the caller gets CallTimeout at the deadline at the
