@@ -84,18 +84,19 @@ def startup_diagnosis(temp_dir: Path | None = None) -> str:
         session = next((a.decode(errors="replace") for a in argv if b"session_" in a), "")
         session = session[session.find("session_") :].split("/")[0] if session else "?"
         daemons.append(f"{name} pid {proc.name} state {state} ({session})")
-    logs = []
     sessions = sorted(temp_dir.glob("session_2*"), key=lambda d: d.stat().st_mtime)
+    newest = sessions[-1] if sessions else None
+    logs = []
     for name in ("gcs_server.err", "gcs_server.out"):
-        path = sessions[-1] / "logs" / name if sessions else None
+        path = newest / "logs" / name if newest is not None else None
         if path is None or not path.exists():
             logs.append(f"{name}: none")
             continue
         tail = path.read_bytes()[-300:].decode(errors="replace").strip().replace("\n", " | ")
         logs.append(f"{name}: {tail or 'empty'}")
     alive = "; ".join(daemons) or "no gcs_server or raylet alive"
-    newest = sessions[-1].name if sessions else "no session"
-    return f"Ray daemons: {alive}; newest session {newest}: " + "; ".join(logs)
+    where = newest.name if newest is not None else "no session"
+    return f"Ray daemons: {alive}; newest session {where}: " + "; ".join(logs)
 
 
 def join_ray(address: str, namespace: str, level: int) -> None:
