@@ -41,6 +41,22 @@ class Counter:
         raise AssertionError("private methods are not callable")
 
 
+@ff.actor(name="TOrder", colocate_with=Counter)
+class OrderLog:
+    """What it was sent, in the order its turns ran (only ``test_core``'s ordering test uses
+    it: its first calls find the type unknown to the caller and to the host)."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def add(self, i: int) -> int:
+        self.seen.append(i)
+        return len(self.seen)
+
+    def get(self) -> list[int]:
+        return self.seen
+
+
 @ff.actor(name="TPinger", shards=2)
 class Pinger:
     """A -> B -> A chains and refs kept in state."""

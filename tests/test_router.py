@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluentfn._call import Call
+from fluentfn._call import Call, Outcome
 from fluentfn._router import (
     Action,
     Attempt,
@@ -282,3 +283,70 @@ def test_a_tell_is_sent_again_past_the_retries_of_a_call() -> None:
     called, told = asyncio.run(main())
     assert len(called) == 1 and isinstance(called[0], Unavailable)  # the call: 1 + retries sends, then its error
     assert len(told) == 1 and isinstance(told[0], Unavailable) and "closed" in str(told[0])  # sent until closed
+
+
+def test_calls_made_while_a_route_is_looked_up_leave_in_the_order_they_were_made() -> None:
+    """The first call of a type waits for its lookup; calls made meanwhile queue behind it,
+    also once the type (and then the route) is in the table before the lookup's waiter
+    goes on, as the directory's locator does: the host sees one caller's calls to one
+    identity in the order they were made (they were reordered before, 4,999 of 5,000
+    pipelined futures to 50 new identities)."""
+    import asyncio
+
+    from fluentfn.transport._caller import Caller
+    from fluentfn.transport._client import PeerPool
+
+    here = Target("in-process", local=True)
+    seen: list[str] = []
+
+    class _Local:
+        def submit(self, call: Call, done: Any, *, local: bool = False) -> None:
+            seen.append(call.request_id)
+            done(Outcome(value=b"ok", seq=call.seq))
+
+    async def main() -> list[str]:
+        table = RouteTable()
+        release = asyncio.Event()
+
+        class _Slow:
+            asked = 0
+
+            async def locate(self, call: Call) -> Target | None:
+                self.asked += 1
+                table.learn_type("T", "g", 4)  # the type is known first, the route later
+                await release.wait()
+                slot = table.slot(call.type_name, call.key)
+                assert slot is not None
+                table.learn(slot, here)
+                await asyncio.sleep(0)  # the route is in the table before this lookup's caller goes on
+                return here
+
+            async def lost(self, slot: object, target: Target) -> None:
+                raise AssertionError("nothing is lost here")
+
+        locator = _Slow()
+        caller = Caller(table=table, locator=locator, pool=PeerPool("token"), retries=3, local=_Local())  # type: ignore[arg-type]
+        answers: list[str] = []
+        deadline = time.time() + 60
+
+        def send(i: int) -> None:
+            call = Call("T", "k", "m", request_id=f"r{i}", deadline=deadline)
+            caller.send(call, lambda reply, error: answers.append("ok" if error is None else repr(error)))
+
+        send(0)
+        await asyncio.sleep(0)
+        for i in range(1, 4):  # the type is known now, its route not yet
+            send(i)
+        release.set()
+        await asyncio.sleep(0)  # the route is learnt; its first caller has not gone on yet
+        for i in range(4, 8):
+            send(i)
+        for _ in range(100):
+            if len(answers) == 8:
+                break
+            await asyncio.sleep(0.01)
+        assert answers == ["ok"] * 8
+        assert locator.asked <= 2  # the queued calls did not each look the route up
+        return seen
+
+    assert asyncio.run(main()) == [f"r{i}" for i in range(8)]

@@ -110,6 +110,8 @@ class HostEngine:
         self.lane = SyncLane(self)
         self.timers = Timers(self)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loading: dict[str, list[tuple[Call, Callable[[Outcome | None], None], bool]]] = {}
+        """Calls of a type this engine is loading, by type, in arrival order (``submit``)."""
 
     # -- what the rest of the process sees ------------------------------------------------------
 
@@ -164,8 +166,34 @@ class HostEngine:
         """Callback form of ``dispatch``, called on the loop; ``done`` runs on the loop.
         ``local``: the caller is in this process (counted as a local call)."""
         call.arrived = call.arrived or time.perf_counter()
-        if not self.lane.submit(call, done, local=local):
+        if self._loading and call.type_name in self._loading:
+            self._loading[call.type_name].append((call, done, local))  # behind the calls that came first
+        elif self.lane.submit(call, done, local=local):
+            return
+        elif call.type_name not in self.types:
+            # A type's first use loads it; calls that arrive meanwhile wait behind this one,
+            # so that a later call does not take the lane while earlier ones still wait.
+            self._loading[call.type_name] = [(call, done, local)]
+            spawn(self._load_then(call.type_name), self._tasks)
+        else:
             spawn(self._dispatch_then(call, done, local), self._tasks)
+
+    async def _load_then(self, name: str) -> None:
+        """Load type ``name``, then submit the calls that waited for it, in arrival order."""
+        try:
+            await self.known.get(name)
+        except FluentError:
+            pass  # not served here: each waiting call's own dispatch answers why, below
+        except asyncio.CancelledError:  # the host is stopping: every waiting call is answered
+            stopped = describe_error(Unavailable(f"host {self.group}/{self.shard} stopped during the call"))
+            for call, done, _ in self._loading.pop(name, []):
+                done(Outcome(seq=call.seq, error=stopped))
+            raise
+        for call, done, local in self._loading.pop(name, []):
+            if name in self.types:
+                self.submit(call, done, local=local)
+            else:
+                spawn(self._dispatch_then(call, done, local), self._tasks)
 
     async def _dispatch_then(self, call: Call, done: Callable[[Outcome | None], None], local: bool) -> None:
         done(await self.dispatch(call, local=local))

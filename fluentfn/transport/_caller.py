@@ -181,6 +181,11 @@ class Caller:
         self._unary_tells = unary_tells  # a client's tell returns once a host accepted it
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._queued: dict[Slot | str, list[tuple[_Run, bool]]] = {}
+        """Calls waiting for a route, by slot (or by type, while the type is unknown), in
+        the order they were made: the first one's lookup answers for all of them, and a
+        call made meanwhile queues behind them even if the route is learnt before they
+        go on (calls from one caller to one identity leave in the order they were made)."""
 
     def close(self) -> None:
         """No more sends: calls still under way (a tell being re-sent, a retry waiting)
@@ -195,11 +200,26 @@ class Caller:
             return
         slot = self.table.slot(call.type_name, call.key)
         target = self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
-        if target is not None and _tap is None:
+        queued = self._queue_of(call.type_name, slot) if self._queued else None
+        if target is not None and _tap is None and queued is None:
             self._send_first(call, slot, target, done, direct)
             return
         run = self._run(call, slot, done, direct)
+        if queued is not None and target is not None and not target.fallback:  # learnt, but calls still queue for it
+            queued.append((run, False))
+            return
         self._act(run, run.attempt.begin(target))
+
+    def _queue_of(self, type_name: str, slot: Slot | None) -> list[tuple[_Run, bool]] | None:
+        """The queue a call to ``slot`` joins: its type's while the first lookup of the type
+        is under way (the type may be learnt before the route), else its slot's, if any."""
+        by_type = self._queued.get(type_name)
+        return by_type if by_type is not None or slot is None else self._queued.get(slot)
+
+    def _begin(self, run: _Run) -> None:
+        """A call that queued behind a route's lookup before it was sent at all (``send``)."""
+        run.slot = self.table.slot(run.call.type_name, run.call.key)
+        self._act(run, run.attempt.begin(self.table.get(run.slot)))
 
     def _run(self, call: Call, slot: Slot | None, done: Done, direct: bool) -> _Run:
         attempt = Attempt(
@@ -243,11 +263,18 @@ class Caller:
                 assert isinstance(action, Send)
                 self._transmit(run, action)
             elif kind is Resolve:
+                if run.slot is None:  # the type may be known by now
+                    run.slot = self.table.slot(run.call.type_name, run.call.key)
+                key = run.call.type_name if run.slot is None else run.slot
+                queued = self._queue_of(run.call.type_name, run.slot)
                 cached = self.table.get(run.slot)
-                if cached is not None:
+                if queued is not None:
+                    queued.append((run, True))
+                elif cached is not None:
                     self._act(run, run.attempt.routed(cached, time.monotonic()))
                 else:
-                    spawn(self._locate(run), self._tasks)
+                    self._queued[key] = []
+                    spawn(self._locate(run, key), self._tasks)
             elif kind is Forget:
                 assert isinstance(action, Forget)
                 if self.table.forget(run.slot, action.target) and action.report and run.slot is not None:
@@ -262,18 +289,39 @@ class Caller:
                 assert isinstance(action, Fail)
                 run.done(None, action.error)
 
-    async def _locate(self, run: _Run) -> None:
+    async def _locate(self, run: _Run, key: Slot | str) -> None:
+        """``run``'s route from the locator; then the calls that queued behind it go on,
+        in order (each finds the route in the table, or looks up its own slot's)."""
         try:
             target = await self._locator.locate(run.call)
         except FluentError as exc:
+            self._resume(key, exc)
             run.done(None, exc)
             return
         except Exception as exc:  # a bug in a locator: the caller still gets one outcome
             log.error("locating %s failed", name_of(run.call), exc_info=exc)
-            run.done(None, FluentError(f"internal error while routing {name_of(run.call)}: {exc!r}"))
+            error = FluentError(f"internal error while routing {name_of(run.call)}: {exc!r}")
+            self._resume(key, error)
+            run.done(None, error)
             return
         run.slot = self.table.slot(run.call.type_name, run.call.key)
         self._act(run, run.attempt.routed(target, time.monotonic()))
+        self._resume(key, None)
+
+    def _resume(self, key: Slot | str, error: FluentError | None) -> None:
+        """The calls queued behind ``key``'s lookup, in order. A failed lookup fails those
+        that asked the same question (the same slot, or a type still unknown); the others
+        of a type that is known now go on to their own slot's route."""
+        queued = self._queued.pop(key, [])
+        if error is not None and (isinstance(key, tuple) or self.table.types.get(key) is None):
+            for run, _ in queued:
+                run.done(None, error)
+            return
+        for run, begun in queued:
+            if begun:  # it was sent before, and is looking for a route again
+                self._act(run, [Resolve()])
+            else:
+                self._begin(run)
 
     async def _report(self, slot: Slot, target: Target) -> None:
         try:
