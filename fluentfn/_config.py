@@ -40,6 +40,8 @@ SETTINGS: dict[str, str] = {
     "`num_cpus` (default 0.5), so Ray's autoscaler sees the demand",
     "FLUENTFN_AUTOSCALE_TICK_S": "how often the directory samples load for autoscaling (default 0.5)",
     "FLUENTFN_UVLOOP": "0 turns uvloop off (default on when installed)",
+    "FLUENTFN_GC": "0 leaves the collector of a process that calls `ff.init()` as it is (default: tuned while the "
+    'cluster is up, see "Garbage collection")',
     "FLUENTFN_LOOP_TURNS": "0 runs every sync turn on a worker thread (default: methods that make no calls run "
     'on the host\'s event loop, see "Where a turn runs")',
     "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs and `ff.cost()`: a JSON object or a "
@@ -155,6 +157,11 @@ def uvloop_wanted() -> bool:
 def loop_turns_wanted() -> bool:
     """Whether hosts may run turns of call-free sync methods on their event loop."""
     return _raw("FLUENTFN_LOOP_TURNS") != "0"
+
+
+def gc_tuning_wanted() -> bool:
+    """Whether ``ff.init`` may tune the calling process's cyclic collector (``_gc.tune``)."""
+    return _raw("FLUENTFN_GC") != "0"
 
 
 def log_level() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -16,13 +17,14 @@ import pytest
 import ray
 
 import fluentfn as ff
+from fluentfn import _gc
 from fluentfn._call import Call
 from fluentfn.testing import hosts, wait_for
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
-from .apps import Boom, Counter, Gate, Lifecycle, Pinger, Serial, call_counter, explode, sleepy, square
+from .apps import Boom, Counter, Gate, Lifecycle, OrderLog, Pinger, Serial, call_counter, explode, sleepy, square
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,6 +39,26 @@ def test_four_call_styles(cluster: ff.Cluster) -> None:
     assert asyncio.run(c.add.aio(4)) == 10
     assert ff.ref("TCounter/styles").get() == 10
     assert cluster.mode == "stateful" and cluster.token and ":" in cluster.gateway
+
+
+def test_many_futures_in_flight_with_the_driver_collector_tuned(cluster: ff.Cluster) -> None:
+    """ff.init tuned this process's collector (``_gc``): 5,000 futures in flight all answer,
+    in order, with young collections every 20,000 allocations and Ray's objects frozen (the
+    suite's mailbox limit is 200: the futures go to 50 identities)."""
+    assert gc.get_threshold() == _gc.THRESHOLDS and gc.get_freeze_count() > 0
+    counters = [Counter[f"pipelined-{i}"] for i in range(50)]
+    futures = [c.add.future(1) for _ in range(100) for c in counters]
+    assert [f.result(timeout=120) for f in futures] == [n for n in range(1, 101) for _ in counters]
+
+
+def test_a_new_types_first_calls_run_in_the_order_they_were_made(cluster: ff.Cluster) -> None:
+    """Futures to 20 new identities of a type neither this driver nor its host has seen:
+    the calls made while the type and its routes are looked up, and while the host loads
+    the type, still run in the order they were made, identity by identity."""
+    logs = [OrderLog[f"o{i}"] for i in range(20)]
+    futures = [log.add.future(n) for n in range(50) for log in logs]
+    assert [f.result(timeout=120) for f in futures] == [n for n in range(1, 51) for _ in logs]
+    assert all(log.get() == list(range(50)) for log in logs)
 
 
 def test_context_inside_actor(cluster: ff.Cluster) -> None:

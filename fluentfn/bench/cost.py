@@ -23,6 +23,8 @@ engine, admission, router, codec and gRPC code in one process, without Ray:
 - ``remote``: ``ref.echo(100 B)`` from a turn of an actor to one on another host (in
   this process, behind its own gRPC server), over the real stream: the shape of the
   actor-to-actor ping-pong benchmark;
+- ``pipelined``: the driver's call as ``ref.echo.future(100 B)``, all ``count`` of them
+  sent before the first answer is awaited (``bench throughput``'s ``fluentfn-pipelined``);
 - ``gateway``: the same call from ``ff.Client(direct=False)`` through a gateway in front of
   the host (judged against ``driver``: the gateway's hop is the difference);
 - floors, counted the same way: ``python-activation`` (the activation benchmark's floor
@@ -51,11 +53,14 @@ from . import _report
 
 PAYLOAD = b"x" * 100
 TOKEN = "bench-cost"
-PROBES = ("colocated", "activation", "driver", "remote", "gateway", "python-activation", "grpc-aio-stream")
+PROBES = (
+    "colocated", "activation", "driver", "pipelined", "remote", "gateway", "python-activation", "grpc-aio-stream",
+)  # fmt: skip
 _KEPT: list[Any] = []  # the probe's servers, for the life of its process
 _TEMP: list[str] = []  # the probe's store directories, removed when it ends
 FLOOR_OF = {
-    "activation": "python-activation", "driver": "grpc-aio-stream", "remote": "grpc-aio-stream", "gateway": "driver",
+    "activation": "python-activation", "driver": "grpc-aio-stream", "pipelined": "driver", "remote": "grpc-aio-stream",
+    "gateway": "driver",
 }  # fmt: skip
 
 
@@ -225,7 +230,7 @@ def _probe(name: str) -> Callable[[int], None]:
     if name == "grpc-aio-stream":
         return _grpc_floor()
     persist = "call" if name == "colocated" else "never"
-    echo, caller, gateway = _host(persist, serve=name in ("driver", "gateway"), gateway=name == "gateway")
+    echo, caller, gateway = _host(persist, serve=name in ("driver", "pipelined", "gateway"), gateway=name == "gateway")
     if name == "colocated":
         ref = caller["c"]
 
@@ -258,6 +263,15 @@ def _probe(name: str) -> Callable[[int], None]:
                     raise AssertionError("the echo answered something else")
 
         return calls
+    if name == "pipelined":
+        target = echo["k"]
+
+        def pipelined(count: int) -> None:
+            for future in [target.echo.future(PAYLOAD) for _ in range(count)]:
+                if future.result() != PAYLOAD:
+                    raise AssertionError("the echo answered something else")
+
+        return pipelined
     if name == "gateway":
         import fluentfn as ff
 
@@ -294,6 +308,9 @@ def _grpc_floor() -> Callable[[int], None]:
 def probe(name: str, count: int, traced: bool) -> dict[str, float | None]:
     """Run probe ``name`` in this process (a fresh one: ``traced`` installs the opcode
     count before any thread starts); its figures per operation."""
+    from .. import _gc
+
+    _gc.tune(user_process=False)  # as in a host, and in a driver that called ff.init
     counter = OpcodeCount()
     if traced:
         counter.install()
@@ -338,8 +355,8 @@ its own bytecode): ``tests/test_bench_cost.py`` fails a change that exceeds them
 are 1,851 and 1,747 today; a change that must cost more raises its budget and says why."""
 
 COUNTS = {
-    "colocated": 960, "activation": 1920, "driver": 480, "remote": 480, "gateway": 480, "python-activation": 19_200,
-    "grpc-aio-stream": 480,
+    "colocated": 960, "activation": 1920, "driver": 480, "pipelined": 1920, "remote": 480, "gateway": 480,
+    "python-activation": 19_200, "grpc-aio-stream": 480,
 }  # fmt: skip
 
 

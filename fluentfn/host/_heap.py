@@ -15,18 +15,6 @@ import gc
 from dataclasses import dataclass
 from enum import Enum
 
-_GC_THRESHOLDS = (20_000, 20, 10)
-
-
-def tune_gc() -> None:
-    """At a host's start: with Python's default thresholds (700, 10, 10), activating
-    identities costs a third of a host's time in young-generation collections. Collect
-    every 20,000 allocations instead (a bound on how long cyclic garbage waits), and move
-    what exists at start-up (modules, Ray's and gRPC's objects) out of the collector's
-    sight for good."""
-    gc.set_threshold(*_GC_THRESHOLDS)
-    gc.freeze()
-
 
 class Heap(Enum):
     KEEP = "keep"

@@ -9,7 +9,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from .. import _config, _ref
+from .. import _config, _gc, _ref
 from .._clusterconfig import MODES, ClusterConfig, Mode
 from .._compare import ENV_FORCE_MODE, ENV_REPORT, write_record
 from .._config import env_force_mode, env_report, env_store, env_tls, env_token, env_tracing
@@ -66,6 +66,7 @@ class Cluster:
         self._server = server
         self.closed = False
         self._started = time.monotonic()
+        self._gc: _gc.Tuned | None = None  # what ff.init changed in this process's collector
 
     def __enter__(self) -> Cluster:
         return self
@@ -170,6 +171,8 @@ class Cluster:
                 _current = None
         if self._owns_ray:
             ray.shutdown()
+        if self._gc is not None:
+            self._gc.restore()
 
 
 def init(
@@ -301,6 +304,7 @@ def init(
     _ref.set_invoker(runtime)
     register_types(directory, known_types())
     on_new_type(lambda at: register_types(directory, [at]))
+    cluster._gc = _gc.tune(user_process=True)  # after start-up: Ray's objects are frozen with the rest
     with _lock:
         _current = cluster
     return cluster

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from .. import _config, _ref
+from .. import _config, _gc, _ref
 from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
 from .._ioloop import io_loop, spawn
@@ -119,6 +119,7 @@ class GatewayActor:
         import ray
 
         quiet_logs()
+        _gc.tune(user_process=False)
         directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(namespace))
         config: ClusterConfig = get_directory(lambda: directory.config.remote(), _config.RESOLVE_TIMEOUT_S)
         self._io = io_loop()

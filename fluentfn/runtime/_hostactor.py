@@ -15,7 +15,7 @@ from typing import Any
 
 import cloudpickle
 
-from .. import _config
+from .. import _config, _gc
 from .._actordef import ActorDef
 from .._clusterconfig import ClusterConfig
 from .._ioloop import IoLoop, io_loop
@@ -27,7 +27,6 @@ from .._tracing import shutdown as flush_spans
 from .._turnlogs import install_log_context
 from ..host._activations import Handoff
 from ..host._engine import HostEngine
-from ..host._heap import tune_gc
 from ..host._metrics import serve_metrics
 from ..host._partitions import PartitionSet
 from ..host._types import TypeLoader
@@ -73,7 +72,7 @@ class ShardHost:
         import ray
 
         quiet_logs()
-        tune_gc()
+        _gc.tune(user_process=False)  # with default thresholds, activations spend a third of the time collecting
         self._directory = ray.get_actor(DIRECTORY_NAME, namespace=ray_namespace(namespace))
         config: ClusterConfig = get_directory(lambda: self._directory.config.remote(), _config.RESOLVE_TIMEOUT_S)
         configure_tracing(config.tracing, dict(config.otel_env), service=f"fluentfn-host-{group}")
