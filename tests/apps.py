@@ -53,6 +53,10 @@ class OrderLog:
         self.seen.append(i)
         return len(self.seen)
 
+    async def add_async(self, i: int) -> int:
+        self.seen.append(i)
+        return len(self.seen)
+
     def get(self) -> list[int]:
         return self.seen
 

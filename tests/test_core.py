@@ -61,6 +61,17 @@ def test_a_new_types_first_calls_run_in_the_order_they_were_made(cluster: ff.Clu
     assert all(log.get() == list(range(50)) for log in logs)
 
 
+def test_async_and_sync_calls_to_one_identity_run_in_the_order_they_were_made(cluster: ff.Cluster) -> None:
+    """An async method's call takes the host's general path (a task), a sync one the
+    lane: a sync call that came later no longer overtakes the async one before it."""
+    logs = [OrderLog[f"mixed-{i}"] for i in range(10)]
+    for log in logs:
+        log.get()  # live, and the type known: only the paths differ
+    futures = [(log.add_async if n % 2 == 0 else log.add).future(n) for n in range(40) for log in logs]
+    assert [f.result(timeout=120) for f in futures] == [n for n in range(1, 41) for _ in logs]
+    assert all(log.get() == list(range(40)) for log in logs)
+
+
 def test_context_inside_actor(cluster: ff.Cluster) -> None:
     info = Counter["ctx"].where()
     assert info["address"] == "TCounter/ctx" and info["key"] == "ctx" and info["type"] == "TCounter"

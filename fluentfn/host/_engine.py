@@ -112,6 +112,9 @@ class HostEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loading: dict[str, list[tuple[Call, Callable[[Outcome | None], None], bool]]] = {}
         """Calls of a type this engine is loading, by type, in arrival order (``submit``)."""
+        self._unadmitted: dict[str, int] = {}
+        """Calls on the general path (a task each) that have not asked for their turn yet,
+        by identity: a later call to one of them takes the same path, behind them."""
 
     # -- what the rest of the process sees ------------------------------------------------------
 
@@ -168,6 +171,8 @@ class HostEngine:
         call.arrived = call.arrived or time.perf_counter()
         if self._loading and call.type_name in self._loading:
             self._loading[call.type_name].append((call, done, local))  # behind the calls that came first
+        elif self._unadmitted and call.address in self._unadmitted:
+            self._general(call, done, local)  # behind a call still on its way to its turn
         elif self.lane.submit(call, done, local=local):
             return
         elif call.type_name not in self.types:
@@ -176,7 +181,15 @@ class HostEngine:
             self._loading[call.type_name] = [(call, done, local)]
             spawn(self._load_then(call.type_name), self._tasks)
         else:
-            spawn(self._dispatch_then(call, done, local), self._tasks)
+            self._general(call, done, local)
+
+    def _general(self, call: Call, done: Callable[[Outcome | None], None], local: bool) -> None:
+        """``dispatch`` in a task of its own (async methods, bulk, delete). Its turn is asked
+        for in the task's first step; until then the identity's later calls come this way
+        too (tasks start in the order they were made), so none overtakes it on the lane."""
+        address = call.address
+        self._unadmitted[address] = self._unadmitted.get(address, 0) + 1
+        spawn(self._dispatch_then(call, done, local, address), self._tasks)
 
     async def _load_then(self, name: str) -> None:
         """Load type ``name``, then submit the calls that waited for it, in arrival order."""
@@ -195,7 +208,13 @@ class HostEngine:
             else:
                 spawn(self._dispatch_then(call, done, local), self._tasks)
 
-    async def _dispatch_then(self, call: Call, done: Callable[[Outcome | None], None], local: bool) -> None:
+    async def _dispatch_then(
+        self, call: Call, done: Callable[[Outcome | None], None], local: bool, address: str = ""
+    ) -> None:
+        if address:  # ``_general``: its turn is asked for below, before this task first waits
+            left = self._unadmitted.pop(address) - 1
+            if left:
+                self._unadmitted[address] = left
         done(await self.dispatch(call, local=local))
 
     # -- unary calls, the gateway, async methods --------------------------------------------------
