@@ -12,6 +12,12 @@ from ._store import Record, Reminder, Scheduled, Store, WouldBlock, Write
 ITEM_LIMIT = 400 * 1024
 WRITE_UNIT = 1024
 READ_UNIT = 4096
+_NAMES = {
+    op: (f"storage_{op}s", f"storage_bytes_{'read' if op == 'read' else 'written'}", f"record_{op}s",
+         f"record_{op}_units", READ_UNIT if op == "read" else WRITE_UNIT, f"object_{op}s")
+    for op in ("read", "write")
+}  # fmt: skip
+"""Each operation's counters, named once (a persist="call" turn counts one write)."""
 
 
 class MeteredStore:
@@ -50,15 +56,18 @@ class MeteredStore:
         """One operation (``op``: "read" or "write") of ``nbytes``: counted, and delayed as the
         emulated store would be. A record over the item limit is an object."""
         c = self.counters
-        c[f"storage_{op}s"] += 1
-        c[f"storage_bytes_{'read' if op == 'read' else 'written'}"] += nbytes
+        total, moved, records, units, unit, objects = _NAMES[op]
+        c[total] += 1
+        c[moved] += nbytes
         if record and nbytes <= ITEM_LIMIT:
-            c[f"record_{op}s"] += 1
-            c[f"record_{op}_units"] += max(1, -(-nbytes // (READ_UNIT if op == "read" else WRITE_UNIT)))
-            self._delay(self._record_latency, nbytes)
+            c[records] += 1
+            c[units] += max(1, -(-nbytes // unit))
+            latency = self._record_latency
         else:
-            c[f"object_{op}s"] += 1
-            self._delay(self._latency, nbytes)
+            c[objects] += 1
+            latency = self._latency
+        if latency > 0 or self._bytes_per_s:
+            self._delay(latency, nbytes)
 
     def _read(self, nbytes: int, record: bool = True) -> None:
         self._count("read", nbytes, record)
@@ -86,8 +95,11 @@ class MeteredStore:
     ) -> int:
         if nowait and (self._record_latency > 0 or self._latency > 0 or self._bytes_per_s):
             raise WouldBlock("the emulated store delays every write")
-        changed = sum(len(v) for v in parts.values() if v is not None) if parts else 0
-        nbytes = len(state) + changed + (len(reply[1]) if reply else 0) + sum(len(r.row.payload) for r in reminders)
+        nbytes = len(state) + (len(reply[1]) if reply else 0)
+        if parts:
+            nbytes += sum(len(v) for v in parts.values() if v is not None)
+        if reminders:
+            nbytes += sum(len(r.row.payload) for r in reminders)
         if not nowait:
             self._wrote(nbytes)  # the emulated delay comes before the write
         version = self.inner.save(
