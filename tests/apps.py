@@ -61,6 +61,22 @@ class OrderLog:
         return self.seen
 
 
+@ff.actor(name="TOrderDriver", colocate_with=Counter)
+class OrderDriver:
+    """Sends an ``OrderLog`` on its host tells, futures and blocking calls in turn."""
+
+    def drive(self, key: str, n: int) -> list[int]:
+        log = OrderLog[key]
+        for i in range(n):
+            if i % 3 == 0:
+                log.add.tell(i)
+            elif i % 3 == 1:
+                log.add.future(i)
+            else:
+                log.add(i)  # in this thread when the log is live and idle: not before the others
+        return log.get()
+
+
 @ff.actor(name="TPinger", shards=2)
 class Pinger:
     """A -> B -> A chains and refs kept in state."""

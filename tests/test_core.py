@@ -24,7 +24,20 @@ from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
-from .apps import Boom, Counter, Gate, Lifecycle, OrderLog, Pinger, Serial, call_counter, explode, sleepy, square
+from .apps import (
+    Boom,
+    Counter,
+    Gate,
+    Lifecycle,
+    OrderDriver,
+    OrderLog,
+    Pinger,
+    Serial,
+    call_counter,
+    explode,
+    sleepy,
+    square,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -70,6 +83,15 @@ def test_async_and_sync_calls_to_one_identity_run_in_the_order_they_were_made(cl
     futures = [(log.add_async if n % 2 == 0 else log.add).future(n) for n in range(40) for log in logs]
     assert [f.result(timeout=120) for f in futures] == [n for n in range(1, 41) for _ in logs]
     assert all(log.get() == list(range(40)) for log in logs)
+
+
+def test_a_turns_tells_futures_and_calls_to_a_co_located_identity_run_in_order(cluster: ff.Cluster) -> None:
+    """A blocking call to a live co-located identity runs in the caller's thread; it no
+    longer runs before the same turn's earlier tells and futures, still on their way to
+    the host's loop (it ran first, every third call, before)."""
+    for i in range(5):
+        OrderLog[f"near-{i}"].get()
+        assert OrderDriver[f"driver-{i}"].drive(f"near-{i}", 60) == list(range(60))
 
 
 def test_context_inside_actor(cluster: ff.Cluster) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,22 @@ def _misrouted(reply: Outcome | None) -> bool:
     return reply is not None and reply.error is not None and reply.error.code in REROUTE_CODES
 
 
+class _Sends:
+    """A thread's sends handed to the loop (written by that thread) and taken up there
+    (written by the loop): while they differ, some are still on their way."""
+
+    __slots__ = ("handed", "landed")
+
+    def __init__(self) -> None:
+        self.handed = 0
+        self.landed = 0
+
+
+def _land(sends: _Sends, send: Callable[..., None], *args: Any) -> None:
+    sends.landed += 1
+    send(*args)
+
+
 class StatefulRuntime:
     """The ``Invoker`` of a process in a stateful cluster (driver, host or task)."""
 
@@ -81,6 +98,7 @@ class StatefulRuntime:
         self.functions = FunctionRunner(mode="stateful", io=io)
         self._store: Store | None = None
         self.undelivered = 0  # tells no host took by their deadline
+        self._transit = threading.local()  # a turn thread's ``_Sends`` (hosts only: ``_hand``)
 
     # -- Invoker -----------------------------------------------------------------------
 
@@ -103,7 +121,14 @@ class StatefulRuntime:
             reply = None
         else:
             call = self._make_call(ref, method, args, kwargs, timeout_s, encode=False)
-            reply = self._inline(local, call, args, kwargs)
+            sends: _Sends | None = getattr(self._transit, "sends", None)
+            if sends is not None and sends.handed != sends.landed:
+                # this thread's earlier tells or futures are still on their way to the loop:
+                # behind them (an inline call would run first), through the router
+                call.args = codec.encode_args(args, kwargs)
+                reply = None
+            else:
+                reply = self._inline(local, call, args, kwargs)
         if reply is None or _misrouted(reply):  # not here (any more): the router
             # timed when it crosses threads or the network (an in-process turn is its own phases)
             what = f"{ref.type_name}.{method}"
@@ -136,7 +161,7 @@ class StatefulRuntime:
             except BaseException as exc:
                 out.set_exception(exc)
 
-        self._io.loop.call_soon_threadsafe(self._send_timed, call, done)
+        self._hand(self._send_timed, call, done)
         return out
 
     async def call_async(
@@ -158,7 +183,7 @@ class StatefulRuntime:
             reply = await fut
         else:
             waiter: concurrent.futures.Future[Outcome | None] = concurrent.futures.Future()
-            self._io.loop.call_soon_threadsafe(self._send_timed, call, settle_future(waiter))
+            self._hand(self._send_timed, call, settle_future(waiter))
             reply = await asyncio.wrap_future(waiter)
         if weight:
             TALLY.observe_spans(what, ((CALL_PHASE, t0, time.perf_counter()),), weight)
@@ -177,7 +202,20 @@ class StatefulRuntime:
         if self._io.in_loop():
             self._send_tell(call)
         else:
-            self._io.loop.call_soon_threadsafe(self._send_tell, call)
+            self._hand(self._send_tell, call)
+
+    def _hand(self, send: Callable[..., None], *args: Any) -> None:
+        """Hand a send to the loop from another thread. In a host, counted per thread, so
+        that a later co-located call of the same thread does not run inline before it
+        (calls from one caller to one identity run in the order they were made)."""
+        if self._local is None:
+            self._io.loop.call_soon_threadsafe(send, *args)
+            return
+        sends: _Sends | None = getattr(self._transit, "sends", None)
+        if sends is None:
+            sends = self._transit.sends = _Sends()
+        sends.handed += 1
+        self._io.loop.call_soon_threadsafe(_land, sends, send, *args)
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         return self.functions.submit(fn, args, kwargs)
