@@ -169,10 +169,10 @@ class Cluster:
         with _lock:
             if _current is self:
                 _current = None
-        if self._owns_ray:
-            ray.shutdown()
         if self._gc is not None:
             self._gc.restore()
+        if self._owns_ray:
+            ray.shutdown()
 
 
 def init(

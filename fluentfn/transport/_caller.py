@@ -304,6 +304,12 @@ class Caller:
             self._resume(key, error)
             run.done(None, error)
             return
+        except asyncio.CancelledError:  # the loop is going away: every waiting call is answered
+            gone = Unavailable(f"{name_of(run.call)}: this process closed its connection to the cluster")
+            for queued, _ in self._queued.pop(key, []):
+                queued.done(None, gone)
+            run.done(None, gone)
+            raise
         run.slot = self.table.slot(run.call.type_name, run.call.key)
         self._act(run, run.attempt.routed(target, time.monotonic()))
         self._resume(key, None)
