@@ -50,4 +50,4 @@ def tune(*, user_process: bool) -> Tuned | None:
     froze = gc.get_freeze_count() == 0  # someone else's frozen objects are theirs to thaw
     gc.set_threshold(*THRESHOLDS)
     gc.freeze()
-    return Tuned((before[0], before[1], before[2]), froze)
+    return Tuned(before, froze)

@@ -145,6 +145,11 @@ def name_of(call: Call) -> str:
     return f"{call.type_name}/{call.key}.{call.method}"
 
 
+def _closed(call: Call) -> Unavailable:
+    """What a call gets once this process's caller is closed (or its loop is going away)."""
+    return Unavailable(f"{name_of(call)}: this process closed its connection to the cluster")
+
+
 class _Run:
     """One call in flight through the router."""
 
@@ -181,7 +186,7 @@ class Caller:
         self._unary_tells = unary_tells  # a client's tell returns once a host accepted it
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        self._queued: dict[Slot | str, list[tuple[_Run, bool]]] = {}
+        self._queued: dict[Slot | str, list[_Run]] = {}
         """Calls waiting for a route, by slot (or by type, while the type is unknown), in
         the order they were made: the first one's lookup answers for all of them, and a
         call made meanwhile queues behind them even if the route is learnt before they
@@ -196,7 +201,7 @@ class Caller:
         """Route ``call`` (on the loop); ``done(reply, error)`` runs once, on the loop.
         ``direct=False``: through the fallbacks (a client's gateways) only."""
         if self._closed:
-            done(None, Unavailable(f"{name_of(call)}: this process closed its connection to the cluster"))
+            done(None, _closed(call))
             return
         slot = self.table.slot(call.type_name, call.key)
         target = self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
@@ -205,21 +210,14 @@ class Caller:
             self._send_first(call, slot, target, done, direct)
             return
         run = self._run(call, slot, done, direct)
-        if queued is not None and target is not None and not target.fallback:  # learnt, but calls still queue for it
-            queued.append((run, False))
-            return
-        self._act(run, run.attempt.begin(target))
+        # a route learnt while calls still queue for it: this one queues too (``Resolve``)
+        self._act(run, run.attempt.begin(None if queued is not None else target))
 
-    def _queue_of(self, type_name: str, slot: Slot | None) -> list[tuple[_Run, bool]] | None:
+    def _queue_of(self, type_name: str, slot: Slot | None) -> list[_Run] | None:
         """The queue a call to ``slot`` joins: its type's while the first lookup of the type
         is under way (the type may be learnt before the route), else its slot's, if any."""
         by_type = self._queued.get(type_name)
         return by_type if by_type is not None or slot is None else self._queued.get(slot)
-
-    def _begin(self, run: _Run) -> None:
-        """A call that queued behind a route's lookup before it was sent at all (``send``)."""
-        run.slot = self.table.slot(run.call.type_name, run.call.key)
-        self._act(run, run.attempt.begin(self.table.get(run.slot)))
 
     def _run(self, call: Call, slot: Slot | None, done: Done, direct: bool) -> _Run:
         attempt = Attempt(
@@ -255,7 +253,7 @@ class Caller:
 
     def _act(self, run: _Run, actions: list[Action]) -> None:
         if self._closed and not isinstance(actions[-1], Finish | Fail):
-            run.done(None, Unavailable(f"{name_of(run.call)}: this process closed its connection to the cluster"))
+            run.done(None, _closed(run.call))
             return
         for action in actions:
             kind = type(action)
@@ -269,7 +267,7 @@ class Caller:
                 queued = self._queue_of(run.call.type_name, run.slot)
                 cached = self.table.get(run.slot)
                 if queued is not None:
-                    queued.append((run, True))
+                    queued.append(run)
                 elif cached is not None:
                     self._act(run, run.attempt.routed(cached, time.monotonic()))
                 else:
@@ -305,10 +303,9 @@ class Caller:
             run.done(None, error)
             return
         except asyncio.CancelledError:  # the loop is going away: every waiting call is answered
-            gone = Unavailable(f"{name_of(run.call)}: this process closed its connection to the cluster")
-            for queued, _ in self._queued.pop(key, []):
-                queued.done(None, gone)
-            run.done(None, gone)
+            for queued in self._queued.pop(key, []):
+                queued.done(None, _closed(queued.call))
+            run.done(None, _closed(run.call))
             raise
         run.slot = self.table.slot(run.call.type_name, run.call.key)
         self._act(run, run.attempt.routed(target, time.monotonic()))
@@ -320,14 +317,11 @@ class Caller:
         of a type that is known now go on to their own slot's route."""
         queued = self._queued.pop(key, [])
         if error is not None and (isinstance(key, tuple) or self.table.types.get(key) is None):
-            for run, _ in queued:
+            for run in queued:
                 run.done(None, error)
             return
-        for run, begun in queued:
-            if begun:  # it was sent before, and is looking for a route again
-                self._act(run, [Resolve()])
-            else:
-                self._begin(run)
+        for run in queued:
+            self._act(run, [Resolve()])
 
     async def _report(self, slot: Slot, target: Target) -> None:
         try:
@@ -363,7 +357,7 @@ class Caller:
 
         def deliver() -> None:
             if self._closed:
-                run.done(None, Unavailable(f"{name_of(call)}: this process closed its connection to the cluster"))
+                run.done(None, _closed(call))
                 return
             self._dispatch(call, target, lambda reply, error: self._answered(run, target, reply, error))
             for _ in range(how.copies - 1):  # the same message again: same request id
