@@ -43,8 +43,8 @@ class Counter:
 
 @ff.actor(name="TOrder", colocate_with=Counter)
 class OrderLog:
-    """What it was sent, in the order its turns ran (only ``test_core``'s ordering test uses
-    it: its first calls find the type unknown to the caller and to the host)."""
+    """What it was sent, in the order its turns ran (only ``test_core``'s ordering tests use
+    it: the first of them finds the type unknown to the caller and to the host)."""
 
     def __init__(self) -> None:
         self.seen: list[int] = []
