@@ -157,6 +157,11 @@ def test_store_refuses_old_epochs_and_stale_versions(store: Store) -> None:
     v = store.save("G/a", expected=0, state=b"1", fence=("G", 0, e2))
     with pytest.raises(StaleEpoch):
         store.save("G/a", expected=v, state=b"2", fence=("G", 0, e1))
+    with pytest.raises(StaleEpoch):  # a first write too; nothing of it is kept, its reply neither
+        store.save("G/b", expected=0, state=b"1", fence=("G", 0, e1), reply=("r1", b"x"))
+    assert store.load("G/b") is None and store.get_reply("G/b", "r1") is None
+    with pytest.raises(VersionConflict):  # a conflict under a current fence is a conflict
+        store.save("G/a", expected=v + 1, state=b"2", fence=("G", 0, e2))
     with pytest.raises(VersionConflict):
         store.save("G/a", expected=v - 1, state=b"2", fence=None)
     assert store.load("G/a").state == b"1"  # type: ignore[union-attr]

@@ -10,8 +10,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._config import sqlite_sync
@@ -28,6 +27,57 @@ def _locked(exc: sqlite3.OperationalError) -> bool:
     return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+# A record's conditional write; the fenced forms also require that no newer epoch has
+# claimed the writer's shard (a missing shard row is epoch 0).
+_UPDATE = "UPDATE state SET version=?, state=? WHERE address=? AND version=?"
+_INSERT = "INSERT OR IGNORE INTO state (address, version, state) VALUES (?, 1, ?)"
+_FENCE = "IFNULL((SELECT epoch FROM shards WHERE grp=? AND shard=?), 0) <= ?"
+_UPDATE_FENCED = f"{_UPDATE} AND {_FENCE}"
+_INSERT_FENCED = f"INSERT OR IGNORE INTO state (address, version, state) SELECT ?, 1, ? WHERE {_FENCE}"
+
+
+class _Transaction:
+    """``SqliteStore._write``'s block (a class, not a generator: it runs once per turn
+    that writes)."""
+
+    __slots__ = ("_conn", "_nowait", "_queued", "_store", "_urgent")
+
+    def __init__(self, store: SqliteStore, nowait: bool, urgent: bool) -> None:
+        self._store = store
+        self._nowait = nowait
+        self._urgent = urgent
+        self._queued = not urgent  # what a move waits for goes before this process's writers
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self._store
+        if self._queued and not store._writer.acquire(blocking=not self._nowait):
+            raise WouldBlock("another thread of this process is writing")
+        try:
+            self._conn = conn = store._writing_conn()
+            store._begin(conn, nowait=self._nowait, urgent=self._urgent)
+        except BaseException:
+            if self._queued:
+                store._writer.release()
+            raise
+        return conn
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        conn = self._conn
+        try:
+            if kind is not None:
+                conn.execute("ROLLBACK")
+                return
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # the commit failed: nothing of the block is kept
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if self._queued:
+                self._store._writer.release()
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (address TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB);
 CREATE TABLE IF NOT EXISTS shards (grp TEXT NOT NULL, shard INTEGER NOT NULL, epoch INTEGER NOT NULL,
@@ -41,7 +91,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parts (address TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,
                                   PRIMARY KEY (address, name));
 CREATE TABLE IF NOT EXISTS replies (address TEXT NOT NULL, rid TEXT NOT NULL, reply BLOB, ts REAL NOT NULL,
-                                    PRIMARY KEY (address, rid));
+                                    PRIMARY KEY (address, rid)) WITHOUT ROWID;
 
 """
 
@@ -94,8 +144,7 @@ class SqliteStore:
             self._local.writing = conn
         return conn
 
-    @contextmanager
-    def _write(self, *, nowait: bool = False, urgent: bool = False) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, nowait: bool = False, urgent: bool = False) -> _Transaction:
         """This thread's writing connection inside a transaction that holds the write lock;
         committed at the end, rolled back if the block raises.
 
@@ -109,21 +158,7 @@ class SqliteStore:
         draining one: not queued behind this process's writers, every 0.2 ms), for up to
         ``_LOCK_WAIT_S``. ``nowait``:
         ``WouldBlock`` at once if either lock is held."""
-        queued = not urgent  # what a move waits for goes before this process's writers
-        if queued and not self._writer.acquire(blocking=not nowait):
-            raise WouldBlock("another thread of this process is writing")
-        try:
-            conn = self._writing_conn()
-            self._begin(conn, nowait=nowait, urgent=urgent)
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            if queued:
-                self._writer.release()
+        return _Transaction(self, nowait, urgent)
 
     @staticmethod
     def _begin(conn: sqlite3.Connection, *, nowait: bool, urgent: bool) -> None:
@@ -215,8 +250,7 @@ class SqliteStore:
         if nowait and self._sync in ("FULL", "EXTRA"):
             raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
         with self._write(nowait=nowait, urgent=urgent) as conn:
-            self._check_fence(conn, fence)
-            version = self._put(conn, address, expected, state, parts)
+            version = self._put(conn, address, expected, state, parts, fence)
             if reply is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (?, ?, ?, ?)",
@@ -243,18 +277,26 @@ class SqliteStore:
 
     @staticmethod
     def _put(
-        conn: sqlite3.Connection, address: str, expected: int, state: bytes, parts: Mapping[str, bytes | None] | None
+        conn: sqlite3.Connection,
+        address: str,
+        expected: int,
+        state: bytes,
+        parts: Mapping[str, bytes | None] | None,
+        fence: tuple[str, int, int] | None = None,
     ) -> int:
-        """One record's conditional write, inside a transaction; returns its new version."""
-        if expected:
-            cur = conn.execute(
-                "UPDATE state SET version=?, state=? WHERE address=? AND version=?",
-                (expected + 1, state, address, expected),
-            )
+        """One record's conditional write, inside a transaction; returns its new version.
+        ``fence`` is checked by the same statement (one statement fewer per turn)."""
+        if fence is None:
+            if expected:
+                cur = conn.execute(_UPDATE, (expected + 1, state, address, expected))
+            else:
+                cur = conn.execute(_INSERT, (address, state))
+        elif expected:
+            cur = conn.execute(_UPDATE_FENCED, (expected + 1, state, address, expected, *fence))
         else:
-            insert = "INSERT OR IGNORE INTO state (address, version, state) VALUES (?, 1, ?)"
-            cur = conn.execute(insert, (address, state))
+            cur = conn.execute(_INSERT_FENCED, (address, state, *fence))
         if cur.rowcount != 1:
+            SqliteStore._check_fence(conn, fence)  # StaleEpoch if that is why
             row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
             raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
         if parts is None:
