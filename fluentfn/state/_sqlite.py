@@ -1,5 +1,8 @@
 """The embedded SQLite store: one WAL-mode file shared by the processes of a machine.
 
+The WAL is copied into the database file by a thread of each process (``_checkpoint``),
+not by whichever commit took it past 1,000 pages.
+
 ``synchronous=NORMAL`` in WAL mode makes a commit survive the death of any process
 (the data is in the OS) but not a power cut; set FLUENTFN_SQLITE_SYNC=FULL for that.
 """
@@ -14,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._config import sqlite_sync
+from ._checkpoint import BOUND_PAGES, Checkpointer
 from ._layout import merge
 from ._store import Record, Reminder, Scheduled, StaleEpoch, StoreLost, VersionConflict, WouldBlock, Write
 
@@ -73,6 +77,7 @@ class _Transaction:
                 if conn.in_transaction:  # the commit failed: nothing of the block is kept
                     conn.execute("ROLLBACK")
                 raise
+            self._store._checkpointer.wrote()
         finally:
             if self._queued:
                 self._store._writer.release()
@@ -106,6 +111,7 @@ class SqliteStore:
         self._local = threading.local()
         self._writer = threading.Lock()  # this process's writers take turns (see _write)
         self._sync = sqlite_sync()
+        self._checkpointer = Checkpointer(path)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")  # processes opening a new file at once: one sets it up
         try:
@@ -130,6 +136,7 @@ class SqliteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._sync}")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA wal_autocheckpoint={BOUND_PAGES}")  # the checkpointer's thread does it
             self._local.conn = conn
         return conn
 
@@ -141,6 +148,7 @@ class SqliteStore:
             conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None, check_same_thread=True)
             conn.execute(f"PRAGMA synchronous={self._sync}")
             conn.execute("PRAGMA busy_timeout=0")
+            conn.execute(f"PRAGMA wal_autocheckpoint={BOUND_PAGES}")
             self._local.writing = conn
         return conn
 
@@ -318,11 +326,18 @@ class SqliteStore:
         )
         return None if row is None else bytes(row[0])
 
+    def _autocommit(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        """One statement in a transaction of its own, on this thread's connection."""
+        cur = self._conn().execute(sql, args)
+        self._checkpointer.wrote()
+        return cur
+
     def prune_replies(self, older_than: float) -> int:
-        return int(self._conn().execute("DELETE FROM replies WHERE ts < ?", (older_than,)).rowcount)
+        return int(self._autocommit("DELETE FROM replies WHERE ts < ?", (older_than,)).rowcount)
 
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
         self._add_reminder(self._conn(), Scheduled(group, shard, reminder))
+        self._checkpointer.wrote()
 
     @staticmethod
     def _add_reminder(conn: sqlite3.Connection, item: Scheduled) -> None:
@@ -334,11 +349,11 @@ class SqliteStore:
         )
 
     def cancel_reminder(self, address: str, rid: str) -> bool:
-        cur = self._conn().execute("DELETE FROM reminders WHERE address=? AND rid=?", (address, rid))
+        cur = self._autocommit("DELETE FROM reminders WHERE address=? AND rid=?", (address, rid))
         return cur.rowcount > 0
 
     def reschedule_reminder(self, group: str, shard: int, address: str, rid: str, due: float) -> bool:
-        cur = self._conn().execute("UPDATE reminders SET due=? WHERE address=? AND rid=?", (due, address, rid))
+        cur = self._autocommit("UPDATE reminders SET due=? WHERE address=? AND rid=?", (due, address, rid))
         return cur.rowcount > 0
 
     def reminders_of(self, address: str) -> list[Reminder]:
@@ -360,16 +375,17 @@ class SqliteStore:
         return [Reminder(r[0], r[1], float(r[2]), bytes(r[3] or b"")) for r in rows]
 
     def put(self, key: str, value: bytes) -> None:
-        self._conn().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+        self._autocommit("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
     def get(self, key: str) -> bytes | None:
         row = self._conn().execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def delete(self, key: str) -> None:
-        self._conn().execute("DELETE FROM kv WHERE key=?", (key,))
+        self._autocommit("DELETE FROM kv WHERE key=?", (key,))
 
     def close(self) -> None:
+        self._checkpointer.close()
         for name in ("conn", "writing"):
             conn = getattr(self._local, name, None)
             if conn is not None:

@@ -1,0 +1,66 @@
+"""The SQLite store's WAL is checkpointed by a thread of its own, not by the commit that
+happens to take it past SQLite's default 1,000 pages; the connections' own automatic
+checkpoint is only a bound."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from fluentfn.state import open_store
+from fluentfn.state._checkpoint import BOUND_PAGES
+from fluentfn.state._sqlite import SqliteStore
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _store(tmp_path: Path) -> SqliteStore:
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    assert isinstance(store, SqliteStore)
+    return store
+
+
+def _until(check: object, what: str) -> None:
+    deadline = time.monotonic() + 60.0  # generous: a loaded machine schedules the thread late
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within 60 s: {what}")
+        time.sleep(0.01)
+
+
+def test_commits_are_copied_into_the_database_file_by_the_thread(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    db = Path(store.path)
+    before = db.stat().st_size
+    blob = b"x" * 3000
+    for i in range(150):  # about 300 pages: under the bound and under SQLite's default too
+        store.save(f"T/{i}", expected=0, state=blob, fence=None, reply=(f"r{i}", b"ok"))
+    # The writers' own automatic checkpoint is the bound, so only the thread copies pages
+    # into the database file (it grows by the records' pages).
+    writer = store._writing_conn()
+    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BOUND_PAGES
+    _until(lambda: db.stat().st_size >= before + 150 * 3000, "the WAL copied into the database file")
+    assert store._checkpointer.checkpoints >= 1
+    # Everything stays readable, from the file and from a connection that opens it afresh.
+    other = sqlite3.connect(db)
+    assert other.execute("SELECT count(*) FROM state").fetchone()[0] == 150
+    other.close()
+    record = store.load("T/7")
+    assert record is not None and record.state == blob
+    store.close()
+
+
+def test_close_stops_the_thread_and_later_commits_still_land(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.put("k", b"v")
+    thread = store._checkpointer._thread
+    assert thread is not None
+    store.close()
+    assert not thread.is_alive()
+    store.put("k", b"w")  # a closed store's connections reopen; the bound checkpoints from now on
+    assert store.get("k") == b"w"
+    assert store._checkpointer._thread is thread  # no new thread after close
+    store.close()
