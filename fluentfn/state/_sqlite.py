@@ -69,7 +69,8 @@ class _Transaction:
         conn = self._conn
         try:
             if kind is not None:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # (SQLite ends it itself on some errors)
+                    conn.execute("ROLLBACK")
                 return
             try:
                 conn.execute("COMMIT")
