@@ -4,13 +4,14 @@ checkpoint is only a bound."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from fluentfn.state import open_store
+from fluentfn.state import _checkpoint, open_store
 from fluentfn.state._checkpoint import BOUND_PAGES
 from fluentfn.state._sqlite import SqliteStore
 
@@ -64,3 +65,27 @@ def test_close_stops_the_thread_and_later_commits_still_land(tmp_path: Path) -> 
     assert store.get("k") == b"w"
     assert store._checkpointer._thread is thread  # no new thread after close
     store.close()
+
+
+def test_an_idle_store_keeps_no_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_checkpoint, "IDLE_S", 0.05)
+    store = _store(tmp_path)
+    store.put("k", b"v")
+    checkpointer = store._checkpointer
+    _until(lambda: checkpointer._thread is None, "the idle thread ended")
+    store.put("k", b"w")  # the next commit starts another
+    assert checkpointer.threads == 2 and checkpointer._thread is not None
+    assert store.get("k") == b"w"
+    store.close()
+
+
+def test_a_store_dropped_without_close_keeps_no_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_checkpoint, "IDLE_S", 3600.0)  # not idleness: the store's end stops it
+    store = _store(tmp_path)
+    store.put("k", b"v")
+    thread = store._checkpointer._thread
+    assert thread is not None and thread.is_alive()
+    del store
+    gc.collect()
+    thread.join(timeout=60.0)
+    assert not thread.is_alive()

@@ -26,9 +26,17 @@ pages): only if the checkpointer thread cannot keep up."""
 GATHER_S = 0.005
 """How long the thread lets commits gather before a checkpoint."""
 
+IDLE_S = 5.0
+"""A thread that heard of no commit for this long ends (the next commit starts another):
+a store that is idle, or dropped without ``close``, keeps no thread."""
+
 
 class Checkpointer:
-    """One store file's checkpointer thread, started by the first commit it hears of."""
+    """One store file's checkpointer thread, started by a commit it hears of.
+
+    Invariant: while ``_due`` is set, a thread is alive that will see it (``_due`` is set,
+    and a thread ends, only under ``_lock``), so a commit that finds it set costs nothing.
+    """
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -37,28 +45,31 @@ class Checkpointer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.checkpoints = 0  # PASSIVE checkpoints run (observable; tests read it)
+        self.threads = 0  # threads started so far
 
     def wrote(self) -> None:
         """A connection of this process committed: checkpoint soon."""
         if self._due.is_set():
             return
-        if self._thread is None:
-            self._start()
-        self._due.set()
-
-    def _start(self) -> None:
         with self._lock:
-            if self._thread is not None or self._stop.is_set():
+            if self._stop.is_set():
                 return
-            self._thread = threading.Thread(target=self._run, name="fluentfn-sqlite-checkpoint", daemon=True)
-            self._thread.start()
+            self._due.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fluentfn-sqlite-checkpoint", daemon=True)
+                self.threads += 1
+                self._thread.start()
 
-    def close(self) -> None:
-        """Stop the thread (commits from then on leave checkpoints to the connections)."""
+    def stop(self) -> None:
+        """No checkpoints from now on (the store is closed or gone): the thread ends."""
         with self._lock:
             self._stop.set()
-            thread = self._thread
-        self._due.set()
+            self._due.set()
+
+    def close(self) -> None:
+        """``stop``, and wait for the thread to end."""
+        self.stop()
+        thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10.0)
 
@@ -67,11 +78,13 @@ class Checkpointer:
             conn = sqlite3.connect(self._path, timeout=0.0, isolation_level=None, check_same_thread=True)
         except sqlite3.Error as exc:
             log.warning("%s: no checkpointer thread (%s); commits checkpoint the WAL themselves", self._path, exc)
+            self.stop()
             return
         copied_before = -1
         try:
-            while not self._stop.is_set():
-                self._due.wait()
+            while True:
+                if not self._due.wait(IDLE_S) and self._ended():
+                    return
                 if self._stop.wait(GATHER_S):
                     return
                 self._due.clear()
@@ -83,6 +96,14 @@ class Checkpointer:
                 copied_before = copied
         finally:
             conn.close()
+
+    def _ended(self) -> bool:
+        """After ``IDLE_S`` without a commit: end this thread, unless one came meanwhile."""
+        with self._lock:
+            if self._due.is_set():
+                return False
+            self._thread = None
+            return True
 
     def _checkpoint(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """One PASSIVE checkpoint: (frames in the WAL, frames copied); (0, 0) if it could

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -113,6 +114,7 @@ class SqliteStore:
         self._writer = threading.Lock()  # this process's writers take turns (see _write)
         self._sync = sqlite_sync()
         self._checkpointer = Checkpointer(path)
+        weakref.finalize(self, self._checkpointer.stop)  # a store dropped unclosed keeps no thread
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")  # processes opening a new file at once: one sets it up
         try:
