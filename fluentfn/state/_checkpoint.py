@@ -5,9 +5,11 @@ into the database file and syncs both, in that commit: about one commit in 170 o
 ``persist="call"`` turn paid 20 ms or more for it (p99.9 of a write 22 ms, its mean
 twice its median, on a 2-core VM). Here a process's commits wake a checkpointer thread
 instead, which copies what the WAL holds (``PASSIVE``: it never waits for, or blocks,
-a reader or a writer) shortly after; a writer restarts the WAL from its beginning
-once everything in it has been copied. The connections' own automatic checkpoint stays
-as a bound (``BOUND_PAGES``) for when the thread falls behind.
+a reader or a writer) shortly after. A writer restarts the WAL from its beginning
+only if, when it begins, everything in the WAL has been copied: under writes that never
+pause that moment may not come, and the WAL grows to the connections' own automatic
+checkpoint, kept as a bound (``BOUND_PAGES``): a commit then checkpoints as before, but
+once per 8,192 pages instead of 1,000, with most of them already copied.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ GATHER_S = 0.005
 
 IDLE_S = 5.0
 """A thread that heard of no commit for this long ends (the next commit starts another):
-a store that is idle, or dropped without ``close``, keeps no thread."""
+an idle store keeps no thread (nor does a closed one, or one dropped unclosed: ``stop``)."""
 
 
 class Checkpointer:
