@@ -37,24 +37,26 @@ def test_commits_are_copied_into_the_database_file_by_the_thread(tmp_path: Path)
     db = Path(store.path)
     before = db.stat().st_size
     blob = b"x" * 3000
-    for i in range(150):  # about 300 pages: under the bound and under SQLite's default too
+    n = _checkpoint.EVERY_COMMITS + 2  # a checkpoint's worth, in fewer pages than the bound or SQLite's default
+    for i in range(n):
         store.save(f"T/{i}", expected=0, state=blob, fence=None, reply=(f"r{i}", b"ok"))
     # The writers' own automatic checkpoint is the bound, so only the thread copies pages
     # into the database file (it grows by the records' pages).
     writer = store._writing_conn()
     assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BOUND_PAGES
-    _until(lambda: db.stat().st_size >= before + 150 * 3000, "the WAL copied into the database file")
+    _until(lambda: db.stat().st_size >= before + _checkpoint.EVERY_COMMITS * 3000, "the WAL copied into the file")
     assert store._checkpointer.checkpoints >= 1
     # Everything stays readable, from the file and from a connection that opens it afresh.
     other = sqlite3.connect(db)
-    assert other.execute("SELECT count(*) FROM state").fetchone()[0] == 150
+    assert other.execute("SELECT count(*) FROM state").fetchone()[0] == n
     other.close()
     record = store.load("T/7")
     assert record is not None and record.state == blob
     store.close()
 
 
-def test_close_stops_the_thread_and_later_commits_still_land(tmp_path: Path) -> None:
+def test_close_stops_the_thread_and_later_commits_still_land(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_checkpoint, "EVERY_COMMITS", 1)
     store = _store(tmp_path)
     store.put("k", b"v")
     thread = store._checkpointer._thread
@@ -69,6 +71,7 @@ def test_close_stops_the_thread_and_later_commits_still_land(tmp_path: Path) -> 
 
 def test_an_idle_store_keeps_no_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_checkpoint, "IDLE_S", 0.05)
+    monkeypatch.setattr(_checkpoint, "EVERY_COMMITS", 1)
     store = _store(tmp_path)
     store.put("k", b"v")
     checkpointer = store._checkpointer
@@ -81,6 +84,7 @@ def test_an_idle_store_keeps_no_thread(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_a_store_dropped_without_close_keeps_no_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_checkpoint, "IDLE_S", 3600.0)  # not idleness: the store's end stops it
+    monkeypatch.setattr(_checkpoint, "EVERY_COMMITS", 1)
     store = _store(tmp_path)
     store.put("k", b"v")
     thread = store._checkpointer._thread

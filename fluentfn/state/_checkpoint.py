@@ -3,9 +3,9 @@
 By default the connection whose commit takes the WAL past 1,000 pages copies the WAL
 into the database file and syncs both, in that commit: about one commit in 170 of a
 ``persist="call"`` turn paid 20 ms or more for it (p99.9 of a write 22 ms, its mean
-twice its median, on a 2-core VM). Here a process's commits wake a checkpointer thread
-instead, which copies what the WAL holds (``PASSIVE``: it never waits for, or blocks,
-a reader or a writer) shortly after. A writer restarts the WAL from its beginning
+twice its median, on a 2-core VM). Here every ``EVERY_COMMITS`` commits of a process
+wake a checkpointer thread instead, which copies what the WAL holds (``PASSIVE``: it
+never waits for, or blocks, a reader or a writer). A writer restarts the WAL from its beginning
 only if, when it begins, everything in the WAL has been copied: under writes that never
 pause that moment may not come, and the WAL grows to the connections' own automatic
 checkpoint, kept as a bound (``BOUND_PAGES``): a commit then checkpoints as before, but
@@ -25,11 +25,13 @@ BOUND_PAGES = 8192
 """A connection's commit checkpoints the WAL itself past this many pages (32 MB of 4 KB
 pages): only if the checkpointer thread cannot keep up."""
 
-GATHER_S = 0.005
-"""How long the thread lets commits gather before a checkpoint."""
+EVERY_COMMITS = 128
+"""A checkpoint is due once this process has committed this many times since the last
+(about as often as SQLite's own default; each one syncs the WAL and the database file,
+and a sync of the WAL holds up the appends of a concurrent commit)."""
 
 IDLE_S = 5.0
-"""A thread that heard of no commit for this long ends (the next commit starts another):
+"""A thread that was given no checkpoint for this long ends (the next commit starts another):
 an idle store keeps no thread (nor does a closed one, or one dropped unclosed: ``stop``)."""
 
 
@@ -48,10 +50,12 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self.checkpoints = 0  # PASSIVE checkpoints run (observable; tests read it)
         self.threads = 0  # threads started so far
+        self._commits = 0  # since the last checkpoint (counted without a lock: an estimate)
 
     def wrote(self) -> None:
-        """A connection of this process committed: checkpoint soon."""
-        if self._due.is_set():
+        """A connection of this process committed: a checkpoint is due every ``EVERY_COMMITS``."""
+        self._commits += 1
+        if self._commits < EVERY_COMMITS or self._due.is_set():
             return
         with self._lock:
             if self._stop.is_set():
@@ -87,9 +91,10 @@ class Checkpointer:
             while True:
                 if not self._due.wait(IDLE_S) and self._ended():
                     return
-                if self._stop.wait(GATHER_S):
+                if self._stop.is_set():
                     return
                 self._due.clear()
+                self._commits = 0
                 frames, copied = self._checkpoint(conn)
                 # More to copy, and this one got somewhere (a reader holding an old snapshot
                 # stops the copy short: then the next commit tries again, not a busy loop).
