@@ -44,8 +44,11 @@ def test_commits_are_copied_into_the_database_file_by_the_thread(tmp_path: Path)
     # into the database file (it grows by the records' pages).
     writer = store._writing_conn()
     assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BOUND_PAGES
-    _until(lambda: db.stat().st_size >= before + _checkpoint.EVERY_COMMITS * 3000, "the WAL copied into the file")
-    assert store._checkpointer.checkpoints >= 1
+    checkpointer = store._checkpointer
+    _until(
+        lambda: checkpointer.checkpoints >= 1 and db.stat().st_size >= before + _checkpoint.EVERY_COMMITS * 3000,
+        "a checkpoint that copied the WAL into the file",
+    )
     # Everything stays readable, from the file and from a connection that opens it afresh.
     other = sqlite3.connect(db)
     assert other.execute("SELECT count(*) FROM state").fetchone()[0] == n

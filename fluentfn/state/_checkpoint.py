@@ -44,7 +44,7 @@ class Checkpointer:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._due = threading.Event()  # a commit happened since the last checkpoint
+        self._due = threading.Event()  # a checkpoint is due
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -86,7 +86,6 @@ class Checkpointer:
             log.warning("%s: no checkpointer thread (%s); commits checkpoint the WAL themselves", self._path, exc)
             self.stop()
             return
-        copied_before = -1
         try:
             while True:
                 if not self._due.wait(IDLE_S) and self._ended():
@@ -95,12 +94,9 @@ class Checkpointer:
                     return
                 self._due.clear()
                 self._commits = 0
-                frames, copied = self._checkpoint(conn)
-                # More to copy, and this one got somewhere (a reader holding an old snapshot
-                # stops the copy short: then the next commit tries again, not a busy loop).
-                if copied < frames and copied != copied_before:
-                    self._due.set()
-                copied_before = copied
+                # What it could not copy (commits that came meanwhile, frames a reader of an
+                # old snapshot still needs) waits for the next one: never a loop of syncs.
+                self._checkpoint(conn)
         finally:
             conn.close()
 
@@ -112,13 +108,11 @@ class Checkpointer:
             self._thread = None
             return True
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> tuple[int, int]:
-        """One PASSIVE checkpoint: (frames in the WAL, frames copied); (0, 0) if it could
-        not run (another process's checkpoint, or the file is gone)."""
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One PASSIVE checkpoint (skipped if another process's is running, or the file is gone)."""
         try:
-            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.OperationalError as exc:
             log.debug("%s: checkpoint skipped: %s", self._path, exc)
-            return 0, 0
+            return
         self.checkpoints += 1
-        return (0, 0) if busy else (int(frames), int(copied))
