@@ -41,3 +41,30 @@ def test_the_messaging_floor_is_a_real_grpc_stream_echo() -> None:
         assert echo.pingpong(b"x" * 1024, 50) > 0  # it checks the echoed bytes itself
     finally:
         echo.close()
+
+
+def test_the_gateway_floor_relays_through_a_real_grpc_relay() -> None:
+    from fluentfn.bench._peers import GrpcRelay
+
+    relay = GrpcRelay()
+    try:
+        for how in ("direct", "relayed"):  # the warm-up checks the echoed bytes
+            trips = relay.round_trips(how, b"y" * 100, 20)
+            assert len(trips) == 20 and min(trips) > 0
+    finally:
+        relay.close()
+
+
+def test_the_sqlite_floor_commits_what_a_turn_commits() -> None:
+    import sqlite3
+
+    from fluentfn.bench._peers import SqliteCommit
+
+    floor = SqliteCommit()
+    path = floor._dir.name + "/floor.db"
+    for _ in range(3):
+        floor.commit(b"state", b"reply")
+    with sqlite3.connect(path) as other:  # committed: another connection sees the rows
+        assert other.execute("SELECT version, state FROM state").fetchall() == [(3, b"state")]
+        assert other.execute("SELECT count(*) FROM replies").fetchone() == (3,)
+    floor.close()

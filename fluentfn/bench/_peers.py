@@ -1,21 +1,32 @@
-"""Peer systems measured beside fluentfn: a plain Ray actor and a raw grpcio echo server."""
+"""Peer systems and floors measured beside fluentfn: a plain Ray actor, raw grpcio echo
+servers and a relay, and a raw SQLite commit."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ..transport._raw import RawStub, serve_echo, serve_stream_echo, stream_pingpong
+from ..transport._raw import (
+    RawStub,
+    serve_echo,
+    serve_stream_echo,
+    serve_stream_relay,
+    stream_pingpong,
+    stream_round_trips,
+)
 
 
-def _serve(target: Callable[[Any], None]) -> tuple[Any, int]:
-    """Start ``target`` (a server that puts its port on the queue it is given) in a
-    process of its own; the process and the port."""
+def _serve(target: Callable[..., None], *args: Any) -> tuple[Any, int]:
+    """Start ``target`` (a server that puts its port on the queue it is given first) in
+    a process of its own; the process and the port."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=target, args=(q,), daemon=True)
+    proc = ctx.Process(target=target, args=(q, *args), daemon=True)
     proc.start()
     return proc, int(q.get(timeout=60))
 
@@ -48,6 +59,55 @@ class GrpcStreamEcho:
 
     def close(self) -> None:
         self._proc.kill()
+
+
+class GrpcRelay:
+    """The floor of a gateway hop: a grpc.aio stream echo and a grpc.aio relay in front
+    of it, each in a process of its own. ``direct`` and ``relayed`` give per-call round
+    trips (microseconds) on one stream, straight to the echo and through the relay."""
+
+    def __init__(self) -> None:
+        self._echo, echo_port = _serve(serve_stream_echo)
+        self._relay, relay_port = _serve(serve_stream_relay, f"127.0.0.1:{echo_port}")
+        self._endpoints = {"direct": f"127.0.0.1:{echo_port}", "relayed": f"127.0.0.1:{relay_port}"}
+
+    def round_trips(self, how: str, payload: bytes, n: int) -> list[float]:
+        return [t * 1e6 for t in stream_round_trips(self._endpoints[how], payload, n)]
+
+    def close(self) -> None:
+        self._relay.kill()
+        self._echo.kill()
+
+
+class SqliteCommit:
+    """The floor of a ``persist="call"`` turn's write: what it commits, in raw ``sqlite3``
+    (a WAL file, ``synchronous=NORMAL``): ``BEGIN IMMEDIATE``, an ``UPDATE`` of a state
+    row, an ``INSERT`` of a reply record, ``COMMIT``."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="fluentfn-bench-sqlite-")
+        self._conn = sqlite3.connect(Path(self._dir.name) / "floor.db", isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("CREATE TABLE state (address TEXT PRIMARY KEY, version INTEGER, state BLOB)")
+        self._conn.execute(
+            "CREATE TABLE replies (address TEXT, rid TEXT, reply BLOB, ts REAL, PRIMARY KEY (address, rid)) "
+            "WITHOUT ROWID"
+        )
+        self._conn.execute("INSERT INTO state VALUES ('floor/w', 0, x'')")
+        self._n = 0
+
+    def commit(self, state: bytes, reply: bytes) -> None:
+        self._n += 1
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE state SET version = ?, state = ? WHERE address = 'floor/w'", (self._n, state))
+        conn.execute("INSERT OR REPLACE INTO replies VALUES ('floor/w', ?, ?, ?)", (f"r{self._n}", reply, time.time()))
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+        self._dir.cleanup()
 
 
 class RayEcho:

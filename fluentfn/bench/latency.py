@@ -6,7 +6,10 @@ store) vs FaaS with the paper's storage profile. Systems, all measured in this r
 ``fluentfn`` (driver -> host over gRPC),
 ``fluentfn-actor-to-actor`` (an actor calling an actor on another host),
 ``fluentfn-colocated`` (an actor calling a co-located actor, in-process), ``ray-actor``
-(``ray.get(actor.echo.remote(x))``), ``grpc-floor`` (a raw grpcio unary echo), and
+(``ray.get(actor.echo.remote(x))``), ``grpc-floor`` (a raw grpcio unary echo),
+``grpc-stream-direct-floor`` / ``grpc-stream-relayed-floor`` (a raw grpc.aio stream echo,
+straight and through a raw grpc.aio relay: the floor of a gateway hop),
+``sqlite-commit-floor`` (the rows a ``persist="call"`` turn commits, in raw ``sqlite3``), and
 ``ff.Client-direct`` / ``ff.Client-via-gateway``: an external client (no Ray in its
 process) against ``fluentfn serve`` running in a process of its own, straight to the
 host that owns the key or through the gateway.
@@ -25,7 +28,7 @@ import fluentfn as ff
 from .._status import Status
 from ..placement import shard_for
 from . import _cases, _report
-from ._peers import GrpcEcho, RayEcho, time_calls
+from ._peers import GrpcEcho, GrpcRelay, RayEcho, SqliteCommit, time_calls
 
 PAYLOAD = b"x" * 100
 
@@ -261,6 +264,10 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append(_report.summarize("ray-actor", time_calls(lambda: ray_echo.call(PAYLOAD), n)))
         ray_echo.close()
         rows += _persist_rows("sqlite", n)
+    floor_db = SqliteCommit()
+    record = b"r" * 128
+    rows.append(_report.summarize("sqlite-commit-floor", time_calls(lambda: floor_db.commit(PAYLOAD, record), n)))
+    floor_db.close()
     with tempfile.TemporaryDirectory(prefix="fluentfn-bench-redis-") as workdir:
         redis = _redis_server(workdir)
         if redis is not None:
@@ -275,6 +282,10 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     floor = GrpcEcho()
     rows.append(_report.summarize("grpc-floor", time_calls(lambda: floor.call(PAYLOAD), n)))
     floor.close()
+    relay = GrpcRelay()
+    for how in ("direct", "relayed"):
+        rows.append(_report.summarize(f"grpc-stream-{how}-floor", relay.round_trips(how, PAYLOAD, n)))
+    relay.close()
     by = {r["system"]: r for r in rows}
     ray_p50 = by["ray-actor"]["p50_us"]
     for r in rows:
@@ -284,7 +295,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"1KB actor->actor: faas / stateful = {by['faas']['p50_us'] / stateful_msg:.0f}x, "
         f"faas-paper / stateful = {by['faas-paper']['p50_us'] / stateful_msg:.0f}x (paper: 108 ms / 290 us = 372x)",
         "persist=call / never (sqlite) p50 = "
-        f"{by['persist=call (sqlite)']['p50_us'] / by['persist=never (sqlite)']['p50_us']:.2f} (target <= 1.3)",
+        f"{by['persist=call (sqlite)']['p50_us'] / by['persist=never (sqlite)']['p50_us']:.2f} (target <= 1.3); "
+        f"call - never = {by['persist=call (sqlite)']['p50_us'] - by['persist=never (sqlite)']['p50_us']:.0f} us, "
+        f"floor: a raw SQLite commit of the same rows = {by['sqlite-commit-floor']['p50_us']:.0f} us",
         *(
             f"1KB change to a 100MB / a 4KB state ({store}) p50 = {_ratio(by, store):.2f} (target <= 2)"
             for store in ("sqlite", "redis")
@@ -297,6 +310,10 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"external client / driver call p50: direct {by['ff.Client-direct']['p50_us'] / by['fluentfn']['p50_us']:.2f} "
         f"(target <= 1.2), via the gateway {by['ff.Client-via-gateway']['p50_us'] / by['fluentfn']['p50_us']:.2f} "
         "(target <= 1.5); the clients call `fluentfn serve` in a process of its own",
+        f"via the gateway / direct (ff.Client) p50 = "
+        f"{by['ff.Client-via-gateway']['p50_us'] / by['ff.Client-direct']['p50_us']:.2f}; floor: a raw grpc.aio "
+        f"relay / a raw grpc.aio stream = "
+        f"{by['grpc-stream-relayed-floor']['p50_us'] / by['grpc-stream-direct-floor']['p50_us']:.2f}",
     ]
     node = [r for r in rows if r["system"].startswith("node-")]
     if node:

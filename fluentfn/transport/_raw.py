@@ -1,5 +1,5 @@
-"""Bare gRPC, beside fluentfn's own callers: a unary echo server and a grpc.aio stream
-ping-pong (the transport floors the benchmarks compare against), and a blocking stub
+"""Bare gRPC, beside fluentfn's own callers: a unary echo server, a grpc.aio stream
+ping-pong and a stream relay (the transport floors the benchmarks compare against), and a blocking stub
 that sends one ``Call`` exactly as given (for fuzzing hosts and gateways with malformed
 requests)."""
 
@@ -66,8 +66,14 @@ def serve_stream_echo(port_queue: Any) -> None:
 
 def stream_pingpong(endpoint: str, payload: bytes, n: int) -> float:
     """Seconds for ``n`` round trips of ``payload`` on one grpc.aio stream, one at a time."""
+    return sum(stream_round_trips(endpoint, payload, n))
 
-    async def main() -> float:
+
+def stream_round_trips(endpoint: str, payload: bytes, n: int) -> list[float]:
+    """Each of ``n`` round trips of ``payload`` on one grpc.aio stream, one at a time
+    (seconds), after a warm-up that checks the echo."""
+
+    async def main() -> list[float]:
         async with grpc.aio.insecure_channel(endpoint) as channel:
             stream: Any = pb_grpc.ActorHostStub(channel).InvokeStream()  # type: ignore[call-arg]  # aio: write() feeds it
             one = pb.CallBatch(calls=[pb.Call(args=payload)])
@@ -76,15 +82,47 @@ def stream_pingpong(endpoint: str, payload: bytes, n: int) -> float:
                 got = await stream.read()
                 if [r.value for r in got.replies] != [payload]:
                     raise RuntimeError(f"the stream echo at {endpoint} answered {got!r}")
-            t0 = time.perf_counter()
+            clock = time.perf_counter
+            trips = []
             for _ in range(n):
+                t0 = clock()
                 await stream.write(one)
                 await stream.read()
-            elapsed = time.perf_counter() - t0
+                trips.append(clock() - t0)
             await stream.done_writing()
-            return elapsed
+            return trips
 
     return asyncio.run(main())
+
+
+class _Relay(pb_grpc.ActorHostServicer):
+    """Passes each batch of a stream on to ``upstream`` on a stream of its own, and its
+    answer back: what a gateway does, without routing."""
+
+    def __init__(self, upstream: str) -> None:
+        self._channel = grpc.aio.insecure_channel(upstream)
+
+    async def InvokeStream(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.ReplyBatch]:
+        out: Any = pb_grpc.ActorHostStub(self._channel).InvokeStream()  # type: ignore[call-arg]
+        async for batch in request_iterator:
+            await out.write(batch)
+            yield await out.read()
+        await out.done_writing()
+
+
+def serve_stream_relay(port_queue: Any, upstream: str) -> None:
+    """Serve a grpc.aio stream relay to ``upstream`` on a free loopback port (put on
+    ``port_queue``) until killed: the floor of a gateway hop."""
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        pb_grpc.add_ActorHostServicer_to_server(_Relay(upstream), server)  # type: ignore[abstract]
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        port_queue.put(port)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
 
 
 def serve_echo(port_queue: Any) -> None:
