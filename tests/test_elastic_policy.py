@@ -71,6 +71,20 @@ def test_autoscale_follows_sustained_load_only() -> None:
     assert policy.handle(Sample(17.0, hosts=0, load=1)) is None  # a call: the mechanism cold-starts one host
 
 
+def test_autoscale_never_stops_a_host_that_is_still_starting() -> None:
+    """A cold start slower than ``down_after_s`` (a GPU host on a slow machine): the host
+    is kept until it is up, and only then may a lull stop it."""
+    policy = AutoscalePolicy(Autoscale(target_inflight=1, up_after_s=0, down_after_s=1), min_hosts=0, max_hosts=1)
+    for t in range(10):  # ten seconds of starting, no load seen (the waiting call is on no host yet)
+        assert policy.handle(Sample(float(t), hosts=1, load=0, starting=1)) is None
+    assert policy.handle(Sample(10.0, hosts=1, load=1)) is None  # up, serving the call
+    assert policy.handle(Sample(10.5, hosts=1, load=0)) is None  # the lull begins now, not at the start
+    assert policy.handle(Sample(11.5, hosts=1, load=0)) == 0
+    # Growing is not held back by a host still starting.
+    grow = AutoscalePolicy(Autoscale(target_inflight=1, up_after_s=0, down_after_s=1), min_hosts=0, max_hosts=3)
+    assert grow.handle(Sample(0.0, hosts=1, load=3, starting=1)) == 3
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     loads=st.lists(st.floats(0, 100), min_size=1, max_size=40),
@@ -86,4 +100,20 @@ def test_autoscale_stays_within_bounds_and_never_overshoots(loads: list[float], 
             assert lo <= decided <= hi and decided != hosts
             if decided > hosts:
                 assert decided <= policy.wanted(load) or decided <= max(policy.wanted(x) for x in loads[: i + 1])
+            hosts = decided
+
+
+@settings(max_examples=200, deadline=None)
+@given(samples=st.lists(st.tuples(st.floats(0, 100), st.booleans()), min_size=1, max_size=40))
+def test_autoscale_never_shrinks_while_a_host_starts(samples: list[tuple[float, bool]]) -> None:
+    policy = AutoscalePolicy(Autoscale(target_inflight=4, up_after_s=1, down_after_s=3), min_hosts=0, max_hosts=4)
+    hosts, since_all_up = 1, 0.0
+    for i, (load, starting) in enumerate(samples):
+        now = float(i)
+        if starting:
+            since_all_up = now + 1  # the lull can begin at the next sample at the earliest
+        decided = policy.handle(Sample(now, hosts=hosts, load=load, starting=int(starting) * hosts))
+        if decided is not None and decided < hosts:
+            assert not starting and now - since_all_up >= 3  # a whole lull, every host up
+        if decided is not None:
             hosts = decided

@@ -72,11 +72,10 @@ class Autoscaler:
     async def _autoscale_once(self, group: str, g: Group) -> None:
         assert g.policy is not None
         hosts = list(g.hosts.values())
-        loads = await asyncio.gather(
-            *(asyncio.wait_for(h.handle.load.remote(), 5) for h in hosts if h.up.is_set()), return_exceptions=True
-        )
+        up = [h for h in hosts if h.up.is_set()]
+        loads = await asyncio.gather(*(asyncio.wait_for(h.handle.load.remote(), 5) for h in up), return_exceptions=True)
         load = float(sum(x for x in loads if isinstance(x, int)))
-        want = g.policy.handle(Sample(time.monotonic(), len(hosts), load))
+        want = g.policy.handle(Sample(time.monotonic(), len(hosts), load, starting=len(hosts) - len(up)))
         if want is None or want == len(hosts):
             return
         if want > len(hosts) and not g.started:

@@ -10,7 +10,11 @@ the type should have. Rules:
   ``up_after_s``; fewer only after it has stayed below for ``down_after_s`` (so a burst
   or a lull shorter than that changes nothing); a step goes to the lowest wanted count
   of the window when growing, the highest when shrinking (never overshooting the load);
-- with ``min_hosts=0`` an idle type goes to zero hosts after ``down_after_s``.
+- with ``min_hosts=0`` an idle type goes to zero hosts after ``down_after_s``;
+- never fewer while a host is still starting: its load is not known yet (the call that
+  cold-started it waits for it), so the wait for fewer begins once every host is up.
+  Without this, a host that takes longer than ``down_after_s`` to start was stopped
+  before it could serve the call that started it, again and again.
 
 No clocks, Ray or sockets; ``tests/test_elastic_policy.py`` checks it with hypothesis.
 """
@@ -40,11 +44,13 @@ class Autoscale:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """At ``now``, the type runs ``hosts`` hosts with ``load`` turns running or queued."""
+    """At ``now``, the type runs ``hosts`` hosts with ``load`` turns running or queued on
+    those that are up; ``starting`` of the ``hosts`` are not up yet."""
 
     now: float
     hosts: int
     load: float
+    starting: int = 0
 
 
 @dataclass(slots=True)
@@ -74,6 +80,9 @@ class AutoscalePolicy:
         want = self.wanted(sample.load)
         if want == sample.hosts:
             self._window.clear()
+            return None
+        if want < sample.hosts and sample.starting:
+            self._window.clear()  # a host still starting: its load is unknown, so no lull yet
             return None
         if self._window and (self._window[0][1] > sample.hosts) != (want > sample.hosts):
             self._window.clear()  # the direction changed: start over
