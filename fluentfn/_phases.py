@@ -82,6 +82,16 @@ class PhaseTally:
         so a hot method costs a dict lookup per turn while its histogram stays unbiased."""
         return self._weight(self._turns, what)
 
+    def untimed(self, what: str) -> int:
+        """How many of ``what``'s next turns ``turn_weight`` would give 0 (0: the next one
+        is timed). A batch runs that many without asking, then ``skip``s them."""
+        n = self._turns.get(what, 0) + 1  # the next turn's number
+        return 0 if n <= EXACT else -n % EVERY
+
+    def skip(self, what: str, count: int) -> None:
+        """Count ``count`` turns of ``what`` that ran untimed (``untimed`` said they would)."""
+        self._turns[what] = self._turns.get(what, 0) + count
+
     def call_weight(self, what: str) -> int:
         """``turn_weight`` for the calls this process makes of ``what``."""
         return self._weight(self._calls, what)

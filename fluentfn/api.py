@@ -27,6 +27,10 @@ _KNOWN_TYPES: dict[str, ActorType] = {}
 (and when defined later), so that code in other processes can call them by name."""
 
 _on_new_type: list[Callable[[ActorType], None]] = []
+_SHORT_RECORD = 24
+"""A bulk item's record this short (a value like None, a flag or a count) is decoded once
+per batch: the same bytes are the same value."""
+_IMMUTABLE = (type(None), bool, int, float, str)
 
 
 def known_type(name: str) -> ActorType | None:
@@ -104,16 +108,24 @@ class ActorType:
                 for shard, entries in by_shard.items()
             }
             refused: dict[str, list[Any]] = {}
+            small: dict[bytes, Any] = {}  # a short record's value (None, a flag, a count), decoded once
             for shard, fut in futures.items():
                 for (key, args, _), raw in zip(by_shard[shard], fut.result(), strict=True):
+                    short = type(raw) is bytes and len(raw) <= _SHORT_RECORD
+                    if short and raw in small:
+                        results[key] = small[raw]
+                        continue
                     _, reply = read_record(raw)
                     if reply.error is not None and reply.error.code in REROUTE_CODES:
                         refused[key] = args  # its partition moved before it ran
                         continue
                     try:
-                        results[key] = reply_value(reply)
+                        results[key] = value = reply_value(reply)
                     except FluentError as exc:
                         first_error = first_error or exc
+                    else:
+                        if short and type(value) in _IMMUTABLE:
+                            small[raw] = value
             if refused and time.monotonic() > deadline:
                 raise Unavailable(f"{self.name}.bulk: {len(refused)} items found no owner of their partition in time")
             pending, attempt = refused, 1

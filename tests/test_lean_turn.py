@@ -1,11 +1,13 @@
-"""The first-attempt turn (``TurnRunner._run_first``: most turns of every persist mode)
-against the general path it shortcuts: the same operations, run on two engines, one of
-them made to take the general path, give the same replies, state (in memory and, where
-one is written, in the store), reply records and counters."""
+"""The shortcuts a turn takes against the general path: the first-attempt turn
+(``TurnRunner._run_first``: most turns of every persist mode) and the batch of turns a
+memory-only type's bulk items run in (``TurnRunner.run_batch``). The same operations,
+run on two engines, one of them made to take the general path, give the same replies,
+state (in memory and, where one is written, in the store), reply records and counters."""
 
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -18,11 +20,13 @@ from fluentfn._actordef import ActorDef
 from fluentfn._call import Call, Outcome
 from fluentfn._context import Context
 from fluentfn._ioloop import IoLoop
+from fluentfn._phases import EVERY, EXACT, TALLY
+from fluentfn.host import _engine
 from fluentfn.host._activations import Activation
-from fluentfn.host._bulk import _bulk_sync
+from fluentfn.host._bulk import Batch, _bulk_sync, item_request_id
 from fluentfn.host._engine import HostEngine
 from fluentfn.host._runner import _ended
-from fluentfn.host._turn import Request
+from fluentfn.host._turn import Request, record_for
 from fluentfn.state import open_store
 from fluentfn.state._codec import decode_state
 from fluentfn.wire import codec
@@ -87,6 +91,11 @@ def make_engine(io: IoLoop, general: bool, mode: str = "never") -> HostEngine:
             return _ended(ctx._times, runner._unless_moved(act, req.call, runner._run_sync(req, act, ctx)))
 
         runner._run_first = general_path  # type: ignore[method-assign]
+
+        def one_by_one(reqs: list[Request]) -> list[bytes]:
+            return [record_for(r.call, eng.turn_here(r)) for r in reqs]
+
+        eng.turns_here = one_by_one  # type: ignore[method-assign]
     return eng
 
 
@@ -99,24 +108,33 @@ OP = st.tuples(
 )
 
 
-def run_op(eng: HostEngine, op: tuple[str, str, int, int, int]) -> tuple[Any, ...]:
-    definition = eng.types["Lean"]
-    key, method, k, rid, attempt = op
-    args: tuple[Any, ...] = (k,) if method == "add" else ()
-    call = Call(
+def run_batch(
+    eng: HostEngine, method: str, items: list[tuple[str, list[Any]]], batch: str, attempt: int
+) -> list[tuple[Any, ...]]:
+    """One bulk batch of ``method`` on ``items`` (key, args), run as a worker runs it."""
+    bulk = Call(
         type_name="Lean",
-        key=key,
-        method=method,
-        args=codec.encode_args(args, {}),
-        request_id=f"r{rid}",
+        key=items[0][0],
+        method="__bulk__",
+        args=codec.encode_args((method, [[k, a, {}] for k, a in items], batch, attempt), {}),
+        request_id=f"bulk-{batch}",
         deadline=time.time() + 60,
-        attempt=attempt,
     )
-    (reply,) = _bulk_sync(eng, definition, definition.method(method), [(call, args, {})])
-    assert reply is not None
+    return [_shown(raw) for raw in _bulk_sync(eng, Batch.of(eng, eng.types["Lean"], bulk))]
+
+
+def _shown(raw: bytes) -> tuple[Any, ...]:
+    _, reply = read_record(raw)
     if reply.error is not None:
         return ("error", reply.error.code, reply.error.exc_type, reply.error.message)
     return ("ok", codec.decode(reply.value))
+
+
+def run_op(eng: HostEngine, op: tuple[str, str, int, int, int]) -> tuple[Any, ...]:
+    """One operation: a batch of one item (its request id the same for the same ``rid``)."""
+    key, method, k, rid, attempt = op
+    (out,) = run_batch(eng, method, [(key, [k] if method == "add" else [])], f"r{rid}", attempt)
+    return out
 
 
 def observed(eng: HostEngine) -> dict[str, Any]:
@@ -175,8 +193,8 @@ def test_first_attempts_equal_the_general_path(
 
 def test_lean_turn_is_taken_and_replays_a_repeated_id(shared_io: IoLoop) -> None:
     """The shortcut runs (a first attempt), and an id seen before is answered from memory,
-    not run again."""
-    eng = make_engine(shared_io, False)
+    not run again (``persist="call"``: bulk items are turns of their own)."""
+    eng = make_engine(shared_io, False, "call")
     taken: list[str] = []
     lean = eng.runner._run_first
 
@@ -188,7 +206,131 @@ def test_lean_turn_is_taken_and_replays_a_repeated_id(shared_io: IoLoop) -> None
     assert run_op(eng, ("a", "add", 2, 1, 0)) == ("ok", 2)
     assert run_op(eng, ("a", "add", 2, 1, 0)) == ("ok", 2)  # same id: the recorded reply
     assert run_op(eng, ("a", "add", 3, 2, 1)) == ("ok", 5)  # a retry: the general path
-    assert taken == ["r1", "r1"]
+    assert taken == [item_request_id("r1", "a")] * 2
     assert observed(eng)["state"] == {"Lean/a": (5, [2, 3])}
     assert eng.counters["calls"] == 2
+    shared_io.run(eng.close(grace_s=0.0))
+
+
+# -- the batch of turns (``run_batch``) ------------------------------------------------------
+
+ITEM = st.tuples(
+    st.sampled_from(["a", "b", "c", "broken-1"]),  # the same key may come again in a batch
+    st.sampled_from(["add", "fail", "unsendable", "peek", "nothing"]),
+    st.integers(-5, 5),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=st.lists(
+        st.tuples(st.lists(ITEM, min_size=1, max_size=12), st.integers(0, 3), st.sampled_from([0, 0, 1])),
+        min_size=1,
+        max_size=6,
+    ),
+    untimed=st.integers(0, 5),
+)
+def test_batches_of_turns_equal_the_general_path(
+    shared_io: IoLoop, batches: list[tuple[list[tuple[str, str, int]], int, int]], untimed: int
+) -> None:
+    """Whole bulk batches (one method each; repeated keys; a batch sent again, as a
+    retry or not), with the phase tally timing none, some or every turn (``untimed``:
+    the batch runs that many turns between two timed ones)."""
+    lean, general = make_engine(shared_io, False), make_engine(shared_io, True)
+    try:
+        with _untimed(untimed):
+            for items, batch_id, attempt in batches:
+                method = items[0][1]
+                args = [(key, [k] if method == "add" else []) for key, _, k in items]
+                batch = f"B{batch_id}"
+                assert run_batch(lean, method, args, batch, attempt) == run_batch(
+                    general, method, args, batch, attempt
+                ), items
+        assert observed(lean) == observed(general)
+    finally:
+        for eng in (lean, general):
+            shared_io.run(eng.close(grace_s=0.0))
+
+
+class _untimed:
+    """While in use, batches take the phase tally to time no turn but one in ``every + 1``
+    (every one, with 0): the turns they do not run go through the general path's own
+    sampling."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def untimed(self, what: str) -> int:
+        return self.every
+
+    def skip(self, what: str, count: int) -> None:
+        TALLY.skip(what, count)
+
+    def __enter__(self) -> None:
+        _engine.TALLY = self  # type: ignore[assignment]
+
+    def __exit__(self, *exc: object) -> None:
+        _engine.TALLY = TALLY
+
+
+def test_a_memory_only_batch_runs_as_batches_of_turns_in_order(shared_io: IoLoop) -> None:
+    """The items run in ``run_batch``, not one turn each, in order; the same key again in
+    a batch is the same request (its id is the batch's and the key's): answered from its
+    record, not run again; each identity's ``ff.context()`` is its own."""
+    eng = make_engine(shared_io, False)
+    batches: list[int] = []
+    real = eng.runner.run_batch
+
+    def spy(reqs: Any, *rest: Any) -> None:
+        batches.append(len(reqs))
+        real(reqs, *rest)
+
+    eng.runner.run_batch = spy  # type: ignore[method-assign]
+    with _untimed(1000):
+        out = run_batch(eng, "add", [("a", [1]), ("b", [2]), ("a", [3]), ("broken-1", [4])], "B", 0)
+        peeks = run_batch(eng, "peek", [("a", []), ("b", [])], "P", 0)
+    assert out[:3] == [("ok", 1), ("ok", 2), ("ok", 1)]
+    assert (out[3][0], out[3][2]) == ("error", "ValueError")  # its __init__ raised
+    assert batches == [4, 2]
+    assert peeks == [("ok", (1, item_request_id("P", "a"))), ("ok", (2, item_request_id("P", "b")))]
+    assert observed(eng)["state"] == {"Lean/a": (1, [1]), "Lean/b": (2, [2])}
+    assert eng.counters["calls"] == 4 and eng.counters["activations"] == 2
+    shared_io.run(eng.close(grace_s=0.0))
+
+
+def test_a_batch_waits_for_a_busy_identity_and_keeps_the_order(shared_io: IoLoop) -> None:
+    """An item whose identity another caller holds waits its turn there; the items after
+    it wait too (a batch runs in order), and all run once it is free."""
+    eng = make_engine(shared_io, False)
+    definition = eng.types["Lean"]
+    held = Request(definition, definition.method("add"), Call("Lean", "a", "add", request_id="x"), "a", (0,), {})
+    entered = eng.admission.enter(held)
+    assert entered is not None
+    out: list[Any] = []
+    with _untimed(1000):
+        runner = threading.Thread(
+            target=lambda: out.extend(run_batch(eng, "add", [("b", [1]), ("a", [2]), ("c", [3])], "B", 0))
+        )
+        runner.start()
+        deadline = time.monotonic() + 60
+        while "Lean/b" not in observed(eng)["state"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert observed(eng)["state"] == {"Lean/b": (1, [1])}  # b ran; a is held; c waits behind a
+        eng.admission.leave(*entered)
+        runner.join(60)
+    assert out == [("ok", 1), ("ok", 2), ("ok", 3)]
+    assert observed(eng)["state"] == {"Lean/a": (2, [2]), "Lean/b": (1, [1]), "Lean/c": (3, [3])}
+    shared_io.run(eng.close(grace_s=0.0))
+
+
+def test_a_batch_still_times_one_turn_in_every(shared_io: IoLoop) -> None:
+    """The phase tally's sample is the same whether the turns ran in batches or not: past
+    the first ``EXACT``, one turn in ``EVERY`` is timed, counted ``EVERY`` times."""
+    eng = make_engine(shared_io, False)
+    what = "Lean.nothing"
+    TALLY._turns[what] = EXACT  # past the turns every method has timed (a multiple of EVERY)
+    before = TALLY.counters().get(f"~{what}~run~n", 0)
+    run_batch(eng, "nothing", [(f"k{i}", []) for i in range(2 * EVERY)], "T", 0)
+    assert TALLY.counters()[f"~{what}~run~n"] - before == 2 * EVERY
+    assert TALLY._turns[what] == EXACT + 2 * EVERY
     shared_io.run(eng.close(grace_s=0.0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
@@ -14,8 +14,6 @@ from ..wire.errors import describe_error
 from ..wire.records import record_of
 from ._ports import BulkPort
 from ._turn import Request
-
-Item = tuple[Call, tuple[Any, ...], dict[str, Any]]
 
 
 def item_request_id(batch: str, key: str) -> str:
@@ -34,63 +32,104 @@ async def bulk(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome:
     if isinstance(ran, Outcome):
         return ran
     replies = await asyncio.gather(*(engine.dispatch(sub, local=True) for sub in ran))
-    return _outcome(replies)
-
-
-def _in_worker(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome | list[Call]:
-    """A sync method's batch, run: its reply. An async method's: its items, to dispatch."""
-    method, items = _items(engine, definition, call)
-    if not method.is_async:
-        return _outcome(_bulk_sync(engine, definition, method, items))
-    for sub, a, kw in items:
-        sub.args = codec.encode_args(a, kw)
-    return [sub for sub, _, _ in items]
-
-
-def _items(engine: BulkPort, definition: ActorDef, call: Call) -> tuple[MethodInfo, list[Item]]:
-    """The items of a bulk call, each a call of its own (InvalidRequest if malformed)."""
-    args, _ = codec.decode_args(call.args)
-    if not (
-        2 <= len(args) <= 4
-        and isinstance(args[0], str)
-        and isinstance(args[1], list)
-        and all(isinstance(a, str) for a in args[2:3])
-        and all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in args[3:4])
-    ):
-        raise InvalidRequest("a bulk call carries [method, [[key, args, kwargs], ...], batch id?, attempt?]")
-    method = definition.method(args[0])
-    batch = args[2] if len(args) > 2 else call.request_id
-    attempt = max(call.attempt, args[3] if len(args) > 3 else 0)
-    items: list[Item] = []
-    for entry in args[1]:
-        if not (
-            isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], list) and isinstance(entry[2], dict)
-        ):
-            raise InvalidRequest("a bulk entry is [key, args, kwargs]")
-        key = engine.own(entry[0])
-        sub_id = item_request_id(batch, key)
-        # Positional (keywords cost a third of the item's bookkeeping). ``attempt``: a re-sent
-        # batch's items may have run, and their recorded replies answer.
-        sub = Call(call.type_name, key, method.name, b"", sub_id, call.deadline, (), sub_id, 0, False, attempt)
-        items.append((sub, tuple(entry[1]), entry[2]))
-    return method, items
-
-
-def _outcome(replies: list[Outcome | None]) -> Outcome:
-    """The bulk call's reply: the record of each item's outcome, in order."""
     return Outcome(value=codec.encode([record_of(r) if r is not None else b"" for r in replies]))
 
 
-def _bulk_sync(engine: BulkPort, definition: ActorDef, method: MethodInfo, items: list[Item]) -> list[Outcome | None]:
-    """Sync bulk items in this worker thread: no hop per identity."""
-    out: list[Outcome | None] = []
-    engine.counters["local_calls"] += len(items)
-    for sub, args, kwargs in items:
-        try:
-            method.bind(args, kwargs)
-        except FluentError as exc:
-            engine.counters["errors"] += 1
-            out.append(Outcome(error=describe_error(exc)))
-            continue
-        out.append(engine.turn_here(Request(definition, method, sub, sub.key, args, kwargs)))
-    return out
+def _in_worker(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome | list[Call]:
+    """A sync method's batch, run: its reply (each item's record, in order). An async
+    method's: its items, to dispatch."""
+    batch = Batch.of(engine, definition, call)
+    if not batch.method.is_async:
+        return Outcome(value=codec.encode(_bulk_sync(engine, batch)))
+    subs: list[Call] = []
+    for key, args, kwargs in batch.entries:
+        sub = batch.item(key)
+        sub.args = codec.encode_args(tuple(args), kwargs)
+        subs.append(sub)
+    return subs
+
+
+class Batch(NamedTuple):
+    """A bulk call's items, checked: ``entries`` are ``[key, args, kwargs]``, each key
+    owned here."""
+
+    definition: ActorDef
+    method: MethodInfo
+    call: Call
+    entries: list[list[Any]]
+    batch: str
+    attempt: int
+
+    @classmethod
+    def of(cls, engine: BulkPort, definition: ActorDef, call: Call) -> Batch:
+        """The items of a bulk call (InvalidRequest if malformed, Redirect if a key is
+        not this shard's): all checked before any runs."""
+        args, _ = codec.decode_args(call.args)
+        if not (
+            2 <= len(args) <= 4
+            and isinstance(args[0], str)
+            and isinstance(args[1], list)
+            and all(isinstance(a, str) for a in args[2:3])
+            and all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in args[3:4])
+        ):
+            raise InvalidRequest("a bulk call carries [method, [[key, args, kwargs], ...], batch id?, attempt?]")
+        method = definition.method(args[0])
+        entries: list[list[Any]] = args[1]
+        for entry in entries:
+            if not (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and isinstance(entry[1], list)
+                and isinstance(entry[2], dict)
+            ):
+                raise InvalidRequest("a bulk entry is [key, args, kwargs]")
+            entry[0] = engine.own(entry[0])
+        # ``attempt``: a re-sent batch's items may have run, and their recorded replies answer.
+        attempt = max(call.attempt, args[3] if len(args) > 3 else 0)
+        return cls(definition, method, call, entries, args[2] if len(args) > 2 else call.request_id, attempt)
+
+    def item(self, key: str) -> Call:
+        """The call of the item of ``key`` (its request id the same in every re-sent copy)."""
+        sub_id = item_request_id(self.batch, key)
+        # Positional (keywords cost a third of the item's bookkeeping).
+        c = self.call
+        return Call(c.type_name, key, self.method.name, b"", sub_id, c.deadline, (), sub_id, 0, False, self.attempt)
+
+
+_CHUNK = 64
+"""Items made into calls at a time: a batch's per-item objects live for a chunk, not for
+the whole batch (fewer objects for the cyclic collector to walk, however large the batch)."""
+
+
+def _bulk_sync(engine: BulkPort, batch: Batch) -> list[bytes]:
+    """Sync bulk items in this worker thread, no hop per identity: the record of each
+    item's outcome, in order. A memory-only type's first attempts run in batches of turns
+    (``turns_here``); the rest one by one (``turn_here``)."""
+    definition, method, entries = batch.definition, batch.method, batch.entries
+    engine.counters["local_calls"] += len(entries)
+    batched = definition.options.persist.memory_only and batch.attempt == 0  # item ids are never keyed
+    records: list[bytes] = []
+    for start in range(0, len(entries), _CHUNK):
+        out: list[bytes | None] = []
+        reqs: list[Request] = []
+        for key, a, kwargs in entries[start : start + _CHUNK]:
+            args = tuple(a)
+            try:
+                method.bind(args, kwargs)
+            except FluentError as exc:
+                engine.counters["errors"] += 1
+                out.append(record_of(Outcome(error=describe_error(exc))))
+                continue
+            req = Request(definition, method, batch.item(key), key, args, kwargs)
+            if batched:
+                out.append(None)  # its reply, once its batch of turns ran
+                reqs.append(req)
+            else:
+                out.append(record_of(engine.turn_here(req)))
+        replies = iter(engine.turns_here(reqs) if reqs else ())
+        records += [next(replies) if r is None else r for r in out]
+        entries[start : start + len(out)] = _SPENT[: len(out)]  # the decoded items go with the chunk
+    return records
+
+
+_SPENT: list[list[Any]] = [[]] * _CHUNK  # one empty list, in each place an item was

@@ -30,9 +30,11 @@ from .._actordef import ActorDef, MethodInfo
 from .._call import Args, Call, Outcome
 from .._context import Context
 from .._ioloop import spawn
+from .._phases import TALLY
 from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
 from .._stats import new_counters
 from .._status import Status
+from .._tracing import enabled as tracing_enabled
 from .._tracing import turn_times
 from ..errors import FluentError, InvalidRequest, Redirect, Unavailable
 from ..placement import shard_for
@@ -48,7 +50,7 @@ from ._persistence import Persistence
 from ._policy import Why
 from ._runner import Hooks, TurnRunner
 from ._timers import Timers
-from ._turn import Request, may_repeat
+from ._turn import Request, may_repeat, record_for
 from ._types import KnownTypes, TypeLoader
 from ._upkeep import Upkeep
 from ._workers import Workers
@@ -341,6 +343,35 @@ class HostEngine:
             return self.runner.run_sync(req, act, self.context_for(act, req.call, req.method))
         finally:
             self.admission.leave(act, tid)
+
+    def turns_here(self, reqs: list[Request]) -> list[bytes]:
+        """``turn_here`` for each of ``reqs``, in order: the records of their replies
+        (``record_for``). First attempts of one sync method of a memory-only type (a bulk
+        batch's items), most of them in batches (``TurnRunner.run_batch``); a turn the
+        phase tally times, or any while tracing, and an item whose identity is busy, take
+        ``turn_here``."""
+        out: list[bytes] = []
+        what, count = reqs[0].method.what, len(reqs)
+        while len(out) < count:
+            start = len(out)
+            untimed = 0 if tracing_enabled() else TALLY.untimed(what)
+            if untimed:
+                chunk = reqs[start : start + untimed]
+                self.runner.run_batch(chunk, self.admission.enter, self.admission.leave, self._untimed_context, out)
+                TALLY.skip(what, len(out) - start)
+                if len(out) - start == len(chunk):
+                    continue
+            req = reqs[len(out)]  # timed, or its identity is busy: it waits its turn
+            out.append(record_for(req.call, self.turn_here(req)))
+        return out
+
+    def _untimed_context(self, act: Activation, call: Call) -> Context:
+        """``context_for`` a first attempt's turn that is neither timed nor traced."""
+        return Context.of_turn(
+            act.address, act.key, act.type_name, self.node_id, self.gpu_ids, "stateful",
+            (*call.call_chain, act.address), call.chain_id or call.request_id, call.deadline, call.request_id,
+            False, self.upkeep.reminders, self.timers, None,
+        )  # fmt: skip
 
     def context_for(self, act: Activation, call: Call, method: MethodInfo | None = None) -> Context:
         """The context of ``call``'s turn (of ``method``, if looked up), which begins now

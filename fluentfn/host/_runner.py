@@ -122,7 +122,7 @@ class TurnRunner:
         except BaseException as exc:
             return self._error_reply(act, call, exc)
         finally:
-            self._unwatch(running, act, method.name)
+            self._unwatch(running)
             CURRENT.reset(token)
 
     def _run_first(self, req: Request, act: Activation, ctx: Context) -> Outcome:
@@ -143,7 +143,7 @@ class TurnRunner:
         except BaseException as exc:
             reply = self._error_reply(act, call, exc)
         finally:
-            self._unwatch(running, act, method.name)
+            self._unwatch(running)
             CURRENT.reset(token)
         if act.moved:
             reply = self._unless_moved(act, call, reply)
@@ -171,6 +171,78 @@ class TurnRunner:
             self.persistence.remember(act, call.request_id, record_for(call, reply))
         return reply
 
+    def run_batch(
+        self,
+        reqs: Sequence[Request],
+        enter: Callable[[Request], tuple[Activation, int] | None],
+        leave: Callable[[Activation | None, int], None],
+        context: Callable[[Activation, Call], Context],
+        out: list[bytes],
+    ) -> None:
+        """First attempts of untimed sync turns of one method of a memory-only type, one
+        after another in this thread (a bulk batch's items, ``_bulk.py``); the records of
+        their replies (``record_for``) are appended to ``out``. Each is ``_run_first``'s
+        turn, with what that does per turn done once for the batch: one overdue watch, one
+        tally, one record made for both memory and the reply. ``enter`` gives each its turn
+        if it may start now; at the first it refuses, the batch stops there (the caller has
+        that item wait its turn in the general way, then goes on: the items run in order).
+        ``tests/test_lean_turn.py`` holds it to the general path's outcomes, state, records
+        and counters."""
+        first = reqs[0]
+        definition, method = first.definition, first.method
+        fn, readonly, counters = method.fn, method.readonly, self.counters
+        remember, recorded = self.persistence.remember, self.persistence.recorded
+        seconds: list[float] = []
+        failures = 0
+        clock = time.perf_counter
+        running = Running(first.address, method.name, first.call.deadline)
+        self.running.add(running)
+        try:
+            for req in reqs:
+                entered = enter(req)
+                if entered is None:
+                    return
+                act, tid = entered
+                call = req.call
+                running.address = act.address
+                ctx = context(act, call)
+                token = CURRENT.set(ctx)
+                try:
+                    if act.instance is None:
+                        self._activate(definition, act)
+                    reply = recorded(act, call) if act.replies is not None else None
+                    if reply is None:  # (a repeated id, on its first attempt, is answered from memory)
+                        counters["calls"] += 1
+                        t0 = clock()
+                        try:
+                            outcome, failed = fn(act.instance, *req.args, **req.kwargs), False
+                        except BaseException as exc:  # user code: its outcome (``run_sync``)
+                            outcome, failed = exc, True
+                        seconds.append(clock() - t0)
+                        failures += failed
+                        if ctx._scheduled:  # reminders: written at the general durability point
+                            reply = self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled())
+                        else:
+                            reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
+                            if not readonly:  # the record kept is the one sent: made once
+                                record = record_for(call, reply)
+                                remember(act, call.request_id, record)
+                                if not act.moved:
+                                    out.append(record)
+                                    continue
+                except UserFailure as failure:
+                    reply = Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
+                except BaseException as exc:
+                    reply = self._error_reply(act, call, exc)
+                finally:
+                    CURRENT.reset(token)
+                    leave(act, tid)
+                out.append(record_for(call, self._unless_moved(act, call, reply) if act.moved else reply))
+        finally:
+            self._unwatch(running)
+            if seconds:
+                self.methods.observe_many(method.what, definition.name, method.name, seconds, failures)
+
     def _method(self, req: Request, act: Activation, times: TurnTimes | None) -> tuple[Any, bool]:
         """Run a sync turn's method, timed: the method's tally and the turn's "run" phase."""
         method = req.method
@@ -182,13 +254,13 @@ class TurnRunner:
             times.mark("run", t0, t1)
         return outcome, failed
 
-    def _unwatch(self, running: Running, act: Activation, method: str) -> None:
+    def _unwatch(self, running: Running) -> None:
         """A sync turn ended: off the overdue watch (and its worker back, if it overran)."""
         self.running.discard(running)
         if running.overdue:
             self._workers.unstuck()
             late = time.time() - running.deadline
-            log.warning("%s.%s finished %.1f s past its deadline", act.address, method, late)
+            log.warning("%s.%s finished %.1f s past its deadline", running.address, running.method, late)
 
     def run_on_loop(
         self, req: Request, act: Activation, ctx: Context
