@@ -349,10 +349,11 @@ def _in_process(name: str, count: int, traced: bool) -> dict[str, float | None]:
 
 
 BUDGET_PYTHON = (3, 11)
-BUDGET = {"colocated": 1_910, "activation": 1_800}
+BUDGET = {"colocated": 1_910, "activation": 1_460}
 """Opcodes an operation may cost, on ``BUDGET_PYTHON`` (a Python version's compiler makes
 its own bytecode): ``tests/test_bench_cost.py`` fails a change that exceeds them. The counts
-are 1,861 and 1,745 today; a change that must cost more raises its budget and says why."""
+are 1,861 and 1,414 today (a bulk item was 1,745 before its turns ran in batches); a change
+that must cost more raises its budget and says why."""
 
 COUNTS = {
     "colocated": 960, "activation": 1920, "driver": 480, "pipelined": 1920, "remote": 480, "gateway": 480,
