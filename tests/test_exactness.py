@@ -161,6 +161,63 @@ def test_a_reminder_fires_once(io: IoLoop, store: Store) -> None:
     assert eng.counters["reminder_failures"] == 0
 
 
+RANG_OUTSIDE: list[str] = []
+
+
+class Bell:
+    """A reminder whose firing changes no state and acts outside it: nothing records it, so
+    only the firing loop keeps it from ringing twice."""
+
+    def __init__(self) -> None:
+        self.armed = 0
+
+    def arm(self, delay: float) -> str:
+        self.armed += 1
+        return ff.context().schedule(delay, "ring")
+
+    def ring(self) -> None:
+        time.sleep(0.4)  # longer than the loop waits before it reads the store again
+        RANG_OUTSIDE.append(ff.context().key or "")
+
+
+class _SlowDueReads:
+    """A store whose read of the due reminders returns late: a firing started from an
+    earlier read ends (and deletes its row) while this read is still on its way."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def due_reminders(self, *args: Any, **kwargs: Any) -> Any:
+        rows = self._inner.due_reminders(*args, **kwargs)
+        time.sleep(0.3)
+        return rows
+
+
+def test_in_flight_keeps_a_stale_read_from_firing_again() -> None:
+    from fluentfn.host._reminders import InFlight
+
+    firing = InFlight()
+    firing.reading()
+    assert firing.start("r") and not firing.start("r")  # once at a time
+    firing.reading()  # a read begins while "r" fires ...
+    firing.end("r")  # ... and "r" ends (its row deleted) before the read comes back
+    assert not firing.start("r")  # the read's stale row does not fire it again
+    firing.reading()  # a read that began after the end sees the store as it is
+    assert firing.start("r")  # (a row still there is due again: a retry, a periodic one)
+
+
+def test_a_reminder_read_while_its_firing_ends_fires_once(io: IoLoop, store: Store) -> None:
+    eng = engine(io, _SlowDueReads(store), local_def(Bell))  # type: ignore[arg-type]
+    RANG_OUTSIDE.clear()
+    send(io, eng, "a", "arm", 0.0, rid="bell1")
+    wait_for(lambda: not store.reminders_of("Timer/a"), timeout=30)
+    time.sleep(1.5)  # reads that began before the row went have all come back
+    assert RANG_OUTSIDE == ["a"]
+
+
 class Wallet:
     def __init__(self) -> None:
         self.balance = 0

@@ -20,7 +20,7 @@ from .._ioloop import spawn
 from ..errors import TRANSIENT_CODES
 from ..state._store import Store
 from ._ports import UpkeepPort
-from ._reminders import Due, Reminders
+from ._reminders import Due, InFlight, Reminders
 
 log = logging.getLogger("fluentfn.host")
 _IDLE_POLL_S = 2.0  # with no reminder known to be due soon: how often the store is asked anyway
@@ -32,7 +32,7 @@ class Firing:
     def __init__(self, engine: UpkeepPort, store: Store | None, tasks: set[asyncio.Task[Any]]) -> None:
         self._engine = engine
         self._wakeup = asyncio.Event()
-        self._firing: set[str] = set()
+        self._firing = InFlight()
         self._tasks = tasks
         self.closed = False
         self.reminders = Reminders(store, engine.group, engine.shard, self.wake, engine.types.get)
@@ -58,14 +58,14 @@ class Firing:
             delay = _IDLE_POLL_S
             if e.persistence.fenced or e.persistence.store is None:
                 continue
+            self._firing.reading()
             try:
                 due = await e.loop.run_in_executor(e.workers, self.reminders.due)
             except Exception as exc:
                 log.warning("host %s/%s: reminders not read: %s: %s", e.group, e.shard, type(exc).__name__, exc)
                 continue
             for item in due:
-                if item.row.rid not in self._firing:
-                    self._firing.add(item.row.rid)
+                if self._firing.start(item.row.rid):
                     spawn(self._fire(item), self._tasks)
             # Due ones come back until fired (each fired one wakes this loop: the next may be
             # due soon, a heartbeat's say); otherwise sleep until the soonest one known.
@@ -100,5 +100,5 @@ class Firing:
             if not retry:
                 await e.loop.run_in_executor(e.workers, self.reminders.fired, due)
         finally:
-            self._firing.discard(due.row.rid)
+            self._firing.end(due.row.rid)
             self._wakeup.set()

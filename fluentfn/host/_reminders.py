@@ -57,6 +57,35 @@ def describe(rem: Reminder) -> dict[str, Any]:
     return {"id": rem.rid, "method": method, "due": rem.due, "period_s": period}
 
 
+class InFlight:
+    """Which reminders a firing loop may start: none it is firing, and none whose firing
+    ended while its latest read of the store ran. That read may have listed a row that the
+    firing deleted (or moved on, if periodic) after the read saw it: fired from the stale
+    list, the reminder would fire twice. The loop calls ``reading`` before each read."""
+
+    __slots__ = ("_ended", "_firing")
+
+    def __init__(self) -> None:
+        self._firing: set[str] = set()
+        self._ended: set[str] = set()  # firings that ended since the latest read began
+
+    def reading(self) -> None:
+        """A read of the due rows begins: what ended before now, it sees as it is."""
+        self._ended.clear()
+
+    def start(self, rid: str) -> bool:
+        """Whether a due row ``rid`` from the latest read may fire now (then it is firing)."""
+        if rid in self._firing or rid in self._ended:
+            return False
+        self._firing.add(rid)
+        return True
+
+    def end(self, rid: str) -> None:
+        """The firing of ``rid`` ended (its row deleted, moved on, or left due to try again)."""
+        self._firing.discard(rid)
+        self._ended.add(rid)
+
+
 class Reminders:
     """The ``Scheduler`` of one host (and of FaaS mode's timer service).
 

@@ -22,7 +22,7 @@ from .._faasprofile import FaasProfile
 from .._ioloop import spawn
 from .._ref import ActorRef
 from ..errors import FluentError
-from ..host._reminders import BOOKKEEPING_PREFIX, Due, Reminders
+from ..host._reminders import BOOKKEEPING_PREFIX, Due, InFlight, Reminders
 from ..state import Store
 from ..state._emulated import MeteredStore
 from ..state._store import Reminder, Scheduled
@@ -72,11 +72,12 @@ async def run_reminders(
     raw = store.inner if isinstance(store, MeteredStore) else store
     reminders = Reminders(raw, REMINDER_GROUP, 0, lambda: None)
     outbox = Reminders(raw, OUTBOX_GROUP, 0, lambda: None)
-    firing: set[str] = set()
+    firing = InFlight()
     tick = 0
     while True:
         await asyncio.sleep(_TICK_S)
         tick += 1
+        firing.reading()
         try:
             due = await loop.run_in_executor(None, reminders.due)
             if tick % _OUTBOX_TICKS == 0:
@@ -85,16 +86,14 @@ async def run_reminders(
             log.warning("FaaS reminders not read: %s: %s", type(exc).__name__, exc)
             continue
         for item in due:
-            if item.row.rid in firing:
-                continue
-            firing.add(item.row.rid)
-            spawn(_fire(item, reminders, firing, start, results, profile, totals), tasks)
+            if firing.start(item.row.rid):
+                spawn(_fire(item, reminders, firing, start, results, profile, totals), tasks)
 
 
 async def _fire(
     due: Due,
     reminders: Reminders,
-    firing: set[str],
+    firing: InFlight,
     start: Start,
     results: Results,
     profile: FaasProfile,
@@ -123,7 +122,7 @@ async def _fire(
             )
         await loop.run_in_executor(None, reminders.fired, due)
     finally:
-        firing.discard(due.row.rid)
+        firing.end(due.row.rid)
 
 
 def _send_left(outbox: Reminders, resend: Resend, totals: dict[str, int]) -> None:
