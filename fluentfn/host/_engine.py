@@ -34,8 +34,8 @@ from .._phases import TALLY
 from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
 from .._stats import new_counters
 from .._status import Status
+from .._tracing import TurnTimes, turn_times
 from .._tracing import enabled as tracing_enabled
-from .._tracing import turn_times
 from ..errors import FluentError, InvalidRequest, Redirect, Unavailable
 from ..placement import shard_for
 from ..state._store import Store, StoreLost
@@ -366,12 +366,8 @@ class HostEngine:
         return out
 
     def _untimed_context(self, act: Activation, call: Call) -> Context:
-        """``context_for`` a first attempt's turn that is neither timed nor traced."""
-        return Context.of_turn(
-            act.address, act.key, act.type_name, self.node_id, self.gpu_ids, "stateful",
-            (*call.call_chain, act.address), call.chain_id or call.request_id, call.deadline, call.request_id,
-            False, self.upkeep.reminders, self.timers, None,
-        )  # fmt: skip
+        """``context_for`` a turn that is neither timed nor traced."""
+        return self._context(act, call, None)
 
     def context_for(self, act: Activation, call: Call, method: MethodInfo | None = None) -> Context:
         """The context of ``call``'s turn (of ``method``, if looked up), which begins now
@@ -385,6 +381,10 @@ class HostEngine:
                 persist=str(definition.options.persist) if definition is not None else None,
                 host=f"{self.node_id[:12]}:{os.getpid()}", partition=self.shard, attempt=call.attempt,
             )  # fmt: skip
+        return self._context(act, call, times)
+
+    def _context(self, act: Activation, call: Call, times: TurnTimes | None) -> Context:
+        """The ``ff.context()`` of ``call``'s turn of ``act``, with its ``times``."""
         return Context.of_turn(
             act.address, act.key, act.type_name, self.node_id, self.gpu_ids, "stateful",
             (*call.call_chain, act.address), call.chain_id or call.request_id, call.deadline, call.request_id,

@@ -34,11 +34,7 @@ class MethodTally:
 
     def observe(self, what: str, type_name: str, method: str, seconds: float, failed: bool) -> None:
         """One turn of ``what`` ("``type_name``.``method``") ended after ``seconds``."""
-        entry = self._by_what.get(what)
-        if entry is None:
-            with self._lock:
-                entry = self.stats.setdefault((type_name, method), MethodStats())
-                self._by_what[what] = entry
+        entry = self._by_what.get(what) or self._add(what, type_name, method)
         with self._lock:  # one turn's outcome, counted in place (once per turn)
             entry.calls += 1
             entry.errors += failed
@@ -48,11 +44,7 @@ class MethodTally:
     def observe_many(self, what: str, type_name: str, method: str, seconds: list[float], errors: int) -> None:
         """Turns of ``what`` that ended after ``seconds`` each, ``errors`` of them failed:
         as ``observe`` for each, under one lock (a batch's turns)."""
-        entry = self._by_what.get(what)
-        if entry is None:
-            with self._lock:
-                entry = self.stats.setdefault((type_name, method), MethodStats())
-                self._by_what[what] = entry
+        entry = self._by_what.get(what) or self._add(what, type_name, method)
         buckets = entry.buckets
         with self._lock:
             entry.calls += len(seconds)
@@ -60,6 +52,13 @@ class MethodTally:
             entry.total_s += sum(seconds)
             for s in seconds:
                 buckets[bisect_left(BUCKETS, s)] += 1
+
+    def _add(self, what: str, type_name: str, method: str) -> MethodStats:
+        """The entry of a method's first turn here (another thread's, if it made one first)."""
+        with self._lock:
+            entry = self.stats.setdefault((type_name, method), MethodStats())
+            self._by_what[what] = entry
+        return entry
 
     def snapshot(self) -> dict[tuple[str, str], MethodStats]:
         with self._lock:
