@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +43,15 @@ def get_ray(ref: Any, timeout: float | None = None) -> Any:
         raise unwrap(exc) from None
 
 
+_SUBMITTING = threading.Lock()
+"""Held while a call to the directory is submitted: this process's threads (a driver's
+main thread scaling a type, its loop resolving a route) submit to the one directory
+handle one at a time. A driver crashed in Ray's reference counter ("Tried to create an
+owned object that already exists") submitting from its loop while its main thread scaled
+a type; submitting one at a time is the suspected cure, not a proven one. The submission
+itself does not block: its result is waited for outside the lock."""
+
+
 def _connected() -> None:
     """Unavailable once this process has left Ray: a Ray call then would start a new,
     empty local Ray (Ray connects on first use), not reach the cluster."""
@@ -66,7 +76,9 @@ async def await_directory(call: Callable[[], Awaitable[Any]], patience_s: float)
     delay = 0.05
     while True:
         try:
-            return await call()
+            with _SUBMITTING:
+                ref = call()
+            return await ref
         except Exception as exc:
             if not _restarting(exc) or time.monotonic() + delay > until:
                 raise unwrap(exc) from None
@@ -83,7 +95,9 @@ def get_directory(call: Callable[[], Any], patience_s: float, timeout: float | N
     delay = 0.05
     while True:
         try:
-            return ray.get(call(), timeout=timeout)
+            with _SUBMITTING:
+                ref = call()
+            return ray.get(ref, timeout=timeout)
         except Exception as exc:
             if not _restarting(exc) or time.monotonic() + delay > until:
                 raise unwrap(exc) from None
