@@ -27,6 +27,7 @@ COUNTERS = (
     "record_read_units",
     "record_write_units",
     "overdue_turns",
+    "writes_deferred",  # persist="call" writes of loop turns the store did not take at once: done by a worker
     "malformed_requests",
     "reminder_failures",
     "tells_undelivered",  # tells that no host took by their deadline (their senders had returned)

@@ -300,6 +300,41 @@ def test_a_write_that_would_wait_is_refused_at_once_and_writes_nothing(store: St
     assert store.save("T/w", expected=1, state=encode_state({"n": 2}), fence=None, nowait=True) == 2
 
 
+def test_a_loop_turn_whose_write_would_wait_is_written_by_a_worker_and_counted(io: IoLoop, store: Store) -> None:
+    """A live identity's turn runs on the loop; its write, refused at once while another
+    connection holds SQLite's lock, goes to a worker (``writes_deferred``), which waits for
+    the lock: the reply comes once the write is durable."""
+    import sqlite3
+
+    eng = engine(io, store, make_def("call"))
+
+    def submitted(k: int) -> Any:  # as a host's stream submits a call (``SyncLane.submit``)
+        async def go() -> Outcome:
+            got: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            c = Call(type_name="Acc", key="d", method="add", args=codec.encode_args((k,), {}), request_id=f"s{k}")
+            eng.submit(c, lambda reply: got.set_result(reply) if reply is not None else None)
+            return await got
+
+        reply = io.run(go())
+        assert reply.error is None, reply.error
+        return codec.decode(reply.value)
+
+    assert submitted(1) == 1  # activates: the identity is live from now on
+    other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)  # type: ignore[attr-defined]
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    released = threading.Timer(0.3, lambda: other.execute("ROLLBACK"))
+    released.start()
+    try:
+        assert submitted(2) == 3
+    finally:
+        released.join()
+        other.close()
+    assert eng.counters["writes_deferred"] == 1
+    assert decode_state(store.load("Acc/d").state)["total"] == 3  # type: ignore[union-attr]
+    assert submitted(3) == 6  # the lock is free: written on the loop again
+    assert eng.counters["writes_deferred"] == 1
+
+
 class Unstorable:
     def __init__(self) -> None:
         self.n = 0

@@ -7,7 +7,7 @@ import multiprocessing as mp
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,4 +146,21 @@ def time_calls(fn: Callable[[], Any], n: int, warmup: int = 50) -> list[float]:
         t0 = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t0) * 1e6)
+    return out
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], Any]], n: int, rounds: int = 10, warmup: int = 50
+) -> dict[str, list[float]]:
+    """``time_calls`` of each of ``fns``, ``n`` calls each, taken in ``rounds`` alternating
+    blocks: figures compared with one another (a mode and its floor) meet the same
+    moments of the machine, not one quiet stretch and one busy one."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    block = max(1, n // rounds)
+    while any(len(v) < n for v in out.values()):
+        for name, fn in fns.items():
+            out[name] += time_calls(fn, min(block, n - len(out[name])), warmup=0)
     return out

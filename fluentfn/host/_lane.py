@@ -128,6 +128,7 @@ class SyncLane:
             # hand-offs, each a scheduler quantum on a busy machine) costs more than it.
             written = write(nowait=True)
             if written is None:
+                self._e.counters["writes_deferred"] += 1  # to a worker: the store did not take it at once
                 self._run_job(functools.partial(self._durable_job, job, call, write, done))
                 return
             reply = written

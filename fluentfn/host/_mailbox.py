@@ -30,7 +30,7 @@ class Mailbox:
 
     __slots__ = ("activating", "address", "limit", "running", "waiting")
 
-    def __init__(self, address: str, limit: int, *, activating: bool = False) -> None:
+    def __init__(self, address: str, limit: int, activating: bool = False) -> None:
         self.address = address
         self.limit = limit
         self.activating = activating  # while True, the first turn runs alone (it activates)

@@ -245,8 +245,11 @@ class HostPolicy:
         if self.fenced or (deadline and deadline <= now) or len(self._entries) >= self.inflight_limit:
             return False
         entry = _Entry(chain_id, chain, interleave, None, tid, address, deadline, True)
-        box = self._boxes.get(address) or self._box(address)
-        if not box.offer_now(entry):  # a new mailbox takes its first turn at once
+        box = self._boxes.get(address)
+        if box is None:  # a new identity (``_box``, inline): its first turn runs at once
+            self._boxes[address] = box = Mailbox(address, self.mailbox_limit, True)
+            box.running.append(entry)
+        elif not box.offer_now(entry):
             return False
         if now > self._now:
             self._now = now

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
 from .._context import CURRENT, Context
+from .._ref import KEYED_PREFIX
 from .._tracing import TurnTimes
 from ..errors import CallTimeout, FluentError, Redirect, Unavailable
 from ..state._store import Scheduled, WouldBlock
@@ -28,6 +29,8 @@ from ._image import baseline
 from ._metrics import MethodTally
 from ._persistence import Persistence
 from ._turn import (
+    NONE_RECORD,
+    NONE_VALUE,
     Request,
     UserFailure,
     instantiate,
@@ -223,13 +226,16 @@ class TurnRunner:
                         if ctx._scheduled:  # reminders: written at the general durability point
                             reply = self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled())
                         else:
-                            reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
-                            if not readonly:  # the record kept is the one sent: made once
+                            if outcome is None and not failed and not call.request_id.startswith(KEYED_PREFIX):
+                                reply, record = Outcome(NONE_VALUE), NONE_RECORD  # its ``record_for``, made once
+                            else:
+                                reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
                                 record = record_for(call, reply)
+                            if not readonly:  # the record kept is the one sent: made once
                                 remember(act, call.request_id, record)
-                                if not act.moved:
-                                    out.append(record)
-                                    continue
+                            if not act.moved:
+                                out.append(record)
+                                continue
                 except UserFailure as failure:
                     reply = Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
                 except BaseException as exc:

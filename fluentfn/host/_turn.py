@@ -129,7 +129,8 @@ async def run_async(
         return exc, True, False
 
 
-_NONE = codec.encode(None)
+NONE_VALUE = codec.encode(None)
+"""A reply of None, encoded."""
 
 
 def reply_for(outcome: Any, failed: bool, where: str) -> Outcome:
@@ -138,7 +139,7 @@ def reply_for(outcome: Any, failed: bool, where: str) -> Outcome:
     if failed:
         return Outcome(error=describe_error(outcome, where, user=True))
     if outcome is None:
-        return Outcome(_NONE)
+        return Outcome(NONE_VALUE)
     try:
         return Outcome(codec.encode(outcome))
     except FluentError as exc:
@@ -194,3 +195,7 @@ def replay_of(record: bytes, digest: bytes, request_id: str) -> Outcome:
 def record_for(call: Call, reply: Outcome) -> bytes:
     """The record of ``call``'s reply, kept for its retries."""
     return record_of(reply, request_digest(call.request_id, call.method, call.args))
+
+
+NONE_RECORD = record_of(Outcome(NONE_VALUE))
+"""``record_for`` a reply of None to a request that is not keyed (most bulk items' reply)."""
