@@ -101,7 +101,7 @@ class MeteredStore:
         if reminders:
             nbytes += sum(len(r.row.payload) for r in reminders)
         if not nowait:
-            self._wrote(nbytes)  # the emulated delay comes before the write
+            self._count("write", nbytes, True)  # the emulated delay comes before the write
         version = self.inner.save(
             address,
             expected=expected,
@@ -114,7 +114,7 @@ class MeteredStore:
             urgent=urgent,
         )
         if nowait:
-            self._wrote(nbytes)  # counted once it happened (a WouldBlock is tried again)
+            self._count("write", nbytes, True)  # counted once it happened (a WouldBlock is tried again)
         return version
 
     def save_many(
