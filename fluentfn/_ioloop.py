@@ -40,6 +40,9 @@ class IoLoop:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(self._started.set)
         self.loop.run_forever()
+        # Stopped (a private loop: tests): what its last pass scheduled still runs, such as
+        # the wake-up of a thread whose reply came in that pass (``Waiter``).
+        self.loop.run_until_complete(asyncio.sleep(0))
 
     def in_loop(self) -> bool:
         """True when called from the loop's own thread."""
