@@ -234,6 +234,10 @@ def test_running_async_call_past_its_deadline_is_cancelled_and_rolled_back(clust
 def test_stuck_sync_turns_do_not_starve_other_identities(cluster: ff.Cluster) -> None:
     # More stuck turns than worker threads, stuck for longer than the ping may take even on
     # a loaded machine: the ping must get a thread while every one of them still hangs.
+    # The type's host is up first: started by the stuck calls themselves beside two busy
+    # processes, it took longer than their deadline, none of them ever ran, and none was
+    # overdue (a loaded .ci/run failed so).
+    assert Stuck["warm"].ping.with_timeout(120.0)() == "pong"
     overdue = cluster.stats().get("overdue_turns", 0)
     # Their deadline leaves room to start: with two busy processes beside the suite, 0.3 s
     # was spent in transit and every one was refused before it ran (none overdue).
