@@ -224,8 +224,11 @@ class HostPolicy:
 
     def _box(self, address: str) -> Mailbox:
         box = self._boxes.get(address)
-        if box is None:
-            box = self._boxes[address] = Mailbox(address, self.mailbox_limit, activating=True)
+        return self._new_box(address) if box is None else box
+
+    def _new_box(self, address: str) -> Mailbox:
+        """A new identity's mailbox: its first turn runs alone (it activates)."""
+        box = self._boxes[address] = Mailbox(address, self.mailbox_limit, True)
         return box
 
     def start_now(
@@ -247,8 +250,7 @@ class HostPolicy:
         entry = _Entry(chain_id, chain, interleave, None, tid, address, deadline, True)
         box = self._boxes.get(address)
         if box is None:  # a new identity (``_box``, inline): its first turn runs at once
-            self._boxes[address] = box = Mailbox(address, self.mailbox_limit, True)
-            box.running.append(entry)
+            self._new_box(address).running.append(entry)
         elif not box.offer_now(entry):
             return False
         if now > self._now:
