@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,18 +42,26 @@ def get_ray(ref: Any, timeout: float | None = None) -> Any:
         raise unwrap(exc) from None
 
 
-_SUBMITTING = threading.Lock()
-"""Held while a call to the directory is submitted: this process's threads (a driver's
-main thread scaling a type, its loop resolving a route) submit to the one directory
-handle one at a time. A driver crashed in Ray's reference counter ("Tried to create an
-owned object that already exists") submitting from its loop while its main thread scaled
-a type; submitting one at a time is the suspected cure, not a proven one. The submission
-itself does not block: its result is waited for outside the lock."""
+def forbid_auto_start() -> None:
+    """Turn off Ray's start-on-first-use in this process, once fluentfn has connected it.
+
+    Ray answers any call made while not connected by starting a new, empty local Ray from
+    the calling thread. A call fluentfn's loop thread made after ``ff.shutdown`` (a route
+    waiting out a directory restart, say) did that, and more than a stray cluster came of
+    it: Ray gives the thread that starts it the driver's task id, a thread keeps its id for
+    the life of the process, and once the main thread started the next cluster, the two
+    threads made the same task ids. Ray's driver then failed a check ("Tried to create an
+    owned object that already exists") and exited the whole process. With this off, such a
+    call fails (``_connected`` below turns it into ``Unavailable``); ``ff.init`` and
+    ``ray.init`` still start or join Ray as before."""
+    from ray._private import auto_init_hook
+
+    auto_init_hook.enable_auto_connect = False
 
 
 def _connected() -> None:
-    """Unavailable once this process has left Ray: a Ray call then would start a new,
-    empty local Ray (Ray connects on first use), not reach the cluster."""
+    """Unavailable once this process has left Ray: fluentfn never lets a call of its own
+    start a new, empty local Ray (see ``forbid_auto_start``)."""
     import ray
 
     if not ray.is_initialized():
@@ -71,13 +78,12 @@ def _restarting(exc: BaseException) -> bool:
 async def await_directory(call: Callable[[], Awaitable[Any]], patience_s: float) -> Any:
     """``call()`` on the directory, waiting out a restart of it for ``patience_s``: callers
     see a pause, not an error, while the control plane comes back."""
-    _connected()
     until = time.monotonic() + patience_s
     delay = 0.05
     while True:
+        _connected()  # again after each wait: the cluster may have been shut down meanwhile
         try:
-            with _SUBMITTING:
-                ref = call()
+            ref = call()
             return await ref
         except Exception as exc:
             if not _restarting(exc) or time.monotonic() + delay > until:
@@ -90,13 +96,12 @@ def get_directory(call: Callable[[], Any], patience_s: float, timeout: float | N
     """``ray.get(call())`` on the directory, waiting out a restart of it (blocking)."""
     import ray
 
-    _connected()
     until = time.monotonic() + patience_s
     delay = 0.05
     while True:
+        _connected()  # again after each wait: the cluster may have been shut down meanwhile
         try:
-            with _SUBMITTING:
-                ref = call()
+            ref = call()
             return ray.get(ref, timeout=timeout)
         except Exception as exc:
             if not _restarting(exc) or time.monotonic() + delay > until:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import FluentError
+from ._raycall import forbid_auto_start
 
 log = logging.getLogger("fluentfn")
 
@@ -55,6 +56,7 @@ def start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace
                 logging_level=level,
                 configure_logging=True,
             )
+            forbid_auto_start()
             return
         except Exception as exc:
             ray.shutdown()
@@ -113,6 +115,7 @@ def join_ray(address: str, namespace: str, level: int) -> None:
     except Exception as exc:
         ray.shutdown()
         raise FluentError(f"cannot join the Ray cluster at {address}: {exc}") from None
+    forbid_auto_start()
 
 
 def _check_listening(address: str) -> None:

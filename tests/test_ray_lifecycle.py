@@ -1,0 +1,77 @@
+"""A call fluentfn's loop makes after ``ff.shutdown`` never starts a Ray of its own.
+
+Ray starts a new local Ray from whatever thread first calls it while not connected, and
+that thread keeps the driver's task id for the life of the process. When the loop thread
+did that after a shutdown, the next cluster's main thread and loop thread made the same
+task ids, and Ray's driver exited the whole process (exit 1, a failed check in its
+reference counter). The script below does what a stale loop coroutine did, then runs a
+second cluster with submissions from both threads; it runs in its own process, since it
+starts and stops Ray itself.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import ray
+    import fluentfn as ff
+    from fluentfn._ioloop import io_loop
+    from fluentfn.runtime._raycall import await_directory
+
+    @ff.actor(name="LifeT", shards=1)
+    class T:
+        def add(self, k: int) -> int:
+            return k
+
+    with ff.init(num_cpus=1, namespace="lifecycle") as cluster:
+        assert ff.ref("LifeT/a").add(1) == 1
+        directory = cluster.directory
+
+    async def stale_submit() -> str:
+        try:
+            directory.pid.remote()
+        except Exception as exc:
+            return type(exc).__name__
+        return "submitted"
+
+    async def stale_route() -> str:
+        try:
+            await await_directory(lambda: directory.pid.remote(), patience_s=1.0)
+        except ff.FluentError as exc:
+            return type(exc).__name__
+        return "answered"
+
+    io = io_loop()
+    print("stale submit:", io.run(stale_submit(), timeout=60), ray.is_initialized())
+    print("stale route:", io.run(stale_route(), timeout=60), ray.is_initialized())
+
+    with ff.init(num_cpus=1, namespace="lifecycle2") as cluster:
+        directory = cluster.directory
+
+        async def from_loop() -> int:
+            return len({(await directory.pid.remote()) for _ in range(200)})
+
+        pending = [directory.pid.remote() for _ in range(200)]
+        assert io.run(from_loop(), timeout=120) == 1
+        assert len(set(ray.get(pending))) == 1
+        assert ff.ref("LifeT/b").add(2) == 2
+    print("second cluster: ok")
+    """
+)
+
+
+@pytest.mark.timeout(300)
+def test_a_call_after_shutdown_starts_no_ray_and_the_next_cluster_runs() -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=280)
+    out = done.stdout
+    assert done.returncode == 0, f"rc {done.returncode}\n{out}\n{done.stderr[-3000:]}"
+    submit = next(line for line in out.splitlines() if line.startswith("stale submit:"))
+    assert not submit.startswith("stale submit: submitted") and submit.endswith(" False"), out
+    assert "stale route: Unavailable False" in out, out
+    assert "second cluster: ok" in out, out
