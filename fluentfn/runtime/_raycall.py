@@ -21,6 +21,10 @@ def unwrap(exc: BaseException) -> BaseException:
         return Unavailable(f"cluster error: {cause!r}")
     if isinstance(exc, ray.exceptions.RayError):
         return Unavailable(f"cluster error: {type(exc).__name__}: {exc}")
+    if not isinstance(exc, FluentError) and not ray.is_initialized():
+        # Ray left this process under the call (``ff.shutdown`` in another thread): Ray
+        # then fails in its own ways (an AttributeError from a handle), not with its errors.
+        return Unavailable(f"not connected to the cluster (it was shut down in this process): {exc!r}")
     return exc
 
 
