@@ -19,6 +19,8 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     """
+    import threading
+
     import ray
     import fluentfn as ff
     from fluentfn._ioloop import io_loop
@@ -47,6 +49,19 @@ SCRIPT = textwrap.dedent(
             return type(exc).__name__
         return "answered"
 
+    def from_a_thread(out: list) -> None:
+        try:
+            ray.get_runtime_context().get_node_id()
+            out.append("answered")
+        except Exception as exc:
+            out.append(type(exc).__name__)
+
+    got: list = []
+    worker = threading.Thread(target=from_a_thread, args=(got,))
+    worker.start()
+    worker.join(60)
+    print("stale thread:", got[0], ray.is_initialized())
+
     io = io_loop()
     print("stale submit:", io.run(stale_submit(), timeout=60), ray.is_initialized())
     print("stale route:", io.run(stale_route(), timeout=60), ray.is_initialized())
@@ -71,6 +86,7 @@ def test_a_call_after_shutdown_starts_no_ray_and_the_next_cluster_runs() -> None
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=280)
     out = done.stdout
     assert done.returncode == 0, f"rc {done.returncode}\n{out}\n{done.stderr[-3000:]}"
+    assert "stale thread: Unavailable False" in out, out
     assert "stale submit: Unavailable False" in out, out
     assert "stale route: Unavailable False" in out, out
     assert "second cluster: ok" in out, out

@@ -47,20 +47,39 @@ def get_ray(ref: Any, timeout: float | None = None) -> Any:
 
 
 def forbid_auto_start() -> None:
-    """Turn off Ray's start-on-first-use in this process, once fluentfn has connected it.
+    """Once fluentfn has started or joined Ray in this process, a Ray call made while not
+    connected fails (``Unavailable``) instead of starting a new, empty local Ray.
 
-    Ray answers any call made while not connected by starting a new, empty local Ray from
-    the calling thread. A call fluentfn's loop thread made after ``ff.shutdown`` (a route
-    waiting out a directory restart, say) did that, and more than a stray cluster came of
-    it: Ray gives the thread that starts it the driver's task id, a thread keeps its id for
-    the life of the process, and once the main thread started the next cluster, the two
-    threads made the same task ids. Ray's driver then failed a check ("Tried to create an
-    owned object that already exists") and exited the whole process. With this off, such a
-    call fails (``_connected`` below turns it into ``Unavailable``); ``ff.init`` and
-    ``ray.init`` still start or join Ray as before."""
-    from ray._private import auto_init_hook
+    Ray starts one, on first use, from whatever thread calls it. A call fluentfn's loop
+    thread made after ``ff.shutdown`` (a route waiting out a directory restart) did that,
+    and more than a stray cluster came of it: the thread that starts Ray gets the driver's
+    task id and keeps it for the life of the process, so once the main thread started the
+    next cluster the two threads made the same task ids, and Ray's driver failed a check
+    ("Tried to create an owned object that already exists") and exited the process.
+    Turning Ray's start-on-first-use off instead (``enable_auto_connect``) is not enough:
+    the call then goes on into the core worker Ray is shutting down, and Ray exits the
+    process for that too. So the hook that would start Ray raises; ``ff.init`` and
+    ``ray.init`` connect as before."""
+    import importlib
 
-    auto_init_hook.enable_auto_connect = False
+    from ray._private import auto_init_hook, client_mode_hook
+
+    placement_group = importlib.import_module("ray.util.placement_group")  # the module (the name is a function too)
+    if getattr(auto_init_hook.auto_init_ray, "fluentfn", False):
+        return
+
+    def refuse() -> None:
+        import ray
+
+        if not ray.is_initialized():
+            raise Unavailable(
+                "not connected to the cluster (it was shut down in this process): fluentfn lets no call "
+                "start a new local Ray; ff.init() or ray.init() connects again"
+            )
+
+    refuse.fluentfn = True  # type: ignore[attr-defined]
+    for module in (auto_init_hook, client_mode_hook, placement_group):
+        setattr(module, "auto_init_ray", refuse)  # noqa: B010 (Ray's own hook, by its name)
 
 
 def _connected() -> None:
