@@ -34,7 +34,7 @@ from ._faas import FaasRuntime
 from ._faasinvoke import faas_invoke, start_platform
 from ._gateway import Gateway, Runtime, runtime_for
 from ._hostactor import ShardHost
-from ._raycall import get_directory, get_ray
+from ._raycall import get_directory, get_ray, leave_ray
 from ._raystart import check_store_fits, join_ray, start_local_ray
 from ._registry import registration
 from ._stateful import StatefulRuntime
@@ -144,7 +144,6 @@ class Cluster:
         if self.closed:
             return
         self.closed = True
-        import ray
 
         io = io_loop()
         report = env_report()
@@ -172,7 +171,7 @@ class Cluster:
         if self._gc is not None:
             self._gc.restore()
         if self._owns_ray:
-            ray.shutdown()
+            leave_ray(io)
 
 
 def init(

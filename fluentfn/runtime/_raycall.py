@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._ioloop import IoLoop
 from ..errors import FluentError, Unavailable
 
 
@@ -80,6 +81,24 @@ def forbid_auto_start() -> None:
     refuse.fluentfn = True  # type: ignore[attr-defined]
     for module in (auto_init_hook, client_mode_hook, placement_group):
         setattr(module, "auto_init_ray", refuse)  # noqa: B010 (Ray's own hook, by its name)
+
+
+def leave_ray(io: IoLoop) -> None:
+    """``ray.shutdown()``, run on fluentfn's loop thread when it is alive: no coroutine of
+    fluentfn's touches Ray while Ray shuts down (the loop is busy with the shutdown), and
+    afterwards each finds Ray gone (``forbid_auto_start``). A coroutine that resumed in the
+    middle of the shutdown, as a directory call's failed reply came in, released its
+    ObjectRef into the core worker Ray had just destroyed, and Ray exits the process for that."""
+    import ray
+
+    if not io.thread.is_alive() or io.in_loop():
+        ray.shutdown()
+        return
+
+    async def on_loop() -> None:
+        ray.shutdown()
+
+    io.run(on_loop())
 
 
 def _connected() -> None:
