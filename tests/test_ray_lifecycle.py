@@ -34,6 +34,7 @@ SCRIPT = textwrap.dedent(
     with ff.init(num_cpus=1, namespace="lifecycle") as cluster:
         assert ff.ref("LifeT/a").add(1) == 1
         directory = cluster.directory
+        kept = directory.pid.remote()  # an ObjectRef that outlives the cluster
 
     async def stale_submit() -> str:
         try:
@@ -61,6 +62,7 @@ SCRIPT = textwrap.dedent(
     worker.start()
     worker.join(60)
     print("stale thread:", got[0], ray.is_initialized())
+    del kept  # released after the shutdown: Ray ignores it (no exit of the process)
 
     io = io_loop()
     print("stale submit:", io.run(stale_submit(), timeout=60), ray.is_initialized())
