@@ -92,3 +92,23 @@ def test_a_call_after_shutdown_starts_no_ray_and_the_next_cluster_runs() -> None
     assert "stale submit: Unavailable False" in out, out
     assert "stale route: Unavailable False" in out, out
     assert "second cluster: ok" in out, out
+
+
+def test_a_ray_without_the_hook_is_warned_of_and_still_starts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A future Ray 2.x that moved its start-on-first-use hook: ``ff.init`` warns and goes
+    on (Ray may then start itself after a shutdown), it does not fail."""
+    import importlib
+    import logging
+    import types
+
+    from fluentfn.runtime._raycall import forbid_auto_start
+
+    real = importlib.import_module
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name: types.ModuleType(name) if name.startswith("ray.") else real(name)
+    )
+    with caplog.at_level(logging.WARNING, logger="fluentfn"):
+        forbid_auto_start()
+    assert "start-on-first-use hook was not found" in caplog.text

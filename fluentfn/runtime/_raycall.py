@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._ioloop import IoLoop
 from ..errors import FluentError, Unavailable
+
+log = logging.getLogger("fluentfn")
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -63,10 +66,17 @@ def forbid_auto_start() -> None:
     ``ray.init`` connect as before."""
     import importlib
 
-    from ray._private import auto_init_hook, client_mode_hook
-
-    placement_group = importlib.import_module("ray.util.placement_group")  # the module (the name is a function too)
-    if getattr(auto_init_hook.auto_init_ray, "fluentfn", False):
+    names = ("ray._private.auto_init_hook", "ray._private.client_mode_hook", "ray.util.placement_group")
+    try:
+        modules = [importlib.import_module(name) for name in names]
+    except ImportError as exc:  # a Ray that moved its hook: it may start itself, as before
+        log.warning("Ray's start-on-first-use hook was not found (%s): Ray may start itself after ff.shutdown", exc)
+        return
+    holders = [module for module in modules if hasattr(module, "auto_init_ray")]
+    if modules[0] not in holders:
+        log.warning("Ray's start-on-first-use hook was not found: Ray may start itself after ff.shutdown")
+        return
+    if getattr(modules[0].auto_init_ray, "fluentfn", False):
         return
 
     def refuse() -> None:
@@ -79,7 +89,7 @@ def forbid_auto_start() -> None:
             )
 
     refuse.fluentfn = True  # type: ignore[attr-defined]
-    for module in (auto_init_hook, client_mode_hook, placement_group):
+    for module in holders:
         setattr(module, "auto_init_ray", refuse)  # noqa: B010 (Ray's own hook, by its name)
 
 

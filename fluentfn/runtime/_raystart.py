@@ -56,8 +56,6 @@ def start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace
                 logging_level=level,
                 configure_logging=True,
             )
-            forbid_auto_start()
-            return
         except Exception as exc:
             ray.shutdown()
             why = f"{exc}; {startup_diagnosis()}"
@@ -65,6 +63,9 @@ def start_local_ray(*, num_cpus: float | None, num_gpus: float | None, namespace
                 raise FluentError(f"could not start a local Ray: {why}") from None
             log.warning("a local Ray did not start (try %d of 3): %s", attempt + 1, why)
             time.sleep(5.0 * (attempt + 1))
+            continue
+        forbid_auto_start()
+        return
 
 
 def startup_diagnosis(temp_dir: Path | None = None) -> str:
