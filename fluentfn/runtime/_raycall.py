@@ -13,6 +13,8 @@ from ..errors import FluentError, Unavailable
 
 log = logging.getLogger("fluentfn")
 
+_NOT_CONNECTED = "not connected to the cluster (it was shut down in this process)"
+
 
 def unwrap(exc: BaseException) -> BaseException:
     """The fluentfn error inside a Ray exception, or Unavailable for Ray's own failures."""
@@ -28,7 +30,7 @@ def unwrap(exc: BaseException) -> BaseException:
     if not isinstance(exc, FluentError) and not ray.is_initialized():
         # Ray left this process under the call (``ff.shutdown`` in another thread): Ray
         # then fails in its own ways (an AttributeError from a handle), not with its errors.
-        return Unavailable(f"not connected to the cluster (it was shut down in this process): {exc!r}")
+        return Unavailable(f"{_NOT_CONNECTED}: {exc!r}")
     return exc
 
 
@@ -76,21 +78,10 @@ def forbid_auto_start() -> None:
     if modules[0] not in holders:
         log.warning("Ray's start-on-first-use hook was not found: Ray may start itself after ff.shutdown")
         return
-    if getattr(modules[0].auto_init_ray, "fluentfn", False):
+    if modules[0].auto_init_ray is _connected:
         return
-
-    def refuse() -> None:
-        import ray
-
-        if not ray.is_initialized():
-            raise Unavailable(
-                "not connected to the cluster (it was shut down in this process): fluentfn lets no call "
-                "start a new local Ray; ff.init() or ray.init() connects again"
-            )
-
-    refuse.fluentfn = True  # type: ignore[attr-defined]
     for module in holders:
-        setattr(module, "auto_init_ray", refuse)  # noqa: B010 (Ray's own hook, by its name)
+        setattr(module, "auto_init_ray", _connected)  # noqa: B010 (Ray's own hook, by its name)
 
 
 def leave_ray(io: IoLoop) -> None:
@@ -112,12 +103,12 @@ def leave_ray(io: IoLoop) -> None:
 
 
 def _connected() -> None:
-    """Unavailable once this process has left Ray: fluentfn never lets a call of its own
-    start a new, empty local Ray (see ``forbid_auto_start``)."""
+    """Unavailable once this process has left Ray; also the hook Ray calls before it would
+    start itself (``forbid_auto_start``), so no call starts a new, empty local Ray."""
     import ray
 
     if not ray.is_initialized():
-        raise Unavailable("not connected to the cluster (it was shut down in this process)")
+        raise Unavailable(f"{_NOT_CONNECTED}: ff.init() or ray.init() connects again")
 
 
 def _restarting(exc: BaseException) -> bool:
