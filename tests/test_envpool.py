@@ -67,6 +67,21 @@ def test_concurrency_limit_throttles_calls_and_queues_tells() -> None:
     assert pool.handle(Done(s.env, now=0.2)) == [Use(3, s.env, cold=False)]
 
 
+def test_an_invocation_waiting_for_a_start_takes_the_first_environment_that_frees() -> None:
+    """Its start goes on and joins the warm ones: a burst of cold starts on a busy
+    machine does not keep a later invocation waiting behind every start."""
+    pool = EnvPool(keep_alive_s=60.0, max_concurrency=4)
+    [s1] = pool.handle(Request(1, "f", now=0.0))
+    [s2] = pool.handle(Request(2, "f", now=0.0))
+    assert isinstance(s1, Start) and isinstance(s2, Start)
+    assert pool.handle(Started(s1.env, now=1.0)) == [Use(1, s1.env, cold=True)]
+    assert pool.handle(Done(s1.env, now=2.0)) == [Use(2, s1.env, cold=False)]
+    assert pool.handle(Started(s2.env, now=3.0)) == []  # started for nobody: warm and idle
+    assert pool.idle("f") == 1 and pool.busy("f") == 1
+    assert pool.handle(Request(3, "f", now=4.0)) == [Use(3, s2.env, cold=False)]
+    assert pool.handle(StartFailed(99, "never asked for")) == []
+
+
 def test_always_cold_never_reuses() -> None:
     pool = EnvPool(keep_alive_s=60.0, max_concurrency=2, always_cold=True)
     [s] = pool.handle(Request(1, "f", now=0.0))
@@ -158,6 +173,9 @@ class PoolModel(RuleBasedStateMachine):
         self._apply(self.pool.handle(Started(env, self.now) if ok else StartFailed(env, "no room")))
         if not ok:
             self.stopped.add(env)
+        elif env not in self.running:  # its invocation was served elsewhere meanwhile: it is warm
+            self.idle_since[env] = self.now
+            self.used_envs.add(env)  # whoever uses it next does not wait for a start
 
     @rule(data=st.data(), crash=st.booleans())
     @precondition(lambda self: self.pool is not None and self.running)
@@ -192,6 +210,9 @@ class PoolModel(RuleBasedStateMachine):
             assert self.pool.idle(fn) == len(idle)
             if self.pool.queued(fn):  # something waits only while the function is at its limit
                 assert self.pool.busy(fn) == self.limit or self.starting or self.running
+            waiting = [r for r, f in self.fn_of_rid.items() if f == fn and r not in self.outcome]
+            if self.pool.idle(fn):  # nothing waits (queued, or for a start) while an environment is idle
+                assert not waiting, f"{waiting} wait while {fn} has an idle environment"
         for since in self.idle_since.values():  # the last Tick stopped whatever had expired
             assert self.now - since < self.keep_alive or self.cold or since == self.now
 
@@ -204,6 +225,9 @@ class PoolModel(RuleBasedStateMachine):
                 env = min(self.starting)
                 del self.starting[env]
                 self._apply(self.pool.handle(Started(env, self.now)))
+                if env not in self.running:
+                    self.idle_since[env] = self.now
+                    self.used_envs.add(env)
             elif self.running:
                 env = min(self.running)
                 del self.running[env]
@@ -240,3 +264,59 @@ def test_a_process_that_exited_is_seen_gone_and_a_live_one_is_not() -> None:
         time.sleep(0.01)
     assert not process_alive(zombie.pid)
     zombie.wait()
+
+
+def test_a_start_fails_only_when_its_kind_stalls_or_at_the_limit() -> None:
+    """``start_deadline``: starts that queue behind others of their kind are slow, not failed."""
+    from fluentfn.runtime._faasplatform import START_LIMIT_S, START_STALL_S, start_deadline, start_failure
+
+    assert start_deadline(100.0, 0.0) == 100.0 + START_STALL_S  # nothing of its kind started yet
+    assert start_deadline(100.0, 150.0) == 150.0 + START_STALL_S  # one started meanwhile: more time
+    assert start_deadline(100.0, 100.0 + START_LIMIT_S) == 100.0 + START_LIMIT_S  # never past the limit
+    assert "could not place" in start_failure((1.0, "A100"), START_STALL_S) and "1 GPU (A100)" in start_failure(
+        (1.0, "A100"), START_STALL_S
+    )
+    assert f"{START_LIMIT_S:g} s" in start_failure((0.0, None), START_LIMIT_S)
+
+
+def test_the_platform_waits_for_a_start_while_others_of_its_kind_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FaasPlatform._ready`` with a fake handle (no Ray): a start behind a queue of others
+    outlives the stall limit while they finish; a kind that never starts fails at it."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from fluentfn.runtime import _faasplatform as fp
+
+    monkeypatch.setattr(fp, "START_STALL_S", 0.5)
+    monkeypatch.setattr(fp, "START_LIMIT_S", 30.0)
+
+    def handle(ready: asyncio.Future[tuple[int, str]]) -> SimpleNamespace:
+        return SimpleNamespace(ready=SimpleNamespace(remote=lambda: ready))
+
+    async def scenario() -> tuple[float, str]:
+        platform = fp.FaasPlatform.__new__(fp.FaasPlatform)
+        platform._progress = {}
+        loop = asyncio.get_running_loop()
+        slow: asyncio.Future[tuple[int, str]] = loop.create_future()
+        waiter = asyncio.ensure_future(platform._ready(handle(slow), (0.0, None)))
+        began = time.monotonic()
+        for _ in range(4):  # others of its kind start every 0.3 s: progress
+            other: asyncio.Future[tuple[int, str]] = loop.create_future()
+            loop.call_later(0.3, other.set_result, (1, "n"))
+            await platform._ready(handle(other), (0.0, None))
+        assert not waiter.done()  # 1.2 s > the 0.5 s stall limit, and it still waits
+        slow.set_result((7, "node"))
+        assert await waiter == (7, "node")
+        waited = time.monotonic() - began
+        gpu: asyncio.Future[tuple[int, str]] = loop.create_future()
+        try:
+            await platform._ready(handle(gpu), (1.0, None))  # no GPU ever starts
+        except TimeoutError as exc:
+            assert gpu.cancelled()
+            return waited, str(exc)
+        raise AssertionError("a start that never progressed did not fail")
+
+    waited, why = asyncio.run(scenario())
+    assert waited >= 1.2
+    assert "could not place" in why and "1 GPU" in why

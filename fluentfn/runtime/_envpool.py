@@ -9,7 +9,9 @@ over random interleavings with hypothesis.
 Rules (AWS Lambda's, as documented):
 - An environment runs one invocation at a time and serves one function only.
 - A warm (idle) environment is reused before a new one is started; the most recently
-  used first, so surplus environments age out.
+  used first, so surplus environments age out. An invocation waiting for its cold start
+  takes the first environment of its function that frees up (a queued one first); the
+  start goes on and its environment joins the warm ones.
 - An idle environment is stopped ``keep_alive_s`` after its last use.
 - At most ``max_concurrency`` environments of a function are busy or starting; beyond
   that a synchronous invocation is throttled (``Throttle``) and an asynchronous one (a
@@ -81,7 +83,8 @@ Event = Request | Started | StartFailed | Done | Lost | Tick
 
 @dataclass(frozen=True, slots=True)
 class Use:
-    """Run invocation ``rid`` in environment ``env`` (``cold``: its first invocation)."""
+    """Run invocation ``rid`` in environment ``env`` (``cold``: the invocation waited for
+    the environment to start; one started for nobody is warm once up)."""
 
     rid: int
     env: int
@@ -125,7 +128,7 @@ Instruction = Use | Start | Stop | Throttle | Fail
 class _Function:
     idle: dict[int, float] = field(default_factory=dict)  # env -> last use (insertion = age)
     busy: set[int] = field(default_factory=set)
-    starting: dict[int, int] = field(default_factory=dict)  # env -> rid it was started for
+    starting: dict[int, int | None] = field(default_factory=dict)  # env -> rid that waits on it (None: none)
     queued: deque[int] = field(default_factory=deque)
 
 
@@ -207,11 +210,28 @@ class EnvPool:
         if fn is None:
             return []
         f = self._fns[fn]
-        rid = f.starting.pop(ev.env, None)
+        if ev.env not in f.starting:
+            return []
+        rid = f.starting.pop(ev.env)
         if rid is None:
+            rid = self._waiter(f)
+        if rid is None:
+            f.idle[ev.env] = ev.now
             return []
         f.busy.add(ev.env)
         return [Use(rid, ev.env, cold=True)]
+
+    @staticmethod
+    def _waiter(f: _Function) -> int | None:
+        """The invocation a freed environment serves next: the oldest queued one, else the
+        oldest one waiting for its own start (that start goes on, for nobody)."""
+        if f.queued:
+            return f.queued.popleft()
+        for env, rid in f.starting.items():
+            if rid is not None:
+                f.starting[env] = None
+                return rid
+        return None
 
     def _start_failed(self, ev: StartFailed) -> list[Instruction]:
         fn = self._fn_of.pop(ev.env, None)
@@ -239,9 +259,10 @@ class EnvPool:
             if f.queued:
                 out.append(self._start(fn, f, f.queued.popleft()))
             return out
-        if f.queued:
+        rid = self._waiter(f)
+        if rid is not None:
             f.busy.add(ev.env)
-            return [Use(f.queued.popleft(), ev.env, cold=False)]
+            return [Use(rid, ev.env, cold=False)]
         f.idle[ev.env] = ev.now
         return []
 

@@ -29,12 +29,18 @@ from ._faasretry import run_async_invocation
 from ._raycall import unwrap
 
 PLATFORM_NAME = "fluentfn-faas-platform"
-START_TIMEOUT_S = 120.0  # an environment that cannot be placed in this long is a failed start
+# A start fails when no environment of its kind (its GPUs) started for START_STALL_S while it
+# waited (Ray cannot place it), or when it waited START_LIMIT_S in all. On a busy machine
+# starts queue behind each other (Ray starts a few worker processes at a time): slow, not
+# failed, while others of the kind still start.
+START_STALL_S = 120.0
+START_LIMIT_S = 600.0
 log = logging.getLogger("fluentfn.faas")
 ENV_START = "faas.environment"  # what the time breakdown calls environment starts (phase "start")
 
 
 Body = Callable[[str, Any, Call, str, ClusterConfig, str], dict[str, int]]
+Shape = tuple[float, str | None]  # a kind of environment: (num_gpus, accelerator)
 
 
 class Environment:
@@ -63,6 +69,24 @@ class Environment:
 
             install(faults)
         return self._body(kind, code, call, waiting, self._config, row)
+
+
+def start_deadline(began: float, progress: float) -> float:
+    """When a start that began at ``began`` fails, the last start of its kind having ended at
+    ``progress`` (monotonic seconds; it moves later while others of the kind start)."""
+    return min(max(began, progress) + START_STALL_S, began + START_LIMIT_S)
+
+
+def start_failure(shape: Shape, waited: float) -> str:
+    """Why a start that waited ``waited`` seconds failed (see ``start_deadline``)."""
+    gpus, accelerator = shape
+    kind = f"{gpus:g} GPU{'' if gpus == 1 else 's'}{f' ({accelerator})' if accelerator else ''}" if gpus else "no GPU"
+    if waited >= START_LIMIT_S:
+        return f"it did not start in {START_LIMIT_S:g} s"
+    return (
+        f"Ray could not place it: no environment of its kind ({kind}) started in {START_STALL_S:g} s; "
+        "`ray status` shows the resources the cluster has"
+    )
 
 
 def process_alive(pid: int) -> bool:
@@ -109,6 +133,7 @@ class FaasPlatform:
         self._env_faults: dict[int, int] = {}  # ... that each environment has
         self._spares: list[tuple[Any, int, str]] = []  # started, empty environments: (handle, pid, node)
         self._filling = 0  # spares being started
+        self._progress: dict[Shape, float] = {}  # kind of environment -> when one last started
 
     # -- the one entry point -------------------------------------------------------------------
 
@@ -265,10 +290,10 @@ class FaasPlatform:
             handle = self._new_environment(num_gpus, accelerator)
             self._refill()
             try:
-                pid, node = await asyncio.wait_for(handle.ready.remote(), START_TIMEOUT_S)
+                pid, node = await self._ready(handle, (num_gpus, accelerator))
             except (TimeoutError, ray.exceptions.RayError) as exc:
                 ray.kill(handle)
-                why = "it could not be placed" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+                why = str(exc) if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 log.warning("FaaS environment for %s did not start: %s", ins.fn, why)
                 self._apply(self._pool.handle(StartFailed(ins.env, why)))
                 return
@@ -290,7 +315,7 @@ class FaasPlatform:
         self._filling += 1
         handle = self._new_environment()
         try:
-            pid, node = await asyncio.wait_for(handle.ready.remote(), START_TIMEOUT_S)
+            pid, node = await self._ready(handle, (0.0, None))
         except (TimeoutError, ray.exceptions.RayError) as exc:  # cold starts start their own meanwhile
             ray.kill(handle)
             log.warning("a spare FaaS environment did not start: %s: %s", type(exc).__name__, exc)
@@ -298,6 +323,25 @@ class FaasPlatform:
         finally:
             self._filling -= 1
         self._spares.append((handle, int(pid), str(node)))
+
+    async def _ready(self, handle: Any, shape: Shape) -> tuple[int, str]:
+        """Wait until a new environment's process is up: its (pid, node). Raises
+        ``TimeoutError`` (saying why) when no environment of ``shape`` started for
+        ``START_STALL_S`` while it waited, or it waited ``START_LIMIT_S`` in all."""
+        ready: asyncio.Future[Any] = asyncio.ensure_future(handle.ready.remote())
+        began = time.monotonic()
+        try:
+            while True:
+                left = start_deadline(began, self._progress.get(shape, 0.0)) - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(start_failure(shape, time.monotonic() - began))
+                done, _ = await asyncio.wait({ready}, timeout=left)
+                if done:
+                    pid, node = ready.result()
+                    self._progress[shape] = time.monotonic()
+                    return int(pid), str(node)
+        finally:
+            ready.cancel()  # no-op once done
 
     def _died_already(self, env: int) -> bool:
         """Whether environment ``env``'s process is known to have exited (on this node only:

@@ -18,7 +18,7 @@ from ..state import Store
 from ..transport._client import REPLY_GRACE_S
 from ..wire.errors import reply_value
 from ..wire.records import read_record
-from ._faasplatform import START_TIMEOUT_S
+from ._faasplatform import START_LIMIT_S
 from ._raycall import await_ray, unwrap
 
 log = logging.getLogger("fluentfn.faas")
@@ -60,7 +60,7 @@ class Results:
     def _patience(cap: float, deadline: float) -> tuple[float, bool]:
         """(seconds to wait for an invocation, whether its caller's deadline ends the wait
         before the platform's own limit)."""
-        platform = cap + START_TIMEOUT_S + _PLATFORM_GRACE_S
+        platform = cap + START_LIMIT_S + _PLATFORM_GRACE_S
         if not deadline:
             return platform, False
         caller = max(0.0, deadline - time.time()) + REPLY_GRACE_S
