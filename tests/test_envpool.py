@@ -273,9 +273,8 @@ def test_a_start_fails_only_when_its_kind_stalls_or_at_the_limit() -> None:
     assert start_deadline(100.0, 0.0) == 100.0 + START_STALL_S  # nothing of its kind started yet
     assert start_deadline(100.0, 150.0) == 150.0 + START_STALL_S  # one started meanwhile: more time
     assert start_deadline(100.0, 100.0 + START_LIMIT_S) == 100.0 + START_LIMIT_S  # never past the limit
-    assert "could not place" in start_failure((1.0, "A100"), START_STALL_S) and "1 GPU (A100)" in start_failure(
-        (1.0, "A100"), START_STALL_S
-    )
+    stalled = start_failure((1.0, "A100"), START_STALL_S)
+    assert "could not place" in stalled and "1 GPU (A100)" in stalled
     assert f"{START_LIMIT_S:g} s" in start_failure((0.0, None), START_LIMIT_S)
 
 

@@ -84,8 +84,8 @@ def start_failure(shape: Shape, waited: float) -> str:
     if waited >= START_LIMIT_S:
         return f"it did not start in {START_LIMIT_S:g} s"
     return (
-        f"Ray could not place it: no environment of its kind ({kind}) started in {START_STALL_S:g} s; "
-        "`ray status` shows the resources the cluster has"
+        f"no environment of its kind ({kind}) started in the {START_STALL_S:g} s it waited: Ray could not "
+        "place it (`ray status` shows the cluster's resources) or start a worker process that long"
     )
 
 
