@@ -131,6 +131,7 @@ _RESOLVE = Resolve()
 _FINISH = Finish()
 BACKOFF_S = 0.05
 MAX_BACKOFF_S = 1.0
+PAUSE_PAST_S = 0.001  # a pause ends this far past the deadline at most (the wake-up then sees it passed)
 
 
 class Attempt:
@@ -216,16 +217,16 @@ class Attempt:
         if now >= self.deadline:
             return [_FINISH] if verdict is Verdict.REFUSED else [Fail(self._expired())]
         if verdict is Verdict.REFUSED:  # the route is fine; the mailbox is full
-            return [Wait(self._backoff(self.hosts))]
+            return [self._pause(self._backoff(self.hosts), now)]
         actions: list[Action] = [Forget(target, report=not self._fallbacks)]
         if self._fallbacks:
             actions.append(self._send(self._fallback()))
         elif verdict is Verdict.REDIRECTED and self.redirects == 1:
             actions.append(_RESOLVE)  # the directory has the new owner (or waits for it)
         elif verdict is Verdict.REDIRECTED:  # a move still settling: a pause, bounded by the deadline
-            actions.append(Wait(self._backoff(self.redirects - 1)))
+            actions.append(self._pause(self._backoff(self.redirects - 1), now))
         else:
-            actions.append(Wait(self._backoff(self.failures)))  # a host that died: give it time to come back
+            actions.append(self._pause(self._backoff(self.failures), now))  # a host that died: time to come back
         return actions
 
     def _fallback_answered(self, verdict: Verdict, error: FluentError | None, now: float) -> list[Action]:
@@ -236,7 +237,7 @@ class Attempt:
         if now >= self.deadline:
             return [Fail(self._expired())]
         self._turn += 1  # the next gateway (or this one, restarted), after a pause
-        return [Wait(self._backoff(self.sends - self.hosts))]
+        return [self._pause(self._backoff(self.sends - self.hosts), now)]
 
     def woke(self, now: float) -> list[Action]:
         """A ``Wait`` ended."""
@@ -255,6 +256,11 @@ class Attempt:
         if self.sends > 1:
             self.maybe_ran = True  # conservative: the host checks its records, which is cheap
         return Send(target, self.maybe_ran)
+
+    def _pause(self, seconds: float, now: float) -> Wait:
+        """A pause that ends by the deadline (and ``PAUSE_PAST_S``): the caller's timeout
+        then comes from here, saying what went wrong last, not from its own wait."""
+        return Wait(min(seconds, self.deadline - now + PAUSE_PAST_S))
 
     @staticmethod
     def _backoff(failures: int) -> float:

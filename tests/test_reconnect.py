@@ -93,3 +93,20 @@ def test_a_quiesced_server_delivers_every_reply_it_produced_before_it_stops() ->
     finally:
         io.run(pool.close())
         io.loop.call_soon_threadsafe(io.loop.stop)
+
+
+def test_a_client_whose_gateway_refuses_connections_times_out_saying_so() -> None:
+    # A wrong port is waited for (a gateway may be restarting) up to the call's deadline;
+    # the timeout then says what went wrong, not only that nothing answered.
+    import socket
+
+    import fluentfn as ff
+
+    with socket.socket() as closed:  # bound, never listening: connections to it are refused
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"127.0.0.1:{closed.getsockname()[1]}"
+        with ff.Client(endpoint, token="token", timeout_s=1.0) as client:
+            for send in (client.call, client.tell):
+                with pytest.raises(ff.CallTimeout) as caught:
+                    send("T/k", "m")
+                assert endpoint in str(caught.value) and "by its deadline" in str(caught.value)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fluentfn._call import Call, Outcome
 from fluentfn._router import (
+    PAUSE_PAST_S,
     Action,
     Attempt,
     Fail,
@@ -61,6 +62,7 @@ def _drive(attempt: Attempt, answers: list[Verdict], routes: list[Target | None]
             pending += attempt.routed(routes.pop(0) if routes else HOST_B, now)
         elif isinstance(action, Wait):
             assert 0 < action.seconds <= 1.0
+            assert now + action.seconds <= budget + PAUSE_PAST_S + 1e-9, "a pause runs past the deadline"
             now += action.seconds
             pending += attempt.woke(now)
         else:
@@ -173,6 +175,23 @@ def test_a_client_goes_to_its_gateways_and_waits_for_one_that_is_down() -> None:
     # no route known: straight to the gateway
     fresh = Attempt(name="T/k.m", deadline=10.0, retries=3, fallbacks=(GATEWAY,))
     assert fresh.begin(None) == [Resolve()] and fresh.routed(None, 0.0) == [Send(GATEWAY, False)]
+
+
+def test_a_pause_ends_at_the_deadline_with_a_timeout_that_names_the_last_error() -> None:
+    # the caller's own wait ends just past the deadline: the router's timeout, which says
+    # why (a gateway that refused connections), must come first
+    attempt = Attempt(name="T/k.m", deadline=2.0, retries=3, fallbacks=(GATEWAY,), direct=False)
+    attempt.begin(None)
+    for _ in range(6):  # backoffs that double would reach past the deadline
+        [pause] = attempt.answered(Verdict.LOST, Unavailable("gw:3: connection refused"), 1.9)
+        assert isinstance(pause, Wait) and 1.9 + pause.seconds <= 2.0 + PAUSE_PAST_S
+        assert attempt.woke(1.95) == [Resolve()]
+        assert attempt.routed(None, 1.95) == [Send(GATEWAY, True)]
+    [pause] = attempt.answered(Verdict.LOST, Unavailable("gw:3: connection refused"), 1.99)
+    assert isinstance(pause, Wait) and pause.seconds == pytest.approx(0.01 + PAUSE_PAST_S)
+    [failed] = attempt.woke(1.99 + pause.seconds)
+    assert isinstance(failed, Fail) and isinstance(failed.error, CallTimeout)
+    assert "connection refused" in str(failed.error)
 
 
 def test_a_retry_past_the_deadline_is_a_timeout_and_a_refused_tell_waits() -> None:
