@@ -104,18 +104,31 @@ def serve(
 
 
 def _import_app(target: str) -> None:
+    """Import APP (a ``.py`` file or a module name): a clear error, exit 2, when it is not
+    there; an error inside it is its own (with its traceback)."""
     if target.endswith(".py"):
         path = Path(target).resolve()
+        if not path.is_file():
+            raise typer.BadParameter(f"no such file: {target}", param_hint="APP")
         sys.path.insert(0, str(path.parent))
         spec = importlib.util.spec_from_file_location(path.stem, path)
         if spec is None or spec.loader is None:
-            raise typer.BadParameter(f"cannot import {target}")
+            raise typer.BadParameter(f"cannot import {target}", param_hint="APP")
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
         spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, os.getcwd())
+        return
+    sys.path.insert(0, os.getcwd())
+    try:
         importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (target == exc.name or target.startswith(f"{exc.name}.")):
+            raise  # a module the app imports is missing: the app's own error
+        raise typer.BadParameter(
+            f"no module named {target!r} (from {os.getcwd()}): give a module name or a .py file", param_hint="APP"
+        ) from None
+    except (TypeError, ValueError) as exc:  # "" or a relative name: not a module name at all
+        raise typer.BadParameter(f"{target!r} is not a module name or a .py file ({exc})", param_hint="APP") from None
 
 
 def _targets(conn: dict[str, Any]) -> str:

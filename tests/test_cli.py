@@ -87,3 +87,32 @@ def test_a_corrupt_serve_record_is_one_clear_error(tmp_path: Path, content: str)
     out = _fluentfn("status", "--namespace", "broken", env=env, timeout=60)
     assert out.returncode == 4, out.stderr
     assert "not a readable `fluentfn serve` record" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("app", "says"),
+    [
+        ("no/such/app.py", "no such file: no/such/app.py"),
+        ("no_such_fluentfn_app", "no module named 'no_such_fluentfn_app'"),
+        ("json.no_such_part", "no module named 'json.no_such_part'"),
+        (".relative", "is not a module name or a .py file"),
+    ],
+)
+def test_serve_an_app_that_is_not_there_is_one_clear_error(tmp_path: Path, app: str, says: str) -> None:
+    # refused before anything starts (no Ray, no gateway, no serve record), exit 2
+    env = {**os.environ, "FLUENTFN_HOME": str(tmp_path)}
+    out = _fluentfn("serve", app, "--namespace", "absent", env=env, timeout=60)
+    assert out.returncode == 2, out.stderr
+    text = " ".join(out.stderr.replace("\u2502", " ").split())  # (the message may wrap inside rich's box)
+    assert says in text and "Traceback" not in out.stderr
+    assert not (tmp_path / "absent" / "serve.json").exists()
+
+
+def test_serve_an_app_whose_own_import_fails_shows_that_error(tmp_path: Path) -> None:
+    # a dependency the app lacks is the app's error, with its traceback, not "no such APP"
+    app = tmp_path / "needs_missing.py"
+    app.write_text("import no_such_dependency_of_the_app\n")
+    env = {**os.environ, "FLUENTFN_HOME": str(tmp_path)}
+    out = _fluentfn("serve", str(app), "--namespace", "absent", env=env, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "no_such_dependency_of_the_app" in out.stderr and "Invalid value for APP" not in out.stderr
