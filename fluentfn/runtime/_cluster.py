@@ -26,7 +26,7 @@ from .._turnlogs import install_log_context
 from ..api import ActorType, known_types, on_new_type
 from ..directory import Directory
 from ..errors import FluentError
-from ..state import default_url
+from ..state import check_opens, check_url, default_url
 from ..transport._auth import new_token
 from ..transport._server import start_server
 from ..transport._tls import TlsConfig
@@ -207,6 +207,8 @@ def init(
             "(call other actors through their refs)"
         )
     store = store or env_store()
+    if store is not None:
+        check_url(store)  # before Ray starts: hosts that cannot open it would never start
     token = token or env_token()
     if tls is None and (files := env_tls()) is not None:
         cert, key, ca, server_name = files
@@ -230,6 +232,8 @@ def init(
     with _lock:
         if _current is not None and not _current.closed:
             raise FluentError("fluentfn is already initialised in this process: call ff.shutdown() first")
+    if address is None:  # hosts on this machine: a store they cannot open fails here, before Ray starts
+        check_opens(store or default_url(namespace))
     quiet_logs()
     level = logging.getLevelName(log_level())
     owns_ray = False
