@@ -177,6 +177,12 @@ def square(x: int) -> int:
 
 
 @ff.function
+def depth(n: int) -> int:
+    """Calls itself ``n`` levels deep, each level waiting on the next inside its Ray task."""
+    return 0 if n == 0 else int(depth(n - 1)) + 1
+
+
+@ff.function
 def explode(msg: str) -> None:
     raise Boom(msg)
 

@@ -34,6 +34,7 @@ from .apps import (
     Pinger,
     Serial,
     call_counter,
+    depth,
     explode,
     sleepy,
     square,
@@ -194,6 +195,12 @@ def test_functions(cluster: ff.Cluster) -> None:
     assert call_counter("from-fn", 4) == 4
     with pytest.raises(ff.FunctionTimeout):
         sleepy(5.0)
+
+
+def test_nested_function_calls_deeper_than_the_cpus_finish(cluster: ff.Cluster) -> None:
+    # A function waiting on the function it called lends its Ray task's CPU meanwhile, so a
+    # chain deeper than the cluster's two CPUs finishes (it used to wait for ever).
+    assert depth.future(5).result(timeout=240) == 5
 
 
 def test_passivation_and_hooks(cluster: ff.Cluster) -> None:

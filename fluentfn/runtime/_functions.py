@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from typing import Any
 
 from .._call import Outcome
@@ -45,6 +46,40 @@ def run_in_task(fn: Any, args_blob: bytes, mode: str) -> tuple[bool, bytes]:
     except FluentError as exc:
         error = InvalidRequest(f"the result of {where} ({type(result).__name__}) cannot be sent: {exc}")
         return False, record_of(Outcome(error=describe_error(error)))
+
+
+class _TaskFuture(Future[Any]):
+    """A function call's future. Waited on inside a Ray task (a function that calls a
+    function), it waits in ``ray.get``, so Ray lends the task's CPU to others meanwhile:
+    otherwise nested calls as deep as the cluster has CPUs wait for ever for a CPU that
+    their own callers hold."""
+
+    def __init__(self, objref: Any) -> None:
+        super().__init__()
+        self._objref = objref
+
+    def result(self, timeout: float | None = None) -> Any:
+        if not self.done() and _in_task():
+            import ray
+
+            start = time.monotonic()
+            try:
+                ray.get(self._objref, timeout=timeout)  # the outcome itself arrives through the loop (``_collect``)
+            except ray.exceptions.RayError:
+                pass  # a failed or unfinished task: ``_collect`` sets what the caller gets, read below
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - start))
+        return super().result(timeout)
+
+
+def _in_task() -> bool:
+    """Whether this thread runs a Ray task (not the driver, not an actor, which keeps its CPUs)."""
+    import ray
+
+    if not ray.is_initialized():
+        return False
+    ctx = ray.get_runtime_context()
+    return ctx.get_task_id() is not None and ctx.get_actor_id() is None
 
 
 def _failure(data: bytes) -> BaseException:
@@ -99,7 +134,7 @@ class FunctionRunner:
     def submit(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         blob = codec.encode_args(args, kwargs)
         objref = self._remote(fn).remote(blob)
-        out: Future[Any] = Future()
+        out: Future[Any] = _TaskFuture(objref)
         self._io.submit(self._collect(objref, fn, out))
         return out
 
