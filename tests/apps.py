@@ -182,6 +182,12 @@ def depth(n: int) -> int:
     return 0 if n == 0 else int(depth(n - 1)) + 1
 
 
+@ff.function(num_cpus=64)
+def too_big() -> int:
+    """Needs more CPUs than any node of the test cluster has."""
+    return 1
+
+
 @ff.function
 def explode(msg: str) -> None:
     raise Boom(msg)

@@ -17,7 +17,7 @@ import pytest
 import ray
 
 import fluentfn as ff
-from fluentfn import _gc
+from fluentfn import _config, _gc
 from fluentfn._call import Call
 from fluentfn.testing import hosts, wait_for
 from fluentfn.wire import codec
@@ -38,6 +38,7 @@ from .apps import (
     explode,
     sleepy,
     square,
+    too_big,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -201,6 +202,16 @@ def test_nested_function_calls_deeper_than_the_cpus_finish(cluster: ff.Cluster) 
     # A function waiting on the function it called lends its Ray task's CPU meanwhile, so a
     # chain deeper than the cluster's two CPUs finishes (it used to wait for ever).
     assert depth.future(5).result(timeout=240) == 5
+
+
+def test_a_function_no_node_can_run_is_one_clear_error(cluster: ff.Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray would keep such a task pending for ever: refused once no node that fits joined
+    # within FLUENTFN_PLACEMENT_WAIT_S (1 s here), as an actor type that cannot be placed is
+    monkeypatch.setattr(_config, "PLACEMENT_WAIT_S", 1.0)
+    for _ in range(2):
+        with pytest.raises(ff.FluentError, match=r"function too_big cannot be placed .*CPU: needs 64"):
+            too_big.future().result(timeout=120)
+    assert square(2) == 4
 
 
 def test_passivation_and_hooks(cluster: ff.Cluster) -> None:

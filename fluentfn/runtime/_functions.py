@@ -7,6 +7,7 @@ import inspect
 import time
 from typing import Any
 
+from .. import _config
 from .._call import Outcome
 from .._context import CURRENT, Context
 from .._ioloop import IoLoop
@@ -113,6 +114,7 @@ class FunctionRunner:
         self._allow_gpus = allow_gpus
         self._ray_extra = ray_extra or {}
         self._remotes: dict[int, tuple[Any, Any]] = {}
+        self._fits: set[int] = set()  # functions a node of the cluster was seen to fit
 
     def _remote(self, fn: Any) -> Any:
         import ray
@@ -138,9 +140,39 @@ class FunctionRunner:
         self._io.submit(self._collect(objref, fn, out))
         return out
 
+    async def _unplaceable(self, fn: Any) -> FluentError | None:
+        """Why no node of the cluster can ever run ``fn`` (after ``PLACEMENT_WAIT_S`` for
+        one that fits to join), or None: a task Ray cannot place waits for ever otherwise."""
+        import ray
+
+        from ..placement import missing_resources, resource_demand
+
+        demand = resource_demand(fn.spec)
+        demand["CPU"] = 1 if fn.spec.num_cpus is None else fn.spec.num_cpus
+        deadline = time.monotonic() + _config.PLACEMENT_WAIT_S
+        while True:
+            listed: list[dict[str, Any]] = await asyncio.to_thread(ray.nodes)  # (a call to Ray's GCS)
+            nodes = [n["Resources"] for n in listed if n.get("Alive")]
+            why = missing_resources({k: v for k, v in demand.items() if v}, nodes)
+            if why is None:
+                self._fits.add(id(fn))
+                return None
+            if time.monotonic() > deadline:
+                return FluentError(
+                    f"function {fn.name} cannot be placed on this cluster ({why}); "
+                    f"waited {_config.PLACEMENT_WAIT_S:g} s for a node that fits"
+                )
+            await asyncio.sleep(0.5)
+
     async def _collect(self, objref: Any, fn: Any, out: Future[Any]) -> None:
         import ray
 
+        if id(fn) not in self._fits:
+            why = await self._unplaceable(fn)
+            if why is not None:
+                ray.cancel(objref, force=True)
+                out.set_exception(why)
+                return
         try:
             if fn.max_duration_s:
                 ok, data = await asyncio.wait_for(await_ray(objref), fn.max_duration_s)
