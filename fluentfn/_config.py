@@ -32,7 +32,8 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_SQLITE_SYNC": "SQLite `synchronous` pragma: NORMAL (default; survives process crashes) or FULL "
     "(power loss)",
     "FLUENTFN_RESOLVE_TIMEOUT_S": "how long a caller waits for a host to start (default 120)",
-    "FLUENTFN_PLACEMENT_WAIT_S": "how long to wait for a node that fits an actor type's or a function's resources (default 10)",
+    "FLUENTFN_PLACEMENT_WAIT_S": "how long to wait for a node that fits an actor type's or a function's "
+    "resources (default 10)",
     "FLUENTFN_DRAIN_S": "on a partition move, how long running turns get to finish (default 10)",
     "FLUENTFN_HOST_START_S": "how long a new host of a scaled type may take to start before the scale is "
     "undone (default 60)",
