@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from .. import _config
@@ -46,7 +45,7 @@ def check_opens(url: str) -> None:
         store = open_store(url)
     except FluentError as exc:
         raise FluentError(f"the store cannot be opened: {exc}") from None
-    except (OSError, sqlite3.Error) as exc:
+    except Exception as exc:  # a path that cannot be made, a server's own refusal (a wrong db index, ...)
         raise FluentError(f"the store {shown(url)!r} cannot be opened: {type(exc).__name__}: {exc}") from None
     store.close()
 
