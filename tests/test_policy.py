@@ -262,7 +262,7 @@ TestPolicy.settings = settings(max_examples=300, stateful_step_count=60, deadlin
 
 def test_a_turn_that_arrives_past_its_deadline_never_runs() -> None:
     policy = HostPolicy()
-    assert policy.handle(Arrive(1, "T/a", "c", now=10.0, deadline=9.0)) == [Reject(1, Why.TIMEOUT)]
+    assert policy.handle(Arrive(1, "T/a", "c", now=10.0, deadline=9.0)) == [Reject(1, Why.EXPIRED)]
 
 
 def test_fenced_host_redirects_queued_and_new_turns() -> None:

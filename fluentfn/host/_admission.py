@@ -298,6 +298,8 @@ class Admission:
         """The error a refused turn's caller gets."""
         if why is Why.TIMEOUT:
             return CallTimeout(f"{address} stayed busy past the deadline")
+        if why is Why.EXPIRED:
+            return CallTimeout(f"{address}: the call's deadline had passed when it arrived; it did not run")
         if why is Why.REDIRECT:
             return Redirect(f"host {self.group}/{self.shard} no longer owns its shard")
         if why is Why.OVERLOADED:

@@ -31,7 +31,8 @@ from ._mailbox import Mailbox, Turn
 class Why(Enum):
     """Why a turn was refused (the engine maps each to its error)."""
 
-    TIMEOUT = "timeout"
+    TIMEOUT = "timeout"  # still waiting for its turn at its deadline
+    EXPIRED = "expired"  # its deadline had passed when it arrived
     OVERLOADED = "overloaded"
     REDIRECT = "redirect"
     BUSY = "busy"  # passivation of an identity that is in use: try later
@@ -265,7 +266,7 @@ class HostPolicy:
         if self.fenced:
             return [Reject(ev.tid, self.fenced_why)]
         if ev.deadline and ev.deadline <= ev.now:
-            return [Reject(ev.tid, Why.TIMEOUT)]
+            return [Reject(ev.tid, Why.EXPIRED)]
         if len(self._entries) >= self.inflight_limit:
             return [Reject(ev.tid, Why.OVERLOADED)]
         entry = _Entry(ev.chain_id, ev.chain, ev.interleave, None, ev.tid, ev.address, ev.deadline, False)
