@@ -9,12 +9,13 @@ import math
 from typing import Any
 
 from .._clusterconfig import ClusterConfig
-from .._config import HOST_START_S, PLACEMENT_WAIT_S, RESOLVE_TIMEOUT_S
+from .._config import HOST_START_S, RESOLVE_TIMEOUT_S
+from .._fit import wait_for_fit
 from .._tables import Group, Host, Part, Route, host_name, host_spec, ray_namespace
 from ..elastic._assign import assign
 from ..elastic._autoscale import AutoscalePolicy
 from ..errors import FluentError, NotFound, Unavailable
-from ..placement import ActorOptions, missing_resources, ray_options, resource_demand
+from ..placement import ActorOptions, ray_options, resource_demand
 from ..transport._control import ControlClient
 from ._counters import Counters
 
@@ -154,23 +155,7 @@ class Hosts:
 
     async def check_feasible(self, g: Group) -> None:
         """Fail clearly (after a bounded wait for nodes to join) if no node fits a host."""
-        import ray
-
-        demand = resource_demand(host_spec(g.options))
-        if not demand:
-            return
-        deadline = asyncio.get_running_loop().time() + PLACEMENT_WAIT_S
-        while True:
-            nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
-            why = missing_resources(demand, nodes)
-            if why is None:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise FluentError(
-                    f"actor type {g.options.name} cannot be placed on this cluster ({why}); "
-                    f"waited {PLACEMENT_WAIT_S:g} s for a node that fits"
-                )
-            await asyncio.sleep(0.5)
+        await wait_for_fit(resource_demand(host_spec(g.options)), f"actor type {g.options.name}")
 
     async def report_down(self, group: str, shard: int, endpoint: str) -> None:
         """A caller could not reach ``endpoint``: hold callers of its partitions until the

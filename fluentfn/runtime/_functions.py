@@ -7,9 +7,9 @@ import inspect
 import time
 from typing import Any
 
-from .. import _config
 from .._call import Outcome
 from .._context import CURRENT, Context
+from .._fit import wait_for_fit
 from .._ioloop import IoLoop
 from .._ref import Future
 from ..errors import FluentError, FunctionTimeout, InvalidRequest, NotFound
@@ -141,28 +141,17 @@ class FunctionRunner:
         return out
 
     async def _unplaceable(self, fn: Any) -> FluentError | None:
-        """Why no node of the cluster can ever run ``fn`` (after ``PLACEMENT_WAIT_S`` for
-        one that fits to join), or None: a task Ray cannot place waits for ever otherwise."""
-        import ray
-
-        from ..placement import missing_resources, resource_demand
+        """Why no node of the cluster can ever run ``fn``, or None (see ``wait_for_fit``)."""
+        from ..placement import resource_demand
 
         demand = resource_demand(fn.spec)
         demand["CPU"] = 1 if fn.spec.num_cpus is None else fn.spec.num_cpus
-        deadline = time.monotonic() + _config.PLACEMENT_WAIT_S
-        while True:
-            listed: list[dict[str, Any]] = await asyncio.to_thread(ray.nodes)  # (a call to Ray's GCS)
-            nodes = [n["Resources"] for n in listed if n.get("Alive")]
-            why = missing_resources({k: v for k, v in demand.items() if v}, nodes)
-            if why is None:
-                self._fits.add(id(fn))
-                return None
-            if time.monotonic() > deadline:
-                return FluentError(
-                    f"function {fn.name} cannot be placed on this cluster ({why}); "
-                    f"waited {_config.PLACEMENT_WAIT_S:g} s for a node that fits"
-                )
-            await asyncio.sleep(0.5)
+        try:
+            await wait_for_fit(demand, f"function {fn.name}")
+        except FluentError as exc:
+            return exc
+        self._fits.add(id(fn))
+        return None
 
     async def _collect(self, objref: Any, fn: Any, out: Future[Any]) -> None:
         import ray
