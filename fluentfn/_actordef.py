@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import InvalidRequest, NotFound
+from .errors import InvalidRequest, no_method
 from .placement import ActorOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,7 +80,7 @@ class ActorDef:
         """The public method ``name``; NotFound for anything else (private names, hooks)."""
         info = self.methods.get(name)
         if info is None:
-            raise NotFound(f"{self.name} has no method {name!r}")
+            raise no_method(self.name, name)
         return info
 
     def new_instance(self) -> Any:

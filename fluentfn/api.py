@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _ref
 from ._call import new_request_id
@@ -13,7 +13,7 @@ from ._config import DEFAULT_CALL_TIMEOUT_S
 from ._numbers import check_number
 from ._ref import BULK_METHOD, ActorRef, Future
 from .elastic._autoscale import Autoscale
-from .errors import REROUTE_CODES, FluentError, Unavailable
+from .errors import REROUTE_CODES, FluentError, InvalidRequest, Unavailable
 from .placement import ActorOptions, ResourceSpec, persist_mode, shard_for
 from .wire.errors import reply_value
 from .wire.records import read_record
@@ -45,6 +45,19 @@ def known_types() -> list[ActorType]:
 def on_new_type(hook: Callable[[ActorType], None] | None) -> None:
     """Install (or clear) what runs when a type is defined after ``ff.init``."""
     _on_new_type[:] = [hook] if hook else []
+
+
+def _bulk_args(type_name: str, key: object, args: object) -> list[Any]:
+    """A bulk item's positional arguments as a list: InvalidRequest unless a sequence of them
+    (a str, bytes or mapping is one argument given bare, a common slip)."""
+    if not isinstance(args, str | bytes | bytearray | Mapping):
+        try:
+            return list(cast(Iterable[Any], args))
+        except TypeError:
+            pass
+    raise InvalidRequest(
+        f"{type_name}.bulk: the arguments of key {key!r} are a list or tuple of them, not {type(args).__name__}"
+    )
 
 
 class ActorType:
@@ -80,8 +93,8 @@ class ActorType:
         One message per shard (not per key), run inside each host: the way to load a
         partitioned data set. The first failure is raised after all items ran.
         """
+        keys = {_ref.check_key(k): _bulk_args(self.name, k, v) for k, v in calls.items()}
         invoker = _ref.current_invoker()
-        keys = {_ref.check_key(k): list(v) for k, v in calls.items()}
         if getattr(invoker, "mode", "stateful") in ("faas", "sim"):  # no hosts to batch on: a call per key
             futures = {k: invoker.submit(ActorRef(self.name, k), method, tuple(a), {}) for k, a in keys.items()}
             return {k: f.result() for k, f in futures.items()}
@@ -227,7 +240,7 @@ def actor(
         else:
             n_parts, lo, hi, scale = elastic_options(shards, partitions, min_hosts, max_hosts, autoscale)
         options = ActorOptions(
-            name=name or target.__name__,
+            name=target.__name__ if name is None else name,
             shards=n_parts,
             persist=persist_mode(persist),
             idle_timeout_s=idle_timeout_s,
@@ -240,6 +253,7 @@ def actor(
         )
         at = ActorType(target, options)
         at.colocate_target = colocated
+        _claim_name(options.name, target)
         _KNOWN_TYPES[options.name] = at
         for hook in _on_new_type:
             hook(at)
@@ -248,6 +262,18 @@ def actor(
     if cls is not None:
         return wrap(cls)
     return wrap
+
+
+def _claim_name(name: str, cls: type) -> None:
+    """FluentError if another class already holds actor type name ``name`` in this process:
+    calls to either would run the other's code. The same class defined again (a re-run
+    notebook cell, a module run as ``__main__`` and imported too) takes the name over."""
+    prior = _KNOWN_TYPES.get(name)
+    if prior is not None and prior.cls.__qualname__ != cls.__qualname__:
+        raise FluentError(
+            f"actor type name {name!r} is taken by {prior.cls.__module__}.{prior.cls.__qualname__}: "
+            f"give {cls.__module__}.{cls.__qualname__} another name (@ff.actor(name=...))"
+        )
 
 
 def elastic_options(

@@ -24,6 +24,18 @@ class NotFound(FluentError):
     """Unknown actor type, function or method."""
 
 
+_PROXY_NAMES = frozenset({"with_timeout", "future", "aio", "tell"})
+
+
+def no_method(type_name: str, method: str) -> NotFound:
+    """The error for a call of a method ``type_name`` does not have (with a hint when the
+    name is one of a method proxy's own: ``ref.with_timeout(...)`` for ``ref.m.with_timeout``)."""
+    hint = ""
+    if method in _PROXY_NAMES:
+        hint = f" ({method} belongs to a method: ref.METHOD.{method}(...))"
+    return NotFound(f"{type_name} has no method {method!r}{hint}")
+
+
 class InvalidRequest(FluentError):
     """A payload that cannot be decoded, is too large, or does not bind to the method."""
 

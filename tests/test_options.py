@@ -10,7 +10,9 @@ import pytest
 
 import fluentfn as ff
 from fluentfn import api
+from fluentfn._actordef import ActorDef
 from fluentfn._prices import prices
+from fluentfn.placement import ActorOptions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,3 +82,52 @@ def test_a_client_needs_a_token(token: Any) -> None:
     for cls in (ff.Client, ff.AsyncClient):
         with pytest.raises(ff.FluentError, match="token"):
             cls("127.0.0.1:1", token=token)
+
+
+def test_an_empty_type_name_is_refused_not_replaced_by_the_class_name() -> None:
+    with pytest.raises(ff.FluentError, match="invalid actor type name ''"):
+        ff.actor(name="")(Plain)
+
+
+def test_two_classes_cannot_share_a_type_name() -> None:
+    """Calls to the first would run the second's code: the second is refused, naming both."""
+
+    class First:
+        def who(self) -> str:
+            return "first"
+
+    class Second:
+        def who(self) -> str:
+            return "second"
+
+    first = ff.actor(name="OptionsTwin")(First)
+    try:
+        with pytest.raises(ff.FluentError, match=r"'OptionsTwin' is taken by .*First: give .*Second another name"):
+            ff.actor(name="OptionsTwin")(Second)
+        assert api.known_type("OptionsTwin") is first
+
+        class First:  # type: ignore[no-redef]  # the same class defined again (a re-run cell) takes the name
+            def who(self) -> str:
+                return "again"
+
+        again = ff.actor(name="OptionsTwin")(First)
+        assert api.known_type("OptionsTwin") is again
+    finally:
+        api._KNOWN_TYPES.pop("OptionsTwin", None)
+
+
+@pytest.mark.parametrize("args", [5, "ab", b"ab", {"x": 1}, None])
+def test_a_bulk_item_whose_arguments_are_not_a_sequence_is_refused_before_anything_is_sent(args: Any) -> None:
+    kind = ff.actor(name="OptionsBulk")(Plain)
+    try:
+        with pytest.raises(ff.InvalidRequest, match=r"OptionsBulk.bulk: the arguments of key 'a' are a list or tuple"):
+            kind.bulk("get", {"a": args})  # (no cluster here: it is refused before one is needed)
+    finally:
+        api._KNOWN_TYPES.pop("OptionsBulk", None)
+
+
+@pytest.mark.parametrize("name", ["with_timeout", "future", "aio", "tell"])
+def test_a_proxy_word_used_as_a_method_name_says_where_it_belongs(name: str) -> None:
+    definition = ActorDef(Plain, ActorOptions(name="OptionsHint"))
+    with pytest.raises(ff.NotFound, match=rf"has no method '{name}' \({name} belongs to a method: ref.METHOD.{name}"):
+        definition.method(name)

@@ -142,7 +142,7 @@ def test_half_gpus_are_shared(cluster: ff.Cluster) -> None:
 
 
 def test_unsatisfiable_resources_fail_clearly(cluster: ff.Cluster) -> None:
-    with pytest.raises(ff.FluentError, match="actor type .*TooBig.* cannot be placed .*GPU: needs 4"):
+    with pytest.raises(ff.FluentError, match=r"actor type .*TooBig.* cannot be placed .*GPU: needs 4"):
         TooBig["x"].ids()
     with pytest.raises(ff.FluentError, match="tpu_pod"):
         Exotic["x"].ids()

@@ -30,7 +30,7 @@ from .._router import Target
 from .._stats import COUNTERS
 from .._tracing import enabled as tracing_on
 from .._tracing import parent_for
-from ..errors import FluentError, Unavailable
+from ..errors import FluentError, Unavailable, no_method
 from ..state import Store, open_store
 from ..state._emulated import MeteredStore
 from ..transport._caller import DELIVER, Intercept, Tap, current_tap, name_of
@@ -384,13 +384,12 @@ class FaasRuntime:
 
     async def check_call(self, call: Call) -> None:
         """NotFound unless the call names a registered type and one of its methods."""
-        from ..errors import NotFound
 
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._codebase.actor, call.type_name)
         info = await await_ray(self._codebase.directory().lookup.remote(call.type_name))
         if call.method not in info.methods:
-            raise NotFound(f"{call.type_name} has no method {call.method!r}")
+            raise no_method(call.type_name, call.method)
 
     def set_faults(self, faults: Any) -> None:
         """Put the lab's ``faults`` in force in every environment (each takes them with its

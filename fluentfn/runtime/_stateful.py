@@ -26,7 +26,7 @@ from .._ref import DELETE_METHOD, ActorRef, Future
 from .._router import RouteTable, Target
 from .._tracing import enabled as tracing_on
 from .._tracing import parent_for
-from ..errors import REROUTE_CODES, FluentError, InvalidRequest, NotFound
+from ..errors import REROUTE_CODES, FluentError, InvalidRequest, no_method
 from ..host._partitions import PartitionSet
 from ..state import Store, open_store
 from ..transport._caller import Caller
@@ -396,4 +396,4 @@ class StatefulRuntime:
         """NotFound unless the call names a registered type and one of its methods."""
         info = self._locator.types.get(call.type_name) or await self._locator.type_info(call.type_name)
         if call.method not in info.methods:
-            raise NotFound(f"{call.type_name} has no method {call.method!r}")
+            raise no_method(call.type_name, call.method)
