@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _ref
+from ._actordef import ActorDef
 from ._call import new_request_id
 from ._config import DEFAULT_CALL_TIMEOUT_S
 from ._numbers import check_number
@@ -36,6 +37,14 @@ _IMMUTABLE = (type(None), bool, int, float, str)
 def known_type(name: str) -> ActorType | None:
     """The locally defined actor type called ``name``, if any."""
     return _KNOWN_TYPES.get(name)
+
+
+def check_tell(type_name: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse a tell to a type defined here whose method is unknown or whose arguments do
+    not bind (NotFound, InvalidRequest), before it leaves: no reply would carry the error."""
+    at = _KNOWN_TYPES.get(type_name)
+    if at is not None:
+        at.definition.method(method).bind(args, kwargs)
 
 
 def known_types() -> list[ActorType]:
@@ -73,12 +82,20 @@ class ActorType:
         self.cls = cls
         self.options = options
         self.colocate_target: ActorType | None = None
+        self._definition: ActorDef | None = None
         self.__doc__ = cls.__doc__
         self.__wrapped__ = cls
 
     @property
     def name(self) -> str:
         return self.options.name
+
+    @property
+    def definition(self) -> ActorDef:
+        """The runtime view of the class (its public methods), made on first use."""
+        if self._definition is None:
+            self._definition = ActorDef(self.cls, self.options)
+        return self._definition
 
     def __getitem__(self, key: str | int) -> ActorRef:
         return ActorRef(self.options.name, key)

@@ -286,6 +286,24 @@ def test_a_tell_that_cannot_be_encoded_fails_its_turn_in_both_modes(cluster: ff.
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("cluster", MODES, indirect=True)
+def test_a_tell_to_a_missing_method_or_with_unbindable_arguments_is_refused_where_it_is_made(
+    cluster: ff.Cluster,
+) -> None:
+    """No reply would carry the error back: the sender gets it at once, and nothing is sent."""
+    ref = Counter[f"tell-check-{cluster.mode}"]
+    with pytest.raises(ff.NotFound, match="Counter has no method 'nope'"):
+        ref.nope.tell()
+    with pytest.raises(ff.InvalidRequest, match="add"):
+        ref.add.tell(1, 2, 3)
+    ref.add.tell(5)  # a good one goes, and is the only one that ran
+    deadline = time.monotonic() + 60
+    while ref.get() != 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ref.get() == 5
+
+
+@pytest.mark.timeout(120)
 def test_warm_stateful_calls_touch_no_storage(cluster: ff.Cluster) -> None:
     ref = Counter["warm"]
     ref.add(1)

@@ -193,6 +193,10 @@ def test_bad_input_gets_a_clear_error(sim: Simulation) -> None:
         SimBox["x"].add(1, 2, 3)
     with pytest.raises(ff.NotFound):
         ff.ref("NoSuchType/x").get()
+    with pytest.raises(ff.NotFound, match="no method 'nope'"):
+        SimBox["x"].nope.tell()  # a tell is checked where it is made: no reply would carry it
+    with pytest.raises(ff.InvalidRequest):
+        SimBox["x"].add.tell(1, 2, 3)
     with pytest.raises(ff.FluentError):
         sim.run_for(-1)
     with pytest.raises(ff.FluentError, match="already initialised"):

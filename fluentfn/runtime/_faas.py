@@ -30,6 +30,7 @@ from .._router import Target
 from .._stats import COUNTERS
 from .._tracing import enabled as tracing_on
 from .._tracing import parent_for
+from ..api import check_tell
 from ..errors import FluentError, Unavailable, no_method
 from ..state import Store, open_store
 from ..state._emulated import MeteredStore
@@ -322,6 +323,7 @@ class FaasRuntime:
         *,
         timeout_s: float | None = None,
     ) -> None:
+        check_tell(ref.type_name, method, args, kwargs)
         rid = request_id_here()
         ctx = CURRENT.get()
         if self.journal is None or ctx is None or ctx.address is None:

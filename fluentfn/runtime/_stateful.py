@@ -26,6 +26,7 @@ from .._ref import DELETE_METHOD, ActorRef, Future
 from .._router import RouteTable, Target
 from .._tracing import enabled as tracing_on
 from .._tracing import parent_for
+from ..api import check_tell
 from ..errors import REROUTE_CODES, FluentError, InvalidRequest, no_method
 from ..host._partitions import PartitionSet
 from ..state import Store, open_store
@@ -198,6 +199,7 @@ class StatefulRuntime:
         *,
         timeout_s: float | None = None,
     ) -> None:
+        check_tell(ref.type_name, method, args, kwargs)
         call = self._make_call(ref, method, args, kwargs, timeout_s, one_way=True)
         if self._io.in_loop():
             self._send_tell(call)

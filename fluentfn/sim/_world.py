@@ -23,6 +23,7 @@ from .._actordef import ActorDef
 from .._call import Call, Outcome
 from .._context import CURRENT, Context, request_id_here
 from .._ref import ActorRef
+from ..api import check_tell
 from ..errors import CallTimeout, FluentError, InvalidRequest, NotFound, Unavailable
 from ..host._mailbox import Mailbox, Turn
 from ..host._turn import UserFailure, instantiate, replay_of, reply_for, request_digest, run_async, run_sync, snapshot
@@ -121,6 +122,7 @@ class World:
 
     def tell(self, ref: ActorRef, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
              timeout_s: float | None = None) -> None:  # fmt: skip
+        check_tell(ref.type_name, method, args, kwargs)
         self.send(ref, method, args, kwargs, timeout_s, one_way=True)
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
