@@ -256,8 +256,10 @@ class MethodProxy:
         return await current_invoker().call_async(self._ref, self._name, args, kwargs, timeout_s=self._timeout)
 
     def tell(self, *args: Any, **kwargs: Any) -> None:
-        """One-way message: no reply, errors are counted by the host. Sent from inside a
-        turn it starts a new chain, with its own deadline (``with_timeout`` or the default)."""
+        """One-way message: no reply. An unknown method or unbindable arguments (of a type
+        defined here) raise at once; the method's own errors are counted by the host. Sent
+        from inside a turn it starts a new chain, with its own deadline (``with_timeout`` or
+        the default)."""
         current_invoker().tell(self._ref, self._name, args, kwargs, timeout_s=self._timeout)
 
     def __repr__(self) -> str:
