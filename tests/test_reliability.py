@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 import socket
 
@@ -124,3 +125,55 @@ def test_malformed_frames_are_invalid_argument_and_counted(cluster: ff.Cluster) 
         assert set(statuses.values()) == {"INVALID_ARGUMENT"} and len(statuses) == 4, (endpoint, statuses)
     assert cluster.stats()["malformed_requests"] >= before + 4  # the host's four, counted
     assert Counter["frames"].add(1) == 2
+
+
+OVERSIZED = {
+    "request_id": {"request_id": "x" * 1_000_000},
+    "chain_id": {"chain_id": "c" * 100_000},
+    "trace": {"trace": "t" * 100_000},
+    "caller": {"caller": "TCounter/" + "k" * 100_000},
+    "chain": {"call_chain": ["TCounter/z"] * 100_000},
+    "negative budget": {"budget_s": -5.0},
+    "NaN budget": {"budget_s": float("nan")},
+    "infinite deadline": {"budget_s": 0.0, "deadline": float("inf")},
+}
+
+
+@pytest.mark.timeout(120)
+def test_a_peers_call_with_ids_or_chain_past_their_bounds_is_refused_before_anything_is_kept(
+    cluster: ff.Cluster,
+) -> None:
+    """A raw gRPC peer (any language, from ``proto/``) could make a host keep a megabyte id
+    in every reply record, or walk a 100,000-link chain on every admission: each is
+    INVALID_ARGUMENT, on the unary call and on the stream (where the stream goes on)."""
+    from fluentfn.wire import codec
+
+    from .apps import Counter
+
+    start = Counter["bounds"].add(1)
+    host = next(h for h in hosts(cluster) if h["types"])
+    md = (("authorization", f"Bearer {cluster.token}"),)
+
+    def call_at(endpoint: str, n: int, **fields: object) -> pb.Call:
+        rid = f"bounds-{endpoint}-{n}"
+        base: dict[str, object] = dict(type_name="TCounter", key="bounds", method="add", request_id=rid,
+                                       args=codec.encode_args((1,), {}), budget_s=30.0)  # fmt: skip
+        base.update(fields)
+        return pb.Call(seq=n + 1, **base)  # type: ignore[arg-type]
+
+    for endpoint in (cluster.gateway, host["endpoint"]):
+        with grpc.insecure_channel(endpoint) as channel:
+            stub = pb_grpc.ActorHostStub(channel)
+            call = functools.partial(call_at, endpoint)
+            for n, (what, fields) in enumerate(OVERSIZED.items()):
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.Invoke(call(n, **fields), metadata=md, timeout=30)
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (endpoint, what)
+            batch = pb.CallBatch(calls=[call(n, **f) for n, f in enumerate(OVERSIZED.values())] + [call(99)])
+            replies = [r for b in stub.InvokeStream(iter([batch]), metadata=md, timeout=30) for r in b.replies]
+            by_seq = {r.seq: r for r in replies}
+            assert sorted(by_seq) == [*range(1, len(OVERSIZED) + 1), 100], endpoint
+            assert all(by_seq[n + 1].WhichOneof("outcome") == "error" for n in range(len(OVERSIZED))), endpoint
+            assert by_seq[100].WhichOneof("outcome") != "error", by_seq[100]
+            assert codec.decode(by_seq[100].value) >= start + 1  # the good call in the same batch ran
+    assert Counter["bounds"].get() == start + 2  # one good call through each endpoint, nothing else

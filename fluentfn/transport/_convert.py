@@ -11,10 +11,12 @@ is charged to nobody; it is small next to any deadline worth setting.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .._call import Call, ErrorInfo, Outcome
+from .._config import MAX_CALL_TIMEOUT_S, MAX_KEY_BYTES, MAX_NAME_BYTES
 from .._status import HostInfo, Status, TypeRoute
 from ..wire._gen import actorhost_pb2 as pb
 
@@ -44,10 +46,47 @@ def call_to_pb(call: Call, clock: Clock = time.time) -> pb.Call:
     return m
 
 
+MAX_ID_CHARS = 256
+"""Longest request id, chain id or trace context a peer may send (ours are 25 to 55)."""
+MAX_ADDRESS_CHARS = MAX_NAME_BYTES + 1 + MAX_KEY_BYTES
+"""Longest ``Type/key`` address (a caller, a link of a call chain)."""
+MAX_CHAIN = 1_000
+"""Most identities a call chain may hold (each one a turn waiting on the next)."""
+
+
+def wire_problem(m: pb.Call) -> str | None:
+    """Why a call that arrived from a peer cannot be taken, or None: its ids, caller or
+    chain past their bounds (each would be kept per turn, and in the store's reply records),
+    or a deadline that is no time. Checked before anything is kept of it."""
+    if (
+        len(m.request_id) <= MAX_ID_CHARS
+        and len(m.chain_id) <= MAX_ID_CHARS
+        and len(m.trace) <= MAX_ID_CHARS
+        and len(m.caller) <= MAX_ADDRESS_CHARS
+        and m.budget_s >= 0.0  # (False for NaN)
+        and 0.0 <= m.deadline < math.inf
+        and (not m.call_chain or _chain_fits(m.call_chain))
+    ):
+        return None
+    for name in ("request_id", "chain_id", "trace"):
+        if len(getattr(m, name)) > MAX_ID_CHARS:
+            return f"a call's {name} is at most {MAX_ID_CHARS} characters, not {len(getattr(m, name))}"
+    if len(m.caller) > MAX_ADDRESS_CHARS:
+        return f"a call's caller is an address of at most {MAX_ADDRESS_CHARS} characters"
+    if not m.budget_s >= 0.0 or not 0.0 <= m.deadline < math.inf:
+        return f"a call's budget_s and deadline are seconds, >= 0 and finite (got {m.budget_s!r}, {m.deadline!r})"
+    return f"a call chain holds at most {MAX_CHAIN} addresses of at most {MAX_ADDRESS_CHARS} characters each"
+
+
+def _chain_fits(chain: Sequence[str]) -> bool:
+    return len(chain) <= MAX_CHAIN and all(len(a) <= MAX_ADDRESS_CHARS for a in chain)
+
+
 def call_from_pb(m: pb.Call, clock: Clock = time.time) -> Call:
     """On the way in: the deadline on this process's clock, from the budget (a sender that
-    gave none keeps its absolute deadline, if any)."""
-    deadline = clock() + m.budget_s if m.budget_s > 0 else m.deadline
+    gave none keeps its absolute deadline, if any; a budget past the longest timeout, or
+    infinite, is that longest). Check it first (``wire_problem``)."""
+    deadline = clock() + min(m.budget_s, MAX_CALL_TIMEOUT_S) if m.budget_s > 0 else m.deadline
     return Call(
         m.type_name, m.key, m.method, m.args, m.request_id, deadline,
         tuple(m.call_chain), m.chain_id, m.seq, m.one_way, m.attempt, 0.0, m.caller, m.trace,

@@ -21,7 +21,7 @@ from ..errors import REROUTE_CODES, FluentError, code_value, status_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import TokenInterceptor
-from ._convert import Clock, call_from_pb, outcome_to_pb, status_to_pb
+from ._convert import Clock, call_from_pb, outcome_to_pb, status_to_pb, wire_problem
 from ._tls import TlsConfig
 from ._wakeup import Wakeup
 
@@ -133,6 +133,8 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
     async def Invoke(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Reply]) -> pb.Reply:
         if isinstance(request, _Malformed):
             await self._refuse_malformed(context)
+        if (why := wire_problem(request)) is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, why)
         call = call_from_pb(request, self._clock)
         call.one_way = False
         answered: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
@@ -155,6 +157,8 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
     async def Tell(self, request: pb.Call, context: aio.ServicerContext[pb.Call, pb.Ack]) -> pb.Ack:
         if isinstance(request, _Malformed):
             await self._refuse_malformed(context)
+        if (why := wire_problem(request)) is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, why)
         call = call_from_pb(request, self._clock)
         call.one_way = True
         try:
@@ -211,6 +215,12 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
                 error = ErrorInfo(code=code_value(grpc.StatusCode.INTERNAL), message=repr(exc))
                 answer(Outcome(seq=call.seq, error=error))
 
+        def refuse(call: Call, why: str) -> None:
+            nonlocal pending
+            pending += 1
+            error = ErrorInfo(code=code_value(grpc.StatusCode.INVALID_ARGUMENT), message=why)
+            (done if wants_outcome(call) else done_quietly)(Outcome(seq=call.seq, error=error))
+
         malformed = False
 
         async def read() -> None:
@@ -221,8 +231,11 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
                         malformed = True
                         break
                     clock = self._clock
-                    for call in batch.calls:
-                        start(call_from_pb(call, clock))
+                    for m in batch.calls:
+                        if (why := wire_problem(m)) is None:
+                            start(call_from_pb(m, clock))
+                        else:
+                            refuse(call_from_pb(m, clock), why)
             finally:
                 reading = False
                 ready.set()
