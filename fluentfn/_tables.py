@@ -55,6 +55,7 @@ class Host:
     endpoint: str = ""
     node_id: str = ""
     up: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: str = ""  # why its process could not start ("" while it starts, or once up)
 
 
 @dataclass
@@ -76,6 +77,9 @@ class Group:
     problem: str = ""  # why the group is not at the size asked for ("" when it is)
     policy: AutoscalePolicy | None = None
     pauses_ms: list[float] = field(default_factory=list)  # how long each moved partition was held
+    start_failures: int = 0  # hosts of the group whose process could not start
+    failed_why: str = ""  # the last one's cause, until a host of the group starts
+    failures_in_row: int = 0  # since a host of the group last started (the retry pause doubles)
 
     def placement(self) -> dict[str, list[int]]:
         """Host id -> the partitions assigned to it (every host, even one with none)."""

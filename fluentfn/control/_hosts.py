@@ -11,6 +11,7 @@ from typing import Any
 from .._clusterconfig import ClusterConfig
 from .._config import HOST_START_S, RESOLVE_TIMEOUT_S
 from .._fit import wait_for_fit
+from .._ioloop import spawn
 from .._tables import Group, Host, Part, Route, host_name, host_spec, ray_namespace
 from ..elastic._assign import assign
 from ..elastic._autoscale import AutoscalePolicy
@@ -20,6 +21,13 @@ from ..transport._control import ControlClient
 from ._counters import Counters
 
 log = logging.getLogger("fluentfn.directory")
+
+
+def creation_error(exc: BaseException) -> str:
+    """The cause in Ray's error for an actor whose constructor raised: its last line (the
+    exception itself, after the remote traceback), at most 500 characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:500]
 
 
 class Hosts:
@@ -33,6 +41,7 @@ class Hosts:
         self._store: Any = None  # opened on first use (a directory on a store it never needs opens none)
         self.control = ControlClient(config.token, config.tls)  # moves, over the hosts' gRPC servers
         self.recovered = False  # the directory was restarted and found live hosts
+        self._tasks: set[asyncio.Task[Any]] = set()  # start watches and replacements
 
     def group(self, options: ActorOptions) -> tuple[Group, bool]:
         """The group of ``options`` (made, without hosts, if new); True if it is new."""
@@ -70,7 +79,58 @@ class Hosts:
         )
         host = Host(hid, handle)
         g.hosts[hid] = host
+        spawn(self._watch_start(group, host), self._tasks)
         return host
+
+    async def _watch_start(self, group: str, host: Host) -> None:
+        """Ray does not restart a host whose constructor raised (its store unreachable, say):
+        without this, its partitions' callers would wait out their patience and the type
+        stay down for good. Its callers get the cause, and another host is tried."""
+        try:
+            await host.handle.__ray_ready__.remote()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # its constructor raised, or its process died before it served
+            if not host.up.is_set():
+                self.start_failed(group, host, creation_error(exc))
+
+    def start_failed(self, group: str, host: Host, why: str) -> None:
+        """``host`` could not start: it leaves the group (killed, so that a restart of it
+        serves nothing), callers waiting on its partitions get ``why``, and those
+        partitions go to a new host after a pause that doubles with each failure in a row
+        (0.5 s to 30 s), reset when a host of the group starts."""
+        import ray
+
+        g = self.groups.get(group)
+        if g is None or g.hosts.get(host.hid) is not host:
+            return
+        del g.hosts[host.hid]
+        try:
+            ray.kill(host.handle, no_restart=True)
+        except Exception as exc:  # (gone already)
+            log.debug("host %s/%s not killed: %s", group, host.hid, exc)
+        orphans = [p for p, part in enumerate(g.parts) if part.host == host.hid]
+        for p in orphans:
+            g.parts[p].host = None
+        delay = min(30.0, 0.5 * 2**g.failures_in_row)
+        host.failed = why
+        g.start_failures += 1
+        g.failures_in_row = min(g.failures_in_row + 1, 6)
+        g.failed_why = f"host {host.hid} of {g.options.name} could not start ({why})"
+        log.error("%s; its partitions go to a new host in %g s", g.failed_why, delay)
+        if orphans:
+            spawn(self._replace(group, g, orphans, delay), self._tasks)
+
+    async def _replace(self, group: str, g: Group, orphans: list[int], delay: float) -> None:
+        """After ``delay``, a new host for those of ``orphans`` nobody took meanwhile."""
+        await asyncio.sleep(delay)
+        if self.groups.get(group) is not g or not g.started:
+            return
+        left = [p for p in orphans if g.parts[p].host is None]
+        if left:
+            host = self.new_host(group, g)
+            for p in left:
+                g.parts[p].host = host.hid
 
     def start_group(self, group: str, count: int | None = None) -> None:
         """Start a group's hosts with every partition assigned (they claim them as they start)."""
@@ -94,6 +154,7 @@ class Hosts:
             return []  # a host that was stopped meanwhile
         host.endpoint, host.node_id = endpoint, node_id
         host.up.set()
+        g.failed_why, g.failures_in_row = "", 0
         return [p for p, part in enumerate(g.parts) if part.host == hid and not part.moving]
 
     def _adopt_unknown(self, group: str, g: Group, hid: str) -> Host | None:
@@ -135,12 +196,15 @@ class Hosts:
         part = g.parts[shard]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RESOLVE_TIMEOUT_S
+        failures = g.start_failures
         while not part.ready.is_set() or part.route is None:
             if part.ready.is_set():  # a stop took the route after a report_down re-armed it: wait
                 part.ready.clear()
             if not g.started and not g.lock.locked():  # first call, or scaled to zero
                 await self.check_feasible(g)
                 self.start_group(group)
+            if g.failed_why and (g.start_failures != failures or part.host is None):
+                raise Unavailable(f"partition {group}/{shard} has no host: {g.failed_why}")
             left = deadline - loop.time()
             if left <= 0:
                 demand = resource_demand(host_spec(g.options))
@@ -189,8 +253,20 @@ class Hosts:
 
     async def wait_up(self, g: Group, hosts: list[Host]) -> None:
         """Wait until ``hosts`` have started (Ray placed them); FluentError saying why not."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + HOST_START_S
         try:
-            await asyncio.wait_for(asyncio.gather(*(h.up.wait() for h in hosts)), HOST_START_S)
+            while not all(h.up.is_set() for h in hosts):
+                failed = next((h for h in hosts if h.failed), None)
+                if failed is not None:
+                    raise FluentError(f"{g.options.name}: host {failed.hid} could not start ({failed.failed})")
+                left = end - loop.time()
+                if left <= 0:
+                    raise TimeoutError
+                try:
+                    await asyncio.wait_for(asyncio.gather(*(h.up.wait() for h in hosts)), min(0.5, left))
+                except TimeoutError:
+                    pass
         except TimeoutError:
             import ray
 
