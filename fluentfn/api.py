@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
@@ -19,6 +20,7 @@ from .placement import ActorOptions, ResourceSpec, persist_mode, shard_for
 from .wire.errors import reply_value
 from .wire.records import read_record
 
+log = logging.getLogger("fluentfn")
 P = ParamSpec("P")
 R = TypeVar("R")
 C = TypeVar("C", bound=type)
@@ -282,15 +284,19 @@ def actor(
 
 
 def _claim_name(name: str, cls: type) -> None:
-    """FluentError if another class already holds actor type name ``name`` in this process:
-    calls to either would run the other's code. The same class defined again (a re-run
-    notebook cell, a module run as ``__main__`` and imported too) takes the name over."""
+    """FluentError if a class of another name already holds actor type name ``name`` in
+    this process (``@ff.actor(name="X")`` on two classes: calls to either would run the
+    other's code). A class of the same name takes it over, as a class defined again does
+    (a re-run notebook cell, a module run as ``__main__`` and imported too, a test's local
+    class); one from elsewhere is logged, since hosts already running keep the old code."""
     prior = _KNOWN_TYPES.get(name)
-    if prior is not None and prior.cls.__qualname__ != cls.__qualname__:
-        raise FluentError(
-            f"actor type name {name!r} is taken by {prior.cls.__module__}.{prior.cls.__qualname__}: "
-            f"give {cls.__module__}.{cls.__qualname__} another name (@ff.actor(name=...))"
-        )
+    if prior is None or prior.cls is cls:
+        return
+    old, new = f"{prior.cls.__module__}.{prior.cls.__qualname__}", f"{cls.__module__}.{cls.__qualname__}"
+    if prior.cls.__name__ != cls.__name__:
+        raise FluentError(f"actor type name {name!r} is taken by {old}: give {new} another name (@ff.actor(name=...))")
+    if old != new and prior.cls.__module__ != "__main__":
+        log.warning("actor type %r: %s replaces %s (hosts already running keep the old code)", name, new, old)
 
 
 def elastic_options(

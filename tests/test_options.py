@@ -90,7 +90,8 @@ def test_an_empty_type_name_is_refused_not_replaced_by_the_class_name() -> None:
 
 
 def test_two_classes_cannot_share_a_type_name() -> None:
-    """Calls to the first would run the second's code: the second is refused, naming both."""
+    """Calls to the first would run the second's code: a class of another name is refused,
+    naming both; a class of the same name (defined again) takes the name over."""
 
     class First:
         def who(self) -> str:
@@ -112,6 +113,16 @@ def test_two_classes_cannot_share_a_type_name() -> None:
 
         again = ff.actor(name="OptionsTwin")(First)
         assert api.known_type("OptionsTwin") is again
+
+        def elsewhere() -> type:
+            class First:  # a test's local class of the same name: it takes the name too
+                def who(self) -> str:
+                    return "local"
+
+            return First
+
+        local = ff.actor(name="OptionsTwin")(elsewhere())
+        assert api.known_type("OptionsTwin") is local
     finally:
         api._KNOWN_TYPES.pop("OptionsTwin", None)
 
