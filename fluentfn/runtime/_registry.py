@@ -6,7 +6,6 @@ import sys
 
 import cloudpickle
 
-from .._actordef import ActorDef
 from ..api import ActorType
 from ..placement import ActorOptions
 
@@ -27,4 +26,4 @@ def registration(at: ActorType) -> tuple[str, bytes, ActorOptions, frozenset[str
     """What the directory stores for a type: name, pickled (class, options), options, methods."""
     pickle_by_value_if_local(at.cls)
     blob = cloudpickle.dumps((at.cls, at.options))
-    return at.name, blob, at.options, frozenset(ActorDef(at.cls, at.options).method_names)
+    return at.name, blob, at.options, frozenset(at.definition.method_names)

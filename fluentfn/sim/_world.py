@@ -95,7 +95,7 @@ class World:
             t = known_type(type_name)
             if t is None:
                 raise NotFound(f"no actor type {type_name!r} is defined in this process")
-            found = self._definitions[type_name] = ActorDef(t.cls, t.options)
+            found = self._definitions[type_name] = t.definition
         return found
 
     def host_of(self, address: str) -> str:
