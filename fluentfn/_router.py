@@ -10,7 +10,11 @@ rules below are tested without Ray or sockets (``tests/test_router.py``):
 - A reply settles the call unless it is a redirect (the host does not own the partition:
   the call did not run there) or a tell refused for now (a full mailbox: it did not run).
 - A call with no answer (the stream broke, the host died) may have run: every later send
-  is marked as a possible repeat, so the next host answers from its records.
+  is marked as a possible repeat, so the next host answers from its records. One that
+  no host took (nothing listens at the endpoint: ``UNREACHED``) is sent again the same way.
+- A call whose host went away while the call was on it ``MAX_LOST`` times is not sent
+  again: the call itself may be what ends the host (a poison message), and every re-send
+  would take the host's other identities down with it.
 - An endpoint that is not a host of this cluster (a port reused by another server, which
   answers ``UNIMPLEMENTED`` or refuses our token) did not run it: forget the route.
 - At most ``1 + retries`` sends that find no host; a partition still moving (redirects)
@@ -89,6 +93,7 @@ class Verdict(enum.Enum):
     REDIRECTED = "redirected"  # the host does not own the partition: not run there
     REFUSED = "refused"  # a tell refused for now (full mailbox): not run
     LOST = "lost"  # no answer (stream broke, host gone): it may have run
+    UNREACHED = "unreached"  # no host took it (nothing listens; not up yet): as LOST, but not its host's death
     FOREIGN = "foreign"  # the endpoint is not a host of this cluster: not run
     BROKEN = "broken"  # a transport error that retrying cannot fix: final
 
@@ -132,6 +137,12 @@ _FINISH = Finish()
 BACKOFF_S = 0.05
 MAX_BACKOFF_S = 1.0
 PAUSE_PAST_S = 0.001  # a pause ends this far past the deadline at most (the wake-up then sees it passed)
+MAX_LOST = 3
+"""Sends of one call to hosts that went away with it (no answer: the stream broke) after
+which it is not sent again. One host death during a call is a crash the call survives (its
+re-send is answered from the records if it ran); a host lost three times in a row with
+the same call on it is most likely killed by that call (``os._exit``, a segfault in native
+code, memory), and re-sending it would crash-loop the host, and every identity on it."""
 
 
 class Attempt:
@@ -143,8 +154,8 @@ class Attempt:
     deadline (it is restarted), any other answer of a gateway is final.
     """
 
-    __slots__ = ("_direct", "_fallbacks", "_last", "_target", "_turn", "deadline", "failures", "hosts", "maybe_ran",
-                 "name", "redirects", "retries", "sends")  # fmt: skip
+    __slots__ = ("_direct", "_fallbacks", "_last", "_target", "_turn", "deadline", "failures", "hosts", "lost",
+                 "maybe_ran", "name", "redirects", "retries", "sends")  # fmt: skip
 
     def __init__(
         self,
@@ -168,6 +179,7 @@ class Attempt:
         self.sends = 0
         self.hosts = 0  # sends to hosts (not fallbacks)
         self.failures = 0  # hosts that did not answer or were not hosts: at most 1 + retries
+        self.lost = 0  # hosts that went away while the call was on them: at most MAX_LOST
         self.redirects = 0  # partitions that were moving: waited out up to the deadline
 
     @property
@@ -197,8 +209,9 @@ class Attempt:
         assert target is not None, "answered before anything was sent"
         if verdict is Verdict.SETTLED:
             return [_FINISH]
-        if verdict is Verdict.LOST:
-            self.maybe_ran = True
+        if verdict is Verdict.LOST or verdict is Verdict.UNREACHED:
+            self.maybe_ran = True  # (conservative for UNREACHED: whether a host took the stream is read from it)
+            self.lost += verdict is Verdict.LOST and not target.fallback
         if error is not None:
             self._last = error
         if target.fallback:
@@ -208,10 +221,12 @@ class Attempt:
         if verdict is Verdict.REDIRECTED:
             self.redirects += 1
             self._last = Unavailable(f"{self.name}: its partition was still moving ({self.redirects} redirects)")
-        elif verdict is not Verdict.REFUSED:  # LOST or FOREIGN
+        elif verdict is not Verdict.REFUSED:  # LOST, UNREACHED or FOREIGN
             self.failures += 1
             if self.failures > self.retries:
                 return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
+            if self.lost >= MAX_LOST:
+                return [Fail(self._poison())]
         if verdict is Verdict.REFUSED and self.hosts > self.retries:
             return [_FINISH]  # the host's own "overloaded" reply
         if now >= self.deadline:
@@ -232,7 +247,7 @@ class Attempt:
     def _fallback_answered(self, verdict: Verdict, error: FluentError | None, now: float) -> list[Action]:
         if verdict in (Verdict.REDIRECTED, Verdict.REFUSED):
             return [_FINISH]  # the gateway's own answer, passed on as it is
-        if verdict is not Verdict.LOST:
+        if verdict is not Verdict.LOST and verdict is not Verdict.UNREACHED:
             return [Fail(error or Unavailable(f"{self.name}: refused by the gateway"))]
         if now >= self.deadline:
             return [Fail(self._expired())]
@@ -265,6 +280,12 @@ class Attempt:
     @staticmethod
     def _backoff(failures: int) -> float:
         return float(min(BACKOFF_S * 2 ** max(0, failures - 1), MAX_BACKOFF_S))
+
+    def _poison(self) -> Unavailable:
+        return Unavailable(
+            f"{self.name}: its host went away {self.lost} times while the call was on it; not sent again, since "
+            f"the call itself may be what ends the host (see the host's log; it may have run; last: {self._last})"
+        )
 
     def _expired(self) -> CallTimeout:
         last = f" (last: {self._last})" if self._last is not None else ""

@@ -69,6 +69,12 @@ class WrongPeer(Unavailable):
     port reused by another server); the call did not run there."""
 
 
+class NotDelivered(Unavailable):
+    """Internal: the call never reached a host: its stream was not accepted (nothing
+    listens at the endpoint, or the host was not up yet), or had broken before the call
+    was written."""
+
+
 # The one table. ActorError travels inside a Reply with an OK status, so it is absent.
 _BY_CODE: dict[grpc.StatusCode, type[FluentError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,

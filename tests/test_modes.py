@@ -18,6 +18,7 @@ import pytest
 
 import fluentfn as ff
 from fluentfn.runtime._faastimer import OUTBOX_GROUP
+from fluentfn.testing import wait_for
 
 from . import scenario
 from .apps import Counter, DurableCounter, sleepy
@@ -230,6 +231,19 @@ class Crashing:
 
     def die(self) -> None:
         os._exit(1)  # the whole environment (process) goes, mid-invocation
+
+
+@ff.actor(name="Poison", shards=1)
+class Poison:
+    """Its ``kill`` ends its host's process each time it runs (a poison message)."""
+
+    def kill(self, deaths: str) -> None:
+        with open(deaths, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        os._exit(1)
+
+    def ping(self) -> int:
+        return os.getpid()
 
 
 @ff.actor(name="Fragile", shards=1)
@@ -549,3 +563,24 @@ def test_with_timeout_bounds_a_call_in_both_modes(cluster: ff.Cluster) -> None:
         asyncio.run(aio())
     assert time.monotonic() - started < 8.0
     assert Slow[f"timeout-{cluster.mode}-other"].nap(0.01) == 0.01
+
+
+@pytest.mark.timeout(300)
+def test_a_call_that_kills_its_host_is_not_sent_for_ever(cluster: ff.Cluster, tmp_path: Path) -> None:
+    """A call whose host dies while running it is sent again (a crash it survives), but
+    not once it has been on a host that went away ``MAX_LOST`` times: each re-send of a
+    poison message would end the host, and every identity on it, again. A tell is
+    dropped the same way, counted as undelivered."""
+    from fluentfn._router import MAX_LOST
+
+    deaths = tmp_path / "deaths"
+    assert Poison["p"].ping() > 0
+    with pytest.raises(ff.Unavailable, match=rf"went away {MAX_LOST} times while the call was on it.*may have run"):
+        Poison["p"].kill(str(deaths))
+    assert len(deaths.read_text().split()) == MAX_LOST  # not the 1 + FLUENTFN_RETRY_ATTEMPTS of a host that is down
+    assert Poison["p"].ping() > 0  # the restarted host serves the type's other calls
+    before = ff.stats().get("tells_undelivered", 0)
+    Poison["t"].kill.tell(str(tmp_path / "tell-deaths"))
+    wait_for(lambda: ff.stats().get("tells_undelivered", 0) > before, timeout=240, interval=0.5)
+    assert len((tmp_path / "tell-deaths").read_text().split()) == MAX_LOST
+    assert Poison["p"].ping() > 0

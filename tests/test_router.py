@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fluentfn._call import Call, Outcome
 from fluentfn._router import (
+    MAX_LOST,
     PAUSE_PAST_S,
     Action,
     Attempt,
@@ -32,6 +33,7 @@ HOST_A, HOST_B = Target("a:1"), Target("b:2")
 GATEWAY, GATEWAY_2 = Target("gw:3", fallback=True), Target("gw:4", fallback=True)
 _ERRORS = {
     Verdict.LOST: Unavailable("stream broke"),
+    Verdict.UNREACHED: Unavailable("connection refused"),
     Verdict.FOREIGN: Unavailable("not a host"),
     Verdict.BROKEN: FluentError("too large"),
 }
@@ -71,7 +73,7 @@ def _drive(attempt: Attempt, answers: list[Verdict], routes: list[Target | None]
 
 
 verdicts = st.lists(st.sampled_from(list(Verdict)), max_size=20)
-_NO_HOST = (Verdict.LOST, Verdict.FOREIGN)
+_NO_HOST = (Verdict.LOST, Verdict.UNREACHED, Verdict.FOREIGN)
 route_lists = st.lists(st.sampled_from([HOST_A, HOST_B, None]), max_size=20)
 
 
@@ -98,6 +100,8 @@ def test_an_attempt_ends_once_within_its_budget_and_marks_every_resend(
     answered = answers[: len(sends)]
     lost = [v for s, v in zip(sends, answered, strict=False) if not s[0].target.fallback and v in _NO_HOST]
     assert len(lost) <= 1 + retries, "sends that found no host are bounded"
+    went_away = [v for s, v in zip(sends, answered, strict=False) if not s[0].target.fallback and v is Verdict.LOST]
+    assert len(went_away) <= MAX_LOST, "a call is not sent again to hosts it may be what kills"
     # only the first redirect is re-sent at once: anything else re-sent to a host waits first
     immediate, waited = 0, True
     for action in log:
@@ -143,6 +147,35 @@ def test_a_lost_call_is_resent_after_a_pause_marked_as_a_possible_repeat() -> No
     assert actions[0] == Forget(HOST_A, report=True) and isinstance(actions[1], Wait)
     assert attempt.woke(0.2) == [Resolve()]
     assert attempt.routed(HOST_B, 0.2) == [Send(HOST_B, True)]
+
+
+def test_a_call_its_hosts_went_away_with_max_lost_times_is_not_sent_again() -> None:
+    """Many retries allowed, yet a poison message (its host dies each time it runs) fails
+    after MAX_LOST host deaths, saying so; ones that found no host, or were redirected,
+    do not count, nor do gateways that could not be reached."""
+    attempt = Attempt(name="T/k.m", deadline=100.0, retries=1_000_000)
+    attempt.begin(HOST_A)
+    now = 0.0
+    for _ in range(MAX_LOST - 1):
+        actions = attempt.answered(Verdict.FOREIGN, Unavailable("UNIMPLEMENTED"), now)  # not a host: did not run
+        assert isinstance(actions[-1], Wait)
+        now += 1.0
+        assert attempt.woke(now) == [Resolve()] and attempt.routed(HOST_A, now) == [Send(HOST_A, True)]
+        actions = attempt.answered(Verdict.LOST, Unavailable("Socket closed"), now)
+        assert isinstance(actions[-1], Wait), "one host death during the call is survived"
+        now += 1.0
+        assert attempt.woke(now) == [Resolve()] and attempt.routed(HOST_B, now) == [Send(HOST_B, True)]
+    [failed] = attempt.answered(Verdict.LOST, Unavailable("Socket closed"), now)
+    assert isinstance(failed, Fail) and isinstance(failed.error, Unavailable)
+    assert f"went away {MAX_LOST} times while the call was on it" in str(failed.error)
+    assert "Socket closed" in str(failed.error) and "may have run" in str(failed.error)
+    # through a client's gateway: its losses are waited out (a gateway restarts), not counted
+    client = Attempt(name="T/k.m", deadline=100.0, retries=3, fallbacks=(GATEWAY,), direct=False)
+    client.begin(None)
+    for i in range(2 * MAX_LOST):
+        [pause] = client.answered(Verdict.LOST, Unavailable("gateway down"), float(i))
+        assert isinstance(pause, Wait)
+        assert client.woke(i + 0.5) == [Resolve()] and client.routed(None, i + 0.5) == [Send(GATEWAY, True)]
 
 
 def test_a_redirect_resolves_at_once_and_a_foreign_endpoint_is_forgotten() -> None:
@@ -302,6 +335,39 @@ def test_a_tell_is_sent_again_past_the_retries_of_a_call() -> None:
     called, told = asyncio.run(main())
     assert len(called) == 1 and isinstance(called[0], Unavailable)  # the call: 1 + retries sends, then its error
     assert len(told) == 1 and isinstance(told[0], Unavailable) and "closed" in str(told[0])  # sent until closed
+
+
+def test_a_call_on_a_stream_no_host_took_is_not_delivered() -> None:
+    """Nothing listens at the endpoint: the stream is never taken (no ``ACCEPTED``
+    metadata), so its calls reached no host (``UNREACHED``), and do not count towards
+    ``MAX_LOST`` as a host's death would."""
+    import asyncio
+    import socket
+
+    from fluentfn.errors import NotDelivered
+    from fluentfn.transport._caller import classify
+    from fluentfn.transport._client import PeerPool
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"127.0.0.1:{s.getsockname()[1]}"
+
+    async def main() -> BaseException | None:
+        pool = PeerPool("token")
+        call = Call("T", "k", "m", request_id="r", deadline=time.time() + 30)
+        try:
+            await pool.invoke(endpoint, call)
+        except BaseException as exc:
+            return exc
+        finally:
+            await pool.close()
+        return None
+
+    error = asyncio.run(main())
+    assert isinstance(error, NotDelivered), error
+    call = Call("T", "k", "m", request_id="r")
+    assert classify(call, None, error) is Verdict.UNREACHED
+    assert classify(call, None, Unavailable("Socket closed")) is Verdict.LOST
 
 
 def test_calls_made_while_a_route_is_looked_up_leave_in_the_order_they_were_made() -> None:

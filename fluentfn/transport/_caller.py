@@ -41,6 +41,7 @@ from ..errors import (
     REROUTE_CODES,
     CallTimeout,
     FluentError,
+    NotDelivered,
     Redirect,
     Unauthenticated,
     Unavailable,
@@ -128,6 +129,8 @@ def classify(call: Call, reply: Outcome | None, error: FluentError | None) -> Ve
             return Verdict.FOREIGN
         if isinstance(error, Redirect):  # a unary tell refused by a host that lost the partition
             return Verdict.REDIRECTED
+        if isinstance(error, NotDelivered):
+            return Verdict.UNREACHED
         if isinstance(error, Unavailable) or type(error) is FluentError:
             return Verdict.LOST  # a stream that broke, with any status no table entry names (INTERNAL, ...)
         return Verdict.BROKEN  # a call the transport refused (too large, ...): retrying cannot help

@@ -23,12 +23,12 @@ from .. import _config
 from .._call import Call, Outcome
 from .._ioloop import spawn
 from .._status import Status
-from ..errors import CallTimeout, FluentError, Unavailable, error_for
+from ..errors import CallTimeout, FluentError, NotDelivered, Unavailable, error_for
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import metadata
 from ._convert import call_to_pb, outcome_from_pb, status_from_pb
-from ._server import dial_options
+from ._server import ACCEPTED, dial_options
 from ._tls import TlsConfig
 from ._wakeup import Wakeup
 
@@ -125,6 +125,12 @@ def no_reply(call: Call) -> CallTimeout:
     return CallTimeout(f"no reply from {call.type_name}/{call.key}.{call.method} by its deadline")
 
 
+def _undelivered(error: FluentError) -> FluentError:
+    """``error`` for a call that never reached a host: ``NotDelivered`` where it would
+    have read as a lost stream (an unauthenticated or foreign endpoint's stays as it is)."""
+    return NotDelivered(str(error)) if type(error) in (Unavailable, FluentError) else error
+
+
 class PeerStream:
     """One endpoint's stream; ``invoke`` may be called concurrently from the loop."""
 
@@ -140,6 +146,7 @@ class PeerStream:
         self._call: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self.broken: FluentError | None = None
+        self.accepted = False  # the host took the stream (``ACCEPTED``): calls on it may have reached it
 
     def _start(self) -> None:
         self._call = self._stub.InvokeStream(metadata=metadata(self._token))  # type: ignore[call-arg]
@@ -154,7 +161,7 @@ class PeerStream:
         """
         if self.broken is not None:
             if callback is not None:
-                callback(None, self.broken)
+                callback(None, _undelivered(self.broken))
             return
         if self._call is None:
             self._start()
@@ -228,6 +235,8 @@ class PeerStream:
 
     async def _read(self) -> None:
         try:
+            taken = await self._call.initial_metadata()
+            self.accepted = taken.get(ACCEPTED[0]) == ACCEPTED[1]
             async for batch in self._call:
                 for reply in batch.replies:
                     callback = self._pending.pop(reply.seq, None)
@@ -242,9 +251,13 @@ class PeerStream:
             self._fail(Unavailable(f"{self.endpoint}: {exc}"))
 
     def _fail(self, error: FluentError) -> None:
+        """The stream is gone: its pending calls get ``error`` (``NotDelivered`` if the
+        host never took the stream, so none of them reached it)."""
         if self.broken is None:
             self.broken = error
         pending, self._pending = self._pending, {}
+        if not self.accepted:
+            error = _undelivered(error)
         for callback in pending.values():
             callback(None, error)
         for task in self._tasks:

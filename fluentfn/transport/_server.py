@@ -186,6 +186,7 @@ class ActorHostServicer(pb_grpc.ActorHostServicer):
     async def InvokeStream(
         self, request_iterator: AsyncIterator[pb.CallBatch], context: aio.ServicerContext[pb.CallBatch, pb.ReplyBatch]
     ) -> AsyncIterator[pb.ReplyBatch]:
+        await context.send_initial_metadata((ACCEPTED,))
         outbox: list[pb.Reply] = []
         ready = Wakeup()
         pending = 0
@@ -282,6 +283,10 @@ def server_options() -> list[tuple[str, Any]]:
 
 
 MAX_STREAMS = 256
+ACCEPTED = ("fluentfn-stream", "accepted")
+"""Initial metadata a host sends as it takes a stream, before it reads a call: a caller
+whose stream breaks after this knows its calls may have reached the host (and may be what
+ended it); one that breaks before it reached nobody."""
 _servicers: weakref.WeakKeyDictionary[aio.Server, ActorHostServicer] = weakref.WeakKeyDictionary()
 
 
