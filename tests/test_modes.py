@@ -245,6 +245,12 @@ class Poison:
     def ping(self) -> int:
         return os.getpid()
 
+    def arm(self, deaths: str) -> None:
+        ff.context().schedule(0.2, "kill", deaths)
+
+    def reminders(self) -> list[dict[str, Any]]:
+        return ff.context().reminders()
+
 
 @ff.actor(name="Fragile", shards=1)
 class Fragile:
@@ -584,3 +590,26 @@ def test_a_call_that_kills_its_host_is_not_sent_for_ever(cluster: ff.Cluster, tm
     wait_for(lambda: ff.stats().get("tells_undelivered", 0) > before, timeout=240, interval=0.5)
     assert len((tmp_path / "tell-deaths").read_text().split()) == MAX_LOST
     assert Poison["p"].ping() > 0
+
+
+@pytest.mark.timeout(300)
+def test_a_reminder_that_kills_its_host_is_not_fired_for_ever(cluster: ff.Cluster, tmp_path: Path) -> None:
+    """A durable reminder whose firing ends its host fired again after every restart,
+    for ever (the type was down meanwhile); the firings are counted in the store, and it
+    is dropped once its host went away ``MAX_FIRINGS`` times while it was under way."""
+    from fluentfn.host._reminders import MAX_FIRINGS
+
+    deaths = tmp_path / "deaths"
+    Poison["rem"].arm(str(deaths))
+
+    def dropped() -> bool:
+        try:
+            return Poison["rem"].reminders() == []
+        except ff.Unavailable:  # (its host going away under this call too)
+            return False
+
+    wait_for(dropped, timeout=240, interval=0.5)
+    assert len(deaths.read_text().split()) == MAX_FIRINGS
+    time.sleep(2.0)  # and it does not fire again
+    assert len(deaths.read_text().split()) == MAX_FIRINGS
+    assert _rows(cluster, "SELECT key FROM kv WHERE key LIKE 'firing:%'") == []

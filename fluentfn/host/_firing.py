@@ -3,7 +3,8 @@
 A firing is a call with ``attempt=1`` (a reminder may have fired before a crash: its turn
 is answered from its record then) and the default deadline, so a hung reminder turn is
 reported overdue like any other. A transient failure leaves it due (tried again); any
-other outcome marks it fired.
+other outcome marks it fired. A firing that was under way when its host went away
+``MAX_FIRINGS`` times is not fired again (``Reminders.begin`` counts them in the store).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .._ioloop import spawn
 from ..errors import TRANSIENT_CODES
 from ..state._store import Store
 from ._ports import UpkeepPort
-from ._reminders import Due, InFlight, Reminders
+from ._reminders import MAX_FIRINGS, Due, InFlight, Reminders
 
 log = logging.getLogger("fluentfn.host")
 _IDLE_POLL_S = 2.0  # with no reminder known to be due soon: how often the store is asked anyway
@@ -85,7 +86,22 @@ class Firing:
             deadline=time.time() + DEFAULT_CALL_TIMEOUT_S,  # a hung reminder turn is reported overdue
         )
         try:
-            reply = await e.dispatch(call, local=True)
+            tries = await e.loop.run_in_executor(e.workers, self.reminders.begin, due)
+            if tries > MAX_FIRINGS:
+                e.counters["reminder_failures"] += 1
+                log.error(
+                    "reminder %s of %s (%s) was under way when its host went away %d times: not fired again "
+                    "(it may be what ends the host); %s",
+                    due.row.rid, due.row.address, due.method, tries - 1,
+                    "its next occurrence is due as scheduled" if due.period_s else "it is dropped",
+                )  # fmt: skip
+                await e.loop.run_in_executor(e.workers, self.reminders.ended, due, True)
+                return
+            try:
+                reply = await e.dispatch(call, local=True)
+            except Exception:  # (a bug: logged by the task) not a death of the host
+                await e.loop.run_in_executor(e.workers, self.reminders.ended, due, False)
+                raise
             retry = reply is not None and reply.error is not None and reply.error.code in TRANSIENT_CODES
             if reply is not None and reply.error is not None:
                 e.counters["reminder_failures"] += 1
@@ -97,8 +113,7 @@ class Firing:
                     "; it is tried again" if retry else "",
                     reply.error.message,
                 )
-            if not retry:
-                await e.loop.run_in_executor(e.workers, self.reminders.fired, due)
+            await e.loop.run_in_executor(e.workers, self.reminders.ended, due, not retry)
         finally:
             self._firing.end(due.row.rid)
             self._wakeup.set()

@@ -18,9 +18,17 @@ from typing import Any
 import msgpack
 
 from .._actordef import ActorDef
+from .._router import MAX_LOST
 from ..errors import FluentError, InvalidRequest, NotFound
 from ..state._store import Reminder, Scheduled, Store
 from ..wire import codec
+
+MAX_FIRINGS = MAX_LOST
+"""Firings of one occurrence of a reminder that may start: one that was under way when its
+host went away this many times is not fired again (it is most likely what ends the host,
+and each firing would take the host, and every identity on it, down again, for ever)."""
+FIRING_PREFIX = "firing:"
+"""KV rows counting the firings of a reminder's occurrence under way (``Reminders.begin``)."""
 
 BOOKKEEPING_PREFIX = "out:"
 """Rows whose id starts so are the platform's own (FaaS mode's outbox), not reminders of
@@ -178,6 +186,25 @@ class Reminders:
             out.append(Due(rem, method, args, period))
         self.soonest = soonest  # one scheduled meanwhile also wakes the loop, which asks again
         return out
+
+    def begin(self, due: Due) -> int:
+        """A firing of ``due`` starts: counted in the store, since the count must outlive a
+        host that dies during it; how many have started, this one included."""
+        if self._store is None:
+            return 1
+        key = f"{FIRING_PREFIX}{due.row.address}:{due.request_id}"
+        tries = 1 + int(self._store.get(key) or b"0")
+        self._store.put(key, str(tries).encode())
+        return tries
+
+    def ended(self, due: Due, fired: bool) -> None:
+        """A firing of ``due`` ended with its host alive: its count goes (a crash between
+        the two fires it again, answered from its record), then, if ``fired``, ``fired``."""
+        if self._store is None:
+            return
+        self._store.delete(f"{FIRING_PREFIX}{due.row.address}:{due.request_id}")
+        if fired:
+            self.fired(due)
 
     def fired(self, due: Due) -> None:
         """``due`` ran: a one-shot reminder is removed, a periodic one moves to its next time
