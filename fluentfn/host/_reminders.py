@@ -52,6 +52,11 @@ class Due:
             return f"rem:{self.row.rid}"
         return f"rem:{self.row.rid}:{round(self.row.due * 1000)}"
 
+    @property
+    def firing_key(self) -> str:
+        """The KV row counting this occurrence's firings under way (``Reminders.begin``)."""
+        return f"{FIRING_PREFIX}{self.row.address}:{self.request_id}"
+
 
 def _decode(payload: bytes) -> tuple[str, bytes, float]:
     fields = msgpack.unpackb(payload)
@@ -192,9 +197,8 @@ class Reminders:
         host that dies during it; how many have started, this one included."""
         if self._store is None:
             return 1
-        key = f"{FIRING_PREFIX}{due.row.address}:{due.request_id}"
-        tries = 1 + int(self._store.get(key) or b"0")
-        self._store.put(key, str(tries).encode())
+        tries = 1 + int(self._store.get(due.firing_key) or b"0")
+        self._store.put(due.firing_key, str(tries).encode())
         return tries
 
     def ended(self, due: Due, fired: bool) -> None:
@@ -202,7 +206,7 @@ class Reminders:
         the two fires it again, answered from its record), then, if ``fired``, ``fired``."""
         if self._store is None:
             return
-        self._store.delete(f"{FIRING_PREFIX}{due.row.address}:{due.request_id}")
+        self._store.delete(due.firing_key)
         if fired:
             self.fired(due)
 
