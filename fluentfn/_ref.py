@@ -125,6 +125,13 @@ def check_key(key: object) -> str:
     """Validate and normalise an identity key (a non-empty str, or an int)."""
     if type(key) is str and key.isascii() and 0 < len(key) <= _config.MAX_KEY_BYTES:
         return key  # the common case: a short ASCII string, one byte a character
+    if type(key) is int:  # the other common case (bulk loads key by number): ASCII digits
+        # (past 4 bits a digit it is too long anyway: not written out, which Python refuses
+        # for an int of over 4,300 digits)
+        text = str(key) if key.bit_length() <= 4 * _config.MAX_KEY_BYTES else ""
+        if text and len(text) <= _config.MAX_KEY_BYTES:
+            return text
+        raise InvalidRequest(f"actor keys are 1 to {_config.MAX_KEY_BYTES} bytes long")
     if isinstance(key, bool) or not isinstance(key, str | int):
         raise InvalidRequest(f"actor keys are str or int, not {type(key).__name__}")
     text = key if type(key) is str else str(key)

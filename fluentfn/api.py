@@ -58,12 +58,17 @@ def on_new_type(hook: Callable[[ActorType], None] | None) -> None:
     _on_new_type[:] = [hook] if hook else []
 
 
+_BARE = (str, bytes, bytearray, Mapping)  # one argument given bare, not a sequence of them
+
+
 def _bulk_args(type_name: str, key: object, args: object) -> list[Any]:
     """A bulk item's positional arguments as a list: InvalidRequest unless a sequence of them
     (a str, bytes or mapping is one argument given bare, a common slip)."""
-    if not isinstance(args, str | bytes | bytearray | Mapping):
+    if type(args) is tuple or type(args) is list:  # the common case, without the ABC check or the cast
+        return list(args)
+    if not isinstance(args, _BARE):
         try:
-            return list(cast(Iterable[Any], args))
+            return list(cast("Iterable[Any]", args))
         except TypeError:
             pass
     raise InvalidRequest(

@@ -12,6 +12,8 @@ import fluentfn as ff
 from fluentfn import api
 from fluentfn._actordef import ActorDef
 from fluentfn._prices import prices
+from fluentfn._ref import check_key
+from fluentfn.api import _bulk_args
 from fluentfn.placement import ActorOptions
 
 pytestmark = pytest.mark.timeout(60)
@@ -142,3 +144,48 @@ def test_a_proxy_word_used_as_a_method_name_says_where_it_belongs(name: str) -> 
     definition = ActorDef(Plain, ActorOptions(name="OptionsHint"))
     with pytest.raises(ff.NotFound, match=rf"has no method '{name}' \({name} belongs to a method: ref.METHOD.{name}"):
         definition.method(name)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("a", "a"),
+        (7, "7"),
+        (-12, "-12"),
+        (0, "0"),
+        ("é", "é"),
+        pytest.param(10**1023, "1" + "0" * 1023, id="int-of-1024-digits"),
+    ],
+)
+def test_a_key_is_a_non_empty_str_or_an_int_written_out(key: object, expected: str) -> None:
+    assert check_key(key) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (True, "str or int, not bool"),
+        (1.5, "str or int, not float"),
+        (None, "str or int, not NoneType"),
+        ("", "1 to 1024 bytes long"),
+        ("x" * 1025, "1 to 1024 bytes long"),
+        ("é" * 513, "1 to 1024 bytes long"),  # 513 characters, 1,026 bytes
+        pytest.param(10**1024, "1 to 1024 bytes long", id="int-of-1025-digits"),
+        pytest.param(-(10**1023), "1 to 1024 bytes long", id="negative-int-of-1024-digits"),  # the sign is a byte too
+        # past Python's int-to-str limit: still the key's error, not ValueError
+        pytest.param(10**5000, "1 to 1024 bytes long", id="int-of-5001-digits"),
+        ("\ud800", "valid Unicode"),
+    ],
+)
+def test_a_bad_key_is_refused_with_the_reason(key: object, message: str) -> None:
+    with pytest.raises(ff.InvalidRequest, match=message):
+        check_key(key)
+
+
+@pytest.mark.parametrize("args", [(), [], (1, "x"), [1, "x"], iter([1, "x"]), range(2)])
+def test_a_bulk_item_s_arguments_may_be_any_sequence_or_iterable(args: Any) -> None:
+    out = _bulk_args("T", "a", args)
+    assert type(out) is list
+    assert out == list(args) if not hasattr(args, "__next__") else out == [1, "x"]
+    if isinstance(args, list):
+        assert out is not args  # a copy: the caller's list is not handed on
