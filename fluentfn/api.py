@@ -117,6 +117,10 @@ class ActorType:
         One message per shard (not per key), run inside each host: the way to load a
         partitioned data set. The first failure is raised after all items ran.
         """
+        if not isinstance(method, str):
+            raise InvalidRequest(f"{self.name}.bulk: a method is named by a str, not {type(method).__name__}")
+        if not isinstance(calls, Mapping):
+            raise InvalidRequest(f"{self.name}.bulk: the calls are a mapping {{key: args}}, not {type(calls).__name__}")
         keys = {_ref.check_key(k): _bulk_args(self.name, k, v) for k, v in calls.items()}
         invoker = _ref.current_invoker()
         if getattr(invoker, "mode", "stateful") in ("faas", "sim"):  # no hosts to batch on: a call per key

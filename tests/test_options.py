@@ -189,3 +189,22 @@ def test_a_bulk_item_s_arguments_may_be_any_sequence_or_iterable(args: Any) -> N
     assert out == list(args) if not hasattr(args, "__next__") else out == [1, "x"]
     if isinstance(args, list):
         assert out is not args  # a copy: the caller's list is not handed on
+
+
+@pytest.mark.parametrize(
+    ("method", "calls", "message"),
+    [
+        ("get", [("a", ())], r"OptionsBulk.bulk: the calls are a mapping \{key: args\}, not list"),
+        ("get", None, r"OptionsBulk.bulk: the calls are a mapping \{key: args\}, not NoneType"),
+        (5, {"a": ()}, r"OptionsBulk.bulk: a method is named by a str, not int"),
+    ],
+)
+def test_a_bulk_call_of_the_wrong_shape_is_refused_before_anything_is_sent(
+    method: Any, calls: Any, message: str
+) -> None:
+    kind = ff.actor(name="OptionsBulk")(Plain)
+    try:
+        with pytest.raises(ff.InvalidRequest, match=message):
+            kind.bulk(method, calls)  # (no cluster here: it is refused before one is needed)
+    finally:
+        api._KNOWN_TYPES.pop("OptionsBulk", None)
