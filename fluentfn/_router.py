@@ -12,9 +12,11 @@ rules below are tested without Ray or sockets (``tests/test_router.py``):
 - A call with no answer (the stream broke, the host died) may have run: every later send
   is marked as a possible repeat, so the next host answers from its records. One that
   no host took (nothing listens at the endpoint: ``UNREACHED``) is sent again the same way.
-- A call whose host went away while the call was on it ``MAX_LOST`` times is not sent
-  again: the call itself may be what ends the host (a poison message), and every re-send
-  would take the host's other identities down with it.
+- A call whose host went away while the call was on it is sent marked with how often
+  (``lost_attempt``): hosts count the turns of such calls that never ended and refuse one
+  after ``MAX_LOST`` (the call itself may be what ends the host, a poison message, and
+  every re-send would take the host's other identities down with it). A caller stops on
+  its own after ``LOST_BACKSTOP`` such sends.
 - An endpoint that is not a host of this cluster (a port reused by another server, which
   answers ``UNIMPLEMENTED`` or refuses our token) did not run it: forget the route.
 - At most ``1 + retries`` sends that find no host; a partition still moving (redirects)
@@ -102,6 +104,7 @@ class Verdict(enum.Enum):
 class Send:
     target: Target
     maybe_ran: bool  # mark the call as a possible repeat (the host checks its records)
+    lost: int = 0  # hosts that went away while the call was on them, so far (``lost_attempt``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +141,27 @@ BACKOFF_S = 0.05
 MAX_BACKOFF_S = 1.0
 PAUSE_PAST_S = 0.001  # a pause ends this far past the deadline at most (the wake-up then sees it passed)
 MAX_LOST = 3
-"""Sends of one call to hosts that went away with it (no answer: the stream broke) after
-which it is not sent again. One host death during a call is a crash the call survives (its
-re-send is answered from the records if it ran); a host lost three times in a row with
-the same call on it is most likely killed by that call (``os._exit``, a segfault in native
-code, memory), and re-sending it would crash-loop the host, and every identity on it."""
+"""Host deaths one call may take part in. One host death during a call is a crash the call
+survives (its re-send is answered from the records if it ran); a host that went away three
+times with the same call's turn under way is most likely killed by that call (``os._exit``,
+a segfault in native code, memory), and running it again would crash-loop the host, and
+every identity on it. Hosts count the turns under way of calls re-sent after a loss
+(``lost_attempt``) in the store and refuse the call after ``MAX_LOST`` (``host/_underway``):
+only the turn that was running is counted, not the calls that merely waited beside it."""
+
+LOST_BACKSTOP = 2 * MAX_LOST
+"""Sends of one call to hosts that went away with it after which a caller stops on its own
+(a host without a store counts nothing): twice ``MAX_LOST``, so that a call that waited
+beside a poison message, lost with each of the host deaths that message causes, is still
+sent once the host refuses the culprit."""
+
+
+def lost_attempt(lost: int) -> int:
+    """The ``attempt`` a call is sent with once ``lost`` hosts went away while it was on
+    them: ``1 + lost`` (an attempt of 2 or more tells the host to count the turn, which a
+    plain possible repeat, 1, does not: a redirect or a stream nobody took costs no
+    store write)."""
+    return 1 + lost if lost else 1
 
 
 class Attempt:
@@ -179,7 +198,7 @@ class Attempt:
         self.sends = 0
         self.hosts = 0  # sends to hosts (not fallbacks)
         self.failures = 0  # hosts that did not answer or were not hosts: at most 1 + retries
-        self.lost = 0  # hosts that went away while the call was on them: at most MAX_LOST
+        self.lost = 0  # hosts that went away while the call was on them: at most LOST_BACKSTOP
         self.redirects = 0  # partitions that were moving: waited out up to the deadline
 
     @property
@@ -225,7 +244,7 @@ class Attempt:
             self.failures += 1
             if self.failures > self.retries:
                 return [Fail(self._last or Unavailable(f"no host for {self.name}"))]
-            if self.lost >= MAX_LOST:
+            if self.lost >= LOST_BACKSTOP:
                 return [Fail(self._poison())]
         if verdict is Verdict.REFUSED and self.hosts > self.retries:
             return [_FINISH]  # the host's own "overloaded" reply
@@ -270,7 +289,7 @@ class Attempt:
             self.hosts += 1
         if self.sends > 1:
             self.maybe_ran = True  # conservative: the host checks its records, which is cheap
-        return Send(target, self.maybe_ran)
+        return Send(target, self.maybe_ran, self.lost)
 
     def _pause(self, seconds: float, now: float) -> Wait:
         """A pause that ends by the deadline (and ``PAUSE_PAST_S``): the caller's timeout

@@ -16,6 +16,7 @@ from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
 from fluentfn.errors import Redirect, status_for
 from fluentfn.host._engine import HostEngine
+from fluentfn.placement import ActorOptions
 from fluentfn.state import StaleEpoch, VersionConflict, open_store
 from fluentfn.state._codec import decode_state, encode_state
 from fluentfn.state._store import Store, StoreLost, WouldBlock
@@ -416,3 +417,70 @@ def test_live_cap_holds_during_a_burst(io: IoLoop, store: Store) -> None:
     assert all(rebuild_error(r.error).__class__ is ff.Overloaded for r in refused)
     assert peak <= 50 + 16  # the cap plus the documented margin, never the whole burst
     assert len(refused) < len(replies)
+
+
+_GATE = threading.Event()
+
+
+class Stall:
+    def stall(self) -> str:
+        _GATE.wait(30)  # a turn still under way when its host "dies" (the engine is abandoned)
+        return "done"
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_a_call_under_way_at_max_lost_host_deaths_is_refused_and_its_neighbours_are_not(
+    io: IoLoop, store: Store
+) -> None:
+    """A call re-sent after its host went away with it (attempt > 1) is counted in the store
+    while its turn is under way; one that was under way at each of MAX_LOST host deaths
+    (the first send's, then counted ones, as here: engines abandoned mid-turn) is refused,
+    while a call that waited beside it, never started, runs (and a plain possible repeat,
+    attempt 1, writes no count at all)."""
+    from fluentfn._router import MAX_LOST
+    from fluentfn.host._underway import call_key
+
+    d = ActorDef(Stall, ActorOptions(name="Stall", shards=1))  # (not registered with any cluster up in this process)
+    key = call_key("Stall/p", "poison")
+
+    def stall(eng: HostEngine, attempt: int) -> Any:
+        c = Call(type_name="Stall", key="p", method="stall", args=codec.encode_args((), {}),
+                 request_id="poison", attempt=attempt)  # fmt: skip
+        return io.submit(eng.dispatch(c))
+
+    _GATE.clear()
+    hanging = []
+    try:
+        for attempt in range(2, MAX_LOST + 1):  # sends 2..MAX_LOST: each host "dies" with the turn under way
+            eng = engine(io, store, d)
+            hanging.append(stall(eng, attempt))
+            wait_for(lambda a=attempt: store.get(key) == str(a - 1).encode(), timeout=10)
+        last = engine(io, store, d)
+        reply = io.run(last.dispatch(Call(type_name="Stall", key="p", method="stall", args=codec.encode_args((), {}),
+                                          request_id="poison", attempt=MAX_LOST + 1)))  # fmt: skip
+        assert reply is not None and reply.error is not None
+        refused = rebuild_error(reply.error)
+        assert isinstance(refused, ff.Unavailable)
+        assert f"under way when its host went away {MAX_LOST} times" in str(refused)
+        assert "may have run" in str(refused)
+        assert store.get(key) is None, "the refusal is the call's final answer: its count goes (no row left)"
+        # a call that waited beside the poison (re-sent as often, never started) runs, and leaves no count
+        bystander = Call(type_name="Stall", key="q", method="ping", args=codec.encode_args((), {}),
+                         request_id="bystander", attempt=MAX_LOST + 1)  # fmt: skip
+        ok = io.run(last.dispatch(bystander))
+        assert ok is not None and ok.error is None and codec.decode(ok.value) == "pong"
+        assert store.get(call_key("Stall/q", "bystander")) is None
+        # a plain possible repeat (a redirect, an unreached stream) is not counted
+        before = dict(last.counters)
+        plain = Call(type_name="Stall", key="q", method="ping", args=codec.encode_args((), {}),
+                     request_id="plain", attempt=1)  # fmt: skip
+        ok = io.run(last.dispatch(plain))
+        assert ok is not None and ok.error is None
+        assert last.counters["storage_writes"] == before["storage_writes"], "no count written"
+    finally:
+        _GATE.set()
+    for fut in hanging:
+        assert fut.result(30) is not None
+    wait_for(lambda: store.get(key) is None, timeout=10)  # the turns that ended took their counts

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fluentfn._call import Call, Outcome
 from fluentfn._router import (
+    LOST_BACKSTOP,
     MAX_LOST,
     PAUSE_PAST_S,
     Action,
@@ -24,6 +25,7 @@ from fluentfn._router import (
     Target,
     Verdict,
     Wait,
+    lost_attempt,
 )
 from fluentfn.errors import CallTimeout, FluentError, Unauthenticated, Unavailable
 
@@ -101,7 +103,13 @@ def test_an_attempt_ends_once_within_its_budget_and_marks_every_resend(
     lost = [v for s, v in zip(sends, answered, strict=False) if not s[0].target.fallback and v in _NO_HOST]
     assert len(lost) <= 1 + retries, "sends that found no host are bounded"
     went_away = [v for s, v in zip(sends, answered, strict=False) if not s[0].target.fallback and v is Verdict.LOST]
-    assert len(went_away) <= MAX_LOST, "a call is not sent again to hosts it may be what kills"
+    assert len(went_away) <= LOST_BACKSTOP, "a call is not sent again and again to hosts it may be what kills"
+    # every send after a host went away with the call says how often, so the host counts its turn
+    seen = 0
+    for (send, _), verdict in zip(sends, answered, strict=False):
+        assert send.lost == seen and (not seen or send.maybe_ran)
+        assert lost_attempt(send.lost) == (1 + seen if seen else 1)
+        seen += not send.target.fallback and verdict is Verdict.LOST
     # only the first redirect is re-sent at once: anything else re-sent to a host waits first
     immediate, waited = 0, True
     for action in log:
@@ -146,28 +154,33 @@ def test_a_lost_call_is_resent_after_a_pause_marked_as_a_possible_repeat() -> No
     actions = attempt.answered(Verdict.LOST, Unavailable("gone"), 0.1)
     assert actions[0] == Forget(HOST_A, report=True) and isinstance(actions[1], Wait)
     assert attempt.woke(0.2) == [Resolve()]
-    assert attempt.routed(HOST_B, 0.2) == [Send(HOST_B, True)]
+    assert attempt.routed(HOST_B, 0.2) == [Send(HOST_B, True, lost=1)]
+    assert lost_attempt(1) == 2, "sent as attempt 2: the host counts its turn as under way"
 
 
-def test_a_call_its_hosts_went_away_with_max_lost_times_is_not_sent_again() -> None:
-    """Many retries allowed, yet a poison message (its host dies each time it runs) fails
-    after MAX_LOST host deaths, saying so; ones that found no host, or were redirected,
-    do not count, nor do gateways that could not be reached."""
+def test_a_call_its_hosts_went_away_with_lost_backstop_times_is_not_sent_again() -> None:
+    """Many retries allowed, yet a call whose host dies each time it is sent stops after
+    LOST_BACKSTOP host deaths even where no host counted its turns (hosts refuse a poison
+    message after MAX_LOST), saying so; sends that found no host, or were redirected, do
+    not count, nor do gateways that could not be reached."""
+    assert LOST_BACKSTOP > MAX_LOST, "a call that waited beside a poison message outlasts it"
     attempt = Attempt(name="T/k.m", deadline=100.0, retries=1_000_000)
     attempt.begin(HOST_A)
     now = 0.0
-    for _ in range(MAX_LOST - 1):
+    for lost in range(LOST_BACKSTOP - 1):
         actions = attempt.answered(Verdict.FOREIGN, Unavailable("UNIMPLEMENTED"), now)  # not a host: did not run
         assert isinstance(actions[-1], Wait)
         now += 1.0
-        assert attempt.woke(now) == [Resolve()] and attempt.routed(HOST_A, now) == [Send(HOST_A, True)]
+        resent = [Send(HOST_A, True, lost=lost)]
+        assert attempt.woke(now) == [Resolve()] and attempt.routed(HOST_A, now) == resent
         actions = attempt.answered(Verdict.LOST, Unavailable("Socket closed"), now)
-        assert isinstance(actions[-1], Wait), "one host death during the call is survived"
+        assert isinstance(actions[-1], Wait), "a host death during the call is survived"
         now += 1.0
-        assert attempt.woke(now) == [Resolve()] and attempt.routed(HOST_B, now) == [Send(HOST_B, True)]
+        resent = [Send(HOST_B, True, lost=lost + 1)]
+        assert attempt.woke(now) == [Resolve()] and attempt.routed(HOST_B, now) == resent
     [failed] = attempt.answered(Verdict.LOST, Unavailable("Socket closed"), now)
     assert isinstance(failed, Fail) and isinstance(failed.error, Unavailable)
-    assert f"went away {MAX_LOST} times while the call was on it" in str(failed.error)
+    assert f"went away {LOST_BACKSTOP} times while the call was on it" in str(failed.error)
     assert "Socket closed" in str(failed.error) and "may have run" in str(failed.error)
     # through a client's gateway: its losses are waited out (a gateway restarts), not counted
     client = Attempt(name="T/k.m", deadline=100.0, retries=3, fallbacks=(GATEWAY,), direct=False)
@@ -192,12 +205,12 @@ def test_a_client_goes_to_its_gateways_and_waits_for_one_that_is_down() -> None:
     attempt.begin(HOST_A)
     assert attempt.answered(Verdict.LOST, Unavailable("gone"), 0.1) == [
         Forget(HOST_A, report=False),
-        Send(GATEWAY, True),
+        Send(GATEWAY, True, lost=1),  # the host went away with it: the gateway's send says so too
     ]
     [pause] = attempt.answered(Verdict.LOST, Unavailable("gateway down"), 0.2)
     assert isinstance(pause, Wait)
     assert attempt.woke(0.3) == [Resolve()]
-    assert attempt.routed(None, 0.3) == [Send(GATEWAY_2, True)], "the next gateway"
+    assert attempt.routed(None, 0.3) == [Send(GATEWAY_2, True, lost=1)], "the next gateway"
     [refused] = attempt.answered(Verdict.FOREIGN, Unauthenticated("bad token"), 0.4)
     assert isinstance(refused, Fail) and str(refused.error) == "bad token", "a gateway's own answer is final"
     # past the deadline: a timeout that says what went wrong last
@@ -340,7 +353,7 @@ def test_a_tell_is_sent_again_past_the_retries_of_a_call() -> None:
 def test_a_call_on_a_stream_no_host_took_is_not_delivered() -> None:
     """Nothing listens at the endpoint: the stream is never taken (no ``ACCEPTED``
     metadata), so its calls reached no host (``UNREACHED``), and do not count towards
-    ``MAX_LOST`` as a host's death would."""
+    ``LOST_BACKSTOP`` as a host's death would."""
     import asyncio
     import socket
 

@@ -22,6 +22,7 @@ from .._router import MAX_LOST
 from ..errors import FluentError, InvalidRequest, NotFound
 from ..state._store import Reminder, Scheduled, Store
 from ..wire import codec
+from ._underway import UnderWay
 
 MAX_FIRINGS = MAX_LOST
 """Firings of one occurrence of a reminder that may start: one that was under way when its
@@ -116,6 +117,7 @@ class Reminders:
         definition_of: Callable[[str], ActorDef | None] = lambda _: None,
     ) -> None:
         self._store = store
+        self._under_way = UnderWay(store)
         self._group = group
         self._shard = shard
         self._wake = wake
@@ -195,18 +197,12 @@ class Reminders:
     def begin(self, due: Due) -> int:
         """A firing of ``due`` starts: counted in the store, since the count must outlive a
         host that dies during it; how many have started, this one included."""
-        if self._store is None:
-            return 1
-        tries = 1 + int(self._store.get(due.firing_key) or b"0")
-        self._store.put(due.firing_key, str(tries).encode())
-        return tries
+        return self._under_way.begin(due.firing_key)
 
     def ended(self, due: Due, fired: bool) -> None:
         """A firing of ``due`` ended with its host alive: its count goes (a crash between
         the two fires it again, answered from its record), then, if ``fired``, ``fired``."""
-        if self._store is None:
-            return
-        self._store.delete(due.firing_key)
+        self._under_way.ended(due.firing_key)
         if fired:
             self.fired(due)
 

@@ -20,6 +20,7 @@ from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
 from .._context import CURRENT, Context
 from .._ref import KEYED_PREFIX
+from .._router import MAX_LOST
 from .._tracing import TurnTimes
 from ..errors import CallTimeout, FluentError, Redirect, Unavailable
 from ..state._store import Scheduled, WouldBlock
@@ -40,6 +41,7 @@ from ._turn import (
     run_async,
     run_sync,
 )
+from ._underway import UnderWay, call_key
 from ._workers import Workers
 from ._written import Change
 
@@ -80,6 +82,8 @@ class TurnRunner:
         self.persistence = persistence
         self.counters = counters
         self.methods = MethodTally()
+        # Turns of calls re-sent after their host went away with them (``_counted``).
+        self._under_way = UnderWay(persistence.store)
         self.running: set[Running] = set()
         self._workers = workers
         self._loop = loop
@@ -125,6 +129,8 @@ class TurnRunner:
         except BaseException as exc:
             return self._error_reply(act, call, exc)
         finally:
+            if call.attempt > 1:  # ``_counted``: the turn ended with its host alive
+                self._under_way.ended(call_key(act.address, call.request_id))
             self._unwatch(running)
             CURRENT.reset(token)
 
@@ -342,12 +348,17 @@ class TurnRunner:
 
     async def run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
-        return _ended(ctx._times, self._unless_moved(act, req.call, await self._run_async(req, act, ctx)))
+        reply = await self._run_async(req, act, ctx)
+        call = req.call
+        if call.attempt > 1:  # ``_counted``: the turn ended with its host alive
+            key = call_key(act.address, call.request_id)
+            await self._loop.run_in_executor(self._workers, self._under_way.ended, key)
+        return _ended(ctx._times, self._unless_moved(act, call, reply))
 
     async def _run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
         try:
-            if act.instance is None:  # activation may load from the store or block: not on the loop
+            if act.instance is None or call.attempt > 1:  # a load or a count in the store: not on the loop
                 early = await self._loop.run_in_executor(self._workers, self._begin_in, definition, act, call, ctx)
             else:
                 early = self._begin(definition, act, call, ctx.replay)
@@ -398,7 +409,12 @@ class TurnRunner:
 
     def _begin(self, definition: ActorDef, act: Activation, call: Call, replay: bool) -> Outcome | None:
         """Activation and dedupe at the start of a turn: a reply ends the turn early.
-        ``replay``: the call may have run before (``may_repeat``), so its record is looked up."""
+        ``replay``: the call may have run before (``may_repeat``), so its record is looked up.
+        A call re-sent after its host went away with it is counted first (``_counted``)."""
+        if call.attempt > 1:
+            refused = self._counted(act, call)
+            if refused is not None:
+                return refused
         try:
             self._activate(definition, act)
         except UserFailure as failure:
@@ -408,6 +424,26 @@ class TurnRunner:
             return recorded
         self.counters["calls"] += 1
         return None
+
+    def _counted(self, act: Activation, call: Call) -> Outcome | None:
+        """Count the turn of a call re-sent after its host went away with it (``attempt`` > 1,
+        ``_router.lost_attempt``) as under way, in the store (the turn's end removes the
+        count); None, or the refusal of one that was under way at ``MAX_LOST`` host deaths
+        (the first send's, which its re-sending says, and the counted ones since). Calls
+        that waited beside it when the host died are not counted: they keep their sends."""
+        tries = self._under_way.begin(call_key(act.address, call.request_id))
+        if tries < MAX_LOST:
+            return None
+        self.counters["errors"] += 1
+        log.error(
+            "%s.%s (request %s) was under way when its host went away %d times: not run again (it may be what "
+            "ends the host)", act.address, call.method, call.request_id, tries,
+        )  # fmt: skip
+        refusal = Unavailable(
+            f"{act.address}.{call.method}: its turn was under way when its host went away {tries} times; not run "
+            "again, since the call itself may be what ends the host (see the host's log; it may have run)"
+        )
+        return Outcome(error=describe_error(refusal))
 
     def _activate(self, definition: ActorDef, act: Activation) -> None:
         """Load the identity's state, or run ``__init__``; then ``on_activate``."""

@@ -36,6 +36,7 @@ from .._router import (
     Target,
     Verdict,
     Wait,
+    lost_attempt,
 )
 from ..errors import (
     REROUTE_CODES,
@@ -334,8 +335,10 @@ class Caller:
 
     def _transmit(self, run: _Run, send: Send) -> None:
         call, target = run.call, send.target
-        if send.maybe_ran and not call.attempt:
-            call.attempt = 1  # it may have run: the host answers from its records
+        if send.maybe_ran:  # it may have run: the host answers from its records
+            marked = lost_attempt(send.lost)  # (and counts the turn, if a host went away with it)
+            if call.attempt < marked:
+                call.attempt = marked
         tap = _tap
         if tap is not None:
             try:

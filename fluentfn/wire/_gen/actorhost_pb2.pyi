@@ -64,7 +64,10 @@ class Call(_message.Message):
     """
     attempt: _builtins.int
     """0 on a first try; >0 when this request may have run before (a retry, or a call made
-    by a turn that is itself a retry): the host then looks for a recorded reply.
+    by a turn that is itself a retry): the host then looks for a recorded reply. 2 or
+    more (1 + the hosts that went away while it was on them): the host also counts its
+    turn as under way, in the store, and refuses it once it was under way at 3 host
+    deaths (a poison message).
     """
     budget_s: _builtins.float
     """Seconds of `deadline` left when the call was sent (0: not given). The receiver
