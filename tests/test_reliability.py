@@ -11,7 +11,7 @@ import pytest
 
 import fluentfn as ff
 from fluentfn.bench import reliability
-from fluentfn.testing import hosts
+from fluentfn.testing import host_of, hosts
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
@@ -151,7 +151,7 @@ def test_a_peers_call_with_ids_or_chain_past_their_bounds_is_refused_before_anyt
     from .apps import Counter
 
     start = Counter["bounds"].add(1)
-    host = next(h for h in hosts(cluster) if h["types"])
+    host = host_of(cluster, Counter["bounds"])  # the one that owns the key (any host with types may not)
     md = (("authorization", f"Bearer {cluster.token}"),)
 
     def call_at(endpoint: str, n: int, **fields: object) -> pb.Call:
