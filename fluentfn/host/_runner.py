@@ -352,7 +352,10 @@ class TurnRunner:
         call = req.call
         if call.attempt > 1:  # ``_counted``: the turn ended with its host alive
             key = call_key(act.address, call.request_id)
-            await self._loop.run_in_executor(self._workers, self._under_way.ended, key)
+            try:
+                await self._loop.run_in_executor(self._workers, self._under_way.ended, key)
+            except RuntimeError as exc:  # the host is stopping (no workers): the count stays, as at a death
+                log.warning("the count of turns under way %s was not removed: %s", key, exc)
         return _ended(ctx._times, self._unless_moved(act, call, reply))
 
     async def _run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
