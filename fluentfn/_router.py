@@ -157,11 +157,17 @@ sent once the host refuses the culprit."""
 
 
 def lost_attempt(lost: int) -> int:
-    """The ``attempt`` a call is sent with once ``lost`` hosts went away while it was on
-    them: ``1 + lost`` (an attempt of 2 or more tells the host to count the turn, which a
-    plain possible repeat, 1, does not: a redirect or a stream nobody took costs no
-    store write)."""
-    return 1 + lost if lost else 1
+    """The ``attempt`` a possible repeat is sent with once ``lost`` hosts went away while it
+    was on them: ``1 + lost`` (``went_away``: an attempt of 2 or more tells the host to count
+    the turn, which a plain possible repeat, 1, does not: a redirect or a stream nobody took
+    costs no store write)."""
+    return 1 + lost
+
+
+def went_away(attempt: int) -> bool:
+    """Whether a call sent with ``attempt`` was on a host that went away (``lost_attempt``):
+    the host counts its turn as under way."""
+    return attempt > 1
 
 
 class Attempt:

@@ -26,6 +26,7 @@ from fluentfn._router import (
     Verdict,
     Wait,
     lost_attempt,
+    went_away,
 )
 from fluentfn.errors import CallTimeout, FluentError, Unauthenticated, Unavailable
 
@@ -102,13 +103,14 @@ def test_an_attempt_ends_once_within_its_budget_and_marks_every_resend(
     answered = answers[: len(sends)]
     lost = [v for s, v in zip(sends, answered, strict=False) if not s[0].target.fallback and v in _NO_HOST]
     assert len(lost) <= 1 + retries, "sends that found no host are bounded"
-    went_away = [v for s, v in zip(sends, answered, strict=False) if not s[0].target.fallback and v is Verdict.LOST]
-    assert len(went_away) <= LOST_BACKSTOP, "a call is not sent again and again to hosts it may be what kills"
+    with_host = [v for s, v in zip(sends, answered, strict=False) if not s[0].target.fallback and v is Verdict.LOST]
+    assert len(with_host) <= LOST_BACKSTOP, "a call is not sent again and again to hosts it may be what kills"
     # every send after a host went away with the call says how often, so the host counts its turn
     seen = 0
     for (send, _), verdict in zip(sends, answered, strict=False):
         assert send.lost == seen and (not seen or send.maybe_ran)
         assert lost_attempt(send.lost) == (1 + seen if seen else 1)
+        assert went_away(lost_attempt(send.lost)) == (seen > 0), "the host counts exactly the calls lost before"
         seen += not send.target.fallback and verdict is Verdict.LOST
     # only the first redirect is re-sent at once: anything else re-sent to a host waits first
     immediate, waited = 0, True

@@ -20,7 +20,7 @@ from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
 from .._context import CURRENT, Context
 from .._ref import KEYED_PREFIX
-from .._router import MAX_LOST
+from .._router import MAX_LOST, went_away
 from .._tracing import TurnTimes
 from ..errors import CallTimeout, FluentError, Redirect, Unavailable
 from ..state._store import Scheduled, WouldBlock
@@ -129,7 +129,7 @@ class TurnRunner:
         except BaseException as exc:
             return self._error_reply(act, call, exc)
         finally:
-            if call.attempt > 1:  # ``_counted``: the turn ended with its host alive
+            if went_away(call.attempt):  # ``_counted``: the turn ended with its host alive
                 self._under_way.ended(call_key(act.address, call.request_id))
             self._unwatch(running)
             CURRENT.reset(token)
@@ -350,7 +350,7 @@ class TurnRunner:
         """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
         reply = await self._run_async(req, act, ctx)
         call = req.call
-        if call.attempt > 1:  # ``_counted``: the turn ended with its host alive
+        if went_away(call.attempt):  # ``_counted``: the turn ended with its host alive
             key = call_key(act.address, call.request_id)
             try:
                 await self._loop.run_in_executor(self._workers, self._under_way.ended, key)
@@ -361,7 +361,7 @@ class TurnRunner:
     async def _run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         definition, method, call, args, kwargs = req.definition, req.method, req.call, req.args, req.kwargs
         try:
-            if act.instance is None or call.attempt > 1:  # a load or a count in the store: not on the loop
+            if act.instance is None or went_away(call.attempt):  # a load or a count in the store: not on the loop
                 early = await self._loop.run_in_executor(self._workers, self._begin_in, definition, act, call, ctx)
             else:
                 early = self._begin(definition, act, call, ctx.replay)
@@ -414,7 +414,7 @@ class TurnRunner:
         """Activation and dedupe at the start of a turn: a reply ends the turn early.
         ``replay``: the call may have run before (``may_repeat``), so its record is looked up.
         A call re-sent after its host went away with it is counted first (``_counted``)."""
-        if call.attempt > 1:
+        if went_away(call.attempt):
             refused = self._counted(act, call)
             if refused is not None:
                 return refused
@@ -429,8 +429,8 @@ class TurnRunner:
         return None
 
     def _counted(self, act: Activation, call: Call) -> Outcome | None:
-        """Count the turn of a call re-sent after its host went away with it (``attempt`` > 1,
-        ``_router.lost_attempt``) as under way, in the store (the turn's end removes the
+        """Count the turn of a call re-sent after its host went away with it
+        (``_router.went_away``) as under way, in the store (the turn's end removes the
         count); None, or the refusal of one that was under way at ``MAX_LOST`` host deaths
         (the first send's, which its re-sending says, and the counted ones since). Calls
         that waited beside it when the host died are not counted: they keep their sends."""
