@@ -334,3 +334,18 @@ def test_a_batch_still_times_one_turn_in_every(shared_io: IoLoop) -> None:
     assert TALLY.counters()[f"~{what}~run~n"] - before == 2 * EVERY
     assert TALLY._turns[what] == EXACT + 2 * EVERY
     shared_io.run(eng.close(grace_s=0.0))
+
+
+ANY_TEXT = st.characters(exclude_categories=())  # lone surrogates too
+
+
+@given(batch=st.text(ANY_TEXT, max_size=40), key=st.text(ANY_TEXT, min_size=1, max_size=40))
+def test_a_bulk_items_id_is_the_hash_of_its_batch_and_key(batch: str, key: str) -> None:
+    """An item's request id, made from its batch's seed (once a batch), is the blake2b of
+    ``batch/key`` that earlier versions wrote into reply records, whatever the text (lone
+    surrogates included), and differs from key to key."""
+    import hashlib
+
+    seed = f"{batch}/{key}".encode("utf-8", "surrogatepass")
+    assert item_request_id(batch, key) == "b" + hashlib.blake2b(seed, digest_size=12).hexdigest()
+    assert item_request_id(batch, key) != item_request_id(batch, key + "x")
