@@ -484,3 +484,26 @@ def test_a_call_under_way_at_max_lost_host_deaths_is_refused_and_its_neighbours_
     for fut in hanging:
         assert fut.result(30) is not None
     wait_for(lambda: store.get(key) is None, timeout=10)  # the turns that ended took their counts
+
+
+def test_a_calls_count_of_turns_under_way_expires_after_its_deadline(io: IoLoop, store: Store) -> None:
+    """The count row of a re-sent call whose host died and that nobody sends again does not
+    stay for good: it is kept until the call's deadline and ``EXPIRY_GRACE_S`` more, then
+    the store's pruning removes it."""
+    from fluentfn.host._underway import EXPIRY_GRACE_S, call_key
+
+    d = ActorDef(Stall, ActorOptions(name="Stall", shards=1))
+    key = call_key("Stall/e", "orphan")
+    deadline = time.time() + 120.0
+    _GATE.clear()
+    try:
+        eng = engine(io, store, d)
+        c = Call(type_name="Stall", key="e", method="stall", args=codec.encode_args((), {}),
+                 request_id="orphan", attempt=2, deadline=deadline)  # fmt: skip
+        hanging = io.submit(eng.dispatch(c))
+        wait_for(lambda: store.get(key) == b"1", timeout=10)  # under way: counted
+        assert store.prune_expired(deadline + EXPIRY_GRACE_S - 1.0) == 0 and store.get(key) == b"1"
+        assert store.prune_expired(deadline + EXPIRY_GRACE_S + 1.0) == 1 and store.get(key) is None
+    finally:
+        _GATE.set()
+    assert hanging.result(30) is not None

@@ -1,9 +1,11 @@
 """Keys are opaque: no separator, NUL or prefix lets two identities share state, replies
-or reminders, on every store (a real SQLite file and a real redis-server)."""
+or reminders, on every store (a real SQLite file and a real redis-server). And the KV
+area's rows with a ``ttl_s`` are gone once it has run out, on both."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 
 from fluentfn.state import Store, open_store
 from fluentfn.state._redis import RedisStore
+from fluentfn.state._sqlite import SqliteStore
 from fluentfn.state._store import Reminder, StoreLost
 
 from ._redis import free_port, start_redis
@@ -132,3 +135,36 @@ def test_keys_and_delete_touch_exactly_one_type_and_identity(store: Store, names
     assert set(store.keys(kind)) == set(names[1:]) and set(store.keys(other)) == set(names)
     for name in names[1:]:
         assert store.get_reply(f"{kind}/{name}", "r") == b"reply"
+
+
+def test_a_kv_row_with_a_ttl_is_gone_once_it_ran_out_and_others_stay(store: Store) -> None:
+    salt = os.urandom(4).hex()
+    store.put(f"short{salt}", b"1", ttl_s=0.2)
+    store.put(f"long{salt}", b"2", ttl_s=3600.0)
+    store.put(f"kept{salt}", b"3")
+    assert store.get(f"long{salt}") == b"2" and store.get(f"kept{salt}") == b"3"
+    time.sleep(0.3)  # (a busy machine only makes this longer: the row is past its ttl either way)
+    assert store.get(f"short{salt}") is None
+    pruned = store.prune_expired(time.time())
+    assert pruned == (1 if isinstance(store, SqliteStore) else 0)  # Redis expires rows itself
+    assert store.get(f"long{salt}") == b"2" and store.get(f"kept{salt}") == b"3"
+    store.put(f"long{salt}", b"4")  # written again without a ttl: kept for good
+    assert store.prune_expired(time.time() + 7200) == 0 and store.get(f"long{salt}") == b"4"
+
+
+def test_a_sqlite_file_from_before_kv_expiry_opens_and_keeps_its_rows() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "old.db"
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB)")
+        conn.execute("INSERT INTO kv VALUES ('res:1', x'01')")
+        conn.commit()
+        conn.close()
+        s = open_store(f"sqlite:///{path}")
+        try:
+            assert s.get("res:1") == b"\x01"
+            s.put("started:T/a:r", b"1", ttl_s=-1.0)  # already past
+            assert s.get("started:T/a:r") is None
+            assert s.prune_expired(time.time()) == 1 and s.get("res:1") == b"\x01"
+        finally:
+            s.close()

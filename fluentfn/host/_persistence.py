@@ -285,5 +285,8 @@ class Persistence:
         return replay_of(found, request_digest(call.request_id, call.method, call.args), call.request_id)
 
     def prune(self) -> int:
-        """Forget reply records older than the TTL."""
-        return self.store.prune_replies(time.time() - REPLY_TTL_S) if self.store is not None else 0
+        """Forget reply records older than the TTL, and KV rows past their own."""
+        if self.store is None:
+            return 0
+        now = time.time()
+        return self.store.prune_replies(now - REPLY_TTL_S) + self.store.prune_expired(now)

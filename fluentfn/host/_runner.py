@@ -41,7 +41,7 @@ from ._turn import (
     run_async,
     run_sync,
 )
-from ._underway import UnderWay, call_key
+from ._underway import UnderWay, call_key, call_ttl_s
 from ._workers import Workers
 from ._written import Change
 
@@ -434,7 +434,7 @@ class TurnRunner:
         count); None, or the refusal of one that was under way at ``MAX_LOST`` host deaths
         (the first send's, which its re-sending says, and the counted ones since). Calls
         that waited beside it when the host died are not counted: they keep their sends."""
-        tries = self._under_way.begin(call_key(act.address, call.request_id))
+        tries = self._under_way.begin(call_key(act.address, call.request_id), call_ttl_s(call, time.time()))
         if tries < MAX_LOST:
             return None
         self.counters["errors"] += 1

@@ -9,13 +9,18 @@ the host's last deaths, and it is not run again. Only turns that may repeat are 
 (a call re-sent after its host went away, a reminder's firing): three store operations
 each, none for a first attempt.
 
-Rows of turns whose host died and that nobody sent again stay (one small row each).
+A call's count row expires a while after the call's deadline (``call_ttl_s``), by which
+time no copy of it is sent again: rows of calls whose host died and that nobody sent
+again do not pile up. A reminder's firing count is kept until the firing ends: the
+reminder fires again (and finds its count) however long its host stays down.
 """
 
 from __future__ import annotations
 
 import logging
 
+from .._call import Call
+from .._config import MAX_CALL_TIMEOUT_S
 from ..state._store import Store
 
 log = logging.getLogger("fluentfn.host")
@@ -29,6 +34,17 @@ def call_key(address: str, request_id: str) -> str:
     return f"{STARTED_PREFIX}{address}:{request_id}"
 
 
+EXPIRY_GRACE_S = 600.0
+"""How long a call's count outlives its deadline: hosts' clocks may disagree by less."""
+
+
+def call_ttl_s(call: Call, now: float) -> float:
+    """How long the count of ``call``'s turns under way is kept: until its deadline (after
+    which no copy of it is sent again), and ``EXPIRY_GRACE_S`` more."""
+    deadline = call.deadline if call.deadline > 0 else now + MAX_CALL_TIMEOUT_S
+    return max(0.0, deadline - now) + EXPIRY_GRACE_S
+
+
 class UnderWay:
     """Counts, in the store, turns that started and have not ended (none without a store)."""
 
@@ -37,13 +53,14 @@ class UnderWay:
     def __init__(self, store: Store | None) -> None:
         self._store = store
 
-    def begin(self, key: str) -> int:
+    def begin(self, key: str, ttl_s: float | None = None) -> int:
         """A turn counted under ``key`` starts (blocking): how many have started and not
-        ended, this one included (1 without a store)."""
+        ended, this one included (1 without a store). ``ttl_s``: the count is forgotten
+        that long after this start, if no turn ends it first."""
         if self._store is None:
             return 1
         tries = 1 + int(self._store.get(key) or b"0")
-        self._store.put(key, str(tries).encode())
+        self._store.put(key, str(tries).encode(), ttl_s)
         return tries
 
     def ended(self, key: str) -> None:

@@ -132,9 +132,12 @@ class MeteredStore:
     def prune_replies(self, older_than: float) -> int:
         return self.inner.prune_replies(older_than)
 
-    def put(self, key: str, value: bytes) -> None:
+    def prune_expired(self, now: float) -> int:
+        return self.inner.prune_expired(now)
+
+    def put(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         self._wrote(len(value), record=False)
-        self.inner.put(key, value)
+        self.inner.put(key, value, ttl_s)
 
     def get(self, key: str) -> bytes | None:
         value = self.inner.get(key)

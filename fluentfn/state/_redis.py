@@ -6,6 +6,7 @@ one atomic step. Durability is Redis's: run it with ``appendonly yes``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -272,6 +273,9 @@ class RedisStore:
     def prune_replies(self, older_than: float) -> int:
         return 0  # replies carry a Redis TTL
 
+    def prune_expired(self, now: float) -> int:
+        return 0  # so do KV rows with a ttl_s
+
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
         member = self._member(reminder.address, reminder.rid)
         pipe = self._r.pipeline(transaction=True)
@@ -325,8 +329,10 @@ class RedisStore:
             out.append(Reminder(address, rid, float(due), payload or b""))
         return out
 
-    def put(self, key: str, value: bytes) -> None:
-        self._call(self._r.set, self._k("kv", key), value)
+    def put(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
+        # (Redis's TTL is whole milliseconds, at least one)
+        expiry = None if ttl_s is None else max(1, math.ceil(ttl_s * 1000))
+        self._call(self._r.set, self._k("kv", key), value, px=expiry)
 
     def get(self, key: str) -> bytes | None:
         value = self._call(self._r.get, self._k("kv", key))

@@ -123,6 +123,9 @@ class SqliteStore:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(shards)")}
             if "owner" not in columns:  # a file from before shard owners were recorded
                 conn.execute("ALTER TABLE shards ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            if "expires" not in {row[1] for row in conn.execute("PRAGMA table_info(kv)")}:  # (likewise)
+                conn.execute("ALTER TABLE kv ADD COLUMN expires REAL")
+            conn.execute("CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL")
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (os.urandom(12).hex(),))
             self.store_id = str(conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
             conn.execute("COMMIT")
@@ -380,12 +383,18 @@ class SqliteStore:
         )
         return [Reminder(r[0], r[1], float(r[2]), bytes(r[3] or b"")) for r in rows]
 
-    def put(self, key: str, value: bytes) -> None:
-        self._autocommit("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+    def put(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
+        expires = None if ttl_s is None else time.time() + ttl_s
+        self._autocommit("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)", (key, value, expires))
 
     def get(self, key: str) -> bytes | None:
-        row = self._conn().execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        row = self._conn().execute("SELECT value, expires FROM kv WHERE key=?", (key,)).fetchone()
+        if row is None or (row[1] is not None and row[1] <= time.time()):
+            return None
+        return bytes(row[0])
+
+    def prune_expired(self, now: float) -> int:
+        return int(self._autocommit("DELETE FROM kv WHERE expires < ?", (now,)).rowcount)
 
     def delete(self, key: str) -> None:
         self._autocommit("DELETE FROM kv WHERE key=?", (key,))

@@ -164,11 +164,17 @@ class Store(Protocol):
         """An identity's pending reminders, soonest first."""
         ...
 
-    def put(self, key: str, value: bytes) -> None:
-        """KV area (FaaS results and messages)."""
+    def put(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
+        """KV area (FaaS results and messages, counts of turns under way). A row with
+        ``ttl_s`` is gone that many seconds later: ``get`` no longer sees it, and
+        ``prune_expired`` (or the store itself) removes it."""
         ...
 
     def get(self, key: str) -> bytes | None: ...
+
+    def prune_expired(self, now: float) -> int:
+        """Remove the KV rows whose ``ttl_s`` ran out before ``now`` (epoch seconds); how many."""
+        ...
 
     def delete(self, key: str) -> None: ...
 
