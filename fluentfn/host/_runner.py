@@ -201,7 +201,7 @@ class TurnRunner:
         definition, method = first.definition, first.method
         fn, readonly, counters = method.fn, method.readonly, self.counters
         remember, recorded = self.persistence.remember, self.persistence.recorded
-        seconds: list[float] = []
+        seconds: list[float] = []  # each turn's run, for the method's tally (and its count of calls)
         failures = 0
         clock = time.perf_counter
         running = Running(first.address, method.name, first.call.deadline)
@@ -221,7 +221,6 @@ class TurnRunner:
                         self._activate(definition, act)
                     reply = recorded(act, call) if act.replies is not None else None
                     if reply is None:  # (a repeated id, on its first attempt, is answered from memory)
-                        counters["calls"] += 1
                         t0 = clock()
                         try:
                             outcome, failed = fn(act.instance, *req.args, **req.kwargs), False
@@ -233,7 +232,7 @@ class TurnRunner:
                             reply = self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled())
                         else:
                             if outcome is None and not failed and not call.request_id.startswith(KEYED_PREFIX):
-                                reply, record = Outcome(NONE_VALUE), NONE_RECORD  # its ``record_for``, made once
+                                record = NONE_RECORD  # its ``record_for``, made once (its reply only if moved)
                             else:
                                 reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
                                 record = record_for(call, reply)
@@ -242,6 +241,8 @@ class TurnRunner:
                             if not act.moved:
                                 out.append(record)
                                 continue
+                            if reply is None:
+                                reply = Outcome(NONE_VALUE)
                 except UserFailure as failure:
                     reply = Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
                 except BaseException as exc:
@@ -253,6 +254,7 @@ class TurnRunner:
         finally:
             self._unwatch(running)
             if seconds:
+                counters["calls"] += len(seconds)
                 self.methods.observe_many(method.what, definition.name, method.name, seconds, failures)
 
     def _method(self, req: Request, act: Activation, times: TurnTimes | None) -> tuple[Any, bool]:
