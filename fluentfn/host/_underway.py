@@ -41,8 +41,8 @@ EXPIRY_GRACE_S = 600.0
 def call_ttl_s(call: Call, now: float) -> float:
     """How long the count of ``call``'s turns under way is kept: until its deadline (after
     which no copy of it is sent again), and ``EXPIRY_GRACE_S`` more."""
-    deadline = call.deadline if call.deadline > 0 else now + MAX_CALL_TIMEOUT_S
-    return max(0.0, deadline - now) + EXPIRY_GRACE_S
+    remaining = call.deadline - now if call.deadline > 0 else MAX_CALL_TIMEOUT_S
+    return max(0.0, remaining) + EXPIRY_GRACE_S
 
 
 class UnderWay:
