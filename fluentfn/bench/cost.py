@@ -346,16 +346,16 @@ def probe(name: str, count: int, traced: bool) -> dict[str, float | None]:
             counter.on = False
             t1, o1, s1 = time.perf_counter(), counter.total(), switches()
             figures[n].append((t1 - t0, o1 - o0, None if s0 is None or s1 is None else s1 - s0))
-    (small, large), span = (figures[n] for n in sizes), 2 * count
+    small, large = figures[count], figures[3 * count]
+    span = 2 * count
     if traced:
         return {"opcodes_per_op": round((large[0][1] - small[0][1]) / span, 1)}
     took = min(f[0] for f in large) - min(f[0] for f in small)
-    counted = [f[2] for f in small + large]
-    if any(c is None for c in counted):
+    if any(f[2] is None for f in small + large):
         handoffs = None
     else:  # (a thread that ended between the readings takes its switches with it: never below 0)
-        most = min(f[2] or 0 for f in large) - min(f[2] or 0 for f in small)
-        handoffs = max(0.0, round(most / span, 2))
+        extra = min(f[2] or 0 for f in large) - min(f[2] or 0 for f in small)
+        handoffs = max(0.0, round(extra / span, 2))
     return {"us_per_op": round(took / span * 1e6, 2), "handoffs_per_op": handoffs}
 
 
