@@ -28,13 +28,13 @@ def test_the_floor_loop_imports_only_the_standard_library() -> None:
 
 
 def test_the_floor_runs_in_a_fresh_interpreter_and_gives_a_rate() -> None:
-    assert _floorloop.fresh_floor(2_000, rounds=1) > 0
+    assert activation.fresh_floor(2_000, rounds=1) > 0
     assert _floorloop.floor(2_000) > 0  # the same loop in this process (the cost probe's floor)
 
 
 def test_a_floor_run_that_fails_says_so() -> None:
     with pytest.raises(RuntimeError, match="the floor loop failed"):
-        _floorloop.fresh_floor(-1, rounds=0)  # statistics.median of nothing: the script exits 1
+        activation.fresh_floor(-1, rounds=0)  # statistics.median of nothing: the script exits 1
 
 
 def test_the_benchmarks_cell_is_the_floor_loops_class() -> None:

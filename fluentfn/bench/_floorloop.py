@@ -1,7 +1,7 @@
 """The activation benchmark's floor: a plain Python loop doing what an activation must.
 
-It imports nothing of fluentfn (nor Ray, nor gRPC), so that ``fresh_floor`` can run this
-file as a script in a fresh interpreter: what a plain script gets. The rate of the same
+It imports nothing of fluentfn (nor Ray, nor gRPC), so that ``activation.fresh_floor`` can
+run this file as a script in a fresh interpreter: what a plain script gets. The rate of the same
 loop depends on the process it runs in, through the cyclic collector: its 100,000 new
 objects trigger collections, and each full one walks every object the process holds. In
 the benchmark's own process after its cluster shut down (Ray's and gRPC's ~300,000
@@ -11,7 +11,6 @@ objects handed back to the collector) it ran at half the rate of a fresh interpr
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -37,21 +36,6 @@ def floor(count: int) -> float:
         table[key] = Cell()
         table[key].touch()
     return count / (time.perf_counter() - t0)
-
-
-def fresh_floor(count: int, rounds: int = 3) -> float:
-    """``floor(count)`` in a fresh interpreter (this file run as a script, Python's own
-    collector settings): the median of ``rounds`` runs, per second."""
-    done = subprocess.run(
-        [sys.executable, "-I", __file__, str(count), str(rounds)],  # -I: nothing of this directory
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the floor loop failed ({done.returncode}): {done.stderr[-2000:]}")
-    return float(done.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,15 @@ def running(name: str) -> Iterator[None]:
     with Progress(*columns, transient=True) as progress:
         progress.add_task(name, total=None)
         yield
+
+
+def last_line(cmd: list[str], what: str) -> str:
+    """Run ``cmd`` (a fresh Python process of a benchmark's) and return its output's last
+    line: RuntimeError naming ``what``, with the end of its stderr, if it failed."""
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
 
 
 def summarize(system: str, samples_us: list[float], **extra: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ collector walks what Ray and gRPC left (half the rate).
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -21,10 +22,7 @@ import fluentfn as ff
 from ..testing import host_of
 from . import _floorloop, _report
 
-_Cell = _floorloop.Cell  # the floor loop's own class: the same work
-
-
-Cell = ff.actor(name="BenchCell", shards=1, persist="never", idle_timeout_s=3600.0)(_Cell)
+Cell = ff.actor(name="BenchCell", shards=1, persist="never", idle_timeout_s=3600.0)(_floorloop.Cell)  # the floor's work
 
 
 class _Spawner:
@@ -69,7 +67,12 @@ def _ray_actors(count: int) -> dict[str, Any]:
     }
 
 
-python_floor = _floorloop.floor
+def fresh_floor(count: int, rounds: int = 3) -> float:
+    """The floor loop (``_floorloop.floor``) in a fresh interpreter, that file run as a
+    script (``-I``: nothing of its directory; Python's own collector settings): the median
+    of ``rounds`` runs of ``count``, per second."""
+    cmd = [sys.executable, "-I", _floorloop.__file__, str(count), str(rounds)]
+    return float(_report.last_line(cmd, "the floor loop"))
 
 
 def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
@@ -97,9 +100,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append(_ray_actors(8 if quick else 24))
     # The floor loop in a fresh interpreter: in this process, after the cluster, the
     # collector walks Ray's and gRPC's objects, and the same loop ran at half the rate.
-    floor = round(_floorloop.fresh_floor(total))
+    floor = round(fresh_floor(total))
     rows.append({"system": "python-floor", "created": total, "activations_per_s": floor})
-    here = round(statistics.median(python_floor(total) for _ in range(3)))
+    here = round(statistics.median(_floorloop.floor(total) for _ in range(3)))
     rows.append({"system": "python-floor-in-this-process", "created": total, "activations_per_s": here})
     fl, ra = rows[0], rows[1]
     notes = [

@@ -40,7 +40,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -138,10 +137,10 @@ def _host(persist: str, serve: bool, gateway: bool = False) -> tuple[Any, Any, s
     from ..runtime._gateway import Gateway
     from ..runtime._stateful import StatefulRuntime
     from ..state import open_store
-    from .activation import _Cell  # the activation benchmark's cell, activated the same way
+    from ._floorloop import Cell  # the activation benchmark's cell, activated the same way
 
     echo = ff.actor(name="CostEcho", persist=persist, shards=1)(_Echo)
-    cell = ff.actor(name="CostCell", colocate_with=echo, persist="never", idle_timeout_s=3600.0)(_Cell)
+    cell = ff.actor(name="CostCell", colocate_with=echo, persist="never", idle_timeout_s=3600.0)(Cell)
     far = ff.actor(name="CostFar", persist=persist, shards=1)(_Echo)
 
     class _Caller:
@@ -225,10 +224,10 @@ def _serve(io: Any, dispatcher: Any) -> str:
 def _probe(name: str) -> Callable[[int], None]:
     """Set up probe ``name``; its ``op(count)``."""
     if name == "python-activation":
-        from .activation import python_floor
+        from ._floorloop import floor
 
         def loop(count: int) -> None:
-            python_floor(count)
+            floor(count)
 
         return loop
     if name == "grpc-aio-stream":
@@ -364,10 +363,7 @@ def _in_process(name: str, count: int, traced: bool) -> dict[str, float | None]:
     cmd = [sys.executable, "-m", "fluentfn.bench.cost", "--probe", name, "--count", str(count)]
     if traced:
         cmd.append("--traced")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"cost probe {name} failed ({done.returncode}): {done.stderr[-2000:]}")
-    out: dict[str, float | None] = json.loads(done.stdout.strip().splitlines()[-1])
+    out: dict[str, float | None] = json.loads(_report.last_line(cmd, f"cost probe {name}"))
     return out
 
 
