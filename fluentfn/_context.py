@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, final
 
 from ._call import new_request_id
 from .errors import FluentError, InvalidRequest
@@ -205,13 +205,45 @@ class Context:
         return self._scheduler.cancel(self.address, reminder_id)
 
 
-CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar("fluentfn_context", default=None)
+@final
+class TurnCursor:
+    """The context of the turn running now, among turns run one after another in one
+    thread (a bulk batch's items): made on first use (``ff.context()``, a call the turn
+    makes), once per turn, by ``make(subject, call)``. Most such turns never ask, and never
+    pay for one. ``CURRENT`` holds the cursor for the whole batch; the runner points it at
+    each turn in turn (``subject``, ``call``, ``made`` back to None). Its turns are untimed:
+    what it makes carries no phase timings."""
+
+    __slots__ = ("_make", "call", "made", "subject")
+
+    def __init__(self, make: Callable[[Any, Any], Context]) -> None:
+        self._make = make
+        self.subject: Any = None  # the running turn's identity (the host's ``Activation``)
+        self.call: Any = None  # and its call
+        self.made: Context | None = None  # its context, once asked for
+
+    def context(self) -> Context:
+        """The running turn's context (made now if it was not yet)."""
+        made = self.made
+        if made is None:
+            made = self.made = self._make(self.subject, self.call)
+        return made
+
+
+CURRENT: contextvars.ContextVar[Context | TurnCursor | None] = contextvars.ContextVar("fluentfn_context", default=None)
+"""The running turn's context, or a cursor that makes it on demand: read through ``current``."""
+
+
+def current() -> Context | None:
+    """The context of the turn running in this thread or task (None outside any)."""
+    ctx = CURRENT.get()
+    return ctx.context() if type(ctx) is TurnCursor else ctx
 
 
 def request_id_here() -> str:
     """The request id of a call made now: derived from the running turn's (the same in
     every attempt of it, so its repeats are deduplicated), or a fresh one outside turns."""
-    ctx = CURRENT.get()
+    ctx = current()
     return (ctx.next_request_id() if ctx is not None else None) or new_request_id()
 
 
@@ -220,4 +252,4 @@ _outside = Context()
 
 def context() -> Context:
     """The context of the running actor turn or function (an empty one outside)."""
-    return CURRENT.get() or _outside
+    return current() or _outside

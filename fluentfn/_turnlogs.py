@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._context import CURRENT
+from ._context import current
 
 __all__ = ["install_log_context", "log_context"]
 
 
 def log_context() -> tuple[str, str]:
     """(trace id, request id) of the turn running in this thread, or ("", "")."""
-    ctx = CURRENT.get()
+    ctx = current()
     if ctx is None or not ctx.request_id:
         return "", ""
     times = ctx._times

@@ -121,7 +121,8 @@ class ActorType:
             raise InvalidRequest(f"{self.name}.bulk: a method is named by a str, not {type(method).__name__}")
         if not isinstance(calls, Mapping):
             raise InvalidRequest(f"{self.name}.bulk: the calls are a mapping {{key: args}}, not {type(calls).__name__}")
-        keys = {_ref.check_key(k): _bulk_args(self.name, k, v) for k, v in calls.items()}
+        name, check_key = self.name, _ref.check_key
+        keys = {check_key(k): _bulk_args(name, k, v) for k, v in calls.items()}
         invoker = _ref.current_invoker()
         if getattr(invoker, "mode", "stateful") in ("faas", "sim"):  # no hosts to batch on: a call per key
             futures = {k: invoker.submit(ActorRef(self.name, k), method, tuple(a), {}) for k, a in keys.items()}
@@ -140,8 +141,11 @@ class ActorType:
         delay = 0.01
         while pending:
             by_shard: dict[int, list[list[Any]]] = {}
-            for k, a in pending.items():
-                by_shard.setdefault(shard_for(k, self.options.shards), []).append([k, a, {}])
+            if self.options.shards == 1:  # one partition: no key to place
+                by_shard[0] = [[k, a, {}] for k, a in pending.items()]
+            else:
+                for k, a in pending.items():
+                    by_shard.setdefault(shard_for(k, self.options.shards), []).append([k, a, {}])
             futures = {
                 shard: invoker.submit(
                     ActorRef(self.name, entries[0][0]), BULK_METHOD, (method, entries, batch, attempt), {}

@@ -253,6 +253,14 @@ class MemoryCounter:
         return self.n
 
 
+@ff.actor(name="NRelay", persist="never", shards=1)
+class Relay:
+    """A memory-only type whose bulk items call out: its first turns run in batches."""
+
+    def relay(self, target: ff.ActorRef) -> tuple[str | None, int]:
+        return ff.context().address, target.add(1)
+
+
 @ff.actor(name="IdleCounter", idle_timeout_s=0.3, shards=1)
 class IdleCounter:
     def __init__(self) -> None:

@@ -455,6 +455,21 @@ def test_bulk_of_an_async_method_runs_each_item_as_a_turn(cluster: ff.Cluster) -
     assert target.get() == 5
 
 
+def test_bulk_items_run_in_batches_call_out_in_their_own_context(cluster: ff.Cluster) -> None:
+    """A memory-only type's items past the phase tally's first ``EXACT`` run in batches of
+    turns sharing one context cursor: each that calls out does so as itself, once."""
+    from fluentfn._phases import EXACT
+
+    from .apps import Relay
+
+    target = Counter["bulk-relay-target"]
+    count = EXACT + 144
+    results = Relay.bulk("relay", {f"relay-{i}": (target,) for i in range(count)})
+    assert {k: v[0] for k, v in results.items()} == {f"relay-{i}": f"NRelay/relay-{i}" for i in range(count)}
+    assert sorted(v[1] for v in results.values()) == list(range(1, count + 1))
+    assert target.get() == count
+
+
 def test_a_tap_sees_every_message_and_a_dropped_one_is_sent_again(cluster: ff.Cluster) -> None:
     """The router's one hook: a tap records what leaves and what comes back, and a message
     it drops is lost as far as the caller's router knows: re-sent, run once."""

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import fluentfn as ff
 from fluentfn._actordef import ActorDef
 from fluentfn._call import Call, Outcome
-from fluentfn._context import Context
+from fluentfn._context import CURRENT, Context
 from fluentfn._ioloop import IoLoop
 from fluentfn._phases import EVERY, EXACT, TALLY
 from fluentfn.host import _engine
@@ -26,7 +26,7 @@ from fluentfn.host._activations import Activation
 from fluentfn.host._bulk import Batch, _bulk_sync, item_request_id
 from fluentfn.host._engine import HostEngine
 from fluentfn.host._runner import _ended
-from fluentfn.host._turn import Request, record_for
+from fluentfn.host._turn import Item, Items, Request, record_for
 from fluentfn.state import open_store
 from fluentfn.state._codec import decode_state
 from fluentfn.wire import codec
@@ -58,6 +58,12 @@ class Lean:
     @ff.readonly
     def peek(self) -> tuple[int, str | None]:
         return self.n, ff.context().request_id
+
+    @ff.readonly
+    def keep_context(self) -> bool:
+        """Keep this turn's context (as a user may, for later); asked twice, it is one object."""
+        self.kept = ff.context()
+        return self.kept is ff.context()
 
     def nothing(self) -> None:
         return None
@@ -92,8 +98,8 @@ def make_engine(io: IoLoop, general: bool, mode: str = "never") -> HostEngine:
 
         runner._run_first = general_path  # type: ignore[method-assign]
 
-        def one_by_one(reqs: list[Request]) -> list[bytes]:
-            return [record_for(r.call, eng.turn_here(r)) for r in reqs]
+        def one_by_one(turns: Items, items: list[Item]) -> list[bytes]:
+            return [record_for(r.call, eng.turn_here(r)) for r in map(turns.request, items)]
 
         eng.turns_here = one_by_one  # type: ignore[method-assign]
     return eng
@@ -281,9 +287,9 @@ def test_a_memory_only_batch_runs_as_batches_of_turns_in_order(shared_io: IoLoop
     batches: list[int] = []
     real = eng.runner.run_batch
 
-    def spy(reqs: Any, *rest: Any) -> None:
-        batches.append(len(reqs))
-        real(reqs, *rest)
+    def spy(turns: Items, items: Any, *rest: Any) -> None:
+        batches.append(len(items))
+        real(turns, items, *rest)
 
     eng.runner.run_batch = spy  # type: ignore[method-assign]
     with _untimed(1000):
@@ -320,6 +326,37 @@ def test_a_batch_waits_for_a_busy_identity_and_keeps_the_order(shared_io: IoLoop
         runner.join(60)
     assert out == [("ok", 1), ("ok", 2), ("ok", 3)]
     assert observed(eng)["state"] == {"Lean/a": (2, [2]), "Lean/b": (1, [1]), "Lean/c": (3, [3])}
+    shared_io.run(eng.close(grace_s=0.0))
+
+
+def test_a_batch_makes_a_turns_context_only_when_asked_and_each_its_own(shared_io: IoLoop) -> None:
+    """A batch's turns share one ``TurnCursor``: a turn that never asks for its context
+    makes none; one that asks gets its own, the same object each time it asks, and a
+    context it keeps is not changed by the turns after it. None is left in the thread."""
+    eng = make_engine(shared_io, False)
+    made: list[str] = []
+    real = eng._untimed_context
+
+    def counted(act: Activation, call: Call) -> Context:
+        made.append(act.address)
+        return real(act, call)
+
+    eng._untimed_context = counted  # type: ignore[method-assign]
+    with _untimed(1000):
+        assert run_batch(eng, "nothing", [("a", []), ("b", [])], "A", 0) == [("ok", None), ("ok", None)]
+        assert made == ["Lean/a", "Lean/b"]  # ``__init__`` asked (``Lean``)
+        made.clear()
+        assert run_batch(eng, "nothing", [("a", []), ("b", [])], "N", 0) == [("ok", None), ("ok", None)]
+        assert made == []  # live identities, and neither turn asked
+        out = run_batch(eng, "keep_context", [("a", []), ("b", []), ("c", [])], "K", 0)
+    assert out == [("ok", True)] * 3
+    assert made == ["Lean/a", "Lean/b", "Lean/c"]  # one a turn, however often asked (c: by __init__ too)
+    kept = {address: act.instance.kept for address, act in eng.admission.table._items.items()}
+    assert {a: (c.address, c.key, c.request_id) for a, c in kept.items()} == {
+        f"Lean/{k}": (f"Lean/{k}", k, item_request_id("K", k)) for k in "abc"
+    }
+    assert len({id(c) for c in kept.values()}) == 3
+    assert CURRENT.get() is None and ff.context().address is None
     shared_io.run(eng.close(grace_s=0.0))
 
 

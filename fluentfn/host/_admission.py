@@ -192,7 +192,8 @@ class Admission:
     def enter(self, req: Request) -> tuple[Activation, int] | None:
         """``start_now`` without a job: the identity and the turn's id if it runs now
         (``leave`` ends it), else None. The common cases (a live, idle identity; a new one
-        under the cap) without an event, an instruction list or a wake-up."""
+        under the cap) without an event, an instruction list or a wake-up. (``enter_as``
+        from a ``Request``, its body inline: this is every co-located call's way in.)"""
         address, call = req.address, req.call
         chain_id = call.chain_id or call.request_id  # ``_claim``, inline: once per turn
         interleave = req.definition.options.reentrant and req.method.is_async
@@ -207,6 +208,29 @@ class Admission:
             if not self._policy.start_now(
                 tid, address, chain_id, time.time(), call.deadline, tuple(call.call_chain), interleave
             ):
+                return None
+        return act, tid
+
+    def enter_as(
+        self,
+        type_name: str,
+        key: str,
+        address: str,
+        chain_id: str,
+        deadline: float,
+        chain: tuple[str, ...] = (),
+        interleave: bool = False,
+    ) -> tuple[Activation, int] | None:
+        """``enter`` from the turn's parts: a bulk item's, without a ``Request``."""
+        with self.lock:
+            act = self.table.get(address)
+            if act is None:
+                if self._max_live is not None and len(self.table) >= self._max_live:
+                    return None  # at the cap: the general path wakes the reaper, or refuses
+                act = Activation(type_name, key)
+                self.table.add(act, time.monotonic())  # as ``admit`` does, whatever the policy says
+            tid = next(self._tids)
+            if not self._policy.start_now(tid, address, chain_id, time.time(), deadline, chain, interleave):
                 return None
         return act, tid
 

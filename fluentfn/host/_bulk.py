@@ -13,7 +13,7 @@ from ..wire import codec
 from ..wire.errors import describe_error
 from ..wire.records import record_of
 from ._ports import BulkPort
-from ._turn import Request
+from ._turn import Item, Items
 
 
 def item_request_id(batch: str, key: str) -> str:
@@ -102,12 +102,13 @@ class Batch(NamedTuple):
         batch = args[2] if len(args) > 2 else call.request_id
         return cls(definition, method, call, entries, batch, attempt, batch_seed(batch))
 
+    def turns(self) -> Items:
+        """What the batch's items share, as their turns see it."""
+        return Items(self.definition, self.method, self.call, self.attempt)
+
     def item(self, key: str) -> Call:
         """The call of the item of ``key`` (its request id the same in every re-sent copy)."""
-        sub_id = item_id(self.seed, key)
-        # Positional (keywords cost a third of the item's bookkeeping).
-        c = self.call
-        return Call(c.type_name, key, self.method.name, b"", sub_id, c.deadline, (), sub_id, 0, False, self.attempt)
+        return self.turns().call(key, item_id(self.seed, key))
 
 
 _CHUNK = 64
@@ -119,28 +120,31 @@ def _bulk_sync(engine: BulkPort, batch: Batch) -> list[bytes]:
     """Sync bulk items in this worker thread, no hop per identity: the record of each
     item's outcome, in order. A memory-only type's first attempts run in batches of turns
     (``turns_here``); the rest one by one (``turn_here``)."""
-    definition, method, entries = batch.definition, batch.method, batch.entries
+    method, entries, seed, turns = batch.method, batch.entries, batch.seed, batch.turns()
     engine.counters["local_calls"] += len(entries)
-    batched = definition.options.persist.memory_only and batch.attempt == 0  # item ids are never keyed
+    batched = batch.definition.options.persist.memory_only and batch.attempt == 0  # item ids are never keyed
     records: list[bytes] = []
+    # ``bind``'s common case, inline: positional arguments only, as many as it takes.
+    low, high = method.positional if method.signature is not None and method.positional is not None else (0, -1)
     for start in range(0, len(entries), _CHUNK):
         out: list[bytes | None] = []
-        reqs: list[Request] = []
+        items: list[Item] = []
         for key, a, kwargs in entries[start : start + _CHUNK]:
             args = tuple(a)
-            try:
-                method.bind(args, kwargs)
-            except FluentError as exc:
-                engine.counters["errors"] += 1
-                out.append(record_of(Outcome(error=describe_error(exc))))
-                continue
-            req = Request(definition, method, batch.item(key), key, args, kwargs)
+            if kwargs or not low <= len(args) <= high:
+                try:
+                    method.bind(args, kwargs)
+                except FluentError as exc:
+                    engine.counters["errors"] += 1
+                    out.append(record_of(Outcome(error=describe_error(exc))))
+                    continue
+            item = (key, item_id(seed, key), args, kwargs)
             if batched:
                 out.append(None)  # its reply, once its batch of turns ran
-                reqs.append(req)
+                items.append(item)
             else:
-                out.append(record_of(engine.turn_here(req)))
-        replies = iter(engine.turns_here(reqs) if reqs else ())
+                out.append(record_of(engine.turn_here(turns.request(item))))
+        replies = iter(engine.turns_here(turns, items) if items else ())
         records += [next(replies) if r is None else r for r in out]
         entries[start : start + len(out)] = _SPENT[: len(out)]  # the decoded items go with the chunk
     return records

@@ -50,7 +50,7 @@ from ._persistence import Persistence
 from ._policy import Why
 from ._runner import Hooks, TurnRunner
 from ._timers import Timers
-from ._turn import Request, may_repeat, record_for
+from ._turn import Item, Items, Request, may_repeat, record_for
 from ._types import KnownTypes, TypeLoader
 from ._upkeep import Upkeep
 from ._workers import Workers
@@ -344,24 +344,26 @@ class HostEngine:
         finally:
             self.admission.leave(act, tid)
 
-    def turns_here(self, reqs: list[Request]) -> list[bytes]:
-        """``turn_here`` for each of ``reqs``, in order: the records of their replies
+    def turns_here(self, turns: Items, items: list[Item]) -> list[bytes]:
+        """``turn_here`` for each of ``items``, in order: the records of their replies
         (``record_for``). First attempts of one sync method of a memory-only type (a bulk
         batch's items), most of them in batches (``TurnRunner.run_batch``); a turn the
         phase tally times, or any while tracing, and an item whose identity is busy, take
         ``turn_here``."""
         out: list[bytes] = []
-        what, count = reqs[0].method.what, len(reqs)
+        what, count = turns.method.what, len(items)
         while len(out) < count:
             start = len(out)
             untimed = 0 if tracing_enabled() else TALLY.untimed(what)
             if untimed:
-                chunk = reqs[start : start + untimed]
-                self.runner.run_batch(chunk, self.admission.enter, self.admission.leave, self._untimed_context, out)
+                chunk = items[start : start + untimed]
+                self.runner.run_batch(
+                    turns, chunk, self.admission.enter_as, self.admission.leave, self._untimed_context, out
+                )
                 TALLY.skip(what, len(out) - start)
                 if len(out) - start == len(chunk):
                     continue
-            req = reqs[len(out)]  # timed, or its identity is busy: it waits its turn
+            req = turns.request(items[len(out)])  # timed, or its identity is busy: it waits its turn
             out.append(record_for(req.call, self.turn_here(req)))
         return out
 

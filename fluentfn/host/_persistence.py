@@ -142,8 +142,9 @@ class Persistence:
         False only where the store records it too."""
         now = time.monotonic() if hold else 0.0
         replies = act.replies
-        if replies is None:
-            act.replies = replies = RecentReplies((), now)
+        if replies is None:  # its first: nothing to age out yet
+            act.replies = RecentReplies(((request_id, reply),), now)
+            return
         replies.add(request_id, reply, now, hold)
 
     def write_due(self, definition: ActorDef, act: Activation, record: bool = False) -> Change | None:

@@ -19,7 +19,7 @@ from ._activations import Activation
 from ._admission import Admission
 from ._persistence import Persistence
 from ._runner import TurnRunner
-from ._turn import Request
+from ._turn import Item, Items, Request
 from ._workers import Workers
 
 
@@ -69,7 +69,7 @@ class BulkPort(LanePort, Protocol):
 
     def turn_here(self, req: Request) -> Outcome: ...
 
-    def turns_here(self, reqs: list[Request]) -> list[bytes]: ...
+    def turns_here(self, turns: Items, items: list[Item]) -> list[bytes]: ...
 
     async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None: ...
 

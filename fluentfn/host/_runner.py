@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
-from .._context import CURRENT, Context
+from .._context import CURRENT, Context, TurnCursor
 from .._ref import KEYED_PREFIX
 from .._router import MAX_LOST, went_away
 from .._tracing import TurnTimes
@@ -32,6 +32,8 @@ from ._persistence import Persistence
 from ._turn import (
     NONE_RECORD,
     NONE_VALUE,
+    Item,
+    Items,
     Request,
     UserFailure,
     instantiate,
@@ -182,62 +184,75 @@ class TurnRunner:
 
     def run_batch(
         self,
-        reqs: Sequence[Request],
-        enter: Callable[[Request], tuple[Activation, int] | None],
+        turns: Items,
+        items: Sequence[Item],
+        enter: Callable[[str, str, str, str, float], tuple[Activation, int] | None],
         leave: Callable[[Activation | None, int], None],
         context: Callable[[Activation, Call], Context],
         out: list[bytes],
     ) -> None:
         """First attempts of untimed sync turns of one method of a memory-only type, one
-        after another in this thread (a bulk batch's items, ``_bulk.py``); the records of
-        their replies (``record_for``) are appended to ``out``. Each is ``_run_first``'s
+        after another in this thread (a bulk batch's ``items``, ``_bulk.py``); the records
+        of their replies (``record_for``) are appended to ``out``. Each is ``_run_first``'s
         turn, with what that does per turn done once for the batch: one overdue watch, one
-        tally, one record made for both memory and the reply. ``enter`` gives each its turn
-        if it may start now; at the first it refuses, the batch stops there (the caller has
-        that item wait its turn in the general way, then goes on: the items run in order).
-        ``tests/test_lean_turn.py`` holds it to the general path's outcomes, state, records
-        and counters."""
-        first = reqs[0]
-        definition, method = first.definition, first.method
+        tally, one record made for both memory and the reply, and one ``TurnCursor`` as the
+        turns' context. What a turn does not need is not made: its ``Context`` (``context``)
+        only if it asks for one, its ``Call`` only if its reply is not None, it was
+        answered before, or it failed. ``enter`` (``Admission.enter_as``) gives each its
+        turn if it may start now; at the first it refuses, the batch stops there (the caller
+        has that item wait its turn in the general way, then goes on: the items run in
+        order). ``tests/test_lean_turn.py`` holds it to the general path's outcomes, state,
+        records and counters."""
+        definition, method = turns.definition, turns.method
+        type_name, deadline, make_call = definition.name, turns.bulk.deadline, turns.call
         fn, readonly, counters = method.fn, method.readonly, self.counters
         remember, recorded = self.persistence.remember, self.persistence.recorded
         seconds: list[float] = []  # each turn's run, for the method's tally (and its count of calls)
         failures = 0
         clock = time.perf_counter
-        running = Running(first.address, method.name, first.call.deadline)
+        running = Running(type_name, method.name, deadline)
         self.running.add(running)
+
+        def made(act: Activation, request_id: str) -> Context:
+            return context(act, make_call(act.key, request_id))
+
+        cursor = TurnCursor(made)
+        token = CURRENT.set(cursor)
         try:
-            for req in reqs:
-                entered = enter(req)
+            for key, rid, args, kwargs in items:
+                entered = enter(type_name, key, f"{type_name}/{key}", rid, deadline)
                 if entered is None:
                     return
                 act, tid = entered
-                call = req.call
                 running.address = act.address
-                ctx = context(act, call)
-                token = CURRENT.set(ctx)
+                cursor.subject, cursor.call, cursor.made = act, rid, None
+                call: Call | None = None
                 try:
                     if act.instance is None:
                         self._activate(definition, act)
-                    reply = recorded(act, call) if act.replies is not None else None
-                    if reply is None:  # (a repeated id, on its first attempt, is answered from memory)
+                    reply = None
+                    if act.replies is not None:  # (a repeated id, on its first attempt, is answered from memory)
+                        reply = recorded(act, call := make_call(key, rid))
+                    if reply is None:
                         t0 = clock()
                         try:
-                            outcome, failed = fn(act.instance, *req.args, **req.kwargs), False
+                            outcome, failed = fn(act.instance, *args, **kwargs), False
                         except BaseException as exc:  # user code: its outcome (``run_sync``)
                             outcome, failed = exc, True
                         seconds.append(clock() - t0)
                         failures += failed
-                        if ctx._scheduled:  # reminders: written at the general durability point
+                        ctx = cursor.made
+                        if ctx is not None and ctx._scheduled:  # reminders: written at the general durability point
+                            call = call or make_call(key, rid)
                             reply = self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled())
                         else:
-                            if outcome is None and not failed and not call.request_id.startswith(KEYED_PREFIX):
+                            if outcome is None and not failed and not rid.startswith(KEYED_PREFIX):
                                 record = NONE_RECORD  # its ``record_for``, made once (its reply only if moved)
                             else:
-                                reply = reply_for(outcome, failed, f"{act.address}.{call.method}")
-                                record = record_for(call, reply)
+                                reply = reply_for(outcome, failed, f"{act.address}.{method.name}")
+                                record = record_for(call := call or make_call(key, rid), reply)
                             if not readonly:  # the record kept is the one sent: made once
-                                remember(act, call.request_id, record)
+                                remember(act, rid, record)
                             if not act.moved:
                                 out.append(record)
                                 continue
@@ -246,12 +261,13 @@ class TurnRunner:
                 except UserFailure as failure:
                     reply = Outcome(error=describe_error(failure.exc, f"{act.address} activation", user=True))
                 except BaseException as exc:
-                    reply = self._error_reply(act, call, exc)
+                    reply = self._error_reply(act, call := call or make_call(key, rid), exc)
                 finally:
-                    CURRENT.reset(token)
                     leave(act, tid)
+                call = call or make_call(key, rid)
                 out.append(record_for(call, self._unless_moved(act, call, reply) if act.moved else reply))
         finally:
+            CURRENT.reset(token)
             self._unwatch(running)
             if seconds:
                 counters["calls"] += len(seconds)
@@ -450,18 +466,26 @@ class TurnRunner:
         )
         return Outcome(error=describe_error(refusal))
 
+    def _stored(self, definition: ActorDef, act: Activation) -> bytes | None:
+        """``act``'s stored (or handed-over) state; Unavailable if the store failed."""
+        try:
+            return self.persistence.load(definition, act)
+        except FluentError:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"{act.address}: state store failed: {type(exc).__name__}: {exc}") from None
+
     def _activate(self, definition: ActorDef, act: Activation) -> None:
         """Load the identity's state, or run ``__init__``; then ``on_activate``."""
         if act.instance is not None:
             return
         t0 = time.perf_counter()
         try:
-            try:
-                stored = self.persistence.load(definition, act)
-            except FluentError:
-                raise
-            except Exception as exc:
-                raise Unavailable(f"{act.address}: state store failed: {type(exc).__name__}: {exc}") from None
+            # Memory only, and nothing handed over at a move: nothing to load.
+            if self.persistence.handoff or not definition.options.persist.memory_only:
+                stored = self._stored(definition, act)
+            else:
+                stored = None
             if stored is None:
                 instance = instantiate(definition, None, act.address)
             else:
@@ -479,8 +503,8 @@ class TurnRunner:
         act.instance = instance
         act.ready = True
         self.counters["activations"] += 1
-        ctx = CURRENT.get()
-        if ctx is not None and ctx._times is not None:
+        ctx = CURRENT.get()  # a cursor's turns are untimed: no need to make their context
+        if type(ctx) is Context and ctx._times is not None:
             ctx._times.mark("load", t0, time.perf_counter())
         if definition.options.reentrant:  # only interleaving turns wait for this; others wait for the turn's end
             self._hooks.activated(act)

@@ -22,7 +22,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._actordef import ActorDef, MethodInfo, public_state
 from .._call import Call, Outcome
@@ -49,6 +49,33 @@ class Request:
     @property
     def address(self) -> str:
         return f"{self.definition.name}/{self.key}"
+
+
+Item = tuple[str, str, tuple[Any, ...], dict[str, Any]]
+"""A bulk item as its turn runs it: (key, request id, args, kwargs)."""
+
+
+class Items(NamedTuple):
+    """What the items of one bulk batch share: one method of one type, the batch's call
+    (its type and deadline) and attempt. An item's ``Call`` and ``Request`` are made only
+    where one is needed (most turns of a batch need neither, ``TurnRunner.run_batch``)."""
+
+    definition: ActorDef
+    method: MethodInfo
+    bulk: Call
+    attempt: int
+
+    def call(self, key: str, request_id: str) -> Call:
+        """The call of the item of ``key``: its own chain, the batch's deadline."""
+        c = self.bulk  # positional (keywords cost a third of the item's bookkeeping)
+        return Call(
+            c.type_name, key, self.method.name, b"", request_id, c.deadline, (), request_id, 0, False, self.attempt
+        )
+
+    def request(self, item: Item) -> Request:
+        """``item``'s turn, as the general path runs it."""
+        key, request_id, args, kwargs = item
+        return Request(self.definition, self.method, self.call(key, request_id), key, args, kwargs)
 
 
 class UserFailure(Exception):

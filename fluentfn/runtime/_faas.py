@@ -22,7 +22,7 @@ from typing import Any
 
 from .._call import Call, Outcome
 from .._clusterconfig import ClusterConfig
-from .._context import CURRENT, request_id_here
+from .._context import current, request_id_here
 from .._ioloop import IoLoop
 from .._phases import TALLY
 from .._ref import DELETE_METHOD, KEYED_PREFIX, ActorRef, Future
@@ -135,7 +135,7 @@ class FaasRuntime:
         a client's keyed id: a repeat is answered from its recorded reply); ``timeout_s``:
         ``with_timeout``'s, or what a client's deadline leaves (the caller stops waiting
         then, as in stateful mode); ``payload``: the arguments, already encoded."""
-        ctx = CURRENT.get()
+        ctx = current()
         rid = request_id or request_id_here()
         cap = self.profile.max_duration_s
         if kind == "actor":
@@ -325,7 +325,7 @@ class FaasRuntime:
     ) -> None:
         check_tell(ref.type_name, method, args, kwargs)
         rid = request_id_here()
-        ctx = CURRENT.get()
+        ctx = current()
         if self.journal is None or ctx is None or ctx.address is None:
             self._start("actor", ref, method, args, kwargs, one_way=True, request_id=rid)
             return

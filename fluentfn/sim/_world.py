@@ -21,7 +21,7 @@ from typing import Any
 from .. import _config
 from .._actordef import ActorDef
 from .._call import Call, Outcome
-from .._context import CURRENT, Context, request_id_here
+from .._context import CURRENT, Context, current, request_id_here
 from .._ref import ActorRef
 from ..api import check_tell
 from ..errors import CallTimeout, FluentError, InvalidRequest, NotFound, Unavailable
@@ -163,7 +163,7 @@ class World:
              *, one_way: bool = False, caller: str | None = None) -> asyncio.Future[Any] | None:  # fmt: skip
         """Send a call (the future of its value, or its error) or a tell (None)."""
         self.definition(ref.type_name).method(method).bind(args, kwargs)  # refused here, as a host's stub would
-        ctx = CURRENT.get()
+        ctx = current()
         rid = request_id_here()
         deadline = EPOCH + self.clock.now + (timeout_s or _config.DEFAULT_CALL_TIMEOUT_S)
         joins = ctx is not None and not one_way
