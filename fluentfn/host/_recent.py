@@ -26,12 +26,12 @@ class RecentReplies:
 
     def __init__(self, items: Iterable[tuple[str, bytes]] = (), now: float = 0.0) -> None:
         self._new: dict[str, bytes] = dict(items)
-        self._old: dict[str, bytes] = {}
+        self._old: dict[str, bytes] | None = None  # made at the first swap: most identities never swap
         self._since = now  # when the newer generation began
 
     def get(self, request_id: str) -> bytes | None:
         found = self._new.get(request_id)
-        if found is None and self._old:
+        if found is None and self._old is not None:
             return self._old.get(request_id)
         return found
 
@@ -46,11 +46,12 @@ class RecentReplies:
 
     def pop(self, request_id: str) -> None:
         self._new.pop(request_id, None)
-        self._old.pop(request_id, None)
+        if self._old is not None:
+            self._old.pop(request_id, None)
 
     def items(self) -> tuple[tuple[str, bytes], ...]:
         """Every kept reply, oldest first (what a live move hands over)."""
-        return (*self._old.items(), *self._new.items())
+        return (*(self._old or {}).items(), *self._new.items())
 
     def __len__(self) -> int:
-        return len(self._new) + len(self._old)
+        return len(self._new) + (len(self._old) if self._old is not None else 0)
