@@ -206,38 +206,37 @@ class Context:
 
 
 @final
-class TurnCursor:
-    """The context of the turn running now, among turns run one after another in one
-    thread (a bulk batch's items): made on first use (``ff.context()``, a call the turn
-    makes), once per turn, by ``make(subject, call)``. Most such turns never ask, and never
-    pay for one. ``CURRENT`` holds the cursor for the whole batch; the runner points it at
-    each turn in turn (``subject``, ``call``, ``made`` back to None). Its turns are untimed:
-    what it makes carries no phase timings."""
+class LazyContext:
+    """A turn's context, made on first use (``ff.context()``, a call the turn makes) by
+    ``make(subject, call)``, once: most turns of a bulk batch never ask, and never pay for
+    one. One per turn, so work the turn hands on (contextvars copied into a thread or a
+    task) keeps this turn's context, whenever it asks. Its turns are untimed: what it makes
+    carries no phase timings."""
 
-    __slots__ = ("_make", "call", "made", "subject")
+    __slots__ = ("_call", "_make", "_subject", "made")
 
-    def __init__(self, make: Callable[[Any, Any], Context]) -> None:
+    def __init__(self, make: Callable[[Any, Any], Context], subject: Any, call: Any) -> None:
         self._make = make
-        self.subject: Any = None  # the running turn's identity (the host's ``Activation``)
-        self.call: Any = None  # and its call
+        self._subject = subject  # the turn's identity (the host's ``Activation``)
+        self._call = call  # and what its call is made from
         self.made: Context | None = None  # its context, once asked for
 
     def context(self) -> Context:
-        """The running turn's context (made now if it was not yet)."""
+        """The turn's context (made now if it was not yet)."""
         made = self.made
         if made is None:
-            made = self.made = self._make(self.subject, self.call)
+            made = self.made = self._make(self._subject, self._call)
         return made
 
 
-CURRENT: contextvars.ContextVar[Context | TurnCursor | None] = contextvars.ContextVar("fluentfn_context", default=None)
-"""The running turn's context, or a cursor that makes it on demand: read through ``current``."""
+CURRENT: contextvars.ContextVar[Context | LazyContext | None] = contextvars.ContextVar("fluentfn_context", default=None)
+"""The running turn's context, or what makes it on demand: read through ``current``."""
 
 
 def current() -> Context | None:
     """The context of the turn running in this thread or task (None outside any)."""
     ctx = CURRENT.get()
-    return ctx.context() if type(ctx) is TurnCursor else ctx
+    return ctx.context() if type(ctx) is LazyContext else ctx
 
 
 def request_id_here() -> str:

@@ -457,7 +457,8 @@ def test_bulk_of_an_async_method_runs_each_item_as_a_turn(cluster: ff.Cluster) -
 
 def test_bulk_items_run_in_batches_call_out_in_their_own_context(cluster: ff.Cluster) -> None:
     """A memory-only type's items past the phase tally's first ``EXACT`` run in batches of
-    turns sharing one context cursor: each that calls out does so as itself, once."""
+    turns whose contexts are made only when asked for: each that calls out does so as
+    itself, once."""
     from fluentfn._phases import EXACT
 
     from .apps import Relay

@@ -6,6 +6,7 @@ state (in memory and, where one is written, in the store), reply records and cou
 
 from __future__ import annotations
 
+import contextvars
 import tempfile
 import threading
 import time
@@ -58,6 +59,11 @@ class Lean:
     @ff.readonly
     def peek(self) -> tuple[int, str | None]:
         return self.n, ff.context().request_id
+
+    @ff.readonly
+    def capture(self) -> None:
+        """Keep this turn's contextvars, as work handed to another thread or task does."""
+        self.captured = contextvars.copy_context()
 
     @ff.readonly
     def keep_context(self) -> bool:
@@ -330,9 +336,9 @@ def test_a_batch_waits_for_a_busy_identity_and_keeps_the_order(shared_io: IoLoop
 
 
 def test_a_batch_makes_a_turns_context_only_when_asked_and_each_its_own(shared_io: IoLoop) -> None:
-    """A batch's turns share one ``TurnCursor``: a turn that never asks for its context
-    makes none; one that asks gets its own, the same object each time it asks, and a
-    context it keeps is not changed by the turns after it. None is left in the thread."""
+    """A batch's turn's context is made lazily (``LazyContext``): a turn that never asks
+    for it makes none; one that asks gets its own, the same object each time it asks, and
+    a context it keeps is not changed by the turns after it. None is left in the thread."""
     eng = make_engine(shared_io, False)
     made: list[str] = []
     real = eng._untimed_context
@@ -357,6 +363,19 @@ def test_a_batch_makes_a_turns_context_only_when_asked_and_each_its_own(shared_i
     }
     assert len({id(c) for c in kept.values()}) == 3
     assert CURRENT.get() is None and ff.context().address is None
+    shared_io.run(eng.close(grace_s=0.0))
+
+
+def test_work_a_batchs_turn_hands_on_keeps_that_turns_context(shared_io: IoLoop) -> None:
+    """Contextvars copied in a batch's turn (a thread or task it starts) give that turn's
+    own context, whenever they are used: not the context of a later turn of the batch."""
+    eng = make_engine(shared_io, False)
+    with _untimed(1000):
+        assert run_batch(eng, "capture", [("a", []), ("b", []), ("c", [])], "C", 0) == [("ok", None)] * 3
+    for k in "abc":
+        captured = eng.admission.table.get(f"Lean/{k}").instance.captured
+        seen = captured.run(ff.context)
+        assert (seen.address, seen.request_id) == (f"Lean/{k}", item_request_id("C", k))
     shared_io.run(eng.close(grace_s=0.0))
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from .._actordef import ActorDef, MethodInfo
 from .._call import Call, Outcome
-from .._context import CURRENT, Context, TurnCursor
+from .._context import CURRENT, Context, LazyContext
 from .._ref import KEYED_PREFIX
 from .._router import MAX_LOST, went_away
 from .._tracing import TurnTimes
@@ -195,14 +195,13 @@ class TurnRunner:
         after another in this thread (a bulk batch's ``items``, ``_bulk.py``); the records
         of their replies (``record_for``) are appended to ``out``. Each is ``_run_first``'s
         turn, with what that does per turn done once for the batch: one overdue watch, one
-        tally, one record made for both memory and the reply, and one ``TurnCursor`` as the
-        turns' context. What a turn does not need is not made: its ``Context`` (``context``)
-        only if it asks for one, its ``Call`` only if its reply is not None, it was
-        answered before, or it failed. ``enter`` (``Admission.enter_as``) gives each its
-        turn if it may start now; at the first it refuses, the batch stops there (the caller
-        has that item wait its turn in the general way, then goes on: the items run in
-        order). ``tests/test_lean_turn.py`` holds it to the general path's outcomes, state,
-        records and counters."""
+        tally, one record made for both memory and the reply. What a turn does not need is
+        not made: its ``Context`` (``context``) only if it asks for one (``LazyContext``),
+        its ``Call`` only if its reply is not None, it was answered before, or it failed.
+        ``enter`` (``Admission.enter_as``) gives each its turn if it may start now; at the
+        first it refuses, the batch stops there (the caller has that item wait its turn in
+        the general way, then goes on: the items run in order). ``tests/test_lean_turn.py``
+        holds it to the general path's outcomes, state, records and counters."""
         definition, method = turns.definition, turns.method
         type_name, deadline, make_call = definition.name, turns.bulk.deadline, turns.call
         fn, readonly, counters = method.fn, method.readonly, self.counters
@@ -216,8 +215,6 @@ class TurnRunner:
         def made(act: Activation, request_id: str) -> Context:
             return context(act, make_call(act.key, request_id))
 
-        cursor = TurnCursor(made)
-        token = CURRENT.set(cursor)
         try:
             for key, rid, args, kwargs in items:
                 entered = enter(type_name, key, f"{type_name}/{key}", rid, deadline)
@@ -225,7 +222,8 @@ class TurnRunner:
                     return
                 act, tid = entered
                 running.address = act.address
-                cursor.subject, cursor.call, cursor.made = act, rid, None
+                lazy = LazyContext(made, act, rid)
+                token = CURRENT.set(lazy)
                 call: Call | None = None
                 try:
                     if act.instance is None:
@@ -241,7 +239,7 @@ class TurnRunner:
                             outcome, failed = exc, True
                         seconds.append(clock() - t0)
                         failures += failed
-                        ctx = cursor.made
+                        ctx = lazy.made
                         if ctx is not None and ctx._scheduled:  # reminders: written at the general durability point
                             call = call or make_call(key, rid)
                             reply = self._finish(definition, act, call, method, outcome, failed, ctx.take_scheduled())
@@ -263,11 +261,11 @@ class TurnRunner:
                 except BaseException as exc:
                     reply = self._error_reply(act, call := call or make_call(key, rid), exc)
                 finally:
+                    CURRENT.reset(token)
                     leave(act, tid)
                 call = call or make_call(key, rid)
                 out.append(record_for(call, self._unless_moved(act, call, reply) if act.moved else reply))
         finally:
-            CURRENT.reset(token)
             self._unwatch(running)
             if seconds:
                 counters["calls"] += len(seconds)
@@ -503,7 +501,7 @@ class TurnRunner:
         act.instance = instance
         act.ready = True
         self.counters["activations"] += 1
-        ctx = CURRENT.get()  # a cursor's turns are untimed: no need to make their context
+        ctx = CURRENT.get()  # a lazy context's turns are untimed: no need to make it
         if type(ctx) is Context and ctx._times is not None:
             ctx._times.mark("load", t0, time.perf_counter())
         if definition.options.reentrant:  # only interleaving turns wait for this; others wait for the turn's end

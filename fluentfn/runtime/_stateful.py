@@ -19,7 +19,7 @@ from typing import Any
 from .. import _config
 from .._call import Call, Outcome, new_request_id
 from .._clusterconfig import ClusterConfig
-from .._context import CURRENT, TurnCursor
+from .._context import CURRENT, LazyContext
 from .._ioloop import IoLoop
 from .._phases import TALLY
 from .._ref import DELETE_METHOD, ActorRef, Future
@@ -260,7 +260,7 @@ class StatefulRuntime:
         deadline = time.time() + (timeout_s or _config.DEFAULT_CALL_TIMEOUT_S)
         trace = tracing_on()
         ctx = CURRENT.get()
-        if type(ctx) is TurnCursor:  # (``current``, inline: once a call)
+        if type(ctx) is LazyContext:  # (``current``, inline: once a call)
             ctx = ctx.context()
         if ctx is None:  # from outside any turn: a chain of its own
             request_id = new_request_id()
