@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, final
@@ -222,11 +223,18 @@ class LazyContext:
         self.made: Context | None = None  # its context, once asked for
 
     def context(self) -> Context:
-        """The turn's context (made now if it was not yet)."""
+        """The turn's context (made now if it was not yet: once, even if a thread the turn
+        started asks at the same moment, so that the turn's calls count from one context)."""
         made = self.made
         if made is None:
-            made = self.made = self._make(self._subject, self._call)
+            with _MAKING:
+                made = self.made
+                if made is None:
+                    made = self.made = self._make(self._subject, self._call)
         return made
+
+
+_MAKING = threading.Lock()  # a lazy context is made once (held only while one is made)
 
 
 CURRENT: contextvars.ContextVar[Context | LazyContext | None] = contextvars.ContextVar("fluentfn_context", default=None)

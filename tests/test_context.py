@@ -5,8 +5,11 @@ fails here."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from typing import Any
 
-from fluentfn._context import Context
+from fluentfn._context import Context, LazyContext
 
 
 class _Marker:
@@ -40,3 +43,31 @@ def test_every_slot_of_a_fast_context_is_set() -> None:
     fast = Context.of_turn("T/k", "k", "T", "", (), "stateful", (), "", 0.0, "", False, None, None, None)
     for name in Context.__slots__:
         getattr(fast, name)  # AttributeError if of_turn left one unset
+
+
+def test_a_lazy_context_is_made_once_when_two_threads_ask_at_once() -> None:
+    """A turn and a thread it started ask for the turn's context together: both get the
+    one context (one count of the turn's calls, so no request id is derived twice)."""
+    made: list[Context] = []
+    inside, go = threading.Event(), threading.Event()
+
+    def make(subject: Any, call: Any) -> Context:
+        made.append(Context(address=subject, request_id=call))
+        if len(made) == 1:  # the first maker is held inside until the second has asked
+            inside.set()
+            go.wait(30)
+        return made[-1]
+
+    lazy = LazyContext(make, "T/a", "r1")
+    got: list[Context] = []
+    first = threading.Thread(target=lambda: got.append(lazy.context()))
+    first.start()
+    assert inside.wait(30)
+    second = threading.Thread(target=lambda: got.append(lazy.context()))
+    second.start()
+    time.sleep(0.1)  # the second asks while the first is still making
+    go.set()
+    first.join(30)
+    second.join(30)
+    assert len(made) == 1 and len(got) == 2 and got[0] is got[1] is made[0]
+    assert (got[0].address, got[0].request_id) == ("T/a", "r1")
