@@ -54,8 +54,9 @@ def _in_worker(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome | 
     if not batch.method.is_async:
         return Outcome(value=codec.encode(_bulk_sync(engine, batch)))
     subs: list[Call] = []
+    turns = batch.turns()
     for key, args, kwargs in batch.entries:
-        sub = batch.item(key)
+        sub = turns.call(key, item_id(batch.seed, key))  # its id the same in every re-sent copy
         sub.args = codec.encode_args(tuple(args), kwargs)
         subs.append(sub)
     return subs
@@ -105,10 +106,6 @@ class Batch(NamedTuple):
     def turns(self) -> Items:
         """What the batch's items share, as their turns see it."""
         return Items(self.definition, self.method, self.call, self.attempt)
-
-    def item(self, key: str) -> Call:
-        """The call of the item of ``key`` (its request id the same in every re-sent copy)."""
-        return self.turns().call(key, item_id(self.seed, key))
 
 
 _CHUNK = 64
