@@ -39,6 +39,7 @@ from fluentfn.host._policy import (
     Tick,
     Why,
     Withdraw,
+    _Entry,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -228,6 +229,15 @@ class PolicyMachine(RuleBasedStateMachine):
             if self.policy.queued(address):
                 assert self.policy.running(address), f"{address} has queued turns and none running"
 
+    @invariant()
+    def an_idle_identity_holds_no_mailbox(self) -> None:
+        """Most identities are idle: they cost the policy nothing, unless their activation
+        let interleaving turns in (a reentrant type's ``Activated``)."""
+        for address in ADDRESSES:
+            if not self.policy.running(address) and not self.policy.queued(address):
+                box = self.policy._boxes.get(address)
+                assert box is None or not (box.activating or isinstance(box, _Entry)), (address, box)
+
     def teardown(self) -> None:
         # Drain: finish everything running; every turn ends with exactly one outcome.
         for _ in range(1000):
@@ -243,15 +253,20 @@ class PolicyMachine(RuleBasedStateMachine):
 
 
 def _state(policy: HostPolicy) -> tuple[Any, ...]:
-    """Everything the policy decides by, comparable."""
-    boxes = {
-        address: (
-            [(t.chain_id, t.chain, t.interleave, t.wake) for t in box.running],
-            [(t.chain_id, t.chain, t.interleave, t.wake) for t in box.waiting or ()],
-            box.activating,
-        )
-        for address, box in policy._boxes.items()
-    }
+    """Everything the policy decides by, comparable: a turn running alone as the fresh
+    mailbox it stands for, an idle fresh mailbox as none (the same state, kept either way)."""
+    boxes = {}
+    for address, box in policy._boxes.items():
+        if isinstance(box, _Entry):
+            running, waiting, activating = [box], None, True
+        else:
+            running, waiting, activating = box.running, box.waiting, box.activating
+        if running or waiting or not activating:
+            boxes[address] = (
+                [(t.chain_id, t.chain, t.interleave, t.wake) for t in running],
+                [(t.chain_id, t.chain, t.interleave, t.wake) for t in waiting or ()],
+                activating,
+            )
     entries = {tid: (e.address, e.deadline, e.running, e.passivation) for tid, e in policy._entries.items()}
     return policy._now, policy.fenced, policy.fenced_why, boxes, entries, sorted(policy._deadlines)
 

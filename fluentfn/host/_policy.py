@@ -16,6 +16,11 @@ Rules:
 - Once fenced (the shard moved), queued and new turns are refused (``Reject(REDIRECT)``);
   running ones finish.
 - Passivation is a turn of its own, admitted only when the identity is idle.
+
+An identity's mailbox exists only while it is needed: a turn that runs alone on an
+identity that is not (or no longer) known to be activated is kept as its own entry, and
+an idle identity has nothing here unless its activation let interleaving turns in (a
+reentrant type's ``Activated``). Most identities are idle, and most turns run alone.
 """
 
 from __future__ import annotations
@@ -161,7 +166,10 @@ class HostPolicy:
     inflight_limit: int = 100_000
     fenced: bool = False
     fenced_why: Why = Why.REDIRECT
-    _boxes: dict[str, Mailbox] = field(default_factory=dict)
+    # An identity's turns: a ``Mailbox``; or the one ``_Entry`` that runs alone, none
+    # waiting, the box it would be in still activating (a fresh box's state); or nothing,
+    # when idle and no box would say more than a fresh one.
+    _boxes: dict[str, Mailbox | _Entry] = field(default_factory=dict)
     _entries: dict[int, _Entry] = field(default_factory=dict)
     _deadlines: list[tuple[float, int]] = field(default_factory=list)
     _now: float = 0.0  # the latest time an event told (arrivals and ticks carry one)
@@ -174,7 +182,11 @@ class HostPolicy:
     def idle(self, address: str) -> bool:
         """No turn of ``address`` is running or queued."""
         box = self._boxes.get(address)
-        return box is None or box.idle
+        return box is None or (type(box) is Mailbox and box.idle)
+
+    def boxes(self) -> int:
+        """Identities that hold a mailbox (or a turn running alone) here now."""
+        return len(self._boxes)
 
     def next_deadline(self) -> float | None:
         """The earliest deadline of a turn still queued (None: none), for the timer that
@@ -208,12 +220,13 @@ class HostPolicy:
         if isinstance(event, Withdraw):
             return self._withdraw(event.tid, None)
         if isinstance(event, Activated):
-            box = self._boxes.get(event.address)
-            return self._started(box.activated()) if box is not None else []
+            return self._started(self._mailbox(event.address).activated()) if event.address in self._boxes else []
         if isinstance(event, Deactivated):
             box = self._boxes.get(event.address)
-            if box is not None:
+            if type(box) is Mailbox:
                 box.activating = True
+                if box.idle:  # now what a fresh box would be
+                    del self._boxes[event.address]
             return []
         if isinstance(event, Tick):
             return self._tick(event.now)
@@ -223,14 +236,16 @@ class HostPolicy:
 
     # -- handlers --------------------------------------------------------------------------
 
-    def _box(self, address: str) -> Mailbox:
+    def _mailbox(self, address: str) -> Mailbox:
+        """``address``'s mailbox, made if it has none (a fresh one: its first turn runs
+        alone, it activates), or from the one turn it runs alone."""
         box = self._boxes.get(address)
-        return self._new_box(address) if box is None else box
-
-    def _new_box(self, address: str) -> Mailbox:
-        """A new identity's mailbox: its first turn runs alone (it activates)."""
-        box = self._boxes[address] = Mailbox(address, self.mailbox_limit, True)
-        return box
+        if isinstance(box, Mailbox):
+            return box
+        made = self._boxes[address] = Mailbox(address, self.mailbox_limit, True)
+        if box is not None:
+            made.running.append(box)
+        return made
 
     def start_now(
         self,
@@ -250,10 +265,10 @@ class HostPolicy:
             return False
         entry = _Entry(chain_id, chain, interleave, None, tid, address, deadline, True)
         box = self._boxes.get(address)
-        if box is None:  # a new identity (``_box``, inline): its first turn runs at once
-            self._new_box(address).running.append(entry)
-        elif not box.offer_now(entry):
-            return False
+        if box is None:  # an idle identity (or a new one): the turn runs alone, no mailbox needed
+            self._boxes[address] = entry
+        elif not (box if type(box) is Mailbox else self._mailbox(address)).offer_now(entry):
+            return False  # (a turn running alone is now in a mailbox: the same state)
         if now > self._now:
             self._now = now
         self._entries[tid] = entry
@@ -271,7 +286,7 @@ class HostPolicy:
             return [Reject(ev.tid, Why.OVERLOADED)]
         entry = _Entry(ev.chain_id, ev.chain, ev.interleave, None, ev.tid, ev.address, ev.deadline, False)
         try:
-            self._boxes[ev.address].enqueue(entry)  # start_now made the box, and it may not start yet
+            self._mailbox(ev.address).enqueue(entry)  # start_now found it busy: it may not start yet
         except Overloaded:
             return [Reject(ev.tid, Why.OVERLOADED)]
         self._entries[ev.tid] = entry
@@ -289,7 +304,7 @@ class HostPolicy:
             if entry.deadline and entry.deadline <= self._now:
                 del self._entries[tid]
                 out.append(Reject(tid, Why.TIMEOUT))
-                out += self._started(self._boxes[entry.address].finish(entry))
+                out += self._started(self._mailbox(entry.address).finish(entry))
                 continue
             entry.running = True
             out.append(Run(tid))
@@ -303,14 +318,20 @@ class HostPolicy:
                 self._entries[tid] = entry
                 raise ValueError(f"turn {tid} finished without running")
             return []
-        box = self._boxes[entry.address]
+        address = entry.address
+        box = self._boxes[address]
+        if box is entry:  # it ran alone: the identity is idle, and needs no mailbox
+            del self._boxes[address]
+            return [Forget(address)] if entry.passivation else []
+        assert type(box) is Mailbox
         if entry.passivation:  # turns that arrived meanwhile: the first activates the identity again
             box.activating = True
         started = box.finish(entry)
         out = self._started(started) if started else []
-        if entry.passivation and box.idle:
-            del self._boxes[entry.address]
-            out.append(Forget(entry.address))
+        if box.activating and box.idle and self._boxes.get(address) is box:  # what a fresh box would be
+            del self._boxes[address]
+            if entry.passivation:
+                out.append(Forget(address))
         return out
 
     def _withdraw(self, tid: int, why: Why | None) -> list[Instruction]:
@@ -318,7 +339,7 @@ class HostPolicy:
         if entry is None or entry.running:
             return []  # unknown, done, or already running: it will finish on its own
         del self._entries[tid]
-        box = self._boxes[entry.address]
+        box = self._mailbox(entry.address)  # (a queued turn's identity has one)
         out: list[Instruction] = [Reject(tid, why)] if why is not None else []
         return out + self._started(box.cancel(entry))
 
@@ -340,12 +361,16 @@ class HostPolicy:
         return out
 
     def _passivate(self, ev: Passivate) -> list[Instruction]:
-        box = self._boxes.get(ev.address)
-        if box is None:  # nothing ever ran here (refused at the door): nothing to deactivate
-            return [Reject(ev.tid, Why.BUSY), Forget(ev.address)]
-        if not box.idle:
+        if not self.idle(ev.address):
             return [Reject(ev.tid, Why.BUSY)]
+        # Idle (or never run here, refused at the door): the passivation runs alone; its
+        # end forgets the identity (``Forget``), and its next turn activates it again.
         entry = _Entry(f"passivate:{ev.tid}", tid=ev.tid, address=ev.address, running=True, passivation=True)
-        box.offer(entry)
+        box = self._boxes.get(ev.address)
+        if box is None:
+            self._boxes[ev.address] = entry
+        else:
+            assert type(box) is Mailbox
+            box.offer(entry)
         self._entries[ev.tid] = entry
         return [Run(ev.tid)]
