@@ -153,9 +153,7 @@ def observed(eng: HostEngine) -> dict[str, Any]:
     acts = {a.address: a for a in eng.admission.table}
     return {
         "state": {a: (x.instance.n, list(x.instance.log)) for a, x in acts.items() if x.instance is not None},
-        "replies": {
-            a: {rid: _outcome(r) for rid, r in (x.replies or {}).items()} for a, x in acts.items() if x.replies
-        },
+        "replies": {a: {rid: _outcome(r) for rid, r in x.kept()} for a, x in acts.items() if x.kept()},
         "counters": {k: eng.counters.get(k, 0) for k in ("calls", "activations", "errors")},
         "methods": {k: (v.calls, v.errors) for k, v in eng.runner.methods.snapshot().items()},
         "running": len(eng.runner.running),

@@ -28,8 +28,9 @@ class Memory(NamedTuple):
 Handoff = dict[str, Memory]  # by address
 
 
-class Activation:
-    """A live (or activating) identity: its instance, mailbox and bookkeeping."""
+class Activation(RecentReplies):
+    """A live (or activating) identity: its instance, its recent replies (``RecentReplies``)
+    and bookkeeping."""
 
     __slots__ = (
         "address",
@@ -39,7 +40,6 @@ class Activation:
         "last_used",
         "moved",
         "ready",
-        "replies",
         "snapshot",
         "type_name",
         "version",
@@ -54,7 +54,7 @@ class Activation:
         self.ready = False  # instance built and on_activate done
         self.version = 0  # store version of the state last loaded or written
         self.snapshot: Image | None = None  # the state as last persisted
-        self.replies: RecentReplies | None = None  # recent request id -> reply
+        self.replies = None  # ``RecentReplies``: none kept yet (its other fields are set with the first)
         self.dirty = False  # changed since the last write (persist="interval")
         # Its memory was handed to the partition's next owner while a turn still ran (the
         # turn outlived the drain): that turn's outcome is indeterminate, never a success.
@@ -68,7 +68,7 @@ class Activation:
         if erased:
             self.version = 0
             self.snapshot = None
-            self.replies = None
+            self.forget_replies()
             self.dirty = False
 
 

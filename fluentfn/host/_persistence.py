@@ -28,7 +28,6 @@ from ..state._store import Scheduled, StaleEpoch, Store, WouldBlock, Write
 from ._activations import Activation, Handoff
 from ._image import change
 from ._policy import Why
-from ._recent import RecentReplies
 from ._turn import must_record, record_for, replay_of, request_digest
 from ._written import Change
 
@@ -100,7 +99,7 @@ class Persistence:
         """The stored state of ``act`` (encoded), or None."""
         memory = self.handoff.pop(act.address, None) if self.handoff else None
         if memory is not None and memory.replies:
-            act.replies = RecentReplies(memory.replies, time.monotonic())
+            act.adopt(memory.replies, time.monotonic())
         if definition.options.persist.memory_only:
             return memory.state if memory is not None else None
         if self.store is None:
@@ -140,12 +139,7 @@ class Persistence:
         after a live move, gets it. ``hold``: memory is its only record (modes that write
         none before the reply), kept for a while however many turns follow (``_recent``);
         False only where the store records it too."""
-        now = time.monotonic() if hold else 0.0
-        replies = act.replies
-        if replies is None:  # its first: nothing to age out yet
-            act.replies = RecentReplies(((request_id, reply),), now)
-            return
-        replies.add(request_id, reply, now, hold)
+        act.keep(request_id, reply, time.monotonic() if hold else 0.0, hold)
 
     def write_due(self, definition: ActorDef, act: Activation, record: bool = False) -> Change | None:
         """What a turn's end owes the store, without blocking: the attributes to write before
@@ -207,8 +201,7 @@ class Persistence:
         try:
             self._write(act, snapshot, (request_id, reply), scheduled, nowait=nowait)
         except BaseException:
-            if act.replies is not None:
-                act.replies.pop(request_id)
+            act.drop(request_id)
             raise
         if scheduled:
             self.on_reminders(scheduled)
@@ -278,7 +271,7 @@ class Persistence:
     def recorded(self, act: Activation, call: Call, *, replay: bool = False) -> Outcome | None:
         """The reply recorded for ``call``'s request id (a retry of a call that already ran).
         InvalidRequest if its idempotency key was used for another request."""
-        found = act.replies.get(call.request_id) if act.replies is not None else None
+        found = act.recall(call.request_id)
         if found is None and replay and self.store is not None:
             found = self.store.get_reply(act.address, call.request_id)
         if found is None:

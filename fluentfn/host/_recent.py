@@ -20,38 +20,69 @@ HOLD_MAX = 8192  # replies one generation holds at most, however young (memory s
 
 class RecentReplies:
     """Request id -> recorded reply, for the last ``KEEP_LAST`` turns at least and, with
-    ``hold``, for every turn of the last ``REPLY_HOLD_S`` seconds (up to ``HOLD_MAX`` a generation)."""
+    ``hold``, for every turn of the last ``REPLY_HOLD_S`` seconds (up to ``HOLD_MAX`` a
+    generation).
 
-    __slots__ = ("_new", "_old", "_since")
+    An identity (``Activation``) is one, rather than holding one: most identities keep one
+    reply or none, and an object of their own would cost each a tracked object for the
+    cyclic collector to walk and 64 bytes. ``replies`` is the newer generation (None:
+    nothing kept); the older generation and when the newer began are set with the first
+    reply kept, and read only while ``replies`` is not None.
+    """
+
+    __slots__ = ("_older", "_since", "replies")
 
     def __init__(self, items: Iterable[tuple[str, bytes]] = (), now: float = 0.0) -> None:
-        self._new: dict[str, bytes] = dict(items)
-        self._old: dict[str, bytes] | None = None  # made at the first swap: most identities never swap
+        self.replies: dict[str, bytes] | None = None
+        self.adopt(items, now)
+
+    def adopt(self, items: Iterable[tuple[str, bytes]], now: float) -> None:
+        """Keep ``items`` (a previous owner's, handed over at a move) and nothing else."""
+        kept = dict(items)
+        self.replies = kept or None
+        self._older: dict[str, bytes] | None = None  # made at the first swap: most identities never swap
         self._since = now  # when the newer generation began
 
-    def get(self, request_id: str) -> bytes | None:
-        found = self._new.get(request_id)
-        if found is None and self._old is not None:
-            return self._old.get(request_id)
+    def recall(self, request_id: str) -> bytes | None:
+        """The reply kept for ``request_id``, if one is."""
+        new = self.replies
+        if new is None:
+            return None
+        found = new.get(request_id)
+        if found is None and self._older is not None:
+            return self._older.get(request_id)
         return found
 
-    def add(self, request_id: str, reply: bytes, now: float = 0.0, hold: bool = False) -> None:
+    def keep(self, request_id: str, reply: bytes, now: float = 0.0, hold: bool = False) -> None:
         """Keep ``reply``; ``now``: the monotonic clock, read by the caller when ``hold``.
         The older generation goes when the newer one has more than ``KEEP_LAST`` and is
         ``REPLY_HOLD_S`` old (or ``HOLD_MAX`` long); without ``hold``, at ``KEEP_LAST``."""
-        new = self._new
+        new = self.replies
+        if new is None:  # the first: nothing to age out yet
+            self.replies, self._older, self._since = {request_id: reply}, None, now
+            return
         new[request_id] = reply
         if len(new) > KEEP_LAST and (not hold or now - self._since >= REPLY_HOLD_S or len(new) >= HOLD_MAX):
-            self._old, self._new, self._since = new, {}, now
+            self._older, self.replies, self._since = new, {}, now
 
-    def pop(self, request_id: str) -> None:
-        self._new.pop(request_id, None)
-        if self._old is not None:
-            self._old.pop(request_id, None)
+    def drop(self, request_id: str) -> None:
+        """Forget the reply kept for ``request_id`` (its write failed: the store decides)."""
+        if self.replies is None:
+            return
+        self.replies.pop(request_id, None)
+        if self._older is not None:
+            self._older.pop(request_id, None)
 
-    def items(self) -> tuple[tuple[str, bytes], ...]:
+    def forget_replies(self) -> None:
+        self.replies = self._older = None
+
+    def kept(self) -> tuple[tuple[str, bytes], ...]:
         """Every kept reply, oldest first (what a live move hands over)."""
-        return (*(self._old or {}).items(), *self._new.items())
+        if self.replies is None:
+            return ()
+        return (*(self._older or {}).items(), *self.replies.items())
 
-    def __len__(self) -> int:
-        return len(self._new) + (len(self._old) if self._old is not None else 0)
+    def kept_count(self) -> int:
+        if self.replies is None:
+            return 0
+        return len(self.replies) + (len(self._older) if self._older is not None else 0)

@@ -236,7 +236,7 @@ class Upkeep:
                 persist = definition.options.persist
                 state = encode_snapshot(act.instance, act.address) if persist.memory_only else None
                 # Under "call" the store holds the records; the others keep them in memory only.
-                replies = act.replies.items() if act.replies and not persist.writes_before_reply else ()
+                replies = act.kept() if not persist.writes_before_reply else ()
                 if state is not None or replies:
                     handoff[act.address] = Memory(state, replies)
             except Exception as exc:  # the store failed: this identity's unwritten change is lost
