@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-from collections.abc import Callable, Generator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, Protocol, TypeVar, cast
 
 from . import _config
 from .errors import CallTimeout, FluentError, InvalidRequest
@@ -147,6 +147,21 @@ def check_key(key: object) -> str:
     return text
 
 
+_STR = frozenset((str,))
+
+
+def check_keys(keys: Iterable[object]) -> list[str]:
+    """``check_key`` of each of ``keys``, in order (a bulk call's). The common case, every
+    key a short ASCII str, is checked by C loops (``map``, ``min``, ``max``), with no step
+    of Python per key: for a batch of new identities, that step was a tenth of each."""
+    given = list(keys)
+    if given and set(map(type, given)) == _STR:
+        text = cast("list[str]", given)
+        if all(map(str.isascii, text)) and min(map(len, text)) > 0 and max(map(len, text)) <= _config.MAX_KEY_BYTES:
+            return text
+    return list(map(check_key, given))
+
+
 def check_listing(prefix: object, limit: object) -> tuple[str, int | None]:
     """Validate a key listing's ``prefix`` (str) and ``limit`` (a non-negative int or None)."""
     if not isinstance(prefix, str):
@@ -222,6 +237,18 @@ def ref(address: str) -> ActorRef:
 
 BULK_METHOD = "__bulk__"
 """The method name that carries a bulk call (``ActorType.bulk``): one batch per partition."""
+
+
+def bulk_message(
+    method: str, keys: list[str], arguments: list[list[Any]], batch: str, attempt: int
+) -> tuple[str, list[str], list[list[Any]], str, int]:
+    """A bulk call's arguments (``BULK_METHOD``): ``method`` run on each of ``keys`` with
+    its positional ``arguments`` (one sequence a key, in the same order), as send
+    ``attempt`` of batch ``batch``. Keys and arguments travel as two flat lists: nothing
+    is made per item to send them, nor to read them."""
+    return method, keys, arguments, batch, attempt
+
+
 DELETE_METHOD = "__delete__"
 """The method a host runs, as a turn of its own, to deactivate an identity and erase it."""
 KEYED_PREFIX = "key:"

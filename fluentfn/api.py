@@ -13,7 +13,7 @@ from ._actordef import ActorDef
 from ._call import new_request_id
 from ._config import DEFAULT_CALL_TIMEOUT_S
 from ._numbers import check_number
-from ._ref import BULK_METHOD, ActorRef, Future
+from ._ref import BULK_METHOD, ActorRef, Future, bulk_message
 from .elastic._autoscale import Autoscale
 from .errors import REROUTE_CODES, FluentError, InvalidRequest, Unavailable
 from .placement import ActorOptions, ResourceSpec, persist_mode, shard_for
@@ -59,11 +59,13 @@ def on_new_type(hook: Callable[[ActorType], None] | None) -> None:
 
 
 _BARE = (str, bytes, bytearray, Mapping)  # one argument given bare, not a sequence of them
+_SEQUENCES = frozenset((list, tuple))
 
 
 def _bulk_args(type_name: str, key: object, args: object) -> list[Any]:
-    """A bulk item's positional arguments as a list: InvalidRequest unless a sequence of them
-    (a str, bytes or mapping is one argument given bare, a common slip)."""
+    """A bulk item's positional arguments as a list of its own: InvalidRequest unless a
+    sequence of them (a str, bytes or mapping is one argument given bare, a common slip). A
+    list, not a tuple: that would travel as a tuple, an encoder callback each."""
     if type(args) is tuple or type(args) is list:  # the common case, without the ABC check or the cast
         return list(args)
     if not isinstance(args, _BARE):
@@ -121,13 +123,18 @@ class ActorType:
             raise InvalidRequest(f"{self.name}.bulk: a method is named by a str, not {type(method).__name__}")
         if not isinstance(calls, Mapping):
             raise InvalidRequest(f"{self.name}.bulk: the calls are a mapping {{key: args}}, not {type(calls).__name__}")
-        name, check_key = self.name, _ref.check_key
-        keys = {check_key(k): _bulk_args(name, k, v) for k, v in calls.items()}
+        keys = _ref.check_keys(calls)
+        given = list(calls.values())
+        if set(map(type, given)) <= _SEQUENCES:  # the common case, each a list or tuple: ``_bulk_args`` in C
+            arguments = list(map(list, given))
+        else:
+            arguments = [_bulk_args(self.name, k, v) for k, v in zip(calls, given, strict=True)]
+        pending = dict(zip(keys, arguments, strict=True))
         invoker = _ref.current_invoker()
         if getattr(invoker, "mode", "stateful") in ("faas", "sim"):  # no hosts to batch on: a call per key
-            futures = {k: invoker.submit(ActorRef(self.name, k), method, tuple(a), {}) for k, a in keys.items()}
+            futures = {k: invoker.submit(ActorRef(self.name, k), method, tuple(a), {}) for k, a in pending.items()}
             return {k: f.result() for k, f in futures.items()}
-        return self._bulk_rounds(invoker, method, keys)
+        return self._bulk_rounds(invoker, method, pending)
 
     def _bulk_rounds(self, invoker: Any, method: str, pending: dict[str, list[Any]]) -> dict[str, Any]:
         """Send each partition's items as one batch; items a moving partition refused
@@ -140,22 +147,25 @@ class ActorType:
         deadline = time.monotonic() + DEFAULT_CALL_TIMEOUT_S
         delay = 0.01
         while pending:
-            by_shard: dict[int, list[list[Any]]] = {}
+            by_shard: dict[int, tuple[list[str], list[list[Any]]]] = {}
             if self.options.shards == 1:  # one partition: no key to place
-                by_shard[0] = [[k, a, {}] for k, a in pending.items()]
+                by_shard[0] = (list(pending), list(pending.values()))
             else:
                 for k, a in pending.items():
-                    by_shard.setdefault(shard_for(k, self.options.shards), []).append([k, a, {}])
+                    keys, arguments = by_shard.setdefault(shard_for(k, self.options.shards), ([], []))
+                    keys.append(k)
+                    arguments.append(a)
             futures = {
                 shard: invoker.submit(
-                    ActorRef(self.name, entries[0][0]), BULK_METHOD, (method, entries, batch, attempt), {}
+                    ActorRef(self.name, keys[0]), BULK_METHOD, bulk_message(method, keys, arguments, batch, attempt), {}
                 )
-                for shard, entries in by_shard.items()
+                for shard, (keys, arguments) in by_shard.items()
             }
             refused: dict[str, list[Any]] = {}
             small: dict[bytes, Any] = {}  # a short record's value (None, a flag, a count), decoded once
             for shard, fut in futures.items():
-                for (key, args, _), raw in zip(by_shard[shard], fut.result(), strict=True):
+                keys, arguments = by_shard[shard]
+                for key, args, raw in zip(keys, arguments, fut.result(), strict=True):
                     short = type(raw) is bytes and len(raw) <= _SHORT_RECORD
                     if short and raw in small:
                         results[key] = small[raw]

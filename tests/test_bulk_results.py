@@ -40,9 +40,9 @@ class Answering:
 
     def submit(self, ref: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.batches += 1
-        _, entries, _, _ = args
+        _, _keys, arguments, _, _ = args
         fut: concurrent.futures.Future[list[bytes]] = concurrent.futures.Future()
-        fut.set_result([self.answer(item_args[0]) for _, item_args, _ in entries])
+        fut.set_result([self.answer(item_args[0]) for item_args in arguments])
         return fut
 
 

@@ -18,6 +18,7 @@ import fluentfn as ff
 from fluentfn._actordef import ActorDef
 from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
+from fluentfn._ref import bulk_message
 from fluentfn.errors import REROUTE_CODES
 from fluentfn.host._engine import HostEngine
 from fluentfn.host._partitions import PartitionSet
@@ -180,10 +181,12 @@ class Model:
         adds = {k: self.rng.randint(1, 9) for k in keys}
         pending = dict(adds)
         while pending:
-            entries = [[k, [v], {}] for k, v in pending.items()]
             c = Call(
                 type_name=self.d.name, key=keys[0], method="__bulk__",
-                args=codec.encode_args(("add", entries, batch, attempt), {}), request_id=self._rid(),
+                args=codec.encode_args(
+                    bulk_message("add", list(pending), [[v] for v in pending.values()], batch, attempt), {}
+                ),
+                request_id=self._rid(),
                 deadline=time.time() + 60,
             )  # fmt: skip
             reply = self.send(c)

@@ -14,6 +14,7 @@ from fluentfn import api
 from fluentfn._actordef import ActorDef
 from fluentfn._call import Call, Outcome
 from fluentfn._ioloop import IoLoop
+from fluentfn._ref import bulk_message
 from fluentfn._status import Status
 from fluentfn.errors import Redirect
 from fluentfn.placement import ActorOptions
@@ -288,12 +289,11 @@ def test_records_written_before_keys_were_bound_are_still_read(io: IoLoop, store
 
 
 def bulk_call(io: IoLoop, eng: Any, items: dict[str, int], batch: str, attempt: int) -> dict[str, Any]:
-    entries = [[k, [v], {}] for k, v in items.items()]
     c = Call(
         type_name="Timer",
         key=next(iter(items)),
         method="__bulk__",
-        args=codec.encode_args(("deposit", entries, batch, attempt), {}),
+        args=codec.encode_args(bulk_message("deposit", list(items), [[v] for v in items.values()], batch, attempt), {}),
         request_id=f"bulk-{batch}-{attempt}-{time.monotonic_ns()}",  # each send is a call of its own
         deadline=time.time() + 30,
     )
@@ -331,10 +331,10 @@ class _Invoker:
     def submit(self, ref: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], **_: Any) -> Any:
         from concurrent.futures import Future
 
-        _name, entries, batch, attempt = args
-        self.sent.append((batch, attempt, [e[0] for e in entries]))
+        _name, keys, arguments, batch, attempt = args
+        self.sent.append((batch, attempt, list(keys)))
         out = []
-        for i, (key, a, _) in enumerate(entries):
+        for i, (key, a) in enumerate(zip(keys, arguments, strict=True)):
             if attempt == 0 and i % 2:
                 moved = describe_error(Redirect("partition moved"))
                 out.append(record_of(Outcome(error=moved)))

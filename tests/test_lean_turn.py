@@ -7,6 +7,7 @@ state (in memory and, where one is written, in the store), reply records and cou
 from __future__ import annotations
 
 import contextvars
+import gc
 import tempfile
 import threading
 import time
@@ -22,6 +23,8 @@ from fluentfn._call import Call, Outcome
 from fluentfn._context import CURRENT, Context
 from fluentfn._ioloop import IoLoop
 from fluentfn._phases import EVERY, EXACT, TALLY
+from fluentfn._ref import bulk_message
+from fluentfn.errors import InvalidRequest
 from fluentfn.host import _engine
 from fluentfn.host._activations import Activation
 from fluentfn.host._bulk import Batch, _bulk_sync, item_request_id
@@ -31,6 +34,7 @@ from fluentfn.host._turn import Item, Items, Request, record_for
 from fluentfn.state import open_store
 from fluentfn.state._codec import decode_state
 from fluentfn.wire import codec
+from fluentfn.wire.errors import rebuild_error
 from fluentfn.wire.records import read_record
 
 pytestmark = pytest.mark.timeout(300)
@@ -128,7 +132,7 @@ def run_batch(
         type_name="Lean",
         key=items[0][0],
         method="__bulk__",
-        args=codec.encode_args((method, [[k, a, {}] for k, a in items], batch, attempt), {}),
+        args=codec.encode_args(bulk_message(method, [k for k, _ in items], [a for _, a in items], batch, attempt), {}),
         request_id=f"bulk-{batch}",
         deadline=time.time() + 60,
     )
@@ -403,3 +407,62 @@ def test_a_bulk_items_id_is_the_hash_of_its_batch_and_key(batch: str, key: str) 
     seed = f"{batch}/{key}".encode("utf-8", "surrogatepass")
     assert item_request_id(batch, key) == "b" + hashlib.blake2b(seed, digest_size=12).hexdigest()
     assert item_request_id(batch, key) != item_request_id(batch, key + "x")
+
+
+GARBAGE_BULK: list[tuple[Any, ...]] = [
+    ("add", [["a", [1], {}]], "B", 0),  # the earlier shape: [[key, args, kwargs], ...]
+    ("add", ["a", "b"], [[1]], "B", 0),  # fewer arguments than keys
+    ("add", ["a"], [[1], [2]], "B", 0),  # more
+    ("add", ["a", "b"], [[1], 2], "B", 0),  # an item's arguments not a list
+    ("add", ["a", "b"], [[1], {"k": 1}], "B", 0),
+    ("add", ["a", None], [[1], [2]], "B", 0),  # a key that is no key
+    ("add", ["a", ""], [[1], [2]], "B", 0),
+    ("add", ["a", "x" * 5000], [[1], [2]], "B", 0),
+    ("add", "ab", [[1], [2]], "B", 0),
+    ("add", ["a"], [[1]], 7, 0),  # a batch id that is not a str
+    ("add", ["a"], [[1]], "B", True),  # an attempt that is not a count
+    ("add", ["a"], [[1]], "B", -1),
+    ("add", ["a"], [[1]], "B", 0, "extra"),
+    (3, ["a"], [[1]], "B", 0),
+    ("add",),
+]
+
+
+@pytest.mark.parametrize("message", GARBAGE_BULK, ids=range(len(GARBAGE_BULK)))
+def test_a_malformed_bulk_call_is_refused_whole_and_runs_nothing(shared_io: IoLoop, message: tuple[Any, ...]) -> None:
+    """A bulk message that is not [method, keys, arguments (one list a key), batch?,
+    attempt?] gets one clear InvalidRequest, and none of its items runs."""
+    eng = make_engine(shared_io, general=False)
+    bulk = Call(
+        type_name="Lean",
+        key="a",
+        method="__bulk__",
+        args=codec.encode_args(message, {}),
+        request_id="garbage",
+        deadline=time.time() + 60,
+    )
+    try:
+        reply = shared_io.run(eng.dispatch(bulk))
+        assert reply is not None and reply.error is not None, reply
+        assert isinstance(rebuild_error(reply.error), InvalidRequest), reply.error
+        assert len(eng.admission.table) == 0 and not eng.counters.get("calls")
+    finally:
+        shared_io.run(eng.close(grace_s=0.0))
+
+
+def test_an_idle_identity_is_two_objects_for_the_collector(shared_io: IoLoop) -> None:
+    """Activated by a bulk call and idle, an identity leaves only its instance (``Lean``
+    and its list) and its ``Activation`` for the cyclic collector to walk: its recent
+    replies, its mailbox and the batch's items are not tracked, or gone. At a million
+    identities, every full collection walks each (six each before, three now)."""
+    eng = make_engine(shared_io, general=False)
+    try:
+        run_batch(eng, "nothing", [("warm", [])], "warm", 0)
+        gc.collect()
+        before = len(gc.get_objects())
+        run_batch(eng, "nothing", [(f"k{i}", []) for i in range(2000)], "many", 0)
+        gc.collect()
+        assert len(eng.admission.table) == 2001
+        assert len(gc.get_objects()) - before <= 3 * 2000 + 50
+    finally:
+        shared_io.run(eng.close(grace_s=0.0))

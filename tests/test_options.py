@@ -7,12 +7,14 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fluentfn as ff
 from fluentfn import api
 from fluentfn._actordef import ActorDef
 from fluentfn._prices import prices
-from fluentfn._ref import check_key
+from fluentfn._ref import check_key, check_keys
 from fluentfn.api import _bulk_args
 from fluentfn.placement import ActorOptions
 
@@ -180,6 +182,32 @@ def test_a_key_is_a_non_empty_str_or_an_int_written_out(key: object, expected: s
 def test_a_bad_key_is_refused_with_the_reason(key: object, message: str) -> None:
     with pytest.raises(ff.InvalidRequest, match=message):
         check_key(key)
+
+
+KEYS = st.one_of(
+    st.text(max_size=3),
+    st.text(alphabet="abc", min_size=1020, max_size=1030),
+    st.text(alphabet="é", min_size=510, max_size=515),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+)
+
+
+@given(st.lists(KEYS, max_size=6))
+def test_a_bulk_calls_keys_are_checked_as_each_key_is(keys: list[object]) -> None:
+    """``check_keys`` (a bulk call's, checked in C when all are short ASCII str) gives what
+    ``check_key`` gives each, and refuses what it refuses, with its reason."""
+    try:
+        expected: list[str] | str = [check_key(k) for k in keys]
+    except ff.InvalidRequest as exc:
+        expected = str(exc)
+    try:
+        got: list[str] | str = check_keys(iter(keys))
+    except ff.InvalidRequest as exc:
+        got = str(exc)
+    assert got == expected
 
 
 @pytest.mark.parametrize("args", [(), [], (1, "x"), [1, "x"], iter([1, "x"]), range(2)])

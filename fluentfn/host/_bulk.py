@@ -55,21 +55,22 @@ def _in_worker(engine: BulkPort, definition: ActorDef, call: Call) -> Outcome | 
         return Outcome(value=codec.encode(_bulk_sync(engine, batch)))
     subs: list[Call] = []
     turns = batch.turns()
-    for key, args, kwargs in batch.entries:
+    for key, args in zip(batch.keys, batch.arguments, strict=True):
         sub = turns.call(key, item_id(batch.seed, key))  # its id the same in every re-sent copy
-        sub.args = codec.encode_args(tuple(args), kwargs)
+        sub.args = codec.encode_args(tuple(args), {})
         subs.append(sub)
     return subs
 
 
 class Batch(NamedTuple):
-    """A bulk call's items, checked: ``entries`` are ``[key, args, kwargs]``, each key
-    owned here."""
+    """A bulk call's items, checked (``_ref.bulk_message``): ``keys``, each owned here, and
+    the positional ``arguments`` of each, in the same order."""
 
     definition: ActorDef
     method: MethodInfo
     call: Call
-    entries: list[list[Any]]
+    keys: list[str]
+    arguments: list[list[Any]]
     batch: str
     attempt: int
     seed: hashlib.blake2b  # ``batch_seed(batch)``
@@ -80,28 +81,26 @@ class Batch(NamedTuple):
         not this shard's): all checked before any runs."""
         args, _ = codec.decode_args(call.args)
         if not (
-            2 <= len(args) <= 4
+            3 <= len(args) <= 5
             and isinstance(args[0], str)
-            and isinstance(args[1], list)
-            and all(isinstance(a, str) for a in args[2:3])
-            and all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in args[3:4])
+            and type(args[1]) is list
+            and type(args[2]) is list
+            and len(args[1]) == len(args[2])
+            and all(isinstance(a, str) for a in args[3:4])
+            and all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in args[4:5])
         ):
-            raise InvalidRequest("a bulk call carries [method, [[key, args, kwargs], ...], batch id?, attempt?]")
+            raise InvalidRequest(
+                "a bulk call carries [method, [key, ...], [[arg, ...] for each key], batch id?, attempt?]"
+            )
         method = definition.method(args[0])
-        entries: list[list[Any]] = args[1]
-        for entry in entries:
-            if not (
-                isinstance(entry, list)
-                and len(entry) == 3
-                and isinstance(entry[1], list)
-                and isinstance(entry[2], dict)
-            ):
-                raise InvalidRequest("a bulk entry is [key, args, kwargs]")
-            entry[0] = engine.own(entry[0])
+        arguments: list[list[Any]] = args[2]
+        if set(map(type, arguments)) - {list}:  # (the types, gathered in C: no step per item)
+            raise InvalidRequest("a bulk item's arguments are a list of them")
+        keys = engine.own_all(args[1])
         # ``attempt``: a re-sent batch's items may have run, and their recorded replies answer.
-        attempt = max(call.attempt, args[3] if len(args) > 3 else 0)
-        batch = args[2] if len(args) > 2 else call.request_id
-        return cls(definition, method, call, entries, batch, attempt, batch_seed(batch))
+        attempt = max(call.attempt, args[4] if len(args) > 4 else 0)
+        batch = args[3] if len(args) > 3 else call.request_id
+        return cls(definition, method, call, keys, arguments, batch, attempt, batch_seed(batch))
 
     def turns(self) -> Items:
         """What the batch's items share, as their turns see it."""
@@ -117,25 +116,24 @@ def _bulk_sync(engine: BulkPort, batch: Batch) -> list[bytes]:
     """Sync bulk items in this worker thread, no hop per identity: the record of each
     item's outcome, in order. A memory-only type's first attempts run in batches of turns
     (``turns_here``); the rest one by one (``turn_here``)."""
-    method, entries, seed, turns = batch.method, batch.entries, batch.seed, batch.turns()
-    engine.counters["local_calls"] += len(entries)
+    method, keys, arguments, seed, turns = batch.method, batch.keys, batch.arguments, batch.seed, batch.turns()
+    engine.counters["local_calls"] += len(keys)
     batched = batch.definition.options.persist.memory_only and batch.attempt == 0  # item ids are never keyed
     records: list[bytes] = []
     # ``bind``'s common case, inline: positional arguments only, as many as it takes.
     low, high = method.positional if method.signature is not None and method.positional is not None else (0, -1)
-    for start in range(0, len(entries), _CHUNK):
+    for start in range(0, len(keys), _CHUNK):
         out: list[bytes | None] = []
         items: list[Item] = []
-        for key, a, kwargs in entries[start : start + _CHUNK]:
-            args = tuple(a)
-            if kwargs or not low <= len(args) <= high:
+        for key, args in zip(keys[start : start + _CHUNK], arguments[start : start + _CHUNK], strict=True):
+            if not low <= len(args) <= high:
                 try:
-                    method.bind(args, kwargs)
+                    method.bind(tuple(args), {})
                 except FluentError as exc:
                     engine.counters["errors"] += 1
                     out.append(record_of(Outcome(error=describe_error(exc))))
                     continue
-            item = (key, item_id(seed, key), args, kwargs)
+            item = (key, item_id(seed, key), args)
             if batched:
                 out.append(None)  # its reply, once its batch of turns ran
                 items.append(item)
@@ -143,7 +141,7 @@ def _bulk_sync(engine: BulkPort, batch: Batch) -> list[bytes]:
                 out.append(record_of(engine.turn_here(turns.request(item))))
         replies = iter(engine.turns_here(turns, items) if items else ())
         records += [next(replies) if r is None else r for r in out]
-        entries[start : start + len(out)] = _SPENT[: len(out)]  # the decoded items go with the chunk
+        arguments[start : start + len(out)] = _SPENT[: len(out)]  # the decoded arguments go with the chunk
     return records
 
 

@@ -31,7 +31,7 @@ from .._call import Args, Call, Outcome
 from .._context import Context
 from .._ioloop import spawn
 from .._phases import TALLY
-from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key
+from .._ref import BULK_METHOD, DELETE_METHOD, KEYED_PREFIX, check_key, check_keys
 from .._stats import new_counters
 from .._status import Status
 from .._tracing import TurnTimes, turn_times
@@ -253,6 +253,14 @@ class HostEngine:
             if home != self.shard:
                 raise Redirect(f"{self.group}/{key} belongs to shard {home}, not {self.shard}: call it there")
         return key
+
+    def own_all(self, keys: list[object]) -> list[str]:
+        """``own`` for each of ``keys`` (a bulk call's): all checked before any runs."""
+        checked = check_keys(keys)
+        if self.shards is not None and self.shards > 1:
+            for key in checked:
+                self.own(key, checked=True)
+        return checked
 
     def prepare(
         self,

@@ -216,7 +216,7 @@ class TurnRunner:
             return context(act, make_call(act.key, request_id))
 
         try:
-            for key, rid, args, kwargs in items:
+            for key, rid, args in items:
                 entered = enter(type_name, key, f"{type_name}/{key}", rid, deadline)
                 if entered is None:
                     return
@@ -234,7 +234,7 @@ class TurnRunner:
                     if reply is None:
                         t0 = clock()
                         try:
-                            outcome, failed = fn(act.instance, *args, **kwargs), False
+                            outcome, failed = fn(act.instance, *args), False
                         except BaseException as exc:  # user code: its outcome (``run_sync``)
                             outcome, failed = exc, True
                         seconds.append(clock() - t0)

@@ -51,8 +51,9 @@ class Request:
         return f"{self.definition.name}/{self.key}"
 
 
-Item = tuple[str, str, tuple[Any, ...], dict[str, Any]]
-"""A bulk item as its turn runs it: (key, request id, args, kwargs)."""
+Item = tuple[str, str, Sequence[Any]]
+"""A bulk item as its turn runs it: (key, request id, positional args); bulk items take
+no keyword arguments."""
 
 
 class Items(NamedTuple):
@@ -74,8 +75,8 @@ class Items(NamedTuple):
 
     def request(self, item: Item) -> Request:
         """``item``'s turn, as the general path runs it."""
-        key, request_id, args, kwargs = item
-        return Request(self.definition, self.method, self.call(key, request_id), key, args, kwargs)
+        key, request_id, args = item
+        return Request(self.definition, self.method, self.call(key, request_id), key, tuple(args), {})
 
 
 class UserFailure(Exception):
