@@ -205,7 +205,7 @@ class TurnRunner:
         definition, method = turns.definition, turns.method
         type_name, deadline, make_call = definition.name, turns.bulk.deadline, turns.call
         fn, readonly, counters = method.fn, method.readonly, self.counters
-        remember, recorded = self.persistence.remember, self.persistence.recorded
+        recorded, monotonic = self.persistence.recorded, time.monotonic
         seconds: list[float] = []  # each turn's run, for the method's tally (and its count of calls)
         failures = 0
         clock = time.perf_counter
@@ -249,8 +249,8 @@ class TurnRunner:
                             else:
                                 reply = reply_for(outcome, failed, f"{act.address}.{method.name}")
                                 record = record_for(call := call or make_call(key, rid), reply)
-                            if not readonly:  # the record kept is the one sent: made once
-                                remember(act, rid, record)
+                            if not readonly:  # the record kept is the one sent: made once (``remember``, inline)
+                                act.keep(rid, record, monotonic(), True)
                             if not act.moved:
                                 out.append(record)
                                 continue
