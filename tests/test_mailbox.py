@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluentfn.errors import Overloaded
@@ -114,3 +116,50 @@ def test_activation_runs_alone_then_interleaving_starts() -> None:
     assert not mb.offer(second)  # the first turn is activating the identity
     assert mb.activated() == [second]
     assert mb.running == [first, second]
+
+
+class _Reference:
+    """The table as it was, an ``OrderedDict`` in use order: what ``ActivationTable`` must equal."""
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[str, Activation] = OrderedDict()
+
+    def add(self, act: Activation) -> None:
+        self.items[act.address] = act
+
+    def touch(self, act: Activation) -> None:
+        if act.address in self.items:
+            self.items.move_to_end(act.address)
+
+    def remove(self, act: Activation) -> None:
+        if self.items.get(act.address) is act:
+            del self.items[act.address]
+
+
+TABLE_OPS = st.lists(
+    st.tuples(st.sampled_from(["add", "touch", "remove"]), st.sampled_from("abcd"), st.integers(0, 2)), max_size=60
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TABLE_OPS)
+def test_the_table_keeps_use_order_as_an_ordered_dict_would(ops: list[tuple[str, str, int]]) -> None:
+    """Adds (of new identities, and of a new object at a known address), uses and removals
+    in any order, objects current or replaced: the table's order and contents are those
+    of the ``OrderedDict`` it replaced, and its least recently used come first."""
+    table, reference = ActivationTable(), _Reference()
+    objects: dict[tuple[str, int], Activation] = {}
+    for now, (op, key, version) in enumerate(ops):
+        act = objects.setdefault((key, version), Activation("T", key))
+        if op == "add":
+            table.add(act, float(now))
+            reference.add(act)
+        elif op == "touch":
+            table.touch(act, float(now))
+            reference.touch(act)
+        else:
+            table.remove(act)
+            reference.remove(act)
+        assert [id(a) for a in table] == [id(a) for a in reference.items.values()]
+        assert len(table) == len(reference.items)
+        assert all(table.get(address) is a for address, a in reference.items.items())

@@ -7,7 +7,6 @@ policy's to say, so the queries take it as a predicate.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -73,10 +72,17 @@ class Activation(RecentReplies):
 
 
 class ActivationTable:
-    """Live identities by address, oldest use first."""
+    """Live identities by address, oldest use first.
+
+    A plain dict in use order (a use re-inserts, which moves to the end), not an
+    ``OrderedDict``: its inserts and lookups cost a third more, its moves ten times as
+    much, and it holds a node more per identity. The newest entry is remembered, so that
+    using it again (a new identity's first turn, calls in a row to one identity) moves
+    nothing."""
 
     def __init__(self) -> None:
-        self._items: OrderedDict[str, Activation] = OrderedDict()
+        self._items: dict[str, Activation] = {}
+        self._newest: Activation | None = None  # the last entry in use order, when known
 
     def __len__(self) -> int:
         return len(self._items)
@@ -89,17 +95,28 @@ class ActivationTable:
 
     def add(self, act: Activation, now: float) -> None:
         act.last_used = now
-        self._items[act.address] = act
+        items = self._items
+        size = len(items)
+        items[act.address] = act  # a new address goes last; one already here keeps its place
+        if len(items) > size or (self._newest is not None and self._newest.address == act.address):
+            self._newest = act  # (``_newest``, when set, is the last entry)
 
     def touch(self, act: Activation, now: float) -> None:
         """Record a use: ``act`` becomes the most recently used."""
         act.last_used = now
-        if act.address in self._items:
-            self._items.move_to_end(act.address)
+        if act is self._newest:
+            return
+        items = self._items
+        found = items.pop(act.address, None)
+        if found is not None:
+            items[act.address] = found
+            self._newest = found
 
     def remove(self, act: Activation) -> None:
         if self._items.get(act.address) is act:
             del self._items[act.address]
+            if act is self._newest:
+                self._newest = None
 
     def idle(
         self, now: float, timeout_of: Callable[[str], float], min_timeout: float, in_use: Callable[[str], bool]
