@@ -487,14 +487,7 @@ class TurnRunner:
             if stored is None:
                 instance = instantiate(definition, None, act.address)
             else:
-                store = self.persistence.store
-                track = not definition.options.persist.memory_only
-
-                def loaded(state: dict[str, Any]) -> None:  # what is stored, before on_activate can change it
-                    if track:
-                        act.snapshot = baseline(stored, state)
-
-                instance = instantiate(definition, stored, act.address, store.url if store else "", loaded=loaded)
+                instance = self._restored(definition, act, stored)
         except BaseException:
             self.drop(act)
             raise
@@ -506,6 +499,19 @@ class TurnRunner:
             ctx._times.mark("load", t0, time.perf_counter())
         if definition.options.reentrant:  # only interleaving turns wait for this; others wait for the turn's end
             self._hooks.activated(act)
+
+    def _restored(self, definition: ActorDef, act: Activation, stored: bytes) -> Any:
+        """``act``'s instance from its ``stored`` state, whose image a type that writes keeps
+        (``act.snapshot``). Apart from ``_activate``, whose every call would otherwise make
+        the cells this closure needs, a new identity's too."""
+        store = self.persistence.store
+        track = not definition.options.persist.memory_only
+
+        def loaded(state: dict[str, Any]) -> None:  # what is stored, before on_activate can change it
+            if track:
+                act.snapshot = baseline(stored, state)
+
+        return instantiate(definition, stored, act.address, store.url if store else "", loaded=loaded)
 
     def _finish(
         self,
