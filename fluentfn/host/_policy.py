@@ -184,10 +184,6 @@ class HostPolicy:
         box = self._boxes.get(address)
         return box is None or (type(box) is Mailbox and box.idle)
 
-    def boxes(self) -> int:
-        """Identities that hold a mailbox (or a turn running alone) here now."""
-        return len(self._boxes)
-
     def next_deadline(self) -> float | None:
         """The earliest deadline of a turn still queued (None: none), for the timer that
         ticks the policy; turns that ran or left meanwhile are dropped from the heap."""
