@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dis
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,16 +24,17 @@ class MethodInfo:
     fn: Callable[..., Any]
     is_async: bool
     signature: inspect.Signature | None
-    positional: tuple[int, int] | None = None  # (min, max) when only plain positional params
+    # (min, max): the counts of positional arguments alone that fit without inspect's
+    # binding (any, when the signature is unknown; none, when it has other kinds of params)
+    positional: tuple[int, int] = (1, 0)
     readonly: bool = False  # @ff.readonly: no change detection, no write
     call_free: bool = False  # a sync method whose own code calls nothing (see ``makes_no_calls``)
     what: str = ""  # "Type.method": its name in the phase tally and traces
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """InvalidRequest unless the arguments fit the method's parameters."""
-        if self.signature is None:
-            return
-        if not kwargs and self.positional is not None and self.positional[0] <= len(args) <= self.positional[1]:
+        low, high = self.positional
+        if (not kwargs and low <= len(args) <= high) or self.signature is None:
             return  # the common case, without inspect's full binding
         try:
             self.signature.bind(None, *args, **kwargs)
@@ -140,14 +142,15 @@ def makes_no_calls(fn: Any) -> bool:
     return not any(ins.opname in _CALLING for ins in dis.get_instructions(code))
 
 
-def _positional(sig: inspect.Signature | None) -> tuple[int, int] | None:
-    """(min, max) positional arguments after ``self``, if every parameter is plain positional."""
+def _positional(sig: inspect.Signature | None) -> tuple[int, int]:
+    """``MethodInfo.positional``: (min, max) positional arguments after ``self`` if every
+    parameter is plain positional; any count if the signature is unknown; else none."""
     if sig is None:
-        return None
+        return 0, sys.maxsize
     params = list(sig.parameters.values())[1:]
     plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if any(p.kind not in plain for p in params):
-        return None
+        return 1, 0
     required = sum(1 for p in params if p.default is inspect.Parameter.empty)
     return required, len(params)
 

@@ -3,6 +3,8 @@ never a raw TypeError or OverflowError, and never NaN accepted (no Ray needed)."
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 from typing import Any
 
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 import fluentfn as ff
 from fluentfn import api
-from fluentfn._actordef import ActorDef
+from fluentfn._actordef import ActorDef, _positional
 from fluentfn._prices import prices
 from fluentfn._ref import check_key, check_keys
 from fluentfn.api import _bulk_args
@@ -236,3 +238,43 @@ def test_a_bulk_call_of_the_wrong_shape_is_refused_before_anything_is_sent(
             kind.bulk(method, calls)  # (no cluster here: it is refused before one is needed)
     finally:
         api._KNOWN_TYPES.pop("OptionsBulk", None)
+
+
+class _Shapes:
+    def none(self) -> None: ...
+
+    def two(self, a: int, b: int = 0) -> None: ...
+
+    def star(self, a: int, *rest: int) -> None: ...
+
+    def keyword(self, a: int, *, b: int = 0) -> None: ...
+
+    def anything(self, *args: Any, **kwargs: Any) -> None: ...
+
+
+SHAPES = ActorDef(_Shapes, ActorOptions(name="OptionsShapes"))
+
+
+@given(
+    st.sampled_from(sorted(SHAPES.methods)),
+    st.lists(st.integers(), max_size=4),
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(), max_size=2),
+)
+def test_a_methods_arguments_are_checked_as_its_signature_binds_them(
+    name: str, args: list[int], kwargs: dict[str, int]
+) -> None:
+    """``MethodInfo.bind`` (whose count check a bulk batch uses as it is) refuses exactly
+    what the method's signature would refuse, and a method of unknown signature nothing."""
+    info = SHAPES.method(name)
+    try:
+        inspect.signature(info.fn).bind(None, *args, **kwargs)
+        fits = True
+    except TypeError:
+        fits = False
+    if fits:
+        info.bind(tuple(args), kwargs)
+    else:
+        with pytest.raises(ff.InvalidRequest):
+            info.bind(tuple(args), kwargs)
+    unknown = dataclasses.replace(info, signature=None, positional=_positional(None))
+    unknown.bind(tuple(args), kwargs)

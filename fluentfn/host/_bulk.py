@@ -120,8 +120,7 @@ def _bulk_sync(engine: BulkPort, batch: Batch) -> list[bytes]:
     engine.counters["local_calls"] += len(keys)
     batched = batch.definition.options.persist.memory_only and batch.attempt == 0  # item ids are never keyed
     records: list[bytes] = []
-    # ``bind``'s common case, inline: positional arguments only, as many as it takes.
-    low, high = method.positional if method.signature is not None and method.positional is not None else (0, -1)
+    low, high = method.positional  # the counts ``bind`` lets through at once: a call of it only for others
     for start in range(0, len(keys), _CHUNK):
         out: list[bytes | None] = []
         items: list[Item] = []
