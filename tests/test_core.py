@@ -444,6 +444,18 @@ def test_bulk_calls_one_message_per_partition(cluster: ff.Cluster) -> None:
         Counter.bulk("add", {"bulk-bad": (1, 2, 3)})
 
 
+def test_bulk_keys_of_every_kind_are_normalised_and_a_bad_one_refuses_the_whole_call(cluster: ff.Cluster) -> None:
+    """A bulk call's keys as ``Type[key]`` takes them (an int written out, non-ASCII text),
+    checked on both sides; one bad key or argument list refuses the call before any item runs."""
+    results = Counter.bulk("add", {7_770_001: [1], "bulk-é-ключ": (2,), "bulk-plain": [3]})
+    assert results == {"7770001": 1, "bulk-é-ключ": 2, "bulk-plain": 3}
+    assert Counter[7_770_001].get() == 1 and Counter["bulk-é-ключ"].get() == 2
+    for bad in ({"bulk-never": (1,), True: (1,)}, {"bulk-never": (1,), "": (1,)}, {"bulk-never": (1,), "b": "x"}):
+        with pytest.raises(ff.InvalidRequest):
+            Counter.bulk("add", bad)  # type: ignore[arg-type]
+    assert Counter["bulk-never"].get() == 0  # (this call activates it: nothing ran before)
+
+
 def test_bulk_of_an_async_method_runs_each_item_as_a_turn(cluster: ff.Cluster) -> None:
     """Each item of an async method's batch is a turn of its own (it may call out), and
     each runs once: five items each add 1 to the same counter."""
