@@ -34,6 +34,29 @@ _SHORT_RECORD = 24
 """A bulk item's record this short (a value like None, a flag or a count) is decoded once
 per batch: the same bytes are the same value."""
 _IMMUTABLE = (type(None), bool, int, float, str)
+_FEW = 16  # distinct records a batch's replies may have and still be read without a step per item
+_BYTES = frozenset((bytes,))
+
+
+def _shared_values(records: list[Any]) -> dict[bytes, Any] | None:
+    """Each distinct record's value, when a batch's replies can be handed out by C loops:
+    every record short bytes, at most ``_FEW`` distinct ones, each a success whose value is
+    immutable (one object may then answer many items). None: read them one by one."""
+    if not records or set(map(type, records)) != _BYTES or max(map(len, records)) > _SHORT_RECORD:
+        return None
+    distinct = set(records)
+    if len(distinct) > _FEW:
+        return None
+    values: dict[bytes, Any] = {}
+    for raw in distinct:
+        _, reply = read_record(raw)
+        if reply.error is not None:
+            return None
+        value = reply_value(reply)
+        if type(value) not in _IMMUTABLE:
+            return None
+        values[raw] = value
+    return values
 
 
 def known_type(name: str) -> ActorType | None:
@@ -165,7 +188,12 @@ class ActorType:
             small: dict[bytes, Any] = {}  # a short record's value (None, a flag, a count), decoded once
             for shard, fut in futures.items():
                 keys, arguments = by_shard[shard]
-                for key, args, raw in zip(keys, arguments, fut.result(), strict=True):
+                records = fut.result()
+                shared = _shared_values(records)
+                if shared is not None:  # the common case (None, a flag, a count each): no step per item
+                    results.update(zip(keys, map(shared.__getitem__, records), strict=True))
+                    continue
+                for key, args, raw in zip(keys, arguments, records, strict=True):
                     short = type(raw) is bytes and len(raw) <= _SHORT_RECORD
                     if short and raw in small:
                         results[key] = small[raw]

@@ -9,6 +9,8 @@ import concurrent.futures
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fluentfn as ff
 from fluentfn import _ref
@@ -87,3 +89,26 @@ def test_an_error_record_is_raised_however_short(invoker: Any) -> None:
     invoker(answer)
     with pytest.raises(ActorError):
         Items.bulk("put", {"a": (None,), "b": ("bad",), "c": (None,), "d": ("bad",)})
+
+
+SMALL = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.5, "ok", "", 2**40]))
+ANY_VALUE = st.one_of(SMALL, st.lists(st.integers(), max_size=2), st.text(min_size=30, max_size=40))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(SMALL, ANY_VALUE), min_size=1, max_size=40))
+def test_a_batchs_results_are_each_items_value_read_in_c_or_one_by_one(values: list[Any]) -> None:
+    """Whether a batch's replies are handed out by C loops (few distinct short immutable
+    values) or read one by one, each item gets its own value, of its own type, and no
+    mutable value is shared between items."""
+    inv = Answering(_ok)
+    previous = _ref._invoker
+    _ref._invoker = inv
+    try:
+        got = Items.bulk("put", {f"k{i}": (v,) for i, v in enumerate(values)})
+    finally:
+        _ref._invoker = previous
+    assert got == {f"k{i}": v for i, v in enumerate(values)}
+    assert [type(got[f"k{i}"]) for i in range(len(values))] == [type(v) for v in values]
+    mutable = [id(v) for v in got.values() if isinstance(v, list)]
+    assert len(mutable) == len(set(mutable))
