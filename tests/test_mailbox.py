@@ -137,21 +137,27 @@ class _Reference:
 
 
 TABLE_OPS = st.lists(
-    st.tuples(st.sampled_from(["add", "touch", "remove"]), st.sampled_from("abcd"), st.integers(0, 2)), max_size=60
+    st.tuples(st.sampled_from(["add", "new", "touch", "remove"]), st.sampled_from("abcd"), st.integers(0, 2)),
+    max_size=60,
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(TABLE_OPS)
 def test_the_table_keeps_use_order_as_an_ordered_dict_would(ops: list[tuple[str, str, int]]) -> None:
-    """Adds (of new identities, and of a new object at a known address), uses and removals
+    """New identities, adds (of new ones, and of a new object at a known address), uses and removals
     in any order, objects current or replaced: the table's order and contents are those
     of the ``OrderedDict`` it replaced, and its least recently used come first."""
     table, reference = ActivationTable(), _Reference()
     objects: dict[tuple[str, int], Activation] = {}
     for now, (op, key, version) in enumerate(ops):
         act = objects.setdefault((key, version), Activation("T", key))
-        if op == "add":
+        if op == "new":  # as the admission makes one: only where the table has none
+            if table.get(act.address) is None:
+                made = table.new("T", key, act.address, float(now))
+                reference.add(made)
+                objects[(key, version)] = made
+        elif op == "add":
             table.add(act, float(now))
             reference.add(act)
         elif op == "touch":

@@ -44,12 +44,12 @@ class Activation(RecentReplies):
         "version",
     )
 
-    def __init__(self, type_name: str, key: str) -> None:
-        self.address = f"{type_name}/{key}"
+    def __init__(self, type_name: str, key: str, address: str = "", last_used: float = 0.0) -> None:
+        self.address = address or f"{type_name}/{key}"
         self.type_name = type_name
         self.key = key
         self.instance: Any = None
-        self.last_used = 0.0
+        self.last_used = last_used
         self.ready = False  # instance built and on_activate done
         self.version = 0  # store version of the state last loaded or written
         self.snapshot: Image | None = None  # the state as last persisted
@@ -92,6 +92,12 @@ class ActivationTable:
 
     def get(self, address: str) -> Activation | None:
         return self._items.get(address)
+
+    def new(self, type_name: str, key: str, address: str, now: float) -> Activation:
+        """A new identity at ``address`` (which the table has not: the caller looked, under
+        the same lock), used ``now``: the newest entry."""
+        act = self._items[address] = self._newest = Activation(type_name, key, address, now)
+        return act
 
     def add(self, act: Activation, now: float) -> None:
         act.last_used = now

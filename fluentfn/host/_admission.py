@@ -157,8 +157,7 @@ class Admission:
                 if self._hard_cap is not None and live >= self._hard_cap:
                     act = None  # no room for another identity until passivation catches up
                 else:
-                    act = Activation(type_name, key)
-                    self.table.add(act, time.monotonic())
+                    act = self.table.new(type_name, key, address, time.monotonic())
             if act is not None:
                 job.act = act
                 self._jobs[job.tid] = job
@@ -202,8 +201,7 @@ class Admission:
             if act is None:
                 if self._max_live is not None and len(self.table) >= self._max_live:
                     return None  # at the cap: the general path wakes the reaper, or refuses
-                act = Activation(req.definition.name, req.key)
-                self.table.add(act, time.monotonic())  # as ``admit`` does, whatever the policy says
+                act = self.table.new(req.definition.name, req.key, address, time.monotonic())  # whatever policy says
             tid = next(self._tids)
             if not self._policy.start_now(
                 tid, address, chain_id, time.time(), call.deadline, tuple(call.call_chain), interleave
@@ -227,8 +225,7 @@ class Admission:
             if act is None:
                 if self._max_live is not None and len(self.table) >= self._max_live:
                     return None  # at the cap: the general path wakes the reaper, or refuses
-                act = Activation(type_name, key)
-                self.table.add(act, time.monotonic())  # as ``admit`` does, whatever the policy says
+                act = self.table.new(type_name, key, address, time.monotonic())  # whatever the policy says
             tid = next(self._tids)
             if not self._policy.start_now(tid, address, chain_id, time.time(), deadline, chain, interleave):
                 return None
