@@ -237,8 +237,8 @@ class TurnRunner:
                             outcome, failed = fn(act.instance, *args), False
                         except BaseException as exc:  # user code: its outcome (``run_sync``)
                             outcome, failed = exc, True
+                            failures += 1
                         seconds.append(clock() - t0)
-                        failures += failed
                         ctx = lazy.made
                         if ctx is not None and ctx._scheduled:  # reminders: written at the general durability point
                             call = call or make_call(key, rid)
