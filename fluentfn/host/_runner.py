@@ -343,34 +343,24 @@ class TurnRunner:
         nothing written)."""
         if nowait and snapshot is None:
             return None
+
+        def write() -> None:
+            if snapshot is None:
+                if not definition.options.persist.writes_before_reply:
+                    self.persistence.remember(act, call.request_id, record_for(call, reply))
+                self.persistence.add_reminders(scheduled)
+            else:
+                self.persistence.write_turn(
+                    act, snapshot, call.request_id, record_for(call, reply), scheduled, nowait=nowait
+                )
+
         try:
-            self._durably(
-                definition, act, call, times, self._write_now, definition, act, call, reply, snapshot, scheduled, nowait
-            )
+            self._durably(definition, act, call, times, write)
         except WouldBlock:
             return None
         except BaseException as exc:
             return _ended(times, self._error_reply(act, call, exc))
         return _ended(times, reply)
-
-    def _write_now(
-        self,
-        definition: ActorDef,
-        act: Activation,
-        call: Call,
-        reply: Outcome,
-        snapshot: Change | None,
-        scheduled: Sequence[Scheduled],
-        nowait: bool,
-    ) -> None:
-        """``_write_turn``'s write (a method, not a closure: no cells made a turn)."""
-        if snapshot is None:
-            if not definition.options.persist.writes_before_reply:
-                self.persistence.remember(act, call.request_id, record_for(call, reply))
-            self.persistence.add_reminders(scheduled)
-        else:
-            record = record_for(call, reply)
-            self.persistence.write_turn(act, snapshot, call.request_id, record, scheduled, nowait=nowait)
 
     async def run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
         """An async turn, on the loop: cancelled at the call's deadline and rolled back."""
