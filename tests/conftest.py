@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("FLUENTFN_CALL_TIMEOUT_S", "60")
 os.environ.setdefault("FLUENTFN_PLACEMENT_WAIT_S", "2")
@@ -29,6 +30,11 @@ from fluentfn.state._store import Store
 from fluentfn.testing import local_cluster
 
 from ._redis import free_port, start_redis
+
+# A property test's examples have no time limit and its data no speed check: on a loaded
+# machine one example or one draw may take seconds, which says nothing about the property.
+settings.register_profile("fluentfn", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fluentfn")
 
 
 @pytest.fixture(scope="session")

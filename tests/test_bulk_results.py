@@ -92,7 +92,7 @@ def test_an_error_record_is_raised_however_short(invoker: Any) -> None:
 
 
 SMALL = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.5, "ok", "", 2**40]))
-ANY_VALUE = st.one_of(SMALL, st.lists(st.integers(), max_size=2), st.text(min_size=30, max_size=40))
+ANY_VALUE = st.one_of(SMALL, st.lists(st.integers(-(2**63), 2**63 - 1), max_size=2), st.text(min_size=30, max_size=40))
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fluentfn as ff
@@ -197,6 +197,7 @@ KEYS = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(st.lists(KEYS, max_size=6))
 def test_a_bulk_calls_keys_are_checked_as_each_key_is(keys: list[object]) -> None:
     """``check_keys`` (a bulk call's, checked in C when all are short ASCII str) gives what
@@ -255,6 +256,7 @@ class _Shapes:
 SHAPES = ActorDef(_Shapes, ActorOptions(name="OptionsShapes"))
 
 
+@settings(deadline=None)
 @given(
     st.sampled_from(sorted(SHAPES.methods)),
     st.lists(st.integers(), max_size=4),

@@ -22,6 +22,9 @@ from fluentfn.state._store import Reminder, StoreLost
 
 from ._redis import free_port, start_redis
 
+# (a per-test list replaces the profile's: too_slow kept off, as in conftest.py)
+FIXTURE_AND_SLOW = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
 pytestmark = pytest.mark.timeout(300)
 
 # Any text a key may hold (valid Unicode), biased towards the characters stores split on.
@@ -44,7 +47,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
         s.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_AND_SLOW)
 @given(a=keys, b=keys, ra=keys, rb=keys)
 def test_two_identities_never_share_anything(store: Store, a: str, b: str, ra: str, rb: str) -> None:
     salt = os.urandom(4).hex()  # the store outlives examples: fresh names each time
@@ -116,7 +119,7 @@ def test_redis_with_a_password(tmp_path: Path) -> None:
         proc.wait(10)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE_AND_SLOW)
 @given(names=st.lists(keys, min_size=1, max_size=6, unique=True), prefix=st.one_of(st.just(""), tricky))
 def test_keys_and_delete_touch_exactly_one_type_and_identity(store: Store, names: list[str], prefix: str) -> None:
     salt = os.urandom(4).hex()
