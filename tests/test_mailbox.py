@@ -90,9 +90,8 @@ def test_invariants_hold_for_any_sequence(ops: list[str]) -> None:
 
 
 def _act(key: str, table: ActivationTable, now: float) -> Activation:
-    a = Activation("T", key)
+    a = table.new("T", key, f"T/{key}", now)
     a.ready = True
-    table.add(a, now)
     return a
 
 
@@ -137,7 +136,7 @@ class _Reference:
 
 
 TABLE_OPS = st.lists(
-    st.tuples(st.sampled_from(["add", "new", "touch", "remove"]), st.sampled_from("abcd"), st.integers(0, 2)),
+    st.tuples(st.sampled_from(["new", "touch", "remove"]), st.sampled_from("abcd"), st.integers(0, 2)),
     max_size=60,
 )
 
@@ -145,9 +144,9 @@ TABLE_OPS = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(TABLE_OPS)
 def test_the_table_keeps_use_order_as_an_ordered_dict_would(ops: list[tuple[str, str, int]]) -> None:
-    """New identities, adds (of new ones, and of a new object at a known address), uses and removals
-    in any order, objects current or replaced: the table's order and contents are those
-    of the ``OrderedDict`` it replaced, and its least recently used come first."""
+    """New identities, uses and removals in any order, of objects in the table or not (one
+    made apart, or one removed): the table's order and contents are those of the
+    ``OrderedDict`` it replaced, and its least recently used come first."""
     table, reference = ActivationTable(), _Reference()
     objects: dict[tuple[str, int], Activation] = {}
     for now, (op, key, version) in enumerate(ops):
@@ -157,9 +156,6 @@ def test_the_table_keeps_use_order_as_an_ordered_dict_would(ops: list[tuple[str,
                 made = table.new("T", key, act.address, float(now))
                 reference.add(made)
                 objects[(key, version)] = made
-        elif op == "add":
-            table.add(act, float(now))
-            reference.add(act)
         elif op == "touch":
             table.touch(act, float(now))
             reference.touch(act)

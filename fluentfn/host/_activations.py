@@ -99,14 +99,6 @@ class ActivationTable:
         act = self._items[address] = self._newest = Activation(type_name, key, address, now)
         return act
 
-    def add(self, act: Activation, now: float) -> None:
-        act.last_used = now
-        items = self._items
-        size = len(items)
-        items[act.address] = act  # a new address goes last; one already here keeps its place
-        if len(items) > size or (self._newest is not None and self._newest.address == act.address):
-            self._newest = act  # (``_newest``, when set, is the last entry)
-
     def touch(self, act: Activation, now: float) -> None:
         """Record a use: ``act`` becomes the most recently used."""
         act.last_used = now
