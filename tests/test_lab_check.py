@@ -212,6 +212,9 @@ def test_the_check_command_prints_json_and_exits_by_verdict(tmp_path: Path) -> N
     garbage.write_text("not json\n")
     refused = _cli("--model", "kv", str(garbage))
     assert refused.returncode == 3 and "g.jsonl:1" in refused.stderr and not refused.stdout
+    assert refused.stderr.count(str(garbage)) == 1  # the file named once, with its line
+    missing = _cli("--model", "kv", str(tmp_path / "none.jsonl"))
+    assert missing.returncode == 3 and "No such file" in missing.stderr and missing.stderr.count("none.jsonl") == 1
     assert _cli("--model", "nope", str(garbage)).returncode == 3
 
 

@@ -25,15 +25,17 @@ class RecentReplies:
 
     An identity (``Activation``) is one, rather than holding one: most identities keep one
     reply or none, and an object of their own would cost each a tracked object for the
-    cyclic collector to walk and 64 bytes. ``replies`` is the newer generation (None:
-    nothing kept); the older generation and when the newer began are set with the first
-    reply kept, and read only while ``replies`` is not None.
+    cyclic collector to walk and 64 bytes. ``replies`` is the newer generation: None when
+    nothing is kept, a ``(request id, reply)`` pair while it is the first and only reply
+    (56 bytes, where a dict of one is 184: what most idle identities keep), else a dict.
+    The older generation and when the newer began are set with the first reply kept, and
+    read only while ``replies`` is not None.
     """
 
     __slots__ = ("_older", "_since", "replies")
 
     def __init__(self, items: Iterable[tuple[str, bytes]] = (), now: float = 0.0) -> None:
-        self.replies: dict[str, bytes] | None = None
+        self.replies: dict[str, bytes] | tuple[str, bytes] | None = None
         self.adopt(items, now)
 
     def adopt(self, items: Iterable[tuple[str, bytes]], now: float) -> None:
@@ -48,6 +50,8 @@ class RecentReplies:
         new = self.replies
         if new is None:
             return None
+        if isinstance(new, tuple):
+            return new[1] if new[0] == request_id else None
         found = new.get(request_id)
         if found is None and self._older is not None:
             return self._older.get(request_id)
@@ -59,7 +63,10 @@ class RecentReplies:
         ``REPLY_HOLD_S`` old (or ``HOLD_MAX`` long); without ``hold``, at ``KEEP_LAST``."""
         new = self.replies
         if new is None:  # the first: nothing to age out yet
-            self.replies, self._older, self._since = {request_id: reply}, None, now
+            self.replies, self._older, self._since = (request_id, reply), None, now
+            return
+        if isinstance(new, tuple):  # the second: a dict from now on
+            self.replies = {new[0]: new[1], request_id: reply}
             return
         new[request_id] = reply
         if len(new) > KEEP_LAST and (not hold or now - self._since >= REPLY_HOLD_S or len(new) >= HOLD_MAX):
@@ -67,9 +74,14 @@ class RecentReplies:
 
     def drop(self, request_id: str) -> None:
         """Forget the reply kept for ``request_id`` (its write failed: the store decides)."""
-        if self.replies is None:
+        new = self.replies
+        if new is None:
             return
-        self.replies.pop(request_id, None)
+        if isinstance(new, tuple):
+            if new[0] == request_id:
+                self.replies = None
+            return
+        new.pop(request_id, None)
         if self._older is not None:
             self._older.pop(request_id, None)
 
@@ -78,11 +90,12 @@ class RecentReplies:
 
     def kept(self) -> tuple[tuple[str, bytes], ...]:
         """Every kept reply, oldest first (what a live move hands over)."""
-        if self.replies is None:
+        new = self.replies
+        if new is None:
             return ()
-        return (*(self._older or {}).items(), *self.replies.items())
+        if isinstance(new, tuple):
+            return (new,)
+        return (*(self._older or {}).items(), *new.items())
 
     def kept_count(self) -> int:
-        if self.replies is None:
-            return 0
-        return len(self.replies) + (len(self._older) if self._older is not None else 0)
+        return len(self.kept())

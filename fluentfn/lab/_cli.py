@@ -49,7 +49,8 @@ def check_cmd(
             if verdict.valid is False and plot is not None:
                 plot_counterexample(verdict, chosen, plot)
     except (OSError, UnicodeDecodeError, HistoryError, ModelError, ValueError, TypeError) as exc:
-        typer.echo(f"{history}: {exc}", err=True)
+        said = str(exc)  # (the reader's own errors, and the OS's, already name the file)
+        typer.echo(said if str(history) in said else f"{history}: {said}", err=True)
         raise typer.Exit(EXIT_BAD_HISTORY) from None
     typer.echo(json.dumps(result, default=repr))
     if result["valid"] is True:
