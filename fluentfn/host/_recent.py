@@ -96,6 +96,3 @@ class RecentReplies:
         if isinstance(new, tuple):
             return (new,)
         return (*(self._older or {}).items(), *new.items())
-
-    def kept_count(self) -> int:
-        return len(self.kept())
