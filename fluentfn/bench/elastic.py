@@ -15,8 +15,9 @@ computes on one core at a time):
 Every 0.5 s it records the host count, throughput and p50/p99 latency; at the end it
 compares each identity's stored count with the calls its callers saw acknowledged
 (``lost``: acknowledged but not stored; ``duplicated``: stored more often than called —
-both must be 0; a tell counts once accepted) and reads the migration pause of every moved partition (how long its
-callers were held). Writes elastic.json, elastic.md and a time-series elastic.png.
+both must be 0; a tell counts once accepted) and reads the migration pause of every moved
+partition (how long its callers were held; each move's, in elastic.json's ``pauses_ms``).
+Writes elastic.json, elastic.md and a time-series elastic.png.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def _one(system: str, kind: ff.ActorType, steps: list[tuple[int, float]]) -> tup
         "pause_p50_ms": round(statistics.median(pauses), 1) if pauses else None,
         "pause_p99_ms": round(pauses[int(len(pauses) * 0.99)], 1) if pauses else None,
     }
+    _PAUSES[system] = [round(p, 2) for p in pauses]
     if ramp.errors:
         row["first_error"] = ramp.errors[0][:200]
     return row, series
@@ -223,6 +225,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 _SERIES: dict[str, list[Any]] = {}
+_PAUSES: dict[str, list[float]] = {}  # every move's pause (ms), sorted, by system
 
 
 def plot(path: Path) -> None:
@@ -265,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = json.loads((out / "elastic.json").read_text())
     data["series"] = _SERIES
+    data["pauses_ms"] = _PAUSES
     (out / "elastic.json").write_text(json.dumps(data, indent=2))
     plot(out / "elastic.png")
     return 0
