@@ -35,8 +35,6 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_PLACEMENT_WAIT_S": "how long to wait for a node that fits an actor type's or a function's "
     "resources (default 10)",
     "FLUENTFN_DRAIN_S": "on a partition move, how long running turns get to finish (default 10)",
-    "FLUENTFN_MOVE_HOLD_S": "on a partition move, how long a host at most holds new turns of calls no turn waits "
-    "on, so the move's drain and hand-over get the CPU (default 0.05; 0 holds nothing)",
     "FLUENTFN_HOST_START_S": "how long a new host of a scaled type may take to start before the scale is "
     "undone (default 60)",
     "FLUENTFN_AUTOSCALE_HOST_CPUS": "CPUs each host of an autoscaled type asks Ray for when the type sets no "
@@ -134,9 +132,6 @@ PLACEMENT_WAIT_S = _number("FLUENTFN_PLACEMENT_WAIT_S", 10.0)
 
 DRAIN_S = _number("FLUENTFN_DRAIN_S", 10.0)
 """On a partition move: how long the old host lets running turns finish."""
-
-MOVE_HOLD_S = _number("FLUENTFN_MOVE_HOLD_S", 0.05)
-"""On a partition move: how long at most each host involved holds new turns (``host/_hold.py``)."""
 
 HOST_START_S = _number("FLUENTFN_HOST_START_S", 60.0, minimum=0.1)
 """How long a new host may take to start (and be placed by Ray) before a scale-up is undone."""

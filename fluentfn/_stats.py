@@ -30,7 +30,6 @@ COUNTERS = (
     "writes_deferred",  # persist="call" writes of loop turns the store did not take at once: done by a worker
     "malformed_requests",
     "reminder_failures",
-    "move_held_calls",  # calls a host held (not refused) while one of its partitions moved out or in
     "tells_undelivered",  # tells that no host took by their deadline (their senders had returned)
     "host_ms",  # milliseconds hosts were up (what ``ff.cost()`` prices)
     "gpu_ms",  # ... times the GPUs each had

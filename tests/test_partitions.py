@@ -3,17 +3,15 @@ engine that releases its partition drains, writes and hands ``never`` memory ove
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import fluentfn as ff
 from fluentfn._actordef import ActorDef
-from fluentfn._call import Call, Outcome
+from fluentfn._call import Call
 from fluentfn._ioloop import IoLoop
 from fluentfn.errors import Redirect
 from fluentfn.host._engine import HostEngine
@@ -217,107 +215,3 @@ def test_a_turn_that_outlives_the_drain_loses_no_acknowledged_change(io: IoLoop,
     runner.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], ff.CallTimeout), outcome
     assert call(io, b, d, key, "add", 0) in (5, 6)  # the late turn's own effect is indeterminate
-
-
-# -- the hold on new turns while a partition moves (host/_hold.py) ---------------------------------
-
-
-def a_call(d: ActorDef, key: str, method: str, *args: Any, chain: tuple[str, ...] = ()) -> Call:
-    rid = f"{key}{method}{args}{time.monotonic_ns()}{threading.get_ident()}"
-    return Call(
-        type_name=d.name, key=key, method=method, args=codec.encode_args(args, {}), request_id=rid, call_chain=chain
-    )
-
-
-def submitted(io: IoLoop, h: PartitionSet, c: Call) -> concurrent.futures.Future[Any]:
-    """``c`` through the stream's path (``submit``); the future gets its value or error."""
-    out: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-    def done(reply: Outcome | None) -> None:
-        assert reply is not None
-        if reply.error is not None:
-            out.set_exception(rebuild_error(reply.error))
-        else:
-            out.set_result(codec.decode(reply.value))
-
-    io.loop.call_soon_threadsafe(h.submit, c, done)
-    return out
-
-
-def test_a_move_holds_new_calls_until_its_hand_over_ends(io: IoLoop, store: Store) -> None:
-    """While partition 2 drains (a turn of it still runs) and hands over, calls to the
-    host's other partition wait, in order, by either path; they run after the moving
-    identity's state was handed over, and nothing is refused or lost."""
-    d = definition("call")
-    a, b = host(io, store, d, "a"), host(io, store, d, "b")
-    a.hold.limit_s = 60.0  # the test, not the clock, ends the drain
-    for p in (0, 2):
-        a.adopt(p, store.claim_shard(d.options.group, p))
-    stay, moving = key_in(0), key_in(2)
-    assert call(io, a, d, stay, "add", 1) == 1
-    HELD[0] = False
-    try:
-        running = submitted(io, a, a_call(d, moving, "held"))
-        wait_for(lambda: 2 in a.engines and a.engines[2].admission.running, timeout=30)
-        released = io.submit(a.release(2, grace_s=30.0))
-        wait_for(lambda: a.hold.holding, timeout=30)
-        first = submitted(io, a, a_call(d, stay, "add", 10))
-        second = threading.Thread(target=call, args=(io, a, d, stay, "add", 100))
-        second.start()
-        wait_for(lambda: a.hold.held == 2, timeout=30)
-        assert not first.done() and second.is_alive() and not released.done()
-    finally:
-        HELD[0] = True
-    handoff = released.result(30)
-    assert running.result(30) == 1
-    assert first.result(30) == 11
-    second.join(30)
-    assert call(io, a, d, stay, "add", 0) == 111
-    b.adopt(2, store.claim_shard(d.options.group, 2), handoff)
-    assert call(io, b, d, moving, "add", 0) == 1001  # the held turn's write moved with it
-    assert a.totals()["move_held_calls"] == 2 and not a.hold.holding
-
-
-def test_a_call_a_turn_waits_on_is_not_held(io: IoLoop, store: Store) -> None:
-    """A running turn of the moving partition may wait on a call to another identity of
-    the host: such a call (its chain names the waiting turn) runs during the hold."""
-    d = definition("call")
-    a = host(io, store, d, "a")
-    a.hold.limit_s = 60.0
-    a.adopt(0, store.claim_shard(d.options.group, 0))
-    end = io.run(_begin(a))
-    try:
-        chained = submitted(io, a, a_call(d, key_in(0), "add", 3, chain=(f"{d.name}/{key_in(2)}",)))
-        assert chained.result(30) == 3
-        plain = submitted(io, a, a_call(d, key_in(0), "add", 4))
-        wait_for(lambda: a.hold.held == 1, timeout=30)
-        assert not plain.done()
-    finally:
-        io.loop.call_soon_threadsafe(end)
-    assert plain.result(30) == 7
-
-
-def test_the_hold_ends_by_itself_after_its_limit(io: IoLoop, store: Store) -> None:
-    """A turn of the moving partition that runs long stalls the host's other partitions
-    for at most the hold's limit: their calls are served while the drain still waits."""
-    d = definition("call")
-    a = host(io, store, d, "a")
-    a.hold.limit_s = 0.2
-    for p in (0, 2):
-        a.adopt(p, store.claim_shard(d.options.group, p))
-    HELD[0] = False
-    try:
-        running = submitted(io, a, a_call(d, key_in(2), "held"))
-        wait_for(lambda: 2 in a.engines and a.engines[2].admission.running, timeout=30)
-        released = io.submit(a.release(2, grace_s=60.0))
-        wait_for(lambda: a.hold.holding, timeout=30)
-        assert call(io, a, d, key_in(0), "add", 5) == 5  # after the limit, the drain still waiting
-        assert not released.done() and not a.hold.holding
-    finally:
-        HELD[0] = True
-    released.result(30)
-    assert running.result(30) == 1
-
-
-async def _begin(h: PartitionSet) -> Callable[[], None]:
-    return h.hold.begin()

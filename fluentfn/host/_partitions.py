@@ -9,18 +9,16 @@ host does not own gets a redirect: the caller resolves the partition again and r
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
 from .._call import Args, Call, Outcome
-from .._config import MOVE_HOLD_S
 from .._phases import TALLY
 from .._stats import new_counters
 from .._status import Status
-from ..errors import FluentError, Redirect
+from ..errors import Redirect
 from ..placement import shard_for
 from ..state._store import Store
 from ..wire.errors import describe_error
@@ -28,7 +26,6 @@ from ._activations import Handoff
 from ._driver import Driver
 from ._engine import HostEngine
 from ._heap import HeapPolicy
-from ._hold import MoveHold
 from ._metrics import MethodStats
 
 EngineFactory = Callable[[int, int], HostEngine]
@@ -54,7 +51,6 @@ class PartitionSet:
         # moved away; ``totals()`` adds the live engines'.
         self.counters: dict[str, int] = new_counters()
         self._retired_methods: dict[tuple[str, str], MethodStats] = {}
-        self.hold = MoveHold(MOVE_HOLD_S)  # new turns wait while a partition moves (``_hold.py``)
 
     # -- ownership ------------------------------------------------------------------------------
 
@@ -89,11 +85,7 @@ class PartitionSet:
             engine = self.engines.pop(partition, None)
             handoff = self._handoffs.pop(partition, {})
         if engine is not None:
-            end = self.hold.begin()
-            try:
-                handoff.update(await engine.release(grace_s, executor))
-            finally:
-                end()
+            handoff.update(await engine.release(grace_s, executor))
             self._retire(engine)
         return handoff
 
@@ -150,31 +142,17 @@ class PartitionSet:
     # -- the dispatcher ---------------------------------------------------------------------------
 
     async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None:
-        if self.hold.holds(call):
-            await self.hold.wait()
         engine = self.engine_of(call.key)
         if engine is None:
             return self._redirect_reply(call)
         return await engine.dispatch(call, local=local)
 
     def submit(self, call: Call, done: Callable[[Outcome | None], None], *, local: bool = False) -> None:
-        if self.hold.holds(call):
-            self.hold.defer(functools.partial(self._submit_held, call, done, local))
-            return
         engine = self.engine_of(call.key)
         if engine is None:
             done(self._redirect_reply(call))
             return
         engine.submit(call, done, local=local)
-
-    def _submit_held(self, call: Call, done: Callable[[Outcome | None], None], local: bool) -> None:
-        """A call a move held goes on; its caller gets an outcome whatever happens."""
-        try:
-            self.submit(call, done, local=local)
-        except Exception as exc:  # a bug: the caller still gets its one outcome
-            log.exception("call %s/%s.%s failed in the host", call.type_name, call.key, call.method)
-            error = FluentError(f"internal error in host: {type(exc).__name__}")
-            done(Outcome(seq=call.seq, error=describe_error(error)))
 
     async def accept(self, call: Call) -> None:
         engine = self.engine_of(call.key)
@@ -220,7 +198,6 @@ class PartitionSet:
         """This host's counters: its own, every engine's it had, and its phase timings."""
         totals = dict(self.counters)
         totals.update(TALLY.counters())
-        totals["move_held_calls"] += self.hold.held
         for e in self._snapshot():
             for k, v in e.counters.items():
                 totals[k] = totals.get(k, 0) + v
