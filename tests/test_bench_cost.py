@@ -132,3 +132,33 @@ def test_the_hot_paths_stay_within_their_opcode_budgets(name: str) -> None:
         "find what the change added (`python -m fluentfn.bench.cost --probe NAME --count 64 --traced`), "
         "or raise the budget in fluentfn/bench/cost.py and say why"
     )
+
+
+def _loop(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def test_the_opcode_count_grows_with_the_work_counted() -> None:
+    """Each Python version's way of counting (a trace function's opcode events before 3.12,
+    ``sys.monitoring`` after) sees a loop's instructions: three times the iterations, about
+    three times the count, and nothing counted while off."""
+    counter = cost.OpcodeCount()
+    counter.install()
+    try:
+        counts = []
+        for n in (100, 300):
+            before = counter.total()
+            counter.on = True
+            _loop(n)
+            counter.on = False
+            counts.append(counter.total() - before)
+        idle = counter.total()
+        _loop(100)
+        assert counter.total() == idle
+    finally:
+        counter.uninstall()
+    per_iteration = (counts[1] - counts[0]) / 200
+    assert 2 <= per_iteration <= 20, counts  # a handful of instructions an iteration
