@@ -41,8 +41,8 @@ def test_the_opcode_count_sees_threads_started_after_it_and_only_while_on() -> N
         a = counted(1_000)
         b = counted(3_000) - a
     finally:
-        sys.settrace(before_main)
-        threading.settrace(before_threads)
+        counter.uninstall()
+    assert (sys.gettrace(), threading.gettrace()) == (before_main, before_threads)  # put back
     # Each loop turn is a handful of opcodes, in the worker thread: 2,000 more turns.
     assert 2_000 * 4 <= b - a <= 2_000 * 20, (a, b)
 
@@ -134,13 +134,6 @@ def test_the_hot_paths_stay_within_their_opcode_budgets(name: str) -> None:
     )
 
 
-def _loop(n: int) -> int:
-    total = 0
-    for i in range(n):
-        total += i
-    return total
-
-
 def test_the_opcode_count_grows_with_the_work_counted() -> None:
     """Each Python version's way of counting (a trace function's opcode events before 3.12,
     ``sys.monitoring`` after) sees a loop's instructions: three times the iterations, about
@@ -152,11 +145,11 @@ def test_the_opcode_count_grows_with_the_work_counted() -> None:
         for n in (100, 300):
             before = counter.total()
             counter.on = True
-            _loop(n)
+            _spin(n)
             counter.on = False
             counts.append(counter.total() - before)
         idle = counter.total()
-        _loop(100)
+        _spin(100)
         assert counter.total() == idle
     finally:
         counter.uninstall()

@@ -82,16 +82,19 @@ class OpcodeCount:
         self._local = threading.local()
         self._by_thread: dict[int, int] = {}
         self._tool: int | None = None
+        self._before: tuple[Any, Any] = (None, None)  # the tracers before ``install`` (coverage's, say)
 
     def install(self) -> None:
         if sys.version_info >= (3, 12):
             self._monitor()
             return
+        self._before = (sys.gettrace(), threading.gettrace())
         sys.settrace(self._trace)
         threading.settrace(self._trace)
 
     def uninstall(self) -> None:
-        """Stop counting (threads already traced keep their trace function, counting nothing)."""
+        """Stop counting and put back the tracers there were (threads already traced keep
+        this trace function, counting nothing)."""
         self.on = False
         if self._tool is not None:
             monitoring: Any = getattr(sys, "monitoring")  # noqa: B009
@@ -100,8 +103,8 @@ class OpcodeCount:
             monitoring.free_tool_id(self._tool)
             self._tool = None
             return
-        sys.settrace(None)
-        threading.settrace(None)
+        sys.settrace(self._before[0])
+        threading.settrace(self._before[1])
 
     def total(self) -> int:
         return sum(cell[0] for cell in list(self._cells)) + sum(list(self._by_thread.values()))
