@@ -26,6 +26,8 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_HOST_MAX_LIVE": "live identities per host before idle ones are passivated (default 2,000,000; each "
     "partition gets an even share)",
     "FLUENTFN_SYNC_WORKERS": "threads per host that run sync methods (default 64)",
+    "FLUENTFN_TURN_NICE": "how far below its host's event loop a turn thread is scheduled, in nice steps "
+    '(default 5; 0: level; Linux only, see "Where a turn runs")',
     "FLUENTFN_REPLY_TTL_S": "how long recorded replies are kept for deduplicating retries (default 3600)",
     "FLUENTFN_REPLY_HOLD_S": 'how long an identity with persist="interval" or "never" keeps each reply in '
     "memory for a re-sent request (default 10)",
@@ -116,6 +118,10 @@ HOST_MAX_LIVE = _int("FLUENTFN_HOST_MAX_LIVE", 2_000_000)
 
 SYNC_WORKERS = _int("FLUENTFN_SYNC_WORKERS", 64)
 """Threads per host that run synchronous methods (a blocked nested call holds one)."""
+
+TURN_NICE = int(_number("FLUENTFN_TURN_NICE", 5, integer=True, minimum=0, maximum=19))
+"""Nice steps a host's worker threads (its sync turns, its store work) run below its
+event loop, gRPC and control threads (``host/_workers.py``)."""
 
 REPLY_TTL_S = _number("FLUENTFN_REPLY_TTL_S", 3600.0, minimum=1.0)
 """How long a recorded reply is kept (a retry within it is answered, not re-run)."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ._config import uvloop_wanted
+from ._priority import raise_this_thread, thread_level
 
 T = TypeVar("T")
 
@@ -48,6 +49,16 @@ class IoLoop:
         """True when called from the loop's own thread."""
         return threading.get_ident() == self._ident
 
+    def raise_priority(self, steps: int) -> bool:
+        """Rank the loop's thread ``steps`` nice steps ahead of its process, and the threads
+        it starts after this (gRPC's); False where the system does not allow it
+        (``_priority.raise_this_thread``)."""
+        return self.run(_on_loop(raise_this_thread, steps))
+
+    def level(self) -> int:
+        """The loop thread's nice value."""
+        return self.run(_on_loop(thread_level))
+
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Schedule ``coro`` on the loop from any thread."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -58,6 +69,10 @@ class IoLoop:
             coro.close()
             raise RuntimeError("IoLoop.run called from the I/O loop itself")
         return self.submit(coro).result(timeout)
+
+
+async def _on_loop(fn: Callable[..., T], *args: Any) -> T:
+    return fn(*args)
 
 
 _shared: IoLoop | None = None

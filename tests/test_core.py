@@ -19,7 +19,8 @@ import ray
 import fluentfn as ff
 from fluentfn import _config, _gc
 from fluentfn._call import Call
-from fluentfn.testing import hosts, wait_for
+from fluentfn._priority import raise_this_thread
+from fluentfn.testing import host_of, hosts, wait_for
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
@@ -554,3 +555,27 @@ def test_hosts_run_at_the_callers_priority(cluster: ff.Cluster) -> None:
     assert Counter["nice"].add(1) == 1
     for info in hosts(cluster):
         assert os.getpriority(os.PRIO_PROCESS, info["pid"]) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+@ff.actor(name="TNice", shards=1)
+class NiceProbe:
+    def level(self) -> int:
+        """This turn's thread's nice value (the method calls, so a worker thread runs it)."""
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own priority is Linux's")
+def test_a_hosts_loop_ranks_ahead_of_its_turn_threads(cluster: ff.Cluster) -> None:
+    """``FLUENTFN_TURN_NICE`` steps between a host's event loop and its turns: the loop
+    raised where the system allows it (root, CAP_SYS_NICE), else the turns lowered."""
+    turn = NiceProbe["a"].level()
+    info = host_of(cluster, NiceProbe["a"])
+    process = os.getpriority(os.PRIO_PROCESS, info["pid"])  # its main thread's
+    steps = _config.TURN_NICE
+    assert steps > 0 and info["priority"] == {"loop": info["priority"]["loop"], "turns": turn}
+    raised = (info["priority"]["loop"], turn) == (max(-20, process - steps), process)
+    lowered = (info["priority"]["loop"], turn) == (process, min(19, process + steps))
+    assert raised or lowered, (process, info["priority"])
+    with ThreadPoolExecutor(1) as probe:  # a thread of this process, which may raise itself as the hosts may
+        allowed = probe.submit(raise_this_thread, 1).result(10)
+    assert raised == allowed

@@ -3,6 +3,10 @@
 ``size`` turns run at once. A turn reported overdue (past its deadline, still running:
 a method that never returns, say) stops counting against ``size`` until it ends, so a
 handful of stuck methods cannot starve the other identities of the host.
+
+Each thread sets its own priority when it starts (``_priority.lower_this_thread``):
+``nice`` steps behind its process's main thread, or level with it for ``nice=0`` (a
+thread started by a host's raised event loop would otherwise inherit the loop's rank).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from .._priority import lower_this_thread
 
 T = TypeVar("T")
 _Item = tuple[concurrent.futures.Future[Any], Callable[[], Any]]
@@ -26,8 +32,9 @@ class Workers(concurrent.futures.Executor):
     waits while the pool could start a thread for it.
     """
 
-    def __init__(self, size: int, name: str) -> None:
+    def __init__(self, size: int, name: str, nice: int = 0) -> None:
         self._name = name
+        self._nice = nice
         self._limit = size
         self._threads = 0
         self._idle = 0  # threads waiting for work
@@ -59,6 +66,7 @@ class Workers(concurrent.futures.Executor):
         threading.Thread(target=self._run, name=f"{self._name}-{self._threads}", daemon=True).start()
 
     def _run(self) -> None:
+        lower_this_thread(self._nice)
         while True:
             with self._lock:
                 if self._threads > self._limit:  # a stuck turn ended: give the extra thread back

@@ -20,6 +20,7 @@ from .._actordef import ActorDef
 from .._clusterconfig import ClusterConfig
 from .._ioloop import IoLoop, io_loop
 from .._logs import quiet_logs
+from .._priority import process_level
 from .._ref import set_invoker
 from .._tables import DIRECTORY_NAME, ray_namespace
 from .._tracing import configure as configure_tracing
@@ -80,12 +81,16 @@ class ShardHost:
         ctx = ray.get_runtime_context()
         node_id = ctx.get_node_id()
         self._io: IoLoop = io_loop()
+        # The loop ahead of the turns (``_priority``): raised if allowed, else turns lowered.
+        raised = self._io.raise_priority(_config.TURN_NICE)
+        turn_nice = 0 if raised else _config.TURN_NICE
+        self._priority = {"loop": self._io.level(), "turns": min(19, process_level() + turn_nice)}  # nice values
         self._group: str = group
         self._incarnation: str = os.urandom(8).hex()  # this process: a restarted host is a new one
         self._started = time.monotonic()
         self._cluster_id: str = config.cluster_id
         self._store: Store = open_store(config.store)
-        workers = Workers(_config.SYNC_WORKERS, f"fluentfn-{group}-{host_id}")
+        workers = Workers(_config.SYNC_WORKERS, f"fluentfn-{group}-{host_id}", turn_nice)
         self._blobs: dict[str, bytes] = {}
         load_type = _type_loader(self._directory, self._blobs)
         gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
@@ -180,6 +185,7 @@ class ShardHost:
             "rss_bytes": rss_bytes(),
             "metrics": self.metrics,
             "load": self.parts.load,
+            "priority": dict(self._priority),  # nice values of its event loop and its turn threads
         }
 
     def stats(self) -> dict[str, int]:

@@ -1,0 +1,62 @@
+"""Thread scheduling priority: a host's event loop ahead of its turns (Linux only).
+
+Linux schedules each thread on its own, so one process can rank its threads. A host puts
+its event loop ``steps`` nice steps ahead of its turn threads (``FLUENTFN_TURN_NICE``):
+when its turns keep the cores busy, the loop (replies, routing, a move's release and
+adopt) and the gRPC threads it starts get a core as soon as they wake instead of waiting
+out the turns' time slices. It raises the loop when the system lets it (root, or
+``CAP_SYS_NICE``), so turns keep their share against other processes; otherwise it lowers
+the turn threads instead, which then also yield to other processes on the machine.
+Elsewhere (macOS, Windows) a priority is the whole process's, and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+log = logging.getLogger("fluentfn")
+
+_LINUX = sys.platform == "linux"
+_refused = False  # lowering a thread was refused once: said once per process
+
+
+def process_level() -> int:
+    """The nice value of this process's main thread (what its threads start from); 0 off Linux."""
+    return os.getpriority(os.PRIO_PROCESS, os.getpid()) if _LINUX else 0
+
+
+def thread_level() -> int:
+    """The nice value of the calling thread; 0 off Linux."""
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if _LINUX else 0
+
+
+def raise_this_thread(steps: int) -> bool:
+    """Schedule the calling thread ``steps`` nice steps ahead of its process's main thread
+    (threads it starts from now on inherit that). False where that is not allowed (an
+    unprivileged process may only lower its threads) or not Linux: nothing changed."""
+    if not _LINUX or steps <= 0:
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(-20, process_level() - steps))
+    except OSError:  # EACCES/EPERM: raising needs CAP_SYS_NICE; the caller lowers the turns instead
+        return False
+    return True
+
+
+def lower_this_thread(steps: int) -> None:
+    """Schedule the calling thread ``steps`` nice steps behind its process's main thread
+    (at most 19). ``steps=0`` puts a thread started by a raised one back level with the
+    process; a thread started by a lowered one is not lowered twice. Linux only. A system
+    that refuses is logged (once per process) and the thread keeps the level it has."""
+    global _refused
+    if not _LINUX:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, process_level() + steps))
+    except OSError as exc:
+        if not _refused:
+            _refused = True
+            log.warning("turn threads keep their priority: setpriority refused (%s)", exc)
