@@ -120,8 +120,8 @@ SYNC_WORKERS = _int("FLUENTFN_SYNC_WORKERS", 64)
 """Threads per host that run synchronous methods (a blocked nested call holds one)."""
 
 TURN_NICE = int(_number("FLUENTFN_TURN_NICE", 5, integer=True, minimum=0, maximum=19))
-"""Nice steps a host's worker threads (its sync turns, its store work) run below its
-event loop, gRPC and control threads (``host/_workers.py``)."""
+"""Nice steps between a host's event loop (with the gRPC and control threads it starts)
+and its worker threads (sync turns, store work): ``_priority.py``."""
 
 REPLY_TTL_S = _number("FLUENTFN_REPLY_TTL_S", 3600.0, minimum=1.0)
 """How long a recorded reply is kept (a retry within it is answered, not re-run)."""
