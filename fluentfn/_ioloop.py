@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ._config import uvloop_wanted
-from ._priority import raise_this_thread, thread_level
 
 T = TypeVar("T")
 
@@ -36,6 +35,7 @@ class IoLoop:
         self.thread.start()
         self._started.wait()
         self._ident = self.thread.ident  # ``in_loop`` compares it, on every blocking call
+        self.native_id: int = self.thread.native_id or 0  # the kernel's id (set once started)
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -49,16 +49,6 @@ class IoLoop:
         """True when called from the loop's own thread."""
         return threading.get_ident() == self._ident
 
-    def raise_priority(self, steps: int) -> bool:
-        """Rank the loop's thread ``steps`` nice steps ahead of its process, and the threads
-        it starts after this (gRPC's); False where the system does not allow it
-        (``_priority.raise_this_thread``)."""
-        return self.run(_on_loop(raise_this_thread, steps))
-
-    def level(self) -> int:
-        """The loop thread's nice value."""
-        return self.run(_on_loop(thread_level))
-
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Schedule ``coro`` on the loop from any thread."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -69,10 +59,6 @@ class IoLoop:
             coro.close()
             raise RuntimeError("IoLoop.run called from the I/O loop itself")
         return self.submit(coro).result(timeout)
-
-
-async def _on_loop(fn: Callable[..., T], *args: Any) -> T:
-    return fn(*args)
 
 
 _shared: IoLoop | None = None

@@ -28,19 +28,20 @@ def process_level() -> int:
     return os.getpriority(os.PRIO_PROCESS, os.getpid()) if _LINUX else 0
 
 
-def thread_level() -> int:
-    """The nice value of the calling thread; 0 off Linux."""
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if _LINUX else 0
+def thread_level(tid: int | None = None) -> int:
+    """The nice value of thread ``tid`` of this process (a native id; default the calling
+    thread); 0 off Linux."""
+    return os.getpriority(os.PRIO_PROCESS, tid or threading.get_native_id()) if _LINUX else 0
 
 
-def raise_this_thread(steps: int) -> bool:
-    """Schedule the calling thread ``steps`` nice steps ahead of its process's main thread
-    (threads it starts from now on inherit that). False where that is not allowed (an
-    unprivileged process may only lower its threads) or not Linux: nothing changed."""
+def raise_thread(tid: int, steps: int) -> bool:
+    """Schedule thread ``tid`` of this process (a native id) ``steps`` nice steps ahead of
+    its main thread (threads it starts from now on inherit that). False where that is not
+    allowed (an unprivileged process may only lower its threads) or not Linux: nothing changed."""
     if not _LINUX or steps <= 0:
         return False
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(-20, process_level() - steps))
+        os.setpriority(os.PRIO_PROCESS, tid, max(-20, process_level() - steps))
     except OSError:  # EACCES/EPERM: raising needs CAP_SYS_NICE; the caller lowers the turns instead
         return False
     return True

@@ -19,7 +19,7 @@ import ray
 import fluentfn as ff
 from fluentfn import _config, _gc
 from fluentfn._call import Call
-from fluentfn._priority import raise_this_thread
+from fluentfn._priority import raise_thread
 from fluentfn.testing import host_of, hosts, wait_for
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
@@ -577,5 +577,5 @@ def test_a_hosts_loop_ranks_ahead_of_its_turn_threads(cluster: ff.Cluster) -> No
     lowered = (info["priority"]["loop"], turn) == (process, min(19, process + steps))
     assert raised or lowered, (process, info["priority"])
     with ThreadPoolExecutor(1) as probe:  # a thread of this process, which may raise itself as the hosts may
-        allowed = probe.submit(raise_this_thread, 1).result(10)
+        allowed = probe.submit(lambda: raise_thread(threading.get_native_id(), 1)).result(10)
     assert raised == allowed

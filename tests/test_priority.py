@@ -14,7 +14,7 @@ import pytest
 
 from fluentfn import _priority
 from fluentfn._ioloop import IoLoop
-from fluentfn._priority import lower_this_thread, process_level, raise_this_thread, thread_level
+from fluentfn._priority import lower_this_thread, process_level, raise_thread, thread_level
 from fluentfn.host._workers import Workers
 
 pytestmark = [
@@ -32,6 +32,10 @@ def _in_thread(fn: Callable[[], Any]) -> Any:
     return out[0]
 
 
+def _raise_me(steps: int) -> bool:
+    return raise_thread(threading.get_native_id(), steps)
+
+
 def _refuse_raising(monkeypatch: pytest.MonkeyPatch) -> None:
     """An unprivileged process: it may lower a thread, never raise one."""
     real = os.setpriority
@@ -47,8 +51,8 @@ def _refuse_raising(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_unprivileged_raise_changes_nothing_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     _refuse_raising(monkeypatch)
     base = process_level()
-    assert _in_thread(lambda: (raise_this_thread(5), thread_level())) == (False, base)
-    assert _in_thread(lambda: (raise_this_thread(0), thread_level())) == (False, base)
+    assert _in_thread(lambda: (_raise_me(5), thread_level())) == (False, base)
+    assert _in_thread(lambda: (_raise_me(0), thread_level())) == (False, base)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="raising a thread needs root (or CAP_SYS_NICE)")
@@ -56,7 +60,7 @@ def test_a_raised_thread_is_ahead_and_a_worker_it_starts_is_level_again() -> Non
     base = process_level()
 
     def raised() -> tuple[bool, int, int, int]:
-        ok = raise_this_thread(5)
+        ok = _raise_me(5)
         pool = Workers(2, "t", nice=0)  # its threads start from this raised one
         try:
             return ok, thread_level(), _in_thread(thread_level), pool.submit(thread_level).result(5)
@@ -76,13 +80,13 @@ def test_a_host_loop_is_raised_where_allowed_else_its_turns_are_lowered(monkeypa
     io = IoLoop()
     try:
         if os.geteuid() != 0:
-            assert not io.raise_priority(5)
-        elif io.raise_priority(5):
-            assert io.level() == max(-20, base - 5)
+            assert not raise_thread(io.native_id, 5)
+        elif raise_thread(io.native_id, 5):  # set from this thread: the loop's own is not needed
+            assert thread_level(io.native_id) == max(-20, base - 5)
         _refuse_raising(monkeypatch)
         unprivileged = IoLoop()
         try:
-            assert not unprivileged.raise_priority(5) and unprivileged.level() == base
+            assert not raise_thread(unprivileged.native_id, 5) and thread_level(unprivileged.native_id) == base
             pool = Workers(2, "t", nice=5)
             assert pool.submit(thread_level).result(5) == min(19, base + 5)
             pool.shutdown()

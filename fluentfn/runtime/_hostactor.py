@@ -20,7 +20,7 @@ from .._actordef import ActorDef
 from .._clusterconfig import ClusterConfig
 from .._ioloop import IoLoop, io_loop
 from .._logs import quiet_logs
-from .._priority import process_level
+from .._priority import process_level, raise_thread, thread_level
 from .._ref import set_invoker
 from .._tables import DIRECTORY_NAME, ray_namespace
 from .._tracing import configure as configure_tracing
@@ -82,9 +82,10 @@ class ShardHost:
         node_id = ctx.get_node_id()
         self._io: IoLoop = io_loop()
         # The loop ahead of the turns (``_priority``): raised if allowed, else turns lowered.
-        raised = self._io.raise_priority(_config.TURN_NICE)
+        raised = raise_thread(self._io.native_id, _config.TURN_NICE)
         turn_nice = 0 if raised else _config.TURN_NICE
-        self._priority = {"loop": self._io.level(), "turns": min(19, process_level() + turn_nice)}  # nice values
+        loop_level = thread_level(self._io.native_id)
+        self._priority = {"loop": loop_level, "turns": min(19, process_level() + turn_nice)}  # nice values
         self._group: str = group
         self._incarnation: str = os.urandom(8).hex()  # this process: a restarted host is a new one
         self._started = time.monotonic()
