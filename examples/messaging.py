@@ -44,6 +44,19 @@ class _Ping:
         return out
 
 
+class _AsyncPing:
+    async def pingpong(self, peer: ff.ActorRef, n: int, payload: bytes) -> list[float]:
+        """``_Ping.pingpong`` written as async code: each round trip awaited on the host's
+        event loop (no worker thread waits), in microseconds."""
+        await peer.pong.aio(payload)
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await peer.pong.aio(payload)
+            out.append((time.perf_counter() - t0) * 1e6)
+        return out
+
+
 class _Blob:
     def __init__(self) -> None:
         self.data = b""
@@ -59,6 +72,7 @@ class _Blob:
 
 Pong = ff.actor(name="PaperPong", shards=1)(_Pong)
 Ping = ff.actor(name="PaperPing", shards=1)(_Ping)
+AsyncPing = ff.actor(name="PaperAsyncPing", shards=1)(_AsyncPing)
 Blob = ff.actor(name="PaperBlob", shards=1)(_Blob)
 
 

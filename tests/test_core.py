@@ -154,6 +154,16 @@ def test_cross_host_and_async_actor_calls(cluster: ff.Cluster) -> None:
     assert p.aping(Counter["cross"]) == 6
 
 
+def test_the_messaging_case_rallies_across_hosts_from_sync_and_async_turns(cluster: ff.Cluster) -> None:
+    from fluentfn.examples import messaging
+
+    for ping in (messaging.Ping["rally"], messaging.AsyncPing["rally"]):
+        samples = ping.pingpong(messaging.Pong["rally"], 5, messaging.PAYLOAD)
+        assert len(samples) == 5 and all(s > 0 for s in samples), (ping, samples)
+    ends = [host_of(cluster, ref) for ref in (messaging.AsyncPing["rally"], messaging.Pong["rally"])]
+    assert ends[0]["pid"] != ends[1]["pid"], ends  # a call over the network, not an inline one
+
+
 def test_reentrant_async_methods_interleave(cluster: ff.Cluster) -> None:
     g = Gate["g"]
     f1, f2 = g.meet.future("a", "b"), g.meet.future("b", "a")

@@ -13,6 +13,9 @@ actor is a process here), and ``fluentfn-pingpong`` (an actor's
 blocking 1 KB calls to an actor on another host, the paper's messaging case) against
 ``ray-pingpong`` (``ray.get`` inside one Ray actor on another's method), and the floor
 ``grpc-aio-stream-pingpong`` (the same 1 KB round trips on one raw grpc.aio stream).
+``fluentfn-pingpong-async`` and ``ray-pingpong-async``: the same rallies written as async
+methods (``await peer.pong.aio(...)``; ``await peer.pong.remote(...)`` in a Ray async
+actor), where a turn's waits are the host's event loop's and no thread waits.
 """
 
 from __future__ import annotations
@@ -82,8 +85,9 @@ def _cold_route_burst(n: int, namespace: str = "default") -> tuple[float, float]
     return cold, warm
 
 
-def _ray_pingpong(n: int, payload: bytes) -> float:
-    """Seconds for ``n`` blocking round trips from one Ray actor to another."""
+def _ray_pingpong(n: int, payload: bytes) -> tuple[float, float]:
+    """Seconds for ``n`` round trips from one Ray actor to another: blocking (``ray.get``
+    in a sync actor), then awaited (in an async actor)."""
     import ray
 
     @ray.remote(num_cpus=0)
@@ -100,11 +104,22 @@ def _ray_pingpong(n: int, payload: bytes) -> float:
                 ray.get(peer.pong.remote(payload))
             return time.perf_counter() - t0
 
-    ping, pong = RayPing.remote(), RayPong.remote()  # type: ignore[attr-defined]
-    seconds = float(ray.get(ping.rally.remote(pong, n, payload)))
-    ray.kill(ping)
+    @ray.remote(num_cpus=0)
+    class RayAsyncPing:
+        async def rally(self, peer: Any, n: int, payload: bytes) -> float:
+            await peer.pong.remote(payload)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await peer.pong.remote(payload)
+            return time.perf_counter() - t0
+
+    pong = RayPong.remote()  # type: ignore[attr-defined]
+    seconds = []
+    for ping in (RayPing.remote(), RayAsyncPing.remote()):  # type: ignore[attr-defined]
+        seconds.append(float(ray.get(ping.rally.remote(pong, n, payload))))
+        ray.kill(ping)
     ray.kill(pong)
-    return seconds
+    return seconds[0], seconds[1]
 
 
 def _rate(system: str, calls: int, seconds: float) -> dict[str, Any]:
@@ -183,6 +198,8 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rallies = 2_000 if quick else 10_000
         samples = messaging.Ping["a"].pingpong(messaging.Pong["b"], rallies, messaging.PAYLOAD)
         rows.append(_rate("fluentfn-pingpong", rallies, sum(samples) / 1e6))
+        samples = messaging.AsyncPing["a"].pingpong(messaging.Pong["b"], rallies, messaging.PAYLOAD)
+        rows.append(_rate("fluentfn-pingpong-async", rallies, sum(samples) / 1e6))
 
         ray_echo = RayEcho()
         ray_echo.pipelined(PAYLOAD, 500)
@@ -190,7 +207,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append(_rate("ray-clients", 8 * per, _threads(8, per, lambda i: ray_echo.call(PAYLOAD))))
         ray_echo.close()
         rows.append(_rate(f"ray-ring-{turns.RAY_RING}-actors", hops, hops * turns.ray_ring_per_hop(hops)))
-        rows.append(_rate("ray-pingpong", rallies, _ray_pingpong(rallies, messaging.PAYLOAD)))
+        blocking, awaited = _ray_pingpong(rallies, messaging.PAYLOAD)
+        rows.append(_rate("ray-pingpong", rallies, blocking))
+        rows.append(_rate("ray-pingpong-async", rallies, awaited))
         floor = GrpcStreamEcho()
         rows.append(_rate("grpc-aio-stream-pingpong", rallies, floor.pingpong(messaging.PAYLOAD, rallies)))
         floor.close()
@@ -198,6 +217,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
     ray_rate = by["ray-pipelined"]["ops_per_s"]
     for r in rows:
         r["vs_ray_pipelined"] = round(r["ops_per_s"] / ray_rate, 2)
+    ray_best = max(by["ray-pingpong"]["ops_per_s"], by["ray-pingpong-async"]["ops_per_s"])
     notes = [
         f"fluentfn-pipelined / ray-pipelined = {by['fluentfn-pipelined']['ops_per_s'] / ray_rate:.2f}x (target >= 6x)",
         f"fluentfn-clients / ray-clients = {by['fluentfn-clients']['ops_per_s'] / by['ray-clients']['ops_per_s']:.2f}x",
@@ -211,6 +231,12 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"{by['fluentfn-pingpong']['ops_per_s'] / by['ray-pingpong']['ops_per_s']:.2f}x (target >= 2.5x); "
         "/ a raw grpc.aio stream ping-pong (the floor) = "
         f"{by['fluentfn-pingpong']['ops_per_s'] / by['grpc-aio-stream-pingpong']['ops_per_s']:.2f}",
+        "the same ping-pong as async methods: fluentfn / ray (async actors) = "
+        f"{by['fluentfn-pingpong-async']['ops_per_s'] / by['ray-pingpong-async']['ops_per_s']:.2f}x; "
+        "/ ray's faster shape = "
+        f"{by['fluentfn-pingpong-async']['ops_per_s'] / ray_best:.2f}x; "
+        "/ the floor = "
+        f"{by['fluentfn-pingpong-async']['ops_per_s'] / by['grpc-aio-stream-pingpong']['ops_per_s']:.2f}",
     ]
     return rows, notes
 
