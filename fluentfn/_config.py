@@ -37,6 +37,8 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_PLACEMENT_WAIT_S": "how long to wait for a node that fits an actor type's or a function's "
     "resources (default 10)",
     "FLUENTFN_DRAIN_S": "on a partition move, how long running turns get to finish (default 10)",
+    "FLUENTFN_QUIESCE_S": "on a partition move, how long it goes on serving, waiting for a moment no turn "
+    "runs (default 0.1)",
     "FLUENTFN_HOST_START_S": "how long a new host of a scaled type may take to start before the scale is "
     "undone (default 60)",
     "FLUENTFN_AUTOSCALE_HOST_CPUS": "CPUs each host of an autoscaled type asks Ray for when the type sets no "
@@ -138,6 +140,10 @@ PLACEMENT_WAIT_S = _number("FLUENTFN_PLACEMENT_WAIT_S", 10.0)
 
 DRAIN_S = _number("FLUENTFN_DRAIN_S", 10.0)
 """On a partition move: how long the old host lets running turns finish."""
+
+QUIESCE_S = _number("FLUENTFN_QUIESCE_S", 0.1)
+"""On a partition move: how long the old host goes on serving, waiting for a moment no
+turn of the partition runs (then it stops admitting, with nothing left to drain)."""
 
 HOST_START_S = _number("FLUENTFN_HOST_START_S", 60.0, minimum=0.1)
 """How long a new host may take to start (and be placed by Ray) before a scale-up is undone."""

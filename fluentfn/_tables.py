@@ -76,7 +76,8 @@ class Group:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     problem: str = ""  # why the group is not at the size asked for ("" when it is)
     policy: AutoscalePolicy | None = None
-    pauses_ms: list[float] = field(default_factory=list)  # how long each moved partition was held
+    pauses_ms: list[float] = field(default_factory=list)  # how long each moved partition's callers were held
+    holds_ms: list[float] = field(default_factory=list)  # ... and its route's lookups (the whole move)
     start_failures: int = 0  # hosts of the group whose process could not start
     failed_why: str = ""  # the last one's cause, until a host of the group starts
     failures_in_row: int = 0  # since a host of the group last started (the retry pause doubles)

@@ -245,10 +245,19 @@ class Directory:
         return g.placement()
 
     async def move_pauses(self, name: str) -> list[float]:
-        """How long (ms) each partition move of the type held its callers."""
+        """How long (ms) each partition move of the type held its callers: from when its
+        old host stopped admitting (it went on serving until no turn ran) until it was
+        served again."""
         await self._ready()
         _, g = self._group_of(name)
         return list(g.pauses_ms)
+
+    async def move_holds(self, name: str) -> list[float]:
+        """How long (ms) each partition move of the type held lookups of its route: the
+        whole move, its quiet wait included (callers that had the route were served)."""
+        await self._ready()
+        _, g = self._group_of(name)
+        return list(g.holds_ms)
 
     async def scale(self, name: str, hosts: int) -> dict[str, list[int]]:
         """``cluster.scale``: run ``hosts`` hosts, partitions spread evenly; returns the placement."""

@@ -215,7 +215,7 @@ class Model:
 
     def step_move_partition(self, p: int) -> str:
         src, dst = self.owner[p], 1 - self.owner[p]
-        handoff = self.io.run(self.hosts[src].release(p, grace_s=2.0))
+        handoff = self.io.run(self.hosts[src].release(p, grace_s=2.0)).memory
         self.hosts[dst].adopt(p, self.store.claim_shard(self.d.options.group, p), handoff)
         self.owner[p] = dst
         return f"move p{p} h{src}->h{dst}"

@@ -80,7 +80,7 @@ def test_a_partition_moves_over_grpc_with_its_state_and_replies(
     assert call(io, a.parts, d, key, "add", 5) == 5
     released = io.run(control.release(a.endpoint, a.who, [p], 5.0, 30.0))
     assert list(released) == [p]
-    memory = released[p]
+    memory = released[p].memory
     if persist == "never":  # the memory itself travels (the state encoding's bytes)
         assert list(memory) == [f"{d.name}/{key}"]
         assert memory[f"{d.name}/{key}"].state

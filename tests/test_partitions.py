@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -14,6 +15,7 @@ from fluentfn._actordef import ActorDef
 from fluentfn._call import Call
 from fluentfn._ioloop import IoLoop
 from fluentfn.errors import Redirect
+from fluentfn.host._activations import Released
 from fluentfn.host._engine import HostEngine
 from fluentfn.host._partitions import PartitionSet
 from fluentfn.placement import shard_for
@@ -103,7 +105,7 @@ def key_in(partition: int) -> str:
 
 
 def move(io: IoLoop, store: Store, d: ActorDef, src: PartitionSet, dst: PartitionSet, p: int) -> None:
-    handoff = io.run(src.release(p, grace_s=5.0))
+    handoff = io.run(src.release(p, grace_s=5.0)).memory
     dst.adopt(p, store.claim_shard(d.options.group, p), handoff)
 
 
@@ -134,6 +136,85 @@ def test_a_running_turn_finishes_before_the_state_moves(io: IoLoop, store: Store
     move(io, store, d, a, b, 2)  # waits for the slow turn: its write lands before the hand-over
     slow.join()
     assert call(io, b, d, key, "add", 0) == 1001
+
+
+def keys_in(partition: int, n: int) -> list[str]:
+    return [f"k{i}" for i in range(10_000) if shard_for(f"k{i}", PARTS) == partition][:n]
+
+
+class Releasing(NamedTuple):
+    engine: HostEngine
+    release: Future[Released]
+    runner: threading.Thread  # the held turn's caller; its reply lands in ``held``
+    held: list[Any]
+    busy: str  # the key whose turn is held
+    other: str  # another key of the partition
+
+
+def release_during_a_held_turn(io: IoLoop, a: PartitionSet, d: ActorDef, p: int) -> Releasing:
+    """Partition ``p`` of ``a`` runs a held turn (``HELD``: the caller lets it end) when
+    its release starts."""
+    busy, other = keys_in(p, 2)
+    HELD[0] = False
+    held: list[Any] = []
+    runner = threading.Thread(target=lambda: held.append(call(io, a, d, busy, "held")))
+    runner.start()
+    wait_for(lambda: p in a.engines and a.engines[p].admission.running, timeout=30)
+    return Releasing(a.engines[p], io.submit(a.release(p, grace_s=30.0)), runner, held, busy, other)
+
+
+def test_a_moving_partition_serves_until_no_turn_runs_then_stops_at_once(
+    io: IoLoop, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quiet wait: while a turn of the partition runs, other calls of it are still
+    served (not redirected); the turn's end fences it in the same step and the hand-over
+    starts, with nothing left to drain. The release says how long it went on serving."""
+    from fluentfn import _config
+
+    monkeypatch.setattr(_config, "QUIESCE_S", 60.0)  # no timing in the test: only the turn's end
+    d = definition("call")
+    a, b = host(io, store, d, "a"), host(io, store, d, "b")
+    a.adopt(2, store.claim_shard(d.options.group, 2))
+    try:
+        r = release_during_a_held_turn(io, a, d, 2)
+        busy, other = r.busy, r.other
+        wait_for(lambda: r.engine.admission._policy.quiescing, timeout=30)
+        assert call(io, a, d, other, "add", 7) == 7  # served by the old owner meanwhile
+        assert not r.release.done() and not r.engine.persistence.draining
+    finally:
+        HELD[0] = True
+    r.runner.join(30)
+    released = r.release.result(30)
+    assert r.held == [1] and released.served_s > 0
+    with pytest.raises(Redirect):
+        call(io, a, d, other, "add", 1)
+    b.adopt(2, store.claim_shard(d.options.group, 2), released.memory)
+    assert call(io, b, d, other, "add", 0) == 1007  # on_deactivate ran once, on the move
+    assert call(io, b, d, busy, "add", 0) == 1001
+
+
+def test_a_partition_that_never_goes_quiet_stops_admitting_after_the_wait(
+    io: IoLoop, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fluentfn import _config
+
+    monkeypatch.setattr(_config, "QUIESCE_S", 0.05)
+    d = definition("call")
+    a, b = host(io, store, d, "a"), host(io, store, d, "b")
+    a.adopt(3, store.claim_shard(d.options.group, 3))
+    try:
+        r = release_during_a_held_turn(io, a, d, 3)
+        wait_for(lambda: r.engine.persistence.draining, timeout=30)  # the wait ended: it drains
+        with pytest.raises(Redirect):  # no longer admitting, while the held turn still runs
+            call(io, a, d, r.other, "add", 1)
+        assert not r.release.done()
+    finally:
+        HELD[0] = True
+    r.runner.join(30)
+    released = r.release.result(30)
+    assert r.held == [1] and released.served_s > 0.03  # the wait (the loop's timer: ms-grained)
+    b.adopt(3, store.claim_shard(d.options.group, 3), released.memory)
+    assert call(io, b, d, r.busy, "add", 0) == 1001  # the held turn's write landed before the hand-over
 
 
 def test_the_old_owner_cannot_write_after_the_move(io: IoLoop, store: Store) -> None:
@@ -208,7 +289,7 @@ def test_a_turn_that_outlives_the_drain_loses_no_acknowledged_change(io: IoLoop,
     runner.start()
     try:
         wait_for(lambda: a.engines[1].admission.running, timeout=30)
-        handoff = io.run(a.release(1, grace_s=0.05))
+        handoff = io.run(a.release(1, grace_s=0.05)).memory
         b.adopt(1, store.claim_shard(d.options.group, 1), handoff)
     finally:
         HELD[0] = True

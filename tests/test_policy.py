@@ -34,6 +34,8 @@ from fluentfn.host._policy import (
     Forget,
     HostPolicy,
     Passivate,
+    Quiesce,
+    Quiet,
     Reject,
     Run,
     Tick,
@@ -57,6 +59,8 @@ class PolicyMachine(RuleBasedStateMachine):
         self.ran: set[int] = set()
         self.outcomes: dict[int, str] = {}  # tid -> "finished" | "rejected:<why>"
         self.fenced_at_run = False
+        self.quiet_owed = 0  # ``Quiesce`` events whose ``Quiet`` has not come yet
+        self.fence_rule = False  # the instructions being applied answer a ``Fence``
 
     # -- applying instructions ------------------------------------------------------------
 
@@ -77,6 +81,13 @@ class PolicyMachine(RuleBasedStateMachine):
                 assert ins.tid not in self.outcomes, "two outcomes"
                 assert ins.tid not in self.ran, "rejected after it ran"
                 self.outcomes[ins.tid] = f"rejected:{ins.why.value}"
+            elif isinstance(ins, Quiet):
+                assert self.quiet_owed > 0, "a Quiet nobody asked for"
+                assert self.policy.fenced, "quiet but not fenced"
+                if not self.fence_rule:  # a quiesce ends when no turn runs (or a fence ends it)
+                    assert not self.running, "quiet while a turn runs"
+                self.quiet_owed = 0
+                self.fenced_at_run = True
             else:
                 assert isinstance(ins, Forget)
                 assert not any(self.info[t]["address"] == ins.address for t in self.running)
@@ -172,9 +183,20 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @rule()
     def fence(self) -> None:
+        self.fence_rule = True
         self.apply(self.policy.handle(Fence()))
+        self.fence_rule = False
         self.fenced_at_run = True
         assert not self.policy.queued_all()
+
+    @rule()
+    def quiesce(self) -> None:
+        self.quiet_owed += 1
+        self.fence_rule = self.policy.fenced  # already fenced: quiet at once (the release drains)
+        self.apply(self.policy.handle(Quiesce()))
+        self.fence_rule = False
+        if self.quiet_owed:  # still waiting: turns run, and the host still admits
+            assert self.running and not self.policy.fenced
 
     @rule(address=st.sampled_from(ADDRESSES))
     def passivate(self, address: str) -> None:
@@ -208,6 +230,12 @@ class PolicyMachine(RuleBasedStateMachine):
             interleaving = all(self.info[t]["interleave"] for t in plain)
             assert len(plain) <= 1 or interleaving, (address, [self.info[t] for t in here])
             assert not any(self.info[t]["passivation"] for t in here)
+
+    @invariant()
+    def a_quiesce_waits_only_while_turns_run(self) -> None:
+        assert self.policy.quiescing == bool(self.quiet_owed)
+        if self.policy.quiescing:
+            assert self.running and not self.policy.fenced
 
     @invariant()
     def policy_agrees_with_the_model(self) -> None:
@@ -248,6 +276,7 @@ class PolicyMachine(RuleBasedStateMachine):
             self.outcomes[tid] = "finished"
             self.apply(self.policy.handle(Finish(tid)))
         assert not self.running and not self.policy.queued_all()
+        assert not self.quiet_owed, "a quiesce still waits with no turn running"
         for tid, info in self.info.items():
             assert tid in self.outcomes, (tid, info)
 
@@ -287,6 +316,35 @@ def test_fenced_host_redirects_queued_and_new_turns() -> None:
     assert policy.handle(Fence()) == [Reject(2, Why.REDIRECT)]
     assert policy.handle(Arrive(3, "T/b", "c3", now=0.0)) == [Reject(3, Why.REDIRECT)]
     assert policy.handle(Finish(1)) == []
+
+
+def test_a_quiesced_host_fences_at_the_first_moment_no_turn_runs() -> None:
+    policy = HostPolicy()
+    assert policy.handle(Arrive(1, "T/a", "c1", now=0.0)) == [Run(1)]
+    assert policy.handle(Arrive(2, "T/a", "c2", now=0.0)) == []
+    assert policy.handle(Arrive(3, "T/b", "c3", now=0.0)) == [Run(3)]
+    assert policy.handle(Quiesce()) == []  # turns run: it goes on serving
+    assert policy.handle(Finish(1)) == [Run(2)]  # the queued turn starts as before
+    assert policy.handle(Arrive(4, "T/c", "c4", now=0.0)) == [Run(4)]  # and new ones too
+    assert policy.handle(Finish(3)) == []
+    assert policy.handle(Finish(4)) == []
+    assert policy.handle(Arrive(5, "T/a", "c5", now=0.0)) == []  # waits behind turn 2
+    assert policy.handle(Finish(2)) == [Run(5)]  # not idle yet: what waits goes on
+    assert not policy.fenced and policy.quiescing
+    # The last running turn ends with none waiting: fenced in the same step.
+    assert policy.handle(Finish(5)) == [Quiet()]
+    assert policy.fenced and not policy.quiescing
+    assert policy.handle(Arrive(6, "T/b", "c6", now=0.0)) == [Reject(6, Why.REDIRECT)]
+
+
+def test_a_quiesce_of_an_idle_host_fences_at_once_and_a_fence_ends_a_wait() -> None:
+    idle = HostPolicy()
+    assert idle.handle(Quiesce()) == [Quiet()] and idle.fenced
+    busy = HostPolicy()
+    assert busy.handle(Arrive(1, "T/a", "c1", now=0.0)) == [Run(1)]
+    assert busy.handle(Quiesce()) == []
+    assert busy.handle(Fence()) == [Quiet()]  # the wait timed out: fenced with the turn running
+    assert busy.handle(Finish(1)) == [] and not busy.quiescing
 
 
 def test_a_tell_on_a_new_chain_waits_for_the_running_turn() -> None:

@@ -115,7 +115,7 @@ def test_an_interval_partition_hands_over_in_one_write(io: IoLoop, counting: Cou
         assert call(io, a, d, k, "add", i + 1) == i + 1
     counting.saves = counting.batches = 0
     counting.urgent.clear()
-    handoff = io.run(a.release(p, grace_s=5.0))
+    handoff = io.run(a.release(p, grace_s=5.0)).memory
     assert (counting.batches, counting.saves) == (1, 0)  # every identity in one transaction
     assert counting.urgent == [("save_many", True)]  # ahead of the host's other writers
     b.adopt(p, st.claim_shard(d.options.group, p), handoff)
@@ -132,7 +132,7 @@ def test_a_hand_over_whose_one_write_fails_writes_each_identity_alone(io: IoLoop
     # Another writer stored one identity behind the owner's back (interval mode had not
     # written it yet): the one write conflicts.
     st.save(f"{d.name}/{keys[0]}", expected=0, state=encode_state({"n": 99}), fence=None)
-    handoff = io.run(a.release(p, grace_s=5.0))
+    handoff = io.run(a.release(p, grace_s=5.0)).memory
     assert counting.batches == 1
     b.adopt(p, st.claim_shard(d.options.group, p), handoff)
     for k in keys[1:]:  # the others' changes were written, one by one
@@ -163,7 +163,7 @@ def test_a_turn_still_running_when_its_partition_is_released_writes_first(io: Io
         wait_for(lambda: engine.persistence.draining, timeout=30)
     finally:
         HELD[0] = True
-    handoff = releasing.result(60)
+    handoff = releasing.result(60).memory
     late.join(60)
     assert outcome == [6]  # it ended within the drain: written, acknowledged
     # the late turn's write, then the hand-over's (on_deactivate changed the state)

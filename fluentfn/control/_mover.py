@@ -86,20 +86,29 @@ class Mover:
         part.ready.clear()
         part.moving = True
         try:
-            await self._hand_over(group, g, p, src, dst)
+            served_s = await self._hand_over(group, g, p, src, dst)
         finally:
             part.moving = False
-        g.pauses_ms.append((time.monotonic() - started) * 1000.0)
-        del g.pauses_ms[:-10_000]
+        # Callers with the route went on being served while the old host waited for a
+        # moment no turn ran: their pause began when it stopped admitting, measured here
+        # from the request's sending (its way to the host counts, conservatively). A
+        # lookup of the route waited from ``started``: the longer hold, kept beside it.
+        held_s = time.monotonic() - started
+        g.pauses_ms.append((held_s - served_s) * 1000.0)
+        g.holds_ms.append(held_s * 1000.0)
+        del g.pauses_ms[:-10_000], g.holds_ms[:-10_000]
 
-    async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> None:
+    async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> float:
+        """Returns how long ``src`` went on serving the partition before it stopped admitting."""
         part = g.parts[p]
         control = self._hosts.control
         memory: Handoff = {}
+        served_s = 0.0
         if src is not None:
             try:
-                released = await control.release(src.endpoint, (group, src.hid), [p], DRAIN_S, DRAIN_S + 60)
-                memory = released.get(p, {})
+                released = (await control.release(src.endpoint, (group, src.hid), [p], DRAIN_S, DRAIN_S + 60)).get(p)
+                if released is not None:
+                    memory, served_s = released.memory, released.served_s
             except FluentError as exc:  # the host died: its state is in the store, as after a crash
                 log.warning("partition %s/%s: its host %s did not hand it over (%s)", group, p, src.hid, exc)
         target = dst
@@ -119,6 +128,7 @@ class Mover:
         part.host = target.hid
         part.route = Route(target.endpoint, epochs[p], target.node_id)
         part.ready.set()
+        return served_s
 
     async def _repair(self, group: str, g: Group, p: int, memory: Handoff) -> None:
         """A partition that neither host of its failed move took (both adopts failed, the

@@ -8,6 +8,7 @@ policy's to say, so the queries take it as a predicate.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._recent import RecentReplies
@@ -25,6 +26,16 @@ class Memory(NamedTuple):
 
 
 Handoff = dict[str, Memory]  # by address
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What a host's release of a partition gives its next owner (``memory``), and how
+    long the partition went on serving first (``served_s``: it waited for a moment no turn
+    of it ran; its callers were held only after that)."""
+
+    memory: Handoff
+    served_s: float = 0.0
 
 
 class Activation(RecentReplies):

@@ -31,6 +31,8 @@ from ._policy import (
     Forget,
     HostPolicy,
     Instruction,
+    Quiesce,
+    Quiet,
     Reject,
     Run,
     Tick,
@@ -98,6 +100,7 @@ class Admission:
         self._armed_for: float | None = None  # the deadline the policy's timer is set for (loop thread only)
         self._tids = itertools.count(1)
         self._fence_message = ""
+        self._quiet: list[asyncio.Future[None]] = []  # ``quiesce``'s waiters (loop thread only)
         # Live identities may exceed ``max_live`` by a margin while the reaper catches
         # up; past it, new activations are refused (Overloaded) rather than let memory run.
         self._hard_cap = None if max_live is None else max_live + max(16, max_live // 10)
@@ -133,6 +136,37 @@ class Admission:
         """Refuse queued and new turns with a redirect, keeping every identity in memory
         (the partition is being handed over: its state is written next)."""
         self.apply(Fence(Why.REDIRECT))
+
+    async def quiesce(self, within_s: float) -> bool:
+        """Go on serving until no turn runs, then refuse queued and new turns with a
+        redirect (as ``stop_admitting``) in the same step: True. If no such moment comes
+        within ``within_s``, stop admitting anyway: False (the caller lets the running
+        turns end). Loop thread only."""
+        quiet = self.loop.create_future()
+        self._quiet.append(quiet)
+        self.apply(Quiesce())
+        try:
+            await asyncio.wait_for(quiet, within_s)
+            return True
+        except TimeoutError:
+            self.stop_admitting()  # (ends the wait in the policy: its ``Quiet`` finds no waiter)
+            return False
+        finally:
+            if quiet in self._quiet:
+                self._quiet.remove(quiet)
+
+    def _quieted(self) -> None:
+        """The policy's ``Quiet``: wake ``quiesce`` (from a worker, via the loop)."""
+
+        def wake() -> None:
+            for waiter in self._quiet:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+        if threading.get_ident() == self.loop_thread:
+            wake()
+        else:
+            self.loop.call_soon_threadsafe(wake)
 
     def fence(self, why: Why = Why.REDIRECT, message: str = "") -> None:
         """Refuse queued and new turns for ``why``; forget idle identities."""
@@ -259,6 +293,8 @@ class Admission:
             elif type(ins) is Reject:
                 job = self._jobs.pop(ins.tid)
                 actions.append(functools.partial(job.reject, job, ins.why))
+            elif type(ins) is Quiet:
+                actions.append(self._quieted)
             else:
                 assert isinstance(ins, Forget)
                 act = self.table.get(ins.address)

@@ -41,7 +41,7 @@ from ..placement import shard_for
 from ..state._store import Store, StoreLost
 from ..wire import codec
 from ..wire.errors import describe_error
-from ._activations import Activation, ActivationTable, Handoff
+from ._activations import Activation, ActivationTable, Released
 from ._admission import Admission
 from ._bulk import bulk
 from ._lane import SyncLane
@@ -425,27 +425,40 @@ class HostEngine:
         if self._own_workers:
             self.workers.shutdown(wait=False)
 
-    async def release(self, grace_s: float, executor: Executor | None = None) -> Handoff:
+    async def quiesce(self, grace_s: float) -> float:
+        """``release``'s first step: serve until no turn runs (at most ``QUIESCE_S`` and
+        ``grace_s``), then stop admitting. Returns how long it went on serving (about 0
+        once it has stopped admitting)."""
+        asked = time.monotonic()
+        await self.admission.quiesce(min(grace_s, _config.QUIESCE_S))
+        return time.monotonic() - asked
+
+    async def release(self, grace_s: float, executor: Executor | None = None) -> Released:
         """Hand this partition over to another host (a live move).
 
-        New and queued turns are refused with a redirect (callers retry at the next
-        owner); running turns get ``grace_s`` to end, their writes ahead of the host's
-        other writers; then every identity is deactivated (``on_deactivate``, its state
-        written) and the in-memory state of ``persist="never"`` identities is returned,
-        for the next owner to start from. The hand-over runs on ``executor`` (the host's
-        move thread: not queued behind turns on the workers; the workers if None). The
-        engine serves nothing afterwards.
+        The partition goes on serving until no turn of it runs (at most ``QUIESCE_S``),
+        and at that moment new and queued turns start being refused with a redirect
+        (callers retry at the next owner): its callers are held while it is handed over,
+        not while its turns end. If no such moment comes, it stops admitting anyway and
+        the running turns get what is left of ``grace_s`` (from the request) to end,
+        their writes ahead of the host's other writers. Then every identity is
+        deactivated (``on_deactivate``, its state written) and the in-memory state of
+        ``persist="never"`` identities is returned, for the next owner to start from. The
+        hand-over runs on ``executor`` (the host's move thread: not queued behind turns on
+        the workers; the workers if None). The engine serves nothing afterwards. Returns
+        the memory and how long it went on serving.
         """
-        self.admission.stop_admitting()
+        asked = time.monotonic()
+        served_s = await self.quiesce(grace_s)
         self.persistence.draining = True
-        until = time.monotonic() + grace_s
+        until = asked + grace_s
         while self.admission.running and time.monotonic() < until:
             await asyncio.sleep(0.002)
         await self.upkeep.stop()
         handoff = await self.loop.run_in_executor(executor or self.workers, self.upkeep.hand_over)
         self.persistence.fenced = True
         self.admission.fence(Why.REDIRECT)
-        return handoff
+        return Released(handoff, served_s)
 
     # -- dispatcher extras ----------------------------------------------------------------------------
 

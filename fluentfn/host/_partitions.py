@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -22,7 +23,7 @@ from ..errors import Redirect
 from ..placement import shard_for
 from ..state._store import Store
 from ..wire.errors import describe_error
-from ._activations import Handoff
+from ._activations import Handoff, Released
 from ._driver import Driver
 from ._engine import HostEngine
 from ._heap import HeapPolicy
@@ -76,18 +77,25 @@ class PartitionSet:
         if start:
             self.engine(partition)
 
-    async def release(self, partition: int, grace_s: float, executor: Executor | None = None) -> Handoff:
+    async def release(self, partition: int, grace_s: float, executor: Executor | None = None) -> Released:
         """Stop serving ``partition``: its engine drains and writes everything (see
         ``HostEngine.release``, whose hand-over runs on ``executor``); returns the memory
-        to hand to the next owner."""
+        to hand to the next owner, and how long the partition went on serving first: it is
+        routed to its engine until that engine stops admitting (``HostEngine.quiesce``)."""
+        asked = time.monotonic()
+        serving = self.engines.get(partition)
+        served_s = await serving.quiesce(grace_s) if serving is not None else 0.0
         with self._lock:
             self.owned.pop(partition, None)
             engine = self.engines.pop(partition, None)
             handoff = self._handoffs.pop(partition, {})
-        if engine is not None:
-            handoff.update(await engine.release(grace_s, executor))
-            self._retire(engine)
-        return handoff
+        if engine is None:
+            return Released(handoff, served_s)
+        left = max(0.0, grace_s - (time.monotonic() - asked))
+        released = await engine.release(left, executor)  # (an engine made meanwhile quiesces now)
+        handoff.update(released.memory)
+        self._retire(engine)
+        return Released(handoff, served_s + released.served_s)
 
     def _retire(self, engine: HostEngine) -> None:
         """Keep a departed engine's counters: the host's totals never go down."""

@@ -15,6 +15,9 @@ Rules:
   ``mailbox_limit`` wait per identity (``Reject(OVERLOADED)``).
 - Once fenced (the shard moved), queued and new turns are refused (``Reject(REDIRECT)``);
   running ones finish.
+- A partition about to move is quiesced first (``Quiesce``): it goes on serving, and is
+  fenced at the first moment no turn of it runs (``Quiet``), so that its callers are held
+  only while it is handed over, not while its running turns end.
 - Passivation is a turn of its own, admitted only when the identity is idle.
 
 An identity's mailbox exists only while it is needed: a turn that runs alone on an
@@ -108,6 +111,11 @@ class Fence:
 
 
 @dataclass(slots=True)
+class Quiesce:
+    """The shard is about to move: fence it at the first moment no turn runs (``Quiet``)."""
+
+
+@dataclass(slots=True)
 class Passivate:
     """Deactivate ``address`` if it is idle (a turn of its own, ``tid``)."""
 
@@ -115,7 +123,7 @@ class Passivate:
     address: str
 
 
-Event = Arrive | Finish | Withdraw | Activated | Deactivated | Tick | Fence | Passivate
+Event = Arrive | Finish | Withdraw | Activated | Deactivated | Tick | Fence | Quiesce | Passivate
 
 
 # -- instructions ---------------------------------------------------------------------------
@@ -143,7 +151,13 @@ class Forget:
     address: str
 
 
-Instruction = Run | Reject | Forget
+@dataclass(slots=True)
+class Quiet:
+    """The quiesced shard is fenced and no turn of it runs: its hand-over may start (or a
+    fence for another reason ended the wait)."""
+
+
+Instruction = Run | Reject | Forget | Quiet
 
 
 @dataclass(slots=True, eq=False)
@@ -166,6 +180,7 @@ class HostPolicy:
     inflight_limit: int = 100_000
     fenced: bool = False
     fenced_why: Why = Why.REDIRECT
+    quiescing: bool = False  # a ``Quiesce`` waits for the first moment no turn runs
     # An identity's turns: a ``Mailbox``; or the one ``_Entry`` that runs alone, none
     # waiting, the box it would be in still activating (a fresh box's state); or nothing,
     # when idle and no box would say more than a fresh one.
@@ -228,6 +243,8 @@ class HostPolicy:
             return self._tick(event.now)
         if isinstance(event, Fence):
             return self._fence(event.why)
+        if isinstance(event, Quiesce):
+            return self._quiesce()
         return self._passivate(event)
 
     # -- handlers --------------------------------------------------------------------------
@@ -318,7 +335,8 @@ class HostPolicy:
         box = self._boxes[address]
         if box is entry:  # it ran alone: the identity is idle, and needs no mailbox
             del self._boxes[address]
-            return [Forget(address)] if entry.passivation else []
+            out: list[Instruction] = [Forget(address)] if entry.passivation else []
+            return self._quiet_now(out) if self.quiescing else out
         assert type(box) is Mailbox
         if entry.passivation:  # turns that arrived meanwhile: the first activates the identity again
             box.activating = True
@@ -328,7 +346,7 @@ class HostPolicy:
             del self._boxes[address]
             if entry.passivation:
                 out.append(Forget(address))
-        return out
+        return self._quiet_now(out) if self.quiescing else out
 
     def _withdraw(self, tid: int, why: Why | None) -> list[Instruction]:
         entry = self._entries.get(tid)
@@ -354,7 +372,22 @@ class HostPolicy:
         out: list[Instruction] = []
         for tid in [t for t, e in self._entries.items() if not e.running]:
             out += self._withdraw(tid, self.fenced_why)
+        if self.quiescing:  # the wait is over: whoever waits hands over what is left
+            self.quiescing = False
+            out.append(Quiet())
         return out
+
+    def _quiesce(self) -> list[Instruction]:
+        if self.fenced:
+            return [Quiet()]
+        self.quiescing = True
+        return self._quiet_now([])
+
+    def _quiet_now(self, out: list[Instruction]) -> list[Instruction]:
+        """Quiescing: fence now if no turn runs (after ``out``, which may start some)."""
+        if any(e.running for e in self._entries.values()):  # (``out``'s runs among them)
+            return out
+        return out + self._fence(Why.REDIRECT)
 
     def _passivate(self, ev: Passivate) -> list[Instruction]:
         if not self.idle(ev.address):

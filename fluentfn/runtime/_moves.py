@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import InvalidRequest, WrongPeer
-from ..host._activations import Handoff
+from ..host._activations import Handoff, Released
 from ..host._partitions import PartitionSet
 from ..transport._control import Who
 
@@ -45,7 +45,7 @@ class MoveService:
         if len(set(partitions)) != len(partitions):
             raise InvalidRequest(f"a partition is named twice: {partitions}")
 
-    async def release(self, who: Who, partitions: list[int], grace_s: float) -> dict[int, Handoff]:
+    async def release(self, who: Who, partitions: list[int], grace_s: float) -> dict[int, Released]:
         self._check(who, partitions)
         if not (math.isfinite(grace_s) and 0.0 <= grace_s <= _MAX_GRACE_S):
             raise InvalidRequest(f"grace_s must be between 0 and {_MAX_GRACE_S:g} seconds, not {grace_s}")

@@ -13,7 +13,7 @@ import grpc
 from grpc import aio
 
 from ..errors import FluentError, InvalidRequest, status_for
-from ..host._activations import Handoff, Memory
+from ..host._activations import Handoff, Memory, Released
 from ..wire._gen import actorhost_pb2 as pb
 from ..wire._gen import actorhost_pb2_grpc as pb_grpc
 from ._auth import metadata
@@ -32,7 +32,7 @@ Who = tuple[str, str]
 class Controlled(Protocol):
     """What a host does for the directory's moves."""
 
-    async def release(self, who: Who, partitions: list[int], grace_s: float) -> dict[int, Handoff]: ...
+    async def release(self, who: Who, partitions: list[int], grace_s: float) -> dict[int, Released]: ...
 
     async def adopt(self, who: Who, handoffs: dict[int, Handoff]) -> dict[int, int]: ...
 
@@ -63,7 +63,11 @@ def memory_from_pb(message: pb.PartitionMemory) -> Handoff:
 async def _release(host: Controlled, request: pb.ReleaseRequest) -> pb.ReleaseReply:
     partitions = list(request.partitions)
     out = await host.release((request.group, request.host_id), partitions, request.grace_s)
-    return pb.ReleaseReply(partitions=[memory_to_pb(p, out.get(p, {})) for p in partitions])
+    none = Released({})
+    return pb.ReleaseReply(
+        partitions=[memory_to_pb(p, out.get(p, none).memory) for p in partitions],
+        served_s={p: out[p].served_s for p in partitions if p in out},
+    )
 
 
 async def _adopt(host: Controlled, request: pb.AdoptRequest) -> pb.AdoptReply:
@@ -129,9 +133,9 @@ class ControlClient:
 
     async def release(
         self, endpoint: str, who: Who, partitions: list[int], grace_s: float, timeout_s: float
-    ) -> dict[int, Handoff]:
+    ) -> dict[int, Released]:
         """Host ``who`` at ``endpoint`` drains ``partitions``, writes them, and returns what
-        their next owner needs (by partition)."""
+        their next owner needs (by partition), with how long each went on serving first."""
         group, host_id = who
         request = pb.ReleaseRequest(partitions=partitions, grace_s=grace_s, group=group, host_id=host_id)
         try:
@@ -140,7 +144,9 @@ class ControlClient:
             )
         except grpc.RpcError as exc:
             raise rpc_error(exc, endpoint) from None
-        return {m.partition: memory_from_pb(m) for m in reply.partitions}
+        return {
+            m.partition: Released(memory_from_pb(m), reply.served_s.get(m.partition, 0.0)) for m in reply.partitions
+        }
 
     async def adopt(self, endpoint: str, who: Who, handoffs: dict[int, Handoff], timeout_s: float) -> dict[int, int]:
         """Host ``who`` at ``endpoint`` claims and serves the partitions of ``handoffs``
