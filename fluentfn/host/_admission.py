@@ -137,20 +137,18 @@ class Admission:
         (the partition is being handed over: its state is written next)."""
         self.apply(Fence(Why.REDIRECT))
 
-    async def quiesce(self, within_s: float) -> bool:
+    async def quiesce(self, within_s: float) -> None:
         """Go on serving until no turn runs, then refuse queued and new turns with a
-        redirect (as ``stop_admitting``) in the same step: True. If no such moment comes
-        within ``within_s``, stop admitting anyway: False (the caller lets the running
-        turns end). Loop thread only."""
+        redirect (as ``stop_admitting``) in the same step. If no such moment comes within
+        ``within_s``, stop admitting anyway (the caller lets the running turns end). Loop
+        thread only."""
         quiet = self.loop.create_future()
         self._quiet.append(quiet)
         self.apply(Quiesce())
         try:
             await asyncio.wait_for(quiet, within_s)
-            return True
         except TimeoutError:
             self.stop_admitting()  # (ends the wait in the policy: its ``Quiet`` finds no waiter)
-            return False
         finally:
             if quiet in self._quiet:
                 self._quiet.remove(quiet)

@@ -425,22 +425,22 @@ class HostEngine:
         if self._own_workers:
             self.workers.shutdown(wait=False)
 
-    async def quiesce(self, grace_s: float) -> float:
-        """``release``'s first step: serve until no turn runs (at most ``QUIESCE_S`` and
-        ``grace_s``), then stop admitting. Returns how long it went on serving (about 0
-        once it has stopped admitting)."""
+    async def quiesce(self, until: float) -> float:
+        """``release``'s first step: serve until no turn runs (at most ``QUIESCE_S``, and
+        not past ``until``, a ``time.monotonic()`` deadline), then stop admitting. Returns
+        how long it went on serving (about 0 once it has stopped admitting)."""
         asked = time.monotonic()
-        await self.admission.quiesce(min(grace_s, _config.QUIESCE_S))
+        await self.admission.quiesce(max(0.0, min(until - asked, _config.QUIESCE_S)))
         return time.monotonic() - asked
 
-    async def release(self, grace_s: float, executor: Executor | None = None) -> Released:
+    async def release(self, until: float, executor: Executor | None = None) -> Released:
         """Hand this partition over to another host (a live move).
 
         The partition goes on serving until no turn of it runs (at most ``QUIESCE_S``),
         and at that moment new and queued turns start being refused with a redirect
         (callers retry at the next owner): its callers are held while it is handed over,
         not while its turns end. If no such moment comes, it stops admitting anyway and
-        the running turns get what is left of ``grace_s`` (from the request) to end,
+        the running turns get until ``until`` (a ``time.monotonic()`` deadline) to end,
         their writes ahead of the host's other writers. Then every identity is
         deactivated (``on_deactivate``, its state written) and the in-memory state of
         ``persist="never"`` identities is returned, for the next owner to start from. The
@@ -448,10 +448,8 @@ class HostEngine:
         the workers; the workers if None). The engine serves nothing afterwards. Returns
         the memory and how long it went on serving.
         """
-        asked = time.monotonic()
-        served_s = await self.quiesce(grace_s)
+        served_s = await self.quiesce(until)
         self.persistence.draining = True
-        until = asked + grace_s
         while self.admission.running and time.monotonic() < until:
             await asyncio.sleep(0.002)
         await self.upkeep.stop()

@@ -82,17 +82,16 @@ class PartitionSet:
         ``HostEngine.release``, whose hand-over runs on ``executor``); returns the memory
         to hand to the next owner, and how long the partition went on serving first: it is
         routed to its engine until that engine stops admitting (``HostEngine.quiesce``)."""
-        asked = time.monotonic()
+        until = time.monotonic() + grace_s  # (the one deadline of the whole release)
         serving = self.engines.get(partition)
-        served_s = await serving.quiesce(grace_s) if serving is not None else 0.0
+        served_s = await serving.quiesce(until) if serving is not None else 0.0
         with self._lock:
             self.owned.pop(partition, None)
             engine = self.engines.pop(partition, None)
             handoff = self._handoffs.pop(partition, {})
         if engine is None:
             return Released(handoff, served_s)
-        left = max(0.0, grace_s - (time.monotonic() - asked))
-        released = await engine.release(left, executor)  # (an engine made meanwhile quiesces now)
+        released = await engine.release(until, executor)  # (an engine made meanwhile quiesces now)
         handoff.update(released.memory)
         self._retire(engine)
         return Released(handoff, served_s + released.served_s)
