@@ -103,7 +103,7 @@ class Mover:
         memory: Handoff = {}
         served_s = 0.0
         if src is not None:
-            part.serving = part.route is not None  # until its release returns (a caller it redirected waits)
+            part.serving = part.route is not None  # until it stops admitting (a caller it redirects is held)
             try:
                 released = (await control.release(src.endpoint, (group, src.hid), [p], DRAIN_S, DRAIN_S + 60)).get(p)
                 if released is not None:
