@@ -15,21 +15,17 @@ from fluentfn.placement import ActorOptions
 pytestmark = pytest.mark.timeout(60)
 
 
-def _one_partition() -> tuple[Hosts, Part]:
-    """The control plane's hosts of a started group "G" of one partition (no Ray)."""
-    g = Group(ActorOptions(name="G", shards=1, max_hosts=2), [Part()])
-    g.started = True
-    config = ClusterConfig(token="t", store="sqlite:///unused", namespace="n", cluster_id="c")
-    return Hosts(config, object, {"G": g}, Counters({})), g.parts[0]
-
-
 def test_a_partition_marked_ready_without_a_route_is_waited_for() -> None:
     """A stop takes a partition's route; a report_down that ended meanwhile may re-arm its
     readiness. A caller resolving it then waits for the next owner's route (it failed
     with AssertionError: a loaded CI run hit it)."""
 
     async def main() -> Route:
-        hosts, part = _one_partition()
+        g = Group(ActorOptions(name="G", shards=1, max_hosts=1), [Part()])
+        g.started = True
+        config = ClusterConfig(token="t", store="sqlite:///unused", namespace="n", cluster_id="c")
+        hosts = Hosts(config, object, {"G": g}, Counters({}))
+        part = g.parts[0]
         part.ready.set()  # re-armed, with no route
 
         async def claimed_later() -> None:
@@ -51,7 +47,11 @@ def test_a_lookup_gets_a_moving_partition_s_old_host_while_it_serves_unless_redi
     as does every lookup once the release has returned."""
 
     async def main() -> None:
-        hosts, part = _one_partition()
+        g = Group(ActorOptions(name="G", shards=1, max_hosts=2), [Part()])
+        g.started = True
+        config = ClusterConfig(token="t", store="sqlite:///unused", namespace="n", cluster_id="c")
+        hosts = Hosts(config, object, {"G": g}, Counters({}))
+        part = g.parts[0]
         old, new = Route("127.0.0.1:1", 3, "node"), Route("127.0.0.1:2", 4, "node")
         part.route, part.moving, part.serving = old, True, True  # ``ready`` is clear: the move began
         assert await asyncio.wait_for(hosts.resolve("G", 0), 30) == old

@@ -24,7 +24,6 @@ from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
-from ._wire import redirects
 from .apps import DurableCounter, IdleCounter, IntervalCounter, MemoryCounter
 
 STORES = [pytest.param(None, id="sqlite"), pytest.param("redis", id="redis")]
@@ -98,10 +97,20 @@ def test_single_activation_when_a_shard_moves(cluster: ff.Cluster) -> None:
     new_route = ray.get(cluster.directory.move_shard.remote(info.group, shard))
     assert new_route.endpoint != old["endpoint"] and new_route.epoch > old["epoch"]
     # The old host process is still alive, but it may no longer serve the shard.
+    stub = pb_grpc.ActorHostStub(grpc.insecure_channel(old["endpoint"]))
+    md = (("authorization", f"Bearer {cluster.token}"),)
     call = pb.Call(
         type_name="DCounter", key="moving", method="add", args=codec.encode_args((1,), {}), request_id="stale-1"
     )
-    wait_for(lambda: redirects(old["endpoint"], cluster.token, call, timeout_s=10), timeout=10)
+
+    def refused() -> bool:
+        try:
+            stub.Invoke(call, metadata=md, timeout=10)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return False
+
+    wait_for(refused, timeout=10)
     assert ref.add(1) == 4  # the caller is redirected to the new owner, state intact
     os.kill(int(old["pid"]), 0)  # and the old process really is still alive
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import ray
 
@@ -17,8 +18,7 @@ from fluentfn.placement import shard_for
 from fluentfn.testing import host_of, kill_host, wait_for
 from fluentfn.wire import codec
 from fluentfn.wire._gen import actorhost_pb2 as pb
-
-from ._wire import redirects
+from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -277,12 +277,18 @@ def test_a_lookup_during_a_move_gets_the_old_host_while_it_still_serves(cluster:
     held = ref.hold.future(str(started), str(release))
     wait_for(started.exists, timeout=60)
     moving = cluster.directory.move_shard.remote(info.group, shard)
+    stub = pb_grpc.ActorHostStub(grpc.insecure_channel(old))
+    md = (("authorization", f"Bearer {cluster.token}"),)
     ids = itertools.count()
 
     def redirected() -> bool:  # the old host stopped admitting: its release waits for ``hold``
         call = pb.Call(type_name="EGated", key="gate", method="ping", args=codec.encode_args((), {}))
         call.request_id = f"probe-{next(ids)}"
-        return redirects(old, cluster.token, call)
+        try:
+            stub.Invoke(call, metadata=md, timeout=30)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return False
 
     wait_for(redirected, timeout=60)
     fresh = ray.get(cluster.directory.resolve.remote(info.group, shard), timeout=60)
