@@ -51,12 +51,11 @@ class Target:
 class RouteTable:
     """The one route cache of a process: type -> (group, partitions), slot -> target."""
 
-    __slots__ = ("moved", "routes", "types")
+    __slots__ = ("routes", "types")
 
     def __init__(self) -> None:
         self.types: dict[str, tuple[str, int]] = {}
         self.routes: dict[Slot, Target] = {}
-        self.moved: dict[Slot, str] = {}  # slot -> the endpoint that redirected a call (until a route is learned)
 
     def learn_type(self, type_name: str, group: str, partitions: int) -> None:
         self.types[type_name] = (group, partitions)
@@ -66,61 +65,27 @@ class RouteTable:
         known = self.types.get(type_name)
         return None if known is None else (known[0], shard_for(key, known[1]))
 
-    def learn(self, slot: Slot, target: Target, moved_from: str = "") -> None:
-        """``slot``'s route, from a lookup that said it was redirected from ``moved_from``
-        (or not). A lookup that did not say so may still answer with the host that
-        redirected a call since (the directory hands out a moving partition's old route
-        while that host may still serve it): such a route is kept, but ``route`` does not
-        offer it until a lookup that says so confirms it."""
+    def learn(self, slot: Slot, target: Target) -> None:
         self.routes[slot] = target
-        stale = self.moved.get(slot)
-        if stale is not None and (target.endpoint != stale or moved_from == stale):
-            del self.moved[slot]
 
     def get(self, slot: Slot | None) -> Target | None:
-        """The cached route (a call's first send: a host that no longer serves the
-        partition redirects it)."""
         return None if slot is None else self.routes.get(slot)
 
-    def route(self, slot: Slot | None) -> Target | None:
-        """The cached route, unless its host redirected a call since it was learnt
-        (a lookup that says so finds the next one)."""
-        if slot is None:
-            return None
-        target = self.routes.get(slot)
-        if target is not None and self.moved and self.moved.get(slot) == target.endpoint:
-            return None
-        return target
-
-    def forget(self, slot: Slot | None, target: Target, moved: bool = False) -> bool:
+    def forget(self, slot: Slot | None, target: Target) -> bool:
         """Drop ``slot``'s route if it is still ``target``; True if this call dropped it
-        (so it alone reports the host down). ``moved``: ``target`` redirected the call (it
-        no longer serves the partition): the next lookup says so (``moved_from``)."""
-        if slot is None:
-            return False
-        if moved:
-            self.moved[slot] = target.endpoint
-        if self.routes.get(slot) != target:
+        (so it alone reports the host down)."""
+        if slot is None or self.routes.get(slot) != target:
             return False
         del self.routes[slot]
         return True
 
-    def moved_from(self, slot: Slot) -> str:
-        """The endpoint that last redirected a call of ``slot`` since its route was last
-        learned ("" if none): a lookup passes it on, so that the directory does not answer
-        with the route of a host that stopped serving the partition."""
-        return self.moved.get(slot, "")
-
     def forget_group(self, group: str) -> None:
         for slot in [s for s in self.routes if s[0] == group]:
             del self.routes[slot]
-        for slot in [s for s in self.moved if s[0] == group]:
-            del self.moved[slot]
 
     def replace(self, types: dict[str, tuple[str, int]], routes: dict[Slot, Target]) -> None:
         """Everything at once (a client's fresh read of the placement)."""
         self.types, self.routes = types, routes
-        self.moved = {}
 
 
 class Verdict(enum.Enum):
@@ -151,7 +116,6 @@ class Resolve:
 class Forget:
     target: Target
     report: bool  # tell the locator the host looks gone (only routes from it)
-    moved: bool = False  # the host redirected the call: it no longer serves the partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +258,7 @@ class Attempt:
             return [_FINISH] if verdict is Verdict.REFUSED else [Fail(self._expired())]
         if verdict is Verdict.REFUSED:  # the route is fine; the mailbox is full
             return [self._pause(self._backoff(self.hosts), now)]
-        actions: list[Action] = [Forget(target, not self._fallbacks, verdict is Verdict.REDIRECTED)]
+        actions: list[Action] = [Forget(target, report=not self._fallbacks)]
         if self._fallbacks:
             actions.append(self._send(self._fallback()))
         elif verdict is Verdict.REDIRECTED and self.redirects == 1:

@@ -63,7 +63,6 @@ class Part:
     host: str | None = None  # the host id it is assigned to
     route: Route | None = None
     moving: bool = False  # a move is under way: only the move sets the route
-    serving: bool = False  # ... and its old host may still serve it: fresh lookups get its route
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -78,6 +77,7 @@ class Group:
     problem: str = ""  # why the group is not at the size asked for ("" when it is)
     policy: AutoscalePolicy | None = None
     pauses_ms: list[float] = field(default_factory=list)  # how long each moved partition's callers were held
+    holds_ms: list[float] = field(default_factory=list)  # ... and its route's lookups (the whole move)
     start_failures: int = 0  # hosts of the group whose process could not start
     failed_why: str = ""  # the last one's cause, until a host of the group starts
     failures_in_row: int = 0  # since a host of the group last started (the retry pause doubles)

@@ -184,11 +184,10 @@ class Directory:
         await self._ready()
         self._hosts.claimed(group, hid, epochs)
 
-    async def resolve(self, group: str, shard: int, moved_from: str = "") -> Route:
-        """The current route of a partition, waiting (bounded) while its host starts or
-        moves (``moved_from``: the endpoint that redirected the caller; see ``Hosts.resolve``)."""
+    async def resolve(self, group: str, shard: int) -> Route:
+        """The current route of a partition, waiting (bounded) while its host starts or moves."""
         await self._ready()
-        return await self._hosts.resolve(group, shard, moved_from)
+        return await self._hosts.resolve(group, shard)
 
     async def report_down(self, group: str, shard: int, endpoint: str) -> None:
         """A caller could not reach ``endpoint``: hold callers until it answers or is replaced."""
@@ -252,6 +251,13 @@ class Directory:
         await self._ready()
         _, g = self._group_of(name)
         return list(g.pauses_ms)
+
+    async def move_holds(self, name: str) -> list[float]:
+        """How long (ms) each partition move of the type held lookups of its route: the
+        whole move, its quiet wait included (callers that had the route were served)."""
+        await self._ready()
+        _, g = self._group_of(name)
+        return list(g.holds_ms)
 
     async def scale(self, name: str, hosts: int) -> dict[str, list[int]]:
         """``cluster.scale``: run ``hosts`` hosts, partitions spread evenly; returns the placement."""

@@ -39,32 +39,3 @@ def test_a_partition_marked_ready_without_a_route_is_waited_for() -> None:
         return route
 
     assert asyncio.run(main()) == Route("127.0.0.1:1", 3, "node")
-
-
-def test_a_lookup_gets_a_moving_partition_s_old_host_while_it_serves_unless_redirected_from_it() -> None:
-    """While a move's old host still serves the partition (the release is under way), a
-    lookup gets its route at once; a caller that host redirected waits for the new host,
-    as does every lookup once the release has returned."""
-
-    async def main() -> None:
-        g = Group(ActorOptions(name="G", shards=1, max_hosts=2), [Part()])
-        g.started = True
-        config = ClusterConfig(token="t", store="sqlite:///unused", namespace="n", cluster_id="c")
-        hosts = Hosts(config, object, {"G": g}, Counters({}))
-        part = g.parts[0]
-        old, new = Route("127.0.0.1:1", 3, "node"), Route("127.0.0.1:2", 4, "node")
-        part.route, part.moving, part.serving = old, True, True  # ``ready`` is clear: the move began
-        assert await asyncio.wait_for(hosts.resolve("G", 0), 30) == old
-        redirected = asyncio.ensure_future(hosts.resolve("G", 0, old.endpoint))
-        await asyncio.sleep(0.1)
-        assert not redirected.done()
-        part.serving = False  # the release returned: the old host serves it no more
-        late = asyncio.ensure_future(hosts.resolve("G", 0))
-        await asyncio.sleep(0.1)
-        assert not late.done()
-        part.route, part.moving = new, False
-        part.ready.set()
-        assert await asyncio.wait_for(redirected, 30) == new
-        assert await asyncio.wait_for(late, 30) == new
-
-    asyncio.run(main())

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import ray
 
 import fluentfn as ff
-from fluentfn.placement import shard_for
 from fluentfn.testing import host_of, kill_host, wait_for
-from fluentfn.wire import codec
-from fluentfn.wire._gen import actorhost_pb2 as pb
-from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -40,21 +32,7 @@ class _Counter:
         return self.n
 
 
-class _Gate:
-    def hold(self, started: str, release: str) -> str:
-        """Runs until ``release`` exists (the test says when), having made ``started``."""
-        Path(started).touch()
-        deadline = time.monotonic() + 120
-        while not os.path.exists(release) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return "held"
-
-    def ping(self) -> int:
-        return os.getpid()
-
-
 Elastic = ff.actor(name="EElastic", partitions=16, max_hosts=4)(_Counter)
-Gated = ff.actor(name="EGated", shards=1)(_Gate)
 Remembered = ff.actor(name="ERemembered", partitions=8, max_hosts=3, persist="never")(_Counter)
 Behind = ff.actor(name="EBehind", partitions=8, max_hosts=3, persist="interval")(_Counter)
 Loaded = ff.actor(
@@ -262,42 +240,3 @@ def test_a_host_that_cannot_be_placed_leaves_the_type_as_it_was(cluster: ff.Clus
     assert Scarce["s"].add(1) == 3
     cluster.stop_hosts(Scarce)
     wait_for(lambda: ray.available_resources().get("GPU", 0) >= 2, timeout=30)
-
-
-def test_a_lookup_during_a_move_gets_the_old_host_while_it_still_serves(cluster: ff.Cluster, tmp_path: Path) -> None:
-    """A moving partition's old host goes on serving while its release waits for a
-    running turn; meanwhile a lookup of the route gets that host at once, and only a
-    caller it redirected (the lookup says from where) waits for the new host."""
-    ref = Gated["gate"]
-    ref.ping()
-    old = host_of(cluster, ref)["endpoint"]
-    info = ray.get(cluster.directory.lookup.remote("EGated"))
-    shard = shard_for(ref.key, info.shards)
-    started, release = tmp_path / "started", tmp_path / "release"
-    held = ref.hold.future(str(started), str(release))
-    wait_for(started.exists, timeout=60)
-    moving = cluster.directory.move_shard.remote(info.group, shard)
-    stub = pb_grpc.ActorHostStub(grpc.insecure_channel(old))
-    md = (("authorization", f"Bearer {cluster.token}"),)
-    ids = itertools.count()
-
-    def redirected() -> bool:  # the old host stopped admitting: its release waits for ``hold``
-        call = pb.Call(type_name="EGated", key="gate", method="ping", args=codec.encode_args((), {}))
-        call.request_id = f"probe-{next(ids)}"
-        try:
-            stub.Invoke(call, metadata=md, timeout=30)
-        except grpc.RpcError as exc:
-            return exc.code() == grpc.StatusCode.FAILED_PRECONDITION
-        return False
-
-    wait_for(redirected, timeout=60)
-    fresh = ray.get(cluster.directory.resolve.remote(info.group, shard), timeout=60)
-    assert fresh.endpoint == old, "a lookup while the old host still serves gets it, without waiting"
-    after_redirect = cluster.directory.resolve.remote(info.group, shard, old)
-    release.touch()
-    new = ray.get(moving, timeout=120)
-    assert new.endpoint != old
-    assert ray.get(after_redirect, timeout=60) == new, "a caller the old host redirected waits for the new one"
-    assert held.result(timeout=60) == "held"
-    now = host_of(cluster, ref)
-    assert ref.ping() == int(now["pid"]) and now["endpoint"] == new.endpoint

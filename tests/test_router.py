@@ -196,7 +196,7 @@ def test_a_call_its_hosts_went_away_with_lost_backstop_times_is_not_sent_again()
 def test_a_redirect_resolves_at_once_and_a_foreign_endpoint_is_forgotten() -> None:
     attempt = Attempt(name="T/k.m", deadline=10.0, retries=3)
     attempt.begin(HOST_A)
-    assert attempt.answered(Verdict.REDIRECTED, None, 0.1) == [Forget(HOST_A, report=True, moved=True), Resolve()]
+    assert attempt.answered(Verdict.REDIRECTED, None, 0.1) == [Forget(HOST_A, report=True), Resolve()]
     attempt.routed(HOST_B, 0.1)
     actions = attempt.answered(Verdict.FOREIGN, Unavailable("UNIMPLEMENTED"), 0.2)
     assert actions[0] == Forget(HOST_B, report=True) and isinstance(actions[1], Wait)
@@ -450,35 +450,3 @@ def test_calls_made_while_a_route_is_looked_up_leave_in_the_order_they_were_made
         return seen
 
     assert asyncio.run(main()) == [f"r{i}" for i in range(8)]
-
-
-def test_a_route_whose_host_redirected_a_call_waits_for_a_lookup_that_says_so() -> None:
-    """A redirect marks the slot with the host that sent it; the directory may still hand
-    that host's route to a lookup that does not say so (the host was still serving), and
-    the table keeps it without offering it again, until a lookup that says where the
-    redirect came from confirms it or another host's route is learnt. A lost host is not
-    a move."""
-    table = RouteTable()
-    slot = ("G", 0)
-    table.learn(slot, HOST_A)
-    assert table.route(slot) == HOST_A and table.moved_from(slot) == ""
-    assert table.forget(slot, HOST_A, moved=True)
-    assert table.route(slot) is None and table.moved_from(slot) == HOST_A.endpoint
-    table.learn(slot, HOST_A)  # from a lookup that did not say so (made before the redirect)
-    assert table.get(slot) == HOST_A and table.route(slot) is None
-    table.learn(slot, HOST_A, moved_from=HOST_A.endpoint)  # the move went back to A
-    assert table.route(slot) == HOST_A and table.moved_from(slot) == ""
-    assert not table.forget(slot, HOST_B, moved=True)  # a late redirect from a route no longer held
-    assert table.route(slot) == HOST_A, "the route held is not the one that redirected"
-    table.learn(slot, HOST_B)  # B redirected a call: not offered until a lookup that says so
-    assert table.route(slot) is None
-    table.learn(slot, HOST_B, moved_from=HOST_B.endpoint)
-    assert table.route(slot) == HOST_B and table.moved_from(slot) == ""
-    table.forget(slot, HOST_B)  # lost, not moved
-    assert table.moved_from(slot) == "" and table.route(slot) is None
-    table.forget(slot, HOST_A, moved=True)
-    table.forget_group("G")
-    assert table.moved_from(slot) == ""
-    attempt = Attempt(name="T/k.m", deadline=10.0, retries=3)
-    attempt.begin(HOST_A)
-    assert attempt.answered(Verdict.LOST, Unavailable("gone"), 0.1)[0] == Forget(HOST_A, report=True, moved=False)

@@ -185,20 +185,15 @@ class Hosts:
                 part.route = Route(host.endpoint, epoch, host.node_id)
                 part.ready.set()
 
-    async def resolve(self, group: str, shard: int, moved_from: str = "") -> Route:
+    async def resolve(self, group: str, shard: int) -> Route:
         """The current route of a partition, waiting (bounded) while its host starts or
-        while it moves. While a move's old host still serves the partition (it goes on
-        until no turn of it runs), a lookup gets that host's route at once, unless the
-        caller was redirected from there (``moved_from``, its endpoint): that caller waits
-        for the new host."""
+        while it moves."""
         g = self.groups.get(group)
         if g is None:
             raise NotFound(f"no group {group!r}")
         if not 0 <= shard < len(g.parts):
             raise NotFound(f"{group} has no partition {shard}")
         part = g.parts[shard]
-        if part.serving and part.route is not None and part.route.endpoint != moved_from:
-            return part.route
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RESOLVE_TIMEOUT_S
         failures = g.start_failures

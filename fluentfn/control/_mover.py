@@ -88,13 +88,15 @@ class Mover:
         try:
             served_s = await self._hand_over(group, g, p, src, dst)
         finally:
-            part.moving = part.serving = False
-        # Callers went on being served while the old host waited for a moment no turn ran
-        # (a lookup meanwhile got its route: ``Hosts.resolve``): their pause began when it
-        # stopped admitting, measured here from the request's sending (its way to the host
-        # counts, conservatively).
-        g.pauses_ms.append((time.monotonic() - started - served_s) * 1000.0)
-        del g.pauses_ms[:-10_000]
+            part.moving = False
+        # Callers with the route went on being served while the old host waited for a
+        # moment no turn ran: their pause began when it stopped admitting, measured here
+        # from the request's sending (its way to the host counts, conservatively). A
+        # lookup of the route waited from ``started``: the longer hold, kept beside it.
+        held_s = time.monotonic() - started
+        g.pauses_ms.append((held_s - served_s) * 1000.0)
+        g.holds_ms.append(held_s * 1000.0)
+        del g.pauses_ms[:-10_000], g.holds_ms[:-10_000]
 
     async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> float:
         """Returns how long ``src`` went on serving the partition before it stopped admitting."""
@@ -103,15 +105,12 @@ class Mover:
         memory: Handoff = {}
         served_s = 0.0
         if src is not None:
-            part.serving = part.route is not None  # until it stops admitting (a caller it redirects is held)
             try:
                 released = (await control.release(src.endpoint, (group, src.hid), [p], DRAIN_S, DRAIN_S + 60)).get(p)
                 if released is not None:
                     memory, served_s = released.memory, released.served_s
             except FluentError as exc:  # the host died: its state is in the store, as after a crash
                 log.warning("partition %s/%s: its host %s did not hand it over (%s)", group, p, src.hid, exc)
-            finally:
-                part.serving = False
         target = dst
         try:
             epochs = await self._adopt(group, dst, p, memory)

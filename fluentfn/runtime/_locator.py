@@ -32,43 +32,38 @@ class DirectoryLocator:
         self._endpoint = endpoint
         self.types: dict[str, TypeInfo] = {}
         self._registering: dict[str, asyncio.Future[TypeInfo]] = {}
-        self._resolving: dict[tuple[str, int, str], asyncio.Future[Target]] = {}
+        self._resolving: dict[tuple[str, int], asyncio.Future[Target]] = {}
 
     async def locate(self, call: Call) -> Target | None:
         info = self.types.get(call.type_name) or await self.type_info(call.type_name)
         shard = shard_for(call.key, info.shards)
-        return self._table.route((info.group, shard)) or await self._resolve(info.group, shard)
+        return self._table.get((info.group, shard)) or await self._resolve(info.group, shard)
 
     async def lost(self, slot: Slot, target: Target) -> None:
         group, shard = slot
         await await_directory(lambda: self._directory.report_down.remote(group, shard, target.endpoint), 5.0)
 
     async def _resolve(self, group: str, shard: int) -> Target:
-        """The shard's route from the directory; concurrent callers that ask the same
-        (the same host redirected them, or none did) share one lookup."""
-        key = (group, shard, self._table.moved_from((group, shard)))
-        pending = self._resolving.get(key)
+        """The shard's route from the directory; concurrent callers share one lookup."""
+        pending = self._resolving.get((group, shard))
         if pending is None:
-            pending = asyncio.ensure_future(self._lookup_route(*key))
-            self._resolving[key] = pending
-            pending.add_done_callback(lambda _: self._resolving.pop(key, None))
+            pending = asyncio.ensure_future(self._lookup_route(group, shard))
+            self._resolving[(group, shard)] = pending
+            pending.add_done_callback(lambda _: self._resolving.pop((group, shard), None))
         return await asyncio.shield(pending)
 
-    async def _lookup_route(self, group: str, shard: int, moved_from: str) -> Target:
-        def ask() -> Any:
-            return self._directory.resolve.remote(group, shard, moved_from)
-
+    async def _lookup_route(self, group: str, shard: int) -> Target:
         try:
-            route: Route = await await_directory(ask, _PATIENCE_S)
+            route: Route = await await_directory(lambda: self._directory.resolve.remote(group, shard), _PATIENCE_S)
         except NotFound:  # a directory that restarted may not know a type no host had loaded
             known = next((at for at in known_types() if at.options.group == group), None)
             if known is None:
                 raise
             await self._register(known)
-            route = await await_directory(ask, _PATIENCE_S)
+            route = await await_directory(lambda: self._directory.resolve.remote(group, shard), _PATIENCE_S)
         local = self._local is not None and self._local.group == group and route.endpoint == self._endpoint
         target = Target(route.endpoint, local=local)
-        self._table.learn((group, shard), target, moved_from)
+        self._table.learn((group, shard), target)
         return target
 
     async def type_info(self, name: str) -> TypeInfo:

@@ -269,7 +269,7 @@ class Caller:
                     run.slot = self.table.slot(run.call.type_name, run.call.key)
                 key = run.call.type_name if run.slot is None else run.slot
                 queued = self._queue_of(run.call.type_name, run.slot)
-                cached = self.table.route(run.slot)
+                cached = self.table.get(run.slot)
                 if queued is not None:
                     queued.append(run)
                 elif cached is not None:
@@ -279,7 +279,7 @@ class Caller:
                     spawn(self._locate(run, key), self._tasks)
             elif kind is Forget:
                 assert isinstance(action, Forget)
-                if self.table.forget(run.slot, action.target, action.moved) and action.report and run.slot is not None:
+                if self.table.forget(run.slot, action.target) and action.report and run.slot is not None:
                     spawn(self._report(run.slot, action.target), self._tasks)
             elif kind is Wait:
                 assert isinstance(action, Wait)
