@@ -5,6 +5,7 @@ Usage: python -m tests.multinode_app PORT REDIS_URL WORKDIR. Prints one JSON lin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +139,33 @@ def join(port: int, redis_url: str, tls: ff.TlsConfig) -> ff.Cluster:
     raise AssertionError("unreachable")
 
 
+@contextlib.contextmanager
+def reported(out: dict[str, Any]) -> Iterator[None]:
+    """A failure said at once, while the head and this driver still live (once the head
+    stops, Ray may end this process before Python prints the exception at its exit): the
+    traceback, what the run had found so far and the nodes Ray sees alive, on stderr, so a
+    Ray node that died on its own is told apart from fluentfn failing to recover."""
+    try:
+        yield
+    except Exception:
+        report_failure(out)
+        raise
+
+
+def report_failure(out: dict[str, Any]) -> None:
+    traceback.print_exc()
+    print(f"found so far: {json.dumps(out)}", file=sys.stderr)
+    try:
+        import ray
+
+        if ray.is_initialized():
+            alive = [(n["NodeID"][:8], n["Alive"]) for n in ray.nodes()]
+            print(f"ray nodes (id, alive): {alive}", file=sys.stderr)
+    except Exception as exc:  # the report must not hide the failure it reports
+        print(f"ray nodes unknown: {exc!r}", file=sys.stderr)
+    sys.stderr.flush()
+
+
 def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "token"
@@ -153,7 +183,7 @@ def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:
         wait_head_ready(head, head_log, temp, port)
         worker = start_node([f"--address=127.0.0.1:{port}", '--resources={"worker_node": 1}', *common], env)
         tls = make_certs(workdir)
-        with join(port, redis_url, tls) as cluster:
+        with join(port, redis_url, tls) as cluster, reported(out):
             import ray
 
             try:

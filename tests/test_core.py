@@ -427,13 +427,16 @@ def test_async_client(cluster: ff.Cluster) -> None:
 
 def test_second_process_calls_by_address(cluster: ff.Cluster) -> None:
     Counter["shared"].add(1)
-    code = "import fluentfn as ff\nwith ff.init(address='auto'):\n    print(ff.ref('TCounter/shared').add(10))\n"
+    code = (
+        "import fluentfn as ff, ray\nwith ff.init(address='auto'):\n    print(ff.ref('TCounter/shared').add(10))\n"
+        "print(ray.is_initialized())\n"  # ff.init joined Ray, so its shutdown disconnects
+    )
     env = dict(os.environ)
     env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address  # "auto" finds this cluster, not another one
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-1] == "11"
-    assert Counter["shared"].get() == 11
+    assert out.stdout.strip().splitlines()[-2:] == ["11", "False"]
+    assert Counter["shared"].get() == 11  # the joined cluster goes on
 
 
 def test_blocking_call_inside_async_code_is_refused_clearly(cluster: ff.Cluster) -> None:

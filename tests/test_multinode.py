@@ -44,7 +44,7 @@ def test_two_nodes_tls_and_node_loss(redis_url: str, tmp_path: Path) -> None:
         # failure of any try fails the test.
         pytest.skip("Ray could not start the test's cluster on this overloaded machine: " + tries[-1].stderr[-1500:])
     report = [
-        f"--- try {i}: exit {t.returncode}\n" + "\n".join(t.stderr.splitlines()[-60:]) for i, t in enumerate(tries)
+        f"--- try {i}: exit {t.returncode}\n" + "\n".join(t.stderr.splitlines()[-100:]) for i, t in enumerate(tries)
     ]
     assert out.returncode == 0, "\n".join(report)
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -56,6 +56,7 @@ class Cluster:
         mode: str,
         owns_ray: bool,
         server: Any,
+        joined_ray: bool,
     ) -> None:
         self.runtime = runtime
         self.directory = directory
@@ -63,6 +64,7 @@ class Cluster:
         self.token: str = runtime.token
         self.mode = mode
         self._owns_ray = owns_ray
+        self._joined_ray = joined_ray  # ff.init connected this process to a running Ray
         self._server = server
         self.closed = False
         self._started = time.monotonic()
@@ -139,7 +141,8 @@ class Cluster:
         raise FluentError(f"expected an actor type or its name, not {type(actor_type).__name__}")
 
     def shutdown(self) -> None:
-        """Passivate all identities, stop the gateway, and stop Ray if this process started it."""
+        """Passivate all identities, stop the gateway, and stop Ray if this process started it;
+        disconnect from a running Ray that ``ff.init(address=...)`` joined (the cluster goes on)."""
         global _current
         if self.closed:
             return
@@ -170,7 +173,7 @@ class Cluster:
                 _current = None
         if self._gc is not None:
             self._gc.restore()
-        if self._owns_ray:
+        if self._owns_ray or self._joined_ray:
             leave_ray(io)
 
 
@@ -236,7 +239,7 @@ def init(
         check_opens(store or default_url(namespace))
     quiet_logs()
     level = logging.getLevelName(log_level())
-    owns_ray = False
+    owns_ray = joined_ray = False
     ns = ray_namespace(namespace)
     if not ray.is_initialized():
         if address is None:
@@ -244,6 +247,7 @@ def init(
             owns_ray = True
         else:
             join_ray(address, ns, level)
+            joined_ray = True
     config = ClusterConfig(
         token=token or new_token(),
         store=store or default_url(namespace),
@@ -303,6 +307,7 @@ def init(
         mode=config.mode,
         owns_ray=owns_ray,
         server=server,
+        joined_ray=joined_ray,
     )
     _ref.set_invoker(runtime)
     register_types(directory, known_types())
