@@ -148,22 +148,18 @@ def reported(out: dict[str, Any]) -> Iterator[None]:
     try:
         yield
     except Exception:
-        report_failure(out)
+        traceback.print_exc()
+        print(f"found so far: {json.dumps(out)}", file=sys.stderr)
+        try:
+            import ray
+
+            if ray.is_initialized():
+                alive = [(n["NodeID"][:8], n["Alive"]) for n in ray.nodes()]
+                print(f"ray nodes (id, alive): {alive}", file=sys.stderr)
+        except Exception as exc:  # the report must not hide the failure it reports
+            print(f"ray nodes unknown: {exc!r}", file=sys.stderr)
+        sys.stderr.flush()
         raise
-
-
-def report_failure(out: dict[str, Any]) -> None:
-    traceback.print_exc()
-    print(f"found so far: {json.dumps(out)}", file=sys.stderr)
-    try:
-        import ray
-
-        if ray.is_initialized():
-            alive = [(n["NodeID"][:8], n["Alive"]) for n in ray.nodes()]
-            print(f"ray nodes (id, alive): {alive}", file=sys.stderr)
-    except Exception as exc:  # the report must not hide the failure it reports
-        print(f"ray nodes unknown: {exc!r}", file=sys.stderr)
-    sys.stderr.flush()
 
 
 def main(port: int, redis_url: str, workdir: Path) -> dict[str, Any]:

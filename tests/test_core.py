@@ -428,14 +428,19 @@ def test_async_client(cluster: ff.Cluster) -> None:
 def test_second_process_calls_by_address(cluster: ff.Cluster) -> None:
     Counter["shared"].add(1)
     code = (
-        "import fluentfn as ff, ray\nwith ff.init(address='auto'):\n    print(ff.ref('TCounter/shared').add(10))\n"
+        "import fluentfn as ff, ray\n"
+        "try:\n    ff.init(address='auto', token='not-the-token')\n"
+        "except ff.FluentError as exc:\n    print(exc)\n"
+        "print(ray.is_initialized())\n"  # a join that failed leaves this process as it found it
+        "with ff.init(address='auto'):\n    print(ff.ref('TCounter/shared').add(10))\n"
         "print(ray.is_initialized())\n"  # ff.init joined Ray, so its shutdown disconnects
     )
     env = dict(os.environ)
     env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address  # "auto" finds this cluster, not another one
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-2:] == ["11", "False"]
+    said = ["the running cluster has a different token", "False", "11", "False"]
+    assert out.stdout.strip().splitlines()[-4:] == said
     assert Counter["shared"].get() == 11  # the joined cluster goes on
 
 

@@ -31,6 +31,11 @@ SCRIPT = textwrap.dedent(
         def add(self, k: int) -> int:
             return k
 
+    try:  # an address not of this machine: refused after the embedded Ray started
+        ff.init(num_cpus=1, namespace="lifecycle", bind="203.0.113.7")
+    except ff.FluentError as exc:
+        print("failed init:", str(exc).split(":")[0], ray.is_initialized())
+
     with ff.init(num_cpus=1, namespace="lifecycle") as cluster:
         assert ff.ref("LifeT/a").add(1) == 1
         directory = cluster.directory
@@ -88,6 +93,7 @@ def test_a_call_after_shutdown_starts_no_ray_and_the_next_cluster_runs() -> None
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=280)
     out = done.stdout
     assert done.returncode == 0, f"rc {done.returncode}\n{out}\n{done.stderr[-3000:]}"
+    assert "failed init: cannot listen on 203.0.113.7 False" in out, out  # it stopped its Ray
     assert "stale thread: Unavailable False" in out, out
     assert "stale submit: Unavailable False" in out, out
     assert "stale route: Unavailable False" in out, out

@@ -6,6 +6,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from types import TracebackType
 from typing import Any
 
@@ -248,6 +250,46 @@ def init(
         else:
             join_ray(address, ns, level)
             joined_ray = True
+    with ExitStack() as undo:  # a failure from here on leaves Ray as this call found it
+        if owns_ray or joined_ray:
+            undo.callback(_undoing, "leaving Ray", leave_ray, io_loop())
+        cluster = _start(
+            undo, address, namespace, mode, profile, store, token, bind, tls, tracing, ns, owns_ray, joined_ray
+        )
+        undo.pop_all()
+    with _lock:
+        _current = cluster
+    return cluster
+
+
+def _undoing(what: str, step: Callable[..., object], *args: Any) -> None:
+    """One step of undoing a failed ``ff.init``: a failure here is logged, and the caller
+    gets the error that made ``ff.init`` fail."""
+    try:
+        step(*args)
+    except Exception as exc:
+        log.warning("a failed ff.init, %s: %s: %s", what, type(exc).__name__, exc)
+
+
+def _start(
+    undo: ExitStack,
+    address: str | None,
+    namespace: str,
+    mode: str,
+    profile: FaasProfile,
+    store: str | None,
+    token: str | None,
+    bind: str,
+    tls: TlsConfig | None,
+    tracing: str,
+    ns: str,
+    owns_ray: bool,
+    joined_ray: bool,
+) -> Cluster:
+    """The cluster's directory, this process's runtime and gateway, on a connected Ray;
+    ``undo`` is given what to take back should a later step fail."""
+    import ray
+
     config = ClusterConfig(
         token=token or new_token(),
         store=store or default_url(namespace),
@@ -277,15 +319,12 @@ def init(
     ).remote(config, ShardHost)
     mine = config
     config = get_ray(directory.config.remote())  # a running cluster's, when joining one
+    if config.cluster_id == mine.cluster_id and not owns_ray:  # ours, just made: leave nothing behind
+        undo.callback(_undoing, "removing its directory", ray.kill, directory)
     if address is not None:
         nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
         alive = len([node for node in nodes if node.get("Alive")])
-        try:
-            check_store_fits(config.store if config.store_explicit else None, config.store, alive)
-        except FluentError:
-            if config.cluster_id == mine.cluster_id:  # ours, just made: leave nothing behind
-                ray.kill(directory)
-            raise
+        check_store_fits(config.store if config.store_explicit else None, config.store, alive)
     if token is not None and config.token != token:
         raise FluentError("the running cluster has a different token")
     io = io_loop()
@@ -297,8 +336,10 @@ def init(
             io.submit(runtime.reminder_loop())
     else:
         runtime = StatefulRuntime(directory=directory, config=config, io=io)
+    undo.callback(_undoing, "closing its peer streams", lambda: io.run(runtime.close(), timeout=5))
     cluster_tls = config.tls
     server, port = io.run(start_server(Gateway(runtime, directory), config.token, config.bind, cluster_tls))
+    undo.callback(_undoing, "stopping its gateway", lambda: io.run(server.stop(0.5), timeout=5))
     host = "127.0.0.1" if config.bind in ("0.0.0.0", "::", "") else config.bind
     cluster = Cluster(
         runtime=runtime,
@@ -310,11 +351,11 @@ def init(
         joined_ray=joined_ray,
     )
     _ref.set_invoker(runtime)
+    undo.callback(_undoing, "unsetting its invoker", _ref.set_invoker, None)
     register_types(directory, known_types())
     on_new_type(lambda at: register_types(directory, [at]))
+    undo.callback(_undoing, "unsetting its type hook", on_new_type, None)
     cluster._gc = _gc.tune(user_process=True)  # after start-up: Ray's objects are frozen with the rest
-    with _lock:
-        _current = cluster
     return cluster
 
 

@@ -321,11 +321,16 @@ async def start_server(
         register(server)
     _servicers[server] = servicer
     address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
-    if tls is None:
-        port = server.add_insecure_port(address)
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.server_credentials())
+    except RuntimeError as exc:  # grpcio's "Failed to bind to address ..."
+        port, why = 0, f": {exc}"
     else:
-        port = server.add_secure_port(address, tls.server_credentials())
+        why = ""
     if not port:
-        raise FluentError(f"cannot listen on {bind}")
+        raise FluentError(f"cannot listen on {address}{why}")
     await server.start()
     return server, port
