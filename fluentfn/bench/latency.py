@@ -316,7 +316,9 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
             for store in ("sqlite", "redis")
             if f"1KB change, 4KB state ({store})" in by
         ),
-        f"fluentfn / ray-actor p50 = {by['fluentfn']['p50_us'] / ray_p50:.2f} (target <= 0.45)",
+        f"fluentfn / ray-actor p50 = {by['fluentfn']['p50_us'] / ray_p50:.2f} (target <= 0.45); floor: a raw "
+        f"grpcio unary echo from the calling thread = {by['grpc-floor']['p50_us'] / ray_p50:.2f} x ray-actor "
+        f"(fluentfn / that floor = {by['fluentfn']['p50_us'] / by['grpc-floor']['p50_us']:.2f})",
         f"fluentfn-actor-to-actor / ray-actor p50 = {by['fluentfn-actor-to-actor']['p50_us'] / ray_p50:.2f}",
         f"fluentfn-colocated p50 = {by['fluentfn-colocated']['p50_us']} us = "
         f"{by['fluentfn-colocated']['p50_us'] / ray_p50:.3f} x ray-actor (target <= 0.03)",
