@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 from .errors import FluentError
@@ -220,8 +221,22 @@ def env_force_mode() -> str:
     return _raw("FLUENTFN_FORCE_MODE")
 
 
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_namespace(namespace: object) -> str:
+    """``namespace`` if it is a namespace's name: it names a folder (``home``) and Ray's
+    namespace, so nothing that could step out of FLUENTFN_HOME or mean two things."""
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise FluentError(
+            "a namespace is 1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit; "
+            f"not {namespace!r:.80}"
+        )
+    return namespace
+
+
 def home(namespace: str) -> Path:
     """Where fluentfn keeps a namespace's files (FLUENTFN_HOME, default ~/.fluentfn/<ns>)."""
     base = _raw("FLUENTFN_HOME")
     root = Path(base) if base else Path.home() / ".fluentfn"
-    return root / namespace
+    return root / check_namespace(namespace)

@@ -90,6 +90,47 @@ def test_a_client_needs_a_token(token: Any) -> None:
             cls("127.0.0.1:1", token=token)
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("namespace", "../elsewhere", "namespace"),
+        ("namespace", "a/b", "namespace"),
+        ("namespace", "", "namespace"),
+        ("namespace", ".hidden", "namespace"),
+        ("namespace", "x" * 101, "namespace"),
+        ("namespace", 5, "namespace"),
+        ("address", 5, "address"),
+        ("token", 5, "token"),
+        ("bind", None, "bind"),
+        ("tls", "cert.pem", "tls"),
+    ],
+)
+def test_a_bad_init_argument_is_refused_before_ray_starts(
+    monkeypatch: pytest.MonkeyPatch, option: str, value: Any, said: str
+) -> None:
+    from fluentfn.runtime import _cluster
+
+    def started(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("ff.init went on to start or join Ray")
+
+    monkeypatch.setattr(_cluster, "start_local_ray", started)
+    monkeypatch.setattr(_cluster, "join_ray", started)
+    with pytest.raises(ff.FluentError, match=said):
+        ff.init(**{option: value})
+
+
+def test_a_namespace_of_letters_digits_and_marks_is_a_folder_of_fluentfn_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from fluentfn import _config
+
+    monkeypatch.setenv("FLUENTFN_HOME", str(tmp_path))
+    for name in ("default", "bench-redis", "Team_1.v2", "9"):
+        assert _config.home(name) == tmp_path / name
+    with pytest.raises(ff.FluentError, match="namespace"):
+        _config.home("../up")
+
+
 def test_an_empty_type_name_is_refused_not_replaced_by_the_class_name() -> None:
     with pytest.raises(ff.FluentError, match="invalid actor type name ''"):
         ff.actor(name="")(Plain)

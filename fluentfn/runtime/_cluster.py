@@ -14,7 +14,7 @@ from typing import Any
 from .. import _config, _gc, _ref
 from .._clusterconfig import MODES, ClusterConfig, Mode
 from .._compare import ENV_FORCE_MODE, ENV_REPORT, write_record
-from .._config import env_force_mode, env_report, env_store, env_tls, env_token, env_tracing
+from .._config import check_namespace, env_force_mode, env_report, env_store, env_tls, env_token, env_tracing
 from .._context import CURRENT
 from .._faasprofile import FaasProfile
 from .._ioloop import io_loop
@@ -211,6 +211,10 @@ def init(
             "ff.init() cannot be called inside an actor or function: it already runs in a cluster "
             "(call other actors through their refs)"
         )
+    _check_kinds(address=address, token=token, tls=tls)
+    if not isinstance(bind, str):
+        raise FluentError(f"ff.init's bind takes an address of this machine as a str, not {type(bind).__name__}")
+    check_namespace(namespace)
     store = store or env_store()
     if store is not None:
         check_url(store)  # before Ray starts: hosts that cannot open it would never start
@@ -260,6 +264,14 @@ def init(
     with _lock:
         _current = cluster
     return cluster
+
+
+def _check_kinds(**given: Any) -> None:
+    """Refuse an argument of the wrong kind at once, with its name (before anything starts)."""
+    kinds: dict[str, type] = {"address": str, "token": str, "tls": TlsConfig}
+    for name, value in given.items():
+        if value is not None and not isinstance(value, kinds[name]):
+            raise FluentError(f"ff.init's {name} takes a {kinds[name].__name__} or None, not {type(value).__name__}")
 
 
 def _undoing(what: str, step: Callable[..., object], *args: Any) -> None:
