@@ -444,6 +444,35 @@ def test_second_process_calls_by_address(cluster: ff.Cluster) -> None:
     assert Counter["shared"].get() == 11  # the joined cluster goes on
 
 
+def test_a_join_that_fails_leaves_nothing_in_the_cluster_it_joined(cluster: ff.Cluster) -> None:
+    """A FaaS cluster of a new namespace, joined on a running Ray, that cannot listen on its
+    bind address: the process is disconnected, and the directory and platform it had just
+    made are gone (the next ``ff.init`` of that namespace starts clean)."""
+    from fluentfn._tables import DIRECTORY_NAME, ray_namespace
+    from fluentfn.runtime._faasplatform import PLATFORM_NAME
+
+    code = (
+        "import fluentfn as ff, ray\n"
+        "try:\n    ff.init(address='auto', namespace='joinfails', mode='faas', bind='203.0.113.7')\n"
+        "except ff.FluentError as exc:\n    print(str(exc).split(':')[0])\n"
+        "print(ray.is_initialized())\n"
+    )
+    env = dict(os.environ)
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-2:] == ["cannot listen on 203.0.113.7", "False"]
+
+    def gone(name: str) -> bool:
+        try:
+            ray.get_actor(name, namespace=ray_namespace("joinfails"))
+        except ValueError:
+            return True
+        return False
+
+    wait_for(lambda: gone(DIRECTORY_NAME) and gone(PLATFORM_NAME), timeout=60)
+
+
 def test_blocking_call_inside_async_code_is_refused_clearly(cluster: ff.Cluster) -> None:
     async def main() -> int:
         return int(await Counter["aio"].add.aio(1))

@@ -331,7 +331,8 @@ def _start(
     ).remote(config, ShardHost)
     mine = config
     config = get_ray(directory.config.remote())  # a running cluster's, when joining one
-    if config.cluster_id == mine.cluster_id and not owns_ray:  # ours, just made: leave nothing behind
+    fresh = config.cluster_id == mine.cluster_id and not owns_ray  # ours, just made: leave nothing behind
+    if fresh:
         undo.callback(_undoing, "removing its directory", ray.kill, directory)
     if address is not None:
         nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
@@ -342,7 +343,9 @@ def _start(
     io = io_loop()
     runtime: Runtime
     if not config.mode.has_hosts:
-        start_platform(config, faas_invoke, detached=not owns_ray)
+        platform = start_platform(config, faas_invoke, detached=not owns_ray)
+        if fresh:
+            undo.callback(_undoing, "removing its FaaS platform", ray.kill, platform)
         runtime = FaasRuntime(directory=directory, config=config, io=io)
         if owns_ray:
             io.submit(runtime.reminder_loop())
