@@ -425,6 +425,16 @@ def test_async_client(cluster: ff.Cluster) -> None:
         asyncio.run(ff.AsyncClient(cluster.gateway, token="wrong").call("TCounter/x", "get"))
 
 
+def _joining_process(code: str) -> list[str]:
+    """Run ``code`` in a process of its own whose ``address="auto"`` is this test session's
+    Ray (not another one); its exit status must be 0. The lines it printed."""
+    env = dict(os.environ)
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()
+
+
 def test_second_process_calls_by_address(cluster: ff.Cluster) -> None:
     Counter["shared"].add(1)
     code = (
@@ -435,12 +445,8 @@ def test_second_process_calls_by_address(cluster: ff.Cluster) -> None:
         "with ff.init(address='auto'):\n    print(ff.ref('TCounter/shared').add(10))\n"
         "print(ray.is_initialized())\n"  # ff.init joined Ray, so its shutdown disconnects
     )
-    env = dict(os.environ)
-    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address  # "auto" finds this cluster, not another one
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
     said = ["the running cluster has a different token", "False", "11", "False"]
-    assert out.stdout.strip().splitlines()[-4:] == said
+    assert _joining_process(code)[-4:] == said
     assert Counter["shared"].get() == 11  # the joined cluster goes on
 
 
@@ -457,11 +463,7 @@ def test_a_join_that_fails_leaves_nothing_in_the_cluster_it_joined(cluster: ff.C
         "except ff.FluentError as exc:\n    print(str(exc).split(':')[0])\n"
         "print(ray.is_initialized())\n"
     )
-    env = dict(os.environ)
-    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-2:] == ["cannot listen on 203.0.113.7", "False"]
+    assert _joining_process(code)[-2:] == ["cannot listen on 203.0.113.7", "False"]
 
     def gone(name: str) -> bool:
         try:

@@ -327,10 +327,8 @@ async def start_server(
         else:
             port = server.add_secure_port(address, tls.server_credentials())
     except RuntimeError as exc:  # grpcio's "Failed to bind to address ..."
-        port, why = 0, f": {exc}"
-    else:
-        why = ""
+        raise FluentError(f"cannot listen on {address}: {exc}") from None
     if not port:
-        raise FluentError(f"cannot listen on {address}{why}")
+        raise FluentError(f"cannot listen on {address}")
     await server.start()
     return server, port
