@@ -10,6 +10,14 @@ only if, when it begins, everything in the WAL has been copied: under writes tha
 pause that moment may not come, and the WAL grows to the connections' own automatic
 checkpoint, kept as a bound (``BOUND_PAGES``): a commit then checkpoints as before, but
 once per 8,192 pages instead of 1,000, with most of them already copied.
+
+The same thread gives the pages that deletes freed back to the file system: a file made
+with ``auto_vacuum=INCREMENTAL`` (every file the store makes) keeps its free pages until
+told, and SQLite never shrinks a file by itself otherwise. After a delete the store calls
+``freed``; at the thread's next checkpoint, or once it is idle, it vacuums them away in
+steps of ``RECLAIM_STEP_PAGES``, each its own short write transaction that never waits
+for the lock (a busy moment is retried at the next turn), and keeps ``RECLAIM_MIN_PAGES``
+for the next writes.
 """
 
 from __future__ import annotations
@@ -34,22 +42,31 @@ IDLE_S = 5.0
 """A thread that was given no checkpoint for this long ends (the next commit starts another):
 an idle store keeps no thread (nor does a closed one, or one dropped unclosed: ``stop``)."""
 
+RECLAIM_MIN_PAGES = 256
+"""Free pages a file keeps after deletes, for its next writes (1 MB of 4 KB pages)."""
+
+RECLAIM_STEP_PAGES = 256
+"""Free pages given back per write transaction (a few ms of the write lock)."""
+
 
 class Checkpointer:
     """One store file's checkpointer thread, started by a commit it hears of.
 
-    Invariant: while ``_due`` is set, a thread is alive that will see it (``_due`` is set,
-    and a thread ends, only under ``_lock``), so a commit that finds it set costs nothing.
+    Invariant: while ``_due`` or ``_freed`` is set, a thread is alive that will see it
+    (they are set, and a thread ends, only under ``_lock``), so a commit that finds
+    ``_due`` set costs nothing.
     """
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._due = threading.Event()  # a checkpoint is due
+        self._freed = threading.Event()  # deletes freed pages since the last reclaim
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.checkpoints = 0  # PASSIVE checkpoints run (observable; tests read it)
         self.threads = 0  # threads started so far
+        self.reclaimed = 0  # free pages given back to the file system (observable)
         self._commits = 0  # since the last checkpoint (counted without a lock: an estimate)
 
     def wrote(self) -> None:
@@ -61,10 +78,24 @@ class Checkpointer:
             if self._stop.is_set():
                 return
             self._due.set()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fluentfn-sqlite-checkpoint", daemon=True)
-                self.threads += 1
-                self._thread.start()
+            self._start()
+
+    def freed(self) -> None:
+        """A delete committed: its free pages go back at the next checkpoint, or once idle."""
+        if self._freed.is_set():
+            return
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._freed.set()
+            self._start()
+
+    def _start(self) -> None:
+        """A thread, if none is alive (under ``_lock``)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="fluentfn-sqlite-checkpoint", daemon=True)
+            self.threads += 1
+            self._thread.start()
 
     def stop(self) -> None:
         """No checkpoints from now on (the store is closed or gone): the thread ends."""
@@ -88,25 +119,56 @@ class Checkpointer:
             return
         try:
             while True:
-                if not self._due.wait(IDLE_S) and self._ended():
-                    return
+                due = self._due.wait(IDLE_S)
                 if self._stop.is_set():
                     return
-                self._due.clear()
-                self._commits = 0
-                # What it could not copy (commits that came meanwhile, frames a reader of an
-                # old snapshot still needs) waits for the next one: never a loop of syncs.
-                self._checkpoint(conn)
+                if due:
+                    self._due.clear()
+                    self._commits = 0
+                    # What it could not copy (commits that came meanwhile, frames a reader of an
+                    # old snapshot still needs) waits for the next one: never a loop of syncs.
+                    self._checkpoint(conn)
+                if self._freed.is_set():
+                    self._reclaim(conn)
+                elif not due and self._ended():
+                    return
         finally:
             conn.close()
 
     def _ended(self) -> bool:
         """After ``IDLE_S`` without a commit: end this thread, unless one came meanwhile."""
         with self._lock:
-            if self._due.is_set():
+            if self._due.is_set() or self._freed.is_set():
                 return False
             self._thread = None
             return True
+
+    def _reclaim(self, conn: sqlite3.Connection) -> None:
+        """Give the free pages beyond ``RECLAIM_MIN_PAGES`` back, in steps; then a
+        checkpoint, which shrinks the file. A step that finds the write lock taken ends
+        this turn and leaves the work to the next (``_freed`` is set again)."""
+        self._freed.clear()
+        try:
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a file made before: keeps its pages
+                return
+            free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            if free <= RECLAIM_MIN_PAGES:
+                return
+            while free > RECLAIM_MIN_PAGES and not self._stop.is_set():
+                step = min(RECLAIM_STEP_PAGES, free - RECLAIM_MIN_PAGES)
+                conn.executescript(f"PRAGMA incremental_vacuum({step});")  # (``execute`` frees one page)
+                left = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+                if left >= free:  # writers took the pages meanwhile: nothing to give back
+                    break
+                self.reclaimed += free - left
+                free = left
+        except sqlite3.Error as exc:  # (the lock is taken; the file is gone: the next turn sees)
+            log.debug("%s: free pages kept for now: %s", self._path, exc)
+            with self._lock:
+                if not self._stop.is_set():
+                    self._freed.set()
+            return
+        self._checkpoint(conn)
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         """One PASSIVE checkpoint (skipped if another process's is running, or the file is gone)."""

@@ -139,6 +139,9 @@ class SqliteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
+            # Before WAL: only a file that has no page yet takes it (the checkpointer gives
+            # deletes' pages back; an older file keeps them, as before).
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._sync}")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -232,6 +235,7 @@ class SqliteStore:
         with self._write() as conn:
             for table in ("state", "parts", "replies", "reminders"):
                 conn.execute(f"DELETE FROM {table} WHERE address=?", (address,))
+        self._checkpointer.freed()
 
     def shard_owner(self, group: str, shard: int) -> tuple[int, str]:
         query = "SELECT epoch, owner FROM shards WHERE grp=? AND shard=?"
@@ -342,7 +346,13 @@ class SqliteStore:
         return cur
 
     def prune_replies(self, older_than: float) -> int:
-        return int(self._autocommit("DELETE FROM replies WHERE ts < ?", (older_than,)).rowcount)
+        return self._deleted(self._autocommit("DELETE FROM replies WHERE ts < ?", (older_than,)))
+
+    def _deleted(self, cur: sqlite3.Cursor) -> int:
+        """A delete's count of rows; their pages go back to the file system (``Checkpointer.freed``)."""
+        if cur.rowcount > 0:
+            self._checkpointer.freed()
+        return int(cur.rowcount)
 
     def add_reminder(self, group: str, shard: int, reminder: Reminder) -> None:
         self._add_reminder(self._conn(), Scheduled(group, shard, reminder))
@@ -394,10 +404,10 @@ class SqliteStore:
         return bytes(row[0])
 
     def prune_expired(self, now: float) -> int:
-        return int(self._autocommit("DELETE FROM kv WHERE expires < ?", (now,)).rowcount)
+        return self._deleted(self._autocommit("DELETE FROM kv WHERE expires < ?", (now,)))
 
     def delete(self, key: str) -> None:
-        self._autocommit("DELETE FROM kv WHERE key=?", (key,))
+        self._deleted(self._autocommit("DELETE FROM kv WHERE key=?", (key,)))
 
     def close(self) -> None:
         self._checkpointer.close()
