@@ -72,30 +72,25 @@ class Checkpointer:
     def wrote(self) -> None:
         """A connection of this process committed: a checkpoint is due every ``EVERY_COMMITS``."""
         self._commits += 1
-        if self._commits < EVERY_COMMITS or self._due.is_set():
-            return
-        with self._lock:
-            if self._stop.is_set():
-                return
-            self._due.set()
-            self._start()
+        if self._commits >= EVERY_COMMITS:
+            self._wake(self._due)
 
     def freed(self) -> None:
         """A delete committed: its free pages go back at the next checkpoint, or once idle."""
-        if self._freed.is_set():
+        self._wake(self._freed)
+
+    def _wake(self, flag: threading.Event) -> None:
+        """Set ``flag`` and see that a thread is alive to see it (at no cost if it is set)."""
+        if flag.is_set():
             return
         with self._lock:
             if self._stop.is_set():
                 return
-            self._freed.set()
-            self._start()
-
-    def _start(self) -> None:
-        """A thread, if none is alive (under ``_lock``)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="fluentfn-sqlite-checkpoint", daemon=True)
-            self.threads += 1
-            self._thread.start()
+            flag.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fluentfn-sqlite-checkpoint", daemon=True)
+                self.threads += 1
+                self._thread.start()
 
     def stop(self) -> None:
         """No checkpoints from now on (the store is closed or gone): the thread ends."""
