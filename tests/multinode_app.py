@@ -29,12 +29,12 @@ from fluentfn.testing import hosts, wait_for
 
 RAY = str(Path(sys.executable).parent / "ray")
 RAY_DID_NOT_START = 3  # the exit status when Ray itself could not start the cluster
-# Ray's own node start has fixed waits (the raylet aborts if its Python dashboard agent has
-# not written its port file in about 23 s, seen in a loaded CI run), which a loaded machine
-# (CI beside busy processes, with the suite's own Ray session up) can miss on every try.
-# Where this process may raise priority (root), the test's nodes and what they start run
-# ahead of that load: the test's subject is fluentfn on two nodes, not Ray's start. (It did
-# not end the skips in loaded runs: there Ray's GCS alone took 45-120 s to come up.)
+# Ray's own node start has fixed waits: the raylet aborts when its Python dashboard agent has
+# not written its port file within about 15 s (a `sitecustomize` that delays the agent's
+# start reproduces it on a quiet machine; no RAY_* setting and no explicit agent port lifts
+# it), which a loaded machine can miss on every try. Where this process may raise priority
+# (root), the test's nodes and what they start run ahead of background load; the test runs
+# before the suite's shared cluster starts (the `own_ray` marker, tests/conftest.py).
 AHEAD = ["nice", "-n", "-10"] if os.geteuid() == 0 and shutil.which("nice") else []
 
 
