@@ -17,6 +17,7 @@ from ._mover import Mover
 log = logging.getLogger("fluentfn.directory")
 _NODE_CHECK_S = 2.0  # how often Ray's node list is read (to spread hosts onto joining nodes)
 _REMINDER_WAKE_S = 1.0  # how often a group scaled to zero is checked for a reminder falling due
+LOAD_SAMPLE_S = 5.0  # how long a host's load sample is waited for
 
 
 class Autoscaler:
@@ -26,6 +27,7 @@ class Autoscaler:
         self._groups = groups
         self._hosts = hosts
         self._mover = mover
+        self._unsampled: set[str] = set()  # groups whose last tick had no load sample (said once)
 
     async def loop(self) -> None:
         import ray
@@ -73,8 +75,31 @@ class Autoscaler:
         assert g.policy is not None
         hosts = list(g.hosts.values())
         up = [h for h in hosts if h.up.is_set()]
-        loads = await asyncio.gather(*(asyncio.wait_for(h.handle.load.remote(), 5) for h in up), return_exceptions=True)
-        load = float(sum(x for x in loads if isinstance(x, int)))
+        loads = await asyncio.gather(
+            *(asyncio.wait_for(h.handle.load.remote(), LOAD_SAMPLE_S) for h in up), return_exceptions=True
+        )
+        counts = [x for x in loads if isinstance(x, int)]
+        unknown = [(h.hid, x) for h, x in zip(up, loads, strict=True) if not isinstance(x, int)]
+        if unknown:
+            # A host that did not say its load is not idle (a saturated one answers late): the
+            # group has no sample until every host answers, rather than one that counts it as 0
+            # and shrinks the group. Said once, until samples come again.
+            if group not in self._unsampled:
+                self._unsampled.add(group)
+                hid, why = unknown[0]
+                log.warning(
+                    "autoscaling %s: no load sample until every host answers: host %s (%d of %d) did not: %s",
+                    group,
+                    hid,
+                    len(unknown),
+                    len(up),
+                    f"{type(why).__name__}: {why}" if isinstance(why, BaseException) else repr(why),
+                )
+            return
+        if group in self._unsampled:
+            self._unsampled.discard(group)
+            log.info("autoscaling %s: every host answers its load sample again", group)
+        load = float(sum(counts))
         want = g.policy.handle(Sample(time.monotonic(), len(hosts), load, starting=len(hosts) - len(up)))
         if want is None or want == len(hosts):
             return

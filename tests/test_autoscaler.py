@@ -1,0 +1,95 @@
+"""The elastic loop's sampling (``control._autoscaler``), with hosts that answer or do not.
+
+The policy itself is tested in ``test_elastic_policy``; here: a host that does not say its
+load is never counted as idle (it would shrink a saturated group)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from fluentfn._tables import Group, Host
+from fluentfn.control._autoscaler import Autoscaler
+from fluentfn.elastic._autoscale import Autoscale, AutoscalePolicy
+from fluentfn.errors import FluentError
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class _Load:
+    def __init__(self, answer: int | BaseException) -> None:
+        self.answer = answer
+
+    async def _reply(self) -> int:
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+    def remote(self) -> Any:
+        return self._reply()
+
+
+class _Handle:
+    def __init__(self, answer: int | BaseException) -> None:
+        self.load = _Load(answer)
+
+
+class _Mover:
+    def __init__(self) -> None:
+        self.scaled: list[int] = []
+
+    async def scale(self, group: str, g: Group, want: int) -> None:
+        self.scaled.append(want)
+
+
+def _group(answers: list[int | BaseException]) -> Group:
+    settings = Autoscale(target_inflight=4, up_after_s=0.0, down_after_s=0.0)
+    g = Group(options=None, parts=[], started=True, policy=AutoscalePolicy(settings, min_hosts=1, max_hosts=4))  # type: ignore[arg-type]
+    for i, answer in enumerate(answers):
+        host = Host(hid=f"h{i}", handle=_Handle(answer))
+        host.up.set()
+        g.hosts[host.hid] = host
+    return g
+
+
+def _tick(g: Group, mover: _Mover, ticks: int = 1) -> None:
+    scaler = Autoscaler({"T": g}, hosts=None, mover=mover)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        for _ in range(ticks):
+            await scaler._autoscale_once("T", g)
+
+    asyncio.run(run())
+
+
+def test_a_host_that_does_not_answer_is_not_counted_idle(caplog: pytest.LogCaptureFixture) -> None:
+    # Two saturated hosts answer 0 + (no answer): counted as 0 the group would shrink to one.
+    g = _group([0, TimeoutError("no answer in 5 s")])
+    mover = _Mover()
+    with caplog.at_level(logging.WARNING, logger="fluentfn.directory"):
+        _tick(g, mover, ticks=3)
+    assert mover.scaled == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # said once, not every tick
+    assert "host h1 (1 of 2) did not: TimeoutError: no answer in 5 s" in warnings[0]
+
+
+def test_a_host_whose_actor_died_gives_no_sample_either() -> None:
+    g = _group([FluentError("host actor died"), 3])
+    mover = _Mover()
+    _tick(g, mover, ticks=2)
+    assert mover.scaled == []
+
+
+def test_samples_that_all_answer_drive_the_policy() -> None:
+    grow = _group([9, 9])  # 18 turns over 2 hosts, 4 per host wanted: 4 hosts (the maximum)
+    mover = _Mover()
+    _tick(grow, mover)
+    assert mover.scaled == [4]
+    shrink = _group([0, 1])  # 1 turn: one host is enough
+    mover = _Mover()
+    _tick(shrink, mover)
+    assert mover.scaled == [1]
