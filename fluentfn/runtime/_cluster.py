@@ -257,9 +257,20 @@ def init(
     with ExitStack() as undo:  # a failure from here on leaves Ray as this call found it
         if owns_ray or joined_ray:
             undo.callback(_undoing, "leaving Ray", leave_ray, io_loop())
-        cluster = _start(
-            undo, address, namespace, mode, profile, store, token, bind, tls, tracing, ns, owns_ray, joined_ray
+        mine = ClusterConfig(
+            token=token or new_token(),
+            store=store or default_url(namespace),
+            namespace=namespace,
+            cluster_id=f"{namespace}@{os.urandom(6).hex()}",
+            mode=Mode(mode),
+            bind=bind,
+            tls=tls,
+            store_explicit=store is not None,
+            faas=profile,
+            tracing=tracing,
+            otel_env=tuple(sorted(otel_env().items())),
         )
+        cluster = _start(undo, mine, address=address, token=token, ns=ns, owns_ray=owns_ray, joined_ray=joined_ray)
         undo.pop_all()
     with _lock:
         _current = cluster
@@ -285,36 +296,20 @@ def _undoing(what: str, step: Callable[..., object], *args: Any) -> None:
 
 def _start(
     undo: ExitStack,
+    mine: ClusterConfig,
+    *,
     address: str | None,
-    namespace: str,
-    mode: str,
-    profile: FaasProfile,
-    store: str | None,
     token: str | None,
-    bind: str,
-    tls: TlsConfig | None,
-    tracing: str,
     ns: str,
     owns_ray: bool,
     joined_ray: bool,
 ) -> Cluster:
     """The cluster's directory, this process's runtime and gateway, on a connected Ray;
+    ``mine``: the configuration of a cluster this call would make (a running cluster's own
+    is used when joining one; ``token``: the one the caller gave, which must match it);
     ``undo`` is given what to take back should a later step fail."""
     import ray
 
-    config = ClusterConfig(
-        token=token or new_token(),
-        store=store or default_url(namespace),
-        namespace=namespace,
-        cluster_id=f"{namespace}@{os.urandom(6).hex()}",
-        mode=Mode(mode),
-        bind=bind,
-        tls=tls,
-        store_explicit=store is not None,
-        faas=profile,
-        tracing=tracing,
-        otel_env=tuple(sorted(otel_env().items())),
-    )
     actor_cls: Any = ray.remote(Directory)
     directory = actor_cls.options(
         name=DIRECTORY_NAME,
@@ -328,9 +323,8 @@ def _start(
         resources={"node:__internal_head__": 0.001},  # on the head node: it outlives workers
         num_cpus=0,
         max_concurrency=1000,
-    ).remote(config, ShardHost)
-    mine = config
-    config = get_ray(directory.config.remote())  # a running cluster's, when joining one
+    ).remote(mine, ShardHost)
+    config: ClusterConfig = get_ray(directory.config.remote())  # a running cluster's, when joining one
     fresh = config.cluster_id == mine.cluster_id and not owns_ray  # ours, just made: leave nothing behind
     if fresh:
         undo.callback(_undoing, "removing its directory", ray.kill, directory)
