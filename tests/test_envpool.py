@@ -68,18 +68,33 @@ def test_concurrency_limit_throttles_calls_and_queues_tells() -> None:
 
 
 def test_an_invocation_waiting_for_a_start_takes_the_first_environment_that_frees() -> None:
-    """Its start goes on and joins the warm ones: a burst of cold starts on a busy
-    machine does not keep a later invocation waiting behind every start."""
+    """A burst of cold starts on a busy machine does not keep a later invocation waiting
+    behind every start; the start nobody waits for any more is called off (``Stop``), so
+    starts do not pile up for nobody."""
     pool = EnvPool(keep_alive_s=60.0, max_concurrency=4)
     [s1] = pool.handle(Request(1, "f", now=0.0))
     [s2] = pool.handle(Request(2, "f", now=0.0))
     assert isinstance(s1, Start) and isinstance(s2, Start)
     assert pool.handle(Started(s1.env, now=1.0)) == [Use(1, s1.env, cold=True)]
-    assert pool.handle(Done(s1.env, now=2.0)) == [Use(2, s1.env, cold=False)]
-    assert pool.handle(Started(s2.env, now=3.0)) == []  # started for nobody: warm and idle
-    assert pool.idle("f") == 1 and pool.busy("f") == 1
-    assert pool.handle(Request(3, "f", now=4.0)) == [Use(3, s2.env, cold=False)]
+    assert pool.handle(Done(s1.env, now=2.0)) == [Use(2, s1.env, cold=False), Stop(s2.env)]
+    assert pool.busy("f") == 1 and pool.environments() == 1
+    assert pool.handle(Started(s2.env, now=3.0)) == []  # called off: it came up anyway, nobody uses it
+    assert pool.handle(StartFailed(s2.env, "killed")) == []
+    assert pool.idle("f") == 0 and pool.busy("f") == 1
+    assert pool.handle(Done(s1.env, now=4.0)) == []
+    assert pool.handle(Request(3, "f", now=4.0)) == [Use(3, s1.env, cold=False)]
     assert pool.handle(StartFailed(99, "never asked for")) == []
+
+
+def test_a_queued_tell_takes_a_freed_environment_before_a_start_is_called_off() -> None:
+    pool = EnvPool(keep_alive_s=60.0, max_concurrency=2)
+    [s1] = pool.handle(Request(1, "f", now=0.0))
+    [s2] = pool.handle(Request(2, "f", now=0.0))
+    assert isinstance(s1, Start) and isinstance(s2, Start)
+    assert pool.handle(Request(3, "f", now=0.0, queue=True)) == []  # at the limit: the tell waits
+    pool.handle(Started(s1.env, now=1.0))
+    assert pool.handle(Done(s1.env, now=2.0)) == [Use(3, s1.env, cold=False)]  # s2 still starts for 2
+    assert pool.handle(Started(s2.env, now=3.0)) == [Use(2, s2.env, cold=True)]
 
 
 def test_always_cold_never_reuses() -> None:
@@ -121,6 +136,7 @@ class PoolModel(RuleBasedStateMachine):
         self.fn_of_env: dict[int, str] = {}
         self.used_envs: set[int] = set()
         self.stopped: set[int] = set()
+        self.called_off: set[int] = set()  # starts the pool called off (they may still end)
 
     @rule(keep_alive=st.sampled_from([0.0, 1.0, 5.0]), limit=st.integers(1, 3), cold=st.booleans())
     @precondition(lambda self: self.pool is None)
@@ -148,8 +164,13 @@ class PoolModel(RuleBasedStateMachine):
             elif isinstance(ins, Start):
                 self.starting[ins.env] = ins.fn
                 self.fn_of_env[ins.env] = ins.fn
+            elif isinstance(ins, Stop) and ins.env in self.starting:  # its invocation took another one
+                assert any(isinstance(u, Use) for u in out), "a start called off while its invocation waits"
+                del self.starting[ins.env]
+                self.called_off.add(ins.env)
+                self.stopped.add(ins.env)
             elif isinstance(ins, Stop):
-                assert ins.env not in self.running and ins.env not in self.starting
+                assert ins.env not in self.running
                 if not self.cold:
                     assert self.now - self.idle_since[ins.env] >= self.keep_alive, "stopped before keep-alive"
                 self.idle_since.pop(ins.env, None)
@@ -173,9 +194,18 @@ class PoolModel(RuleBasedStateMachine):
         self._apply(self.pool.handle(Started(env, self.now) if ok else StartFailed(env, "no room")))
         if not ok:
             self.stopped.add(env)
-        elif env not in self.running:  # its invocation was served elsewhere meanwhile: it is warm
-            self.idle_since[env] = self.now
-            self.used_envs.add(env)  # whoever uses it next does not wait for a start
+        else:  # every start the pool still counts is for an invocation that waits for it
+            assert env in self.running, "a start that nobody waited for ended (it was not called off)"
+
+    @rule(data=st.data(), ok=st.booleans())
+    @precondition(lambda self: self.pool is not None and self.called_off)
+    def called_off_start_ends(self, data: st.DataObject, ok: bool) -> None:
+        """A start called off may still end (the platform killed it, or it was up already):
+        the pool does nothing with it."""
+        assert self.pool is not None
+        env = data.draw(st.sampled_from(sorted(self.called_off)))
+        self.called_off.discard(env)
+        assert self.pool.handle(Started(env, self.now) if ok else StartFailed(env, "killed")) == []
 
     @rule(data=st.data(), crash=st.booleans())
     @precondition(lambda self: self.pool is not None and self.running)
@@ -225,9 +255,6 @@ class PoolModel(RuleBasedStateMachine):
                 env = min(self.starting)
                 del self.starting[env]
                 self._apply(self.pool.handle(Started(env, self.now)))
-                if env not in self.running:
-                    self.idle_since[env] = self.now
-                    self.used_envs.add(env)
             elif self.running:
                 env = min(self.running)
                 del self.running[env]
@@ -319,3 +346,90 @@ def test_the_platform_waits_for_a_start_while_others_of_its_kind_start(monkeypat
     waited, why = asyncio.run(scenario())
     assert waited >= 2.5
     assert "could not place" in why and "1 GPU" in why
+
+
+def test_the_platform_calls_off_a_start_nobody_waits_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FaasPlatform`` with fake environments (no Ray): two invocations start two new
+    processes; the first ends before the second's process is up, so the second invocation
+    runs in the first environment and the second start is killed at once (Ray would have
+    gone on starting it, for nobody), quietly, leaving one environment."""
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+
+    import ray
+
+    from fluentfn._faasprofile import FaasProfile
+    from fluentfn.runtime import _faasplatform as fp
+
+    killed: list[int] = []
+    counters = {"cold_starts": 0, "warm_starts": 0, "invocations": 0}
+
+    class _Env:
+        def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
+            self.n = n
+            self.up: asyncio.Future[tuple[int, str]] = loop.create_future()
+            self.runs: list[asyncio.Future[dict[str, int]]] = []
+            self.ready = SimpleNamespace(remote=lambda: self.up)
+            self.invoke = SimpleNamespace(remote=self._invoke)
+
+        def _invoke(self, *args: object) -> asyncio.Future[dict[str, int]]:
+            self.runs.append(asyncio.get_running_loop().create_future())
+            return self.runs[-1]
+
+    def kill(handle: _Env) -> None:
+        killed.append(handle.n)
+        if not handle.up.done():
+            handle.up.set_exception(ray.exceptions.RayActorError())
+
+    monkeypatch.setattr(ray, "kill", kill)
+
+    async def until(check: object) -> None:
+        for _ in range(1000):
+            if callable(check) and check():
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("the platform did not get there")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        profile = FaasProfile(prestarted=0, cold_start_overhead_ms=0, invocation_overhead_ms=0)
+        platform = fp.FaasPlatform(SimpleNamespace(faas=profile), body=None)  # type: ignore[arg-type]
+        envs: list[_Env] = []
+
+        def new_environment(num_gpus: float = 0.0, accelerator: str | None = None) -> _Env:
+            envs.append(_Env(len(envs), loop))
+            return envs[-1]
+
+        platform._new_environment = new_environment  # type: ignore[method-assign]
+        call = SimpleNamespace(one_way=False, type_name="T")
+        args = ((0.0, None), "actor", b"code", call, "", 60.0)
+        first = asyncio.ensure_future(platform.invoke("actor:T", *args))  # type: ignore[arg-type]
+        second = asyncio.ensure_future(platform.invoke("actor:T", *args))  # type: ignore[arg-type]
+        await until(lambda: len(envs) == 2)
+        envs[0].up.set_result((1, "node"))
+        await until(lambda: len(envs[0].runs) == 1)
+        envs[0].runs[0].set_result(dict(counters))
+        await first
+        await until(lambda: len(envs[0].runs) == 2)  # the second invocation took the first environment
+        assert killed == [1]  # ... and its own start was called off
+        assert platform.environments() == {"actor:T": {"busy": 1, "idle": 0, "queued": 0}}
+        envs[0].runs[1].set_result(dict(counters))
+        await second
+        assert platform.environments() == {"actor:T": {"busy": 0, "idle": 1, "queued": 0}}
+        assert platform._starts == set() and platform._pending == {} and platform._called_off == set()
+
+    logs: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logs.append  # type: ignore[method-assign]
+    logging.getLogger("fluentfn.faas").addHandler(handler)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 60))
+    finally:  # what the scenario left (on a failure) is cancelled, never waited for
+        logging.getLogger("fluentfn.faas").removeHandler(handler)
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+    assert [r.getMessage() for r in logs if r.levelno >= logging.WARNING] == []  # called off: no "did not start"

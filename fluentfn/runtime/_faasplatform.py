@@ -133,6 +133,9 @@ class FaasPlatform:
         self._env_faults: dict[int, int] = {}  # ... that each environment has
         self._spares: list[tuple[Any, int, str]] = []  # started, empty environments: (handle, pid, node)
         self._filling = 0  # spares being started
+        self._starts: set[int] = set()  # environments being started (their Start is carried out)
+        self._pending: dict[int, Any] = {}  # ... of those, new processes not yet up: env -> handle
+        self._called_off: set[int] = set()  # ... and those nobody waits for any more (the pool's Stop)
         self._progress: dict[Shape, float] = {}  # kind of environment -> when one last started
 
     # -- the one entry point -------------------------------------------------------------------
@@ -261,7 +264,10 @@ class FaasPlatform:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(ins)
             elif isinstance(ins, Start):
+                self._starts.add(ins.env)
                 spawn(self._start(ins), self._tasks)
+            elif isinstance(ins, Stop) and ins.env in self._starts:
+                self._call_off(ins.env)
             elif isinstance(ins, Stop):
                 self._kill(ins.env)
         self._wake.set()
@@ -278,31 +284,65 @@ class FaasPlatform:
 
     async def _start(self, ins: Start) -> None:
         """A cold start: a spare (started, empty) environment when there is one, else a new
-        process; then the platform's own share of a cold start (``cold_start_overhead_ms``)."""
+        process; then the platform's own share of a cold start (``cold_start_overhead_ms``).
+        A start called off meanwhile (``_call_off``) ends quietly."""
+        try:
+            await self._starting(ins)
+        finally:
+            self._starts.discard(ins.env)
+            self._called_off.discard(ins.env)
+
+    async def _starting(self, ins: Start) -> None:
         import ray
 
+        if ins.env in self._called_off:  # before it began
+            return
         began = time.perf_counter()
         num_gpus, accelerator = self._gpus.get(ins.fn, (0.0, None))
-        if self._spares and not num_gpus and not accelerator:
+        plain = not num_gpus and not accelerator
+        if self._spares and plain:
             handle, pid, node = self._spares.pop()
             self._refill()
         else:
             handle = self._new_environment(num_gpus, accelerator)
             self._refill()
+            self._pending[ins.env] = handle
             try:
                 pid, node = await self._ready(handle, (num_gpus, accelerator))
             except (TimeoutError, ray.exceptions.RayError) as exc:
                 ray.kill(handle)
+                if ins.env in self._called_off:  # killed by ``_call_off``: nobody waits for it
+                    return
                 why = str(exc) if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 log.warning("FaaS environment for %s did not start: %s", ins.fn, why)
                 self._apply(self._pool.handle(StartFailed(ins.env, why)))
                 return
+            finally:
+                self._pending.pop(ins.env, None)
         if self._profile.cold_start_overhead_ms:
             await asyncio.sleep(self._profile.cold_start_overhead_ms / 1000.0)
+        if ins.env in self._called_off:  # up, and empty: a spare if there is room for one
+            if plain and len(self._spares) < self._profile.prestarted:
+                self._spares.append((handle, int(pid), str(node)))
+            else:
+                ray.kill(handle)
+            return
         TALLY.observe(ENV_START, (("start", time.perf_counter() - began),))
         self._envs[ins.env] = handle
         self._where[ins.env] = (int(pid), str(node))
         self._apply(self._pool.handle(Started(ins.env, time.monotonic())))
+
+    def _call_off(self, env: int) -> None:
+        """The pool's ``Stop`` of an environment still starting (its invocation took one that
+        freed up): a new process not up yet is killed now, so that Ray does not go on
+        starting it; one that is up (a spare, or in the platform's cold-start overhead) is
+        kept as a spare or killed when ``_start`` sees it called off."""
+        import ray
+
+        self._called_off.add(env)
+        handle = self._pending.get(env)
+        if handle is not None:
+            ray.kill(handle)
 
     def _refill(self) -> None:
         """Start spares until ``prestarted`` are started or starting."""
