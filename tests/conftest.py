@@ -84,9 +84,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     CI runs Ray's node start (its raylet waits about 15 s for its Python agent, a wait no
     setting changes) failed on all three tries: the test skipped. Its subject is fluentfn on
     two nodes, not Ray's start."""
-    first = [item for item in items if item.get_closest_marker("own_ray") is not None]
-    if first:
-        items[:] = first + [item for item in items if item.get_closest_marker("own_ray") is None]
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is None)  # stable: the rest keep their order
 
 
 OPEN: list[Any] = []
