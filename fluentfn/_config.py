@@ -50,6 +50,8 @@ SETTINGS: dict[str, str] = {
     'cluster is up, see "Garbage collection")',
     "FLUENTFN_LOOP_TURNS": "0 runs every sync turn on a worker thread (default: methods that make no calls run "
     'on the host\'s event loop, see "Where a turn runs")',
+    "FLUENTFN_THREAD_STREAMS": "0 sends every blocking call through the process's event loop (default: a thread "
+    'blocked on a call has a stream of its own to the host, see "How a call travels")',
     "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs and `ff.cost()`: a JSON object or a "
     "JSON file's path",
     "FLUENTFN_OTEL_ENDPOINT": "OTLP/gRPC collector every process exports its turn spans to, when "
@@ -171,6 +173,11 @@ def uvloop_wanted() -> bool:
 def loop_turns_wanted() -> bool:
     """Whether hosts may run turns of call-free sync methods on their event loop."""
     return _raw("FLUENTFN_LOOP_TURNS") != "0"
+
+
+def thread_streams_wanted() -> bool:
+    """Whether a thread blocked on a call may use a stream of its own (``ThreadStream``)."""
+    return _raw("FLUENTFN_THREAD_STREAMS") != "0"
 
 
 def gc_tuning_wanted() -> bool:

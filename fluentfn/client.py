@@ -19,13 +19,16 @@ from typing import Any, TypeVar
 
 from . import _config
 from ._call import Call, Outcome, new_request_id
+from ._config import thread_streams_wanted
 from ._ioloop import io_loop
 from ._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX, KEYS_METHOD, check_timeout
 from ._router import RouteTable, Slot, Target
 from ._status import Status
 from .errors import FluentError, InvalidRequest
 from .transport._caller import Caller
-from .transport._client import Done, PeerPool, Waiter, no_reply, settle_future, until_deadline
+from .transport._client import Done, PeerPool, no_reply, settle_future, until_deadline
+from .transport._threadstream import ThreadStreams
+from .transport._threadstream import available as thread_streams_available
 from .transport._tls import TlsConfig
 from .wire import codec
 from .wire.errors import reply_value
@@ -153,6 +156,7 @@ class _Base:
         self._direct = direct
         self._io = io_loop()
         self._pool = PeerPool(token, tls)
+        self._threads = ThreadStreams(token, tls) if thread_streams_wanted() and thread_streams_available() else None
         table = RouteTable()
         self._caller = Caller(
             table=table,
@@ -161,14 +165,20 @@ class _Base:
             retries=_config.RETRY_ATTEMPTS,
             fallbacks=tuple(Target(g, fallback=True) for g in gateways),
             unary_tells=True,  # a client's tell returns once a host (or the gateway) accepted it
+            threads=self._threads,
         )
 
     def _route(self, call: Call, done: Done) -> None:
         """On the loop: the gateway answers what only it can (and everything, ``direct=False``)."""
-        self._caller.send(call, done, direct=self._direct and call.method != KEYS_METHOD)
+        self._caller.send(call, done, direct=self._direct_for(call))
+
+    def _direct_for(self, call: Call) -> bool:
+        return self._direct and call.method != KEYS_METHOD
 
     async def _shutdown(self) -> None:
         self._caller.close()
+        if self._threads is not None:
+            self._threads.close()
         await self._pool.close()
 
     async def _status(self) -> Status:
@@ -204,9 +214,7 @@ class Client(_Base):
     def _wait(self, call: Call) -> Outcome | None:
         if self._io.in_loop():
             raise FluentError("ff.Client blocks: from async code on fluentfn's own loop, use ff.AsyncClient")
-        waiter = Waiter()
-        self._io.loop.call_soon_threadsafe(self._route, call, waiter)
-        return waiter.reply_for(call)
+        return self._caller.call_blocking(call, self._io.loop, direct=self._direct_for(call))
 
     def call(self, address: str, method: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> Any:
         """Call ``method`` on the identity at ``address`` and return its result."""

@@ -77,6 +77,23 @@ class OrderDriver:
         return log.get()
 
 
+@ff.actor(name="TFarOrderDriver")
+class FarOrderDriver:
+    """``OrderDriver`` on a host of its own: its blocking calls to the log leave on its
+    worker thread's own stream (``ThreadStream``), its tells and futures on the loop's."""
+
+    def drive(self, key: str, n: int) -> list[int]:
+        log = OrderLog[key]
+        for i in range(n):
+            if i % 3 == 0:
+                log.add.tell(i)
+            elif i % 3 == 1:
+                log.add.future(i)
+            else:
+                log.add(i)  # not before the tell and the future before it
+        return log.get()
+
+
 @ff.actor(name="TPinger", shards=2)
 class Pinger:
     """A -> B -> A chains and refs kept in state."""

@@ -19,6 +19,7 @@ from typing import Any
 from .. import _config
 from .._call import Call, Outcome, new_request_id
 from .._clusterconfig import ClusterConfig
+from .._config import thread_streams_wanted
 from .._context import CURRENT, LazyContext
 from .._ioloop import IoLoop
 from .._phases import TALLY
@@ -32,6 +33,8 @@ from ..host._partitions import PartitionSet
 from ..state import Store, open_store
 from ..transport._caller import Caller
 from ..transport._client import PeerPool, Waiter, no_reply, settle_future, until_deadline
+from ..transport._threadstream import ThreadStreams
+from ..transport._threadstream import available as thread_streams_available
 from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire.errors import describe_error, reply_value
@@ -47,25 +50,37 @@ log = logging.getLogger("fluentfn")
 ReplyDone = Callable[[Outcome | None, BaseException | None], None]
 
 
+def _thread_streams() -> bool:
+    return thread_streams_wanted() and thread_streams_available()
+
+
 def _misrouted(reply: Outcome | None) -> bool:
     """An inline call whose partition moved off this process: the router takes it."""
     return reply is not None and reply.error is not None and reply.error.code in REROUTE_CODES
 
 
 class _Sends:
-    """A thread's sends handed to the loop (written by that thread) and taken up there
-    (written by the loop): while they differ, some are still on their way."""
+    """A thread's sends handed to the loop (written by that thread), taken up there and
+    settled (both written by the loop): while ``landed`` trails, some are still on their
+    way to the loop; while ``settled`` trails, some may not have reached a host yet."""
 
-    __slots__ = ("handed", "landed")
+    __slots__ = ("handed", "landed", "settled")
 
     def __init__(self) -> None:
         self.handed = 0
         self.landed = 0
+        self.settled = 0
 
 
-def _land(sends: _Sends, send: Callable[..., None], *args: Any) -> None:
+def _land(sends: _Sends, send: Callable[[Call, ReplyDone], None], call: Call, done: ReplyDone | None) -> None:
     sends.landed += 1
-    send(*args)
+
+    def settled(reply: Outcome | None, error: BaseException | None) -> None:
+        sends.settled += 1
+        if done is not None:
+            done(reply, error)
+
+    send(call, settled)
 
 
 class StatefulRuntime:
@@ -93,13 +108,19 @@ class StatefulRuntime:
         self._table = RouteTable()  # the process's one route cache
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locator = DirectoryLocator(directory, self._table, local, endpoint)
+        self._threads = ThreadStreams(self.token, self._tls) if _thread_streams() else None
         self._caller = Caller(
-            table=self._table, locator=self._locator, pool=self._pool, retries=_config.RETRY_ATTEMPTS, local=local
+            table=self._table,
+            locator=self._locator,
+            pool=self._pool,
+            retries=_config.RETRY_ATTEMPTS,
+            local=local,
+            threads=self._threads,
         )
         self.functions = FunctionRunner(mode="stateful", io=io)
         self._store: Store | None = None
         self.undelivered = 0  # tells no host took by their deadline
-        self._transit = threading.local()  # a turn thread's ``_Sends`` (hosts only: ``_hand``)
+        self._transit = threading.local()  # a thread's ``_Sends`` (``_hand``)
 
     # -- Invoker -----------------------------------------------------------------------
 
@@ -135,9 +156,13 @@ class StatefulRuntime:
             what = f"{ref.type_name}.{method}"
             weight = TALLY.call_weight(what)
             t0 = time.perf_counter()
-            waiter = Waiter()
-            self._io.loop.call_soon_threadsafe(self._caller.send, call, waiter)
-            reply = waiter.reply_for(call)
+            sends = getattr(self._transit, "sends", None)
+            if sends is None or sends.settled == sends.handed:  # (else its own stream could overtake them)
+                reply = self._caller.call_blocking(call, self._io.loop)
+            else:
+                waiter = Waiter()
+                self._io.loop.call_soon_threadsafe(self._caller.send, call, waiter)
+                reply = waiter.reply_for(call)
             if weight:
                 TALLY.observe_spans(what, ((CALL_PHASE, t0, time.perf_counter()),), weight)
         return self._result(reply)
@@ -206,18 +231,16 @@ class StatefulRuntime:
         else:
             self._hand(self._send_tell, call)
 
-    def _hand(self, send: Callable[..., None], *args: Any) -> None:
-        """Hand a send to the loop from another thread. In a host, counted per thread, so
-        that a later co-located call of the same thread does not run inline before it
-        (calls from one caller to one identity run in the order they were made)."""
-        if self._local is None:
-            self._io.loop.call_soon_threadsafe(send, *args)
-            return
+    def _hand(self, send: Callable[[Call, ReplyDone], None], call: Call, done: ReplyDone | None = None) -> None:
+        """Hand a send to the loop from another thread, counted per thread, so that a later
+        call of the same thread does not overtake it: run inline before it lands (in a
+        host), or go out on the thread's own stream before it is settled (calls from one
+        caller to one identity run in the order they were made)."""
         sends: _Sends | None = getattr(self._transit, "sends", None)
         if sends is None:
             sends = self._transit.sends = _Sends()
         sends.handed += 1
-        self._io.loop.call_soon_threadsafe(_land, sends, send, *args)
+        self._io.loop.call_soon_threadsafe(_land, sends, send, call, done)
 
     def run_function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         return self.functions.submit(fn, args, kwargs)
@@ -322,10 +345,19 @@ class StatefulRuntime:
         timer = self._io.loop.call_later(until_deadline(call), lambda: once(None, no_reply(call)))
         self._caller.send(call, once)
 
-    def _send_tell(self, call: Call) -> None:
+    def _send_tell(self, call: Call, done: ReplyDone | None = None) -> None:
         """A tell is done once handed to the router, which re-sends it if a host refuses
-        it for now, loses it, or no longer owns its partition."""
-        self._caller.send(call, self._tell_settled)
+        it for now, loses it, or no longer owns its partition; ``done`` hears when a host
+        took it (or none did by its deadline)."""
+        if done is None:
+            self._caller.send(call, self._tell_settled)
+            return
+
+        def settled(reply: Outcome | None, error: BaseException | None) -> None:
+            self._tell_settled(reply, error)
+            done(reply, error)
+
+        self._caller.send(call, settled)
 
     def _tell_settled(self, reply: Outcome | None, error: BaseException | None) -> None:
         """Outcome of a tell: no one to report to (the host counts its errors); one that no
@@ -392,6 +424,8 @@ class StatefulRuntime:
 
     async def close(self) -> None:
         self._caller.close()
+        if self._threads is not None:
+            self._threads.close()
         await self._pool.close()
         if self._store is not None:
             self._store.close()

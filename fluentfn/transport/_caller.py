@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import grpc
@@ -49,7 +50,8 @@ from ..errors import (
     WrongPeer,
     code_value,
 )
-from ._client import Done, PeerPool, ReplyCallback, settle_future
+from ._client import Done, PeerPool, ReplyCallback, Waiter, settle_future
+from ._threadstream import ThreadStreams
 
 log = logging.getLogger("fluentfn")
 
@@ -180,8 +182,10 @@ class Caller:
         local: LocalPort | None = None,
         fallbacks: tuple[Target, ...] = (),
         unary_tells: bool = False,
+        threads: ThreadStreams | None = None,
     ) -> None:
         self.table = table
+        self._threads = threads  # blocked callers' own streams (None: every call goes by the loop)
         self._locator = locator
         self._pool = pool
         self._retries = retries
@@ -238,16 +242,54 @@ class Caller:
         """The common case, a route in the table: send at once, and make the ``Attempt``
         only if the answer is not one that settles the call (which ``Attempt`` would
         finish on, whatever came before)."""
+        self._dispatch(
+            call, target, lambda reply, error: self._first_answered(call, slot, target, done, direct, reply, error)
+        )
 
-        def answered(reply: Outcome | None, error: FluentError | None) -> None:
-            if error is None and (reply is None or reply.error is None):
-                done(reply, None)
-                return
-            run = self._run(call, slot, done, direct)
-            run.attempt.begin(target)  # what was sent: the first send, to ``target``
-            self._answered(run, target, reply, error)
+    def _first_answered(
+        self,
+        call: Call,
+        slot: Slot | None,
+        target: Target,
+        done: Done,
+        direct: bool,
+        reply: Outcome | None,
+        error: FluentError | None,
+    ) -> None:
+        """The answer to a call's first send, to ``target``: it settles the call, or the
+        call's ``Attempt`` starts from it (on the loop)."""
+        if error is None and (reply is None or reply.error is None):
+            done(reply, None)
+            return
+        run = self._run(call, slot, done, direct)
+        run.attempt.begin(target)  # what was sent: the first send, to ``target``
+        self._answered(run, target, reply, error)
 
-        self._dispatch(call, target, answered)
+    def call_blocking(self, call: Call, loop: asyncio.AbstractEventLoop, *, direct: bool = True) -> Outcome | None:
+        """``send`` for a thread that blocks until the outcome (not the loop's thread): its
+        reply, or raise its error.
+
+        A call whose route is in the table, with no tap and nothing queued, goes out on
+        the thread's own stream (``ThreadStream``: no hand-off to the loop and back); an
+        answer that does not settle it is handed to the loop, where its ``Attempt`` starts
+        from that first send, as ``_send_first``'s does. The caller keeps its own order:
+        it takes this path only when its earlier sends are settled."""
+        threads = self._threads
+        if threads is not None and _tap is None and not self._closed and not self._queued and not call.one_way:
+            slot = self.table.slot(call.type_name, call.key)
+            target = self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
+            if target is not None and not target.local:
+                reply, error = threads.invoke(target.endpoint, call)
+                if error is None and (reply is None or reply.error is None):
+                    return reply
+                if isinstance(error, CallTimeout):  # past its deadline: nothing left to try
+                    raise error
+                waiter = Waiter()
+                loop.call_soon_threadsafe(self._first_answered, call, slot, target, waiter, direct, reply, error)
+                return waiter.reply_for(call)
+        waiter = Waiter()
+        loop.call_soon_threadsafe(partial(self.send, direct=direct), call, waiter)
+        return waiter.reply_for(call)
 
     async def invoke(self, call: Call) -> Outcome | None:
         """``send``, awaited (on the loop)."""

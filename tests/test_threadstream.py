@@ -1,0 +1,236 @@
+"""A thread's own stream to a host (``ThreadStream``): real gRPC servers, well and badly
+behaved, and the one outcome each gives its caller."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+
+import fluentfn as ff
+from fluentfn._call import Call, Outcome
+from fluentfn._ioloop import IoLoop
+from fluentfn._status import Status
+from fluentfn.errors import CallTimeout, FluentError, NotDelivered, Unauthenticated, Unavailable
+from fluentfn.transport import _threadstream
+from fluentfn.transport._server import ACCEPTED, start_server
+from fluentfn.transport._threadstream import ThreadStreams
+from fluentfn.wire._gen import actorhost_pb2 as pb
+from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
+
+from .apps import FarOrderDriver, OrderLog
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not _threadstream.available(), reason="this grpcio lacks the single-threaded call API"),
+]
+
+
+class Echo:
+    """A dispatcher that answers every call with its own arguments; ``hold`` keeps the
+    answers of calls whose args are b"hang" (never sent)."""
+
+    def __init__(self) -> None:
+        self.held: list[Callable[[Outcome | None], None]] = []
+
+    async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None:
+        return Outcome(seq=call.seq, value=call.args)
+
+    def submit(self, call: Call, done: Callable[[Outcome | None], None]) -> None:
+        if call.args == b"hang":
+            self.held.append(done)
+            return
+        done(Outcome(seq=call.seq, value=call.args))
+
+    async def accept(self, call: Call) -> None:
+        return None
+
+    def status(self) -> Status:
+        return Status()
+
+
+def _call(args: bytes, budget_s: float = 10.0) -> Call:
+    return Call(type_name="T", key="k", method="m", args=args, request_id="r", deadline=time.time() + budget_s)
+
+
+def test_calls_from_many_threads_each_get_their_own_reply(io: IoLoop) -> None:
+    server, port = io.run(start_server(Echo(), "token"))
+    streams = ThreadStreams("token", None)
+    errors: list[str] = []
+
+    def worker(n: int) -> None:
+        for i in range(50):
+            body = f"{n}-{i}".encode()
+            reply, error = streams.invoke(f"127.0.0.1:{port}", _call(body))
+            if error is not None or reply is None or reply.value != body:
+                errors.append(f"{body!r}: {reply!r} {error!r}")
+
+    try:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+    finally:
+        streams.close()
+        io.run(server.stop(0))
+
+
+def test_a_call_past_its_deadline_ends_with_call_timeout_and_the_next_call_goes_through(io: IoLoop) -> None:
+    echo = Echo()
+    server, port = io.run(start_server(echo, "token"))
+    streams = ThreadStreams("token", None)
+    endpoint = f"127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        reply, error = streams.invoke(endpoint, _call(b"hang", budget_s=0.3))
+        assert reply is None and isinstance(error, CallTimeout)
+        assert time.monotonic() - t0 < 20  # the watchdog ended it; the host never answers it
+        reply, error = streams.invoke(endpoint, _call(b"after"))
+        assert error is None and reply is not None and reply.value == b"after"
+    finally:
+        streams.close()
+        io.run(server.stop(0))
+
+
+def test_nothing_listening_is_not_delivered() -> None:
+    streams = ThreadStreams("token", None)
+    try:
+        with_port = grpc_free_port()
+        reply, error = streams.invoke(f"127.0.0.1:{with_port}", _call(b"x"))
+        assert reply is None and isinstance(error, NotDelivered)
+    finally:
+        streams.close()
+
+
+def test_a_wrong_token_is_refused_as_unauthenticated(io: IoLoop) -> None:
+    server, port = io.run(start_server(Echo(), "token"))
+    streams = ThreadStreams("not-the-token", None)
+    try:
+        reply, error = streams.invoke(f"127.0.0.1:{port}", _call(b"x"))
+        assert reply is None and isinstance(error, Unauthenticated)
+    finally:
+        streams.close()
+        io.run(server.stop(0))
+
+
+class _Bad(pb_grpc.ActorHostServicer):
+    """A peer that misbehaves on ``InvokeStream`` in the way its name says."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    async def InvokeStream(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.ReplyBatch]:
+        if self.how == "refuse":  # before taking the stream
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
+        await context.send_initial_metadata((ACCEPTED,))
+        async for batch in request_iterator:
+            if self.how == "abort":
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "died after taking it")
+            if self.how == "end":
+                return
+            if self.how == "wrong-seq":
+                yield pb.ReplyBatch(replies=[pb.Reply(seq=c.seq + 100, value=c.args) for c in batch.calls])
+
+
+def _serve_bad(io: IoLoop, how: str) -> tuple[aio.Server, int]:
+    async def start() -> tuple[aio.Server, int]:
+        server = aio.server()
+        pb_grpc.add_ActorHostServicer_to_server(_Bad(how), server)  # type: ignore[abstract]
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    return io.run(start())
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("refuse", NotDelivered),  # never took the stream: the call reached no host
+        ("abort", Unavailable),  # took it, then went: the call may have run
+        ("end", Unavailable),
+        ("wrong-seq", FluentError),
+    ],
+)
+def test_a_misbehaving_peer_gives_one_clear_error_and_the_stream_is_dropped(
+    io: IoLoop, how: str, expected: type[FluentError]
+) -> None:
+    server, port = _serve_bad(io, how)
+    streams = ThreadStreams("token", None)
+    endpoint = f"127.0.0.1:{port}"
+    try:
+        first = streams.stream(endpoint)
+        reply, error = streams.invoke(endpoint, _call(b"x"))
+        assert reply is None and isinstance(error, expected), error
+        if expected is Unavailable:
+            assert not isinstance(error, NotDelivered)
+        assert first.broken and streams.stream(endpoint) is not first  # the next call opens a new one
+    finally:
+        streams.close()
+        io.run(server.stop(0))
+
+
+def test_a_threads_streams_are_closed_when_the_thread_ends(io: IoLoop) -> None:
+    server, port = io.run(start_server(Echo(), "token"))
+    streams = ThreadStreams("token", None)
+    try:
+
+        def one_call() -> None:
+            reply, error = streams.invoke(f"127.0.0.1:{port}", _call(b"x"))
+            assert error is None and reply is not None
+
+        for _ in range(20):
+            t = threading.Thread(target=one_call)
+            t.start()
+            t.join(30)
+        gc.collect()
+        assert len(streams._all) == 0  # each closed (and its call freed) with its thread
+    finally:
+        streams.close()
+        io.run(server.stop(0))
+
+
+def test_a_closed_pool_refuses_new_calls_clearly() -> None:
+    streams = ThreadStreams("token", None)
+    streams.close()
+    reply, error = streams.invoke("127.0.0.1:1", _call(b"x"))
+    assert reply is None and isinstance(error, Unavailable)
+
+
+def grpc_free_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_drivers_tells_futures_and_calls_run_in_the_order_they_were_made(cluster: ff.Cluster) -> None:
+    """A blocking call leaves on the driver thread's own stream only once the thread's
+    earlier tells and futures are settled: it never overtakes them."""
+    for i in range(3):
+        log = OrderLog[f"driver-order-{i}"]
+        log.get()  # live, and the route known
+        for n in range(60):
+            if n % 3 == 0:
+                log.add.tell(n)
+            elif n % 3 == 1:
+                log.add.future(n)
+            else:
+                log.add(n)
+        assert log.get() == list(range(60))
+
+
+def test_a_worker_threads_calls_to_another_host_keep_the_order_of_its_tells_and_futures(cluster: ff.Cluster) -> None:
+    for i in range(3):
+        OrderLog[f"far-{i}"].get()
+        assert FarOrderDriver[f"far-driver-{i}"].drive(f"far-{i}", 60) == list(range(60))
