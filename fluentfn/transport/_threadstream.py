@@ -63,7 +63,7 @@ def available() -> bool:
 class ThreadStream:
     """One thread's stream to one endpoint (used by that thread only)."""
 
-    __slots__ = ("__weakref__", "_call", "_seq", "accepted", "broken", "due", "endpoint", "overdue")
+    __slots__ = ("__weakref__", "_call", "_lock", "_seq", "accepted", "broken", "due", "endpoint", "overdue")
 
     def __init__(self, channel: grpc.Channel, endpoint: str, token: str) -> None:
         self.endpoint = endpoint
@@ -71,6 +71,7 @@ class ThreadStream:
         self.broken = False
         self.due = 0.0  # monotonic deadline of the call in flight (0: none); the watchdog reads it
         self.overdue = False  # the watchdog cancelled the stream: its call is past its deadline
+        self._lock = threading.Lock()  # ``due`` and the watchdog's cancel: never a later call's
         self._seq = 0
         md = metadata(token)
         ops = (
@@ -88,7 +89,8 @@ class ThreadStream:
         self._seq += 1
         call.seq = self._seq
         data = pb.CallBatch(calls=[call_to_pb(call)]).SerializeToString()
-        self.due = time.monotonic() + until_deadline(call)
+        with self._lock:
+            self.due = time.monotonic() + until_deadline(call)
         try:
             return self._round_trip(call, data)
         except Exception as exc:  # gRPC refused the operation (a channel closed under it, ...)
@@ -96,7 +98,10 @@ class ThreadStream:
             error = Unavailable(f"{self.endpoint}: {exc}")
             return None, error if self.accepted else _undelivered(error)
         finally:
-            self.due = 0.0
+            with self._lock:
+                self.due = 0.0
+                if self.overdue:  # cancelled as its reply came: the stream is gone either way
+                    self.broken = True
 
     def _round_trip(self, call: Call, data: bytes) -> tuple[Outcome | None, FluentError | None]:
         if not self._call.operate((_cy.SendMessageOperation(data, 0),), None):
@@ -128,10 +133,14 @@ class ThreadStream:
     def _took(self, op: Any) -> None:
         self.accepted = _ACCEPTED in {tuple(m) for m in op.initial_metadata()}
 
-    def cancel(self) -> None:
-        """Called by the watchdog: end the stream; its blocked call gets ``CallTimeout``."""
-        self.overdue = True
-        self._call.cancel(_cy.StatusCode.cancelled, "the call is past its deadline")
+    def cancel_if_overdue(self, now: float) -> None:
+        """Called by the watchdog: if the call in flight is past ``due``, end the stream
+        (its blocked caller gets ``CallTimeout``)."""
+        with self._lock:
+            if not self.due or self.due >= now or self.overdue:
+                return
+            self.overdue = True
+            self._call.cancel(_cy.StatusCode.cancelled, "the call is past its deadline")
 
     def close(self) -> None:
         """End the stream (its thread is done with it) and take its last events, so that
@@ -139,8 +148,8 @@ class ThreadStream:
         if self.broken:
             return
         self.broken = True
-        self._call.cancel(_cy.StatusCode.cancelled, "closed")
         try:
+            self._call.cancel(_cy.StatusCode.cancelled, "closed")
             while not any(
                 op.type() == _OPS.receive_status_on_client for op in self._call.next_event().batch_operations
             ):
@@ -239,9 +248,8 @@ class ThreadStreams:
             with self._lock:
                 streams = list(self._all)
             for stream in streams:
-                due = stream.due
-                if due and due < now and not stream.overdue:
-                    stream.cancel()
+                if stream.due:
+                    stream.cancel_if_overdue(now)
 
     def close(self) -> None:
         """Close every channel: streams still in use end with ``Unavailable``."""
