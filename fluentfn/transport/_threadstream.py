@@ -104,18 +104,15 @@ class ThreadStream:
                     self.broken = True
 
     def _round_trip(self, call: Call, data: bytes) -> tuple[Outcome | None, FluentError | None]:
-        if not self._call.operate((_cy.SendMessageOperation(data, 0),), None):
-            return None, self._ended(call)
-        if not self._call.operate((_cy.ReceiveMessageOperation(0),), None):
+        # one batch: the message out and the reply in, one completion to wait for
+        if not self._call.operate((_cy.SendMessageOperation(data, 0), _cy.ReceiveMessageOperation(0)), None):
             return None, self._ended(call)
         got: bytes | None = None
-        sending = receiving = True
-        while sending or receiving:
+        receiving = True
+        while receiving:
             for op in self._call.next_event().batch_operations:
                 kind = op.type()
-                if kind == _OPS.send_message:
-                    sending = False
-                elif kind == _OPS.receive_message:
+                if kind == _OPS.receive_message:
                     receiving = False
                     got = op.message()
                 elif kind == _OPS.receive_initial_metadata:
