@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 from . import _config
 from ._call import Call, Outcome, new_request_id
-from ._config import thread_streams_wanted
 from ._ioloop import io_loop
 from ._ref import IDEMPOTENCY_REUSED, KEYED_PREFIX, KEYS_METHOD, check_timeout
 from ._router import RouteTable, Slot, Target
@@ -27,8 +26,7 @@ from ._status import Status
 from .errors import FluentError, InvalidRequest
 from .transport._caller import Caller
 from .transport._client import Done, PeerPool, no_reply, settle_future, until_deadline
-from .transport._threadstream import ThreadStreams
-from .transport._threadstream import available as thread_streams_available
+from .transport._threadstream import thread_streams
 from .transport._tls import TlsConfig
 from .wire import codec
 from .wire.errors import reply_value
@@ -156,7 +154,7 @@ class _Base:
         self._direct = direct
         self._io = io_loop()
         self._pool = PeerPool(token, tls)
-        self._threads = ThreadStreams(token, tls) if thread_streams_wanted() and thread_streams_available() else None
+        self._threads = thread_streams(token, tls)
         table = RouteTable()
         self._caller = Caller(
             table=table,

@@ -24,7 +24,7 @@ from fluentfn.transport._threadstream import ThreadStreams
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
-from .apps import FarOrderDriver, OrderLog
+from .apps import Counter, FarOrderDriver, OrderLog
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -234,3 +234,49 @@ def test_a_worker_threads_calls_to_another_host_keep_the_order_of_its_tells_and_
     for i in range(3):
         OrderLog[f"far-{i}"].get()
         assert FarOrderDriver[f"far-driver-{i}"].drive(f"far-{i}", 60) == list(range(60))
+
+
+def test_threads_beyond_the_cap_send_by_the_loop_and_every_call_is_answered(
+    cluster: ff.Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host serves 256 streams a connection at most, and a thread's stream lives as long
+    as its thread: past ``PER_ENDPOINT`` a process's threads call through the loop."""
+    monkeypatch.setattr(_threadstream, "PER_ENDPOINT", 2)
+    counter = Counter["cap"]
+    counter.get()  # the route known
+    start = threading.Barrier(8)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        start.wait(30)
+        for _ in range(25):
+            value = counter.add(1)
+            with lock:
+                results.append(value)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == list(range(1, 201))  # every call ran once, and answered
+
+
+def test_a_thread_past_the_cap_gets_no_stream_and_nothing_is_sent(io: IoLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_threadstream, "PER_ENDPOINT", 1)
+    echo = Echo()
+    server, port = io.run(start_server(echo, "token"))
+    streams = ThreadStreams("token", None)
+    endpoint = f"127.0.0.1:{port}"
+    try:
+        reply, error = streams.invoke(endpoint, _call(b"mine")) or (None, None)
+        assert error is None and reply is not None and reply.value == b"mine"
+        other: list[Any] = []
+        t = threading.Thread(target=lambda: other.append(streams.invoke(endpoint, _call(b"other"))))
+        t.start()
+        t.join(30)
+        assert other == [None]  # no stream of its own: the caller sends it by the loop instead
+    finally:
+        streams.close()
+        io.run(server.stop(0))

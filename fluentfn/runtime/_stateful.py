@@ -19,7 +19,6 @@ from typing import Any
 from .. import _config
 from .._call import Call, Outcome, new_request_id
 from .._clusterconfig import ClusterConfig
-from .._config import thread_streams_wanted
 from .._context import CURRENT, LazyContext
 from .._ioloop import IoLoop
 from .._phases import TALLY
@@ -33,8 +32,7 @@ from ..host._partitions import PartitionSet
 from ..state import Store, open_store
 from ..transport._caller import Caller
 from ..transport._client import PeerPool, Waiter, no_reply, settle_future, until_deadline
-from ..transport._threadstream import ThreadStreams
-from ..transport._threadstream import available as thread_streams_available
+from ..transport._threadstream import thread_streams
 from ..transport._tls import TlsConfig
 from ..wire import codec
 from ..wire.errors import describe_error, reply_value
@@ -48,10 +46,6 @@ log = logging.getLogger("fluentfn")
 
 
 ReplyDone = Callable[[Outcome | None, BaseException | None], None]
-
-
-def _thread_streams() -> bool:
-    return thread_streams_wanted() and thread_streams_available()
 
 
 def _misrouted(reply: Outcome | None) -> bool:
@@ -108,7 +102,7 @@ class StatefulRuntime:
         self._table = RouteTable()  # the process's one route cache
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locator = DirectoryLocator(directory, self._table, local, endpoint)
-        self._threads = ThreadStreams(self.token, self._tls) if _thread_streams() else None
+        self._threads = thread_streams(self.token, self._tls)
         self._caller = Caller(
             table=self._table,
             locator=self._locator,

@@ -278,8 +278,10 @@ class Caller:
         if threads is not None and _tap is None and not self._closed and not self._queued and not call.one_way:
             slot = self.table.slot(call.type_name, call.key)
             target = self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
-            if target is not None and not target.local:
-                reply, error = threads.invoke(target.endpoint, call)
+            answer = None if target is None or target.local else threads.invoke(target.endpoint, call)
+            if answer is not None:
+                assert target is not None
+                reply, error = answer
                 if error is None and (reply is None or reply.error is None):
                     return reply
                 if isinstance(error, CallTimeout):  # past its deadline: nothing left to try

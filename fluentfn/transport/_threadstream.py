@@ -31,6 +31,7 @@ from typing import Any
 import grpc
 
 from .._call import Call, Outcome
+from .._config import thread_streams_wanted
 from ..errors import FluentError, NotDelivered, Unavailable, error_for
 from ..wire._gen import actorhost_pb2 as pb
 from ._auth import metadata
@@ -53,11 +54,22 @@ except Exception:  # an older or newer grpcio: the loop's stream serves every ca
 _METHOD = b"/fluentfn.v1.ActorHost/InvokeStream"
 _ACCEPTED = tuple(ACCEPTED)
 WATCH_PERIOD_S = 0.05  # how often the watchdog looks for overdue calls
+PER_ENDPOINT = 128
+"""Thread streams a process keeps open to one endpoint at most; a thread beyond them sends
+by the loop. They share one connection, on which a host serves ``MAX_STREAMS`` (256) streams
+at most: a stream beyond that would wait for one of them to end, and a thread's stream
+ends only with its thread."""
 
 
 def available() -> bool:
     """Whether this grpcio can run a stream from the calling thread."""
     return _AVAILABLE
+
+
+def thread_streams(token: str, tls: TlsConfig | None) -> ThreadStreams | None:
+    """Blocked callers' own streams for a process's router, where this grpcio has them and
+    ``FLUENTFN_THREAD_STREAMS`` does not turn them off (None: every call goes by the loop)."""
+    return ThreadStreams(token, tls) if _AVAILABLE and thread_streams_wanted() else None
 
 
 class ThreadStream:
@@ -193,30 +205,38 @@ class ThreadStreams:
         self._watchdog: threading.Thread | None = None
         self._closed = False
 
-    def stream(self, endpoint: str) -> ThreadStream:
-        """This thread's stream to ``endpoint`` (a new one after a break)."""
+    def stream(self, endpoint: str) -> ThreadStream | None:
+        """This thread's stream to ``endpoint`` (a new one after a break); None if the
+        process has ``PER_ENDPOINT`` open to it already."""
         mine: dict[str, ThreadStream] | None = getattr(self._mine, "streams", None)
         if mine is None:
             mine = self._mine.streams = {}
         stream = mine.get(endpoint)
         if stream is None or stream.broken:
-            stream = mine[endpoint] = self._open(endpoint, replacing=stream is not None and not stream.accepted)
+            replacing = stream is not None and not stream.accepted
+            mine.pop(endpoint, None)
+            stream = self._open(endpoint, replacing=replacing)
+            if stream is not None:
+                mine[endpoint] = stream
         return stream
 
-    def invoke(self, endpoint: str, call: Call) -> tuple[Outcome | None, FluentError | None]:
-        """``call`` on this thread's stream to ``endpoint``: (reply, None) or (None, error)."""
+    def invoke(self, endpoint: str, call: Call) -> tuple[Outcome | None, FluentError | None] | None:
+        """``call`` on this thread's stream to ``endpoint``: (reply, None) or (None, error);
+        None, with nothing sent, if the thread may not have a stream of its own."""
         try:
             stream = self.stream(endpoint)
         except FluentError as exc:
             return None, exc
         except Exception as exc:  # gRPC would not start the stream (a channel closing under it, ...)
             return None, NotDelivered(f"{endpoint}: {exc}")
-        return stream.invoke(call)
+        return None if stream is None else stream.invoke(call)
 
-    def _open(self, endpoint: str, *, replacing: bool) -> ThreadStream:
+    def _open(self, endpoint: str, *, replacing: bool) -> ThreadStream | None:
         with self._lock:
             if self._closed:
                 raise Unavailable(f"{endpoint}: this process closed its connection to the cluster")
+            if sum(1 for s in self._all if s.endpoint == endpoint and not s.broken) >= PER_ENDPOINT:
+                return None
             channel = self._channels.get(endpoint)
             if channel is not None and replacing:  # never reached the host: maybe it died; dial anew
                 channel.close()
