@@ -17,9 +17,14 @@ _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 # same way. A GRPC_EXPERIMENTS of the user's own, even empty, wins.
 if "GRPC_EXPERIMENTS" not in _os.environ and "grpc" not in _sys.modules:
     _os.environ["GRPC_EXPERIMENTS"] = "-event_engine_client,-event_engine_listener"
+    _poll = "GRPC_POLL_STRATEGY" not in _os.environ
+    if _poll:
+        _os.environ["GRPC_POLL_STRATEGY"] = "poll"
     import grpc as _grpc  # noqa: F401  (reads its experiments now)
 
     del _os.environ["GRPC_EXPERIMENTS"]
+    if _poll:
+        del _os.environ["GRPC_POLL_STRATEGY"]
 
 from ._actordef import readonly
 from ._context import Context, context

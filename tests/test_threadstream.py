@@ -280,3 +280,22 @@ def test_a_thread_past_the_cap_gets_no_stream_and_nothing_is_sent(io: IoLoop, mo
     finally:
         streams.close()
         io.run(server.stop(0))
+
+
+@pytest.mark.parametrize("given", [None, "epoll1"])
+def test_import_picks_grpcs_poll_engine_for_this_process_only(given: str | None) -> None:
+    """``import fluentfn`` has gRPC poll with ``poll`` (each thread polls only its own
+    calls' connections) and then drops the variable, so processes started later (Ray's
+    daemons) keep gRPC's default; a value of the user's own stays as it is."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GRPC_POLL_STRATEGY", "GRPC_EXPERIMENTS")}
+    if given is not None:
+        env["GRPC_POLL_STRATEGY"] = given
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, fluentfn; print(os.environ.get('GRPC_POLL_STRATEGY'))"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == str(given)
