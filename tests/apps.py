@@ -61,20 +61,24 @@ class OrderLog:
         return self.seen
 
 
+def _drive(log: ff.ActorRef, n: int) -> list[int]:
+    """Tells, futures and blocking calls to ``log`` in turn; what it saw, in order."""
+    for i in range(n):
+        if i % 3 == 0:
+            log.add.tell(i)
+        elif i % 3 == 1:
+            log.add.future(i)
+        else:
+            log.add(i)
+    return list(log.get())
+
+
 @ff.actor(name="TOrderDriver", colocate_with=Counter)
 class OrderDriver:
     """Sends an ``OrderLog`` on its host tells, futures and blocking calls in turn."""
 
     def drive(self, key: str, n: int) -> list[int]:
-        log = OrderLog[key]
-        for i in range(n):
-            if i % 3 == 0:
-                log.add.tell(i)
-            elif i % 3 == 1:
-                log.add.future(i)
-            else:
-                log.add(i)  # in this thread when the log is live and idle: not before the others
-        return log.get()
+        return _drive(OrderLog[key], n)  # its blocking calls run in this thread: not before the others
 
 
 @ff.actor(name="TFarOrderDriver")
@@ -83,15 +87,7 @@ class FarOrderDriver:
     worker thread's own stream (``ThreadStream``), its tells and futures on the loop's."""
 
     def drive(self, key: str, n: int) -> list[int]:
-        log = OrderLog[key]
-        for i in range(n):
-            if i % 3 == 0:
-                log.add.tell(i)
-            elif i % 3 == 1:
-                log.add.future(i)
-            else:
-                log.add(i)  # not before the tell and the future before it
-        return log.get()
+        return _drive(OrderLog[key], n)
 
 
 @ff.actor(name="TPinger", shards=2)
