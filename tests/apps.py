@@ -61,7 +61,7 @@ class OrderLog:
         return self.seen
 
 
-def _drive(log: ff.ActorRef, n: int) -> list[int]:
+def drive_order_log(log: ff.ActorRef, n: int) -> list[int]:
     """Tells, futures and blocking calls to ``log`` in turn; what it saw, in order."""
     for i in range(n):
         if i % 3 == 0:
@@ -78,7 +78,7 @@ class OrderDriver:
     """Sends an ``OrderLog`` on its host tells, futures and blocking calls in turn."""
 
     def drive(self, key: str, n: int) -> list[int]:
-        return _drive(OrderLog[key], n)  # its blocking calls run in this thread: not before the others
+        return drive_order_log(OrderLog[key], n)  # its blocking calls run in this thread: not before the others
 
 
 @ff.actor(name="TFarOrderDriver")
@@ -87,7 +87,7 @@ class FarOrderDriver:
     worker thread's own stream (``ThreadStream``), its tells and futures on the loop's."""
 
     def drive(self, key: str, n: int) -> list[int]:
-        return _drive(OrderLog[key], n)
+        return drive_order_log(OrderLog[key], n)
 
 
 @ff.actor(name="TPinger", shards=2)

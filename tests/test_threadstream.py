@@ -24,7 +24,7 @@ from fluentfn.transport._threadstream import ThreadStreams
 from fluentfn.wire._gen import actorhost_pb2 as pb
 from fluentfn.wire._gen import actorhost_pb2_grpc as pb_grpc
 
-from .apps import Counter, FarOrderDriver, OrderLog
+from .apps import Counter, FarOrderDriver, OrderLog, drive_order_log
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -220,14 +220,7 @@ def test_a_drivers_tells_futures_and_calls_run_in_the_order_they_were_made(clust
     for i in range(3):
         log = OrderLog[f"driver-order-{i}"]
         log.get()  # live, and the route known
-        for n in range(60):
-            if n % 3 == 0:
-                log.add.tell(n)
-            elif n % 3 == 1:
-                log.add.future(n)
-            else:
-                log.add(n)
-        assert log.get() == list(range(60))
+        assert drive_order_log(log, 60) == list(range(60))
 
 
 def test_a_worker_threads_calls_to_another_host_keep_the_order_of_its_tells_and_futures(cluster: ff.Cluster) -> None:
@@ -299,3 +292,26 @@ def test_import_picks_grpcs_poll_engine_for_this_process_only(given: str | None)
         env=env, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert out.stdout.strip() == str(given)
+
+
+def test_a_grpcio_whose_internal_api_differs_sends_by_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread stream rests on gRPC's internal single-threaded call API: where a
+    grpcio's differs, the first call says so once and every call goes by the loop."""
+
+    class Changed:
+        def segregated_call(self, *args: Any) -> None:
+            raise TypeError("segregated_call() takes 8 positional arguments")
+
+    class Channel:
+        _channel = Changed()
+
+        def close(self) -> None:
+            pass
+
+    streams = ThreadStreams("token", None)
+    monkeypatch.setattr(streams, "_dial", lambda endpoint: Channel())
+    try:
+        assert streams.invoke("127.0.0.1:1", _call(b"x")) is None
+        assert streams.invoke("127.0.0.1:1", _call(b"y")) is None  # not tried again
+    finally:
+        streams.close()

@@ -204,6 +204,7 @@ class ThreadStreams:
         self._all: weakref.WeakSet[ThreadStream] = weakref.WeakSet()
         self._watchdog: threading.Thread | None = None
         self._closed = False
+        self._unusable = False  # set once if gRPC's internal API turns out to differ
 
     def stream(self, endpoint: str) -> ThreadStream | None:
         """This thread's stream to ``endpoint`` (a new one after a break); None if the
@@ -223,10 +224,16 @@ class ThreadStreams:
     def invoke(self, endpoint: str, call: Call) -> tuple[Outcome | None, FluentError | None] | None:
         """``call`` on this thread's stream to ``endpoint``: (reply, None) or (None, error);
         None, with nothing sent, if the thread may not have a stream of its own."""
+        if self._unusable:
+            return None
         try:
             stream = self.stream(endpoint)
         except FluentError as exc:
             return None, exc
+        except (TypeError, AttributeError) as exc:  # this grpcio's internal API is not the one we know
+            self._unusable = True
+            log.warning("blocking calls go through the event loop: gRPC's single-threaded call API differs (%r)", exc)
+            return None
         except Exception as exc:  # gRPC would not start the stream (a channel closing under it, ...)
             return None, NotDelivered(f"{endpoint}: {exc}")
         return None if stream is None else stream.invoke(call)
