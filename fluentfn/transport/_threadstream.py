@@ -268,12 +268,17 @@ class ThreadStreams:
         """Cancel the streams whose call is past its deadline (and the grace)."""
         while not self._closed:
             time.sleep(WATCH_PERIOD_S)
-            now = time.monotonic()
-            with self._lock:
-                streams = list(self._all)
-            for stream in streams:
-                if stream.due:
-                    stream.cancel_if_overdue(now)
+            self._cancel_overdue(time.monotonic())
+
+    def _cancel_overdue(self, now: float) -> None:
+        """One look at the streams (a function of its own: the list of them, strong
+        references, must not outlive the look, or a thread's stream would outlive its
+        thread until the next look and be closed by the watchdog)."""
+        with self._lock:
+            streams = list(self._all)
+        for stream in streams:
+            if stream.due:
+                stream.cancel_if_overdue(now)
 
     def close(self) -> None:
         """Close every channel: streams still in use end with ``Unavailable``."""
