@@ -212,7 +212,7 @@ class Caller:
             done(None, _closed(call))
             return
         slot = self.table.slot(call.type_name, call.key)
-        target = self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
+        target = self._target_for(slot, direct)
         queued = self._queue_of(call.type_name, slot) if self._queued else None
         if target is not None and _tap is None and queued is None:
             self._send_first(call, slot, target, done, direct)
@@ -220,6 +220,11 @@ class Caller:
         run = self._run(call, slot, done, direct)
         # a route learnt while calls still queue for it: this one queues too (``Resolve``)
         self._act(run, run.attempt.begin(None if queued is not None else target))
+
+    def _target_for(self, slot: Slot | None, direct: bool) -> Target | None:
+        """Where a call to ``slot`` goes first: its cached route, or (``direct=False``,
+        a client with gateways) the first gateway."""
+        return self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
 
     def _queue_of(self, type_name: str, slot: Slot | None) -> list[_Run] | None:
         """The queue a call to ``slot`` joins: its type's while the first lookup of the type
@@ -277,7 +282,7 @@ class Caller:
         threads = self._threads
         if threads is not None and _tap is None and not self._closed and not self._queued and not call.one_way:
             slot = self.table.slot(call.type_name, call.key)
-            target = self.table.get(slot) if direct or not self._fallbacks else self._fallbacks[0]
+            target = self._target_for(slot, direct)
             answer = None if target is None or target.local else threads.invoke(target.endpoint, call)
             if answer is not None:
                 assert target is not None
