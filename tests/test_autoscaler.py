@@ -74,7 +74,7 @@ def test_a_host_that_does_not_answer_is_not_counted_idle(caplog: pytest.LogCaptu
     assert mover.scaled == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings  # said once, not every tick
-    assert "host h1 (1 of 2) did not: TimeoutError: no answer in 5 s" in warnings[0]
+    assert "host h1 (1 of 2) did not say its load, counted as full until it does: TimeoutError" in warnings[0]
 
 
 def test_a_host_whose_actor_died_gives_no_sample_either() -> None:
@@ -93,3 +93,36 @@ def test_samples_that_all_answer_drive_the_policy() -> None:
     mover = _Mover()
     _tick(shrink, mover)
     assert mover.scaled == [1]
+
+
+def test_a_silent_host_counts_as_full_so_its_group_still_grows() -> None:
+    # Before: one host that never answered froze the group's autoscaling (no sample at all)
+    # while the others were saturated. Now it counts as full (4 turns): 9 + 9 + 4 over a
+    # target of 4 a host wants 6 hosts, capped at 4.
+    g = _group([9, 9, TimeoutError("no answer in 5 s")])
+    mover = _Mover()
+    _tick(g, mover)
+    assert mover.scaled == [4]
+
+
+def test_warning_is_said_again_after_every_host_answered(caplog: pytest.LogCaptureFixture) -> None:
+    host = _group([0, TimeoutError("late")])
+    mover = _Mover()
+    scaler = Autoscaler({"T": host}, hosts=None, mover=mover)  # type: ignore[arg-type]
+    silent = host.hosts["h1"].handle.load
+
+    async def run() -> None:
+        await scaler._autoscale_once("T", host)
+        silent.answer = 0
+        await scaler._autoscale_once("T", host)
+        silent.answer = TimeoutError("late again")
+        await scaler._autoscale_once("T", host)
+
+    with caplog.at_level(logging.INFO, logger="fluentfn.directory"):
+        asyncio.run(run())
+    said = [r.getMessage() for r in caplog.records]
+    assert [m.split(": ", 1)[1][:24] for m in said if "say" in m] == [
+        "host h1 (1 of 2) did not",
+        "every host says its load",
+        "host h1 (1 of 2) did not",
+    ]

@@ -117,3 +117,34 @@ def test_autoscale_never_shrinks_while_a_host_starts(samples: list[tuple[float, 
             assert not starting and now - since_all_up >= 3  # a whole lull, every host up
         if decided is not None:
             hosts = decided
+
+
+@settings(max_examples=200, deadline=None)
+@given(samples=st.lists(st.tuples(st.floats(0, 100), st.integers(0, 3)), min_size=1, max_size=40))
+def test_autoscale_counts_a_silent_host_as_full_and_never_shrinks_for_it(samples: list[tuple[float, int]]) -> None:
+    # ``silent``: hosts that are up but gave no load sample (saturated, hung): never a reason
+    # for fewer hosts, and counted as full (target_inflight) when deciding to grow.
+    policy = AutoscalePolicy(Autoscale(target_inflight=4, up_after_s=1, down_after_s=3), min_hosts=0, max_hosts=6)
+    hosts, since_all_said = 4, 0.0
+    for i, (load, silent) in enumerate(samples):
+        now = float(i)
+        silent = min(silent, hosts)
+        if silent:
+            since_all_said = now + 1
+        decided = policy.handle(Sample(now, hosts=hosts, load=load, silent=silent))
+        if decided is not None and decided < hosts:
+            assert not silent and now - since_all_said >= 3  # a whole lull in which every host answered
+        if decided is not None and decided > hosts:
+            assert decided <= policy.wanted(max(x + s * 4 for x, s in samples[: i + 1]))
+        if decided is not None:
+            hosts = decided
+
+
+def test_a_silent_host_does_not_hold_growth_back() -> None:
+    policy = AutoscalePolicy(Autoscale(target_inflight=4, up_after_s=0, down_after_s=0), min_hosts=1, max_hosts=8)
+    # Two hosts answered 8 turns each, the third is silent (counted as 4): 20 turns, 5 hosts.
+    assert policy.handle(Sample(0.0, hosts=3, load=16, silent=1)) == 5
+    # Idle answers beside a silent host: no fewer hosts while it is silent ...
+    assert policy.handle(Sample(1.0, hosts=5, load=0, silent=1)) is None
+    # ... and fewer once every host says its load again.
+    assert policy.handle(Sample(2.0, hosts=5, load=0)) == 1

@@ -82,25 +82,25 @@ class Autoscaler:
         unknown = [(h.hid, x) for h, x in zip(up, loads, strict=True) if not isinstance(x, int)]
         if unknown:
             # A host that did not say its load is not idle (a saturated one answers late): the
-            # group has no sample until every host answers, rather than one that counts it as 0
-            # and shrinks the group. Said once, until samples come again.
+            # policy counts it as full and shrinks nothing meanwhile (``Sample.silent``). Said
+            # once, until every host answers again.
             if group not in self._unsampled:
                 self._unsampled.add(group)
                 hid, why = unknown[0]
                 log.warning(
-                    "autoscaling %s: no load sample until every host answers: host %s (%d of %d) did not: %s",
+                    "autoscaling %s: host %s (%d of %d) did not say its load, counted as full until it does: %s",
                     group,
                     hid,
                     len(unknown),
                     len(up),
                     f"{type(why).__name__}: {why}" if isinstance(why, BaseException) else repr(why),
                 )
-            return
-        if group in self._unsampled:
+        elif group in self._unsampled:
             self._unsampled.discard(group)
-            log.info("autoscaling %s: every host answers its load sample again", group)
+            log.info("autoscaling %s: every host says its load again", group)
         load = float(sum(counts))
-        want = g.policy.handle(Sample(time.monotonic(), len(hosts), load, starting=len(hosts) - len(up)))
+        sample = Sample(time.monotonic(), len(hosts), load, starting=len(hosts) - len(up), silent=len(unknown))
+        want = g.policy.handle(sample)
         if want is None or want == len(hosts):
             return
         if want > len(hosts) and not g.started:

@@ -14,7 +14,11 @@ the type should have. Rules:
 - never fewer while a host is still starting: its load is not known yet (the call that
   cold-started it waits for it), so the wait for fewer begins once every host is up.
   Without this, a host that takes longer than ``down_after_s`` to start was stopped
-  before it could serve the call that started it, again and again.
+  before it could serve the call that started it, again and again;
+- a host that is up but did not say its load (``silent``: saturated, hung, or dying) is
+  not idle: it counts as full (``target_inflight`` turns) and, like a starting one, holds
+  off fewer hosts. Counted as 0 it would shrink a saturated group; with no sample at all
+  one silent host froze its group's growth until it was replaced.
 
 No clocks, Ray or sockets; ``tests/test_elastic_policy.py`` checks it with hypothesis.
 """
@@ -45,12 +49,14 @@ class Autoscale:
 @dataclass(frozen=True, slots=True)
 class Sample:
     """At ``now``, the type runs ``hosts`` hosts with ``load`` turns running or queued on
-    those that are up; ``starting`` of the ``hosts`` are not up yet."""
+    those that are up and answered; ``starting`` of the ``hosts`` are not up yet, and
+    ``silent`` ones are up but gave no load."""
 
     now: float
     hosts: int
     load: float
     starting: int = 0
+    silent: int = 0
 
 
 @dataclass(slots=True)
@@ -77,12 +83,12 @@ class AutoscalePolicy:
 
     def handle(self, sample: Sample) -> int | None:
         """The new host count, or None to stay."""
-        want = self.wanted(sample.load)
+        want = self.wanted(sample.load + sample.silent * self.settings.target_inflight)
         if want == sample.hosts:
             self._window.clear()
             return None
-        if want < sample.hosts and sample.starting:
-            self._window.clear()  # a host still starting: its load is unknown, so no lull yet
+        if want < sample.hosts and (sample.starting or sample.silent):
+            self._window.clear()  # a host's load is unknown (starting, or silent): no lull yet
             return None
         if self._window and (self._window[0][1] > sample.hosts) != (want > sample.hosts):
             self._window.clear()  # the direction changed: start over

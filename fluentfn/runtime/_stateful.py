@@ -31,7 +31,7 @@ from ..errors import REROUTE_CODES, FluentError, InvalidRequest, no_method
 from ..host._partitions import PartitionSet
 from ..state import Store, open_store
 from ..transport._caller import Caller
-from ..transport._client import PeerPool, Waiter, no_reply, settle_future, until_deadline
+from ..transport._client import PeerPool, no_reply, settle_future, until_deadline
 from ..transport._threadstream import thread_streams
 from ..transport._tls import TlsConfig
 from ..wire import codec
@@ -151,12 +151,8 @@ class StatefulRuntime:
             weight = TALLY.call_weight(what)
             t0 = time.perf_counter()
             sends = getattr(self._transit, "sends", None)
-            if sends is None or sends.settled == sends.handed:  # (else its own stream could overtake them)
-                reply = self._caller.call_blocking(call, self._io.loop)
-            else:
-                waiter = Waiter()
-                self._io.loop.call_soon_threadsafe(self._caller.send, call, waiter)
-                reply = waiter.reply_for(call)
+            settled = sends is None or sends.settled == sends.handed
+            reply = self._caller.call_blocking(call, self._io.loop, own_stream=settled)
             if weight:
                 TALLY.observe_spans(what, ((CALL_PHASE, t0, time.perf_counter()),), weight)
         return self._result(reply)

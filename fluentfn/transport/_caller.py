@@ -147,6 +147,12 @@ def classify(call: Call, reply: Outcome | None, error: FluentError | None) -> Ve
     return Verdict.SETTLED
 
 
+def _settles(reply: Outcome | None, error: FluentError | None) -> bool:
+    """Whether a first send's answer settles its call at once: a reply that is no error
+    (an error reply may be a redirect, which ``classify`` reads with the call's ``Attempt``)."""
+    return error is None and (reply is None or reply.error is None)
+
+
 def name_of(call: Call) -> str:
     return f"{call.type_name}/{call.key}.{call.method}"
 
@@ -263,14 +269,16 @@ class Caller:
     ) -> None:
         """The answer to a call's first send, to ``target``: it settles the call, or the
         call's ``Attempt`` starts from it (on the loop)."""
-        if error is None and (reply is None or reply.error is None):
+        if _settles(reply, error):
             done(reply, None)
             return
         run = self._run(call, slot, done, direct)
         run.attempt.begin(target)  # what was sent: the first send, to ``target``
         self._answered(run, target, reply, error)
 
-    def call_blocking(self, call: Call, loop: asyncio.AbstractEventLoop, *, direct: bool = True) -> Outcome | None:
+    def call_blocking(
+        self, call: Call, loop: asyncio.AbstractEventLoop, *, direct: bool = True, own_stream: bool = True
+    ) -> Outcome | None:
         """``send`` for a thread that blocks until the outcome (not the loop's thread): its
         reply, or raise its error.
 
@@ -278,16 +286,24 @@ class Caller:
         the thread's own stream (``ThreadStream``: no hand-off to the loop and back); an
         answer that does not settle it is handed to the loop, where its ``Attempt`` starts
         from that first send, as ``_send_first``'s does. The caller keeps its own order:
-        it takes this path only when its earlier sends are settled."""
+        ``own_stream`` False (its earlier sends are not all settled: its own stream could
+        overtake them) sends by the loop."""
         threads = self._threads
-        if threads is not None and _tap is None and not self._closed and not self._queued and not call.one_way:
+        if (
+            own_stream
+            and threads is not None
+            and _tap is None
+            and not self._closed
+            and not self._queued
+            and not call.one_way
+        ):
             slot = self.table.slot(call.type_name, call.key)
             target = self._target_for(slot, direct)
             answer = None if target is None or target.local else threads.invoke(target.endpoint, call)
             if answer is not None:
                 assert target is not None
                 reply, error = answer
-                if error is None and (reply is None or reply.error is None):
+                if _settles(reply, error):
                     return reply
                 if isinstance(error, CallTimeout):  # past its deadline: nothing left to try
                     raise error
