@@ -29,6 +29,8 @@ SETTINGS: dict[str, str] = {
     "FLUENTFN_SYNC_WORKERS": "threads per host that run sync methods (default 64)",
     "FLUENTFN_TURN_NICE": "how far below its host's event loop a turn thread is scheduled, in nice steps "
     '(default 5; 0: level; Linux only, see "Where a turn runs")',
+    "FLUENTFN_SWITCH_INTERVAL_MS": "how long one thread of a host may keep Python's GIL while another waits for "
+    "it, in ms (`sys.setswitchinterval`; default 0.5, Python's own is 5; 0: Python's)",
     "FLUENTFN_REPLY_TTL_S": "how long recorded replies are kept for deduplicating retries (default 3600)",
     "FLUENTFN_REPLY_HOLD_S": 'how long an identity with persist="interval" or "never" keeps each reply in '
     "memory for a re-sent request (default 10)",
@@ -127,6 +129,10 @@ SYNC_WORKERS = _int("FLUENTFN_SYNC_WORKERS", 64)
 TURN_NICE = int(_number("FLUENTFN_TURN_NICE", 5, integer=True, minimum=0, maximum=19))
 """Nice steps between a host's event loop (with the gRPC and control threads it starts)
 and its worker threads (sync turns, store work): ``_priority.py``."""
+
+SWITCH_INTERVAL_MS = _number("FLUENTFN_SWITCH_INTERVAL_MS", 0.5, maximum=1000.0)
+"""How long one thread of a host may keep the GIL while another waits (``_priority.py``);
+0 leaves Python's own (5 ms)."""
 
 REPLY_TTL_S = _number("FLUENTFN_REPLY_TTL_S", 3600.0, minimum=1.0)
 """How long a recorded reply is kept (a retry within it is answered, not re-run)."""

@@ -8,6 +8,11 @@ out the turns' time slices. It raises the loop when the system lets it (root, or
 ``CAP_SYS_NICE``), so turns keep their share against other processes; otherwise it lowers
 the turn threads instead, which then also yield to other processes on the machine.
 Elsewhere (macOS, Windows) a priority is the whole process's, and nothing is changed.
+
+Within the process, Python's GIL ranks nobody: a thread that wakes (the loop with a reply
+to send, a move's hand-over) waits for the GIL until the thread holding it gives it up —
+up to the switch interval, 5 ms by default, when that thread runs a CPU-bound turn. A
+host shortens it (``switch_interval``, ``FLUENTFN_SWITCH_INTERVAL_MS``).
 """
 
 from __future__ import annotations
@@ -61,3 +66,12 @@ def lower_this_thread(steps: int) -> None:
         if not _refused:
             _refused = True
             log.warning("turn threads keep their priority: setpriority refused (%s)", exc)
+
+
+def switch_interval(ms: float) -> float:
+    """Let a thread of this process keep the GIL at most ``ms`` milliseconds while another
+    waits for it (``sys.setswitchinterval``; 0 keeps the current one). Returns the interval
+    now in force, in ms."""
+    if ms > 0:
+        sys.setswitchinterval(ms / 1000.0)
+    return sys.getswitchinterval() * 1000.0

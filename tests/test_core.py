@@ -628,3 +628,13 @@ def test_a_hosts_loop_ranks_ahead_of_its_turn_threads(cluster: ff.Cluster) -> No
     with ThreadPoolExecutor(1) as probe:  # a thread of this process, which may raise itself as the hosts may
         allowed = probe.submit(lambda: raise_thread(threading.get_native_id(), 1)).result(10)
     assert raised == allowed
+
+
+def test_a_host_gives_the_gil_up_sooner_than_python_does(cluster: ff.Cluster) -> None:
+    """``FLUENTFN_SWITCH_INTERVAL_MS``: a host's threads keep the GIL at most that long while
+    another waits (Python's own 5 ms would keep a waking loop behind a CPU-bound turn)."""
+    NiceProbe["a"].level()  # its host is up
+    info = host_of(cluster, NiceProbe["a"])
+    assert _config.SWITCH_INTERVAL_MS == 0.5  # the suite runs with the default
+    assert info["switch_interval_ms"] == pytest.approx(0.5)
+    assert sys.getswitchinterval() == pytest.approx(0.005)  # this process (a driver) keeps Python's

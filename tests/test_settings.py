@@ -43,6 +43,8 @@ def test_every_setting_the_code_reads_is_declared_and_documented() -> None:
         ("FLUENTFN_CALL_TIMEOUT_S", "1e10", "at most 86400"),
         ("FLUENTFN_TURN_NICE", "20", "at most 19"),
         ("FLUENTFN_TURN_NICE", "-1", "at least 0"),
+        ("FLUENTFN_SWITCH_INTERVAL_MS", "-0.5", "at least 0"),
+        ("FLUENTFN_SWITCH_INTERVAL_MS", "inf", "must be finite"),
     ],
 )
 def test_a_malformed_setting_is_one_clear_error(name: str, value: str, message: str) -> None:

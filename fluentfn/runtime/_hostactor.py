@@ -20,7 +20,7 @@ from .._actordef import ActorDef
 from .._clusterconfig import ClusterConfig
 from .._ioloop import IoLoop, io_loop
 from .._logs import quiet_logs
-from .._priority import process_level, raise_thread, thread_level
+from .._priority import process_level, raise_thread, switch_interval, thread_level
 from .._ref import set_invoker
 from .._tables import DIRECTORY_NAME, ray_namespace
 from .._tracing import configure as configure_tracing
@@ -86,6 +86,7 @@ class ShardHost:
         turn_nice = 0 if raised else _config.TURN_NICE
         loop_level = thread_level(self._io.native_id)
         self._priority = {"loop": loop_level, "turns": min(19, process_level() + turn_nice)}  # nice values
+        self._switch_ms = switch_interval(_config.SWITCH_INTERVAL_MS)  # a waking loop waits less for the GIL
         self._group: str = group
         self._incarnation: str = os.urandom(8).hex()  # this process: a restarted host is a new one
         self._started = time.monotonic()
@@ -187,6 +188,7 @@ class ShardHost:
             "metrics": self.metrics,
             "load": self.parts.load,
             "priority": dict(self._priority),  # nice values of its event loop and its turn threads
+            "switch_interval_ms": self._switch_ms,  # how long a thread may keep the GIL while another waits
         }
 
     def stats(self) -> dict[str, int]:
