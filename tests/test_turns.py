@@ -202,11 +202,14 @@ def test_tells_outlive_the_deadline_of_the_turn_that_sent_them(cluster: ff.Clust
 
 def test_queued_async_call_past_its_deadline_is_withdrawn_and_identity_stays_usable(cluster: ff.Cluster) -> None:
     ref = AsyncActor["wedge"]
+    # Its host up first: the first call of a type waits for the host to start (seconds on a
+    # busy machine), and the 1 s turn below must be what the 0.2 s call queues behind.
+    assert ref.get() == 0
     busy = ref.slow.future(1.0)
     time.sleep(0.1)
     with pytest.raises(ff.CallTimeout):
         ref.slow.with_timeout(0.2)(0.0)
-    assert busy.result(timeout=10) == 1.0
+    assert busy.result(timeout=60) == 1.0
     assert ref.get() == 1  # the withdrawn turn never ran
     assert ref.slow(0.0) == 0.0
 
@@ -224,6 +227,7 @@ def test_running_sync_call_stops_the_caller_at_its_deadline(cluster: ff.Cluster)
 
 def test_running_async_call_past_its_deadline_is_cancelled_and_rolled_back(cluster: ff.Cluster) -> None:
     ref = AsyncActor["cancel"]
+    assert ref.get() == 0  # its host up: the call below times out in its turn, not waiting for a start
     with pytest.raises(ff.CallTimeout):
         ref.slow.with_timeout(0.3)(2.0)
     time.sleep(2.0)
@@ -329,10 +333,11 @@ def test_keys_with_lone_surrogates_are_refused(cluster: ff.Cluster) -> None:
 
 
 def test_tell_honours_its_timeout(cluster: ff.Cluster) -> None:
+    assert AsyncActor["tell-dl"].get() == 0  # its host up (a start would outlast the deadlines below)
     busy = AsyncActor["tell-dl"].slow.future(1.0)
     time.sleep(0.1)
     AsyncActor["tell-dl"].slow.with_timeout(0.2).tell(0.0)  # queued behind 1 s: withdrawn at 0.2 s
-    assert busy.result(timeout=10) == 1.0
+    assert busy.result(timeout=60) == 1.0
     time.sleep(0.3)
     assert AsyncActor["tell-dl"].get() == 1
 
