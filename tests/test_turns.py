@@ -216,6 +216,7 @@ def test_queued_async_call_past_its_deadline_is_withdrawn_and_identity_stays_usa
 
 def test_running_sync_call_stops_the_caller_at_its_deadline(cluster: ff.Cluster) -> None:
     ref = Stuck["deadline"]
+    assert ref.ping.with_timeout(120.0)() == "pong"  # its host up: the hang below is a running turn
     t0 = time.monotonic()
     with pytest.raises(ff.CallTimeout):
         ref.hang.with_timeout(0.5)(3.0)
