@@ -78,6 +78,9 @@ class Group:
     policy: AutoscalePolicy | None = None
     pauses_ms: list[float] = field(default_factory=list)  # how long each moved partition's callers were held
     holds_ms: list[float] = field(default_factory=list)  # ... and its route's lookups (the whole move)
+    # ... and each pause in parts (ms): the release request's way to the old host and
+    # back, the callers' hold there (late turns, hand-over), the adopt on the new host
+    phases_ms: list[tuple[float, float, float]] = field(default_factory=list)
     start_failures: int = 0  # hosts of the group whose process could not start
     failed_why: str = ""  # the last one's cause, until a host of the group starts
     failures_in_row: int = 0  # since a host of the group last started (the retry pause doubles)

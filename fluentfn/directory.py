@@ -259,6 +259,15 @@ class Directory:
         _, g = self._group_of(name)
         return list(g.holds_ms)
 
+    async def move_phases(self, name: str) -> list[dict[str, float]]:
+        """Each partition move's pause of the type in parts (ms): ``transit``, the release
+        request's way to the old host and its reply's way back (a busy host's loop takes
+        it late); ``held``, its callers' hold on the old host (late turns, the hand-over);
+        ``adopt``, the new host's claim (its request's way included)."""
+        await self._ready()
+        _, g = self._group_of(name)
+        return [{"transit": t, "held": h, "adopt": a} for t, h, a in g.phases_ms]
+
     async def scale(self, name: str, hosts: int) -> dict[str, list[int]]:
         """``cluster.scale``: run ``hosts`` hosts, partitions spread evenly; returns the placement."""
         await self._ready()

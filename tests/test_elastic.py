@@ -123,6 +123,11 @@ def test_scale_out_and_back_while_four_threads_call(cluster: ff.Cluster) -> None
     assert {k: Elastic[k].get() for k in keys} == load.acked  # every acknowledged call exactly once
     pauses = ray.get(cluster.directory.move_pauses.remote("EElastic"))
     assert len(pauses) >= 16  # every moved partition was timed
+    holds = ray.get(cluster.directory.move_holds.remote("EElastic"))
+    parts = ray.get(cluster.directory.move_phases.remote("EElastic"))
+    assert len(parts) == len(holds) == len(pauses)
+    for whole, part in zip(holds, parts, strict=True):  # each part within its move
+        assert min(part.values()) >= 0 and sum(part.values()) <= whole + 0.001, (whole, part)
 
 
 @pytest.mark.parametrize("kind", [Remembered, Behind], ids=["never", "interval"])

@@ -80,6 +80,9 @@ def test_a_partition_moves_over_grpc_with_its_state_and_replies(
     assert call(io, a.parts, d, key, "add", 5) == 5
     released = io.run(control.release(a.endpoint, a.who, [p], 5.0, 30.0))
     assert list(released) == [p]
+    # the timing travels: the callers' hold is part of the host's time over the request
+    assert 0 < released[p].held_s <= released[p].took_s
+    assert released[p].served_s <= released[p].took_s
     memory = released[p].memory
     if persist == "never":  # the memory itself travels (the state encoding's bytes)
         assert list(memory) == [f"{d.name}/{key}"]

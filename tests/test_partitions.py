@@ -205,14 +205,18 @@ def test_a_partition_that_never_goes_quiet_stops_admitting_after_the_wait(
     try:
         r = release_during_a_held_turn(io, a, d, 3)
         wait_for(lambda: r.engine.persistence.draining, timeout=30)  # the wait ended: it drains
+        drained = time.monotonic()
         with pytest.raises(Redirect):  # no longer admitting, while the held turn still runs
             call(io, a, d, r.other, "add", 1)
         assert not r.release.done()
+        time.sleep(0.1)
     finally:
         HELD[0] = True
+    held_at_least = time.monotonic() - drained
     r.runner.join(30)
     released = r.release.result(30)
     assert r.held == [1] and released.served_s > 0.03  # the wait (the loop's timer: ms-grained)
+    assert released.held_s >= held_at_least  # its callers were held while the late turn ran
     b.adopt(3, store.claim_shard(d.options.group, 3), released.memory)
     assert call(io, b, d, r.busy, "add", 0) == 1001  # the held turn's write landed before the hand-over
 

@@ -18,7 +18,10 @@ compares each identity's stored count with the calls its callers saw acknowledge
 both must be 0; a tell counts once accepted) and reads the migration pause of every moved
 partition (how long its callers were held, from when the old host stopped admitting; each
 move's, in elastic.json's ``pauses_ms``) and how long lookups of its route were held (the
-whole move, its wait for a moment no turn ran included; ``holds_ms``).
+whole move, its wait for a moment no turn ran included; ``holds_ms``), and each pause in
+parts (``pause_parts_ms``; the directory's ``move_phases``): the release request's way to
+the old host and back (a saturated host's loop takes it late), its callers' hold there
+(late turns, the hand-over), and the adopt on the new host.
 Writes elastic.json, elastic.md and a time-series elastic.png.
 """
 
@@ -164,9 +167,11 @@ def _one(system: str, kind: ff.ActorType, steps: list[tuple[int, float]]) -> tup
     duplicated = sum(max(0, s - a) for a, s in zip(ramp.acked, stored, strict=True))
     pauses: list[float] = []
     holds: list[float] = []
+    phases: list[dict[str, float]] = []
     if cluster.mode == "stateful":
         pauses = sorted(get_ray(cluster.directory.move_pauses.remote(kind.name)))
         holds = sorted(get_ray(cluster.directory.move_holds.remote(kind.name)))
+        phases = get_ray(cluster.directory.move_phases.remote(kind.name))
     lat = sorted(lat for _, lat in ramp.samples)
     peak = max(c for c, _ in steps)
     at_peak = [p["calls_per_s"] for p in series if p["callers"] == peak]
@@ -189,6 +194,7 @@ def _one(system: str, kind: ff.ActorType, steps: list[tuple[int, float]]) -> tup
     }
     _PAUSES[system] = [round(p, 2) for p in pauses]
     _HOLDS[system] = [round(h, 2) for h in holds]
+    _PHASES[system] = [{k: round(v, 2) for k, v in m.items()} for m in phases]
     if ramp.errors:
         row["first_error"] = ramp.errors[0][:200]
     return row, series
@@ -229,12 +235,29 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"lost {sum(r['lost'] for r in rows)}, duplicated {sum(r['duplicated'] for r in rows)} over all systems.",
         "FaaS 'hosts' are the platform's execution environments alive at each sample.",
     ]
+    notes += [f"{system}: {parts}" for system, parts in ((s, _parts(m)) for s, m in _PHASES.items()) if parts]
     return rows, notes
+
+
+def _parts(moves: list[dict[str, float]]) -> str:
+    """A system's move pauses in parts, p50 / p99 of each (ms), or "" without moves."""
+    if not moves:
+        return ""
+    out = []
+    for part, what in (
+        ("transit", "release request's way to the old host and back"),
+        ("held", "hold on the old host"),
+        ("adopt", "adopt on the new one"),
+    ):
+        values = sorted(m[part] for m in moves)
+        out.append(f"{what} {statistics.median(values):.1f} / {values[int(len(values) * 0.99)]:.1f}")
+    return "pause parts, p50 / p99 ms: " + "; ".join(out)
 
 
 _SERIES: dict[str, list[Any]] = {}
 _PAUSES: dict[str, list[float]] = {}  # every move's pause (ms), sorted, by system
 _HOLDS: dict[str, list[float]] = {}  # every move's hold of its route's lookups (ms), sorted, by system
+_PHASES: dict[str, list[dict[str, float]]] = {}  # every move's pause in parts (ms), by system
 
 
 def plot(path: Path) -> None:
@@ -279,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     data["series"] = _SERIES
     data["pauses_ms"] = _PAUSES
     data["holds_ms"] = _HOLDS
+    data["pause_parts_ms"] = _PHASES
     (out / "elastic.json").write_text(json.dumps(data, indent=2))
     plot(out / "elastic.png")
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from .._config import DRAIN_S, HOST_START_S
 from .._ioloop import spawn
@@ -21,6 +22,17 @@ log = logging.getLogger("fluentfn.directory")
 _MOVES_AT_ONCE = 1  # partitions moving at the same time within one group
 _REPAIR_FIRST_S = 0.5  # a partition that no host took: the first retry, then doubling
 _REPAIR_MAX_S = 10.0
+
+
+@dataclass(slots=True)
+class _Moved:
+    """One move's timing (s): how long the old host went on serving, and the parts of its
+    callers' pause (``Group.phases_ms``)."""
+
+    served_s: float = 0.0
+    transit_s: float = 0.0
+    held_s: float = 0.0
+    adopt_s: float = 0.0
 
 
 class Mover:
@@ -86,7 +98,7 @@ class Mover:
         part.ready.clear()
         part.moving = True
         try:
-            served_s = await self._hand_over(group, g, p, src, dst)
+            moved = await self._hand_over(group, g, p, src, dst)
         finally:
             part.moving = False
         # Callers with the route went on being served while the old host waited for a
@@ -94,24 +106,29 @@ class Mover:
         # from the request's sending (its way to the host counts, conservatively). A
         # lookup of the route waited from ``started``: the longer hold, kept beside it.
         held_s = time.monotonic() - started
-        g.pauses_ms.append((held_s - served_s) * 1000.0)
+        g.pauses_ms.append((held_s - moved.served_s) * 1000.0)
         g.holds_ms.append(held_s * 1000.0)
-        del g.pauses_ms[:-10_000], g.holds_ms[:-10_000]
+        g.phases_ms.append((moved.transit_s * 1000.0, moved.held_s * 1000.0, moved.adopt_s * 1000.0))
+        del g.pauses_ms[:-10_000], g.holds_ms[:-10_000], g.phases_ms[:-10_000]
 
-    async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> float:
-        """Returns how long ``src`` went on serving the partition before it stopped admitting."""
+    async def _hand_over(self, group: str, g: Group, p: int, src: Host | None, dst: Host) -> _Moved:
+        """Returns how long ``src`` went on serving the partition before it stopped
+        admitting, and how long the parts of its callers' pause took."""
         part = g.parts[p]
         control = self._hosts.control
         memory: Handoff = {}
-        served_s = 0.0
+        moved = _Moved()
         if src is not None:
+            asked = time.monotonic()
             try:
                 released = (await control.release(src.endpoint, (group, src.hid), [p], DRAIN_S, DRAIN_S + 60)).get(p)
                 if released is not None:
-                    memory, served_s = released.memory, released.served_s
+                    memory, moved.served_s, moved.held_s = released.memory, released.served_s, released.held_s
+                    moved.transit_s = max(0.0, time.monotonic() - asked - released.took_s)
             except FluentError as exc:  # the host died: its state is in the store, as after a crash
                 log.warning("partition %s/%s: its host %s did not hand it over (%s)", group, p, src.hid, exc)
         target = dst
+        adopting = time.monotonic()
         try:
             epochs = await self._adopt(group, dst, p, memory)
         except FluentError as exc:
@@ -128,7 +145,8 @@ class Mover:
         part.host = target.hid
         part.route = Route(target.endpoint, epochs[p], target.node_id)
         part.ready.set()
-        return served_s
+        moved.adopt_s = time.monotonic() - adopting
+        return moved
 
     async def _repair(self, group: str, g: Group, p: int, memory: Handoff) -> None:
         """A partition that neither host of its failed move took (both adopts failed, the

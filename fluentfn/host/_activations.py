@@ -30,12 +30,16 @@ Handoff = dict[str, Memory]  # by address
 
 @dataclass(frozen=True, slots=True)
 class Released:
-    """What a host's release of a partition gives its next owner (``memory``), and how
-    long the partition went on serving first (``served_s``: it waited for a moment no turn
-    of it ran; its callers were held only after that)."""
+    """What a host's release of a partition gives its next owner (``memory``), how long
+    the partition went on serving first (``served_s``: it waited for a moment no turn of
+    it ran; its callers were held only after that), how long its callers were then held
+    on this host (``held_s``: the drain of late turns and the hand-over), and how long the
+    host took over the whole request (``took_s``, set where the request is answered)."""
 
     memory: Handoff
     served_s: float = 0.0
+    held_s: float = 0.0
+    took_s: float = 0.0
 
 
 class Activation(RecentReplies):

@@ -446,9 +446,10 @@ class HostEngine:
         ``persist="never"`` identities is returned, for the next owner to start from. The
         hand-over runs on ``executor`` (the host's move thread: not queued behind turns on
         the workers; the workers if None). The engine serves nothing afterwards. Returns
-        the memory and how long it went on serving.
+        the memory, how long it went on serving, and how long its callers were held.
         """
         served_s = await self.quiesce(until)
+        stopped = time.monotonic()  # its callers are held from now on
         self.persistence.draining = True
         while self.admission.running and time.monotonic() < until:
             await asyncio.sleep(0.002)
@@ -456,7 +457,7 @@ class HostEngine:
         handoff = await self.loop.run_in_executor(executor or self.workers, self.upkeep.hand_over)
         self.persistence.fenced = True
         self.admission.fence(Why.REDIRECT)
-        return Released(handoff, served_s)
+        return Released(handoff, served_s, time.monotonic() - stopped)
 
     # -- dispatcher extras ----------------------------------------------------------------------------
 

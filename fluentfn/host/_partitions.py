@@ -94,7 +94,7 @@ class PartitionSet:
         released = await engine.release(until, executor)  # (an engine made meanwhile quiesces now)
         handoff.update(released.memory)
         self._retire(engine)
-        return Released(handoff, served_s + released.served_s)
+        return Released(handoff, served_s + released.served_s, released.held_s)
 
     def _retire(self, engine: HostEngine) -> None:
         """Keep a departed engine's counters: the host's totals never go down."""

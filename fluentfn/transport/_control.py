@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any, Protocol
 
 import grpc
@@ -61,12 +62,15 @@ def memory_from_pb(message: pb.PartitionMemory) -> Handoff:
 
 
 async def _release(host: Controlled, request: pb.ReleaseRequest) -> pb.ReleaseReply:
+    arrived = time.monotonic()
     partitions = list(request.partitions)
     out = await host.release((request.group, request.host_id), partitions, request.grace_s)
     none = Released({})
     return pb.ReleaseReply(
         partitions=[memory_to_pb(p, out.get(p, none).memory) for p in partitions],
         served_s={p: out[p].served_s for p in partitions if p in out},
+        held_s={p: out[p].held_s for p in partitions if p in out},
+        took_s=time.monotonic() - arrived,
     )
 
 
@@ -135,7 +139,8 @@ class ControlClient:
         self, endpoint: str, who: Who, partitions: list[int], grace_s: float, timeout_s: float
     ) -> dict[int, Released]:
         """Host ``who`` at ``endpoint`` drains ``partitions``, writes them, and returns what
-        their next owner needs (by partition), with how long each went on serving first."""
+        their next owner needs (by partition), with how long each went on serving first,
+        how long its callers were held there, and how long the host took over the request."""
         group, host_id = who
         request = pb.ReleaseRequest(partitions=partitions, grace_s=grace_s, group=group, host_id=host_id)
         try:
@@ -144,8 +149,10 @@ class ControlClient:
             )
         except grpc.RpcError as exc:
             raise rpc_error(exc, endpoint) from None
+        served, held, took = reply.served_s, reply.held_s, reply.took_s
         return {
-            m.partition: Released(memory_from_pb(m), reply.served_s.get(m.partition, 0.0)) for m in reply.partitions
+            m.partition: Released(memory_from_pb(m), served.get(m.partition, 0.0), held.get(m.partition, 0.0), took)
+            for m in reply.partitions
         }
 
     async def adopt(self, endpoint: str, who: Who, handoffs: dict[int, Handoff], timeout_s: float) -> dict[int, int]:

@@ -579,8 +579,32 @@ class ReleaseReply(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class HeldSEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PARTITIONS_FIELD_NUMBER: _builtins.int
     SERVED_S_FIELD_NUMBER: _builtins.int
+    HELD_S_FIELD_NUMBER: _builtins.int
+    TOOK_S_FIELD_NUMBER: _builtins.int
+    took_s: _builtins.float
+    """How long the host took over the whole request (from its arrival to this reply)."""
     @_builtins.property
     def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionMemory]: ...
     @_builtins.property
@@ -589,15 +613,23 @@ class ReleaseReply(_message.Message):
         before it stopped admitting: its callers were held only after that.
         """
 
+    @_builtins.property
+    def held_s(self) -> _containers.ScalarMap[_builtins.int, _builtins.float]:
+        """How long each partition's callers were held here: from when it stopped admitting to
+        the end of its hand-over.
+        """
+
     def __init__(
         self,
         *,
         partitions: _abc.Iterable[Global___PartitionMemory] | None = ...,
         served_s: _abc.Mapping[_builtins.int, _builtins.float] | None = ...,
+        held_s: _abc.Mapping[_builtins.int, _builtins.float] | None = ...,
+        took_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["partitions", b"partitions", "served_s", b"served_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_s", b"held_s", "partitions", b"partitions", "served_s", b"served_s", "took_s", b"took_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
