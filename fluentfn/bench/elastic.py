@@ -136,7 +136,7 @@ def _point(t: float, callers: int, hosts: int, latencies: list[float]) -> dict[s
         "hosts": hosts,
         "calls_per_s": round(len(ordered) / TICK_S),
         "p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else None,
-        "p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 2) if ordered else None,
+        "p99_ms": round(_p99(ordered) * 1000, 2) if ordered else None,
     }
 
 
@@ -181,7 +181,7 @@ def _one(system: str, kind: ff.ActorType, steps: list[tuple[int, float]]) -> tup
         "calls_per_s": round(len(lat) / sum(s for _, s in steps)),
         f"calls_per_s_at_{peak}": round(statistics.fmean(at_peak)) if at_peak else None,
         "p50_ms": round(statistics.median(lat) * 1000, 2),
-        "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2),
+        "p99_ms": round(_p99(lat) * 1000, 2),
         "max_hosts": max(p["hosts"] for p in series),
         "hosts_at_end": series[-1]["hosts"],
         "errors": len(ramp.errors),
@@ -189,8 +189,8 @@ def _one(system: str, kind: ff.ActorType, steps: list[tuple[int, float]]) -> tup
         "duplicated": duplicated,
         "moves": len(pauses),
         "pause_p50_ms": round(statistics.median(pauses), 1) if pauses else None,
-        "pause_p99_ms": round(pauses[int(len(pauses) * 0.99)], 1) if pauses else None,
-        "hold_p99_ms": round(holds[int(len(holds) * 0.99)], 1) if holds else None,
+        "pause_p99_ms": round(_p99(pauses), 1) if pauses else None,
+        "hold_p99_ms": round(_p99(holds), 1) if holds else None,
     }
     _PAUSES[system] = [round(p, 2) for p in pauses]
     _HOLDS[system] = [round(h, 2) for h in holds]
@@ -235,14 +235,17 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"lost {sum(r['lost'] for r in rows)}, duplicated {sum(r['duplicated'] for r in rows)} over all systems.",
         "FaaS 'hosts' are the platform's execution environments alive at each sample.",
     ]
-    notes += [f"{system}: {parts}" for system, parts in ((s, _parts(m)) for s, m in _PHASES.items()) if parts]
+    notes += [f"{system}: {_parts(moves)}" for system, moves in _PHASES.items() if moves]
     return rows, notes
 
 
+def _p99(ordered: list[float]) -> float:
+    """The 99th percentile of a sorted, non-empty list (its nearest rank)."""
+    return ordered[int(len(ordered) * 0.99)]
+
+
 def _parts(moves: list[dict[str, float]]) -> str:
-    """A system's move pauses in parts, p50 / p99 of each (ms), or "" without moves."""
-    if not moves:
-        return ""
+    """A system's move pauses in parts (at least one move): p50 / p99 of each (ms)."""
     out = []
     for part, what in (
         ("transit", "release request's way to the old host and back"),
@@ -250,7 +253,7 @@ def _parts(moves: list[dict[str, float]]) -> str:
         ("adopt", "adopt on the new one"),
     ):
         values = sorted(m[part] for m in moves)
-        out.append(f"{what} {statistics.median(values):.1f} / {values[int(len(values) * 0.99)]:.1f}")
+        out.append(f"{what} {statistics.median(values):.1f} / {_p99(values):.1f}")
     return "pause parts, p50 / p99 ms: " + "; ".join(out)
 
 
