@@ -54,6 +54,8 @@ SETTINGS: dict[str, str] = {
     'on the host\'s event loop, see "Where a turn runs")',
     "FLUENTFN_THREAD_STREAMS": "0 sends every blocking call through the process's event loop (default: a thread "
     'blocked on a call has a stream of its own to the host, see "How a call travels")',
+    "FLUENTFN_GATEWAY_TUNNEL": "0 runs gateways without their tunnel, so clients that reach only a gateway have it "
+    'forward every call (default: a tunnel beside each gateway, see "Through the gateway")',
     "FLUENTFN_PRICES": "price overrides for `fluentfn bench paper` costs and `ff.cost()`: a JSON object or a "
     "JSON file's path",
     "FLUENTFN_OTEL_ENDPOINT": "OTLP/gRPC collector every process exports its turn spans to, when "
@@ -184,6 +186,11 @@ def loop_turns_wanted() -> bool:
 def thread_streams_wanted() -> bool:
     """Whether a thread blocked on a call may use a stream of its own (``ThreadStream``)."""
     return _raw("FLUENTFN_THREAD_STREAMS") != "0"
+
+
+def gateway_tunnel_wanted() -> bool:
+    """Whether a gateway runs its tunnel (``transport/_tunnel.py``)."""
+    return _raw("FLUENTFN_GATEWAY_TUNNEL") != "0"
 
 
 def gc_tuning_wanted() -> bool:

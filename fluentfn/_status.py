@@ -22,6 +22,7 @@ class HostInfo:
     pid: int = 0
     host_id: str = ""
     partitions: tuple[int, ...] = ()
+    tunnel_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +53,4 @@ class Status:
     hosts: tuple[HostInfo, ...] = ()
     types: tuple[TypeRoute, ...] = ()
     partitions: tuple[int, ...] = ()
+    tunnel_port: int = 0

@@ -28,6 +28,7 @@ from .transport._caller import Caller
 from .transport._client import Done, PeerPool, no_reply, settle_future, until_deadline
 from .transport._threadstream import thread_streams
 from .transport._tls import TlsConfig
+from .transport._tunnel import through
 from .wire import codec
 from .wire.errors import reply_value
 
@@ -78,6 +79,8 @@ def _value(reply: Outcome, idempotency_key: str | None) -> Any:
 
 _REFRESH_S = 1.0  # read the placement at most this often
 _STATUS_TIMEOUT_S = 5.0  # a gateway that does not answer a placement read by then: try the next
+_TUNNEL_PROBE_S = 1.0  # a gateway's tunnel port that does not take a connection by then is not used
+_TUNNEL_RETRY_S = 30.0  # ... until this much later
 
 
 def gateways_of(target: object) -> list[str]:
@@ -94,15 +97,22 @@ def gateways_of(target: object) -> list[str]:
 class _Placement:
     """A client's ``Locator``: the gateway's ``Status`` (each type's group and partition
     count, each partition's host), read at most once a second, concurrent readers sharing
-    one read. No route means: through the gateway."""
+    one read. No route means: through the gateway.
 
-    def __init__(self, table: RouteTable, pool: PeerPool, gateways: list[str], timeout_s: float) -> None:
+    ``tunnel``: the client reaches only the gateways, so each route to a host goes through
+    the tunnel of the gateway that answered (none where that gateway has no tunnel, or its
+    tunnel's port does not answer: then every call goes through the gateway)."""
+
+    def __init__(self, table: RouteTable, pool: PeerPool, gateways: list[str], timeout_s: float, *,
+                 tunnel: bool = False) -> None:  # fmt: skip
         self._table = table
         self._pool = pool
         self._gateways = gateways
         self._timeout = timeout_s
+        self._tunnel = tunnel
         self._read_at = -_REFRESH_S
         self._reading: asyncio.Task[None] | None = None
+        self._tunnels: dict[str, float] = {}  # tunnel address -> when it last failed to answer (0: it answered)
 
     async def locate(self, call: Call) -> Target | None:
         slot = self._table.slot(call.type_name, call.key)
@@ -128,8 +138,34 @@ class _Placement:
         else:
             return  # no gateway answered: calls go through them (and wait for them); read again later
         types = {t.type_name: (t.group, t.shards) for t in status.types if t.shards}
-        routes = {(h.group, p): Target(h.endpoint) for h in status.hosts for p in (h.partitions or [h.shard])}
-        self._table.replace(types, routes)
+        via = await self._tunnel_of(gateway, status.tunnel_port) if self._tunnel else None
+        routes = {
+            (h.group, p): Target(h.endpoint if via is None else through(h.endpoint, via))
+            for h in status.hosts
+            for p in (h.partitions or [h.shard])
+        }
+        self._table.replace(types, {} if self._tunnel and via is None else routes)
+
+    async def _tunnel_of(self, gateway: str, port: int) -> str | None:
+        """The address of ``gateway``'s tunnel, if it has one that answers (tried again
+        ``_TUNNEL_RETRY_S`` after it did not)."""
+        if not port:
+            return None
+        host = gateway.rpartition(":")[0]
+        via = f"{host}:{port}"
+        failed = self._tunnels.get(via)
+        if failed == 0.0:
+            return via
+        if failed is not None and time.monotonic() - failed < _TUNNEL_RETRY_S:
+            return None
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), port), _TUNNEL_PROBE_S)
+        except (OSError, TimeoutError):
+            self._tunnels[via] = time.monotonic()
+            return None
+        writer.close()
+        self._tunnels[via] = 0.0
+        return via
 
 
 class _Base:
@@ -144,6 +180,7 @@ class _Base:
         tls: TlsConfig | None = None,
         timeout_s: float | None = None,
         direct: bool = True,
+        tunnel: bool = True,
     ) -> None:
         gateways = gateways_of(target)
         if not isinstance(token, str) or not token:
@@ -152,13 +189,14 @@ class _Base:
         self._gateways = gateways
         self._timeout = _config.DEFAULT_CALL_TIMEOUT_S if timeout_s is None else check_timeout(timeout_s)
         self._direct = direct
+        self._tunnel = tunnel and not direct
         self._io = io_loop()
         self._pool = PeerPool(token, tls)
         self._threads = thread_streams(token, tls)
         table = RouteTable()
         self._caller = Caller(
             table=table,
-            locator=_Placement(table, self._pool, gateways, self._timeout),
+            locator=_Placement(table, self._pool, gateways, self._timeout, tunnel=self._tunnel),
             pool=self._pool,
             retries=_config.RETRY_ATTEMPTS,
             fallbacks=tuple(Target(g, fallback=True) for g in gateways),
@@ -171,7 +209,7 @@ class _Base:
         self._caller.send(call, done, direct=self._direct_for(call))
 
     def _direct_for(self, call: Call) -> bool:
-        return self._direct and call.method != KEYS_METHOD
+        return (self._direct or self._tunnel) and call.method != KEYS_METHOD
 
     async def _shutdown(self) -> None:
         self._caller.close()
@@ -205,8 +243,10 @@ class Client(_Base):
     ``idempotency_key="..."`` to make a call safe to retry: the same key on the same
     identity returns the first call's recorded reply (for ``FLUENTFN_REPLY_TTL_S``)
     instead of running again. (``idempotency_key`` is therefore not passed on to the method.)
-    ``direct=False`` sends every call through the gateway. Calls travel on one long-lived
-    stream per endpoint, on the process's I/O loop, as a driver's do.
+    ``direct=False`` is for a client that can reach only the gateway: each call goes to
+    its host through the gateway's tunnel (bytes relayed, the route the client's own), or,
+    with ``tunnel=False`` or where the gateway has no tunnel, the gateway forwards it.
+    Calls travel on one long-lived stream per endpoint, as a driver's do.
     """
 
     def _wait(self, call: Call) -> Outcome | None:
@@ -245,7 +285,7 @@ class AsyncClient(_Base):
     """The asyncio twin of ``Client``: ``await client.call("Counter/a", "add", 2)``.
 
     Many calls may be in flight at once, pipelined on the same streams as ``Client``'s.
-    ``idempotency_key`` and ``direct`` work as in ``Client``: retrying with the same key
+    ``idempotency_key``, ``direct`` and ``tunnel`` work as in ``Client``: retrying with the same key
     never runs a state change twice.
     """
 

@@ -199,6 +199,11 @@ class Directory:
         await self._ready()
         return self._hosts.handles()
 
+    async def endpoints(self) -> list[str]:
+        """Every host's gRPC endpoint (where a gateway's tunnel may go)."""
+        await self._ready()
+        return self._hosts.endpoints()
+
     async def set_faults(self, faults: Any) -> int:
         """The lab's faults in force from now on: kept for hosts that start later, and
         handed to every live host (awaited). Returns how many hosts took them."""

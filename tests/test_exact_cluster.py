@@ -247,6 +247,7 @@ def test_a_gateway_killed_mid_traffic_is_waited_for(cluster: ff.Cluster) -> None
     import ray
 
     from fluentfn.runtime._gateway import start_gateways
+    from fluentfn.transport._tunnel import VIA
 
     actors = start_gateways(cluster.runtime.config.namespace, "127.0.0.1", 2, detached=False)
     first, second = ray.get([a.address.remote() for a in actors], timeout=120)
@@ -256,6 +257,11 @@ def test_a_gateway_killed_mid_traffic_is_waited_for(cluster: ff.Cluster) -> None
         keys = [f"g-{i}" for i in range(32)]
         for key in keys:
             assert alone.call(f"XThrough/{key}", "add", 0) == 0
+        time.sleep(1.1)  # the placement is read again at most once a second: now it lists the hosts
+        for key in keys:
+            assert both.call(f"XThrough/{key}", "add", 0) == alone.call(f"XThrough/{key}", "add", 0) == 0
+        for client in (alone, both):  # each sends through a gateway's tunnel, which dies with it
+            assert client._caller.table.routes and all(VIA in t.endpoint for t in client._caller.table.routes.values())
         acked, errors, recovered_s = _kill_under_traffic(
             keys,
             lambda n, key: (alone if n % 2 else both).call(f"XThrough/{key}", "add", 1),

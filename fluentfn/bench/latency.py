@@ -10,9 +10,10 @@ store) vs FaaS with the paper's storage profile. Systems, all measured in this r
 ``grpc-stream-direct-floor`` / ``grpc-stream-relayed-floor`` (a raw grpc.aio stream echo,
 straight and through a raw grpc.aio relay: the floor of a gateway hop),
 ``sqlite-commit-floor`` (the rows a ``persist="call"`` turn commits, in raw ``sqlite3``), and
-``ff.Client-direct`` / ``ff.Client-via-gateway``: an external client (no Ray in its
-process) against ``fluentfn serve`` running in a process of its own, straight to the
-host that owns the key or through the gateway.
+``ff.Client-direct`` / ``ff.Client-via-gateway`` / ``ff.Client-via-gateway-forwarded``:
+an external client (no Ray in its process) against ``fluentfn serve`` running in a process
+of its own, straight to the host that owns the key, through the gateway's tunnel, or
+forwarded by the gateway call by call.
 
 Figures whose ratio is a target are taken in alternating rounds (``time_interleaved``):
 the driver's call and Ray's, and the three persist modes.
@@ -151,6 +152,13 @@ def _redis_server(workdir: str) -> tuple[Any, str] | None:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+_EXTERNAL = (
+    ("ff.Client-direct", True, True),
+    ("ff.Client-via-gateway", False, True),  # through the gateway's tunnel
+    ("ff.Client-via-gateway-forwarded", False, False),  # the gateway forwards each call
+)
+
+
 def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
     """``ff.Client`` (no Ray in its process) against ``fluentfn serve`` running this module
     in a process of its own: straight to the owning host, and through the gateway."""
@@ -176,11 +184,10 @@ def _external_rows(key: str, n: int) -> list[dict[str, Any]]:
             info = json.loads(Path(info_file).read_text())
             address = BenchTarget[key].address
             host: str | None = None
-            for direct in (True, False):
-                client = ff.Client(info["gateway"], token=info["token"], direct=direct)
+            for name, direct, tunnel in _EXTERNAL:
+                client = ff.Client(info["gateway"], token=info["token"], direct=direct, tunnel=tunnel)
                 client.call(address, "echo", PAYLOAD)
                 time.sleep(1.1)  # the placement is read again at most once a second: now it lists the host
-                name = "ff.Client-direct" if direct else "ff.Client-via-gateway"
                 call = functools.partial(client.call, address, "echo", PAYLOAD)
                 rows.append(_report.summarize(name, time_calls(call, n)))
                 if direct:
@@ -324,10 +331,11 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
         f"{by['fluentfn-colocated']['p50_us'] / ray_p50:.3f} x ray-actor (target <= 0.03)",
         f"external client / driver call p50: direct {by['ff.Client-direct']['p50_us'] / by['fluentfn']['p50_us']:.2f} "
         f"(target <= 1.2), via the gateway {by['ff.Client-via-gateway']['p50_us'] / by['fluentfn']['p50_us']:.2f} "
-        "(target <= 1.5); the clients call `fluentfn serve` in a process of its own",
-        f"via the gateway / direct (ff.Client) p50 = "
-        f"{by['ff.Client-via-gateway']['p50_us'] / by['ff.Client-direct']['p50_us']:.2f}; floor: a raw grpc.aio "
-        f"relay / a raw grpc.aio stream = "
+        "(target <= 1.5; its tunnel); the clients call `fluentfn serve` in a process of its own",
+        f"forwarded by the gateway (tunnel=False) / driver call p50 = "
+        f"{by['ff.Client-via-gateway-forwarded']['p50_us'] / by['fluentfn']['p50_us']:.2f}; forwarded / direct "
+        f"(ff.Client) = {by['ff.Client-via-gateway-forwarded']['p50_us'] / by['ff.Client-direct']['p50_us']:.2f}, "
+        "floor: a raw grpc.aio relay / a raw grpc.aio stream = "
         f"{by['grpc-stream-relayed-floor']['p50_us'] / by['grpc-stream-direct-floor']['p50_us']:.2f}",
     ]
     node = [r for r in rows if r["system"].startswith("node-")]

@@ -247,6 +247,10 @@ class Hosts:
                 if q.route is routes[id(q)]:
                     q.ready.set()
 
+    def endpoints(self) -> list[str]:
+        """Every host's endpoint (once it announced one)."""
+        return [h.endpoint for g in self.groups.values() for h in g.hosts.values() if h.endpoint]
+
     def handles(self) -> list[tuple[str, str, Any]]:
         """Every host: (group, host id, actor handle)."""
         return [(name, hid, h.handle) for name, g in self.groups.items() for hid, h in g.hosts.items()]

@@ -30,11 +30,10 @@ from ..directory import Directory
 from ..errors import FluentError
 from ..state import check_opens, check_url, default_url
 from ..transport._auth import new_token
-from ..transport._server import start_server
 from ..transport._tls import TlsConfig
 from ._faas import FaasRuntime
 from ._faasinvoke import faas_invoke, start_platform
-from ._gateway import Gateway, Runtime, runtime_for
+from ._gateway import Runtime, runtime_for, serve_gateway
 from ._hostactor import ShardHost
 from ._raycall import get_directory, get_ray, leave_ray
 from ._raystart import check_store_fits, join_ray, start_local_ray
@@ -346,8 +345,8 @@ def _start(
     else:
         runtime = StatefulRuntime(directory=directory, config=config, io=io)
     undo.callback(_undoing, "closing its peer streams", lambda: io.run(runtime.close(), timeout=5))
-    cluster_tls = config.tls
-    server, port = io.run(start_server(Gateway(runtime, directory), config.token, config.bind, cluster_tls))
+    server = io.run(serve_gateway(runtime, directory, config))
+    port = server.port
     undo.callback(_undoing, "stopping its gateway", lambda: io.run(server.stop(0.5), timeout=5))
     host = "127.0.0.1" if config.bind in ("0.0.0.0", "::", "") else config.bind
     cluster = Cluster(

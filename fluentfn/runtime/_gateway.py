@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
+
+from grpc import aio
 
 from .. import _config, _gc, _ref
 from .._call import Call, Outcome
@@ -24,6 +28,7 @@ from .._status import HostInfo, Status, TypeRoute
 from .._tables import DIRECTORY_NAME, ray_namespace
 from ..errors import FluentError
 from ..transport._server import start_server
+from ..transport._tunnel import TunnelServer
 from ..wire import codec
 from ..wire.errors import describe_error
 from ._faas import FaasRuntime
@@ -41,6 +46,7 @@ class Gateway:
         self._runtime = runtime
         self._directory = directory
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.tunnel: TunnelServer | None = None  # set by ``serve_gateway`` where it runs one
 
     async def dispatch(self, call: Call, *, local: bool = False) -> Outcome | None:
         if call.method == _ref.KEYS_METHOD:
@@ -95,14 +101,70 @@ class Gateway:
             if isinstance(i, dict)
         )  # fmt: skip
         routes = await await_ray(directory.type_routes.remote())
+        tunnel = self.tunnel
+        counters = totals if tunnel is None else {**totals, **tunnel.counters}
         return Status(
             host_id="gateway",
             type_names=tuple(await await_ray(directory.type_names.remote())),
             live_identities=sum(h.live_identities for h in hosts),
-            counters=totals,
+            counters=counters,
             hosts=hosts,
             types=tuple(TypeRoute(**r) for r in routes),
+            tunnel_port=0 if tunnel is None else tunnel.port,
         )
+
+
+_REREAD_S = 0.2  # a tunnel to an endpoint not known as a host: read the hosts again, at most this often
+
+
+class _HostEndpoints:
+    """Where a gateway's tunnel may go: the cluster's hosts' endpoints, read from the
+    directory again (at most every ``_REREAD_S``) when a tunnel asks for one not known."""
+
+    def __init__(self, directory: Any) -> None:
+        self._directory = directory
+        self._known: frozenset[str] = frozenset()
+        self._read_at = -_REREAD_S
+        self._lock = threading.Lock()
+
+    def __call__(self, endpoint: str) -> bool:
+        if endpoint in self._known:
+            return True
+        import ray
+
+        with self._lock:
+            if time.monotonic() - self._read_at >= _REREAD_S:
+                self._known = frozenset(ray.get(self._directory.endpoints.remote(), timeout=_config.RESOLVE_TIMEOUT_S))
+                self._read_at = time.monotonic()
+        return endpoint in self._known
+
+
+class GatewayServer:
+    """A gateway's listeners: its gRPC server and, unless turned off, its tunnel."""
+
+    def __init__(self, server: aio.Server, port: int, tunnel: TunnelServer | None) -> None:
+        self.server = server
+        self.port = port
+        self.tunnel = tunnel
+
+    async def stop(self, grace_s: float) -> None:
+        if self.tunnel is not None:
+            self.tunnel.close()
+        await self.server.stop(grace_s)
+
+
+async def serve_gateway(runtime: Runtime, directory: Any, config: ClusterConfig, port: int = 0) -> GatewayServer:
+    """A gateway for ``runtime`` on ``config.bind``: its gRPC server (on ``port``, or an
+    ephemeral one) and its tunnel (``FLUENTFN_GATEWAY_TUNNEL``; hosts only)."""
+    gateway = Gateway(runtime, directory)
+    server, port = await start_server(gateway, config.token, config.bind, config.tls, port=port)
+    if config.mode.has_hosts and _config.gateway_tunnel_wanted():
+        try:
+            gateway.tunnel = TunnelServer(config.token, _HostEndpoints(directory), config.bind)
+        except OSError as exc:
+            await server.stop(0)
+            raise FluentError(f"the gateway's tunnel cannot listen on {config.bind}: {exc}") from None
+    return GatewayServer(server, port, gateway.tunnel)
 
 
 def runtime_for(directory: Any, config: ClusterConfig) -> Runtime:
@@ -125,10 +187,8 @@ class GatewayActor:
         self._io = io_loop()
         self.runtime = runtime_for(directory, config)
         _ref.set_invoker(self.runtime, worker=True)
-        tls = config.tls
-        self._server, port = self._io.run(
-            start_server(Gateway(self.runtime, directory), config.token, config.bind, tls, port=port)
-        )
+        self._server = self._io.run(serve_gateway(self.runtime, directory, config, port))
+        port = self._server.port
         host = "127.0.0.1" if config.bind in ("0.0.0.0", "::", "") else config.bind
         self.endpoint = f"{host}:{port}"
 

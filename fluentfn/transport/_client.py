@@ -30,6 +30,7 @@ from ._auth import metadata
 from ._convert import call_to_pb, outcome_from_pb, status_from_pb
 from ._server import ACCEPTED, dial_options
 from ._tls import TlsConfig
+from ._tunnel import dial
 from ._wakeup import Wakeup
 
 
@@ -45,11 +46,13 @@ def rpc_error(exc: aio.AioRpcError | grpc.RpcError, endpoint: str) -> FluentErro
 _CORE_FAILURE = "Internal error from Core"  # gRPC's text for a call its C core failed, not the peer's reply
 
 
-def open_channel(endpoint: str, tls: TlsConfig | None) -> aio.Channel:
-    """An aio channel to ``endpoint`` with fluentfn's limits."""
+def open_channel(endpoint: str, tls: TlsConfig | None, token: str = "") -> aio.Channel:
+    """An aio channel to ``endpoint`` with fluentfn's limits (through a gateway's tunnel
+    where the route says so: ``_tunnel.through``)."""
+    target, extra = dial(endpoint, token)
     if tls is None:
-        return aio.insecure_channel(endpoint, options=dial_options())
-    return aio.secure_channel(endpoint, tls.channel_credentials(), options=dial_options() + tls.channel_options())
+        return aio.insecure_channel(target, options=dial_options() + extra)
+    return aio.secure_channel(target, tls.channel_credentials(), options=dial_options() + tls.channel_options() + extra)
 
 
 ReplyCallback = Callable[[Outcome | None, FluentError | None], None]
@@ -137,7 +140,7 @@ class PeerStream:
     def __init__(self, endpoint: str, token: str, tls: TlsConfig | None) -> None:
         self.endpoint = endpoint
         self._token = token
-        self._channel = open_channel(endpoint, tls)
+        self._channel = open_channel(endpoint, tls, token)
         self._stub = pb_grpc.ActorHostStub(self._channel)
         self._seq = itertools.count(1)
         self._pending: dict[int, ReplyCallback] = {}

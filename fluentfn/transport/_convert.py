@@ -126,7 +126,7 @@ def status_to_pb(s: Status) -> pb.StatusReply:
     return pb.StatusReply(
         host_id=s.host_id, node_id=s.node_id, type_names=s.type_names, live_identities=s.live_identities,
         counters=s.counters, group=s.group, shard=s.shard, epoch=s.epoch, hosts=hosts, types=types,
-        partitions=s.partitions,
+        partitions=s.partitions, tunnel_port=s.tunnel_port,
     )  # fmt: skip
 
 
@@ -144,5 +144,5 @@ def status_from_pb(m: pb.StatusReply) -> Status:
     )
     return Status(
         m.host_id, m.node_id, tuple(m.type_names), m.live_identities, dict(m.counters), m.group, m.shard,
-        m.epoch, hosts, types, tuple(m.partitions),
+        m.epoch, hosts, types, tuple(m.partitions), m.tunnel_port,
     )  # fmt: skip

@@ -39,6 +39,7 @@ from ._client import _undelivered, no_reply, until_deadline
 from ._convert import call_to_pb, outcome_from_pb
 from ._server import ACCEPTED, dial_options
 from ._tls import TlsConfig
+from ._tunnel import dial
 
 log = logging.getLogger("fluentfn")
 
@@ -258,10 +259,11 @@ class ThreadStreams:
             return stream
 
     def _dial(self, endpoint: str) -> grpc.Channel:
+        target, extra = dial(endpoint, self._token)
         if self._tls is None:
-            return grpc.insecure_channel(endpoint, options=dial_options())
+            return grpc.insecure_channel(target, options=dial_options() + extra)
         return grpc.secure_channel(
-            endpoint, self._tls.channel_credentials(), options=dial_options() + self._tls.channel_options()
+            target, self._tls.channel_credentials(), options=dial_options() + self._tls.channel_options() + extra
         )
 
     def _watch(self) -> None:

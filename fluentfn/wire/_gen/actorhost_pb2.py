@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66luentfn/v1/actorhost.proto\x12\x0b\x66luentfn.v1\"\xf0\x01\n\x04\x43\x61ll\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x04 \x01(\x0c\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x01\x12\x12\n\ncall_chain\x18\x07 \x03(\t\x12\x10\n\x08\x63hain_id\x18\x08 \x01(\t\x12\x0b\n\x03seq\x18\t \x01(\x04\x12\x0f\n\x07one_way\x18\n \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\r\x12\x10\n\x08\x62udget_s\x18\x0c \x01(\x01\x12\x0e\n\x06\x63\x61ller\x18\r \x01(\t\x12\r\n\x05trace\x18\x0e \x01(\t\"q\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nexc_module\x18\x03 \x01(\t\x12\x10\n\x08\x65xc_type\x18\x04 \x01(\t\x12\x10\n\x08\x65xc_args\x18\x05 \x01(\x0c\x12\x11\n\ttraceback\x18\x06 \x01(\t\"U\n\x05Reply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.fluentfn.v1.ErrorH\x00\x42\t\n\x07outcome\"-\n\tCallBatch\x12 \n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x11.fluentfn.v1.Call\"1\n\nReplyBatch\x12#\n\x07replies\x18\x01 \x03(\x0b\x32\x12.fluentfn.v1.Reply\"\x05\n\x03\x41\x63k\"\x0f\n\rStatusRequest\"\xdf\x01\n\x08HostInfo\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x17\n\x0flive_identities\x18\x05 \x01(\x04\x12\r\n\x05\x65poch\x18\x06 \x01(\x04\x12\x0f\n\x07gpu_ids\x18\x07 \x03(\x05\x12\x12\n\ntype_names\x18\x08 \x03(\t\x12\x13\n\x0bmetrics_url\x18\t \x01(\t\x12\x0b\n\x03pid\x18\n \x01(\r\x12\x0f\n\x07host_id\x18\x0b \x01(\t\x12\x12\n\npartitions\x18\x0c \x03(\r\"\xd5\x02\n\x0bStatusReply\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x12\n\ntype_names\x18\x03 \x03(\t\x12\x17\n\x0flive_identities\x18\x04 \x01(\x04\x12\x38\n\x08\x63ounters\x18\x05 \x03(\x0b\x32&.fluentfn.v1.StatusReply.CountersEntry\x12\r\n\x05group\x18\x06 \x01(\t\x12\r\n\x05shard\x18\x07 \x01(\r\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\x12$\n\x05hosts\x18\t \x03(\x0b\x32\x15.fluentfn.v1.HostInfo\x12%\n\x05types\x18\n \x03(\x0b\x32\x16.fluentfn.v1.TypeRoute\x12\x12\n\npartitions\x18\x0b \x03(\r\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x8d\x01\n\tTypeRoute\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x01(\r\x12\r\n\x05hosts\x18\x04 \x01(\r\x12\x11\n\tmin_hosts\x18\x05 \x01(\r\x12\x11\n\tmax_hosts\x18\x06 \x01(\r\x12\x19\n\x11placement_problem\x18\x07 \x01(\t\"2\n\rRecordedReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\x0c\"l\n\x0eIdentityMemory\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x12\n\x05state\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12+\n\x07replies\x18\x03 \x03(\x0b\x32\x1a.fluentfn.v1.RecordedReplyB\x08\n\x06_state\"U\n\x0fPartitionMemory\x12\x11\n\tpartition\x18\x01 \x01(\r\x12/\n\nidentities\x18\x02 \x03(\x0b\x32\x1b.fluentfn.v1.IdentityMemory\"U\n\x0eReleaseRequest\x12\x12\n\npartitions\x18\x01 \x03(\r\x12\x0f\n\x07grace_s\x18\x02 \x01(\x01\x12\r\n\x05group\x18\x03 \x01(\t\x12\x0f\n\x07host_id\x18\x04 \x01(\t\"\x9e\x02\n\x0cReleaseReply\x12\x30\n\npartitions\x18\x01 \x03(\x0b\x32\x1c.fluentfn.v1.PartitionMemory\x12\x38\n\x08served_s\x18\x02 \x03(\x0b\x32&.fluentfn.v1.ReleaseReply.ServedSEntry\x12\x34\n\x06held_s\x18\x03 \x03(\x0b\x32$.fluentfn.v1.ReleaseReply.HeldSEntry\x12\x0e\n\x06took_s\x18\x04 \x01(\x01\x1a.\n\x0cServedSEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a,\n\nHeldSEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"`\n\x0c\x41\x64optRequest\x12\x30\n\npartitions\x18\x01 \x03(\x0b\x32\x1c.fluentfn.v1.PartitionMemory\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\"p\n\nAdoptReply\x12\x33\n\x06\x65pochs\x18\x01 \x03(\x0b\x32#.fluentfn.v1.AdoptReply.EpochsEntry\x1a-\n\x0b\x45pochsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xee\x01\n\tActorHost\x12/\n\x06Invoke\x12\x11.fluentfn.v1.Call\x1a\x12.fluentfn.v1.Reply\x12+\n\x04Tell\x12\x11.fluentfn.v1.Call\x1a\x10.fluentfn.v1.Ack\x12\x43\n\x0cInvokeStream\x12\x16.fluentfn.v1.CallBatch\x1a\x17.fluentfn.v1.ReplyBatch(\x01\x30\x01\x12>\n\x06Status\x12\x1a.fluentfn.v1.StatusRequest\x1a\x18.fluentfn.v1.StatusReply2\x8d\x01\n\x0bHostControl\x12\x41\n\x07Release\x12\x1b.fluentfn.v1.ReleaseRequest\x1a\x19.fluentfn.v1.ReleaseReply\x12;\n\x05\x41\x64opt\x12\x19.fluentfn.v1.AdoptRequest\x1a\x17.fluentfn.v1.AdoptReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66luentfn/v1/actorhost.proto\x12\x0b\x66luentfn.v1\"\xf0\x01\n\x04\x43\x61ll\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x04 \x01(\x0c\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x01\x12\x12\n\ncall_chain\x18\x07 \x03(\t\x12\x10\n\x08\x63hain_id\x18\x08 \x01(\t\x12\x0b\n\x03seq\x18\t \x01(\x04\x12\x0f\n\x07one_way\x18\n \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\r\x12\x10\n\x08\x62udget_s\x18\x0c \x01(\x01\x12\x0e\n\x06\x63\x61ller\x18\r \x01(\t\x12\r\n\x05trace\x18\x0e \x01(\t\"q\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nexc_module\x18\x03 \x01(\t\x12\x10\n\x08\x65xc_type\x18\x04 \x01(\t\x12\x10\n\x08\x65xc_args\x18\x05 \x01(\x0c\x12\x11\n\ttraceback\x18\x06 \x01(\t\"U\n\x05Reply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.fluentfn.v1.ErrorH\x00\x42\t\n\x07outcome\"-\n\tCallBatch\x12 \n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x11.fluentfn.v1.Call\"1\n\nReplyBatch\x12#\n\x07replies\x18\x01 \x03(\x0b\x32\x12.fluentfn.v1.Reply\"\x05\n\x03\x41\x63k\"\x0f\n\rStatusRequest\"\xdf\x01\n\x08HostInfo\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x17\n\x0flive_identities\x18\x05 \x01(\x04\x12\r\n\x05\x65poch\x18\x06 \x01(\x04\x12\x0f\n\x07gpu_ids\x18\x07 \x03(\x05\x12\x12\n\ntype_names\x18\x08 \x03(\t\x12\x13\n\x0bmetrics_url\x18\t \x01(\t\x12\x0b\n\x03pid\x18\n \x01(\r\x12\x0f\n\x07host_id\x18\x0b \x01(\t\x12\x12\n\npartitions\x18\x0c \x03(\r\"\xea\x02\n\x0bStatusReply\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x12\n\ntype_names\x18\x03 \x03(\t\x12\x17\n\x0flive_identities\x18\x04 \x01(\x04\x12\x38\n\x08\x63ounters\x18\x05 \x03(\x0b\x32&.fluentfn.v1.StatusReply.CountersEntry\x12\r\n\x05group\x18\x06 \x01(\t\x12\r\n\x05shard\x18\x07 \x01(\r\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\x12$\n\x05hosts\x18\t \x03(\x0b\x32\x15.fluentfn.v1.HostInfo\x12%\n\x05types\x18\n \x03(\x0b\x32\x16.fluentfn.v1.TypeRoute\x12\x12\n\npartitions\x18\x0b \x03(\r\x12\x13\n\x0btunnel_port\x18\x0c \x01(\r\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x8d\x01\n\tTypeRoute\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x01(\r\x12\r\n\x05hosts\x18\x04 \x01(\r\x12\x11\n\tmin_hosts\x18\x05 \x01(\r\x12\x11\n\tmax_hosts\x18\x06 \x01(\r\x12\x19\n\x11placement_problem\x18\x07 \x01(\t\"2\n\rRecordedReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\x0c\"l\n\x0eIdentityMemory\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x12\n\x05state\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12+\n\x07replies\x18\x03 \x03(\x0b\x32\x1a.fluentfn.v1.RecordedReplyB\x08\n\x06_state\"U\n\x0fPartitionMemory\x12\x11\n\tpartition\x18\x01 \x01(\r\x12/\n\nidentities\x18\x02 \x03(\x0b\x32\x1b.fluentfn.v1.IdentityMemory\"U\n\x0eReleaseRequest\x12\x12\n\npartitions\x18\x01 \x03(\r\x12\x0f\n\x07grace_s\x18\x02 \x01(\x01\x12\r\n\x05group\x18\x03 \x01(\t\x12\x0f\n\x07host_id\x18\x04 \x01(\t\"\x9e\x02\n\x0cReleaseReply\x12\x30\n\npartitions\x18\x01 \x03(\x0b\x32\x1c.fluentfn.v1.PartitionMemory\x12\x38\n\x08served_s\x18\x02 \x03(\x0b\x32&.fluentfn.v1.ReleaseReply.ServedSEntry\x12\x34\n\x06held_s\x18\x03 \x03(\x0b\x32$.fluentfn.v1.ReleaseReply.HeldSEntry\x12\x0e\n\x06took_s\x18\x04 \x01(\x01\x1a.\n\x0cServedSEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a,\n\nHeldSEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"`\n\x0c\x41\x64optRequest\x12\x30\n\npartitions\x18\x01 \x03(\x0b\x32\x1c.fluentfn.v1.PartitionMemory\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\"p\n\nAdoptReply\x12\x33\n\x06\x65pochs\x18\x01 \x03(\x0b\x32#.fluentfn.v1.AdoptReply.EpochsEntry\x1a-\n\x0b\x45pochsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xee\x01\n\tActorHost\x12/\n\x06Invoke\x12\x11.fluentfn.v1.Call\x1a\x12.fluentfn.v1.Reply\x12+\n\x04Tell\x12\x11.fluentfn.v1.Call\x1a\x10.fluentfn.v1.Ack\x12\x43\n\x0cInvokeStream\x12\x16.fluentfn.v1.CallBatch\x1a\x17.fluentfn.v1.ReplyBatch(\x01\x30\x01\x12>\n\x06Status\x12\x1a.fluentfn.v1.StatusRequest\x1a\x18.fluentfn.v1.StatusReply2\x8d\x01\n\x0bHostControl\x12\x41\n\x07Release\x12\x1b.fluentfn.v1.ReleaseRequest\x1a\x19.fluentfn.v1.ReleaseReply\x12;\n\x05\x41\x64opt\x12\x19.fluentfn.v1.AdoptRequest\x1a\x17.fluentfn.v1.AdoptReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,33 +56,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOSTINFO']._serialized_start=612
   _globals['_HOSTINFO']._serialized_end=835
   _globals['_STATUSREPLY']._serialized_start=838
-  _globals['_STATUSREPLY']._serialized_end=1179
-  _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_start=1132
-  _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_end=1179
-  _globals['_TYPEROUTE']._serialized_start=1182
-  _globals['_TYPEROUTE']._serialized_end=1323
-  _globals['_RECORDEDREPLY']._serialized_start=1325
-  _globals['_RECORDEDREPLY']._serialized_end=1375
-  _globals['_IDENTITYMEMORY']._serialized_start=1377
-  _globals['_IDENTITYMEMORY']._serialized_end=1485
-  _globals['_PARTITIONMEMORY']._serialized_start=1487
-  _globals['_PARTITIONMEMORY']._serialized_end=1572
-  _globals['_RELEASEREQUEST']._serialized_start=1574
-  _globals['_RELEASEREQUEST']._serialized_end=1659
-  _globals['_RELEASEREPLY']._serialized_start=1662
-  _globals['_RELEASEREPLY']._serialized_end=1948
-  _globals['_RELEASEREPLY_SERVEDSENTRY']._serialized_start=1856
-  _globals['_RELEASEREPLY_SERVEDSENTRY']._serialized_end=1902
-  _globals['_RELEASEREPLY_HELDSENTRY']._serialized_start=1904
-  _globals['_RELEASEREPLY_HELDSENTRY']._serialized_end=1948
-  _globals['_ADOPTREQUEST']._serialized_start=1950
-  _globals['_ADOPTREQUEST']._serialized_end=2046
-  _globals['_ADOPTREPLY']._serialized_start=2048
-  _globals['_ADOPTREPLY']._serialized_end=2160
-  _globals['_ADOPTREPLY_EPOCHSENTRY']._serialized_start=2115
-  _globals['_ADOPTREPLY_EPOCHSENTRY']._serialized_end=2160
-  _globals['_ACTORHOST']._serialized_start=2163
-  _globals['_ACTORHOST']._serialized_end=2401
-  _globals['_HOSTCONTROL']._serialized_start=2404
-  _globals['_HOSTCONTROL']._serialized_end=2545
+  _globals['_STATUSREPLY']._serialized_end=1200
+  _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_start=1153
+  _globals['_STATUSREPLY_COUNTERSENTRY']._serialized_end=1200
+  _globals['_TYPEROUTE']._serialized_start=1203
+  _globals['_TYPEROUTE']._serialized_end=1344
+  _globals['_RECORDEDREPLY']._serialized_start=1346
+  _globals['_RECORDEDREPLY']._serialized_end=1396
+  _globals['_IDENTITYMEMORY']._serialized_start=1398
+  _globals['_IDENTITYMEMORY']._serialized_end=1506
+  _globals['_PARTITIONMEMORY']._serialized_start=1508
+  _globals['_PARTITIONMEMORY']._serialized_end=1593
+  _globals['_RELEASEREQUEST']._serialized_start=1595
+  _globals['_RELEASEREQUEST']._serialized_end=1680
+  _globals['_RELEASEREPLY']._serialized_start=1683
+  _globals['_RELEASEREPLY']._serialized_end=1969
+  _globals['_RELEASEREPLY_SERVEDSENTRY']._serialized_start=1877
+  _globals['_RELEASEREPLY_SERVEDSENTRY']._serialized_end=1923
+  _globals['_RELEASEREPLY_HELDSENTRY']._serialized_start=1925
+  _globals['_RELEASEREPLY_HELDSENTRY']._serialized_end=1969
+  _globals['_ADOPTREQUEST']._serialized_start=1971
+  _globals['_ADOPTREQUEST']._serialized_end=2067
+  _globals['_ADOPTREPLY']._serialized_start=2069
+  _globals['_ADOPTREPLY']._serialized_end=2181
+  _globals['_ADOPTREPLY_EPOCHSENTRY']._serialized_start=2136
+  _globals['_ADOPTREPLY_EPOCHSENTRY']._serialized_end=2181
+  _globals['_ACTORHOST']._serialized_start=2184
+  _globals['_ACTORHOST']._serialized_end=2422
+  _globals['_HOSTCONTROL']._serialized_start=2425
+  _globals['_HOSTCONTROL']._serialized_end=2566
 # @@protoc_insertion_point(module_scope)

@@ -349,12 +349,19 @@ class StatusReply(_message.Message):
     HOSTS_FIELD_NUMBER: _builtins.int
     TYPES_FIELD_NUMBER: _builtins.int
     PARTITIONS_FIELD_NUMBER: _builtins.int
+    TUNNEL_PORT_FIELD_NUMBER: _builtins.int
     host_id: _builtins.str
     node_id: _builtins.str
     live_identities: _builtins.int
     group: _builtins.str
     shard: _builtins.int
     epoch: _builtins.int
+    tunnel_port: _builtins.int
+    """From a gateway: the port of its tunnel (HTTP CONNECT, on the gateway's address), 0 if
+    none. A client that reaches only the gateway opens its connection to a host through
+    it (Proxy-Authorization: Basic "fluentfn:" + hex HMAC-SHA256 of the token, key the
+    token, message "fluentfn-tunnel-v1") and calls the host as if directly.
+    """
     @_builtins.property
     def type_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -391,10 +398,11 @@ class StatusReply(_message.Message):
         hosts: _abc.Iterable[Global___HostInfo] | None = ...,
         types: _abc.Iterable[Global___TypeRoute] | None = ...,
         partitions: _abc.Iterable[_builtins.int] | None = ...,
+        tunnel_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "epoch", b"epoch", "group", b"group", "host_id", b"host_id", "hosts", b"hosts", "live_identities", b"live_identities", "node_id", b"node_id", "partitions", b"partitions", "shard", b"shard", "type_names", b"type_names", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "epoch", b"epoch", "group", b"group", "host_id", b"host_id", "hosts", b"hosts", "live_identities", b"live_identities", "node_id", b"node_id", "partitions", b"partitions", "shard", b"shard", "tunnel_port", b"tunnel_port", "type_names", b"type_names", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
