@@ -67,6 +67,31 @@ def test_mutual_tls_refuses_peers_without_a_client_certificate(tmp_path: Path) -
         io.loop.call_soon_threadsafe(io.loop.stop)
 
 
+def test_a_tunnel_carries_mutual_tls_end_to_end(tmp_path: Path) -> None:
+    """Through a gateway's tunnel the client's TLS session is with the host itself: the
+    host's certificate is checked, the client's presented, the tunnel sees only ciphertext."""
+    from fluentfn.transport._client import PeerPool
+    from fluentfn.transport._tunnel import TunnelServer, through
+
+    cert, key = _certs(tmp_path)
+    mutual = ff.TlsConfig(cert, key, cert, require_client_cert=True)
+    io = IoLoop()
+    tunnel = None
+    try:
+        server, port = io.run(start_server(_Echo(), "tok", "127.0.0.1", mutual))  # type: ignore[arg-type]
+        target = f"127.0.0.1:{port}"
+        tunnel = TunnelServer("tok", {target}.__contains__, "127.0.0.1")
+        pool = PeerPool("tok", mutual)
+        assert io.run(pool.status(through(target, f"127.0.0.1:{tunnel.port}"), 10)).node_id == "tls-test"
+        assert tunnel.counters["tunnels_opened"] == 1
+        io.run(pool.close())
+        io.run(server.stop(0))
+    finally:
+        if tunnel is not None:
+            tunnel.close()
+        io.loop.call_soon_threadsafe(io.loop.stop)
+
+
 def test_server_name_checks_the_certificate_name_instead_of_the_address(tmp_path: Path) -> None:
     """A certificate naming "fluentfn" (no address): dialling 127.0.0.1 works only when the
     configuration says which name to check, as pods with unforeseeable addresses need."""

@@ -250,3 +250,30 @@ def test_a_tunnel_port_that_does_not_answer_is_not_used(cluster: ff.Cluster) -> 
     finally:
         closed.close()
         client.close()
+
+
+def test_a_flood_of_silent_connections_does_not_block_the_tunnel(echo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections that send nothing hold a thread each until their head times out; past
+    ``HANDSHAKES`` of them more are closed at once, and a real request gets through once
+    they are gone."""
+    from fluentfn.transport import _tunnel as module
+
+    monkeypatch.setattr(module, "HANDSHAKES", 4)
+    tunnel = _tunnel({echo}.__contains__)
+    silent = [socket.create_connection(("127.0.0.1", tunnel.port), timeout=30) for _ in range(4)]
+    try:
+        wait_for(lambda: tunnel._handshakes == 4, 30)
+        extra = socket.create_connection(("127.0.0.1", tunnel.port), timeout=30)
+        assert extra.recv(10) == b"", "closed at once: no thread for it"
+        extra.close()
+        assert tunnel.counters["tunnels_refused"] == 1
+        for sock in silent:
+            sock.close()
+        wait_for(lambda: tunnel._handshakes == 0, 30)
+        line, sock = _ask(tunnel.port, _connect(echo))
+        sock.close()
+        assert line == b"HTTP/1.1 200 Connection established"
+    finally:
+        for sock in silent:
+            sock.close()
+        tunnel.close()

@@ -14,7 +14,8 @@ cluster's token. The proof is a digest of the token (HMAC-SHA256), never the tok
 itself, since the CONNECT request travels in the clear even where calls use TLS.
 Anything else is answered with an HTTP error status and closed: 400 for a malformed
 request, 407 without the proof, 403 for an endpoint that is not a host, 502 when the host
-does not answer, 503 when the gateway already carries ``limit`` tunnels.
+does not answer, 503 when the gateway already carries ``limit`` tunnels; beyond
+``HANDSHAKES`` connections that have not yet sent their request, more are closed at once.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ HEAD_LIMIT = 8192  # bytes of a CONNECT request's head, at most
 HEAD_TIMEOUT_S = 5.0  # a connection that has not sent its whole head by then is closed
 DIAL_TIMEOUT_S = 5.0
 LIMIT = 256  # tunnels a gateway carries at once (each is two threads)
+HANDSHAKES = 64  # connections not yet past their request at once (each a thread, for HEAD_TIMEOUT_S at most)
 _CHUNK = 1 << 16
 _REASONS = {
     400: "Bad Request",
@@ -97,6 +99,7 @@ class TunnelServer:
         self._limit = limit
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self._handshakes = 0
         self._closed = False
         self.counters = {"tunnels_opened": 0, "tunnels_refused": 0, "tunnels_open": 0}
         family = socket.AF_INET6 if ":" in bind else socket.AF_INET
@@ -123,6 +126,15 @@ class TunnelServer:
                 conn, _ = self._listener.accept()
             except OSError:
                 return  # closed
+            with self._lock:
+                busy = self._handshakes >= HANDSHAKES
+                if busy:
+                    self.counters["tunnels_refused"] += 1
+                else:
+                    self._handshakes += 1
+            if busy:  # a flood of connections that send nothing: no thread for more of them
+                conn.close()
+                continue
             threading.Thread(target=self._serve, args=(conn,), name="fluentfn-tunnel", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -130,7 +142,11 @@ class TunnelServer:
         upstream = None
         try:
             conn.settimeout(HEAD_TIMEOUT_S)
-            head, rest = _read_head(conn)
+            try:
+                head, rest = _read_head(conn)
+            finally:
+                with self._lock:
+                    self._handshakes -= 1
             if head == b"":  # connected and closed (a client seeing that the port answers)
                 conn.close()
                 return
