@@ -26,8 +26,9 @@ engine, admission, router, codec and gRPC code in one process, without Ray:
   actor-to-actor ping-pong benchmark;
 - ``pipelined``: the driver's call as ``ref.echo.future(100 B)``, all ``count`` of them
   sent before the first answer is awaited (``bench throughput``'s ``fluentfn-pipelined``);
-- ``gateway``: the same call from ``ff.Client(direct=False)`` through a gateway in front of
-  the host (judged against ``driver``: the gateway's hop is the difference);
+- ``gateway``: the same call from ``ff.Client(direct=False, tunnel=False)``, forwarded by a
+  gateway in front of the host (judged against ``driver``: the gateway's hop is the
+  difference; through the gateway's tunnel a call is the direct call's bytes, copied);
 - floors, counted the same way: ``python-activation`` (the activation benchmark's floor
   loop) and ``grpc-aio-stream`` (a raw grpc.aio stream round trip from a calling thread
   through the loop, as a driver call travels).
@@ -320,7 +321,7 @@ def _probe(name: str) -> Callable[[int], None]:
     if name == "gateway":
         import fluentfn as ff
 
-        client = ff.Client(gateway, token=TOKEN, direct=False)
+        client = ff.Client(gateway, token=TOKEN, direct=False, tunnel=False)
         address = echo["k"].address
 
         def through(count: int) -> None:
