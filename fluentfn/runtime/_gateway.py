@@ -115,6 +115,7 @@ class Gateway:
 
 
 _REREAD_S = 0.2  # a tunnel to an endpoint not known as a host: read the hosts again, at most this often
+_READ_TIMEOUT_S = 5.0  # a directory that does not list them by then: the tunnel is refused (503), the call forwarded
 
 
 class _HostEndpoints:
@@ -134,7 +135,7 @@ class _HostEndpoints:
 
         with self._lock:
             if time.monotonic() - self._read_at >= _REREAD_S:
-                self._known = frozenset(ray.get(self._directory.endpoints.remote(), timeout=_config.RESOLVE_TIMEOUT_S))
+                self._known = frozenset(ray.get(self._directory.endpoints.remote(), timeout=_READ_TIMEOUT_S))
                 self._read_at = time.monotonic()
         return endpoint in self._known
 
