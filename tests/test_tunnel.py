@@ -137,7 +137,8 @@ def test_a_full_tunnel_says_so_and_close_ends_every_tunnel(echo: str) -> None:
         assert line == b"HTTP/1.1 200 Connection established"
         tunnel.close()
         third.settimeout(30)
-        assert third.recv(10) == b"", "a closed tunnel ends its connections"
+        while third.recv(4096):  # whatever the host sent first (gRPC's settings), then the end
+            pass
         third.close()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", tunnel.port), timeout=5).close()
