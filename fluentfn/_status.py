@@ -22,7 +22,6 @@ class HostInfo:
     pid: int = 0
     host_id: str = ""
     partitions: tuple[int, ...] = ()
-    tunnel_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)

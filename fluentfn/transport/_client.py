@@ -46,13 +46,19 @@ def rpc_error(exc: aio.AioRpcError | grpc.RpcError, endpoint: str) -> FluentErro
 _CORE_FAILURE = "Internal error from Core"  # gRPC's text for a call its C core failed, not the peer's reply
 
 
+def channel_args(endpoint: str, tls: TlsConfig | None, token: str = "") -> tuple[str, list[tuple[str, Any]]]:
+    """The target and options of a channel to ``endpoint`` (a route): fluentfn's limits,
+    TLS's, and a gateway's tunnel where the route goes through one (``_tunnel.through``)."""
+    target, tunnel = dial(endpoint, token)
+    return target, dial_options() + (tls.channel_options() if tls is not None else []) + tunnel
+
+
 def open_channel(endpoint: str, tls: TlsConfig | None, token: str = "") -> aio.Channel:
-    """An aio channel to ``endpoint`` with fluentfn's limits (through a gateway's tunnel
-    where the route says so: ``_tunnel.through``)."""
-    target, extra = dial(endpoint, token)
+    """An aio channel to ``endpoint`` (``channel_args``)."""
+    target, options = channel_args(endpoint, tls, token)
     if tls is None:
-        return aio.insecure_channel(target, options=dial_options() + extra)
-    return aio.secure_channel(target, tls.channel_credentials(), options=dial_options() + tls.channel_options() + extra)
+        return aio.insecure_channel(target, options=options)
+    return aio.secure_channel(target, tls.channel_credentials(), options=options)
 
 
 ReplyCallback = Callable[[Outcome | None, FluentError | None], None]

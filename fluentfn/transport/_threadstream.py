@@ -35,11 +35,10 @@ from .._config import thread_streams_wanted
 from ..errors import FluentError, NotDelivered, Unavailable, error_for
 from ..wire._gen import actorhost_pb2 as pb
 from ._auth import metadata
-from ._client import _undelivered, no_reply, until_deadline
+from ._client import _undelivered, channel_args, no_reply, until_deadline
 from ._convert import call_to_pb, outcome_from_pb
-from ._server import ACCEPTED, dial_options
+from ._server import ACCEPTED
 from ._tls import TlsConfig
-from ._tunnel import dial
 
 log = logging.getLogger("fluentfn")
 
@@ -259,12 +258,10 @@ class ThreadStreams:
             return stream
 
     def _dial(self, endpoint: str) -> grpc.Channel:
-        target, extra = dial(endpoint, self._token)
+        target, options = channel_args(endpoint, self._tls, self._token)
         if self._tls is None:
-            return grpc.insecure_channel(target, options=dial_options() + extra)
-        return grpc.secure_channel(
-            target, self._tls.channel_credentials(), options=dial_options() + self._tls.channel_options() + extra
-        )
+            return grpc.insecure_channel(target, options=options)
+        return grpc.secure_channel(target, self._tls.channel_credentials(), options=options)
 
     def _watch(self) -> None:
         """Cancel the streams whose call is past its deadline (and the grace)."""
