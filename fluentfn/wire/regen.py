@@ -1,7 +1,8 @@
 """Regenerate the gRPC stubs from ``proto/``: ``python -m fluentfn.wire.regen [--check]``.
 
 ``--check`` exits non-zero when the committed stubs differ from what ``proto/`` gives
-(CI runs it, so stale stubs fail the build).
+(CI runs it, so stale stubs fail the build); the lines that only stamp the generator's
+version are left out of the comparison, so a newer grpcio-tools patch is not a stale stub.
 """
 
 from __future__ import annotations
@@ -46,11 +47,29 @@ def _generate(dest: Path) -> dict[str, str]:
     return files
 
 
+_STAMPS = (  # what names the generator's own version, not proto/: a new grpcio-tools patch changes only these
+    re.compile(r"^GRPC_GENERATED_VERSION = .*$", re.M),
+    re.compile(r"^# Protobuf Python Version: .*$", re.M),
+    re.compile(r"^_runtime_version\.ValidateProtobufRuntimeVersion\(.*?^\)$", re.M | re.S),
+)
+
+
+def _unstamped(text: str) -> str:
+    """``text`` without the generator's version stamps (what ``--check`` compares)."""
+    for stamp in _STAMPS:
+        text = stamp.sub("", text)
+    return text
+
+
 def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         files = _generate(Path(tmp))
     if "--check" in argv:
-        stale = [n for n, t in files.items() if not (_OUT_DIR / n).exists() or (_OUT_DIR / n).read_text() != t]
+        stale = [
+            n
+            for n, t in files.items()
+            if not (_OUT_DIR / n).exists() or _unstamped((_OUT_DIR / n).read_text()) != _unstamped(t)
+        ]
         if stale:
             print(f"stale generated stubs: {', '.join(stale)}; run python -m fluentfn.wire.regen")
             return 1
