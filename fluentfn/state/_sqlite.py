@@ -39,18 +39,42 @@ _INSERT = "INSERT OR IGNORE INTO state (address, version, state) VALUES (?, 1, ?
 _FENCE = "IFNULL((SELECT epoch FROM shards WHERE grp=? AND shard=?), 0) <= ?"
 _UPDATE_FENCED = f"{_UPDATE} AND {_FENCE}"
 _INSERT_FENCED = f"INSERT OR IGNORE INTO state (address, version, state) SELECT ?, 1, ? WHERE {_FENCE}"
+_CLAIM = (
+    "INSERT INTO shards (grp, shard, epoch, owner) VALUES (?, ?, 1, ?)"
+    " ON CONFLICT (grp, shard) DO UPDATE SET epoch = epoch + 1, owner = excluded.owner RETURNING epoch"
+)
+# A claim in one statement (RETURNING: SQLite 3.35) and a hand-over's records in a few
+# (UPDATE ... FROM: 3.33); an older SQLite takes a statement per step, as before.
+_ONE_STATEMENT = sqlite3.sqlite_version_info >= (3, 35, 0)
+# A turn's write, its record and its reply, in one statement: a row inserted into a view
+# (it keeps none) whose trigger writes both, or neither (RAISE rolls the statement back).
+_TURN_VIEW = (
+    "CREATE VIEW IF NOT EXISTS turn_write (address, expected, state, rid, reply, ts, grp, shard, epoch)"
+    " AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0"
+)
+_NOT_WRITTEN = "fluentfn: record not written"
+_TURN_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS turn_write_insert INSTEAD OF INSERT ON turn_write BEGIN
+  UPDATE state SET version = NEW.expected + 1, state = NEW.state WHERE address = NEW.address AND version = NEW.expected
+    AND IFNULL((SELECT epoch FROM shards WHERE grp = NEW.grp AND shard = NEW.shard), 0) <= NEW.epoch;
+  SELECT RAISE(ABORT, '{_NOT_WRITTEN}') WHERE changes() = 0;
+  INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (NEW.address, NEW.rid, NEW.reply, NEW.ts);
+END"""
+_TURN_WRITE = "INSERT INTO turn_write VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_BATCH = 500  # records per statement of a batch (4 variables each; SQLite allows 32,766)
 
 
 class _Transaction:
     """``SqliteStore._write``'s block (a class, not a generator: it runs once per turn
-    that writes)."""
+    that writes). ``begin`` False: no transaction is opened, the block runs one writing
+    statement with ``SqliteStore._execute`` (atomic by itself, autocommitted)."""
 
-    __slots__ = ("_conn", "_nowait", "_queued", "_store", "_urgent")
+    __slots__ = ("_begin", "_conn", "_nowait", "_queued", "_store", "_urgent")
 
-    def __init__(self, store: SqliteStore, nowait: bool, urgent: bool) -> None:
+    def __init__(self, store: SqliteStore, nowait: bool, urgent: bool, begin: bool = True) -> None:
         self._store = store
         self._nowait = nowait
         self._urgent = urgent
+        self._begin = begin
         self._queued = not urgent  # what a move waits for goes before this process's writers
 
     def __enter__(self) -> sqlite3.Connection:
@@ -59,7 +83,8 @@ class _Transaction:
             raise WouldBlock("another thread of this process is writing")
         try:
             self._conn = conn = store._writing_conn()
-            store._begin(conn, nowait=self._nowait, urgent=self._urgent)
+            if self._begin:
+                _execute(conn, "BEGIN IMMEDIATE", (), nowait=self._nowait, urgent=self._urgent)
         except BaseException:
             if self._queued:
                 store._writer.release()
@@ -73,16 +98,56 @@ class _Transaction:
                 if conn.in_transaction:  # (SQLite ends it itself on some errors)
                     conn.execute("ROLLBACK")
                 return
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # the commit failed: nothing of the block is kept
-                    conn.execute("ROLLBACK")
-                raise
+            if self._begin:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # the commit failed: nothing of the block is kept
+                        conn.execute("ROLLBACK")
+                    raise
             self._store._checkpointer.wrote()
         finally:
             if self._queued:
                 self._store._writer.release()
+
+
+def _record(
+    address: str, expected: int, state: bytes, fence: tuple[str, int, int] | None
+) -> tuple[str, tuple[object, ...]]:
+    """The statement of one record's conditional write (version ``expected`` to one
+    more; 0: a new record), fenced when ``fence`` is given."""
+    if fence is None:
+        return (_UPDATE, (expected + 1, state, address, expected)) if expected else (_INSERT, (address, state))
+    if expected:
+        return _UPDATE_FENCED, (expected + 1, state, address, expected, *fence)
+    return _INSERT_FENCED, (address, state, *fence)
+
+
+def _execute(
+    conn: sqlite3.Connection, sql: str, args: Sequence[object], *, nowait: bool, urgent: bool
+) -> sqlite3.Cursor:
+    """``conn.execute(sql, args)`` on a writing connection (no busy timeout) outside a
+    transaction: a statement that takes SQLite's write lock (``BEGIN IMMEDIATE``, or one
+    write autocommitted), tried again while another connection holds the lock (see
+    ``SqliteStore._write``). Refused before it did anything, so trying again is safe —
+    also when its snapshot was not the newest (SQLITE_BUSY_SNAPSHOT)."""
+    deadline = 0.0  # set at the first refusal: most writers get the lock at once
+    tries = 0
+    while True:
+        try:
+            return conn.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+            if nowait:
+                raise WouldBlock(str(exc)) from None
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + _LOCK_WAIT_S
+            elif now > deadline:
+                raise
+        tries += 1
+        time.sleep(_LOCK_POLL_S if urgent else min(_LOCK_POLL_MAX_S, _LOCK_POLL_S * tries))
 
 
 _SCHEMA = """
@@ -126,6 +191,8 @@ class SqliteStore:
             if "expires" not in {row[1] for row in conn.execute("PRAGMA table_info(kv)")}:  # (likewise)
                 conn.execute("ALTER TABLE kv ADD COLUMN expires REAL")
             conn.execute("CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL")
+            conn.execute(_TURN_VIEW)
+            conn.execute(_TURN_TRIGGER)
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (os.urandom(12).hex(),))
             self.store_id = str(conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
             conn.execute("COMMIT")
@@ -161,9 +228,10 @@ class SqliteStore:
             self._local.writing = conn
         return conn
 
-    def _write(self, *, nowait: bool = False, urgent: bool = False) -> _Transaction:
+    def _write(self, *, nowait: bool = False, urgent: bool = False, begin: bool = True) -> _Transaction:
         """This thread's writing connection inside a transaction that holds the write lock;
-        committed at the end, rolled back if the block raises.
+        committed at the end, rolled back if the block raises (``begin`` False: outside a
+        transaction, for one writing statement run with ``_execute``).
 
         SQLite's own busy handler waits for the lock by sleeping 1, 2, 5, ... up to 100 ms
         between tries, so under steady writes a waiter slept through many moments when the
@@ -174,29 +242,14 @@ class SqliteStore:
         for — the claim of a moving partition, its hand-over, a turn still running on a
         draining one: not queued behind this process's writers, every 0.2 ms), for up to
         ``_LOCK_WAIT_S``. ``nowait``:
-        ``WouldBlock`` at once if either lock is held."""
-        return _Transaction(self, nowait, urgent)
+        ``WouldBlock`` at once if either lock is held.
 
-    @staticmethod
-    def _begin(conn: sqlite3.Connection, *, nowait: bool, urgent: bool) -> None:
-        deadline = 0.0  # set at the first refusal: most writers get the lock at once
-        tries = 0
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _locked(exc):
-                    raise
-                if nowait:
-                    raise WouldBlock(str(exc)) from None
-                now = time.monotonic()
-                if not deadline:
-                    deadline = now + _LOCK_WAIT_S
-                elif now > deadline:
-                    raise
-            tries += 1
-            time.sleep(_LOCK_POLL_S if urgent else min(_LOCK_POLL_MAX_S, _LOCK_POLL_S * tries))
+        On a saturated host every statement costs a wait for the GIL (the ``sqlite3``
+        module lets it go around each one), and a transaction holds SQLite's lock, which
+        the other processes wait for, across those waits: timed under the elastic bench's
+        load, a move's hand-over held it for up to 31 ms. So the writes a move waits for
+        take as few statements as SQLite allows (see ``_ONE_STATEMENT``)."""
+        return _Transaction(self, nowait, urgent, begin)
 
     def check(self) -> None:
         try:
@@ -208,6 +261,10 @@ class SqliteStore:
 
     def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
         self.check()  # never claim inside a file that is no longer the store
+        if _ONE_STATEMENT:  # the lock is held for one statement, not across GIL waits
+            with self._write(urgent=True, begin=False) as conn:
+                rows = _execute(conn, _CLAIM, (group, shard, owner), nowait=False, urgent=True).fetchall()
+            return int(rows[0][0])
         with self._write(urgent=True) as conn:
             row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
             epoch = (row[0] if row else 0) + 1
@@ -270,6 +327,24 @@ class SqliteStore:
     ) -> int:
         if nowait and self._sync in ("FULL", "EXTRA"):
             raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
+        if not reminders and parts is not None and not parts:
+            # The record alone (a write-behind, a flush), or with its turn's reply: one
+            # statement, no transaction that holds the lock across GIL waits.
+            if reply is None:
+                with _Transaction(self, nowait, urgent, False) as conn:
+                    cur = _execute(conn, *_record(address, expected, state, fence), nowait=nowait, urgent=urgent)
+                    self._written(conn, cur, address, expected, fence)
+                return expected + 1
+            if expected and fence is not None:
+                args = (address, expected, state, reply[0], reply[1], time.time(), *fence)
+                with _Transaction(self, nowait, urgent, False) as conn:
+                    try:  # (a view's insert counts no rows: only a refusal says it was not written)
+                        _execute(conn, _TURN_WRITE, args, nowait=nowait, urgent=urgent)
+                    except sqlite3.IntegrityError as exc:
+                        if _NOT_WRITTEN not in str(exc):
+                            raise
+                        self._written(conn, None, address, expected, fence)
+                return expected + 1
         with _Transaction(self, nowait, urgent) as conn:  # (``_write``, one call fewer a turn)
             version = self._put(conn, address, expected, state, parts, fence)
             if reply is not None:
@@ -285,8 +360,65 @@ class SqliteStore:
         self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
     ) -> list[int]:
         with self._write(urgent=urgent) as conn:  # one transaction: a raise rolls every record back
-            self._check_fence(conn, fence)
-            return [self._put(conn, w.address, w.expected, w.state, w.parts) for w in writes]
+            if not _ONE_STATEMENT:
+                self._check_fence(conn, fence)
+                return [self._put(conn, w.address, w.expected, w.state, w.parts) for w in writes]
+            plain = [w for w in writes if w.parts is not None and not w.parts]
+            other = [w for w in writes if w.parts is None or w.parts]
+            if other:
+                self._check_fence(conn, fence)
+                for w in other:
+                    self._put(conn, w.address, w.expected, w.state, w.parts)
+            self._put_many(conn, plain, fence)
+        return [w.expected + 1 for w in writes]
+
+    @staticmethod
+    def _put_many(conn: sqlite3.Connection, writes: Sequence[Write], fence: tuple[str, int, int] | None) -> None:
+        """Records with no parts, a statement for each ``_BATCH`` of updates and of
+        inserts (not one per record: each is a GIL wait while the lock is held), fenced by
+        the same statement; VersionConflict (or StaleEpoch) unless every one was written."""
+        fenced = f" AND {_FENCE}" if fence is not None else ""
+        tail = tuple(fence) if fence is not None else ()
+        updates = [w for w in writes if w.expected]
+        inserts = [w for w in writes if not w.expected]
+        for i in range(0, len(updates), _BATCH):
+            chunk = updates[i : i + _BATCH]
+            rows = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+            sql = (
+                f"UPDATE state SET version = v.column3, state = v.column4 FROM (VALUES {rows}) AS v"
+                f" WHERE state.address = v.column1 AND state.version = v.column2{fenced}"
+            )
+            args = [x for w in chunk for x in (w.address, w.expected, w.expected + 1, w.state)]
+            if conn.execute(sql, (*args, *tail)).rowcount != len(chunk):
+                SqliteStore._conflict(conn, chunk, fence)
+        for i in range(0, len(inserts), _BATCH):
+            chunk = inserts[i : i + _BATCH]
+            rows = ", ".join(["(?, ?)"] * len(chunk))
+            where = f" WHERE {_FENCE}" if fence is not None else ""
+            sql = (
+                "INSERT OR IGNORE INTO state (address, version, state)"
+                f" SELECT column1, 1, column2 FROM (VALUES {rows}){where}"
+            )
+            args = [x for w in chunk for x in (w.address, w.state)]
+            if conn.execute(sql, (*args, *tail)).rowcount != len(chunk):
+                SqliteStore._conflict(conn, chunk, fence)
+
+    @staticmethod
+    def _conflict(conn: sqlite3.Connection, writes: Sequence[Write], fence: tuple[str, int, int] | None) -> None:
+        """Raise why a batch was not written whole — StaleEpoch, or the first record whose
+        version is not the one expected, or an address named twice — once the transaction
+        is rolled back (what it read then is as the batch found it)."""
+        conn.execute("ROLLBACK")
+        SqliteStore._check_fence(conn, fence)
+        seen: set[str] = set()
+        for w in writes:
+            row = conn.execute("SELECT version FROM state WHERE address=?", (w.address,)).fetchone()
+            if (row[0] if row else 0) != w.expected:
+                raise VersionConflict(f"{w.address} is at version {row[0] if row else 0}, not {w.expected}")
+            if w.address in seen:
+                raise VersionConflict(f"{w.address} is named twice in one batch")
+            seen.add(w.address)
+        raise VersionConflict(f"{len(writes)} records were not all written")
 
     @staticmethod
     def _check_fence(conn: sqlite3.Connection, fence: tuple[str, int, int] | None) -> None:
@@ -307,19 +439,7 @@ class SqliteStore:
     ) -> int:
         """One record's conditional write, inside a transaction; returns its new version.
         ``fence`` is checked by the same statement (one statement fewer per turn)."""
-        if fence is None:
-            if expected:
-                cur = conn.execute(_UPDATE, (expected + 1, state, address, expected))
-            else:
-                cur = conn.execute(_INSERT, (address, state))
-        elif expected:
-            cur = conn.execute(_UPDATE_FENCED, (expected + 1, state, address, expected, *fence))
-        else:
-            cur = conn.execute(_INSERT_FENCED, (address, state, *fence))
-        if cur.rowcount != 1:
-            SqliteStore._check_fence(conn, fence)  # StaleEpoch if that is why
-            row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
-            raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
+        SqliteStore._written(conn, conn.execute(*_record(address, expected, state, fence)), address, expected, fence)
         if parts is None:
             conn.execute("DELETE FROM parts WHERE address=?", (address,))
         else:
@@ -330,6 +450,21 @@ class SqliteStore:
                     put = "INSERT OR REPLACE INTO parts (address, name, value) VALUES (?, ?, ?)"
                     conn.execute(put, (address, name, value))
         return expected + 1
+
+    @staticmethod
+    def _written(
+        conn: sqlite3.Connection,
+        cur: sqlite3.Cursor | None,
+        address: str,
+        expected: int,
+        fence: tuple[str, int, int] | None,
+    ) -> None:
+        """Raise why a record's statement wrote nothing (``cur`` None, or no row counted):
+        StaleEpoch or VersionConflict."""
+        if cur is None or cur.rowcount != 1:
+            SqliteStore._check_fence(conn, fence)  # StaleEpoch if that is why
+            row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
+            raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         row = (
