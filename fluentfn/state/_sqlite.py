@@ -16,6 +16,7 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from .._config import sqlite_sync
 from ._checkpoint import BOUND_PAGES, Checkpointer
@@ -66,7 +67,7 @@ _BATCH = 500  # records per statement of a batch (4 variables each; SQLite allow
 class _Transaction:
     """``SqliteStore._write``'s block (a class, not a generator: it runs once per turn
     that writes). ``begin`` False: no transaction is opened, the block runs one writing
-    statement with ``SqliteStore._execute`` (atomic by itself, autocommitted)."""
+    statement with ``_execute`` (atomic by itself, autocommitted: ``SqliteStore._write_one``)."""
 
     __slots__ = ("_begin", "_conn", "_nowait", "_queued", "_store", "_urgent")
 
@@ -228,10 +229,9 @@ class SqliteStore:
             self._local.writing = conn
         return conn
 
-    def _write(self, *, nowait: bool = False, urgent: bool = False, begin: bool = True) -> _Transaction:
+    def _write(self, *, nowait: bool = False, urgent: bool = False) -> _Transaction:
         """This thread's writing connection inside a transaction that holds the write lock;
-        committed at the end, rolled back if the block raises (``begin`` False: outside a
-        transaction, for one writing statement run with ``_execute``).
+        committed at the end, rolled back if the block raises.
 
         SQLite's own busy handler waits for the lock by sleeping 1, 2, 5, ... up to 100 ms
         between tries, so under steady writes a waiter slept through many moments when the
@@ -248,8 +248,19 @@ class SqliteStore:
         module lets it go around each one), and a transaction holds SQLite's lock, which
         the other processes wait for, across those waits: timed under the elastic bench's
         load, a move's hand-over held it for up to 31 ms. So the writes a move waits for
-        take as few statements as SQLite allows (see ``_ONE_STATEMENT``)."""
-        return _Transaction(self, nowait, urgent, begin)
+        take as few statements as SQLite allows (``_write_one``, ``_ONE_STATEMENT``)."""
+        return _Transaction(self, nowait, urgent)
+
+    def _write_one(
+        self, sql: str, args: Sequence[object], *, nowait: bool = False, urgent: bool = False
+    ) -> tuple[int, list[Any]]:
+        """One writing statement as its own transaction, run to its end (SQLite's lock is
+        held for that statement alone, not across GIL waits), taking turns and waiting for
+        the lock as ``_write`` does. Returns the rows it changed and the rows it returned."""
+        with _Transaction(self, nowait, urgent, begin=False) as conn:
+            cur = _execute(conn, sql, args, nowait=nowait, urgent=urgent)
+            rows = cur.fetchall()  # (a RETURNING statement commits once it has been read to its end)
+            return cur.rowcount, rows
 
     def check(self) -> None:
         try:
@@ -261,9 +272,8 @@ class SqliteStore:
 
     def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
         self.check()  # never claim inside a file that is no longer the store
-        if _ONE_STATEMENT:  # the lock is held for one statement, not across GIL waits
-            with self._write(urgent=True, begin=False) as conn:
-                rows = _execute(conn, _CLAIM, (group, shard, owner), nowait=False, urgent=True).fetchall()
+        if _ONE_STATEMENT:
+            _, rows = self._write_one(_CLAIM, (group, shard, owner), urgent=True)
             return int(rows[0][0])
         with self._write(urgent=True) as conn:
             row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
@@ -331,19 +341,18 @@ class SqliteStore:
             # The record alone (a write-behind, a flush), or with its turn's reply: one
             # statement, no transaction that holds the lock across GIL waits.
             if reply is None:
-                with _Transaction(self, nowait, urgent, False) as conn:
-                    cur = _execute(conn, *_record(address, expected, state, fence), nowait=nowait, urgent=urgent)
-                    self._written(conn, cur, address, expected, fence)
+                changed, _ = self._write_one(*_record(address, expected, state, fence), nowait=nowait, urgent=urgent)
+                if changed != 1:
+                    self._refused(self._writing_conn(), address, expected, fence)
                 return expected + 1
             if expected and fence is not None:
                 args = (address, expected, state, reply[0], reply[1], time.time(), *fence)
-                with _Transaction(self, nowait, urgent, False) as conn:
-                    try:  # (a view's insert counts no rows: only a refusal says it was not written)
-                        _execute(conn, _TURN_WRITE, args, nowait=nowait, urgent=urgent)
-                    except sqlite3.IntegrityError as exc:
-                        if _NOT_WRITTEN not in str(exc):
-                            raise
-                        self._written(conn, None, address, expected, fence)
+                try:  # (a view's insert counts no rows: only a refusal says it was not written)
+                    self._write_one(_TURN_WRITE, args, nowait=nowait, urgent=urgent)
+                except sqlite3.IntegrityError as exc:
+                    if _NOT_WRITTEN not in str(exc):
+                        raise
+                    self._refused(self._writing_conn(), address, expected, fence)
                 return expected + 1
         with _Transaction(self, nowait, urgent) as conn:  # (``_write``, one call fewer a turn)
             version = self._put(conn, address, expected, state, parts, fence)
@@ -404,7 +413,7 @@ class SqliteStore:
                 SqliteStore._conflict(conn, chunk, fence)
 
     @staticmethod
-    def _conflict(conn: sqlite3.Connection, writes: Sequence[Write], fence: tuple[str, int, int] | None) -> None:
+    def _conflict(conn: sqlite3.Connection, writes: Sequence[Write], fence: tuple[str, int, int] | None) -> NoReturn:
         """Raise why a batch was not written whole — StaleEpoch, or the first record whose
         version is not the one expected, or an address named twice — once the transaction
         is rolled back (what it read then is as the batch found it)."""
@@ -439,7 +448,8 @@ class SqliteStore:
     ) -> int:
         """One record's conditional write, inside a transaction; returns its new version.
         ``fence`` is checked by the same statement (one statement fewer per turn)."""
-        SqliteStore._written(conn, conn.execute(*_record(address, expected, state, fence)), address, expected, fence)
+        if conn.execute(*_record(address, expected, state, fence)).rowcount != 1:
+            SqliteStore._refused(conn, address, expected, fence)
         if parts is None:
             conn.execute("DELETE FROM parts WHERE address=?", (address,))
         else:
@@ -452,19 +462,11 @@ class SqliteStore:
         return expected + 1
 
     @staticmethod
-    def _written(
-        conn: sqlite3.Connection,
-        cur: sqlite3.Cursor | None,
-        address: str,
-        expected: int,
-        fence: tuple[str, int, int] | None,
-    ) -> None:
-        """Raise why a record's statement wrote nothing (``cur`` None, or no row counted):
-        StaleEpoch or VersionConflict."""
-        if cur is None or cur.rowcount != 1:
-            SqliteStore._check_fence(conn, fence)  # StaleEpoch if that is why
-            row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
-            raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
+    def _refused(conn: sqlite3.Connection, address: str, expected: int, fence: tuple[str, int, int] | None) -> NoReturn:
+        """Raise why a record's conditional write wrote nothing: StaleEpoch or VersionConflict."""
+        SqliteStore._check_fence(conn, fence)  # StaleEpoch if that is why
+        row = conn.execute("SELECT version FROM state WHERE address=?", (address,)).fetchone()
+        raise VersionConflict(f"{address} is at version {row[0] if row else 0}, not {expected}")
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         row = (
