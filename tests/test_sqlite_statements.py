@@ -7,6 +7,7 @@ SQLite file."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = open_store(f"sqlite:///{tmp_path}/state.db")
     assert isinstance(s, SqliteStore)
-    return s
+    yield s
+    s.close()
 
 
 def statements(store: SqliteStore) -> list[str]:
