@@ -66,3 +66,38 @@ def test_the_emulated_store_counts_objects_items_and_request_units(tmp_path: Pat
     assert (counters["record_writes"], counters["record_write_units"]) == (1, 3)  # 2,500 B: 3 write units
     assert (counters["record_reads"], counters["record_read_units"]) == (1, 1)  # one 4 KB read unit
     assert counters["storage_writes"] == 3 and counters["storage_reads"] == 2
+
+
+def test_a_stores_writes_are_counted_alike_on_every_path(tmp_path: Path) -> None:
+    """A turn's write on a host's loop (``nowait``) is counted once written, as a blocking
+    one is before; parts and the reply count as bytes written; an emulated store refuses
+    ``nowait`` (its delay would block the loop) and counts nothing for it."""
+    from fluentfn._stats import new_counters
+    from fluentfn.state import open_store
+    from fluentfn.state._emulated import MeteredStore
+    from fluentfn.state._store import VersionConflict, WouldBlock
+
+    counters = new_counters()
+    inner = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    store = MeteredStore(inner, counters)
+    inner.claim_shard("g", 0)
+    store.save("T/a", expected=0, state=b"s" * 100, fence=("g", 0, 1), parts={})
+    store.save("T/a", expected=1, state=b"s" * 1000, fence=("g", 0, 1), reply=("r1", b"x" * 100), parts={}, nowait=True)
+    record = inner.load("T/a")
+    assert record is not None and (record.version, record.state) == (2, b"s" * 1000)
+    store.save("T/p", expected=0, state=b"", fence=("g", 0, 1), parts={"big": b"p" * 3000}, nowait=True)
+    assert counters["storage_writes"] == 3 and counters["record_writes"] == 3
+    assert counters["storage_bytes_written"] == 100 + 1100 + 3000
+    assert counters["record_write_units"] == 1 + 2 + 3  # 100 B, 1,100 B, 3,000 B
+    with pytest.raises(VersionConflict):  # a refused write is not counted
+        store.save("T/a", expected=1, state=b"old", fence=("g", 0, 1), reply=("r2", b""), parts={}, nowait=True)
+    assert counters["storage_writes"] == 3
+
+    emulated = MeteredStore(inner, counters, latency_ms=1.0)
+    with pytest.raises(WouldBlock):
+        emulated.save("T/a", expected=2, state=b"e", fence=("g", 0, 1), parts={}, nowait=True)
+    record = inner.load("T/a")
+    assert counters["storage_writes"] == 3 and record is not None and record.version == 2
+    emulated.save("T/a", expected=2, state=b"e", fence=("g", 0, 1), parts={})
+    assert counters["storage_writes"] == 4 and counters["record_write_units"] == 7
+    inner.close()

@@ -197,7 +197,7 @@ class Persistence:
         # Remembered first (a retry arriving meanwhile is answered, not run again), and
         # forgotten if the write fails: a retry then asks the store, which has the reply
         # exactly when the write happened.
-        self.remember(act, request_id, reply, hold=False)  # the write records it in the store
+        act.keep(request_id, reply)  # (``remember``, not held: the write records it in the store)
         try:
             self._write(act, snapshot, (request_id, reply), scheduled, nowait=nowait)
         except BaseException:

@@ -341,25 +341,31 @@ class TurnRunner:
         """The durability point of a turn that ran on the loop (in a worker thread; or, with
         ``nowait``, on the loop if the store takes the write at once: None if it did not,
         nothing written)."""
-        if nowait and snapshot is None:
-            return None
+        if snapshot is None:
+            if nowait:
+                return None
 
-        def write() -> None:
-            if snapshot is None:
+            def write() -> None:
                 if not definition.options.persist.writes_before_reply:
                     self.persistence.remember(act, call.request_id, record_for(call, reply))
                 self.persistence.add_reminders(scheduled)
-            else:
-                self.persistence.write_turn(
-                    act, snapshot, call.request_id, record_for(call, reply), scheduled, nowait=nowait
-                )
 
+            try:
+                self._durably(definition, act, call, times, write)
+            except BaseException as exc:
+                return _ended(times, self._error_reply(act, call, exc))
+            return _ended(times, reply)
+        t0 = time.perf_counter()  # (``_durably``, written out: most turns that write come here)
         try:
-            self._durably(definition, act, call, times, write)
+            self.persistence.write_turn(
+                act, snapshot, call.request_id, record_for(call, reply), scheduled, nowait=nowait
+            )
         except WouldBlock:
-            return None
+            return None  # nothing was written: the caller writes again, blocking
         except BaseException as exc:
-            return _ended(times, self._error_reply(act, call, exc))
+            return _ended(times, self._error_reply(act, call, self._undone(definition, act, call, exc)))
+        if times is not None:
+            times.mark("write", t0, time.perf_counter())
         return _ended(times, reply)
 
     async def run_async(self, req: Request, act: Activation, ctx: Context) -> Outcome:
@@ -563,15 +569,22 @@ class TurnRunner:
             return out
         except WouldBlock:
             raise  # nothing was written: the caller writes again, blocking
-        except FluentError:
-            self.rollback(definition, act)
-            raise
-        except Exception as exc:  # the store failed: memory is ahead of it
-            self.rollback(definition, act)
-            raise Unavailable(
-                f"{act.address}.{call.method}: state store failed ({type(exc).__name__}: {exc}); "
-                "the call did not take effect"
-            ) from None
+        except Exception as exc:
+            raise self._undone(definition, act, call, exc) from None
+
+    def _undone(self, definition: ActorDef, act: Activation, call: Call, exc: BaseException) -> BaseException:
+        """A turn's write failed with ``exc``: the turn is rolled back, and this is the one
+        clear error its caller gets (the store's failure as Unavailable; a BaseException
+        that is not an Exception, as it is, with nothing rolled back)."""
+        if not isinstance(exc, Exception):
+            return exc
+        self.rollback(definition, act)
+        if isinstance(exc, FluentError):
+            return exc
+        return Unavailable(
+            f"{act.address}.{call.method}: state store failed ({type(exc).__name__}: {exc}); "
+            "the call did not take effect"
+        )
 
     def rollback(self, definition: ActorDef, act: Activation) -> None:
         """Undo a turn that cannot take effect: forget memory, so the identity comes back
