@@ -140,16 +140,26 @@ def test_a_hand_over_is_a_statement_per_batch_and_all_or_nothing(store: SqliteSt
     updates = [Write(f"T/{i}", 1, encode_state({"n": 10 * i}), {}) for i in range(20)]
     mixed = [*updates, Write("T/new", 0, encode_state({"n": 5}), {})]
     assert store.save_many(mixed, fence=fence) == [2] * 20 + [1]
-    assert len(seen) == 4, [s[:40] for s in seen]  # BEGIN, the updates, the insert, COMMIT
-    assert n_of(store, "T/19") == (2, 190)
+    assert len(seen) == 1, [s[:40] for s in seen]  # the updates and the insert: one statement, no BEGIN
+    assert n_of(store, "T/19") == (2, 190) and n_of(store, "T/new") == (1, 5)
+    # 21 records take the statement of 32 (its text prepared once), the rest rows that write nothing.
+    assert seen[0].count("(") == 32
+    assert store._writing_conn().execute("SELECT COUNT(*) FROM state").fetchone() == (n + 1,)
+    seen.clear()
+    again = [Write(f"T/{i}", 2, encode_state({"n": i}), {}) for i in range(17)]
+    assert store.save_many(again, fence=fence) == [3] * 17 and seen[0].count("(") == 32
+    assert n_of(store, "T/16") == (3, 16) and n_of(store, "T/17") == (2, 170)
+    assert store.save_many([], fence=fence) == []
+    assert store.save_many([Write("T/free", 0, encode_state({"n": 1}), {})], fence=None) == [1]  # (no fence)
+    assert n_of(store, "T/free") == (1, 1)
 
     before = {a: n_of(store, a) for a in ("T/0", "T/1", "T/new", "T/big")}
     # One record behind (the last of a batch), an insert of a record that exists, an
     # address named twice: nothing of the batch is written.
     for bad, match in (
-        ([Write("T/0", 2, encode_state({"n": -1}), {}), Write("T/1", 1, encode_state({"n": -1}), {})], "T/1"),
-        ([Write("T/0", 2, encode_state({"n": -1}), {}), Write("T/new", 0, encode_state({"n": -1}), {})], "T/new"),
-        ([Write("T/0", 2, encode_state({"n": -1}), {}), Write("T/0", 2, encode_state({"n": -2}), {})], "twice"),
+        ([Write("T/0", 3, encode_state({"n": -1}), {}), Write("T/1", 2, encode_state({"n": -1}), {})], "T/1"),
+        ([Write("T/0", 3, encode_state({"n": -1}), {}), Write("T/new", 0, encode_state({"n": -1}), {})], "T/new"),
+        ([Write("T/0", 3, encode_state({"n": -1}), {}), Write("T/0", 3, encode_state({"n": -2}), {})], "twice"),
     ):
         with pytest.raises(VersionConflict, match=match):
             store.save_many(bad, fence=fence)
@@ -158,8 +168,8 @@ def test_a_hand_over_is_a_statement_per_batch_and_all_or_nothing(store: SqliteSt
     # A record with a part goes in the same transaction, its part with it.
     inline = compose([("n", encode_value(7))])
     big = encode_value(b"x" * 100_000)
-    both = [Write("T/big", 0, inline, {"big": big}), Write("T/0", 2, encode_state({"n": 1}), {})]
-    assert store.save_many(both, fence=fence) == [1, 3]
+    both = [Write("T/big", 0, inline, {"big": big}), Write("T/0", 3, encode_state({"n": 1}), {})]
+    assert store.save_many(both, fence=fence) == [1, 4]
     record = store.load("T/big")
     assert record is not None and decode_state(record.state) == {"n": 7, "big": b"x" * 100_000}
 
@@ -168,6 +178,6 @@ def test_a_hand_over_is_a_statement_per_batch_and_all_or_nothing(store: SqliteSt
     before = {a: n_of(store, a) for a in ("T/0", "T/1")}
     with pytest.raises(StaleEpoch):
         store.save_many(
-            [Write("T/0", 3, encode_state({"n": 0}), {}), Write("T/1", 2, encode_state({"n": 0}), {})], fence=fence
+            [Write("T/0", 4, encode_state({"n": 0}), {}), Write("T/1", 3, encode_state({"n": 0}), {})], fence=fence
         )
     assert {a: n_of(store, a) for a in before} == before

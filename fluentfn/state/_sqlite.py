@@ -61,7 +61,34 @@ _TURN_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS turn_write_insert INSTEAD OF IN
   INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (NEW.address, NEW.rid, NEW.reply, NEW.ts);
 END"""
 _TURN_WRITE = "INSERT INTO turn_write VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_BATCH = 500  # records per statement of a batch (4 variables each; SQLite allows 32,766)
+# A batch's records (a hand-over), up to ``_BATCH`` in one statement: rows inserted into a
+# view whose trigger writes each (an update, or a new record: ``expected`` 0), fenced, or
+# refuses the whole statement. Rows whose address is NULL pad a batch to a size already
+# prepared: each new statement text costs a prepare, and every call into SQLite is a wait
+# for the GIL on a saturated host.
+_BATCH_VIEW = (
+    "CREATE VIEW IF NOT EXISTS batch_write (address, expected, state, grp, shard, epoch)"
+    " AS SELECT NULL, NULL, NULL, NULL, NULL, NULL WHERE 0"
+)
+_NEW_FENCED = (
+    "(NEW.grp IS NULL OR IFNULL((SELECT epoch FROM shards WHERE grp = NEW.grp AND shard = NEW.shard), 0) <= NEW.epoch)"
+)
+_BATCH_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS batch_write_insert INSTEAD OF INSERT ON batch_write
+WHEN NEW.address IS NOT NULL BEGIN
+  UPDATE state SET version = NEW.expected + 1, state = NEW.state
+    WHERE NEW.expected > 0 AND address = NEW.address AND version = NEW.expected AND {_NEW_FENCED};
+  SELECT RAISE(ABORT, '{_NOT_WRITTEN}') WHERE NEW.expected > 0 AND changes() = 0;
+  INSERT OR IGNORE INTO state (address, version, state) SELECT NEW.address, 1, NEW.state
+    WHERE NEW.expected = 0 AND {_NEW_FENCED};
+  SELECT RAISE(ABORT, '{_NOT_WRITTEN}') WHERE NEW.expected = 0 AND changes() = 0;
+END"""
+_BATCH = 512  # records per statement of a batch (6 variables each; SQLite allows 32,766)
+
+
+def _batch_sql(size: int) -> str:
+    """The statement that writes ``size`` records (a power of two: a few texts, each
+    prepared once per connection and then taken from its statement cache)."""
+    return "INSERT INTO batch_write VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * size)
 
 
 class _Transaction:
@@ -190,6 +217,8 @@ class SqliteStore:
             conn.execute("CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL")
             conn.execute(_TURN_VIEW)
             conn.execute(_TURN_TRIGGER)
+            conn.execute(_BATCH_VIEW)
+            conn.execute(_BATCH_TRIGGER)
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (os.urandom(12).hex(),))
             self.store_id = str(conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
             conn.execute("COMMIT")
@@ -379,56 +408,57 @@ class SqliteStore:
     def save_many(
         self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
     ) -> list[int]:
-        with self._write(urgent=urgent) as conn:  # one transaction: a raise rolls every record back
-            if not _ONE_STATEMENT:
+        if not _ONE_STATEMENT:
+            with self._write(urgent=urgent) as conn:  # one transaction: a raise rolls every record back
                 self._check_fence(conn, fence)
                 return [self._put(conn, w.address, w.expected, w.state, w.parts) for w in writes]
-            plain = [w for w in writes if w.parts is not None and not w.parts]
+        if not writes:
+            return []
+        plain = [w for w in writes if w.parts is not None and not w.parts]
+        if len(plain) == len(writes) and len(writes) <= _BATCH:  # (most hand-overs) one statement, no BEGIN
+            sql, args = self._batch(writes, fence)
+            try:
+                self._write_one(sql, args, urgent=urgent)
+            except sqlite3.IntegrityError as exc:
+                if _NOT_WRITTEN not in str(exc):
+                    raise
+                self._conflict(self._writing_conn(), writes, fence)
+            return [w.expected + 1 for w in writes]
+        with self._write(urgent=urgent) as conn:  # one transaction: a raise rolls every record back
             other = [w for w in writes if w.parts is None or w.parts]
             if other:
                 self._check_fence(conn, fence)
                 for w in other:
                     self._put(conn, w.address, w.expected, w.state, w.parts)
-            self._put_many(conn, plain, fence)
+            for i in range(0, len(plain), _BATCH):
+                chunk = plain[i : i + _BATCH]
+                try:
+                    conn.execute(*self._batch(chunk, fence))
+                except sqlite3.IntegrityError as exc:
+                    if _NOT_WRITTEN not in str(exc):
+                        raise
+                    self._conflict(conn, chunk, fence)
         return [w.expected + 1 for w in writes]
 
     @staticmethod
-    def _put_many(conn: sqlite3.Connection, writes: Sequence[Write], fence: tuple[str, int, int] | None) -> None:
-        """Records with no parts, a statement for each ``_BATCH`` of updates and of
-        inserts (not one per record: each is a GIL wait while the lock is held), fenced by
-        the same statement; VersionConflict (or StaleEpoch) unless every one was written."""
-        fenced = f" AND {_FENCE}" if fence is not None else ""
-        tail = tuple(fence) if fence is not None else ()
-        updates = [w for w in writes if w.expected]
-        inserts = [w for w in writes if not w.expected]
-        for i in range(0, len(updates), _BATCH):
-            chunk = updates[i : i + _BATCH]
-            rows = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-            sql = (
-                f"UPDATE state SET version = v.column3, state = v.column4 FROM (VALUES {rows}) AS v"
-                f" WHERE state.address = v.column1 AND state.version = v.column2{fenced}"
-            )
-            args = [x for w in chunk for x in (w.address, w.expected, w.expected + 1, w.state)]
-            if conn.execute(sql, (*args, *tail)).rowcount != len(chunk):
-                SqliteStore._conflict(conn, chunk, fence)
-        for i in range(0, len(inserts), _BATCH):
-            chunk = inserts[i : i + _BATCH]
-            rows = ", ".join(["(?, ?)"] * len(chunk))
-            where = f" WHERE {_FENCE}" if fence is not None else ""
-            sql = (
-                "INSERT OR IGNORE INTO state (address, version, state)"
-                f" SELECT column1, 1, column2 FROM (VALUES {rows}){where}"
-            )
-            args = [x for w in chunk for x in (w.address, w.state)]
-            if conn.execute(sql, (*args, *tail)).rowcount != len(chunk):
-                SqliteStore._conflict(conn, chunk, fence)
+    def _batch(writes: Sequence[Write], fence: tuple[str, int, int] | None) -> tuple[str, list[object]]:
+        """The statement (``_BATCH_TRIGGER``) that writes ``writes`` (at most ``_BATCH``, no
+        parts), all or none, fenced; padded with rows that write nothing."""
+        size = 1 << (len(writes) - 1).bit_length()
+        group, shard, epoch = fence if fence is not None else (None, None, None)
+        args: list[object] = []
+        for w in writes:
+            args += (w.address, w.expected, w.state, group, shard, epoch)
+        args += [None] * (6 * (size - len(writes)))
+        return _batch_sql(size), args
 
     @staticmethod
     def _conflict(conn: sqlite3.Connection, writes: Sequence[Write], fence: tuple[str, int, int] | None) -> NoReturn:
-        """Raise why a batch was not written whole — StaleEpoch, or the first record whose
-        version is not the one expected, or an address named twice — once the transaction
-        is rolled back (what it read then is as the batch found it)."""
-        conn.execute("ROLLBACK")
+        """Raise why a batch was not written — StaleEpoch, or the first record whose
+        version is not the one expected, or an address named twice — once its transaction,
+        if it had one, is rolled back (what it reads then is as the batch found it)."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         SqliteStore._check_fence(conn, fence)
         seen: set[str] = set()
         for w in writes:
