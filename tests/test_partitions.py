@@ -300,3 +300,120 @@ def test_a_turn_that_outlives_the_drain_loses_no_acknowledged_change(io: IoLoop,
     runner.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], ff.CallTimeout), outcome
     assert call(io, b, d, key, "add", 0) in (5, 6)  # the late turn's own effect is indeterminate
+
+
+class Plain:
+    """A type with no ``on_deactivate``: its hand-over may run on the host's loop."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+
+def plain(persist: str) -> ActorDef:
+    at = ff.actor(name=f"PP{persist}", persist=persist, partitions=PARTS, max_hosts=2)(Plain)
+    return ActorDef(Plain, at.options)
+
+
+class Polled:
+    """A store that counts the reminders' polls that ended: a poll under way when the
+    partition moves (a worker's read, its connection new) may hold SQLite's lock for a
+    moment, and a hand-over on the loop then goes to a thread, as it should."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.polls = 0
+
+    def due_reminders(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.inner.due_reminders(*args, **kwargs)
+        finally:
+            self.polls += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def spy_hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, bool, bool]]:
+    """Each hand-over tried: (with ``nowait``, on the loop's thread, whether it was done)."""
+    from fluentfn.host._upkeep import Upkeep
+
+    seen: list[tuple[bool, bool, bool]] = []
+    real = Upkeep.hand_over
+
+    def hand_over(self: Upkeep, *, nowait: bool = False) -> Any:
+        out = real(self, nowait=nowait)
+        seen.append((nowait, threading.get_ident() == self._engine.loop_thread, out is not None))
+        return out
+
+    monkeypatch.setattr(Upkeep, "hand_over", hand_over)
+    return seen
+
+
+@pytest.mark.parametrize("persist", ["call", "interval", "never"])
+def test_a_hand_over_that_can_be_done_at_once_is_done_on_the_loop(
+    io: IoLoop, store: Store, persist: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hook, no turn running, a store that takes the write at once: no thread hop (each
+    is a wait for a core and the GIL on a saturated host), and the state moves as before."""
+    seen = spy_hand_overs(monkeypatch)
+    d = plain(persist)
+    polled = Polled(store)
+    a, b = host(io, polled, d, "a"), host(io, store, d, "b")  # type: ignore[arg-type]
+    for p in range(PARTS):
+        a.adopt(p, store.claim_shard(d.options.group, p))
+    key = key_in(2)
+    assert call(io, a, d, key, "add", 5) == 5
+    wait_for(lambda: polled.polls >= 1, timeout=30)  # (the next one is 2 s away)
+    move(io, store, d, a, b, 2)
+    assert seen == [(True, True, True)]  # tried on the loop, done there: no thread
+    assert call(io, b, d, key, "add", 1) == 6
+    if persist != "never":
+        record = store.load(f"{d.name}/{key}")
+        assert record is not None and record.version >= 1
+
+
+def test_a_hand_over_goes_to_a_thread_for_a_hook_or_a_store_that_would_wait(
+    io: IoLoop, store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """An ``on_deactivate`` hook (user code) and a store that cannot take the write at once
+    (another process holds SQLite's write lock) send it to a thread, which waits for the
+    store: nothing done twice, nothing lost."""
+    import sqlite3
+
+    seen = spy_hand_overs(monkeypatch)
+    hooked = definition("interval")  # Tally has on_deactivate
+    a, b = host(io, store, hooked, "a"), host(io, store, hooked, "b")
+    for p in range(PARTS):
+        a.adopt(p, store.claim_shard(hooked.options.group, p))
+    key = key_in(1)
+    assert call(io, a, hooked, key, "add", 5) == 5
+    move(io, store, hooked, a, b, 1)
+    assert seen == [(True, True, False), (False, False, True)]  # declined on the loop, done by a thread
+    assert call(io, b, hooked, key, "add", 1) == 1006  # the hook ran once
+
+    seen.clear()
+    d = plain("interval")
+    polled = Polled(store)
+    c, e = host(io, polled, d, "c"), host(io, store, d, "e")  # type: ignore[arg-type]
+    for p in range(PARTS):
+        c.adopt(p, store.claim_shard(d.options.group, p))
+    key = key_in(3)
+    assert call(io, c, d, key, "add", 7) == 7
+    wait_for(lambda: polled.polls >= 1, timeout=30)
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    releasing = io.submit(c.release(3, grace_s=30.0))
+    wait_for(lambda: len(seen) == 1, timeout=10)
+    assert seen == [(True, True, False)] and not releasing.done()  # the thread waits for the lock
+    other.execute("ROLLBACK")
+    handoff = releasing.result(timeout=30).memory
+    e.adopt(3, store.claim_shard(d.options.group, 3), handoff)
+    assert seen == [(True, True, False), (False, False, True)]
+    record = store.load(f"{d.name}/{key}")
+    assert record is not None and record.version == 1  # written once, by the thread
+    assert call(io, e, d, key, "add", 1) == 8
+    other.close()

@@ -216,25 +216,36 @@ class Persistence:
             if due is not None:
                 self._write(act, due)
 
-    def flush_many(self, items: Sequence[tuple[ActorDef, Activation]]) -> None:
+    def flush_many(self, items: Sequence[tuple[ActorDef, Activation]], *, nowait: bool = False) -> None:
         """Write the changed identities of ``items`` in one store transaction (a partition's
         hand-over): all of them, or none (the store's error is raised; Redirect if the
-        partition moved on). InvalidRequest if one of them cannot be stored."""
+        partition moved on). InvalidRequest if one of them cannot be stored. ``nowait``
+        (on a host's event loop): WouldBlock, nothing written, unless the store takes it at
+        once and it is small (``INLINE_MAX`` in all)."""
         if self.store is None:
             return
         due: list[tuple[Activation, Change]] = []
         for definition, act in items:
             if definition.options.persist.memory_only or act.instance is None:
                 continue
-            with self._locks[hash(act.address) % len(self._locks)]:
+            lock = self._locks[hash(act.address) % len(self._locks)]
+            if not lock.acquire(blocking=not nowait):
+                raise WouldBlock("an identity's write lock is held")
+            try:
                 found = change(act.instance, act.address, act.snapshot)
+            finally:
+                lock.release()
             if found is not None:
                 due.append((act, found))
         if not due:
             return
+        if nowait and sum(c.size for _, c in due) > INLINE_MAX:
+            raise WouldBlock("a large hand-over: written by a thread")
         writes = [Write(act.address, act.version, c.inline, c.parts) for act, c in due]
         try:
-            versions = self.store.save_many(writes, fence=(self.group, self.shard, self.epoch), urgent=True)
+            versions = self.store.save_many(
+                writes, fence=(self.group, self.shard, self.epoch), urgent=True, nowait=nowait
+            )
         except StaleEpoch as exc:
             self.fenced = True
             raise Redirect(f"partition {self.group}/{self.shard}: {exc}") from None

@@ -132,11 +132,24 @@ class MeteredStore:
             self._delay(latency, nbytes)
 
     def save_many(
-        self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
+        self,
+        writes: Sequence[Write],
+        *,
+        fence: tuple[str, int, int] | None,
+        urgent: bool = False,
+        nowait: bool = False,
     ) -> list[int]:
-        for w in writes:  # each record is a write, counted (and priced) as one
-            self._wrote(len(w.state) + sum(len(v) for v in (w.parts or {}).values() if v is not None))
-        return self.inner.save_many(writes, fence=fence, urgent=urgent)
+        if nowait and self._emulated:
+            raise WouldBlock("the emulated store delays every write")
+        sizes = [len(w.state) + sum(len(v) for v in (w.parts or {}).values() if v is not None) for w in writes]
+        if not nowait:
+            for nbytes in sizes:  # each record is a write, counted (and priced) as one
+                self._wrote(nbytes)
+        versions = self.inner.save_many(writes, fence=fence, urgent=urgent, nowait=nowait)
+        if nowait:
+            for nbytes in sizes:  # counted once they happened (a WouldBlock is tried again)
+                self._wrote(nbytes)
+        return versions
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
         value = self.inner.get_reply(address, request_id)

@@ -248,8 +248,15 @@ class RedisStore:
         return args
 
     def save_many(
-        self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
+        self,
+        writes: Sequence[Write],
+        *,
+        fence: tuple[str, int, int] | None,
+        urgent: bool = False,
+        nowait: bool = False,
     ) -> list[int]:
+        if nowait:
+            raise WouldBlock("a Redis write is a network round trip")
         if not writes:
             return []
         epoch = fence[2] if fence else 0

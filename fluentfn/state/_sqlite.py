@@ -233,8 +233,11 @@ class SqliteStore:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
             # Before WAL: only a file that has no page yet takes it (the checkpointer gives
-            # deletes' pages back; an older file keeps them, as before).
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            # deletes' pages back; an older file keeps them, as before). Asked only of such a
+            # file: on one in use, the pragma refused other connections' writes meanwhile
+            # (SQLITE_BUSY to a writer that does not wait, such as a hand-over on a loop).
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._sync}")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -406,10 +409,17 @@ class SqliteStore:
         return version
 
     def save_many(
-        self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
+        self,
+        writes: Sequence[Write],
+        *,
+        fence: tuple[str, int, int] | None,
+        urgent: bool = False,
+        nowait: bool = False,
     ) -> list[int]:
+        if nowait and self._sync in ("FULL", "EXTRA"):
+            raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
         if not _ONE_STATEMENT:
-            with self._write(urgent=urgent) as conn:  # one transaction: a raise rolls every record back
+            with self._write(nowait=nowait, urgent=urgent) as conn:  # one transaction: a raise rolls every record back
                 self._check_fence(conn, fence)
                 return [self._put(conn, w.address, w.expected, w.state, w.parts) for w in writes]
         if not writes:
@@ -418,13 +428,13 @@ class SqliteStore:
         if len(plain) == len(writes) and len(writes) <= _BATCH:  # (most hand-overs) one statement, no BEGIN
             sql, args = self._batch(writes, fence)
             try:
-                self._write_one(sql, args, urgent=urgent)
+                self._write_one(sql, args, nowait=nowait, urgent=urgent)
             except sqlite3.IntegrityError as exc:
                 if _NOT_WRITTEN not in str(exc):
                     raise
                 self._conflict(self._writing_conn(), writes, fence)
             return [w.expected + 1 for w in writes]
-        with self._write(urgent=urgent) as conn:  # one transaction: a raise rolls every record back
+        with self._write(nowait=nowait, urgent=urgent) as conn:  # one transaction: a raise rolls every record back
             other = [w for w in writes if w.parts is None or w.parts]
             if other:
                 self._check_fence(conn, fence)

@@ -134,12 +134,17 @@ class Store(Protocol):
         ...
 
     def save_many(
-        self, writes: Sequence[Write], *, fence: tuple[str, int, int] | None, urgent: bool = False
+        self,
+        writes: Sequence[Write],
+        *,
+        fence: tuple[str, int, int] | None,
+        urgent: bool = False,
+        nowait: bool = False,
     ) -> list[int]:
         """Write every record of ``writes`` as ``save`` would (no replies, no reminders)
         in one atomic step: all of them, or none (VersionConflict or StaleEpoch, nothing
-        written). A partition's hand-over writes its identities so (``urgent``, as in
-        ``save``). Returns the new versions, in order."""
+        written). A partition's hand-over writes its identities so (``urgent`` and
+        ``nowait``, as in ``save``). Returns the new versions, in order."""
         ...
 
     def get_reply(self, address: str, request_id: str) -> bytes | None:
