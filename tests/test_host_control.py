@@ -39,10 +39,13 @@ class Served:
     def __init__(self, io: IoLoop, store: Store, d: ActorDef, name: str, *, started: bool = True) -> None:
         self.parts = host(io, store, d, name)
 
-        def adopt(partitions: list[int], handoffs: dict[int, Handoff]) -> dict[int, int]:
+        self.adopted: list[tuple[bool, bool]] = []  # each adopt: (nowait, on the loop's thread)
+
+        def adopt(partitions: list[int], handoffs: dict[int, Handoff], *, nowait: bool = False) -> dict[int, int]:
+            self.adopted.append((nowait, threading.get_ident() == io.thread.ident))
             epochs = {}
             for p in partitions:
-                epochs[p] = store.claim_shard(d.options.group, p)
+                epochs[p] = store.claim_shard(d.options.group, p, nowait=nowait)
                 self.parts.adopt(p, epochs[p], handoffs.get(p))
             return epochs
 
@@ -89,9 +92,34 @@ def test_a_partition_moves_over_grpc_with_its_state_and_replies(
         assert memory[f"{d.name}/{key}"].state
     epochs = io.run(control.adopt(b.endpoint, b.who, {p: memory}, 30.0))
     assert epochs == {p: store.shard_epoch(d.options.group, p)}
+    assert b.adopted == [(True, True)]  # claimed on the host's loop: the store took it at once
     assert call(io, b.parts, d, key, "add", 1) == 1006  # on_deactivate ran once, on the move
     with pytest.raises(FluentError):
         call(io, a.parts, d, key, "add", 1)  # the old host serves it no more
+    io.run(a.server.stop(None))
+    io.run(b.server.stop(None))
+
+
+def test_an_adopt_whose_claim_would_wait_is_claimed_once_by_a_thread(
+    io: IoLoop, store: Store, control: ControlClient, tmp_path: Any
+) -> None:
+    """Another writer holds SQLite's lock: the loop's claim gives way at once (nothing
+    claimed) and the adopt thread waits for the lock; the epoch goes up by one."""
+    import sqlite3
+
+    d = definition("call")
+    a, b = start(io, store, d, "a", "b")
+    released = io.run(control.release(a.endpoint, a.who, [3], 5.0, 30.0))
+    before = store.shard_epoch(d.options.group, 3)
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    pending = io.submit(control.adopt(b.endpoint, b.who, {3: released[3].memory}, 30.0))
+    wait_for(lambda: len(b.adopted) == 2, timeout=30)
+    assert b.adopted == [(True, True), (False, False)] and not pending.done()  # the thread waits
+    other.execute("ROLLBACK")
+    assert pending.result(30) == {3: before + 1} == {3: store.shard_epoch(d.options.group, 3)}
+    assert call(io, b.parts, d, key_in(3), "add", 2) == 2
+    other.close()
     io.run(a.server.stop(None))
     io.run(b.server.stop(None))
 
@@ -169,11 +197,13 @@ def test_a_partition_whose_move_fails_at_both_hosts_is_served_again(
     for served in (a, b):
         claim = served.moves._adopt
 
-        def flaky(partitions: list[int], handoffs: dict[int, Handoff], claim: Any = claim) -> dict[int, int]:
+        def flaky(
+            partitions: list[int], handoffs: dict[int, Handoff], claim: Any = claim, *, nowait: bool = False
+        ) -> dict[int, int]:
             if not accepting.is_set():
                 refused[0] += 1
                 raise Unavailable("the store refused the claim")
-            result: dict[int, int] = claim(partitions, handoffs)
+            result: dict[int, int] = claim(partitions, handoffs, nowait=nowait)
             return result
 
         served.moves._adopt = flaky

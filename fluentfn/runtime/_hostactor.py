@@ -150,14 +150,18 @@ class ShardHost:
         """A tell accepted here whose partition moved away: this host's router sends it on."""
         self._io.loop.call_soon_threadsafe(self.runtime.forward_soon, call, lambda _: None)
 
-    def adopt(self, partitions: list[int], handoffs: dict[int, Handoff]) -> dict[int, int]:
+    def adopt(self, partitions: list[int], handoffs: dict[int, Handoff], *, nowait: bool = False) -> dict[int, int]:
         """Serve ``partitions``: claim each one's next epoch in the store (the previous
         owner can no longer write) and start serving. Returns the epochs. (At the start;
-        the directory's moves come over gRPC: ``_moves.MoveService``.)"""
+        the directory's moves come over gRPC: ``_moves.MoveService``.) ``nowait`` (a
+        move's one partition, on the host's event loop): WouldBlock, nothing claimed,
+        unless the store takes the claim at once; the partition's engine then starts at
+        once (a moved partition's callers are waiting for it), which also fires its
+        reminders, rather than after a read of whether it has any."""
         epochs: dict[int, int] = {}
         for p in partitions:
-            epoch = self._store.claim_shard(self._group, p, self._cluster_id)
-            pending = has_reminders(self._store, self._group, p)
+            epoch = self._store.claim_shard(self._group, p, self._cluster_id, nowait=nowait)
+            pending = nowait or has_reminders(self._store, self._group, p)
             self.parts.adopt(p, epoch, handoffs.get(p), start=pending)
             epochs[p] = epoch
         return epochs

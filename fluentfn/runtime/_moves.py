@@ -1,22 +1,31 @@
 """A host's side of live moves (HostControl over its gRPC server): release drains
 partitions on the host's loop and writes their hand-over, adopt claims their next epochs,
-each on a thread of its own, so a move never queues behind the turns on the host's
-workers."""
+each on the loop where the store takes it at once, else on a thread of its own, so a
+move never queues behind the turns on the host's workers."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from ..errors import InvalidRequest, WrongPeer
 from ..host._activations import Handoff, Released
 from ..host._partitions import PartitionSet
+from ..state._store import WouldBlock
 from ..transport._control import Who
 
 _MAX_GRACE_S = 3600.0
-Adopt = Callable[[list[int], dict[int, Handoff]], dict[int, int]]
+
+
+class Adopt(Protocol):
+    """Claims ``partitions`` in the store (blocking; ``nowait``: WouldBlock, nothing
+    claimed, unless the store takes it at once), then serves them; returns the epochs."""
+
+    def __call__(
+        self, partitions: list[int], handoffs: dict[int, Handoff], *, nowait: bool = False
+    ) -> dict[int, int]: ...
 
 
 class MoveService:
@@ -57,6 +66,11 @@ class MoveService:
         partitions = list(handoffs)
         self._check(who, partitions)
         await self._started.wait()
+        if len(partitions) == 1:  # (most moves) here on the loop if the store takes the claim at once
+            try:
+                return self._adopt(partitions, handoffs, nowait=True)
+            except WouldBlock:
+                pass  # nothing claimed: the thread claims it, waiting for the store
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._adopt, partitions, handoffs)
 

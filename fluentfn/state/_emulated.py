@@ -174,8 +174,8 @@ class MeteredStore:
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
-    def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
-        return self.inner.claim_shard(group, shard, owner)
+    def claim_shard(self, group: str, shard: int, owner: str = "", *, nowait: bool = False) -> int:
+        return self.inner.claim_shard(group, shard, owner, nowait=nowait)
 
     def shard_owner(self, group: str, shard: int) -> tuple[int, str]:
         return self.inner.shard_owner(group, shard)

@@ -159,7 +159,9 @@ class RedisStore:
         if found is None or found.decode() != self.store_id:
             raise StoreLost(f"{self.url}: the Redis store was flushed or now points at another server")
 
-    def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
+    def claim_shard(self, group: str, shard: int, owner: str = "", *, nowait: bool = False) -> int:
+        if nowait:
+            raise WouldBlock("a Redis claim is a network round trip")
         self.check()
         keys = [self._k("epoch", group, shard), self._k("owner", group, shard)]
         return int(self._call(self._claim, keys=keys, args=[owner]))

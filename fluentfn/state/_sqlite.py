@@ -313,12 +313,12 @@ class SqliteStore:
         if (st.st_dev, st.st_ino) != self._file:
             raise StoreLost(f"{self.url}: the database file was replaced by another one")
 
-    def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
+    def claim_shard(self, group: str, shard: int, owner: str = "", *, nowait: bool = False) -> int:
         self.check()  # never claim inside a file that is no longer the store
         if _ONE_STATEMENT:
-            _, rows = self._write_one(_CLAIM, (group, shard, owner), urgent=True)
+            _, rows = self._write_one(_CLAIM, (group, shard, owner), nowait=nowait, urgent=True)
             return int(rows[0][0])
-        with self._write(urgent=True) as conn:
+        with self._write(nowait=nowait, urgent=True) as conn:
             row = conn.execute("SELECT epoch FROM shards WHERE grp=? AND shard=?", (group, shard)).fetchone()
             epoch = (row[0] if row else 0) + 1
             conn.execute(

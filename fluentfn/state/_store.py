@@ -75,9 +75,10 @@ class Store(Protocol):
 
     url: str
 
-    def claim_shard(self, group: str, shard: int, owner: str = "") -> int:
+    def claim_shard(self, group: str, shard: int, owner: str = "", *, nowait: bool = False) -> int:
         """Take ownership of a shard for cluster ``owner``: returns a new epoch, higher
-        than any before."""
+        than any before. ``nowait``: WouldBlock, nothing claimed, unless the store takes
+        the claim at once (a host's event loop tries it so before a thread hop)."""
         ...
 
     def shard_epoch(self, group: str, shard: int) -> int: ...
