@@ -31,7 +31,9 @@ PARTS = 4
 HELD = [False]  # the held turn may end
 
 
-class Tally:
+class Plain:
+    """A type with no ``on_deactivate``: its hand-over may run on the host's loop."""
+
     def __init__(self) -> None:
         self.n = 0
 
@@ -39,6 +41,8 @@ class Tally:
         self.n += k
         return self.n
 
+
+class Tally(Plain):
     def slow(self, seconds: float) -> int:
         time.sleep(seconds)
         self.n += 1
@@ -300,17 +304,6 @@ def test_a_turn_that_outlives_the_drain_loses_no_acknowledged_change(io: IoLoop,
     runner.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], ff.CallTimeout), outcome
     assert call(io, b, d, key, "add", 0) in (5, 6)  # the late turn's own effect is indeterminate
-
-
-class Plain:
-    """A type with no ``on_deactivate``: its hand-over may run on the host's loop."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self, k: int) -> int:
-        self.n += k
-        return self.n
 
 
 def plain(persist: str) -> ActorDef:

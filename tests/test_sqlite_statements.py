@@ -181,3 +181,28 @@ def test_a_hand_over_is_a_statement_per_batch_and_all_or_nothing(store: SqliteSt
             [Write("T/0", 4, encode_state({"n": 0}), {}), Write("T/1", 3, encode_state({"n": 0}), {})], fence=fence
         )
     assert {a: n_of(store, a) for a in before} == before
+
+
+def test_a_write_that_must_not_wait_is_refused_where_every_commit_waits_for_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``synchronous=FULL``: a turn's write, a hand-over and a claim that must not wait (a
+    host's event loop) are refused with nothing written; the same writes that may wait
+    are done."""
+    monkeypatch.setenv("FLUENTFN_SQLITE_SYNC", "FULL")
+    s = open_store(f"sqlite:///{tmp_path}/state.db")
+    assert isinstance(s, SqliteStore)
+    try:
+        with pytest.raises(WouldBlock):
+            s.claim_shard("G", 0, nowait=True)
+        assert s.shard_epoch("G", 0) == 0
+        fence = ("G", 0, s.claim_shard("G", 0))
+        with pytest.raises(WouldBlock):
+            s.save("T/a", expected=0, state=encode_state({"n": 1}), fence=fence, parts={}, nowait=True)
+        with pytest.raises(WouldBlock):
+            s.save_many([Write("T/a", 0, encode_state({"n": 1}), {})], fence=fence, nowait=True)
+        assert s.load("T/a") is None
+        assert s.save_many([Write("T/a", 0, encode_state({"n": 1}), {})], fence=fence) == [1]
+        assert n_of(s, "T/a") == (1, 1)
+    finally:
+        s.close()

@@ -213,9 +213,9 @@ class Upkeep:
         it does nothing and returns None unless it can be done at once: no type of the
         partition has an ``on_deactivate`` hook (user code runs in a thread), it has at
         most ``LOOP_HAND_OVER_MAX`` live identities, none in a turn, and the store takes
-        the write at once (``flush_many``). A thread hop
-        and the hop back cost two waits for a core and the GIL on a saturated host, up
-        to 12 ms each, where the hand-over itself took 1-5 ms.
+        the write at once (``flush_many``). A thread hop and the hop back cost two waits
+        for a core and the GIL on a saturated host, up to 12 ms each, where the hand-over
+        itself took 1-5 ms.
 
         An identity whose turn outlived the drain: under ``persist="call"`` it is left
         alone (its write is fenced off, its caller retries at the next owner with the same

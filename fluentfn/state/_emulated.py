@@ -81,7 +81,10 @@ class MeteredStore:
         self._count("read", nbytes, record)
 
     def _wrote(self, nbytes: int, record: bool = True) -> None:
-        self._count("write", nbytes, record)
+        if record:
+            self._record_written(nbytes)
+        else:
+            self._count("write", nbytes, False)
 
     def load(self, address: str) -> Record | None:
         record = self.inner.load(address)
@@ -117,7 +120,9 @@ class MeteredStore:
         return version
 
     def _record_written(self, nbytes: int) -> None:
-        """``_count("write", nbytes, True)`` in fewer steps: a turn's write is one."""
+        """A record's write, counted (and delayed, if emulated): ``_count("write", nbytes,
+        True)`` in fewer steps, as a turn's write is one. ``_wrote`` and ``save`` count
+        every record's write here."""
         c = self.counters
         c["storage_writes"] += 1
         c["storage_bytes_written"] += nbytes
@@ -141,7 +146,7 @@ class MeteredStore:
     ) -> list[int]:
         if nowait and self._emulated:
             raise WouldBlock("the emulated store delays every write")
-        sizes = [len(w.state) + sum(len(v) for v in (w.parts or {}).values() if v is not None) for w in writes]
+        sizes = [len(w.state) + _extra(w.parts, ()) for w in writes]
         if not nowait:
             for nbytes in sizes:  # each record is a write, counted (and priced) as one
                 self._wrote(nbytes)

@@ -54,9 +54,11 @@ _TURN_VIEW = (
     " AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0"
 )
 _NOT_WRITTEN = "fluentfn: record not written"
+_NEW_FENCE = "IFNULL((SELECT epoch FROM shards WHERE grp = NEW.grp AND shard = NEW.shard), 0) <= NEW.epoch"
+"""``_FENCE`` inside a trigger, for the row inserted into its view."""
 _TURN_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS turn_write_insert INSTEAD OF INSERT ON turn_write BEGIN
   UPDATE state SET version = NEW.expected + 1, state = NEW.state WHERE address = NEW.address AND version = NEW.expected
-    AND IFNULL((SELECT epoch FROM shards WHERE grp = NEW.grp AND shard = NEW.shard), 0) <= NEW.epoch;
+    AND {_NEW_FENCE};
   SELECT RAISE(ABORT, '{_NOT_WRITTEN}') WHERE changes() = 0;
   INSERT OR REPLACE INTO replies (address, rid, reply, ts) VALUES (NEW.address, NEW.rid, NEW.reply, NEW.ts);
 END"""
@@ -70,9 +72,7 @@ _BATCH_VIEW = (
     "CREATE VIEW IF NOT EXISTS batch_write (address, expected, state, grp, shard, epoch)"
     " AS SELECT NULL, NULL, NULL, NULL, NULL, NULL WHERE 0"
 )
-_NEW_FENCED = (
-    "(NEW.grp IS NULL OR IFNULL((SELECT epoch FROM shards WHERE grp = NEW.grp AND shard = NEW.shard), 0) <= NEW.epoch)"
-)
+_NEW_FENCED = f"(NEW.grp IS NULL OR {_NEW_FENCE})"  # (a batch may be written unfenced)
 _BATCH_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS batch_write_insert INSTEAD OF INSERT ON batch_write
 WHEN NEW.address IS NOT NULL BEGIN
   UPDATE state SET version = NEW.expected + 1, state = NEW.state
@@ -101,12 +101,10 @@ class _Transaction:
         self._store = store
         self._nowait = nowait
         self._urgent = urgent
-        self._queued = not urgent  # what a move waits for goes before this process's writers
 
     def __enter__(self) -> sqlite3.Connection:
         store = self._store
-        if self._queued and not store._writer.acquire(blocking=not self._nowait):
-            raise WouldBlock("another thread of this process is writing")
+        self._queued = store._take_turn(self._nowait, self._urgent)
         try:
             self._conn = conn = store._writing_conn()
             _execute(conn, "BEGIN IMMEDIATE", (), nowait=self._nowait, urgent=self._urgent)
@@ -202,6 +200,7 @@ class SqliteStore:
         self._local = threading.local()
         self._writer = threading.Lock()  # this process's writers take turns (see _write)
         self._sync = sqlite_sync()
+        self._commit_waits = self._sync in ("FULL", "EXTRA")  # every commit waits for the disk
         self._checkpointer = Checkpointer(path)
         weakref.finalize(self, self._checkpointer.stop)  # a store dropped unclosed keeps no thread
         conn = self._conn()
@@ -279,6 +278,20 @@ class SqliteStore:
         take as few statements as SQLite allows (``_write_one``, ``_ONE_STATEMENT``)."""
         return _Transaction(self, nowait, urgent)
 
+    def _take_turn(self, nowait: bool, urgent: bool) -> bool:
+        """A write's start (``_Transaction``, ``_write_one``): this process's writers take
+        turns, except what a move waits for (``urgent``), which goes first. ``nowait``:
+        WouldBlock, nothing done, if the write would wait — for another thread of this
+        process, or for the disk at every commit (``synchronous=FULL``). Returns whether
+        it took a turn (to give back when the write ends)."""
+        if nowait and self._commit_waits:
+            raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
+        if urgent:
+            return False
+        if not self._writer.acquire(not nowait):
+            raise WouldBlock("another thread of this process is writing")
+        return True
+
     def _write_one(
         self, sql: str, args: Sequence[object], *, nowait: bool = False, urgent: bool = False
     ) -> tuple[int, list[Any]]:
@@ -287,9 +300,7 @@ class SqliteStore:
         the lock as ``_write`` does. Returns the rows it changed and the rows it returned.
         (Written out rather than a ``_Transaction`` with no BEGIN: a turn's write is one of
         these, and each frame less is a few hundred ns on a host's cold caches.)"""
-        queued = not urgent  # (as in ``_Transaction``)
-        if queued and not self._writer.acquire(not nowait):
-            raise WouldBlock("another thread of this process is writing")
+        queued = self._take_turn(nowait, urgent)
         try:
             conn = self._writing_conn()
             try:
@@ -378,8 +389,6 @@ class SqliteStore:
         nowait: bool = False,
         urgent: bool = False,
     ) -> int:
-        if nowait and self._sync in ("FULL", "EXTRA"):
-            raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
         if not reminders and parts is not None and not parts:
             # A turn's record and reply, or the record alone (a write-behind, a flush): one
             # statement, no transaction that holds the lock across GIL waits.
@@ -416,8 +425,6 @@ class SqliteStore:
         urgent: bool = False,
         nowait: bool = False,
     ) -> list[int]:
-        if nowait and self._sync in ("FULL", "EXTRA"):
-            raise WouldBlock(f"every commit waits for the disk (synchronous={self._sync})")
         if not _ONE_STATEMENT:
             with self._write(nowait=nowait, urgent=urgent) as conn:  # one transaction: a raise rolls every record back
                 self._check_fence(conn, fence)
